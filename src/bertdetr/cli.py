@@ -1,0 +1,46 @@
+"""The ``bertdetr`` command: ``bertdetr bert ...``, ``bertdetr detr ...`` and ``bertdetr demo``.
+
+Command-line options are turned into typed configs and plain arguments here (and in each
+system's ``cli`` module) only; library functions never read flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bertdetr import __version__
+from bertdetr.errors import BertDetrError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bertdetr.bert import cli as bert_cli
+    from bertdetr import demo
+
+    parser = argparse.ArgumentParser(
+        prog="bertdetr",
+        description="BERT pretraining (Google's release) and DETR detection (MMDetection), in PyTorch.",
+    )
+    parser.add_argument("--version", action="version", version=f"bertdetr {__version__}")
+    systems = parser.add_subparsers(dest="system", metavar="{bert,demo}", required=True)
+    bert = systems.add_parser("bert", help="BERT: vocab, pretraining data, model")
+    bert_cli.add_subcommands(bert.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    demo.add_parser(systems)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BertDetrError as e:
+        print(f"bertdetr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bertdetr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DETR: object detection as MMDetection structures it."""

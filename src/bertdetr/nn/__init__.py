@@ -1,0 +1,1 @@
+"""Transformer building blocks shared by the BERT and DETR models."""
