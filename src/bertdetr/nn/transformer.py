@@ -1,0 +1,177 @@
+"""Post-norm transformer blocks shared by BERT (Google's ``modeling.py``) and DETR (mmdet).
+
+Both systems use the original "Attention is all you need" post-norm layer: sublayer, dropout,
+residual add, LayerNorm. They differ only in details that are arguments here:
+
+- BERT adds no positional term inside attention (positions are in the embeddings); DETR adds
+  positional encodings to queries and keys, never to values.
+- BERT's feed-forward has no dropout after its activation (Google's ``modeling.py``); mmcv's
+  ``FFN`` used by mmdet's DETR has one (``ffn_drop`` after the ReLU and after the second FC).
+
+Dimension letters: B batch, F from (query) length, T to (key/value) length, D model width,
+N heads, H head size (D = N * H), I feed-forward width.
+
+The q/k/v projections are one fused ``in_proj_weight`` [3D, D] as in ``torch.nn.MultiheadAttention``
+(and so in mmdet and official DETR checkpoints); BERT checkpoints' separate query/key/value
+matrices are concatenated on load. Self-attention without positions is then one matmul.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over N heads with fused input projections.
+
+    ``forward(query [B,F,D], key [B,T,D] | None, value [B,T,D] | None, attn_mask) -> [B,F,D]``.
+    ``key=None`` means self-attention on ``query``; ``value=None`` means ``value = key``.
+    ``attn_mask``: additive float mask broadcastable to [B,N,F,T] (0 keep, large negative drop) or
+    a bool mask with True = attend (``scaled_dot_product_attention``'s convention), or None.
+    The output is the attention context after the output projection, before any dropout/residual.
+    """
+
+    def __init__(self, dim: int, num_heads: int, attn_dropout: float = 0.0):
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.attn_dropout = attn_dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # as torch.nn.MultiheadAttention
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # [B,N,L,H]
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        D = self.dim
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if key is None and value is None:
+            q, k, v = F.linear(query, w, b).split(D, dim=-1)
+        elif value is None or value is key:
+            q = F.linear(query, w[:D], b[:D])
+            k, v = F.linear(key, w[D:], b[D:]).split(D, dim=-1)
+        elif key is None or key is query:
+            q, k = F.linear(query, w[: 2 * D], b[: 2 * D]).split(D, dim=-1)
+            v = F.linear(value, w[2 * D :], b[2 * D :])
+        else:
+            q = F.linear(query, w[:D], b[:D])
+            k = F.linear(key, w[D : 2 * D], b[D : 2 * D])
+            v = F.linear(value, w[2 * D :], b[2 * D :])
+        ctx = F.scaled_dot_product_attention(
+            self._heads(q),
+            self._heads(k),
+            self._heads(v),
+            attn_mask=attn_mask,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )  # [B,N,F,H]
+        B, _, L, _ = ctx.shape
+        return self.out_proj(ctx.transpose(1, 2).reshape(B, L, D))
+
+
+class FeedForward(nn.Module):
+    """``Linear(D, I) -> activation -> Dropout(activation_dropout) -> Linear(I, D)``: [B,L,D] -> [B,L,D]."""
+
+    def __init__(self, dim: int, hidden_dim: int, activation: nn.Module, activation_dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.activation = activation
+        self.dropout = nn.Dropout(activation_dropout)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(self.activation(self.fc1(x))))
+
+
+class PostNormEncoderLayer(nn.Module):
+    """Self-attention and feed-forward, each followed by dropout, residual add and LayerNorm.
+
+    ``forward(x [B,L,D], pos [B,L,D] | None, attn_mask) -> [B,L,D]``. ``pos`` is added to the
+    attention's queries and keys only (DETR); BERT passes ``pos=None``.
+    """
+
+    def __init__(self, attn: MultiHeadAttention, ffn: FeedForward, dropout: float = 0.0, eps: float = 1e-5):
+        super().__init__()
+        dim = attn.dim
+        self.self_attn = attn
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.ffn = ffn
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None):
+        if pos is None:
+            a = self.self_attn(x, attn_mask=attn_mask)
+        else:
+            qk = x + pos
+            a = self.self_attn(qk, qk, x, attn_mask=attn_mask)
+        x = self.norm1(x + self.dropout(a))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class PostNormDecoderLayer(nn.Module):
+    """DETR's decoder layer: self-attention, cross-attention, feed-forward, each post-norm.
+
+    ``forward(tgt [B,Q,D], memory [B,T,D], query_pos [B,Q,D], memory_pos [B,T,D],
+    memory_mask) -> [B,Q,D]``. ``query_pos`` is added to self-attention queries/keys and to
+    cross-attention queries; ``memory_pos`` to cross-attention keys; values get no position.
+    """
+
+    def __init__(
+        self,
+        self_attn: MultiHeadAttention,
+        cross_attn: MultiHeadAttention,
+        ffn: FeedForward,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        dim = self_attn.dim
+        self.self_attn = self_attn
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.cross_attn = cross_attn
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.ffn = ffn
+        self.norm3 = nn.LayerNorm(dim, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        query_pos: torch.Tensor | None = None,
+        memory_pos: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        q = tgt if query_pos is None else tgt + query_pos
+        x = self.norm1(tgt + self.dropout(self.self_attn(q, q, tgt)))
+        q = x if query_pos is None else x + query_pos
+        k = memory if memory_pos is None else memory + memory_pos
+        x = self.norm2(x + self.dropout(self.cross_attn(q, k, memory, attn_mask=memory_mask)))
+        return self.norm3(x + self.dropout(self.ffn(x)))
+
+
+def key_padding_to_additive_mask(key_padding_mask: torch.Tensor, dtype: torch.dtype, neg: float) -> torch.Tensor:
+    """[B,T] bool (True = padding, mmdet/DETR convention) -> additive [B,1,1,T] mask (``neg`` at padding).
+
+    Google's BERT adds -10000.0 at masked keys; DETR's nn.MultiheadAttention uses -inf. Either way
+    a row with one kept key gives the same softmax to float precision.
+    """
+    return torch.zeros(key_padding_mask.shape, dtype=dtype, device=key_padding_mask.device).masked_fill(
+        key_padding_mask, neg
+    )[:, None, None, :]
+
