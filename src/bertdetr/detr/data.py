@@ -1,0 +1,286 @@
+"""COCO-format detection data for DETR: annotation index, robust image loading, dataset, batching.
+
+A dataset is an annotation json in COCO's format (``images``, ``annotations``, ``categories``) and
+a folder of images. Category ids (COCO's are 1..90 with gaps) are mapped to contiguous labels
+0..C-1 in ascending id order; the mapping travels with the checkpoint, so ``num_classes`` is read
+from the dataset instead of set by hand.
+
+Cleaning, each counted in ``CocoIndex.stats`` and reported:
+- crowd annotations (``iscrowd=1``) are dropped, as official DETR and mmdet do for training;
+- boxes partly outside their image are clipped to it;
+- boxes with no area (zero or negative width/height, before or after clipping) are dropped;
+- an annotation naming an image or category that does not exist is an error (a broken file).
+
+Batch contract (B images, M_i boxes in image i, H/W the padded size):
+``images`` float32 [B,3,H,W] normalised and zero-padded at the bottom/right, ``masks`` bool [B,H,W]
+True at padding (mmdet's and DETR's convention), ``targets`` list of B dicts with ``boxes`` [M_i,4]
+pixel xyxy in the resized image, ``labels`` [M_i], ``size`` (h, w) of the resized image before
+padding, ``orig_size`` (h, w) as stored, ``image_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bertdetr.errors import BertDetrError
+
+
+class ImageLoadError(BertDetrError):
+    """An image file that is missing or cannot be decoded."""
+
+
+@dataclass
+class CocoIndex:
+    """A parsed, cleaned COCO annotation file."""
+
+    image_dir: str
+    """Folder the images' ``file_name`` are relative to."""
+    images: list[dict]
+    """Per image: ``id``, ``file_name``, ``width``, ``height``, ``boxes`` (float32 [M,4] xyxy), ``labels``."""
+    category_ids: list[int]
+    """COCO category id of each contiguous label (label i is ``category_ids[i]``)."""
+    class_names: list[str]
+    """Name of each contiguous label."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """Counts of what cleaning did: ``crowd_dropped``, ``empty_dropped``, ``clipped``, ``boxes``."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.category_ids)
+
+    def summary(self) -> str:
+        s = self.stats
+        return (f"{len(self.images)} images, {s['boxes']} boxes, {self.num_classes} classes; "
+                f"dropped {s['crowd_dropped']} crowd and {s['empty_dropped']} zero-area boxes, "
+                f"clipped {s['clipped']} boxes to their image")
+
+
+def _require(obj: dict, key: str, where: str):
+    if key not in obj:
+        raise BertDetrError(f"{where} has no '{key}' field")
+    return obj[key]
+
+
+def load_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike) -> CocoIndex:
+    """Reads and cleans a COCO annotation file; raises ``BertDetrError`` on a broken file."""
+    ann_file = os.fspath(ann_file)
+    if not os.path.isfile(ann_file):
+        raise BertDetrError(f"annotation file not found: {ann_file}")
+    if not os.path.isdir(image_dir):
+        raise BertDetrError(f"image folder not found: {image_dir}")
+    try:
+        with open(ann_file, "rb") as f:
+            coco = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BertDetrError(f"{ann_file} is not valid JSON: {e}") from None
+    if not isinstance(coco, dict):
+        raise BertDetrError(f"{ann_file}: expected a JSON object with images/annotations/categories")
+    raw_images = _require(coco, "images", ann_file)
+    raw_anns = coco.get("annotations", [])
+    raw_cats = _require(coco, "categories", ann_file)
+    if not raw_images:
+        raise BertDetrError(f"{ann_file} has no images: an empty dataset cannot be trained or evaluated")
+    if not raw_cats:
+        raise BertDetrError(f"{ann_file} has no categories")
+
+    cats = sorted(raw_cats, key=lambda c: _require(c, "id", "a category"))
+    category_ids = [int(c["id"]) for c in cats]
+    if len(set(category_ids)) != len(category_ids):
+        raise BertDetrError(f"{ann_file} has duplicate category ids")
+    label_of = {cid: i for i, cid in enumerate(category_ids)}
+    class_names = [str(c.get("name", c["id"])) for c in cats]
+
+    images: dict[int, dict] = {}
+    for im in raw_images:
+        image_id = _require(im, "id", "an image entry")
+        if image_id in images:
+            raise BertDetrError(f"{ann_file} has duplicate image id {image_id}")
+        images[image_id] = {
+            "id": image_id,
+            "file_name": _require(im, "file_name", f"image {image_id}"),
+            "width": int(_require(im, "width", f"image {image_id}")),
+            "height": int(_require(im, "height", f"image {image_id}")),
+            "boxes": [],
+            "labels": [],
+        }
+
+    stats = {"crowd_dropped": 0, "empty_dropped": 0, "clipped": 0, "boxes": 0}
+    for ann in raw_anns:
+        ann_id = ann.get("id", "?")
+        image = images.get(ann.get("image_id"))
+        if image is None:
+            raise BertDetrError(f"annotation {ann_id} refers to image id {ann.get('image_id')!r}, "
+                                f"which is not in {ann_file}")
+        if ann.get("category_id") not in label_of:
+            raise BertDetrError(f"annotation {ann_id} has category id {ann.get('category_id')!r}, "
+                                f"which is not among the categories of {ann_file}")
+        if ann.get("iscrowd", 0):
+            stats["crowd_dropped"] += 1
+            continue
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            raise BertDetrError(f"annotation {ann_id} has bbox {bbox!r}; expected [x, y, width, height]")
+        x, y, w, h = (float(v) for v in bbox)
+        if not (w > 0 and h > 0):
+            stats["empty_dropped"] += 1
+            continue
+        x1, y1 = max(x, 0.0), max(y, 0.0)
+        x2, y2 = min(x + w, float(image["width"])), min(y + h, float(image["height"]))
+        if x2 <= x1 or y2 <= y1:
+            stats["empty_dropped"] += 1
+            continue
+        if (x1, y1, x2, y2) != (x, y, x + w, y + h):
+            stats["clipped"] += 1
+        image["boxes"].append((x1, y1, x2, y2))
+        image["labels"].append(label_of[ann["category_id"]])
+        stats["boxes"] += 1
+
+    out = []
+    for image in images.values():
+        image["boxes"] = np.asarray(image["boxes"], dtype=np.float32).reshape(-1, 4)
+        image["labels"] = np.asarray(image["labels"], dtype=np.int64)
+        out.append(image)
+    return CocoIndex(os.fspath(image_dir), out, category_ids, class_names, stats)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: grayscale and palette expanded, alpha dropped (as OpenCV's
+    ``imread`` in mmdet ignores it), CMYK converted, 16-bit scaled down to 8 bits (PIL's own
+    conversion would clip 16-bit values at 255, turning most of the image white)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 257.0 if array.max(initial=0) > 255 else 1.0
+        gray = np.clip(array / scale, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def load_image(path: str, expected_wh: tuple[int, int] | None = None) -> Image.Image:
+    """Opens an image as 8-bit RGB, applying its EXIF orientation when that matches the annotation.
+
+    Annotation tools disagree on EXIF-rotated photos: most annotate the image as displayed
+    (rotated), some the stored pixels. When ``expected_wh`` (the annotation's width, height) is
+    given, the orientation whose size matches it is used; otherwise the EXIF rotation is applied.
+    """
+    if not os.path.isfile(path):
+        raise ImageLoadError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as raw:
+            raw.load()
+            rotated = ImageOps.exif_transpose(raw)
+            if expected_wh is not None and rotated.size != tuple(expected_wh) and raw.size == tuple(expected_wh):
+                rotated = raw.copy()  # annotated on the stored, unrotated pixels
+            return to_rgb(rotated)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(f"cannot read image {path}: {e}") from None
+
+
+class CocoDetection(torch.utils.data.Dataset):
+    """Items are ``(image [3,H,W], target)`` after ``transforms``, or None for an unreadable image
+    when ``skip_bad_images`` (a warning is issued; ``collate`` drops None).
+
+    Augmentation randomness is a ``random.Random`` seeded from (seed, epoch, index): the same item
+    gets the same augmentation whatever the number of DataLoader workers, and resuming at an epoch
+    reproduces it. Call ``set_epoch`` at the start of each epoch.
+    """
+
+    def __init__(self, index: CocoIndex, transforms, seed: int = 0, skip_bad_images: bool = True):
+        self.index = index
+        self.transforms = transforms
+        self.seed = seed
+        self.epoch = 0
+        self.skip_bad_images = skip_bad_images
+
+    def __len__(self) -> int:
+        return len(self.index.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int):
+        info = self.index.images[i]
+        path = os.path.join(self.index.image_dir, info["file_name"])
+        try:
+            image = load_image(path, (info["width"], info["height"]))
+        except ImageLoadError as e:
+            if not self.skip_bad_images:
+                raise
+            warnings.warn(f"skipping image {info['id']}: {e}", stacklevel=2)
+            return None
+        w, h = image.size
+        boxes = torch.from_numpy(info["boxes"].copy())
+        if (w, h) != (info["width"], info["height"]):
+            # The stored image differs in size from its annotation entry: rescale the boxes.
+            boxes = boxes * torch.tensor([w / info["width"], h / info["height"]] * 2, dtype=torch.float32)
+        target = {
+            "image_id": info["id"],
+            "boxes": boxes,
+            "labels": torch.from_numpy(info["labels"].copy()),
+            "orig_size": torch.tensor([h, w]),
+            "size": torch.tensor([h, w]),
+        }
+        rng = random.Random(f"{self.seed}-{self.epoch}-{i}")
+        return self.transforms(image, target, rng)
+
+
+def check_images(index: CocoIndex, skip_bad_images: bool = True) -> tuple[CocoIndex, int]:
+    """Checks every image file exists and has a readable header before training starts.
+
+    Returns the index without the bad images and their count (with a warning for each), or raises
+    ``ImageLoadError`` on the first one when not ``skip_bad_images``. Damage past the header is
+    found when the image is decoded, by ``CocoDetection``.
+    """
+    good, bad = [], 0
+    for info in index.images:
+        path = os.path.join(index.image_dir, info["file_name"])
+        problem = None
+        if not os.path.isfile(path):
+            problem = f"image file not found: {path}"
+        else:
+            try:
+                with Image.open(path):  # parses the header only
+                    pass
+            except (UnidentifiedImageError, OSError) as e:
+                problem = f"cannot read image {path}: {e}"
+        if problem is not None:
+            if not skip_bad_images:
+                raise ImageLoadError(problem)
+            warnings.warn(f"skipping image {info['id']}: {problem}", stacklevel=2)
+            bad += 1
+            continue
+        good.append(info)
+    if not good:
+        raise BertDetrError(f"no readable images in {index.image_dir}")
+    return CocoIndex(index.image_dir, good, index.category_ids, index.class_names, dict(index.stats)), bad
+
+
+def collate(batch: list, size_divisor: int = 1) -> dict | None:
+    """Pads images to the largest (rounded up to ``size_divisor``) and builds the padding mask.
+
+    ``None`` items (skipped images) are dropped; a batch with nothing left gives None.
+    """
+    batch = [item for item in batch if item is not None]
+    if not batch:
+        return None
+    H = max(img.shape[1] for img, _ in batch)
+    W = max(img.shape[2] for img, _ in batch)
+    H = -(-H // size_divisor) * size_divisor
+    W = -(-W // size_divisor) * size_divisor
+    images = torch.zeros(len(batch), 3, H, W)
+    masks = torch.ones(len(batch), H, W, dtype=torch.bool)
+    for i, (img, _) in enumerate(batch):
+        images[i, :, : img.shape[1], : img.shape[2]] = img
+        masks[i, : img.shape[1], : img.shape[2]] = False
+    return {"images": images, "masks": masks, "targets": [t for _, t in batch]}
