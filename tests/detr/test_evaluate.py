@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bertdetr.detr.data import load_coco
+from bertdetr.detr.evaluate import COCO_METRICS, coco_evaluate, to_coco_results, write_results
+from bertdetr.detr.shapes import ShapesConfig, make_shapes
+from bertdetr.detr.visualize import class_color, draw_detections, overlay_heatmap
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    path = make_shapes(root, "val", ShapesConfig(num_images=5, min_size=48, max_size=64, seed=1))
+    return path, load_coco(path, root / "images")
+
+
+def _results(index, jitter=0.0):
+    out = []
+    for im in index.images:
+        boxes = torch.from_numpy(im["boxes"]) + jitter
+        out += to_coco_results(im["id"], boxes, torch.full((len(boxes),), 0.9), torch.from_numpy(im["labels"]),
+                               index.category_ids)
+    return out
+
+
+def test_perfect_detections_score_ap_1(shapes, tmp_path):
+    path, index = shapes
+    results = _results(index)
+    assert results[0]["category_id"] in index.category_ids
+    write_results(results, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == results
+    metrics = coco_evaluate(path, results)
+    assert set(metrics) == set(COCO_METRICS)
+    assert metrics["AP"] == pytest.approx(1.0) and metrics["AP50"] == pytest.approx(1.0)
+
+
+def test_shifted_detections_score_lower_and_no_detections_zero(shapes):
+    path, index = shapes
+    assert coco_evaluate(path, _results(index, jitter=4.0))["AP"] < 0.9
+    assert coco_evaluate(path, [])["AP"] == 0.0
+
+
+def test_draw_detections_marks_box_in_class_color():
+    image = Image.new("RGB", (60, 40), (0, 0, 0))
+    out = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.8]), np.array([2]), ["a", "b", "c"])
+    assert out.getpixel((30, 35)) == class_color(2)  # bottom edge
+    assert image.getpixel((30, 35)) == (0, 0, 0)      # the input is untouched
+    low = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.1]), np.array([2]), ["a", "b", "c"], 0.5)
+    assert (np.asarray(low) == 0).all()
+
+
+def test_overlay_heatmap_hot_where_attention_is():
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    heat = np.zeros((2, 4))
+    heat[0, 0] = 1.0
+    out = np.asarray(overlay_heatmap(image, heat))
+    assert out.shape == (20, 40, 3)
+    assert out[2, 2, 0] > 100 and out[18, 38, 0] == 0
