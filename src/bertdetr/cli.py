@@ -15,6 +15,7 @@ from bertdetr.errors import BertDetrError
 
 def build_parser() -> argparse.ArgumentParser:
     from bertdetr.bert import cli as bert_cli
+    from bertdetr.detr import cli as detr_cli
     from bertdetr import demo
 
     parser = argparse.ArgumentParser(
@@ -22,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="BERT pretraining (Google's release) and DETR detection (MMDetection), in PyTorch.",
     )
     parser.add_argument("--version", action="version", version=f"bertdetr {__version__}")
-    systems = parser.add_subparsers(dest="system", metavar="{bert,demo}", required=True)
+    systems = parser.add_subparsers(dest="system", metavar="{bert,detr,demo}", required=True)
     bert = systems.add_parser("bert", help="BERT: vocab, pretraining data, model")
     bert_cli.add_subcommands(bert.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    detr = systems.add_parser("detr", help="DETR: configs, checkpoint conversion, model")
+    detr_cli.add_subcommands(detr.add_subparsers(dest="command", metavar="COMMAND", required=True))
     demo.add_parser(systems)
     return parser
 

@@ -1,7 +1,8 @@
 """``bertdetr demo``: the main job on the embedded default corpus, no download needed.
 
-Today: build a WordPiece vocab from the bundled public-domain corpus, tokenize it, and print a
-summary. Each capability of the project adds its step here.
+Today: build a WordPiece vocab from the bundled public-domain corpus, tokenize it, make
+pretraining data (TFRecords as Google's create_pretraining_data.py) and print a summary. Each
+capability of the project adds its step here.
 """
 
 from __future__ import annotations
@@ -44,4 +45,25 @@ def run(args: argparse.Namespace) -> int:
     n_unk = sum(p.count("[UNK]") for p in pieces)
     print(f"[2] tokenized {len(lines)} sentences into {n_pieces} pieces ({n_unk} [UNK]); first:")
     print("    " + " ".join(pieces[0][:24]))
+
+    make_data(corpus, vocab_file, args.out, tokenizer)
     return 0
+
+
+def make_data(corpus: str, vocab_file: str, out: str, tokenizer) -> None:
+    """Step: pretraining data (Google's create_pretraining_data.py) from the corpus and the vocab,
+    then one record decoded back into words."""
+    from bertdetr.bert.pretraining_data import PretrainingDataConfig, describe_example, make_pretraining_data
+    from bertdetr.bert.records import iter_examples
+
+    t0 = time.perf_counter()
+    output = os.path.join(out, "pretraining.tfrecord")
+    config = PretrainingDataConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=5)
+    summary = make_pretraining_data([corpus], output, vocab_file, config)
+    print(f"[3] pretraining data: {summary.documents} documents, {summary.tokens} tokens -> "
+          f"{summary.instances} instances (NSP pairs, masked LM) -> {output} "
+          f"({time.perf_counter() - t0:.1f}s)")
+    words = describe_example(next(iter_examples(output)), tokenizer.inv_vocab)
+    nsp = "random next" if words["is_random_next"] else "actual next"
+    print(f"    first record ({nsp}): " + " ".join(words["tokens"]))
+    print("    masked targets: " + ", ".join(f"{pos}:{token}" for pos, token in words["masked"]))

@@ -1,6 +1,14 @@
+import importlib.util
 import json
+import pathlib
+import pickle
+import re
+import sys
+import unicodedata
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bertdetr.bert import tokenization
 from bertdetr.bert.tokenization import FullTokenizer, VocabError, load_vocab
@@ -64,3 +72,204 @@ def test_google_module_names_exist():
     for name in ("FullTokenizer", "BasicTokenizer", "WordpieceTokenizer", "load_vocab",
                  "convert_to_unicode", "printable_text", "convert_by_vocab", "whitespace_tokenize"):
         assert hasattr(tokenization, name)
+
+
+# --- The fast tokenizer against Google's plain algorithm (bench/google_tokenization.py) -----------
+
+def _load_reference():
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "google_tokenization.py"
+    spec = importlib.util.spec_from_file_location("google_tokenization_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reference = _load_reference()
+VOCAB_FILE = pathlib.Path(__file__).resolve().parents[1] / "data" / "bert" / "vocab-uncased.txt"
+VOCAB = load_vocab(VOCAB_FILE)
+LOWER = [True, False]
+
+
+def _pair(do_lower_case):
+    """(ours, Google's) FullTokenizer on the bert-base-uncased vocabulary, new (cold caches)."""
+    ours = FullTokenizer._from_vocab(VOCAB, do_lower_case)
+    google = reference.FullTokenizer(None, do_lower_case, vocab=VOCAB)
+    return ours, google
+
+
+_SHARED = {lower: _pair(lower) for lower in (True, False)}  # for the generated examples
+
+
+def _assert_same(ours, google, texts):
+    for text in texts:
+        expected = google.tokenize(text)
+        assert ours.tokenize(text) == expected, repr(text)
+        assert ours.tokenize_to_ids(text) == google.convert_tokens_to_ids(expected), repr(text)
+        assert ours.basic_tokenizer.tokenize(text) == google.basic_tokenizer.tokenize(text), repr(text)
+
+
+def _is_big_block(cp):
+    # CJK ideographs, Hangul syllables and the planes above the BMP and SMP: long runs of
+    # characters that behave alike, sampled below rather than tested one by one.
+    return 0x3400 <= cp <= 0x9FFF or 0xAC00 <= cp <= 0xD7A3 or cp >= 0x20000
+
+
+CJK_RANGES = [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)]
+
+
+def _code_points():
+    """Every code point outside the big blocks but unassigned (Cn) and private-use (Co) ones,
+    every 97th of all the others, and the edges of Google's CJK ranges."""
+    edges = {cp for a, b in CJK_RANGES for cp in (a - 1, a, b, b + 1)}
+    return [
+        cp for cp in range(sys.maxunicode + 1)
+        if cp % 97 == 0 or cp in edges
+        or (not _is_big_block(cp) and unicodedata.category(chr(cp)) not in ("Cn", "Co"))
+    ]
+
+
+@pytest.mark.parametrize("lower", LOWER)
+def test_every_code_point_in_context(lower):
+    # Each character inside a word (is it deleted, a separator, punctuation, CJK?), then doubled
+    # after a capital and before a full stop (lowercasing context, e.g. a final sigma).
+    ours, google = _pair(lower)
+    cps = _code_points()
+    assert len(cps) > 40000
+    for i in range(0, len(cps), 64):
+        line = " ".join(f"a{c}b A{c}{c}." for c in map(chr, cps[i:i + 64]))
+        assert ours.tokenize(line) == google.tokenize(line), [hex(cp) for cp in cps[i:i + 64]]
+
+
+def test_line_splitting_facts_for_every_code_point():
+    # _chunks splits with str.split after deleting _DELETED_SEPARATORS; this is exact only if
+    # str.split's whitespace is Google's whitespace, Zl/Zp (kept by Google's cleaning, then split
+    # on), or one of the deleted separators.
+    chars = [chr(cp) for cp in range(sys.maxunicode + 1)]
+    spaces = [c for c in chars if c.isspace()]
+    google_spaces = [c for c in chars if reference._is_whitespace(c)]
+    assert set(google_spaces) <= set(spaces)
+    for c in spaces:
+        if c not in google_spaces:
+            deleted = reference._is_control(c)
+            assert deleted == bool(tokenization._DELETED_SEPARATORS.match(c)), hex(ord(c))
+            assert deleted or unicodedata.category(c) in ("Zl", "Zp"), hex(ord(c))
+    # Lowercasing and NFD never make whitespace (the fast path would split there anyway).
+    text = "".join(c for c in chars if not c.isspace())
+    assert re.search(r"\s", unicodedata.normalize("NFD", text.lower())) is None
+
+
+ATOMS = [
+    *"aAbBzZ09 .,;:'\"-_()[]{}$^`~@#%&*+=<>/\\|!?",
+    "\t", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\x00", "\x01", "\x7f",
+    "\u00a0", "\u1680", "\u2000", "\u2009", "\u202f", "\u3000", "\u2028", "\u2029",
+    "\u200b", "\u200d", "\u2060", "\ufeff", "\u00ad", "\ufffd", "\U000e0001",
+    "é", "É", "e\u0301", "\u0301", "\u0308", "ñ", "Ø", "ß", "ẞ", "ﬁ", "İ", "ı", "Σ", "σ", "ς", "ΟΔΟΣ",
+    "中", "文", "字", "\u3400", "\uf900", "\U00020000", "\U0002f800", "한", "カ", "ー",
+    "؟", "、", "。", "«", "»", "—", "–", "…", "\u1fef", "\u037e", "😀", "\ue000", "\u0378",
+    "\U0001d400", "Ⅻ", "①", "²", "½", "\ud800",
+    "the", "The", "unaffable", "running", "Héllo", "naïve", "CAFÉ", "[MASK]", "[UNK]", "##ing",
+    "u" * 60, "ü" * 60,
+]
+TEXTS = st.lists(st.one_of(st.sampled_from(ATOMS), st.characters()), max_size=30).map("".join)
+FAST = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@pytest.mark.parametrize("lower", LOWER)
+@FAST
+@given(texts=st.lists(TEXTS, min_size=1, max_size=4))
+def test_generated_text_matches_google(lower, texts):
+    ours, google = _SHARED[lower]
+    _assert_same(ours, google, texts)
+    # ...also once the caches are warm (the same chunks again, in another order).
+    _assert_same(ours, google, texts[::-1])
+
+
+@FAST
+@given(data=st.binary(max_size=60))
+def test_bytes_with_invalid_utf8_match_google(data):
+    ours, google = _SHARED[True]
+    assert ours.tokenize(data) == google.tokenize(data)
+    assert ours.basic_tokenizer.tokenize(data) == google.basic_tokenizer.tokenize(data)
+
+
+@pytest.mark.parametrize("lower", LOWER)
+def test_tricky_inputs(lower):
+    ours, google = _pair(lower)
+    texts = [
+        "", " ", "\n", "\x00\ufffd\u200b", "a\x0bb c\x85d e\u2028f g\u3000h i\u00a0j k\x1cl",
+        "İstanbul İİ", "ΟΔΟΣ. ΟΔΟΣ.Α ΣΑΣ, Σ", "Straße STRASSE ﬁnance", "e\u0301te\u0301 \u0301",
+        "中文abc中d 漢字。カタカナ 한국어", "\U00020000x\U0002a6dfy", "a\u1fefb a\u037eb",
+        "[MASK] [CLS]x [unused1]", "U.S.A. e-mail (see: www.example.com/a?b=c&d)",
+        "3.14159 1,000,000 $5 ^_^ `code`", "\t\tindented\r\nwindows line\r\n",
+        "x" * 200, "x" * 201, "é" * 200, "é" * 201, "İ" * 150, "ab." * 100, "a" * 150 + "." + "b" * 150,
+        "mixed ASCII and ünïcödé on one line, \u201cquoted\u201d \u2014 dash",
+    ]
+    _assert_same(ours, google, texts)
+    _assert_same(ours, google, texts)
+
+
+def test_long_words_and_unk():
+    def joined(pieces):
+        return "".join(p.removeprefix("##") for p in pieces)
+
+    ours, _ = _pair(True)
+    assert ours.tokenize("x" * 201) == ["[UNK]"]
+    assert joined(ours.tokenize("x" * 200)) == "x" * 200
+    # The limit applies to the word after lowercasing and accent stripping ("İ" -> "i").
+    assert joined(ours.tokenize("İ" * 200)) == "i" * 200
+    assert ours.tokenize("İ" * 201) == ["[UNK]"]
+    assert _pair(False)[0].tokenize("é" * 201) == ["[UNK]"]
+    assert ours.tokenize("ab\ue000cd the") == ["[UNK]", "the"]  # private use: kept, unknown
+
+
+def test_standalone_basic_and_wordpiece_match_google():
+    texts = [r["text"] for r in _golden(VOCAB_FILE.parent.parent, "uncased")]
+    for lower in LOWER:
+        basic = tokenization.BasicTokenizer(do_lower_case=lower)
+        google_basic = reference.BasicTokenizer(do_lower_case=lower)
+        for text in texts:
+            assert basic.tokenize(text) == google_basic.tokenize(text)
+    wordpiece = tokenization.WordpieceTokenizer(VOCAB, max_input_chars_per_word=10)
+    google_wordpiece = reference.WordpieceTokenizer(VOCAB, max_input_chars_per_word=10)
+    for text in ["unaffable running", "abcdefghij abcdefghijk", "\u00e9t\u00e9 x\ue000", " ", "a  b\n"]:
+        assert wordpiece.tokenize(text) == google_wordpiece.tokenize(text)
+    assert wordpiece.tokenize("unaffable") == ["una", "##ffa", "##ble"]
+
+
+def test_changing_do_lower_case_of_basic_tokenizer():
+    basic = tokenization.BasicTokenizer(do_lower_case=True)
+    assert basic.tokenize("Héllo") == ["hello"]
+    basic.do_lower_case = False
+    assert basic.tokenize("Héllo") == ["Héllo"]
+
+
+def test_bounded_caches_stay_correct(monkeypatch):
+    monkeypatch.setattr(FullTokenizer, "cache_size", 3)
+    monkeypatch.setattr(tokenization.WordpieceTokenizer, "cache_size", 2)
+    ours, google = _pair(True)
+    texts = [r["text"] for r in _golden(VOCAB_FILE.parent.parent, "uncased")] * 2
+    _assert_same(ours, google, texts)
+    assert len(ours._chunk_tokens) <= 3 and len(ours._chunk_ids) <= 3
+    assert len(ours.wordpiece_tokenizer._pieces) <= 2
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tokenize_lines_and_encode_batch(workers):
+    ours, google = _pair(True)
+    lines = [r["text"] for r in _golden(VOCAB_FILE.parent.parent, "uncased")] + ["", b"caf\xc3\xa9"]
+    expected = [google.tokenize(line) for line in lines]
+    assert list(ours.tokenize_lines(lines, workers=workers, batch_lines=4)) == expected
+    assert ours.encode_batch(iter(lines), workers=workers) == [
+        google.convert_tokens_to_ids(tokens) for tokens in expected
+    ]
+
+
+def test_pickles_without_caches():
+    ours, google = _pair(False)
+    ours.tokenize("Warm the cache")
+    copy = pickle.loads(pickle.dumps(ours))
+    assert len(copy._chunk_tokens) == 0 and copy.do_lower_case is False
+    assert copy.tokenize("Héllo, World") == google.tokenize("Héllo, World")

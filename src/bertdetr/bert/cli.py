@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_build_vocab(commands)
+    _add_make_data(commands)
+    _add_convert(commands)
+    _add_pretrain(commands)
+    _add_fill_mask(commands)
+    _add_embed(commands)
 
 
 def _add_build_vocab(commands) -> None:
@@ -46,4 +52,243 @@ def _run_build_vocab(args) -> int:
     tokens = build_vocab(args.input_file, args.output, config)
     note = "" if len(tokens) == config.vocab_size else f" (corpus too small for {config.vocab_size})"
     print(f"wrote {args.output}: {len(tokens)} entries{note}")
+    return 0
+
+
+def _absl_bool(text: str) -> bool:
+    """absl's boolean flag values, so Google's ``--do_lower_case=False`` works."""
+    value = text.strip().lower()
+    if value in ("true", "t", "1", "yes", "y"):
+        return True
+    if value in ("false", "f", "0", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_make_data(commands) -> None:
+    p = commands.add_parser(
+        "make-data",
+        help="pretraining data (NSP pairs, masked LM) as TFRecords, as Google's create_pretraining_data.py",
+        description="Make BERT pretraining data exactly as Google's create_pretraining_data.py "
+        "(same flags, same records for one input file), streaming shard by shard. Input: one "
+        "sentence a line, blank lines between documents. Each input file is a shard with its own "
+        "outputs and seed (random_seed + its index in the sorted input list).",
+    )
+    p.add_argument("--input-file", "--input_file", dest="input_file", action="append", required=True,
+                   help="text file(s) or globs, comma-separated or repeated")
+    p.add_argument("--output-file", "--output_file", dest="output_file", required=True,
+                   help="TFRecord file(s), comma-separated: written round-robin, as Google's. With "
+                   "several inputs, a template with {index} (e.g. out/{index:05d}.tfrecord) or {name} "
+                   "(input file name), or a directory (DIR/{index:05d}-{name}.tfrecord)")
+    p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file", required=True,
+                   help="vocab.txt the model is trained with")
+    flag = dict(nargs="?", const=True, type=_absl_bool, metavar="BOOL")
+    p.add_argument("--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True, **flag,
+                   help="lowercase and strip accents (default true; uncased vocab)")
+    p.add_argument("--no-do-lower-case", "--nodo_lower_case", dest="do_lower_case", action="store_false",
+                   help="keep case (cased vocab)")
+    p.add_argument("--do-whole-word-mask", "--do_whole_word_mask", dest="do_whole_word_mask",
+                   default=False, **flag, help="mask all pieces of a word together (default false)")
+    p.add_argument("--nodo_whole_word_mask", dest="do_whole_word_mask", action="store_false",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--max-seq-length", "--max_seq_length", dest="max_seq_length", type=int, default=128)
+    p.add_argument("--max-predictions-per-seq", "--max_predictions_per_seq", dest="max_predictions_per_seq",
+                   type=int, default=20)
+    p.add_argument("--random-seed", "--random_seed", dest="random_seed", type=int, default=12345)
+    p.add_argument("--dupe-factor", "--dupe_factor", dest="dupe_factor", type=int, default=10,
+                   help="passes over the data, each with new splits and masks (default 10)")
+    p.add_argument("--masked-lm-prob", "--masked_lm_prob", dest="masked_lm_prob", type=float, default=0.15)
+    p.add_argument("--short-seq-prob", "--short_seq_prob", dest="short_seq_prob", type=float, default=0.1)
+    p.add_argument("--workers", type=int, default=1, help="input shards processed in parallel (default 1)")
+    p.add_argument("--shard-index", "--shard_index", dest="shard_index", type=int, default=0,
+                   help="with --num-shards: process only inputs i with i %% num_shards == shard_index")
+    p.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int, default=1)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_run_make_data)
+
+
+def _run_make_data(args) -> int:
+    import dataclasses
+
+    from bertdetr.bert.pretraining_data import PretrainingDataConfig, make_pretraining_data
+
+    # every config field is an option of the same name (Google's flag names)
+    config = PretrainingDataConfig(**{f.name: getattr(args, f.name)
+                                      for f in dataclasses.fields(PretrainingDataConfig)})
+    summary = make_pretraining_data(
+        args.input_file, args.output_file, args.vocab_file, config,
+        workers=args.workers, shard_index=args.shard_index, num_shards=args.num_shards,
+        progress=args.progress,
+    )
+    if not summary.inputs:
+        print(f"no input files for shard {args.shard_index} of {args.num_shards}: nothing written")
+        return 0
+    files = summary.outputs
+    shown = ", ".join(files[:4]) + (f", ... ({len(files)} files)" if len(files) > 4 else "")
+    print(f"{len(summary.inputs)} input file(s): {summary.documents} documents, {summary.tokens} tokens "
+          f"-> {summary.instances} instances in {len(files)} file(s): {shown}")
+    return 0
+
+
+def _add_convert(commands) -> None:
+    p = commands.add_parser(
+        "convert",
+        help="convert Google's TF checkpoint (bert_model.ckpt) to a Hugging Face format directory",
+        description="Read Google's bert_model.ckpt and bert_config.json (needs TensorFlow: "
+        "pip install 'bertdetr[tf]') and write config.json + model.safetensors, which "
+        "BertForPreTraining.from_pretrained and transformers load. vocab.txt beside the checkpoint "
+        "is copied.",
+    )
+    p.add_argument("--tf-checkpoint", "--tf_checkpoint", dest="tf_checkpoint", required=True,
+                   help="checkpoint prefix, e.g. uncased_L-12_H-768_A-12/bert_model.ckpt")
+    p.add_argument("--config", "--bert-config-file", "--bert_config_file", dest="config", default=None,
+                   help="bert_config.json (default: beside the checkpoint)")
+    p.add_argument("--output", dest="output", required=True, help="directory to write")
+    p.add_argument("--encoder-only", dest="heads", action="store_false",
+                   help="write only the encoder (BertModel), without the pretraining heads")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args) -> int:
+    import os
+
+    from bertdetr.bert.weights import convert_tf_checkpoint
+
+    config = args.config or os.path.join(os.path.dirname(os.path.abspath(args.tf_checkpoint)), "bert_config.json")
+    model = convert_tf_checkpoint(args.tf_checkpoint, config, args.output, heads=args.heads)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.output}: {type(model).__name__}, {n:,} parameters")
+    return 0
+
+
+def _add_pretrain(commands) -> None:
+    p = commands.add_parser(
+        "pretrain",
+        help="pretrain BERT on make-data TFRecords (plain or under torchrun)",
+        description="Google's run_pretraining.py: masked LM + next sentence on TFRecords of make-data. "
+        "Run it as is for one process, or under torchrun for DistributedDataParallel.",
+    )
+    p.add_argument("--input-file", "--input_file", dest="input_file", action="append", required=True,
+                   help="TFRecord file(s) or globs, comma-separated or repeated")
+    p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True)
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--bert-config-file", "--bert_config_file", dest="bert_config_file",
+                       help="Google's bert_config.json or HF's config.json")
+    model.add_argument("--model-size", dest="model_size", default=None,
+                       help="one of Google's sizes: tiny, mini, small, medium, base, large (default base)")
+    p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file",
+                   help="vocab.txt of the data: sets vocab_size for --model-size, is checked and exported")
+    p.add_argument("--do-lower-case", "--do_lower_case", dest="do_lower_case", type=_absl_bool, default=True)
+    p.add_argument("--init-checkpoint", "--init_checkpoint", dest="init_checkpoint",
+                   help="HF-format BERT directory to continue pretraining from")
+    p.add_argument("--eval-file", "--eval_file", dest="eval_file", action="append", default=[],
+                   help="held-out TFRecords evaluated at the end (Google's --do_eval)")
+    p.add_argument("--train-batch-size", "--train_batch_size", dest="batch_size", type=int, default=32,
+                   help="sequences per micro-batch per process")
+    p.add_argument("--grad-accum", dest="grad_accum", type=int, default=1)
+    p.add_argument("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=64)
+    p.add_argument("--max-eval-steps", "--max_eval_steps", dest="max_eval_steps", type=int, default=100)
+    p.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float, default=1e-4)
+    p.add_argument("--num-train-steps", "--num_train_steps", dest="num_train_steps", type=int, default=100000)
+    p.add_argument("--num-warmup-steps", "--num_warmup_steps", dest="num_warmup_steps", type=int, default=10000)
+    p.add_argument("--optimizer", choices=["adam", "lamb"], default="adam")
+    p.add_argument("--save-checkpoints-steps", "--save_checkpoints_steps", dest="save_every", type=int, default=1000)
+    p.add_argument("--keep-last", dest="keep_last", type=int, default=3)
+    p.add_argument("--log-every", dest="log_every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--num-workers", dest="num_workers", type=int, default=0, help="DataLoader workers per process")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    p.add_argument("--stop-at-step", dest="stop_at_step", type=int, help="stop (checkpointed) after this step")
+    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=_run_pretrain)
+
+
+def _run_pretrain(args) -> int:
+    from bertdetr.bert.model import BertConfig
+    from bertdetr.bert.pretrain import PretrainConfig, model_preset, pretrain
+    from bertdetr.bert.tokenization import load_vocab
+    from bertdetr.fileio import expand_inputs
+
+    inputs = expand_inputs(args.input_file)
+    evals = expand_inputs(args.eval_file) if args.eval_file else []
+    if args.bert_config_file:
+        model = BertConfig.from_json_file(args.bert_config_file)
+    else:
+        vocab_size = len(load_vocab(args.vocab_file)) if args.vocab_file else 30522
+        model = model_preset(args.model_size or "base", vocab_size)
+    config = PretrainConfig(
+        input_files=inputs, output_dir=args.output_dir, model=model, vocab_file=args.vocab_file,
+        do_lower_case=args.do_lower_case, eval_files=evals, init_checkpoint=args.init_checkpoint,
+        batch_size=args.batch_size, grad_accum=args.grad_accum, num_train_steps=args.num_train_steps,
+        num_warmup_steps=args.num_warmup_steps, learning_rate=args.learning_rate, optimizer=args.optimizer,
+        seed=args.seed, save_every=args.save_every, keep_last=args.keep_last, log_every=args.log_every,
+        eval_batch_size=args.eval_batch_size, max_eval_steps=args.max_eval_steps, bf16=args.bf16,
+        compile=args.compile, num_workers=args.num_workers, resume=args.resume, stop_at_step=args.stop_at_step,
+        tensorboard=args.tensorboard, device=args.device, progress=args.progress,
+    )
+    summary = pretrain(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"step {summary['step']}: loss {summary['losses'].get('loss', float('nan')):.4f}; "
+              f"checkpoint {summary['checkpoint']}")
+        for key, value in summary.get("eval", {}).items():
+            print(f"  {key} = {value:.4f}" if isinstance(value, float) else f"  {key} = {value}")
+        if "export" in summary:
+            print(f"model exported to {summary['export']}")
+    return 0
+
+
+def _add_fill_mask(commands) -> None:
+    p = commands.add_parser("fill-mask", help="top-k tokens for each [MASK] in a text",
+                            description="Predict the tokens hidden by [MASK] with a pretrained BERT.")
+    p.add_argument("--model", required=True, help="model directory (HF format with vocab.txt)")
+    p.add_argument("text", nargs="+", help="text(s) with [MASK]")
+    p.add_argument("--top-k", dest="top_k", type=int, default=5)
+    p.set_defaults(func=_run_fill_mask)
+
+
+def _run_fill_mask(args) -> int:
+    from bertdetr.bert.inference import fill_mask, load_model
+
+    model, tokenizer = load_model(args.model)
+    for text in args.text:
+        print(text)
+        for pred in fill_mask(model, tokenizer, text, args.top_k):
+            guesses = "  ".join(f"{t} {p:.3f}" for t, p in zip(pred.tokens, pred.probs))
+            print(f"  [MASK] at {pred.position}: {guesses}")
+    return 0
+
+
+def _add_embed(commands) -> None:
+    p = commands.add_parser("embed", help="sentence vectors of each line of a text file (.npy)",
+                            description="Write one vector per input line: mean of the last layer, or the pooler.")
+    p.add_argument("--model", required=True, help="model directory (HF format with vocab.txt)")
+    p.add_argument("--input-file", dest="input_file", required=True, help="text file, one sentence a line")
+    p.add_argument("--output", required=True, help=".npy file to write, float32 [lines, hidden]")
+    p.add_argument("--pooling", choices=["mean", "pooled"], default="mean")
+    p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=128)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    p.set_defaults(func=_run_embed)
+
+
+def _run_embed(args) -> int:
+    import numpy as np
+
+    from bertdetr.bert.inference import embed, load_model
+    from bertdetr.errors import BertDetrError
+    from bertdetr.fileio import atomic_output, check_writable
+
+    if not os.path.isfile(args.input_file):
+        raise BertDetrError(f"input file not found: {args.input_file}")
+    check_writable(args.output)
+    model, tokenizer = load_model(args.model)
+    with open(args.input_file, encoding="utf-8", errors="ignore") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    vectors = embed(model, tokenizer, lines, args.pooling, args.max_seq_length, args.batch_size)
+    with atomic_output(args.output, "wb") as f:
+        np.save(f, vectors)
+    print(f"wrote {args.output}: {vectors.shape[0]} vectors of size {vectors.shape[1]} ({args.pooling})")
     return 0

@@ -14,13 +14,38 @@ Google's output (``tests/data/bert/tokenize-*.jsonl``) is the oracle, not Huggin
   survives cleaning and makes its word ``[UNK]``.
 - HF keeps ``[MASK]``/``[CLS]``... in raw text as single special tokens; Google splits them as
   punctuation and letters (``[``, ``mask``, ``]``).
+
+Speed. Google's code looks at every character several times in Python. The output is the same
+here, computed differently (each step's comment says why it is exact):
+
+- A line is split once on whitespace (``str.split``, in C) into *chunks*. Every step of Google's
+  pipeline after its whitespace split is local to one whitespace token, and the steps before it
+  only delete characters, turn whitespace into spaces or add spaces, so a line's output is the
+  concatenation of its chunks' outputs.
+- A chunk's output is cached (bounded caches, see ``_BoundedCache``): in real text most chunks
+  ("the", "of", "(see") repeat, and a repeat costs one dict lookup.
+- A new chunk is split by regular expressions (pure-ASCII chunks by a fixed one; others by character
+  classes built once from this Python's ``unicodedata``, the same database Google's code reads),
+  and a new word is split into pieces by Google's greedy search, which never tries a substring
+  longer than the longest vocabulary entry; words are cached too.
+- ``FullTokenizer.tokenize_lines`` / ``encode_batch`` spread lines over worker processes.
+
+``bench/google_tokenization.py`` keeps Google's plain algorithm; the tests compare the two on every
+code point and on generated text, and ``bench/bench_tokenizer.py`` measures both.
 """
 
 from __future__ import annotations
 
+import array
 import collections
+import functools
+import itertools
+import multiprocessing
 import os
+import re
+import sys
 import unicodedata
+from typing import Callable, Iterable, Iterator
 
 from bertdetr.errors import BertDetrError
 
@@ -111,21 +136,231 @@ def whitespace_tokenize(text: str) -> list[str]:
     return text.split()
 
 
+class _BoundedCache(dict):
+    """A dict that computes a missing value with ``compute(key)`` and stores it.
+
+    Lookups of cached keys are plain ``dict`` lookups in C (``__missing__`` runs only on a miss).
+    Memory stays bounded on any corpus: when ``max_size`` entries are held, the older half (in
+    insertion order) is dropped; the frequent keys among them come back on their next use. This
+    costs nothing per hit, unlike an LRU's bookkeeping.
+    """
+
+    __slots__ = ("compute", "max_size")
+
+    def __init__(self, compute: Callable, max_size: int):
+        super().__init__()
+        self.compute = compute
+        self.max_size = max(1, max_size)
+
+    def __missing__(self, key):
+        value = self.compute(key)
+        if len(self) >= self.max_size:
+            for old in list(itertools.islice(self, (len(self) + 1) // 2)):
+                self.pop(old, None)
+        self[key] = value
+        return value
+
+
+# --- Splitting a line into chunks -----------------------------------------------------------------
+#
+# Google: delete NUL, U+FFFD and Cc/Cf characters, turn \t \n \r and Zs into spaces, put spaces
+# around CJK ideographs, then split on whitespace (``str.split``). ``str.split`` on the raw line
+# splits at the same places, except at seven characters it counts as whitespace but Google deletes
+# (category Cc: "a\x0bb" is the one word "ab"), so those go first. (Zl and Zp, U+2028/U+2029, are
+# kept by Google's cleaning and then split on by its ``str.split``; the tests check these facts for
+# every code point.) Whatever else Google deletes or spaces out lies inside a chunk and is handled
+# there.
+_DELETED_SEPARATORS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+
+
+def _concat_chunks(of_chunk: Callable[[str], tuple], text) -> list:
+    """``of_chunk(chunk)`` (a cache lookup) for each chunk of ``text``, concatenated."""
+    if type(text) is not str:
+        text = convert_to_unicode(text)
+    if _DELETED_SEPARATORS.search(text) is not None:
+        text = _DELETED_SEPARATORS.sub("", text)
+    output: list = []
+    for chunk in text.split():
+        output += of_chunk(chunk)
+    return output
+
+
+# --- Basic tokenization of one chunk --------------------------------------------------------------
+
+# In a pure-ASCII chunk, Google's cleaning deletes the control characters (Cc); ASCII lowercasing
+# stays ASCII and makes no accents; punctuation is every other non-alphanumeric character.
+_ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
+_ASCII_WORDS = re.compile("[0-9A-Za-z]+|[^0-9A-Za-z]")
+
+
+def _basic_ascii(chunk: str, do_lower_case) -> tuple[str, ...]:
+    if chunk.isalnum():  # the common case, one word ([0-9A-Za-z]+ for an ASCII str)
+        return (chunk.lower() if do_lower_case else chunk,)
+    if _ASCII_CONTROLS.search(chunk) is not None:
+        chunk = _ASCII_CONTROLS.sub("", chunk)
+    if do_lower_case:
+        chunk = chunk.lower()
+    return tuple(_ASCII_WORDS.findall(chunk))
+
+
+# Google's CJK ranges (fixed code point ranges, not a Unicode property).
+_CJK = re.compile(
+    "([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f"
+    "\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])"
+)
+
+
+class _UnicodeClasses:
+    """Google's character predicates over all of Unicode, as compiled regex character classes."""
+
+    def __init__(self):
+        deleted, marks, punctuation = [], [], []
+        start = 0
+        # One pass over this Python's Unicode database, by runs of equal category (~0.1 s, once).
+        categories = map(unicodedata.category, map(chr, range(sys.maxunicode + 1)))
+        for category, run in itertools.groupby(categories):
+            end = start + len(list(run))
+            if category in ("Cc", "Cf"):
+                deleted.append((start, end - 1))
+            elif category == "Mn":
+                marks.append((start, end - 1))
+            elif category.startswith("P"):
+                punctuation.append((start, end - 1))
+            start = end
+        # _clean_text: NUL (also Cc) and U+FFFD go too. \t \n \r are Cc but never inside a chunk.
+        deleted.append((0xFFFD, 0xFFFD))
+        # _is_punctuation: every non-alphanumeric printable ASCII character, besides P*.
+        punctuation += [(33, 47), (58, 64), (91, 96), (123, 126)]
+        self.deleted = re.compile(f"[{_char_class(deleted)}]")
+        self.marks = re.compile(f"[{_char_class(marks)}]")
+        punct = _char_class(punctuation)
+        # _run_split_on_punc: each punctuation character alone, and the runs between them.
+        self.words = re.compile(f"[{punct}]|[^{punct}]+")
+
+
+def _char_class(ranges: list[tuple[int, int]]) -> str:
+    return "".join(
+        f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in sorted(ranges)
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _unicode_classes() -> _UnicodeClasses:
+    return _UnicodeClasses()
+
+
+def _basic_general(chunk: str, do_lower_case) -> tuple[str, ...]:
+    """Google's BasicTokenizer steps on one chunk, in Google's order, with regexes for the loops."""
+    classes = _unicode_classes()
+    if classes.deleted.search(chunk) is not None:
+        chunk = classes.deleted.sub("", chunk)
+    tokens = _CJK.sub(r" \1 ", chunk).split() if _CJK.search(chunk) is not None else (chunk,)
+    output: list[str] = []
+    for token in tokens:
+        if do_lower_case:
+            # The whole token at once, as Google: str.lower is context-sensitive (a final sigma
+            # depends on its neighbours, punctuation included).
+            token = token.lower()
+            if not token.isascii():
+                token = classes.marks.sub("", unicodedata.normalize("NFD", token))
+        # Google joins the pieces with spaces and splits again, so whitespace that lowercasing or
+        # NFD might produce would separate words (none does in current Unicode; this keeps it exact).
+        for part in token.split():
+            output += classes.words.findall(part)
+    return tuple(output)
+
+
 class FullTokenizer:
-    """End-to-end tokenization: ``BasicTokenizer`` then ``WordpieceTokenizer``."""
+    """End-to-end tokenization: ``BasicTokenizer`` then ``WordpieceTokenizer``.
+
+    Besides Google's methods: ``tokenize_to_ids`` (ids straight from text), ``tokenize_lines`` and
+    ``encode_batch`` (many lines, optionally on several worker processes).
+
+    The caches assume that ``vocab`` and the tokenizers' settings are not changed after
+    construction (make a new ``FullTokenizer`` instead).
+    """
+
+    cache_size = 1 << 17
+    """Chunks whose tokens (and, separately, ids) are kept: ~200 bytes each, ~25 MB when full."""
 
     def __init__(self, vocab_file, do_lower_case: bool = True):
-        self.vocab = load_vocab(vocab_file)
+        self._setup(load_vocab(vocab_file), do_lower_case)
+
+    @classmethod
+    def _from_vocab(cls, vocab, do_lower_case) -> "FullTokenizer":
+        tokenizer = cls.__new__(cls)
+        tokenizer._setup(vocab, do_lower_case)
+        return tokenizer
+
+    def __reduce__(self):
+        # Pickles (for spawned workers, DataLoader workers...) as vocabulary and setting, no caches.
+        return FullTokenizer._from_vocab, (self.vocab, self.do_lower_case)
+
+    def _setup(self, vocab, do_lower_case) -> None:
+        self.vocab = vocab
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
         self.do_lower_case = do_lower_case
         self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
         self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+        # chunk -> tokens, chunk -> ids; a new chunk is made of words, most of them seen before:
+        # word -> pieces (the WordpieceTokenizer's cache) and word -> ids.
+        self._chunk_tokens = _BoundedCache(self._tokens_of_chunk, self.cache_size)
+        self._chunk_ids = _BoundedCache(self._ids_of_chunk, self.cache_size)
+        self._word_ids = _BoundedCache(self._ids_of_word, self.wordpiece_tokenizer.cache_size)
+
+    def _tokens_of_chunk(self, chunk: str) -> tuple[str, ...]:
+        return self._of_chunk(chunk, self.wordpiece_tokenizer._pieces.__getitem__)
+
+    def _ids_of_chunk(self, chunk: str) -> tuple[int, ...]:
+        return self._of_chunk(chunk, self._word_ids.__getitem__)
+
+    def _of_chunk(self, chunk: str, of_word) -> tuple:
+        words = self.basic_tokenizer._split_chunk(chunk)
+        if len(words) == 1:
+            return of_word(words[0])
+        return tuple(itertools.chain.from_iterable(map(of_word, words)))
+
+    def _ids_of_word(self, word: str) -> tuple[int, ...]:
+        return tuple(map(self.vocab.__getitem__, self.wordpiece_tokenizer._pieces[word]))
 
     def tokenize(self, text) -> list[str]:
-        split_tokens = []
-        for token in self.basic_tokenizer.tokenize(text):
-            split_tokens.extend(self.wordpiece_tokenizer.tokenize(token))
-        return split_tokens
+        return _concat_chunks(self._chunk_tokens.__getitem__, text)
+
+    def tokenize_to_ids(self, text) -> list[int]:
+        """``convert_tokens_to_ids(tokenize(text))``, faster."""
+        return _concat_chunks(self._chunk_ids.__getitem__, text)
+
+    def tokenize_lines(
+        self, lines: Iterable, workers: int = 1, to_ids: bool = False, batch_lines: int = 1000
+    ) -> Iterator[list]:
+        """Yields ``tokenize(line)`` (or ``tokenize_to_ids(line)``) for each line, in order.
+
+        With ``workers`` > 1, batches of ``batch_lines`` lines go to that many worker processes,
+        at most two batches per worker in flight, so ``lines`` may be a file or any long stream.
+        This process only hands out lines and takes back results: rebuilding the result lists
+        already costs it about a third of what tokenizing costs one process, so tokenizing a
+        share as well would make it the bottleneck.
+        """
+        if workers <= 1:
+            cache = self._chunk_ids if to_ids else self._chunk_tokens
+            yield from map(functools.partial(_concat_chunks, cache.__getitem__), lines)
+            return
+        # fork where there is one: no start-up import, nothing pickled, and the workers start with
+        # this tokenizer's caches; elsewhere the tokenizer is pickled (without caches).
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with context.Pool(workers, _worker_init, (self,)) as pool:
+            in_flight: collections.deque = collections.deque()
+            for batch in _batched(lines, batch_lines):
+                in_flight.append(pool.apply_async(_worker_run, (batch, to_ids)))
+                if len(in_flight) >= _BATCHES_IN_FLIGHT * workers:
+                    yield from _unpack(*in_flight.popleft().get())
+            while in_flight:
+                yield from _unpack(*in_flight.popleft().get())
+
+    def encode_batch(self, lines: Iterable, workers: int = 1) -> list[list[int]]:
+        """Token ids of each line (``tokenize_to_ids``), on ``workers`` processes."""
+        return list(self.tokenize_lines(lines, workers=workers, to_ids=True))
 
     def convert_tokens_to_ids(self, tokens):
         return convert_by_vocab(self.vocab, tokens)
@@ -134,143 +369,123 @@ class FullTokenizer:
         return convert_by_vocab(self.inv_vocab, ids)
 
 
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, max(1, size))):
+        yield batch
+
+
+_BATCHES_IN_FLIGHT = 2
+"""Per worker: enough to keep it busy while the parent takes results, few to bound memory."""
+
+_worker_tokenizer: FullTokenizer | None = None
+
+
+def _worker_init(tokenizer: FullTokenizer) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = tokenizer
+
+
+def _worker_run(lines: list, to_ids: bool) -> tuple:
+    """A batch's results, packed: all tokens (or ids) in one sequence, and where each line ends.
+
+    The parent merges the workers' results (on the critical path): unpickling one list per line
+    would cost it about a third of the tokenizing itself; one flat list of tokens (each distinct
+    string pickled once) or one array of ids unpickles several times faster.
+    """
+    one = _worker_tokenizer.tokenize_to_ids if to_ids else _worker_tokenizer.tokenize
+    flat: list | array.array = []
+    ends = array.array("q")
+    for line in lines:
+        flat += one(line)
+        ends.append(len(flat))
+    if to_ids:
+        flat = array.array("q", flat)
+    return flat, ends
+
+
+def _unpack(flat, ends) -> list[list]:
+    if not isinstance(flat, list):
+        flat = flat.tolist()  # all the batch's ints at once: much faster than line by line
+    ends = ends.tolist()
+    return [flat[start:end] for start, end in zip([0] + ends, ends)]
+
+
 class BasicTokenizer:
     """Text cleaning, CJK spacing, lowercasing + accent stripping, punctuation splitting."""
+
+    cache_size = 1 << 17
+    """Chunks whose words are kept (filled only by ``tokenize``; ``FullTokenizer`` has its own)."""
 
     def __init__(self, do_lower_case: bool = True):
         self.do_lower_case = do_lower_case
 
+    @property
+    def do_lower_case(self):
+        return self._do_lower_case
+
+    @do_lower_case.setter
+    def do_lower_case(self, value) -> None:
+        # Cached words depend on it: a new setting starts an empty cache.
+        self._do_lower_case = value
+        self._words = _BoundedCache(self._split_chunk, self.cache_size)
+
     def tokenize(self, text) -> list[str]:
-        text = convert_to_unicode(text)
-        text = self._clean_text(text)
-        # Added by Google in Nov 2018 for the multilingual and Chinese models; harmless for
-        # English since the English vocab has few CJK characters.
-        text = self._tokenize_chinese_chars(text)
-        orig_tokens = whitespace_tokenize(text)
-        split_tokens = []
-        for token in orig_tokens:
-            if self.do_lower_case:
-                token = token.lower()
-                token = self._run_strip_accents(token)
-            split_tokens.extend(self._run_split_on_punc(token))
-        return whitespace_tokenize(" ".join(split_tokens))
+        return _concat_chunks(self._words.__getitem__, text)
 
-    def _run_strip_accents(self, text: str) -> str:
-        text = unicodedata.normalize("NFD", text)
-        return "".join(c for c in text if unicodedata.category(c) != "Mn")
-
-    def _run_split_on_punc(self, text: str) -> list[str]:
-        output: list[list[str]] = []
-        start_new_word = True
-        for char in text:
-            if _is_punctuation(char):
-                output.append([char])
-                start_new_word = True
-            else:
-                if start_new_word:
-                    output.append([])
-                start_new_word = False
-                output[-1].append(char)
-        return ["".join(x) for x in output]
-
-    def _tokenize_chinese_chars(self, text: str) -> str:
-        output = []
-        for char in text:
-            if self._is_chinese_char(ord(char)):
-                output.append(" ")
-                output.append(char)
-                output.append(" ")
-            else:
-                output.append(char)
-        return "".join(output)
-
-    @staticmethod
-    def _is_chinese_char(cp: int) -> bool:
-        """CJK Unified Ideographs blocks only (not Hiragana/Katakana/Hangul), as Google."""
-        return (
-            (0x4E00 <= cp <= 0x9FFF)
-            or (0x3400 <= cp <= 0x4DBF)
-            or (0x20000 <= cp <= 0x2A6DF)
-            or (0x2A700 <= cp <= 0x2B73F)
-            or (0x2B740 <= cp <= 0x2B81F)
-            or (0x2B820 <= cp <= 0x2CEAF)
-            or (0xF900 <= cp <= 0xFAFF)
-            or (0x2F800 <= cp <= 0x2FA1F)
-        )
-
-    def _clean_text(self, text: str) -> str:
-        output = []
-        for char in text:
-            cp = ord(char)
-            if cp == 0 or cp == 0xFFFD or _is_control(char):
-                continue
-            if _is_whitespace(char):
-                output.append(" ")
-            else:
-                output.append(char)
-        return "".join(output)
+    def _split_chunk(self, chunk: str) -> tuple[str, ...]:
+        """The words of one whitespace-free chunk (uncached)."""
+        if chunk.isascii():
+            return _basic_ascii(chunk, self._do_lower_case)
+        return _basic_general(chunk, self._do_lower_case)
 
 
 class WordpieceTokenizer:
-    """Greedy longest-match-first WordPiece, continuation pieces prefixed with ``##``."""
+    """Greedy longest-match-first WordPiece, continuation pieces prefixed with ``##``.
+
+    ``vocab``, ``unk_token`` and ``max_input_chars_per_word`` are read at construction (words are
+    cached); make a new tokenizer to change them.
+    """
+
+    cache_size = 1 << 16
+    """Words whose pieces are kept."""
 
     def __init__(self, vocab, unk_token: str = "[UNK]", max_input_chars_per_word: int = 200):
         self.vocab = vocab
         self.unk_token = unk_token
         self.max_input_chars_per_word = max_input_chars_per_word
+        # No substring longer than the longest entry can be in the vocabulary, so Google's search
+        # (longest candidate first) may start there: same result, fewer lookups on long words.
+        self._longest = max(map(len, vocab), default=0)
+        self._pieces = _BoundedCache(self._split_word, self.cache_size)
 
     def tokenize(self, text) -> list[str]:
         """Tokenizes already whitespace-separated ``text`` (the output of ``BasicTokenizer``)."""
-        text = convert_to_unicode(text)
-        output_tokens = []
-        for token in whitespace_tokenize(text):
-            if len(token) > self.max_input_chars_per_word:
-                output_tokens.append(self.unk_token)
-                continue
-            is_bad = False
-            start = 0
-            sub_tokens = []
-            while start < len(token):
-                end = len(token)
-                cur_substr = None
-                while start < end:
-                    substr = token[start:end]
-                    if start > 0:
-                        substr = "##" + substr
-                    if substr in self.vocab:
-                        cur_substr = substr
-                        break
-                    end -= 1
-                if cur_substr is None:
-                    is_bad = True
-                    break
-                sub_tokens.append(cur_substr)
-                start = end
-            if is_bad:
-                output_tokens.append(self.unk_token)
-            else:
-                output_tokens.extend(sub_tokens)
+        output_tokens: list[str] = []
+        of_word = self._pieces.__getitem__
+        for token in whitespace_tokenize(convert_to_unicode(text)):
+            output_tokens += of_word(token)
         return output_tokens
 
-
-def _is_whitespace(char: str) -> bool:
-    """Space, tab, newline, carriage return and Unicode category Zs."""
-    if char in (" ", "\t", "\n", "\r"):
-        return True
-    return unicodedata.category(char) == "Zs"
-
-
-def _is_control(char: str) -> bool:
-    """Categories Cc and Cf, except tab/newline/CR (which count as whitespace)."""
-    if char in ("\t", "\n", "\r"):
-        return False
-    return unicodedata.category(char) in ("Cc", "Cf")
-
-
-def _is_punctuation(char: str) -> bool:
-    """Every non-alphanumeric ASCII character (``$``, ``^``, ``` ` ``` are not Unicode P*) and
-    every Unicode P* category."""
-    cp = ord(char)
-    if (33 <= cp <= 47) or (58 <= cp <= 64) or (91 <= cp <= 96) or (123 <= cp <= 126):
-        return True
-    return unicodedata.category(char).startswith("P")
+    def _split_word(self, word: str) -> tuple[str, ...]:
+        """Google's greedy longest-match-first search for one word (uncached)."""
+        length = len(word)
+        if length > self.max_input_chars_per_word:
+            return (self.unk_token,)
+        vocab = self.vocab
+        if word in vocab:  # most words are whole entries
+            return (word,)
+        pieces = []
+        start = 0
+        while start < length:
+            end = min(length, start + self._longest)
+            while start < end:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in vocab:
+                    break
+                end -= 1
+            else:  # no piece starts here: the whole word is unknown
+                return (self.unk_token,)
+            pieces.append(piece)
+            start = end
+        return tuple(pieces)

@@ -1,1 +1,31 @@
-"""DETR: object detection as MMDetection structures it."""
+"""DETR: object detection as MMDetection structures it.
+
+Model: ``config.DETRConfig`` (presets ``.r50()``/``.r18()``), ``model.build_detr``; losses:
+``loss.build_criterion``; detections: ``postprocess.DetrPostProcess``; weights: ``from_mmdet``,
+``from_official``, ``from_hf``, ``load_detr``/``save_detr`` (``weights``). The names below are
+imported on first use, so ``bertdetr --help`` and the data tools do not pay for importing torch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "DETRConfig": "config",
+    "load_detr_config": "config",
+    "DETR": "model",
+    "build_detr": "model",
+    "DETRCriterion": "loss",
+    "build_criterion": "loss",
+    "DetrPostProcess": "postprocess",
+    "from_mmdet": "weights",
+    "from_official": "weights",
+    "from_hf": "weights",
+    "load_detr": "weights",
+    "save_detr": "weights",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"bertdetr.detr.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'bertdetr.detr' has no attribute {name!r}")

@@ -101,10 +101,18 @@ class PostNormEncoderLayer(nn.Module):
     """Self-attention and feed-forward, each followed by dropout, residual add and LayerNorm.
 
     ``forward(x [B,L,D], pos [B,L,D] | None, attn_mask) -> [B,L,D]``. ``pos`` is added to the
-    attention's queries and keys only (DETR); BERT passes ``pos=None``.
+    attention's queries and keys only (DETR); BERT passes ``pos=None``. The feed-forward output is
+    dropped with ``ffn_dropout`` (default: ``dropout``).
     """
 
-    def __init__(self, attn: MultiHeadAttention, ffn: FeedForward, dropout: float = 0.0, eps: float = 1e-5):
+    def __init__(
+        self,
+        attn: MultiHeadAttention,
+        ffn: FeedForward,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        ffn_dropout: float | None = None,
+    ):
         super().__init__()
         dim = attn.dim
         self.self_attn = attn
@@ -112,15 +120,41 @@ class PostNormEncoderLayer(nn.Module):
         self.ffn = ffn
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
+        # mmdet sets the attention-output dropout (``dropout``) and the FFN-output dropout
+        # (mmcv FFN's ``ffn_drop``) separately; None = the same as ``dropout`` (BERT, official DETR).
+        self.ffn_dropout = self.dropout if ffn_dropout is None else nn.Dropout(ffn_dropout)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        query_index: torch.Tensor | None = None,
+    ):
+        """``query_index`` [B,K] (optional): compute the output only at these positions, -> [B,K,D],
+        equal to the full output gathered there (their queries attend to all L keys/values; the
+        other positions' queries, attention output and feed-forward are skipped). BERT's last
+        layer uses it when only the masked and [CLS] positions are read."""
+        if query_index is not None:
+            return self._forward_at(x, pos, attn_mask, query_index)
         if pos is None:
             a = self.self_attn(x, attn_mask=attn_mask)
         else:
             qk = x + pos
             a = self.self_attn(qk, qk, x, attn_mask=attn_mask)
         x = self.norm1(x + self.dropout(a))
-        return self.norm2(x + self.dropout(self.ffn(x)))
+        return self.norm2(x + self.ffn_dropout(self.ffn(x)))
+
+    def _forward_at(self, x, pos, attn_mask, query_index):
+        idx = query_index.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+        xq = x.gather(1, idx)  # [B,K,D]
+        if pos is None:
+            a = self.self_attn(xq, x, attn_mask=attn_mask)  # value = key = x
+        else:
+            qk = x + pos
+            a = self.self_attn(qk.gather(1, idx), qk, x, attn_mask=attn_mask)
+        x = self.norm1(xq + self.dropout(a))
+        return self.norm2(x + self.ffn_dropout(self.ffn(x)))
 
 
 class PostNormDecoderLayer(nn.Module):
@@ -138,6 +172,7 @@ class PostNormDecoderLayer(nn.Module):
         ffn: FeedForward,
         dropout: float = 0.0,
         eps: float = 1e-5,
+        ffn_dropout: float | None = None,
     ):
         super().__init__()
         dim = self_attn.dim
@@ -148,6 +183,7 @@ class PostNormDecoderLayer(nn.Module):
         self.ffn = ffn
         self.norm3 = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
+        self.ffn_dropout = self.dropout if ffn_dropout is None else nn.Dropout(ffn_dropout)  # as the encoder layer
 
     def forward(
         self,
@@ -162,7 +198,7 @@ class PostNormDecoderLayer(nn.Module):
         q = x if query_pos is None else x + query_pos
         k = memory if memory_pos is None else memory + memory_pos
         x = self.norm2(x + self.dropout(self.cross_attn(q, k, memory, attn_mask=memory_mask)))
-        return self.norm3(x + self.dropout(self.ffn(x)))
+        return self.norm3(x + self.ffn_dropout(self.ffn(x)))
 
 
 def key_padding_to_additive_mask(key_padding_mask: torch.Tensor, dtype: torch.dtype, neg: float) -> torch.Tensor:

@@ -1,0 +1,514 @@
+"""BERT as Google's ``modeling.py`` builds it, with the pretraining heads of ``run_pretraining.py``.
+
+Read top to bottom: the config, the small modules (embeddings, pooler, masked-LM and next-sentence
+heads), the losses, then the two full models and their ``build_*`` functions. The encoder layer is
+the shared post-norm block of ``bertdetr.nn.transformer`` (fused q/k/v projection, SDPA); BERT uses
+it with no positional term inside attention and no dropout after the feed-forward activation.
+
+Dimension letters in tensor contracts: B batch, T sequence (to-) length, F from-length (= T here),
+P masked positions per sequence (``max_predictions_per_seq``), D hidden size, N heads,
+H head size (D = N * H), I intermediate (feed-forward) size, V vocabulary size, S segment
+(token type) vocabulary size.
+
+Weights are named as this module builds them; ``bertdetr.bert.weights`` maps them to and from
+Hugging Face's names (``from_pretrained`` / ``save_pretrained``) and Google's TF variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertdetr.errors import BertDetrError
+from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormEncoderLayer
+
+# Google's attention_layer adds (1 - mask) * -10000.0 to the scores of masked keys (not -inf):
+# a softmax row with at least one kept key is the same to float precision either way.
+MASK_ADDER = -10000.0
+
+# Activation names. "gelu" is the exact erf form: what HF's "gelu" computes and what the released
+# Google checkpoints were trained with (modeling.py's gelu used tf.erf when they were released, and
+# their bert_config.json says "gelu"). Google's *current* modeling.py computes the tanh
+# approximation 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))) under that same name "gelu"; here that
+# is "gelu_tanh" (HF calls it "gelu_new" / "gelu_pytorch_tanh").
+ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}  # name -> F.gelu(approximate=...)
+_HF_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+
+
+@dataclass
+class BertConfig:
+    """The fields of Google's ``bert_config.json`` (and of HF's BERT ``config.json``)."""
+
+    vocab_size: int = 30522
+    """Entries of the WordPiece vocabulary (rows of the word embedding table and MLM output)."""
+    hidden_size: int = 768
+    """D: width of the embeddings and of every encoder layer."""
+    num_hidden_layers: int = 12
+    """Encoder layers."""
+    num_attention_heads: int = 12
+    """N: attention heads per layer; must divide hidden_size."""
+    intermediate_size: int = 3072
+    """I: width of the feed-forward layer inside each encoder layer."""
+    hidden_act: str = "gelu"
+    """Activation of the feed-forward and MLM transform: "gelu" (erf) or "gelu_tanh" (see ACTIVATIONS)."""
+    hidden_dropout_prob: float = 0.1
+    """Dropout on embeddings and on every sublayer output before its residual add."""
+    attention_probs_dropout_prob: float = 0.1
+    """Dropout on the attention probabilities."""
+    max_position_embeddings: int = 512
+    """Rows of the learned position table: the longest sequence the model accepts."""
+    type_vocab_size: int = 2
+    """S: segment (token type) ids; 2 in every released checkpoint (Google's class default is 16)."""
+    initializer_range: float = 0.02
+    """Stddev of the truncated normal (cut at 2 stddev) all weight matrices start from."""
+    layer_norm_eps: float = 1e-12
+    """LayerNorm epsilon: Google's layer_norm uses tf.contrib's 1e-12 (not torch's 1e-5)."""
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise BertDetrError(f"BertConfig.{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise BertDetrError(
+                f"BertConfig.hidden_size {self.hidden_size} is not divisible by "
+                f"num_attention_heads {self.num_attention_heads}"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise BertDetrError(
+                f"BertConfig.hidden_act {self.hidden_act!r} is not supported; use one of {sorted(ACTIVATIONS)}"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise BertDetrError(f"BertConfig.{name} must be in [0, 1), got {value!r}")
+        if not self.initializer_range > 0:
+            raise BertDetrError(f"BertConfig.initializer_range must be > 0, got {self.initializer_range!r}")
+        if not self.layer_norm_eps > 0:
+            raise BertDetrError(f"BertConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
+        """From Google's ``bert_config.json`` fields or HF's ``config.json`` (``model_type: bert``).
+
+        HF-only keys that do not change the computation (``pad_token_id``, ``architectures``, ...)
+        are ignored; ones this model cannot honour (relative positions, decoder) are errors.
+        """
+        if d.get("model_type", "bert") != "bert":
+            raise BertDetrError(f"config model_type is {d['model_type']!r}, not 'bert'")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise BertDetrError(
+                f"config position_embedding_type {d['position_embedding_type']!r} is not supported (only 'absolute')"
+            )
+        if d.get("is_decoder") or d.get("add_cross_attention"):
+            raise BertDetrError("config describes a BERT decoder (is_decoder/add_cross_attention); only the encoder is supported")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in fields}
+        if "vocab_size" not in kwargs:
+            raise BertDetrError("config has no vocab_size")
+        act = kwargs.get("hidden_act", "gelu")
+        if act not in _HF_ACT and act not in ACTIVATIONS:
+            raise BertDetrError(f"config hidden_act {act!r} is not supported; use 'gelu' or 'gelu_tanh'")
+        # Google's and HF's "gelu" both load as the erf form (see ACTIVATIONS).
+        kwargs["hidden_act"] = _HF_ACT.get(act, act)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
+        """Reads Google's ``bert_config.json`` or HF's ``config.json``."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except OSError as e:
+            raise BertDetrError(f"cannot read config {path}: {e.strerror or e}") from None
+        except json.JSONDecodeError as e:
+            raise BertDetrError(f"config {path} is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise BertDetrError(f"config {path} is not a JSON object")
+        return cls.from_dict(d)
+
+    def to_google_dict(self) -> dict[str, Any]:
+        """Google's ``bert_config.json`` fields. Google has no layer_norm_eps (always 1e-12) and
+        only the name "gelu", which its current code computes as the tanh form (see ACTIVATIONS)."""
+        d = dataclasses.asdict(self)
+        d.pop("layer_norm_eps")
+        d["hidden_act"] = "gelu"
+        return d
+
+    def to_hf_dict(self, architecture: str = "BertForPreTraining") -> dict[str, Any]:
+        """HF's ``config.json`` for ``transformers.BertConfig``."""
+        d = dataclasses.asdict(self)
+        d["hidden_act"] = "gelu" if self.hidden_act == "gelu" else "gelu_pytorch_tanh"
+        # pad_token_id only makes HF zero that embedding row at init and drop its lookup gradient;
+        # Google has neither. 0 is [PAD] in Google's vocabularies and HF's default.
+        d.update(model_type="bert", architectures=[architecture], position_embedding_type="absolute",
+                 pad_token_id=0)
+        return d
+
+
+def init_google_(module: nn.Module, initializer_range: float) -> None:
+    """Google's initialisation, applied to every submodule of ``module``.
+
+    Every kernel and embedding table: truncated normal, stddev ``initializer_range``, redrawn beyond
+    2 stddev (``tf.truncated_normal_initializer``); biases zero; LayerNorm gamma 1, beta 0. (HF's
+    ``_init_weights`` instead draws an untruncated normal(0, initializer_range) and zeroes the
+    ``pad_token_id`` row of the word embeddings.)
+    """
+    std = initializer_range
+
+    def trunc(w: torch.Tensor) -> None:
+        nn.init.trunc_normal_(w, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            trunc(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            trunc(m.weight)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, MultiHeadAttention):
+            # Google's query, key and value kernels are three separate truncated normals: the same
+            # distribution as one draw over the fused [3D, D] matrix.
+            trunc(m.in_proj_weight)
+            nn.init.zeros_(m.in_proj_bias)
+        elif isinstance(m, MaskedLMHead):
+            nn.init.zeros_(m.output_bias)
+
+
+class BertEmbeddings(nn.Module):
+    """Word embedding lookup, then Google's ``embedding_postprocessor``.
+
+    ``forward(input_ids [B,T], token_type_ids [B,T]) -> [B,T,D]``: word + token type + position
+    embeddings (positions 0..T-1), LayerNorm, dropout.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, max_positions: int, type_vocab_size: int,
+                 dropout: float, eps: float):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab_size, dim)
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, dim)
+        self.position_embeddings = nn.Embedding(max_positions, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        T = input_ids.shape[1]
+        # Google slices the first T rows of the position table; broadcasting over B saves a lookup.
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = x + self.position_embeddings.weight[:T]
+        return self.dropout(self.norm(x))
+
+
+class Pooler(nn.Module):
+    """Google's ``get_pooled_output``: dense + tanh on the first ([CLS]) token. [B,T,D] -> [B,D]."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+
+    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(sequence_output[:, 0]))
+
+
+class MaskedLMHead(nn.Module):
+    """``run_pretraining.get_masked_lm_output`` up to the logits.
+
+    ``forward(masked_output [B,P,D], embedding_weight [V,D]) -> logits [B,P,V]``, where
+    ``masked_output`` is the sequence output at the masked positions, gathered *first* (by
+    ``BertModel(output_positions=...)``), so the transform and the vocabulary projection run on
+    B*P rows instead of B*T (HF's BertForPreTraining projects every position). The output layer
+    is the word embedding table (tied; passed in, so it is stored once) plus its own bias.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, activation: nn.Module, eps: float):
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.activation = activation
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.output_bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, masked_output: torch.Tensor, embedding_weight: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.activation(self.dense(masked_output)))
+        return F.linear(x, embedding_weight, self.output_bias)
+
+
+def _upcast(logits: torch.Tensor) -> torch.Tensor:
+    # log-softmax in fp32 under bf16/fp16 autocast: the vocabulary-wide normaliser is where
+    # half precision hurts. fp32 and fp64 logits are used as they are (no copy).
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def masked_lm_loss(logits: torch.Tensor, label_ids: torch.Tensor, label_weights: torch.Tensor) -> torch.Tensor:
+    """Google's masked LM loss: sum(weights * nll) / (sum(weights) + 1e-5).
+
+    ``logits [B,P,V]``, ``label_ids [B,P]``, ``label_weights [B,P]`` (1.0 for real predictions, 0.0
+    for the padding slots of ``max_predictions_per_seq``) -> scalar. The 1e-5 keeps a batch with no
+    predictions finite; it makes the loss a hair below a plain mean.
+    """
+    nll = F.cross_entropy(_upcast(logits).flatten(0, 1), label_ids.reshape(-1), reduction="none")
+    w = label_weights.reshape(-1).to(nll.dtype)
+    return (w * nll).sum() / (w.sum() + 1e-5)
+
+
+def next_sentence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Google's next-sentence loss: mean cross-entropy. ``logits [B,2]``, ``labels [B]`` or [B,1]
+    (0 = B follows A, 1 = random B) -> scalar."""
+    return F.cross_entropy(_upcast(logits), labels.reshape(-1))
+
+
+@dataclass
+class BertOutput:
+    sequence_output: torch.Tensor
+    """[B,T,D] the last encoder layer (Google's ``get_sequence_output``)."""
+    pooled_output: torch.Tensor
+    """[B,D] dense + tanh on [CLS] (Google's ``get_pooled_output``)."""
+
+
+def _check_ids(name: str, ids: torch.Tensor, upper: int, what: str) -> None:
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise BertDetrError(f"{name} must be an integer tensor, got {ids.dtype}")
+    if ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= upper:
+            bad = lo if lo < 0 else hi
+            raise BertDetrError(f"{name} contains {bad}, outside [0, {upper}) ({what})")
+
+
+def _check_shape(name: str, t: torch.Tensor, shape: tuple[int, ...], of: str) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise BertDetrError(f"{name} has shape {list(t.shape)}, expected {list(shape)} (as {of})")
+
+
+class BertModel(nn.Module):
+    """Google's ``BertModel``: embeddings, post-norm encoder layers, pooler.
+
+    ``forward(input_ids [B,T], token_type_ids [B,T] | None, attention_mask [B,T] | None) ->
+    BertOutput``. ``attention_mask`` is Google's ``input_mask`` (1 real token, 0 padding); None
+    means all ones, and ``token_type_ids`` None means all zeros, as Google's defaults.
+    """
+
+    def __init__(self, config: BertConfig, embeddings: BertEmbeddings, layers: list[PostNormEncoderLayer],
+                 pooler: Pooler):
+        super().__init__()
+        self.config = config
+        self.embeddings = embeddings
+        self.layers = nn.ModuleList(layers)
+        self.pooler = pooler
+
+    def check_inputs(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                     attention_mask: torch.Tensor | None) -> None:
+        """Raises ``BertDetrError`` naming the bad value (instead of an index error deep inside)."""
+        c = self.config
+        if input_ids.dim() != 2:
+            raise BertDetrError(f"input_ids must be [batch, seq_length], got shape {list(input_ids.shape)}")
+        B, T = input_ids.shape
+        if T > c.max_position_embeddings:
+            raise BertDetrError(
+                f"sequence length {T} exceeds max_position_embeddings {c.max_position_embeddings}"
+            )
+        _check_ids("input_ids", input_ids, c.vocab_size, f"vocab_size {c.vocab_size}")
+        if token_type_ids is not None:
+            _check_shape("token_type_ids", token_type_ids, (B, T), "input_ids")
+            _check_ids("token_type_ids", token_type_ids, c.type_vocab_size, f"type_vocab_size {c.type_vocab_size}")
+        if attention_mask is not None:
+            _check_shape("attention_mask", attention_mask, (B, T), "input_ids")
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                output_positions: torch.Tensor | None = None) -> BertOutput:
+        """``output_positions [B,K]`` (optional): ``sequence_output`` is then [B,K,D], the full
+        sequence output gathered at these positions, and the last layer computes only them and
+        [CLS] (for the pooler): the pretraining heads read nothing else."""
+        if not torch.compiler.is_compiling():
+            self.check_inputs(input_ids, token_type_ids, attention_mask)
+            if output_positions is not None:
+                _check_ids("output_positions", output_positions, input_ids.shape[1], f"seq_length {input_ids.shape[1]}")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        mask = None
+        if attention_mask is not None:
+            # [B,1,1,T]: the same additive row for every head and every from-position.
+            mask = ((1.0 - attention_mask.to(x.dtype)) * MASK_ADDER)[:, None, None, :]
+        *layers, last = self.layers
+        for layer in layers:
+            x = layer(x, attn_mask=mask)
+        if output_positions is None:
+            x = last(x, attn_mask=mask)
+            return BertOutput(sequence_output=x, pooled_output=self.pooler(x))
+        # Every position's last-layer output depends on its own query and on all keys/values, so
+        # computing the queries, attention output and feed-forward only at [CLS] + the wanted
+        # positions gives the same numbers for less work (a 1/L share of the encoder, less K/V).
+        cls = torch.zeros_like(output_positions[:, :1])
+        x = last(x, attn_mask=mask, query_index=torch.cat([cls, output_positions], dim=1))  # [B,1+K,D]
+        return BertOutput(sequence_output=x[:, 1:], pooled_output=self.pooler(x))
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertModel":
+        """Loads a HF-format directory (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
+        from bertdetr.bert.weights import load_pretrained
+
+        return load_pretrained(path, heads=False, config=config)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertModel.from_pretrained`` loads."""
+        from bertdetr.bert.weights import save_pretrained
+
+        save_pretrained(self, path)
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with ``run_pretraining.py``'s masked-LM and next-sentence heads and losses.
+
+    ``forward`` takes the pretraining TFRecord features by name (Google's ``create_pretraining_data``):
+    ``input_ids [B,T]``, ``input_mask [B,T]``, ``segment_ids [B,T]``, ``masked_lm_positions [B,P]``,
+    ``masked_lm_ids [B,P]``, ``masked_lm_weights [B,P]``, ``next_sentence_labels [B]`` or [B,1].
+    Returns a dict: ``masked_lm_logits [B,P,V]`` (at the masked positions; at every position,
+    [B,T,V], if ``masked_lm_positions`` is None), ``next_sentence_logits [B,2]``, and when labels
+    are given ``masked_lm_loss``, ``next_sentence_loss`` and ``loss`` (their sum, Google's total_loss).
+    """
+
+    def __init__(self, bert: BertModel, masked_lm: MaskedLMHead, next_sentence: nn.Linear):
+        super().__init__()
+        self.config = bert.config
+        self.bert = bert
+        self.masked_lm = masked_lm
+        self.next_sentence = next_sentence
+
+    def forward(
+        self,
+        *,
+        input_ids: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+        masked_lm_positions: torch.Tensor | None = None,
+        masked_lm_ids: torch.Tensor | None = None,
+        masked_lm_weights: torch.Tensor | None = None,
+        next_sentence_labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        if not torch.compiler.is_compiling():
+            self._check_heads_inputs(input_ids, masked_lm_positions, masked_lm_ids, masked_lm_weights,
+                                     next_sentence_labels)
+        # With positions, the encoder returns the sequence output only there (gathered first, as
+        # Google's gather_indexes, and the last layer skips the rest).
+        out = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask,
+                        output_positions=masked_lm_positions)
+        mlm_logits = self.masked_lm(out.sequence_output, self.bert.embeddings.word_embeddings.weight)
+        nsp_logits = self.next_sentence(out.pooled_output)
+        result = {"masked_lm_logits": mlm_logits, "next_sentence_logits": nsp_logits}
+        if masked_lm_ids is not None:
+            weights = masked_lm_weights if masked_lm_weights is not None else torch.ones_like(masked_lm_ids, dtype=torch.float32)
+            result["masked_lm_loss"] = masked_lm_loss(mlm_logits, masked_lm_ids, weights)
+        if next_sentence_labels is not None:
+            result["next_sentence_loss"] = next_sentence_loss(nsp_logits, next_sentence_labels)
+        if "masked_lm_loss" in result and "next_sentence_loss" in result:
+            result["loss"] = result["masked_lm_loss"] + result["next_sentence_loss"]
+        return result
+
+    def _check_heads_inputs(self, input_ids, positions, ids, weights, nsp_labels) -> None:
+        c = self.config
+        if input_ids.dim() != 2:
+            raise BertDetrError(f"input_ids must be [batch, seq_length], got shape {list(input_ids.shape)}")
+        B, T = input_ids.shape
+        if positions is None:
+            if ids is not None:
+                raise BertDetrError("masked_lm_ids given without masked_lm_positions")
+        else:
+            if positions.dim() != 2 or positions.shape[0] != B:
+                raise BertDetrError(
+                    f"masked_lm_positions has shape {list(positions.shape)}, expected [{B}, max_predictions_per_seq]"
+                )
+            _check_ids("masked_lm_positions", positions, T, f"seq_length {T}")
+            if ids is not None:
+                _check_shape("masked_lm_ids", ids, positions.shape, "masked_lm_positions")
+                _check_ids("masked_lm_ids", ids, c.vocab_size, f"vocab_size {c.vocab_size}")
+            if weights is not None:
+                _check_shape("masked_lm_weights", weights, positions.shape, "masked_lm_positions")
+        if nsp_labels is not None:
+            if nsp_labels.numel() != B:
+                raise BertDetrError(f"next_sentence_labels has shape {list(nsp_labels.shape)}, expected [{B}] or [{B}, 1]")
+            _check_ids("next_sentence_labels", nsp_labels, 2, "0 = IsNext, 1 = random")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForPreTraining":
+        """Loads a HF-format directory; heads missing from an encoder-only checkpoint are
+        initialised as Google's (with a warning)."""
+        from bertdetr.bert.weights import load_pretrained
+
+        return load_pretrained(path, heads=True, config=config)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertForPreTraining.from_pretrained`` loads."""
+        from bertdetr.bert.weights import save_pretrained
+
+        save_pretrained(self, path)
+
+
+def build_bert_model(config: BertConfig) -> BertModel:
+    """BertModel from ``config``, initialised as Google's ``modeling.py``."""
+    act = ACTIVATIONS[config.hidden_act]
+    layers = [
+        PostNormEncoderLayer(
+            MultiHeadAttention(config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob),
+            # Google's intermediate -> output has no dropout between them (activation_dropout 0).
+            FeedForward(config.hidden_size, config.intermediate_size, nn.GELU(approximate=act)),
+            dropout=config.hidden_dropout_prob,
+            eps=config.layer_norm_eps,
+        )
+        for _ in range(config.num_hidden_layers)
+    ]
+    embeddings = BertEmbeddings(config.vocab_size, config.hidden_size, config.max_position_embeddings,
+                                config.type_vocab_size, config.hidden_dropout_prob, config.layer_norm_eps)
+    model = BertModel(config, embeddings, layers, Pooler(config.hidden_size))
+    init_google_(model, config.initializer_range)
+    return model
+
+
+def build_bert_for_pretraining(config: BertConfig) -> BertForPreTraining:
+    """BertForPreTraining from ``config``: ``build_bert_model`` plus both heads, Google's init."""
+    masked_lm = MaskedLMHead(config.hidden_size, config.vocab_size,
+                             nn.GELU(approximate=ACTIVATIONS[config.hidden_act]), config.layer_norm_eps)
+    # Google's cls/seq_relationship/output_weights: a [2, D] matrix, truncated normal like a kernel.
+    next_sentence = nn.Linear(config.hidden_size, 2)
+    for head in (masked_lm, next_sentence):
+        init_google_(head, config.initializer_range)
+    return BertForPreTraining(build_bert_model(config), masked_lm, next_sentence)
+
+
+def num_flops_per_sequence(config: BertConfig, seq_length: int, masked_per_seq: int, training: bool = True) -> float:
+    """Matmul FLOPs (2 per multiply-add) of one sequence as this model runs it; x3 for training.
+
+    With ``masked_per_seq`` > 0 (BertForPreTraining): the last layer computes queries, attention
+    output and feed-forward at [CLS] + the masked positions only, and the MLM transform and
+    vocabulary projection run at the masked positions only. With 0: the encoder alone (BertModel).
+    """
+    D, I, L, T, V = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, seq_length,
+                     config.vocab_size)
+
+    def layer(q: int) -> int:  # q query positions against T key/value positions
+        return 2 * (q * (2 * D * D + 2 * D * I) + T * 2 * D * D) + 2 * 2 * q * T * D
+
+    if masked_per_seq:
+        encoder = (L - 1) * layer(T) + layer(1 + masked_per_seq)
+        heads = 2 * masked_per_seq * (D * D + D * V) + 2 * (D * D + 2 * D)
+    else:
+        encoder, heads = L * layer(T), 2 * D * D
+    return float((encoder + heads) * (3 if training else 1))
+
+
+__all__ = [
+    "BertConfig", "BertModel", "BertForPreTraining", "BertOutput", "BertEmbeddings", "Pooler", "MaskedLMHead",
+    "build_bert_model", "build_bert_for_pretraining", "masked_lm_loss", "next_sentence_loss", "init_google_",
+    "num_flops_per_sequence",
+]

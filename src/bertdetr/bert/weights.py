@@ -1,0 +1,329 @@
+"""BERT weights in and out: Hugging Face directories and Google's TensorFlow checkpoints.
+
+The model (``bertdetr.bert.model``) names its tensors after its own modules; this file holds the one
+table from those names to HF's (``_name_pairs``), and Google's variable names map onto HF's by a
+fixed rewrite (``google_to_hf_name``). The only non-rename is attention: HF and Google keep
+separate query/key/value matrices, concatenated here into the fused ``in_proj_weight`` [3D, D]
+(q, k, v row blocks, the order of ``torch.nn.MultiheadAttention``) and split again on save.
+
+Loading is strict about the encoder (a missing, unexpected or mis-shaped tensor is an error naming
+it) and lenient about heads: a pretraining head absent from an encoder-only checkpoint is
+initialised as Google's, with a warning; tensors of other heads (e.g. a fine-tuned classifier) are
+reported in a warning and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import warnings
+from typing import Iterator
+
+import torch
+from safetensors import SafetensorError
+
+from bertdetr.bert.model import (
+    BertConfig,
+    BertForPreTraining,
+    BertModel,
+    build_bert_for_pretraining,
+    build_bert_model,
+)
+from bertdetr.errors import BertDetrError
+from bertdetr.fileio import atomic_output
+
+SAFETENSORS = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PYTORCH_BIN = "pytorch_model.bin"
+CONFIG = "config.json"
+
+# HF keys that carry no information of their own: the tied decoder (the word embeddings and
+# cls.predictions.bias again) and old versions' position_ids buffer.
+_REDUNDANT = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias", "embeddings.position_ids")
+
+
+class WeightsError(BertDetrError):
+    """A checkpoint that does not fit the model (names or shapes), or cannot be read."""
+
+
+def _name_pairs(config: BertConfig, heads: bool) -> Iterator[tuple[str, str | tuple[str, str, str]]]:
+    """(our name, HF name) for every tensor; the HF side of in_proj is (query, key, value).
+
+    Names are relative to BertModel (HF: without the ``bert.`` prefix); head names are those of
+    BertForPreTraining on both sides (ours ``masked_lm.*``, HF ``cls.*``)."""
+    yield "embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"
+    yield "embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"
+    yield "embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"
+    for p in ("weight", "bias"):
+        yield f"embeddings.norm.{p}", f"embeddings.LayerNorm.{p}"
+    for i in range(config.num_hidden_layers):
+        ours, hf = f"layers.{i}", f"encoder.layer.{i}"
+        for p in ("weight", "bias"):
+            yield f"{ours}.self_attn.in_proj_{p}", tuple(f"{hf}.attention.self.{n}.{p}" for n in ("query", "key", "value"))
+            yield f"{ours}.self_attn.out_proj.{p}", f"{hf}.attention.output.dense.{p}"
+            yield f"{ours}.norm1.{p}", f"{hf}.attention.output.LayerNorm.{p}"
+            yield f"{ours}.ffn.fc1.{p}", f"{hf}.intermediate.dense.{p}"
+            yield f"{ours}.ffn.fc2.{p}", f"{hf}.output.dense.{p}"
+            yield f"{ours}.norm2.{p}", f"{hf}.output.LayerNorm.{p}"
+    for p in ("weight", "bias"):
+        yield f"pooler.dense.{p}", f"pooler.dense.{p}"
+    if heads:
+        yield "masked_lm.output_bias", "cls.predictions.bias"
+        for p in ("weight", "bias"):
+            yield f"masked_lm.dense.{p}", f"cls.predictions.transform.dense.{p}"
+            yield f"masked_lm.norm.{p}", f"cls.predictions.transform.LayerNorm.{p}"
+            yield f"next_sentence.{p}", f"cls.seq_relationship.{p}"
+
+
+def _is_head(ours_name: str) -> bool:
+    return ours_name.startswith(("masked_lm.", "next_sentence."))
+
+
+def to_hf_state_dict(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
+    """Our state dict (or any dict of per-parameter tensors, e.g. gradients) -> HF names.
+
+    Keys of a BertForPreTraining (``bert.*``, heads) give HF BertForPreTraining keys; keys of a
+    BertModel give HF BertModel keys (no prefix). Split tensors are copies, not views."""
+    heads = any(k.startswith("bert.") for k in state)
+    prefix = "bert." if heads else ""
+    out: dict[str, torch.Tensor] = {}
+    for ours, hf in _name_pairs(config, heads):
+        key = ours if _is_head(ours) else prefix + ours
+        t = state[key]
+        if isinstance(hf, tuple):
+            for name, part in zip(hf, t.chunk(3, dim=0)):
+                out[prefix + name] = part.clone()
+        else:
+            out[hf if _is_head(ours) else prefix + hf] = t
+    return out
+
+
+def _normalise_hf_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # pytorch-pretrained-bert era checkpoints name LayerNorm parameters gamma/beta (as Google).
+    def fix(k: str) -> str:
+        return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k))
+
+    return {fix(k): v for k, v in state.items()}
+
+
+def from_hf_state_dict(
+    state: dict[str, torch.Tensor], config: BertConfig, heads: bool
+) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """HF-named tensors -> (our names (``bert.*`` and heads if ``heads``), missing HF names,
+    unexpected HF names). Accepts HF BertModel keys (no prefix) and BertForPreTraining keys."""
+    state = _normalise_hf_keys(state)
+    prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
+    ours_prefix = "bert." if heads else ""
+    if "cls.predictions.bias" not in state and "cls.predictions.decoder.bias" in state:
+        state["cls.predictions.bias"] = state["cls.predictions.decoder.bias"]
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    missing: list[str] = []
+    for ours, hf in _name_pairs(config, heads):
+        head = _is_head(ours)
+        names = [n if head else prefix + n for n in (hf if isinstance(hf, tuple) else (hf,))]
+        absent = [n for n in names if n not in state]
+        if absent:
+            missing.extend(absent)
+            continue
+        used.update(names)
+        out[ours if head else ours_prefix + ours] = (
+            torch.cat([state[n] for n in names], dim=0) if len(names) > 1 else state[names[0]]
+        )
+    unexpected = [k for k in state if k not in used and not k.endswith(_REDUNDANT)]
+    return out, missing, unexpected
+
+
+def load_state_into(model: BertModel | BertForPreTraining, state: dict[str, torch.Tensor], source: str) -> None:
+    """Loads HF-named ``state`` into ``model``; raises ``WeightsError`` naming every missing,
+    unexpected or mis-shaped encoder tensor; warns about missing heads (kept at Google's init) and
+    about tensors of other heads (skipped)."""
+    config = model.config
+    heads = isinstance(model, BertForPreTraining)
+    ours, missing, unexpected = from_hf_state_dict(state, config, heads)
+    head_missing = [n for n in missing if n.startswith("cls.")]
+    body_missing = [n for n in missing if not n.startswith("cls.")]
+    # cls.* is a head we do not load into a BertModel; anything else unknown is an encoder
+    # tensor the config has no place for (a different layer count, say): an error.
+    body_unexpected = [n for n in unexpected if n.startswith(("bert.", "embeddings.", "encoder.", "pooler."))]
+    other_unexpected = [n for n in unexpected if n not in body_unexpected and not (not heads and n.startswith("cls."))]
+    target = model.state_dict()
+    misshaped = [
+        f"{name} (checkpoint {list(t.shape)}, model {list(target[name].shape)})"
+        for name, t in ours.items()
+        if tuple(t.shape) != tuple(target[name].shape)
+    ]
+    problems = []
+    if misshaped:
+        problems.append("mis-shaped tensors (config sizes disagree with the checkpoint): " + ", ".join(misshaped))
+    if body_missing:
+        problems.append("missing tensors: " + ", ".join(body_missing))
+    if body_unexpected:
+        problems.append("unexpected tensors (check num_hidden_layers): " + ", ".join(body_unexpected))
+    if problems:
+        c = config
+        raise WeightsError(
+            f"checkpoint {source} does not fit the config (vocab_size {c.vocab_size}, hidden_size "
+            f"{c.hidden_size}, num_hidden_layers {c.num_hidden_layers}, intermediate_size "
+            f"{c.intermediate_size}, max_position_embeddings {c.max_position_embeddings}, "
+            f"type_vocab_size {c.type_vocab_size}): " + "; ".join(problems)
+        )
+    if head_missing:
+        warnings.warn(
+            f"checkpoint {source} has no pretraining heads ({', '.join(head_missing)}): they are "
+            "initialised as Google's (truncated normal), not trained",
+            stacklevel=3,
+        )
+    decoder = state.get("cls.predictions.decoder.weight")
+    embedding = ours.get("bert.embeddings.word_embeddings.weight")
+    if heads and decoder is not None and embedding is not None and not torch.equal(decoder, embedding):
+        warnings.warn(f"checkpoint {source}: cls.predictions.decoder.weight differs from the word "
+                      "embeddings; BERT ties them, so the word embeddings are used", stacklevel=3)
+    if other_unexpected:
+        warnings.warn(f"checkpoint {source}: skipped tensors this model has no place for: "
+                      + ", ".join(other_unexpected), stacklevel=3)
+    with torch.no_grad():
+        for name, t in ours.items():
+            target[name].copy_(t)
+
+
+def read_hf_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a HF directory: ``model.safetensors`` (or its sharded index) or
+    ``pytorch_model.bin`` (loaded weights-only: no pickled code runs)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise WeightsError(f"not a directory: {path}")
+    st, index, pt = (os.path.join(path, n) for n in (SAFETENSORS, SAFETENSORS_INDEX, PYTORCH_BIN))
+    try:
+        if os.path.exists(st):
+            from safetensors.torch import load_file
+
+            return load_file(st), st
+        if os.path.exists(index):
+            from safetensors.torch import load_file
+
+            with open(index, encoding="utf-8") as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(load_file(os.path.join(path, shard)))
+            return state, index
+        if os.path.exists(pt):
+            state = torch.load(pt, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise WeightsError(f"{pt} does not hold a state dict")
+            return state, pt
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
+        if isinstance(e, WeightsError):
+            raise
+        raise WeightsError(f"cannot read weights in {path}: {e}") from None
+    raise WeightsError(f"no {SAFETENSORS} or {PYTORCH_BIN} in {path}")
+
+
+def load_pretrained(path: str | os.PathLike, heads: bool, config: BertConfig | None = None):
+    """BertModel (``heads=False``) or BertForPreTraining from a HF-format directory."""
+    path = os.fspath(path)
+    if config is None:
+        config_file = os.path.join(path, CONFIG)
+        if not os.path.exists(config_file):
+            raise WeightsError(f"no {CONFIG} in {path}")
+        config = BertConfig.from_json_file(config_file)
+    state, source = read_hf_weights(path)
+    model = build_bert_for_pretraining(config) if heads else build_bert_model(config)
+    load_state_into(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source)
+    return model
+
+
+def save_pretrained(model: BertModel | BertForPreTraining, path: str | os.PathLike) -> None:
+    """Writes ``config.json`` and ``model.safetensors`` with HF's names (each file atomically).
+
+    The tied decoder weight is not written (HF ties it on load, as its own save does)."""
+    from safetensors.torch import save
+
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    arch = "BertForPreTraining" if isinstance(model, BertForPreTraining) else "BertModel"
+    state = to_hf_state_dict({k: v.detach() for k, v in model.state_dict().items()}, model.config)
+    state = {k: v.contiguous().cpu() for k, v in state.items()}
+    with atomic_output(os.path.join(path, SAFETENSORS)) as f:
+        f.write(save(state, metadata={"format": "pt"}))
+    with atomic_output(os.path.join(path, CONFIG), "w") as f:
+        json.dump(model.config.to_hf_dict(arch), f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+# ---- Google's TensorFlow checkpoints ----------------------------------------------------------
+
+# Variables that are optimizer state, not model: Adam slots, step counters, loss-scale state.
+_TF_SKIP = re.compile(r"(adam_[mv]|global_step|good_steps|loss_scale|current_loss_scale)$")
+
+
+def google_to_hf_name(name: str) -> tuple[str, bool]:
+    """A Google variable name -> (HF name, whether to transpose).
+
+    ``bert/encoder/layer_3/attention/self/query/kernel`` -> ``bert.encoder.layer.3.attention.self.query.weight``
+    (transposed: TF dense kernels are [in, out], torch weights [out, in]); LayerNorm ``gamma``/``beta``
+    -> ``weight``/``bias``; embedding tables gain ``.weight``; ``cls/predictions/output_bias`` ->
+    ``cls.predictions.bias``; ``cls/seq_relationship/output_weights`` is already [2, D] (Google
+    multiplies it with ``transpose_b=True``), so it is not transposed.
+    """
+    parts = [re.sub(r"^layer_(\d+)$", r"layer.\1", p) for p in name.split("/")]
+    last = parts[-1]
+    if last == "kernel":
+        return ".".join(parts[:-1] + ["weight"]), True
+    if last in ("gamma", "output_weights"):
+        return ".".join(parts[:-1] + ["weight"]), False
+    if last in ("beta", "output_bias"):
+        return ".".join(parts[:-1] + ["bias"]), False
+    if last.endswith("_embeddings"):
+        return ".".join(parts + ["weight"]), False
+    return ".".join(parts), False
+
+
+def read_tf_checkpoint(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model variables of a Google TF checkpoint (``bert_model.ckpt`` prefix), HF-named.
+
+    Needs TensorFlow (``pip install bertdetr[tf]``); optimizer slots are dropped."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise BertDetrError(
+            "reading a TensorFlow checkpoint needs TensorFlow: pip install 'bertdetr[tf]'"
+        ) from None
+    checkpoint = os.fspath(checkpoint)
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+    except (ValueError, tf.errors.OpError) as e:
+        raise WeightsError(f"cannot read TF checkpoint {checkpoint}: {str(e).splitlines()[0]}") from None
+    state: dict[str, torch.Tensor] = {}
+    for name in sorted(reader.get_variable_to_shape_map()):
+        if _TF_SKIP.search(name):
+            continue
+        hf_name, transpose = google_to_hf_name(name)
+        t = torch.from_numpy(reader.get_tensor(name).copy())
+        state[hf_name] = t.t().contiguous() if transpose else t
+    return state
+
+
+def convert_tf_checkpoint(checkpoint: str | os.PathLike, config_file: str | os.PathLike,
+                          output_dir: str | os.PathLike, heads: bool = True) -> BertModel | BertForPreTraining:
+    """Google's ``bert_model.ckpt`` + ``bert_config.json`` -> a HF-format directory (which
+    ``transformers`` and ``from_pretrained`` load). ``vocab.txt`` beside the checkpoint is copied.
+
+    Raises ``WeightsError`` naming any variable that has no place in the model."""
+    config = BertConfig.from_json_file(config_file)
+    state = read_tf_checkpoint(checkpoint)
+    _, _, unexpected = from_hf_state_dict(state, config, heads=True)
+    if unexpected:
+        raise WeightsError(f"TF checkpoint {os.fspath(checkpoint)} has variables this model has no place for "
+                           f"(as HF names): {', '.join(unexpected)}")
+    model = build_bert_for_pretraining(config) if heads else build_bert_model(config)
+    load_state_into(model, state, os.fspath(checkpoint))
+    model.eval()
+    model.save_pretrained(output_dir)
+    vocab = os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), "vocab.txt")
+    if os.path.exists(vocab):
+        shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
+    return model

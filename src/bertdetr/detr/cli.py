@@ -1,0 +1,233 @@
+"""``bertdetr detr ...`` subcommands: options in, typed configs and plain arguments out."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_subcommands(commands: argparse._SubParsersAction) -> None:
+    _add_convert(commands)
+    _add_config(commands)
+    _add_make_shapes(commands)
+    _add_train(commands)
+    _add_eval(commands)
+    _add_predict(commands)
+
+
+def _add_convert(commands) -> None:
+    p = commands.add_parser(
+        "convert",
+        help="convert an mmdet / official DETR / transformers checkpoint to ours",
+        description="Read a DETR checkpoint of MMDetection, facebookresearch/detr or transformers "
+        "(DetrForObjectDetection) and write our checkpoint directory: config.json + model.safetensors.",
+    )
+    p.add_argument("--from", dest="source", choices=("mmdet", "official", "hf"), required=True,
+                   help="checkpoint's origin")
+    p.add_argument("--checkpoint", required=True,
+                   help="mmdet .pth / official .pth / transformers save_pretrained directory or weights file")
+    p.add_argument("--config", help="mmdet: the model's config (.py, parsed not executed, or .json); required for mmdet")
+    p.add_argument("--output", required=True, help="directory to write (config.json, model.safetensors)")
+    p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int,
+                   help="foreground classes of the converted model (default: the checkpoint's)")
+    p.add_argument("--reset-head", "--reset_head", dest="reset_head", action="store_true",
+                   help="re-initialise the class FC when --num-classes differs from the checkpoint's")
+    p.add_argument("--seed", type=int, default=0, help="seed of the re-initialised class FC (default 0)")
+    p.add_argument("--classes", choices=("coco80", "keep"),
+                   help="official/hf: 'coco80' keeps the 80 COCO classes of a 92-logit head in mmdet's "
+                   "order (default for official), 'keep' keeps the head as it is (default for hf)")
+    p.add_argument("--num-heads", "--num_heads", dest="num_heads", type=int,
+                   help="official/hf: attention heads (not visible in weights; default 8 / config.json)")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args) -> int:
+    import torch
+
+    from bertdetr.detr import weights
+    from bertdetr.errors import BertDetrError
+    from bertdetr.fileio import check_writable
+    import os
+
+    check_writable(os.path.join(args.output, "config.json"))
+    if args.num_classes is not None and args.num_classes < 1:
+        raise BertDetrError(f"--num-classes must be >= 1, got {args.num_classes}")
+    generator = torch.Generator().manual_seed(args.seed)
+    common = dict(num_classes=args.num_classes, reset_head=args.reset_head, generator=generator)
+    if args.source == "mmdet":
+        if not args.config:
+            raise BertDetrError("--from mmdet needs --config (the mmdet model config .py or .json)")
+        model, config = weights.from_mmdet(args.config, args.checkpoint, **common)
+    elif args.source == "official":
+        model, config = weights.from_official(args.checkpoint, coco80=(args.classes or "coco80") == "coco80",
+                                              num_heads=args.num_heads or 8, **common)
+    else:
+        model, config = weights.from_hf(args.checkpoint, coco80=(args.classes or "keep") == "coco80",
+                                        num_heads=args.num_heads, **common)
+    weights.save_detr(model, config, args.output)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.output}: DETR R{config.backbone.depth}, {config.bbox_head.num_classes} classes, "
+          f"{config.num_queries} queries, {n / 1e6:.1f}M parameters")
+    return 0
+
+
+def _add_config(commands) -> None:
+    p = commands.add_parser(
+        "config",
+        help="write a preset DETR config (json) to copy and edit",
+        description="Write mmdet's detr_r50_8xb2-150e_coco.py (--preset r50) or detr_r18_8xb2-500e_coco.py "
+        "(--preset r18) model config as our JSON config file.",
+    )
+    p.add_argument("--preset", choices=("r50", "r18"), default="r50")
+    p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=80)
+    p.add_argument("--pretrained", help="local torchvision ImageNet ResNet weights for the backbone")
+    p.add_argument("--output", required=True, help="json file to write")
+    p.set_defaults(func=_run_config)
+
+
+def _run_config(args) -> int:
+    import dataclasses
+
+    from bertdetr.detr.config import DETRConfig
+    from bertdetr.errors import BertDetrError
+
+    if args.num_classes < 1:
+        raise BertDetrError(f"--num-classes must be >= 1, got {args.num_classes}")
+    config = getattr(DETRConfig, args.preset)(args.num_classes)
+    if args.pretrained:
+        config = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, pretrained=args.pretrained))
+    config.save(args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_make_shapes(commands) -> None:
+    p = commands.add_parser("make-shapes", help="write a synthetic COCO-format shapes dataset",
+                            description="Coloured circles, squares, triangles and crosses on textured "
+                            "backgrounds, as COCO json + PNG images, for demos and tests.")
+    p.add_argument("--out", required=True, help="folder to write (images/, <split>.json)")
+    p.add_argument("--train-images", dest="train_images", type=int, default=200)
+    p.add_argument("--val-images", dest="val_images", type=int, default=50)
+    p.add_argument("--min-size", dest="min_size", type=int, default=96)
+    p.add_argument("--max-size", dest="max_size", type=int, default=160)
+    p.add_argument("--max-objects", dest="max_objects", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_make_shapes)
+
+
+def _run_make_shapes(args) -> int:
+    from bertdetr.detr.shapes import ShapesConfig, make_shapes
+
+    for split, n in (("train", args.train_images), ("val", args.val_images)):
+        if n:
+            cfg = ShapesConfig(num_images=n, min_size=args.min_size, max_size=args.max_size,
+                               max_objects=args.max_objects, seed=args.seed)
+            print(f"wrote {make_shapes(args.out, split, cfg)}: {n} images")
+    return 0
+
+
+def _add_train(commands) -> None:
+    p = commands.add_parser("train", help="train DETR on COCO-format data (plain or under torchrun)",
+                            description="Train DETR from a JSON config with sections data, model, train "
+                            "(see bertdetr.detr.train). Options given here override the config's train section.")
+    p.add_argument("config", help="training config (JSON)")
+    p.add_argument("--output-dir", dest="output_dir")
+    p.add_argument("--resume", action="store_true", default=None, help="continue from the latest checkpoint")
+    p.add_argument("--init-checkpoint", dest="init_checkpoint", help="our checkpoint directory to fine-tune from")
+    p.add_argument("--reset-head", dest="reset_head", action="store_true", default=None,
+                   help="re-initialise the class FC for the dataset's class count")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-iters", dest="max_iters", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--num-workers", dest="num_workers", type=int)
+    p.add_argument("--bf16", action="store_true", default=None)
+    p.add_argument("--device")
+    p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    import os
+
+    from bertdetr.detr.train import load_train_setup, train_detr
+
+    overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "init_checkpoint", "reset_head", "epochs",
+                                               "max_iters", "batch_size", "num_workers", "bf16", "device",
+                                               "tensorboard", "progress")}
+    summary = train_detr(load_train_setup(args.config, **overrides))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"iteration {summary['iterations']} (epoch {summary['epoch']}): "
+              + ", ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items()))
+        if summary["metrics"]:
+            print("val: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items()))
+        print(f"model exported to {summary['export']}")
+    return 0
+
+
+def _add_eval(commands) -> None:
+    p = commands.add_parser("eval", help="COCO mAP of a checkpoint on a COCO-format dataset",
+                            description="Evaluate a DETR checkpoint directory with pycocotools; writes the "
+                            "metrics and the COCO results json.")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint directory (config.json, model.safetensors)")
+    p.add_argument("--ann", required=True, help="COCO annotation json")
+    p.add_argument("--images", required=True, help="image folder")
+    p.add_argument("--out", required=True, help="folder for metrics.json and results.json")
+    p.add_argument("--test-size", dest="test_size", type=int, default=800)
+    p.add_argument("--max-size", dest="max_size", type=int, default=1333)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args) -> int:
+    import json
+    import os
+
+    import torch
+
+    from bertdetr.detr.data import check_images, load_coco
+    from bertdetr.detr.train import evaluate_detr, load_classes
+    from bertdetr.detr.weights import load_detr
+    from bertdetr.errors import BertDetrError
+    from bertdetr.fileio import atomic_output, check_writable
+
+    check_writable(os.path.join(args.out, "metrics.json"))
+    index, bad = check_images(load_coco(args.ann, args.images))
+    model, config = load_detr(args.checkpoint)
+    category_ids, _ = load_classes(args.checkpoint, config.bbox_head.num_classes)
+    if category_ids != index.category_ids:
+        raise BertDetrError(f"the checkpoint's categories {category_ids[:10]}... differ from the dataset's "
+                            f"{index.category_ids[:10]}...")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    metrics = evaluate_detr(model.to(device), index, args.ann, args.test_size, args.max_size,
+                            config.test_cfg.max_per_img, device, args.batch_size,
+                            results_path=os.path.join(args.out, "results.json"))
+    with atomic_output(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump({**metrics, "skipped_images": bad}, f, indent=1)
+    print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def _add_predict(commands) -> None:
+    p = commands.add_parser("predict", help="detect objects in images: COCO results json and pictures",
+                            description="Run a DETR checkpoint on images; write results.json (COCO format) "
+                            "and, per image, a PNG with boxes, class names and scores.")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint directory")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5, help="draw detections scoring at least this")
+    p.add_argument("--test-size", dest="test_size", type=int, default=800)
+    p.add_argument("--max-size", dest="max_size", type=int, default=1333)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args) -> int:
+    import os
+
+    from bertdetr.detr.predict import predict_images
+
+    written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
+                             args.max_size, args.device)
+    print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}")
+    return 0

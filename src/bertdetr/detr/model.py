@@ -1,0 +1,379 @@
+"""DETR as MMDetection 3.x structures it, in one file: small modules first, the full model last.
+
+backbone (ResNet, frozen BatchNorm) -> input projection (1x1 conv, mmdet's ``ChannelMapper``) ->
+sine positional encoding of the padding mask -> post-norm transformer encoder -> decoder with
+learned object queries -> class FC and box FFN, on every decoder layer's output.
+
+Dimension letters: B batch, H/W padded input height/width, h/w feature map height/width
+(H/32, W/32 rounded up), C backbone output channels, D model width (embed_dims), T = h*w encoder
+tokens, Q object queries, K = num_classes + 1 class logits (background last), L decoder layers.
+
+Conventions (mmdet's, identical to official DETR's):
+- masks are True at padding; the feature-map mask is the input mask resized by *nearest*
+  interpolation (``F.interpolate`` default);
+- positional encodings are added to attention queries and keys, never to values;
+- the decoder starts from zeros, object queries are the query *positions*; each layer's output
+  goes through the shared final LayerNorm (``post_norm``) before the heads;
+- boxes are sigmoid (cx, cy, w, h) normalised by each image's own size, not the padded size.
+
+Speed (the backbone is >85% of the cost on CPU): a frozen BatchNorm is folded into the preceding
+convolution (``conv(x, w * s) + t`` instead of ``conv(x, w) * s + t``: one pass over the
+activations less per conv, and oneDNN fuses the bias); activations run channels-last; the frozen
+stem and stage 1 build no autograd graph; attention runs as ``scaled_dot_product_attention`` and
+drops the mask when no image in the batch is padded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertdetr.detr.config import DETRConfig
+from bertdetr.errors import BertDetrError
+from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormDecoderLayer, PostNormEncoderLayer
+
+
+# --------------------------------------------------------------------------------------------
+# Backbone: torchvision's ResNet layout and parameter names (= mmdet ResNet style 'pytorch':
+# the stride of a bottleneck is on its 3x3 conv), with every BatchNorm frozen.
+# --------------------------------------------------------------------------------------------
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm with fixed statistics and affine (mmdet ``norm_eval=True, requires_grad=False``):
+    ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias``, all four buffers."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "num_batches_tracked", None)  # nn.BatchNorm2d's counter, meaningless here
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (scale, shift) with ``y = x * scale + shift``."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_shift()
+        return x * scale[:, None, None] + shift[:, None, None]
+
+
+def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> torch.Tensor:
+    """``bn(conv(x))`` as one convolution with the BatchNorm folded into its weight and bias."""
+    scale, shift = bn.scale_shift()
+    return F.conv2d(x, conv.weight * scale[:, None, None, None], shift, conv.stride, conv.padding)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+
+
+class _ResidualBlock(nn.Module):
+    """``relu(convN(...relu(conv1(x))) + shortcut(x))``, each conv with its frozen BN folded in;
+    the shortcut is a strided 1x1 conv + BN (``downsample``) when the shape changes, else identity."""
+
+    def _add_shortcut(self, cin: int, cout: int, stride: int) -> None:
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(_conv(cin, cout, 1, stride), FrozenBatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else conv_frozen_bn(x, *self.downsample)
+        out = x
+        for i in range(1, self.num_convs + 1):
+            out = conv_frozen_bn(out, getattr(self, f"conv{i}"), getattr(self, f"bn{i}"))
+            if i < self.num_convs:
+                out = out.relu_()
+        return out.add_(identity).relu_()
+
+
+class BasicBlock(_ResidualBlock):
+    """ResNet-18/34 block: two 3x3 convs, the first strided."""
+
+    expansion, num_convs = 1, 2
+
+    def __init__(self, cin: int, width: int, stride: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(cin, width, 3, stride), FrozenBatchNorm2d(width)
+        self.conv2, self.bn2 = _conv(width, width, 3), FrozenBatchNorm2d(width)
+        self._add_shortcut(cin, width, stride)
+
+
+class Bottleneck(_ResidualBlock):
+    """ResNet-50/101/152 block: 1x1 reduce, 3x3 (strided, torchvision/mmdet 'pytorch' style), 1x1 expand."""
+
+    expansion, num_convs = 4, 3
+
+    def __init__(self, cin: int, width: int, stride: int = 1):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1, self.bn1 = _conv(cin, width, 1), FrozenBatchNorm2d(width)
+        self.conv2, self.bn2 = _conv(width, width, 3, stride), FrozenBatchNorm2d(width)
+        self.conv3, self.bn3 = _conv(width, cout, 1), FrozenBatchNorm2d(cout)
+        self._add_shortcut(cin, cout, stride)
+
+
+_RESNET_LAYOUTS = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """``forward(images [B,3,H,W]) -> [B,C,h,w]``: the last stage (mmdet ``out_indices=(3,)``),
+    channels-last in memory. Parameter names are torchvision's, so its ImageNet state dicts and
+    mmdet's ``backbone.*`` load as they are (``fc.*`` is ignored)."""
+
+    def __init__(self, depth: int, frozen_stages: int = 1):
+        super().__init__()
+        block, counts = _RESNET_LAYOUTS[depth]
+        self.conv1, self.bn1 = _conv(3, 64, 7, 2), FrozenBatchNorm2d(64)
+        cin = 64
+        for i, (n, width) in enumerate(zip(counts, (64, 128, 256, 512))):
+            blocks = []
+            for j in range(n):
+                blocks.append(block(cin, width, stride=2 if (i > 0 and j == 0) else 1))
+                cin = width * block.expansion
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.out_channels = cin
+        self.frozen_stages = frozen_stages
+        # mmdet ``_freeze_stages``: frozen_stages >= 0 freezes the stem, >= i freezes layer{i}
+        frozen = ([self.conv1] if frozen_stages >= 0 else []) + [
+            getattr(self, f"layer{i}") for i in range(1, frozen_stages + 1)
+        ]
+        for module in frozen:
+            module.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        x = conv_frozen_bn(x, self.conv1, self.bn1).relu_()
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+        return x
+
+
+# --------------------------------------------------------------------------------------------
+# Positional encoding, encoder, decoder, head
+# --------------------------------------------------------------------------------------------
+
+
+class SinePositionalEncoding(nn.Module):
+    """mmdet ``SinePositionalEncoding`` / official DETR ``PositionEmbeddingSine``.
+
+    ``forward(mask [B,h,w] bool, True at padding) -> [B,h,w,D]`` with D = 2 * num_feats: the
+    y encoding's num_feats channels, then x's; within each, sin/cos interleaved (sin of even
+    frequencies at even channels). Positions are the cumulative count of *unpadded* cells along
+    each axis (1-based), so padding at the bottom/right leaves the image's encoding unchanged;
+    normalised as ``(pos + offset) / (last + eps) * scale``. Channel-last so that flattening to
+    [B,T,D] tokens is a view (mmdet returns [B,D,h,w] and permutes).
+    """
+
+    def __init__(self, num_feats: int = 128, temperature: float = 10000.0, normalize: bool = True,
+                 scale: float = 2 * math.pi, eps: float = 1e-6, offset: float = 0.0):
+        super().__init__()
+        self.num_feats = num_feats
+        self.temperature = temperature
+        self.normalize = normalize
+        self.scale = scale
+        self.eps = eps
+        self.offset = offset
+
+    def forward(self, mask: torch.Tensor) -> torch.Tensor:
+        B, h, w = mask.shape
+        not_mask = (~mask).to(torch.float32)
+        y = not_mask.cumsum(1)
+        x = not_mask.cumsum(2)
+        if self.normalize:
+            y = (y + self.offset) / (y[:, -1:, :] + self.eps) * self.scale
+            x = (x + self.offset) / (x[:, :, -1:] + self.eps) * self.scale
+        dim_t = torch.arange(self.num_feats, dtype=torch.float32, device=mask.device)
+        dim_t = self.temperature ** (2 * (dim_t // 2) / self.num_feats)
+        pos_x = x[..., None] / dim_t
+        pos_y = y[..., None] / dim_t
+        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).view(B, h, w, -1)
+        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).view(B, h, w, -1)
+        return torch.cat((pos_y, pos_x), dim=3)
+
+
+class DetrEncoder(nn.Module):
+    """Stack of post-norm encoder layers (no final norm, as mmdet's and official DETR's).
+
+    ``forward(x [B,T,D], pos [B,T,D], attn_mask [B,1,1,T] bool True=attend | None) -> [B,T,D]``.
+    """
+
+    def __init__(self, layers: list[PostNormEncoderLayer]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, pos, attn_mask)
+        return x
+
+
+class DetrDecoder(nn.Module):
+    """Stack of post-norm decoder layers whose every output goes through the shared ``post_norm``.
+
+    ``forward(query_pos [B,Q,D], memory [B,T,D], memory_pos [B,T,D], memory_mask) -> [L,B,Q,D]``.
+    The first layer's input is zeros; each layer takes the previous layer's output *before*
+    ``post_norm`` (mmdet ``return_intermediate``; official DETR's ``intermediate.append(norm(x))``).
+    """
+
+    def __init__(self, layers: list[PostNormDecoderLayer], post_norm: nn.LayerNorm):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.post_norm = post_norm
+
+    def forward(self, query_pos, memory, memory_pos, memory_mask):
+        x = torch.zeros_like(query_pos)
+        outs = []
+        for layer in self.layers:
+            x = layer(x, memory, query_pos, memory_pos, memory_mask)
+            outs.append(self.post_norm(x))
+        return torch.stack(outs)
+
+
+class DetrHead(nn.Module):
+    """mmdet ``DETRHead`` / official DETR ``class_embed`` + ``bbox_embed``.
+
+    ``forward(hs [..., D]) -> (logits [..., K], boxes [..., 4])``: ``fc_cls`` to num_classes + 1
+    (background last); boxes = sigmoid(fc_reg(ReLU(reg_fcs(hs)))), where ``reg_fcs`` is
+    ``num_reg_fcs`` x (Linear, ReLU): mmdet's ``reg_ffn`` (FFN without residual: Linear, ReLU,
+    Linear) followed by ``activate`` ReLU, equal to official DETR's 3-layer MLP.
+    """
+
+    def __init__(self, embed_dims: int, num_classes: int, num_reg_fcs: int = 2):
+        super().__init__()
+        self.num_classes = num_classes
+        self.fc_cls = nn.Linear(embed_dims, num_classes + 1)
+        self.reg_fcs = nn.ModuleList(nn.Linear(embed_dims, embed_dims) for _ in range(num_reg_fcs))
+        self.fc_reg = nn.Linear(embed_dims, 4)
+
+    def forward(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = hs
+        for fc in self.reg_fcs:
+            x = F.relu(fc(x))
+        return self.fc_cls(hs), self.fc_reg(x).sigmoid()
+
+
+def feature_mask(masks: torch.Tensor | None, B: int, h: int, w: int, device) -> torch.Tensor:
+    """[B,H,W] bool input padding mask (or None = no padding) -> [B,h,w] bool by nearest resizing."""
+    if masks is None:
+        return torch.zeros(B, h, w, dtype=torch.bool, device=device)
+    return F.interpolate(masks[None].float(), size=(h, w)).to(torch.bool)[0]
+
+
+def padding_masks(img_shapes: list[tuple[int, int]], batch_hw: tuple[int, int], device=None) -> torch.Tensor:
+    """Per-image (h, w) inside a padded (H, W) batch -> [B,H,W] bool, True outside each image (mmdet)."""
+    H, W = batch_hw
+    masks = torch.ones(len(img_shapes), H, W, dtype=torch.bool, device=device)
+    for i, (h, w) in enumerate(img_shapes):
+        masks[i, :h, :w] = False
+    return masks
+
+
+# --------------------------------------------------------------------------------------------
+# The full model
+# --------------------------------------------------------------------------------------------
+
+
+class DETR(nn.Module):
+    """``forward(images [B,3,H,W], masks [B,H,W] | None) -> dict``.
+
+    ``images`` normalised (ImageNet mean/std, RGB) and zero-padded at the bottom/right; ``masks``
+    True at padding (None: no image is padded). Returns ``pred_logits`` [B,Q,K] and
+    ``pred_boxes`` [B,Q,4] (sigmoid cx, cy, w, h normalised by each image's own size) of the last
+    decoder layer, and ``aux_outputs``: the same dict for each earlier layer, first layer first.
+    """
+
+    def __init__(self, backbone: ResNet, input_proj: nn.Conv2d, positional_encoding: SinePositionalEncoding,
+                 encoder: DetrEncoder, decoder: DetrDecoder, query_embedding: nn.Embedding, head: DetrHead):
+        super().__init__()
+        self.backbone = backbone
+        self.input_proj = input_proj
+        self.positional_encoding = positional_encoding
+        self.encoder = encoder
+        self.decoder = decoder
+        self.query_embedding = query_embedding
+        self.head = head
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> dict:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise BertDetrError(f"images must be [B,3,H,W], got {tuple(images.shape)}")
+        if masks is not None and (masks.shape != (images.shape[0], *images.shape[2:]) or masks.dtype != torch.bool):
+            raise BertDetrError(f"masks must be bool [B,H,W] = {(images.shape[0], *images.shape[2:])} "
+                                f"matching images, got {masks.dtype} {tuple(masks.shape)}")
+        feat = self.input_proj(self.backbone(images))  # [B,D,h,w], channels-last
+        B, D, h, w = feat.shape
+        mask = feature_mask(masks, B, h, w, feat.device)
+        pos = self.positional_encoding(mask).view(B, h * w, D)
+        tokens = feat.permute(0, 2, 3, 1).reshape(B, h * w, D)
+        # nn.MultiheadAttention's key_padding_mask as scaled_dot_product_attention's bool mask
+        # (True = attend); None when nothing is padded, which lets SDPA take its unmasked kernel.
+        attn_mask = (~mask.view(B, 1, 1, h * w)) if bool(mask.any()) else None
+        memory = self.encoder(tokens, pos, attn_mask)
+        query_pos = self.query_embedding.weight.unsqueeze(0).expand(B, -1, -1)
+        hs = self.decoder(query_pos, memory, pos, attn_mask)  # [L,B,Q,D]
+        logits, boxes = self.head(hs)
+        out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1]}
+        out["aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]
+        return out
+
+
+def build_detr(config: DETRConfig) -> DETR:
+    """Builds the model of ``config`` (random init as mmdet: xavier for transformer weights; loads
+    ``config.backbone.pretrained`` torchvision weights when set)."""
+    D = config.embed_dims
+    enc, dec, pe = config.encoder, config.decoder, config.positional_encoding
+    backbone = ResNet(config.backbone.depth, config.backbone.frozen_stages)
+    if config.backbone.pretrained:
+        from bertdetr.detr.weights import load_torchvision_resnet
+
+        load_torchvision_resnet(backbone, config.backbone.pretrained)
+
+    def ffn(cfg) -> FeedForward:
+        return FeedForward(D, cfg.feedforward_channels, nn.ReLU(inplace=True), activation_dropout=cfg.ffn_drop)
+
+    encoder = DetrEncoder([
+        PostNormEncoderLayer(MultiHeadAttention(D, enc.num_heads, enc.dropout), ffn(enc),
+                             dropout=enc.dropout, ffn_dropout=enc.ffn_drop)
+        for _ in range(enc.num_layers)
+    ])
+    decoder = DetrDecoder([
+        PostNormDecoderLayer(MultiHeadAttention(D, dec.num_heads, dec.dropout),
+                             MultiHeadAttention(D, dec.num_heads, dec.dropout), ffn(dec),
+                             dropout=dec.dropout, ffn_dropout=dec.ffn_drop)
+        for _ in range(dec.num_layers)
+    ], nn.LayerNorm(D))
+    for layers in (encoder.layers, decoder.layers):  # mmdet DETR.init_weights: xavier_uniform on matrices
+        for p in layers.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+    return DETR(
+        backbone=backbone,
+        input_proj=nn.Conv2d(backbone.out_channels, D, kernel_size=1),
+        positional_encoding=SinePositionalEncoding(pe.num_feats, pe.temperature, pe.normalize, pe.scale,
+                                                   pe.eps, pe.offset),
+        encoder=encoder,
+        decoder=decoder,
+        query_embedding=nn.Embedding(config.num_queries, D),
+        head=DetrHead(D, config.bbox_head.num_classes, config.bbox_head.num_reg_fcs),
+    )

@@ -1,0 +1,42 @@
+"""DETR's outputs to detections, as mmdet ``DETRHead.predict_by_feat`` (softmax classifier).
+
+Per image: softmax over K = C + 1 classes, drop background, each query's best class and score;
+keep the top ``max_per_img`` queries by that score; (cx, cy, w, h) normalised -> pixel
+(x1, y1, x2, y2) in the image's own (h, w), clamped to it; divided by the image's scale factor
+(w_scale, h_scale) to go back to the original image (mmdet ``rescale=True``) when given.
+
+Dimension letters: B batch, Q queries, K classes + 1, N = min(max_per_img, Q) detections.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bertdetr.detr.boxes import box_cxcywh_to_xyxy
+
+
+class DetrPostProcess:
+    """``__call__(outputs, img_shapes, scale_factors=None) -> list of B dicts`` with ``scores`` [N],
+    ``labels`` [N] int64 in 0..C-1, ``boxes`` [N,4] pixel xyxy, best score first. ``outputs`` is
+    the model's dict (only the last layer's ``pred_logits`` [B,Q,K], ``pred_boxes`` [B,Q,4] are
+    used); ``img_shapes`` B (h, w); ``scale_factors`` B (w_scale, h_scale) or None (no rescale)."""
+
+    def __init__(self, max_per_img: int = 100):
+        self.max_per_img = max_per_img
+
+    @torch.no_grad()
+    def __call__(self, outputs: dict, img_shapes, scale_factors=None) -> list[dict]:
+        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        scores, labels = logits.softmax(-1)[..., :-1].max(-1)  # [B,Q]
+        k = min(self.max_per_img, scores.shape[1])
+        results = []
+        for i, (h, w) in enumerate(img_shapes):
+            s, idx = scores[i].topk(k)
+            xyxy = box_cxcywh_to_xyxy(boxes[i, idx])
+            xyxy[:, 0::2] = (xyxy[:, 0::2] * w).clamp(min=0, max=w)
+            xyxy[:, 1::2] = (xyxy[:, 1::2] * h).clamp(min=0, max=h)
+            if scale_factors is not None:
+                sw, sh = scale_factors[i]
+                xyxy = xyxy / xyxy.new_tensor([sw, sh, sw, sh])
+            results.append({"scores": s, "labels": labels[i, idx], "boxes": xyxy})
+        return results

@@ -1,0 +1,64 @@
+"""``bertdetr detr predict``: detections on image files, as COCO results and as pictures."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+
+from bertdetr.detr.data import ImageLoadError, load_image
+from bertdetr.detr.evaluate import to_coco_results, write_results
+from bertdetr.detr.postprocess import DetrPostProcess
+from bertdetr.detr.train import load_classes
+from bertdetr.detr.transforms import eval_transforms
+from bertdetr.detr.visualize import draw_detections
+from bertdetr.detr.weights import load_detr
+from bertdetr.errors import BertDetrError
+from bertdetr.fileio import atomic_output, check_writable
+
+
+@torch.no_grad()
+def detect(model, image, test_size: int = 800, max_size: int = 1333, max_per_img: int = 100) -> dict:
+    """Detections of one PIL RGB image: ``boxes`` [K,4] pixel xyxy of the image as given,
+    ``scores`` [K], ``labels`` [K], best first."""
+    device = next(model.parameters()).device
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "size": torch.tensor([image.height, image.width])}
+    tensor, target = eval_transforms(test_size, max_size)(image, empty, random.Random(0))
+    h, w = (int(v) for v in target["size"])
+    outputs = model(tensor[None].to(device), torch.zeros(1, h, w, dtype=torch.bool, device=device))
+    scale = (w / image.width, h / image.height)
+    det = DetrPostProcess(max_per_img)(outputs, [(h, w)], [scale])[0]
+    return {k: v.cpu() for k, v in det.items()}
+
+
+def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: float = 0.5,
+                   test_size: int = 800, max_size: int = 1333, device: str | None = None) -> list[str]:
+    """Writes ``out_dir/results.json`` (COCO format; ``image_id`` is the file name) and one
+    ``<name>.png`` per image with the detections scoring >= ``threshold``; returns the PNG paths.
+    Unreadable images are reported and skipped."""
+    check_writable(os.path.join(out_dir, "results.json"))
+    missing = [p for p in images if not os.path.isfile(p)]
+    if missing:
+        raise BertDetrError(f"image file(s) not found: {', '.join(missing)}")
+    model, config = load_detr(checkpoint)
+    model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    category_ids, names = load_classes(checkpoint, config.bbox_head.num_classes)
+    results, written = [], []
+    for path in images:
+        try:
+            image = load_image(path)
+        except ImageLoadError as e:
+            print(f"skipping {path}: {e}")
+            continue
+        det = detect(model, image, test_size, max_size, config.test_cfg.max_per_img)
+        name = os.path.basename(path)
+        results += to_coco_results(name, det["boxes"], det["scores"], det["labels"], category_ids)
+        picture = draw_detections(image, det["boxes"].numpy(), det["scores"].numpy(), det["labels"].numpy(), names,
+                                  threshold)
+        target = os.path.join(out_dir, os.path.splitext(name)[0] + ".png")
+        with atomic_output(target, "wb") as f:
+            picture.save(f, format="PNG")
+        written.append(target)
+    write_results(results, os.path.join(out_dir, "results.json"))
+    return written

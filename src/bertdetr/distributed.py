@@ -1,0 +1,78 @@
+"""Process-group set-up shared by the trainers: one code path from one process to many machines.
+
+Launched plainly, a trainer runs as a single process; launched by ``torchrun`` (``WORLD_SIZE`` > 1)
+it joins the process group (nccl on GPU, gloo on CPU) and wraps its model in
+DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process logs and writes checkpoints (rank 0)."""
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> Distributed:
+    """Joins the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def default_device(requested: str | None, env: Distributed) -> torch.device:
+    """``requested`` if given, else this rank's GPU when there is one, else the CPU."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", env.local_rank)
+    return torch.device("cpu")
+
+
+def all_ranks_ok(ok: bool, env: Distributed, device: torch.device) -> bool:
+    """True only if ``ok`` on every rank (so all ranks stop together)."""
+    if env.world_size == 1:
+        return ok
+    flag = torch.tensor([1.0 if ok else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def rng_state(device: torch.device) -> dict:
+    """This process's torch RNG state (and its GPU's), for exact resume of dropout."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def gather_rng_states(env: Distributed, device: torch.device) -> list[dict]:
+    """Every rank's RNG state, in rank order (a collective: all ranks must call it)."""
+    mine = rng_state(device)
+    if env.world_size == 1:
+        return [mine]
+    states: list = [None] * env.world_size
+    dist.all_gather_object(states, mine)
+    return states

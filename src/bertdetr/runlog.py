@@ -1,0 +1,90 @@
+"""Training scalars: a CSV file (always), TensorBoard (when installed and asked for), a PNG of curves.
+
+Only one process (rank 0) logs. The CSV is appended line by line and flushed, so a run that stops
+keeps its log, and a resumed run continues the same file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from typing import Iterable, Mapping
+
+from bertdetr.errors import BertDetrError
+from bertdetr.fileio import atomic_output
+
+
+class ScalarLog:
+    """``log(step, {"loss": ..., "lr": ...})`` appends a row to ``<dir>/scalars.csv`` (long format:
+    step, name, value) and, with ``tensorboard=True``, to a TensorBoard event file in ``<dir>/tb``."""
+
+    def __init__(self, directory: str | os.PathLike, tensorboard: bool = False):
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(os.fspath(directory), "scalars.csv")
+        new = not os.path.exists(self.path)
+        self._file = open(self.path, "a", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._file)
+        if new:
+            self._csv.writerow(["step", "name", "value"])
+            self._file.flush()
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise BertDetrError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self._tb = SummaryWriter(os.path.join(os.fspath(directory), "tb"))
+
+    def log(self, step: int, scalars: Mapping[str, float]) -> None:
+        for name, value in scalars.items():
+            self._csv.writerow([step, name, f"{float(value):.6g}"])
+            if self._tb is not None:
+                self._tb.add_scalar(name, float(value), step)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_scalars(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """``name -> [(step, value), ...]`` from a ``scalars.csv``; a step logged twice (after a
+    resume from an earlier checkpoint) keeps its latest value."""
+    series: dict[str, dict[int, float]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            series.setdefault(row["name"], {})[int(row["step"])] = float(row["value"])
+    return {name: sorted(points.items()) for name, points in series.items()}
+
+
+def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, names: Iterable[str],
+                title: str = "") -> None:
+    """Plots the named series of a ``scalars.csv`` against step, one panel each, to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to a file
+    import matplotlib.pyplot as plt
+
+    series = read_scalars(csv_path)
+    names = [n for n in names if n in series]
+    if not names:
+        return
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        steps, values = zip(*series[name])
+        ax.plot(steps, values, lw=1.2)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_output(png_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)

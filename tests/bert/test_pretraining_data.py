@@ -1,0 +1,443 @@
+import importlib.util
+import json
+import os
+import pathlib
+import random
+
+import pytest
+
+from bertdetr.bert import pretraining_data as pd
+from bertdetr.bert.pretraining_data import (
+    ExampleEncoder,
+    PretrainingDataConfig,
+    make_pretraining_data,
+    plan_outputs,
+    read_documents,
+    shard_seed,
+)
+from bertdetr.bert.records import iter_examples, parse_example, read_records, serialize_example
+from bertdetr.bert.tokenization import FullTokenizer
+from bertdetr.cli import main
+from bertdetr.errors import BertDetrError
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "bert"
+VOCAB = str(DATA / "vocab-uncased.txt")
+SAMPLE = str(DATA / "sample_text.txt")
+
+
+def _load_reference():
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "google_pretraining_data.py"
+    spec = importlib.util.spec_from_file_location("google_pretraining_data_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reference = _load_reference()
+TOKENIZER = FullTokenizer(VOCAB)
+
+
+def _decoded(*paths):
+    return [{k: v.tolist() for k, v in ex.items()} for ex in iter_examples(paths)]
+
+
+def _golden(name):
+    return [json.loads(line) for line in (DATA / f"sample-{name}.jsonl").open()]
+
+
+def _flags(name):
+    return (DATA / f"sample-{name}.flags").read_text().split()
+
+
+def _config_from_flags(flags):
+    kw = {}
+    for flag in flags:
+        key, value = flag[2:].split("=")
+        field = PretrainingDataConfig.__dataclass_fields__[key]
+        kw[key] = value == "True" if field.type in (bool, "bool") else type(field.default)(value)
+    return PretrainingDataConfig(**kw)
+
+
+# --- Google's own output ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["default", "wwm"])
+def test_equals_googles_records(tmp_path, name):
+    """Google's script on sample_text.txt (flags in sample-*.flags), record for record."""
+    out = tmp_path / "out.tfrecord"
+    config = _config_from_flags(_flags(name))
+    summary = make_pretraining_data([SAMPLE], str(out), VOCAB, config)
+    golden = _golden(name)
+    assert _decoded(out) == golden
+    assert summary.instances == len(golden) and summary.documents == 3
+
+
+def test_cli_with_googles_flags_and_round_robin(tmp_path, capsys):
+    """Google's underscore flags as they are; comma-separated outputs get records round-robin."""
+    outs = [tmp_path / f"part{i}.tfrecord" for i in range(3)]
+    argv = ["bert", "make-data", f"--input_file={SAMPLE}", f"--vocab_file={VOCAB}",
+            "--output_file=" + ",".join(map(str, outs)), "--no-progress", *_flags("wwm")]
+    assert main(argv) == 0
+    assert "58 instances in 3 file(s)" in capsys.readouterr().out
+    golden = _golden("wwm")
+    for i, out in enumerate(outs):
+        assert _decoded(out) == golden[i::3]
+
+
+def test_same_seed_same_bytes_and_encoder_matches_generic(tmp_path):
+    config = _config_from_flags(_flags("default"))
+    a, b = tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"
+    make_pretraining_data([SAMPLE], str(a), VOCAB, config)
+    make_pretraining_data([SAMPLE], str(b), VOCAB, config)
+    assert a.read_bytes() == b.read_bytes()
+    # The fast encoder's bytes are the generic, sorted-key serialization of the same features.
+    for data in read_records(a):
+        assert serialize_example(parse_example(data)) == data
+
+
+# --- against the plain port of Google's algorithm on generated input ---------------------------
+
+_WORDS = (open(SAMPLE, encoding="utf-8").read().split()
+          + ["unbelievably", "antidisestablishmentarianism", "naïve", "café", "東京", "x" * 250,
+             "hyper-parameters", "(e.g.", "[MASK]", "don't", "3.14159", "ÆØÅ", "żółw"])
+
+
+def _random_corpus(rng, path, num_docs):
+    lines = []
+    for _ in range(num_docs):
+        for _ in range(rng.randint(1, 7)):
+            lines.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 30))))
+            if rng.random() < 0.05:
+                lines.append("\x00\x01")  # not blank, but tokenizes to nothing: no new document
+        lines.append(rng.choice(["", "   ", "\t"]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _reference_records(path, config):
+    rng = random.Random(config.random_seed)
+    instances = reference.create_training_instances(
+        [str(path)], TOKENIZER, config.max_seq_length, config.dupe_factor, config.short_seq_prob,
+        config.masked_lm_prob, config.max_predictions_per_seq, rng, config.do_whole_word_mask)
+    feats = [reference.instance_features(i, TOKENIZER, config.max_seq_length,
+                                         config.max_predictions_per_seq) for i in instances]
+    return [{k: [float(x) for x in v] if k == "masked_lm_weights" else v for k, v in f.items()}
+            for f in feats], rng.random()
+
+
+CASES = [
+    dict(max_seq_length=128, dupe_factor=2),
+    dict(max_seq_length=5, max_predictions_per_seq=3, dupe_factor=3),
+    dict(max_seq_length=16, short_seq_prob=1.0, masked_lm_prob=0.5, do_whole_word_mask=True),
+    dict(max_seq_length=24, masked_lm_prob=1.0, max_predictions_per_seq=30, do_whole_word_mask=True),
+    dict(max_seq_length=40, masked_lm_prob=0.0, short_seq_prob=0.5),
+    dict(max_seq_length=12, masked_lm_prob=0.125, do_whole_word_mask=True, dupe_factor=3),
+    dict(max_seq_length=200, max_predictions_per_seq=5, dupe_factor=1),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("bulk_truncation", [False, True])
+def test_equals_plain_port_of_google(tmp_path, monkeypatch, case, bulk_truncation):
+    """Generated documents (one-sentence and one-document corpora included), many flag sets."""
+    # decide every truncation with one bulk draw, or else with the loop
+    monkeypatch.setattr(pd, "_SHORT_TRUNCATION", 0 if bulk_truncation else 10**9)
+    rng = random.Random(1000 + case)
+    for trial in range(3):
+        seed = rng.randint(-5, 10**9)
+        config = PretrainingDataConfig(random_seed=seed, **CASES[case])
+        text = tmp_path / f"in{trial}.txt"
+        _random_corpus(rng, text, num_docs=[1, 2, 6][trial])
+        out = tmp_path / f"out{trial}.tfrecord"
+        make_pretraining_data([str(text)], str(out), VOCAB, config)
+        expected, _ = _reference_records(text, config)
+        assert _decoded(out) == expected, (case, trial)
+
+
+def test_random_stream_left_as_googles():
+    """After a shard, the rng is where Google's leaves it (every draw made, none extra)."""
+    docs, _ = read_documents(SAMPLE, TOKENIZER)
+    config = _config_from_flags(_flags("wwm"))
+    rng = random.Random(config.random_seed)
+    pd.create_training_instances(docs, config, pd.VocabIds(TOKENIZER.vocab), rng)
+    _, after = _reference_records(SAMPLE, config)
+    assert rng.random() == after
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 7, 8, 9, 64, 65, 300])
+def test_shuffle_is_randoms(n):
+    for seed in range(20):
+        ours, theirs = list(range(n)), list(range(n))
+        r1, r2 = random.Random(seed), random.Random(seed)
+        pd._shuffle(ours, r1)
+        r2.shuffle(theirs)
+        assert ours == theirs and r1.random() == r2.random()
+
+
+def test_truncation_counts_are_googles():
+    rng = random.Random(7)
+    for _ in range(400):
+        la, lb = rng.randint(1, 300), rng.randint(1, 300)
+        m = rng.randint(2, la + lb + 5)
+        seed = rng.random()
+        a, b = list(range(la)), list(range(1000, 1000 + lb))
+        r = random.Random(seed)
+        reference.truncate_seq_pair(a, b, m, r)
+        state = r.getstate()
+        for limit in (10**9, 0):  # loop and bulk-draw paths
+            pd._SHORT_TRUNCATION, saved = limit, pd._SHORT_TRUNCATION
+            try:
+                r2 = random.Random(seed)
+                af, ab, bf, bb = pd._truncation(la, lb, m, r2)
+            finally:
+                pd._SHORT_TRUNCATION = saved
+            assert list(range(la))[af:la - ab] == a and list(range(1000, 1000 + lb))[bf:lb - bb] == b
+            assert r2.getstate() == state
+
+
+# --- shards ---------------------------------------------------------------------------------
+
+def _shards(tmp_path, n=3):
+    rng = random.Random(5)
+    paths = []
+    for i in range(n):
+        p = tmp_path / "in" / f"part{i}.txt"
+        p.parent.mkdir(exist_ok=True)
+        _random_corpus(rng, p, num_docs=3)
+        paths.append(str(p))
+    return paths
+
+
+def test_each_shard_equals_a_run_on_that_file_alone(tmp_path):
+    paths = _shards(tmp_path)
+    config = PretrainingDataConfig(dupe_factor=2, max_seq_length=32, random_seed=99)
+    summary = make_pretraining_data([str(tmp_path / "in" / "part*.txt")],
+                                    str(tmp_path / "out" / "{index:03d}-{name}.tfrecord"), VOCAB, config)
+    assert summary.outputs == [str(tmp_path / "out" / f"{i:03d}-part{i}.tfrecord") for i in range(3)]
+    for i, path in enumerate(paths):
+        alone = tmp_path / f"alone{i}.tfrecord"
+        seeded = PretrainingDataConfig(dupe_factor=2, max_seq_length=32, random_seed=shard_seed(99, i))
+        make_pretraining_data([path], str(alone), VOCAB, seeded)
+        assert alone.read_bytes() == pathlib.Path(summary.outputs[i]).read_bytes()
+    assert shard_seed(99, 0) == 99
+
+
+def test_workers_and_shard_selection_give_the_same_files(tmp_path):
+    paths = _shards(tmp_path, n=3)
+    config = PretrainingDataConfig(dupe_factor=1, max_seq_length=32)
+    make_pretraining_data(paths, str(tmp_path / "one" / "{index}.tfrecord"), VOCAB, config)
+    two = make_pretraining_data(paths, str(tmp_path / "two") + "/", VOCAB, config, workers=2, progress=True)
+    assert [os.path.basename(p) for p in two.outputs] == [f"{i:05d}-part{i}.tfrecord" for i in range(3)]
+    picked = make_pretraining_data(paths, str(tmp_path / "sel" / "{index}.tfrecord"), VOCAB, config,
+                                   shard_index=1, num_shards=2)
+    assert picked.inputs == [paths[1]]
+    assert sorted(os.listdir(tmp_path / "sel")) == ["1.tfrecord"]
+    for i in range(3):
+        one = (tmp_path / "one" / f"{i}.tfrecord").read_bytes()
+        assert one == pathlib.Path(two.outputs[i]).read_bytes()
+    assert (tmp_path / "sel" / "1.tfrecord").read_bytes() == (tmp_path / "one" / "1.tfrecord").read_bytes()
+
+
+def test_error_in_a_worker_reaches_the_caller(tmp_path):
+    paths = _shards(tmp_path, n=2)
+    bad = tmp_path / "in" / "part2.txt"
+    bad.write_text("\x00\x01\n")  # not blank, but no tokens
+    with pytest.raises(BertDetrError, match="part2.txt: no text to make pretraining data from"):
+        make_pretraining_data([*paths, str(bad)], str(tmp_path / "out" / "{index}.tfrecord"), VOCAB,
+                              PretrainingDataConfig(dupe_factor=1), workers=2)
+    assert not (tmp_path / "out" / "2.tfrecord").exists()
+
+
+def test_output_planning():
+    assert plan_outputs(["a.txt"], "x.tfrecord,y.tfrecord") == [["x.tfrecord", "y.tfrecord"]]
+    assert plan_outputs(["d/a.txt", "e/b.txt"], "o/{name}-{index}of{num_inputs}.tfrecord") == [
+        ["o/a-0of2.tfrecord"], ["o/b-1of2.tfrecord"]]
+    with pytest.raises(BertDetrError, match="need an output template"):
+        plan_outputs(["a.txt", "b.txt"], "x.tfrecord")
+    with pytest.raises(BertDetrError, match="planned twice"):
+        plan_outputs(["d/a.txt", "e/a.txt"], "o/{name}.tfrecord")
+    with pytest.raises(BertDetrError, match="bad output template"):
+        plan_outputs(["a.txt", "b.txt"], "o/{shard}.tfrecord")
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+def test_missing_input_is_named_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out.tfrecord"
+    argv = ["bert", "make-data", "--input-file", f"{SAMPLE},{tmp_path / 'missing.txt'}",
+            "--output-file", str(tmp_path / "{index}.tfrecord"), "--vocab-file", VOCAB]
+    assert main(argv) == 2
+    assert f"matches no file: {tmp_path / 'missing.txt'}" in capsys.readouterr().err
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_invalid_utf8_is_ignored_like_google(tmp_path):
+    clean = pathlib.Path(SAMPLE).read_bytes()
+    dirty = clean.replace(b"Text should be one-sentence-per-line",
+                          b"Text sh\xffould be one-sent\xc3ence-per-line\xe2\x82")
+    assert dirty != clean
+    (tmp_path / "dirty.txt").write_bytes(dirty)
+    config = _config_from_flags(_flags("default"))
+    make_pretraining_data([str(tmp_path / "dirty.txt")], str(tmp_path / "o.tfrecord"), VOCAB, config)
+    assert _decoded(tmp_path / "o.tfrecord") == _golden("default")
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n\t\n\r\n"])
+def test_empty_or_blank_input_is_an_error_and_writes_nothing(tmp_path, capsys, content):
+    (tmp_path / "in.txt").write_bytes(content)
+    argv = ["bert", "make-data", "--input-file", str(tmp_path / "in.txt"),
+            "--output-file", str(tmp_path / "o.tfrecord"), "--vocab-file", VOCAB]
+    assert main(argv) == 2
+    assert "has no text" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_text_that_tokenizes_to_nothing_is_an_error(tmp_path):
+    (tmp_path / "in.txt").write_text("\x00\x01\n\x02\n", encoding="utf-8")
+    with pytest.raises(BertDetrError, match="no text to make pretraining data from"):
+        make_pretraining_data([str(tmp_path / "in.txt")], str(tmp_path / "o.tfrecord"), VOCAB,
+                              PretrainingDataConfig())
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_single_sentence_documents(tmp_path):
+    (tmp_path / "in.txt").write_text("One sentence only.\n\nAnother lonely line here.\n\nA third.\n")
+    config = PretrainingDataConfig(dupe_factor=4, random_seed=3)
+    make_pretraining_data([str(tmp_path / "in.txt")], str(tmp_path / "o.tfrecord"), VOCAB, config)
+    got = _decoded(tmp_path / "o.tfrecord")
+    assert len(got) == 12 and all(r["next_sentence_labels"] == [1] for r in got)
+    assert got == _reference_records(tmp_path / "in.txt", config)[0]
+
+
+def test_one_document_of_one_sentence(tmp_path):
+    """Google's 'random next' then comes from the same document (its 10-try loop gives up)."""
+    (tmp_path / "in.txt").write_text("Only this.\n")
+    config = PretrainingDataConfig(dupe_factor=2)
+    make_pretraining_data([str(tmp_path / "in.txt")], str(tmp_path / "o.tfrecord"), VOCAB, config)
+    assert _decoded(tmp_path / "o.tfrecord") == _reference_records(tmp_path / "in.txt", config)[0]
+
+
+def test_one_10mb_line(tmp_path):
+    rng = random.Random(0)
+    words = open(SAMPLE, encoding="utf-8").read().split()
+    line = " ".join(rng.choice(words) for _ in range(1_700_000))[:10_000_000]
+    path = tmp_path / "in.txt"
+    path.write_text("A first line.\nAnd a second.\n\n" + line + "\n\nThird document.\nIts end.\n")
+    config = PretrainingDataConfig(dupe_factor=2, max_seq_length=32)
+    summary = make_pretraining_data([str(path)], str(tmp_path / "o.tfrecord"), VOCAB, config)
+    got = _decoded(tmp_path / "o.tfrecord")
+    assert summary.documents == 3 and summary.tokens > 2_000_000 and len(got) == summary.instances
+    assert all(sum(r["input_mask"]) <= 32 for r in got)
+
+
+def test_long_line_truncation_equals_google(tmp_path):
+    """A 20k-token line (Google's one-at-a-time truncation is still quick enough to compare)."""
+    rng = random.Random(1)
+    words = open(SAMPLE, encoding="utf-8").read().split()
+    path = tmp_path / "in.txt"
+    path.write_text("Short one.\nShort two.\n\n" + " ".join(rng.choice(words) for _ in range(15000))
+                    + "\nand more.\n\nLast doc.\n")
+    config = PretrainingDataConfig(dupe_factor=3, max_seq_length=20, random_seed=8)
+    make_pretraining_data([str(path)], str(tmp_path / "o.tfrecord"), VOCAB, config)
+    assert _decoded(tmp_path / "o.tfrecord") == _reference_records(path, config)[0]
+
+
+@pytest.mark.parametrize("length", [0, 3, 4])
+def test_max_seq_length_too_small(tmp_path, capsys, length):
+    with pytest.raises(BertDetrError, match=r"too small to hold \[CLS\] A \[SEP\] B \[SEP\]"):
+        PretrainingDataConfig(max_seq_length=length)
+    argv = ["bert", "make-data", "--input-file", SAMPLE, "--output-file", str(tmp_path / "o.tfrecord"),
+            "--vocab-file", VOCAB, f"--max_seq_length={length}"]
+    assert main(argv) == 2
+    assert "too small" in capsys.readouterr().err
+    PretrainingDataConfig(max_seq_length=5)
+
+
+@pytest.mark.parametrize("kw", [dict(dupe_factor=0), dict(masked_lm_prob=1.5), dict(short_seq_prob=-0.1),
+                                dict(max_predictions_per_seq=0), dict(random_seed=1.5)])
+def test_bad_config(kw):
+    with pytest.raises(BertDetrError):
+        PretrainingDataConfig(**kw)
+
+
+def test_unwritable_output_fails_before_work(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    calls = []
+    monkeypatch.setattr(pd, "read_documents", lambda *a, **k: calls.append(a))
+    with pytest.raises(BertDetrError, match="cannot write output"):
+        make_pretraining_data([SAMPLE], str(blocker / "o.tfrecord"), VOCAB, PretrainingDataConfig())
+    assert calls == []
+
+
+def test_vocab_without_mask_token(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n")
+    with pytest.raises(BertDetrError, match=r"no \[MASK\]"):
+        make_pretraining_data([SAMPLE], str(tmp_path / "o.tfrecord"), str(vocab), PretrainingDataConfig())
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch, exc):
+    final = tmp_path / "o.tfrecord"
+    final.write_bytes(b"older complete file")
+    original = pd._write_round_robin
+
+    def interrupted(records, outputs):
+        class Boom:
+            def __len__(self):
+                return len(records)
+
+            def __getitem__(self, item):
+                raise exc("interrupted mid-write")
+
+        original(Boom(), outputs)
+
+    monkeypatch.setattr(pd, "_write_round_robin", interrupted)
+    with pytest.raises(exc):
+        make_pretraining_data([SAMPLE], f"{tmp_path / 'a.tfrecord'},{final}", VOCAB,
+                              PretrainingDataConfig(dupe_factor=1))
+    assert sorted(os.listdir(tmp_path)) == ["o.tfrecord"]
+    assert final.read_bytes() == b"older complete file"
+
+
+def test_cli_keyboard_interrupt_exit_code(tmp_path, monkeypatch, capsys):
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd, "_write_round_robin", stop)
+    argv = ["bert", "make-data", "--input-file", SAMPLE, "--output-file", str(tmp_path / "o.tfrecord"),
+            "--vocab-file", VOCAB, "--dupe-factor", "1", "--no-progress"]
+    assert main(argv) == 130
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_boolean_flags(tmp_path, capsys):
+    base = ["bert", "make-data", "--input-file", SAMPLE, "--vocab-file", VOCAB, "--dupe-factor", "1",
+            "--max-seq-length", "32", "--no-progress"]
+    for extra in (["--do_lower_case=False"], ["--nodo_lower_case"], ["--do-lower-case", "false"]):
+        assert main([*base, "--output-file", str(tmp_path / "c.tfrecord"), *extra]) == 0
+        cased = _decoded(tmp_path / "c.tfrecord")
+        assert main([*base, "--output-file", str(tmp_path / "u.tfrecord"), "--do-lower-case"]) == 0
+        assert cased != _decoded(tmp_path / "u.tfrecord")
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        main([*base, "--output-file", str(tmp_path / "w.tfrecord"), "--do_whole_word_mask=maybe"])
+    assert exit_info.value.code == 2
+    out = capsys.readouterr().out
+    assert "1 input file(s): 3 documents" in out
+
+
+def test_describe_example():
+    config = _config_from_flags(_flags("default"))
+    record = _golden("default")[0]
+    words = pd.describe_example(record, TOKENIZER.inv_vocab)
+    assert words["tokens"][0] == "[CLS]" and words["tokens"].count("[SEP]") == 2
+    assert len(words["masked"]) == sum(1 for w in record["masked_lm_weights"] if w)
+    assert config.max_seq_length == len(record["input_ids"])
+
+
+def test_encoder_positions_beyond_128():
+    enc = ExampleEncoder(300, 4, 30522)
+    inst = pd.TrainingInstance([101] + [2000] * 250 + [102, 2001, 102], 250, [1, 200, 251], [2000, 2000, 102],
+                               True)
+    got = parse_example(enc.encode(inst))
+    assert got["masked_lm_positions"].tolist() == [1, 200, 251, 0]
+    assert got["segment_ids"].tolist() == [0] * 252 + [1] * 2 + [0] * 46

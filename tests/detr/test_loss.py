@@ -1,0 +1,136 @@
+"""Hungarian matching and the set losses: optimality, batching, and the edge cases."""
+
+import itertools
+
+import pytest
+import torch
+
+from bertdetr.detr.loss import DETRCriterion
+from bertdetr.detr.matcher import HungarianMatcher
+from bertdetr.errors import BertDetrError
+
+C, Q = 4, 6
+
+
+def _outputs(B, g, layers=2, requires_grad=False):
+    def one():
+        logits = torch.randn(B, Q, C + 1, generator=g).requires_grad_(requires_grad)
+        boxes = (torch.rand(B, Q, 4, generator=g) * 0.5 + 0.25).requires_grad_(requires_grad)
+        return {"pred_logits": logits, "pred_boxes": boxes}
+
+    out = one()
+    out["aux_outputs"] = [one() for _ in range(layers - 1)]
+    return out
+
+
+def _targets(sizes, g, hw=(80, 120)):
+    h, w = hw
+    out = []
+    for n in sizes:
+        xy = torch.rand(n, 2, generator=g) * torch.tensor([w / 2, h / 2])
+        wh = torch.rand(n, 2, generator=g) * torch.tensor([w / 2, h / 2]) + 1
+        out.append({"boxes": torch.cat([xy, xy + wh], 1), "labels": torch.randint(0, C, (n,), generator=g)})
+    return out
+
+
+def _criterion():
+    return DETRCriterion(HungarianMatcher(1.0, 5.0, 2.0), C)
+
+
+def test_assignment_is_optimal_by_brute_force():
+    g = torch.Generator().manual_seed(0)
+    out, targets = _outputs(1, g), _targets([3], g)
+    matcher = HungarianMatcher()
+    cost = matcher.cost_matrices(out["pred_logits"], out["pred_boxes"], targets, [(80, 120)])[0]
+    (rows, cols), = matcher(out["pred_logits"], out["pred_boxes"], targets, [(80, 120)])
+    best = min(sum(cost[q, j] for j, q in enumerate(p)) for p in itertools.permutations(range(Q), 3))
+    assert cost[rows, cols].sum().item() == pytest.approx(best.item(), rel=1e-6)
+    assert sorted(cols.tolist()) == [0, 1, 2]
+
+
+def test_batched_assignment_equals_per_image():
+    g = torch.Generator().manual_seed(1)
+    shapes = [(80, 120), (60, 90), (80, 50)]
+    out, targets = _outputs(3, g), _targets([2, 0, 5], g)
+    matcher = HungarianMatcher()
+    batched = matcher(out["pred_logits"], out["pred_boxes"], targets, shapes)
+    for i in range(3):
+        (r, c), = matcher(out["pred_logits"][i:i + 1], out["pred_boxes"][i:i + 1], targets[i:i + 1], shapes[i:i + 1])
+        assert torch.equal(batched[i][0], r) and torch.equal(batched[i][1], c)
+    batched_costs = matcher.cost_matrices(out["pred_logits"], out["pred_boxes"], targets, shapes)
+    one = matcher.cost_matrices(out["pred_logits"][2:], out["pred_boxes"][2:], targets[2:], shapes[2:])[0]
+    torch.testing.assert_close(batched_costs[2], one)
+
+
+def test_no_targets_box_losses_zero_class_loss_positive_and_differentiable():
+    g = torch.Generator().manual_seed(2)
+    out = _outputs(2, g, requires_grad=True)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
+    losses = _criterion()(out, [empty, empty], [(80, 120), (80, 120)])
+    assert set(losses) == {"loss_cls", "loss_bbox", "loss_iou", "d0.loss_cls", "d0.loss_bbox", "d0.loss_iou"}
+    assert losses["loss_bbox"].item() == 0.0 and losses["loss_iou"].item() == 0.0
+    assert losses["loss_cls"].item() > 0
+    # all queries background: weighted mean CE = plain mean of -log p(background)
+    expected = -out["pred_logits"].log_softmax(-1)[..., C].mean()
+    torch.testing.assert_close(losses["loss_cls"], expected)
+    DETRCriterion.total(losses).backward()
+    assert torch.isfinite(out["pred_boxes"].grad).all() and out["pred_logits"].grad.abs().sum() > 0
+
+
+def test_degenerate_target_boxes_give_finite_losses_and_gradients():
+    g = torch.Generator().manual_seed(3)
+    out = _outputs(1, g, requires_grad=True)
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 10.0, 30.0], [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 120.0, 80.0]]),
+                "labels": torch.tensor([0, 1, 2])}]
+    losses = _criterion()(out, targets, [(80, 120)])
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_bbox"].item() > 0 and losses["loss_iou"].item() > 0
+    DETRCriterion.total(losses).backward()
+    assert torch.isfinite(out["pred_boxes"].grad).all() and torch.isfinite(out["pred_logits"].grad).all()
+
+
+def test_batch_mixing_empty_and_degenerate_equals_hand_computation():
+    g = torch.Generator().manual_seed(4)
+    out = _outputs(2, g, layers=1)
+    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
+               {"boxes": torch.tensor([[10.0, 10.0, 10.0, 30.0], [20.0, 5.0, 70.0, 50.0]]), "labels": torch.tensor([3, 1])}]
+    shapes = [(80, 120), (60, 90)]
+    losses = _criterion()(out, targets, shapes)
+    (_, _), (rows, cols) = HungarianMatcher()(out["pred_logits"], out["pred_boxes"], targets, shapes)
+    # by hand: CE weight 0.1 on background, normaliser 2 * 1 + 10 * 0.1
+    labels = torch.full((2, Q), C)
+    labels[1, rows] = targets[1]["labels"][cols]
+    weight = torch.ones(C + 1)
+    weight[C] = 0.1
+    ce = torch.nn.functional.cross_entropy(out["pred_logits"].reshape(-1, C + 1), labels.view(-1), weight=weight,
+                                           reduction="sum")
+    torch.testing.assert_close(losses["loss_cls"], ce / (2 + 0.1 * (2 * Q - 2)))
+    f = torch.tensor([90.0, 60.0, 90.0, 60.0])
+    gt = targets[1]["boxes"][cols] / f
+    gt_c = torch.stack([(gt[:, 0] + gt[:, 2]) / 2, (gt[:, 1] + gt[:, 3]) / 2, gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]], 1)
+    l1 = (out["pred_boxes"][1, rows] - gt_c).abs().sum() / 2
+    torch.testing.assert_close(losses["loss_bbox"], 5 * l1)
+    assert "d0.loss_cls" not in losses
+
+
+def test_bad_targets_are_clear_errors():
+    g = torch.Generator().manual_seed(5)
+    out = _outputs(1, g)
+    crit = _criterion()
+    with pytest.raises(BertDetrError, match="labels.*0..3"):
+        crit(out, [{"boxes": torch.tensor([[0.0, 0.0, 5.0, 5.0]]), "labels": torch.tensor([C])}], [(80, 120)])
+    with pytest.raises(BertDetrError, match="x2 < x1"):
+        crit(out, [{"boxes": torch.tensor([[6.0, 0.0, 5.0, 5.0]]), "labels": torch.tensor([0])}], [(80, 120)])
+    with pytest.raises(BertDetrError, match="2 targets for a batch of 1"):
+        crit(out, _targets([1, 1], g), [(80, 120)])
+    with pytest.raises(BertDetrError, match="boxes must be"):
+        crit(out, [{"boxes": torch.zeros(2, 5), "labels": torch.zeros(2, dtype=torch.long)}], [(80, 120)])
+
+
+def test_img_shapes_default_to_target_size():
+    g = torch.Generator().manual_seed(6)
+    out, targets = _outputs(1, g), _targets([2], g, hw=(60, 90))
+    a = _criterion()(out, targets, [(60, 90)])
+    targets[0]["size"] = torch.tensor([60, 90])
+    b = _criterion()(out, targets)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,81 @@
+"""Model structure: frozen parts, training-time behaviour, positional encoding, input checks."""
+
+import math
+
+import pytest
+import torch
+
+from bertdetr.detr.loss import build_criterion
+from bertdetr.detr.model import FrozenBatchNorm2d, SinePositionalEncoding, build_detr, conv_frozen_bn
+from bertdetr.errors import BertDetrError
+from tests.detr.test_weights import tiny_config
+
+
+def test_frozen_stages_and_batchnorm_get_no_gradient():
+    torch.manual_seed(0)
+    model = build_detr(tiny_config())
+    for name, p in model.backbone.named_parameters():
+        assert p.requires_grad == name.startswith(("layer2", "layer3", "layer4")), name
+    assert not any("bn" in n or "downsample.1" in n for n, _ in model.backbone.named_parameters())  # buffers
+    model.train()
+    out = model(torch.randn(1, 3, 64, 64))
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 40.0, 30.0]]), "labels": torch.tensor([1])}]
+    build_criterion(tiny_config()).total(build_criterion(tiny_config())(out, targets, [(64, 64)])).backward()
+    assert model.backbone.conv1.weight.grad is None and model.backbone.layer1[0].conv1.weight.grad is None
+    assert model.backbone.layer2[0].conv1.weight.grad.abs().sum() > 0
+    assert model.head.fc_cls.weight.grad.abs().sum() > 0 and model.query_embedding.weight.grad.abs().sum() > 0
+
+
+def test_folded_conv_bn_equals_conv_then_bn():
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
+    bn = FrozenBatchNorm2d(6)
+    for t in (bn.weight, bn.bias, bn.running_mean):
+        t.copy_(torch.randn(6, generator=g))
+    bn.running_var.copy_(torch.rand(6, generator=g) + 0.1)
+    x = torch.randn(2, 4, 9, 9, generator=g)
+    torch.testing.assert_close(conv_frozen_bn(x, conv, bn), bn(conv(x)), rtol=1e-5, atol=1e-5)
+    ref = torch.nn.BatchNorm2d(6).eval()
+    ref.load_state_dict({**bn.state_dict(), "num_batches_tracked": torch.tensor(0)})
+    torch.testing.assert_close(bn(x[:, :1].expand(2, 6, 9, 9)), ref(x[:, :1].expand(2, 6, 9, 9)))
+
+
+def test_dropout_is_active_in_training_only():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, dropout=0.5, ffn_drop=0.5))
+    model = build_detr(cfg)
+    x = torch.randn(1, 3, 64, 64)
+    layer = model.encoder.layers[0]
+    assert layer.dropout.p == 0.5 and layer.ffn_dropout.p == 0.5 and layer.ffn.dropout.p == 0.5
+    assert layer.self_attn.attn_dropout == 0.5
+    model.eval()
+    with torch.no_grad():
+        a, b = model(x)["pred_logits"], model(x)["pred_logits"]
+    assert torch.equal(a, b)
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x)["pred_logits"], model(x)["pred_logits"])
+
+
+def test_sine_encoding_ignores_bottom_right_padding():
+    pe = SinePositionalEncoding(num_feats=8)
+    mask = torch.zeros(2, 5, 7, dtype=torch.bool)
+    mask[1, 3:, :] = True
+    mask[1, :, 4:] = True
+    pos = pe(mask)
+    assert pos.shape == (2, 5, 7, 16)
+    small = pe(torch.zeros(1, 3, 4, dtype=torch.bool))
+    torch.testing.assert_close(pos[1, :3, :4], small[0])
+    # last unpadded row/column is at 2*pi / (1 + eps) -> y channel 0 = sin(~2*pi)
+    assert abs(pos[0, -1, 0, 0].item() - math.sin(2 * math.pi * 5 / (5 + 1e-6))) < 1e-5
+
+
+def test_bad_inputs():
+    model = build_detr(tiny_config()).eval()
+    with pytest.raises(BertDetrError, match=r"images must be \[B,3,H,W\]"):
+        model(torch.randn(3, 64, 64))
+    with pytest.raises(BertDetrError, match="masks must be bool"):
+        model(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 63, dtype=torch.bool))

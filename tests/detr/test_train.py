@@ -1,0 +1,144 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bertdetr.checkpoint import list_checkpoints, load_checkpoint
+from bertdetr.cli import main
+from bertdetr.detr.shapes import ShapesConfig, make_shapes
+from bertdetr.detr.train import load_train_setup, train_detr
+from bertdetr.errors import BertDetrError
+from bertdetr.runlog import read_scalars
+
+TINY_MODEL = {"preset": "r18", "num_queries": 5,
+              "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+              "decoder": {"num_layers": 2, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+              "positional_encoding": {"num_feats": 16}}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root, "train", ShapesConfig(num_images=8, min_size=48, max_size=64, max_objects=2, seed=0))
+    make_shapes(root, "val", ShapesConfig(num_images=4, min_size=48, max_size=64, max_objects=2, seed=0))
+    return root
+
+
+def _config(shapes, tmp_path, name="cfg.json", **train):
+    cfg = {"data": {"train_ann": str(shapes / "train.json"), "train_images": str(shapes / "images"),
+                    "val_ann": str(shapes / "val.json"), "val_images": str(shapes / "images"),
+                    "train_scales": [48, 64], "max_size": 96, "crop_resize": [56], "crop_size": [32, 48],
+                    "test_size": 64},
+           "model": TINY_MODEL,
+           "train": {"output_dir": "run", "epochs": 2, "batch_size": 2, "num_workers": 0, "log_every": 1,
+                     "progress": False, "lr_drop": [1], **train}}
+    path = tmp_path / name
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _losses(out):
+    return [v for _, v in read_scalars(os.path.join(out, "scalars.csv"))["loss"]]
+
+
+def test_train_resume_is_exact_and_exports(shapes, tmp_path):
+    full = train_detr(load_train_setup(_config(shapes, tmp_path)))
+    assert full["iterations"] == 8 and full["epoch"] == 2
+    assert set(full["metrics"]) >= {"AP", "AP50", "AR100"}
+    out = tmp_path / "run"
+    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "classes.json").is_file()
+    assert (out / "loss_curves.png").is_file() and (out / "metrics.json").is_file()
+    # lr dropped tenfold after epoch 1 (4 iterations)
+    lrs = [v for _, v in read_scalars(out / "scalars.csv")["lr"]]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-5)
+
+    split = _config(shapes, tmp_path, "split.json", output_dir="split")
+    part = train_detr(load_train_setup(split, max_iters=3))  # stops mid-epoch 0
+    assert part["iterations"] == 3
+    state = load_checkpoint(list_checkpoints(tmp_path / "split")[-1][1])
+    assert (state["epoch"], state["batch_in_epoch"], state["iteration"]) == (0, 3, 3)
+    assert state["class_names"] == ["circle", "square", "triangle", "cross"]
+    train_detr(load_train_setup(split, resume=True))
+    assert _losses(out) == pytest.approx(_losses(tmp_path / "split"), rel=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(shapes, tmp_path, monkeypatch):
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def nan_at_6(params, max_norm):
+        calls["n"] += 1
+        norm = real(params, max_norm)
+        return torch.tensor(float("nan")) if calls["n"] == 6 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", nan_at_6)
+    with pytest.raises(BertDetrError, match=r"non-finite loss at iteration 6 \(epoch 1\).*ckpt-00000004"):
+        train_detr(load_train_setup(_config(shapes, tmp_path, eval_every=5)))
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [4]
+
+
+def test_fine_tune_with_new_class_count_needs_reset_head(shapes, tmp_path):
+    from bertdetr.detr.config import DETRConfig
+    from bertdetr.detr.model import build_detr
+    from bertdetr.detr.train import model_config_from_dict, with_num_classes
+    from bertdetr.detr.weights import save_detr
+
+    cfg = with_num_classes(model_config_from_dict(TINY_MODEL), 7)
+    assert isinstance(cfg, DETRConfig)
+    save_detr(build_detr(cfg), cfg, tmp_path / "pretrained")
+    path = _config(shapes, tmp_path, init_checkpoint=str(tmp_path / "pretrained"), epochs=1, max_iters=1)
+    with pytest.raises(BertDetrError, match="class"):
+        train_detr(load_train_setup(path))
+    assert train_detr(load_train_setup(path, reset_head=True))["iterations"] == 1
+
+
+def test_bad_config_and_data_are_clear_errors(shapes, tmp_path, capsys):
+    assert main(["detr", "train", str(tmp_path / "missing.json")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": {"train_ann": "none.json", "train_images": "."}, "train": {"output_dir": "o"}}))
+    assert main(["detr", "train", str(bad)]) == 2
+    assert "annotation file not found" in capsys.readouterr().err
+    bad.write_text(json.dumps({"data": {"train_ann": "x", "train_images": "."}, "train": {"output_dir": "o", "epochs": 0}}))
+    assert main(["detr", "train", str(bad)]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_make_shapes_train_eval_predict(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["detr", "make-shapes", "--out", str(data), "--train-images", "4", "--val-images", "2",
+                 "--min-size", "48", "--max-size", "56"]) == 0
+    cfg = {"data": {"train_ann": "data/train.json", "train_images": "data/images", "val_ann": "data/val.json",
+                    "val_images": "data/images", "train_scales": [48], "max_size": 64, "crop_resize": [48],
+                    "crop_size": [32, 48], "test_size": 48},
+           "model": TINY_MODEL, "train": {"output_dir": "run", "epochs": 1, "batch_size": 2, "num_workers": 0}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["detr", "train", str(tmp_path / "cfg.json"), "--no-progress"]) == 0
+    assert "val: AP" in capsys.readouterr().out
+    model = str(tmp_path / "run" / "model")
+    assert main(["detr", "eval", "--checkpoint", model, "--ann", str(data / "val.json"), "--images",
+                 str(data / "images"), "--out", str(tmp_path / "ev"), "--test-size", "48"]) == 0
+    assert "AP50" in json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    img = str(data / "images" / "val_000000.png")
+    assert main(["detr", "predict", "--checkpoint", model, img, "--out", str(tmp_path / "pred"),
+                 "--threshold", "0", "--test-size", "48"]) == 0
+    assert (tmp_path / "pred" / "val_000000.png").is_file()
+    results = json.loads((tmp_path / "pred" / "results.json").read_text())
+    assert results and results[0]["image_id"] == "val_000000.png" and results[0]["category_id"] in (1, 2, 3, 4)
+    assert main(["detr", "predict", "--checkpoint", model, str(tmp_path / "nope.png"), "--out", str(tmp_path / "p2")]) == 2
+
+
+def test_two_processes_with_torchrun(shapes, tmp_path):
+    path = _config(shapes, tmp_path, epochs=1, eval_every=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "bertdetr.cli", "detr", "train", str(path), "--device", "cpu"],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert state["iteration"] == 2  # 8 images / 2 ranks / batch 2
+    assert "AP" in json.loads((tmp_path / "run" / "metrics.json").read_text())

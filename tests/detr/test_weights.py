@@ -1,0 +1,253 @@
+"""Checkpoint conversion (mmdet, official DETR, transformers), our format, bad checkpoints."""
+
+import dataclasses
+
+import pytest
+import torch
+import torchvision
+
+from bertdetr.detr.config import BackboneConfig, DecoderConfig, DETRConfig, EncoderConfig, PositionalEncodingConfig
+from bertdetr.detr.model import build_detr, padding_masks
+from bertdetr.detr.weights import (
+    COCO_CATEGORY_IDS,
+    from_hf,
+    from_mmdet,
+    from_official,
+    load_detr,
+    load_mmdet_config,
+    save_detr,
+)
+from bertdetr.errors import BertDetrError
+
+
+def tiny_config(num_classes=5, **kw):
+    return DETRConfig(num_queries=7, backbone=BackboneConfig(depth=18),
+                      encoder=EncoderConfig(num_layers=1, embed_dims=32, num_heads=4, feedforward_channels=48, dropout=0.0, ffn_drop=0.0),
+                      decoder=DecoderConfig(num_layers=2, embed_dims=32, num_heads=4, feedforward_channels=48, dropout=0.0, ffn_drop=0.0),
+                      positional_encoding=PositionalEncodingConfig(num_feats=16),
+                      bbox_head=dataclasses.replace(DETRConfig().bbox_head, num_classes=num_classes), **kw)
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 64, 96, generator=g)
+    return x, padding_masks([(64, 96), (50, 70)], (64, 96))
+
+
+def _perturb(model, seed=1):
+    """Random frozen-BN statistics and biases so that every tensor matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif name.endswith(("running_mean", "bias")):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+# ---- official DETR: a state dict in facebookresearch/detr's naming (models/detr.py, transformer.py,
+# backbone.py: backbone.0.body.*, input_proj, query_embed, transformer.{encoder,decoder}.layers.i.
+# {self_attn,multihead_attn,linear1,linear2,norm1..3}, transformer.decoder.norm, class_embed,
+# bbox_embed.layers.0..2), built from one of our models with a 92-logit head.
+
+
+def _to_official(sd):
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("backbone."):
+            k = "backbone.0.body." + k[len("backbone."):]
+        elif k.startswith(("encoder.", "decoder.layers.")):
+            k = "transformer." + k.replace(".cross_attn.", ".multihead_attn.").replace(".ffn.fc1.", ".linear1.").replace(".ffn.fc2.", ".linear2.")
+        elif k.startswith("decoder.post_norm."):
+            k = k.replace("decoder.post_norm.", "transformer.decoder.norm.")
+            k = "" + k
+        k = k.replace("query_embedding.", "query_embed.").replace("head.fc_cls.", "class_embed.")
+        k = k.replace("head.reg_fcs.", "bbox_embed.layers.").replace("head.fc_reg.", "bbox_embed.layers.2.")
+        out[k] = v
+    return out
+
+
+def test_from_official_coco80_and_keep():
+    torch.manual_seed(0)
+    ref = _perturb(build_detr(tiny_config(num_classes=91)))
+    official = {"model": _to_official(ref.state_dict())}
+    assert "transformer.decoder.layers.1.multihead_attn.in_proj_weight" in official["model"]
+    assert "bbox_embed.layers.2.weight" in official["model"] and "class_embed.weight" in official["model"]
+    x, masks = _inputs()
+    with torch.no_grad():
+        expected = ref(x, masks)
+    keep, cfg = from_official(official, coco80=False, num_heads=4)
+    assert cfg.bbox_head.num_classes == 91 and cfg.num_queries == 7 and cfg.backbone.depth == 18
+    coco, cfg80 = from_official(official, num_heads=4)
+    assert cfg80.bbox_head.num_classes == 80
+    with torch.no_grad():
+        a, b = keep(x, masks), coco(x, masks)
+    torch.testing.assert_close(a["pred_logits"], expected["pred_logits"])
+    torch.testing.assert_close(a["pred_boxes"], expected["pred_boxes"])
+    torch.testing.assert_close(b["pred_logits"], expected["pred_logits"][..., COCO_CATEGORY_IDS + [91]])
+    assert len(COCO_CATEGORY_IDS) == 80 and COCO_CATEGORY_IDS[:3] == [1, 2, 3] and COCO_CATEGORY_IDS[-1] == 90
+
+
+def test_from_official_rejects_a_non_coco_head_for_coco80():
+    torch.manual_seed(0)
+    official = _to_official(build_detr(tiny_config(num_classes=5)).state_dict())
+    with pytest.raises(BertDetrError, match="92-logit.*class_embed.weight"):
+        from_official(official, num_heads=4)
+
+
+# ---- transformers as a test-only oracle
+
+
+def _hf_pair(num_labels=5):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    bb = transformers.ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
+                                   embedding_size=64, out_features=["stage4"])
+    cfg = transformers.DetrConfig(backbone_config=bb, use_timm_backbone=False, d_model=32, encoder_layers=2,
+                                  decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                                  encoder_ffn_dim=48, decoder_ffn_dim=48, num_queries=7, num_labels=num_labels,
+                                  dropout=0.0, auxiliary_loss=False)
+    hf = transformers.DetrForObjectDetection(cfg)
+    sd = hf.state_dict()
+    g = torch.Generator().manual_seed(1)
+    for k, v in sd.items():
+        if k.endswith("running_var"):
+            v.copy_(torch.rand(v.shape, generator=g) + 0.5)
+        elif k.endswith(("running_mean", "bias")):
+            v.copy_(torch.randn(v.shape, generator=g) * 0.1)
+        elif k.startswith(("class_labels_classifier", "bbox_predictor")) and k.endswith("weight"):
+            v.mul_(20)  # spread predictions apart so that matching has no near-ties
+    hf.load_state_dict(sd)
+    return hf.eval(), sd
+
+
+def test_matches_transformers_detr_outputs_and_losses():
+    hf, sd = _hf_pair()
+    ours, cfg = from_hf(sd, hf_config=hf.config.to_dict())
+    assert cfg.encoder.num_heads == 4 and cfg.bbox_head.num_classes == 5 and cfg.encoder.dropout == 0.0
+    x, masks = _inputs()
+    shapes = [(64, 96), (50, 70)]
+    targets = [{"boxes": torch.tensor([[5.0, 6.0, 40.0, 50.0], [30.0, 10.0, 90.0, 60.0]]), "labels": torch.tensor([1, 4])},
+               {"boxes": torch.tensor([[0.0, 0.0, 69.0, 30.0]]), "labels": torch.tensor([0])}]
+    labels = []
+    for t, (h, w) in zip(targets, shapes):
+        b = t["boxes"] / torch.tensor([w, h, w, h])
+        labels.append({"class_labels": t["labels"],
+                       "boxes": torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)})
+    with torch.no_grad():
+        o = hf(pixel_values=x, pixel_mask=(~masks).long(), labels=labels)
+        mine = ours(x, masks)
+    assert o.logits.abs().max() > 1  # not a trivially small comparison
+    torch.testing.assert_close(mine["pred_logits"], o.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(mine["pred_boxes"], o.pred_boxes, rtol=1e-4, atol=1e-5)
+    from bertdetr.detr.loss import build_criterion
+
+    losses = build_criterion(cfg)(mine, targets, shapes)
+    torch.testing.assert_close(losses["loss_cls"], o.loss_dict["loss_ce"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(losses["loss_bbox"] / 5, o.loss_dict["loss_bbox"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(losses["loss_iou"] / 2, o.loss_dict["loss_giou"], rtol=1e-4, atol=1e-5)
+
+
+def test_from_hf_directory_and_coco80(tmp_path):
+    hf, _ = _hf_pair(num_labels=91)
+    hf.save_pretrained(tmp_path)
+    ours, cfg = from_hf(tmp_path, coco80=True)
+    assert cfg.bbox_head.num_classes == 80 and cfg.decoder.num_heads == 4
+    x, _ = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)["pred_logits"], hf(pixel_values=x).logits[..., COCO_CATEGORY_IDS + [91]],
+                                   rtol=1e-4, atol=1e-4)
+
+
+# ---- backbone = torchvision's ResNet, loaded from a local file
+
+
+@pytest.mark.parametrize("depth,ctor", [(18, torchvision.models.resnet18), (50, torchvision.models.resnet50)])
+def test_backbone_equals_torchvision_resnet_from_local_weights(tmp_path, depth, ctor):
+    torch.manual_seed(0)
+    tv = _perturb(ctor())
+    path = tmp_path / f"resnet{depth}.pth"
+    torch.save(tv.state_dict(), path)
+    cfg = dataclasses.replace(tiny_config(), backbone=BackboneConfig(depth=depth, pretrained=str(path)))
+    model = build_detr(cfg).eval()
+    x = torch.randn(1, 3, 64, 64)
+    body = torch.nn.Sequential(*list(tv.children())[:-2])
+    with torch.no_grad():
+        expected = body(x)
+        # folding BN into the convs rounds differently: 1e-5 of the activations' range
+        torch.testing.assert_close(model.backbone(x), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+    with pytest.raises(BertDetrError, match="not a torchvision ResNet of this depth"):
+        other = tmp_path / "other.pth"
+        torch.save(torchvision.models.resnet34().state_dict(), other)
+        build_detr(dataclasses.replace(cfg, backbone=BackboneConfig(depth=depth, pretrained=str(other))))
+
+
+# ---- our format and bad input
+
+
+def test_save_and_load_round_trip(tmp_path, golden, golden_model):
+    model, cfg = golden_model
+    save_detr(model, cfg, tmp_path / "ckpt")
+    loaded, cfg2 = load_detr(tmp_path / "ckpt")
+    assert cfg2 == cfg
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+
+
+def test_shape_mismatch_names_the_tensors(golden):
+    cfg = dict(golden["config"])
+    model_cfg = dict(cfg["model"], num_queries=12)
+    with pytest.raises(BertDetrError, match=r"query_embedding.weight \(10, 64\) vs model \(12, 64\)"):
+        from_mmdet(dict(cfg, model=model_cfg), golden["state_dict"])
+    sd = dict(golden["state_dict"])
+    del sd["decoder.layers.1.norms.2.weight"]
+    sd["extra.weight"] = torch.zeros(1)
+    with pytest.raises(BertDetrError, match="missing: decoder.layers.1.norm3.weight.*unexpected: extra.weight"):
+        from_mmdet(golden["config"], sd)
+
+
+def test_class_count_mismatch_needs_reset_head(golden):
+    with pytest.raises(BertDetrError, match=r"5 classes .*bbox_head.fc_cls.weight.*config 3.*reset_head"):
+        from_mmdet(golden["config"], golden["state_dict"], num_classes=3)
+    g = torch.Generator().manual_seed(0)
+    model, cfg = from_mmdet(golden["config"], golden["state_dict"], num_classes=3, reset_head=True, generator=g)
+    assert cfg.bbox_head.num_classes == 3 and model.head.fc_cls.weight.shape == (4, 64)
+    ref, _ = from_mmdet(golden["config"], golden["state_dict"])
+    torch.testing.assert_close(model.head.fc_reg.weight, ref.head.fc_reg.weight)  # the rest is loaded
+    again, _ = from_mmdet(golden["config"], golden["state_dict"], num_classes=3, reset_head=True,
+                          generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again.head.fc_cls.weight, model.head.fc_cls.weight)  # randomness passed in
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(BertDetrError, match="cannot read checkpoint"):
+        from_official(str(bad))
+    with pytest.raises(BertDetrError, match="checkpoint not found"):
+        from_official(str(tmp_path / "missing.pth"))
+
+
+# ---- mmdet .py configs are parsed, not executed
+
+
+def test_mmdet_py_config_with_bases(tmp_path, golden):
+    import json
+
+    (tmp_path / "base.py").write_text("model = " + repr(golden["config"]["model"]) + "\nimport os\n")
+    (tmp_path / "child.py").write_text(
+        "_base_ = './base.py'\n"
+        "max_epochs = 150\n"
+        "model = dict(num_queries=10, backbone=dict(depth=18), bbox_head=dict(num_classes=5),\n"
+        "             test_cfg=dict(_delete_=True, max_per_img=2 * 4))\n"
+        "train_cfg = dict(max_epochs=max_epochs + 350)\n")
+    cfg = load_mmdet_config(tmp_path / "child.py")
+    assert cfg["train_cfg"]["max_epochs"] == 500 and cfg["model"]["test_cfg"] == {"max_per_img": 8}
+    assert cfg["model"]["encoder"] == golden["config"]["model"]["encoder"]
+    model, _ = from_mmdet(str(tmp_path / "child.py"), golden["state_dict"])
+    (tmp_path / "evil.py").write_text("model = __import__('os').system('echo hi')\n")
+    with pytest.raises(BertDetrError, match="unsupported expression"):
+        load_mmdet_config(tmp_path / "evil.py")
+    (tmp_path / "c.json").write_text(json.dumps(golden["config"]))
+    assert load_mmdet_config(tmp_path / "c.json") == golden["config"]
