@@ -12,6 +12,7 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_train(commands)
     _add_eval(commands)
     _add_predict(commands)
+    _add_attention(commands)
 
 
 def _add_convert(commands) -> None:
@@ -230,4 +231,46 @@ def _run_predict(args) -> int:
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
                              args.max_size, args.device)
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+def _point(text: str) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a point as X,Y in pixels, got {text!r}") from None
+    return x, y
+
+
+def _add_attention(commands) -> None:
+    p = commands.add_parser("attention", help="the DETR paper's attention pictures for an image",
+                            description="Decoder cross-attention of the last layer for the detections scoring "
+                            "at least --threshold, and encoder self-attention at --point X,Y, as PNG overlays.")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint directory")
+    p.add_argument("image", help="image file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.7)
+    p.add_argument("--top", type=int, default=4, help="at most this many detections")
+    p.add_argument("--point", dest="points", type=_point, action="append", default=[],
+                   help="X,Y pixel for an encoder self-attention picture (repeatable)")
+    p.add_argument("--test-size", dest="test_size", type=int, default=800)
+    p.add_argument("--max-size", dest="max_size", type=int, default=1333)
+    p.set_defaults(func=_run_attention)
+
+
+def _run_attention(args) -> int:
+    from bertdetr.detr.attention import attention_pictures
+    from bertdetr.detr.train import load_classes
+    from bertdetr.detr.weights import load_detr
+    from bertdetr.fileio import check_writable
+
+    import os
+
+    check_writable(os.path.join(args.out, "probe.png"))
+    model, config = load_detr(args.checkpoint)
+    _, names = load_classes(args.checkpoint, config.bbox_head.num_classes)
+    written = attention_pictures(model, args.image, args.out, names, args.threshold, args.points, args.top,
+                                 args.test_size, args.max_size)
+    print(f"wrote {len(written)} pictures to {args.out}" + ("" if written else
+          " (no detection reached --threshold and no --point given)"))
     return 0

@@ -15,8 +15,10 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
+from bertdetr.detr.boxes import box_iou
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
@@ -110,7 +112,7 @@ def make_shapes(out_dir: str | os.PathLike, split: str, config: ShapesConfig) ->
                 s = rng.uniform(config.min_object, config.max_object) * min(w, h)
                 cx, cy = rng.uniform(s / 2, w - s / 2), rng.uniform(s / 2, h - s / 2)
                 box = (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2)
-                if all(_iou(box, b) < 0.2 for b in placed):
+                if not placed or box_iou(torch.tensor([box]), torch.tensor(placed)).max() < 0.2:
                     break
             else:
                 continue
@@ -137,10 +139,3 @@ def make_shapes(out_dir: str | os.PathLike, split: str, config: ShapesConfig) ->
         json.dump(coco, f)
     return path
 
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

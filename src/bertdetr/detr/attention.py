@@ -1,0 +1,127 @@
+"""``bertdetr detr attention``: the DETR paper's pictures of what the transformer attends to.
+
+- Decoder cross-attention of the last layer for chosen detections (paper Fig. 6): where the
+  object query that made a detection looks in the image, typically its object's extremities.
+- Encoder self-attention of the last layer at chosen points (paper Fig. 3): which image regions
+  a feature-map location attends to, typically its whole object instance.
+
+The model computes attention with ``scaled_dot_product_attention``, which returns no weights;
+forward hooks capture the attention inputs of those two layers and the weights are recomputed
+from them (softmax(q k^T / sqrt(H)) with the same mask, averaged over heads), leaving the model
+untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import torch
+import torch.nn.functional as F
+from PIL import ImageDraw
+
+from bertdetr.detr.data import load_image
+from bertdetr.detr.model import DETR
+from bertdetr.detr.boxes import box_cxcywh_to_xyxy
+from bertdetr.detr.transforms import eval_transforms
+from bertdetr.detr.visualize import class_color, draw_detections, overlay_heatmap
+from bertdetr.errors import BertDetrError
+from bertdetr.fileio import atomic_output
+from bertdetr.nn.transformer import MultiHeadAttention
+
+
+def attention_weights(attn: MultiHeadAttention, query: torch.Tensor, key: torch.Tensor,
+                      attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """Head-averaged attention probabilities [B,F,T] of ``attn`` for these inputs."""
+    D, N = attn.dim, attn.num_heads
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q = F.linear(query, w[:D], b[:D])
+    k = F.linear(key, w[D:2 * D], b[D:2 * D])
+    B, Fl, _ = q.shape
+    T = k.shape[1]
+    q = q.view(B, Fl, N, D // N).transpose(1, 2)
+    k = k.view(B, T, N, D // N).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(D // N)  # [B,N,F,T]
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    return scores.softmax(-1).mean(1)
+
+
+@torch.no_grad()
+def capture_attention(model: DETR, images: torch.Tensor, masks: torch.Tensor) -> dict:
+    """Runs the model once; returns its outputs plus ``decoder_attention`` [B,Q,h,w] (last decoder
+    layer's cross-attention), ``encoder_attention`` [B,h*w,h,w] (last encoder layer's
+    self-attention, one map per feature location) and ``feature_hw`` (h, w)."""
+    captured: dict = {}
+
+    def keep(name):
+        def hook(module, args, kwargs, output):
+            captured[name] = (args, kwargs, output)
+        return hook
+
+    handles = [
+        model.input_proj.register_forward_hook(lambda m, a, o: captured.__setitem__("feat", o)),
+        model.decoder.layers[-1].cross_attn.register_forward_hook(keep("cross"), with_kwargs=True),
+        model.encoder.layers[-1].self_attn.register_forward_hook(keep("self"), with_kwargs=True),
+    ]
+    try:
+        outputs = model(images, masks)
+    finally:
+        for h in handles:
+            h.remove()
+    B, _, h, w = captured["feat"].shape
+    args, kwargs, _ = captured["cross"]
+    cross = attention_weights(model.decoder.layers[-1].cross_attn, args[0], args[1], kwargs.get("attn_mask"))
+    args, kwargs, _ = captured["self"]
+    enc = attention_weights(model.encoder.layers[-1].self_attn, args[0], args[1] if len(args) > 1 else args[0],
+                            kwargs.get("attn_mask"))
+    outputs["decoder_attention"] = cross.view(B, -1, h, w)
+    outputs["encoder_attention"] = enc.view(B, h * w, h, w)
+    outputs["feature_hw"] = (h, w)
+    return outputs
+
+
+def attention_pictures(model: DETR, image_path: str, out_dir: str, class_names: list[str],
+                       threshold: float = 0.7, points: list[tuple[int, int]] | None = None, top: int = 4,
+                       test_size: int = 800, max_size: int = 1333) -> list[str]:
+    """Writes ``<name>_det<k>.png`` (decoder attention of each detection scoring >= ``threshold``,
+    at most ``top``) and ``<name>_enc<k>.png`` (encoder attention at each of ``points``, pixel
+    (x, y) of the image); returns the paths."""
+    image = load_image(image_path)
+    device = next(model.parameters()).device
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+             "size": torch.tensor([image.height, image.width])}
+    tensor, target = eval_transforms(test_size, max_size)(image, empty, random.Random(0))
+    H, W = (int(v) for v in target["size"])
+    model.eval()
+    out = capture_attention(model, tensor[None].to(device), torch.zeros(1, H, W, dtype=torch.bool, device=device))
+    h, w = out["feature_hw"]
+    probs = out["pred_logits"][0].float().softmax(-1)[:, :-1]  # [Q,C] without background
+    scores, labels = probs.max(-1)
+    # boxes are normalised by the image's own size, which the aspect-keeping resize preserves
+    boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0].float()).cpu() * torch.tensor([image.width, image.height] * 2)
+    name = os.path.splitext(os.path.basename(image_path))[0]
+    written = []
+    order = [int(q) for q in scores.argsort(descending=True) if scores[q] >= threshold][:top]
+    for k, q in enumerate(order):
+        picture = overlay_heatmap(image, out["decoder_attention"][0, q].float().cpu().numpy())
+        picture = draw_detections(picture, boxes[q:q + 1].numpy(), scores[q:q + 1].cpu().numpy(),
+                                  labels[q:q + 1].cpu().numpy(), class_names)
+        written.append(_save(picture, os.path.join(out_dir, f"{name}_det{k}.png")))
+    for k, (x, y) in enumerate(points or []):
+        if not (0 <= x < image.width and 0 <= y < image.height):
+            raise BertDetrError(f"point ({x}, {y}) is outside the image ({image.width} x {image.height})")
+        cell = min(int(y * H / image.height * h / H), h - 1) * w + min(int(x * W / image.width * w / W), w - 1)
+        picture = overlay_heatmap(image, out["encoder_attention"][0, cell].float().cpu().numpy())
+        draw = ImageDraw.Draw(picture)
+        r = max(3, min(image.size) // 80)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=class_color(k), outline=(0, 0, 0))
+        written.append(_save(picture, os.path.join(out_dir, f"{name}_enc{k}.png")))
+    return written
+
+
+def _save(picture, path: str) -> str:
+    with atomic_output(path, "wb") as f:
+        picture.save(f, format="PNG")
+    return path
