@@ -28,6 +28,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -117,7 +118,8 @@ def _has_google_script() -> bool:
     import importlib.util
 
     try:
-        return bool(importlib.util.find_spec("tensorflow") and importlib.util.find_spec("bert.create_pretraining_data"))
+        return bool(importlib.util.find_spec("tensorflow")
+                    and importlib.util.find_spec("bert.create_pretraining_data"))
     except ImportError:
         return False
 
@@ -137,6 +139,7 @@ def main() -> None:
     p.add_argument("--dupe-factor", type=int, default=5)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--repeat", type=int, default=1, help="runs of ours; the best is reported")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder (text and outputs)")
     args = p.parse_args()
     if not args.google_python and _has_google_script():
         args.google_python = sys.executable
@@ -168,7 +171,8 @@ def main() -> None:
     ours_records = decoded(ours_out)
     equal = ours_records == decoded(google_out)
     result = {
-        "text": text, "text_mb": round(mb, 2), "dupe_factor": args.dupe_factor,
+        "text": args.text or f"CPython docs prose ({DOC_SOURCES})", "text_mb": round(mb, 2),
+        "dupe_factor": args.dupe_factor,
         "max_seq_length": args.max_seq_length, "instances": len(ours_records),
         "reference": label,
         "reference_s": round(g_s, 2), "reference_cpu_s": round(g_cpu, 2),
@@ -179,6 +183,10 @@ def main() -> None:
         "records_equal": equal,
     }
     print(json.dumps(result, indent=2))
+    if args.keep:
+        print(f"kept {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     if not equal:
         sys.exit("records differ")
 

@@ -87,7 +87,8 @@ def create_training_instances(input_files, tokenizer, max_seq_length,
   for input_file in input_files:
     with open(input_file, "rb") as reader:
       while True:
-        line = tokenization.convert_to_unicode(reader.readline())
+        # tf.gfile's readline drops every "\r" (TensorFlow's C++ ReadLine); so does this one.
+        line = tokenization.convert_to_unicode(reader.readline().replace(b"\r", b""))
         if not line:
           break
         line = line.strip()

@@ -279,12 +279,15 @@ def _ids_fn(tokenizer) -> Callable[[str], list[int]]:
     return lambda text: convert(tokenize(text))
 
 
-def read_documents(path: str | os.PathLike, tokenizer, progress: Optional[ProgressFn] = None) -> tuple[list, int]:
+def read_documents(path: str | os.PathLike, tokenizer,
+                   progress: Optional[ProgressFn] = None) -> tuple[list, int]:
     """Reads one input file as Google does: one sentence a line, blank lines between documents.
 
     Returns (documents, number of tokens): each document a list of sentences, each a list of token
-    ids. Lines are split on ``\\n`` only and decoded as UTF-8 ignoring invalid bytes (Google reads
-    with ``tf.gfile`` and ``convert_to_unicode``), then ``str.strip``ped. A line that strips to
+    ids. Lines are split on ``\\n`` only with every ``\\r`` removed (as ``tf.gfile``'s
+    ``readline``), decoded as UTF-8 dropping invalid bytes (the rule of Google's
+    ``convert_to_unicode``; Google's script itself, on TF2, stops with a ``UnicodeDecodeError``
+    first: text-mode ``tf.gfile`` decodes strictly), then ``str.strip``ped. A line that strips to
     nothing ends the document; a non-blank line that tokenizes to nothing (only control
     characters, say) does not — Google's quirk, kept. Empty documents are dropped.
     """
@@ -294,6 +297,10 @@ def read_documents(path: str | os.PathLike, tokenizer, progress: Optional[Progre
     reported = 0
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
+            if b"\r" in raw:
+                # tf.gfile's readline (TensorFlow's C++ ReadLine) drops every \r, not only the one
+                # of a \r\n: "ab\rcd" is the word "abcd" in Google's run.
+                raw = raw.replace(b"\r", b"")
             line = raw.decode("utf-8", "ignore").strip()
             if not line:
                 documents.append([])
@@ -317,7 +324,8 @@ def read_documents(path: str | os.PathLike, tokenizer, progress: Optional[Progre
 # --- instances --------------------------------------------------------------------------------
 
 def create_training_instances(documents: list, config: PretrainingDataConfig, vocab: VocabIds,
-                              rng: random.Random, progress: Optional[ProgressFn] = None) -> list[TrainingInstance]:
+                              rng: random.Random,
+                              progress: Optional[ProgressFn] = None) -> list[TrainingInstance]:
     """Google's ``create_training_instances`` after reading: shuffle the documents, make instances
     from each document ``dupe_factor`` times, shuffle the instances. ``documents`` is shuffled in
     place."""
@@ -338,7 +346,6 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
     # Everything below is Google's create_instances_from_document and create_masked_lm_predictions,
     # inlined into one loop (a Python call per step would dominate the run time).
     random_ = rng.random
-    getrandbits = rng.getrandbits
     randbelow = _randbelow_fn(rng)
     shuffle = _shuffle
     max_seq_length = config.max_seq_length
@@ -465,7 +472,8 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
                             pass
                         else:  # 10%: a random word, vocab_words[rng.randint(0, len(vocab_words) - 1)]
                             tokens[index] = word_ids[randbelow(vocab_size)]
-                    instances.append(TrainingInstance(tokens, len_a, positions_sorted, labels, is_random_next))
+                    instances.append(
+                        TrainingInstance(tokens, len_a, positions_sorted, labels, is_random_next))
                     current_chunk = []
                     current_length = 0
                 i += 1

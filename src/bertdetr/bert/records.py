@@ -36,11 +36,6 @@ if TYPE_CHECKING:
 
 try:  # Google's C implementation (SSE4.2/ARM CRC instructions); ~0.15 us for a 700-byte record.
     import google_crc32c as _gcrc
-
-    def crc32c(data: bytes) -> int:
-        """CRC-32C (Castagnoli) of ``data``."""
-        return _gcrc.value(data)
-
 except ImportError:  # pragma: no cover - the dependency is declared; this keeps odd installs working
     _gcrc = None
 
@@ -77,16 +72,20 @@ def _crc32c_table() -> list[int]:
     return table
 
 
-if _gcrc is None:  # pragma: no cover
-    _TABLE = _crc32c_table()
+_TABLE: list[int] = []
 
-    def crc32c(data: bytes) -> int:
-        """CRC-32C (Castagnoli) of ``data``; table-driven fallback (slow, ~5 MB/s)."""
-        crc = _U32
-        table = _TABLE
-        for b in data:
-            crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-        return crc ^ _U32
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli) of ``data``."""
+    if _gcrc is not None:
+        return _gcrc.value(data)
+    # Table-driven fallback (~5 MB/s), only without google-crc32c.
+    if not _TABLE:  # pragma: no cover
+        _TABLE.extend(_crc32c_table())
+    crc = _U32
+    for b in data:  # pragma: no cover
+        crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ _U32
 
 
 def masked_crc32c(data: bytes) -> int:
