@@ -49,3 +49,20 @@ def test_cli_missing_input_is_clear_error(tmp_path, capsys):
 def test_too_small_vocab_size():
     with pytest.raises(BertDetrError, match="too small"):
         VocabConfig(vocab_size=50, num_unused=99)
+
+
+def test_same_vocab_on_every_run(tmp_path):
+    # tokenizers' own WordPieceTrainer breaks ties in random hash order; ours must not.
+    from bertdetr.demo import bundled_books
+
+    runs = [build_vocab([bundled_books()], tmp_path / f"v{i}.txt", VocabConfig(vocab_size=1200, num_unused=3))
+            for i in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    assert len(runs[0]) == 1200
+
+
+def test_alphabet_larger_than_vocab_is_clear_error(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(" ".join(chr(c) * 3 for c in range(0x3B1, 0x3C9)) + "\n")  # 24 Greek letters
+    with pytest.raises(BertDetrError, match="too small for this corpus"):
+        build_vocab([str(corpus)], tmp_path / "v.txt", VocabConfig(vocab_size=40, num_unused=0, min_frequency=1))
