@@ -13,12 +13,14 @@ backbone by a name mismatch ("stage.1" vs "stages.1"), which would skip most of 
 Ours computes the losses of all 6 decoder layers (mmdet's training objective); transformers only
 the last layer's (``auxiliary_loss=False``: its 5.x decoder feeds the normed intermediate outputs
 to the next layer when ``auxiliary_loss=True``, which is not DETR) -- so ours does more work.
-Reports medians in seconds and images/s.
+Reports medians in seconds and images/s, and minima and process CPU time (both threads), which
+other work on the machine disturbs less than the wall-clock median.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -64,7 +66,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1066)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-infer", action="store_true")
     args = ap.parse_args()
+    load0 = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
 
@@ -116,15 +120,18 @@ def main() -> None:
     results = {}
     timings = {"ours infer": [], "hf infer": [], "ours train": [], "hf train": []}
 
+    cpu = {k: [] for k in timings}
+
     def timed(fn, key):
         sync()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         sync()
         timings[key].append(time.perf_counter() - t)
+        cpu[key].append(time.process_time() - c)
 
     infer_ours(), infer_hf()  # warm-up
-    for _ in range(args.repeats):
+    for _ in range(0 if args.skip_infer else args.repeats):
         timed(infer_ours, "ours infer")
         timed(infer_hf, "hf infer")
     if not args.skip_train:
@@ -143,14 +150,18 @@ def main() -> None:
             ours.zero_grad(set_to_none=True)
             timed(train_hf, "hf train")
             hf.zero_grad(set_to_none=True)
+    best = {}
     for k, v in timings.items():
         if v:
-            results[k] = statistics.median(v)
-            print(f"{k:11s} median {results[k]:.3f} s ({1 / results[k]:.2f} img/s)  all: "
-                  + " ".join(f"{t:.3f}" for t in v))
-    print(f"inference speed-up (hf / ours): {results['hf infer'] / results['ours infer']:.2f}x")
-    if "ours train" in results:
-        print(f"training step speed-up (hf / ours): {results['hf train'] / results['ours train']:.2f}x")
+            results[k], best[k] = statistics.median(v), min(v)
+            print(f"{k:11s} median {results[k]:.3f} s ({1 / results[k]:.2f} img/s), min {best[k]:.3f} s, "
+                  f"median CPU time {statistics.median(cpu[k]):.3f} s  all: " + " ".join(f"{t:.3f}" for t in v))
+    for what in ("infer", "train"):
+        if f"ours {what}" in results:
+            print(f"{what} speed-up (hf / ours): median {results[f'hf {what}'] / results[f'ours {what}']:.2f}x, "
+                  f"min {best[f'hf {what}'] / best[f'ours {what}']:.2f}x, CPU time "
+                  f"{statistics.median(cpu[f'hf {what}']) / statistics.median(cpu[f'ours {what}']):.2f}x")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (at the start: {load0:.2f}) on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -134,3 +134,10 @@ def test_img_shapes_default_to_target_size():
     targets[0]["size"] = torch.tensor([60, 90])
     b = _criterion()(out, targets)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_class_count_of_outputs_must_match_the_criterion():
+    g = torch.Generator().manual_seed(7)
+    out = _outputs(1, g, layers=1)
+    with pytest.raises(BertDetrError, match="5 class logits.*num_classes \\+ 1 = 4"):
+        DETRCriterion(HungarianMatcher(), C - 1)(out, _targets([1], g), [(80, 120)])

@@ -79,3 +79,23 @@ def test_bad_inputs():
         model(torch.randn(3, 64, 64))
     with pytest.raises(BertDetrError, match="masks must be bool"):
         model(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 63, dtype=torch.bool))
+
+
+def test_folded_weight_cache_follows_weight_changes():
+    torch.manual_seed(0)
+    model = build_detr(tiny_config()).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a = model.backbone(x)
+        assert torch.equal(model.backbone(x), a)  # served from the cache
+        model.backbone.layer4[1].conv2.weight.mul_(2)  # an in-place update, as an optimizer step
+        b = model.backbone(x)
+        model.backbone.layer4[1].bn2.running_var.fill_(4.0)
+        c = model.backbone(x)
+    assert not torch.equal(a, b) and not torch.equal(b, c)
+    fresh = build_detr(tiny_config()).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.backbone(x), c)
+        model.load_state_dict(build_detr(tiny_config()).state_dict())
+        assert not torch.equal(model.backbone(x), c)

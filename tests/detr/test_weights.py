@@ -61,7 +61,6 @@ def _to_official(sd):
             k = "transformer." + k.replace(".cross_attn.", ".multihead_attn.").replace(".ffn.fc1.", ".linear1.").replace(".ffn.fc2.", ".linear2.")
         elif k.startswith("decoder.post_norm."):
             k = k.replace("decoder.post_norm.", "transformer.decoder.norm.")
-            k = "" + k
         k = k.replace("query_embedding.", "query_embed.").replace("head.fc_cls.", "class_embed.")
         k = k.replace("head.reg_fcs.", "bbox_embed.layers.").replace("head.fc_reg.", "bbox_embed.layers.2.")
         out[k] = v
@@ -141,6 +140,12 @@ def test_matches_transformers_detr_outputs_and_losses():
     assert o.logits.abs().max() > 1  # not a trivially small comparison
     torch.testing.assert_close(mine["pred_logits"], o.logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(mine["pred_boxes"], o.pred_boxes, rtol=1e-4, atol=1e-5)
+    # transformers 4.x files name the same tensors differently
+    legacy = {k.replace("model.backbone.model.", "model.backbone.conv_encoder.model.").replace(".o_proj.", ".out_proj.")
+              .replace(".mlp.fc", ".fc"): v for k, v in sd.items()}
+    assert legacy.keys() != sd.keys()
+    old, _ = from_hf(legacy, hf_config=hf.config.to_dict())
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), ours.state_dict().values()))
     from bertdetr.detr.loss import build_criterion
 
     losses = build_criterion(cfg)(mine, targets, shapes)

@@ -28,6 +28,7 @@ from torch import nn
 
 from bertdetr.detr.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, generalized_box_iou_aligned
 from bertdetr.detr.matcher import HungarianMatcher, check_targets, image_factors
+from bertdetr.errors import BertDetrError
 
 _EPS = torch.finfo(torch.float32).eps  # mmdet weight_reduce_loss: loss.sum() / (avg_factor + eps)
 
@@ -64,7 +65,9 @@ class DETRCriterion(nn.Module):
 
     def forward(self, outputs: dict, targets: list[dict], img_shapes=None) -> dict[str, torch.Tensor]:
         logits = outputs["pred_logits"]
-        B = logits.shape[0]
+        B, _, K = logits.shape
+        if K != self.num_classes + 1:
+            raise BertDetrError(f"pred_logits has {K} class logits, the criterion expects num_classes + 1 = {self.num_classes + 1}")
         check_targets(targets, self.num_classes, B)
         if img_shapes is None:
             img_shapes = [tuple(int(v) for v in t["size"]) for t in targets]
@@ -83,8 +86,6 @@ class DETRCriterion(nn.Module):
     def single_layer(self, logits, boxes, targets, img_shapes):
         """One decoder layer's (loss_cls, loss_bbox, loss_iou)."""
         B, Q, K = logits.shape
-        if K != self.num_classes + 1:
-            raise ValueError(f"pred_logits has {K} classes, criterion expects num_classes + 1 = {self.num_classes + 1}")
         indices = self.matcher(logits.detach(), boxes.detach(), targets, img_shapes)
         batch_idx = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(indices)]).to(logits.device)
         query_idx = torch.cat([q for q, _ in indices]).to(logits.device)

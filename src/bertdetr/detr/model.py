@@ -14,13 +14,18 @@ Conventions (mmdet's, identical to official DETR's):
 - positional encodings are added to attention queries and keys, never to values;
 - the decoder starts from zeros, object queries are the query *positions*; each layer's output
   goes through the shared final LayerNorm (``post_norm``) before the heads;
-- boxes are sigmoid (cx, cy, w, h) normalised by each image's own size, not the padded size.
+- boxes are sigmoid (cx, cy, w, h) normalised by each image's own size, not the padded size;
+- dropout (training only) as mmcv's layers and official DETR's: on the attention probabilities
+  and on the attention output before the residual add (mmdet ``dropout``), after the FFN's ReLU
+  and after its second FC before the residual add (``ffn_drop``); none in the head.
 
-Speed (the backbone is >85% of the cost on CPU): a frozen BatchNorm is folded into the preceding
-convolution (``conv(x, w * s) + t`` instead of ``conv(x, w) * s + t``: one pass over the
-activations less per conv, and oneDNN fuses the bias); activations run channels-last; the frozen
-stem and stage 1 build no autograd graph; attention runs as ``scaled_dot_product_attention`` and
-drops the mask when no image in the batch is padded.
+Speed (the backbone is 70-80% of an inference or a training step of DETR-R50 on CPU): a frozen
+BatchNorm is folded into the preceding convolution (``conv(x, w * s) + t`` instead of
+``conv(x, w) * s + t``: one pass over the activations less per conv; the folded weights are cached
+where no gradient flows to them); activations and conv weights are channels-last; ReLU and residual
+adds run in place; the frozen stem and stage 1 build no autograd graph; attention runs as
+``scaled_dot_product_attention`` and drops the mask when no image in the batch is padded.
+See BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -69,9 +74,30 @@ class FrozenBatchNorm2d(nn.Module):
 
 
 def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> torch.Tensor:
-    """``bn(conv(x))`` as one convolution with the BatchNorm folded into its weight and bias."""
+    """``bn(conv(x))`` as one convolution with the BatchNorm folded into its weight and bias.
+
+    Where no gradient can flow to the weight (inference, frozen stages) the folded pair is cached
+    on the conv, keyed by the storage and version counters of the conv weight and the four BN
+    buffers, so that it is recomputed after any in-place change (optimizer step, load_state_dict)
+    or move; this saves a pass over all backbone weights per forward.
+    """
+    if torch.is_grad_enabled() and conv.weight.requires_grad:
+        weight, bias = _fold(conv, bn)
+    else:
+        tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        cached = conv.__dict__.get("_folded")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, *_fold(conv, bn))
+            conv.__dict__["_folded"] = cached
+        _, weight, bias = cached
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding)
+
+
+def _fold(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     scale, shift = bn.scale_shift()
-    return F.conv2d(x, conv.weight * scale[:, None, None, None], shift, conv.stride, conv.padding)
+    return conv.weight * scale[:, None, None, None], shift
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
@@ -156,6 +182,9 @@ class ResNet(nn.Module):
         ]
         for module in frozen:
             module.requires_grad_(False)
+        # conv weights channels-last like the activations: oneDNN then neither reorders the
+        # weights nor converts their gradients back to NCHW (a few % of a training step)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -28,6 +28,7 @@ the rows ``COCO_CATEGORY_IDS + [91]`` of the class FC, so label ``l`` here is CO
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import math
 import os
@@ -366,7 +367,7 @@ def infer_config(sd: dict, num_heads: int = 8, **sections) -> DETRConfig:
 
 
 def load_mmdet_config(path: str | os.PathLike) -> dict:
-    """An mmdet config file -> its dict. ``.json``/``.yaml``-free: ``.json`` is read as is; ``.py``
+    """An mmdet config file -> its dict. ``.json`` is read as is; ``.py``
     is *parsed*, never executed: top-level assignments of literals, ``dict(...)``, lists, tuples,
     names assigned earlier and simple arithmetic, with ``_base_`` files merged first (mmengine's
     rules: nested dicts merge, ``_delete_=True`` replaces, everything else overrides)."""
@@ -536,8 +537,6 @@ def config_from_mmdet(cfg: dict) -> DETRConfig:
 def _with_classes(config: DETRConfig, num_classes: int | None) -> DETRConfig:
     if num_classes is None:
         return config
-    import dataclasses
-
     return dataclasses.replace(config, bbox_head=dataclasses.replace(config.bbox_head, num_classes=num_classes))
 
 
@@ -601,8 +600,6 @@ def from_hf(checkpoint, coco80: bool = False, num_heads: int | None = None, num_
 
 
 def _build_and_load(cfg, sd, origin, reset_head, generator):
-    import dataclasses
-
     # weights come from the checkpoint: do not also load ImageNet backbone weights
     cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained=None))
     model = build_detr(cfg)
