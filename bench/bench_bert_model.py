@@ -37,6 +37,7 @@ from bertdetr.bert.model import BertConfig, build_bert_for_pretraining, num_flop
 from bertdetr.bert.weights import to_hf_state_dict
 
 PEAK_GFLOPS = {"fp32": 210.0, "bf16": 900.0}
+PACK_TOKENS = True  # --no-pack: our layers run on the padded [B,T] batch instead of the real tokens
 CONFIGS = {
     # name: (config, batch, seq length, max_predictions_per_seq as Google's README for that length)
     "base": (BertConfig(), 8, 128, 20),
@@ -83,6 +84,7 @@ def build_pair(name: str, want_hf: bool = True):
     config, B, T, P = CONFIGS[name]
     torch.manual_seed(0)
     ours = build_bert_for_pretraining(config)
+    ours.bert.pack_tokens = PACK_TOKENS
     hf = None
     if want_hf:
         import transformers
@@ -124,31 +126,35 @@ def hf_train_flops_per_sequence(config: BertConfig, T: int) -> float:
     return 3.0 * (encoder + 2 * T * (D * D + D * V) + 2 * (D * D + 2 * D))
 
 
-def timed(fn) -> float:
-    t = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process: user + system, all threads)."""
+    t, c = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def alternate(fns: dict[str, callable], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each fn, ``repeats`` calls each, interleaved round-robin."""
+def alternate(fns: dict[str, callable], repeats: int, warmup: int = 1) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds per call of each fn, ``repeats`` calls each, interleaved round-robin."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             times[k].append(timed(fn))
     return times
 
 
-def report(rows: list[dict], name: str, what: str, times: list[float], B: int, flops_per_seq: float, peak: str):
-    """Median-based seq/s, GFLOP/s and MFU; best (least disturbed) step beside them."""
-    secs = statistics.median(times)
+def report(rows: list[dict], name: str, what: str, times: list[tuple[float, float]], B: int,
+           flops_per_seq: float, peak: str):
+    """Median-based seq/s, GFLOP/s and MFU; the best (least disturbed) step and the median CPU
+    seconds per step (the work done, less sensitive than wall time to other load) beside them."""
+    wall = [w for w, _ in times]
+    secs = statistics.median(wall)
     gflops = flops_per_seq * B / secs / 1e9
     row = dict(config=name, what=what, seq_per_s=round(B / secs, 2), step_s=round(secs, 3),
-               best_seq_per_s=round(B / min(times), 2), gflops=round(gflops, 1),
-               mfu=round(gflops / PEAK_GFLOPS[peak], 3), peak=peak)
+               best_seq_per_s=round(B / min(wall), 2), cpu_s=round(statistics.median(c for _, c in times), 3),
+               gflops=round(gflops, 1), mfu=round(gflops / PEAK_GFLOPS[peak], 3), peak=peak)
     rows.append(row)
     print(json.dumps(row), flush=True)
 
@@ -161,7 +167,8 @@ def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[di
     infer_flops = num_flops_per_sequence(config, T, 0, training=False)  # encoder + pooler
 
     # Same weights, same batch: the eval-mode losses agree (a sanity check of the comparison).
-    ours.eval(), hf.eval()
+    ours.eval()
+    hf.eval()
     with torch.no_grad():
         lo, lh = ours(**f)["loss"].item(), hf(**hf_f).loss.item()
     print(f"# {name}: eval loss ours {lo:.6f} hf {lh:.6f}", flush=True)
@@ -182,32 +189,50 @@ def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[di
     report(rows, name, "inference fp32 ours", t["ours"], B, infer_flops, "fp32")
     report(rows, name, "inference fp32 hf", t["hf"], B, infer_flops, "fp32")
 
-    ours.train(), hf.train()
+    ours.train()
+    hf.train()
     o_opt, h_opt = optimizer(ours), optimizer(hf)
     fns = {"ours": lambda: ours_train_step(ours, o_opt, f), "hf": lambda: hf_train_step(hf, h_opt, hf_f)}
+    if PACK_TOKENS:  # A/B of token packing in the same alternation
+
+        def unpacked():
+            ours.bert.pack_tokens = False
+            try:
+                ours_train_step(ours, o_opt, f)
+            finally:
+                ours.bert.pack_tokens = True
+
+        fns["ours_unpacked"] = unpacked
     if bf16:
         fns["ours_bf16"] = lambda: ours_train_step(ours, o_opt, f, autocast=True)
     t = alternate(fns, repeats)
     report(rows, name, "train fp32 ours", t["ours"], B, train_flops, "fp32")
     report(rows, name, "train fp32 hf", t["hf"], B, hf_train_flops_per_sequence(config, T), "fp32")
+    if PACK_TOKENS:
+        report(rows, name, "train fp32 ours --no-pack", t["ours_unpacked"], B, train_flops, "fp32")
     if bf16:
         report(rows, name, "train bf16-autocast ours", t["ours_bf16"], B, train_flops, "bf16")
     del hf, h_opt
 
     if compile_:
+        # Compiled and eager steps alternate too; the compile itself is the first call, timed alone.
         compiled = torch.compile(ours)
+        fns = {}
         for autocast in ((False, True) if bf16 else (False,)):
             tag = "bf16-autocast" if autocast else "fp32"
             t0 = time.perf_counter()
-            ours_train_step(compiled, o_opt, f, autocast)  # compiles
+            ours_train_step(compiled, o_opt, f, autocast)
             print(f"# {name}: torch.compile {tag} first step (compile) {time.perf_counter() - t0:.1f}s", flush=True)
-            t = alternate({"c": lambda: ours_train_step(compiled, o_opt, f, autocast)}, max(2, repeats - 2))
-            report(rows, name, f"train {tag} ours torch.compile", t["c"], B, train_flops,
-                   "bf16" if autocast else "fp32")
+            fns[f"train {tag} ours eager"] = lambda a=autocast: ours_train_step(ours, o_opt, f, a)
+            fns[f"train {tag} ours torch.compile"] = lambda a=autocast: ours_train_step(compiled, o_opt, f, a)
+        for what, times in alternate(fns, repeats).items():
+            report(rows, name, what, times, B, train_flops, "bf16" if "bf16" in what else "fp32")
 
 
 def memory_child(name: str, impl: str) -> None:
     """Runs in a fresh process: peak RSS of one training step above the steady state."""
+    import transformers  # noqa: F401  (imported on both sides, so the steady states compare)
+
     torch.set_num_threads(2)
     config, ours, hf, f = build_pair(name, want_hf=impl == "hf")
     model = ours if impl == "ours" else hf
@@ -229,7 +254,8 @@ def memory_child(name: str, impl: str) -> None:
 def run_memory(name: str, rows: list[dict]) -> None:
     res = {}
     for impl in ("ours", "hf"):
-        out = subprocess.run([sys.executable, __file__, "--memory-child", name, impl], check=True,
+        out = subprocess.run([sys.executable, __file__, "--memory-child", name, impl]
+                             + ([] if PACK_TOKENS else ["--no-pack"]), check=True,
                              capture_output=True, text=True).stdout
         res[impl] = json.loads(out.strip().splitlines()[-1])
         row = dict(config=name, what=f"train step memory {impl}", **{k: round(v, 1) for k, v in res[impl].items()})
@@ -245,7 +271,8 @@ def summary(rows: list[dict]) -> None:
             o, h = by.get((name, f"{kind} ours")), by.get((name, f"{kind} hf"))
             if o and h:
                 print(f"# {name} {kind}: ours/hf {o['seq_per_s'] / h['seq_per_s']:.2f}x "
-                      f"(best steps {o['best_seq_per_s'] / h['best_seq_per_s']:.2f}x)", flush=True)
+                      f"(best steps {o['best_seq_per_s'] / h['best_seq_per_s']:.2f}x, "
+                      f"CPU seconds per step {h['cpu_s'] / o['cpu_s']:.2f}x)", flush=True)
         o, h = by.get((name, "train step memory ours")), by.get((name, "train step memory hf"))
         if o and h:
             print(f"# {name} memory: step peak ours/hf {o['step_peak_mb'] / h['step_peak_mb']:.2f}, "
@@ -261,9 +288,13 @@ def main() -> None:
     ap.add_argument("--compile-configs", default="small", help="configs to run the torch.compile path on")
     ap.add_argument("--no-bf16", dest="bf16", action="store_false")
     ap.add_argument("--no-memory", dest="memory", action="store_false")
+    ap.add_argument("--no-pack", dest="pack", action="store_false",
+                    help="run our layers on the padded batch (BertModel.pack_tokens = False)")
     ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args()
+    global PACK_TOKENS
+    PACK_TOKENS = args.pack
     if args.memory_child:
         memory_child(*args.memory_child)
         return

@@ -53,6 +53,11 @@ def test_google_bert_config_json_roundtrip(tmp_path):
     assert c == BertConfig()  # the defaults are bert-base
     assert c.hidden_act == "gelu" and c.layer_norm_eps == 1e-12
     assert c.to_google_dict() == google
+    c.to_json_file(tmp_path / "out" / "bert_config.json", google=True)
+    assert json.loads((tmp_path / "out" / "bert_config.json").read_text()) == google
+    c.to_json_file(tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "bert"
+    assert BertConfig.from_json_file(tmp_path / "config.json") == c
 
 
 def test_hf_config_json_and_activations(tmp_path):
@@ -323,6 +328,8 @@ def test_bert_output_positions_equal_full_output_gathered():
     torch.manual_seed(0)
     m = build_bert_model(tiny()).eval()
     f = features(T=9)
+    f["input_mask"][1, 6:] = 0  # padding: the layers before the last run on the real tokens only
+    f["masked_lm_positions"][1] = torch.tensor([5, 0, 2])
     full = m(f["input_ids"], f["segment_ids"], f["input_mask"])
     part = m(f["input_ids"], f["segment_ids"], f["input_mask"], output_positions=f["masked_lm_positions"])
     pos = f["masked_lm_positions"]
@@ -331,3 +338,27 @@ def test_bert_output_positions_equal_full_output_gathered():
     torch.testing.assert_close(part.pooled_output, full.pooled_output, rtol=1e-5, atol=1e-6)
     with pytest.raises(BertDetrError, match=r"output_positions contains 9, outside \[0, 9\)"):
         m(f["input_ids"], output_positions=torch.tensor([[9], [0]]))
+
+
+def test_packed_encoder_layer_equals_padded():
+    from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormEncoderLayer
+
+    torch.manual_seed(0)
+    layer = PostNormEncoderLayer(MultiHeadAttention(16, 4), FeedForward(16, 24, torch.nn.GELU())).eval()
+    x = torch.randn(3, 6, 16)
+    keep = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 1 + [0] * 5]).bool()
+    mask = torch.zeros(3, 1, 1, 6).masked_fill(~keep[:, None, None, :], -10000.0)
+    index = keep.reshape(-1).nonzero().squeeze(1)
+    packed = layer(x.reshape(18, 16)[index], attn_mask=mask, packed=(index, 3, 6))
+    torch.testing.assert_close(packed, layer(x, attn_mask=mask).reshape(18, 16)[index], rtol=1e-5, atol=1e-6)
+
+
+def test_row_packing_gradients():
+    from bertdetr.nn.transformer import place_rows, select_rows
+
+    index = torch.tensor([0, 2, 3, 6])
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: select_rows(t, index), (x,))
+    assert torch.autograd.gradcheck(lambda t: place_rows(t, index, 7), (p,))
+    torch.testing.assert_close(select_rows(place_rows(p, index, 7), index), p)

@@ -10,12 +10,13 @@ from bertdetr.bert.weights import to_hf_state_dict
 transformers = pytest.importorskip("transformers")
 
 # (config, seq length, HF attention implementation): several shapes, both activations, a
-# sequence as long as max_position_embeddings, one head of full width.
+# sequence as long as max_position_embeddings, one head of full width. Weights 5-10x larger than
+# BERT's 0.02 init, so that pre-activations reach where erf and tanh GELU differ.
 SIZES = [
     (dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-          max_position_embeddings=64), 12, "eager"),
+          max_position_embeddings=64, initializer_range=0.1), 12, "eager"),
     (dict(vocab_size=120, hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=64,
-          max_position_embeddings=20, type_vocab_size=3, hidden_act="gelu_tanh"), 20, "sdpa"),
+          max_position_embeddings=20, type_vocab_size=3, hidden_act="gelu_tanh", initializer_range=0.1), 20, "sdpa"),
     (dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=16,
           max_position_embeddings=16, initializer_range=0.2), 9, "sdpa"),
 ]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertdetr.errors import BertDetrError
-from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormEncoderLayer
+from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormEncoderLayer, place_rows, select_rows
 
 # Google's attention_layer adds (1 - mask) * -10000.0 to the scores of masked keys (not -inf):
 # a softmax row with at least one kept key is the same to float precision either way.
@@ -134,6 +134,14 @@ class BertConfig:
         if not isinstance(d, dict):
             raise BertDetrError(f"config {path} is not a JSON object")
         return cls.from_dict(d)
+
+    def to_json_file(self, path: str | os.PathLike, google: bool = False) -> None:
+        """Writes HF's ``config.json`` (``google=False``) or Google's ``bert_config.json``, atomically."""
+        from bertdetr.fileio import atomic_output
+
+        with atomic_output(path, "w") as f:
+            json.dump(self.to_google_dict() if google else self.to_hf_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
 
     def to_google_dict(self) -> dict[str, Any]:
         """Google's ``bert_config.json`` fields. Google has no layer_norm_eps (always 1e-12) and
@@ -267,6 +275,28 @@ def next_sentence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return F.cross_entropy(_upcast(logits), labels.reshape(-1))
 
 
+def pretraining_losses(
+    masked_lm_logits: torch.Tensor,
+    next_sentence_logits: torch.Tensor,
+    masked_lm_ids: torch.Tensor | None = None,
+    masked_lm_weights: torch.Tensor | None = None,
+    next_sentence_labels: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The named loss terms of ``run_pretraining.model_fn`` for the labels given: ``masked_lm_loss``
+    (weights default to 1), ``next_sentence_loss``, and with both ``loss`` = their sum (Google's
+    total_loss, unweighted)."""
+    losses = {}
+    if masked_lm_ids is not None:
+        if masked_lm_weights is None:
+            masked_lm_weights = torch.ones_like(masked_lm_ids, dtype=torch.float32)
+        losses["masked_lm_loss"] = masked_lm_loss(masked_lm_logits, masked_lm_ids, masked_lm_weights)
+    if next_sentence_labels is not None:
+        losses["next_sentence_loss"] = next_sentence_loss(next_sentence_logits, next_sentence_labels)
+    if len(losses) == 2:
+        losses["loss"] = losses["masked_lm_loss"] + losses["next_sentence_loss"]
+    return losses
+
+
 @dataclass
 class BertOutput:
     sequence_output: torch.Tensor
@@ -305,6 +335,8 @@ class BertModel(nn.Module):
         self.embeddings = embeddings
         self.layers = nn.ModuleList(layers)
         self.pooler = pooler
+        self.pack_tokens = True
+        """With ``output_positions``, run the layers on the real tokens only (see ``forward``)."""
 
     def check_inputs(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
                      attention_mask: torch.Tensor | None) -> None:
@@ -328,8 +360,8 @@ class BertModel(nn.Module):
                 attention_mask: torch.Tensor | None = None,
                 output_positions: torch.Tensor | None = None) -> BertOutput:
         """``output_positions [B,K]`` (optional): ``sequence_output`` is then [B,K,D], the full
-        sequence output gathered at these positions, and the last layer computes only them and
-        [CLS] (for the pooler): the pretraining heads read nothing else."""
+        sequence output gathered at these positions (which must be real tokens, not padding),
+        and work no output depends on is skipped: the pretraining heads read nothing else."""
         if not torch.compiler.is_compiling():
             self.check_inputs(input_ids, token_type_ids, attention_mask)
             if output_positions is not None:
@@ -342,11 +374,27 @@ class BertModel(nn.Module):
             # [B,1,1,T]: the same additive row for every head and every from-position.
             mask = ((1.0 - attention_mask.to(x.dtype)) * MASK_ADDER)[:, None, None, :]
         *layers, last = self.layers
-        for layer in layers:
-            x = layer(x, attn_mask=mask)
         if output_positions is None:
-            x = last(x, attn_mask=mask)
+            for layer in self.layers:
+                x = layer(x, attn_mask=mask)
             return BertOutput(sequence_output=x, pooled_output=self.pooler(x))
+        # Padding tokens are masked as keys, so no real token's output depends on theirs: when
+        # only real positions are read, the layers run on the real tokens alone, packed (not
+        # under torch.compile: the token count is data-dependent).
+        keep = None
+        if self.pack_tokens and attention_mask is not None and not torch.compiler.is_compiling():
+            keep = attention_mask.reshape(-1) != 0
+            keep = None if bool(keep.all()) else keep
+        if keep is None:
+            for layer in layers:
+                x = layer(x, attn_mask=mask)
+        else:
+            B, T, D = x.shape
+            index = keep.nonzero().squeeze(1)
+            xp = select_rows(x.reshape(B * T, D), index)  # [n,D]
+            for layer in layers:
+                xp = layer(xp, attn_mask=mask, packed=(index, B, T))
+            x = place_rows(xp, index, B * T).view(B, T, D)
         # Every position's last-layer output depends on its own query and on all keys/values, so
         # computing the queries, attention output and feed-forward only at [CLS] + the wanted
         # positions gives the same numbers for less work (a 1/L share of the encoder, less K/V).
@@ -407,13 +455,8 @@ class BertForPreTraining(nn.Module):
         mlm_logits = self.masked_lm(out.sequence_output, self.bert.embeddings.word_embeddings.weight)
         nsp_logits = self.next_sentence(out.pooled_output)
         result = {"masked_lm_logits": mlm_logits, "next_sentence_logits": nsp_logits}
-        if masked_lm_ids is not None:
-            weights = masked_lm_weights if masked_lm_weights is not None else torch.ones_like(masked_lm_ids, dtype=torch.float32)
-            result["masked_lm_loss"] = masked_lm_loss(mlm_logits, masked_lm_ids, weights)
-        if next_sentence_labels is not None:
-            result["next_sentence_loss"] = next_sentence_loss(nsp_logits, next_sentence_labels)
-        if "masked_lm_loss" in result and "next_sentence_loss" in result:
-            result["loss"] = result["masked_lm_loss"] + result["next_sentence_loss"]
+        result.update(pretraining_losses(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights,
+                                         next_sentence_labels))
         return result
 
     def _check_heads_inputs(self, input_ids, positions, ids, weights, nsp_labels) -> None:
@@ -492,6 +535,8 @@ def num_flops_per_sequence(config: BertConfig, seq_length: int, masked_per_seq: 
     With ``masked_per_seq`` > 0 (BertForPreTraining): the last layer computes queries, attention
     output and feed-forward at [CLS] + the masked positions only, and the MLM transform and
     vocabulary projection run at the masked positions only. With 0: the encoder alone (BertModel).
+    Padding tokens count as tokens (the packed layers skip their work, so a padded batch runs a
+    little less than this).
     """
     D, I, L, T, V = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, seq_length,
                      config.vocab_size)
@@ -509,6 +554,7 @@ def num_flops_per_sequence(config: BertConfig, seq_length: int, masked_per_seq: 
 
 __all__ = [
     "BertConfig", "BertModel", "BertForPreTraining", "BertOutput", "BertEmbeddings", "Pooler", "MaskedLMHead",
-    "build_bert_model", "build_bert_for_pretraining", "masked_lm_loss", "next_sentence_loss", "init_google_",
+    "build_bert_model", "build_bert_for_pretraining", "masked_lm_loss", "next_sentence_loss", "pretraining_losses",
+    "init_google_",
     "num_flops_per_sequence",
 ]

@@ -228,7 +228,10 @@ def load_pretrained(path: str | os.PathLike, heads: bool, config: BertConfig | N
     if config is None:
         config_file = os.path.join(path, CONFIG)
         if not os.path.exists(config_file):
-            raise WeightsError(f"no {CONFIG} in {path}")
+            hint = ""
+            if os.path.exists(os.path.join(path, "bert_config.json")):
+                hint = " (a Google TF release? convert it first: bertdetr bert convert --tf-checkpoint DIR/bert_model.ckpt)"
+            raise WeightsError(f"no {CONFIG} in {path}{hint}")
         config = BertConfig.from_json_file(config_file)
     state, source = read_hf_weights(path)
     model = build_bert_for_pretraining(config) if heads else build_bert_model(config)

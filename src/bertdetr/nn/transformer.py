@@ -23,6 +23,48 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _SelectRows(torch.autograd.Function):
+    """``x.index_select(0, index)`` for distinct indices. Its backward copies the rows back
+    (``index_copy``) instead of torch's ``index_add``, a scatter-add that is many times slower on
+    CPU; distinct indices need no accumulation."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.save_for_backward(index)
+        ctx.rows = x.shape[0]
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        return grad.new_zeros((ctx.rows, *grad.shape[1:])).index_copy_(0, index, grad), None
+
+
+class _PlaceRows(torch.autograd.Function):
+    """Rows of ``x`` placed at distinct ``index`` of a zero tensor with ``rows`` rows (the inverse
+    of ``_SelectRows``; backward: ``index_select``)."""
+
+    @staticmethod
+    def forward(ctx, x, index, rows):
+        ctx.save_for_backward(index)
+        return x.new_zeros((rows, *x.shape[1:])).index_copy_(0, index, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        return grad.index_select(0, index), None, None
+
+
+def select_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """[R,...] -> [n,...]: the rows at ``index`` (distinct), for packing the real tokens of a batch."""
+    return _SelectRows.apply(x, index)
+
+
+def place_rows(x: torch.Tensor, index: torch.Tensor, rows: int) -> torch.Tensor:
+    """[n,...] -> [rows,...]: ``x``'s rows at ``index`` (distinct), zeros elsewhere (unpacking)."""
+    return _PlaceRows.apply(x, index, rows)
+
+
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention over N heads with fused input projections.
 
@@ -57,9 +99,25 @@ class MultiHeadAttention(nn.Module):
         key: torch.Tensor | None = None,
         value: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
+        packed: tuple[torch.Tensor, int, int] | None = None,
     ) -> torch.Tensor:
+        """``packed=(index [n], B, T)`` (self-attention only): ``query`` is [n,D], the non-padding
+        tokens of a [B,T] batch, at flat positions ``index`` (b*T + t). The projections run on
+        the n tokens only; attention runs on the [B,T] layout with zero rows at the padding (which
+        ``attn_mask`` must mask as keys); the output is [n,D] again."""
         D = self.dim
         w, b = self.in_proj_weight, self.in_proj_bias
+        if packed is not None:
+            if key is not None or value is not None:
+                raise ValueError("packed tokens are for self-attention only")
+            index, B, T = packed
+            qkv = place_rows(F.linear(query, w, b), index, B * T).view(B, T, 3 * D)  # [n,3D] -> [B,T,3D]
+            ctx = F.scaled_dot_product_attention(
+                *(self._heads(t) for t in qkv.split(D, dim=-1)),
+                attn_mask=attn_mask,
+                dropout_p=self.attn_dropout if self.training else 0.0,
+            )  # [B,N,T,H]
+            return self.out_proj(select_rows(ctx.transpose(1, 2).reshape(B * T, D), index))
         if key is None and value is None:
             q, k, v = F.linear(query, w, b).split(D, dim=-1)
         elif value is None or value is key:
@@ -130,15 +188,21 @@ class PostNormEncoderLayer(nn.Module):
         pos: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         query_index: torch.Tensor | None = None,
+        packed: tuple[torch.Tensor, int, int] | None = None,
     ):
         """``query_index`` [B,K] (optional): compute the output only at these positions, -> [B,K,D],
         equal to the full output gathered there (their queries attend to all L keys/values; the
         other positions' queries, attention output and feed-forward are skipped). BERT's last
-        layer uses it when only the masked and [CLS] positions are read."""
+        layer uses it when only the masked and [CLS] positions are read.
+
+        ``packed=(index, B, L)`` (optional, ``pos`` None): ``x`` is [n,D], the non-padding tokens
+        only (see ``MultiHeadAttention``); every token-wise step runs on those n rows; -> [n,D]."""
         if query_index is not None:
             return self._forward_at(x, pos, attn_mask, query_index)
+        if packed is not None and pos is not None:
+            raise ValueError("packed tokens take no positional term")
         if pos is None:
-            a = self.self_attn(x, attn_mask=attn_mask)
+            a = self.self_attn(x, attn_mask=attn_mask, packed=packed)
         else:
             qk = x + pos
             a = self.self_attn(qk, qk, x, attn_mask=attn_mask)
