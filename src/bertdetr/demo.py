@@ -175,7 +175,7 @@ def run_detr(out: str, epochs: int, num_images: int, seed: int) -> dict:
     summary = train_detr(s)
     after = summary["metrics"]
     print(f"    done in {time.perf_counter() - t:.0f}s; loss curves: {os.path.join(s.train.output_dir, 'loss_curves.png')}")
-    print(f"[8] COCO mAP on the validation images   # bertdetr detr eval")
+    print("[8] COCO mAP on the validation images   # bertdetr detr eval")
     print(f"    trained:   AP {after['AP']:.3f}  AP50 {after['AP50']:.3f}  AR100 {after['AR100']:.3f}")
     print(f"    untrained: AP {before['AP']:.3f}  AP50 {before['AP50']:.3f}  AR100 {before['AR100']:.3f}")
     print("    (DETR with a randomly initialised backbone needs far more than a few CPU minutes to detect: "

@@ -1,6 +1,5 @@
 import json
 
-import pytest
 import torch
 from PIL import Image
 from torch import nn
