@@ -175,3 +175,18 @@ def test_two_processes_with_torchrun_then_resume_with_one(records, tmp_path):
     assert main(args + ["--resume"]) == 0  # one process continues the two-process run
     assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])["step"] == 4
     assert len(_losses(tmp_path / "run")) == 4
+
+
+def test_resume_is_exact_with_dataloader_workers_and_grad_accum(records, tmp_path):
+    kw = dict(num_workers=2, grad_accum=2, num_train_steps=4, save_every=2, shuffle_buffer=8)
+    pretrain(_config(records, tmp_path / "full", **kw))
+    pretrain(_config(records, tmp_path / "split", stop_at_step=2, **kw))
+    pretrain(_config(records, tmp_path / "split", resume=True, **kw))
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "split")
+    assert len(_losses(tmp_path / "full")) == 4
+
+
+def test_bf16_autocast_trains(records, tmp_path):
+    summary = pretrain(_config(records, tmp_path, bf16=True, num_train_steps=3, eval_files=[records[1]]))
+    assert summary["step"] == 3 and all(v == v for v in summary["losses"].values())  # finite, not NaN
+    assert 0.0 <= summary["eval"]["masked_lm_accuracy"] <= 1.0
