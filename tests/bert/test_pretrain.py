@@ -190,3 +190,12 @@ def test_bf16_autocast_trains(records, tmp_path):
     summary = pretrain(_config(records, tmp_path, bf16=True, num_train_steps=3, eval_files=[records[1]]))
     assert summary["step"] == 3 and all(v == v for v in summary["losses"].values())  # finite, not NaN
     assert 0.0 <= summary["eval"]["masked_lm_accuracy"] <= 1.0
+
+
+def test_eval_every_logs_a_learning_curve(records, tmp_path):
+    pretrain(_config(records, tmp_path, num_train_steps=4, eval_every=2, eval_files=[records[1]], max_eval_steps=1))
+    series = read_scalars(tmp_path / "scalars.csv")
+    assert [s for s, _ in series["eval_masked_lm_accuracy"]] == [2, 4]
+    assert "eval_masked_lm_frequency_baseline" in series
+    with pytest.raises(BertDetrError, match="eval_every"):
+        _config(records, tmp_path, eval_every=2)  # no eval files

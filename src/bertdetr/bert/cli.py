@@ -188,6 +188,8 @@ def _add_pretrain(commands) -> None:
     p.add_argument("--grad-accum", dest="grad_accum", type=int, default=1)
     p.add_argument("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=64)
     p.add_argument("--max-eval-steps", "--max_eval_steps", dest="max_eval_steps", type=int, default=100)
+    p.add_argument("--eval-every", dest="eval_every", type=int,
+                   help="also evaluate every N steps (a learning curve in scalars.csv and the PNG)")
     p.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float, default=1e-4)
     p.add_argument("--num-train-steps", "--num_train_steps", dest="num_train_steps", type=int, default=100000)
     p.add_argument("--num-warmup-steps", "--num_warmup_steps", dest="num_warmup_steps", type=int, default=10000)
@@ -226,7 +228,8 @@ def _run_pretrain(args) -> int:
         batch_size=args.batch_size, grad_accum=args.grad_accum, num_train_steps=args.num_train_steps,
         num_warmup_steps=args.num_warmup_steps, learning_rate=args.learning_rate, optimizer=args.optimizer,
         seed=args.seed, save_every=args.save_every, keep_last=args.keep_last, log_every=args.log_every,
-        eval_batch_size=args.eval_batch_size, max_eval_steps=args.max_eval_steps, bf16=args.bf16,
+        eval_batch_size=args.eval_batch_size, max_eval_steps=args.max_eval_steps, eval_every=args.eval_every,
+        bf16=args.bf16,
         compile=args.compile, num_workers=args.num_workers, resume=args.resume, stop_at_step=args.stop_at_step,
         tensorboard=args.tensorboard, device=args.device, progress=args.progress,
     )

@@ -102,6 +102,8 @@ class PretrainConfig:
     """Sequences per evaluation batch."""
     max_eval_steps: int = 100
     """Evaluation batches at most (Google's default 100)."""
+    eval_every: int | None = None
+    """Also evaluate every this many steps, logged as ``eval_*`` scalars (a learning curve)."""
     bf16: bool = False
     """bfloat16 autocast for forward and backward (weights and optimizer stay fp32)."""
     compile: bool = False
@@ -133,6 +135,8 @@ class PretrainConfig:
             raise BertDetrError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.optimizer not in ("adam", "lamb"):
             raise BertDetrError(f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
+        if self.eval_every is not None and (self.eval_every <= 0 or not self.eval_files):
+            raise BertDetrError("eval_every needs a positive number of steps and eval_files")
         if self.stop_at_step is not None and self.stop_at_step <= 0:
             raise BertDetrError(f"stop_at_step must be positive, got {self.stop_at_step}")
         if not self.input_files:
@@ -282,6 +286,11 @@ def pretrain(config: PretrainConfig) -> dict:
                 bar.update(1)
             if step % config.save_every == 0 or step == last_stop:
                 last_path = _save(config, env, model, optimizer, scheduler, step, device)
+            if config.eval_every and step % config.eval_every == 0 and log is not None:
+                # Rank 0 only; the others wait for it at the next step's all-reduce.
+                metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
+                                   device, config.bf16)
+                log.log(step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
     finally:
         if bar is not None:
             bar.close()
@@ -300,7 +309,8 @@ def pretrain(config: PretrainConfig) -> dict:
             summary["export"] = export_model(model, config)
     if env.main and os.path.exists(os.path.join(config.output_dir, "scalars.csv")):
         plot_curves(os.path.join(config.output_dir, "scalars.csv"), os.path.join(config.output_dir, "loss_curve.png"),
-                    ["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s"],
+                    ["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
+                     "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
                     title="bertdetr bert pretrain")
     return summary
 
