@@ -26,23 +26,22 @@ class Distributed:
         return self.rank == 0
 
 
-def init_distributed(device_type: str) -> Distributed:
-    """Joins the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def default_device(requested: str | None, env: Distributed) -> torch.device:
-    """``requested`` if given, else this rank's GPU when there is one, else the CPU."""
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda", env.local_rank)
-    return torch.device("cpu")
+def setup_distributed(requested_device: str | None) -> tuple[Distributed, torch.device]:
+    """Joins the process group when launched by torchrun (``WORLD_SIZE`` > 1; nccl for GPUs, gloo
+    otherwise) and picks this rank's device: ``requested_device`` if given, else this rank's GPU
+    when there is one, else the CPU."""
+    if requested_device:
+        device_type = torch.device(requested_device).type
+    else:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    env = Distributed()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        env = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if requested_device:
+        return env, torch.device(requested_device)
+    return env, torch.device("cuda", env.local_rank) if device_type == "cuda" else torch.device("cpu")
 
 
 def all_ranks_ok(ok: bool, env: Distributed, device: torch.device) -> bool:

@@ -21,7 +21,6 @@ Batch contract (B = batch size, T = max_seq_length, P = max_predictions_per_seq)
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from typing import Iterator
@@ -161,12 +160,3 @@ def iter_eval_batches(files: list[str], batch_size: int) -> Iterator[dict[str, t
     if examples:
         yield _to_batch(examples)
 
-
-def count_records(files: list[str]) -> int:
-    return sum(1 for path in files for _ in read_records(path, check_crc=False))
-
-
-def data_files_exist(files: list[str]) -> None:
-    for path in files:
-        if not os.path.isfile(path):
-            raise BertDetrError(f"data file not found: {path}")

@@ -35,7 +35,7 @@ from bertdetr.bert.dataset import PretrainingStream, RecordShape, inspect_record
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
 from bertdetr.bert.optimization import AdamWeightDecay, clip_by_global_norm, google_lr_schedule, weight_decay_groups
 from bertdetr.bert.tokenization import load_vocab
-from bertdetr.distributed import all_ranks_ok, default_device, gather_rng_states, init_distributed, set_rng_state
+from bertdetr.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
 from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
@@ -177,10 +177,7 @@ def _autocast(device: torch.device, enabled: bool):
 
 def pretrain(config: PretrainConfig) -> dict:
     """Runs (or resumes) pretraining; returns a summary (steps, last loss, eval metrics, paths)."""
-    probe_device = torch.device(config.device) if config.device else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    env = init_distributed(probe_device.type)
-    device = default_device(config.device, env)
+    env, device = setup_distributed(config.device)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     if config.init_checkpoint:
         model = BertForPreTraining.from_pretrained(config.init_checkpoint)

@@ -39,10 +39,9 @@ from bertdetr.detr.weights import load_detr, save_detr
 from bertdetr.distributed import (
     Distributed,
     all_ranks_ok,
-    default_device,
     gather_rng_states,
-    init_distributed,
     set_rng_state,
+    setup_distributed,
 )
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
@@ -251,9 +250,7 @@ def load_classes(directory: str, num_classes: int) -> tuple[list[int], list[str]
 def train_detr(setup: DetrTrainSetup) -> dict:
     """Trains (or resumes); returns a summary: iterations, last losses, metrics, paths."""
     cfg, data = setup.train, setup.data
-    probe = torch.device(cfg.device) if cfg.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    env = init_distributed(probe.type)
-    device = default_device(cfg.device, env)
+    env, device = setup_distributed(cfg.device)
 
     index = load_coco(data.train_ann, data.train_images)
     index, bad = check_images(index, data.skip_bad_images)
