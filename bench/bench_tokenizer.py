@@ -4,7 +4,7 @@
 
 On the same lines of real English text, each run times:
 
-  google    Google's plain algorithm (``bench/google_tokenization.py``), ``tokenize`` per line
+  google    Google's plain algorithm (``bench/reference_tokenization.py``), ``tokenize`` per line
   rust      Hugging Face ``tokenizers`` ``BertWordPieceTokenizer.encode_batch``, one thread
             (``RAYON_NUM_THREADS=1``), with Google's 200-character word limit
   ours      ``FullTokenizer.tokenize_lines`` (tokens, as ``tokenize`` line by line), one core
@@ -45,7 +45,7 @@ import time  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import google_tokenization  # noqa: E402
+import reference_tokenization  # noqa: E402
 
 from bertdetr.bert import tokenization  # noqa: E402
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     from tokenizers.models import WordPiece
 
     vocab = tokenization.load_vocab(args.vocab)
-    google = google_tokenization.FullTokenizer(args.vocab, do_lower_case=lower)
+    google = reference_tokenization.FullTokenizer(args.vocab, do_lower_case=lower)
     rust = BertWordPieceTokenizer(args.vocab, lowercase=lower, strip_accents=lower)
     # Google's word limit is 200 characters, HF's default 100.
     rust._tokenizer.model = WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=200)

@@ -74,11 +74,11 @@ def test_google_module_names_exist():
         assert hasattr(tokenization, name)
 
 
-# --- The fast tokenizer against Google's plain algorithm (bench/google_tokenization.py) -----------
+# --- The fast tokenizer against Google's plain algorithm (bench/reference_tokenization.py) -----------
 
 def _load_reference():
-    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "google_tokenization.py"
-    spec = importlib.util.spec_from_file_location("google_tokenization_reference", path)
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "reference_tokenization.py"
+    spec = importlib.util.spec_from_file_location("reference_tokenization", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -273,3 +273,11 @@ def test_pickles_without_caches():
     copy = pickle.loads(pickle.dumps(ours))
     assert len(copy._chunk_tokens) == 0 and copy.do_lower_case is False
     assert copy.tokenize("Héllo, World") == google.tokenize("Héllo, World")
+
+
+@pytest.mark.parametrize("case,lower", [("uncased", True), ("cased", False)])
+def test_reference_matches_google_token_for_token(data_dir, case, lower):
+    """The oracle of the tests above is itself checked against Google's own output."""
+    tok = reference.FullTokenizer(None, lower, vocab=VOCAB)
+    for record in _golden(data_dir, case):
+        assert tok.tokenize(record["text"]) == record["tokens"], record["text"]

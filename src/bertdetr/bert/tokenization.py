@@ -30,7 +30,7 @@ here, computed differently (each step's comment says why it is exact):
   longer than the longest vocabulary entry; words are cached too.
 - ``FullTokenizer.tokenize_lines`` / ``encode_batch`` spread lines over worker processes.
 
-``bench/google_tokenization.py`` keeps Google's plain algorithm; the tests compare the two on every
+``bench/reference_tokenization.py`` keeps the plain algorithm; the tests compare the two on every
 code point and on generated text, and ``bench/bench_tokenizer.py`` measures both.
 """
 
