@@ -63,7 +63,7 @@ def read_documents(path, tokenize: Callable[[str], list]) -> list:
         text = f.read().replace(b"\r", b"").decode("utf-8", "ignore")
     lines = text.split("\n")
     if lines and lines[-1] == "":
-        lines.pop()  # the text after the final newline is not a line
+        lines.pop()  # the empty rest after a final newline is not a line
 
     documents = [[]]
     for line in lines:
@@ -309,6 +309,11 @@ CORPUS_WORDS = (
        "[MASK]", "[SEP]", "hyper-parameters", "x" * 250]
 )
 
+# Lines that end a document: empty, or only characters str.strip removes (the separators
+# \x1c and \u2028 among them), or only "\r" (which the reader removes).
+BLANK_LINES = ["", "", "", "   ", "\t", "\x1c", "\u2028 ", "\x85", "\r", "\u3000"]
+IN_LINE_CHARACTERS = ["\r", "\x0b", "\x1c", "\u2028", "\x85", "\u00a0", "\x0c"]
+
 
 def generated_corpus(rng, num_documents: int) -> str:
     """Text of ``num_documents`` random documents, in the input format, drawn from ``rng``.
@@ -316,8 +321,8 @@ def generated_corpus(rng, num_documents: int) -> str:
     Made to reach the corner cases: one-sentence documents, sentences of a single word and very
     long ones (longer than any ``max_seq_length`` tried, so truncation takes many steps), runs of
     blank and whitespace-only lines between documents and at the start, lines that are not blank
-    but have no word pieces (control characters: they do not end a document), and a final line
-    with or without its newline.
+    but have no word pieces (control characters: they do not end a document), characters that
+    other line readers would break lines at, and a final line with or without its newline.
     """
     lines = []
     if rng.random() < 0.3:
@@ -329,11 +334,17 @@ def generated_corpus(rng, num_documents: int) -> str:
                 num_words = rng.randint(100, 300)
             else:
                 num_words = rng.randint(1, 25)
-            lines.append(" ".join(rng.choice(CORPUS_WORDS) for _ in range(num_words)))
+            words = [rng.choice(CORPUS_WORDS) for _ in range(num_words)]
+            if rng.random() < 0.1:
+                # A character that is no line break in the input format, inside a word: "\r" is
+                # removed by the reader, the others are kept or split by the tokenizer.
+                k = rng.randrange(num_words)
+                words[k] = rng.choice(IN_LINE_CHARACTERS).join([words[k], rng.choice(CORPUS_WORDS)])
+            lines.append(" ".join(words))
             if rng.random() < 0.05:
                 lines.append("\x00\x01")
         for _ in range(rng.choice([1, 1, 1, 2, 3])):
-            lines.append(rng.choice(["", "", "   ", "\t"]))
+            lines.append(rng.choice(BLANK_LINES))
     text = "\n".join(lines)
     return text if rng.random() < 0.2 else text + "\n"
 
