@@ -10,7 +10,11 @@ slow and has no state besides the ``rng`` handed in.
 
 It agrees with the records of Google's ``create_pretraining_data.py`` on the golden runs in
 ``tests/data/bert/sample-*`` (a test checks it), and ``tests/bert/test_pretraining_data_oracle.py``
-compares the fast implementation with it on generated corpora and many flag sets.
+compares the fast implementation with it on generated corpora and many flag sets. Run as a script
+it compares itself with Google's script (``bert-tensorflow`` 1.0.4, which predates whole-word
+masking) on generated corpora::
+
+    PYTHONPATH=src python bench/reference_pretraining_data.py --google-python /tmp/tfenv/bin/python
 
 The algorithm, in the order it consumes the one random stream:
 
