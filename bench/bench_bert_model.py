@@ -19,6 +19,11 @@ the machine hits both sides alike and the ratios stay meaningful.
 
     python bench/bench_bert_model.py                 # everything, ~10 min on 2 cores
     python bench/bench_bert_model.py --configs small --repeats 3 --no-compile
+    python bench/bench_bert_model.py --device cuda --batch 64 --repeats 20   # on a GPU
+
+On a GPU (``--device cuda``): steps are timed with synchronisation, both sides also run under
+bf16 autocast, memory is ``torch.cuda.max_memory_allocated`` of a step in the same process, and
+MFU is against the H100's dense peaks (fp32 without TF32, bf16 tensor cores).
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from bertdetr.bert.model import BertConfig, build_bert_for_pretraining, num_flop
 from bertdetr.bert.weights import to_hf_state_dict
 
 PEAK_GFLOPS = {"fp32": 210.0, "bf16": 900.0}
-PACK_TOKENS = True  # --no-pack: our layers run on the padded [B,T] batch instead of the real tokens
+GPU_PEAK_GFLOPS = {"fp32": 67_000.0, "bf16": 989_000.0}  # H100 SXM dense
+PACK_TOKENS = True
+DEVICE = torch.device("cpu")  # --device  # --no-pack: our layers run on the padded [B,T] batch instead of the real tokens
 CONFIGS = {
     # name: (config, batch, seq length, max_predictions_per_seq as Google's README for that length)
     "base": (BertConfig(), 8, 128, 20),
@@ -79,9 +86,10 @@ def hf_inputs(f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 labels=labels, next_sentence_label=f["next_sentence_labels"].view(-1))
 
 
-def build_pair(name: str, want_hf: bool = True):
-    """Our model and HF's with the same weights."""
+def build_pair(name: str, want_hf: bool = True, batch: int | None = None):
+    """Our model and HF's with the same weights, on DEVICE, and a batch there."""
     config, B, T, P = CONFIGS[name]
+    B = batch or B
     torch.manual_seed(0)
     ours = build_bert_for_pretraining(config)
     ours.bert.pack_tokens = PACK_TOKENS
@@ -93,7 +101,9 @@ def build_pair(name: str, want_hf: bool = True):
         missing, unexpected = hf.load_state_dict(to_hf_state_dict(ours.state_dict(), config), strict=False)
         assert not unexpected and set(missing) <= {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
         hf.tie_weights()
-    return config, ours, hf, make_batch(config, B, T, P)
+        hf.to(DEVICE)
+    ours.to(DEVICE)
+    return config, ours, hf, {k: v.to(DEVICE) for k, v in make_batch(config, B, T, P).items()}
 
 
 def optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -101,7 +111,7 @@ def optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
 
 
 def ours_train_step(model, opt, f, autocast: bool = False):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=autocast):
         loss = model(**f)["loss"]
     loss.backward()
     opt.step()
@@ -110,7 +120,7 @@ def ours_train_step(model, opt, f, autocast: bool = False):
 
 
 def hf_train_step(model, opt, hf_f, autocast: bool = False):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=autocast):
         loss = model(**hf_f).loss
     loss.backward()
     opt.step()
@@ -126,10 +136,17 @@ def hf_train_flops_per_sequence(config: BertConfig, T: int) -> float:
     return 3.0 * (encoder + 2 * T * (D * D + D * V) + 2 * (D * D + 2 * D))
 
 
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process: user + system, all threads)."""
+    sync()
     t, c = time.perf_counter(), time.process_time()
     fn()
+    sync()
     return time.perf_counter() - t, time.process_time() - c
 
 
@@ -152,16 +169,18 @@ def report(rows: list[dict], name: str, what: str, times: list[tuple[float, floa
     wall = [w for w, _ in times]
     secs = statistics.median(wall)
     gflops = flops_per_seq * B / secs / 1e9
-    row = dict(config=name, what=what, seq_per_s=round(B / secs, 2), step_s=round(secs, 3),
+    peaks = GPU_PEAK_GFLOPS if DEVICE.type == "cuda" else PEAK_GFLOPS
+    row = dict(config=name, what=what, seq_per_s=round(B / secs, 2), step_s=round(secs, 4),
                best_seq_per_s=round(B / min(wall), 2), cpu_s=round(statistics.median(c for _, c in times), 3),
-               gflops=round(gflops, 1), mfu=round(gflops / PEAK_GFLOPS[peak], 3), peak=peak)
+               gflops=round(gflops, 1), mfu=round(gflops / peaks[peak], 3), peak=peak)
     rows.append(row)
     print(json.dumps(row), flush=True)
 
 
-def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[dict]) -> None:
-    config, ours, hf, f = build_pair(name)
+def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[dict], batch: int | None = None) -> None:
+    config, ours, hf, f = build_pair(name, batch=batch)
     _, B, T, P = CONFIGS[name]
+    B = batch or B
     hf_f = hf_inputs(f)
     train_flops = num_flops_per_sequence(config, T, P, training=True)
     infer_flops = num_flops_per_sequence(config, T, 0, training=False)  # encoder + pooler
@@ -205,6 +224,8 @@ def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[di
         fns["ours_unpacked"] = unpacked
     if bf16:
         fns["ours_bf16"] = lambda: ours_train_step(ours, o_opt, f, autocast=True)
+        if DEVICE.type == "cuda":  # on a GPU bf16 is how both are used, so HF's too
+            fns["hf_bf16"] = lambda: hf_train_step(hf, h_opt, hf_f, autocast=True)
     t = alternate(fns, repeats)
     report(rows, name, "train fp32 ours", t["ours"], B, train_flops, "fp32")
     report(rows, name, "train fp32 hf", t["hf"], B, hf_train_flops_per_sequence(config, T), "fp32")
@@ -212,6 +233,21 @@ def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[di
         report(rows, name, "train fp32 ours --no-pack", t["ours_unpacked"], B, train_flops, "fp32")
     if bf16:
         report(rows, name, "train bf16-autocast ours", t["ours_bf16"], B, train_flops, "bf16")
+    if "hf_bf16" in t:
+        report(rows, name, "train bf16-autocast hf", t["hf_bf16"], B, hf_train_flops_per_sequence(config, T), "bf16")
+    if DEVICE.type == "cuda":
+        for impl, step in (("ours", lambda: ours_train_step(ours, o_opt, f)),
+                           ("hf", lambda: hf_train_step(hf, h_opt, hf_f))):
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            step()
+            sync()
+            row = dict(config=name, what=f"train step memory {impl}",
+                       step_peak_mb=round((torch.cuda.max_memory_allocated() - base) / 2**20, 1),
+                       peak_rss_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     del hf, h_opt
 
     if compile_:
@@ -267,7 +303,7 @@ def summary(rows: list[dict]) -> None:
     """Ours / HF ratios per config: throughput (medians, and best steps), step peak memory."""
     by = {(r["config"], r["what"]): r for r in rows}
     for name in dict.fromkeys(r["config"] for r in rows):
-        for kind in ("inference fp32", "train fp32"):
+        for kind in ("inference fp32", "train fp32", "train bf16-autocast"):
             o, h = by.get((name, f"{kind} ours")), by.get((name, f"{kind} hf"))
             if o and h:
                 print(f"# {name} {kind}: ours/hf {o['seq_per_s'] / h['seq_per_s']:.2f}x "
@@ -292,20 +328,27 @@ def main() -> None:
                     help="run our layers on the padded batch (BertModel.pack_tokens = False)")
     ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--batch", type=int, help="sequences per step (default: per config, 8 base / 32 small)")
     args = ap.parse_args()
-    global PACK_TOKENS
+    global PACK_TOKENS, DEVICE
     PACK_TOKENS = args.pack
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        args.memory = False  # measured inside run_speed with the CUDA allocator's counters
     if args.memory_child:
         memory_child(*args.memory_child)
         return
     torch.set_num_threads(args.threads)
-    print(f"# torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}", flush=True)
+    where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"{args.threads} threads"
+    print(f"# torch {torch.__version__}, {where}, load average {os.getloadavg()[0]:.2f}", flush=True)
     rows: list[dict] = []
     t0 = time.perf_counter()
     for name in args.configs.split(","):
         if args.memory:
             run_memory(name, rows)
-        run_speed(name, args.repeats, args.compile and name in args.compile_configs.split(","), args.bf16, rows)
+        run_speed(name, args.repeats, args.compile and name in args.compile_configs.split(","), args.bf16, rows,
+                  args.batch)
     summary(rows)
     print(f"# total {time.perf_counter() - t0:.0f}s, load average {os.getloadavg()[0]:.2f}", flush=True)
     if args.json:

@@ -1,6 +1,6 @@
 """DETR-R50 speed side by side with transformers' DetrForObjectDetection, same weights, fp32.
 
-    python bench/bench_detr.py [--threads 2] [--repeats 5] [--height 800 --width 1066] [--device cpu]
+    python bench/bench_detr.py [--threads 2] [--repeats 5] [--height 800 --width 1066] [--device cpu] [--batch 1]
 
 Builds transformers' DETR-R50 (its own ResNet backbone, so no timm and no download), random
 weights with perturbed frozen-BatchNorm statistics, converts them with ``bertdetr.detr.from_hf``,
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=800)
     ap.add_argument("--width", type=int, default=1066)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=1, help="images per step (copies of one image)")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-infer", action="store_true")
     args = ap.parse_args()
@@ -80,11 +81,12 @@ def main() -> None:
     hf.to(dev)
     criterion = build_criterion(config)
     H, W = args.height, args.width
-    x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(2)).to(dev)
+    B = args.batch
+    x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(2)).expand(B, -1, -1, -1).contiguous().to(dev)
     boxes, labels = targets_for(H, W)
-    our_targets = [{"boxes": boxes.to(dev), "labels": labels.to(dev)}]
+    our_targets = [{"boxes": boxes.to(dev), "labels": labels.to(dev)}] * B
     norm = boxes / torch.tensor([W, H, W, H], dtype=torch.float32)
-    hf_labels = [{"class_labels": labels.to(dev), "boxes": box_xyxy_to_cxcywh(norm).to(dev)}]
+    hf_labels = [{"class_labels": labels.to(dev), "boxes": box_xyxy_to_cxcywh(norm).to(dev)}] * B
 
     def sync():
         if dev.type == "cuda":
@@ -100,7 +102,7 @@ def main() -> None:
 
     def train_ours():
         out = ours(x)
-        losses = criterion(out, our_targets, [(H, W)])
+        losses = criterion(out, our_targets, [(H, W)] * B)
         criterion.total(losses).backward()
         return losses
 
@@ -154,7 +156,7 @@ def main() -> None:
     for k, v in timings.items():
         if v:
             results[k], best[k] = statistics.median(v), min(v)
-            print(f"{k:11s} median {results[k]:.3f} s ({1 / results[k]:.2f} img/s), min {best[k]:.3f} s, "
+            print(f"{k:11s} median {results[k]:.3f} s ({B / results[k]:.2f} img/s), min {best[k]:.3f} s, "
                   f"median CPU time {statistics.median(cpu[k]):.3f} s  all: " + " ".join(f"{t:.3f}" for t in v))
     for what in ("infer", "train"):
         if f"ours {what}" in results:

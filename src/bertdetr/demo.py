@@ -131,38 +131,60 @@ def run_bert(out: str, steps: int, seed: int) -> dict:
     return m
 
 
+def make_demo_shapes(data: str, num_images: int, seed: int) -> tuple[int, int]:
+    """The demo's synthetic COCO dataset under ``data``: (training images, validation images)."""
+    from bertdetr.detr.shapes import ShapesConfig, make_shapes
+
+    num_val = max(20, num_images // 6)
+    for split, n, s in (("train", num_images, seed), ("val", num_val, seed + 1)):
+        make_shapes(data, split, ShapesConfig(num_images=n, min_size=80, max_size=128, max_objects=3, seed=s))
+    return num_images, num_val
+
+
+def detr_demo_setup(epochs: int, seed: int) -> dict:
+    """The demo's ``bertdetr detr train`` config (paths relative to the config file's folder:
+    ``shapes/`` from ``make_demo_shapes``, outputs to ``run/``), also used by
+    ``bench/bench_detr_shapes.py`` for the longer run.
+
+    Trained from scratch in a few CPU minutes, so not DETR's recipe for a pretrained ResNet-50: a
+    ResNet-18 of a quarter width (base_channels 16, ~7x cheaper) with ordinary trainable
+    BatchNorm (frozen statistics of a random backbone mean nothing), a 64-wide 2+2-layer
+    transformer without dropout, 10 queries for at most 3 objects, and small images.
+    """
+    dims = {"embed_dims": 64, "feedforward_channels": 256, "num_heads": 4, "dropout": 0.0, "ffn_drop": 0.0}
+    return {
+        "data": {"train_ann": "shapes/train.json", "train_images": "shapes/images", "val_ann": "shapes/val.json",
+                 "val_images": "shapes/images", "train_scales": [96, 112, 128], "max_size": 192,
+                 "crop_resize": [112], "crop_size": [80, 112], "test_size": 112},
+        "model": {"preset": "r18", "num_queries": 10,
+                  "backbone": {"base_channels": 16, "norm": "batch", "frozen_stages": -1},
+                  "encoder": {"num_layers": 2, **dims}, "decoder": {"num_layers": 2, **dims},
+                  "positional_encoding": {"num_feats": 32}},
+        "train": {"output_dir": "run", "epochs": epochs, "batch_size": 8, "num_workers": 0, "lr": 2e-4,
+                  "backbone_lr": 2e-4, "lr_drop": [int(epochs * 0.8)], "eval_every": epochs, "save_every": epochs,
+                  "log_every": 10, "seed": seed},
+    }
+
+
 def run_detr(out: str, epochs: int, num_images: int, seed: int) -> dict:
     import torch
 
     from bertdetr.detr.data import load_coco
     from bertdetr.detr.model import build_detr
     from bertdetr.detr.predict import predict_images
-    from bertdetr.detr.shapes import ShapesConfig, make_shapes
     from bertdetr.detr.train import evaluate_detr, load_train_setup, train_detr, with_num_classes
 
     os.makedirs(out, exist_ok=True)
     print("== DETR: detection on synthetic shapes ==")
     t = time.perf_counter()
     data = os.path.join(out, "shapes")
-    for split, n in (("train", num_images), ("val", max(20, num_images // 6))):
-        make_shapes(data, split, ShapesConfig(num_images=n, min_size=80, max_size=128, max_objects=3, seed=seed))
-    print(f"[6] synthetic COCO dataset: {num_images} training and {max(20, num_images // 6)} validation images "
+    n_train, n_val = make_demo_shapes(data, num_images, seed)
+    print(f"[6] synthetic COCO dataset: {n_train} training and {n_val} validation images "
           f"of circles, squares, triangles, crosses -> {data} ({time.perf_counter() - t:.1f}s)"
           f"   # bertdetr detr make-shapes")
     cfg_path = os.path.join(out, "detr_demo.json")
-    dims = {"embed_dims": 64, "feedforward_channels": 256, "num_heads": 4, "dropout": 0.0, "ffn_drop": 0.0}
-    setup = {
-        "data": {"train_ann": "shapes/train.json", "train_images": "shapes/images", "val_ann": "shapes/val.json",
-                 "val_images": "shapes/images", "train_scales": [96, 112, 128], "max_size": 192,
-                 "crop_resize": [112], "crop_size": [80, 112], "test_size": 112},
-        "model": {"preset": "r18", "num_queries": 10, "encoder": {"num_layers": 2, **dims},
-                  "decoder": {"num_layers": 2, **dims}, "positional_encoding": {"num_feats": 32}},
-        "train": {"output_dir": "run", "epochs": epochs, "batch_size": 8, "num_workers": 0, "lr": 2e-4,
-                  "backbone_lr": 2e-4, "lr_drop": [int(epochs * 0.8)], "eval_every": epochs, "save_every": epochs,
-                  "log_every": 10, "seed": seed},
-    }
     with open(cfg_path, "w", encoding="utf-8") as f:
-        json.dump(setup, f, indent=1)
+        json.dump(detr_demo_setup(epochs, seed), f, indent=1)
     s = load_train_setup(cfg_path)
     val = load_coco(s.data.val_ann, s.data.val_images)
     torch.manual_seed(seed)

@@ -26,6 +26,51 @@ def test_frozen_stages_and_batchnorm_get_no_gradient():
     assert model.head.fc_cls.weight.grad.abs().sum() > 0 and model.query_embedding.weight.grad.abs().sum() > 0
 
 
+def test_trainable_batchnorm_backbone_for_training_from_scratch():
+    import dataclasses
+
+    import torchvision
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, norm="batch", frozen_stages=1))
+    torch.manual_seed(0)
+    model = build_detr(cfg)
+    bb = model.backbone
+    # the same names as torchvision's ResNet (BatchNorm counters included), so its weights load
+    assert set(bb.state_dict()) == {k for k in torchvision.models.resnet18().state_dict() if not k.startswith("fc.")}
+    trainable = {n for n, p in bb.named_parameters() if p.requires_grad}
+    assert "layer2.0.bn1.weight" in trainable and "layer2.0.downsample.1.bias" in trainable
+    assert not any(n.startswith(("conv1", "bn1", "layer1")) for n in trainable)
+    model.train()
+    # frozen stages keep their BatchNorms in eval mode (running statistics fixed), as mmdet's ResNet.train
+    assert not bb.bn1.training and not bb.layer1[0].bn1.training and bb.layer2[0].bn1.training
+    frozen_mean = bb.layer1[0].bn1.running_mean.clone()
+    out = model(torch.randn(2, 3, 64, 64) * 3 + 1)
+    assert torch.equal(bb.layer1[0].bn1.running_mean, frozen_mean)
+    assert bb.layer2[0].bn1.running_mean.abs().sum() > 0  # a trained stage updates its statistics
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 40.0, 30.0]]), "labels": torch.tensor([1])}] * 2
+    crit = build_criterion(cfg)
+    crit.total(crit(out, targets, [(64, 64)] * 2)).backward()
+    assert bb.layer2[0].bn1.weight.grad.abs().sum() > 0 and bb.layer1[0].bn1.weight.grad is None
+    model.eval()
+    with torch.no_grad():
+        a = model(torch.randn(1, 3, 64, 64))["pred_logits"]
+    assert torch.isfinite(a).all()
+
+
+def test_base_channels_scale_the_backbone_width():
+    import dataclasses
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, base_channels=16, norm="batch"))
+    model = build_detr(cfg)
+    assert model.backbone.out_channels == cfg.backbone.out_channels == 128
+    assert model.backbone.layer4[0].conv2.weight.shape == (128, 128, 3, 3)
+    assert model.input_proj.in_channels == 128
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out["pred_boxes"].shape == (2, cfg.num_queries, 4)
+
+
 def test_folded_conv_bn_equals_conv_then_bn():
     g = torch.Generator().manual_seed(0)
     conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)

@@ -36,7 +36,8 @@ def _check_prob(name: str, value: float) -> None:
 
 @dataclass
 class BackboneConfig:
-    """mmdet ``ResNet`` (style 'pytorch', out_indices (3,), all BatchNorms frozen: norm_eval, no grad)."""
+    """mmdet ``ResNet`` (style 'pytorch', out_indices (3,)); BatchNorms frozen as DETR's configs
+    (``norm_cfg=dict(type='BN', requires_grad=False), norm_eval=True``) unless ``norm`` is "batch"."""
 
     depth: int = 50
     """ResNet depth: 18, 34, 50, 101 or 152 (torchvision's layouts)."""
@@ -44,15 +45,28 @@ class BackboneConfig:
     """The stem and stages 1..frozen_stages get no gradient (mmdet ``frozen_stages``); -1 trains all."""
     pretrained: str | None = None
     """Local path of torchvision ImageNet weights loaded by ``build_detr`` (None: random init)."""
+    base_channels: int = 64
+    """Width of the stem and of the first stage, doubled at each later stage (mmdet ``base_channels``);
+    64 is the standard ResNet (and the only width torchvision's weights fit). Smaller widths make a
+    cheap backbone for small images trained from scratch."""
+    norm: str = "frozen"
+    """"frozen": fixed statistics and affine, folded into the convs (DETR's setting, for a pretrained
+    backbone). "batch": BatchNorm that trains (batch statistics, learned affine; mmdet
+    ``requires_grad=True, norm_eval=False``), for a backbone trained from scratch, whose frozen
+    statistics would be meaningless; SyncBatchNorm under DDP. Frozen stages keep theirs fixed."""
 
     def __post_init__(self):
         _check(self.depth in RESNET_DEPTHS, f"backbone.depth must be one of {RESNET_DEPTHS}, got {self.depth}")
         _check(-1 <= self.frozen_stages <= 4, f"backbone.frozen_stages must be in -1..4, got {self.frozen_stages}")
+        _check(self.norm in ("frozen", "batch"), f"backbone.norm must be 'frozen' or 'batch', got {self.norm!r}")
+        _check(self.base_channels >= 1, f"backbone.base_channels must be >= 1, got {self.base_channels}")
+        _check(self.base_channels == 64 or not self.pretrained,
+               f"backbone.pretrained weights need base_channels 64, got {self.base_channels}")
 
     @property
     def out_channels(self) -> int:
         """Channels of the last stage: 512 for ResNet-18/34, 2048 for the bottleneck ResNets."""
-        return 512 if self.depth < 50 else 2048
+        return self.base_channels * 8 * (1 if self.depth < 50 else 4)
 
 
 @dataclass

@@ -95,7 +95,7 @@ class DETRCriterion(nn.Module):
         if num_pos:
             labels[batch_idx, query_idx] = torch.cat(
                 [t["labels"][g.to(t["labels"].device)] for t, (_, g) in zip(targets, indices)]).to(logits.device)
-        ce = F.cross_entropy(logits.reshape(B * Q, K), labels.view(-1), weight=self.class_weight.to(logits.dtype),
+        ce = F.cross_entropy(logits.reshape(B * Q, K), labels.view(-1), weight=self.class_weight.to(logits.device, logits.dtype),
                              reduction="none")
         cls_avg = max(num_pos * 1.0 + (B * Q - num_pos) * self.bg_cls_weight, 1.0)
         loss_cls = ce.sum() / (cls_avg + _EPS) * self.loss_cls_weight

@@ -43,7 +43,8 @@ from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormDec
 
 # --------------------------------------------------------------------------------------------
 # Backbone: torchvision's ResNet layout and parameter names (= mmdet ResNet style 'pytorch':
-# the stride of a bottleneck is on its 3x3 conv), with every BatchNorm frozen.
+# the stride of a bottleneck is on its 3x3 conv), every BatchNorm frozen (DETR) or, to train a
+# backbone from scratch, ordinary trainable BatchNorm.
 # --------------------------------------------------------------------------------------------
 
 
@@ -100,24 +101,37 @@ def _fold(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.T
     return conv.weight * scale[:, None, None, None], shift
 
 
+def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.Module) -> torch.Tensor:
+    """``bn(conv(x))``: folded into one convolution when the BatchNorm is frozen."""
+    if isinstance(bn, FrozenBatchNorm2d):
+        return conv_frozen_bn(x, conv, bn)
+    return bn(conv(x))
+
+
+def _norm_layer(kind: str) -> type[nn.Module]:
+    """The BatchNorm class of ``BackboneConfig.norm``."""
+    return {"frozen": FrozenBatchNorm2d, "batch": nn.BatchNorm2d}[kind]
+
+
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
 
 
 class _ResidualBlock(nn.Module):
-    """``relu(convN(...relu(conv1(x))) + shortcut(x))``, each conv with its frozen BN folded in;
-    the shortcut is a strided 1x1 conv + BN (``downsample``) when the shape changes, else identity."""
+    """``relu(bnN(convN(...relu(bn1(conv1(x))))) + shortcut(x))`` (a frozen BN folded into its conv);
+    the shortcut is a strided 1x1 conv + BN (``downsample``) when the shape changes, else identity.
+    ``norm`` is the BatchNorm class (``FrozenBatchNorm2d`` or ``nn.BatchNorm2d``)."""
 
-    def _add_shortcut(self, cin: int, cout: int, stride: int) -> None:
+    def _add_shortcut(self, cin: int, cout: int, stride: int, norm: type[nn.Module]) -> None:
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(_conv(cin, cout, 1, stride), FrozenBatchNorm2d(cout))
+            self.downsample = nn.Sequential(_conv(cin, cout, 1, stride), norm(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else conv_frozen_bn(x, *self.downsample)
+        identity = x if self.downsample is None else conv_bn(x, *self.downsample)
         out = x
         for i in range(1, self.num_convs + 1):
-            out = conv_frozen_bn(out, getattr(self, f"conv{i}"), getattr(self, f"bn{i}"))
+            out = conv_bn(out, getattr(self, f"conv{i}"), getattr(self, f"bn{i}"))
             if i < self.num_convs:
                 out = out.relu_()
         return out.add_(identity).relu_()
@@ -128,11 +142,11 @@ class BasicBlock(_ResidualBlock):
 
     expansion, num_convs = 1, 2
 
-    def __init__(self, cin: int, width: int, stride: int = 1):
+    def __init__(self, cin: int, width: int, stride: int = 1, norm: type[nn.Module] = FrozenBatchNorm2d):
         super().__init__()
-        self.conv1, self.bn1 = _conv(cin, width, 3, stride), FrozenBatchNorm2d(width)
-        self.conv2, self.bn2 = _conv(width, width, 3), FrozenBatchNorm2d(width)
-        self._add_shortcut(cin, width, stride)
+        self.conv1, self.bn1 = _conv(cin, width, 3, stride), norm(width)
+        self.conv2, self.bn2 = _conv(width, width, 3), norm(width)
+        self._add_shortcut(cin, width, stride, norm)
 
 
 class Bottleneck(_ResidualBlock):
@@ -140,13 +154,13 @@ class Bottleneck(_ResidualBlock):
 
     expansion, num_convs = 4, 3
 
-    def __init__(self, cin: int, width: int, stride: int = 1):
+    def __init__(self, cin: int, width: int, stride: int = 1, norm: type[nn.Module] = FrozenBatchNorm2d):
         super().__init__()
         cout = width * self.expansion
-        self.conv1, self.bn1 = _conv(cin, width, 1), FrozenBatchNorm2d(width)
-        self.conv2, self.bn2 = _conv(width, width, 3, stride), FrozenBatchNorm2d(width)
-        self.conv3, self.bn3 = _conv(width, cout, 1), FrozenBatchNorm2d(cout)
-        self._add_shortcut(cin, cout, stride)
+        self.conv1, self.bn1 = _conv(cin, width, 1), norm(width)
+        self.conv2, self.bn2 = _conv(width, width, 3, stride), norm(width)
+        self.conv3, self.bn3 = _conv(width, cout, 1), norm(cout)
+        self._add_shortcut(cin, cout, stride, norm)
 
 
 _RESNET_LAYOUTS = {
@@ -161,34 +175,55 @@ _RESNET_LAYOUTS = {
 class ResNet(nn.Module):
     """``forward(images [B,3,H,W]) -> [B,C,h,w]``: the last stage (mmdet ``out_indices=(3,)``),
     channels-last in memory. Parameter names are torchvision's, so its ImageNet state dicts and
-    mmdet's ``backbone.*`` load as they are (``fc.*`` is ignored)."""
+    mmdet's ``backbone.*`` load as they are (``fc.*`` is ignored). ``norm``: "frozen" (DETR) or
+    "batch" (trainable BatchNorm, to train from scratch; see ``BackboneConfig.norm``);
+    ``base_channels``: the stem's and first stage's width, doubled per stage (mmdet's)."""
 
-    def __init__(self, depth: int, frozen_stages: int = 1):
+    def __init__(self, depth: int, frozen_stages: int = 1, norm: str = "frozen", base_channels: int = 64):
         super().__init__()
         block, counts = _RESNET_LAYOUTS[depth]
-        self.conv1, self.bn1 = _conv(3, 64, 7, 2), FrozenBatchNorm2d(64)
-        cin = 64
-        for i, (n, width) in enumerate(zip(counts, (64, 128, 256, 512))):
+        norm_layer = _norm_layer(norm)
+        self.conv1, self.bn1 = _conv(3, base_channels, 7, 2), norm_layer(base_channels)
+        cin = base_channels
+        for i, n in enumerate(counts):
+            width = base_channels * 2**i
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, width, stride=2 if (i > 0 and j == 0) else 1))
+                blocks.append(block(cin, width, stride=2 if (i > 0 and j == 0) else 1, norm=norm_layer))
                 cin = width * block.expansion
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_channels = cin
         self.frozen_stages = frozen_stages
+        if norm == "batch":
+            # torchvision's ResNet init for training from scratch: kaiming-normal (fan_out) convs,
+            # BN weight 1 and bias 0 (nn.BatchNorm2d's own); weights loaded later replace it.
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         # mmdet ``_freeze_stages``: frozen_stages >= 0 freezes the stem, >= i freezes layer{i}
-        frozen = ([self.conv1] if frozen_stages >= 0 else []) + [
-            getattr(self, f"layer{i}") for i in range(1, frozen_stages + 1)
-        ]
-        for module in frozen:
+        for module in self._frozen_modules():
             module.requires_grad_(False)
         # conv weights channels-last like the activations: oneDNN then neither reorders the
         # weights nor converts their gradients back to NCHW (a few % of a training step)
         self.to(memory_format=torch.channels_last)
 
+    def _frozen_modules(self) -> list[nn.Module]:
+        return ([self.conv1, self.bn1] if self.frozen_stages >= 0 else []) + [
+            getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)
+        ]
+
+    def train(self, mode: bool = True) -> "ResNet":
+        # As mmdet's ResNet.train: the BatchNorms of frozen stages stay in eval mode (their running
+        # statistics fixed) whatever the mode of the model; frozen BN has no modes to speak of.
+        super().train(mode)
+        if mode:
+            for module in self._frozen_modules():
+                module.eval()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        x = conv_frozen_bn(x, self.conv1, self.bn1).relu_()
+        x = conv_bn(x, self.conv1, self.bn1).relu_()
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         for i in range(1, 5):
             x = getattr(self, f"layer{i}")(x)
@@ -372,7 +407,8 @@ def build_detr(config: DETRConfig) -> DETR:
     ``config.backbone.pretrained`` torchvision weights when set)."""
     D = config.embed_dims
     enc, dec, pe = config.encoder, config.decoder, config.positional_encoding
-    backbone = ResNet(config.backbone.depth, config.backbone.frozen_stages)
+    bb = config.backbone
+    backbone = ResNet(bb.depth, bb.frozen_stages, bb.norm, bb.base_channels)
     if config.backbone.pretrained:
         from bertdetr.detr.weights import load_torchvision_resnet
 

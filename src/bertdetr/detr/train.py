@@ -300,6 +300,10 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                        "world_size": env.world_size}, f, indent=1)
 
     net: torch.nn.Module = model
+    if env.world_size > 1 and device.type == "cuda" and model_config.backbone.norm == "batch":
+        # batch statistics over all processes' images (SyncBatchNorm needs a GPU; on CPU each
+        # process normalises by its own batch and DDP broadcasts rank 0's running statistics)
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
     if env.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
