@@ -4,7 +4,9 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from bertdetr.detr.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, generalized_box_iou_aligned
 from bertdetr.detr.loss import DETRCriterion
 from bertdetr.detr.matcher import HungarianMatcher
 from bertdetr.errors import BertDetrError
@@ -141,3 +143,99 @@ def test_class_count_of_outputs_must_match_the_criterion():
     out = _outputs(1, g, layers=1)
     with pytest.raises(BertDetrError, match="5 class logits.*num_classes \\+ 1 = 4"):
         DETRCriterion(HungarianMatcher(), C - 1)(out, _targets([1], g), [(80, 120)])
+
+
+def _per_layer_reference(crit, outputs, targets, shapes):
+    """The criterion as a plain loop: each layer matched alone, each image's terms summed in turn."""
+    eps = torch.finfo(torch.float32).eps
+    layers = [*outputs.get("aux_outputs", []), outputs]
+    per_layer = []
+    for o in layers:
+        logits, boxes = o["pred_logits"], o["pred_boxes"]
+        B, Q, K = logits.shape
+        indices = crit.matcher(logits.detach(), boxes.detach(), targets, shapes)
+        labels = torch.full((B, Q), crit.num_classes)
+        l1 = giou = boxes.sum() * 0.0
+        num_pos = 0
+        for i, ((q, g), t, (h, w)) in enumerate(zip(indices, targets, shapes)):
+            labels[i, q] = t["labels"][g]
+            f = torch.tensor([w, h, w, h], dtype=boxes.dtype)
+            gt = box_xyxy_to_cxcywh(t["boxes"][g] / f)
+            l1 = l1 + (boxes[i, q] - gt).abs().sum()
+            giou = giou + (1 - generalized_box_iou_aligned(box_cxcywh_to_xyxy(boxes[i, q]) * f,
+                                                           box_cxcywh_to_xyxy(gt) * f)).sum()
+            num_pos += len(q)
+        weight = torch.ones(K)
+        weight[crit.num_classes] = crit.bg_cls_weight
+        ce = F.cross_entropy(logits.reshape(B * Q, K), labels.view(-1), weight=weight, reduction="sum")
+        cls_avg = max(num_pos + (B * Q - num_pos) * crit.bg_cls_weight, 1.0)
+        num_boxes = max(num_pos, 1)
+        per_layer.append((ce / (cls_avg + eps) * crit.loss_cls_weight,
+                          l1 / (num_boxes + eps) * crit.loss_bbox_weight,
+                          giou / (num_boxes + eps) * crit.loss_iou_weight))
+    losses = dict(zip(("loss_cls", "loss_bbox", "loss_iou"), per_layer[-1]))
+    for i, terms in enumerate(per_layer[:-1]):
+        losses.update({f"d{i}.{k}": v for k, v in zip(("loss_cls", "loss_bbox", "loss_iou"), terms)})
+    return losses
+
+
+@pytest.mark.parametrize("layers,sizes", [(1, [2, 0, 1]), (3, [0, 1, 4, 9]), (6, [9, 7, 0, 1, 3]), (3, [0, 0])])
+def test_all_layers_at_once_equal_a_per_layer_loop(layers, sizes):
+    """0, 1 and many targets, more targets (9, 7) than queries (6), several layers, no targets at all."""
+    g = torch.Generator().manual_seed(10 + layers)
+    B = len(sizes)
+    out = _outputs(B, g, layers=layers, requires_grad=True)
+    shapes = [(80, 120), (60, 90), (80, 50), (100, 100), (70, 64)][:B]
+    targets = [{"boxes": t["boxes"] * torch.tensor([w / 120, h / 80] * 2), "labels": t["labels"]}
+               for t, (h, w) in zip(_targets(sizes, g), shapes)]
+    crit = _criterion()
+    losses = crit(out, targets, shapes)
+    expected = _per_layer_reference(crit, out, targets, shapes)
+    assert list(losses) == list(expected)
+    for name in expected:
+        torch.testing.assert_close(losses[name], expected[name], msg=name)
+    inputs = [out["pred_logits"], out["pred_boxes"]] + [x for o in out["aux_outputs"] for x in o.values()]
+    grads = torch.autograd.grad(DETRCriterion.total(losses), inputs)
+    for got, want in zip(grads, torch.autograd.grad(DETRCriterion.total(expected), inputs)):
+        torch.testing.assert_close(got, want)
+    # the multi-layer matcher gives what matching each layer alone gives
+    stacked = [torch.stack([o[k] for o in [*out["aux_outputs"], out]]).detach() for k in ("pred_logits", "pred_boxes")]
+    for layer, o in zip(crit.matcher.match_layers(*stacked, targets, shapes), [*out["aux_outputs"], out]):
+        alone = crit.matcher(o["pred_logits"].detach(), o["pred_boxes"].detach(), targets, shapes)
+        assert all(torch.equal(a, b) for pa, pb in zip(layer, alone) for a, b in zip(pa, pb))
+
+
+_TO_HOST = ("cpu", "item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+def test_device_to_host_reads_do_not_grow_with_layers_or_images(monkeypatch):
+    """On a GPU each read of a tensor's values on the host waits for the device. Without a GPU, count
+    the calls that would be such reads during one criterion call and its backward: their number must
+    not grow with the number of decoder layers and images (it was several per layer and image)."""
+    calls = []
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            calls.append(name)
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    def count(layers, sizes):
+        g = torch.Generator().manual_seed(20)
+        out = _outputs(len(sizes), g, layers=layers, requires_grad=True)
+        targets = _targets(sizes, g)
+        shapes = [(80, 120)] * len(sizes)
+        crit = _criterion()
+        with monkeypatch.context() as m:
+            for name in _TO_HOST:
+                m.setattr(torch.Tensor, name, counting(name))
+            calls.clear()
+            DETRCriterion.total(crit(out, targets, shapes)).backward()
+            return len(calls)
+
+    small = count(1, [1])
+    assert small <= 8
+    for layers, sizes in [(2, [1, 3]), (6, [2, 0, 9, 1, 4, 4, 3, 2])]:
+        assert count(layers, sizes) <= small, (layers, sizes)

@@ -16,7 +16,8 @@ normaliser; so does this. Images without targets contribute background terms onl
 Names as mmdet: the last layer's ``loss_cls``, ``loss_bbox``, ``loss_iou`` and ``d{i}.loss_*`` for
 the earlier layers. Each value already carries its weight; ``total(losses)`` is their sum.
 
-Dimension letters: B batch, Q queries, K classes + 1, n matched pairs in the batch.
+Dimension letters: L decoder layers, B batch, Q queries, K classes + 1, n matched pairs of one
+layer (the same for every layer: sum over images of min(Q, G_i)).
 """
 
 from __future__ import annotations
@@ -27,18 +28,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertdetr.detr.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, generalized_box_iou_aligned
-from bertdetr.detr.matcher import HungarianMatcher, check_targets, image_factors
+from bertdetr.detr.matcher import HostTargets, HungarianMatcher, check_targets, image_factors, to_device
 from bertdetr.errors import BertDetrError
 
 _EPS = torch.finfo(torch.float32).eps  # mmdet weight_reduce_loss: loss.sum() / (avg_factor + eps)
+_TERMS = ("loss_cls", "loss_bbox", "loss_iou")
 
 
-def _num_boxes_all_processes(n: int, device) -> float:
+def _num_boxes_all_processes(n: int, device) -> float | torch.Tensor:
+    """mmdet ``reduce_mean(num_pos).clamp(min=1)``. Alone: a host number. Distributed: a device
+    scalar, left on the device so the all-reduce does not make the CPU wait for the GPU."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return max(float(n), 1.0)
     num = torch.tensor([float(n)], device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(num)
-        num = num / dist.get_world_size()
-    return max(float(num.item()), 1.0)
+    dist.all_reduce(num)
+    return (num / dist.get_world_size()).clamp(min=1.0)[0]
 
 
 class DETRCriterion(nn.Module):
@@ -46,8 +50,12 @@ class DETRCriterion(nn.Module):
 
     ``outputs``: the model's dict (``pred_logits`` [B,Q,K], ``pred_boxes`` [B,Q,4],
     ``aux_outputs``). ``targets``: B dicts with ``boxes`` [G,4] pixel xyxy in the image (not the
-    padded batch) and ``labels`` [G] in 0..C-1. ``img_shapes``: B (h, w) of each image (default:
-    each target's ``size``), used to normalise boxes as mmdet's ``img_shape``.
+    padded batch) and ``labels`` [G] in 0..C-1, best left on the host (the criterion copies what
+    the device needs in one go). ``img_shapes``: B (h, w) of each image (default: each target's
+    ``size``), used to normalise boxes as mmdet's ``img_shape``.
+
+    All L decoder layers are matched and scored together: one device->host copy of the costs and
+    one host->device copy per dtype of the matches, whatever L and B.
     """
 
     def __init__(self, matcher: HungarianMatcher, num_classes: int, loss_cls_weight: float = 1.0,
@@ -68,14 +76,17 @@ class DETRCriterion(nn.Module):
         B, _, K = logits.shape
         if K != self.num_classes + 1:
             raise BertDetrError(f"pred_logits has {K} class logits, the criterion expects num_classes + 1 = {self.num_classes + 1}")
-        check_targets(targets, self.num_classes, B)
+        host = check_targets(targets, self.num_classes, B)
         if img_shapes is None:
             img_shapes = [tuple(int(v) for v in t["size"]) for t in targets]
         layers = [*outputs.get("aux_outputs", []), outputs]
-        per_layer = [self.single_layer(o["pred_logits"], o["pred_boxes"], targets, img_shapes) for o in layers]
-        losses = dict(zip(("loss_cls", "loss_bbox", "loss_iou"), per_layer[-1]))
+        per_layer = self.layer_losses(torch.stack([o["pred_logits"] for o in layers]),
+                                      torch.stack([o["pred_boxes"] for o in layers]), host, img_shapes)
+        per_layer = list(zip(*per_layer))  # L (loss_cls, loss_bbox, loss_iou)
+        # the last layer first, then d0.*, d1.*, ...: ``total`` sums in this order
+        losses = dict(zip(_TERMS, per_layer[-1]))
         for i, terms in enumerate(per_layer[:-1]):
-            losses.update({f"d{i}.{k}": v for k, v in zip(("loss_cls", "loss_bbox", "loss_iou"), terms)})
+            losses.update({f"d{i}.{name}": v for name, v in zip(_TERMS, terms)})
         return losses
 
     @staticmethod
@@ -83,36 +94,47 @@ class DETRCriterion(nn.Module):
         """The training objective: the sum of the (already weighted) terms."""
         return sum(losses.values())
 
-    def single_layer(self, logits, boxes, targets, img_shapes):
-        """One decoder layer's (loss_cls, loss_bbox, loss_iou)."""
-        B, Q, K = logits.shape
-        indices = self.matcher(logits.detach(), boxes.detach(), targets, img_shapes)
-        batch_idx = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(indices)]).to(logits.device)
-        query_idx = torch.cat([q for q, _ in indices]).to(logits.device)
-        num_pos = int(query_idx.numel())
+    def layer_losses(self, logits, boxes, targets: HostTargets, img_shapes):
+        """[L,B,Q,K] logits, [L,B,Q,4] boxes -> (loss_cls [L], loss_bbox [L], loss_iou [L]).
 
-        labels = torch.full((B, Q), self.num_classes, dtype=torch.long, device=logits.device)
-        if num_pos:
-            labels[batch_idx, query_idx] = torch.cat(
-                [t["labels"][g.to(t["labels"].device)] for t, (_, g) in zip(targets, indices)]).to(logits.device)
-        ce = F.cross_entropy(logits.reshape(B * Q, K), labels.view(-1), weight=self.class_weight.to(logits.device, logits.dtype),
+        Every layer matches n = sum_i min(Q, G_i) pairs, so the matched pairs of all layers form one
+        [L*n] list (layer-major) whose per-layer sums are a ``view(L, n).sum(1)``; the normalisers
+        num_pos = n and num_boxes are the same for every layer."""
+        L, B, Q, K = logits.shape
+        device = logits.device
+        indices = self.matcher.match_layers(logits.detach(), boxes.detach(), targets, img_shapes)
+        num_pos = sum(min(Q, g) for g in targets.sizes)
+
+        # the matches, on the host: flat query index into [L*B*Q] and row of the target in ``targets``
+        offsets = targets.offsets
+        pred_idx = torch.cat([(l * B + i) * Q + q for l, per_image in enumerate(indices)
+                              for i, (q, _) in enumerate(per_image)] or [torch.zeros(0, dtype=torch.long)])
+        gt_idx = torch.cat([offsets[i] + g for per_image in indices
+                            for i, (_, g) in enumerate(per_image)] or [torch.zeros(0, dtype=torch.long)])
+        labels = torch.full((L * B * Q,), self.num_classes, dtype=torch.long)
+        labels[pred_idx] = targets.labels[gt_idx]
+        # regression targets as mmdet builds them: pixels / factor -> cxcywh, and back to pixels
+        # through cxcywh for the GIoU (not the raw target box); exact IEEE ops, so host = device
+        image_idx = torch.div(pred_idx, Q, rounding_mode="floor") % B
+        factor = image_factors(img_shapes, dtype=boxes.dtype)[image_idx]  # [L*n,4]
+        gt_cxcywh = box_xyxy_to_cxcywh(targets.boxes[gt_idx].to(boxes.dtype) / factor)
+        gt_pixels = box_cxcywh_to_xyxy(gt_cxcywh) * factor
+        labels, pred_idx = to_device([labels, pred_idx], device)
+        gt_cxcywh, gt_pixels, factor = to_device([gt_cxcywh, gt_pixels, factor], device)
+
+        ce = F.cross_entropy(logits.reshape(L * B * Q, K), labels, weight=self.class_weight.to(device, logits.dtype),
                              reduction="none")
         cls_avg = max(num_pos * 1.0 + (B * Q - num_pos) * self.bg_cls_weight, 1.0)
-        loss_cls = ce.sum() / (cls_avg + _EPS) * self.loss_cls_weight
+        loss_cls = ce.view(L, B * Q).sum(1) / (cls_avg + _EPS) * self.loss_cls_weight
 
-        num_boxes = _num_boxes_all_processes(num_pos, logits.device)
+        num_boxes = _num_boxes_all_processes(num_pos, device)  # every process, even one without targets
         if not num_pos:  # mmdet L1Loss/GIoULoss with no positive weight: (pred * 0).sum()
-            zero = boxes.sum() * 0.0
+            zero = boxes.sum((1, 2, 3)) * 0.0
             return loss_cls, zero, zero
-        factor = image_factors(img_shapes, logits.device, boxes.dtype)[batch_idx]  # [n,4]
-        gt_xyxy = torch.cat([t["boxes"][g.to(t["boxes"].device)] for t, (_, g) in zip(targets, indices)])
-        gt_xyxy = gt_xyxy.to(device=logits.device, dtype=boxes.dtype)
-        gt_cxcywh = box_xyxy_to_cxcywh(gt_xyxy / factor)  # the regression target, as mmdet builds it
-        pred = boxes[batch_idx, query_idx]
-        loss_bbox = (pred - gt_cxcywh).abs().sum() / (num_boxes + _EPS) * self.loss_bbox_weight
-        # mmdet turns the target back into pixels through cxcywh, not the raw target box
-        giou = generalized_box_iou_aligned(box_cxcywh_to_xyxy(pred) * factor, box_cxcywh_to_xyxy(gt_cxcywh) * factor)
-        loss_iou = (1 - giou).sum() / (num_boxes + _EPS) * self.loss_iou_weight
+        pred = boxes.reshape(L * B * Q, 4)[pred_idx]  # [L*n,4]
+        loss_bbox = (pred - gt_cxcywh).abs().view(L, num_pos * 4).sum(1) / (num_boxes + _EPS) * self.loss_bbox_weight
+        giou = generalized_box_iou_aligned(box_cxcywh_to_xyxy(pred) * factor, gt_pixels)
+        loss_iou = (1 - giou).view(L, num_pos).sum(1) / (num_boxes + _EPS) * self.loss_iou_weight
         return loss_cls, loss_bbox, loss_iou
 
 

@@ -9,12 +9,21 @@ mmdet quirk matched: the prediction goes normalised cxcywh -> pixel xyxy (``DETR
 -> normalised again (``BBoxL1Cost(box_format='xywh')``); the round trip is kept so near-ties
 break as mmdet's do.
 
-Dimension letters: B batch, Q queries, K classes + 1, G target boxes of one image, M the most
-target boxes of any image in the batch.
+Host-device traffic: the targets are read on the host (``HostTargets``: one device->host copy per
+dtype when they live on an accelerator, none when they come from the DataLoader), the costs of
+every decoder layer and image are computed in one batched pass and brought to the host in one
+copy. Each blocking copy stalls the CPU until the GPU drains, so their number, not their size,
+bounds a training step on a fast GPU.
+
+Dimension letters: L decoder layers, B batch, Q queries, K classes + 1, G target boxes of one
+image, M the most target boxes of any image in the batch, T all target boxes of the batch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -22,14 +31,75 @@ from bertdetr.detr.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, generali
 from bertdetr.errors import BertDetrError
 
 
-def image_factors(img_shapes, device, dtype=torch.float32) -> torch.Tensor:
-    """[(h, w)] * B -> [B,4] (w, h, w, h): pixels per normalised unit, as mmdet's ``factor``."""
+def image_factors(img_shapes, device=None, dtype=torch.float32) -> torch.Tensor:
+    """[(h, w)] * B -> [B,4] (w, h, w, h): pixels per normalised unit, as mmdet's ``factor``.
+
+    Built on the host by default; ``to_device`` moves it together with other host tensors."""
     return torch.tensor([[w, h, w, h] for h, w in img_shapes], device=device, dtype=dtype)
 
 
-def check_targets(targets: list[dict], num_classes: int, batch_size: int) -> None:
+def to_device(tensors: list[torch.Tensor], device) -> list[torch.Tensor]:
+    """Host tensors of one dtype -> the same tensors on ``device``, in one copy.
+
+    A copy from pageable host memory makes the CPU wait for the GPU stream, so the tensors go
+    flattened into one pinned buffer copied asynchronously (pinned memory stays alive until the
+    copy is done: PyTorch's caching host allocator records the stream)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    if device.type == "cuda":
+        flat = flat.pin_memory().to(device, non_blocking=True)
+    else:
+        flat = flat.to(device)
+    return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
+@dataclass(frozen=True)
+class HostTargets:
+    """The batch's targets concatenated on the host.
+
+    ``boxes`` [T,4] pixel xyxy (float), ``labels`` [T] int64, ``sizes`` the B counts G_i
+    (T = sum G_i); image i's targets are rows ``offsets[i] : offsets[i] + sizes[i]``."""
+
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    sizes: tuple[int, ...]
+
+    @property
+    def offsets(self) -> list[int]:
+        return [0, *np.cumsum(self.sizes[:-1]).tolist()] if self.sizes else []
+
+    def padded(self, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (boxes [B,M,4] of ``dtype``, labels [B,M]), rows past G_i zero."""
+        B, M = len(self.sizes), max(self.sizes, default=0)
+        boxes = torch.zeros(B, M, 4, dtype=dtype)
+        labels = torch.zeros(B, M, dtype=torch.long)
+        for i, (start, n) in enumerate(zip(self.offsets, self.sizes)):
+            boxes[i, :n] = self.boxes[start:start + n]
+            labels[i, :n] = self.labels[start:start + n]
+        return boxes, labels
+
+    @classmethod
+    def of(cls, targets: list[dict]) -> "HostTargets":
+        """B dicts with ``boxes`` [G,4] and ``labels`` [G], wherever they live -> host copies;
+        tensors on an accelerator are concatenated there and copied once per dtype."""
+        sizes = tuple(len(t["labels"]) for t in targets)
+        if not targets:
+            return cls(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), sizes)
+        boxes = torch.cat([t["boxes"].reshape(-1, 4) for t in targets])
+        labels = torch.cat([t["labels"].reshape(-1) for t in targets])
+        boxes = boxes if boxes.device.type == "cpu" else boxes.cpu()
+        labels = labels if labels.device.type == "cpu" else labels.cpu()
+        return cls(boxes, labels.long(), sizes)
+
+
+def check_targets(targets: list[dict], num_classes: int, batch_size: int) -> HostTargets:
     """Raises BertDetrError unless ``targets`` is B dicts of ``boxes`` [G,4] finite pixel xyxy with
-    x2 >= x1, y2 >= y1 (zero area is allowed) and ``labels`` [G] in 0..num_classes-1."""
+    x2 >= x1, y2 >= y1 (zero area is allowed) and ``labels`` [G] in 0..num_classes-1.
+
+    Returns the targets' host copies: the values are checked there, so that validating a batch
+    costs at most one device->host copy per dtype instead of several per image."""
     if len(targets) != batch_size:
         raise BertDetrError(f"got {len(targets)} targets for a batch of {batch_size} images")
     for i, t in enumerate(targets):
@@ -39,23 +109,35 @@ def check_targets(targets: list[dict], num_classes: int, batch_size: int) -> Non
         if boxes.dim() != 2 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:1]:
             raise BertDetrError(f"targets[{i}]: boxes must be [G,4] and labels [G], got "
                                 f"{tuple(boxes.shape)} and {tuple(labels.shape)}")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+    host = HostTargets.of(targets)
+    labels_ok = bool(((host.labels >= 0) & (host.labels < num_classes)).all())
+    finite = bool(torch.isfinite(host.boxes).all())
+    if labels_ok and finite and not bool((host.boxes[:, 2:] < host.boxes[:, :2]).any()):
+        return host
+    # something is wrong: find the first offending image, checking each as a whole in turn
+    for i, (start, n) in enumerate(zip(host.offsets, host.sizes)):
+        boxes, labels = host.boxes[start:start + n], host.labels[start:start + n]
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise BertDetrError(f"targets[{i}]['labels'] must be in 0..{num_classes - 1}, got "
                                 f"{labels.min().item()}..{labels.max().item()}")
-        if boxes.numel():
-            if not torch.isfinite(boxes).all():
-                raise BertDetrError(f"targets[{i}]['boxes'] has non-finite values")
-            if (boxes[:, 2:] < boxes[:, :2]).any():
-                raise BertDetrError(f"targets[{i}]['boxes'] has boxes with x2 < x1 or y2 < y1 (expected x1, y1, x2, y2)")
+        if n and not torch.isfinite(boxes).all():
+            raise BertDetrError(f"targets[{i}]['boxes'] has non-finite values")
+        if n and (boxes[:, 2:] < boxes[:, :2]).any():
+            raise BertDetrError(f"targets[{i}]['boxes'] has boxes with x2 < x1 or y2 < y1 (expected x1, y1, x2, y2)")
+    raise AssertionError("unreachable: a failed batch check names an image")  # pragma: no cover
 
 
 class HungarianMatcher:
     """``__call__(pred_logits [B,Q,K], pred_boxes [B,Q,4], targets, img_shapes) -> list of B
     (query_idx [n], target_idx [n]) int64 pairs``, n = min(Q, G), query indices ascending.
 
-    ``targets``: B dicts, ``boxes`` [G,4] pixel xyxy and ``labels`` [G]; ``img_shapes``: B
-    (h, w) of each image inside the padded batch. The costs of all images are computed in one
-    batched pass over targets padded to M; the assignment is solved per image on its [Q,G] block.
+    ``match_layers`` does the same for L decoder layers at once ([L,B,Q,K], [L,B,Q,4] -> L such
+    lists), with one device->host copy for all of them.
+
+    ``targets``: B dicts, ``boxes`` [G,4] pixel xyxy and ``labels`` [G] (or their ``HostTargets``);
+    ``img_shapes``: B (h, w) of each image inside the padded batch. The costs of all layers and
+    images are computed in one batched pass over targets padded to M; the assignment is solved per
+    (layer, image) on its [Q,G] block.
     """
 
     def __init__(self, cls_cost: float = 1.0, bbox_cost: float = 5.0, iou_cost: float = 2.0):
@@ -64,37 +146,51 @@ class HungarianMatcher:
         self.iou_cost = iou_cost
 
     @torch.no_grad()
-    def cost_matrices(self, pred_logits, pred_boxes, targets, img_shapes) -> list[torch.Tensor]:
-        """The per-image cost matrices [Q,G] (on the CPU)."""
-        B, Q, _ = pred_logits.shape
-        sizes = [len(t["labels"]) for t in targets]
-        M = max(sizes, default=0)
+    def layer_costs(self, pred_logits, pred_boxes, targets, img_shapes) -> torch.Tensor:
+        """[L,B,Q,K], [L,B,Q,4] -> the costs [L,B,Q,M] on the host (columns past G_i: padding)."""
+        L, B, Q, _ = pred_logits.shape
+        host = targets if isinstance(targets, HostTargets) else HostTargets.of(targets)
+        M = max(host.sizes, default=0)
         if M == 0:
-            return [pred_logits.new_zeros(Q, 0).cpu() for _ in range(B)]
-        device = pred_logits.device
-        gt_boxes = pred_boxes.new_zeros(B, M, 4)
-        gt_labels = torch.zeros(B, M, dtype=torch.long, device=device)
-        for i, t in enumerate(targets):
-            gt_boxes[i, : sizes[i]] = t["boxes"].to(pred_boxes.dtype)
-            gt_labels[i, : sizes[i]] = t["labels"]
-        factor = image_factors(img_shapes, device, pred_boxes.dtype)[:, None, :]  # [B,1,4]
+            return torch.zeros(L, B, Q, 0)
+        gt_boxes, gt_labels = host.padded(pred_boxes.dtype)
+        factor = image_factors(img_shapes, dtype=pred_boxes.dtype)
+        gt_boxes, factor = to_device([gt_boxes, factor], pred_boxes.device)
+        (gt_labels,) = to_device([gt_labels], pred_boxes.device)
+        factor = factor[:, None, :]  # [B,1,4]
         prob = pred_logits.float().softmax(-1)
-        cls = -torch.gather(prob, 2, gt_labels[:, None, :].expand(B, Q, M))  # [B,Q,M]
-        pred_xyxy = box_cxcywh_to_xyxy(pred_boxes) * factor
-        l1 = torch.cdist(box_xyxy_to_cxcywh(pred_xyxy) / factor, box_xyxy_to_cxcywh(gt_boxes) / factor, p=1)
-        giou = generalized_box_iou_aligned(pred_xyxy[:, :, None, :], gt_boxes[:, None, :, :])  # [B,Q,M]
-        cost = (self.cls_cost * cls + self.bbox_cost * l1 + self.iou_cost * -giou).cpu()
-        return [cost[i, :, : sizes[i]] for i in range(B)]
+        cls = -torch.gather(prob, 3, gt_labels[None, :, None, :].expand(L, B, Q, M))  # [L,B,Q,M]
+        pred_xyxy = box_cxcywh_to_xyxy(pred_boxes) * factor  # [L,B,Q,4]
+        l1 = torch.cdist(box_xyxy_to_cxcywh(pred_xyxy) / factor,
+                         (box_xyxy_to_cxcywh(gt_boxes) / factor).expand(L, B, M, 4), p=1)
+        giou = generalized_box_iou_aligned(pred_xyxy[:, :, :, None, :], gt_boxes[None, :, None, :, :])
+        return (self.cls_cost * cls + self.bbox_cost * l1 + self.iou_cost * -giou).cpu()
+
+    def cost_matrices(self, pred_logits, pred_boxes, targets, img_shapes) -> list[torch.Tensor]:
+        """[B,Q,K], [B,Q,4] -> the per-image cost matrices [Q,G] (on the host)."""
+        cost = self.layer_costs(pred_logits[None], pred_boxes[None], targets, img_shapes)[0]
+        sizes = targets.sizes if isinstance(targets, HostTargets) else [len(t["labels"]) for t in targets]
+        return [cost[i, :, :n] for i, n in enumerate(sizes)]
+
+    def match_layers(self, pred_logits, pred_boxes, targets, img_shapes) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """[L,B,Q,K], [L,B,Q,4] -> L lists of B (query_idx [n], target_idx [n]) host int64 pairs."""
+        host = targets if isinstance(targets, HostTargets) else HostTargets.of(targets)
+        cost = self.layer_costs(pred_logits, pred_boxes, host, img_shapes).numpy()
+        empty = torch.zeros(0, dtype=torch.long)
+        out = []
+        for layer in cost:
+            indices = []
+            for c, n in zip(layer, host.sizes):
+                if n == 0:
+                    indices.append((empty, empty))
+                    continue
+                c = c[:, :n]
+                if not np.isfinite(c).all():
+                    raise BertDetrError("matching cost has NaN/inf: predictions or target boxes are not finite")
+                rows, cols = linear_sum_assignment(c)
+                indices.append((torch.from_numpy(rows).long(), torch.from_numpy(cols).long()))
+            out.append(indices)
+        return out
 
     def __call__(self, pred_logits, pred_boxes, targets, img_shapes):
-        indices = []
-        for c in self.cost_matrices(pred_logits, pred_boxes, targets, img_shapes):
-            if c.shape[1] == 0:
-                empty = torch.zeros(0, dtype=torch.long)
-                indices.append((empty, empty))
-                continue
-            if not torch.isfinite(c).all():
-                raise BertDetrError("matching cost has NaN/inf: predictions or target boxes are not finite")
-            rows, cols = linear_sum_assignment(c.numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
-        return indices
+        return self.match_layers(pred_logits[None], pred_boxes[None], targets, img_shapes)[0]

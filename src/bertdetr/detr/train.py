@@ -341,15 +341,17 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 terms_sum: dict[str, float] = {}
                 for batch in group:
                     images, masks = batch["images"].to(device), batch["masks"].to(device)
-                    targets = [{**t, "boxes": t["boxes"].to(device), "labels": t["labels"].to(device)}
-                               for t in batch["targets"]]
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                         outputs = net(images, masks)
-                    terms = criterion(_float(outputs), targets)
+                    # the targets stay on the host: the criterion checks them there and copies what
+                    # the device needs at once (moving each image's boxes would wait for the GPU)
+                    terms = criterion(_float(outputs), batch["targets"])
                     (criterion.total(terms) / len(group)).backward()
                     images_seen += len(batch["targets"]) * env.world_size
-                    for name, v in terms.items():
-                        terms_sum[name] = terms_sum.get(name, 0.0) + float(v.detach()) / len(group)
+                    # all terms to the host in one copy, not one wait per term and layer
+                    values = torch.stack([v.detach() for v in terms.values()]).tolist()
+                    for name, v in zip(terms, values):
+                        terms_sum[name] = terms_sum.get(name, 0.0) + v / len(group)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 total = sum(terms_sum.values())
                 if not all_ranks_ok(math.isfinite(total) and bool(torch.isfinite(grad_norm)), env, device):
