@@ -132,12 +132,18 @@ def run_bert(out: str, steps: int, seed: int) -> dict:
 
 
 def make_demo_shapes(data: str, num_images: int, seed: int) -> tuple[int, int]:
-    """The demo's synthetic COCO dataset under ``data``: (training images, validation images)."""
+    """The demo's synthetic COCO dataset under ``data``: (training images, validation images).
+
+    Small images (80-128 px) with 1-3 shapes of 30-60% of the shorter side: on a stride-32
+    feature map a smaller shape covers less than a cell, and a backbone trained from scratch
+    then takes far longer than a demo's minutes to tell a circle from a square.
+    """
     from bertdetr.detr.shapes import ShapesConfig, make_shapes
 
     num_val = max(20, num_images // 6)
     for split, n, s in (("train", num_images, seed), ("val", num_val, seed + 1)):
-        make_shapes(data, split, ShapesConfig(num_images=n, min_size=80, max_size=128, max_objects=3, seed=s))
+        make_shapes(data, split, ShapesConfig(num_images=n, min_size=80, max_size=128, max_objects=3,
+                                              min_object=0.3, max_object=0.6, seed=s))
     return num_images, num_val
 
 
