@@ -326,16 +326,32 @@ def test_short_input_starts_no_worker(monkeypatch):
     assert ours.encode_batch(lines, workers=2) == [google.convert_tokens_to_ids(google.tokenize(x)) for x in lines]
 
 
-def test_several_workers_raise_as_one(monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_errors_raised_after_the_lines_before_them(monkeypatch, workers):
     monkeypatch.setattr(FullTokenizer, "parallel_min_chars", 0)
-    lines = ["fine", "also fine", 42, "after"]
-    with pytest.raises(TypeError, match="Unsupported string type"):
-        list(FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(lines))
+    # Not text, in a batch that this process tokenizes (str and int lines: not sent to a worker).
+    lines = ["fine", "also fine", "more", 42, "after"]
     got = []
     with pytest.raises(TypeError, match="Unsupported string type"):
-        for tokens in FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(lines, workers=2, batch_lines=2):
+        for tokens in FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(lines, workers=workers, batch_lines=2):
             got.append(tokens)
-    assert got == [["fine"], ["also", "fine"]]  # the batches before the error's
+    assert got == [["fine"], ["also", "fine"], ["more"]]
+    # A line that fails in a worker (the patched function is inherited by the forked worker).
+    concat_chunks = tokenization._concat_chunks
+
+    def failing(of_chunk, text):
+        if text == "boom":
+            raise ValueError("boom")
+        return concat_chunks(of_chunk, text)
+
+    monkeypatch.setattr(tokenization, "_concat_chunks", failing)
+    got = []
+    with pytest.raises(ValueError, match="boom"):
+        for ids in FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(
+            ["a", "b", "boom", "c"], workers=workers, to_ids=True, batch_lines=3
+        ):
+            got.append(ids)
+    assert got == [[VOCAB["a"]], [VOCAB["b"]]]
     assert not multiprocessing.active_children()
 
 

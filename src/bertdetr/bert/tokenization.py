@@ -351,7 +351,7 @@ class FullTokenizer:
         included: with 2, one worker process is started and this process tokenizes too. An input shorter
         than ``parallel_min_chars`` characters is tokenized here alone, as with ``workers=1``:
         starting a worker costs more than it saves on it. The output is the same for any
-        ``workers``; an error raised by a line is raised when its batch's turn comes.
+        ``workers``, and so is an error: raised after the lines before the line that raises it.
         """
         cache = self._chunk_ids if to_ids else self._chunk_tokens
         one_line = functools.partial(_concat_chunks, cache.__getitem__)
@@ -368,9 +368,7 @@ class FullTokenizer:
                     return
         # One process: a batch at a time, with the garbage collector paused (~15% faster).
         for batch in itertools.chain(ahead, (batch for batch, _ in batches)):
-            with _gc_paused():
-                results = list(map(one_line, batch))
-            yield from results
+            yield from _batch_results(one_line, batch)
 
     def encode_batch(self, lines: Iterable, workers: int = 1) -> list[list[int]]:
         """Token ids of each line (``tokenize_to_ids``), on ``workers`` processes."""
@@ -462,7 +460,8 @@ class _ParallelRun:
 
     def _merge(self, batches: Iterator[list], tasks, finished, processes) -> Iterator[list]:
         """Hands out batches, tokenizes some here, and yields every batch's lines in order."""
-        done: dict = {}  # batch number -> its lines' results (a list), packed results, or an error
+        done: dict = {}  # batch number -> its lines' results (a list), packed results, or None
+        kept: dict = {}  # batch number -> its lines, until yielded: redone here if they failed
         head = 0  # the next batch to yield
         read = 0  # batches read so far
         sent = 0  # batches with the workers, not back yet
@@ -473,11 +472,14 @@ class _ParallelRun:
                 done[number] = packed
                 sent -= 1
             while head in done:
-                yield from _lines_of(done.pop(head))
+                result, batch = done.pop(head), kept.pop(head)
+                # A batch that failed, here or in a worker: line by line, to raise at its line.
+                yield from map(self.one_line, batch) if result is None else _lines_of(result)
                 head += 1
             while sent < in_flight and (batch := next(batches, None)) is not None:
+                kept[read] = batch
                 if (joined := _join_lines(batch)) is None:  # not all str or all bytes: here
-                    done[read] = self._tokenize_here(batch)
+                    done[read] = _tokenize_batch(self.one_line, batch)
                 else:
                     tasks.put((read, *joined))
                     sent += 1
@@ -486,11 +488,12 @@ class _ParallelRun:
             # waiting for an earlier one (memory stays bounded when a worker is slow), else one
             # that no worker has started.
             if read - head <= 2 * in_flight and (batch := next(batches, None)) is not None:
-                done[read] = self._tokenize_here(batch)
+                done[read] = _tokenize_batch(self.one_line, batch)
+                kept[read] = batch
                 read += 1
             elif sent and (task := _take_nowait(tasks)) is not None:
-                number, text, lengths = task
-                done[number] = self._tokenize_here(_split_lines(text, lengths))
+                number = task[0]
+                done[number] = _tokenize_batch(self.one_line, kept[number])
                 sent -= 1
             elif sent:
                 number, packed = _wait_for(finished, processes)
@@ -499,12 +502,21 @@ class _ParallelRun:
             elif head == read:
                 return
 
-    def _tokenize_here(self, batch: list) -> list | Exception:
-        with _gc_paused():
-            try:
-                return list(map(self.one_line, batch))
-            except Exception as error:  # raised when this batch's turn comes
-                return error
+
+def _tokenize_batch(one_line: Callable, batch: list) -> list | None:
+    """``one_line`` of each line, with the collector paused; None if a line raises."""
+    with _gc_paused():
+        try:
+            return list(map(one_line, batch))
+        except Exception:
+            return None
+
+
+def _batch_results(one_line: Callable, batch: list) -> Iterator[list]:
+    """Yields ``one_line`` of each line, from a batch computed at once; where a line raises, line
+    by line again (cached: cheap), so that the lines before it are yielded first, as without batches."""
+    results = _tokenize_batch(one_line, batch)
+    yield from map(one_line, batch) if results is None else results
 
 
 def _join_lines(batch: list) -> tuple | None:
@@ -571,11 +583,9 @@ def _worker_loop(tokenizer: "FullTokenizer", to_ids: bool, tasks, finished) -> N
     id_type = ("H" if len(tokenizer.vocab) <= 1 << 16 else "i") if to_ids else None
     while (task := tasks.get()) is not None:
         number, text, lengths = task
-        try:
-            packed = _pack(map(one_line, _split_lines(text, lengths)), id_type)
-        except Exception as error:  # raised in the calling process, when this batch's turn comes
-            packed = error
-        finished.put((number, packed))
+        results = _tokenize_batch(one_line, _split_lines(text, lengths))
+        # A batch that fails goes back as None: the calling process redoes it, to raise in order.
+        finished.put((number, None if results is None else _pack(results, id_type)))
 
 
 def _pack(results: Iterable[list], id_type: str | None) -> tuple:
@@ -589,9 +599,7 @@ def _pack(results: Iterable[list], id_type: str | None) -> tuple:
 
 
 def _lines_of(result) -> list[list]:
-    """A batch's results, one list per line: ``_tokenize_here``'s or ``_pack``'s, or its error."""
-    if isinstance(result, BaseException):
-        raise result
+    """A batch's results, one list per line: ``_tokenize_batch``'s or ``_pack``'s."""
     if isinstance(result, list):
         return result
     flat, ends = result
