@@ -303,6 +303,28 @@ def test_several_workers_same_as_one(monkeypatch, lines, to_ids):
             assert got == expected, (workers, batch_lines)
 
 
+@pytest.mark.parametrize("to_ids", [False, True])
+def test_worker_loop_packs_and_unpacks(to_ids):
+    """A worker's side in this process (with thread queues), ids beyond 16 bits included."""
+    import gc
+    import queue
+
+    vocab = {"[UNK]": 0, "hello": 70_000, "world": 65_535}
+    lines = ["Hello world", "", "world, hello"]
+    tasks, finished = queue.Queue(), queue.Queue()
+    tasks.put((7, *tokenization._join_lines(lines)))
+    tasks.put(None)
+    try:
+        tokenization._worker_loop(FullTokenizer._from_vocab(vocab, True), to_ids, tasks, finished)
+    finally:
+        gc.enable()  # the worker loop turns the collector off for its process
+    number, packed = finished.get_nowait()
+    expected = [[70_000, 65_535], [], [65_535, 0, 70_000]] if to_ids else [
+        ["hello", "world"], [], ["world", "[UNK]", "hello"]
+    ]
+    assert number == 7 and tokenization._lines_of(packed) == expected
+
+
 def test_several_workers_on_many_batches(monkeypatch):
     """Many small batches: workers kept busy, this process tokenizing and taking back batches."""
     monkeypatch.setattr(FullTokenizer, "batch_chars", 2000)

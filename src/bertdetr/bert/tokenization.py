@@ -415,11 +415,13 @@ class _ParallelRun:
       with 2 cores and one worker, that is half of the work. At the end of the input it takes back
       the batches no worker has started, so that it does not wait on a queue of them.
     - A batch travels as one string and its lines' lengths (split in the worker), and comes back as
-      one array of ids (or one list of tokens, each distinct string pickled once) and where each
-      line ends: pickling a list per line would cost this process about what tokenizing them does.
+      one array of 16-bit ids (or one list of tokens, each distinct string pickled once) and where
+      each line ends: two messages per batch instead of thousands of small objects to pickle.
+      Rebuilding one list per line from them costs this process ~30 ns per id (``_lines_of``),
+      about what unpickling such lists would; it is the price of results as Python lists.
     - Results become one list per line only when their turn comes, with the cyclic garbage
       collector paused (``_gc_paused``): tens of thousands of new lists otherwise trigger collections
-      that walk every object of the process, again and again (~40% of the unpacking).
+      that walk every object of the process, again and again (about half of the unpacking).
     - Workers are forked where the platform can: nothing to import or pickle, and they start with
       this tokenizer's caches as they are (elsewhere the tokenizer is pickled, without caches).
     """
@@ -580,7 +582,7 @@ def _worker_loop(tokenizer: "FullTokenizer", to_ids: bool, tasks, finished) -> N
     one_line = functools.partial(_concat_chunks, cache.__getitem__)
     # Ids as 16-bit numbers where the vocabulary allows (BERT's has 30522 entries): half the bytes
     # to pickle and send.
-    id_type = ("H" if len(tokenizer.vocab) <= 1 << 16 else "i") if to_ids else None
+    id_type = ("H" if max(tokenizer.vocab.values(), default=0) < 1 << 16 else "i") if to_ids else None
     while (task := tasks.get()) is not None:
         number, text, lengths = task
         results = _tokenize_batch(one_line, _split_lines(text, lengths))
