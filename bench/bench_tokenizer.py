@@ -12,7 +12,10 @@ On the same lines of real English text, each run times:
   ours ids  ``FullTokenizer.encode_batch`` (ids), likewise
 
 Besides the wall time, each run's CPU time is recorded: this process's, and its worker processes'
-(which ended within the run), to show where the time of the runs with workers goes.
+(which ended within the run), to show where the time of the runs with workers goes. Workers can
+only be faster on idle cores: Linux's autogroup scheduling (on by default) shares the CPU between
+sessions, not processes, so while another session keeps the cores busy this one gets the same
+share with one process or two, and the runs with workers then measure their overhead.
 
 Every tokenizer of ours starts with empty caches (a new ``FullTokenizer`` each time), so the word
 cache helps only as much as the text repeats itself. (The character classes for non-ASCII text are
@@ -143,6 +146,8 @@ def main(argv=None) -> int:
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
           f"tokenizers {tokenizers_version}; do_lower_case={lower}; median of {args.repeat} runs")
 
+    if hasattr(os, "getloadavg"):
+        print("load average before the runs: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     cpu_seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     expected: dict[str, list[str]] = {}
