@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vocab", default=str(DEFAULT_VOCAB))
     parser.add_argument("--cased", action="store_true", help="do_lower_case=False")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes for the runs with workers, this one included")
     parser.add_argument("--max-mb", type=float, default=5.0, help="use at most this much text")
     args = parser.parse_args(argv)
     lower = not args.cased
