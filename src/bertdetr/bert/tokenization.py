@@ -287,8 +287,10 @@ class FullTokenizer:
     cache_size = 1 << 17
     """Chunks whose tokens (and, separately, ids) are kept: ~200 bytes each, ~25 MB when full."""
 
-    batch_chars = 1 << 17
-    """``tokenize_lines``: characters a batch of lines is made of (about)."""
+    batch_chars = 1 << 16
+    """``tokenize_lines``: characters a batch of lines is made of (about). With workers, smaller
+    batches let the calling process top the workers up more often and end closer together with
+    them (2 processes on the Python docs: 12.9 MB/s with 128K, 13.5 with 64K)."""
 
     parallel_min_chars = 1 << 19
     """``tokenize_lines`` on several workers: a shorter input is tokenized in the calling process."""
@@ -401,8 +403,9 @@ def _batches(lines: Iterable, batch_lines: int | None, batch_chars: int) -> Iter
             size = max(1, min(16 * size, size * batch_chars // max(1, chars)))
 
 
-_BATCHES_IN_FLIGHT = 2
-"""Per worker: one to work on and one waiting, so that it never waits for this process."""
+_BATCHES_IN_FLIGHT = 4
+"""Per worker: one to work on and three waiting. The calling process tops the workers up only
+between batches of its own: with one waiting, a worker ran dry for ~15% of the run."""
 
 
 class _ParallelRun:
