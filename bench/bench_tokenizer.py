@@ -7,8 +7,15 @@ On the same lines of real English text, each run times:
   google    Google's plain algorithm (``bench/reference_tokenization.py``), ``tokenize`` per line
   rust      Hugging Face ``tokenizers`` ``BertWordPieceTokenizer.encode_batch``, one thread
             (``RAYON_NUM_THREADS=1``), with Google's 200-character word limit
-  ours      ``FullTokenizer.tokenize_lines`` (tokens, as ``tokenize`` line by line), one core
-  ours ids  ``FullTokenizer.encode_batch`` (ids), one core, then with ``--workers`` processes
+  ours      ``FullTokenizer.tokenize_lines`` (tokens, as ``tokenize`` line by line), one core,
+            then with ``--workers`` processes (this one included)
+  ours ids  ``FullTokenizer.encode_batch`` (ids), likewise
+
+Besides the wall time, each run's CPU time is recorded: this process's, and its worker processes'
+(which ended within the run), to show where the time of the runs with workers goes. Workers can
+only be faster on idle cores: Linux's autogroup scheduling (on by default) shares the CPU between
+sessions, not processes, so while another session keeps the cores busy this one gets the same
+share with one process or two, and the runs with workers then measure their overhead.
 
 Every tokenizer of ours starts with empty caches (a new ``FullTokenizer`` each time), so the word
 cache helps only as much as the text repeats itself. (The character classes for non-ASCII text are
@@ -37,6 +44,7 @@ import gc  # noqa: E402
 import glob  # noqa: E402
 import gzip  # noqa: E402
 import pathlib  # noqa: E402
+import resource  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -84,9 +92,14 @@ def cpu_name() -> str:
 
 
 def timed(fn):
-    start = time.perf_counter()
+    """Wall seconds, CPU seconds of this process and of its ended children, and fn's result."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu, start = time.process_time(), time.perf_counter()
     result = fn()
-    return time.perf_counter() - start, result
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = max(0.0, after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
+    return wall, cpu, workers_cpu, result
 
 
 def main(argv=None) -> int:
@@ -97,7 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vocab", default=str(DEFAULT_VOCAB))
     parser.add_argument("--cased", action="store_true", help="do_lower_case=False")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes for the runs with workers, this one included")
     parser.add_argument("--max-mb", type=float, default=5.0, help="use at most this much text")
     args = parser.parse_args(argv)
     lower = not args.cased
@@ -124,6 +137,7 @@ def main(argv=None) -> int:
         "google": lambda: [google.tokenize(line) for line in lines],
         "rust": lambda: [e.ids for e in rust.encode_batch(lines, add_special_tokens=False)],
         "ours": lambda: list(fresh().tokenize_lines(lines)),
+        f"ours, {args.workers} workers": lambda: list(fresh().tokenize_lines(lines, workers=args.workers)),
         "ours ids": lambda: fresh().encode_batch(lines),
         f"ours ids, {args.workers} workers": lambda: fresh().encode_batch(lines, workers=args.workers),
     }
@@ -132,14 +146,18 @@ def main(argv=None) -> int:
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
           f"tokenizers {tokenizers_version}; do_lower_case={lower}; median of {args.repeat} runs")
 
+    if hasattr(os, "getloadavg"):
+        print("load average before the runs: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu_seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     expected: dict[str, list[str]] = {}
     rust_mismatches = 0
     for _ in range(args.repeat):
         for name, run in runs.items():  # interleaved, so that load from elsewhere hits all alike
             gc.collect()
-            elapsed, result = timed(run)
+            elapsed, cpu, workers_cpu, result = timed(run)
             seconds[name].append(elapsed)
+            cpu_seconds[name].append((cpu, workers_cpu))
             # Kept as one string a line: thousands of live lists would slow the next runs' GC.
             got = [" ".join(map(str, r)) for r in result]
             del result
@@ -155,10 +173,13 @@ def main(argv=None) -> int:
             del got
 
     speed = {name: megabytes / statistics.median(times) for name, times in seconds.items()}
-    print(f"\n{'':26} {'MB/s':>7} {'x google':>9} {'x rust':>7}   runs (s)")
+    print(f"\n{'':26} {'MB/s':>7} {'x google':>9} {'x rust':>7}   runs (s)         CPU s: this + workers (median)")
     for name, mbps in speed.items():
         runs_s = " ".join(f"{t:.2f}" for t in seconds[name])
-        print(f"{name:26} {mbps:7.2f} {mbps / speed['google']:9.2f} {mbps / speed['rust']:7.2f}   {runs_s}")
+        cpu = statistics.median(c for c, _ in cpu_seconds[name])
+        workers_cpu = statistics.median(w for _, w in cpu_seconds[name])
+        print(f"{name:26} {mbps:7.2f} {mbps / speed['google']:9.2f} {mbps / speed['rust']:7.2f}   {runs_s:16} "
+              f"{cpu:.2f} + {workers_cpu:.2f}")
     print(f"\nours == google on every line; rust differs from google on {rust_mismatches} of {len(lines)} lines")
     if hasattr(os, "getloadavg"):
         print("load average after the runs: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
