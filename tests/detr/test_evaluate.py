@@ -46,11 +46,15 @@ def test_shifted_detections_score_lower_and_no_detections_zero(shapes):
 
 def test_draw_detections_marks_box_in_class_color():
     image = Image.new("RGB", (60, 40), (0, 0, 0))
-    out = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.8]), np.array([2]), ["a", "b", "c"])
-    assert out.getpixel((30, 35)) == class_color(2)  # bottom edge
+    out = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.8]), np.array([2]), ["a", "b", "c"],
+                          min_side=0)
+    assert out.size == image.size and out.getpixel((30, 35)) == class_color(2)  # bottom edge
     assert image.getpixel((30, 35)) == (0, 0, 0)      # the input is untouched
     low = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.1]), np.array([2]), ["a", "b", "c"], 0.5)
     assert (np.asarray(low) == 0).all()
+    # small images are drawn enlarged (whole factor), boxes scaled with them
+    big = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.8]), np.array([2]), ["a", "b", "c"])
+    assert big.size == (600, 400) and big.getpixel((300, 349)) == class_color(2)
 
 
 def test_overlay_heatmap_hot_where_attention_is():

@@ -16,10 +16,16 @@ def class_color(label: int) -> tuple[int, int, int]:
 
 
 def draw_detections(image: Image.Image, boxes, scores, labels, class_names: Sequence[str],
-                    threshold: float = 0.0) -> Image.Image:
+                    threshold: float = 0.0, min_side: int = 400) -> Image.Image:
     """A copy of ``image`` with each detection of score >= ``threshold`` drawn: its box in the
-    class colour and a ``name score`` tag. ``boxes`` [K,4] pixel xyxy in this image."""
+    class colour and a ``name score`` tag. ``boxes`` [K,4] pixel xyxy in this image. An image
+    whose shorter side is under ``min_side`` is enlarged first (whole factors, nearest pixel), so
+    that the tags of small images stay readable and apart."""
     out = image.convert("RGB")
+    zoom = max(1, -(-min_side // max(1, min(out.size))))
+    if zoom > 1:
+        out = out.resize((out.width * zoom, out.height * zoom), Image.Resampling.NEAREST)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * zoom
     draw = ImageDraw.Draw(out)
     font = ImageFont.load_default()
     width = max(1, round(min(out.size) / 200))
