@@ -44,6 +44,36 @@ def test_shifted_detections_score_lower_and_no_detections_zero(shapes):
     assert coco_evaluate(path, [])["AP"] == 0.0
 
 
+def test_faster_coco_eval_gives_pycocotools_numbers(shapes):
+    pytest.importorskip("faster_coco_eval")
+    path, index = shapes
+    g = torch.Generator().manual_seed(0)
+    results = []
+    for im in index.images:  # noisy boxes, wrong labels and random scores: every metric in play
+        boxes = torch.from_numpy(im["boxes"]).float()
+        boxes = torch.cat([boxes + torch.randn(boxes.shape, generator=g) * 3, boxes + torch.randn(boxes.shape, generator=g) * 8])
+        labels = torch.cat([torch.from_numpy(im["labels"]), torch.randint(0, len(index.category_ids), (len(im["labels"]),), generator=g)])
+        results += to_coco_results(im["id"], boxes, torch.rand(len(boxes), generator=g), labels, index.category_ids)
+    ref = coco_evaluate(path, results)
+    fast = coco_evaluate(path, results, backend="faster-coco-eval")
+    assert 0.05 < ref["AP"] < 0.95
+    for k in COCO_METRICS:
+        assert fast[k] == pytest.approx(ref[k], abs=1e-6), k
+
+
+def test_unknown_or_missing_coco_backend_is_a_clear_error(shapes, monkeypatch):
+    import sys
+
+    from bertdetr.errors import BertDetrError
+
+    path, index = shapes
+    with pytest.raises(BertDetrError, match="unknown COCO evaluation back-end"):
+        coco_evaluate(path, _results(index), backend="detectron")
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # as if not installed
+    with pytest.raises(BertDetrError, match="pip install 'bertdetr\\[fast-eval\\]'"):
+        coco_evaluate(path, _results(index), backend="faster-coco-eval")
+
+
 def test_draw_detections_marks_box_in_class_color():
     image = Image.new("RGB", (60, 40), (0, 0, 0))
     out = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.8]), np.array([2]), ["a", "b", "c"],

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import subprocess
@@ -121,7 +122,15 @@ def test_cli_make_shapes_train_eval_predict(tmp_path, capsys):
     model = str(tmp_path / "run" / "model")
     assert main(["detr", "eval", "--checkpoint", model, "--ann", str(data / "val.json"), "--images",
                  str(data / "images"), "--out", str(tmp_path / "ev"), "--test-size", "48"]) == 0
-    assert "AP50" in json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "AP50" in metrics and metrics["coco_backend"] == "pycocotools"
+    if importlib.util.find_spec("faster_coco_eval"):
+        assert main(["detr", "eval", "--checkpoint", model, "--ann", str(data / "val.json"), "--images",
+                     str(data / "images"), "--out", str(tmp_path / "ev2"), "--test-size", "48",
+                     "--coco-backend", "faster-coco-eval"]) == 0
+        fast = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+        assert fast["coco_backend"] == "faster-coco-eval"
+        assert all(abs(fast[k] - metrics[k]) < 1e-6 for k in ("AP", "AP50", "AR100"))
     img = str(data / "images" / "val_000000.png")
     assert main(["detr", "predict", "--checkpoint", model, img, "--out", str(tmp_path / "pred"),
                  "--threshold", "0", "--test-size", "48"]) == 0

@@ -167,8 +167,8 @@ def _run_train(args) -> int:
 
 def _add_eval(commands) -> None:
     p = commands.add_parser("eval", help="COCO mAP of a checkpoint on a COCO-format dataset",
-                            description="Evaluate a DETR checkpoint directory with pycocotools; writes the "
-                            "metrics and the COCO results json.")
+                            description="Evaluate a DETR checkpoint directory with pycocotools (or "
+                            "faster-coco-eval); writes the metrics and the COCO results json.")
     p.add_argument("--checkpoint", required=True, help="our checkpoint directory (config.json, model.safetensors)")
     p.add_argument("--ann", required=True, help="COCO annotation json")
     p.add_argument("--images", required=True, help="image folder")
@@ -177,6 +177,8 @@ def _add_eval(commands) -> None:
     p.add_argument("--max-size", dest="max_size", type=int, default=1333)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
     p.add_argument("--device", default=None)
+    p.add_argument("--coco-backend", dest="coco_backend", choices=("pycocotools", "faster-coco-eval"),
+                   default="pycocotools", help="mAP implementation (faster-coco-eval: pip install 'bertdetr[fast-eval]')")
     p.set_defaults(func=_run_eval)
 
 
@@ -187,12 +189,14 @@ def _run_eval(args) -> int:
     import torch
 
     from bertdetr.detr.data import check_images, load_coco
+    from bertdetr.detr.evaluate import coco_api
     from bertdetr.detr.train import evaluate_detr, load_classes
     from bertdetr.detr.weights import load_detr
     from bertdetr.errors import BertDetrError
     from bertdetr.fileio import atomic_output, check_writable
 
     check_writable(os.path.join(args.out, "metrics.json"))
+    coco_api(args.coco_backend)  # a missing back-end is an error before any work
     index, bad = check_images(load_coco(args.ann, args.images))
     model, config = load_detr(args.checkpoint)
     category_ids, _ = load_classes(args.checkpoint, config.bbox_head.num_classes)
@@ -202,9 +206,9 @@ def _run_eval(args) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     metrics = evaluate_detr(model.to(device), index, args.ann, args.test_size, args.max_size,
                             config.test_cfg.max_per_img, device, args.batch_size,
-                            results_path=os.path.join(args.out, "results.json"))
+                            results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend)
     with atomic_output(os.path.join(args.out, "metrics.json"), "w") as f:
-        json.dump({**metrics, "skipped_images": bad}, f, indent=1)
+        json.dump({**metrics, "skipped_images": bad, "coco_backend": args.coco_backend}, f, indent=1)
     print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return 0
 

@@ -1,4 +1,6 @@
-"""COCO evaluation of detections: results json in COCO's format and mAP through pycocotools.
+"""COCO evaluation of detections: results json in COCO's format and mAP through pycocotools, or
+through faster-coco-eval (a C++ reimplementation with the same numbers, several times faster on
+large sets; ``pip install bertdetr[fast-eval]``).
 
 Detections are per image: ``boxes`` [K,4] pixel (x1, y1, x2, y2) in the original image, ``scores``
 [K], ``labels`` [K] contiguous labels; the label -> category id mapping of the dataset turns them
@@ -38,16 +40,36 @@ def write_results(results: list[dict], path: str | os.PathLike) -> None:
         json.dump(results, f)
 
 
+#: Evaluation back-ends: ``coco_evaluate(..., backend=...)`` and ``bertdetr detr eval --coco-backend``.
+COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
+
+
+def coco_api(backend: str):
+    """(COCO, COCOeval) classes of ``backend``; a clear error when it is not installed."""
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        return COCO, COCOeval
+    if backend == "faster-coco-eval":
+        try:
+            from faster_coco_eval import COCO, COCOeval_faster
+        except ImportError:
+            raise BertDetrError("the faster-coco-eval back-end is not installed: "
+                                "pip install 'bertdetr[fast-eval]' (or faster-coco-eval)") from None
+        return COCO, COCOeval_faster
+    raise BertDetrError(f"unknown COCO evaluation back-end {backend!r}; choose one of {', '.join(COCO_BACKENDS)}")
+
+
 def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: Iterable | None = None,
-                  verbose: bool = False) -> dict[str, float]:
+                  verbose: bool = False, backend: str = "pycocotools") -> dict[str, float]:
     """COCO bbox mAP of ``results`` against ``ann_file``; returns ``COCO_METRICS`` -> value.
 
     ``image_ids`` restricts evaluation to those images (e.g. the ones that could be read).
-    pycocotools prints its table; it is shown only when ``verbose``.
+    The back-end prints its table; it is shown only when ``verbose``. ``backend``: one of
+    ``COCO_BACKENDS`` (both give pycocotools' 12 numbers).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+    COCO, COCOeval = coco_api(backend)
     if not os.path.isfile(ann_file):
         raise BertDetrError(f"annotation file not found: {ann_file}")
     sink = io.StringIO()
@@ -59,6 +81,8 @@ def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: I
             return {k: 0.0 for k in COCO_METRICS}
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, iouType="bbox")
+        if backend == "faster-coco-eval":
+            ev.print_function = print  # its summary table goes to the logger by default
         if image_ids is not None:
             ev.params.imgIds = sorted(image_ids)
         ev.evaluate()

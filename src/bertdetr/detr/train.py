@@ -30,7 +30,7 @@ import torch
 from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data import CocoDetection, CocoIndex, check_images, collate, load_coco
-from bertdetr.detr.evaluate import coco_evaluate, to_coco_results, write_results
+from bertdetr.detr.evaluate import COCO_BACKENDS, coco_evaluate, to_coco_results, write_results
 from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr
 from bertdetr.detr.postprocess import DetrPostProcess
@@ -130,8 +130,12 @@ class TrainConfig:
     """Show a progress bar (rank 0)."""
     tensorboard: bool = False
     """Also write TensorBoard event files."""
+    coco_backend: str = "pycocotools"
+    """COCO mAP back-end of the evaluations: "pycocotools" or "faster-coco-eval" (extra fast-eval)."""
 
     def __post_init__(self):
+        if self.coco_backend not in COCO_BACKENDS:
+            raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
         for name in ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise BertDetrError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -387,7 +391,8 @@ def train_detr(setup: DetrTrainSetup) -> dict:
             if val_index is not None and (finished or (exhausted and epoch % cfg.eval_every == 0)):
                 metrics = evaluate_detr(model, val_index, data.val_ann, data.test_size, data.max_size,
                                         model_config.test_cfg.max_per_img, device, cfg.batch_size, env,
-                                        os.path.join(cfg.output_dir, "val_results.json") if env.main else None)
+                                        os.path.join(cfg.output_dir, "val_results.json") if env.main else None,
+                                        cfg.coco_backend)
                 if log is not None:
                     log.log(it, {f"val_{k}": v for k, v in metrics.items()})
     finally:
@@ -465,8 +470,9 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
 
 def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, max_size: int, max_per_img: int,
                   device: torch.device, batch_size: int = 2, env: Distributed | None = None,
-                  results_path: str | None = None) -> dict[str, float]:
-    """COCO mAP of ``model`` on ``index`` (gathered over ranks); writes the results json if asked."""
+                  results_path: str | None = None, coco_backend: str = "pycocotools") -> dict[str, float]:
+    """COCO mAP of ``model`` on ``index`` (gathered over ranks, through ``coco_backend``); writes the
+    results json if asked."""
     env = env or Distributed()
     results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env)
     if env.world_size > 1:
@@ -477,4 +483,4 @@ def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, 
         results = [r for part in gathered for r in part]
     if results_path:
         write_results(results, results_path)
-    return coco_evaluate(ann_file, results, image_ids=[im["id"] for im in index.images])
+    return coco_evaluate(ann_file, results, image_ids=[im["id"] for im in index.images], backend=coco_backend)
