@@ -376,7 +376,7 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                     if bar is not None:
                         bar.set_postfix(loss=f"{total:.3f}", cls=f"{losses.get('loss_cls', 0):.3f}",
                                         l1=f"{losses.get('loss_bbox', 0):.3f}", giou=f"{losses.get('loss_iou', 0):.3f}",
-                                        img_s=f"{rate:.1f}")
+                                        lr=f"{optimizer.param_groups[0]['lr']:.2e}", img_s=f"{rate:.1f}")
                 if bar is not None:
                     bar.update(1)
                 if exhausted:
