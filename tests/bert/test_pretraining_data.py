@@ -130,7 +130,7 @@ def _stream_ops(draws, rng, ops: random.Random, steps=2000):
     """The same random calls on ``draws`` (a Stream or _PythonDraws) and on ``rng`` (CPython's
     own methods), compared one by one."""
     for _ in range(steps):
-        op = ops.randrange(6)
+        op = ops.randrange(7)
         if op == 0:
             assert draws.random() == rng.random()
         elif op == 1:
@@ -149,18 +149,37 @@ def _stream_ops(draws, rng, ops: random.Random, steps=2000):
             k = ops.randrange(33)
             assert draws.getrandbits(k) == rng.getrandbits(k)
         elif op == 5:
-            tokens, expected = list(range(100, 130)), list(range(100, 130))
+            tokens = list(range(100, 130))
             chosen = ops.sample(range(30), ops.randrange(31))
             word_ids = list(range(ops.randrange(1, 40000)))
-            draws.mask(tokens, chosen, -1, word_ids)
-            for index in chosen:  # Google's 80/10/10, with randint
-                if rng.random() < 0.8:
-                    expected[index] = -1
-                elif rng.random() < 0.5:
-                    pass
-                else:
-                    expected[index] = word_ids[rng.randint(0, len(word_ids) - 1)]
-            assert tokens == expected
+            got = draws.mask(tokens, chosen, -1, word_ids)
+            assert got + (tokens,) == _googles_masking(rng, list(range(100, 130)), chosen, word_ids)
+        elif op == 6:
+            num_tokens = ops.randrange(3, 300)
+            len_a = ops.randrange(num_tokens - 2)
+            num_to_predict = ops.randrange(1, 30)
+            tokens = list(range(1000, 1000 + num_tokens))
+            word_ids = list(range(ops.randrange(1, 40000)))
+            got = draws.masked_lm(tokens, len_a, num_to_predict, -1, word_ids)
+            # Google: [CLS] and [SEP] are no candidates; shuffle; the first num_to_predict.
+            candidates = [i for i in range(1, num_tokens - 1) if i != len_a + 1]
+            rng.shuffle(candidates)
+            expected = list(range(1000, 1000 + num_tokens))
+            assert got + (tokens,) == _googles_masking(rng, expected, candidates[:num_to_predict], word_ids)
+
+
+def _googles_masking(rng, tokens, chosen, word_ids):
+    """(sorted positions, original tokens there, masked tokens): Google's 80/10/10 with randint."""
+    positions = sorted(chosen)
+    labels = [tokens[i] for i in positions]
+    for index in chosen:
+        if rng.random() < 0.8:
+            tokens[index] = -1
+        elif rng.random() < 0.5:
+            pass
+        else:
+            tokens[index] = word_ids[rng.randint(0, len(word_ids) - 1)]
+    return positions, labels, tokens
 
 
 @needs_compiled
@@ -208,6 +227,10 @@ def test_stream_rejects_bad_input():
         stream.shuffle((1, 2))
     with pytest.raises(IndexError):
         stream.mask([1, 2], [2], 0, [5])
+    with pytest.raises(ValueError):
+        stream.mask([1, 2], [1], 0, [])
+    with pytest.raises(ValueError):
+        stream.masked_lm([1, 2, 3, 4], 2, 1, 0, [5])  # len_a + 3 > len(tokens)
     state = random.Random(0).getstate()[1]
     for bad in (state[:-1], state[:-1] + (625,), (2**32,) + state[1:]):
         with pytest.raises(ValueError):

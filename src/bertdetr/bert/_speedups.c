@@ -22,6 +22,7 @@
  *   shuffle(x)       x[i], x[randbelow(i + 1)] swapped for i = len(x) - 1 down to 1 (Random.shuffle)
  *   words(m)         the m words of getrandbits(32 * m), as its to_bytes(4 * m, "little")
  *   mask(...)        make-data's 80/10/10 draws, see mask_doc
+ *   masked_lm(...)   make-data's candidate shuffle and mask(), see masked_lm_doc
  *
  * The pure-Python path in pretraining_data.py makes the same calls on random.Random itself; the
  * tests check both give the same stream and the same files.
@@ -32,6 +33,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define MT_N 624
 #define MT_M 397
@@ -233,11 +236,74 @@ Stream_words(Stream *self, PyObject *arg)
     return out;
 }
 
+static int
+compare_positions(const void *a, const void *b)
+{
+    Py_ssize_t x = *(const Py_ssize_t *)a, y = *(const Py_ssize_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The end of Google's create_masked_lm_predictions, for the chosen positions (distinct, in the
+ * order chosen): the positions sorted and the original tokens there, returned as two lists, then
+ * the 80/10/10 draws for each position in the order chosen, applied to tokens in place. */
+static PyObject *
+mask_chosen(Stream *self, PyObject *tokens, const Py_ssize_t *chosen, Py_ssize_t k,
+            PyObject *mask_id, PyObject *word_ids)
+{
+    Py_ssize_t num_tokens = PyList_GET_SIZE(tokens), vocab_size = PyList_GET_SIZE(word_ids);
+    if (vocab_size < 1 || vocab_size > (Py_ssize_t)0xffffffff) {
+        PyErr_SetString(PyExc_ValueError, "word_ids must have 1 to 2**32 - 1 items");
+        return NULL;
+    }
+    for (Py_ssize_t c = 0; c < k; c++) {
+        if (chosen[c] < 0 || chosen[c] >= num_tokens) {
+            PyErr_SetString(PyExc_IndexError, "masked position out of range");
+            return NULL;
+        }
+    }
+    Py_ssize_t *sorted = PyMem_Malloc((k ? k : 1) * sizeof(Py_ssize_t));
+    if (sorted == NULL)
+        return PyErr_NoMemory();
+    memcpy(sorted, chosen, k * sizeof(Py_ssize_t));
+    qsort(sorted, k, sizeof(Py_ssize_t), compare_positions);
+    PyObject *positions = PyList_New(k), *labels = PyList_New(k);
+    if (positions == NULL || labels == NULL)
+        goto error;
+    for (Py_ssize_t c = 0; c < k; c++) {
+        PyObject *position = PyLong_FromSsize_t(sorted[c]);
+        if (position == NULL)
+            goto error;
+        PyList_SET_ITEM(positions, c, position);
+        PyObject *label = PyList_GET_ITEM(tokens, sorted[c]);
+        Py_INCREF(label);
+        PyList_SET_ITEM(labels, c, label);
+    }
+    PyMem_Free(sorted);
+    for (Py_ssize_t c = 0; c < k; c++) {
+        PyObject *replacement;
+        if (next_double(self) < 0.8) /* 80%: [MASK] */
+            replacement = mask_id;
+        else if (next_double(self) < 0.5) /* 10%: keep the original */
+            continue;
+        else /* 10%: a random word, vocab_words[rng.randint(0, len(vocab_words) - 1)] */
+            replacement = PyList_GET_ITEM(word_ids, below(self, (uint32_t)vocab_size));
+        Py_INCREF(replacement);
+        PyList_SetItem(tokens, chosen[c], replacement); /* steals the reference, drops the old one */
+    }
+    return Py_BuildValue("(NN)", positions, labels);
+error:
+    PyMem_Free(sorted);
+    Py_XDECREF(positions);
+    Py_XDECREF(labels);
+    return NULL;
+}
+
 PyDoc_STRVAR(mask_doc,
-"mask(tokens, chosen, mask_id, word_ids)\n\n"
-"For each index in chosen, in order (Google's create_masked_lm_predictions): if random() < 0.8,\n"
-"tokens[index] = mask_id; else if random() < 0.5, keep it; else\n"
-"tokens[index] = word_ids[randbelow(len(word_ids))].");
+"mask(tokens, chosen, mask_id, word_ids) -> (positions, labels)\n\n"
+"The end of Google's create_masked_lm_predictions for the chosen positions of tokens (distinct,\n"
+"in the order chosen): positions = sorted(chosen), labels = the tokens there; then, for each\n"
+"chosen index in order: if random() < 0.8, tokens[index] = mask_id; else if random() < 0.5, keep\n"
+"it; else tokens[index] = word_ids[randbelow(len(word_ids))].");
 
 static PyObject *
 Stream_mask(Stream *self, PyObject *const *args, Py_ssize_t nargs)
@@ -246,32 +312,61 @@ Stream_mask(Stream *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "mask(tokens: list, chosen: list, mask_id, word_ids: list)");
         return NULL;
     }
-    PyObject *tokens = args[0], *chosen = args[1], *mask_id = args[2], *word_ids = args[3];
-    Py_ssize_t vocab_size = PyList_GET_SIZE(word_ids);
-    for (Py_ssize_t c = 0; c < PyList_GET_SIZE(chosen); c++) {
-        Py_ssize_t index = PyLong_AsSsize_t(PyList_GET_ITEM(chosen, c));
-        if (index == -1 && PyErr_Occurred())
-            return NULL;
-        if (index < 0 || index >= PyList_GET_SIZE(tokens)) {
-            PyErr_SetString(PyExc_IndexError, "mask: index out of range");
+    Py_ssize_t k = PyList_GET_SIZE(args[1]);
+    Py_ssize_t *chosen = PyMem_Malloc((k ? k : 1) * sizeof(Py_ssize_t));
+    if (chosen == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t c = 0; c < k; c++) {
+        chosen[c] = PyLong_AsSsize_t(PyList_GET_ITEM(args[1], c));
+        if (chosen[c] == -1 && PyErr_Occurred()) {
+            PyMem_Free(chosen);
             return NULL;
         }
-        PyObject *replacement;
-        if (next_double(self) < 0.8)
-            replacement = mask_id;
-        else if (next_double(self) < 0.5)
-            continue;
-        else {
-            if (vocab_size < 1 || vocab_size > (Py_ssize_t)0xffffffff) {
-                PyErr_SetString(PyExc_ValueError, "mask: word_ids must have 1 to 2**32 - 1 items");
-                return NULL;
-            }
-            replacement = PyList_GET_ITEM(word_ids, below(self, (uint32_t)vocab_size));
-        }
-        Py_INCREF(replacement);
-        PyList_SetItem(tokens, index, replacement); /* steals the reference, drops the old item */
     }
-    Py_RETURN_NONE;
+    PyObject *result = mask_chosen(self, args[0], chosen, k, args[2], args[3]);
+    PyMem_Free(chosen);
+    return result;
+}
+
+PyDoc_STRVAR(masked_lm_doc,
+"masked_lm(tokens, len_a, num_to_predict, mask_id, word_ids) -> (positions, labels)\n\n"
+"Google's create_masked_lm_predictions without whole-word masking, for tokens = [CLS] A [SEP] B\n"
+"[SEP] with len(A) = len_a: the candidate positions 1..len_a and len_a + 2..len(tokens) - 2\n"
+"shuffled (the draws of shuffle() on that list), the first num_to_predict of them chosen, then\n"
+"mask(tokens, chosen, mask_id, word_ids).");
+
+static PyObject *
+Stream_masked_lm(Stream *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "masked_lm(tokens: list, len_a: int, num_to_predict: int, mask_id, word_ids: list)");
+        return NULL;
+    }
+    Py_ssize_t num_tokens = PyList_GET_SIZE(args[0]);
+    Py_ssize_t len_a = PyLong_AsSsize_t(args[1]), num_to_predict = PyLong_AsSsize_t(args[2]);
+    if ((len_a == -1 || num_to_predict == -1) && PyErr_Occurred())
+        return NULL;
+    if (len_a < 0 || len_a + 3 > num_tokens || num_to_predict < 0 || num_tokens > (Py_ssize_t)0xffffffff) {
+        PyErr_SetString(PyExc_ValueError, "masked_lm: needs 0 <= len_a <= len(tokens) - 3 and num_to_predict >= 0");
+        return NULL;
+    }
+    Py_ssize_t m = num_tokens - 3; /* every token of A and B is a candidate */
+    Py_ssize_t *candidates = PyMem_Malloc((m ? m : 1) * sizeof(Py_ssize_t));
+    if (candidates == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t c = 0; c < m; c++)
+        candidates[c] = c < len_a ? c + 1 : c + 2; /* skip [CLS], and the [SEP] after A */
+    for (Py_ssize_t i = m - 1; i > 0; i--) { /* shuffle() */
+        uint32_t j = below(self, (uint32_t)(i + 1));
+        Py_ssize_t t = candidates[i];
+        candidates[i] = candidates[j];
+        candidates[j] = t;
+    }
+    PyObject *result = mask_chosen(self, args[0], candidates, num_to_predict < m ? num_to_predict : m,
+                                   args[3], args[4]);
+    PyMem_Free(candidates);
+    return result;
 }
 
 PyDoc_STRVAR(varints_doc,
@@ -333,6 +428,7 @@ static PyMethodDef Stream_methods[] = {
     {"words", (PyCFunction)Stream_words, METH_O,
      "getrandbits(32 * m).to_bytes(4 * m, 'little')"},
     {"mask", (PyCFunction)(void (*)(void))Stream_mask, METH_FASTCALL, mask_doc},
+    {"masked_lm", (PyCFunction)(void (*)(void))Stream_masked_lm, METH_FASTCALL, masked_lm_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -220,30 +220,13 @@ def _shuffle(x: list, rng: random.Random) -> None:
         k -= 1
 
 
-def _mask_python(rng: random.Random) -> Callable[[list, list, int, list], None]:
-    random_ = rng.random
-    randbelow = _randbelow_fn(rng)
-
-    def mask(tokens: list, chosen: list, mask_id: int, word_ids: list) -> None:
-        """Google's 80/10/10 for each chosen index, in order."""
-        for index in chosen:
-            if random_() < 0.8:  # 80%: [MASK]
-                tokens[index] = mask_id
-            elif random_() < 0.5:  # 10%: keep the original
-                pass
-            else:  # 10%: a random word, vocab_words[rng.randint(0, len(vocab_words) - 1)]
-                tokens[index] = word_ids[randbelow(len(word_ids))]
-
-    return mask
-
-
 class _PythonDraws:
     """The draws of make-data, made on ``rng`` itself (the path without the compiled module).
 
-    The same methods as ``bertdetr.bert._speedups.Stream``, with the same results and the same words
-    consumed: ``random()``, ``randbelow(n)`` (``Random._randbelow``), ``shuffle(x)``, ``words(m)``
-    (``getrandbits(32 * m)`` as ``m`` little-endian 4-byte words), ``mask(tokens, chosen,
-    mask_id, word_ids)``.
+    The same methods as ``bertdetr.bert._speedups.Stream``, with the same results and the same
+    words consumed: ``random()``, ``randbelow(n)`` (``Random._randbelow``), ``shuffle(x)``,
+    ``words(m)`` (``getrandbits(32 * m)`` as ``m`` little-endian 4-byte words), ``mask`` and
+    ``masked_lm`` (below).
     """
 
     def __init__(self, rng: random.Random):
@@ -251,7 +234,41 @@ class _PythonDraws:
         self.randbelow = _randbelow_fn(rng)
         self.shuffle = functools.partial(_shuffle, rng=rng)
         self.words = lambda m: rng.getrandbits(32 * m).to_bytes(4 * m, "little")
-        self.mask = _mask_python(rng)
+        self._positions: list[int] = []
+
+    def mask(self, tokens: list, chosen: list, mask_id: int, word_ids: list) -> tuple[list, list]:
+        """The end of Google's ``create_masked_lm_predictions`` for the ``chosen`` positions
+        (distinct, in the order chosen): returns the positions sorted (Google sorts its
+        masked_lms by index) and the original tokens there; applies the 80/10/10 to ``tokens``."""
+        positions = sorted(chosen)
+        labels = list(map(tokens.__getitem__, positions))
+        random_, randbelow = self.random, self.randbelow
+        for index in chosen:
+            if random_() < 0.8:  # 80%: [MASK]
+                tokens[index] = mask_id
+            elif random_() < 0.5:  # 10%: keep the original
+                pass
+            else:  # 10%: a random word, vocab_words[rng.randint(0, len(vocab_words) - 1)]
+                tokens[index] = word_ids[randbelow(len(word_ids))]
+        return positions, labels
+
+    def masked_lm(self, tokens: list, len_a: int, num_to_predict: int, mask_id: int,
+                  word_ids: list) -> tuple[list, list]:
+        """Google's ``create_masked_lm_predictions`` without whole-word masking, for ``tokens``
+        = [CLS] A [SEP] B [SEP] with ``len(A) == len_a``.
+
+        Google collects candidates by testing each token string against "[CLS]"/"[SEP]"; the
+        tokenizer never produces those (it splits "[" and "]" off as punctuation), so they are
+        exactly positions 0, len_a + 1 and the last. Candidates are distinct, so Google's
+        covered-indexes test never skips: the first ``num_to_predict`` of the shuffle are masked.
+        """
+        num_tokens = len(tokens)
+        positions = self._positions
+        if len(positions) < num_tokens:
+            positions[:] = range(num_tokens)
+        candidates = positions[1:len_a + 1] + positions[len_a + 2:num_tokens - 1]
+        self.shuffle(candidates)  # rng.shuffle(cand_indexes)
+        return self.mask(tokens, candidates[:num_to_predict], mask_id, word_ids)
 
 
 @contextlib.contextmanager
@@ -414,6 +431,7 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
     randbelow = draws.randbelow
     shuffle = draws.shuffle
     mask = draws.mask
+    masked_lm = draws.masked_lm
     max_seq_length = config.max_seq_length
     max_num_tokens = max_seq_length - 3  # Account for [CLS], [SEP], [SEP]
     short_seq_prob = config.short_seq_prob
@@ -424,7 +442,6 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
     cls_id, sep_id, mask_id = vocab.cls_id, vocab.sep_id, vocab.mask_id
     word_ids = vocab.word_ids
     num_documents = len(all_documents)
-    positions = list(range(max_seq_length))
     # Python 3 round(): halves go to the even integer (Google's script, run on Python 3, does
     # the same).
     num_to_predict_for = [min(max_predictions, max(1, int(round(n * masked_lm_prob))))
@@ -487,15 +504,18 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
                     tokens = [cls_id, *tokens_a, sep_id, *tokens_b, sep_id]
                     num_tokens = len(tokens)
 
-                    # create_masked_lm_predictions. Google collects candidates by testing each
-                    # token string against "[CLS]"/"[SEP]"; the tokenizer never produces those
-                    # (it splits "[" and "]" off as punctuation), so they are exactly positions
-                    # 0, len_a + 1 and the last.
-                    if wwm:
+                    # create_masked_lm_predictions.
+                    # num_to_predict = min(max_predictions_per_seq,
+                    #                      max(1, int(round(len(tokens) * masked_lm_prob))))
+                    num_to_predict = num_to_predict_for[num_tokens]
+                    if not wwm:
+                        positions, labels = masked_lm(tokens, len_a, num_to_predict, mask_id, word_ids)
+                    else:
                         # Whole-word grouping, Google's test: `len(cand_indexes) >= 1 and
-                        # token.startswith("##")`. [CLS]/[SEP] are skipped before the test, so a
-                        # "##" piece opening B (left by truncation from the front, or a random
-                        # document) joins the last word of A; one opening A starts its own group.
+                        # token.startswith("##")`. [CLS]/[SEP] are skipped before the test (they
+                        # are positions 0, len_a + 1 and the last, see masked_lm), so a "##" piece
+                        # opening B (left by truncation from the front, or a random document)
+                        # joins the last word of A; one opening A starts its own group.
                         cand_indexes: list = []
                         for pos in range(1, num_tokens - 1):
                             if pos == len_a + 1:
@@ -504,15 +524,7 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
                                 cand_indexes[-1].append(pos)
                             else:
                                 cand_indexes.append([pos])
-                    else:
-                        cand_indexes = positions[1:len_a + 1] + positions[len_a + 2:num_tokens - 1]
-
-                    shuffle(cand_indexes)  # rng.shuffle(cand_indexes)
-
-                    # num_to_predict = min(max_predictions_per_seq,
-                    #                      max(1, int(round(len(tokens) * masked_lm_prob))))
-                    num_to_predict = num_to_predict_for[num_tokens]
-                    if wwm:
+                        shuffle(cand_indexes)  # rng.shuffle(cand_indexes)
                         # Which candidates get masked depends on counts only, not on the draws:
                         # pick them first, then draw for each in Google's order.
                         chosen: list[int] = []
@@ -525,17 +537,10 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
                             if len(chosen) + len(index_set) > num_to_predict:
                                 continue
                             chosen += index_set
-                    else:
-                        # Candidates are distinct, so Google's covered-indexes test never skips:
-                        # the first num_to_predict candidates are masked.
-                        chosen = cand_indexes[:num_to_predict]
-                    positions_sorted = sorted(chosen)  # Google sorts its masked_lms by index
-                    labels = list(map(tokens.__getitem__, positions_sorted))
-                    # 80/10/10 for each chosen index in the order chosen; tokens becomes the
-                    # output tokens.
-                    mask(tokens, chosen, mask_id, word_ids)
+                        positions, labels = mask(tokens, chosen, mask_id, word_ids)
+                    # tokens is now the output tokens.
                     instances.append(
-                        TrainingInstance(tokens, len_a, positions_sorted, labels, is_random_next))
+                        TrainingInstance(tokens, len_a, positions, labels, is_random_next))
                     current_chunk = []
                     current_length = 0
                 i += 1
