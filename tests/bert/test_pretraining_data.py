@@ -248,6 +248,15 @@ def test_varints():
     for bad in ([2**32], [-1]):
         with pytest.raises(OverflowError):
             pd._compiled.varints(bad)
+    # Any sequence of ints or of objects with __index__, as the table path takes.
+    import numpy as np
+
+    ids = [0, 127, 128, 30521, 2**32 - 1]
+    expected = b"".join(map(encode_varint, ids))
+    assert pd._compiled.varints(tuple(ids)) == expected
+    assert pd._compiled.varints(np.array(ids, dtype=np.int64)) == expected
+    with pytest.raises(TypeError):
+        pd._compiled.varints([1.0])
 
 
 @needs_compiled

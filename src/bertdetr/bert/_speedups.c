@@ -202,7 +202,7 @@ Stream_shuffle(Stream *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "shuffle: list too long");
         return NULL;
     }
-    PyObject **items = ((PyListObject *)arg)->ob_item;
+    PyObject **items = PySequence_Fast_ITEMS(arg); /* the list's item array */
     for (Py_ssize_t i = n - 1; i > 0; i--) {
         uint32_t j = below(self, (uint32_t)(i + 1));
         PyObject *t = items[i];
@@ -371,35 +371,52 @@ Stream_masked_lm(Stream *self, PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(varints_doc,
 "varints(ids) -> bytes\n\n"
-"The ints of the list ids, each in [0, 2**32), as concatenated protobuf varints: 7 bits a byte,\n"
+"The ints of the sequence ids, each in [0, 2**32), as concatenated protobuf varints: 7 bits a byte,\n"
 "least significant first, the high bit set on every byte but a number's last.");
+
+/* One id for varints(): an int, or anything with __index__ (a numpy integer, say). */
+static int
+id_value(PyObject *item, unsigned long *value)
+{
+    if (PyLong_CheckExact(item)) {
+        *value = PyLong_AsUnsignedLong(item);
+    }
+    else {
+        PyObject *number = PyNumber_Index(item);
+        if (number == NULL)
+            return -1;
+        *value = PyLong_AsUnsignedLong(number);
+        Py_DECREF(number);
+    }
+    if (*value == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    if (*value > 0xfffffffful) {
+        PyErr_SetString(PyExc_OverflowError, "varints: ids must be below 2**32");
+        return -1;
+    }
+    return 0;
+}
 
 static PyObject *
 varints(PyObject *module, PyObject *ids)
 {
-    if (!PyList_Check(ids)) {
-        PyErr_SetString(PyExc_TypeError, "varints: a list is needed");
+    PyObject *seq = PySequence_Fast(ids, "varints: a sequence of ints is needed");
+    if (seq == NULL)
         return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(ids);
-    if (n > PY_SSIZE_T_MAX / 5) {
-        PyErr_SetString(PyExc_ValueError, "varints: list too long");
-        return NULL;
-    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
     /* At most 5 bytes a number: encode into a buffer of that size, then shrink it. */
-    PyObject *out = PyBytes_FromStringAndSize(NULL, 5 * n);
-    if (out == NULL)
+    PyObject *out = n > PY_SSIZE_T_MAX / 5 ? PyErr_NoMemory() : PyBytes_FromStringAndSize(NULL, 5 * n);
+    if (out == NULL) {
+        Py_DECREF(seq);
         return NULL;
+    }
     unsigned char *start = (unsigned char *)PyBytes_AS_STRING(out), *p = start;
     for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned long v = PyLong_AsUnsignedLong(PyList_GET_ITEM(ids, i));
-        if (v == (unsigned long)-1 && PyErr_Occurred()) {
+        unsigned long v;
+        if (id_value(items[i], &v) < 0) {
+            Py_DECREF(seq);
             Py_DECREF(out);
-            return NULL;
-        }
-        if (v > 0xfffffffful) {
-            Py_DECREF(out);
-            PyErr_SetString(PyExc_OverflowError, "varints: ids must be below 2**32");
             return NULL;
         }
         while (v >= 0x80) {
@@ -408,6 +425,7 @@ varints(PyObject *module, PyObject *ids)
         }
         *p++ = (unsigned char)v;
     }
+    Py_DECREF(seq);
     if (_PyBytes_Resize(&out, p - start) < 0)
         return NULL;
     return out;
