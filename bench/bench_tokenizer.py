@@ -128,7 +128,9 @@ def main(argv=None) -> int:
     rust = BertWordPieceTokenizer(args.vocab, lowercase=lower, strip_accents=lower)
     # Google's word limit is 200 characters, HF's default 100.
     rust._tokenizer.model = WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=200)
-    tokenization._unicode_classes()  # built once per process (~0.1 s), not per tokenizer
+    # The regexes a tokenizer switches to after its first non-ASCII chunks: built once per
+    # process (~0.1 s), not per tokenizer.
+    tokenization._unicode_classes()
 
     def fresh():
         return tokenization.FullTokenizer._from_vocab(vocab, lower)

@@ -47,8 +47,20 @@ def _config_from_flags(flags):
 
 # --- Google's own output ------------------------------------------------------------------------
 
+@pytest.fixture(params=["compiled", "python"])
+def code_path(request, monkeypatch):
+    """Runs a test on the compiled module (``bertdetr.bert._speedups``) and on the pure-Python path."""
+    if request.param == "compiled":
+        if pd._compiled is None:
+            pytest.skip("bertdetr.bert._speedups is not built (pip install -e ., or python setup.py "
+                        "build_ext --inplace)")
+    else:
+        monkeypatch.setattr(pd, "_compiled", None)
+    return request.param
+
+
 @pytest.mark.parametrize("name", ["default", "wwm"])
-def test_equals_googles_records(tmp_path, name):
+def test_equals_googles_records(tmp_path, name, code_path):
     """Google's script on sample_text.txt (flags in sample-*.flags), record for record."""
     out = tmp_path / "out.tfrecord"
     config = _config_from_flags(_flags(name))
@@ -108,6 +120,163 @@ def test_shuffle_is_randoms(n):
         r2.shuffle(theirs)
         assert ours == theirs and r1.random() == r2.random()
 
+
+# --- the compiled module against random.Random and against the pure-Python path -----------------
+
+needs_compiled = pytest.mark.skipif(pd._compiled is None, reason="bertdetr.bert._speedups is not built")
+
+
+def _stream_ops(draws, rng, ops: random.Random, steps=2000):
+    """The same random calls on ``draws`` (a Stream or _PythonDraws) and on ``rng`` (CPython's
+    own methods), compared one by one."""
+    for _ in range(steps):
+        op = ops.randrange(7)
+        if op == 0:
+            assert draws.random() == rng.random()
+        elif op == 1:
+            n = ops.randrange(1, 2 ** ops.randrange(1, 33))
+            assert draws.randbelow(n) == rng.randrange(n)
+        elif op == 2:
+            x = list(range(ops.randrange(300)))
+            y = list(x)
+            draws.shuffle(x)
+            rng.shuffle(y)
+            assert x == y
+        elif op == 3:
+            m = ops.randrange(40)
+            assert draws.words(m) == rng.getrandbits(32 * m).to_bytes(4 * m, "little")
+        elif op == 4 and hasattr(draws, "getrandbits"):
+            k = ops.randrange(33)
+            assert draws.getrandbits(k) == rng.getrandbits(k)
+        elif op == 5:
+            tokens = list(range(100, 130))
+            chosen = ops.sample(range(30), ops.randrange(31))
+            word_ids = list(range(ops.randrange(1, 40000)))
+            got = draws.mask(tokens, chosen, -1, word_ids)
+            assert got + (tokens,) == _googles_masking(rng, list(range(100, 130)), chosen, word_ids)
+        elif op == 6:
+            num_tokens = ops.randrange(3, 300)
+            len_a = ops.randrange(num_tokens - 2)
+            num_to_predict = ops.randrange(1, 30)
+            tokens = list(range(1000, 1000 + num_tokens))
+            word_ids = list(range(ops.randrange(1, 40000)))
+            got = draws.masked_lm(tokens, len_a, num_to_predict, -1, word_ids)
+            # Google: [CLS] and [SEP] are no candidates; shuffle; the first num_to_predict.
+            candidates = [i for i in range(1, num_tokens - 1) if i != len_a + 1]
+            rng.shuffle(candidates)
+            expected = list(range(1000, 1000 + num_tokens))
+            assert got + (tokens,) == _googles_masking(rng, expected, candidates[:num_to_predict], word_ids)
+
+
+def _googles_masking(rng, tokens, chosen, word_ids):
+    """(sorted positions, original tokens there, masked tokens): Google's 80/10/10 with randint."""
+    positions = sorted(chosen)
+    labels = [tokens[i] for i in positions]
+    for index in chosen:
+        if rng.random() < 0.8:
+            tokens[index] = -1
+        elif rng.random() < 0.5:
+            pass
+        else:
+            tokens[index] = word_ids[rng.randint(0, len(word_ids) - 1)]
+    return positions, labels, tokens
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**40 + 3])
+def test_stream_continues_randoms_stream(seed):
+    rng, ours = random.Random(seed), random.Random(seed)
+    for _ in range(seed % 7):  # start mid-block too
+        rng.random(), ours.random()
+    stream = pd._compiled.Stream(ours.getstate()[1])
+    _stream_ops(stream, rng, random.Random(seed + 1))
+    assert stream.getstate() == rng.getstate()[1]
+
+
+def test_python_draws_are_randoms():
+    for seed in range(3):
+        rng = random.Random(seed)
+        ours = random.Random(seed)
+        _stream_ops(pd._PythonDraws(ours), rng, random.Random(seed + 1), steps=500)
+        assert ours.getstate() == rng.getstate()
+
+
+def test_draws_hand_the_state_back(code_path):
+    """After the block, the rng is where random.Random's own calls would have left it."""
+    rng, reference = random.Random(3), random.Random(3)
+    reference.gauss(0, 1)  # a pending gauss_next is kept too
+    rng.gauss(0, 1)
+    with pd._draws_of(rng) as draws:
+        assert isinstance(draws, pd._PythonDraws) == (code_path == "python")
+        x, y = list(range(50)), list(range(50))
+        draws.shuffle(x)
+        reference.shuffle(y)
+        assert x == y and draws.random() == reference.random()
+    assert rng.getstate() == reference.getstate()
+
+
+@needs_compiled
+def test_stream_rejects_bad_input():
+    stream = pd._compiled.Stream(random.Random(0).getstate()[1])
+    for bad in (0, -1, 2**32, 2**70):
+        with pytest.raises((ValueError, OverflowError)):
+            stream.randbelow(bad)
+    with pytest.raises(ValueError):
+        stream.getrandbits(33)
+    with pytest.raises(TypeError):
+        stream.shuffle((1, 2))
+    with pytest.raises(IndexError):
+        stream.mask([1, 2], [2], 0, [5])
+    with pytest.raises(ValueError):
+        stream.mask([1, 2], [1], 0, [])
+    with pytest.raises(ValueError):
+        stream.masked_lm([1, 2, 3, 4], 2, 1, 0, [5])  # len_a + 3 > len(tokens)
+    state = random.Random(0).getstate()[1]
+    for bad in (state[:-1], state[:-1] + (625,), (2**32,) + state[1:]):
+        with pytest.raises(ValueError):
+            pd._compiled.Stream(bad)
+
+
+@needs_compiled
+def test_varints():
+    from bertdetr.bert.records import encode_varint
+
+    rng = random.Random(0)
+    for _ in range(500):
+        ids = [rng.randrange(2 ** rng.randrange(1, 33)) for _ in range(rng.randrange(60))]
+        assert pd._compiled.varints(ids) == b"".join(map(encode_varint, ids))
+    for bad in ([2**32], [-1]):
+        with pytest.raises(OverflowError):
+            pd._compiled.varints(bad)
+    # Any sequence of ints or of objects with __index__, as the table path takes.
+    import numpy as np
+
+    ids = [0, 127, 128, 30521, 2**32 - 1]
+    expected = b"".join(map(encode_varint, ids))
+    assert pd._compiled.varints(tuple(ids)) == expected
+    assert pd._compiled.varints(np.array(ids, dtype=np.int64)) == expected
+    with pytest.raises(TypeError):
+        pd._compiled.varints([1.0])
+
+
+@needs_compiled
+@pytest.mark.parametrize("kw", [
+    dict(dupe_factor=3),
+    dict(dupe_factor=2, do_whole_word_mask=True, max_seq_length=32, short_seq_prob=0.5),
+    dict(max_seq_length=512, max_predictions_per_seq=80, masked_lm_prob=0.3, random_seed=4),
+    dict(max_seq_length=20, do_whole_word_mask=True, masked_lm_prob=1.0, max_predictions_per_seq=30),
+])
+def test_compiled_and_python_paths_write_the_same_bytes(tmp_path, monkeypatch, kw):
+    path = tmp_path / "in.txt"
+    _random_corpus(random.Random(kw.get("random_seed", 0)), path, num_docs=12)
+    config = PretrainingDataConfig(**kw)
+    compiled = [tmp_path / "c0.tfrecord", tmp_path / "c1.tfrecord"]
+    python = [tmp_path / "p0.tfrecord", tmp_path / "p1.tfrecord"]
+    make_pretraining_data([str(path)], ",".join(map(str, compiled)), VOCAB, config)
+    monkeypatch.setattr(pd, "_compiled", None)
+    make_pretraining_data([str(path)], ",".join(map(str, python)), VOCAB, config)
+    for c, p in zip(compiled, python):
+        assert c.read_bytes() and c.read_bytes() == p.read_bytes()
 
 
 def _shards(tmp_path, n=3):

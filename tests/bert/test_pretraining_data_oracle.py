@@ -227,8 +227,9 @@ def test_fast_instances_equal_reference_on_generated_documents(documents, config
 
 @GENERATED
 @given(len_a=st.integers(1, 120), len_b=st.integers(1, 120), max_num_tokens=st.integers(2, 130),
-       seed=st.integers(0, 2**32), threshold=st.sampled_from([0, 8, 10**9]))
-def test_truncation_counts_equal_reference_trimming(len_a, len_b, max_num_tokens, seed, threshold):
+       seed=st.integers(0, 2**32), threshold=st.sampled_from([0, 8, 10**9]),
+       compiled=st.booleans())
+def test_truncation_counts_equal_reference_trimming(len_a, len_b, max_num_tokens, seed, threshold, compiled):
     tokens_a, tokens_b = list(range(len_a)), list(range(1000, 1000 + len_b))
     rng = random.Random(seed)
     reference.trim_pair(tokens_a, tokens_b, max_num_tokens, rng)
@@ -237,7 +238,12 @@ def test_truncation_counts_equal_reference_trimming(len_a, len_b, max_num_tokens
     saved = pd._SHORT_TRUNCATION
     pd._SHORT_TRUNCATION = threshold
     try:
-        front_a, back_a, front_b, back_b = pd._truncation(len_a, len_b, max_num_tokens, fast_rng)
+        if compiled:  # the C module's draws when it is built (else the pure-Python ones again)
+            with pd._draws_of(fast_rng) as draws:
+                front_a, back_a, front_b, back_b = pd._truncation(len_a, len_b, max_num_tokens, draws)
+        else:
+            draws = pd._PythonDraws(fast_rng)
+            front_a, back_a, front_b, back_b = pd._truncation(len_a, len_b, max_num_tokens, draws)
     finally:
         pd._SHORT_TRUNCATION = saved
     assert list(range(len_a))[front_a:len_a - back_a] == tokens_a

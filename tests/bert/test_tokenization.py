@@ -91,14 +91,23 @@ VOCAB = load_vocab(VOCAB_FILE)
 LOWER = [True, False]
 
 
-def _pair(do_lower_case):
-    """(ours, Google's) FullTokenizer on the bert-base-uncased vocabulary, new (cold caches)."""
+# Non-ASCII chunks are split one character at a time for a tokenizer's first
+# BasicTokenizer.per_character_chunks of them, then by whole-Unicode regexes: both are tested.
+CLASSES = {"per character": sys.maxsize, "regexes": 0}
+
+
+def _pair(do_lower_case, classes=None):
+    """(ours, Google's) FullTokenizer on the bert-base-uncased vocabulary, new (cold caches);
+    ``classes`` (a key of CLASSES) fixes how ours splits non-ASCII chunks."""
     ours = FullTokenizer._from_vocab(VOCAB, do_lower_case)
+    if classes is not None:
+        ours.basic_tokenizer.per_character_chunks = CLASSES[classes]
     google = reference.FullTokenizer(None, do_lower_case, vocab=VOCAB)
     return ours, google
 
 
-_SHARED = {lower: _pair(lower) for lower in (True, False)}  # for the generated examples
+# for the generated examples
+_SHARED = {(lower, classes): _pair(lower, classes) for lower in (True, False) for classes in CLASSES}
 
 
 def _assert_same(ours, google, texts):
@@ -130,11 +139,12 @@ def _code_points():
     ]
 
 
+@pytest.mark.parametrize("classes", CLASSES)
 @pytest.mark.parametrize("lower", LOWER)
-def test_every_code_point_in_context(lower):
+def test_every_code_point_in_context(lower, classes):
     # Each character inside a word (is it deleted, a separator, punctuation, CJK?), then doubled
     # after a capital and before a full stop (lowercasing context, e.g. a final sigma).
-    ours, google = _pair(lower)
+    ours, google = _pair(lower, classes)
     cps = _code_points()
     assert len(cps) > 40000
     for i in range(0, len(cps), 64):
@@ -178,11 +188,12 @@ FAST = settings(
 )
 
 
+@pytest.mark.parametrize("classes", CLASSES)
 @pytest.mark.parametrize("lower", LOWER)
 @FAST
 @given(texts=st.lists(TEXTS, min_size=1, max_size=4))
-def test_generated_text_matches_google(lower, texts):
-    ours, google = _SHARED[lower]
+def test_generated_text_matches_google(lower, classes, texts):
+    ours, google = _SHARED[lower, classes]
     _assert_same(ours, google, texts)
     # ...also once the caches are warm (the same chunks again, in another order).
     _assert_same(ours, google, texts[::-1])
@@ -191,7 +202,7 @@ def test_generated_text_matches_google(lower, texts):
 @FAST
 @given(data=st.binary(max_size=60))
 def test_bytes_with_invalid_utf8_match_google(data):
-    ours, google = _SHARED[True]
+    ours, google = _SHARED[True, "per character"]
     assert ours.tokenize(data) == google.tokenize(data)
     assert ours.basic_tokenizer.tokenize(data) == google.basic_tokenizer.tokenize(data)
 
@@ -245,6 +256,25 @@ def test_changing_do_lower_case_of_basic_tokenizer():
     assert basic.tokenize("Héllo") == ["hello"]
     basic.do_lower_case = False
     assert basic.tokenize("Héllo") == ["Héllo"]
+
+
+def test_per_character_classes_equal_the_regexes_on_every_code_point():
+    # The operations are local to each character: run them over all of Unicode, in blocks, each
+    # character between two letters.
+    chars, regexes = tokenization._CharClasses(), tokenization._unicode_classes()
+    for start in range(0, sys.maxunicode + 1, 4096):
+        text = "".join(f"a{chr(cp)}" for cp in range(start, min(start + 4096, sys.maxunicode + 1))) + "a"
+        assert chars.delete(text) == regexes.delete(text), hex(start)
+        assert chars.strip_marks(text) == regexes.strip_marks(text), hex(start)
+        assert chars.split_words(text) == regexes.split_words(text), hex(start)
+
+
+def test_switch_from_per_character_to_regexes():
+    ours, google = _pair(True)
+    ours.basic_tokenizer.per_character_chunks = 3
+    words = ["Héllo", "naïve,", "ΟΔΟΣ.", "Café", "żółw!", "東京", "x"]
+    _assert_same(ours, google, [" ".join(words)])
+    assert ours.basic_tokenizer._non_ascii_chunks == 3  # then the regexes, for the other three
 
 
 def test_bounded_caches_stay_correct(monkeypatch):

@@ -12,10 +12,15 @@ What differs from Google's script, none of it visible in the records:
 
 - **Token ids instead of token strings.** Documents are kept as lists of vocabulary ids; Google's
   string tests map onto ids exactly (see the comments at each one).
-- **The random stream is drawn through ``getrandbits``/``random`` directly** instead of through
-  ``random.Random.shuffle``/``randint`` (which cost a Python-level ``_randbelow`` call per draw).
-  Each helper below consumes exactly the 32-bit words CPython's methods would; ``rng`` is left in
-  the state Google's run leaves it in.
+- **The random stream is drawn in C** when the optional compiled module
+  ``bertdetr.bert._speedups`` is built (``pip install``, or ``python setup.py build_ext
+  --inplace``): it continues the Mersenne Twister of the shard's ``random.Random`` from its state
+  and hands the state back (``_draws_of``). Without it, the pure-Python path draws through
+  ``getrandbits``/``random`` directly instead of through ``random.Random.shuffle``/``randint``
+  (which cost a Python-level ``_randbelow`` call per draw). Either way every draw consumes exactly
+  the 32-bit words CPython's methods would, the files are the same bytes, and ``rng`` is left in
+  the state Google's run leaves it in. (Most draws are the candidate shuffle of each instance:
+  ~160 rejection-sampled words, half of the run time as Python calls.)
 - **Truncation is counted**, not done a token at a time (Google's ``del tokens[0]`` loop is
   quadratic: a 10 MB line would take hours), with all of its coin flips in one draw.
 - **Shards.** Each input file is a shard processed on its own (Google's algorithm within the
@@ -28,12 +33,14 @@ What differs from Google's script, none of it visible in the records:
   bounded by one shard: its documents as id lists and its records as bytes (Google holds every
   document and every instance object of every input at once); ``workers`` shards run in parallel.
 - **Serialized records** are built by hand (``bertdetr.bert.records``): features in sorted
-  order, so the same seed gives the same bytes.
+  order, so the same seed gives the same bytes. The ids' varints are encoded in C when the
+  compiled module is built.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import multiprocessing
 import os
@@ -50,6 +57,11 @@ from typing import Callable, Iterable, Optional, Sequence
 from bertdetr.bert.records import encode_varint, frame_record, masked_crc32c
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable, expand_inputs
+
+try:  # the shuffle and masking draws in C (setup.py builds it: pip install, or build_ext --inplace)
+    from bertdetr.bert import _speedups as _compiled
+except ImportError:  # pragma: no cover - the pure-Python path below makes the same draws
+    _compiled = None
 
 __all__ = [
     "PretrainingDataConfig",
@@ -208,6 +220,77 @@ def _shuffle(x: list, rng: random.Random) -> None:
         k -= 1
 
 
+class _PythonDraws:
+    """The draws of make-data, made on ``rng`` itself (the path without the compiled module).
+
+    The same methods as ``bertdetr.bert._speedups.Stream``, with the same results and the same
+    words consumed: ``random()``, ``randbelow(n)`` (``Random._randbelow``), ``shuffle(x)``,
+    ``words(m)`` (``getrandbits(32 * m)`` as ``m`` little-endian 4-byte words), ``mask`` and
+    ``masked_lm`` (below).
+    """
+
+    def __init__(self, rng: random.Random):
+        self.random = rng.random
+        self.randbelow = _randbelow_fn(rng)
+        self.shuffle = functools.partial(_shuffle, rng=rng)
+        self.words = lambda m: rng.getrandbits(32 * m).to_bytes(4 * m, "little")
+        self._positions: list[int] = []
+
+    def mask(self, tokens: list, chosen: list, mask_id: int, word_ids: list) -> tuple[list, list]:
+        """The end of Google's ``create_masked_lm_predictions`` for the ``chosen`` positions
+        (distinct, in the order chosen): returns the positions sorted (Google sorts its
+        masked_lms by index) and the original tokens there; applies the 80/10/10 to ``tokens``."""
+        positions = sorted(chosen)
+        labels = list(map(tokens.__getitem__, positions))
+        random_, randbelow = self.random, self.randbelow
+        for index in chosen:
+            if random_() < 0.8:  # 80%: [MASK]
+                tokens[index] = mask_id
+            elif random_() < 0.5:  # 10%: keep the original
+                pass
+            else:  # 10%: a random word, vocab_words[rng.randint(0, len(vocab_words) - 1)]
+                tokens[index] = word_ids[randbelow(len(word_ids))]
+        return positions, labels
+
+    def masked_lm(self, tokens: list, len_a: int, num_to_predict: int, mask_id: int,
+                  word_ids: list) -> tuple[list, list]:
+        """Google's ``create_masked_lm_predictions`` without whole-word masking, for ``tokens``
+        = [CLS] A [SEP] B [SEP] with ``len(A) == len_a``.
+
+        Google collects candidates by testing each token string against "[CLS]"/"[SEP]"; the
+        tokenizer never produces those (it splits "[" and "]" off as punctuation), so they are
+        exactly positions 0, len_a + 1 and the last. Candidates are distinct, so Google's
+        covered-indexes test never skips: the first ``num_to_predict`` of the shuffle are masked.
+        """
+        num_tokens = len(tokens)
+        positions = self._positions
+        if len(positions) < num_tokens:
+            positions[:] = range(num_tokens)
+        candidates = positions[1:len_a + 1] + positions[len_a + 2:num_tokens - 1]
+        self.shuffle(candidates)  # rng.shuffle(cand_indexes)
+        return self.mask(tokens, candidates[:num_to_predict], mask_id, word_ids)
+
+
+@contextlib.contextmanager
+def _draws_of(rng: random.Random):
+    """The draws of ``rng``, in C when the compiled module is built.
+
+    The compiled ``Stream`` continues ``rng``'s Mersenne Twister from its state and hands the state
+    back when the block ends, so ``rng`` is then exactly where the pure-Python path leaves it. Do
+    not draw from ``rng`` itself inside the block. A subclass of ``random.Random`` (which may
+    override its methods) always takes the pure-Python path.
+    """
+    if _compiled is None or type(rng) is not random.Random:
+        yield _PythonDraws(rng)
+        return
+    version, internal, gauss_next = rng.getstate()
+    stream = _compiled.Stream(internal)
+    try:
+        yield stream
+    finally:
+        rng.setstate((version, stream.getstate(), gauss_next))
+
+
 _pack_crc = struct.Struct("<I").pack
 
 _SHORT_TRUNCATION = 8  # fewer pops than this: a loop of random() calls; more: one bulk draw
@@ -215,7 +298,7 @@ _LOW_BYTES = bytes(range(128))
 _HIGH_BYTES = bytes(range(128, 256))
 
 
-def _truncation(len_a: int, len_b: int, max_num_tokens: int, rng: random.Random) -> tuple[int, int, int, int]:
+def _truncation(len_a: int, len_b: int, max_num_tokens: int, draws) -> tuple[int, int, int, int]:
     """Google's ``truncate_seq_pair`` as counts: tokens removed from (front of A, back of A,
     front of B, back of B).
 
@@ -227,7 +310,7 @@ def _truncation(len_a: int, len_b: int, max_num_tokens: int, rng: random.Random)
     if excess <= 0:
         return 0, 0, 0, 0
     if excess < _SHORT_TRUNCATION:
-        rand = rng.random
+        rand = draws.random
         af = ab = bf = bb = 0
         while len_a + len_b > max_num_tokens:
             if len_a > len_b:
@@ -244,11 +327,10 @@ def _truncation(len_a: int, len_b: int, max_num_tokens: int, rng: random.Random)
                     bb += 1
         return af, ab, bf, bb
     # random() takes two words w1, w2 and is (w1 >> 5) * 2**-27 + (w2 >> 6) * 2**-53, so
-    # random() < 0.5  <=>  w1 < 2**31  <=>  the top bit of w1 is 0. getrandbits(64 * n) draws the
-    # same 2n words in order, least significant first: w1 of pop t is bytes 8t..8t+3
-    # (little-endian), its top bit the high bit of byte 8t + 3. So one draw decides every pop:
-    # byte < 128 means "from the front".
-    top_bytes = rng.getrandbits(64 * excess).to_bytes(8 * excess, "little")[3::8]
+    # random() < 0.5  <=>  w1 < 2**31  <=>  the top bit of w1 is 0. words(2n) draws the same 2n
+    # words in order, each as 4 little-endian bytes: w1 of pop t is bytes 8t..8t+3, its top bit
+    # the high bit of byte 8t + 3. So one draw decides every pop: byte < 128 means "from the front".
+    top_bytes = draws.words(2 * excess)[3::8]
     # Which list each pop takes: the longer one, B on a tie. With A longer, A takes the first
     # len_a - len_b pops, then B, A, B, ... alternate; otherwise B takes len_b - len_a + 1 pops,
     # then A, B, A, ...
@@ -330,24 +412,26 @@ def create_training_instances(documents: list, config: PretrainingDataConfig, vo
     from each document ``dupe_factor`` times, shuffle the instances. ``documents`` is shuffled in
     place."""
     instances: list[TrainingInstance] = []
-    for batch in _instance_batches(documents, config, vocab, rng):
-        instances.extend(batch)
-        if progress is not None:
-            progress(0, 0, len(batch))
-    _shuffle(instances, rng)
+    with _draws_of(rng) as draws:
+        for batch in _instance_batches(documents, config, vocab, draws):
+            instances.extend(batch)
+            if progress is not None:
+                progress(0, 0, len(batch))
+        draws.shuffle(instances)
     return instances
 
 
-def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab: VocabIds,
-                      rng: random.Random):
+def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab: VocabIds, draws):
     """Yields the instances of each document of each dupe pass, in Google's order (before the
-    final shuffle)."""
-    _shuffle(all_documents, rng)
+    final shuffle), drawing from ``draws`` (see ``_draws_of``)."""
+    draws.shuffle(all_documents)
     # Everything below is Google's create_instances_from_document and create_masked_lm_predictions,
     # inlined into one loop (a Python call per step would dominate the run time).
-    random_ = rng.random
-    randbelow = _randbelow_fn(rng)
-    shuffle = _shuffle
+    random_ = draws.random
+    randbelow = draws.randbelow
+    shuffle = draws.shuffle
+    mask = draws.mask
+    masked_lm = draws.masked_lm
     max_seq_length = config.max_seq_length
     max_num_tokens = max_seq_length - 3  # Account for [CLS], [SEP], [SEP]
     short_seq_prob = config.short_seq_prob
@@ -355,10 +439,9 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
     max_predictions = config.max_predictions_per_seq
     wwm = config.do_whole_word_mask
     is_subword = vocab.is_subword
-    cls_id, sep_id, mask_id, vocab_size = vocab.cls_id, vocab.sep_id, vocab.mask_id, vocab.size
+    cls_id, sep_id, mask_id = vocab.cls_id, vocab.sep_id, vocab.mask_id
     word_ids = vocab.word_ids
     num_documents = len(all_documents)
-    positions = list(range(max_seq_length))
     # Python 3 round(): halves go to the even integer (Google's script, run on Python 3, does
     # the same).
     num_to_predict_for = [min(max_predictions, max(1, int(round(n * masked_lm_prob))))
@@ -413,7 +496,7 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
 
                     len_a, len_b = len(tokens_a), len(tokens_b)
                     if len_a + len_b > max_num_tokens:
-                        af, ab, bf, bb = _truncation(len_a, len_b, max_num_tokens, rng)
+                        af, ab, bf, bb = _truncation(len_a, len_b, max_num_tokens, draws)
                         tokens_a = tokens_a[af:len_a - ab]
                         tokens_b = tokens_b[bf:len_b - bb]
                         len_a, len_b = len(tokens_a), len(tokens_b)
@@ -421,15 +504,18 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
                     tokens = [cls_id, *tokens_a, sep_id, *tokens_b, sep_id]
                     num_tokens = len(tokens)
 
-                    # create_masked_lm_predictions. Google collects candidates by testing each
-                    # token string against "[CLS]"/"[SEP]"; the tokenizer never produces those
-                    # (it splits "[" and "]" off as punctuation), so they are exactly positions
-                    # 0, len_a + 1 and the last.
-                    if wwm:
+                    # create_masked_lm_predictions.
+                    # num_to_predict = min(max_predictions_per_seq,
+                    #                      max(1, int(round(len(tokens) * masked_lm_prob))))
+                    num_to_predict = num_to_predict_for[num_tokens]
+                    if not wwm:
+                        positions, labels = masked_lm(tokens, len_a, num_to_predict, mask_id, word_ids)
+                    else:
                         # Whole-word grouping, Google's test: `len(cand_indexes) >= 1 and
-                        # token.startswith("##")`. [CLS]/[SEP] are skipped before the test, so a
-                        # "##" piece opening B (left by truncation from the front, or a random
-                        # document) joins the last word of A; one opening A starts its own group.
+                        # token.startswith("##")`. [CLS]/[SEP] are skipped before the test (they
+                        # are positions 0, len_a + 1 and the last, see masked_lm), so a "##" piece
+                        # opening B (left by truncation from the front, or a random document)
+                        # joins the last word of A; one opening A starts its own group.
                         cand_indexes: list = []
                         for pos in range(1, num_tokens - 1):
                             if pos == len_a + 1:
@@ -438,15 +524,7 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
                                 cand_indexes[-1].append(pos)
                             else:
                                 cand_indexes.append([pos])
-                    else:
-                        cand_indexes = positions[1:len_a + 1] + positions[len_a + 2:num_tokens - 1]
-
-                    shuffle(cand_indexes, rng)  # rng.shuffle(cand_indexes)
-
-                    # num_to_predict = min(max_predictions_per_seq,
-                    #                      max(1, int(round(len(tokens) * masked_lm_prob))))
-                    num_to_predict = num_to_predict_for[num_tokens]
-                    if wwm:
+                        shuffle(cand_indexes)  # rng.shuffle(cand_indexes)
                         # Which candidates get masked depends on counts only, not on the draws:
                         # pick them first, then draw for each in Google's order.
                         chosen: list[int] = []
@@ -459,21 +537,10 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
                             if len(chosen) + len(index_set) > num_to_predict:
                                 continue
                             chosen += index_set
-                    else:
-                        # Candidates are distinct, so Google's covered-indexes test never skips:
-                        # the first num_to_predict candidates are masked.
-                        chosen = cand_indexes[:num_to_predict]
-                    positions_sorted = sorted(chosen)  # Google sorts its masked_lms by index
-                    labels = list(map(tokens.__getitem__, positions_sorted))
-                    for index in chosen:  # tokens becomes the output tokens
-                        if random_() < 0.8:  # 80%: [MASK]
-                            tokens[index] = mask_id
-                        elif random_() < 0.5:  # 10%: keep the original
-                            pass
-                        else:  # 10%: a random word, vocab_words[rng.randint(0, len(vocab_words) - 1)]
-                            tokens[index] = word_ids[randbelow(vocab_size)]
+                        positions, labels = mask(tokens, chosen, mask_id, word_ids)
+                    # tokens is now the output tokens.
                     instances.append(
-                        TrainingInstance(tokens, len_a, positions_sorted, labels, is_random_next))
+                        TrainingInstance(tokens, len_a, positions, labels, is_random_next))
                     current_chunk = []
                     current_length = 0
                 i += 1
@@ -483,7 +550,11 @@ def _instance_batches(all_documents: list, config: PretrainingDataConfig, vocab:
 # --- serialization ----------------------------------------------------------------------------
 
 def _join_varints(table: list, ids: list) -> bytes:
+    """The varints of ``ids`` from ``table`` (the varint bytes of each id), concatenated: the
+    pure-Python twin of ``_speedups.varints``."""
     if len(ids) > 1:
+        # itemgetter(*ids)(table) looks all ids up in one C call (a third faster than map);
+        # with one argument it returns the item itself, not a 1-tuple.
         return b"".join(itemgetter(*ids)(table))
     return table[ids[0]] if ids else b""
 
@@ -495,9 +566,10 @@ class ExampleEncoder:
     Everything that depends only on a length is precomputed: the headers of each feature for
     each payload length, the ``input_mask`` and ``masked_lm_weights`` features for each count,
     the record header with its CRC for each record length, the varint bytes of every id. Per
-    record, only the id payloads and the pieces are joined and the data CRC computed. (Encoding
-    the ids of a batch with numpy instead measured twice as slow: its fancy indexing costs more
-    than ``bytes.join`` over a table.)
+    record, only the id payloads are encoded (``_speedups.varints``, or ``bytes.join`` over the
+    table without the compiled module), the pieces joined and the data CRC computed. (Encoding
+    the ids of a batch with numpy instead measured twice as slow as the table: its fancy
+    indexing costs more than ``bytes.join``.)
     """
 
     _NAMES = ("input_ids", "input_mask", "masked_lm_ids", "masked_lm_positions", "masked_lm_weights",
@@ -557,19 +629,21 @@ class ExampleEncoder:
         mask_items, weight_items, nsp_items = self._mask_items, self._weight_items, self._nsp_items
         segment_header = self._segment_header
         small_positions = L <= 128  # every position is a one-byte varint: the byte itself
+        if _compiled is not None:
+            varints = _compiled.varints
+        else:
+            varints = functools.partial(_join_varints, V)
         examples = []
         for inst in instances:
             num_tokens = len(inst.input_ids)
             num_pad = L - num_tokens
             m = len(inst.masked_lm_positions)
-            # itemgetter(*ids)(V) looks all ids up in one C call (a third faster than map);
-            # with one argument it returns the item itself, not a 1-tuple.
-            input_ids = b"".join(itemgetter(*inst.input_ids)(V))  # >= 5 tokens
-            masked_ids = _join_varints(V, inst.masked_lm_ids)
+            input_ids = varints(inst.input_ids)
+            masked_ids = varints(inst.masked_lm_ids)
             if small_positions:
                 positions = bytes(inst.masked_lm_positions)
             else:
-                positions = _join_varints(V, inst.masked_lm_positions)
+                positions = varints(inst.masked_lm_positions)
             features = b"".join((
                 ids_h[len(input_ids) + num_pad], input_ids, zeros[num_pad],
                 mask_items[num_tokens],
@@ -726,7 +800,6 @@ def _process_shard(task: _ShardTask, progress: Optional[ProgressFn]) -> MakeData
     config = task.config
     tokenizer = _tokenizer(task.vocab_file, config.do_lower_case)
     vocab = VocabIds(tokenizer.vocab)
-    rng = random.Random(task.seed)
     documents, num_tokens = read_documents(task.path, tokenizer, progress)
     if not documents:
         raise BertDetrError(f"{task.path}: no text to make pretraining data from "
@@ -735,18 +808,19 @@ def _process_shard(task: _ShardTask, progress: Optional[ProgressFn]) -> MakeData
     records: list[bytes] = []
     num_documents = len(documents)
     pending: list[TrainingInstance] = []
-    for batch in _instance_batches(documents, config, vocab, rng):
-        pending += batch
-        if len(pending) >= 1024:
-            records += encoder.records(pending)
-            if progress is not None:
-                progress(0, 0, len(pending))
-            pending = []
-    records += encoder.records(pending)
-    if progress is not None:
-        progress(0, 0, len(pending))
-    del documents, pending
-    _shuffle(records, rng)  # Google's rng.shuffle(instances)
+    with _draws_of(random.Random(task.seed)) as draws:
+        for batch in _instance_batches(documents, config, vocab, draws):
+            pending += batch
+            if len(pending) >= 1024:
+                records += encoder.records(pending)
+                if progress is not None:
+                    progress(0, 0, len(pending))
+                pending = []
+        records += encoder.records(pending)
+        if progress is not None:
+            progress(0, 0, len(pending))
+        del documents, pending
+        draws.shuffle(records)  # Google's rng.shuffle(instances)
     _write_round_robin(records, task.outputs)
     return MakeDataSummary(documents=num_documents, tokens=num_tokens, instances=len(records),
                            outputs=list(task.outputs), inputs=[task.path])

@@ -1,0 +1,11 @@
+"""The one compiled module, optional: without a C compiler the install still works and
+``bertdetr bert make-data`` runs its pure-Python path (same files, slower). Everything else is in
+pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension("bertdetr.bert._speedups", ["src/bertdetr/bert/_speedups.c"], optional=True),
+    ],
+)
