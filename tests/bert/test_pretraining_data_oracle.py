@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from bertdetr.bert import pretraining_data as pd
 from bertdetr.bert.pretraining_data import PretrainingDataConfig, make_pretraining_data
-from bertdetr.bert.records import iter_examples
 from bertdetr.bert.tokenization import FullTokenizer, load_vocab
 
 from .test_pretraining_data import _config_from_flags, _decoded, _flags, _golden
