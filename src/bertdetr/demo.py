@@ -183,7 +183,8 @@ def run_detr(out: str, epochs: int, num_images: int, seed: int) -> dict:
     from bertdetr.detr.data import load_coco
     from bertdetr.detr.model import build_detr
     from bertdetr.detr.predict import predict_images
-    from bertdetr.detr.train import evaluate_detr, load_train_setup, train_detr, with_num_classes
+    from bertdetr.detr.evaluate import evaluate_detr
+    from bertdetr.detr.train import load_train_setup, train_detr, with_num_classes
 
     os.makedirs(out, exist_ok=True)
     print("== DETR: detection on synthetic shapes ==")

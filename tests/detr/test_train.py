@@ -96,6 +96,31 @@ def test_fine_tune_with_new_class_count_needs_reset_head(shapes, tmp_path):
     assert train_detr(load_train_setup(path, reset_head=True))["iterations"] == 1
 
 
+def test_pretrained_backbone_is_loaded_by_the_trainer_not_over_a_checkpoint(shapes, tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    from bertdetr.detr.weights import load_detr, save_detr
+
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18()
+    torch.save(tv.state_dict(), tmp_path / "resnet18.pth")
+    model = dict(TINY_MODEL, backbone={"pretrained": str(tmp_path / "resnet18.pth")})
+    path = _config(shapes, tmp_path, epochs=1, max_iters=1, output_dir="fresh")
+    cfg = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(cfg, model=model)))
+    train_detr(load_train_setup(path))
+    fresh, fresh_cfg = load_detr(tmp_path / "fresh" / "model")
+    # the stem is frozen (frozen_stages 1): still the ImageNet file's after a step
+    assert torch.equal(fresh.backbone.conv1.weight, tv.conv1.weight)
+    cfg["train"].update(init_checkpoint=str(tmp_path / "fresh" / "model"), output_dir="tuned")
+    with torch.no_grad():
+        fresh.backbone.conv1.weight.mul_(2)
+    save_detr(fresh, fresh_cfg, tmp_path / "fresh" / "model")
+    path.write_text(json.dumps(dict(cfg, model=model)))
+    train_detr(load_train_setup(path))
+    tuned, _ = load_detr(tmp_path / "tuned" / "model")
+    assert torch.equal(tuned.backbone.conv1.weight, 2 * tv.conv1.weight)  # the checkpoint's, not ImageNet's
+
+
 def test_bad_config_and_data_are_clear_errors(shapes, tmp_path, capsys):
     assert main(["detr", "train", str(tmp_path / "missing.json")]) == 2
     assert "config file not found" in capsys.readouterr().err

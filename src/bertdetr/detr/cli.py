@@ -189,9 +189,8 @@ def _run_eval(args) -> int:
     import torch
 
     from bertdetr.detr.data import check_images, load_coco
-    from bertdetr.detr.evaluate import coco_api
-    from bertdetr.detr.train import evaluate_detr, load_classes
-    from bertdetr.detr.weights import load_detr
+    from bertdetr.detr.evaluate import coco_api, evaluate_detr
+    from bertdetr.detr.weights import load_classes, load_detr
     from bertdetr.errors import BertDetrError
     from bertdetr.fileio import atomic_output, check_writable
 
@@ -264,8 +263,7 @@ def _add_attention(commands) -> None:
 
 def _run_attention(args) -> int:
     from bertdetr.detr.attention import attention_pictures
-    from bertdetr.detr.train import load_classes
-    from bertdetr.detr.weights import load_detr
+    from bertdetr.detr.weights import load_classes, load_detr
     from bertdetr.fileio import check_writable
 
     import os

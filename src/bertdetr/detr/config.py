@@ -44,7 +44,7 @@ class BackboneConfig:
     frozen_stages: int = 1
     """The stem and stages 1..frozen_stages get no gradient (mmdet ``frozen_stages``); -1 trains all."""
     pretrained: str | None = None
-    """Local path of torchvision ImageNet weights loaded by ``build_detr`` (None: random init)."""
+    """Local path of torchvision ImageNet weights the trainer loads into a fresh model (None: random init)."""
     base_channels: int = 64
     """Width of the stem and of the first stage, doubled at each later stage (mmdet ``base_channels``);
     64 is the standard ResNet (and the only width torchvision's weights fit). Smaller widths make a

@@ -4,7 +4,8 @@ large sets; ``pip install bertdetr[fast-eval]``).
 
 Detections are per image: ``boxes`` [K,4] pixel (x1, y1, x2, y2) in the original image, ``scores``
 [K], ``labels`` [K] contiguous labels; the label -> category id mapping of the dataset turns them
-back into COCO category ids.
+back into COCO category ids. ``predict_dataset`` runs a model over a dataset, ``evaluate_detr``
+scores it (under torchrun each process predicts its share, the results are gathered).
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ import json
 import os
 from typing import Iterable, Sequence
 
+import torch
+
+from bertdetr.detr.data import CocoDetection, CocoIndex, collate
+from bertdetr.detr.model import DETR
+from bertdetr.detr.postprocess import DetrPostProcess
+from bertdetr.detr.transforms import eval_transforms
+from bertdetr.distributed import Distributed
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
@@ -91,3 +99,48 @@ def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: I
     if verbose:
         print(sink.getvalue(), end="")
     return {k: float(v) for k, v in zip(COCO_METRICS, ev.stats)}
+
+
+@torch.no_grad()
+def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
+                    device: torch.device, batch_size: int = 2, env: Distributed | None = None) -> list[dict]:
+    """COCO result entries of every image of ``index`` (this rank's share under DDP), boxes in the
+    images' original pixels."""
+    env = env or Distributed()
+    dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
+    indices = list(range(env.rank, len(dataset), env.world_size))
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
+                                         collate_fn=collate)
+    post = DetrPostProcess(max_per_img)
+    was_training = model.training
+    model.eval()
+    results = []
+    for batch in loader:
+        if batch is None:
+            continue
+        outputs = model(batch["images"].to(device), batch["masks"].to(device))
+        sizes = [tuple(int(v) for v in t["size"]) for t in batch["targets"]]
+        scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
+        for t, det in zip(batch["targets"], post(outputs, sizes, scales)):
+            results += to_coco_results(t["image_id"], det["boxes"].cpu(), det["scores"].cpu(), det["labels"].cpu(),
+                                       index.category_ids)
+    model.train(was_training)
+    return results
+
+
+def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, max_size: int, max_per_img: int,
+                  device: torch.device, batch_size: int = 2, env: Distributed | None = None,
+                  results_path: str | None = None, coco_backend: str = "pycocotools") -> dict[str, float]:
+    """COCO mAP of ``model`` on ``index`` (gathered over ranks, through ``coco_backend``); writes the
+    results json if asked."""
+    env = env or Distributed()
+    results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env)
+    if env.world_size > 1:
+        import torch.distributed as dist
+
+        gathered: list = [None] * env.world_size
+        dist.all_gather_object(gathered, results)
+        results = [r for part in gathered for r in part]
+    if results_path:
+        write_results(results, results_path)
+    return coco_evaluate(ann_file, results, image_ids=[im["id"] for im in index.images], backend=coco_backend)

@@ -403,16 +403,13 @@ class DETR(nn.Module):
 
 
 def build_detr(config: DETRConfig) -> DETR:
-    """Builds the model of ``config`` (random init as mmdet: xavier for transformer weights; loads
-    ``config.backbone.pretrained`` torchvision weights when set)."""
+    """Builds the model of ``config``, randomly initialised as mmdet (xavier for transformer weights).
+    Reads no files: ``config.backbone.pretrained`` is loaded by whoever starts from it (the trainer,
+    through ``weights.load_torchvision_resnet``), checkpoints by ``weights.load_detr``/``from_*``."""
     D = config.embed_dims
     enc, dec, pe = config.encoder, config.decoder, config.positional_encoding
     bb = config.backbone
     backbone = ResNet(bb.depth, bb.frozen_stages, bb.norm, bb.base_channels)
-    if config.backbone.pretrained:
-        from bertdetr.detr.weights import load_torchvision_resnet
-
-        load_torchvision_resnet(backbone, config.backbone.pretrained)
 
     def ffn(cfg) -> FeedForward:
         return FeedForward(D, cfg.feedforward_channels, nn.ReLU(inplace=True), activation_dropout=cfg.ffn_drop)

@@ -10,10 +10,9 @@ import torch
 from bertdetr.detr.data import ImageLoadError, load_image
 from bertdetr.detr.evaluate import to_coco_results, write_results
 from bertdetr.detr.postprocess import DetrPostProcess
-from bertdetr.detr.train import load_classes
 from bertdetr.detr.transforms import eval_transforms
 from bertdetr.detr.visualize import draw_detections
-from bertdetr.detr.weights import load_detr
+from bertdetr.detr.weights import load_classes, load_detr
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
 

@@ -30,12 +30,11 @@ import torch
 from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data import CocoDetection, CocoIndex, check_images, collate, load_coco
-from bertdetr.detr.evaluate import COCO_BACKENDS, coco_evaluate, to_coco_results, write_results
+from bertdetr.detr.evaluate import COCO_BACKENDS, evaluate_detr
 from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr
-from bertdetr.detr.postprocess import DetrPostProcess
-from bertdetr.detr.transforms import TRAIN_SCALES, eval_transforms, train_transforms
-from bertdetr.detr.weights import load_detr, save_detr
+from bertdetr.detr.transforms import TRAIN_SCALES, train_transforms
+from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr
 from bertdetr.distributed import (
     Distributed,
     all_ranks_ok,
@@ -237,18 +236,7 @@ def _loader(dataset, batch_size, sampler, num_workers, seed):
 
 def _export(model: DETR, config: DETRConfig, index: CocoIndex, directory: str) -> None:
     save_detr(model, config, directory)
-    with atomic_output(os.path.join(directory, "classes.json"), "w") as f:
-        json.dump({"category_ids": index.category_ids, "class_names": index.class_names}, f, indent=1)
-
-
-def load_classes(directory: str, num_classes: int) -> tuple[list[int], list[str]]:
-    """Category ids and names stored with an export (``classes.json``), or 1..C / "class k"."""
-    path = os.path.join(directory, "classes.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-        return list(d["category_ids"]), list(d["class_names"])
-    return list(range(1, num_classes + 1)), [f"class {k}" for k in range(num_classes)]
+    save_classes(directory, index.category_ids, index.class_names)
 
 
 def train_detr(setup: DetrTrainSetup) -> dict:
@@ -274,6 +262,8 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                                         reset_head=cfg.reset_head, generator=torch.Generator().manual_seed(cfg.seed))
     else:
         model = build_detr(model_config)
+        if model_config.backbone.pretrained:  # ImageNet weights for a fresh model, not over a checkpoint
+            load_torchvision_resnet(model.backbone, model_config.backbone.pretrained)
     model.to(device).train()
     criterion = build_criterion(model_config).to(device)
     optimizer = build_optimizer(model, cfg)
@@ -439,48 +429,3 @@ def _save(cfg, env, model, optimizer, scheduler, epoch, batch_in_epoch, it, inde
              "epoch": epoch, "batch_in_epoch": batch_in_epoch, "iteration": it, "world_size": env.world_size,
              "rng": rng, "category_ids": index.category_ids, "class_names": index.class_names}
     return save_checkpoint(state, cfg.output_dir, it, cfg.keep_last)
-
-
-@torch.no_grad()
-def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
-                    device: torch.device, batch_size: int = 2, env: Distributed | None = None) -> list[dict]:
-    """COCO result entries of every image of ``index`` (this rank's share under DDP), boxes in the
-    images' original pixels."""
-    env = env or Distributed()
-    dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
-    indices = list(range(env.rank, len(dataset), env.world_size))
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
-                                         collate_fn=collate)
-    post = DetrPostProcess(max_per_img)
-    was_training = model.training
-    model.eval()
-    results = []
-    for batch in loader:
-        if batch is None:
-            continue
-        outputs = model(batch["images"].to(device), batch["masks"].to(device))
-        sizes = [tuple(int(v) for v in t["size"]) for t in batch["targets"]]
-        scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
-        for t, det in zip(batch["targets"], post(outputs, sizes, scales)):
-            results += to_coco_results(t["image_id"], det["boxes"].cpu(), det["scores"].cpu(), det["labels"].cpu(),
-                                       index.category_ids)
-    model.train(was_training)
-    return results
-
-
-def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, max_size: int, max_per_img: int,
-                  device: torch.device, batch_size: int = 2, env: Distributed | None = None,
-                  results_path: str | None = None, coco_backend: str = "pycocotools") -> dict[str, float]:
-    """COCO mAP of ``model`` on ``index`` (gathered over ranks, through ``coco_backend``); writes the
-    results json if asked."""
-    env = env or Distributed()
-    results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env)
-    if env.world_size > 1:
-        import torch.distributed as dist
-
-        gathered: list = [None] * env.world_size
-        dist.all_gather_object(gathered, results)
-        results = [r for part in gathered for r in part]
-    if results_path:
-        write_results(results, results_path)
-    return coco_evaluate(ann_file, results, image_ids=[im["id"] for im in index.images], backend=coco_backend)
