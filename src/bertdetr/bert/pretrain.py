@@ -223,8 +223,10 @@ def pretrain(config: PretrainConfig) -> dict:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
 
+    # Every batch's values are checked against the model there, on the host (not in forward).
     stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
-                               env.world_size, config.num_workers, config.shuffle_buffer, skip_batches)
+                               env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
+                               model_config=model_config)
     # Its own generator: the DataLoader draws a base seed when iterated, which must not advance
     # the global RNG that dropout uses (an exact resume restores that RNG before this point).
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
@@ -345,7 +347,7 @@ def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_s
     sums = torch.zeros(5, dtype=torch.float64)  # correct_w, nll_w, w, nsp_correct, nsp_nll
     n_seq = 0
     counts: dict[int, float] = {}
-    for i, batch in enumerate(iter_eval_batches(files, batch_size)):
+    for i, batch in enumerate(iter_eval_batches(files, batch_size, model.config)):
         if i >= max_steps:
             break
         batch = {k: v.to(device) for k, v in batch.items()}
