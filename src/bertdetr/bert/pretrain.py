@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from bertdetr.bert.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
-from bertdetr.bert.optimization import AdamWeightDecay, clip_by_global_norm, google_lr_schedule, weight_decay_groups
+from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.tokenization import load_vocab
 from bertdetr.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
 from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -189,9 +189,8 @@ def pretrain(config: PretrainConfig) -> dict:
         check_writable(os.path.join(config.output_dir, "train_config.json"))
     model.to(device)
 
-    optimizer = AdamWeightDecay(weight_decay_groups(model, config.weight_decay), lr=config.learning_rate,
-                                lamb=config.optimizer == "lamb")
-    scheduler = google_lr_schedule(optimizer, config.num_train_steps, config.num_warmup_steps)
+    optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
+                                            config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
 
     step = 0
     torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
