@@ -43,8 +43,7 @@ from bertdetr.bert.weights import to_hf_state_dict
 
 PEAK_GFLOPS = {"fp32": 210.0, "bf16": 900.0}
 GPU_PEAK_GFLOPS = {"fp32": 67_000.0, "bf16": 989_000.0}  # H100 SXM dense
-PACK_TOKENS = True
-DEVICE = torch.device("cpu")  # --device  # --no-pack: our layers run on the padded [B,T] batch instead of the real tokens
+DEVICE = torch.device("cpu")  # --device
 CONFIGS = {
     # name: (config, batch, seq length, max_predictions_per_seq as Google's README for that length)
     "base": (BertConfig(), 8, 128, 20),
@@ -92,7 +91,6 @@ def build_pair(name: str, want_hf: bool = True, batch: int | None = None):
     B = batch or B
     torch.manual_seed(0)
     ours = build_bert_for_pretraining(config)
-    ours.bert.pack_tokens = PACK_TOKENS
     hf = None
     if want_hf:
         import transformers
@@ -212,16 +210,6 @@ def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[di
     hf.train()
     o_opt, h_opt = optimizer(ours), optimizer(hf)
     fns = {"ours": lambda: ours_train_step(ours, o_opt, f), "hf": lambda: hf_train_step(hf, h_opt, hf_f)}
-    if PACK_TOKENS:  # A/B of token packing in the same alternation
-
-        def unpacked():
-            ours.bert.pack_tokens = False
-            try:
-                ours_train_step(ours, o_opt, f)
-            finally:
-                ours.bert.pack_tokens = True
-
-        fns["ours_unpacked"] = unpacked
     if bf16:
         fns["ours_bf16"] = lambda: ours_train_step(ours, o_opt, f, autocast=True)
         if DEVICE.type == "cuda":  # on a GPU bf16 is how both are used, so HF's too
@@ -229,8 +217,6 @@ def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[di
     t = alternate(fns, repeats)
     report(rows, name, "train fp32 ours", t["ours"], B, train_flops, "fp32")
     report(rows, name, "train fp32 hf", t["hf"], B, hf_train_flops_per_sequence(config, T), "fp32")
-    if PACK_TOKENS:
-        report(rows, name, "train fp32 ours --no-pack", t["ours_unpacked"], B, train_flops, "fp32")
     if bf16:
         report(rows, name, "train bf16-autocast ours", t["ours_bf16"], B, train_flops, "bf16")
     if "hf_bf16" in t:
@@ -290,8 +276,7 @@ def memory_child(name: str, impl: str) -> None:
 def run_memory(name: str, rows: list[dict]) -> None:
     res = {}
     for impl in ("ours", "hf"):
-        out = subprocess.run([sys.executable, __file__, "--memory-child", name, impl]
-                             + ([] if PACK_TOKENS else ["--no-pack"]), check=True,
+        out = subprocess.run([sys.executable, __file__, "--memory-child", name, impl], check=True,
                              capture_output=True, text=True).stdout
         res[impl] = json.loads(out.strip().splitlines()[-1])
         row = dict(config=name, what=f"train step memory {impl}", **{k: round(v, 1) for k, v in res[impl].items()})
@@ -324,15 +309,12 @@ def main() -> None:
     ap.add_argument("--compile-configs", default="small", help="configs to run the torch.compile path on")
     ap.add_argument("--no-bf16", dest="bf16", action="store_false")
     ap.add_argument("--no-memory", dest="memory", action="store_false")
-    ap.add_argument("--no-pack", dest="pack", action="store_false",
-                    help="run our layers on the padded batch (BertModel.pack_tokens = False)")
     ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--batch", type=int, help="sequences per step (default: per config, 8 base / 32 small)")
     args = ap.parse_args()
-    global PACK_TOKENS, DEVICE
-    PACK_TOKENS = args.pack
+    global DEVICE
     DEVICE = torch.device(args.device)
     if DEVICE.type == "cuda":
         args.memory = False  # measured inside run_speed with the CUDA allocator's counters

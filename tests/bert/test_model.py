@@ -12,6 +12,7 @@ from bertdetr.bert.model import (
     BertModel,
     build_bert_for_pretraining,
     build_bert_model,
+    gather_indexes,
     masked_lm_loss,
     next_sentence_loss,
 )
@@ -183,24 +184,50 @@ def model():
     return build_bert_for_pretraining(tiny()).eval()
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda f: f["input_ids"].__setitem__((0, 1), 50), r"input_ids contains 50, outside \[0, 50\) \(vocab_size 50\)"),
-    (lambda f: f["input_ids"].__setitem__((1, 0), -3), r"input_ids contains -3"),
-    (lambda f: f["segment_ids"].__setitem__((0, 2), 2), r"token_type_ids contains 2, outside \[0, 2\) \(type_vocab_size 2\)"),
-    (lambda f: f.update(input_mask=torch.ones(2, 7, dtype=torch.long)), r"attention_mask has shape \[2, 7\], expected \[2, 8\]"),
-    (lambda f: f.update(segment_ids=torch.zeros(2, 9, dtype=torch.long)), r"token_type_ids has shape \[2, 9\], expected \[2, 8\]"),
+SHAPE_ERRORS = [  # forward checks these itself (they cost no host read)
+    (lambda f: f.update(input_mask=torch.ones(2, 7, dtype=torch.long)), r"input_mask has shape \[2, 7\], expected \[2, 8\]"),
+    (lambda f: f.update(segment_ids=torch.zeros(2, 9, dtype=torch.long)), r"segment_ids has shape \[2, 9\], expected \[2, 8\]"),
     (lambda f: f.update(masked_lm_ids=torch.zeros(2, 4, dtype=torch.long)), r"masked_lm_ids has shape \[2, 4\], expected \[2, 3\]"),
     (lambda f: f.update(masked_lm_weights=torch.ones(2, 2)), r"masked_lm_weights has shape \[2, 2\]"),
+    (lambda f: f.update(input_ids=f["input_ids"].float()), r"input_ids must be an integer tensor"),
+    (lambda f: f.update(masked_lm_positions=f["masked_lm_positions"].float()), r"masked_lm_positions must be an integer tensor"),
+]
+VALUE_ERRORS = [  # check_inputs / check_pretraining_features: values, read on the host
+    (lambda f: f["input_ids"].__setitem__((0, 1), 50), r"input_ids contains 50, outside \[0, 50\) \(vocab_size 50\)"),
+    (lambda f: f["input_ids"].__setitem__((1, 0), -3), r"input_ids contains -3"),
+    (lambda f: f["segment_ids"].__setitem__((0, 2), 2), r"segment_ids contains 2, outside \[0, 2\) \(type_vocab_size 2\)"),
     (lambda f: f["masked_lm_positions"].__setitem__((1, 1), 8), r"masked_lm_positions contains 8, outside \[0, 8\)"),
+    (lambda f: f["masked_lm_positions"].__setitem__((1, 1), -1), r"masked_lm_positions contains -1"),
     (lambda f: f["masked_lm_ids"].__setitem__((0, 0), 77), r"masked_lm_ids contains 77"),
     (lambda f: f.update(next_sentence_labels=torch.tensor([0, 2])), r"next_sentence_labels contains 2"),
-    (lambda f: f.update(input_ids=f["input_ids"].float()), r"input_ids must be an integer tensor"),
-])
-def test_bad_inputs(model, change, message):
+]
+
+
+@pytest.mark.parametrize("change,message", SHAPE_ERRORS)
+def test_bad_shapes_in_forward(model, change, message):
     f = features()
     change(f)
     with pytest.raises(BertDetrError, match=message):
         model(**f)
+
+
+@pytest.mark.parametrize("change,message", SHAPE_ERRORS + VALUE_ERRORS)
+def test_bad_inputs_in_check_inputs(model, change, message):
+    f = features()
+    change(f)
+    with pytest.raises(BertDetrError, match=message):
+        model.check_inputs(**f)
+
+
+def test_bert_model_check_inputs(model):
+    ids = torch.tensor([[1, 2, 50]])
+    with pytest.raises(BertDetrError, match=r"input_ids contains 50, outside \[0, 50\) \(vocab_size 50\)"):
+        model.bert.check_inputs(ids)
+    with pytest.raises(BertDetrError, match=r"token_type_ids contains 3"):
+        model.bert.check_inputs(ids.clamp(max=49), torch.tensor([[0, 1, 3]]))
+    with pytest.raises(BertDetrError, match=r"output_positions contains 3, outside \[0, 3\)"):
+        model.bert.check_inputs(ids.clamp(max=49), output_positions=torch.tensor([[3]]))
+    model.bert.check_inputs(ids.clamp(max=49), torch.tensor([[0, 1, 1]]), torch.ones(1, 3), torch.tensor([[2]]))
 
 
 def test_sequence_longer_than_max_positions(model):
@@ -209,6 +236,34 @@ def test_sequence_longer_than_max_positions(model):
         model(**f)
     with pytest.raises(BertDetrError, match="sequence length 13"):
         model.bert(f["input_ids"])
+
+
+def test_pretraining_step_reads_nothing_on_the_host(host_reads):
+    """A training step (forward, losses, backward) must not read tensor values on the host: on a
+    GPU each such read is a sync that stalls the step. Two ways to see one without a GPU: count
+    the Tensor methods that read values (as the DETR criterion's test does), and run the step on
+    the meta device, where every op whose result depends on values (item, nonzero, bool(), a
+    boolean index...) fails since meta tensors have no values."""
+    torch.manual_seed(0)
+    config = tiny(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    m = build_bert_for_pretraining(config).train()
+    f = features(B=3, T=9)
+    f["input_mask"][1, 5:] = 0  # padding: the paths a padded batch takes
+    f["input_mask"][2, 7:] = 0
+    f["masked_lm_weights"][2, 2] = 0.0
+    with host_reads() as calls:
+        m(**f)["loss"].backward()
+    assert calls == []
+    with host_reads() as calls:  # the counting sees reads: the value checks, which forward no longer runs
+        m.check_inputs(**f)
+    assert calls
+
+    meta = build_bert_for_pretraining(config).train().to("meta")
+    out = meta(**{k: v.to("meta") for k, v in f.items()})
+    out["loss"].backward()
+    assert meta.bert.embeddings.word_embeddings.weight.grad.is_meta
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        meta.check_inputs(**{k: v.to("meta") for k, v in f.items()})  # a value read fails there
 
 
 # ---- weights: errors by name ----
@@ -328,37 +383,15 @@ def test_bert_output_positions_equal_full_output_gathered():
     torch.manual_seed(0)
     m = build_bert_model(tiny()).eval()
     f = features(T=9)
-    f["input_mask"][1, 6:] = 0  # padding: the layers before the last run on the real tokens only
+    f["input_mask"][1, 6:] = 0
     f["masked_lm_positions"][1] = torch.tensor([5, 0, 2])
     full = m(f["input_ids"], f["segment_ids"], f["input_mask"])
     part = m(f["input_ids"], f["segment_ids"], f["input_mask"], output_positions=f["masked_lm_positions"])
     pos = f["masked_lm_positions"]
-    torch.testing.assert_close(part.sequence_output, full.sequence_output.gather(1, pos[..., None].expand(-1, -1, 16)),
+    assert part.sequence_output is None and full.gathered_output is None  # one meaning per field
+    torch.testing.assert_close(part.gathered_output, full.sequence_output.gather(1, pos[..., None].expand(-1, -1, 16)),
                                rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(part.gathered_output, gather_indexes(full.sequence_output, pos), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(part.pooled_output, full.pooled_output, rtol=1e-5, atol=1e-6)
     with pytest.raises(BertDetrError, match=r"output_positions contains 9, outside \[0, 9\)"):
-        m(f["input_ids"], output_positions=torch.tensor([[9], [0]]))
-
-
-def test_packed_encoder_layer_equals_padded():
-    from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormEncoderLayer
-
-    torch.manual_seed(0)
-    layer = PostNormEncoderLayer(MultiHeadAttention(16, 4), FeedForward(16, 24, torch.nn.GELU())).eval()
-    x = torch.randn(3, 6, 16)
-    keep = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 1 + [0] * 5]).bool()
-    mask = torch.zeros(3, 1, 1, 6).masked_fill(~keep[:, None, None, :], -10000.0)
-    index = keep.reshape(-1).nonzero().squeeze(1)
-    packed = layer(x.reshape(18, 16)[index], attn_mask=mask, packed=(index, 3, 6))
-    torch.testing.assert_close(packed, layer(x, attn_mask=mask).reshape(18, 16)[index], rtol=1e-5, atol=1e-6)
-
-
-def test_row_packing_gradients():
-    from bertdetr.nn.transformer import place_rows, select_rows
-
-    index = torch.tensor([0, 2, 3, 6])
-    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
-    p = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: select_rows(t, index), (x,))
-    assert torch.autograd.gradcheck(lambda t: place_rows(t, index, 7), (p,))
-    torch.testing.assert_close(select_rows(place_rows(p, index, 7), index), p)
+        m.check_inputs(f["input_ids"], output_positions=torch.tensor([[9], [0]]))

@@ -6,6 +6,7 @@ from torch import nn
 from bertdetr.bert.optimization import (
     AdamWeightDecay,
     clip_by_global_norm,
+    create_optimizer,
     google_lr_factor,
     google_lr_schedule,
     weight_decay_groups,
@@ -91,3 +92,19 @@ def test_bad_settings_are_clear_errors():
         AdamWeightDecay([p], lr=-1)
     with pytest.raises(BertDetrError, match="num_warmup_steps"):
         google_lr_schedule(AdamWeightDecay([p]), 10, 11)
+
+
+def test_create_optimizer_is_googles():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+    opt, sched = create_optimizer(model, 1e-3, num_train_steps=10, num_warmup_steps=2, weight_decay=0.01)
+    assert isinstance(opt, AdamWeightDecay)
+    decay, skip = opt.param_groups
+    assert decay["weight_decay"] == 0.01 and [p.shape for p in decay["params"]] == [(4, 3)]
+    assert skip["weight_decay"] == 0.0 and len(skip["params"]) == 3  # linear bias, LayerNorm gamma and beta
+    assert decay["betas"] == (0.9, 0.999) and decay["eps"] == 1e-6
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([1e-3 * google_lr_factor(s, 10, 2) for s in range(4)])

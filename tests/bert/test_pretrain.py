@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bertdetr.bert import pretrain as pretrain_module
-from bertdetr.bert.model import BertConfig
+from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
 from bertdetr.bert.pretrain import PretrainConfig, pretrain
 from bertdetr.bert.pretraining_data import PretrainingDataConfig, make_pretraining_data
 from bertdetr.checkpoint import list_checkpoints, load_checkpoint
@@ -126,6 +126,13 @@ def test_bad_inputs_fail_before_training(records, tmp_path, capsys):
         pretrain(_config(records, tmp_path, model=BertConfig(**{**TINY, "vocab_size": 1000})))
     with pytest.raises(BertDetrError, match="outside the model's vocab_size 1000"):
         pretrain(_config(records, tmp_path, vocab_file=None, model=BertConfig(**{**TINY, "vocab_size": 1000})))
+    # Values the first-records check does not look at: every batch is checked as the dataset makes it.
+    with pytest.raises(BertDetrError, match=r"records of .*train\.tfrecord: segment_ids contains 1, outside "
+                                            r"\[0, 1\) \(type_vocab_size 1\)"):
+        pretrain(_config(records, tmp_path, model=BertConfig(**{**TINY, "type_vocab_size": 1})))
+    with pytest.raises(BertDetrError, match=r"records of .*eval\.tfrecord: segment_ids contains 1"):
+        pretrain_module.evaluate(build_bert_for_pretraining(BertConfig(**{**TINY, "type_vocab_size": 1})),
+                                 [records[1]], 4, 1)
     assert not list_checkpoints(tmp_path)
     assert main(["bert", "pretrain", "--input-file", str(tmp_path / "none-*.tfrecord"),
                  "--output-dir", str(tmp_path / "o")]) == 2

@@ -1,15 +1,22 @@
+import io
 import json
+import os
+import random
 
+import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from bertdetr.cli import main
-from bertdetr.detr.attention import attention_weights, capture_attention
+from bertdetr.detr.attention import attention_pictures, capture_attention
+from bertdetr.detr.boxes import box_cxcywh_to_xyxy
+from bertdetr.detr.data import load_image
 from bertdetr.detr.model import build_detr
+from bertdetr.detr.predict import detect
 from bertdetr.detr.train import model_config_from_dict, with_num_classes
+from bertdetr.detr.transforms import eval_transforms
+from bertdetr.detr.visualize import draw_detections, overlay_heatmap
 from bertdetr.detr.weights import save_detr
-from bertdetr.nn.transformer import MultiHeadAttention
 
 TINY = {"preset": "r18", "num_queries": 4,
         "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
@@ -17,20 +24,35 @@ TINY = {"preset": "r18", "num_queries": 4,
         "positional_encoding": {"num_feats": 16}}
 
 
-def test_recomputed_weights_equal_torch_multihead_attention():
+def test_detection_pictures_are_unchanged_and_match_predict(tmp_path):
+    """Each ``<name>_det<k>.png`` is byte for byte what the command wrote before it used
+    DetrPostProcess (the k-th best query's decoder attention under its box, boxes = normalised
+    boxes times the image size), and its box is the k-th detection of ``detr predict``."""
     torch.manual_seed(0)
-    ref = nn.MultiheadAttention(16, 4, batch_first=True)
-    ours = MultiHeadAttention(16, 4)
-    with torch.no_grad():
-        ours.in_proj_weight.copy_(ref.in_proj_weight)
-        ours.in_proj_bias.copy_(torch.randn(48))
-        ref.in_proj_bias.copy_(ours.in_proj_bias)
-    q, k = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
-    pad = torch.zeros(2, 5, dtype=torch.bool)
-    pad[0, 3:] = True
-    expected = ref(q, k, k, key_padding_mask=pad, need_weights=True, average_attn_weights=True)[1]
-    got = attention_weights(ours, q, k, (~pad)[:, None, None, :])
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    model = build_detr(with_num_classes(model_config_from_dict(TINY), 3)).eval()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "img.png")
+    image = load_image(str(tmp_path / "img.png"))
+    names = ["a", "b", "c"]
+    written = attention_pictures(model, str(tmp_path / "img.png"), str(tmp_path / "att"), names, threshold=0.0,
+                                 top=3, test_size=64)
+    assert [os.path.basename(p) for p in written] == ["img_det0.png", "img_det1.png", "img_det2.png"]
+
+    tensor, target = eval_transforms(64, 1333)(image, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long(),
+                                                       "size": torch.tensor([60, 80])}, random.Random(0))
+    H, W = (int(v) for v in target["size"])
+    out = capture_attention(model, tensor[None], torch.zeros(1, H, W, dtype=torch.bool))
+    scores, labels = out["pred_logits"][0].softmax(-1)[:, :-1].max(-1)
+    boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0]) * torch.tensor([80, 60] * 2)
+    det = detect(model, image, test_size=64)
+    for k, q in enumerate(scores.argsort(descending=True)[:3].tolist()):
+        picture = draw_detections(overlay_heatmap(image, out["decoder_attention"][0, q].numpy()),
+                                  boxes[q:q + 1].numpy(), scores[q:q + 1].numpy(), labels[q:q + 1].numpy(), names)
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG")
+        assert (tmp_path / "att" / f"img_det{k}.png").read_bytes() == buf.getvalue(), k
+        torch.testing.assert_close(det["boxes"][k], boxes[q], rtol=1e-5, atol=1e-4)
+        assert int(det["labels"][k]) == int(labels[q])
 
 
 def test_capture_shapes_and_rows_sum_to_one():

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -36,6 +37,40 @@ def test_attention_matches_torch_multihead_attention_all_input_forms():
     torch.testing.assert_close(ours(q, k, k), ref(q, k, k, need_weights=False)[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours(q, q, k[:, :5]), ref(q, q, k[:, :5], need_weights=False)[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours(q), ref(q, q, q, need_weights=False)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_attention_weights_equal_torch_multihead_attention():
+    torch.manual_seed(0)
+    ref = nn.MultiheadAttention(16, 4, batch_first=True)
+    ours = MultiHeadAttention(16, 4)
+    with torch.no_grad():
+        ref.in_proj_bias.normal_()
+    _copy_from_torch(ours, ref)
+    q, k = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    pad = torch.zeros(2, 5, dtype=torch.bool)
+    pad[0, 3:] = True
+    mask = key_padding_to_additive_mask(pad, q.dtype, float("-inf"))
+    expected = ref(q, k, k, key_padding_mask=pad, need_weights=True, average_attn_weights=False)[1]
+    got = ours.attention_weights(q, k, attn_mask=mask)  # the arguments of forward
+    assert got.shape == (2, 4, 3, 5)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # separate key and value, self-attention: the same call forms as forward
+    torch.testing.assert_close(ours.attention_weights(q, k, torch.randn(2, 5, 16)),
+                               ref(q, k, k, need_weights=True, average_attn_weights=False)[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.attention_weights(q), ref(q, q, q, need_weights=True, average_attn_weights=False)[1],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_one_mask_convention_bool_masks_are_refused():
+    attn = MultiHeadAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    pad = torch.tensor([[False, False, True]])
+    with pytest.raises(TypeError, match="additive float mask"):
+        attn(x, attn_mask=~pad[:, None, None, :])
+    mask = key_padding_to_additive_mask(pad, x.dtype, -10000.0)
+    assert mask.shape == (1, 1, 1, 3) and mask.flatten().tolist() == [0.0, 0.0, -10000.0]
+    # a masked key changes nothing: the same as attending over the kept keys only
+    torch.testing.assert_close(attn(x[:, :2], x, attn_mask=mask), attn(x[:, :2], x[:, :2]), rtol=1e-5, atol=1e-6)
 
 
 def test_encoder_layer_matches_torch_post_norm_layer():

@@ -17,6 +17,10 @@ batches run on across epoch boundaries.
 Batch contract (B = batch size, T = max_seq_length, P = max_predictions_per_seq): int64
 ``input_ids``, ``input_mask``, ``segment_ids`` [B,T]; ``masked_lm_positions``, ``masked_lm_ids``
 [B,P]; float32 ``masked_lm_weights`` [B,P]; int64 ``next_sentence_labels`` [B].
+
+Values: given the model's config, every batch is checked here, on the host, as it is made (every id
+inside its table, positions inside the sequence, labels 0/1): the model's forward checks only
+shapes, since reading values there would be a device sync every step (see ``bertdetr.bert.model``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from bertdetr.bert.model import BertConfig, check_pretraining_features
 from bertdetr.bert.records import iter_examples, parse_example, read_records
 from bertdetr.errors import BertDetrError
 
@@ -65,16 +70,32 @@ def _to_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
     return batch
 
 
+def check_batch(batch: dict[str, torch.Tensor], model_config: BertConfig | None,
+                files: list[str]) -> dict[str, torch.Tensor]:
+    """The batch, its values checked against the model (not when ``model_config`` is None); a bad
+    one is a ``BertDetrError`` naming the value and the files it came from."""
+    if model_config is None:
+        return batch
+    try:
+        check_pretraining_features(model_config, batch)
+    except BertDetrError as e:
+        where = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        raise BertDetrError(f"records of {where}: {e}; data and model do not match (another vocabulary, "
+                            f"max_seq_length or type_vocab_size?)") from None
+    return batch
+
+
 class PretrainingStream(torch.utils.data.IterableDataset):
     """Endless, deterministic batches of one rank (use with ``DataLoader(batch_size=None)``).
 
     ``skip_batches``: batches of this rank already consumed (on resume); each worker skips its own
-    share of records without parsing them.
+    share of records without parsing them. ``model_config``: check each batch's values against it
+    (``check_batch``).
     """
 
     def __init__(self, files: list[str], batch_size: int, seed: int, shape: RecordShape, rank: int = 0,
                  world_size: int = 1, num_workers: int = 0, shuffle_buffer: int = 1000,
-                 skip_batches: int = 0, shuffle: bool = True):
+                 skip_batches: int = 0, shuffle: bool = True, model_config: BertConfig | None = None):
         if not files:
             raise BertDetrError("no training files")
         self.files = list(files)
@@ -87,6 +108,7 @@ class PretrainingStream(torch.utils.data.IterableDataset):
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
         self.skip_batches = skip_batches
         self.shuffle = shuffle
+        self.model_config = model_config
 
     def _reader(self) -> int:
         info = torch.utils.data.get_worker_info()
@@ -146,17 +168,19 @@ class PretrainingStream(torch.utils.data.IterableDataset):
                         f"a record has max_seq_length {len(example['input_ids'])} / max_predictions_per_seq "
                         f"{len(example['masked_lm_positions'])}, the first record {T} / {P}: mixed data")
                 examples.append(example)
-            yield _to_batch(examples)
+            yield check_batch(_to_batch(examples), self.model_config, self.files)
 
 
-def iter_eval_batches(files: list[str], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Every record of ``files`` once, in order, in batches (the last one may be smaller)."""
+def iter_eval_batches(files: list[str], batch_size: int,
+                      model_config: BertConfig | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Every record of ``files`` once, in order, in batches (the last one may be smaller), each
+    checked against ``model_config`` when given (``check_batch``)."""
     examples = []
     for example in iter_examples(files):
         examples.append(example)
         if len(examples) == batch_size:
-            yield _to_batch(examples)
+            yield check_batch(_to_batch(examples), model_config, files)
             examples = []
     if examples:
-        yield _to_batch(examples)
+        yield check_batch(_to_batch(examples), model_config, files)
 

@@ -81,10 +81,11 @@ def fill_mask(model: BertForPreTraining, tokenizer: FullTokenizer, text: str, to
     positions = [i for i, t in enumerate(ids) if t == mask_id]
     if not positions:
         raise BertDetrError("every [MASK] was cut off: the text is longer than the model's max_position_embeddings")
-    out = model(input_ids=torch.tensor([ids], device=device),
-                input_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
-                segment_ids=torch.zeros(1, len(ids), dtype=torch.long, device=device),
-                masked_lm_positions=torch.tensor([positions], device=device))
+    features = dict(input_ids=torch.tensor([ids]), input_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    segment_ids=torch.zeros(1, len(ids), dtype=torch.long),
+                    masked_lm_positions=torch.tensor([positions]))
+    model.check_inputs(**features)  # on the host: forward checks no values (the vocab may not fit the model)
+    out = model(**{k: v.to(device) for k, v in features.items()})
     probs = out["masked_lm_logits"][0].float().softmax(-1)
     top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
     return [MaskPrediction(pos, tokenizer.convert_ids_to_tokens(top.indices[k].tolist()), top.values[k].tolist())
@@ -110,6 +111,7 @@ def embed(model: BertForPreTraining, tokenizer: FullTokenizer, texts: Iterable[s
         for i, x in enumerate(batch):
             ids[i, : len(x)] = torch.tensor(x)
             mask[i, : len(x)] = 1
+        model.bert.check_inputs(ids, attention_mask=mask)  # on the host: forward checks no values
         ids, mask = ids.to(device), mask.to(device)
         out = model.bert(ids, token_type_ids=torch.zeros_like(ids), attention_mask=mask)
         if pooling == "pooled":

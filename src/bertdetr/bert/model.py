@@ -1,7 +1,10 @@
 """BERT as Google's ``modeling.py`` builds it, with the pretraining heads of ``run_pretraining.py``.
 
 Read top to bottom: the config, the small modules (embeddings, pooler, masked-LM and next-sentence
-heads), the losses, then the two full models and their ``build_*`` functions. The encoder layer is
+heads), Google's head functions and losses (``get_masked_lm_output``, ``get_next_sentence_output``),
+then the two full models and their ``build_*`` functions. Google's function names are kept where
+the computation is theirs (``embedding_lookup``, ``embedding_postprocessor``,
+``create_attention_mask_from_input_mask``, ``transformer_model``, ``gather_indexes``, ...). The encoder layer is
 the shared post-norm block of ``bertdetr.nn.transformer`` (fused q/k/v projection, SDPA); BERT uses
 it with no positional term inside attention and no dropout after the feed-forward activation.
 
@@ -27,7 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertdetr.errors import BertDetrError
-from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormEncoderLayer, place_rows, select_rows
+from bertdetr.nn.transformer import (
+    FeedForward,
+    MultiHeadAttention,
+    PostNormEncoderLayer,
+    gather_indexes,
+    key_padding_to_additive_mask,
+)
 
 # Google's attention_layer adds (1 - mask) * -10000.0 to the scores of masked keys (not -inf):
 # a softmax row with at least one kept key is the same to float precision either way.
@@ -195,7 +204,7 @@ def init_google_(module: nn.Module, initializer_range: float) -> None:
 
 
 class BertEmbeddings(nn.Module):
-    """Word embedding lookup, then Google's ``embedding_postprocessor``.
+    """Google's ``embedding_lookup`` then ``embedding_postprocessor``.
 
     ``forward(input_ids [B,T], token_type_ids [B,T]) -> [B,T,D]``: word + token type + position
     embeddings (positions 0..T-1), LayerNorm, dropout.
@@ -210,16 +219,26 @@ class BertEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        T = input_ids.shape[1]
+    def embedding_lookup(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B,T] -> [B,T,D]: rows of the word embedding table (Google's ``embedding_lookup``)."""
+        return self.word_embeddings(input_ids)
+
+    def embedding_postprocessor(self, input_tensor: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        """[B,T,D] -> [B,T,D]: + token type and position embeddings, LayerNorm, dropout (Google's
+        ``embedding_postprocessor``)."""
+        T = input_tensor.shape[1]
+        x = input_tensor + self.token_type_embeddings(token_type_ids)
         # Google slices the first T rows of the position table; broadcasting over B saves a lookup.
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         x = x + self.position_embeddings.weight[:T]
         return self.dropout(self.norm(x))
 
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding_postprocessor(self.embedding_lookup(input_ids), token_type_ids)
+
 
 class Pooler(nn.Module):
-    """Google's ``get_pooled_output``: dense + tanh on the first ([CLS]) token. [B,T,D] -> [B,D]."""
+    """Google's ``get_pooled_output`` (the "pooler" scope of ``BertModel``): dense + tanh on the
+    first ([CLS]) token. [B,T,D] (or any [B,*,D] whose first row is [CLS]) -> [B,D]."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -233,10 +252,11 @@ class MaskedLMHead(nn.Module):
     """``run_pretraining.get_masked_lm_output`` up to the logits.
 
     ``forward(masked_output [B,P,D], embedding_weight [V,D]) -> logits [B,P,V]``, where
-    ``masked_output`` is the sequence output at the masked positions, gathered *first* (by
-    ``BertModel(output_positions=...)``), so the transform and the vocabulary projection run on
-    B*P rows instead of B*T (HF's BertForPreTraining projects every position). The output layer
-    is the word embedding table (tied; passed in, so it is stored once) plus its own bias.
+    ``masked_output`` is the sequence output at the masked positions, gathered *first* (Google's
+    ``gather_indexes``, done by ``BertModel(output_positions=...)``), so the transform and the
+    vocabulary projection run on B*P rows instead of B*T (HF's BertForPreTraining projects every
+    position). The output layer is the word embedding table (tied; passed in, so it is stored
+    once) plus its own bias.
     """
 
     def __init__(self, dim: int, vocab_size: int, activation: nn.Module, eps: float):
@@ -275,39 +295,70 @@ def next_sentence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return F.cross_entropy(_upcast(logits), labels.reshape(-1))
 
 
-def pretraining_losses(
-    masked_lm_logits: torch.Tensor,
-    next_sentence_logits: torch.Tensor,
-    masked_lm_ids: torch.Tensor | None = None,
-    masked_lm_weights: torch.Tensor | None = None,
-    next_sentence_labels: torch.Tensor | None = None,
+def get_masked_lm_output(
+    head: MaskedLMHead,
+    input_tensor: torch.Tensor,
+    output_weights: torch.Tensor,
+    label_ids: torch.Tensor | None = None,
+    label_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The named loss terms of ``run_pretraining.model_fn`` for the labels given: ``masked_lm_loss``
-    (weights default to 1), ``next_sentence_loss``, and with both ``loss`` = their sum (Google's
-    total_loss, unweighted)."""
-    losses = {}
-    if masked_lm_ids is not None:
-        if masked_lm_weights is None:
-            masked_lm_weights = torch.ones_like(masked_lm_ids, dtype=torch.float32)
-        losses["masked_lm_loss"] = masked_lm_loss(masked_lm_logits, masked_lm_ids, masked_lm_weights)
-    if next_sentence_labels is not None:
-        losses["next_sentence_loss"] = next_sentence_loss(next_sentence_logits, next_sentence_labels)
-    if len(losses) == 2:
-        losses["loss"] = losses["masked_lm_loss"] + losses["next_sentence_loss"]
-    return losses
+    """Google's ``get_masked_lm_output``: ``masked_lm_logits`` [B,P,V] and, with ``label_ids``
+    [B,P], ``masked_lm_loss`` (``label_weights`` [B,P] default to 1).
+
+    ``input_tensor`` [B,P,D] is the sequence output already gathered at the masked positions:
+    Google gathers inside this function (``gather_indexes``); here the encoder's last layer
+    computes only those rows (``BertModel(output_positions=...)``), which is the same numbers.
+    ``output_weights`` [V,D] is the word embedding table (tied).
+    """
+    logits = head(input_tensor, output_weights)
+    out = {"masked_lm_logits": logits}
+    if label_ids is not None:
+        if label_weights is None:
+            label_weights = torch.ones_like(label_ids, dtype=torch.float32)
+        out["masked_lm_loss"] = masked_lm_loss(logits, label_ids, label_weights)
+    return out
+
+
+def get_next_sentence_output(head: nn.Linear, input_tensor: torch.Tensor,
+                             labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Google's ``get_next_sentence_output``: ``next_sentence_logits`` [B,2] from the pooled
+    output [B,D] (``cls/seq_relationship``, a [2,D] matrix and bias) and, with ``labels`` [B]
+    or [B,1], ``next_sentence_loss``."""
+    logits = head(input_tensor)
+    out = {"next_sentence_logits": logits}
+    if labels is not None:
+        out["next_sentence_loss"] = next_sentence_loss(logits, labels)
+    return out
 
 
 @dataclass
 class BertOutput:
-    sequence_output: torch.Tensor
-    """[B,T,D] the last encoder layer (Google's ``get_sequence_output``)."""
+    sequence_output: torch.Tensor | None
+    """[B,T,D] the last encoder layer (Google's ``get_sequence_output``); None when
+    ``output_positions`` was given (the last layer then runs at those positions only)."""
     pooled_output: torch.Tensor
     """[B,D] dense + tanh on [CLS] (Google's ``get_pooled_output``)."""
+    gathered_output: torch.Tensor | None = None
+    """[B,K,D] the last encoder layer at ``output_positions`` (Google's ``gather_indexes`` of the
+    sequence output), when they were given; else None."""
+
+
+# Value checks (is every id inside its table?) read the tensors on the host: on a GPU each is a
+# device-to-host sync that stalls the step (a dozen per step, measured host-bound on an H100).
+# So ``forward`` checks only shapes and dtypes, which cost nothing; values are checked once where
+# data enters, on the host before it goes to the device: ``check_pretraining_features`` on every
+# batch of ``bertdetr.bert.dataset``, ``check_inputs`` by fill-mask/embed, and by anyone calling
+# the models with ids from elsewhere (a bad id otherwise fails as torch's index error, or on a GPU
+# as a device-side assert).
+
+def _check_integer(name: str, ids: torch.Tensor) -> None:
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise BertDetrError(f"{name} must be an integer tensor, got {ids.dtype}")
 
 
 def _check_ids(name: str, ids: torch.Tensor, upper: int, what: str) -> None:
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise BertDetrError(f"{name} must be an integer tensor, got {ids.dtype}")
+    """Host read: every value of ``ids`` in [0, upper)."""
+    _check_integer(name, ids)
     if ids.numel():
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= upper:
@@ -320,12 +371,53 @@ def _check_shape(name: str, t: torch.Tensor, shape: tuple[int, ...], of: str) ->
         raise BertDetrError(f"{name} has shape {list(t.shape)}, expected {list(shape)} (as {of})")
 
 
-class BertModel(nn.Module):
-    """Google's ``BertModel``: embeddings, post-norm encoder layers, pooler.
+def _check_encoder_shapes(config: BertConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                          attention_mask: torch.Tensor | None, output_positions: torch.Tensor | None) -> None:
+    if input_ids.dim() != 2:
+        raise BertDetrError(f"input_ids must be [batch, seq_length], got shape {list(input_ids.shape)}")
+    _check_integer("input_ids", input_ids)
+    B, T = input_ids.shape
+    if T > config.max_position_embeddings:
+        raise BertDetrError(f"sequence length {T} exceeds max_position_embeddings {config.max_position_embeddings}")
+    if token_type_ids is not None:
+        _check_shape("token_type_ids", token_type_ids, (B, T), "input_ids")
+        _check_integer("token_type_ids", token_type_ids)
+    if attention_mask is not None:
+        _check_shape("attention_mask", attention_mask, (B, T), "input_ids")
+    if output_positions is not None:
+        if output_positions.dim() != 2 or output_positions.shape[0] != B:
+            raise BertDetrError(f"output_positions has shape {list(output_positions.shape)}, expected [{B}, K]")
+        _check_integer("output_positions", output_positions)
 
-    ``forward(input_ids [B,T], token_type_ids [B,T] | None, attention_mask [B,T] | None) ->
-    BertOutput``. ``attention_mask`` is Google's ``input_mask`` (1 real token, 0 padding); None
-    means all ones, and ``token_type_ids`` None means all zeros, as Google's defaults.
+
+def _check_encoder_values(config: BertConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                          positions: torch.Tensor | None,
+                          names: tuple[str, str] = ("token_type_ids", "output_positions")) -> None:
+    """Host reads: ids inside the vocabularies, positions inside the sequence (``names``: what the
+    caller calls the token types and the positions)."""
+    _check_ids("input_ids", input_ids, config.vocab_size, f"vocab_size {config.vocab_size}")
+    if token_type_ids is not None:
+        _check_ids(names[0], token_type_ids, config.type_vocab_size, f"type_vocab_size {config.type_vocab_size}")
+    if positions is not None:
+        T = input_ids.shape[1]
+        _check_ids(names[1], positions, T, f"seq_length {T}")
+
+
+def create_attention_mask_from_input_mask(input_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Google's ``create_attention_mask_from_input_mask`` and the adder of its ``attention_layer``
+    in one: ``input_mask`` [B,T] (1 real token, 0 padding; int, float or bool) -> the shared
+    blocks' additive key mask [B,1,1,T], -10000.0 at padding (Google's [B,F,T] mask is the same
+    row for every from-position; broadcasting keeps one)."""
+    return key_padding_to_additive_mask(input_mask == 0, dtype, MASK_ADDER)
+
+
+class BertModel(nn.Module):
+    """Google's ``BertModel``: embeddings, post-norm encoder layers (``transformer_model``), pooler.
+
+    ``forward(input_ids [B,T], token_type_ids [B,T] | None, attention_mask [B,T] | None,
+    output_positions [B,K] | None) -> BertOutput``. ``attention_mask`` is Google's ``input_mask``
+    (1 real token, 0 padding); None means all ones, and ``token_type_ids`` None means all zeros,
+    as Google's defaults. ``forward`` checks shapes, not values (see ``check_inputs``).
     """
 
     def __init__(self, config: BertConfig, embeddings: BertEmbeddings, layers: list[PostNormEncoderLayer],
@@ -335,72 +427,51 @@ class BertModel(nn.Module):
         self.embeddings = embeddings
         self.layers = nn.ModuleList(layers)
         self.pooler = pooler
-        self.pack_tokens = True
-        """With ``output_positions``, run the layers on the real tokens only (see ``forward``)."""
 
-    def check_inputs(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
-                     attention_mask: torch.Tensor | None) -> None:
-        """Raises ``BertDetrError`` naming the bad value (instead of an index error deep inside)."""
-        c = self.config
-        if input_ids.dim() != 2:
-            raise BertDetrError(f"input_ids must be [batch, seq_length], got shape {list(input_ids.shape)}")
-        B, T = input_ids.shape
-        if T > c.max_position_embeddings:
-            raise BertDetrError(
-                f"sequence length {T} exceeds max_position_embeddings {c.max_position_embeddings}"
-            )
-        _check_ids("input_ids", input_ids, c.vocab_size, f"vocab_size {c.vocab_size}")
-        if token_type_ids is not None:
-            _check_shape("token_type_ids", token_type_ids, (B, T), "input_ids")
-            _check_ids("token_type_ids", token_type_ids, c.type_vocab_size, f"type_vocab_size {c.type_vocab_size}")
-        if attention_mask is not None:
-            _check_shape("attention_mask", attention_mask, (B, T), "input_ids")
+    def check_inputs(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                     attention_mask: torch.Tensor | None = None, output_positions: torch.Tensor | None = None) -> None:
+        """Shapes and values of ``forward``'s inputs; raises ``BertDetrError`` naming the bad value.
+        Reads the ids on the host: call it where the ids come from (on a GPU, before moving them)."""
+        _check_encoder_shapes(self.config, input_ids, token_type_ids, attention_mask, output_positions)
+        _check_encoder_values(self.config, input_ids, token_type_ids, output_positions)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
                 output_positions: torch.Tensor | None = None) -> BertOutput:
-        """``output_positions [B,K]`` (optional): ``sequence_output`` is then [B,K,D], the full
-        sequence output gathered at these positions (which must be real tokens, not padding),
-        and work no output depends on is skipped: the pretraining heads read nothing else."""
-        if not torch.compiler.is_compiling():
-            self.check_inputs(input_ids, token_type_ids, attention_mask)
-            if output_positions is not None:
-                _check_ids("output_positions", output_positions, input_ids.shape[1], f"seq_length {input_ids.shape[1]}")
+        """Without ``output_positions``: ``sequence_output`` [B,T,D] and ``pooled_output``. With
+        ``output_positions`` [B,K]: ``gathered_output`` [B,K,D] (the sequence output at those
+        positions) and ``pooled_output``; the last layer computes only those rows and [CLS] (the
+        pretraining heads read nothing else), so ``sequence_output`` is None."""
+        _check_encoder_shapes(self.config, input_ids, token_type_ids, attention_mask, output_positions)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        mask = None
-        if attention_mask is not None:
-            # [B,1,1,T]: the same additive row for every head and every from-position.
-            mask = ((1.0 - attention_mask.to(x.dtype)) * MASK_ADDER)[:, None, None, :]
-        *layers, last = self.layers
+        mask = None if attention_mask is None else create_attention_mask_from_input_mask(attention_mask, x.dtype)
         if output_positions is None:
-            for layer in self.layers:
-                x = layer(x, attn_mask=mask)
+            x = self.transformer_model(x, mask)
             return BertOutput(sequence_output=x, pooled_output=self.pooler(x))
-        # Padding tokens are masked as keys, so no real token's output depends on theirs: when
-        # only real positions are read, the layers run on the real tokens alone, packed (not
-        # under torch.compile: the token count is data-dependent).
-        keep = None
-        if self.pack_tokens and attention_mask is not None and not torch.compiler.is_compiling():
-            keep = attention_mask.reshape(-1) != 0
-            keep = None if bool(keep.all()) else keep
-        if keep is None:
-            for layer in layers:
-                x = layer(x, attn_mask=mask)
-        else:
-            B, T, D = x.shape
-            index = keep.nonzero().squeeze(1)
-            xp = select_rows(x.reshape(B * T, D), index)  # [n,D]
-            for layer in layers:
-                xp = layer(xp, attn_mask=mask, packed=(index, B, T))
-            x = place_rows(xp, index, B * T).view(B, T, D)
-        # Every position's last-layer output depends on its own query and on all keys/values, so
-        # computing the queries, attention output and feed-forward only at [CLS] + the wanted
-        # positions gives the same numbers for less work (a 1/L share of the encoder, less K/V).
         cls = torch.zeros_like(output_positions[:, :1])
-        x = last(x, attn_mask=mask, query_index=torch.cat([cls, output_positions], dim=1))  # [B,1+K,D]
-        return BertOutput(sequence_output=x[:, 1:], pooled_output=self.pooler(x))
+        x = self.transformer_model(x, mask, query_index=torch.cat([cls, output_positions], dim=1))  # [B,1+K,D]
+        return BertOutput(sequence_output=None, pooled_output=self.pooler(x), gathered_output=x[:, 1:])
+
+    def transformer_model(self, x: torch.Tensor, attention_mask: torch.Tensor | None,
+                          query_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Google's ``transformer_model``: the encoder layers on the embeddings [B,T,D] with the
+        additive mask [B,1,1,T] -> [B,T,D]; with ``query_index`` [B,K], the last layer's output
+        at those positions only, [B,K,D] (``gather_indexes`` of the full output: every position's
+        last-layer output depends on its own query and on all keys/values, so computing queries,
+        attention output and feed-forward only there gives the same numbers, saving most of a
+        1/L share of the encoder).
+
+        Token packing (layers 1..L-1 on the real tokens only, padding dropped) was tried and
+        removed: +5-7% on this 2-core CPU with 6% padding, 0% and -8% on an H100, and it needs
+        the token count on the host (a device sync every step) and its own attention path and
+        autograd functions (BENCHMARKS.md, "BERT model").
+        """
+        *layers, last = self.layers
+        for layer in layers:
+            x = layer(x, attn_mask=attention_mask)
+        return last(x, attn_mask=attention_mask, query_index=query_index)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertModel":
@@ -425,6 +496,7 @@ class BertForPreTraining(nn.Module):
     Returns a dict: ``masked_lm_logits [B,P,V]`` (at the masked positions; at every position,
     [B,T,V], if ``masked_lm_positions`` is None), ``next_sentence_logits [B,2]``, and when labels
     are given ``masked_lm_loss``, ``next_sentence_loss`` and ``loss`` (their sum, Google's total_loss).
+    ``forward`` checks shapes, not values: ``check_inputs`` checks those, on the host.
     """
 
     def __init__(self, bert: BertModel, masked_lm: MaskedLMHead, next_sentence: nn.Linear):
@@ -445,43 +517,24 @@ class BertForPreTraining(nn.Module):
         masked_lm_weights: torch.Tensor | None = None,
         next_sentence_labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        if not torch.compiler.is_compiling():
-            self._check_heads_inputs(input_ids, masked_lm_positions, masked_lm_ids, masked_lm_weights,
-                                     next_sentence_labels)
-        # With positions, the encoder returns the sequence output only there (gathered first, as
-        # Google's gather_indexes, and the last layer skips the rest).
+        _check_features_shapes(input_ids, input_mask, segment_ids, masked_lm_positions, masked_lm_ids,
+                               masked_lm_weights, next_sentence_labels)
         out = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask,
                         output_positions=masked_lm_positions)
-        mlm_logits = self.masked_lm(out.sequence_output, self.bert.embeddings.word_embeddings.weight)
-        nsp_logits = self.next_sentence(out.pooled_output)
-        result = {"masked_lm_logits": mlm_logits, "next_sentence_logits": nsp_logits}
-        result.update(pretraining_losses(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights,
-                                         next_sentence_labels))
+        # With positions the encoder returns the sequence output only there (gathered_output);
+        # without, the MLM logits are at every position.
+        at = out.sequence_output if masked_lm_positions is None else out.gathered_output
+        result = get_masked_lm_output(self.masked_lm, at, self.bert.embeddings.word_embeddings.weight,
+                                      masked_lm_ids, masked_lm_weights)
+        result.update(get_next_sentence_output(self.next_sentence, out.pooled_output, next_sentence_labels))
+        if "masked_lm_loss" in result and "next_sentence_loss" in result:
+            result["loss"] = result["masked_lm_loss"] + result["next_sentence_loss"]  # Google's total_loss
         return result
 
-    def _check_heads_inputs(self, input_ids, positions, ids, weights, nsp_labels) -> None:
-        c = self.config
-        if input_ids.dim() != 2:
-            raise BertDetrError(f"input_ids must be [batch, seq_length], got shape {list(input_ids.shape)}")
-        B, T = input_ids.shape
-        if positions is None:
-            if ids is not None:
-                raise BertDetrError("masked_lm_ids given without masked_lm_positions")
-        else:
-            if positions.dim() != 2 or positions.shape[0] != B:
-                raise BertDetrError(
-                    f"masked_lm_positions has shape {list(positions.shape)}, expected [{B}, max_predictions_per_seq]"
-                )
-            _check_ids("masked_lm_positions", positions, T, f"seq_length {T}")
-            if ids is not None:
-                _check_shape("masked_lm_ids", ids, positions.shape, "masked_lm_positions")
-                _check_ids("masked_lm_ids", ids, c.vocab_size, f"vocab_size {c.vocab_size}")
-            if weights is not None:
-                _check_shape("masked_lm_weights", weights, positions.shape, "masked_lm_positions")
-        if nsp_labels is not None:
-            if nsp_labels.numel() != B:
-                raise BertDetrError(f"next_sentence_labels has shape {list(nsp_labels.shape)}, expected [{B}] or [{B}, 1]")
-            _check_ids("next_sentence_labels", nsp_labels, 2, "0 = IsNext, 1 = random")
+    def check_inputs(self, **features: torch.Tensor) -> None:
+        """``check_pretraining_features`` with this model's config: shapes and values of
+        ``forward``'s keyword arguments, read on the host (see ``BertModel.check_inputs``)."""
+        check_pretraining_features(self.config, features)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForPreTraining":
@@ -496,6 +549,60 @@ class BertForPreTraining(nn.Module):
         from bertdetr.bert.weights import save_pretrained
 
         save_pretrained(self, path)
+
+
+def _check_features_shapes(input_ids, input_mask, segment_ids, positions, ids, weights, nsp_labels) -> None:
+    """Shapes and dtypes of BertForPreTraining's features, by their names (no value reads)."""
+    if input_ids.dim() != 2:
+        raise BertDetrError(f"input_ids must be [batch, seq_length], got shape {list(input_ids.shape)}")
+    B, T = input_ids.shape
+    for name, t in (("input_mask", input_mask), ("segment_ids", segment_ids)):
+        if t is not None:
+            _check_shape(name, t, (B, T), "input_ids")
+    if positions is None:
+        if ids is not None:
+            raise BertDetrError("masked_lm_ids given without masked_lm_positions")
+    else:
+        if positions.dim() != 2 or positions.shape[0] != B:
+            raise BertDetrError(
+                f"masked_lm_positions has shape {list(positions.shape)}, expected [{B}, max_predictions_per_seq]"
+            )
+        _check_integer("masked_lm_positions", positions)
+        if ids is not None:
+            _check_shape("masked_lm_ids", ids, positions.shape, "masked_lm_positions")
+            _check_integer("masked_lm_ids", ids)
+        if weights is not None:
+            _check_shape("masked_lm_weights", weights, positions.shape, "masked_lm_positions")
+    if nsp_labels is not None:
+        if nsp_labels.numel() != B:
+            raise BertDetrError(f"next_sentence_labels has shape {list(nsp_labels.shape)}, expected [{B}] or [{B}, 1]")
+        _check_integer("next_sentence_labels", nsp_labels)
+
+
+PRETRAINING_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
+                        "masked_lm_weights", "next_sentence_labels")
+"""The keyword arguments of ``BertForPreTraining.forward``: Google's pretraining TFRecord features."""
+
+
+def check_pretraining_features(config: BertConfig, features: dict[str, torch.Tensor]) -> None:
+    """Shapes and values of ``BertForPreTraining.forward``'s features (``PRETRAINING_FEATURES``;
+    ``input_ids`` required) for a model of ``config``; raises ``BertDetrError`` naming the bad
+    value. Reads values on the host: the dataset calls it on each batch before the batch goes to
+    the device (see the note above ``_check_integer``)."""
+    unknown = sorted(set(features) - set(PRETRAINING_FEATURES))
+    if unknown or "input_ids" not in features:
+        raise BertDetrError(f"pretraining features must include input_ids and be among {', '.join(PRETRAINING_FEATURES)}; "
+                            f"got {', '.join(features)}")
+    (input_ids, input_mask, segment_ids, masked_lm_positions, masked_lm_ids, masked_lm_weights,
+     next_sentence_labels) = (features.get(name) for name in PRETRAINING_FEATURES)
+    _check_features_shapes(input_ids, input_mask, segment_ids, masked_lm_positions, masked_lm_ids,
+                           masked_lm_weights, next_sentence_labels)
+    _check_encoder_shapes(config, input_ids, segment_ids, input_mask, None)
+    _check_encoder_values(config, input_ids, segment_ids, masked_lm_positions, ("segment_ids", "masked_lm_positions"))
+    if masked_lm_ids is not None:
+        _check_ids("masked_lm_ids", masked_lm_ids, config.vocab_size, f"vocab_size {config.vocab_size}")
+    if next_sentence_labels is not None:
+        _check_ids("next_sentence_labels", next_sentence_labels, 2, "0 = IsNext, 1 = random")
 
 
 def build_bert_model(config: BertConfig) -> BertModel:
@@ -535,8 +642,7 @@ def num_flops_per_sequence(config: BertConfig, seq_length: int, masked_per_seq: 
     With ``masked_per_seq`` > 0 (BertForPreTraining): the last layer computes queries, attention
     output and feed-forward at [CLS] + the masked positions only, and the MLM transform and
     vocabulary projection run at the masked positions only. With 0: the encoder alone (BertModel).
-    Padding tokens count as tokens (the packed layers skip their work, so a padded batch runs a
-    little less than this).
+    Padding tokens count as tokens (the layers run on the padded batch).
     """
     D, I, L, T, V = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, seq_length,
                      config.vocab_size)
@@ -554,7 +660,8 @@ def num_flops_per_sequence(config: BertConfig, seq_length: int, masked_per_seq: 
 
 __all__ = [
     "BertConfig", "BertModel", "BertForPreTraining", "BertOutput", "BertEmbeddings", "Pooler", "MaskedLMHead",
-    "build_bert_model", "build_bert_for_pretraining", "masked_lm_loss", "next_sentence_loss", "pretraining_losses",
-    "init_google_",
+    "build_bert_model", "build_bert_for_pretraining", "masked_lm_loss", "next_sentence_loss",
+    "get_masked_lm_output", "get_next_sentence_output", "gather_indexes", "create_attention_mask_from_input_mask",
+    "check_pretraining_features", "PRETRAINING_FEATURES", "init_google_",
     "num_flops_per_sequence",
 ]

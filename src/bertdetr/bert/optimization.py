@@ -1,6 +1,7 @@
 """BERT's optimizer as Google's ``optimization.py``: Adam without bias correction, decoupled weight
 decay, global-norm clipping, linear warmup then linear decay; LAMB as an option for large batches.
 
+``create_optimizer`` builds the optimizer and schedule as Google's function of that name does.
 Google's ``create_optimizer`` in one step, for reference (``step`` = global_step before the update,
 starting at 0)::
 
@@ -156,3 +157,17 @@ class AdamWeightDecay(torch.optim.Optimizer):
                     torch._foreach_mul_(updates, ratios)
             torch._foreach_add_(params, updates, alpha=-group["lr"])
         return loss
+
+
+def create_optimizer(model: nn.Module, init_lr: float, num_train_steps: int, num_warmup_steps: int,
+                     weight_decay: float = 0.01, lamb: bool = False
+                     ) -> tuple[AdamWeightDecay, torch.optim.lr_scheduler.LambdaLR]:
+    """Google's ``create_optimizer``: ``AdamWeightDecay`` (Google's ``AdamWeightDecayOptimizer``,
+    beta 0.9/0.999, eps 1e-6) over ``model``'s parameters, weight decay on all but LayerNorm and
+    biases (``weight_decay_groups``), and Google's warmup/decay schedule (``google_lr_schedule``).
+    Google's function also clips the gradients to global norm 1.0 inside the train op; here the
+    training loop calls ``clip_by_global_norm`` before ``optimizer.step()``. ``lamb``: the LAMB
+    trust ratio on top (not in Google's release)."""
+    optimizer = AdamWeightDecay(weight_decay_groups(model, weight_decay), lr=init_lr, weight_decay=weight_decay,
+                                lamb=lamb)
+    return optimizer, google_lr_schedule(optimizer, num_train_steps, num_warmup_steps)

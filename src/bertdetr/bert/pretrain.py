@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from bertdetr.bert.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
-from bertdetr.bert.optimization import AdamWeightDecay, clip_by_global_norm, google_lr_schedule, weight_decay_groups
+from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.tokenization import load_vocab
 from bertdetr.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
 from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -189,9 +189,8 @@ def pretrain(config: PretrainConfig) -> dict:
         check_writable(os.path.join(config.output_dir, "train_config.json"))
     model.to(device)
 
-    optimizer = AdamWeightDecay(weight_decay_groups(model, config.weight_decay), lr=config.learning_rate,
-                                lamb=config.optimizer == "lamb")
-    scheduler = google_lr_schedule(optimizer, config.num_train_steps, config.num_warmup_steps)
+    optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
+                                            config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
 
     step = 0
     torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
@@ -223,8 +222,10 @@ def pretrain(config: PretrainConfig) -> dict:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
 
+    # Every batch's values are checked against the model there, on the host (not in forward).
     stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
-                               env.world_size, config.num_workers, config.shuffle_buffer, skip_batches)
+                               env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
+                               model_config=model_config)
     # Its own generator: the DataLoader draws a base seed when iterated, which must not advance
     # the global RNG that dropout uses (an exact resume restores that RNG before this point).
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
@@ -345,7 +346,7 @@ def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_s
     sums = torch.zeros(5, dtype=torch.float64)  # correct_w, nll_w, w, nsp_correct, nsp_nll
     n_seq = 0
     counts: dict[int, float] = {}
-    for i, batch in enumerate(iter_eval_batches(files, batch_size)):
+    for i, batch in enumerate(iter_eval_batches(files, batch_size, model.config)):
         if i >= max_steps:
             break
         batch = {k: v.to(device) for k, v in batch.items()}

@@ -6,46 +6,26 @@
   a feature-map location attends to, typically its whole object instance.
 
 The model computes attention with ``scaled_dot_product_attention``, which returns no weights;
-forward hooks capture the attention inputs of those two layers and the weights are recomputed
-from them (softmax(q k^T / sqrt(H)) with the same mask, averaged over heads), leaving the model
-untouched.
+forward hooks on those two attention modules hand each call's own arguments to the module's
+``attention_weights`` (the probabilities that call weighted its values by), leaving the model
+untouched. Detections are ``DetrPostProcess``'s, as ``detr predict`` draws them.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import random
 
 import torch
-import torch.nn.functional as F
 from PIL import ImageDraw
 
 from bertdetr.detr.data import load_image
 from bertdetr.detr.model import DETR
-from bertdetr.detr.boxes import box_cxcywh_to_xyxy
+from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.transforms import eval_transforms
 from bertdetr.detr.visualize import class_color, draw_detections, overlay_heatmap
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
-from bertdetr.nn.transformer import MultiHeadAttention
-
-
-def attention_weights(attn: MultiHeadAttention, query: torch.Tensor, key: torch.Tensor,
-                      attn_mask: torch.Tensor | None) -> torch.Tensor:
-    """Head-averaged attention probabilities [B,F,T] of ``attn`` for these inputs."""
-    D, N = attn.dim, attn.num_heads
-    w, b = attn.in_proj_weight, attn.in_proj_bias
-    q = F.linear(query, w[:D], b[:D])
-    k = F.linear(key, w[D:2 * D], b[D:2 * D])
-    B, Fl, _ = q.shape
-    T = k.shape[1]
-    q = q.view(B, Fl, N, D // N).transpose(1, 2)
-    k = k.view(B, T, N, D // N).transpose(1, 2)
-    scores = q @ k.transpose(-1, -2) / math.sqrt(D // N)  # [B,N,F,T]
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
-    return scores.softmax(-1).mean(1)
 
 
 @torch.no_grad()
@@ -55,15 +35,16 @@ def capture_attention(model: DETR, images: torch.Tensor, masks: torch.Tensor) ->
     self-attention, one map per feature location) and ``feature_hw`` (h, w)."""
     captured: dict = {}
 
-    def keep(name):
+    def weights_of(name):
         def hook(module, args, kwargs, output):
-            captured[name] = (args, kwargs, output)
+            # The module's weights for the call it just made: the same arguments, whatever they are.
+            captured[name] = module.attention_weights(*args, **kwargs).mean(1)  # head average [B,F,T]
         return hook
 
     handles = [
         model.input_proj.register_forward_hook(lambda m, a, o: captured.__setitem__("feat", o)),
-        model.decoder.layers[-1].cross_attn.register_forward_hook(keep("cross"), with_kwargs=True),
-        model.encoder.layers[-1].self_attn.register_forward_hook(keep("self"), with_kwargs=True),
+        model.decoder.layers[-1].cross_attn.register_forward_hook(weights_of("cross"), with_kwargs=True),
+        model.encoder.layers[-1].self_attn.register_forward_hook(weights_of("self"), with_kwargs=True),
     ]
     try:
         outputs = model(images, masks)
@@ -71,11 +52,7 @@ def capture_attention(model: DETR, images: torch.Tensor, masks: torch.Tensor) ->
         for h in handles:
             h.remove()
     B, _, h, w = captured["feat"].shape
-    args, kwargs, _ = captured["cross"]
-    cross = attention_weights(model.decoder.layers[-1].cross_attn, args[0], args[1], kwargs.get("attn_mask"))
-    args, kwargs, _ = captured["self"]
-    enc = attention_weights(model.encoder.layers[-1].self_attn, args[0], args[1] if len(args) > 1 else args[0],
-                            kwargs.get("attn_mask"))
+    cross, enc = captured["cross"], captured["self"]
     outputs["decoder_attention"] = cross.view(B, -1, h, w)
     outputs["encoder_attention"] = enc.view(B, h * w, h, w)
     outputs["feature_hw"] = (h, w)
@@ -97,17 +74,17 @@ def attention_pictures(model: DETR, image_path: str, out_dir: str, class_names: 
     model.eval()
     out = capture_attention(model, tensor[None].to(device), torch.zeros(1, H, W, dtype=torch.bool, device=device))
     h, w = out["feature_hw"]
-    probs = out["pred_logits"][0].float().softmax(-1)[:, :-1]  # [Q,C] without background
-    scores, labels = probs.max(-1)
-    # boxes are normalised by the image's own size, which the aspect-keeping resize preserves
-    boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0].float()).cpu() * torch.tensor([image.width, image.height] * 2)
+    # Every query's detection, best first, in the image's own pixels (as `detr predict`).
+    det = DetrPostProcess(max_per_img=out["pred_logits"].shape[1])(
+        out, [(H, W)], [(W / image.width, H / image.height)])[0]
+    det = {k: v.float().cpu() if k in ("scores", "boxes") else v.cpu() for k, v in det.items()}
     name = os.path.splitext(os.path.basename(image_path))[0]
     written = []
-    order = [int(q) for q in scores.argsort(descending=True) if scores[q] >= threshold][:top]
-    for k, q in enumerate(order):
+    for k in range(min(top, int((det["scores"] >= threshold).sum()))):
+        q = int(det["queries"][k])
         picture = overlay_heatmap(image, out["decoder_attention"][0, q].float().cpu().numpy())
-        picture = draw_detections(picture, boxes[q:q + 1].numpy(), scores[q:q + 1].cpu().numpy(),
-                                  labels[q:q + 1].cpu().numpy(), class_names)
+        picture = draw_detections(picture, det["boxes"][k:k + 1].numpy(), det["scores"][k:k + 1].numpy(),
+                                  det["labels"][k:k + 1].numpy(), class_names)
         written.append(_save(picture, os.path.join(out_dir, f"{name}_det{k}.png")))
     for k, (x, y) in enumerate(points or []):
         if not (0 <= x < image.width and 0 <= y < image.height):

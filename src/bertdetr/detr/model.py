@@ -38,7 +38,13 @@ from torch import nn
 
 from bertdetr.detr.config import DETRConfig
 from bertdetr.errors import BertDetrError
-from bertdetr.nn.transformer import FeedForward, MultiHeadAttention, PostNormDecoderLayer, PostNormEncoderLayer
+from bertdetr.nn.transformer import (
+    FeedForward,
+    MultiHeadAttention,
+    PostNormDecoderLayer,
+    PostNormEncoderLayer,
+    key_padding_to_additive_mask,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,7 +282,7 @@ class SinePositionalEncoding(nn.Module):
 class DetrEncoder(nn.Module):
     """Stack of post-norm encoder layers (no final norm, as mmdet's and official DETR's).
 
-    ``forward(x [B,T,D], pos [B,T,D], attn_mask [B,1,1,T] bool True=attend | None) -> [B,T,D]``.
+    ``forward(x [B,T,D], pos [B,T,D], attn_mask [B,1,1,T] additive (-inf at padding) | None) -> [B,T,D]``.
     """
 
     def __init__(self, layers: list[PostNormEncoderLayer]):
@@ -390,9 +396,10 @@ class DETR(nn.Module):
         mask = feature_mask(masks, B, h, w, feat.device)
         pos = self.positional_encoding(mask).view(B, h * w, D)
         tokens = feat.permute(0, 2, 3, 1).reshape(B, h * w, D)
-        # nn.MultiheadAttention's key_padding_mask as scaled_dot_product_attention's bool mask
-        # (True = attend); None when nothing is padded, which lets SDPA take its unmasked kernel.
-        attn_mask = (~mask.view(B, 1, 1, h * w)) if bool(mask.any()) else None
+        # nn.MultiheadAttention's key_padding_mask (-inf at padded keys) as the shared blocks'
+        # additive key mask; None when nothing is padded, which lets SDPA take its unmasked kernel.
+        attn_mask = (key_padding_to_additive_mask(mask.view(B, h * w), tokens.dtype, float("-inf"))
+                     if bool(mask.any()) else None)
         memory = self.encoder(tokens, pos, attn_mask)
         query_pos = self.query_embedding.weight.unsqueeze(0).expand(B, -1, -1)
         hs = self.decoder(query_pos, memory, pos, attn_mask)  # [L,B,Q,D]

@@ -17,7 +17,8 @@ from bertdetr.detr.boxes import box_cxcywh_to_xyxy
 
 class DetrPostProcess:
     """``__call__(outputs, img_shapes, scale_factors=None) -> list of B dicts`` with ``scores`` [N],
-    ``labels`` [N] int64 in 0..C-1, ``boxes`` [N,4] pixel xyxy, best score first. ``outputs`` is
+    ``labels`` [N] int64 in 0..C-1, ``boxes`` [N,4] pixel xyxy, best score first, and ``queries``
+    [N] int64, the object query each detection came from (for its attention map). ``outputs`` is
     the model's dict (only the last layer's ``pred_logits`` [B,Q,K], ``pred_boxes`` [B,Q,4] are
     used); ``img_shapes`` B (h, w); ``scale_factors`` B (w_scale, h_scale) or None (no rescale)."""
 
@@ -38,5 +39,5 @@ class DetrPostProcess:
             if scale_factors is not None:
                 sw, sh = scale_factors[i]
                 xyxy = xyxy / xyxy.new_tensor([sw, sh, sw, sh])
-            results.append({"scores": s, "labels": labels[i, idx], "boxes": xyxy})
+            results.append({"scores": s, "labels": labels[i, idx], "boxes": xyxy, "queries": idx})
         return results

@@ -14,65 +14,42 @@ N heads, H head size (D = N * H), I feed-forward width.
 The q/k/v projections are one fused ``in_proj_weight`` [3D, D] as in ``torch.nn.MultiheadAttention``
 (and so in mmdet and official DETR checkpoints); BERT checkpoints' separate query/key/value
 matrices are concatenated on load. Self-attention without positions is then one matmul.
+
+Attention masks, one convention at every block's ``attn_mask``/``memory_mask``: an additive float
+key mask [B,1,1,T] (0 = attend, large negative = masked key), built once per forward by
+``key_padding_to_additive_mask``; None = no mask. (mmdet's and DETR's padding masks are True at
+padding and Google's ``input_mask`` is 1 at real tokens: each model converts its own at its edge.)
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class _SelectRows(torch.autograd.Function):
-    """``x.index_select(0, index)`` for distinct indices. Its backward copies the rows back
-    (``index_copy``) instead of torch's ``index_add``, a scatter-add that is many times slower on
-    CPU; distinct indices need no accumulation."""
-
-    @staticmethod
-    def forward(ctx, x, index):
-        ctx.save_for_backward(index)
-        ctx.rows = x.shape[0]
-        return x.index_select(0, index)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (index,) = ctx.saved_tensors
-        return grad.new_zeros((ctx.rows, *grad.shape[1:])).index_copy_(0, index, grad), None
-
-
-class _PlaceRows(torch.autograd.Function):
-    """Rows of ``x`` placed at distinct ``index`` of a zero tensor with ``rows`` rows (the inverse
-    of ``_SelectRows``; backward: ``index_select``)."""
-
-    @staticmethod
-    def forward(ctx, x, index, rows):
-        ctx.save_for_backward(index)
-        return x.new_zeros((rows, *x.shape[1:])).index_copy_(0, index, x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (index,) = ctx.saved_tensors
-        return grad.index_select(0, index), None, None
-
-
-def select_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """[R,...] -> [n,...]: the rows at ``index`` (distinct), for packing the real tokens of a batch."""
-    return _SelectRows.apply(x, index)
-
-
-def place_rows(x: torch.Tensor, index: torch.Tensor, rows: int) -> torch.Tensor:
-    """[n,...] -> [rows,...]: ``x``'s rows at ``index`` (distinct), zeros elsewhere (unpacking)."""
-    return _PlaceRows.apply(x, index, rows)
+def gather_indexes(sequence_tensor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Google's ``gather_indexes`` (``run_pretraining.py``): the rows of ``sequence_tensor``
+    [B,T,D] at ``positions`` [B,K] -> [B,K,D] (Google flattens the result to [B*K,D])."""
+    return sequence_tensor.gather(1, positions.unsqueeze(-1).expand(-1, -1, sequence_tensor.shape[-1]))
 
 
 class MultiHeadAttention(nn.Module):
-    """Scaled dot-product attention over N heads with fused input projections.
+    """Scaled dot-product attention over N heads with fused input projections (Google's
+    ``attention_layer`` in ``modeling.py``; ``torch.nn.MultiheadAttention`` in mmdet's DETR).
 
     ``forward(query [B,F,D], key [B,T,D] | None, value [B,T,D] | None, attn_mask) -> [B,F,D]``.
     ``key=None`` means self-attention on ``query``; ``value=None`` means ``value = key``.
-    ``attn_mask``: additive float mask broadcastable to [B,N,F,T] (0 keep, large negative drop) or
-    a bool mask with True = attend (``scaled_dot_product_attention``'s convention), or None.
+    ``attn_mask``: the additive float key mask of this module's tensor contract, [B,1,1,T] (or
+    anything broadcastable to [B,N,F,T]): 0 where a key is attended, a large negative number
+    where it is not (``key_padding_to_additive_mask`` builds it from a padding mask; BERT's is
+    -10000.0 as Google's, DETR's -inf as ``nn.MultiheadAttention``), or None for no mask. BERT
+    and DETR both pass this kind; a bool mask is refused (SDPA would read it as True = attend,
+    the opposite of a padding mask).
     The output is the attention context after the output projection, before any dropout/residual.
+    ``attention_weights`` takes the same arguments and returns the attention probabilities.
     """
 
     def __init__(self, dim: int, num_heads: int, attn_dropout: float = 0.0):
@@ -93,31 +70,14 @@ class MultiHeadAttention(nn.Module):
         B, L, _ = x.shape
         return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # [B,N,L,H]
 
-    def forward(
-        self,
-        query: torch.Tensor,
-        key: torch.Tensor | None = None,
-        value: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
-        packed: tuple[torch.Tensor, int, int] | None = None,
-    ) -> torch.Tensor:
-        """``packed=(index [n], B, T)`` (self-attention only): ``query`` is [n,D], the non-padding
-        tokens of a [B,T] batch, at flat positions ``index`` (b*T + t). The projections run on
-        the n tokens only; attention runs on the [B,T] layout with zero rows at the padding (which
-        ``attn_mask`` must mask as keys); the output is [n,D] again."""
+    def _project(self, query: torch.Tensor, key: torch.Tensor | None, value: torch.Tensor | None,
+                 attn_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [B,N,F,H], k, v [B,N,T,H] from the fused weights: one matmul for inputs that coincide."""
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            raise TypeError("attn_mask must be an additive float mask (0 keep, large negative drop), not bool; "
+                            "see key_padding_to_additive_mask")
         D = self.dim
         w, b = self.in_proj_weight, self.in_proj_bias
-        if packed is not None:
-            if key is not None or value is not None:
-                raise ValueError("packed tokens are for self-attention only")
-            index, B, T = packed
-            qkv = place_rows(F.linear(query, w, b), index, B * T).view(B, T, 3 * D)  # [n,3D] -> [B,T,3D]
-            ctx = F.scaled_dot_product_attention(
-                *(self._heads(t) for t in qkv.split(D, dim=-1)),
-                attn_mask=attn_mask,
-                dropout_p=self.attn_dropout if self.training else 0.0,
-            )  # [B,N,T,H]
-            return self.out_proj(select_rows(ctx.transpose(1, 2).reshape(B * T, D), index))
         if key is None and value is None:
             q, k, v = F.linear(query, w, b).split(D, dim=-1)
         elif value is None or value is key:
@@ -130,15 +90,33 @@ class MultiHeadAttention(nn.Module):
             q = F.linear(query, w[:D], b[:D])
             k = F.linear(key, w[D : 2 * D], b[D : 2 * D])
             v = F.linear(value, w[2 * D :], b[2 * D :])
+        return self._heads(q), self._heads(k), self._heads(v)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        q, k, v = self._project(query, key, value, attn_mask)
         ctx = F.scaled_dot_product_attention(
-            self._heads(q),
-            self._heads(k),
-            self._heads(v),
-            attn_mask=attn_mask,
-            dropout_p=self.attn_dropout if self.training else 0.0,
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_dropout if self.training else 0.0
         )  # [B,N,F,H]
         B, _, L, _ = ctx.shape
-        return self.out_proj(ctx.transpose(1, 2).reshape(B, L, D))
+        return self.out_proj(ctx.transpose(1, 2).reshape(B, L, self.dim))
+
+    def attention_weights(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
+                          attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention probabilities [B,N,F,T] that ``forward`` with these arguments weights the
+        values by: softmax(q k^T / sqrt(H) + attn_mask), before attention dropout. For pictures
+        of the attention (``scaled_dot_product_attention`` in ``forward`` returns no weights, and
+        computing them there would cost the normal path)."""
+        q, k, _ = self._project(query, key, value, attn_mask)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # [B,N,F,T]
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        return scores.softmax(-1)
 
 
 class FeedForward(nn.Module):
@@ -158,7 +136,8 @@ class FeedForward(nn.Module):
 class PostNormEncoderLayer(nn.Module):
     """Self-attention and feed-forward, each followed by dropout, residual add and LayerNorm.
 
-    ``forward(x [B,L,D], pos [B,L,D] | None, attn_mask) -> [B,L,D]``. ``pos`` is added to the
+    ``forward(x [B,L,D], pos [B,L,D] | None, attn_mask [B,1,1,L] additive | None) -> [B,L,D]``
+    (the module's mask convention). ``pos`` is added to the
     attention's queries and keys only (DETR); BERT passes ``pos=None``. The feed-forward output is
     dropped with ``ffn_dropout`` (default: ``dropout``).
     """
@@ -188,21 +167,15 @@ class PostNormEncoderLayer(nn.Module):
         pos: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         query_index: torch.Tensor | None = None,
-        packed: tuple[torch.Tensor, int, int] | None = None,
     ):
         """``query_index`` [B,K] (optional): compute the output only at these positions, -> [B,K,D],
-        equal to the full output gathered there (their queries attend to all L keys/values; the
-        other positions' queries, attention output and feed-forward are skipped). BERT's last
-        layer uses it when only the masked and [CLS] positions are read.
-
-        ``packed=(index, B, L)`` (optional, ``pos`` None): ``x`` is [n,D], the non-padding tokens
-        only (see ``MultiHeadAttention``); every token-wise step runs on those n rows; -> [n,D]."""
+        equal to the full output gathered there (``gather_indexes``; their queries attend to all L
+        keys/values; the other positions' queries, attention output and feed-forward are
+        skipped). BERT's last layer uses it when only the masked and [CLS] positions are read."""
         if query_index is not None:
             return self._forward_at(x, pos, attn_mask, query_index)
-        if packed is not None and pos is not None:
-            raise ValueError("packed tokens take no positional term")
         if pos is None:
-            a = self.self_attn(x, attn_mask=attn_mask, packed=packed)
+            a = self.self_attn(x, attn_mask=attn_mask)
         else:
             qk = x + pos
             a = self.self_attn(qk, qk, x, attn_mask=attn_mask)
@@ -210,13 +183,12 @@ class PostNormEncoderLayer(nn.Module):
         return self.norm2(x + self.ffn_dropout(self.ffn(x)))
 
     def _forward_at(self, x, pos, attn_mask, query_index):
-        idx = query_index.unsqueeze(-1).expand(-1, -1, x.shape[-1])
-        xq = x.gather(1, idx)  # [B,K,D]
+        xq = gather_indexes(x, query_index)  # [B,K,D]
         if pos is None:
             a = self.self_attn(xq, x, attn_mask=attn_mask)  # value = key = x
         else:
             qk = x + pos
-            a = self.self_attn(qk.gather(1, idx), qk, x, attn_mask=attn_mask)
+            a = self.self_attn(gather_indexes(qk, query_index), qk, x, attn_mask=attn_mask)
         x = self.norm1(xq + self.dropout(a))
         return self.norm2(x + self.ffn_dropout(self.ffn(x)))
 
@@ -225,7 +197,8 @@ class PostNormDecoderLayer(nn.Module):
     """DETR's decoder layer: self-attention, cross-attention, feed-forward, each post-norm.
 
     ``forward(tgt [B,Q,D], memory [B,T,D], query_pos [B,Q,D], memory_pos [B,T,D],
-    memory_mask) -> [B,Q,D]``. ``query_pos`` is added to self-attention queries/keys and to
+    memory_mask [B,1,1,T] additive | None) -> [B,Q,D]`` (the module's mask convention).
+    ``query_pos`` is added to self-attention queries/keys and to
     cross-attention queries; ``memory_pos`` to cross-attention keys; values get no position.
     """
 
@@ -266,12 +239,13 @@ class PostNormDecoderLayer(nn.Module):
 
 
 def key_padding_to_additive_mask(key_padding_mask: torch.Tensor, dtype: torch.dtype, neg: float) -> torch.Tensor:
-    """[B,T] bool (True = padding, mmdet/DETR convention) -> additive [B,1,1,T] mask (``neg`` at padding).
-
-    Google's BERT adds -10000.0 at masked keys; DETR's nn.MultiheadAttention uses -inf. Either way
-    a row with one kept key gives the same softmax to float precision.
+    """[B,T] bool (True = padding) -> the blocks' additive key mask [B,1,1,T]: 0 at kept keys,
+    ``neg`` at padding, the same row for every head and query. Both models build theirs here,
+    once per forward: BERT from Google's ``input_mask`` (``input_mask == 0``) with Google's
+    -10000.0, DETR from mmdet's padding mask with -inf (``nn.MultiheadAttention``'s
+    ``key_padding_mask``). Either way a row with one kept key gives the same softmax to float
+    precision.
     """
     return torch.zeros(key_padding_mask.shape, dtype=dtype, device=key_padding_mask.device).masked_fill(
         key_padding_mask, neg
     )[:, None, None, :]
-
