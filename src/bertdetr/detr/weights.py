@@ -162,9 +162,34 @@ _HF_RULES = [
 ]
 
 
+# mmdet 2.x -> 3.x names (2.x keeps the transformer, input_proj and query_embedding in the head;
+# ``bbox_head.transformer.*`` only exists in 2.x files, so 3.x names never match these rules). Files of
+# mmdet before about 2.12 name the same tensors ``self_attn``/``multihead_attn``/``ffn``/``decoder.norm``,
+# which 2.28's own ``DETRHead._load_from_state_dict`` renames to ``attentions.0``/``attentions.1``/
+# ``ffns.0``/``decoder.post_norm``: both spellings are read.
+_MMDET2_RULES = [
+    (r"bbox_head\.input_proj\.(.*)", r"neck.convs.0.conv.\1"),
+    (r"bbox_head\.query_embedding\.(.*)", r"query_embedding.\1"),
+    (r"bbox_head\.transformer\.(encoder|decoder)\.layers\.(\d+)\.(?:attentions\.0|self_attn)\.(.*)",
+     r"\1.layers.\2.self_attn.\3"),
+    (r"bbox_head\.transformer\.decoder\.layers\.(\d+)\.(?:attentions\.1|multihead_attn)\.(.*)",
+     r"decoder.layers.\1.cross_attn.\2"),
+    (r"bbox_head\.transformer\.(encoder|decoder)\.layers\.(\d+)\.(?:ffns\.0|ffn)\.(.*)", r"\1.layers.\2.ffn.\3"),
+    (r"bbox_head\.transformer\.(encoder|decoder)\.layers\.(\d+)\.norms\.(.*)", r"\1.layers.\2.norms.\3"),
+    (r"bbox_head\.transformer\.decoder\.(?:post_norm|norm)\.(.*)", r"decoder.post_norm.\1"),
+]
+
+
+def mmdet2_to_mmdet3(sd: dict) -> tuple[dict, dict]:
+    """mmdet 2.x DETR state dict (either 2.x spelling) -> (3.x names, 3.x -> 2.x name); 3.x names pass."""
+    return _rename(sd, _MMDET2_RULES)
+
+
 def mmdet_to_ours(sd: dict) -> tuple[dict, dict]:
-    """mmdet DETR state dict -> (ours, ours -> mmdet name)."""
-    return _rename(sd, _MMDET_RULES)
+    """mmdet 2.x or 3.x DETR state dict -> (ours, ours -> mmdet name)."""
+    sd3, origin3 = mmdet2_to_mmdet3(sd)
+    ours, origin = _rename(sd3, _MMDET_RULES)
+    return ours, {k: origin3[v] for k, v in origin.items()}
 
 
 def official_to_ours(sd: dict, coco80: bool = True) -> tuple[dict, dict]:
