@@ -19,3 +19,21 @@ def golden_model(golden):
     from bertdetr.detr.weights import from_mmdet
 
     return from_mmdet(golden["config"], golden["state_dict"])
+
+
+@pytest.fixture(scope="session")
+def golden2():
+    """tests/data/detr/mmdet2_detr_small.pt (MMDetection 2.28 DETR, R18, random weights: its names, its
+    ``meta``) and the full config as mmcv prints it (``mmdet2_detr_small.config.py``)."""
+    from tests.conftest import DATA
+
+    return torch.load(DATA / "detr" / "mmdet2_detr_small.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def golden2_model(golden2):
+    from tests.conftest import DATA
+
+    from bertdetr.detr.weights import from_mmdet
+
+    return from_mmdet(DATA / "detr" / "mmdet2_detr_small.config.py", golden2)

@@ -94,3 +94,22 @@ def test_overlay_heatmap_hot_where_attention_is():
     out = np.asarray(overlay_heatmap(image, heat))
     assert out.shape == (20, 40, 3)
     assert out[2, 2, 0] > 100 and out[18, 38, 0] == 0
+
+
+def test_label_category_ids_by_id_by_name_or_a_clear_error():
+    from bertdetr.detr.data import CocoIndex
+    from bertdetr.detr.evaluate import label_category_ids
+    from bertdetr.errors import BertDetrError
+
+    data = CocoIndex("", [], [3, 7, 9], ["cat", "dog", "cow"])
+    # ids cover the dataset's (more classes than it has: COCOeval passes over the rest)
+    assert label_category_ids([3, 5, 7, 9], ["cat", "owl", "dog", "cow"], data) == ([3, 5, 7, 9], "by category id")
+    # mmdet's way: looked up by name (ids 1..C of a converted mmdet model)
+    ids, how = label_category_ids([1, 2, 3, 4], ["dog", "cow", "owl", "cat"], data)
+    assert how == "by class name" and ids[:2] == [7, 9] and ids[3] == 3 and ids[2] not in (3, 7, 9)
+    # no names known: ids must do
+    assert label_category_ids([3, 7, 9], ["class 0", "class 1", "class 2"], data, names_known=False)[0] == [3, 7, 9]
+    with pytest.raises(BertDetrError, match=r"category 3 is 'lion' for the checkpoint but 'cat' in the dataset"):
+        label_category_ids([3, 7, 9], ["lion", "dog", "cow"], data)
+    with pytest.raises(BertDetrError, match=r"1 of the dataset's categories are not among the checkpoint's: 9 'cow'"):
+        label_category_ids([1, 3, 7], ["x", "y", "z"], data)

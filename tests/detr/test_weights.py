@@ -232,3 +232,35 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
         from_official(str(bad))
     with pytest.raises(BertDetrError, match="checkpoint not found"):
         from_official(str(tmp_path / "missing.pth"))
+
+
+# ---- mmdet 2.x names
+
+
+def test_mmdet2_older_names_load_the_same_model(golden2, golden2_model):
+    """Files of mmdet before ~2.12 spell the transformer's tensors self_attn / multihead_attn / ffn /
+    decoder.norm (2.28's DETRHead._load_from_state_dict renames them); both spellings load."""
+    from tests.conftest import DATA
+
+    def older(k):
+        return (k.replace(".attentions.0.", ".self_attn.").replace(".attentions.1.", ".multihead_attn.")
+                .replace(".ffns.0.", ".ffn.").replace("decoder.post_norm.", "decoder.norm."))
+
+    sd = {older(k): v for k, v in golden2["state_dict"].items()}
+    assert "bbox_head.transformer.decoder.layers.1.multihead_attn.attn.in_proj_weight" in sd
+    assert "bbox_head.transformer.decoder.norm.weight" in sd and "bbox_head.transformer.encoder.layers.0.ffn.layers.1.bias" in sd
+    model, _ = from_mmdet(DATA / "detr" / "mmdet2_detr_small.config.py", {"state_dict": sd})
+    ref, _ = golden2_model
+    for (k, a), (k2, b) in zip(model.state_dict().items(), ref.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+
+
+def test_mmdet2_mismatch_names_the_2x_tensors(golden2):
+    from tests.conftest import DATA
+
+    sd = dict(golden2["state_dict"])
+    sd["bbox_head.query_embedding.weight"] = torch.zeros(12, 64)
+    del sd["bbox_head.transformer.decoder.layers.1.attentions.1.attn.out_proj.bias"]
+    with pytest.raises(BertDetrError, match=r"missing: decoder.layers.1.cross_attn.out_proj.bias.*"
+                       r"query_embedding.weight \(checkpoint: bbox_head.query_embedding.weight\) \(12, 64\)"):
+        from_mmdet(DATA / "detr" / "mmdet2_detr_small.config.py", sd)

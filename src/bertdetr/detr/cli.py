@@ -18,16 +18,18 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
 def _add_convert(commands) -> None:
     p = commands.add_parser(
         "convert",
-        help="convert an mmdet / official DETR / transformers checkpoint to ours",
-        description="Read a DETR checkpoint of MMDetection, facebookresearch/detr or transformers "
-        "(DetrForObjectDetection) and write our checkpoint directory: config.json + model.safetensors.",
+        help="convert an mmdet (2.x/3.x) / official DETR / transformers checkpoint to ours",
+        description="Read a DETR checkpoint of MMDetection 2.x or 3.x (with its config file: mmdet's own, "
+        "_base_ files and all, parsed not executed), facebookresearch/detr (released or training checkpoints) "
+        "or transformers (DetrForObjectDetection) and write our checkpoint directory: config.json, "
+        "model.safetensors and classes.json (the labels' category ids and names).",
     )
     p.add_argument("--from", dest="source", choices=("mmdet", "official", "hf"), required=True,
                    help="checkpoint's origin")
     p.add_argument("--checkpoint", required=True,
                    help="mmdet .pth / official .pth / transformers save_pretrained directory or weights file")
     p.add_argument("--config", help="mmdet: the model's config (.py, parsed not executed, or .json); required for mmdet")
-    p.add_argument("--output", required=True, help="directory to write (config.json, model.safetensors)")
+    p.add_argument("--output", required=True, help="directory to write (config.json, model.safetensors, classes.json)")
     p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int,
                    help="foreground classes of the converted model (default: the checkpoint's)")
     p.add_argument("--reset-head", "--reset_head", dest="reset_head", action="store_true",
@@ -35,19 +37,21 @@ def _add_convert(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the re-initialised class FC (default 0)")
     p.add_argument("--classes", choices=("coco80", "keep"),
                    help="official/hf: 'coco80' keeps the 80 COCO classes of a 92-logit head in mmdet's "
-                   "order (default for official), 'keep' keeps the head as it is (default for hf)")
+                   "order (default for official), 'keep' keeps the head as it is (default for hf); "
+                   "mmdet: 'coco80' names the 80 labels as COCO's (default: the checkpoint's meta classes)")
     p.add_argument("--num-heads", "--num_heads", dest="num_heads", type=int,
                    help="official/hf: attention heads (not visible in weights; default 8 / config.json)")
     p.set_defaults(func=_run_convert)
 
 
 def _run_convert(args) -> int:
+    import os
+
     import torch
 
     from bertdetr.detr import weights
     from bertdetr.errors import BertDetrError
     from bertdetr.fileio import check_writable
-    import os
 
     check_writable(os.path.join(args.output, "config.json"))
     if args.num_classes is not None and args.num_classes < 1:
@@ -57,17 +61,43 @@ def _run_convert(args) -> int:
     if args.source == "mmdet":
         if not args.config:
             raise BertDetrError("--from mmdet needs --config (the mmdet model config .py or .json)")
-        model, config = weights.from_mmdet(args.config, args.checkpoint, **common)
+        checkpoint = weights.read_checkpoint(args.checkpoint)
+        model, config = weights.from_mmdet(args.config, checkpoint, **common)
+        names = weights.mmdet_class_names(checkpoint)
+        classes = weights.coco80_classes() if args.classes == "coco80" else \
+            weights.classes_from_names(names) if names else None
+        origin = "--classes coco80" if args.classes == "coco80" else "the checkpoint's meta"
     elif args.source == "official":
-        model, config = weights.from_official(args.checkpoint, coco80=(args.classes or "coco80") == "coco80",
-                                              num_heads=args.num_heads or 8, **common)
+        coco80 = (args.classes or "coco80") == "coco80"
+        model, config = weights.from_official(args.checkpoint, coco80=coco80, num_heads=args.num_heads or 8, **common)
+        # a 92-logit head is COCO's; other counts are fine-tuned models whose names the file does not keep
+        coco = coco80 or config.bbox_head.num_classes == weights.OFFICIAL_NO_OBJECT
+        classes, origin = (weights.official_classes(coco80) if coco else None), "COCO's"
     else:
-        model, config = weights.from_hf(args.checkpoint, coco80=(args.classes or "keep") == "coco80",
-                                        num_heads=args.num_heads, **common)
+        coco80 = (args.classes or "keep") == "coco80"
+        model, config = weights.from_hf(args.checkpoint, coco80=coco80, num_heads=args.num_heads, **common)
+        hf_config = weights.read_hf_config(args.checkpoint) if os.path.isdir(args.checkpoint) else {}
+        classes, origin = weights.hf_classes(hf_config, coco80), "config.json's id2label"
+    if args.reset_head:
+        classes = None  # a re-initialised class FC has no names yet: the dataset it is trained on gives them
+    num_classes = config.bbox_head.num_classes
+    if classes is not None and len(classes[0]) != num_classes:
+        raise BertDetrError(f"{origin} lists {len(classes[0])} classes, the checkpoint's class FC has {num_classes} "
+                            f"(head.fc_cls.weight {tuple(model.head.fc_cls.weight.shape)}): they do not fit")
     weights.save_detr(model, config, args.output)
+    if classes is not None:
+        weights.save_classes(args.output, *classes)
+    elif os.path.exists(os.path.join(args.output, "classes.json")):
+        os.remove(os.path.join(args.output, "classes.json"))  # an older conversion's, not this model's
     n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.output}: DETR R{config.backbone.depth}, {config.bbox_head.num_classes} classes, "
+    print(f"wrote {args.output}: DETR R{config.backbone.depth}, {num_classes} classes, "
           f"{config.num_queries} queries, {n / 1e6:.1f}M parameters")
+    if classes is not None:
+        shown = ", ".join(classes[1][:5]) + (", ..." if num_classes > 5 else "")
+        print(f"classes from {origin}: {shown} (classes.json)")
+    else:
+        print("no class names" + (" (--reset-head)" if args.reset_head else " in the checkpoint") +
+              ": labels are 'class k'" + ("" if args.reset_head else "; --classes coco80 names COCO's 80"))
     return 0
 
 
@@ -189,23 +219,24 @@ def _run_eval(args) -> int:
     import torch
 
     from bertdetr.detr.data import check_images, load_coco
-    from bertdetr.detr.evaluate import coco_api, evaluate_detr
+    from bertdetr.detr.evaluate import coco_api, evaluate_detr, label_category_ids
     from bertdetr.detr.weights import load_classes, load_detr
-    from bertdetr.errors import BertDetrError
     from bertdetr.fileio import atomic_output, check_writable
 
     check_writable(os.path.join(args.out, "metrics.json"))
     coco_api(args.coco_backend)  # a missing back-end is an error before any work
     index, bad = check_images(load_coco(args.ann, args.images))
     model, config = load_detr(args.checkpoint)
-    category_ids, _ = load_classes(args.checkpoint, config.bbox_head.num_classes)
-    if category_ids != index.category_ids:
-        raise BertDetrError(f"the checkpoint's categories {category_ids[:10]}... differ from the dataset's "
-                            f"{index.category_ids[:10]}...")
+    category_ids, names = load_classes(args.checkpoint, config.bbox_head.num_classes)
+    category_ids, how = label_category_ids(category_ids, names, index,
+                                           names_known=os.path.isfile(os.path.join(args.checkpoint, "classes.json")))
+    if how != "by category id":
+        print(f"the checkpoint's classes matched to the dataset's {how}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     metrics = evaluate_detr(model.to(device), index, args.ann, args.test_size, args.max_size,
                             config.test_cfg.max_per_img, device, args.batch_size,
-                            results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend)
+                            results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
+                            category_ids=category_ids)
     with atomic_output(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump({**metrics, "skipped_images": bad, "coco_backend": args.coco_backend}, f, indent=1)
     print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -103,9 +103,10 @@ def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: I
 
 @torch.no_grad()
 def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
-                    device: torch.device, batch_size: int = 2, env: Distributed | None = None) -> list[dict]:
+                    device: torch.device, batch_size: int = 2, env: Distributed | None = None,
+                    category_ids: Sequence[int] | None = None) -> list[dict]:
     """COCO result entries of every image of ``index`` (this rank's share under DDP), boxes in the
-    images' original pixels."""
+    images' original pixels; label l is category ``category_ids[l]`` (default: the dataset's labels)."""
     env = env or Distributed()
     dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
     indices = list(range(env.rank, len(dataset), env.world_size))
@@ -123,18 +124,19 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
         scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
         for t, det in zip(batch["targets"], post(outputs, sizes, scales)):
             results += to_coco_results(t["image_id"], det["boxes"].cpu(), det["scores"].cpu(), det["labels"].cpu(),
-                                       index.category_ids)
+                                       index.category_ids if category_ids is None else category_ids)
     model.train(was_training)
     return results
 
 
 def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, max_size: int, max_per_img: int,
                   device: torch.device, batch_size: int = 2, env: Distributed | None = None,
-                  results_path: str | None = None, coco_backend: str = "pycocotools") -> dict[str, float]:
+                  results_path: str | None = None, coco_backend: str = "pycocotools",
+                  category_ids: Sequence[int] | None = None) -> dict[str, float]:
     """COCO mAP of ``model`` on ``index`` (gathered over ranks, through ``coco_backend``); writes the
-    results json if asked."""
+    results json if asked. ``category_ids``: as ``predict_dataset``."""
     env = env or Distributed()
-    results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env)
+    results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env, category_ids)
     if env.world_size > 1:
         import torch.distributed as dist
 
@@ -144,3 +146,36 @@ def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, 
     if results_path:
         write_results(results, results_path)
     return coco_evaluate(ann_file, results, image_ids=[im["id"] for im in index.images], backend=coco_backend)
+
+
+def label_category_ids(category_ids: Sequence[int], class_names: Sequence[str], index: CocoIndex,
+                       names_known: bool = True) -> tuple[list[int], str]:
+    """The dataset category id of each of a model's labels, to evaluate it on ``index`` -> (ids, how).
+
+    By id when the model's ids cover the dataset's and the names agree (a converted COCO model on
+    ``instances_val2017.json``: ids 1..90 with gaps); else by name when the dataset's names are all
+    among the model's (mmdet's way: its CocoDataset looks category ids up by class name). Labels of
+    classes the dataset lacks get ids it does not have, so COCOeval passes over them. Anything else
+    is an error that says which categories do not fit.
+    """
+    ids, names = [int(i) for i in category_ids], [str(n) for n in class_names]
+    data_names = dict(zip(index.category_ids, index.class_names))
+    if set(index.category_ids) <= set(ids):
+        clash = [(i, n, data_names[i]) for i, n in zip(ids, names) if i in data_names and n != data_names[i]]
+        if not names_known or not clash:
+            return ids, "by category id"
+    else:
+        clash = []
+    by_name = {n: i for i, n in data_names.items()}
+    if names_known and set(by_name) <= set(names) and len(set(names)) == len(names):
+        spare = iter(range(max(index.category_ids + ids) + 1, 1 << 31))
+        return [by_name[n] if n in by_name else next(spare) for n in names], "by class name"
+    missing = [f"{i} {data_names[i]!r}" for i in index.category_ids if i not in ids]
+    problems = [f"category {i} is {n!r} for the checkpoint but {d!r} in the dataset" for i, n, d in clash[:3]]
+    if missing:
+        problems.append(f"{len(missing)} of the dataset's categories are not among the checkpoint's: "
+                        + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""))
+    shown = ", ".join(f"{i} {n!r}" for i, n in list(zip(ids, names))[:5]) + (", ..." if len(ids) > 5 else "")
+    raise BertDetrError(f"the checkpoint's {len(ids)} classes ({shown}) do not fit the dataset's "
+                        f"{index.num_classes}: " + "; ".join(problems)
+                        + ("" if names_known else " (the checkpoint has no classes.json to match names)"))

@@ -28,10 +28,12 @@ the rows ``COCO_CATEGORY_IDS + [91]`` of the class FC, so label ``l`` here is CO
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import os
+import pickle
 import re
 
 import torch
@@ -52,29 +54,66 @@ from bertdetr.errors import BertDetrError
 
 COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 """The 80 COCO category ids in use, ascending: mmdet label l is category COCO_CATEGORY_IDS[l]."""
+COCO_CLASS_NAMES = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush"]
+"""COCO's names of COCO_CATEGORY_IDS, as instances_val2017.json and mmdet's CocoDataset.METAINFO spell them."""
 OFFICIAL_NO_OBJECT = 91
 """Official DETR's no-object logit index (its class FC has 92 rows)."""
+SAFE_CHECKPOINT_GLOBALS = (argparse.Namespace,)
+"""Python types rebuilt when a checkpoint holds them beside its tensors, and no others: official DETR's
+``main.py`` saves its command line as an ``argparse.Namespace`` under ``'args'`` (a plain attribute
+bag of strings and numbers). Anything else is refused rather than unpickled."""
 
 
 # ------------------------------------------------------------------------------- reading files
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A checkpoint file -> flat state dict (float tensors as float32). Accepts ``.safetensors``, or
-    a torch file holding a state dict, mmdet's ``{'state_dict': ...}`` or official ``{'model': ...}``."""
+def read_checkpoint(path: str | os.PathLike):
+    """What a checkpoint file holds: a ``.safetensors`` state dict, or a torch file's object read with
+    ``torch.load(weights_only=True)`` and ``SAFE_CHECKPOINT_GLOBALS`` allowed. A file holding other
+    Python objects is refused, naming them (never unpickled: unpickling runs code the file names)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise BertDetrError(f"checkpoint not found: {path}")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
 
-            sd = load_file(path)
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused or corrupt file: the user's to fix
+        try:
+            return load_file(path)
+        except Exception as e:  # corrupt file: the user's to fix
+            raise BertDetrError(f"cannot read checkpoint {path}: {e}") from None
+    try:
+        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        allowed = {f"{t.__module__}.{t.__qualname__}" for t in SAFE_CHECKPOINT_GLOBALS}
+        try:
+            unsafe = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in allowed]
+        except Exception:  # not a zip checkpoint: torch's own message says what it found
+            unsafe = []
+        if not unsafe:
+            raise BertDetrError(f"cannot read checkpoint {path}: {str(e).splitlines()[-1]}") from None
+        raise BertDetrError(
+            f"refusing to read checkpoint {path}: besides tensors it holds Python objects of {', '.join(unsafe)}, "
+            f"which are not on the allow-list of harmless types ({', '.join(sorted(allowed))}); loading them would "
+            f"run code the file names. Save its state dict alone (mmdet: tools/model_converters/publish_model.py "
+            f"strips training state)") from None
+    except Exception as e:  # corrupt or not a checkpoint: the user's to fix
         raise BertDetrError(f"cannot read checkpoint {path}: {e}") from None
-    return unwrap_state_dict(sd, path)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint file -> flat state dict (float tensors as float32). Accepts ``.safetensors``, or
+    a torch file holding a state dict, mmdet's ``{'state_dict': ...}`` or official ``{'model': ...}``."""
+    return unwrap_state_dict(read_checkpoint(path), os.fspath(path))
 
 
 def unwrap_state_dict(sd, where: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -162,9 +201,34 @@ _HF_RULES = [
 ]
 
 
+# mmdet 2.x -> 3.x names (2.x keeps the transformer, input_proj and query_embedding in the head;
+# ``bbox_head.transformer.*`` only exists in 2.x files, so 3.x names never match these rules). Files of
+# mmdet before about 2.12 name the same tensors ``self_attn``/``multihead_attn``/``ffn``/``decoder.norm``,
+# which 2.28's own ``DETRHead._load_from_state_dict`` renames to ``attentions.0``/``attentions.1``/
+# ``ffns.0``/``decoder.post_norm``: both spellings are read.
+_MMDET2_RULES = [
+    (r"bbox_head\.input_proj\.(.*)", r"neck.convs.0.conv.\1"),
+    (r"bbox_head\.query_embedding\.(.*)", r"query_embedding.\1"),
+    (r"bbox_head\.transformer\.(encoder|decoder)\.layers\.(\d+)\.(?:attentions\.0|self_attn)\.(.*)",
+     r"\1.layers.\2.self_attn.\3"),
+    (r"bbox_head\.transformer\.decoder\.layers\.(\d+)\.(?:attentions\.1|multihead_attn)\.(.*)",
+     r"decoder.layers.\1.cross_attn.\2"),
+    (r"bbox_head\.transformer\.(encoder|decoder)\.layers\.(\d+)\.(?:ffns\.0|ffn)\.(.*)", r"\1.layers.\2.ffn.\3"),
+    (r"bbox_head\.transformer\.(encoder|decoder)\.layers\.(\d+)\.norms\.(.*)", r"\1.layers.\2.norms.\3"),
+    (r"bbox_head\.transformer\.decoder\.(?:post_norm|norm)\.(.*)", r"decoder.post_norm.\1"),
+]
+
+
+def mmdet2_to_mmdet3(sd: dict) -> tuple[dict, dict]:
+    """mmdet 2.x DETR state dict (either 2.x spelling) -> (3.x names, 3.x -> 2.x name); 3.x names pass."""
+    return _rename(sd, _MMDET2_RULES)
+
+
 def mmdet_to_ours(sd: dict) -> tuple[dict, dict]:
-    """mmdet DETR state dict -> (ours, ours -> mmdet name)."""
-    return _rename(sd, _MMDET_RULES)
+    """mmdet 2.x or 3.x DETR state dict -> (ours, ours -> mmdet name)."""
+    sd3, origin3 = mmdet2_to_mmdet3(sd)
+    ours, origin = _rename(sd3, _MMDET_RULES)
+    return ours, {k: origin3[v] for k, v in origin.items()}
 
 
 def official_to_ours(sd: dict, coco80: bool = True) -> tuple[dict, dict]:
@@ -408,10 +472,7 @@ def from_hf(checkpoint, coco80: bool = False, num_heads: int | None = None, num_
     Its DETR is official DETR's (92 logits for the COCO checkpoints): ``coco80`` as ``from_official``."""
     hf_cfg = dict(hf_config or {})
     if isinstance(checkpoint, (str, os.PathLike)) and os.path.isdir(checkpoint):
-        cfg_path = os.path.join(checkpoint, "config.json")
-        if os.path.isfile(cfg_path):
-            with open(cfg_path, encoding="utf-8") as f:
-                hf_cfg = json.load(f)
+        hf_cfg = read_hf_config(checkpoint) or hf_cfg
         for fname in ("model.safetensors", "pytorch_model.bin"):
             if os.path.isfile(os.path.join(checkpoint, fname)):
                 checkpoint = os.path.join(checkpoint, fname)
@@ -428,6 +489,18 @@ def from_hf(checkpoint, coco80: bool = False, num_heads: int | None = None, num_
                                      ffn_drop=float(hf_cfg.get("dropout", 0.1))))
     cfg = _with_classes(infer_config(sd, heads, **sections), num_classes)
     return _build_and_load(cfg, sd, origin, reset_head, generator)
+
+
+def read_hf_config(directory: str | os.PathLike) -> dict:
+    """A transformers ``save_pretrained`` directory's ``config.json`` ({} when there is none)."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise BertDetrError(f"{path} is not valid JSON: {e}") from None
 
 
 def _build_and_load(cfg, sd, origin, reset_head, generator):
@@ -458,14 +531,75 @@ def save_classes(directory: str | os.PathLike, category_ids: list[int], class_na
         json.dump({"category_ids": list(category_ids), "class_names": list(class_names)}, f, indent=1)
 
 
+# ------------------------------------------------------------------------------- classes
+#
+# What a converted model's labels are, for classes.json: (category ids, names), one per label.
+
+
+def coco80_classes() -> tuple[list[int], list[str]]:
+    """mmdet's 80 COCO labels: COCO's category ids (1..90 with gaps) and names."""
+    return list(COCO_CATEGORY_IDS), list(COCO_CLASS_NAMES)
+
+
+def official_classes(coco80: bool = True) -> tuple[list[int], list[str]]:
+    """Official DETR's COCO labels: ``coco80`` as ``from_official``; otherwise label = category id
+    0..90, the unused ids named "N/A" as official DETR and transformers name them."""
+    if coco80:
+        return coco80_classes()
+    names = dict(zip(COCO_CATEGORY_IDS, COCO_CLASS_NAMES))
+    return list(range(OFFICIAL_NO_OBJECT)), [names.get(i, "N/A") for i in range(OFFICIAL_NO_OBJECT)]
+
+
+def mmdet_class_names(checkpoint) -> list[str] | None:
+    """The class names an mmdet checkpoint keeps in its ``meta``: 2.x ``meta['CLASSES']``, 3.x
+    ``meta['dataset_meta']['classes']`` (None when it has none)."""
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    names = meta.get("CLASSES")
+    if names is None and isinstance(meta.get("dataset_meta"), dict):
+        names = meta["dataset_meta"].get("classes")
+    return None if names is None else [str(n) for n in ([names] if isinstance(names, str) else names)]
+
+
+def classes_from_names(names: list[str]) -> tuple[list[int], list[str]]:
+    """Labels known by name only (an mmdet checkpoint's): COCO's category ids when the names are COCO's
+    80 in mmdet's order, else 1..C. (mmdet itself looks the ids up by name in the annotation file it
+    evaluates on; ``evaluate.label_category_ids`` does that too.)"""
+    if list(names) == COCO_CLASS_NAMES:
+        return coco80_classes()
+    return list(range(1, len(names) + 1)), list(names)
+
+
+def hf_classes(hf_config: dict, coco80: bool = False) -> tuple[list[int], list[str]] | None:
+    """transformers' ``id2label`` (its keys are the category ids); ``coco80`` as ``from_hf``. None
+    when the config has no labels."""
+    id2label = {int(k): str(v) for k, v in (hf_config.get("id2label") or {}).items()}
+    if coco80:
+        coco = dict(zip(COCO_CATEGORY_IDS, COCO_CLASS_NAMES))
+        return list(COCO_CATEGORY_IDS), [id2label.get(i, coco[i]) for i in COCO_CATEGORY_IDS]
+    if not id2label:
+        return None
+    ids = sorted(id2label)
+    return ids, [id2label[i] for i in ids]
+
+
 def load_classes(directory: str | os.PathLike, num_classes: int) -> tuple[list[int], list[str]]:
     """Category ids and names stored with a checkpoint (``classes.json``), or 1..C / "class k"."""
     path = os.path.join(directory, "classes.json")
-    if os.path.isfile(path):
+    if not os.path.isfile(path):
+        return list(range(1, num_classes + 1)), [f"class {k}" for k in range(num_classes)]
+    try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
-        return list(d["category_ids"]), list(d["class_names"])
-    return list(range(1, num_classes + 1)), [f"class {k}" for k in range(num_classes)]
+        ids, names = [int(i) for i in d["category_ids"]], [str(n) for n in d["class_names"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise BertDetrError(f"{path} is not a classes file ({{\"category_ids\": [...], \"class_names\": [...]}}): "
+                            f"{type(e).__name__} {e}") from None
+    if len(ids) != num_classes or len(names) != num_classes:
+        raise BertDetrError(f"{path} lists {len(ids)} category ids and {len(names)} names for a model of "
+                            f"{num_classes} classes")
+    return ids, names
 
 
 def load_detr(directory: str | os.PathLike, num_classes: int | None = None, reset_head: bool = False,
