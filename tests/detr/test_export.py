@@ -9,7 +9,8 @@ import torch
 from bertdetr.cli import main
 from bertdetr.detr.export import export_hf, export_mmdet, export_onnx, invert_rules
 from bertdetr.detr.model import padding_masks
-from bertdetr.detr.weights import _rename, config_from_mmdet, from_hf, load_mmdet_config
+from bertdetr.detr.mmdet_config import config_from_mmdet, load_mmdet_config
+from bertdetr.detr.weights import _rename, from_hf
 from tests.detr.test_weights import _hf_pair, _inputs
 
 

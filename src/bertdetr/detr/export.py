@@ -270,9 +270,9 @@ def _py(value, indent: int = 0) -> str:
     return repr(value)
 
 
-def mmdet_config(config: DETRConfig, class_names: list[str]) -> dict:
+def to_mmdet_config(config: DETRConfig, class_names: list[str]) -> dict:
     """mmdet 3.x config (model, test pipeline, dataset classes) of ``config``: what
-    ``weights.config_from_mmdet`` reads back to ``config``."""
+    ``mmdet_config.config_from_mmdet`` reads back to ``config``."""
     bb, enc, dec, pe, head, a = (config.backbone, config.encoder, config.decoder, config.positional_encoding,
                                  config.bbox_head, config.assigner)
     D = config.embed_dims
@@ -326,7 +326,7 @@ def export_mmdet(model: DETR, config: DETRConfig, class_names: list[str], direct
     _check_standard(config, "mmdet")
     sd = ours_to_mmdet({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
                        config.bbox_head.num_reg_fcs)
-    cfg = mmdet_config(config, class_names)
+    cfg = to_mmdet_config(config, class_names)
     os.makedirs(directory, exist_ok=True)
     checkpoint = {"meta": {"dataset_meta": {"classes": tuple(class_names)}, "exported_by": "bertdetr"},
                   "state_dict": sd}
@@ -344,8 +344,7 @@ def export_mmdet(model: DETR, config: DETRConfig, class_names: list[str], direct
 def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike, opset: int = 18) -> str:
     """Our checkpoint directory -> ``fmt`` (one of ``FORMATS``) at ``output`` (onnx: a file; hf,
     mmdet: a directory); returns what was written, in words. Class names from ``classes.json``."""
-    from bertdetr.detr.train import load_classes
-    from bertdetr.detr.weights import load_detr
+    from bertdetr.detr.weights import load_classes, load_detr
     from bertdetr.fileio import check_writable
 
     if fmt not in FORMATS:
