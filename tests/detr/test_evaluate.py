@@ -113,3 +113,30 @@ def test_label_category_ids_by_id_by_name_or_a_clear_error():
         label_category_ids([3, 7, 9], ["lion", "dog", "cow"], data)
     with pytest.raises(BertDetrError, match=r"1 of the dataset's categories are not among the checkpoint's: 9 'cow'"):
         label_category_ids([1, 3, 7], ["x", "y", "z"], data)
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+def test_per_class_ap_and_summary_table(shapes, backend):
+    if backend == "faster-coco-eval":
+        pytest.importorskip("faster_coco_eval")
+    from bertdetr.detr.evaluate import coco_evaluation
+
+    path, index = shapes
+    perfect, missed = index.category_ids[0], index.category_ids[1]
+    shifted = index.category_ids[2]
+    results = []
+    for r in _results(index):
+        if r["category_id"] == missed:
+            continue  # never detected: AP 0
+        if r["category_id"] == shifted:
+            r = dict(r, bbox=[r["bbox"][0] + 3, r["bbox"][1] + 3, r["bbox"][2], r["bbox"][3]])
+        results.append(r)
+    ev = coco_evaluation(path, results, backend=backend)
+    assert sorted(ev.per_class_ap) == sorted(index.category_ids)
+    assert ev.per_class_ap[perfect] == pytest.approx(1.0) and ev.per_class_ap[missed] == 0.0
+    assert 0.0 < ev.per_class_ap[shifted] < 1.0
+    # COCO's AP is the mean of the per-class APs over the classes with ground truth
+    present = [v for v in ev.per_class_ap.values() if v == v]
+    assert ev.metrics["AP"] == pytest.approx(sum(present) / len(present), abs=1e-6)
+    assert len(ev.table) == 12 and ev.table[0].lstrip().startswith("Average Precision  (AP) @[ IoU=0.50:0.95")
+    assert f"{ev.metrics['AP']:.3f}" in ev.table[0]

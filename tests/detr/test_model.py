@@ -144,3 +144,24 @@ def test_folded_weight_cache_follows_weight_changes():
         torch.testing.assert_close(fresh.backbone(x), c)
         model.load_state_dict(build_detr(tiny_config()).state_dict())
         assert not torch.equal(model.backbone(x), c)
+
+
+def test_torch_export_with_dynamic_image_size(golden_model):
+    """torch.export traces the model (no storage-keyed fold cache, no data-dependent mask branch);
+    the exported program, at other image sizes than traced, gives the eager model's outputs."""
+    model, _ = golden_model
+    H, W, B = torch.export.Dim("H", min=64, max=4096), torch.export.Dim("W", min=64, max=4096), torch.export.Dim("B")
+    images, masks = torch.randn(2, 3, 96, 128), torch.zeros(2, 96, 128, dtype=torch.bool)
+    masks[1, 70:] = True
+    program = torch.export.export(model, (images, masks),
+                                  dynamic_shapes=({0: B, 2: H, 3: W}, {0: B, 1: H, 2: W}))
+    for b, h, w in ((2, 96, 128), (3, 160, 150), (2, 71, 200)):
+        x, m = torch.randn(b, 3, h, w), torch.zeros(b, h, w, dtype=torch.bool)
+        m[-1, :, w // 2:] = True
+        with torch.no_grad():
+            expected, got = model(x, m), program.module()(x, m)
+        torch.testing.assert_close(got["pred_logits"], expected["pred_logits"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(got["pred_boxes"], expected["pred_boxes"], rtol=0, atol=1e-5)
+    with torch.no_grad():  # the eager model still serves the folded weights from its cache
+        model(images, masks)
+    assert "_folded" in model.backbone.conv1.__dict__

@@ -13,6 +13,7 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_eval(commands)
     _add_predict(commands)
     _add_attention(commands)
+    _add_export(commands)
 
 
 def _add_convert(commands) -> None:
@@ -306,4 +307,23 @@ def _run_attention(args) -> int:
                                  args.test_size, args.max_size)
     print(f"wrote {len(written)} pictures to {args.out}" + ("" if written else
           " (no detection reached --threshold and no --point given)"))
+    return 0
+
+
+def _add_export(commands) -> None:
+    p = commands.add_parser("export", help="export a checkpoint to ONNX, transformers or mmdet",
+                            description="Write our checkpoint as ONNX (dynamic batch and image size; needs "
+                            "pip install 'bertdetr[export]'), a transformers DetrForObjectDetection directory, or "
+                            "an mmdet 3.x checkpoint (model.pth) with its config (config.py).")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint directory")
+    p.add_argument("--format", required=True, metavar="{onnx,hf,mmdet}", help="what to write")
+    p.add_argument("--output", required=True, help="onnx: the .onnx file; hf, mmdet: a directory")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from bertdetr.detr.export import export_checkpoint
+
+    print("wrote " + export_checkpoint(args.checkpoint, args.format, args.output, args.opset))
     return 0

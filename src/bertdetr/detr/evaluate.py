@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
@@ -69,14 +70,36 @@ def coco_api(backend: str):
     raise BertDetrError(f"unknown COCO evaluation back-end {backend!r}; choose one of {', '.join(COCO_BACKENDS)}")
 
 
+@dataclass
+class CocoEvaluation:
+    """What COCOeval says of a set of detections."""
+
+    metrics: dict[str, float]
+    """``COCO_METRICS`` -> value (pycocotools' 12 summary numbers)."""
+    per_class_ap: dict[int, float]
+    """Category id -> AP@[.50:.95] (all areas, 100 detections) from COCOeval's precision array, as
+    mmdet's ``classwise=True``: NaN for a category without ground truth in the evaluated images."""
+    table: list[str]
+    """The 12-line summary table as COCOeval prints it."""
+
+
 def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: Iterable | None = None,
                   verbose: bool = False, backend: str = "pycocotools") -> dict[str, float]:
     """COCO bbox mAP of ``results`` against ``ann_file``; returns ``COCO_METRICS`` -> value.
 
     ``image_ids`` restricts evaluation to those images (e.g. the ones that could be read).
     The back-end prints its table; it is shown only when ``verbose``. ``backend``: one of
-    ``COCO_BACKENDS`` (both give pycocotools' 12 numbers).
+    ``COCO_BACKENDS`` (both give pycocotools' 12 numbers). ``coco_evaluation`` says more.
     """
+    evaluation = coco_evaluation(ann_file, results, image_ids, backend)
+    if verbose:
+        print("\n".join(evaluation.table))
+    return evaluation.metrics
+
+
+def coco_evaluation(ann_file: str | os.PathLike, results: list[dict], image_ids: Iterable | None = None,
+                    backend: str = "pycocotools") -> CocoEvaluation:
+    """COCOeval of ``results`` against ``ann_file``: the 12 numbers, per-class AP and the table."""
     COCO, COCOeval = coco_api(backend)
     if not os.path.isfile(ann_file):
         raise BertDetrError(f"annotation file not found: {ann_file}")
@@ -86,7 +109,8 @@ def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: I
         if not results:
             # pycocotools cannot load an empty result list; no detection scores 0 everywhere
             # (and -1 where the ground truth has no boxes of that size, as pycocotools reports).
-            return {k: 0.0 for k in COCO_METRICS}
+            return CocoEvaluation({k: 0.0 for k in COCO_METRICS}, {c: 0.0 for c in sorted(gt.getCatIds())},
+                                  ["(no detections: every metric 0)"])
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, iouType="bbox")
         if backend == "faster-coco-eval":
@@ -96,9 +120,17 @@ def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: I
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    if verbose:
-        print(sink.getvalue(), end="")
-    return {k: float(v) for k, v in zip(COCO_METRICS, ev.stats)}
+    # precision [IoU thresholds, recall points, categories, areas, max detections]: area 'all'
+    # (index 0), 100 detections (last); -1 marks no ground truth (mmdet's classwise AP)
+    precision = ev.eval["precision"]
+    per_class = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        per_class[int(cat_id)] = float(p.mean()) if p.size else float("nan")
+    # faster-coco-eval appends AR@0.5 and AR@0.75 lines: the familiar table is the first 12
+    table = [line for line in sink.getvalue().splitlines() if line.lstrip().startswith("Average")][:12]
+    return CocoEvaluation({k: float(v) for k, v in zip(COCO_METRICS, ev.stats)}, per_class, table)
 
 
 @torch.no_grad()

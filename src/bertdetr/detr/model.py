@@ -86,9 +86,11 @@ def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> t
     Where no gradient can flow to the weight (inference, frozen stages) the folded pair is cached
     on the conv, keyed by the storage and version counters of the conv weight and the four BN
     buffers, so that it is recomputed after any in-place change (optimizer step, load_state_dict)
-    or move; this saves a pass over all backbone weights per forward.
+    or move; this saves a pass over all backbone weights per forward. Under ``torch.compile`` /
+    ``torch.export`` the tensors are traced stand-ins without storage to key on: the fold is then
+    written into the graph, where the compiler or exporter folds it once as a constant.
     """
-    if torch.is_grad_enabled() and conv.weight.requires_grad:
+    if (torch.is_grad_enabled() and conv.weight.requires_grad) or torch.compiler.is_compiling():
         weight, bias = _fold(conv, bn)
     else:
         tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
@@ -398,8 +400,10 @@ class DETR(nn.Module):
         tokens = feat.permute(0, 2, 3, 1).reshape(B, h * w, D)
         # nn.MultiheadAttention's key_padding_mask (-inf at padded keys) as the shared blocks'
         # additive key mask; None when nothing is padded, which lets SDPA take its unmasked kernel.
-        attn_mask = (key_padding_to_additive_mask(mask.view(B, h * w), tokens.dtype, float("-inf"))
-                     if bool(mask.any()) else None)
+        # Traced (torch.compile/export), the mask's values are unknown: it is kept whenever given.
+        attn_mask = None
+        if masks is not None and (torch.compiler.is_compiling() or bool(mask.any())):
+            attn_mask = key_padding_to_additive_mask(mask.view(B, h * w), tokens.dtype, float("-inf"))
         memory = self.encoder(tokens, pos, attn_mask)
         query_pos = self.query_embedding.weight.unsqueeze(0).expand(B, -1, -1)
         hs = self.decoder(query_pos, memory, pos, attn_mask)  # [L,B,Q,D]

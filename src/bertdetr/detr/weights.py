@@ -189,7 +189,9 @@ _HF_RULES = [
     (r"model\.(encoder|decoder)\.layers\.(\d+)\.(self_attn|encoder_attn)\.(q|k|v)_proj\.(.*)", r"\1.layers.\2.\3.\4.\5"),
     (r"model\.(encoder|decoder)\.layers\.(\d+)\.(self_attn|encoder_attn)\.(?:out_proj|o_proj)\.(.*)",
      r"\1.layers.\2.\3.out_proj.\4"),
-    (r"model\.(encoder|decoder)\.layers\.(\d+)\.(?:mlp\.)?fc(1|2)\.(.*)", r"\1.layers.\2.ffn.fc\3.\4"),
+    # transformers 4.x ``fc1`` (also what 5.x writes), 5.x's module ``mlp.fc1``; the first
+    # alternative is the spelling ``export.ours_to_hf`` writes
+    (r"model\.(encoder|decoder)\.layers\.(\d+)\.(?:|mlp\.)fc(1|2)\.(.*)", r"\1.layers.\2.ffn.fc\3.\4"),
     (r"model\.encoder\.layers\.(\d+)\.self_attn_layer_norm\.(.*)", r"encoder.layers.\1.norm1.\2"),
     (r"model\.encoder\.layers\.(\d+)\.final_layer_norm\.(.*)", r"encoder.layers.\1.norm2.\2"),
     (r"model\.decoder\.layers\.(\d+)\.self_attn_layer_norm\.(.*)", r"decoder.layers.\1.norm1.\2"),
