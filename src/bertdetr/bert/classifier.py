@@ -16,9 +16,16 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.records import serialize_example, write_record
 from bertdetr.bert.tokenization import FullTokenizer, convert_to_unicode
 from bertdetr.errors import BertDetrError
@@ -435,7 +442,91 @@ def file_based_convert_examples_to_features(examples: Sequence[InputExample], la
     return features
 
 
+# ---- the model ---------------------------------------------------------------------------------
+
+
+def classification_losses(logits: torch.Tensor, label_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Google's loss: ``per_example_loss`` = -sum(one_hot(label) * log_softmax(logits)) [B] and its
+    plain mean ``loss`` (padding examples are not down-weighted in training, as Google's).
+    ``logits [B,K]``, ``label_ids [B]`` or [B,1]."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    per_example_loss = -log_probs.gather(-1, label_ids.reshape(-1, 1)).squeeze(-1)
+    return {"loss": per_example_loss.mean(), "per_example_loss": per_example_loss}
+
+
+class BertForSequenceClassification(nn.Module):
+    """Google's ``create_model``: BERT's pooled output, dropout 0.1, ``output_weights`` [K,D]
+    (truncated normal, stddev 0.02) and a zero ``output_bias`` [K], log-softmax loss.
+
+    ``forward(input_ids [B,T], input_mask [B,T], segment_ids [B,T], label_ids [B] | None) -> dict``
+    with ``logits [B,K]``, ``probabilities [B,K]`` and, with labels, ``loss`` and
+    ``per_example_loss [B]`` (Google's ``(loss, per_example_loss, logits, probabilities)``).
+    ``labels`` are the label strings in id order (saved as the model's ``id2label``).
+
+    Only the pooled [CLS] vector is read, so the encoder runs its layers on the real tokens alone
+    and computes the last layer at [CLS] only (``BertModel``'s ``output_positions`` at
+    [CLS]); padding cannot change a real token's output, so the numbers are the full model's.
+    """
+
+    def __init__(self, bert: BertModel, labels: Sequence[str]):
+        super().__init__()
+        if not labels:
+            raise BertDetrError("a classifier needs at least one label")
+        self.config = bert.config
+        self.bert = bert
+        self.labels = list(labels)
+        # Google hard-codes keep_prob 0.9 here, whatever the config's hidden_dropout_prob says.
+        self.dropout = nn.Dropout(0.1)
+        self.output_weights = nn.Parameter(torch.empty(len(labels), bert.config.hidden_size))
+        self.output_bias = nn.Parameter(torch.zeros(len(labels)))
+        # Google: tf.truncated_normal_initializer(stddev=0.02), fixed (not initializer_range).
+        nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, label_ids: torch.Tensor | None = None,
+                is_real_example: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        # Asking for position 0 ([CLS], read by the pooler anyway) is the smallest request that
+        # makes BertModel skip the padding and the rest of the last layer.
+        cls = input_ids.new_zeros(input_ids.shape[0], 1)
+        pooled = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask,
+                           output_positions=cls).pooled_output
+        logits = F.linear(self.dropout(pooled), self.output_weights, self.output_bias)
+        out = {"logits": logits, "probabilities": F.softmax(logits.float(), dim=-1)}
+        if label_ids is not None:
+            if label_ids.numel() and (int(label_ids.min()) < 0 or int(label_ids.max()) >= self.num_labels):
+                raise BertDetrError(f"label_ids outside [0, {self.num_labels}): the records were made with "
+                                    "another label list")
+            out.update(classification_losses(logits, label_ids))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForSequenceClassification":
+        """Loads a HF-format ``BertForSequenceClassification`` directory (labels from its
+        ``id2label``)."""
+        from bertdetr.bert.weights import load_sequence_classifier
+
+        return load_sequence_classifier(path, config=config)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertForSequenceClassification`` loads."""
+        from bertdetr.bert.weights import save_sequence_classifier
+
+        save_sequence_classifier(self, path)
+
+
+def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
+                 ) -> BertForSequenceClassification:
+    """Google's ``create_model`` as a module: the classifier on ``bert`` (a new BertModel with
+    Google's initialisation when None). Its forward returns Google's four outputs by name."""
+    return BertForSequenceClassification(bert if bert is not None else build_bert_model(bert_config), labels)
+
+
 __all__ = [
+    "BertForSequenceClassification", "create_model", "classification_losses",
     "InputExample", "PaddingInputExample", "InputFeatures", "DataProcessor", "XnliProcessor", "MnliProcessor",
     "MrpcProcessor", "ColaProcessor", "TsvProcessor", "PROCESSORS", "convert_single_example",
     "convert_examples_to_features", "file_based_convert_examples_to_features",
