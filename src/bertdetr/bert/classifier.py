@@ -15,10 +15,12 @@ features are Google's, checked against goldens made by bert-tensorflow 1.0.4 its
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import warnings
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,10 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
+from bertdetr.bert.optimization import AdamWeightDecay, clip_by_global_norm, google_lr_schedule, weight_decay_groups
 from bertdetr.bert.records import serialize_example, write_record
-from bertdetr.bert.tokenization import FullTokenizer, convert_to_unicode
+from bertdetr.bert.tokenization import FullTokenizer, convert_to_unicode, load_vocab
+from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import atomic_output
+from bertdetr.fileio import atomic_output, check_writable
 
 
 @dataclass
@@ -525,8 +529,461 @@ def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel
     return BertForSequenceClassification(bert if bert is not None else build_bert_model(bert_config), labels)
 
 
+# ---- metrics -----------------------------------------------------------------------------------
+
+
+def metric_fn(per_example_loss: np.ndarray, label_ids: np.ndarray, predictions: np.ndarray,
+              is_real_example: np.ndarray) -> dict[str, float]:
+    """Google's eval metrics: ``eval_accuracy`` and ``eval_loss``, each weighted by
+    ``is_real_example`` (so TPU padding examples do not count)."""
+    w = is_real_example.astype(np.float64)
+    total = max(w.sum(), 1e-12)
+    return {"eval_accuracy": float((w * (predictions == label_ids)).sum() / total),
+            "eval_loss": float((w * per_example_loss).sum() / total)}
+
+
+def f1_score(label_ids: np.ndarray, predictions: np.ndarray, positive: int = 1) -> float:
+    """F1 of the positive class (GLUE's MRPC metric; label "1" = paraphrase); 0 when undefined."""
+    tp = int(((predictions == positive) & (label_ids == positive)).sum())
+    fp = int(((predictions == positive) & (label_ids != positive)).sum())
+    fn = int(((predictions != positive) & (label_ids == positive)).sum())
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def matthews_corrcoef(label_ids: np.ndarray, predictions: np.ndarray) -> float:
+    """Matthews correlation of binary labels (GLUE's CoLA metric); 0 when a marginal is empty, as
+    scikit-learn returns."""
+    tp = float(((predictions == 1) & (label_ids == 1)).sum())
+    tn = float(((predictions == 0) & (label_ids == 0)).sum())
+    fp = float(((predictions == 1) & (label_ids == 0)).sum())
+    fn = float(((predictions == 0) & (label_ids == 1)).sum())
+    denom = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    return 0.0 if denom == 0 else (tp * tn - fp * fn) / denom
+
+
+def glue_metrics(task_name: str, label_ids: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """The GLUE leaderboard metric of each task: MRPC accuracy and F1, CoLA Matthews correlation,
+    accuracy for MNLI (matched), XNLI and a user's own task."""
+    metrics = {"accuracy": float((label_ids == predictions).mean()) if len(label_ids) else 0.0}
+    if task_name == "mrpc":
+        metrics["f1"] = f1_score(label_ids, predictions)
+    if task_name == "cola":
+        metrics["matthews_corrcoef"] = matthews_corrcoef(label_ids, predictions)
+    return metrics
+
+
+# ---- the run: Google's main --------------------------------------------------------------------
+
+
+@dataclass
+class ClassifierConfig:
+    """Google's ``run_classifier.py`` flags (same names and defaults), plus this program's own."""
+
+    task_name: str
+    """cola, mnli, mrpc, xnli (Google's processors), or tsv (``TsvProcessor``: a user's own files)."""
+    data_dir: str
+    """The input data dir with the task's .tsv (or, for tsv, .csv) files."""
+    output_dir: str
+    """Features (train/eval/predict.tf_record), checkpoints, results and the fine-tuned model."""
+    vocab_file: str | None = None
+    """vocab.txt of the model (default: the one in the --init-checkpoint directory)."""
+    bert_config_file: str | None = None
+    """bert_config.json / config.json (default: the one in the --init-checkpoint directory)."""
+    init_checkpoint: str | None = None
+    """A HF-format BERT directory (BertModel, BertForPreTraining, BertForMaskedLM or a fine-tuned
+    BertForSequenceClassification) or a Google TF checkpoint prefix (needs TensorFlow)."""
+    do_lower_case: bool = True
+    """Lowercase the input text (True for uncased models)."""
+    max_seq_length: int = 128
+    """Total input length after WordPiece tokenization: longer inputs are cut, shorter padded."""
+    do_train: bool = False
+    """Fine-tune on the training set."""
+    do_eval: bool = False
+    """Evaluate on the dev set (eval_results.txt, metrics.json)."""
+    do_predict: bool = False
+    """Class probabilities for the test set (test_results.tsv)."""
+    train_batch_size: int = 32
+    """Total batch size for training."""
+    eval_batch_size: int = 8
+    """Total batch size for eval."""
+    predict_batch_size: int = 8
+    """Total batch size for predict."""
+    learning_rate: float = 5e-5
+    """The initial learning rate for Adam."""
+    num_train_epochs: float = 3.0
+    """Total number of training epochs to perform."""
+    warmup_proportion: float = 0.1
+    """Proportion of training with a linear learning-rate warmup (0.1 = 10%)."""
+    save_checkpoints_steps: int = 1000
+    """How often to save the model checkpoint."""
+    keep_checkpoint_max: int = 5
+    """Checkpoints kept (Estimator's default 5; 0 = all)."""
+    features_only: bool = False
+    """Write the features (tf_record files) and stop."""
+    resume: bool = False
+    """Continue training from the latest checkpoint in output_dir."""
+    stop_at_step: int | None = None
+    """Stop training (checkpointed) after this step; resume later."""
+    seed: int = 12345
+    """Seeds the classifier's initialisation, the data order and dropout."""
+    text_a_column: str = "sentence"
+    """tsv task: the column of the first text."""
+    text_b_column: str | None = None
+    """tsv task: the column of the second text (None: single-sentence task)."""
+    label_column: str = "label"
+    """tsv task: the column of the label."""
+    xnli_language: str = "zh"
+    """xnli task: the language trained and evaluated (Google fixes "zh")."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+    log_every: int = 10
+    """Log the training loss every this many steps (scalars.csv)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        if self.task_name.lower() not in (*PROCESSORS, "tsv"):
+            raise BertDetrError(f"Task not found: {self.task_name} (choose one of {', '.join(PROCESSORS)}, tsv)")
+        self.task_name = self.task_name.lower()
+        if not (self.do_train or self.do_eval or self.do_predict):
+            raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
+        for name in ("max_seq_length", "train_batch_size", "eval_batch_size", "predict_batch_size",
+                     "save_checkpoints_steps", "log_every"):
+            if getattr(self, name) <= 0:
+                raise BertDetrError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.max_seq_length < 3:
+            raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for [CLS] text [SEP]")
+        if not self.learning_rate > 0 or not self.num_train_epochs > 0:
+            raise BertDetrError("--learning-rate and --num-train-epochs must be positive")
+        if not 0 <= self.warmup_proportion <= 1:
+            raise BertDetrError(f"--warmup-proportion must be in [0, 1], got {self.warmup_proportion}")
+        if self.stop_at_step is not None and self.stop_at_step <= 0:
+            raise BertDetrError(f"--stop-at-step must be positive, got {self.stop_at_step}")
+        if not os.path.isdir(self.data_dir):
+            raise BertDetrError(f"data dir not found: {self.data_dir}")
+        if not any(os.scandir(self.data_dir)):
+            raise BertDetrError(f"data dir {self.data_dir} is empty: it needs the task's files "
+                                "(train.tsv, dev.tsv, test.tsv for GLUE tasks)")
+
+
+def make_processor(config: ClassifierConfig, labels: Sequence[str] | None = None) -> DataProcessor:
+    if config.task_name == "tsv":
+        return TsvProcessor(config.data_dir, config.text_a_column, config.text_b_column, config.label_column,
+                            labels)
+    if config.task_name == "xnli":
+        return XnliProcessor(config.xnli_language)
+    return PROCESSORS[config.task_name]()
+
+
+def _model_files(config: ClassifierConfig) -> tuple[BertConfig, str]:
+    """The model's BertConfig and vocab file, from the flags or the --init-checkpoint directory."""
+    init_dir = config.init_checkpoint if config.init_checkpoint and os.path.isdir(config.init_checkpoint) else None
+    if config.bert_config_file:
+        bert_config = BertConfig.from_json_file(config.bert_config_file)
+    elif init_dir and os.path.isfile(os.path.join(init_dir, "config.json")):
+        bert_config = BertConfig.from_json_file(os.path.join(init_dir, "config.json"))
+    else:
+        raise BertDetrError("no model config: give --bert-config-file, or --init-checkpoint a directory with config.json")
+    vocab_file = config.vocab_file or (os.path.join(init_dir, "vocab.txt") if init_dir else None)
+    if not vocab_file or not os.path.isfile(vocab_file):
+        raise BertDetrError(f"vocab file not found: {vocab_file or '(none given)'}: give --vocab-file")
+    n = len(load_vocab(vocab_file))
+    if n != bert_config.vocab_size:
+        raise BertDetrError(f"vocab file {vocab_file} has {n} entries but the model's vocab_size is "
+                            f"{bert_config.vocab_size}")
+    if config.max_seq_length > bert_config.max_position_embeddings:
+        raise BertDetrError(f"Cannot use sequence length {config.max_seq_length} because the BERT model was only "
+                            f"trained up to sequence length {bert_config.max_position_embeddings}")
+    return bert_config, vocab_file
+
+
+def _checkpoint_labels(config: ClassifierConfig) -> list[str] | None:
+    """Label names of a fine-tuned model to evaluate: output_dir's latest checkpoint or exported
+    model, or an --init-checkpoint BertForSequenceClassification directory."""
+    last = latest_checkpoint(config.output_dir)
+    if last:
+        return list(load_checkpoint(last)["labels"])
+    for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
+        cfg = os.path.join(d, "config.json") if d and os.path.isdir(d) else None
+        if cfg and os.path.isfile(cfg):
+            with open(cfg, encoding="utf-8") as f:
+                id2label = json.load(f).get("id2label")
+            if id2label:
+                return [str(id2label[str(i)]) for i in range(len(id2label))]
+    return None
+
+
+def _init_model(config: ClassifierConfig, bert_config: BertConfig, labels: list[str]) -> tuple[BertForSequenceClassification, bool]:
+    """The model to fine-tune or evaluate, and whether its classifier head was loaded."""
+    from bertdetr.bert.weights import load_classifier_state, read_hf_weights, read_tf_checkpoint
+
+    model = create_model(bert_config, labels)
+    path = config.init_checkpoint
+    if not path:
+        return model, False
+    if os.path.isdir(path):
+        state, source = read_hf_weights(path)
+    elif os.path.exists(path + ".index"):
+        state, source = read_tf_checkpoint(path), path
+    else:
+        raise BertDetrError(f"--init-checkpoint {path}: neither a model directory nor a TF checkpoint prefix "
+                            f"({path}.index not found)")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return model, load_classifier_state(model, state, source)
+
+
+def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The examples of training batch ``step`` (0-based): batches run through one seeded shuffle of
+    the examples per epoch, across epoch boundaries (Google repeats the data, then batches with
+    drop_remainder). Depends only on its arguments, so a resumed run sees the same batches."""
+    out: list[int] = []
+    start = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), num_examples)
+        order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
+        out.extend(order[offset:offset + batch_size - len(out)].tolist())
+    return out
+
+
+def features_to_tensors(features: Sequence[InputFeatures]) -> dict[str, torch.Tensor]:
+    """Stacked features by Google's names: int64 ``input_ids``, ``input_mask``, ``segment_ids``
+    [N,T], ``label_ids`` [N], ``is_real_example`` [N]."""
+    return {
+        "input_ids": torch.tensor([f.input_ids for f in features], dtype=torch.long),
+        "input_mask": torch.tensor([f.input_mask for f in features], dtype=torch.long),
+        "segment_ids": torch.tensor([f.segment_ids for f in features], dtype=torch.long),
+        "label_ids": torch.tensor([f.label_id for f in features], dtype=torch.long),
+        "is_real_example": torch.tensor([int(f.is_real_example) for f in features], dtype=torch.long),
+    }
+
+
+def _batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
+    batch = {k: v[index] for k, v in data.items()}
+    # Cut the columns that are padding in every row: masked keys change no real token's output.
+    T = max(1, int(batch["input_mask"].sum(1).max()))
+    return {k: (v[:, :T] if v.dim() == 2 else v).to(device) for k, v in batch.items()}
+
+
+def _eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Iterator[dict[str, torch.Tensor]]:
+    n = len(data["label_ids"])
+    for start in range(0, n, batch_size):
+        yield _batch(data, slice(start, min(start + batch_size, n)), device)
+
+
+def train(model: BertForSequenceClassification, data: dict[str, torch.Tensor], config: ClassifierConfig,
+          device: torch.device, num_train_steps: int, num_warmup_steps: int) -> int:
+    """Fine-tunes ``model`` as Google's run_classifier (AdamWeightDecay, weight decay 0.01, global
+    norm clip 1.0, linear warmup then decay); checkpoints to ``config.output_dir``. Returns the step."""
+    optimizer = AdamWeightDecay(weight_decay_groups(model, 0.01), lr=config.learning_rate)
+    scheduler = google_lr_schedule(optimizer, num_train_steps, num_warmup_steps)
+    step = 0
+    torch.manual_seed(config.seed + 1)  # dropout
+    last = latest_checkpoint(config.output_dir) if config.resume else None
+    if last:
+        state = load_checkpoint(last)
+        if list(state["labels"]) != model.labels or int(state["num_train_steps"]) != num_train_steps:
+            raise BertDetrError(f"cannot resume from {last}: it was made for labels {state['labels']} and "
+                                f"{state['num_train_steps']} steps, this run has {model.labels} and {num_train_steps}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        torch.set_rng_state(state["rng"])
+        print(f"resuming from {last} at step {step}")
+    from bertdetr.runlog import ScalarLog
+
+    log = ScalarLog(config.output_dir)
+    bar = None
+    if config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_train_steps, initial=step, desc="classify", unit="step", dynamic_ncols=True)
+    n = len(data["label_ids"])
+    stop = num_train_steps if config.stop_at_step is None else min(config.stop_at_step, num_train_steps)
+    model.train()
+    try:
+        while step < stop:
+            batch = _batch(data, train_batch_indices(n, config.train_batch_size, config.seed, step), device)
+            lr = optimizer.param_groups[0]["lr"]
+            loss = model(**batch)["loss"]
+            loss.backward()
+            grad_norm = clip_by_global_norm(model.parameters(), 1.0)
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                raise BertDetrError(f"non-finite loss at step {step + 1}: training stopped; lower the learning rate")
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % config.log_every == 0 or step == stop:
+                log.log(step, {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item()})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+            if bar is not None:
+                bar.update(1)
+            if step % config.save_checkpoints_steps == 0 or step == stop:
+                save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "step": step, "labels": model.labels,
+                                 "num_train_steps": num_train_steps, "rng": torch.get_rng_state()},
+                                config.output_dir, step, config.keep_checkpoint_max)
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    return step
+
+
+@torch.no_grad()
+def evaluate(model: BertForSequenceClassification, data: dict[str, torch.Tensor], batch_size: int,
+             device: torch.device) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Google's evaluation: (metrics, predictions, probabilities). ``eval_accuracy`` and ``eval_loss``
+    are Google's metric_fn (per example, weighted by is_real_example); ``loss`` is what Estimator
+    adds: the mean over batches of each batch's mean loss."""
+    was_training = model.training
+    model.eval()
+    losses, per_example, probs = [], [], []
+    for batch in _eval_batches(data, batch_size, device):
+        out = model(**batch)
+        losses.append(out["loss"].item())
+        per_example.append(out["per_example_loss"].cpu().numpy())
+        probs.append(out["probabilities"].cpu().numpy())
+    model.train(was_training)
+    probabilities = np.concatenate(probs) if probs else np.zeros((0, model.num_labels), np.float32)
+    predictions = probabilities.argmax(-1)
+    metrics = metric_fn(np.concatenate(per_example) if per_example else np.zeros(0), data["label_ids"].numpy(),
+                        predictions, data["is_real_example"].numpy())
+    metrics["loss"] = float(np.mean(losses)) if losses else 0.0
+    return metrics, predictions, probabilities
+
+
+@torch.no_grad()
+def predict(model: BertForSequenceClassification, data: dict[str, torch.Tensor], batch_size: int,
+            device: torch.device) -> np.ndarray:
+    """Class probabilities [N, K] (float32), in example order."""
+    model.eval()
+    probs = [model(**{k: v for k, v in b.items() if k != "label_ids"})["probabilities"].cpu().numpy()
+             for b in _eval_batches(data, batch_size, device)]
+    return np.concatenate(probs) if probs else np.zeros((0, model.num_labels), np.float32)
+
+
+def write_test_results(probabilities: np.ndarray, path: str) -> None:
+    """Google's test_results.tsv: one line per example, its class probabilities tab-separated, each
+    as ``str`` of a float32 (what Google's ``str(class_probability)`` of numpy's float32 prints)."""
+    with atomic_output(path, "w") as f:
+        for row in probabilities.astype(np.float32):
+            f.write("\t".join(str(p) for p in row) + "\n")
+
+
+def export_model(model: BertForSequenceClassification, vocab_file: str, do_lower_case: bool, path: str) -> str:
+    """A HF-format BertForSequenceClassification directory with vocab.txt and tokenizer_config.json."""
+    model.save_pretrained(path)
+    shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
+    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
+    return path
+
+
+def run_classifier(config: ClassifierConfig) -> dict:
+    """Google's ``main``: features for the requested sets (all read and checked before anything is
+    written), then training, evaluation and prediction. Returns a summary."""
+    bert_config, vocab_file = _model_files(config)
+    labels = None
+    if config.task_name == "tsv" and not config.do_train:
+        labels = _checkpoint_labels(config)
+        if labels is None:
+            raise BertDetrError("task tsv without --do-train: the labels come from the fine-tuned model, but "
+                                f"{config.output_dir} has no checkpoint and --init-checkpoint no id2label")
+    processor = make_processor(config, labels)
+    label_list = processor.get_labels()
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    check_writable(os.path.join(config.output_dir, "eval_results.txt"))
+
+    sets = {}
+    for wanted, name, get in ((config.do_train, "train", processor.get_train_examples),
+                              (config.do_eval, "eval", processor.get_dev_examples),
+                              (config.do_predict, "predict", processor.get_test_examples)):
+        if wanted:
+            examples = get(config.data_dir)
+            if not examples:
+                raise BertDetrError(f"the {name} set of {config.data_dir} has no examples")
+            # On CPU/GPU Google writes the real examples only (PaddingInputExample is for TPU).
+            sets[name] = (examples, convert_examples_to_features(examples, label_list, config.max_seq_length,
+                                                                 tokenizer))
+    summary: dict = {"labels": label_list, "features": {}}
+    for name, (_, features) in sets.items():
+        path = os.path.join(config.output_dir, f"{name}.tf_record")
+        with atomic_output(path, "wb") as f:
+            for feature in features:
+                write_record(f, features_to_example(feature))
+        summary["features"][name] = path
+    if config.features_only:
+        return summary
+
+    num_train_steps = num_warmup_steps = 0
+    if config.do_train:
+        n = len(sets["train"][0])
+        num_train_steps = int(n / config.train_batch_size * config.num_train_epochs)
+        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+        if num_train_steps == 0:
+            raise BertDetrError(f"{n} training examples in batches of {config.train_batch_size} for "
+                                f"{config.num_train_epochs} epochs make no training step")
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(config.seed)
+    step = 0
+    last = latest_checkpoint(config.output_dir)
+    if not config.do_train and last:
+        # Google's estimator evaluates the latest checkpoint of its model_dir.
+        state = load_checkpoint(last)
+        model = create_model(bert_config, list(state["labels"]))
+        if model.labels != list(label_list):
+            raise BertDetrError(f"{last} was trained for labels {model.labels}, the task has {label_list}")
+        model.load_state_dict(state["model"])
+        step = int(state["step"])
+    else:
+        if config.do_train and last and not config.resume:
+            raise BertDetrError(f"{config.output_dir} already has checkpoints ({os.path.basename(last)}): "
+                                "give --resume to continue that run, or another --output-dir")
+        model, head_loaded = _init_model(config, bert_config, list(label_list))
+        if not config.do_train and not head_loaded:
+            warnings.warn("evaluating a classifier head that was never trained: --init-checkpoint has none and "
+                          f"{config.output_dir} no checkpoint", stacklevel=2)
+    model.to(device)
+    with atomic_output(os.path.join(config.output_dir, "classify_config.json"), "w") as f:
+        json.dump({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
+                   "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps}, f, indent=1)
+
+    if config.do_train:
+        data = features_to_tensors(sets["train"][1])
+        step = train(model, data, config, device, num_train_steps, num_warmup_steps)
+        summary.update(step=step, num_train_steps=num_train_steps)
+        if step < num_train_steps:
+            return summary  # stopped early (--stop-at-step): resume to finish
+        summary["export"] = export_model(model, vocab_file, config.do_lower_case,
+                                         os.path.join(config.output_dir, "model"))
+    summary["step"] = step
+    if config.do_eval:
+        data = features_to_tensors(sets["eval"][1])
+        metrics, predictions, _ = evaluate(model, data, config.eval_batch_size, device)
+        result = {"eval_accuracy": metrics["eval_accuracy"], "eval_loss": metrics["eval_loss"],
+                  "global_step": step, "loss": metrics["loss"]}
+        with atomic_output(os.path.join(config.output_dir, "eval_results.txt"), "w") as f:
+            # Google writes str() of Estimator's numpy values: float32 metrics, an int64 step.
+            for key in sorted(result):
+                value = result[key] if key == "global_step" else np.float32(result[key])
+                f.write(f"{key} = {value}\n")
+        glue = glue_metrics(config.task_name, data["label_ids"].numpy(), predictions)
+        summary["eval"] = {**result, **glue, "task": config.task_name, "num_examples": len(predictions)}
+        with atomic_output(os.path.join(config.output_dir, "metrics.json"), "w") as f:
+            json.dump(summary["eval"], f, indent=1)
+    if config.do_predict:
+        probabilities = predict(model, features_to_tensors(sets["predict"][1]), config.predict_batch_size, device)
+        write_test_results(probabilities, os.path.join(config.output_dir, "test_results.tsv"))
+        summary["predictions"] = len(probabilities)
+    return summary
+
+
 __all__ = [
-    "BertForSequenceClassification", "create_model", "classification_losses",
+    "ClassifierConfig", "run_classifier", "train", "evaluate", "predict", "metric_fn", "glue_metrics",
+    "f1_score", "matthews_corrcoef", "BertForSequenceClassification", "create_model", "classification_losses",
     "InputExample", "PaddingInputExample", "InputFeatures", "DataProcessor", "XnliProcessor", "MnliProcessor",
     "MrpcProcessor", "ColaProcessor", "TsvProcessor", "PROCESSORS", "convert_single_example",
     "convert_examples_to_features", "file_based_convert_examples_to_features",
