@@ -211,3 +211,35 @@ def test_train_batches_cover_each_epoch_once_and_cross_epochs():
         assert sorted(stream[e * n:(e + 1) * n]) == list(range(n))
     assert train_batch_indices(n, bs, 5, 2) == train_batch_indices(n, bs, 5, 2)
     assert stream[:n] != stream[n:2 * n]
+
+
+def test_kill_during_checkpoint_or_feature_write_leaves_nothing_partial(bert_config, tmp_path, monkeypatch):
+    run_classifier(_config(bert_config, tmp_path, stop_at_step=2))
+
+    def dying_save(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_classifier(_config(bert_config, tmp_path, resume=True))
+    monkeypatch.undo()
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2]
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert run_classifier(_config(bert_config, tmp_path, resume=True))["step"] == 6
+
+    from bertdetr.bert import classifier
+
+    calls = []
+
+    def dying_write(f, data):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        f.write(data)
+
+    out = tmp_path / "features"
+    monkeypatch.setattr(classifier, "write_record", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        run_classifier(_config(bert_config, out, features_only=True))
+    assert _tree(out) == []
