@@ -4,7 +4,6 @@ variables. Tiny random configs made here."""
 
 import json
 import math
-import os
 import warnings
 
 import numpy as np
@@ -169,3 +168,4 @@ def test_classifier_for_other_label_count_is_an_error(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a full classifier loads without warnings
         assert load_classifier_state(create_model(BertConfig(**TINY), ["x", "y"]), state, source)
+
