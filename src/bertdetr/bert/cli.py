@@ -13,6 +13,7 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_pretrain(commands)
     _add_fill_mask(commands)
     _add_embed(commands)
+    _add_classify(commands)
 
 
 def _add_build_vocab(commands) -> None:
@@ -294,4 +295,98 @@ def _run_embed(args) -> int:
     with atomic_output(args.output, "wb") as f:
         np.save(f, vectors)
     print(f"wrote {args.output}: {vectors.shape[0]} vectors of size {vectors.shape[1]} ({args.pooling})")
+    return 0
+
+
+def _add_classify(commands) -> None:
+    from bertdetr.bert.classifier import PROCESSORS
+
+    p = commands.add_parser(
+        "classify",
+        help="fine-tune BERT for classification, as Google's run_classifier.py (GLUE tasks, own TSV/CSV)",
+        description="Google's run_classifier.py: fine-tune, evaluate and predict on GLUE's CoLA, MNLI, "
+        "MRPC, XNLI files or your own TSV/CSV (--task-name tsv). Writes train/eval/predict.tf_record "
+        "(Google's features), checkpoints, eval_results.txt and metrics.json (the task's GLUE metric), "
+        "test_results.tsv (class probabilities), and the fine-tuned model in OUTPUT_DIR/model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    flag = dict(nargs="?", const=True, type=_absl_bool, metavar="BOOL")
+    p.add_argument("--task-name", "--task_name", dest="task_name", required=True,
+                   choices=[*PROCESSORS, "tsv"], type=str.lower,
+                   help="the task: GLUE's cola, mnli, mrpc, xnli, or tsv (your own train/dev/test .tsv or .csv "
+                   "with a header line)")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True,
+                   help="the input data dir with the task's .tsv files")
+    p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True,
+                   help="where features, checkpoints, results and the fine-tuned model are written")
+    p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file", default=None,
+                   help="vocab.txt of the model (default: the one in the --init-checkpoint directory)")
+    p.add_argument("--bert-config-file", "--bert_config_file", dest="bert_config_file", default=None,
+                   help="Google's bert_config.json or HF's config.json (default: the --init-checkpoint directory's)")
+    p.add_argument("--init-checkpoint", "--init_checkpoint", dest="init_checkpoint", default=None,
+                   help="initial weights: a HF-format BERT directory (pretrained, masked-LM or fine-tuned) or a "
+                   "Google TF checkpoint prefix (needs TensorFlow); none: random weights")
+    p.add_argument("--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True, **flag,
+                   help="lowercase the input text (true for uncased models)")
+    p.add_argument("--no-do-lower-case", "--nodo_lower_case", dest="do_lower_case", action="store_false",
+                   help="keep case (cased models)")
+    p.add_argument("--max-seq-length", "--max_seq_length", dest="max_seq_length", type=int, default=128,
+                   help="total input length after WordPiece tokenization: longer inputs are cut, shorter padded")
+    for name, what in (("train", "fine-tune on the training set"), ("eval", "evaluate on the dev set"),
+                       ("predict", "class probabilities for the test set")):
+        p.add_argument(f"--do-{name}", f"--do_{name}", dest=f"do_{name}", default=False, **flag, help=what)
+    p.add_argument("--train-batch-size", "--train_batch_size", dest="train_batch_size", type=int, default=32,
+                   help="total batch size for training")
+    p.add_argument("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=8,
+                   help="total batch size for eval")
+    p.add_argument("--predict-batch-size", "--predict_batch_size", dest="predict_batch_size", type=int, default=8,
+                   help="total batch size for predict")
+    p.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float, default=5e-5,
+                   help="the initial learning rate for Adam")
+    p.add_argument("--num-train-epochs", "--num_train_epochs", dest="num_train_epochs", type=float, default=3.0,
+                   help="total number of training epochs to perform")
+    p.add_argument("--warmup-proportion", "--warmup_proportion", dest="warmup_proportion", type=float, default=0.1,
+                   help="proportion of training with a linear learning-rate warmup (0.1 = 10%%)")
+    p.add_argument("--save-checkpoints-steps", "--save_checkpoints_steps", dest="save_checkpoints_steps", type=int,
+                   default=1000, help="how often to save the model checkpoint")
+    p.add_argument("--keep-checkpoint-max", "--keep_checkpoint_max", dest="keep_checkpoint_max", type=int,
+                   default=5, help="checkpoints kept (0 = all)")
+    p.add_argument("--features-only", dest="features_only", action="store_true",
+                   help="write the features (train/eval/predict.tf_record) and stop")
+    p.add_argument("--resume", action="store_true", help="continue training from the latest checkpoint in --output-dir")
+    p.add_argument("--stop-at-step", dest="stop_at_step", type=int, default=None,
+                   help="stop training (checkpointed) after this step; --resume later")
+    p.add_argument("--seed", type=int, default=12345, help="seeds the classifier's initialisation, data order, dropout")
+    p.add_argument("--text-a-column", dest="text_a_column", default="sentence",
+                   help="tsv task: the column (by header name) of the first text")
+    p.add_argument("--text-b-column", dest="text_b_column", default=None,
+                   help="tsv task: the column of the second text (none: single-sentence task)")
+    p.add_argument("--label-column", dest="label_column", default="label", help="tsv task: the column of the label")
+    p.add_argument("--xnli-language", dest="xnli_language", default="zh",
+                   help="xnli task: the language trained and evaluated (Google fixes zh)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--log-every", dest="log_every", type=int, default=10, help="log the loss every N steps")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_run_classify)
+
+
+def _run_classify(args) -> int:
+    import dataclasses
+
+    from bertdetr.bert.classifier import ClassifierConfig, run_classifier
+
+    # every config field is an option of the same name (Google's flag names)
+    config = ClassifierConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierConfig)})
+    summary = run_classifier(config)
+    for name, path in summary["features"].items():
+        print(f"{name} features -> {path}")
+    if "num_train_steps" in summary:
+        done = summary["step"] >= summary["num_train_steps"]
+        print(f"trained {summary['step']} of {summary['num_train_steps']} steps"
+              + (f"; model exported to {summary['export']}" if done else "; --resume to continue"))
+    if "eval" in summary:
+        print("eval: " + ", ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
+                                   for k, v in summary["eval"].items()))
+    if "predictions" in summary:
+        print(f"{summary['predictions']} predictions -> {os.path.join(config.output_dir, 'test_results.tsv')}")
     return 0

@@ -145,6 +145,9 @@ def load_state_into(model: BertModel | BertForPreTraining, state: dict[str, torc
     ours, missing, unexpected = from_hf_state_dict(state, config, heads)
     head_missing = [n for n in missing if n.startswith("cls.")]
     body_missing = [n for n in missing if not n.startswith("cls.")]
+    # transformers' BertForMaskedLM (what its MLM scripts save) has no pooler: start it as Google's.
+    pooler_missing = [n for n in body_missing if n.endswith(("pooler.dense.weight", "pooler.dense.bias"))]
+    body_missing = [n for n in body_missing if n not in pooler_missing]
     # cls.* is a head we do not load into a BertModel; anything else unknown is an encoder
     # tensor the config has no place for (a different layer count, say): an error.
     body_unexpected = [n for n in unexpected if n.startswith(("bert.", "embeddings.", "encoder.", "pooler."))]
@@ -169,6 +172,12 @@ def load_state_into(model: BertModel | BertForPreTraining, state: dict[str, torc
             f"{c.hidden_size}, num_hidden_layers {c.num_hidden_layers}, intermediate_size "
             f"{c.intermediate_size}, max_position_embeddings {c.max_position_embeddings}, "
             f"type_vocab_size {c.type_vocab_size}): " + "; ".join(problems)
+        )
+    if pooler_missing:
+        warnings.warn(
+            f"checkpoint {source} has no pooler ({', '.join(pooler_missing)}; a BertForMaskedLM save?): "
+            "the pooler is initialised as Google's (truncated normal), not trained; fine-tuning trains it",
+            stacklevel=3,
         )
     if head_missing:
         warnings.warn(
@@ -272,6 +281,10 @@ def google_to_hf_name(name: str) -> tuple[str, bool]:
     ``cls.predictions.bias``; ``cls/seq_relationship/output_weights`` is already [2, D] (Google
     multiplies it with ``transpose_b=True``), so it is not transposed.
     """
+    if name in ("output_weights", "output_bias"):
+        # run_classifier's create_model: top-level [K, D] weights (used with transpose_b) and bias,
+        # HF's classifier.weight / classifier.bias.
+        return "classifier." + ("weight" if name == "output_weights" else "bias"), False
     parts = [re.sub(r"^layer_(\d+)$", r"layer.\1", p) for p in name.split("/")]
     last = parts[-1]
     if last == "kernel":
@@ -318,6 +331,8 @@ def convert_tf_checkpoint(checkpoint: str | os.PathLike, config_file: str | os.P
     Raises ``WeightsError`` naming any variable that has no place in the model."""
     config = BertConfig.from_json_file(config_file)
     state = read_tf_checkpoint(checkpoint)
+    if CLASSIFIER_WEIGHT in state:
+        return convert_classifier_state(state, config, output_dir, os.fspath(checkpoint))
     _, _, unexpected = from_hf_state_dict(state, config, heads=True)
     if unexpected:
         raise WeightsError(f"TF checkpoint {os.fspath(checkpoint)} has variables this model has no place for "
@@ -327,6 +342,98 @@ def convert_tf_checkpoint(checkpoint: str | os.PathLike, config_file: str | os.P
     model.eval()
     model.save_pretrained(output_dir)
     vocab = os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), "vocab.txt")
+    if os.path.exists(vocab):
+        shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
+    return model
+
+
+# ---- sequence classifiers (Google's run_classifier, HF's BertForSequenceClassification) -------
+
+CLASSIFIER_WEIGHT, CLASSIFIER_BIAS = "classifier.weight", "classifier.bias"
+
+
+def load_classifier_state(model, state: dict[str, torch.Tensor], source: str) -> bool:
+    """Loads HF-named ``state`` into a ``BertForSequenceClassification``: the encoder as
+    ``load_state_into`` (strict; a missing pooler is initialised with a warning), and the head
+    (``classifier.*``) when the checkpoint has one. Returns whether it had one; a head for another
+    number of labels is an error."""
+    state = dict(state)
+    weight, bias = state.pop(CLASSIFIER_WEIGHT, None), state.pop(CLASSIFIER_BIAS, None)
+    load_state_into(model.bert, state, source)
+    if weight is None or bias is None:
+        return False
+    if tuple(weight.shape) != tuple(model.output_weights.shape) or bias.shape[0] != model.num_labels:
+        raise WeightsError(f"checkpoint {source} has a classifier for {weight.shape[0]} labels, the task has "
+                           f"{model.num_labels} ({', '.join(model.labels)})")
+    with torch.no_grad():
+        model.output_weights.copy_(weight.float())
+        model.output_bias.copy_(bias.float())
+    return True
+
+
+def _labels_of(config_file: str, num_labels: int) -> list[str]:
+    with open(config_file, encoding="utf-8") as f:
+        id2label = json.load(f).get("id2label") or {}
+    labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(num_labels)]
+    return labels
+
+
+def load_sequence_classifier(path: str | os.PathLike, config: BertConfig | None = None):
+    """``BertForSequenceClassification`` from a HF-format directory saved by transformers or by
+    ``save_sequence_classifier`` (labels from config.json's ``id2label``)."""
+    from bertdetr.bert.classifier import create_model
+
+    path = os.fspath(path)
+    config_file = os.path.join(path, CONFIG)
+    if config is None:
+        if not os.path.exists(config_file):
+            raise WeightsError(f"no {CONFIG} in {path}")
+        config = BertConfig.from_json_file(config_file)
+    state, source = read_hf_weights(path)
+    if CLASSIFIER_WEIGHT not in state:
+        raise WeightsError(f"{source} has no classifier ({CLASSIFIER_WEIGHT}): not a BertForSequenceClassification; "
+                           "fine-tune it with bertdetr bert classify --init-checkpoint")
+    model = create_model(config, _labels_of(config_file, state[CLASSIFIER_WEIGHT].shape[0]))
+    load_classifier_state(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source)
+    return model
+
+
+def save_sequence_classifier(model, path: str | os.PathLike) -> None:
+    """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
+    transformers' ``BertForSequenceClassification.save_pretrained`` (each file atomically)."""
+    from safetensors.torch import save
+
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
+    state = {"bert." + k: v for k, v in body.items()}
+    state[CLASSIFIER_WEIGHT] = model.output_weights.detach()
+    state[CLASSIFIER_BIAS] = model.output_bias.detach()
+    state = {k: v.contiguous().cpu() for k, v in state.items()}
+    with atomic_output(os.path.join(path, SAFETENSORS)) as f:
+        f.write(save(state, metadata={"format": "pt"}))
+    d = model.config.to_hf_dict("BertForSequenceClassification")
+    d["id2label"] = {str(i): label for i, label in enumerate(model.labels)}
+    d["label2id"] = {label: i for i, label in enumerate(model.labels)}
+    with atomic_output(os.path.join(path, CONFIG), "w") as f:
+        json.dump(d, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def convert_classifier_state(state: dict[str, torch.Tensor], config: BertConfig, output_dir: str | os.PathLike,
+                             source: str):
+    """Google's fine-tuned ``run_classifier`` checkpoint (HF-named by ``read_tf_checkpoint``:
+    ``bert/*`` and the top-level ``output_weights``/``output_bias``) -> a HF-format
+    ``BertForSequenceClassification`` directory. Google's checkpoint has no label names: they are
+    written as "0", "1", ... (the task's label list order)."""
+    from bertdetr.bert.classifier import create_model
+
+    num_labels = state[CLASSIFIER_WEIGHT].shape[0]
+    model = create_model(config, [str(i) for i in range(num_labels)])
+    load_classifier_state(model, state, source)
+    model.eval()
+    model.save_pretrained(output_dir)
+    vocab = os.path.join(os.path.dirname(os.path.abspath(source)), "vocab.txt")
     if os.path.exists(vocab):
         shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
     return model
