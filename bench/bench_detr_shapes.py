@@ -43,8 +43,8 @@ def read_curve(run_dir: str, steps_per_epoch: float) -> list[dict]:
     by_step: dict[int, dict] = {}
     with open(os.path.join(run_dir, "scalars.csv"), newline="") as f:
         for row in csv.DictReader(f):
-            if row["name"].startswith("val_"):
-                by_step.setdefault(int(row["step"]), {})[row["name"][4:]] = float(row["value"])
+            if row["name"].startswith("eval_"):
+                by_step.setdefault(int(row["step"]), {})[row["name"][5:]] = float(row["value"])
     return [{"iteration": step, "epoch": round(step / steps_per_epoch, 2), **m} for step, m in sorted(by_step.items())]
 
 

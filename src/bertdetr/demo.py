@@ -115,7 +115,7 @@ def run_bert(out: str, steps: int, seed: int) -> dict:
           f"   # bertdetr bert pretrain")
     summary = pretrain(config)
     m = summary["eval"]
-    print(f"    done in {time.perf_counter() - t:.0f}s; loss curve: {os.path.join(config.output_dir, 'loss_curve.png')}")
+    print(f"    done in {time.perf_counter() - t:.0f}s; loss curve: {os.path.join(config.output_dir, 'loss_curves.png')}")
     print(f"[4] held-out chapters ({m['eval_sequences']} sequences):")
     print(f"    masked-LM accuracy {m['masked_lm_accuracy']:.3f}   vs   frequency baseline "
           f"{m['masked_lm_frequency_baseline']:.3f} (always the most common masked token)")

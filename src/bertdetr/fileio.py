@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import sys
 import tempfile
 from typing import IO, Iterable, Iterator
 
@@ -33,17 +34,37 @@ def check_writable(path: str | os.PathLike) -> None:
         raise BertDetrError(f"cannot write output {path}: {e.strerror or e}") from None
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the process's umask.
+
+    ``tempfile.mkstemp`` creates its file 0600 whatever the umask; renamed into place as it is, an
+    output would be unreadable to the rest of a group or to other container users.
+    """
+    try:  # Linux: read the umask without changing it (os.umask would race other threads)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Opens a temp file beside ``path``; on normal exit fsyncs and renames it to ``path``.
 
     On an exception (including KeyboardInterrupt) the temp file is removed and ``path`` untouched.
+    The file gets the mode a plain ``open()`` would give it (0666 less the umask).
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -72,3 +93,47 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     if not files:
         raise BertDetrError("no input files given")
     return files
+
+
+class TextCheck:
+    """Decodes the lines of a text input as UTF-8 and refuses input that is not text.
+
+    ``decode(raw, line_number)`` is ``raw.decode("utf-8", "ignore")`` (Google's
+    ``convert_to_unicode`` rule: stray invalid bytes are dropped), except that a NUL byte (binary
+    data, or UTF-16 text) raises at once; ``finish()`` raises when more than ``max_invalid_share``
+    of the bytes were not UTF-8 and otherwise reports a few dropped bytes with their count on
+    stderr. The caller writes nothing under a final name before ``finish()``.
+    """
+
+    def __init__(self, path: str, max_invalid_share: float = 0.01):
+        self.path = path
+        self.max_invalid_share = max_invalid_share
+        self.bytes = 0
+        self.invalid = 0
+        self.first_bad_line = 0
+
+    def decode(self, raw: bytes, line_number: int) -> str:
+        self.bytes += len(raw)
+        if b"\0" in raw:
+            raise BertDetrError(f"{self.path} is not text: NUL byte on line {line_number} (a binary file, "
+                                "or UTF-16 text: convert it to UTF-8)")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "ignore")
+            self.invalid += len(raw) - len(text.encode("utf-8"))
+            self.first_bad_line = self.first_bad_line or line_number
+            if self.bytes >= 4096 and self.invalid > self.max_invalid_share * self.bytes:
+                self._refuse()
+            return text
+
+    def finish(self) -> None:
+        if self.invalid > self.max_invalid_share * max(self.bytes, 1):
+            self._refuse()
+        if self.invalid:
+            print(f"{self.path}: dropped {self.invalid} byte(s) that are not UTF-8 (first on line "
+                  f"{self.first_bad_line})", file=sys.stderr)
+
+    def _refuse(self) -> None:
+        raise BertDetrError(f"{self.path} is not UTF-8 text: {self.invalid} of its first {self.bytes} bytes are "
+                            f"not UTF-8 (first on line {self.first_bad_line})")

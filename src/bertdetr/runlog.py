@@ -62,10 +62,10 @@ def read_scalars(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
 def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, names: Iterable[str],
                 title: str = "") -> None:
     """Plots the named series of a ``scalars.csv`` against step, one panel each, to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: render to a file
-    import matplotlib.pyplot as plt
+    # A Figure drawn by the Agg canvas directly: no pyplot, so a notebook's backend (and its
+    # figure list) stays as the user set it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     series = read_scalars(csv_path)
     names = [n for n in names if n in series]
@@ -73,7 +73,9 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, names:
         return
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, names):
         steps, values = zip(*series[name])
         ax.plot(steps, values, lw=1.2)
@@ -87,4 +89,3 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, names:
     fig.tight_layout()
     with atomic_output(png_path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)

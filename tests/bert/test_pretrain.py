@@ -57,7 +57,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(records, tmp_path):
     assert [s for s, _ in list_checkpoints(tmp_path / "full")] == [4, 6]
     state = load_checkpoint(list_checkpoints(tmp_path / "full")[-1][1])
     assert {"model", "optimizer", "scheduler", "step", "rng"} <= set(state)
-    assert os.path.isfile(tmp_path / "full" / "loss_curve.png")
+    assert os.path.isfile(tmp_path / "full" / "loss_curves.png")
     assert os.path.isfile(tmp_path / "full" / "model" / "vocab.txt")
 
 
@@ -157,7 +157,7 @@ def test_cli_pretrain_fill_mask_embed(records, tmp_path, capsys):
                  "--output", str(tmp_path / "v.npy"), "--pooling", "pooled"]) == 0
     import numpy as np
 
-    assert np.load(tmp_path / "v.npy").shape == (2, 32)
+    assert np.load(tmp_path / "v.npy").shape == (3, 32)  # one row per line, the blank one included
     assert main(["bert", "fill-mask", "--model", str(out / "model"), "no mask here"]) == 2
 
 

@@ -106,7 +106,7 @@ def _random_corpus(rng, path, num_docs):
         for _ in range(rng.randint(1, 7)):
             lines.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 30))))
             if rng.random() < 0.05:
-                lines.append("\x00\x01")  # not blank, but tokenizes to nothing: no new document
+                lines.append("\x01\x02")  # not blank, but tokenizes to nothing: no new document
         lines.append(rng.choice(["", "   ", "\t"]))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -323,7 +323,7 @@ def test_workers_and_shard_selection_give_the_same_files(tmp_path):
 def test_error_in_a_worker_reaches_the_caller(tmp_path):
     paths = _shards(tmp_path, n=2)
     bad = tmp_path / "in" / "part2.txt"
-    bad.write_text("\x00\x01\n")  # not blank, but no tokens
+    bad.write_text("\x01\x02\n")  # not blank, but no tokens
     with pytest.raises(BertDetrError, match="part2.txt: no text to make pretraining data from"):
         make_pretraining_data([*paths, str(bad)], str(tmp_path / "out" / "{index}.tfrecord"), VOCAB,
                               PretrainingDataConfig(dupe_factor=1), workers=2)
@@ -388,7 +388,7 @@ def test_empty_or_blank_input_is_an_error_and_writes_nothing(tmp_path, capsys, c
 
 
 def test_text_that_tokenizes_to_nothing_is_an_error(tmp_path):
-    (tmp_path / "in.txt").write_text("\x00\x01\n\x02\n", encoding="utf-8")
+    (tmp_path / "in.txt").write_text("\x01\x03\n\x02\n", encoding="utf-8")
     with pytest.raises(BertDetrError, match="no text to make pretraining data from"):
         make_pretraining_data([str(tmp_path / "in.txt")], str(tmp_path / "o.tfrecord"), VOCAB,
                               PretrainingDataConfig())

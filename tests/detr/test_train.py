@@ -51,7 +51,7 @@ def test_train_resume_is_exact_and_exports(shapes, tmp_path):
     assert set(full["metrics"]) >= {"AP", "AP50", "AR100"}
     out = tmp_path / "run"
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "classes.json").is_file()
-    assert (out / "loss_curves.png").is_file() and (out / "metrics.json").is_file()
+    assert (out / "loss_curves.png").is_file() and (out / "eval_metrics.json").is_file() and (out / "eval_detections.json").is_file()
     # lr dropped tenfold after epoch 1 (4 iterations)
     lrs = [v for _, v in read_scalars(out / "scalars.csv")["lr"]]
     assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-5)
@@ -147,13 +147,13 @@ def test_cli_make_shapes_train_eval_predict(tmp_path, capsys):
     model = str(tmp_path / "run" / "model")
     assert main(["detr", "eval", "--checkpoint", model, "--ann", str(data / "val.json"), "--images",
                  str(data / "images"), "--out", str(tmp_path / "ev"), "--test-size", "48"]) == 0
-    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())
     assert "AP50" in metrics and metrics["coco_backend"] == "pycocotools"
     if importlib.util.find_spec("faster_coco_eval"):
         assert main(["detr", "eval", "--checkpoint", model, "--ann", str(data / "val.json"), "--images",
                      str(data / "images"), "--out", str(tmp_path / "ev2"), "--test-size", "48",
                      "--coco-backend", "faster-coco-eval"]) == 0
-        fast = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+        fast = json.loads((tmp_path / "ev2" / "eval_metrics.json").read_text())
         assert fast["coco_backend"] == "faster-coco-eval"
         assert all(abs(fast[k] - metrics[k]) < 1e-6 for k in ("AP", "AP50", "AR100"))
     img = str(data / "images" / "val_000000.png")
@@ -175,4 +175,4 @@ def test_two_processes_with_torchrun(shapes, tmp_path):
     state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert state["iteration"] == 2  # 8 images / 2 ranks / batch 2
-    assert "AP" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "AP" in json.loads((tmp_path / "run" / "eval_metrics.json").read_text())

@@ -214,15 +214,22 @@ def _run_pretrain(args) -> int:
     from bertdetr.bert.model import BertConfig
     from bertdetr.bert.pretrain import PretrainConfig, model_preset, pretrain
     from bertdetr.bert.tokenization import load_vocab
+    from bertdetr.errors import BertDetrError
     from bertdetr.fileio import expand_inputs
 
     inputs = expand_inputs(args.input_file)
     evals = expand_inputs(args.eval_file) if args.eval_file else []
     if args.bert_config_file:
         model = BertConfig.from_json_file(args.bert_config_file)
+    elif args.vocab_file:
+        model = model_preset(args.model_size or "base", len(load_vocab(args.vocab_file)))
+    elif args.init_checkpoint:
+        model = model_preset(args.model_size or "base", 30522)  # the architecture comes from the checkpoint
     else:
-        vocab_size = len(load_vocab(args.vocab_file)) if args.vocab_file else 30522
-        model = model_preset(args.model_size or "base", vocab_size)
+        # the model's vocab_size must be the data's vocabulary size; guessing bert-base's 30522
+        # fails later (or trains embedding rows no id uses)
+        raise BertDetrError("give --vocab-file (the vocab.txt of the data, which sets the model's vocab_size) "
+                            "or --bert-config-file")
     config = PretrainConfig(
         input_files=inputs, output_dir=args.output_dir, model=model, vocab_file=args.vocab_file,
         do_lower_case=args.do_lower_case, eval_files=evals, init_checkpoint=args.init_checkpoint,
@@ -271,7 +278,9 @@ def _add_embed(commands) -> None:
                             description="Write one vector per input line: mean of the last layer, or the pooler.")
     p.add_argument("--model", required=True, help="model directory (HF format with vocab.txt)")
     p.add_argument("--input-file", dest="input_file", required=True, help="text file, one sentence a line")
-    p.add_argument("--output", required=True, help=".npy file to write, float32 [lines, hidden]")
+    p.add_argument("--output", required=True,
+                   help=".npy file to write, float32 [lines, hidden]: row i is line i of the input (a blank "
+                   "line gets the vector of an empty text, [CLS] [SEP])")
     p.add_argument("--pooling", choices=["mean", "pooled"], default="mean")
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=128)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=32)
@@ -290,7 +299,9 @@ def _run_embed(args) -> int:
     check_writable(args.output)
     model, tokenizer = load_model(args.model)
     with open(args.input_file, encoding="utf-8", errors="ignore") as f:
-        lines = [line.strip() for line in f if line.strip()]
+        # row i is line i: a blank line is embedded as an empty text ([CLS] [SEP]), as
+        # sentence-transformers does, so rows stay aligned with the input's lines
+        lines = [line.strip() for line in f]
     vectors = embed(model, tokenizer, lines, args.pooling, args.max_seq_length, args.batch_size)
     with atomic_output(args.output, "wb") as f:
         np.save(f, vectors)

@@ -29,8 +29,15 @@ def load_tokenizer(model_dir: str | os.PathLike) -> FullTokenizer:
     """The FullTokenizer of a model directory (vocab.txt; do_lower_case from tokenizer_config.json,
     default True as Google's uncased models)."""
     model_dir = os.fspath(model_dir)
+    if not os.path.isdir(model_dir):
+        raise BertDetrError(f"model directory not found: {model_dir}")
     vocab = os.path.join(model_dir, "vocab.txt")
     if not os.path.isfile(vocab):
+        exported = os.path.join(model_dir, "model")
+        if os.path.isfile(os.path.join(exported, "vocab.txt")):
+            # a pretraining run folder: its model is the export under model/
+            raise BertDetrError(f"{model_dir} is a pretraining run folder; its model is {exported} "
+                                f"(give --model {exported})")
         raise BertDetrError(f"{model_dir} has no vocab.txt: a model directory needs its vocabulary")
     lower = True
     cfg = os.path.join(model_dir, "tokenizer_config.json")

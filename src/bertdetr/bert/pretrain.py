@@ -306,7 +306,7 @@ def pretrain(config: PretrainConfig) -> dict:
         if env.main:
             summary["export"] = export_model(model, config)
     if env.main and os.path.exists(os.path.join(config.output_dir, "scalars.csv")):
-        plot_curves(os.path.join(config.output_dir, "scalars.csv"), os.path.join(config.output_dir, "loss_curve.png"),
+        plot_curves(os.path.join(config.output_dir, "scalars.csv"), os.path.join(config.output_dir, "loss_curves.png"),
                     ["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
                      "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
                     title="bertdetr bert pretrain")

@@ -56,7 +56,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from bertdetr.bert.records import encode_varint, frame_record, masked_crc32c
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import atomic_output, check_writable, expand_inputs
+from bertdetr.fileio import TextCheck, atomic_output, check_writable, expand_inputs
 
 try:  # the shuffle and masking draws in C (setup.py builds it: pip install, or build_ext --inplace)
     from bertdetr.bert import _speedups as _compiled
@@ -377,13 +377,14 @@ def read_documents(path: str | os.PathLike, tokenizer,
     documents: list[list[list[int]]] = [[]]
     num_tokens = 0
     reported = 0
+    text_check = TextCheck(os.fspath(path))
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             if b"\r" in raw:
                 # tf.gfile's readline (TensorFlow's C++ ReadLine) drops every \r, not only the one
                 # of a \r\n: "ab\rcd" is the word "abcd" in Google's run.
                 raw = raw.replace(b"\r", b"")
-            line = raw.decode("utf-8", "ignore").strip()
+            line = text_check.decode(raw, n).strip()
             if not line:
                 documents.append([])
             else:
@@ -397,6 +398,7 @@ def read_documents(path: str | os.PathLike, tokenizer,
                 reported = position
         if progress is not None:
             progress(f.tell() - reported, 0, 0)
+    text_check.finish()
     documents = [d for d in documents if d]
     if progress is not None:
         progress(0, len(documents), 0)

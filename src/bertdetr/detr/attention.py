@@ -65,7 +65,13 @@ def attention_pictures(model: DETR, image_path: str, out_dir: str, class_names: 
     """Writes ``<name>_det<k>.png`` (decoder attention of each detection scoring >= ``threshold``,
     at most ``top``) and ``<name>_enc<k>.png`` (encoder attention at each of ``points``, pixel
     (x, y) of the image); returns the paths."""
+    from bertdetr.detr.predict import check_threshold
+
+    check_threshold(threshold)
     image = load_image(image_path)
+    for x, y in points or []:  # before any picture is written
+        if not (0 <= x < image.width and 0 <= y < image.height):
+            raise BertDetrError(f"point ({x}, {y}) is outside the image ({image.width} x {image.height})")
     device = next(model.parameters()).device
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
              "size": torch.tensor([image.height, image.width])}
@@ -87,8 +93,6 @@ def attention_pictures(model: DETR, image_path: str, out_dir: str, class_names: 
                                   det["labels"][k:k + 1].numpy(), class_names)
         written.append(_save(picture, os.path.join(out_dir, f"{name}_det{k}.png")))
     for k, (x, y) in enumerate(points or []):
-        if not (0 <= x < image.width and 0 <= y < image.height):
-            raise BertDetrError(f"point ({x}, {y}) is outside the image ({image.width} x {image.height})")
         cell = min(int(y * H / image.height * h / H), h - 1) * w + min(int(x * W / image.width * w / W), w - 1)
         picture = overlay_heatmap(image, out["encoder_attention"][0, cell].float().cpu().numpy())
         draw = ImageDraw.Draw(picture)

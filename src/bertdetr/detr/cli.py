@@ -203,7 +203,7 @@ def _add_eval(commands) -> None:
     p.add_argument("--checkpoint", required=True, help="our checkpoint directory (config.json, model.safetensors)")
     p.add_argument("--ann", required=True, help="COCO annotation json")
     p.add_argument("--images", required=True, help="image folder")
-    p.add_argument("--out", required=True, help="folder for metrics.json and results.json")
+    p.add_argument("--out", required=True, help="folder for eval_metrics.json and results.json (COCO results)")
     p.add_argument("--test-size", dest="test_size", type=int, default=800)
     p.add_argument("--max-size", dest="max_size", type=int, default=1333)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
@@ -224,7 +224,7 @@ def _run_eval(args) -> int:
     from bertdetr.detr.weights import load_classes, load_detr
     from bertdetr.fileio import atomic_output, check_writable
 
-    check_writable(os.path.join(args.out, "metrics.json"))
+    check_writable(os.path.join(args.out, "eval_metrics.json"))
     coco_api(args.coco_backend)  # a missing back-end is an error before any work
     index, bad = check_images(load_coco(args.ann, args.images))
     model, config = load_detr(args.checkpoint)
@@ -238,7 +238,7 @@ def _run_eval(args) -> int:
                             config.test_cfg.max_per_img, device, args.batch_size,
                             results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
                             category_ids=category_ids)
-    with atomic_output(os.path.join(args.out, "metrics.json"), "w") as f:
+    with atomic_output(os.path.join(args.out, "eval_metrics.json"), "w") as f:
         json.dump({**metrics, "skipped_images": bad, "coco_backend": args.coco_backend}, f, indent=1)
     print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return 0
@@ -249,9 +249,10 @@ def _add_predict(commands) -> None:
                             description="Run a DETR checkpoint on images; write results.json (COCO format) "
                             "and, per image, a PNG with boxes, class names and scores.")
     p.add_argument("--checkpoint", required=True, help="our checkpoint directory")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, folders (their .jpg/.png/... files) or globs")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threshold", type=float, default=0.5, help="draw detections scoring at least this")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="draw detections scoring at least this, in [0, 1] (default 0.5)")
     p.add_argument("--test-size", dest="test_size", type=int, default=800)
     p.add_argument("--max-size", dest="max_size", type=int, default=1333)
     p.add_argument("--device", default=None)
@@ -284,7 +285,8 @@ def _add_attention(commands) -> None:
     p.add_argument("--checkpoint", required=True, help="our checkpoint directory")
     p.add_argument("image", help="image file")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threshold", type=float, default=0.7)
+    p.add_argument("--threshold", type=float, default=0.7,
+                   help="show the detections scoring at least this, in [0, 1] (default 0.7)")
     p.add_argument("--top", type=int, default=4, help="at most this many detections")
     p.add_argument("--point", dest="points", type=_point, action="append", default=[],
                    help="X,Y pixel for an encoder self-attention picture (repeatable)")

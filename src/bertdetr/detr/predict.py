@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import random
 
@@ -31,15 +32,48 @@ def detect(model, image, test_size: int = 800, max_size: int = 1333, max_per_img
     return {k: v.cpu() for k, v in det.items()}
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def expand_images(paths: list[str]) -> list[str]:
+    """Image files of ``paths``: files as given, a folder's image files (by extension, sorted) and
+    globs' matches (sorted); a path that names nothing is an error naming it."""
+    files, missing = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, n)))
+            if not found:
+                raise BertDetrError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            files += found
+        elif glob.has_magic(path):
+            found = sorted(p for p in glob.glob(path) if os.path.isfile(p))
+            if not found:
+                missing.append(path)
+            files += found
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            missing.append(path)
+    if missing:
+        raise BertDetrError(f"image file(s) not found: {', '.join(missing)}")
+    return files
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise BertDetrError(f"threshold is a score between 0 and 1, got {threshold}")
+
+
 def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: float = 0.5,
                    test_size: int = 800, max_size: int = 1333, device: str | None = None) -> list[str]:
     """Writes ``out_dir/results.json`` (COCO format; ``image_id`` is the file name) and one
     ``<name>.png`` per image with the detections scoring >= ``threshold``; returns the PNG paths.
-    Unreadable images are reported and skipped."""
+    ``images`` are files, folders (their image files) or globs. Unreadable images are reported
+    and skipped."""
+    check_threshold(threshold)
     check_writable(os.path.join(out_dir, "results.json"))
-    missing = [p for p in images if not os.path.isfile(p)]
-    if missing:
-        raise BertDetrError(f"image file(s) not found: {', '.join(missing)}")
+    images = expand_images(images)
     model, config = load_detr(checkpoint)
     model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     category_ids, names = load_classes(checkpoint, config.bbox_head.num_classes)

@@ -381,10 +381,10 @@ def train_detr(setup: DetrTrainSetup) -> dict:
             if val_index is not None and (finished or (exhausted and epoch % cfg.eval_every == 0)):
                 metrics = evaluate_detr(model, val_index, data.val_ann, data.test_size, data.max_size,
                                         model_config.test_cfg.max_per_img, device, cfg.batch_size, env,
-                                        os.path.join(cfg.output_dir, "val_results.json") if env.main else None,
+                                        os.path.join(cfg.output_dir, "eval_detections.json") if env.main else None,
                                         cfg.coco_backend)
                 if log is not None:
-                    log.log(it, {f"val_{k}": v for k, v in metrics.items()})
+                    log.log(it, {f"eval_{k}": v for k, v in metrics.items()})
     finally:
         if bar is not None:
             bar.close()
@@ -397,11 +397,11 @@ def train_detr(setup: DetrTrainSetup) -> dict:
         _export(model, model_config, index, export)
         summary["export"] = export
         if metrics:
-            with atomic_output(os.path.join(cfg.output_dir, "metrics.json"), "w") as f:
+            with atomic_output(os.path.join(cfg.output_dir, "eval_metrics.json"), "w") as f:
                 json.dump({"iteration": it, "epoch": epoch, **metrics}, f, indent=1)
         if os.path.exists(os.path.join(cfg.output_dir, "scalars.csv")):
             plot_curves(os.path.join(cfg.output_dir, "scalars.csv"), os.path.join(cfg.output_dir, "loss_curves.png"),
-                        ["loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "val_AP"], title="bertdetr detr train")
+                        ["loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "eval_AP"], title="bertdetr detr train")
     return summary
 
 

@@ -604,10 +604,32 @@ def load_classes(directory: str | os.PathLike, num_classes: int) -> tuple[list[i
     return ids, names
 
 
+def _check_our_checkpoint(directory: str) -> None:
+    """Says what a directory is when it is not our checkpoint: missing, a training run folder, or a
+    transformers ``save_pretrained`` DETR (whose config.json is not ours)."""
+    if not os.path.isdir(directory):
+        raise BertDetrError(f"checkpoint directory not found: {directory}")
+    config = os.path.join(directory, "config.json")
+    if not os.path.isfile(config):
+        if os.path.isfile(os.path.join(directory, "model", "config.json")):
+            raise BertDetrError(f"{directory} is a training run folder; its model is "
+                                f"{os.path.join(directory, 'model')}")
+        raise BertDetrError(f"{directory} has no config.json: not a DETR checkpoint directory")
+    try:
+        with open(config, encoding="utf-8") as f:
+            d = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return  # load_detr_config reports it
+    if isinstance(d, dict) and (d.get("model_type") == "detr" or "architectures" in d):
+        raise BertDetrError(f"{directory} is a transformers DETR checkpoint; convert it first with "
+                            f"`bertdetr detr convert --from hf --checkpoint {directory} --output DIR`")
+
+
 def load_detr(directory: str | os.PathLike, num_classes: int | None = None, reset_head: bool = False,
               generator: torch.Generator | None = None) -> tuple[DETR, DETRConfig]:
     """Reads our checkpoint directory -> (model in eval mode, config)."""
     directory = os.fspath(directory)
+    _check_our_checkpoint(directory)
     cfg = _with_classes(load_detr_config(os.path.join(directory, "config.json")), num_classes)
     sd = read_state_dict(os.path.join(directory, "model.safetensors"))
     return _build_and_load(cfg, sd, None, reset_head, generator)

@@ -1,0 +1,140 @@
+"""Everyday bad inputs across commands: each a ``bertdetr: error: ...``, exit 2, nothing written
+under a final name."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bertdetr.cli import main
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "bert")
+VOCAB = os.path.join(DATA, "vocab-uncased.txt")
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bertdetr: error: "), err
+    return err
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("bert")
+    model = build_bert_for_pretraining(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+    model.save_pretrained(root / "run" / "model")
+    with open(VOCAB, "rb") as f:
+        (root / "run" / "model" / "vocab.txt").write_bytes(f.read())
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def detr_dir(tmp_path_factory):
+    from bertdetr.detr.model import build_detr
+    from bertdetr.detr.train import model_config_from_dict, with_num_classes
+    from bertdetr.detr.weights import save_detr
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("detr")
+    cfg = with_num_classes(model_config_from_dict(
+        {"preset": "r18", "num_queries": 5,
+         "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "positional_encoding": {"num_feats": 16}}), 2)
+    save_detr(build_detr(cfg), cfg, root / "ckpt")
+    images = root / "images"
+    images.mkdir()
+    for k in range(3):
+        Image.new("RGB", (64, 48), (40 * k, 100, 200)).save(images / f"im{k}.png")
+    (images / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_fill_mask_model_dir_missing_or_a_run_folder(bert_dir, tmp_path, capsys):
+    err = _error(capsys, ["bert", "fill-mask", "--model", str(tmp_path / "nope"), "a [MASK] ."])
+    assert "model directory not found" in err
+    err = _error(capsys, ["bert", "fill-mask", "--model", str(bert_dir), "a [MASK] ."])
+    assert "pretraining run folder" in err and str(bert_dir / "model") in err
+
+
+def test_embed_keeps_blank_lines_aligned(bert_dir, tmp_path, capsys):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello world\n\nthe rain had ceased\n\n")
+    out = tmp_path / "v.npy"
+    assert main(["bert", "embed", "--model", str(bert_dir / "model"), "--input-file", str(lines),
+                 "--output", str(out)]) == 0
+    v = np.load(out)
+    assert v.shape == (4, 32)  # one row per line, blank ones included
+    np.testing.assert_allclose(v[1], v[3], rtol=0, atol=1e-6)  # both the empty text
+    assert not np.allclose(v[0], v[1])
+
+
+def test_pretrain_without_vocab_file_refuses(tmp_path, capsys):
+    rec = tmp_path / "x.tfrecord"
+    rec.write_bytes(b"")
+    err = _error(capsys, ["bert", "pretrain", "--input-file", str(rec), "--output-dir", str(tmp_path / "run"),
+                          "--model-size", "tiny"])
+    assert "--vocab-file" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", [bytes(random.Random(0).getrandbits(8) for _ in range(20000)),
+                                     "some text\n\nmore text\n".encode("utf-16")])
+def test_make_data_refuses_input_that_is_not_text(tmp_path, capsys, content):
+    (tmp_path / "in.txt").write_bytes(content)
+    err = _error(capsys, ["bert", "make-data", "--input-file", str(tmp_path / "in.txt"), "--output-file",
+                          str(tmp_path / "out.tfrecord"), "--vocab-file", VOCAB, "--no-progress"])
+    assert "is not text" in err or "is not UTF-8 text" in err
+    assert os.listdir(tmp_path) == ["in.txt"]
+
+
+def test_predict_takes_folders_and_globs(detr_dir, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["detr", "predict", "--checkpoint", str(detr_dir / "ckpt"), str(detr_dir / "images"),
+                 "--out", str(out), "--test-size", "48"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["im0.png", "im1.png", "im2.png", "results.json"]
+    out2 = tmp_path / "pred2"
+    assert main(["detr", "predict", "--checkpoint", str(detr_dir / "ckpt"), str(detr_dir / "images" / "im[01].png"),
+                 "--out", str(out2), "--test-size", "48"]) == 0
+    assert sorted(p.name for p in out2.iterdir()) == ["im0.png", "im1.png", "results.json"]
+    err = _error(capsys, ["detr", "predict", "--checkpoint", str(detr_dir / "ckpt"),
+                          str(detr_dir / "images" / "zz*.png"), "--out", str(tmp_path / "p3")])
+    assert "not found" in err and not (tmp_path / "p3" / "results.json").exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "attention"])
+def test_threshold_must_be_a_score(detr_dir, tmp_path, capsys, command):
+    err = _error(capsys, ["detr", command, "--checkpoint", str(detr_dir / "ckpt"),
+                          str(detr_dir / "images" / "im0.png"), "--out", str(tmp_path / "o"), "--threshold", "2"])
+    assert "between 0 and 1" in err
+    assert not [n for n in os.listdir(tmp_path / "o") if not n.startswith(".")] if (tmp_path / "o").exists() else True
+
+
+def test_attention_checks_the_point_before_writing(detr_dir, tmp_path, capsys):
+    err = _error(capsys, ["detr", "attention", "--checkpoint", str(detr_dir / "ckpt"),
+                          str(detr_dir / "images" / "im0.png"), "--out", str(tmp_path / "att"), "--threshold", "0",
+                          "--point", "10,10", "--point", "500,20", "--test-size", "48"])
+    assert "outside the image" in err
+    assert not (tmp_path / "att").exists() or not list((tmp_path / "att").iterdir())
+
+
+def test_predict_on_a_transformers_detr_folder_says_convert(detr_dir, tmp_path, capsys):
+    hf = tmp_path / "hf-detr"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "detr", "architectures": ["DetrForObjectDetection"],
+                                                "num_queries": 100}))
+    err = _error(capsys, ["detr", "predict", "--checkpoint", str(hf), str(detr_dir / "images" / "im0.png"),
+                          "--out", str(tmp_path / "o")])
+    assert "bertdetr detr convert --from hf" in err
+    err = _error(capsys, ["detr", "predict", "--checkpoint", str(tmp_path / "missing"),
+                          str(detr_dir / "images" / "im0.png"), "--out", str(tmp_path / "o")])
+    assert "checkpoint directory not found" in err
