@@ -346,7 +346,7 @@ def generated_corpus(rng, num_documents: int) -> str:
                 words[k] = rng.choice(IN_LINE_CHARACTERS).join([words[k], rng.choice(CORPUS_WORDS)])
             lines.append(" ".join(words))
             if rng.random() < 0.05:
-                lines.append("\x00\x01")
+                lines.append("\x01\x02")  # control characters only (a NUL would make the file "not text")
         for _ in range(rng.choice([1, 1, 1, 2, 3])):
             lines.append(rng.choice(BLANK_LINES))
     text = "\n".join(lines)
