@@ -208,7 +208,7 @@ def test_shape_mismatch_names_the_tensors(golden):
     sd = dict(golden["state_dict"])
     del sd["decoder.layers.1.norms.2.weight"]
     sd["extra.weight"] = torch.zeros(1)
-    with pytest.raises(BertDetrError, match="missing: decoder.layers.1.norm3.weight.*unexpected: extra.weight"):
+    with pytest.raises(BertDetrError, match=r"missing \(1\): decoder.layers.1.norm3.weight.*unexpected \(1\): extra.weight"):
         from_mmdet(golden["config"], sd)
 
 
@@ -261,6 +261,28 @@ def test_mmdet2_mismatch_names_the_2x_tensors(golden2):
     sd = dict(golden2["state_dict"])
     sd["bbox_head.query_embedding.weight"] = torch.zeros(12, 64)
     del sd["bbox_head.transformer.decoder.layers.1.attentions.1.attn.out_proj.bias"]
-    with pytest.raises(BertDetrError, match=r"missing: decoder.layers.1.cross_attn.out_proj.bias.*"
+    with pytest.raises(BertDetrError, match=r"missing \(1\): decoder.layers.1.cross_attn.out_proj.bias.*"
                        r"query_embedding.weight \(checkpoint: bbox_head.query_embedding.weight\) \(12, 64\)"):
         from_mmdet(DATA / "detr" / "mmdet2_detr_small.config.py", sd)
+
+
+def test_class_names_kept_by_mmdet_checkpoints():
+    from bertdetr.detr.weights import COCO_CLASS_NAMES, classes_from_names, mmdet_class_names
+
+    assert mmdet_class_names({"meta": {"CLASSES": ("a", "b")}, "state_dict": {}}) == ["a", "b"]  # 2.x
+    assert mmdet_class_names({"meta": {"dataset_meta": {"classes": ["c"], "palette": [(1, 2, 3)]}}}) == ["c"]  # 3.x
+    assert mmdet_class_names({"state_dict": {}}) is None and mmdet_class_names({}) is None
+    ids, names = classes_from_names(COCO_CLASS_NAMES)  # mmdet's COCO labels: COCO's own category ids
+    assert ids == COCO_CATEGORY_IDS and names[0] == "person" and names[-1] == "toothbrush"
+    assert classes_from_names(["x", "y"]) == ([1, 2], ["x", "y"])
+
+
+def test_another_models_checkpoint_is_named_briefly(golden):
+    import torchvision
+
+    sd = {"state_dict": torchvision.models.resnet18().state_dict()}
+    with pytest.raises(BertDetrError, match=r"missing \(\d+\): .* and \d+ more") as e:
+        from_mmdet(golden["config"], sd)
+    assert len(str(e.value)) < 3000
+    with pytest.raises(BertDetrError, match="epoch is no tensor"):
+        from_mmdet(golden["config"], {"state_dict": {"a": torch.zeros(1), "epoch": 3}})

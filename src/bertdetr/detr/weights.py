@@ -121,8 +121,13 @@ def unwrap_state_dict(sd, where: str = "checkpoint") -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise BertDetrError(f"{where} holds no state dict of tensors")
+    if not isinstance(sd, dict) or not sd:
+        raise BertDetrError(f"{where} holds no state dict of tensors (found {type(sd).__name__}"
+                            + (f" with keys {', '.join(map(str, list(sd)[:8]))})" if isinstance(sd, dict) else ")"))
+    others = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise BertDetrError(f"{where} holds no state dict of tensors: {', '.join(map(str, others[:8]))} "
+                            f"{'are' if len(others) > 1 else 'is'} no tensor")
     return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
 
 
@@ -345,14 +350,17 @@ def load_into(model: DETR, sd: dict, origin: dict | None = None, reset_head: boo
     wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
     head = [k for k in wrong if k.startswith("head.fc_cls.")]
     wrong = [k for k in wrong if k not in head]
+    def listed(items, most=12):  # a checkpoint of another model would list hundreds
+        return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
     problems = []
     if missing:
-        problems.append("missing: " + ", ".join(missing))
+        problems.append(f"missing ({len(missing)}): " + listed(missing))
     if unexpected:
-        problems.append("unexpected: " + ", ".join(name(k) for k in unexpected))
+        problems.append(f"unexpected ({len(unexpected)}): " + listed([name(k) for k in unexpected]))
     if wrong:
-        problems.append("shape mismatch: " + ", ".join(
-            f"{name(k)} {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}" for k in wrong))
+        problems.append("shape mismatch: " + listed(
+            [f"{name(k)} {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}" for k in wrong]))
     if problems:
         raise BertDetrError("checkpoint does not fit the config: " + "; ".join(problems))
     if head and not reset_head:
