@@ -350,6 +350,7 @@ def load_into(model: DETR, sd: dict, origin: dict | None = None, reset_head: boo
     wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
     head = [k for k in wrong if k.startswith("head.fc_cls.")]
     wrong = [k for k in wrong if k not in head]
+
     def listed(items, most=12):  # a checkpoint of another model would list hundreds
         return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
 
