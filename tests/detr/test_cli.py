@@ -31,9 +31,10 @@ def test_convert_reset_head_and_errors(tmp_path, data_dir, capsys):
     assert not (tmp_path / "o" / "model.safetensors").exists()
     assert main(args + ["--reset-head"]) == 0
     assert json.loads((tmp_path / "o" / "config.json").read_text())["bbox_head"]["num_classes"] == 3
-    assert main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(tmp_path / "nope.pth"),
+    assert main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(data_dir / "detr" / "mmdet_detr_small.pt"),
                  "--output", str(tmp_path / "p")]) == 2
-    assert "needs --config" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs --config" in err and "keeps no config in its meta" in err
     assert main(["detr", "convert", "--from", "official", "--checkpoint", str(tmp_path / "nope.pth"),
                  "--output", str(tmp_path / "p")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
@@ -188,3 +189,15 @@ def test_convert_hf_keeps_id2label(tmp_path, capsys):
     assert json.loads((tmp_path / "o" / "classes.json").read_text()) == {
         "category_ids": [0, 1, 2, 3, 4], "class_names": ["cat", "dog", "cow", "owl", "bee"]}
     assert "from config.json's id2label: cat, dog, cow, owl, bee" in capsys.readouterr().out
+
+
+def test_convert_mmdet2_without_config_reads_the_one_it_keeps(tmp_path, data_dir, golden2_model, capsys):
+    """2.x checkpoints keep their config as text in meta['config'] (3.x in meta['cfg'])."""
+    out = tmp_path / "ckpt"
+    assert main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(data_dir / "detr" / "mmdet2_detr_small.pt"),
+                 "--output", str(out)]) == 0
+    assert "model config: the one kept in" in capsys.readouterr().out
+    model, cfg = load_detr(out)
+    ref, ref_cfg = golden2_model
+    assert cfg == ref_cfg
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))

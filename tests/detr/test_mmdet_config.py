@@ -165,7 +165,7 @@ DEC = "model.bbox_head.transformer.decoder"
     (f"{ENC}.transformerlayers.attn_cfgs", [{"type": "MultiScaleDeformableAttention", "embed_dims": 64}],
      "MultiheadAttention"),
     ("model.bbox_head.transformer.type", "DeformableDetrTransformer", "only mmdet's DETR 'Transformer'"),
-    ("model.bbox_head.transformer.encoder", KeyError, "flat layout of mmdet before 2.12"),
+    ("model.bbox_head.transformer.encoder", KeyError, r"no encoder/decoder \(nor the flat num_encoder_layers"),
     ("model.train_cfg.assigner.reg_cost", {"type": "BBoxL1Cost", "weight": 5.0}, "box_format 'xywh'.*got 'xyxy'"),
     ("model.train_cfg.assigner.cls_cost", {"type": "FocalLossCost", "weight": 2.0}, "FocalLossCost"),
     ("model.bbox_head.type", "DeformableDETRHead", "only 'DETRHead'"),
@@ -193,3 +193,40 @@ def test_mmdet2_per_layer_configs_and_deprecated_ffn_arguments():
     # mmcv 1.x: the deprecated feedforward_channels / ffn_dropout override ffn_cfgs
     over = config_from_mmdet(_edit(cfg, f"{DEC}.transformerlayers.feedforward_channels", 96))
     assert over.decoder.feedforward_channels == 96 and over.encoder.feedforward_channels == 128
+
+
+FLAT = """
+# mmdet 2.7-2.11's detr_r50_8x2_150e_coco.py layout (TransformerHead, one flat Transformer config,
+# train_cfg/test_cfg beside the model), shrunk to the golden case
+model = dict(
+    type='DETR',
+    pretrained=None,
+    backbone=dict(type='ResNet', depth=18, num_stages=4, out_indices=(3, ), frozen_stages=1,
+                  norm_cfg=dict(type='BN', requires_grad=False), norm_eval=True, style='pytorch'),
+    bbox_head=dict(
+        type='TransformerHead', num_classes=5, in_channels=512, num_fcs=2, num_query=10,
+        transformer=dict(
+            type='Transformer', embed_dims=64, num_heads=8, num_encoder_layers=2, num_decoder_layers=2,
+            feedforward_channels=128, dropout=0.0, act_cfg=dict(type='ReLU', inplace=True),
+            norm_cfg=dict(type='LN'), num_fcs=2, pre_norm=False, return_intermediate_dec=True),
+        positional_encoding=dict(type='SinePositionalEncoding', num_feats=32, normalize=True),
+        loss_cls=dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False, loss_weight=1.0,
+                      class_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+        loss_iou=dict(type='GIoULoss', loss_weight=2.0)))
+train_cfg = dict(
+    assigner=dict(type='HungarianAssigner', cls_weight=1., bbox_weight=5., iou_weight=2.,
+                  iou_calculator=dict(type='BboxOverlaps2D'), iou_mode='giou'))
+test_cfg = dict(max_per_img=8)
+"""
+
+
+def test_pre_2_12_flat_config_reads_as_the_nested_one(tmp_path, golden2, golden2_model):
+    from bertdetr.detr.mmdet_config import config_from_mmdet
+
+    (tmp_path / "detr_v27.py").write_text(FLAT)
+    _, config2 = golden2_model
+    assert config_from_mmdet(load_mmdet_config(tmp_path / "detr_v27.py")) == config2
+    (tmp_path / "pre_norm.py").write_text(FLAT.replace("pre_norm=False", "pre_norm=True"))
+    with pytest.raises(BertDetrError, match=r"transformer: only DETR's post-norm \(pre_norm=False\)"):
+        config_from_mmdet(load_mmdet_config(tmp_path / "pre_norm.py"))

@@ -29,7 +29,8 @@ def _add_convert(commands) -> None:
                    help="checkpoint's origin")
     p.add_argument("--checkpoint", required=True,
                    help="mmdet .pth / official .pth / transformers save_pretrained directory or weights file")
-    p.add_argument("--config", help="mmdet: the model's config (.py, parsed not executed, or .json); required for mmdet")
+    p.add_argument("--config", help="mmdet: the model's config (.py, parsed not executed, or .json; mmdet's own "
+                   "config files with their _base_ tree); default: the config an mmdet checkpoint keeps in its meta")
     p.add_argument("--output", required=True, help="directory to write (config.json, model.safetensors, classes.json)")
     p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int,
                    help="foreground classes of the converted model (default: the checkpoint's)")
@@ -60,10 +61,18 @@ def _run_convert(args) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     common = dict(num_classes=args.num_classes, reset_head=args.reset_head, generator=generator)
     if args.source == "mmdet":
-        if not args.config:
-            raise BertDetrError("--from mmdet needs --config (the mmdet model config .py or .json)")
         checkpoint = weights.read_checkpoint(args.checkpoint)
-        model, config = weights.from_mmdet(args.config, checkpoint, **common)
+        mmdet_config = args.config
+        if not mmdet_config:
+            from bertdetr.detr.mmdet_config import mmdet_config_from_text
+
+            text = weights.mmdet_config_text(checkpoint)
+            if text is None:
+                raise BertDetrError("--from mmdet needs --config (the mmdet model config .py or .json): "
+                                    f"{args.checkpoint} keeps no config in its meta")
+            mmdet_config = mmdet_config_from_text(text, f"the config kept in {args.checkpoint}")
+            print(f"model config: the one kept in {args.checkpoint}")
+        model, config = weights.from_mmdet(mmdet_config, checkpoint, **common)
         names = weights.mmdet_class_names(checkpoint)
         classes = weights.coco80_classes() if args.classes == "coco80" else \
             weights.classes_from_names(names) if names else None

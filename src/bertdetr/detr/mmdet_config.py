@@ -53,6 +53,19 @@ def load_mmdet_config(path: str | os.PathLike) -> dict:
     return _file2dict(os.path.abspath(os.fspath(path)), ())
 
 
+def mmdet_config_from_text(text: str, where: str = "the checkpoint's config") -> dict:
+    """A resolved mmdet config as text -> its dict, parsed as a ``.py`` config file (never executed).
+    mmdet checkpoints keep one in their ``meta`` (2.x ``meta['config']``, 3.x ``meta['cfg']``: the
+    config they were trained with, its ``_base_`` files already merged in)."""
+    try:
+        tree = ast.parse(text, filename=where)
+    except SyntaxError as e:
+        raise BertDetrError(f"cannot parse {where}: {e}") from None
+    if _base_files(tree, where):
+        raise BertDetrError(f"{where} inherits _base_ files it does not carry; give the config file (--config)")
+    return _assignments(tree, where, None)
+
+
 def _file2dict(path: str, chain: tuple) -> dict:
     where = f" (a _base_ of {chain[-1]})" if chain else ""
     if not os.path.isfile(path):
@@ -325,20 +338,53 @@ def _mmdet2_assigner(train_cfg):
     assigner = (train_cfg or {}).get("assigner")
     if not assigner or "match_costs" in assigner:
         return train_cfg
+    if "cls_weight" in assigner:  # mmdet before 2.12: weights only, L1 on (cx, cy, w, h) boxes
+        costs = [dict(type="ClassificationCost", weight=assigner["cls_weight"]),
+                 dict(type="BBoxL1Cost", weight=assigner.get("bbox_weight", 1.0), box_format="xywh"),
+                 dict(type="IoUCost", iou_mode=assigner.get("iou_mode", "giou"), weight=assigner.get("iou_weight", 1.0))]
+        return dict(train_cfg, assigner=dict(type=assigner.get("type", "HungarianAssigner"), match_costs=costs))
     costs = [dict(assigner.get(key) or default) for key, default in _MMDET2_COSTS]
     return dict(train_cfg, assigner=dict(type=assigner.get("type", "HungarianAssigner"), match_costs=costs))
+
+
+def _mmdet_flat_transformer(tr: dict, where: str) -> dict:
+    """mmdet before 2.12 (``TransformerHead``): one flat ``Transformer`` config -> 2.12+'s nested one.
+    Its layers had the same modules (see ``weights._MMDET2_RULES``) with ``dropout`` on the attention
+    weights, after the attention and in and after the FFN, as 2.12+'s ``dropout``/``ffn_dropout``."""
+    missing = [k for k in ("embed_dims", "num_heads", "feedforward_channels") if k not in tr]
+    if missing:
+        raise BertDetrError(f"{where}: the flat (pre-2.12) Transformer config lacks {', '.join(missing)}")
+    if tr.get("pre_norm", False) or not tr.get("return_intermediate_dec", False) or tr.get("num_fcs", 2) != 2 or \
+            (tr.get("act_cfg") or {"type": "ReLU"}).get("type") != "ReLU" or (tr.get("norm_cfg") or {"type": "LN"}).get("type") != "LN":
+        raise BertDetrError(f"{where}: only DETR's post-norm (pre_norm=False) transformer with return_intermediate_dec=True, "
+                            f"2-FC ReLU FFNs and LayerNorm is supported")
+    drop = tr.get("dropout", 0.0)
+    attn = dict(type="MultiheadAttention", embed_dims=tr["embed_dims"], num_heads=tr["num_heads"], dropout=drop)
+    ffn = dict(type="FFN", embed_dims=tr["embed_dims"], feedforward_channels=tr["feedforward_channels"], num_fcs=2,
+               ffn_drop=drop, act_cfg=tr.get("act_cfg") or dict(type="ReLU", inplace=True))
+    return dict(
+        type="Transformer",
+        encoder=dict(type="DetrTransformerEncoder", num_layers=tr.get("num_encoder_layers", 6), transformerlayers=dict(
+            type="BaseTransformerLayer", attn_cfgs=[attn], ffn_cfgs=ffn, operation_order=_ENCODER_ORDER)),
+        decoder=dict(type="DetrTransformerDecoder", num_layers=tr.get("num_decoder_layers", 6), return_intermediate=True,
+                     transformerlayers=dict(type="DetrTransformerDecoderLayer", attn_cfgs=attn, ffn_cfgs=ffn,
+                                            operation_order=_DECODER_ORDER)))
 
 
 def _mmdet2_model(model: dict) -> dict:
     """mmdet 2.x's DETR model config -> the same model in 3.x's layout."""
     head = dict(model["bbox_head"])
     tr = head.pop("transformer")
+    if head.pop("type", "DETRHead") == "TransformerHead" and "num_reg_fcs" not in head:
+        head["num_reg_fcs"] = head.pop("num_fcs", 2)  # mmdet before 2.12 named the head and this so
     where = "model.bbox_head.transformer"
     if not isinstance(tr, dict) or tr.get("type", "Transformer") != "Transformer":
         raise BertDetrError(f"{where}: only mmdet's DETR 'Transformer' is supported, got {tr if not isinstance(tr, dict) else tr.get('type')!r}")
+    if "encoder" not in tr and "decoder" not in tr and "num_encoder_layers" in tr:
+        tr = _mmdet_flat_transformer(tr, where)
     if "encoder" not in tr or "decoder" not in tr:
-        raise BertDetrError(f"{where} has no encoder/decoder: the flat layout of mmdet before 2.12 (num_encoder_layers, "
-                            f"...) is not supported; use 2.12+'s detr_r50_8x2_150e_coco.py (its checkpoints load)")
+        raise BertDetrError(f"{where} has no encoder/decoder (nor the flat num_encoder_layers/num_decoder_layers "
+                            f"of mmdet before 2.12)")
     enc, dec = tr["encoder"], tr["decoder"]
     for section, name, kind in ((enc, "encoder", "DetrTransformerEncoder"), (dec, "decoder", "DetrTransformerDecoder")):
         if section.get("type", kind) != kind or "num_layers" not in section:
@@ -382,8 +428,14 @@ def config_from_mmdet(cfg: dict) -> DETRConfig:
     if not isinstance(model, dict) or model.get("type") != "DETR":
         raise BertDetrError(f"model.type is {model.get('type') if isinstance(model, dict) else None!r}; "
                             f"only 'DETR' is supported")
+    if model is not cfg:  # mmdet before 2.12 (and 2.x configs of that style) kept these beside the model
+        model = dict(model)
+        for key, mark in (("train_cfg", "assigner"), ("test_cfg", "max_per_img")):
+            if key not in model and isinstance(cfg.get(key), dict) and mark in cfg[key]:
+                model[key] = cfg[key]
     head = model.get("bbox_head") or {}
-    if head.get("type", "DETRHead") != "DETRHead":
+    if head.get("type", "DETRHead") not in ("DETRHead", "TransformerHead") or \
+            (head.get("type") == "TransformerHead" and "transformer" not in head):
         raise BertDetrError(f"model.bbox_head.type is {head.get('type')!r}; only 'DETRHead' is supported")
     if "transformer" in head:
         model = _mmdet2_model(model)

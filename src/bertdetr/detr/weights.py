@@ -573,6 +573,14 @@ def mmdet_class_names(checkpoint) -> list[str] | None:
     return None if names is None else [str(n) for n in ([names] if isinstance(names, str) else names)]
 
 
+def mmdet_config_text(checkpoint) -> str | None:
+    """The config an mmdet checkpoint was trained with, as text: 2.x ``meta['config']``, 3.x
+    ``meta['cfg']`` (None when it keeps none). Read it with ``mmdet_config.mmdet_config_from_text``."""
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    text = (meta.get("config") or meta.get("cfg")) if isinstance(meta, dict) else None
+    return text if isinstance(text, str) and text.strip() else None
+
+
 def classes_from_names(names: list[str]) -> tuple[list[int], list[str]]:
     """Labels known by name only (an mmdet checkpoint's): COCO's category ids when the names are COCO's
     80 in mmdet's order, else 1..C. (mmdet itself looks the ids up by name in the annotation file it
