@@ -176,6 +176,11 @@ def test_checkpoint_with_other_python_objects_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("bertdetr: error: refusing to read checkpoint") and "datetime.timedelta" in err
     assert "argparse.Namespace" in err and "Traceback" not in err
+    torch.save({"model": {}, "when": datetime.timedelta(days=1)}, tmp_path / "legacy.pth",
+               _use_new_zipfile_serialization=False)  # torch's format before 1.6
+    assert main(["detr", "convert", "--from", "official", "--checkpoint", str(tmp_path / "legacy.pth"),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "Python objects of datetime.timedelta" in capsys.readouterr().err
 
 
 def test_convert_hf_keeps_id2label(tmp_path, capsys):

@@ -97,10 +97,10 @@ def read_checkpoint(path: str | os.PathLike):
         allowed = {f"{t.__module__}.{t.__qualname__}" for t in SAFE_CHECKPOINT_GLOBALS}
         try:
             unsafe = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in allowed]
-        except Exception:  # not a zip checkpoint: torch's own message says what it found
-            unsafe = []
+        except Exception:  # a legacy (non-zip) torch file: the first object torch's message names
+            unsafe = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         if not unsafe:
-            raise BertDetrError(f"cannot read checkpoint {path}: {str(e).splitlines()[-1]}") from None
+            raise BertDetrError(f"cannot read checkpoint {path}: {' '.join(str(e).split())[-300:]}") from None
         raise BertDetrError(
             f"refusing to read checkpoint {path}: besides tensors it holds Python objects of {', '.join(unsafe)}, "
             f"which are not on the allow-list of harmless types ({', '.join(sorted(allowed))}); loading them would "
