@@ -1,10 +1,14 @@
-"""Reading MMDetection DETR configs: its ``.py`` config files parsed (never executed) and the
-resulting dict turned into our ``DETRConfig``.
+"""Reading MMDetection DETR configs: mmdet 2.x and 3.x config files resolved (never executed) and
+the resulting dict turned into our ``DETRConfig``.
 
-mmdet's config files are Python, read by mmengine (3.x) or mmcv (2.x) by executing them. Here they are
-parsed with ``ast``: only assignments of literals, ``dict(...)``, lists, tuples, earlier names and simple
-arithmetic, with ``_base_`` files merged first as mmengine merges them. Anything else is an error
-naming the line, so a config file can never run code here.
+- ``load_mmdet_config``: a config file of mmdet's ``configs/`` tree (or a ``work_dirs/`` copy) -> dict.
+  mmengine (3.x) and mmcv 1.x (2.x) execute config files; here they are parsed with ``ast`` and
+  resolved by mmengine's rules (``_base_`` lists, ``_delete_``, ``{{_base_.x}}``, ``_base_.x``,
+  predefined variables). Anything else is an error naming the line: a config never runs code here.
+  ``mmdet_config_from_text``: the same for the config text a checkpoint keeps in its ``meta``.
+- ``config_from_mmdet``: the dict -> ``DETRConfig``. 3.x's layout is read directly; 2.x's (the
+  transformer in ``bbox_head``, mmcv 1.x layer configs; mmdet before 2.12's flat ``Transformer``)
+  is rewritten into 3.x's first. What we do not implement is an error naming the field.
 """
 
 from __future__ import annotations
