@@ -230,3 +230,15 @@ def test_pre_2_12_flat_config_reads_as_the_nested_one(tmp_path, golden2, golden2
     (tmp_path / "pre_norm.py").write_text(FLAT.replace("pre_norm=False", "pre_norm=True"))
     with pytest.raises(BertDetrError, match=r"transformer: only DETR's post-norm \(pre_norm=False\)"):
         config_from_mmdet(load_mmdet_config(tmp_path / "pre_norm.py"))
+
+
+def test_config_text_kept_in_checkpoints_reads_as_the_file():
+    """mmengine checkpoints keep the resolved config's pretty_text in meta['cfg'] (mmcv 1.x's in
+    meta['config']: tests/data/detr/mmdet2_detr_small.config.py is one)."""
+    from bertdetr.detr.mmdet_config import mmdet_config_from_text
+
+    small = _configs() / "mmdet3/configs/detr/detr_small.py"
+    text = small.with_suffix(".pretty.txt").read_text()
+    assert _plain(mmdet_config_from_text(text)) == _plain(load_mmdet_config(small))
+    with pytest.raises(BertDetrError, match="inherits _base_ files it does not carry"):
+        mmdet_config_from_text("_base_ = './x.py'\nmodel = dict()\n")

@@ -6,7 +6,8 @@ Run once in a throwaway venv holding the readers (never in the project's environ
     MMCV_WITH_OPS=0 /work/venvs/mmcfg/bin/pip install --no-build-isolation --no-deps mmcv==1.7.2
     /work/venvs/mmcfg/bin/python tests/data/detr/mmdet_configs/make_resolved.py
 mmdet 3.x configs are read by mmengine's Config, 2.x ones by mmcv 1.x's (the readers those versions use).
-JSON turns tuples into lists; the tests compare after the same conversion.
+JSON turns tuples into lists; the tests compare after the same conversion. ``detr_small.pretty.txt``
+(3.x) is mmengine's ``pretty_text`` of that config, the text its checkpoints keep in ``meta['cfg']``.
 """
 
 import json
@@ -35,6 +36,12 @@ def main():
                 json.dump(d, f, indent=1, sort_keys=True)
                 f.write("\n")
             print("wrote", os.path.relpath(out, HERE))
+            if tree == "mmdet3" and rel.endswith("detr_small.py"):
+                # what an mmengine checkpoint keeps as meta['cfg']: the resolved config as text
+                pretty = os.path.splitext(path)[0] + ".pretty.txt"
+                with open(pretty, "w", encoding="utf-8") as f:
+                    f.write(cfg.pretty_text)
+                print("wrote", os.path.relpath(pretty, HERE))
 
 
 if __name__ == "__main__":
