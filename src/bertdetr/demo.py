@@ -202,7 +202,7 @@ def run_detr(out: str, epochs: int, num_images: int, seed: int) -> dict:
     torch.manual_seed(seed)
     untrained = build_detr(with_num_classes(s.model, val.num_classes))
     before = evaluate_detr(untrained, val, s.data.val_ann, s.data.test_size, s.data.max_size,
-                           s.model.test_cfg.max_per_img, torch.device("cpu"))
+                           s.model.test_cfg.max_per_img, torch.device("cpu")).metrics
     t = time.perf_counter()
     print(f"[7] training a tiny DETR from scratch (quarter-width ResNet-18, 2+2 transformer layers of width 64, "
           f"10 queries) for {epochs} epochs   # bertdetr detr train {cfg_path}")

@@ -12,7 +12,8 @@ def test_convert_mmdet_writes_our_checkpoint(tmp_path, data_dir, golden, golden_
     rc = main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(data_dir / "detr" / "mmdet_detr_small.pt"),
                "--config", str(data_dir / "detr" / "mmdet_detr_small.config.json"), "--output", str(out)])
     assert rc == 0 and "5 classes" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert {"config.json", "model.safetensors", "pipeline.json"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "pipeline.json").read_text()) == {"pipeline": "mmdet"}  # the origin's test pipeline
     model, cfg = load_detr(out)
     ref, ref_cfg = golden_model
     assert cfg == ref_cfg

@@ -4,6 +4,7 @@ transforms (torchvision on PIL, run here)."""
 
 import pytest
 import torch
+from PIL import Image
 
 from bertdetr.detr.data import ImageLoadError
 from bertdetr.detr.pipelines import (
@@ -121,3 +122,44 @@ def test_pipeline_record_and_bad_input(tmp_path):
             prepare_image(tmp_path / "broken.png", name)
         with pytest.raises(ImageLoadError, match="not found"):
             prepare_image(tmp_path / "missing.png", name)
+
+
+def test_convert_records_pipeline_and_predict_eval_use_it(tmp_path, data_dir, mmdet_inference, capsys):
+    import json
+
+    from bertdetr.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    assert main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(data_dir / "detr" / "mmdet_detr_small.pt"),
+                 "--config", str(data_dir / "detr" / "mmdet_detr_small.config.json"), "--output", str(ckpt)]) == 0
+    assert load_pipeline(ckpt) == "mmdet"
+    # predict: mmdet's pipeline by default, so mmdet's own scores
+    assert main(["detr", "predict", "--checkpoint", str(ckpt), str(PIPE / "camera_grey.png"), "--out",
+                 str(tmp_path / "pred"), "--threshold", "0"]) == 0
+    results = json.loads((tmp_path / "pred" / "results.json").read_text())
+    expected = mmdet_inference["images"]["camera_grey.png"]
+    assert [r["score"] for r in results] == pytest.approx(expected["scores"].tolist(), abs=1e-5)
+    assert main(["detr", "predict", "--checkpoint", str(ckpt), str(PIPE / "astronaut_tall.jpg"), "--out",
+                 str(tmp_path / "pred2"), "--pipeline", "caffe"]) == 2
+    assert capsys.readouterr().err.startswith("bertdetr: error: unknown pipeline 'caffe'")
+    # eval: per-class AP and the summary table, with the pipeline used
+    names = ["astronaut.jpg", "camera_grey.png", "coffee_rgba.png"]
+    ann = {"images": [], "annotations": [], "categories": [{"id": i, "name": f"thing{i}"} for i in range(1, 6)]}
+    for i, name in enumerate(names):
+        w, h = Image.open(PIPE / name).size
+        ann["images"].append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        for j, r in enumerate(results[:3]):  # boxes where the model looks, classes 1..3
+            ann["annotations"].append({"id": 10 * i + j + 1, "image_id": i + 1, "category_id": j + 1, "iscrowd": 0,
+                                       "bbox": [5.0 * j, 5.0 * j, w / 2, h / 2], "area": w * h / 4})
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    for extra, pipeline in (([], "mmdet"), (["--pipeline", "official"], "official")):
+        out = tmp_path / f"ev_{pipeline}"
+        assert main(["detr", "eval", "--checkpoint", str(ckpt), "--ann", str(tmp_path / "ann.json"), "--images",
+                     str(PIPE), "--out", str(out), "--test-size", "200", "--max-size", "333", *extra]) == 0
+        printed = capsys.readouterr().out
+        metrics = json.loads((out / "eval_metrics.json").read_text())
+        assert metrics["pipeline"] == pipeline and len(metrics["summary"]) == 12
+        assert list(metrics["per_class_ap"]) == [f"thing{k}" for k in range(1, 6)]  # no classes.json: the dataset's
+        assert metrics["per_class_ap"]["thing5"] is None  # no ground truth of category 5
+        assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in printed
+        assert "per-class AP:" in printed and "n/a (no ground truth)" in printed

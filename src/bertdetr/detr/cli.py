@@ -52,6 +52,7 @@ def _run_convert(args) -> int:
     import torch
 
     from bertdetr.detr import weights
+    from bertdetr.detr.pipelines import save_pipeline
     from bertdetr.errors import BertDetrError
     from bertdetr.fileio import check_writable
 
@@ -99,6 +100,7 @@ def _run_convert(args) -> int:
         weights.save_classes(args.output, *classes)
     elif os.path.exists(os.path.join(args.output, "classes.json")):
         os.remove(os.path.join(args.output, "classes.json"))  # an older conversion's, not this model's
+    save_pipeline(args.output, "mmdet" if args.source == "mmdet" else "official")  # the origin's test pipeline
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {args.output}: DETR R{config.backbone.depth}, {num_classes} classes, "
           f"{config.num_queries} queries, {n / 1e6:.1f}M parameters")
@@ -217,6 +219,9 @@ def _add_eval(commands) -> None:
     p.add_argument("--max-size", dest="max_size", type=int, default=1333)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
     p.add_argument("--device", default=None)
+    p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
+                   help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
+                   "training data's); default: the one of the checkpoint's origin (pipeline.json)")
     p.add_argument("--coco-backend", dest="coco_backend", choices=("pycocotools", "faster-coco-eval"),
                    default="pycocotools", help="mAP implementation (faster-coco-eval: pip install 'bertdetr[fast-eval]')")
     p.set_defaults(func=_run_eval)
@@ -230,6 +235,7 @@ def _run_eval(args) -> int:
 
     from bertdetr.detr.data import check_images, load_coco
     from bertdetr.detr.evaluate import coco_api, evaluate_detr, label_category_ids
+    from bertdetr.detr.pipelines import check_pipeline, load_pipeline
     from bertdetr.detr.weights import load_classes, load_detr
     from bertdetr.fileio import atomic_output, check_writable
 
@@ -238,18 +244,31 @@ def _run_eval(args) -> int:
     index, bad = check_images(load_coco(args.ann, args.images))
     model, config = load_detr(args.checkpoint)
     category_ids, names = load_classes(args.checkpoint, config.bbox_head.num_classes)
-    category_ids, how = label_category_ids(category_ids, names, index,
-                                           names_known=os.path.isfile(os.path.join(args.checkpoint, "classes.json")))
+    names_known = os.path.isfile(os.path.join(args.checkpoint, "classes.json"))
+    category_ids, how = label_category_ids(category_ids, names, index, names_known=names_known)
     if how != "by category id":
         print(f"the checkpoint's classes matched to the dataset's {how}")
+    pipeline = check_pipeline(args.pipeline) if args.pipeline else load_pipeline(args.checkpoint)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    metrics = evaluate_detr(model.to(device), index, args.ann, args.test_size, args.max_size,
-                            config.test_cfg.max_per_img, device, args.batch_size,
-                            results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
-                            category_ids=category_ids)
+    ev = evaluate_detr(model.to(device), index, args.ann, args.test_size, args.max_size,
+                       config.test_cfg.max_per_img, device, args.batch_size,
+                       results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
+                       category_ids=category_ids, pipeline=pipeline)
+    # per-class AP under the checkpoint's class names (classes.json), else the dataset's
+    class_names = dict(zip(index.category_ids, index.class_names))
+    if names_known:
+        class_names.update(zip(category_ids, names))
+    per_class = {class_names[c]: ap for c, ap in ev.per_class_ap.items()}  # NaN: no ground truth of the class
     with atomic_output(os.path.join(args.out, "eval_metrics.json"), "w") as f:
-        json.dump({**metrics, "skipped_images": bad, "coco_backend": args.coco_backend}, f, indent=1)
-    print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        json.dump({**ev.metrics, "per_class_ap": {k: (None if v != v else v) for k, v in per_class.items()},
+                   "summary": ev.table, "skipped_images": bad, "coco_backend": args.coco_backend,
+                   "pipeline": pipeline}, f, indent=1)
+    print("\n".join(ev.table))
+    width = max(len(n) for n in per_class)
+    print("per-class AP:")
+    for name, ap in per_class.items():
+        print(f"  {name:<{width}}  " + ("  n/a (no ground truth)" if ap != ap else f"{ap:.4f}"))
+    print(" ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
     return 0
 
 
@@ -262,6 +281,9 @@ def _add_predict(commands) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="draw detections scoring at least this, in [0, 1] (default 0.5)")
+    p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
+                   help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
+                   "training data's); default: the one of the checkpoint's origin (pipeline.json)")
     p.add_argument("--test-size", dest="test_size", type=int, default=800)
     p.add_argument("--max-size", dest="max_size", type=int, default=1333)
     p.add_argument("--device", default=None)
@@ -274,7 +296,7 @@ def _run_predict(args) -> int:
     from bertdetr.detr.predict import predict_images
 
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
-                             args.max_size, args.device)
+                             args.max_size, args.device, args.pipeline)
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}")
     return 0
 

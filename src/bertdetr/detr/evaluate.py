@@ -21,6 +21,7 @@ import torch
 
 from bertdetr.detr.data import CocoDetection, CocoIndex, collate
 from bertdetr.detr.model import DETR
+from bertdetr.detr.pipelines import PipelineDataset
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.transforms import eval_transforms
 from bertdetr.distributed import Distributed
@@ -136,11 +137,16 @@ def coco_evaluation(ann_file: str | os.PathLike, results: list[dict], image_ids:
 @torch.no_grad()
 def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
                     device: torch.device, batch_size: int = 2, env: Distributed | None = None,
-                    category_ids: Sequence[int] | None = None) -> list[dict]:
+                    category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr") -> list[dict]:
     """COCO result entries of every image of ``index`` (this rank's share under DDP), boxes in the
-    images' original pixels; label l is category ``category_ids[l]`` (default: the dataset's labels)."""
+    images' original pixels; label l is category ``category_ids[l]`` (default: the dataset's labels).
+    ``pipeline``: the test-time pipeline (``pipelines.PIPELINES``); "bertdetr", the training
+    data's, also reconciles EXIF orientation with the annotation's size."""
     env = env or Distributed()
-    dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
+    if pipeline == "bertdetr":
+        dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
+    else:
+        dataset = PipelineDataset(index, pipeline, test_size, max_size)
     indices = list(range(env.rank, len(dataset), env.world_size))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
                                          collate_fn=collate)
@@ -164,11 +170,13 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
 def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, max_size: int, max_per_img: int,
                   device: torch.device, batch_size: int = 2, env: Distributed | None = None,
                   results_path: str | None = None, coco_backend: str = "pycocotools",
-                  category_ids: Sequence[int] | None = None) -> dict[str, float]:
-    """COCO mAP of ``model`` on ``index`` (gathered over ranks, through ``coco_backend``); writes the
-    results json if asked. ``category_ids``: as ``predict_dataset``."""
+                  category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr") -> CocoEvaluation:
+    """COCO mAP (``.metrics``), per-class AP and the summary table of ``model`` on ``index``
+    (gathered over ranks, through ``coco_backend``); writes the results json if asked.
+    ``category_ids``, ``pipeline``: as ``predict_dataset``."""
     env = env or Distributed()
-    results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env, category_ids)
+    results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env, category_ids,
+                              pipeline)
     if env.world_size > 1:
         import torch.distributed as dist
 
@@ -177,7 +185,7 @@ def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, 
         results = [r for part in gathered for r in part]
     if results_path:
         write_results(results, results_path)
-    return coco_evaluate(ann_file, results, image_ids=[im["id"] for im in index.images], backend=coco_backend)
+    return coco_evaluation(ann_file, results, image_ids=[im["id"] for im in index.images], backend=coco_backend)
 
 
 def label_category_ids(category_ids: Sequence[int], class_names: Sequence[str], index: CocoIndex,

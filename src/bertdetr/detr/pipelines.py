@@ -37,7 +37,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from bertdetr.detr.data import ImageLoadError, load_image
-from bertdetr.detr.transforms import IMAGENET_MEAN, IMAGENET_STD, resized_hw
+from bertdetr.detr.transforms import ToNormalizedTensor, resize
 from bertdetr.errors import BertDetrError
 
 PIPELINES = ("mmdet", "official", "bertdetr")
@@ -133,14 +133,10 @@ def official_imread(path: str | os.PathLike) -> Image.Image:
 def official_prepare(image: Image.Image, size: int = 800, max_size: int = 1333) -> tuple[torch.Tensor, tuple[float, float]]:
     """PIL RGB -> (float32 [3,h,w], (w_scale, h_scale)): official DETR's test transforms
     (``RandomResize([size], max_size)`` with PIL bilinear, ``ToTensor``, ``Normalize``)."""
-    h, w = resized_hw(image.width, image.height, size, max_size)
-    scale = (w / image.width, h / image.height)
-    if (h, w) != (image.height, image.width):
-        image = image.resize((w, h), Image.Resampling.BILINEAR)
-    x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
-    return (x - mean) / std, scale
+    target = {"boxes": torch.zeros(0, 4), "size": torch.tensor([image.height, image.width])}
+    resized, target = resize(image, target, size, max_size)  # the training code's resize = official's
+    tensor, _ = ToNormalizedTensor()(resized, target, None)
+    return tensor, (resized.width / image.width, resized.height / image.height)
 
 
 # ------------------------------------------------------------------------------- any

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import glob
 import os
-import random
 
 import torch
 
-from bertdetr.detr.data import ImageLoadError, load_image
+from bertdetr.detr.data import ImageLoadError
 from bertdetr.detr.evaluate import to_coco_results, write_results
+from bertdetr.detr.pipelines import check_pipeline, load_pipeline, official_prepare, prepare_image
 from bertdetr.detr.postprocess import DetrPostProcess
-from bertdetr.detr.transforms import eval_transforms
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.detr.weights import load_classes, load_detr
 from bertdetr.errors import BertDetrError
@@ -20,15 +19,20 @@ from bertdetr.fileio import atomic_output, check_writable
 
 @torch.no_grad()
 def detect(model, image, test_size: int = 800, max_size: int = 1333, max_per_img: int = 100) -> dict:
-    """Detections of one PIL RGB image: ``boxes`` [K,4] pixel xyxy of the image as given,
-    ``scores`` [K], ``labels`` [K], best first."""
+    """Detections of one PIL RGB image (official DETR's resize and normalisation): ``boxes`` [K,4]
+    pixel xyxy of the image as given, ``scores`` [K], ``labels`` [K], best first."""
+    tensor, scale = official_prepare(image, test_size, max_size)
+    return detect_prepared(model, tensor, scale, max_per_img)
+
+
+@torch.no_grad()
+def detect_prepared(model, tensor: torch.Tensor, scale_factor: tuple[float, float], max_per_img: int = 100) -> dict:
+    """Detections of one pipeline output (``tensor`` [3,h,w]; ``scale_factor`` (w_scale, h_scale)
+    back to the original image), as ``detect``."""
     device = next(model.parameters()).device
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "size": torch.tensor([image.height, image.width])}
-    tensor, target = eval_transforms(test_size, max_size)(image, empty, random.Random(0))
-    h, w = (int(v) for v in target["size"])
+    h, w = tensor.shape[1:]
     outputs = model(tensor[None].to(device), torch.zeros(1, h, w, dtype=torch.bool, device=device))
-    scale = (w / image.width, h / image.height)
-    det = DetrPostProcess(max_per_img)(outputs, [(h, w)], [scale])[0]
+    det = DetrPostProcess(max_per_img)(outputs, [(h, w)], [scale_factor])[0]
     return {k: v.cpu() for k, v in det.items()}
 
 
@@ -66,29 +70,32 @@ def check_threshold(threshold: float) -> None:
 
 
 def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: float = 0.5,
-                   test_size: int = 800, max_size: int = 1333, device: str | None = None) -> list[str]:
+                   test_size: int = 800, max_size: int = 1333, device: str | None = None,
+                   pipeline: str | None = None) -> list[str]:
     """Writes ``out_dir/results.json`` (COCO format; ``image_id`` is the file name) and one
     ``<name>.png`` per image with the detections scoring >= ``threshold``; returns the PNG paths.
-    ``images`` are files, folders (their image files) or globs. Unreadable images are reported
-    and skipped."""
+    ``images`` are files, folders (their image files) or globs. Images go through ``pipeline``
+    (default: the one recorded with the checkpoint, see ``pipelines``). Unreadable images are
+    reported and skipped."""
     check_threshold(threshold)
     check_writable(os.path.join(out_dir, "results.json"))
     images = expand_images(images)
+    pipeline = check_pipeline(pipeline) if pipeline else load_pipeline(checkpoint)
     model, config = load_detr(checkpoint)
     model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     category_ids, names = load_classes(checkpoint, config.bbox_head.num_classes)
     results, written = [], []
     for path in images:
         try:
-            image = load_image(path)
+            prepared = prepare_image(path, pipeline, test_size, max_size)
         except ImageLoadError as e:
             print(f"skipping {path}: {e}")
             continue
-        det = detect(model, image, test_size, max_size, config.test_cfg.max_per_img)
+        det = detect_prepared(model, prepared.tensor, prepared.scale_factor, config.test_cfg.max_per_img)
         name = os.path.basename(path)
         results += to_coco_results(name, det["boxes"], det["scores"], det["labels"], category_ids)
-        picture = draw_detections(image, det["boxes"].numpy(), det["scores"].numpy(), det["labels"].numpy(), names,
-                                  threshold)
+        picture = draw_detections(prepared.image, det["boxes"].numpy(), det["scores"].numpy(), det["labels"].numpy(),
+                                  names, threshold)
         target = os.path.join(out_dir, os.path.splitext(name)[0] + ".png")
         with atomic_output(target, "wb") as f:
             picture.save(f, format="PNG")

@@ -382,7 +382,7 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 metrics = evaluate_detr(model, val_index, data.val_ann, data.test_size, data.max_size,
                                         model_config.test_cfg.max_per_img, device, cfg.batch_size, env,
                                         os.path.join(cfg.output_dir, "eval_detections.json") if env.main else None,
-                                        cfg.coco_backend)
+                                        cfg.coco_backend).metrics
                 if log is not None:
                     log.log(it, {f"eval_{k}": v for k, v in metrics.items()})
     finally:
