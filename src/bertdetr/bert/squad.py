@@ -445,3 +445,246 @@ def write_features(features: Iterable[InputFeatures], output_file: str, is_train
             write_record(f, feature_to_example(feature, is_training))
             kept.append(feature)
     return kept
+
+
+# ---- predictions ------------------------------------------------------------------------------
+
+
+@dataclass
+class RawResult:
+    """The model's output for one feature (Google's ``RawResult``)."""
+
+    unique_id: int
+    """The feature's ``unique_id``."""
+    start_logits: list[float]
+    """[max_seq_length] start scores (padding positions included, as Google's)."""
+    end_logits: list[float]
+    """[max_seq_length] end scores."""
+
+
+_PrelimPrediction = collections.namedtuple(
+    "PrelimPrediction", ["feature_index", "start_index", "end_index", "start_logit", "end_logit"])
+_NbestPrediction = collections.namedtuple("NbestPrediction", ["text", "start_logit", "end_logit"])
+
+
+@dataclass
+class SquadPredictions:
+    """What ``write_predictions`` writes, by question id, in example order."""
+
+    predictions: dict[str, str]
+    """The answer text ("" for no answer, SQuAD 2.0)."""
+    nbest: dict[str, list[dict]]
+    """Up to ``n_best_size`` candidates: text, probability, start_logit, end_logit."""
+    null_odds: dict[str, float]
+    """SQuAD 2.0: null score minus the best non-null score (Google's null_odds.json); else empty."""
+
+
+def compute_predictions(all_examples: Sequence[SquadExample], all_features: Sequence[InputFeatures],
+                        all_results: Iterable[RawResult], n_best_size: int, max_answer_length: int,
+                        do_lower_case: bool, version_2_with_negative: bool = False,
+                        null_score_diff_threshold: float = 0.0, verbose_logging: bool = False) -> SquadPredictions:
+    """Google's ``write_predictions`` without the writing: for each example, the spans of the
+    n-best start x n-best end positions of each of its windows that are valid (inside the
+    document, at the token's max-context window, end >= start, at most ``max_answer_length``
+    tokens), best by start + end logit, de-tokenised back to the paragraph's text
+    (``get_final_text``); with SQuAD 2.0, "" when the smallest null score ([CLS] start + end, over
+    the windows) beats the best span by more than ``null_score_diff_threshold``.
+
+    Same numbers as Google's (the scores are added and the softmax computed in the same order).
+    One difference: where Google crashes (SQuAD 2.0, no valid span in any window: its
+    ``best_non_null_entry`` is None), the answer is "" and a nonce "empty" candidate with logits 0
+    is added, as transformers' port of this function does."""
+    example_index_to_features: dict[int, list[InputFeatures]] = collections.defaultdict(list)
+    for feature in all_features:
+        example_index_to_features[feature.example_index].append(feature)
+    unique_id_to_result = {result.unique_id: result for result in all_results}
+    out = SquadPredictions(collections.OrderedDict(), collections.OrderedDict(), collections.OrderedDict())
+    basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
+
+    for example_index, example in enumerate(all_examples):
+        features = example_index_to_features[example_index]
+        prelim_predictions = []
+        # The minimum null score (start + end logit of [CLS]) over the windows.
+        score_null = 1000000  # large and positive
+        min_null_feature_index = 0
+        null_start_logit = 0
+        null_end_logit = 0
+        for feature_index, feature in enumerate(features):
+            result = unique_id_to_result.get(feature.unique_id)
+            if result is None:
+                raise BertDetrError(f"no model output for feature {feature.unique_id} (question {example.qas_id})")
+            start_indexes = _get_best_indexes(result.start_logits, n_best_size)
+            end_indexes = _get_best_indexes(result.end_logits, n_best_size)
+            if version_2_with_negative:
+                feature_null_score = result.start_logits[0] + result.end_logits[0]
+                if feature_null_score < score_null:
+                    score_null = feature_null_score
+                    min_null_feature_index = feature_index
+                    null_start_logit = result.start_logits[0]
+                    null_end_logit = result.end_logits[0]
+            num_tokens = len(feature.tokens)
+            to_orig, max_context = feature.token_to_orig_map, feature.token_is_max_context
+            for start_index in start_indexes:
+                # Invalid spans (in the question, in the padding, not at their max context) are
+                # thrown out, as Google's.
+                if start_index >= num_tokens or start_index not in to_orig or not max_context.get(start_index, False):
+                    continue
+                for end_index in end_indexes:
+                    if end_index >= num_tokens or end_index not in to_orig or end_index < start_index:
+                        continue
+                    if end_index - start_index + 1 > max_answer_length:
+                        continue
+                    prelim_predictions.append(_PrelimPrediction(
+                        feature_index, start_index, end_index, result.start_logits[start_index],
+                        result.end_logits[end_index]))
+        if version_2_with_negative:
+            prelim_predictions.append(_PrelimPrediction(min_null_feature_index, 0, 0, null_start_logit,
+                                                        null_end_logit))
+        # Google's order: its loops nest start over end; the sort is stable.
+        prelim_predictions = sorted(prelim_predictions, key=lambda x: (x.start_logit + x.end_logit), reverse=True)
+
+        seen_predictions = {}
+        nbest = []
+        for pred in prelim_predictions:
+            if len(nbest) >= n_best_size:
+                break
+            feature = features[pred.feature_index]
+            if pred.start_index > 0:  # a non-null prediction
+                tok_tokens = feature.tokens[pred.start_index:(pred.end_index + 1)]
+                orig_doc_start = feature.token_to_orig_map[pred.start_index]
+                orig_doc_end = feature.token_to_orig_map[pred.end_index]
+                orig_tokens = example.doc_tokens[orig_doc_start:(orig_doc_end + 1)]
+                # De-tokenize WordPieces that have been split off, clean whitespace.
+                tok_text = " ".join(tok_tokens).replace(" ##", "").replace("##", "")
+                tok_text = " ".join(tok_text.strip().split())
+                orig_text = " ".join(orig_tokens)
+                final_text = get_final_text(tok_text, orig_text, do_lower_case, verbose_logging, basic_tokenizer)
+                if final_text in seen_predictions:
+                    continue
+                seen_predictions[final_text] = True
+            else:
+                final_text = ""
+                seen_predictions[final_text] = True
+            nbest.append(_NbestPrediction(final_text, pred.start_logit, pred.end_logit))
+
+        no_span = not any(entry.text for entry in nbest)
+        if version_2_with_negative:
+            if "" not in seen_predictions:
+                nbest.append(_NbestPrediction("", null_start_logit, null_end_logit))
+            if no_span:  # Google would crash below (see the docstring)
+                nbest.insert(0, _NbestPrediction("empty", 0.0, 0.0))
+        # In very rare edge cases there is no valid prediction: a nonce one (Google's).
+        if not nbest:
+            nbest.append(_NbestPrediction("empty", 0.0, 0.0))
+
+        total_scores = []
+        best_non_null_entry = None
+        for entry in nbest:
+            total_scores.append(entry.start_logit + entry.end_logit)
+            if not best_non_null_entry and entry.text:
+                best_non_null_entry = entry
+        probs = _compute_softmax(total_scores)
+        nbest_json = []
+        for i, entry in enumerate(nbest):
+            nbest_json.append(collections.OrderedDict(
+                [("text", entry.text), ("probability", probs[i]), ("start_logit", entry.start_logit),
+                 ("end_logit", entry.end_logit)]))
+
+        if not version_2_with_negative:
+            out.predictions[example.qas_id] = nbest_json[0]["text"]
+        else:
+            # "" iff the null score - the score of the best non-null span > the threshold.
+            score_diff = score_null - best_non_null_entry.start_logit - (best_non_null_entry.end_logit)
+            out.null_odds[example.qas_id] = score_diff
+            if no_span or score_diff > null_score_diff_threshold:
+                out.predictions[example.qas_id] = ""
+            else:
+                out.predictions[example.qas_id] = best_non_null_entry.text
+        out.nbest[example.qas_id] = nbest_json
+    return out
+
+
+def write_predictions(all_examples: Sequence[SquadExample], all_features: Sequence[InputFeatures],
+                      all_results: Iterable[RawResult], n_best_size: int, max_answer_length: int,
+                      do_lower_case: bool, output_prediction_file: str, output_nbest_file: str,
+                      output_null_log_odds_file: str, version_2_with_negative: bool = False,
+                      null_score_diff_threshold: float = 0.0, verbose_logging: bool = False) -> SquadPredictions:
+    """Google's ``write_predictions``: ``compute_predictions``, written as Google writes them
+    (``json.dumps(..., indent=4)`` and a newline; each file atomically): predictions.json,
+    nbest_predictions.json and, for SQuAD 2.0, null_odds.json. Returns what it wrote."""
+    out = compute_predictions(all_examples, all_features, all_results, n_best_size, max_answer_length, do_lower_case,
+                              version_2_with_negative, null_score_diff_threshold, verbose_logging)
+    files = [(output_prediction_file, out.predictions), (output_nbest_file, out.nbest)]
+    if version_2_with_negative:
+        files.append((output_null_log_odds_file, out.null_odds))
+    for path, value in files:
+        with atomic_output(path, "w") as f:
+            f.write(json.dumps(value, indent=4) + "\n")
+    return out
+
+
+def _strip_spaces(text: str) -> tuple[str, dict[int, int]]:
+    ns_chars = []
+    ns_to_s_map = {}
+    for i, c in enumerate(text):
+        if c == " ":
+            continue
+        ns_to_s_map[len(ns_chars)] = i
+        ns_chars.append(c)
+    return "".join(ns_chars), ns_to_s_map
+
+
+def get_final_text(pred_text: str, orig_text: str, do_lower_case: bool, verbose_logging: bool = False,
+                   tokenizer: BasicTokenizer | None = None) -> str:
+    """Google's: projects the tokenized prediction back onto the paragraph's own text.
+
+    ``orig_text`` (the whitespace words the span came from) may hold more than the prediction
+    ("Steve Smith's" for "steve smith"): it is tokenized with ``BasicTokenizer``, the prediction
+    found in it, and, where both have the same characters once spaces are removed, mapped back
+    character for character ("Steve Smith"). Where that fails, ``orig_text`` is returned. Google's
+    heuristic kept as is, including its quirk of matching inside a word ("rie" of "Curie")."""
+    tokenizer = tokenizer or BasicTokenizer(do_lower_case=do_lower_case)
+    tok_text = " ".join(tokenizer.tokenize(orig_text))
+    start_position = tok_text.find(pred_text)
+    if start_position == -1:
+        if verbose_logging:
+            warnings.warn(f"Unable to find text: {pred_text!r} in {orig_text!r}", stacklevel=2)
+        return orig_text
+    end_position = start_position + len(pred_text) - 1
+    orig_ns_text, orig_ns_to_s_map = _strip_spaces(orig_text)
+    tok_ns_text, tok_ns_to_s_map = _strip_spaces(tok_text)
+    if len(orig_ns_text) != len(tok_ns_text):
+        if verbose_logging:
+            warnings.warn(f"Length not equal after stripping spaces: {orig_ns_text!r} vs {tok_ns_text!r}",
+                          stacklevel=2)
+        return orig_text
+    tok_s_to_ns_map = {tok_index: i for i, tok_index in tok_ns_to_s_map.items()}
+    orig_start_position = None
+    if start_position in tok_s_to_ns_map:
+        orig_start_position = orig_ns_to_s_map.get(tok_s_to_ns_map[start_position])
+    if orig_start_position is None:
+        return orig_text
+    orig_end_position = None
+    if end_position in tok_s_to_ns_map:
+        orig_end_position = orig_ns_to_s_map.get(tok_s_to_ns_map[end_position])
+    if orig_end_position is None:
+        return orig_text
+    return orig_text[orig_start_position:(orig_end_position + 1)]
+
+
+def _get_best_indexes(logits: Sequence[float], n_best_size: int) -> list[int]:
+    """Google's: the indexes of the ``n_best_size`` largest logits, largest first, ties in index
+    order (``heapq.nlargest`` is ``sorted(..., reverse=True)[:n]``, stable, without the full sort)."""
+    return heapq.nlargest(n_best_size, range(len(logits)), key=logits.__getitem__)
+
+
+def _compute_softmax(scores: Sequence[float]) -> list[float]:
+    """Google's softmax over Python floats (its order of operations, so equal to the last bit)."""
+    if not scores:
+        return []
+    max_score = max(scores)
+    exp_scores = [math.exp(score - max_score) for score in scores]
+    total_sum = 0.0
+    for x in exp_scores:
+        total_sum += x
+    return [x / total_sum for x in exp_scores]
