@@ -28,6 +28,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.records import serialize_example, write_record
 from bertdetr.bert.tokenization import BasicTokenizer, FullTokenizer, whitespace_tokenize
 from bertdetr.errors import BertDetrError
@@ -445,6 +450,74 @@ def write_features(features: Iterable[InputFeatures], output_file: str, is_train
             write_record(f, feature_to_example(feature, is_training))
             kept.append(feature)
     return kept
+
+
+# ---- the model ----------------------------------------------------------------------------------
+
+
+def squad_losses(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+                 end_positions: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Google's loss: the mean over the batch of -log softmax at the true start, likewise at the
+    end, and their mean ``loss`` (``(start_loss + end_loss) / 2``). Logits [B,T] (the softmax runs
+    over all T positions, padding included, as Google's), positions [B] or [B,1] in [0, T)."""
+    start_loss = F.cross_entropy(start_logits.float(), start_positions.reshape(-1))
+    end_loss = F.cross_entropy(end_logits.float(), end_positions.reshape(-1))
+    return {"loss": (start_loss + end_loss) / 2.0, "start_loss": start_loss, "end_loss": end_loss}
+
+
+class BertForQuestionAnswering(nn.Module):
+    """Google's SQuAD ``create_model``: BERT's sequence output [B,T,D] times
+    ``cls/squad/output_weights`` [2,D] (truncated normal, stddev 0.02) plus ``cls/squad/output_bias``
+    [2] (zeros): start and end logits [B,T] (no dropout on the head, as Google's).
+
+    ``forward`` takes the SQuAD TFRecord features by name: ``input_ids``, ``input_mask``,
+    ``segment_ids`` [B,T] and, for the loss, ``start_positions``, ``end_positions`` [B]
+    (``unique_ids`` and ``is_impossible`` are accepted and unused). Returns a dict with
+    ``start_logits``, ``end_logits`` [B,T] and, with positions, ``loss``, ``start_loss``, ``end_loss``.
+    Logits are computed at every position, padding included: Google's loss normalises over them and
+    its n-best search ranks them, so dropping padding columns would change both.
+    """
+
+    def __init__(self, bert: BertModel):
+        super().__init__()
+        self.config = bert.config
+        self.bert = bert
+        self.output_weights = nn.Parameter(torch.empty(2, bert.config.hidden_size))
+        self.output_bias = nn.Parameter(torch.zeros(2))
+        # Google: tf.truncated_normal_initializer(stddev=0.02), fixed (not initializer_range),
+        # truncated at two standard deviations.
+        nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None, unique_ids: torch.Tensor | None = None,
+                is_impossible: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        final_hidden = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask).sequence_output
+        logits = F.linear(final_hidden, self.output_weights, self.output_bias)  # [B,T,2]
+        start_logits, end_logits = logits.unbind(-1)
+        out = {"start_logits": start_logits, "end_logits": end_logits}
+        if start_positions is not None and end_positions is not None:
+            out.update(squad_losses(start_logits, end_logits, start_positions, end_positions))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForQuestionAnswering":
+        """Loads a HF-format ``BertForQuestionAnswering`` directory (``qa_outputs``)."""
+        from bertdetr.bert.weights import load_question_answering
+
+        return load_question_answering(path, config=config)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertForQuestionAnswering`` loads."""
+        from bertdetr.bert.weights import save_question_answering
+
+        save_question_answering(self, path)
+
+
+def create_model(bert_config: BertConfig, bert: BertModel | None = None) -> BertForQuestionAnswering:
+    """Google's ``create_model`` as a module: the span head on ``bert`` (a new BertModel with
+    Google's initialisation when None)."""
+    return BertForQuestionAnswering(bert if bert is not None else build_bert_model(bert_config))
 
 
 # ---- predictions ------------------------------------------------------------------------------
