@@ -761,3 +761,391 @@ def _compute_softmax(scores: Sequence[float]) -> list[float]:
     for x in exp_scores:
         total_sum += x
     return [x / total_sum for x in exp_scores]
+
+
+# ---- the run: Google's main -------------------------------------------------------------------
+
+
+@dataclass
+class SquadConfig:
+    """Google's ``run_squad.py`` flags (same names and defaults), plus this program's own."""
+
+    output_dir: str
+    """Features (train.tf_record, eval.tf_record), checkpoints, predictions, metrics and the model."""
+    train_file: str | None = None
+    """SQuAD json for training, e.g. train-v1.1.json."""
+    predict_file: str | None = None
+    """SQuAD json for predictions, e.g. dev-v1.1.json (scored when it has answers)."""
+    vocab_file: str | None = None
+    """vocab.txt of the model (default: the one beside --init-checkpoint)."""
+    bert_config_file: str | None = None
+    """bert_config.json / config.json (default: the one beside --init-checkpoint)."""
+    init_checkpoint: str | None = None
+    """A HF-format BERT directory (BertModel, BertForPreTraining, a fine-tuned
+    BertForQuestionAnswering) or a Google TF checkpoint prefix (needs TensorFlow)."""
+    do_lower_case: bool = True
+    """Lowercase the input text (True for uncased models)."""
+    max_seq_length: int = 384
+    """Total input length after WordPiece tokenization: [CLS] question [SEP] window [SEP], padded."""
+    doc_stride: int = 128
+    """When splitting a long document into windows, how far each starts after the last."""
+    max_query_length: int = 64
+    """Questions longer than this many tokens are cut to it."""
+    do_train: bool = False
+    """Fine-tune on --train-file."""
+    do_predict: bool = False
+    """Predict answers for --predict-file (predictions.json, nbest_predictions.json, metrics.json)."""
+    train_batch_size: int = 32
+    """Total batch size for training."""
+    predict_batch_size: int = 8
+    """Total batch size for predictions."""
+    learning_rate: float = 5e-5
+    """The initial learning rate for Adam."""
+    num_train_epochs: float = 3.0
+    """Total number of training epochs to perform (Google counts examples, not windows)."""
+    warmup_proportion: float = 0.1
+    """Proportion of training with a linear learning-rate warmup (0.1 = 10%)."""
+    save_checkpoints_steps: int = 1000
+    """How often to save the model checkpoint."""
+    keep_checkpoint_max: int = 5
+    """Checkpoints kept (Estimator's default 5; 0 = all)."""
+    n_best_size: int = 20
+    """Candidates per question in nbest_predictions.json."""
+    max_answer_length: int = 30
+    """The longest answer (in tokens) that can be predicted."""
+    verbose_logging: bool = False
+    """Warn about every prediction whose text cannot be mapped back onto the paragraph."""
+    version_2_with_negative: bool = False
+    """SQuAD 2.0: some questions have no answer."""
+    null_score_diff_threshold: float = 0.0
+    """SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this."""
+    features_only: bool = False
+    """Write the features (tf_record files) and stop."""
+    resume: bool = False
+    """Continue training from the latest checkpoint in output_dir."""
+    stop_at_step: int | None = None
+    """Stop training (checkpointed) after this step; resume later."""
+    seed: int = 12345
+    """Seeds the span head's initialisation, the batch order and dropout (Google's example
+    shuffle before writing train.tf_record always uses 12345, as Google's)."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+    log_every: int = 10
+    """Log the training loss every this many steps (scalars.csv)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        if not (self.do_train or self.do_predict):
+            raise BertDetrError("At least one of --do-train or --do-predict must be given.")
+        for wanted, path, flag in ((self.do_train, self.train_file, "--train-file"),
+                                   (self.do_predict, self.predict_file, "--predict-file")):
+            if wanted and not path:
+                raise BertDetrError(f"{flag} is needed with --do-{'train' if flag == '--train-file' else 'predict'}")
+            if wanted and not os.path.isfile(path):
+                raise BertDetrError(f"{flag} not found: {path}")
+        for name in ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
+                     "n_best_size", "max_answer_length", "log_every"):
+            if getattr(self, name) <= 0:
+                raise BertDetrError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        check_window_settings(self.max_seq_length, self.doc_stride, self.max_query_length)
+        if not self.learning_rate > 0 or not self.num_train_epochs > 0:
+            raise BertDetrError("--learning-rate and --num-train-epochs must be positive")
+        if not 0 <= self.warmup_proportion <= 1:
+            raise BertDetrError(f"--warmup-proportion must be in [0, 1], got {self.warmup_proportion}")
+        if self.stop_at_step is not None and self.stop_at_step <= 0:
+            raise BertDetrError(f"--stop-at-step must be positive, got {self.stop_at_step}")
+
+
+def _model_files(config: SquadConfig) -> tuple[BertConfig, str]:
+    """The model's BertConfig and vocab file: from the flags, else beside --init-checkpoint (a
+    directory's config.json, or a TF checkpoint's bert_config.json)."""
+    from bertdetr.bert.tokenization import load_vocab
+
+    init = config.init_checkpoint
+    beside = (init if os.path.isdir(init) else os.path.dirname(os.path.abspath(init))) if init else None
+    candidates = [config.bert_config_file] if config.bert_config_file else \
+        [os.path.join(beside, n) for n in ("config.json", "bert_config.json")] if beside else []
+    found = [c for c in candidates if os.path.isfile(c)]
+    if not found:
+        raise BertDetrError(f"no model config ({', '.join(candidates) or 'none given'}): give --bert-config-file, or "
+                            "--init-checkpoint a directory with config.json")
+    bert_config = BertConfig.from_json_file(found[0])
+    vocab_file = config.vocab_file or (os.path.join(beside, "vocab.txt") if beside else None)
+    if not vocab_file or not os.path.isfile(vocab_file):
+        raise BertDetrError(f"vocab file not found: {vocab_file or '(none given)'}: give --vocab-file")
+    n = len(load_vocab(vocab_file))
+    if n != bert_config.vocab_size:
+        raise BertDetrError(f"vocab file {vocab_file} has {n} entries but the model's vocab_size is "
+                            f"{bert_config.vocab_size}")
+    if config.max_seq_length > bert_config.max_position_embeddings:
+        raise BertDetrError(f"Cannot use sequence length {config.max_seq_length} because the BERT model was only "
+                            f"trained up to sequence length {bert_config.max_position_embeddings}")
+    return bert_config, vocab_file
+
+
+def _init_model(config: SquadConfig, bert_config: BertConfig) -> tuple[BertForQuestionAnswering, bool]:
+    """The model to fine-tune or to predict with, from --init-checkpoint; and whether its span
+    head was loaded."""
+    from bertdetr.bert.weights import load_question_answering_state, read_hf_weights, read_tf_checkpoint
+
+    model = create_model(bert_config)
+    path = config.init_checkpoint
+    if not path:
+        return model, False
+    if os.path.isdir(path):
+        state, source = read_hf_weights(path)
+    elif os.path.exists(path + ".index"):
+        state, source = read_tf_checkpoint(path), path
+    else:
+        raise BertDetrError(f"--init-checkpoint {path}: neither a model directory nor a TF checkpoint prefix "
+                            f"({path}.index not found)")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return model, load_question_answering_state(model, state, source)
+
+
+def features_to_tensors(features: Sequence[InputFeatures], is_training: bool) -> dict[str, torch.Tensor]:
+    """The features stacked by Google's record names: ``input_ids`` (int32), ``input_mask``,
+    ``segment_ids`` (int8) [N,T], ``unique_ids`` [N] and, for training, ``start_positions``,
+    ``end_positions`` [N] (int64). Small dtypes: SQuAD's training set is ~88k windows of 384."""
+    data = {
+        "unique_ids": torch.tensor([f.unique_id for f in features], dtype=torch.long),
+        "input_ids": torch.tensor([f.input_ids for f in features], dtype=torch.int32),
+        "input_mask": torch.tensor([f.input_mask for f in features], dtype=torch.int8),
+        "segment_ids": torch.tensor([f.segment_ids for f in features], dtype=torch.int8),
+    }
+    if is_training:
+        data["start_positions"] = torch.tensor([f.start_position for f in features], dtype=torch.long)
+        data["end_positions"] = torch.tensor([f.end_position for f in features], dtype=torch.long)
+    return data
+
+
+def _batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v[index].to(device=device, dtype=torch.long) for k, v in data.items() if k != "unique_ids"}
+
+
+def train_batch_indices(num_features: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The windows of training batch ``step`` (0-based): one seeded shuffle of all windows per
+    epoch, batches running across epoch ends (Google repeats its records and drops no window).
+    A function of its arguments only, so a resumed run sees the same batches."""
+    out: list[int] = []
+    position = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(position + len(out), num_features)
+        order = torch.randperm(num_features, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
+        out.extend(order[offset:offset + batch_size - len(out)].tolist())
+    return out
+
+
+def train(model: BertForQuestionAnswering, data: dict[str, torch.Tensor], config: SquadConfig, device: torch.device,
+          num_train_steps: int, num_warmup_steps: int) -> int:
+    """Fine-tunes ``model`` as Google's run_squad: ``create_optimizer`` (AdamWeightDecay, weight
+    decay 0.01, warmup then linear decay), gradients clipped to global norm 1.0; checkpoints to
+    ``config.output_dir`` (resumable to the step). Returns the last step."""
+    from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
+    from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+    from bertdetr.distributed import rng_state, set_rng_state
+    from bertdetr.runlog import ScalarLog
+
+    optimizer, scheduler = create_optimizer(model, config.learning_rate, num_train_steps, num_warmup_steps)
+    n = len(data["input_ids"])
+    step = 0
+    torch.manual_seed(config.seed + 1)  # dropout
+    last = latest_checkpoint(config.output_dir) if config.resume else None
+    if last:
+        state = load_checkpoint(last)
+        if int(state["num_train_steps"]) != num_train_steps or int(state["num_features"]) != n:
+            raise BertDetrError(f"cannot resume from {last}: it was made for {state['num_features']} training windows "
+                                f"and {state['num_train_steps']} steps, this run has {n} and {num_train_steps}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        set_rng_state(state["rng"], device)
+        print(f"resuming from {last} at step {step}")
+    log = ScalarLog(config.output_dir)
+    bar = None
+    if config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_train_steps, initial=step, desc="squad", unit="step", dynamic_ncols=True)
+    stop = num_train_steps if config.stop_at_step is None else min(config.stop_at_step, num_train_steps)
+    model.train()
+    try:
+        while step < stop:
+            batch = _batch(data, train_batch_indices(n, config.train_batch_size, config.seed, step), device)
+            lr = optimizer.param_groups[0]["lr"]
+            out = model(**batch)
+            out["loss"].backward()
+            grad_norm = clip_by_global_norm(model.parameters(), 1.0)
+            if not (torch.isfinite(out["loss"]) and torch.isfinite(grad_norm)):
+                raise BertDetrError(f"non-finite loss at step {step + 1}: training stopped; lower the learning rate")
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % config.log_every == 0 or step == stop:
+                log.log(step, {"loss": out["loss"].item(), "start_loss": out["start_loss"].item(),
+                               "end_loss": out["end_loss"].item(), "lr": lr, "grad_norm": grad_norm.item()})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{out['loss'].item():.3f}", lr=f"{lr:.2e}")
+            if bar is not None:
+                bar.update(1)
+            if step % config.save_checkpoints_steps == 0 or step == stop:
+                save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "step": step, "num_train_steps": num_train_steps,
+                                 "num_features": n, "rng": rng_state(device)},
+                                config.output_dir, step, config.keep_checkpoint_max)
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    return step
+
+
+@torch.no_grad()
+def predict(model: BertForQuestionAnswering, data: dict[str, torch.Tensor], batch_size: int,
+            device: torch.device) -> list[RawResult]:
+    """The start and end logits of every window (``RawResult``s, in order), at full length."""
+    was_training = model.training
+    model.eval()
+    results = []
+    n = len(data["input_ids"])
+    for start in range(0, n, batch_size):
+        index = slice(start, min(start + batch_size, n))
+        out = model(**_batch(data, index, device))
+        for uid, s, e in zip(data["unique_ids"][index].tolist(), out["start_logits"].float().cpu().tolist(),
+                             out["end_logits"].float().cpu().tolist()):
+            results.append(RawResult(uid, s, e))
+    model.train(was_training)
+    return results
+
+
+def _scorable(dataset: list, version_2_with_negative: bool) -> bool:
+    """Whether every question has gold answers to score against (a test set has none)."""
+    for article in dataset:
+        for p in article["paragraphs"]:
+            for qa in p["qas"]:
+                answers = qa.get("answers")
+                if not isinstance(answers, list) or not all(isinstance(a, dict) and isinstance(a.get("text"), str)
+                                                            for a in answers):
+                    return False
+                if not answers and not version_2_with_negative:
+                    return False
+    return True
+
+
+def export_model(model: BertForQuestionAnswering, vocab_file: str, do_lower_case: bool, path: str) -> str:
+    """A HF-format BertForQuestionAnswering directory with vocab.txt and tokenizer_config.json."""
+    import shutil
+
+    model.save_pretrained(path)
+    shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
+    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
+    return path
+
+
+def run_squad(config: SquadConfig) -> dict:
+    """Google's ``main``: both SQuAD files read and checked, and their features written
+    (train.tf_record, eval.tf_record), before any training; then training, prediction and the
+    official scores. Returns a summary."""
+    import random
+
+    from bertdetr.checkpoint import latest_checkpoint, load_checkpoint
+    from bertdetr.fileio import check_writable
+
+    bert_config, vocab_file = _model_files(config)
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    check_writable(os.path.join(config.output_dir, "predictions.json"))
+    windows = (config.max_seq_length, config.doc_stride, config.max_query_length)
+    summary: dict = {"features": {}}
+    train_squad = predict_squad = None
+    if config.do_train:
+        train_squad = load_squad_file(config.train_file, True, config.version_2_with_negative)
+        if train_squad.skipped:
+            warnings.warn(skipped_message(train_squad), stacklevel=2)
+        if not train_squad.examples:
+            raise BertDetrError(f"{config.train_file} has no training examples")
+        summary["skipped"] = len(train_squad.skipped)
+    if config.do_predict:
+        predict_squad = load_squad_file(config.predict_file, False, config.version_2_with_negative)
+        if not predict_squad.examples:
+            raise BertDetrError(f"{config.predict_file} has no questions")
+
+    train_features = eval_features = None
+    if train_squad is not None:
+        # Google pre-shuffles the training examples (random.Random(12345)) before writing them.
+        train_examples = list(train_squad.examples)
+        random.Random(12345).shuffle(train_examples)
+        path = os.path.join(config.output_dir, "train.tf_record")
+        train_features = write_features(convert_examples_to_features(train_examples, tokenizer, *windows, True),
+                                        path, True)
+        summary["features"]["train"] = (path, len(train_examples), len(train_features))
+    if predict_squad is not None:
+        path = os.path.join(config.output_dir, "eval.tf_record")
+        eval_features = write_features(convert_examples_to_features(predict_squad.examples, tokenizer, *windows,
+                                                                    False), path, False)
+        summary["features"]["eval"] = (path, len(predict_squad.examples), len(eval_features))
+    if config.features_only:
+        return summary
+
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(config.seed)
+    step = 0
+    last = latest_checkpoint(config.output_dir)
+    if not config.do_train and last:
+        # Google's estimator predicts with the latest checkpoint of its model_dir.
+        state = load_checkpoint(last)
+        model = create_model(bert_config)
+        model.load_state_dict(state["model"])
+        step = int(state["step"])
+    else:
+        if config.do_train and last and not config.resume:
+            raise BertDetrError(f"{config.output_dir} already has checkpoints ({os.path.basename(last)}): "
+                                "give --resume to continue that run, or another --output-dir")
+        model, head_loaded = _init_model(config, bert_config)
+        if not config.do_train and not head_loaded:
+            warnings.warn("predicting with a span head that was never trained: --init-checkpoint has none and "
+                          f"{config.output_dir} no checkpoint", stacklevel=2)
+    model.to(device)
+
+    if train_features is not None:
+        # Google's step count: examples (not windows) / batch size x epochs.
+        num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
+        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+        if num_train_steps == 0:
+            raise BertDetrError(f"{len(train_squad.examples)} training examples in batches of "
+                                f"{config.train_batch_size} for {config.num_train_epochs} epochs make no training step")
+        from dataclasses import asdict
+
+        with atomic_output(os.path.join(config.output_dir, "squad_config.json"), "w") as f:
+            json.dump({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
+                       "num_warmup_steps": num_warmup_steps}, f, indent=1)
+        step = train(model, features_to_tensors(train_features, True), config, device, num_train_steps,
+                     num_warmup_steps)
+        summary.update(step=step, num_train_steps=num_train_steps)
+        if step < num_train_steps:
+            return summary  # stopped early (--stop-at-step): resume to finish
+        summary["export"] = export_model(model, vocab_file, config.do_lower_case,
+                                         os.path.join(config.output_dir, "model"))
+    summary["step"] = step
+    if eval_features is not None:
+        results = predict(model, features_to_tensors(eval_features, False), config.predict_batch_size, device)
+        out = write_predictions(
+            predict_squad.examples, eval_features, results, config.n_best_size, config.max_answer_length,
+            config.do_lower_case, *(os.path.join(config.output_dir, n) for n in
+                                    ("predictions.json", "nbest_predictions.json", "null_odds.json")),
+            version_2_with_negative=config.version_2_with_negative,
+            null_score_diff_threshold=config.null_score_diff_threshold, verbose_logging=config.verbose_logging)
+        summary["predictions"] = len(out.predictions)
+        if _scorable(predict_squad.dataset, config.version_2_with_negative):
+            from bertdetr.bert.squad_metrics import squad_metrics
+
+            metrics = squad_metrics(predict_squad.dataset, out.predictions, out.null_odds or None,
+                                    config.version_2_with_negative)
+            summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
+                                  "global_step": step}
+            with atomic_output(os.path.join(config.output_dir, "metrics.json"), "w") as f:
+                json.dump(summary["metrics"], f, indent=1)
+    return summary
