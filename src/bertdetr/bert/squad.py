@@ -844,63 +844,23 @@ class SquadConfig:
                 raise BertDetrError(f"{flag} is needed with --do-{'train' if flag == '--train-file' else 'predict'}")
             if wanted and not os.path.isfile(path):
                 raise BertDetrError(f"{flag} not found: {path}")
-        for name in ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
-                     "n_best_size", "max_answer_length", "log_every"):
-            if getattr(self, name) <= 0:
-                raise BertDetrError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        from bertdetr.bert.finetuning import check_options
+
+        check_options(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
+                             "n_best_size", "max_answer_length", "log_every"))
         check_window_settings(self.max_seq_length, self.doc_stride, self.max_query_length)
-        if not self.learning_rate > 0 or not self.num_train_epochs > 0:
-            raise BertDetrError("--learning-rate and --num-train-epochs must be positive")
-        if not 0 <= self.warmup_proportion <= 1:
-            raise BertDetrError(f"--warmup-proportion must be in [0, 1], got {self.warmup_proportion}")
-        if self.stop_at_step is not None and self.stop_at_step <= 0:
-            raise BertDetrError(f"--stop-at-step must be positive, got {self.stop_at_step}")
-
-
-def _model_files(config: SquadConfig) -> tuple[BertConfig, str]:
-    """The model's BertConfig and vocab file: from the flags, else beside --init-checkpoint (a
-    directory's config.json, or a TF checkpoint's bert_config.json)."""
-    from bertdetr.bert.tokenization import load_vocab
-
-    init = config.init_checkpoint
-    beside = (init if os.path.isdir(init) else os.path.dirname(os.path.abspath(init))) if init else None
-    candidates = [config.bert_config_file] if config.bert_config_file else \
-        [os.path.join(beside, n) for n in ("config.json", "bert_config.json")] if beside else []
-    found = [c for c in candidates if os.path.isfile(c)]
-    if not found:
-        raise BertDetrError(f"no model config ({', '.join(candidates) or 'none given'}): give --bert-config-file, or "
-                            "--init-checkpoint a directory with config.json")
-    bert_config = BertConfig.from_json_file(found[0])
-    vocab_file = config.vocab_file or (os.path.join(beside, "vocab.txt") if beside else None)
-    if not vocab_file or not os.path.isfile(vocab_file):
-        raise BertDetrError(f"vocab file not found: {vocab_file or '(none given)'}: give --vocab-file")
-    n = len(load_vocab(vocab_file))
-    if n != bert_config.vocab_size:
-        raise BertDetrError(f"vocab file {vocab_file} has {n} entries but the model's vocab_size is "
-                            f"{bert_config.vocab_size}")
-    if config.max_seq_length > bert_config.max_position_embeddings:
-        raise BertDetrError(f"Cannot use sequence length {config.max_seq_length} because the BERT model was only "
-                            f"trained up to sequence length {bert_config.max_position_embeddings}")
-    return bert_config, vocab_file
 
 
 def _init_model(config: SquadConfig, bert_config: BertConfig) -> tuple[BertForQuestionAnswering, bool]:
     """The model to fine-tune or to predict with, from --init-checkpoint; and whether its span
     head was loaded."""
-    from bertdetr.bert.weights import load_question_answering_state, read_hf_weights, read_tf_checkpoint
+    from bertdetr.bert.finetuning import read_init_checkpoint
+    from bertdetr.bert.weights import load_question_answering_state
 
     model = create_model(bert_config)
-    path = config.init_checkpoint
-    if not path:
+    if not config.init_checkpoint:
         return model, False
-    if os.path.isdir(path):
-        state, source = read_hf_weights(path)
-    elif os.path.exists(path + ".index"):
-        state, source = read_tf_checkpoint(path), path
-    else:
-        raise BertDetrError(f"--init-checkpoint {path}: neither a model directory nor a TF checkpoint prefix "
-                            f"({path}.index not found)")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state, source = read_init_checkpoint(config.init_checkpoint)
     return model, load_question_answering_state(model, state, source)
 
 
@@ -922,85 +882,6 @@ def features_to_tensors(features: Sequence[InputFeatures], is_training: bool) ->
 
 def _batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v[index].to(device=device, dtype=torch.long) for k, v in data.items() if k != "unique_ids"}
-
-
-def train_batch_indices(num_features: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The windows of training batch ``step`` (0-based): one seeded shuffle of all windows per
-    epoch, batches running across epoch ends (Google repeats its records and drops no window).
-    A function of its arguments only, so a resumed run sees the same batches."""
-    out: list[int] = []
-    position = step * batch_size
-    while len(out) < batch_size:
-        epoch, offset = divmod(position + len(out), num_features)
-        order = torch.randperm(num_features, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
-        out.extend(order[offset:offset + batch_size - len(out)].tolist())
-    return out
-
-
-def train(model: BertForQuestionAnswering, data: dict[str, torch.Tensor], config: SquadConfig, device: torch.device,
-          num_train_steps: int, num_warmup_steps: int) -> int:
-    """Fine-tunes ``model`` as Google's run_squad: ``create_optimizer`` (AdamWeightDecay, weight
-    decay 0.01, warmup then linear decay), gradients clipped to global norm 1.0; checkpoints to
-    ``config.output_dir`` (resumable to the step). Returns the last step."""
-    from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
-    from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from bertdetr.distributed import rng_state, set_rng_state
-    from bertdetr.runlog import ScalarLog
-
-    optimizer, scheduler = create_optimizer(model, config.learning_rate, num_train_steps, num_warmup_steps)
-    n = len(data["input_ids"])
-    step = 0
-    torch.manual_seed(config.seed + 1)  # dropout
-    last = latest_checkpoint(config.output_dir) if config.resume else None
-    if last:
-        state = load_checkpoint(last)
-        if int(state["num_train_steps"]) != num_train_steps or int(state["num_features"]) != n:
-            raise BertDetrError(f"cannot resume from {last}: it was made for {state['num_features']} training windows "
-                                f"and {state['num_train_steps']} steps, this run has {n} and {num_train_steps}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        set_rng_state(state["rng"], device)
-        print(f"resuming from {last} at step {step}")
-    log = ScalarLog(config.output_dir)
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num_train_steps, initial=step, desc="squad", unit="step", dynamic_ncols=True)
-    stop = num_train_steps if config.stop_at_step is None else min(config.stop_at_step, num_train_steps)
-    model.train()
-    try:
-        while step < stop:
-            batch = _batch(data, train_batch_indices(n, config.train_batch_size, config.seed, step), device)
-            lr = optimizer.param_groups[0]["lr"]
-            out = model(**batch)
-            out["loss"].backward()
-            grad_norm = clip_by_global_norm(model.parameters(), 1.0)
-            if not (torch.isfinite(out["loss"]) and torch.isfinite(grad_norm)):
-                raise BertDetrError(f"non-finite loss at step {step + 1}: training stopped; lower the learning rate")
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step % config.log_every == 0 or step == stop:
-                log.log(step, {"loss": out["loss"].item(), "start_loss": out["start_loss"].item(),
-                               "end_loss": out["end_loss"].item(), "lr": lr, "grad_norm": grad_norm.item()})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{out['loss'].item():.3f}", lr=f"{lr:.2e}")
-            if bar is not None:
-                bar.update(1)
-            if step % config.save_checkpoints_steps == 0 or step == stop:
-                save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "step": step, "num_train_steps": num_train_steps,
-                                 "num_features": n, "rng": rng_state(device)},
-                                config.output_dir, step, config.keep_checkpoint_max)
-    finally:
-        if bar is not None:
-            bar.close()
-        log.close()
-    return step
 
 
 @torch.no_grad()
@@ -1035,27 +916,17 @@ def _scorable(dataset: list, version_2_with_negative: bool) -> bool:
     return True
 
 
-def export_model(model: BertForQuestionAnswering, vocab_file: str, do_lower_case: bool, path: str) -> str:
-    """A HF-format BertForQuestionAnswering directory with vocab.txt and tokenizer_config.json."""
-    import shutil
-
-    model.save_pretrained(path)
-    shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
-    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
-        json.dump({"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
-    return path
-
-
 def run_squad(config: SquadConfig) -> dict:
     """Google's ``main``: both SQuAD files read and checked, and their features written
     (train.tf_record, eval.tf_record), before any training; then training, prediction and the
     official scores. Returns a summary."""
     import random
 
-    from bertdetr.checkpoint import latest_checkpoint, load_checkpoint
+    from bertdetr.bert.finetuning import export_model, finetune, model_files, run_checkpoint
     from bertdetr.fileio import check_writable
 
-    bert_config, vocab_file = _model_files(config)
+    bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
+                                          config.max_seq_length)
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "predictions.json"))
     windows = (config.max_seq_length, config.doc_stride, config.max_query_length)
@@ -1093,17 +964,12 @@ def run_squad(config: SquadConfig) -> dict:
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     step = 0
-    last = latest_checkpoint(config.output_dir)
-    if not config.do_train and last:
-        # Google's estimator predicts with the latest checkpoint of its model_dir.
-        state = load_checkpoint(last)
+    start = run_checkpoint(config.output_dir, config.do_train, config.resume)
+    if start is not None:
         model = create_model(bert_config)
-        model.load_state_dict(state["model"])
-        step = int(state["step"])
+        model.load_state_dict(start[1]["model"])
+        step = int(start[1]["step"])
     else:
-        if config.do_train and last and not config.resume:
-            raise BertDetrError(f"{config.output_dir} already has checkpoints ({os.path.basename(last)}): "
-                                "give --resume to continue that run, or another --output-dir")
         model, head_loaded = _init_model(config, bert_config)
         if not config.do_train and not head_loaded:
             warnings.warn("predicting with a span head that was never trained: --init-checkpoint has none and "
@@ -1122,8 +988,9 @@ def run_squad(config: SquadConfig) -> dict:
         with atomic_output(os.path.join(config.output_dir, "squad_config.json"), "w") as f:
             json.dump({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
                        "num_warmup_steps": num_warmup_steps}, f, indent=1)
-        step = train(model, features_to_tensors(train_features, True), config, device, num_train_steps,
-                     num_warmup_steps)
+        data = features_to_tensors(train_features, True)
+        step = finetune(model, lambda index: _batch(data, index, device), len(train_features), config, device,
+                        num_train_steps, num_warmup_steps, {"num_features": len(train_features)}, "squad")
         summary.update(step=step, num_train_steps=num_train_steps)
         if step < num_train_steps:
             return summary  # stopped early (--stop-at-step): resume to finish

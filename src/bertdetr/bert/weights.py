@@ -252,17 +252,23 @@ def save_pretrained(model: BertModel | BertForPreTraining, path: str | os.PathLi
     """Writes ``config.json`` and ``model.safetensors`` with HF's names (each file atomically).
 
     The tied decoder weight is not written (HF ties it on load, as its own save does)."""
+    arch = "BertForPreTraining" if isinstance(model, BertForPreTraining) else "BertModel"
+    state = to_hf_state_dict({k: v.detach() for k, v in model.state_dict().items()}, model.config)
+    write_hf_directory(path, state, model.config.to_hf_dict(arch))
+
+
+def write_hf_directory(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict) -> None:
+    """``model.safetensors`` (HF-named ``state``) and ``config.json``, each written atomically, as
+    transformers' ``save_pretrained`` lays them out."""
     from safetensors.torch import save
 
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
-    arch = "BertForPreTraining" if isinstance(model, BertForPreTraining) else "BertModel"
-    state = to_hf_state_dict({k: v.detach() for k, v in model.state_dict().items()}, model.config)
     state = {k: v.contiguous().cpu() for k, v in state.items()}
     with atomic_output(os.path.join(path, SAFETENSORS)) as f:
         f.write(save(state, metadata={"format": "pt"}))
     with atomic_output(os.path.join(path, CONFIG), "w") as f:
-        json.dump(model.config.to_hf_dict(arch), f, indent=2, sort_keys=True)
+        json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
 
 
@@ -341,9 +347,15 @@ def convert_tf_checkpoint(checkpoint: str | os.PathLike, config_file: str | os.P
                            f"(as HF names): {', '.join(unexpected)}")
     model = build_bert_for_pretraining(config) if heads else build_bert_model(config)
     load_state_into(model, state, os.fspath(checkpoint))
+    return _save_converted(model, output_dir, os.fspath(checkpoint))
+
+
+def _save_converted(model, output_dir: str | os.PathLike, checkpoint: str):
+    """A converted model in eval mode, written to ``output_dir`` with the ``vocab.txt`` found beside
+    ``checkpoint`` (Google's releases keep it there)."""
     model.eval()
     model.save_pretrained(output_dir)
-    vocab = os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), "vocab.txt")
+    vocab = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "vocab.txt")
     if os.path.exists(vocab):
         shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
     return model
@@ -403,23 +415,14 @@ def load_sequence_classifier(path: str | os.PathLike, config: BertConfig | None 
 def save_sequence_classifier(model, path: str | os.PathLike) -> None:
     """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
     transformers' ``BertForSequenceClassification.save_pretrained`` (each file atomically)."""
-    from safetensors.torch import save
-
-    path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
     body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
     state = {"bert." + k: v for k, v in body.items()}
     state[CLASSIFIER_WEIGHT] = model.output_weights.detach()
     state[CLASSIFIER_BIAS] = model.output_bias.detach()
-    state = {k: v.contiguous().cpu() for k, v in state.items()}
-    with atomic_output(os.path.join(path, SAFETENSORS)) as f:
-        f.write(save(state, metadata={"format": "pt"}))
     d = model.config.to_hf_dict("BertForSequenceClassification")
     d["id2label"] = {str(i): label for i, label in enumerate(model.labels)}
     d["label2id"] = {label: i for i, label in enumerate(model.labels)}
-    with atomic_output(os.path.join(path, CONFIG), "w") as f:
-        json.dump(d, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_hf_directory(path, state, d)
 
 
 def convert_classifier_state(state: dict[str, torch.Tensor], config: BertConfig, output_dir: str | os.PathLike,
@@ -433,12 +436,7 @@ def convert_classifier_state(state: dict[str, torch.Tensor], config: BertConfig,
     num_labels = state[CLASSIFIER_WEIGHT].shape[0]
     model = create_model(config, [str(i) for i in range(num_labels)])
     load_classifier_state(model, state, source)
-    model.eval()
-    model.save_pretrained(output_dir)
-    vocab = os.path.join(os.path.dirname(os.path.abspath(source)), "vocab.txt")
-    if os.path.exists(vocab):
-        shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
-    return model
+    return _save_converted(model, output_dir, source)
 
 
 # ---- question answering (Google's run_squad, HF's BertForQuestionAnswering) -------------------
@@ -498,20 +496,11 @@ def save_question_answering(model, path: str | os.PathLike) -> None:
     """Writes ``config.json`` and ``model.safetensors`` as transformers'
     ``BertForQuestionAnswering.save_pretrained`` does (``bert.*`` without the pooler, which it does
     not have, and ``qa_outputs.*``), each file atomically."""
-    from safetensors.torch import save
-
-    path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
     body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
     state = {"bert." + k: v for k, v in body.items() if k not in _POOLER}
     state[SQUAD_WEIGHT] = model.output_weights.detach()
     state[SQUAD_BIAS] = model.output_bias.detach()
-    state = {k: v.contiguous().cpu() for k, v in state.items()}
-    with atomic_output(os.path.join(path, SAFETENSORS)) as f:
-        f.write(save(state, metadata={"format": "pt"}))
-    with atomic_output(os.path.join(path, CONFIG), "w") as f:
-        json.dump(model.config.to_hf_dict("BertForQuestionAnswering"), f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_hf_directory(path, state, model.config.to_hf_dict("BertForQuestionAnswering"))
 
 
 def convert_squad_state(state: dict[str, torch.Tensor], config: BertConfig, output_dir: str | os.PathLike,
@@ -523,9 +512,4 @@ def convert_squad_state(state: dict[str, torch.Tensor], config: BertConfig, outp
 
     model = create_model(config)
     load_question_answering_state(model, state, source)
-    model.eval()
-    model.save_pretrained(output_dir)
-    vocab = os.path.join(os.path.dirname(os.path.abspath(source)), "vocab.txt")
-    if os.path.exists(vocab):
-        shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
-    return model
+    return _save_converted(model, output_dir, source)
