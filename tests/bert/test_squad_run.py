@@ -2,6 +2,7 @@
 and the bad inputs of the issue (each an error naming the file, exit 2, nothing written)."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -142,7 +143,23 @@ def test_bad_input(tiny_model, tmp_path, capsys, case):
                                    r"--version-2-with-negative",
                 "query-room": r"--max-seq-length 40 is too small for the question",
                 "stride": r"--doc-stride 64 is larger than the room left for the document \(45 tokens"}[case]
-    import re
 
     assert re.search(expected, err), err
     assert not out.exists() or not any(p for p in out.iterdir() if not p.name.startswith("."))
+
+
+def test_googles_flags_and_defaults_in_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["bert", "squad", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    text = text[text.index("options:"):]
+    for flag, default in (("--max-seq-length", "384"), ("--doc-stride", "128"), ("--max-query-length", "64"),
+                          ("--train-batch-size", "32"), ("--predict-batch-size", "8"), ("--learning-rate", "5e-05"),
+                          ("--num-train-epochs", "3.0"), ("--warmup-proportion", "0.1"), ("--n-best-size", "20"),
+                          ("--max-answer-length", "30"), ("--null-score-diff-threshold", "0.0"),
+                          ("--do-lower-case", "True"), ("--version-2-with-negative", "False")):
+        after = text[text.index(flag + " "):]
+        assert after[after.index("(default: "):].startswith(f"(default: {default})"), flag
+    from bertdetr.bert.cli import _absl_bool  # Google's spellings: --do_lower_case=False
+
+    assert _absl_bool("False") is False

@@ -422,8 +422,8 @@ def _add_squad(commands) -> None:
     add("train-file", help="SQuAD json for training, e.g. train-v1.1.json")
     add("predict-file", help="SQuAD json for predictions, e.g. dev-v1.1.json (scored when it has answers)")
     add("output-dir", required=True, help="features, checkpoints, predictions, metrics.json and model/ go here")
-    add("vocab-file", help="vocab.txt of the model (default: beside --init-checkpoint)")
-    add("bert-config-file", help="bert_config.json or config.json (default: beside --init-checkpoint)")
+    add("vocab-file", help="vocab.txt of the model; none: the one beside --init-checkpoint")
+    add("bert-config-file", help="bert_config.json or config.json; none: the one beside --init-checkpoint")
     add("init-checkpoint", help="HF-format BERT directory (pretrained or a fine-tuned BertForQuestionAnswering) or "
         "a Google TF checkpoint prefix (needs bertdetr[tf])")
     add("do-lower-case", type=_absl_bool, nargs=flag, const=True, default=True,

@@ -444,12 +444,16 @@ def feature_to_example(feature: InputFeatures, is_training: bool) -> bytes:
 def write_features(features: Iterable[InputFeatures], output_file: str, is_training: bool) -> list[InputFeatures]:
     """Writes ``features`` to the TFRecord ``output_file`` (atomically: a temp name renamed when
     complete), as Google's ``FeatureWriter``; returns them as a list."""
-    kept = []
     with atomic_output(output_file, "wb") as f:
-        for feature in features:
-            write_record(f, feature_to_example(feature, is_training))
-            kept.append(feature)
-    return kept
+        return list(written_features(features, f, is_training))
+
+
+def written_features(features: Iterable[InputFeatures], f, is_training: bool) -> Iterator[InputFeatures]:
+    """``features``, each written to the open TFRecord file ``f`` as it passes (so a stream of
+    them can be written and used at once)."""
+    for feature in features:
+        write_record(f, feature_to_example(feature, is_training))
+        yield feature
 
 
 # ---- the model ----------------------------------------------------------------------------------
@@ -864,20 +868,26 @@ def _init_model(config: SquadConfig, bert_config: BertConfig) -> tuple[BertForQu
     return model, load_question_answering_state(model, state, source)
 
 
-def features_to_tensors(features: Sequence[InputFeatures], is_training: bool) -> dict[str, torch.Tensor]:
+def features_to_tensors(features: Iterable[InputFeatures], is_training: bool) -> dict[str, torch.Tensor]:
     """The features stacked by Google's record names: ``input_ids`` (int32), ``input_mask``,
     ``segment_ids`` (int8) [N,T], ``unique_ids`` [N] and, for training, ``start_positions``,
-    ``end_positions`` [N] (int64). Small dtypes: SQuAD's training set is ~88k windows of 384."""
-    data = {
-        "unique_ids": torch.tensor([f.unique_id for f in features], dtype=torch.long),
-        "input_ids": torch.tensor([f.input_ids for f in features], dtype=torch.int32),
-        "input_mask": torch.tensor([f.input_mask for f in features], dtype=torch.int8),
-        "segment_ids": torch.tensor([f.segment_ids for f in features], dtype=torch.int8),
-    }
-    if is_training:
-        data["start_positions"] = torch.tensor([f.start_position for f in features], dtype=torch.long)
-        data["end_positions"] = torch.tensor([f.end_position for f in features], dtype=torch.long)
-    return data
+    ``end_positions`` [N] (int64). Built row by row in small dtypes, so ``features`` may be a
+    stream: SQuAD's ~88k training windows take ~0.2 GB so, and GBs as ``InputFeatures``."""
+    import numpy as np
+
+    columns: dict[str, list] = collections.defaultdict(list)
+    for f in features:
+        columns["unique_ids"].append(f.unique_id)
+        columns["input_ids"].append(np.asarray(f.input_ids, dtype=np.int32))
+        columns["input_mask"].append(np.asarray(f.input_mask, dtype=np.int8))
+        columns["segment_ids"].append(np.asarray(f.segment_ids, dtype=np.int8))
+        if is_training:
+            columns["start_positions"].append(f.start_position)
+            columns["end_positions"].append(f.end_position)
+    if not columns:
+        raise BertDetrError("no features")
+    return {k: torch.from_numpy(np.stack(v)) if isinstance(v[0], np.ndarray) else torch.tensor(v, dtype=torch.long)
+            for k, v in columns.items()}
 
 
 def _batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
@@ -944,15 +954,17 @@ def run_squad(config: SquadConfig) -> dict:
         if not predict_squad.examples:
             raise BertDetrError(f"{config.predict_file} has no questions")
 
-    train_features = eval_features = None
+    train_data = eval_features = None
     if train_squad is not None:
         # Google pre-shuffles the training examples (random.Random(12345)) before writing them.
         train_examples = list(train_squad.examples)
         random.Random(12345).shuffle(train_examples)
         path = os.path.join(config.output_dir, "train.tf_record")
-        train_features = write_features(convert_examples_to_features(train_examples, tokenizer, *windows, True),
-                                        path, True)
-        summary["features"]["train"] = (path, len(train_examples), len(train_features))
+        with atomic_output(path, "wb") as f:
+            # Kept as tensors only: SQuAD's training windows as InputFeatures would take GBs.
+            train_data = features_to_tensors(written_features(
+                convert_examples_to_features(train_examples, tokenizer, *windows, True), f, True), True)
+        summary["features"]["train"] = (path, len(train_examples), len(train_data["unique_ids"]))
     if predict_squad is not None:
         path = os.path.join(config.output_dir, "eval.tf_record")
         eval_features = write_features(convert_examples_to_features(predict_squad.examples, tokenizer, *windows,
@@ -976,7 +988,7 @@ def run_squad(config: SquadConfig) -> dict:
                           f"{config.output_dir} no checkpoint", stacklevel=2)
     model.to(device)
 
-    if train_features is not None:
+    if train_data is not None:
         # Google's step count: examples (not windows) / batch size x epochs.
         num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
         num_warmup_steps = int(num_train_steps * config.warmup_proportion)
@@ -988,9 +1000,9 @@ def run_squad(config: SquadConfig) -> dict:
         with atomic_output(os.path.join(config.output_dir, "squad_config.json"), "w") as f:
             json.dump({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
                        "num_warmup_steps": num_warmup_steps}, f, indent=1)
-        data = features_to_tensors(train_features, True)
-        step = finetune(model, lambda index: _batch(data, index, device), len(train_features), config, device,
-                        num_train_steps, num_warmup_steps, {"num_features": len(train_features)}, "squad")
+        n = len(train_data["unique_ids"])
+        step = finetune(model, lambda index: _batch(train_data, index, device), n, config, device,
+                        num_train_steps, num_warmup_steps, {"num_features": n}, "squad")
         summary.update(step=step, num_train_steps=num_train_steps)
         if step < num_train_steps:
             return summary  # stopped early (--stop-at-step): resume to finish
