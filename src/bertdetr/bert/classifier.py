@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator, Sequence
@@ -28,10 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.optimization import AdamWeightDecay, clip_by_global_norm, google_lr_schedule, weight_decay_groups
+from bertdetr.bert.finetuning import (check_options, export_model, finetune, model_files,  # noqa: F401
+                                     read_init_checkpoint, run_checkpoint,
+                                     train_batch_indices)  # re-exported: the batches of train()
 from bertdetr.bert.records import serialize_example, write_record
-from bertdetr.bert.tokenization import FullTokenizer, convert_to_unicode, load_vocab
-from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from bertdetr.bert.tokenization import FullTokenizer, convert_to_unicode
+from bertdetr.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
 
@@ -647,18 +648,10 @@ class ClassifierConfig:
         self.task_name = self.task_name.lower()
         if not (self.do_train or self.do_eval or self.do_predict):
             raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
-        for name in ("max_seq_length", "train_batch_size", "eval_batch_size", "predict_batch_size",
-                     "save_checkpoints_steps", "log_every"):
-            if getattr(self, name) <= 0:
-                raise BertDetrError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        check_options(self, ("max_seq_length", "train_batch_size", "eval_batch_size", "predict_batch_size",
+                             "save_checkpoints_steps", "log_every"))
         if self.max_seq_length < 3:
             raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for [CLS] text [SEP]")
-        if not self.learning_rate > 0 or not self.num_train_epochs > 0:
-            raise BertDetrError("--learning-rate and --num-train-epochs must be positive")
-        if not 0 <= self.warmup_proportion <= 1:
-            raise BertDetrError(f"--warmup-proportion must be in [0, 1], got {self.warmup_proportion}")
-        if self.stop_at_step is not None and self.stop_at_step <= 0:
-            raise BertDetrError(f"--stop-at-step must be positive, got {self.stop_at_step}")
         if not os.path.isdir(self.data_dir):
             raise BertDetrError(f"data dir not found: {self.data_dir}")
         if not any(os.scandir(self.data_dir)):
@@ -676,25 +669,8 @@ def make_processor(config: ClassifierConfig, labels: Sequence[str] | None = None
 
 
 def _model_files(config: ClassifierConfig) -> tuple[BertConfig, str]:
-    """The model's BertConfig and vocab file, from the flags or the --init-checkpoint directory."""
-    init_dir = config.init_checkpoint if config.init_checkpoint and os.path.isdir(config.init_checkpoint) else None
-    if config.bert_config_file:
-        bert_config = BertConfig.from_json_file(config.bert_config_file)
-    elif init_dir and os.path.isfile(os.path.join(init_dir, "config.json")):
-        bert_config = BertConfig.from_json_file(os.path.join(init_dir, "config.json"))
-    else:
-        raise BertDetrError("no model config: give --bert-config-file, or --init-checkpoint a directory with config.json")
-    vocab_file = config.vocab_file or (os.path.join(init_dir, "vocab.txt") if init_dir else None)
-    if not vocab_file or not os.path.isfile(vocab_file):
-        raise BertDetrError(f"vocab file not found: {vocab_file or '(none given)'}: give --vocab-file")
-    n = len(load_vocab(vocab_file))
-    if n != bert_config.vocab_size:
-        raise BertDetrError(f"vocab file {vocab_file} has {n} entries but the model's vocab_size is "
-                            f"{bert_config.vocab_size}")
-    if config.max_seq_length > bert_config.max_position_embeddings:
-        raise BertDetrError(f"Cannot use sequence length {config.max_seq_length} because the BERT model was only "
-                            f"trained up to sequence length {bert_config.max_position_embeddings}")
-    return bert_config, vocab_file
+    """The model's BertConfig and vocab file, from the flags or beside --init-checkpoint."""
+    return model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint, config.max_seq_length)
 
 
 def _checkpoint_labels(config: ClassifierConfig) -> list[str] | None:
@@ -715,34 +691,13 @@ def _checkpoint_labels(config: ClassifierConfig) -> list[str] | None:
 
 def _init_model(config: ClassifierConfig, bert_config: BertConfig, labels: list[str]) -> tuple[BertForSequenceClassification, bool]:
     """The model to fine-tune or evaluate, and whether its classifier head was loaded."""
-    from bertdetr.bert.weights import load_classifier_state, read_hf_weights, read_tf_checkpoint
+    from bertdetr.bert.weights import load_classifier_state
 
     model = create_model(bert_config, labels)
-    path = config.init_checkpoint
-    if not path:
+    if not config.init_checkpoint:
         return model, False
-    if os.path.isdir(path):
-        state, source = read_hf_weights(path)
-    elif os.path.exists(path + ".index"):
-        state, source = read_tf_checkpoint(path), path
-    else:
-        raise BertDetrError(f"--init-checkpoint {path}: neither a model directory nor a TF checkpoint prefix "
-                            f"({path}.index not found)")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state, source = read_init_checkpoint(config.init_checkpoint)
     return model, load_classifier_state(model, state, source)
-
-
-def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The examples of training batch ``step`` (0-based): batches run through one seeded shuffle of
-    the examples per epoch, across epoch boundaries (Google repeats the data, then batches with
-    drop_remainder). Depends only on its arguments, so a resumed run sees the same batches."""
-    out: list[int] = []
-    start = step * batch_size
-    while len(out) < batch_size:
-        epoch, offset = divmod(start + len(out), num_examples)
-        order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
-        out.extend(order[offset:offset + batch_size - len(out)].tolist())
-    return out
 
 
 def features_to_tensors(features: Sequence[InputFeatures]) -> dict[str, torch.Tensor]:
@@ -772,64 +727,11 @@ def _eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Ite
 
 def train(model: BertForSequenceClassification, data: dict[str, torch.Tensor], config: ClassifierConfig,
           device: torch.device, num_train_steps: int, num_warmup_steps: int) -> int:
-    """Fine-tunes ``model`` as Google's run_classifier (AdamWeightDecay, weight decay 0.01, global
-    norm clip 1.0, linear warmup then decay); checkpoints to ``config.output_dir``. Returns the step."""
-    optimizer = AdamWeightDecay(weight_decay_groups(model, 0.01), lr=config.learning_rate)
-    scheduler = google_lr_schedule(optimizer, num_train_steps, num_warmup_steps)
-    step = 0
-    torch.manual_seed(config.seed + 1)  # dropout
-    last = latest_checkpoint(config.output_dir) if config.resume else None
-    if last:
-        state = load_checkpoint(last)
-        if list(state["labels"]) != model.labels or int(state["num_train_steps"]) != num_train_steps:
-            raise BertDetrError(f"cannot resume from {last}: it was made for labels {state['labels']} and "
-                                f"{state['num_train_steps']} steps, this run has {model.labels} and {num_train_steps}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        torch.set_rng_state(state["rng"])
-        print(f"resuming from {last} at step {step}")
-    from bertdetr.runlog import ScalarLog
-
-    log = ScalarLog(config.output_dir)
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num_train_steps, initial=step, desc="classify", unit="step", dynamic_ncols=True)
-    n = len(data["label_ids"])
-    stop = num_train_steps if config.stop_at_step is None else min(config.stop_at_step, num_train_steps)
-    model.train()
-    try:
-        while step < stop:
-            batch = _batch(data, train_batch_indices(n, config.train_batch_size, config.seed, step), device)
-            lr = optimizer.param_groups[0]["lr"]
-            loss = model(**batch)["loss"]
-            loss.backward()
-            grad_norm = clip_by_global_norm(model.parameters(), 1.0)
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                raise BertDetrError(f"non-finite loss at step {step + 1}: training stopped; lower the learning rate")
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step % config.log_every == 0 or step == stop:
-                log.log(step, {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item()})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
-            if bar is not None:
-                bar.update(1)
-            if step % config.save_checkpoints_steps == 0 or step == stop:
-                save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "step": step, "labels": model.labels,
-                                 "num_train_steps": num_train_steps, "rng": torch.get_rng_state()},
-                                config.output_dir, step, config.keep_checkpoint_max)
-    finally:
-        if bar is not None:
-            bar.close()
-        log.close()
-    return step
+    """Fine-tunes ``model`` as Google's run_classifier (``finetuning.finetune``: AdamWeightDecay,
+    weight decay 0.01, global norm clip 1.0, linear warmup then decay); checkpoints to
+    ``config.output_dir``, resumable only with the same labels. Returns the step."""
+    return finetune(model, lambda index: _batch(data, index, device), len(data["label_ids"]), config, device,
+                    num_train_steps, num_warmup_steps, {"labels": model.labels}, "classify")
 
 
 @torch.no_grad()
@@ -871,15 +773,6 @@ def write_test_results(probabilities: np.ndarray, path: str) -> None:
     with atomic_output(path, "w") as f:
         for row in probabilities.astype(np.float32):
             f.write("\t".join(str(p) for p in row) + "\n")
-
-
-def export_model(model: BertForSequenceClassification, vocab_file: str, do_lower_case: bool, path: str) -> str:
-    """A HF-format BertForSequenceClassification directory with vocab.txt and tokenizer_config.json."""
-    model.save_pretrained(path)
-    shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
-    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
-        json.dump({"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
-    return path
 
 
 def run_classifier(config: ClassifierConfig) -> dict:
@@ -929,19 +822,15 @@ def run_classifier(config: ClassifierConfig) -> dict:
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     step = 0
-    last = latest_checkpoint(config.output_dir)
-    if not config.do_train and last:
-        # Google's estimator evaluates the latest checkpoint of its model_dir.
-        state = load_checkpoint(last)
+    start = run_checkpoint(config.output_dir, config.do_train, config.resume)
+    if start is not None:
+        last, state = start
         model = create_model(bert_config, list(state["labels"]))
         if model.labels != list(label_list):
             raise BertDetrError(f"{last} was trained for labels {model.labels}, the task has {label_list}")
         model.load_state_dict(state["model"])
         step = int(state["step"])
     else:
-        if config.do_train and last and not config.resume:
-            raise BertDetrError(f"{config.output_dir} already has checkpoints ({os.path.basename(last)}): "
-                                "give --resume to continue that run, or another --output-dir")
         model, head_loaded = _init_model(config, bert_config, list(label_list))
         if not config.do_train and not head_loaded:
             warnings.warn("evaluating a classifier head that was never trained: --init-checkpoint has none and "

@@ -14,6 +14,7 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_fill_mask(commands)
     _add_embed(commands)
     _add_classify(commands)
+    _add_squad(commands)
 
 
 def _add_build_vocab(commands) -> None:
@@ -400,4 +401,82 @@ def _run_classify(args) -> int:
                                    for k, v in summary["eval"].items()))
     if "predictions" in summary:
         print(f"{summary['predictions']} predictions -> {os.path.join(config.output_dir, 'test_results.tsv')}")
+    return 0
+
+
+def _add_squad(commands) -> None:
+    p = commands.add_parser(
+        "squad",
+        help="fine-tune and predict on SQuAD 1.1/2.0, as Google's run_squad.py",
+        description="Google's run_squad.py: SQuAD 1.1 and 2.0 (--version-2-with-negative) read, converted "
+        "to windows (train.tf_record, eval.tf_record in --output-dir, as Google's), a span head fine-tuned "
+        "on BERT with Google's optimizer, predictions.json, nbest_predictions.json, null_odds.json (2.0) "
+        "and the official EM/F1 in metrics.json. Google's flags, also in their underscore spellings.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    flag = "?"  # absl booleans: --do-train, --do_train=true, --do_lower_case=False
+
+    def add(name: str, **kwargs) -> None:
+        p.add_argument(f"--{name}", f"--{name.replace('-', '_')}", dest=name.replace("-", "_"), **kwargs)
+
+    add("train-file", help="SQuAD json for training, e.g. train-v1.1.json")
+    add("predict-file", help="SQuAD json for predictions, e.g. dev-v1.1.json (scored when it has answers)")
+    add("output-dir", required=True, help="features, checkpoints, predictions, metrics.json and model/ go here")
+    add("vocab-file", help="vocab.txt of the model; none: the one beside --init-checkpoint")
+    add("bert-config-file", help="bert_config.json or config.json; none: the one beside --init-checkpoint")
+    add("init-checkpoint", help="HF-format BERT directory (pretrained or a fine-tuned BertForQuestionAnswering) or "
+        "a Google TF checkpoint prefix (needs bertdetr[tf])")
+    add("do-lower-case", type=_absl_bool, nargs=flag, const=True, default=True,
+        help="lowercase the input (True for uncased models)")
+    p.add_argument("--no-do-lower-case", "--nodo_lower_case", dest="do_lower_case", action="store_false",
+                   help="keep case (cased models)")
+    add("max-seq-length", type=int, default=384, help="input length after WordPiece: longer documents are windowed")
+    add("doc-stride", type=int, default=128, help="how far each document window starts after the last")
+    add("max-query-length", type=int, default=64, help="questions longer than this many tokens are cut")
+    add("do-train", type=_absl_bool, nargs=flag, const=True, default=False, help="fine-tune on --train-file")
+    add("do-predict", type=_absl_bool, nargs=flag, const=True, default=False, help="predict for --predict-file")
+    add("train-batch-size", type=int, default=32, help="total batch size for training")
+    add("predict-batch-size", type=int, default=8, help="total batch size for predictions")
+    add("learning-rate", type=float, default=5e-5, help="initial learning rate for Adam")
+    add("num-train-epochs", type=float, default=3.0, help="training epochs (Google counts examples, not windows)")
+    add("warmup-proportion", type=float, default=0.1, help="share of training with linear learning-rate warmup")
+    add("save-checkpoints-steps", type=int, default=1000, help="checkpoint every this many steps")
+    add("keep-checkpoint-max", type=int, default=5, help="checkpoints kept (0 = all)")
+    add("n-best-size", type=int, default=20, help="candidates per question in nbest_predictions.json")
+    add("max-answer-length", type=int, default=30, help="longest answer, in tokens")
+    add("verbose-logging", type=_absl_bool, nargs=flag, const=True, default=False,
+        help="warn about every answer that cannot be mapped back onto its paragraph")
+    add("version-2-with-negative", type=_absl_bool, nargs=flag, const=True, default=False,
+        help="SQuAD 2.0: some questions have no answer")
+    add("null-score-diff-threshold", type=float, default=0.0,
+        help="SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this")
+    add("features-only", action="store_true", help="write train.tf_record / eval.tf_record and stop")
+    add("resume", action="store_true", help="continue training from the latest checkpoint in --output-dir")
+    add("stop-at-step", type=int, help="stop training (checkpointed) after this step")
+    add("seed", type=int, default=12345, help="seeds the head's init, batch order and dropout")
+    add("device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_run_squad)
+
+
+def _run_squad(args) -> int:
+    import dataclasses
+
+    from bertdetr.bert.squad import SquadConfig, run_squad
+
+    names = {f.name for f in dataclasses.fields(SquadConfig)}
+    config = SquadConfig(**{k: v for k, v in vars(args).items() if k in names})
+    summary = run_squad(config)
+    for name, (path, examples, windows) in summary["features"].items():
+        print(f"wrote {path}: {examples} examples, {windows} windows")
+    if summary.get("skipped"):
+        print(f"skipped {summary['skipped']} training answers not found in their paragraphs (as Google's)")
+    if "step" in summary:
+        print(f"step {summary['step']}" + (f" of {summary['num_train_steps']}" if "num_train_steps" in summary else ""))
+    if "export" in summary:
+        print(f"model exported to {summary['export']}")
+    if "predictions" in summary:
+        print(f"wrote predictions for {summary['predictions']} questions to {config.output_dir}")
+    for key, value in summary.get("metrics", {}).items():
+        print(f"  {key} = {value:.4f}" if isinstance(value, float) else f"  {key} = {value}")
     return 0

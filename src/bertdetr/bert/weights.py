@@ -252,17 +252,23 @@ def save_pretrained(model: BertModel | BertForPreTraining, path: str | os.PathLi
     """Writes ``config.json`` and ``model.safetensors`` with HF's names (each file atomically).
 
     The tied decoder weight is not written (HF ties it on load, as its own save does)."""
+    arch = "BertForPreTraining" if isinstance(model, BertForPreTraining) else "BertModel"
+    state = to_hf_state_dict({k: v.detach() for k, v in model.state_dict().items()}, model.config)
+    write_hf_directory(path, state, model.config.to_hf_dict(arch))
+
+
+def write_hf_directory(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict) -> None:
+    """``model.safetensors`` (HF-named ``state``) and ``config.json``, each written atomically, as
+    transformers' ``save_pretrained`` lays them out."""
     from safetensors.torch import save
 
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
-    arch = "BertForPreTraining" if isinstance(model, BertForPreTraining) else "BertModel"
-    state = to_hf_state_dict({k: v.detach() for k, v in model.state_dict().items()}, model.config)
     state = {k: v.contiguous().cpu() for k, v in state.items()}
     with atomic_output(os.path.join(path, SAFETENSORS)) as f:
         f.write(save(state, metadata={"format": "pt"}))
     with atomic_output(os.path.join(path, CONFIG), "w") as f:
-        json.dump(model.config.to_hf_dict(arch), f, indent=2, sort_keys=True)
+        json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
 
 
@@ -333,15 +339,23 @@ def convert_tf_checkpoint(checkpoint: str | os.PathLike, config_file: str | os.P
     state = read_tf_checkpoint(checkpoint)
     if CLASSIFIER_WEIGHT in state:
         return convert_classifier_state(state, config, output_dir, os.fspath(checkpoint))
+    if any(k in state for k in _GOOGLE_SQUAD):
+        return convert_squad_state(state, config, output_dir, os.fspath(checkpoint))
     _, _, unexpected = from_hf_state_dict(state, config, heads=True)
     if unexpected:
         raise WeightsError(f"TF checkpoint {os.fspath(checkpoint)} has variables this model has no place for "
                            f"(as HF names): {', '.join(unexpected)}")
     model = build_bert_for_pretraining(config) if heads else build_bert_model(config)
     load_state_into(model, state, os.fspath(checkpoint))
+    return _save_converted(model, output_dir, os.fspath(checkpoint))
+
+
+def _save_converted(model, output_dir: str | os.PathLike, checkpoint: str):
+    """A converted model in eval mode, written to ``output_dir`` with the ``vocab.txt`` found beside
+    ``checkpoint`` (Google's releases keep it there)."""
     model.eval()
     model.save_pretrained(output_dir)
-    vocab = os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), "vocab.txt")
+    vocab = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "vocab.txt")
     if os.path.exists(vocab):
         shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
     return model
@@ -401,23 +415,14 @@ def load_sequence_classifier(path: str | os.PathLike, config: BertConfig | None 
 def save_sequence_classifier(model, path: str | os.PathLike) -> None:
     """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
     transformers' ``BertForSequenceClassification.save_pretrained`` (each file atomically)."""
-    from safetensors.torch import save
-
-    path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
     body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
     state = {"bert." + k: v for k, v in body.items()}
     state[CLASSIFIER_WEIGHT] = model.output_weights.detach()
     state[CLASSIFIER_BIAS] = model.output_bias.detach()
-    state = {k: v.contiguous().cpu() for k, v in state.items()}
-    with atomic_output(os.path.join(path, SAFETENSORS)) as f:
-        f.write(save(state, metadata={"format": "pt"}))
     d = model.config.to_hf_dict("BertForSequenceClassification")
     d["id2label"] = {str(i): label for i, label in enumerate(model.labels)}
     d["label2id"] = {label: i for i, label in enumerate(model.labels)}
-    with atomic_output(os.path.join(path, CONFIG), "w") as f:
-        json.dump(d, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_hf_directory(path, state, d)
 
 
 def convert_classifier_state(state: dict[str, torch.Tensor], config: BertConfig, output_dir: str | os.PathLike,
@@ -431,9 +436,80 @@ def convert_classifier_state(state: dict[str, torch.Tensor], config: BertConfig,
     num_labels = state[CLASSIFIER_WEIGHT].shape[0]
     model = create_model(config, [str(i) for i in range(num_labels)])
     load_classifier_state(model, state, source)
-    model.eval()
-    model.save_pretrained(output_dir)
-    vocab = os.path.join(os.path.dirname(os.path.abspath(source)), "vocab.txt")
-    if os.path.exists(vocab):
-        shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
+    return _save_converted(model, output_dir, source)
+
+
+# ---- question answering (Google's run_squad, HF's BertForQuestionAnswering) -------------------
+
+SQUAD_WEIGHT, SQUAD_BIAS = "qa_outputs.weight", "qa_outputs.bias"
+# Google's cls/squad/output_weights [2, D] (used with transpose_b, so already torch's layout) and
+# cls/squad/output_bias, as google_to_hf_name names them, -> HF's qa_outputs.
+_GOOGLE_SQUAD = {"cls.squad.weight": SQUAD_WEIGHT, "cls.squad.bias": SQUAD_BIAS}
+_POOLER = ("pooler.dense.weight", "pooler.dense.bias")
+
+
+def load_question_answering_state(model, state: dict[str, torch.Tensor], source: str) -> bool:
+    """Loads HF-named ``state`` (or Google's ``cls.squad.*``) into a ``BertForQuestionAnswering``:
+    the encoder as ``load_state_into`` (strict), the span head when the checkpoint has one.
+    Returns whether it had one.
+
+    HF's BertForQuestionAnswering has no pooler (``add_pooling_layer=False``) and the span head
+    never reads it: a missing pooler keeps the model's own, silently."""
+    state = {_GOOGLE_SQUAD.get(k, k): v for k, v in state.items()}
+    weight, bias = state.pop(SQUAD_WEIGHT, None), state.pop(SQUAD_BIAS, None)
+    prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
+    for name in _POOLER:
+        state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
+    load_state_into(model.bert, state, source)
+    if weight is None or bias is None:
+        return False
+    if tuple(weight.shape) != tuple(model.output_weights.shape) or tuple(bias.shape) != (2,):
+        raise WeightsError(f"checkpoint {source}: {SQUAD_WEIGHT} has shape {list(weight.shape)}, a span head for "
+                           f"hidden size {model.config.hidden_size} needs {list(model.output_weights.shape)}")
+    with torch.no_grad():
+        model.output_weights.copy_(weight.float())
+        model.output_bias.copy_(bias.float())
+    return True
+
+
+def load_question_answering(path: str | os.PathLike, config: BertConfig | None = None):
+    """``BertForQuestionAnswering`` from a HF-format directory saved by transformers or by
+    ``save_question_answering``; a directory without the span head is an error."""
+    from bertdetr.bert.squad import create_model
+
+    path = os.fspath(path)
+    if config is None:
+        config_file = os.path.join(path, CONFIG)
+        if not os.path.exists(config_file):
+            raise WeightsError(f"no {CONFIG} in {path}")
+        config = BertConfig.from_json_file(config_file)
+    state, source = read_hf_weights(path)
+    model = create_model(config)
+    if not load_question_answering_state(model, {k: v.float() if v.is_floating_point() else v
+                                                 for k, v in state.items()}, source):
+        raise WeightsError(f"{source} has no span head ({SQUAD_WEIGHT}): not a BertForQuestionAnswering; "
+                           "fine-tune it with bertdetr bert squad --init-checkpoint")
     return model
+
+
+def save_question_answering(model, path: str | os.PathLike) -> None:
+    """Writes ``config.json`` and ``model.safetensors`` as transformers'
+    ``BertForQuestionAnswering.save_pretrained`` does (``bert.*`` without the pooler, which it does
+    not have, and ``qa_outputs.*``), each file atomically."""
+    body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
+    state = {"bert." + k: v for k, v in body.items() if k not in _POOLER}
+    state[SQUAD_WEIGHT] = model.output_weights.detach()
+    state[SQUAD_BIAS] = model.output_bias.detach()
+    write_hf_directory(path, state, model.config.to_hf_dict("BertForQuestionAnswering"))
+
+
+def convert_squad_state(state: dict[str, torch.Tensor], config: BertConfig, output_dir: str | os.PathLike,
+                        source: str):
+    """Google's fine-tuned ``run_squad`` checkpoint (HF-named by ``read_tf_checkpoint``: ``bert.*``
+    and ``cls.squad.*``) -> a HF-format ``BertForQuestionAnswering`` directory (vocab.txt beside
+    the checkpoint copied)."""
+    from bertdetr.bert.squad import create_model
+
+    model = create_model(config)
+    load_question_answering_state(model, state, source)
+    return _save_converted(model, output_dir, source)
