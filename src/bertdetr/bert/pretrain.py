@@ -21,6 +21,7 @@ records, written to ``eval_results.txt`` (Google's ``key = value`` lines) and ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -36,9 +37,16 @@ from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_p
 from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.tokenization import load_vocab
 from bertdetr.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
-from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from bertdetr.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.runfolder import (
+    BERT_PRETRAIN,
+    recorded_config,
+    remove_unfinished_logs,
+    resume_changes,
+    settle_run_folder,
+)
 from bertdetr.runlog import ScalarLog, plot_curves
 
 
@@ -113,7 +121,9 @@ class PretrainConfig:
     shuffle_buffer: int = 1000
     """Records in each reader's shuffle buffer."""
     resume: bool = False
-    """Continue from the latest checkpoint in ``output_dir`` if there is one."""
+    """Continue from the latest checkpoint in ``output_dir`` (a new run if it has none)."""
+    overwrite: bool = False
+    """Start again in an ``output_dir`` that holds a run, deleting its checkpoints and logs."""
     stop_at_step: int | None = None
     """Stop (with a checkpoint) after this step, e.g. to fit a scheduler's time limit; resume later."""
     tensorboard: bool = False
@@ -187,6 +197,13 @@ def pretrain(config: PretrainConfig) -> dict:
     shape = check_data(config, model_config)
     if env.main:
         check_writable(os.path.join(config.output_dir, "train_config.json"))
+    resumed_from = settle_run_folder(env, config.output_dir, BERT_PRETRAIN, config.resume, config.overwrite)
+    if resumed_from:
+        config, model_config = _settings_in_force(config, model_config, env)
+        if model_config != model.config:
+            torch.manual_seed(config.seed)
+            model = build_bert_for_pretraining(model_config)
+            shape = check_data(config, model_config)
     model.to(device)
 
     optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
@@ -194,13 +211,11 @@ def pretrain(config: PretrainConfig) -> dict:
 
     step = 0
     torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
-    resumed_from = latest_checkpoint(config.output_dir) if config.resume else None
     skip_batches = 0
     if resumed_from:
         state = load_checkpoint(resumed_from, map_location="cpu")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        load_training_state(optimizer, scheduler, state)
         step = int(state["step"])
         if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
             skip_batches = step * config.grad_accum
@@ -210,10 +225,6 @@ def pretrain(config: PretrainConfig) -> dict:
             seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
             skip_batches = seen // (config.batch_size * env.world_size)
             torch.manual_seed(config.seed + env.rank + step)
-    if env.main:
-        with atomic_output(os.path.join(config.output_dir, "train_config.json"), "w") as f:
-            json.dump({**asdict(config), "model": asdict(model_config), "world_size": env.world_size,
-                       "record_shape": asdict(shape)}, f, indent=1)
 
     net: torch.nn.Module = model
     if config.compile:
@@ -232,6 +243,10 @@ def pretrain(config: PretrainConfig) -> dict:
                                          persistent_workers=config.num_workers > 0,
                                          generator=torch.Generator().manual_seed(config.seed))
     batches = iter(loader)
+    if env.main:  # the config in force
+        with atomic_output(os.path.join(config.output_dir, "train_config.json"), "w") as f:
+            json.dump({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
+                       "world_size": env.world_size, "record_shape": asdict(shape)}, f, indent=1)
     log = ScalarLog(config.output_dir, config.tensorboard) if env.main else None
     last_stop = config.num_train_steps if config.stop_at_step is None else min(config.stop_at_step, config.num_train_steps)
     bar = None
@@ -289,6 +304,13 @@ def pretrain(config: PretrainConfig) -> dict:
                 metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
                                    device, config.bf16)
                 log.log(step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
+    except BaseException:
+        if log is not None:
+            log.close()
+            log = None
+            if resumed_from is None:  # a new run that never reached a checkpoint leaves no logs
+                remove_unfinished_logs(config.output_dir)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -311,6 +333,29 @@ def pretrain(config: PretrainConfig) -> dict:
                      "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
                     title="bertdetr bert pretrain")
     return summary
+
+
+# Settings a resumed run keeps from the run it continues, and why (the others it applies).
+_KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
+                   "seed": "the data order and dropout streams continue the run's"}
+_NOT_SETTINGS = {"resume", "overwrite", "progress", "stop_at_step", "device", "output_dir"}
+
+
+def _settings_in_force(config: PretrainConfig, model_config: BertConfig, env) -> tuple[PretrainConfig, BertConfig]:
+    """The config of a resumed run: the recorded run's values for ``_KEPT_ON_RESUME``, the new
+    ones otherwise; says on the main process which changed settings it applies and which it keeps."""
+    recorded = recorded_config(config.output_dir)
+    if recorded is None:
+        return config, model_config
+    new = {**asdict(config), "model": asdict(model_config)}
+    if env.main:
+        lines = resume_changes(recorded, new, _KEPT_ON_RESUME, _NOT_SETTINGS)
+        if lines:
+            print(f"resuming {config.output_dir} with changed settings:\n" + "\n".join(lines))
+    if "model" in recorded and recorded["model"] != new["model"]:
+        model_config = BertConfig(**recorded["model"])
+    kept = {k: recorded[k] for k in ("init_checkpoint", "seed") if k in recorded}
+    return dataclasses.replace(config, model=model_config, **kept), model_config
 
 
 def _save(config, env, model, optimizer, scheduler, step, device) -> str | None:

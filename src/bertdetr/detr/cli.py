@@ -163,7 +163,10 @@ def _add_train(commands) -> None:
                             "(see bertdetr.detr.train). Options given here override the config's train section.")
     p.add_argument("config", help="training config (JSON)")
     p.add_argument("--output-dir", dest="output_dir")
-    p.add_argument("--resume", action="store_true", default=None, help="continue from the latest checkpoint")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in the output folder from its latest checkpoint (a new run if it has none)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="start again in an output folder that holds a run, deleting its checkpoints and logs")
     p.add_argument("--init-checkpoint", dest="init_checkpoint", help="our checkpoint directory to fine-tune from")
     p.add_argument("--reset-head", dest="reset_head", action="store_true", default=None,
                    help="re-initialise the class FC for the dataset's class count")
@@ -183,7 +186,7 @@ def _run_train(args) -> int:
 
     from bertdetr.detr.train import load_train_setup, train_detr
 
-    overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "init_checkpoint", "reset_head", "epochs",
+    overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "overwrite", "init_checkpoint", "reset_head", "epochs",
                                                "max_iters", "batch_size", "num_workers", "bf16", "device",
                                                "tensorboard", "progress")}
     summary = train_detr(load_train_setup(args.config, **overrides))

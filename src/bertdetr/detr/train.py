@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from bertdetr.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data import CocoDetection, CocoIndex, check_images, collate, load_coco
 from bertdetr.detr.evaluate import COCO_BACKENDS, evaluate_detr
@@ -44,6 +44,13 @@ from bertdetr.distributed import (
 )
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.runfolder import (
+    DETR_TRAIN,
+    recorded_config,
+    remove_unfinished_logs,
+    resume_changes,
+    settle_run_folder,
+)
 from bertdetr.runlog import ScalarLog, plot_curves
 
 
@@ -122,7 +129,9 @@ class TrainConfig:
     log_every: int = 10
     """Log scalars every this many steps."""
     resume: bool = False
-    """Continue from the latest checkpoint in output_dir."""
+    """Continue from the latest checkpoint in output_dir (a new run if it has none)."""
+    overwrite: bool = False
+    """Start again in an output_dir that holds a run, deleting its checkpoints and logs."""
     device: str | None = None
     """"cpu", "cuda", ... (default: cuda when available)."""
     progress: bool = True
@@ -254,10 +263,13 @@ def train_detr(setup: DetrTrainSetup) -> dict:
     if env.main:
         check_writable(os.path.join(cfg.output_dir, "train_config.json"))
         print(f"train data: {index.summary()}" + (f"; skipped {bad} unreadable images" if bad else ""))
+    last_path = settle_run_folder(env, cfg.output_dir, DETR_TRAIN, cfg.resume, cfg.overwrite)
+    model_config = with_num_classes(setup.model, index.num_classes)
+    if last_path:
+        cfg, model_config = _settings_in_force(setup, model_config, env)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model_config = with_num_classes(setup.model, index.num_classes)
-    if cfg.init_checkpoint:
+    if cfg.init_checkpoint and not last_path:
         model, model_config = load_detr(cfg.init_checkpoint, num_classes=index.num_classes,
                                         reset_head=cfg.reset_head, generator=torch.Generator().manual_seed(cfg.seed))
     else:
@@ -277,21 +289,16 @@ def train_detr(setup: DetrTrainSetup) -> dict:
 
     epoch, batch_in_epoch, it = 0, 0, 0
     torch.manual_seed(cfg.seed + 1 + env.rank)
-    last_path = latest_checkpoint(cfg.output_dir) if cfg.resume else None
+    resumed = last_path is not None
     if last_path:
         state = load_checkpoint(last_path)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        load_training_state(optimizer, scheduler, state)
         epoch, batch_in_epoch, it = int(state["epoch"]), int(state["batch_in_epoch"]), int(state["iteration"])
         if int(state["world_size"]) == env.world_size:
             set_rng_state(state["rng"][env.rank], device)
         else:
             batch_in_epoch = 0  # another process count: restart the interrupted epoch's data
-    if env.main:
-        with atomic_output(os.path.join(cfg.output_dir, "train_config.json"), "w") as f:
-            json.dump({"data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
-                       "world_size": env.world_size}, f, indent=1)
 
     net: torch.nn.Module = model
     if env.world_size > 1 and device.type == "cuda" and model_config.backbone.norm == "batch":
@@ -301,6 +308,10 @@ def train_detr(setup: DetrTrainSetup) -> dict:
     if env.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+    if env.main:  # the config in force
+        with atomic_output(os.path.join(cfg.output_dir, "train_config.json"), "w") as f:
+            json.dump({"run": DETR_TRAIN, "data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
+                       "world_size": env.world_size}, f, indent=1)
     log = ScalarLog(cfg.output_dir, cfg.tensorboard) if env.main else None
     total_iters = cfg.epochs * math.ceil(steps_per_epoch / cfg.grad_accum)
     if cfg.max_iters is not None:
@@ -385,6 +396,13 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                                         cfg.coco_backend)
                 if log is not None:
                     log.log(it, {f"eval_{k}": v for k, v in metrics.items()})
+    except BaseException:
+        if log is not None:
+            log.close()
+            log = None
+            if not resumed:  # a new run that never reached a checkpoint leaves no logs
+                remove_unfinished_logs(cfg.output_dir)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -415,6 +433,33 @@ def _float(v):
     if isinstance(v, list):
         return [{k: _float(x) for k, x in d.items()} for d in v]
     return v
+
+
+# Settings a resumed run keeps from the run it continues, and why (the others it applies).
+_KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
+                   "reset_head": "the weights are the checkpoint's",
+                   "seed": "the data order, augmentation and dropout continue the run's"}
+_NOT_SETTINGS = {"resume", "overwrite", "progress", "device", "output_dir"}
+
+
+def _settings_in_force(setup: DetrTrainSetup, model_config: DETRConfig, env) -> tuple[TrainConfig, DETRConfig]:
+    """The train section and model of a resumed run: the recorded run's model, seed and
+    initialisation, the new values otherwise; says on the main process which changed settings it
+    applies and which it keeps."""
+    cfg = setup.train
+    recorded = recorded_config(cfg.output_dir)
+    if recorded is None:
+        return cfg, model_config
+    old = {**recorded.get("data", {}), **recorded.get("train", {}), "model": recorded.get("model")}
+    new = {**asdict(setup.data), **asdict(cfg), "model": model_config.to_dict()}
+    if env.main:
+        lines = resume_changes(old, new, _KEPT_ON_RESUME, _NOT_SETTINGS)
+        if lines:
+            print(f"resuming {cfg.output_dir} with changed settings:\n" + "\n".join(lines))
+    if isinstance(old["model"], dict) and old["model"] != new["model"]:
+        model_config = DETRConfig.from_dict(old["model"])
+    kept = {k: old[k] for k in ("init_checkpoint", "reset_head", "seed") if k in old}
+    return dataclasses.replace(cfg, **kept), model_config
 
 
 def _batches_per_epoch(n: int, env: Distributed, cfg: TrainConfig) -> int:
