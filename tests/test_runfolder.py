@@ -10,24 +10,17 @@ import pytest
 
 from bertdetr.bert.model import BertConfig
 from bertdetr.bert.pretrain import PretrainConfig, pretrain
-from bertdetr.bert.pretraining_data import PretrainingDataConfig, make_pretraining_data
 from bertdetr.checkpoint import list_checkpoints
 from bertdetr.cli import main
 from bertdetr.errors import BertDetrError
 from bertdetr.runlog import read_scalars
-
-DATA = os.path.join(os.path.dirname(__file__), "data", "bert")
-VOCAB = os.path.join(DATA, "vocab-uncased.txt")
-TINY = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=64)
+from tests.bert.test_pretrain import TINY, VOCAB
+from tests.bert.test_pretrain import records as record_files  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    out = tmp_path_factory.mktemp("records")
-    make_pretraining_data([os.path.join(DATA, "sample_text.txt")], str(out / "train.tfrecord"), VOCAB,
-                          PretrainingDataConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=2))
-    return str(out / "train.tfrecord")
+def records(record_files):
+    return record_files[0]
 
 
 def _config(records, out, **kw):
