@@ -15,18 +15,22 @@ from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
 
+def tensorboard_writer():
+    """torch's ``SummaryWriter`` class; a clear error naming the extra when tensorboard is missing
+    (the trainers call this before any work)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise BertDetrError("--tensorboard needs the tensorboard package: pip install 'bertdetr[tensorboard]'") from None
+    return SummaryWriter
+
+
 class ScalarLog:
     """``log(step, {"loss": ..., "lr": ...})`` appends a row to ``<dir>/scalars.csv`` (long format:
     step, name, value) and, with ``tensorboard=True``, to a TensorBoard event file in ``<dir>/tb``."""
 
     def __init__(self, directory: str | os.PathLike, tensorboard: bool = False):
-        summary_writer = None
-        if tensorboard:  # before any file is made
-            try:
-                from torch.utils.tensorboard import SummaryWriter as summary_writer
-            except ImportError:
-                raise BertDetrError("--tensorboard needs the tensorboard package: "
-                                    "pip install 'bertdetr[tensorboard]'") from None
+        summary_writer = tensorboard_writer() if tensorboard else None  # before any file is made
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(os.fspath(directory), "scalars.csv")
         new = not os.path.exists(self.path)

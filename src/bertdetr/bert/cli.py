@@ -207,7 +207,8 @@ def _add_pretrain(commands) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start again in an --output-dir that holds a run, deleting its checkpoints and logs")
     p.add_argument("--stop-at-step", dest="stop_at_step", type=int, help="stop (checkpointed) after this step")
-    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to OUTPUT_DIR/tb (pip install 'bertdetr[tensorboard]')")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=_run_pretrain)

@@ -47,7 +47,7 @@ from bertdetr.runfolder import (
     resume_changes,
     settle_run_folder,
 )
-from bertdetr.runlog import ScalarLog, plot_curves
+from bertdetr.runlog import ScalarLog, plot_curves, tensorboard_writer
 
 
 # Google's released model sizes (bert-base/large and the 24 "BERT miniatures" of the README):
@@ -187,6 +187,8 @@ def _autocast(device: torch.device, enabled: bool):
 
 def pretrain(config: PretrainConfig) -> dict:
     """Runs (or resumes) pretraining; returns a summary (steps, last loss, eval metrics, paths)."""
+    if config.tensorboard:
+        tensorboard_writer()
     env, device = setup_distributed(config.device)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     if config.init_checkpoint:

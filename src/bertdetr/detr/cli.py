@@ -176,7 +176,8 @@ def _add_train(commands) -> None:
     p.add_argument("--num-workers", dest="num_workers", type=int)
     p.add_argument("--bf16", action="store_true", default=None)
     p.add_argument("--device")
-    p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard event files to OUTPUT_DIR/tb (pip install 'bertdetr[tensorboard]')")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.set_defaults(func=_run_train)
 

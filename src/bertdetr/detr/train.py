@@ -51,7 +51,7 @@ from bertdetr.runfolder import (
     resume_changes,
     settle_run_folder,
 )
-from bertdetr.runlog import ScalarLog, plot_curves
+from bertdetr.runlog import ScalarLog, plot_curves, tensorboard_writer
 
 
 @dataclass
@@ -251,6 +251,8 @@ def _export(model: DETR, config: DETRConfig, index: CocoIndex, directory: str) -
 def train_detr(setup: DetrTrainSetup) -> dict:
     """Trains (or resumes); returns a summary: iterations, last losses, metrics, paths."""
     cfg, data = setup.train, setup.data
+    if cfg.tensorboard:
+        tensorboard_writer()
     env, device = setup_distributed(cfg.device)
 
     index = load_coco(data.train_ann, data.train_images)
