@@ -45,10 +45,13 @@ def add_parser(systems) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from bertdetr.threads import set_num_threads
 
-    # Two CPU cores: intra-op threads for matmuls, none spare for a DataLoader worker.
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    # The CPUs free for this process (on a busy machine, one thread beats two that spin waiting
+    # for each other: bertdetr.threads); none spare for a DataLoader worker.
+    threads = set_num_threads()
+    print(f"using {threads} CPU thread(s) of {len(os.sched_getaffinity(0))} "
+          f"(load average {os.getloadavg()[0]:.1f})")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     if args.only in (None, "bert"):

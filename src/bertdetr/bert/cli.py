@@ -202,6 +202,9 @@ def _add_pretrain(commands) -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--num-workers", dest="num_workers", type=int, default=0, help="DataLoader workers per process")
+    p.add_argument("--num-threads", dest="num_threads", type=int,
+                   help="CPU threads of a CPU run (default: the CPUs free for this process at start: its CPUs "
+                   "less the load average of other work, at least 1)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --output-dir from its latest checkpoint (a new run if it has none)")
     p.add_argument("--overwrite", action="store_true",
@@ -242,7 +245,7 @@ def _run_pretrain(args) -> int:
         seed=args.seed, save_every=args.save_every, keep_last=args.keep_last, log_every=args.log_every,
         eval_batch_size=args.eval_batch_size, max_eval_steps=args.max_eval_steps, eval_every=args.eval_every,
         bf16=args.bf16,
-        compile=args.compile, num_workers=args.num_workers, resume=args.resume, overwrite=args.overwrite,
+        compile=args.compile, num_workers=args.num_workers, num_threads=args.num_threads, resume=args.resume, overwrite=args.overwrite,
         stop_at_step=args.stop_at_step,
         tensorboard=args.tensorboard, device=args.device, progress=args.progress,
     )

@@ -48,6 +48,7 @@ from bertdetr.runfolder import (
     settle_run_folder,
 )
 from bertdetr.runlog import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.threads import set_num_threads
 
 
 # Google's released model sizes (bert-base/large and the 24 "BERT miniatures" of the README):
@@ -118,6 +119,8 @@ class PretrainConfig:
     """torch.compile the model."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
+    num_threads: int | None = None
+    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.threads)."""
     shuffle_buffer: int = 1000
     """Records in each reader's shuffle buffer."""
     resume: bool = False
@@ -190,6 +193,8 @@ def pretrain(config: PretrainConfig) -> dict:
     if config.tensorboard:
         tensorboard_writer()
     env, device = setup_distributed(config.device)
+    if device.type == "cpu":
+        set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     if config.init_checkpoint:
         model = BertForPreTraining.from_pretrained(config.init_checkpoint)

@@ -174,6 +174,9 @@ def _add_train(commands) -> None:
     p.add_argument("--max-iters", dest="max_iters", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--num-workers", dest="num_workers", type=int)
+    p.add_argument("--num-threads", dest="num_threads", type=int,
+                   help="CPU threads of a CPU run (default: the CPUs free for this process at start: its CPUs "
+                   "less the load average of other work, at least 1)")
     p.add_argument("--bf16", action="store_true", default=None)
     p.add_argument("--device")
     p.add_argument("--tensorboard", action="store_true", default=None,
@@ -188,7 +191,7 @@ def _run_train(args) -> int:
     from bertdetr.detr.train import load_train_setup, train_detr
 
     overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "overwrite", "init_checkpoint", "reset_head", "epochs",
-                                               "max_iters", "batch_size", "num_workers", "bf16", "device",
+                                               "max_iters", "batch_size", "num_workers", "num_threads", "bf16", "device",
                                                "tensorboard", "progress")}
     summary = train_detr(load_train_setup(args.config, **overrides))
     if int(os.environ.get("RANK", "0")) == 0:

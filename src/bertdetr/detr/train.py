@@ -52,6 +52,7 @@ from bertdetr.runfolder import (
     settle_run_folder,
 )
 from bertdetr.runlog import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.threads import set_num_threads
 
 
 @dataclass
@@ -118,6 +119,8 @@ class TrainConfig:
     """Seeds the data order, augmentation and dropout."""
     num_workers: int = 2
     """DataLoader workers per process."""
+    num_threads: int | None = None
+    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.threads)."""
     bf16: bool = False
     """bfloat16 autocast for forward and backward."""
     save_every: int = 1
@@ -254,6 +257,8 @@ def train_detr(setup: DetrTrainSetup) -> dict:
     if cfg.tensorboard:
         tensorboard_writer()
     env, device = setup_distributed(cfg.device)
+    if device.type == "cpu":
+        set_num_threads(cfg.num_threads)
 
     index = load_coco(data.train_ann, data.train_images)
     index, bad = check_images(index, data.skip_bad_images)
