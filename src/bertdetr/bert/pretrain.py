@@ -40,6 +40,7 @@ from bertdetr.distributed import all_ranks_ok, gather_rng_states, set_rng_state,
 from bertdetr.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.precision import MixedPrecision
 from bertdetr.runfolder import (
     BERT_PRETRAIN,
     recorded_config,
@@ -115,6 +116,8 @@ class PretrainConfig:
     """Also evaluate every this many steps, logged as ``eval_*`` scalars (a learning curve)."""
     bf16: bool = False
     """bfloat16 autocast for forward and backward (weights and optimizer stay fp32)."""
+    fp16: bool = False
+    """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
     """torch.compile the model."""
     num_workers: int = 0
@@ -146,6 +149,8 @@ class PretrainConfig:
             raise BertDetrError(f"num_warmup_steps must be in [0, num_train_steps], got {self.num_warmup_steps}")
         if self.learning_rate <= 0:
             raise BertDetrError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.bf16 and self.fp16:
+            raise BertDetrError("choose bf16 or fp16, not both")
         if self.optimizer not in ("adam", "lamb"):
             raise BertDetrError(f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
         if self.eval_every is not None and (self.eval_every <= 0 or not self.eval_files):
@@ -216,6 +221,8 @@ def pretrain(config: PretrainConfig) -> dict:
     optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
                                             config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
 
+    precision = MixedPrecision(device, config.bf16, config.fp16)
+
     step = 0
     torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
     skip_batches = 0
@@ -223,6 +230,7 @@ def pretrain(config: PretrainConfig) -> dict:
         state = load_checkpoint(resumed_from, map_location="cpu")
         model.load_state_dict(state["model"])
         load_training_state(optimizer, scheduler, state)
+        precision.load_state_dict(state.get("precision", {}))
         step = int(state["step"])
         if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
             skip_batches = step * config.grad_accum
@@ -275,21 +283,24 @@ def pretrain(config: PretrainConfig) -> dict:
                 sync = micro == config.grad_accum - 1 or env.world_size == 1
                 ctx = contextlib.nullcontext() if sync else net.no_sync()
                 with ctx:
-                    with _autocast(device, config.bf16):
+                    with precision.autocast():
                         out = net(**batch)
-                    (out["loss"] / config.grad_accum).backward()
+                    precision.backward(out["loss"] / config.grad_accum)
                 totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(),
                                        out["next_sentence_loss"].detach()]).float() / config.grad_accum
             if env.world_size > 1:
                 dist.all_reduce(totals)
                 totals /= env.world_size
+            precision.unscale(optimizer)
             grad_norm = clip_by_global_norm(model.parameters(), config.max_grad_norm)
-            if not all_ranks_ok(bool(torch.isfinite(totals).all() and torch.isfinite(grad_norm)), env, device):
+            # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
+            finite = bool(torch.isfinite(totals).all() and (precision.overflow_skips or torch.isfinite(grad_norm)))
+            if not all_ranks_ok(finite, env, device):
                 where = f"; the last good checkpoint is {last_path}" if last_path else "; no checkpoint was written yet"
                 raise BertDetrError(
                     f"non-finite loss at step {step + 1} (loss {totals[0].item():.4g}, grad norm "
                     f"{grad_norm.item():.4g}): training stopped{where}. Lower the learning rate or check the data.")
-            optimizer.step()
+            precision.step(optimizer)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -298,14 +309,15 @@ def pretrain(config: PretrainConfig) -> dict:
                       "next_sentence_loss": totals[2].item()}
             if log is not None and (step % config.log_every == 0 or step == last_stop):
                 rate = seqs / max(time.perf_counter() - t0, 1e-9)
-                log.log(step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate})
+                log.log(step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate,
+                               **precision.scalars()})
                 t0, seqs = time.perf_counter(), 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
             if bar is not None:
                 bar.update(1)
             if step % config.save_every == 0 or step == last_stop:
-                last_path = _save(config, env, model, optimizer, scheduler, step, device)
+                last_path = _save(config, env, model, optimizer, scheduler, precision, step, device)
             if config.eval_every and step % config.eval_every == 0 and log is not None:
                 # Rank 0 only; the others wait for it at the next step's all-reduce.
                 metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
@@ -365,7 +377,7 @@ def _settings_in_force(config: PretrainConfig, model_config: BertConfig, env) ->
     return dataclasses.replace(config, model=model_config, **kept), model_config
 
 
-def _save(config, env, model, optimizer, scheduler, step, device) -> str | None:
+def _save(config, env, model, optimizer, scheduler, precision, step, device) -> str | None:
     rng = gather_rng_states(env, device)  # every rank's dropout RNG, so each resumes where it stopped
     if not env.main:
         return None
@@ -373,6 +385,7 @@ def _save(config, env, model, optimizer, scheduler, step, device) -> str | None:
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "precision": precision.state_dict(),
         "step": step,
         "world_size": env.world_size,
         "batch_size": config.batch_size,

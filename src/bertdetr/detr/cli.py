@@ -177,7 +177,12 @@ def _add_train(commands) -> None:
     p.add_argument("--num-threads", dest="num_threads", type=int,
                    help="CPU threads of a CPU run (default: the CPUs free for this process at start: its CPUs "
                    "less the load average of other work, at least 1)")
-    p.add_argument("--bf16", action="store_true", default=None)
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", default=None,
+                           help="bfloat16 autocast (weights stay fp32; train.bf16)")
+    precision.add_argument("--fp16", action="store_true", default=None,
+                           help="float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); "
+                           "overflowed steps are skipped and logged as skipped_steps (train.fp16)")
     p.add_argument("--device")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write TensorBoard event files to OUTPUT_DIR/tb (pip install 'bertdetr[tensorboard]')")
@@ -191,7 +196,7 @@ def _run_train(args) -> int:
     from bertdetr.detr.train import load_train_setup, train_detr
 
     overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "overwrite", "init_checkpoint", "reset_head", "epochs",
-                                               "max_iters", "batch_size", "num_workers", "num_threads", "bf16", "device",
+                                               "max_iters", "batch_size", "num_workers", "num_threads", "bf16", "fp16", "device",
                                                "tensorboard", "progress")}
     summary = train_detr(load_train_setup(args.config, **overrides))
     if int(os.environ.get("RANK", "0")) == 0:

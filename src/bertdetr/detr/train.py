@@ -44,6 +44,7 @@ from bertdetr.distributed import (
 )
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.precision import MixedPrecision
 from bertdetr.runfolder import (
     DETR_TRAIN,
     recorded_config,
@@ -123,6 +124,8 @@ class TrainConfig:
     """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.threads)."""
     bf16: bool = False
     """bfloat16 autocast for forward and backward."""
+    fp16: bool = False
+    """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     save_every: int = 1
     """Checkpoint every this many epochs (and at the end)."""
     keep_last: int = 3
@@ -145,6 +148,8 @@ class TrainConfig:
     """COCO mAP back-end of the evaluations: "pycocotools" or "faster-coco-eval" (extra fast-eval)."""
 
     def __post_init__(self):
+        if self.bf16 and self.fp16:
+            raise BertDetrError("train.bf16 and train.fp16: choose one")
         if self.coco_backend not in COCO_BACKENDS:
             raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
         for name in ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every"):
@@ -296,11 +301,13 @@ def train_detr(setup: DetrTrainSetup) -> dict:
 
     epoch, batch_in_epoch, it = 0, 0, 0
     torch.manual_seed(cfg.seed + 1 + env.rank)
+    precision = MixedPrecision(device, cfg.bf16, cfg.fp16)
     resumed = last_path is not None
     if last_path:
         state = load_checkpoint(last_path)
         model.load_state_dict(state["model"])
         load_training_state(optimizer, scheduler, state)
+        precision.load_state_dict(state.get("precision", {}))
         epoch, batch_in_epoch, it = int(state["epoch"]), int(state["batch_in_epoch"]), int(state["iteration"])
         if int(state["world_size"]) == env.world_size:
             set_rng_state(state["rng"][env.rank], device)
@@ -353,24 +360,27 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 terms_sum: dict[str, float] = {}
                 for batch in group:
                     images, masks = batch["images"].to(device), batch["masks"].to(device)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    with precision.autocast():
                         outputs = net(images, masks)
                     # the targets stay on the host: the criterion checks them there and copies what
                     # the device needs at once (moving each image's boxes would wait for the GPU)
                     terms = criterion(_float(outputs), batch["targets"])
-                    (criterion.total(terms) / len(group)).backward()
+                    precision.backward(criterion.total(terms) / len(group))
                     images_seen += len(batch["targets"]) * env.world_size
                     # all terms to the host in one copy, not one wait per term and layer
                     values = torch.stack([v.detach() for v in terms.values()]).tolist()
                     for name, v in zip(terms, values):
                         terms_sum[name] = terms_sum.get(name, 0.0) + v / len(group)
+                precision.unscale(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 total = sum(terms_sum.values())
-                if not all_ranks_ok(math.isfinite(total) and bool(torch.isfinite(grad_norm)), env, device):
+                # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
+                finite = math.isfinite(total) and (precision.overflow_skips or bool(torch.isfinite(grad_norm)))
+                if not all_ranks_ok(finite, env, device):
                     where = f"; the last good checkpoint is {last_path}" if last_path else "; no checkpoint yet"
                     raise BertDetrError(f"non-finite loss at iteration {it + 1} (epoch {epoch}): training "
                                         f"stopped{where}. Lower the learning rate or check the data.")
-                optimizer.step()
+                precision.step(optimizer)
                 optimizer.zero_grad(set_to_none=True)
                 for _ in group:
                     scheduler.step()
@@ -379,7 +389,7 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 if log is not None and (it % cfg.log_every == 0 or it == total_iters):
                     rate = images_seen / max(time.perf_counter() - t0, 1e-9)
                     log.log(it, {**losses, "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
-                                 "images_per_s": rate})
+                                 "images_per_s": rate, **precision.scalars()})
                     t0, images_seen = time.perf_counter(), 0
                     if bar is not None:
                         bar.set_postfix(loss=f"{total:.3f}", cls=f"{losses.get('loss_cls', 0):.3f}",
@@ -395,7 +405,8 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 batch_in_epoch = 0
             finished = it >= total_iters or epoch >= cfg.epochs
             if finished or (exhausted and epoch % cfg.save_every == 0):
-                last_path = _save(cfg, env, model, optimizer, scheduler, epoch, batch_in_epoch, it, index, device)
+                last_path = _save(cfg, env, model, optimizer, scheduler, precision, epoch, batch_in_epoch, it, index,
+                                  device)
             if val_index is not None and (finished or (exhausted and epoch % cfg.eval_every == 0)):
                 metrics = evaluate_detr(model, val_index, data.val_ann, data.test_size, data.max_size,
                                         model_config.test_cfg.max_per_img, device, cfg.batch_size, env,
@@ -434,11 +445,13 @@ _END = object()
 
 
 def _float(v):
-    """The criterion runs in fp32 (bf16 logits would round the matching costs)."""
+    """The criterion runs in fp32 (bf16/fp16 logits would round the matching costs)."""
     if isinstance(v, torch.Tensor):
         return v.float()
+    if isinstance(v, dict):  # the outputs and each aux_outputs entry
+        return {k: _float(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [{k: _float(x) for k, x in d.items()} for d in v]
+        return [_float(x) for x in v]
     return v
 
 
@@ -473,11 +486,12 @@ def _batches_per_epoch(n: int, env: Distributed, cfg: TrainConfig) -> int:
     return math.ceil(math.ceil(n / env.world_size) / cfg.batch_size)
 
 
-def _save(cfg, env, model, optimizer, scheduler, epoch, batch_in_epoch, it, index, device) -> str | None:
+def _save(cfg, env, model, optimizer, scheduler, precision, epoch, batch_in_epoch, it, index, device) -> str | None:
     rng = gather_rng_states(env, device)
     if not env.main:
         return None
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "precision": precision.state_dict(),
              "epoch": epoch, "batch_in_epoch": batch_in_epoch, "iteration": it, "world_size": env.world_size,
              "rng": rng, "category_ids": index.category_ids, "class_names": index.class_names}
     return save_checkpoint(state, cfg.output_dir, it, cfg.keep_last)
