@@ -47,7 +47,7 @@ def main() -> None:
     summary = pretrain(PretrainConfig(
         input_files=[train_rec], output_dir=run, model=model, vocab_file=vocab, eval_files=[held_rec],
         batch_size=32, num_train_steps=args.steps, num_warmup_steps=args.steps // 10, learning_rate=1e-3, seed=0,
-        save_every=args.steps, log_every=50, eval_every=args.eval_every, progress=False))
+        save_every=args.steps, log_every=50, eval_every=args.eval_every, progress=False, overwrite=True))
     seconds = time.perf_counter() - t0
     series = read_scalars(os.path.join(run, "scalars.csv"))
     base = series["eval_masked_lm_frequency_baseline"][-1][1]

@@ -138,3 +138,29 @@ def test_predict_on_a_transformers_detr_folder_says_convert(detr_dir, tmp_path, 
     err = _error(capsys, ["detr", "predict", "--checkpoint", str(tmp_path / "missing"),
                           str(detr_dir / "images" / "im0.png"), "--out", str(tmp_path / "o")])
     assert "checkpoint directory not found" in err
+
+
+def test_tensorboard_missing_is_an_error_before_any_work(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    rec = os.path.join(DATA, "sample-default.tfrecord")
+    err = _error(capsys, ["bert", "pretrain", "--input-file", rec, "--output-dir", str(tmp_path / "run"),
+                          "--model-size", "tiny", "--vocab-file", VOCAB, "--tensorboard"])
+    assert "pip install 'bertdetr[tensorboard]'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_plot_curves_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    from bertdetr.runlog import ScalarLog, plot_curves
+
+    before = matplotlib.get_backend()
+    log = ScalarLog(tmp_path)
+    log.log(1, {"loss": 2.0})
+    log.log(2, {"loss": 1.0})
+    log.close()
+    plot_curves(tmp_path / "scalars.csv", tmp_path / "c.png", ["loss"])
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert matplotlib.get_backend() == before

@@ -64,3 +64,38 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def latest_checkpoint(directory: str | os.PathLike) -> str | None:
     found = list_checkpoints(directory)
     return found[-1][1] if found else None
+
+
+_SCHEDULE_POSITION = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial")
+
+
+def load_training_state(optimizer: torch.optim.Optimizer, scheduler, state: dict) -> list[str]:
+    """Restores the optimizer's moments and the schedule's position from a checkpoint, keeping the
+    hyperparameters of the run being resumed (its learning rate, weight decay, schedule length,
+    lr drops); returns the names of the hyperparameters that differ from the checkpoint's.
+
+    With unchanged settings the state is restored exactly as saved (the resumed losses equal an
+    uninterrupted run's); with changed ones the lr is recomputed in closed form at the saved step.
+    """
+    fresh_groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    fresh_schedule = scheduler.state_dict()
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    changed = sorted({k for g, f in zip(optimizer.param_groups, fresh_groups) for k in f
+                      if k != "lr" and g.get(k) != f[k]}
+                     | {k for k, v in fresh_schedule.items()
+                        if k not in _SCHEDULE_POSITION and k != "lr_lambdas" and state["scheduler"].get(k) != v})
+    if not changed:
+        return []
+    for g, f in zip(optimizer.param_groups, fresh_groups):
+        g.update({k: v for k, v in f.items() if k != "lr"})
+    position = {k: v for k, v in state["scheduler"].items() if k in _SCHEDULE_POSITION}
+    scheduler.load_state_dict({**fresh_schedule, **position})
+    if hasattr(scheduler, "_get_closed_form_lr"):  # MultiStepLR: base * gamma ** (drops passed)
+        lrs = scheduler._get_closed_form_lr()
+    else:  # LambdaLR: base * factor(step)
+        lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for g, lr in zip(optimizer.param_groups, lrs):
+        g["lr"] = lr
+    scheduler._last_lr = list(lrs)
+    return changed

@@ -45,10 +45,13 @@ def add_parser(systems) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from bertdetr.threads import set_num_threads
 
-    # Two CPU cores: intra-op threads for matmuls, none spare for a DataLoader worker.
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    # The CPUs free for this process (on a busy machine, one thread beats two that spin waiting
+    # for each other: bertdetr.threads); none spare for a DataLoader worker.
+    threads = set_num_threads()
+    print(f"using {threads} CPU thread(s) of {len(os.sched_getaffinity(0))} "
+          f"(load average {os.getloadavg()[0]:.1f})")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     if args.only in (None, "bert"):
@@ -109,7 +112,8 @@ def run_bert(out: str, steps: int, seed: int) -> dict:
     config = PretrainConfig(input_files=[train_rec], output_dir=os.path.join(out, "run"), model=model,
                             vocab_file=vocab_file, eval_files=[held_rec], batch_size=32, num_train_steps=steps,
                             num_warmup_steps=max(1, steps // 10), learning_rate=1e-3, seed=seed,
-                            save_every=max(steps // 2, 1), log_every=max(1, min(50, steps // 10)))
+                            save_every=max(steps // 2, 1), log_every=max(1, min(50, steps // 10)),
+                            overwrite=True)  # a demo run again replaces its own outputs
     t = time.perf_counter()
     print(f"[3] pretraining a tiny BERT (2 layers, hidden 128) for {steps} steps of 32 sequences"
           f"   # bertdetr bert pretrain")
@@ -173,7 +177,7 @@ def detr_demo_setup(epochs: int, seed: int) -> dict:
                   "positional_encoding": {"num_feats": 32}, "bbox_head": {"loss_cls_weight": 5.0}},
         "train": {"output_dir": "run", "epochs": epochs, "batch_size": 8, "num_workers": 0, "lr": 2e-4,
                   "backbone_lr": 2e-4, "lr_drop": [int(epochs * 0.8)], "eval_every": epochs, "save_every": epochs,
-                  "log_every": 10, "seed": seed},
+                  "log_every": 10, "seed": seed, "overwrite": True},
     }
 
 

@@ -15,11 +15,22 @@ from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
 
+def tensorboard_writer():
+    """torch's ``SummaryWriter`` class; a clear error naming the extra when tensorboard is missing
+    (the trainers call this before any work)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise BertDetrError("--tensorboard needs the tensorboard package: pip install 'bertdetr[tensorboard]'") from None
+    return SummaryWriter
+
+
 class ScalarLog:
     """``log(step, {"loss": ..., "lr": ...})`` appends a row to ``<dir>/scalars.csv`` (long format:
     step, name, value) and, with ``tensorboard=True``, to a TensorBoard event file in ``<dir>/tb``."""
 
     def __init__(self, directory: str | os.PathLike, tensorboard: bool = False):
+        summary_writer = tensorboard_writer() if tensorboard else None  # before any file is made
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(os.fspath(directory), "scalars.csv")
         new = not os.path.exists(self.path)
@@ -29,12 +40,8 @@ class ScalarLog:
             self._csv.writerow(["step", "name", "value"])
             self._file.flush()
         self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise BertDetrError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-            self._tb = SummaryWriter(os.path.join(os.fspath(directory), "tb"))
+        if summary_writer is not None:
+            self._tb = summary_writer(os.path.join(os.fspath(directory), "tb"))
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         for name, value in scalars.items():

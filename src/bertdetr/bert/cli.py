@@ -200,12 +200,23 @@ def _add_pretrain(commands) -> None:
     p.add_argument("--keep-last", dest="keep_last", type=int, default=3)
     p.add_argument("--log-every", dest="log_every", type=int, default=10)
     p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast (weights stay fp32)")
+    precision.add_argument("--fp16", action="store_true",
+                           help="float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); "
+                           "overflowed steps are skipped and logged as skipped_steps")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--num-workers", dest="num_workers", type=int, default=0, help="DataLoader workers per process")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    p.add_argument("--num-threads", dest="num_threads", type=int,
+                   help="CPU threads of a CPU run (default: the CPUs free for this process at start: its CPUs "
+                   "less the load average of other work, at least 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output-dir from its latest checkpoint (a new run if it has none)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --output-dir that holds a run, deleting its checkpoints and logs")
     p.add_argument("--stop-at-step", dest="stop_at_step", type=int, help="stop (checkpointed) after this step")
-    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to OUTPUT_DIR/tb (pip install 'bertdetr[tensorboard]')")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=_run_pretrain)
@@ -238,8 +249,9 @@ def _run_pretrain(args) -> int:
         num_warmup_steps=args.num_warmup_steps, learning_rate=args.learning_rate, optimizer=args.optimizer,
         seed=args.seed, save_every=args.save_every, keep_last=args.keep_last, log_every=args.log_every,
         eval_batch_size=args.eval_batch_size, max_eval_steps=args.max_eval_steps, eval_every=args.eval_every,
-        bf16=args.bf16,
-        compile=args.compile, num_workers=args.num_workers, resume=args.resume, stop_at_step=args.stop_at_step,
+        bf16=args.bf16, fp16=args.fp16,
+        compile=args.compile, num_workers=args.num_workers, num_threads=args.num_threads, resume=args.resume, overwrite=args.overwrite,
+        stop_at_step=args.stop_at_step,
         tensorboard=args.tensorboard, device=args.device, progress=args.progress,
     )
     summary = pretrain(config)

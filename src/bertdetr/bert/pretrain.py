@@ -21,6 +21,7 @@ records, written to ``eval_results.txt`` (Google's ``key = value`` lines) and ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -36,10 +37,19 @@ from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_p
 from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.tokenization import load_vocab
 from bertdetr.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
-from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from bertdetr.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
-from bertdetr.runlog import ScalarLog, plot_curves
+from bertdetr.precision import MixedPrecision
+from bertdetr.runfolder import (
+    BERT_PRETRAIN,
+    recorded_config,
+    remove_unfinished_logs,
+    resume_changes,
+    settle_run_folder,
+)
+from bertdetr.runlog import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.threads import set_num_threads
 
 
 # Google's released model sizes (bert-base/large and the 24 "BERT miniatures" of the README):
@@ -106,14 +116,20 @@ class PretrainConfig:
     """Also evaluate every this many steps, logged as ``eval_*`` scalars (a learning curve)."""
     bf16: bool = False
     """bfloat16 autocast for forward and backward (weights and optimizer stay fp32)."""
+    fp16: bool = False
+    """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
     """torch.compile the model."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
+    num_threads: int | None = None
+    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.threads)."""
     shuffle_buffer: int = 1000
     """Records in each reader's shuffle buffer."""
     resume: bool = False
-    """Continue from the latest checkpoint in ``output_dir`` if there is one."""
+    """Continue from the latest checkpoint in ``output_dir`` (a new run if it has none)."""
+    overwrite: bool = False
+    """Start again in an ``output_dir`` that holds a run, deleting its checkpoints and logs."""
     stop_at_step: int | None = None
     """Stop (with a checkpoint) after this step, e.g. to fit a scheduler's time limit; resume later."""
     tensorboard: bool = False
@@ -133,6 +149,8 @@ class PretrainConfig:
             raise BertDetrError(f"num_warmup_steps must be in [0, num_train_steps], got {self.num_warmup_steps}")
         if self.learning_rate <= 0:
             raise BertDetrError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.bf16 and self.fp16:
+            raise BertDetrError("choose bf16 or fp16, not both")
         if self.optimizer not in ("adam", "lamb"):
             raise BertDetrError(f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
         if self.eval_every is not None and (self.eval_every <= 0 or not self.eval_files):
@@ -177,7 +195,11 @@ def _autocast(device: torch.device, enabled: bool):
 
 def pretrain(config: PretrainConfig) -> dict:
     """Runs (or resumes) pretraining; returns a summary (steps, last loss, eval metrics, paths)."""
+    if config.tensorboard:
+        tensorboard_writer()
     env, device = setup_distributed(config.device)
+    if device.type == "cpu":
+        set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     if config.init_checkpoint:
         model = BertForPreTraining.from_pretrained(config.init_checkpoint)
@@ -187,20 +209,28 @@ def pretrain(config: PretrainConfig) -> dict:
     shape = check_data(config, model_config)
     if env.main:
         check_writable(os.path.join(config.output_dir, "train_config.json"))
+    resumed_from = settle_run_folder(env, config.output_dir, BERT_PRETRAIN, config.resume, config.overwrite)
+    if resumed_from:
+        config, model_config = _settings_in_force(config, model_config, env)
+        if model_config != model.config:
+            torch.manual_seed(config.seed)
+            model = build_bert_for_pretraining(model_config)
+            shape = check_data(config, model_config)
     model.to(device)
 
     optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
                                             config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
 
+    precision = MixedPrecision(device, config.bf16, config.fp16)
+
     step = 0
     torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
-    resumed_from = latest_checkpoint(config.output_dir) if config.resume else None
     skip_batches = 0
     if resumed_from:
         state = load_checkpoint(resumed_from, map_location="cpu")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        load_training_state(optimizer, scheduler, state)
+        precision.load_state_dict(state.get("precision", {}))
         step = int(state["step"])
         if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
             skip_batches = step * config.grad_accum
@@ -210,10 +240,6 @@ def pretrain(config: PretrainConfig) -> dict:
             seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
             skip_batches = seen // (config.batch_size * env.world_size)
             torch.manual_seed(config.seed + env.rank + step)
-    if env.main:
-        with atomic_output(os.path.join(config.output_dir, "train_config.json"), "w") as f:
-            json.dump({**asdict(config), "model": asdict(model_config), "world_size": env.world_size,
-                       "record_shape": asdict(shape)}, f, indent=1)
 
     net: torch.nn.Module = model
     if config.compile:
@@ -232,6 +258,10 @@ def pretrain(config: PretrainConfig) -> dict:
                                          persistent_workers=config.num_workers > 0,
                                          generator=torch.Generator().manual_seed(config.seed))
     batches = iter(loader)
+    if env.main:  # the config in force
+        with atomic_output(os.path.join(config.output_dir, "train_config.json"), "w") as f:
+            json.dump({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
+                       "world_size": env.world_size, "record_shape": asdict(shape)}, f, indent=1)
     log = ScalarLog(config.output_dir, config.tensorboard) if env.main else None
     last_stop = config.num_train_steps if config.stop_at_step is None else min(config.stop_at_step, config.num_train_steps)
     bar = None
@@ -253,21 +283,24 @@ def pretrain(config: PretrainConfig) -> dict:
                 sync = micro == config.grad_accum - 1 or env.world_size == 1
                 ctx = contextlib.nullcontext() if sync else net.no_sync()
                 with ctx:
-                    with _autocast(device, config.bf16):
+                    with precision.autocast():
                         out = net(**batch)
-                    (out["loss"] / config.grad_accum).backward()
+                    precision.backward(out["loss"] / config.grad_accum)
                 totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(),
                                        out["next_sentence_loss"].detach()]).float() / config.grad_accum
             if env.world_size > 1:
                 dist.all_reduce(totals)
                 totals /= env.world_size
+            precision.unscale(optimizer)
             grad_norm = clip_by_global_norm(model.parameters(), config.max_grad_norm)
-            if not all_ranks_ok(bool(torch.isfinite(totals).all() and torch.isfinite(grad_norm)), env, device):
+            # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
+            finite = bool(torch.isfinite(totals).all() and (precision.overflow_skips or torch.isfinite(grad_norm)))
+            if not all_ranks_ok(finite, env, device):
                 where = f"; the last good checkpoint is {last_path}" if last_path else "; no checkpoint was written yet"
                 raise BertDetrError(
                     f"non-finite loss at step {step + 1} (loss {totals[0].item():.4g}, grad norm "
                     f"{grad_norm.item():.4g}): training stopped{where}. Lower the learning rate or check the data.")
-            optimizer.step()
+            precision.step(optimizer)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -276,19 +309,27 @@ def pretrain(config: PretrainConfig) -> dict:
                       "next_sentence_loss": totals[2].item()}
             if log is not None and (step % config.log_every == 0 or step == last_stop):
                 rate = seqs / max(time.perf_counter() - t0, 1e-9)
-                log.log(step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate})
+                log.log(step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate,
+                               **precision.scalars()})
                 t0, seqs = time.perf_counter(), 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
             if bar is not None:
                 bar.update(1)
             if step % config.save_every == 0 or step == last_stop:
-                last_path = _save(config, env, model, optimizer, scheduler, step, device)
+                last_path = _save(config, env, model, optimizer, scheduler, precision, step, device)
             if config.eval_every and step % config.eval_every == 0 and log is not None:
                 # Rank 0 only; the others wait for it at the next step's all-reduce.
                 metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
                                    device, config.bf16)
                 log.log(step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
+    except BaseException:
+        if log is not None:
+            log.close()
+            log = None
+            if resumed_from is None:  # a new run that never reached a checkpoint leaves no logs
+                remove_unfinished_logs(config.output_dir)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -313,7 +354,30 @@ def pretrain(config: PretrainConfig) -> dict:
     return summary
 
 
-def _save(config, env, model, optimizer, scheduler, step, device) -> str | None:
+# Settings a resumed run keeps from the run it continues, and why (the others it applies).
+_KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
+                   "seed": "the data order and dropout streams continue the run's"}
+_NOT_SETTINGS = {"resume", "overwrite", "progress", "stop_at_step", "device", "output_dir"}
+
+
+def _settings_in_force(config: PretrainConfig, model_config: BertConfig, env) -> tuple[PretrainConfig, BertConfig]:
+    """The config of a resumed run: the recorded run's values for ``_KEPT_ON_RESUME``, the new
+    ones otherwise; says on the main process which changed settings it applies and which it keeps."""
+    recorded = recorded_config(config.output_dir)
+    if recorded is None:
+        return config, model_config
+    new = {**asdict(config), "model": asdict(model_config)}
+    if env.main:
+        lines = resume_changes(recorded, new, _KEPT_ON_RESUME, _NOT_SETTINGS)
+        if lines:
+            print(f"resuming {config.output_dir} with changed settings:\n" + "\n".join(lines))
+    if "model" in recorded and recorded["model"] != new["model"]:
+        model_config = BertConfig(**recorded["model"])
+    kept = {k: recorded[k] for k in ("init_checkpoint", "seed") if k in recorded}
+    return dataclasses.replace(config, model=model_config, **kept), model_config
+
+
+def _save(config, env, model, optimizer, scheduler, precision, step, device) -> str | None:
     rng = gather_rng_states(env, device)  # every rank's dropout RNG, so each resumes where it stopped
     if not env.main:
         return None
@@ -321,6 +385,7 @@ def _save(config, env, model, optimizer, scheduler, step, device) -> str | None:
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "precision": precision.state_dict(),
         "step": step,
         "world_size": env.world_size,
         "batch_size": config.batch_size,

@@ -174,7 +174,10 @@ def _add_train(commands) -> None:
                             "(see bertdetr.detr.train). Options given here override the config's train section.")
     p.add_argument("config", help="training config (JSON)")
     p.add_argument("--output-dir", dest="output_dir")
-    p.add_argument("--resume", action="store_true", default=None, help="continue from the latest checkpoint")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in the output folder from its latest checkpoint (a new run if it has none)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="start again in an output folder that holds a run, deleting its checkpoints and logs")
     p.add_argument("--init-checkpoint", dest="init_checkpoint", help="our checkpoint directory to fine-tune from")
     p.add_argument("--reset-head", dest="reset_head", action="store_true", default=None,
                    help="re-initialise the class FC for the dataset's class count")
@@ -182,9 +185,18 @@ def _add_train(commands) -> None:
     p.add_argument("--max-iters", dest="max_iters", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--num-workers", dest="num_workers", type=int)
-    p.add_argument("--bf16", action="store_true", default=None)
+    p.add_argument("--num-threads", dest="num_threads", type=int,
+                   help="CPU threads of a CPU run (default: the CPUs free for this process at start: its CPUs "
+                   "less the load average of other work, at least 1)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", default=None,
+                           help="bfloat16 autocast (weights stay fp32; train.bf16)")
+    precision.add_argument("--fp16", action="store_true", default=None,
+                           help="float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); "
+                           "overflowed steps are skipped and logged as skipped_steps (train.fp16)")
     p.add_argument("--device")
-    p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard event files to OUTPUT_DIR/tb (pip install 'bertdetr[tensorboard]')")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.set_defaults(func=_run_train)
 
@@ -194,8 +206,8 @@ def _run_train(args) -> int:
 
     from bertdetr.detr.train import load_train_setup, train_detr
 
-    overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "init_checkpoint", "reset_head", "epochs",
-                                               "max_iters", "batch_size", "num_workers", "bf16", "device",
+    overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "overwrite", "init_checkpoint", "reset_head", "epochs",
+                                               "max_iters", "batch_size", "num_workers", "num_threads", "bf16", "fp16", "device",
                                                "tensorboard", "progress")}
     summary = train_detr(load_train_setup(args.config, **overrides))
     if int(os.environ.get("RANK", "0")) == 0:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from bertdetr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from bertdetr.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data import CocoDetection, CocoIndex, check_images, collate, load_coco
 from bertdetr.detr.evaluate import COCO_BACKENDS, evaluate_detr
@@ -44,7 +44,16 @@ from bertdetr.distributed import (
 )
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
-from bertdetr.runlog import ScalarLog, plot_curves
+from bertdetr.precision import MixedPrecision
+from bertdetr.runfolder import (
+    DETR_TRAIN,
+    recorded_config,
+    remove_unfinished_logs,
+    resume_changes,
+    settle_run_folder,
+)
+from bertdetr.runlog import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.threads import set_num_threads
 
 
 @dataclass
@@ -111,8 +120,12 @@ class TrainConfig:
     """Seeds the data order, augmentation and dropout."""
     num_workers: int = 2
     """DataLoader workers per process."""
+    num_threads: int | None = None
+    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.threads)."""
     bf16: bool = False
     """bfloat16 autocast for forward and backward."""
+    fp16: bool = False
+    """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     save_every: int = 1
     """Checkpoint every this many epochs (and at the end)."""
     keep_last: int = 3
@@ -122,7 +135,9 @@ class TrainConfig:
     log_every: int = 10
     """Log scalars every this many steps."""
     resume: bool = False
-    """Continue from the latest checkpoint in output_dir."""
+    """Continue from the latest checkpoint in output_dir (a new run if it has none)."""
+    overwrite: bool = False
+    """Start again in an output_dir that holds a run, deleting its checkpoints and logs."""
     device: str | None = None
     """"cpu", "cuda", ... (default: cuda when available)."""
     progress: bool = True
@@ -133,6 +148,8 @@ class TrainConfig:
     """COCO mAP back-end of the evaluations: "pycocotools" or "faster-coco-eval" (extra fast-eval)."""
 
     def __post_init__(self):
+        if self.bf16 and self.fp16:
+            raise BertDetrError("train.bf16 and train.fp16: choose one")
         if self.coco_backend not in COCO_BACKENDS:
             raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
         for name in ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every"):
@@ -242,7 +259,11 @@ def _export(model: DETR, config: DETRConfig, index: CocoIndex, directory: str) -
 def train_detr(setup: DetrTrainSetup) -> dict:
     """Trains (or resumes); returns a summary: iterations, last losses, metrics, paths."""
     cfg, data = setup.train, setup.data
+    if cfg.tensorboard:
+        tensorboard_writer()
     env, device = setup_distributed(cfg.device)
+    if device.type == "cpu":
+        set_num_threads(cfg.num_threads)
 
     index = load_coco(data.train_ann, data.train_images)
     index, bad = check_images(index, data.skip_bad_images)
@@ -254,10 +275,13 @@ def train_detr(setup: DetrTrainSetup) -> dict:
     if env.main:
         check_writable(os.path.join(cfg.output_dir, "train_config.json"))
         print(f"train data: {index.summary()}" + (f"; skipped {bad} unreadable images" if bad else ""))
+    last_path = settle_run_folder(env, cfg.output_dir, DETR_TRAIN, cfg.resume, cfg.overwrite)
+    model_config = with_num_classes(setup.model, index.num_classes)
+    if last_path:
+        cfg, model_config = _settings_in_force(setup, model_config, env)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model_config = with_num_classes(setup.model, index.num_classes)
-    if cfg.init_checkpoint:
+    if cfg.init_checkpoint and not last_path:
         model, model_config = load_detr(cfg.init_checkpoint, num_classes=index.num_classes,
                                         reset_head=cfg.reset_head, generator=torch.Generator().manual_seed(cfg.seed))
     else:
@@ -277,21 +301,18 @@ def train_detr(setup: DetrTrainSetup) -> dict:
 
     epoch, batch_in_epoch, it = 0, 0, 0
     torch.manual_seed(cfg.seed + 1 + env.rank)
-    last_path = latest_checkpoint(cfg.output_dir) if cfg.resume else None
+    precision = MixedPrecision(device, cfg.bf16, cfg.fp16)
+    resumed = last_path is not None
     if last_path:
         state = load_checkpoint(last_path)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        load_training_state(optimizer, scheduler, state)
+        precision.load_state_dict(state.get("precision", {}))
         epoch, batch_in_epoch, it = int(state["epoch"]), int(state["batch_in_epoch"]), int(state["iteration"])
         if int(state["world_size"]) == env.world_size:
             set_rng_state(state["rng"][env.rank], device)
         else:
             batch_in_epoch = 0  # another process count: restart the interrupted epoch's data
-    if env.main:
-        with atomic_output(os.path.join(cfg.output_dir, "train_config.json"), "w") as f:
-            json.dump({"data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
-                       "world_size": env.world_size}, f, indent=1)
 
     net: torch.nn.Module = model
     if env.world_size > 1 and device.type == "cuda" and model_config.backbone.norm == "batch":
@@ -301,6 +322,10 @@ def train_detr(setup: DetrTrainSetup) -> dict:
     if env.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+    if env.main:  # the config in force
+        with atomic_output(os.path.join(cfg.output_dir, "train_config.json"), "w") as f:
+            json.dump({"run": DETR_TRAIN, "data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
+                       "world_size": env.world_size}, f, indent=1)
     log = ScalarLog(cfg.output_dir, cfg.tensorboard) if env.main else None
     total_iters = cfg.epochs * math.ceil(steps_per_epoch / cfg.grad_accum)
     if cfg.max_iters is not None:
@@ -335,24 +360,27 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 terms_sum: dict[str, float] = {}
                 for batch in group:
                     images, masks = batch["images"].to(device), batch["masks"].to(device)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    with precision.autocast():
                         outputs = net(images, masks)
                     # the targets stay on the host: the criterion checks them there and copies what
                     # the device needs at once (moving each image's boxes would wait for the GPU)
                     terms = criterion(_float(outputs), batch["targets"])
-                    (criterion.total(terms) / len(group)).backward()
+                    precision.backward(criterion.total(terms) / len(group))
                     images_seen += len(batch["targets"]) * env.world_size
                     # all terms to the host in one copy, not one wait per term and layer
                     values = torch.stack([v.detach() for v in terms.values()]).tolist()
                     for name, v in zip(terms, values):
                         terms_sum[name] = terms_sum.get(name, 0.0) + v / len(group)
+                precision.unscale(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 total = sum(terms_sum.values())
-                if not all_ranks_ok(math.isfinite(total) and bool(torch.isfinite(grad_norm)), env, device):
+                # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
+                finite = math.isfinite(total) and (precision.overflow_skips or bool(torch.isfinite(grad_norm)))
+                if not all_ranks_ok(finite, env, device):
                     where = f"; the last good checkpoint is {last_path}" if last_path else "; no checkpoint yet"
                     raise BertDetrError(f"non-finite loss at iteration {it + 1} (epoch {epoch}): training "
                                         f"stopped{where}. Lower the learning rate or check the data.")
-                optimizer.step()
+                precision.step(optimizer)
                 optimizer.zero_grad(set_to_none=True)
                 for _ in group:
                     scheduler.step()
@@ -361,7 +389,7 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 if log is not None and (it % cfg.log_every == 0 or it == total_iters):
                     rate = images_seen / max(time.perf_counter() - t0, 1e-9)
                     log.log(it, {**losses, "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
-                                 "images_per_s": rate})
+                                 "images_per_s": rate, **precision.scalars()})
                     t0, images_seen = time.perf_counter(), 0
                     if bar is not None:
                         bar.set_postfix(loss=f"{total:.3f}", cls=f"{losses.get('loss_cls', 0):.3f}",
@@ -377,7 +405,8 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 batch_in_epoch = 0
             finished = it >= total_iters or epoch >= cfg.epochs
             if finished or (exhausted and epoch % cfg.save_every == 0):
-                last_path = _save(cfg, env, model, optimizer, scheduler, epoch, batch_in_epoch, it, index, device)
+                last_path = _save(cfg, env, model, optimizer, scheduler, precision, epoch, batch_in_epoch, it, index,
+                                  device)
             if val_index is not None and (finished or (exhausted and epoch % cfg.eval_every == 0)):
                 metrics = evaluate_detr(model, val_index, data.val_ann, data.test_size, data.max_size,
                                         model_config.test_cfg.max_per_img, device, cfg.batch_size, env,
@@ -385,6 +414,13 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                                         cfg.coco_backend).metrics
                 if log is not None:
                     log.log(it, {f"eval_{k}": v for k, v in metrics.items()})
+    except BaseException:
+        if log is not None:
+            log.close()
+            log = None
+            if not resumed:  # a new run that never reached a checkpoint leaves no logs
+                remove_unfinished_logs(cfg.output_dir)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -409,23 +445,53 @@ _END = object()
 
 
 def _float(v):
-    """The criterion runs in fp32 (bf16 logits would round the matching costs)."""
+    """The criterion runs in fp32 (bf16/fp16 logits would round the matching costs)."""
     if isinstance(v, torch.Tensor):
         return v.float()
+    if isinstance(v, dict):  # the outputs and each aux_outputs entry
+        return {k: _float(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [{k: _float(x) for k, x in d.items()} for d in v]
+        return [_float(x) for x in v]
     return v
+
+
+# Settings a resumed run keeps from the run it continues, and why (the others it applies).
+_KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
+                   "reset_head": "the weights are the checkpoint's",
+                   "seed": "the data order, augmentation and dropout continue the run's"}
+_NOT_SETTINGS = {"resume", "overwrite", "progress", "device", "output_dir"}
+
+
+def _settings_in_force(setup: DetrTrainSetup, model_config: DETRConfig, env) -> tuple[TrainConfig, DETRConfig]:
+    """The train section and model of a resumed run: the recorded run's model, seed and
+    initialisation, the new values otherwise; says on the main process which changed settings it
+    applies and which it keeps."""
+    cfg = setup.train
+    recorded = recorded_config(cfg.output_dir)
+    if recorded is None:
+        return cfg, model_config
+    old = {**recorded.get("data", {}), **recorded.get("train", {}), "model": recorded.get("model")}
+    new = {**asdict(setup.data), **asdict(cfg), "model": model_config.to_dict()}
+    if env.main:
+        lines = resume_changes(old, new, _KEPT_ON_RESUME, _NOT_SETTINGS)
+        if lines:
+            print(f"resuming {cfg.output_dir} with changed settings:\n" + "\n".join(lines))
+    if isinstance(old["model"], dict) and old["model"] != new["model"]:
+        model_config = DETRConfig.from_dict(old["model"])
+    kept = {k: old[k] for k in ("init_checkpoint", "reset_head", "seed") if k in old}
+    return dataclasses.replace(cfg, **kept), model_config
 
 
 def _batches_per_epoch(n: int, env: Distributed, cfg: TrainConfig) -> int:
     return math.ceil(math.ceil(n / env.world_size) / cfg.batch_size)
 
 
-def _save(cfg, env, model, optimizer, scheduler, epoch, batch_in_epoch, it, index, device) -> str | None:
+def _save(cfg, env, model, optimizer, scheduler, precision, epoch, batch_in_epoch, it, index, device) -> str | None:
     rng = gather_rng_states(env, device)
     if not env.main:
         return None
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "precision": precision.state_dict(),
              "epoch": epoch, "batch_in_epoch": batch_in_epoch, "iteration": it, "world_size": env.world_size,
              "rng": rng, "category_ids": index.category_ids, "class_names": index.class_names}
     return save_checkpoint(state, cfg.output_dir, it, cfg.keep_last)
