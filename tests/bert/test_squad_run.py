@@ -124,14 +124,14 @@ def test_a_killed_training_run_resumes(tiny_model, tmp_path, monkeypatch):
 # ---- bad input: exit 2, an error naming the file, nothing under final names ---------------------
 
 
-@pytest.mark.parametrize("case", ["not-squad", "not-json", "v2-without-flag", "query-room", "stride"])
+@pytest.mark.parametrize("case", ["not-squad", "not-json", "v2-without-flag", "query-room", "stride", "no-steps"])
 def test_bad_input(tiny_model, tmp_path, capsys, case):
     out = tmp_path / "out"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"rows": [{"text": "hello"}]}) if case == "not-squad" else '{"data": [', "utf-8")
     files = {"not-squad": str(bad), "not-json": str(bad), "v2-without-flag": str(SQUAD / "train-v2.0.json")}
     extra = {"query-room": ["--max-seq-length", "40", "--max-query-length", "40"],
-             "stride": ["--doc-stride", "64"]}.get(case, [])
+             "stride": ["--doc-stride", "64"], "no-steps": ["--num-train-epochs", "0.01"]}.get(case, [])
     args = ["bert", "squad", "--init-checkpoint", tiny_model, "--output-dir", str(out), "--do-train",
             "--train-file", files.get(case, str(SQUAD / "train-v1.1.json")), "--do-predict",
             "--predict-file", str(SQUAD / "dev-v1.1.json"), "--no-progress", *WINDOWS, *extra]
@@ -142,7 +142,8 @@ def test_bad_input(tiny_model, tmp_path, capsys, case):
                 "v2-without-flag": r"train-v2.0.json: data\[0\]\.paragraphs\[0\]\.qas\[9\] \(id 'holmes-x1'\).*"
                                    r"--version-2-with-negative",
                 "query-room": r"--max-seq-length 40 is too small for the question",
-                "stride": r"--doc-stride 64 is larger than the room left for the document \(45 tokens"}[case]
+                "stride": r"--doc-stride 64 is larger than the room left for the document \(45 tokens",
+                "no-steps": r"train-v1.1.json: 24 training examples in batches of 32 for 0.01 epochs make no"}[case]
 
     assert re.search(expected, err), err
     assert not out.exists() or not any(p for p in out.iterdir() if not p.name.startswith("."))

@@ -949,6 +949,12 @@ def run_squad(config: SquadConfig) -> dict:
         if not train_squad.examples:
             raise BertDetrError(f"{config.train_file} has no training examples")
         summary["skipped"] = len(train_squad.skipped)
+        # Google's step count: examples (not windows) / batch size x epochs.
+        num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
+        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+        if num_train_steps == 0:
+            raise BertDetrError(f"{config.train_file}: {len(train_squad.examples)} training examples in batches of "
+                                f"{config.train_batch_size} for {config.num_train_epochs} epochs make no training step")
     if config.do_predict:
         predict_squad = load_squad_file(config.predict_file, False, config.version_2_with_negative)
         if not predict_squad.examples:
@@ -989,12 +995,6 @@ def run_squad(config: SquadConfig) -> dict:
     model.to(device)
 
     if train_data is not None:
-        # Google's step count: examples (not windows) / batch size x epochs.
-        num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
-        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
-        if num_train_steps == 0:
-            raise BertDetrError(f"{len(train_squad.examples)} training examples in batches of "
-                                f"{config.train_batch_size} for {config.num_train_epochs} epochs make no training step")
         from dataclasses import asdict
 
         with atomic_output(os.path.join(config.output_dir, "squad_config.json"), "w") as f:
