@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bertdetr.cli import main
-from bertdetr.detr.export import export_hf, export_mmdet, export_onnx, invert_rules
+from bertdetr.detr.export import export_hf, export_mmdet, invert_rules
 from bertdetr.detr.model import padding_masks
 from bertdetr.detr.mmdet_config import config_from_mmdet, load_mmdet_config
 from bertdetr.detr.weights import _rename, from_hf
@@ -71,10 +71,16 @@ def test_mmdet_model_exported_to_transformers(tmp_path, golden, golden_model):
     torch.testing.assert_close(o.pred_boxes, mine["pred_boxes"], rtol=0, atol=1e-6)
 
 
-def test_onnx_with_dynamic_size_equals_pytorch(tmp_path, golden_model):
+def test_onnx_with_dynamic_size_equals_pytorch(tmp_path, data_dir, golden_model, capsys):
+    """Through the command line: convert, then ``detr export --format onnx``."""
     ort = pytest.importorskip("onnxruntime")
     model, _ = golden_model
-    export_onnx(model, tmp_path / "detr.onnx")
+    ckpt = tmp_path / "ckpt"
+    assert main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(data_dir / "detr" / "mmdet_detr_small.pt"),
+                 "--config", str(data_dir / "detr" / "mmdet_detr_small.config.json"), "--output", str(ckpt)]) == 0
+    assert main(["detr", "export", "--checkpoint", str(ckpt), "--format", "onnx",
+                 "--output", str(tmp_path / "detr.onnx")]) == 0
+    assert "ONNX opset 18" in capsys.readouterr().out
     session = ort.InferenceSession(str(tmp_path / "detr.onnx"))
     assert [i.name for i in session.get_inputs()] == ["images", "masks"]
     g = torch.Generator().manual_seed(0)
@@ -109,3 +115,29 @@ def test_export_command_and_bad_input(tmp_path, data_dir, capsys):
         err = capsys.readouterr().err
         assert err.startswith("bertdetr: error:") and message in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_what_transformers_and_mmdet_cannot_hold_is_refused(tmp_path, capsys):
+    import dataclasses
+
+    from bertdetr.detr.config import BackboneConfig
+    from bertdetr.detr.model import build_detr
+    from bertdetr.detr.weights import save_detr
+    from tests.detr.test_weights import tiny_config
+
+    config = dataclasses.replace(tiny_config(), backbone=BackboneConfig(depth=18, norm="batch"))
+    save_detr(build_detr(config), config, tmp_path / "ckpt")
+    for fmt in ("hf", "mmdet"):
+        assert main(["detr", "export", "--checkpoint", str(tmp_path / "ckpt"), "--format", fmt,
+                     "--output", str(tmp_path / fmt)]) == 2
+        assert f"cannot export to {fmt}: backbone.norm 'batch'" in capsys.readouterr().err
+    config = dataclasses.replace(tiny_config(), bbox_head=dataclasses.replace(tiny_config().bbox_head, num_reg_fcs=3))
+    save_detr(build_detr(config), config, tmp_path / "ckpt3")
+    assert main(["detr", "export", "--checkpoint", str(tmp_path / "ckpt3"), "--format", "hf",
+                 "--output", str(tmp_path / "h3")]) == 2
+    assert "num_reg_fcs 3" in capsys.readouterr().err
+    assert main(["detr", "export", "--checkpoint", str(tmp_path / "ckpt3"), "--format", "mmdet",
+                 "--output", str(tmp_path / "m3")]) == 0  # mmdet's FFN takes any number of FCs
+    sd = torch.load(tmp_path / "m3" / "model.pth", weights_only=True)["state_dict"]
+    assert {"bbox_head.reg_ffn.layers.0.0.weight", "bbox_head.reg_ffn.layers.1.0.weight",
+            "bbox_head.reg_ffn.layers.2.weight"} <= set(sd)
