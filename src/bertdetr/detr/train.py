@@ -188,7 +188,7 @@ def load_train_setup(path: str | os.PathLike, **train_overrides) -> DetrTrainSet
             raw = json.load(f)
     except json.JSONDecodeError as e:
         raise BertDetrError(f"{path} is not valid JSON: {e}") from None
-    unknown = set(raw) - {"data", "model", "train"}
+    unknown = set(raw) - {"data", "model", "train", "_doc"}  # _doc: what full_train_setup explains
     if unknown or "data" not in raw or "train" not in raw:
         raise BertDetrError(f"{path}: expected sections data, model, train (unknown: {sorted(unknown)})")
     base = os.path.dirname(os.path.abspath(path))
@@ -202,6 +202,35 @@ def load_train_setup(path: str | os.PathLike, **train_overrides) -> DetrTrainSet
         return DetrTrainSetup(DataConfig(**data), model_config_from_dict(raw.get("model", {})), TrainConfig(**train))
     except TypeError as e:
         raise BertDetrError(f"{path}: {e}") from None
+
+
+def _docs(cls) -> dict[str, str]:
+    """The docstring of each field of a config dataclass (its bases' fields included)."""
+    from bertdetr.options import field_specs
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update({k: v.doc for k, v in field_specs(klass.__module__, klass.__name__).items()})
+    return docs
+
+
+def full_train_setup(model: DETRConfig, output_dir: str = "runs/detr") -> dict:
+    """A complete training config file as a dict: every field of data, model and train (COCO 2017
+    paths relative to the file, the defaults otherwise) and, under ``_doc``, what each field means
+    (``"train.lr": "..."``); ``load_train_setup`` ignores ``_doc``."""
+    data = DataConfig(train_ann="coco/annotations/instances_train2017.json", train_images="coco/train2017",
+                      val_ann="coco/annotations/instances_val2017.json", val_images="coco/val2017")
+    train = TrainConfig(output_dir=output_dir)
+    doc = {f"data.{k}": v for k, v in _docs(DataConfig).items()}
+    for f in dataclasses.fields(DETRConfig):
+        section = getattr(model, f.name)
+        if dataclasses.is_dataclass(section):
+            doc.update({f"model.{f.name}.{k}": v for k, v in _docs(type(section)).items()})
+        else:
+            doc[f"model.{f.name}"] = _docs(DETRConfig).get(f.name, "")
+    doc.update({f"train.{k}": v for k, v in _docs(TrainConfig).items()})
+    return {"data": asdict(data), "model": model.to_dict(), "train": asdict(train), "_doc": doc}
 
 
 def model_config_from_dict(d: dict) -> DETRConfig:
