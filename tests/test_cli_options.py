@@ -110,3 +110,20 @@ def test_detr_config_full_writes_every_field_documented(tmp_path):
         expected |= {f"model.{section}.{k}" for k in value} if isinstance(value, dict) else {f"model.{section}"}
     assert set(doc) == expected
     assert all(doc.values())
+
+
+def test_one_way_to_replace_a_section_and_one_validation_helper():
+    from bertdetr.detr.config import DETRConfig
+    from bertdetr.detr.train import TrainConfig
+    from bertdetr.errors import BertDetrError
+
+    config = DETRConfig.r18(num_classes=4)
+    changed = config.replace_section("bbox_head", num_classes=7)
+    assert changed.bbox_head.num_classes == 7 and changed.backbone == config.backbone
+    assert config.bbox_head.num_classes == 4
+    with pytest.raises(BertDetrError, match="bbox_head.num_classes must be >= 1, got 0"):
+        config.replace_section("bbox_head", num_classes=0)
+    with pytest.raises(BertDetrError, match="train.num_threads must be >= 1, got 0"):
+        TrainConfig(output_dir="o", num_threads=0)
+    with pytest.raises(BertDetrError, match="train.max_iters must be >= 1"):
+        TrainConfig(output_dir="o", max_iters=0)

@@ -124,8 +124,6 @@ def _add_config(commands) -> None:
 
 
 def _run_config(args) -> int:
-    import dataclasses
-
     from bertdetr.detr.config import DETRConfig
     from bertdetr.errors import BertDetrError
 
@@ -133,7 +131,7 @@ def _run_config(args) -> int:
         raise BertDetrError(f"--num-classes must be >= 1, got {args.num_classes}")
     config = getattr(DETRConfig, args.preset)(args.num_classes)
     if args.pretrained:
-        config = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, pretrained=args.pretrained))
+        config = config.replace_section("backbone", pretrained=args.pretrained)
     if args.full:
         import json
 

@@ -42,7 +42,7 @@ from bertdetr.distributed import (
     set_rng_state,
     setup_distributed,
 )
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require, require_at_least
 from bertdetr.fileio import atomic_output, check_writable
 from bertdetr.precision import MixedPrecision
 from bertdetr.runfolder import (
@@ -148,18 +148,12 @@ class TrainConfig:
     """COCO mAP back-end of the evaluations: "pycocotools" or "faster-coco-eval" (extra fast-eval)."""
 
     def __post_init__(self):
-        if self.bf16 and self.fp16:
-            raise BertDetrError("train.bf16 and train.fp16: choose one")
+        require(not (self.bf16 and self.fp16), "train.bf16 and train.fp16: choose one")
         if self.coco_backend not in COCO_BACKENDS:
             raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
-        for name in ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise BertDetrError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_iters is not None and self.max_iters < 1:
-            raise BertDetrError(f"train.max_iters must be >= 1, got {self.max_iters}")
-        for name in ("lr", "backbone_lr", "weight_decay", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise BertDetrError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        require_at_least(self, ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every",
+                                "max_iters", "num_threads"), 1, "train.")
+        require_at_least(self, ("lr", "backbone_lr", "weight_decay", "max_grad_norm"), 0, "train.")
 
 
 @dataclass
@@ -248,7 +242,7 @@ def model_config_from_dict(d: dict) -> DETRConfig:
 
 
 def with_num_classes(config: DETRConfig, num_classes: int) -> DETRConfig:
-    return dataclasses.replace(config, bbox_head=dataclasses.replace(config.bbox_head, num_classes=num_classes))
+    return config.replace_section("bbox_head", num_classes=num_classes)
 
 
 class EpochSampler(torch.utils.data.Sampler):
