@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bertdetr.bert import cli as bert_cli
     from bertdetr.detr import cli as detr_cli
     from bertdetr import demo
+    from bertdetr.options import use_defaults_formatter
 
     parser = argparse.ArgumentParser(
         prog="bertdetr",
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     detr = systems.add_parser("detr", help="DETR: configs, checkpoint conversion, model")
     detr_cli.add_subcommands(detr.add_subparsers(dest="command", metavar="COMMAND", required=True))
     demo.add_parser(systems)
+    use_defaults_formatter(parser)
     return parser
 
 

@@ -40,7 +40,7 @@ def add_parser(systems) -> None:
     p.add_argument("--bert-steps", dest="bert_steps", type=int, default=4000, help="BERT pretraining steps")
     p.add_argument("--detr-epochs", dest="detr_epochs", type=int, default=16, help="DETR training epochs")
     p.add_argument("--detr-images", dest="detr_images", type=int, default=2000, help="synthetic training images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the initial weights and the training")
     p.set_defaults(func=run)
 
 

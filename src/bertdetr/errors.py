@@ -8,3 +8,17 @@ class BertDetrError(Exception):
     invalid option, a corrupt record. ``bertdetr.cli.main`` prints ``error: <message>`` and exits
     with status 2; every other exception is a bug and keeps its traceback.
     """
+
+
+def require(condition: bool, message: str) -> None:
+    """The configs' one validation step: raises ``BertDetrError(message)`` unless ``condition``."""
+    if not condition:
+        raise BertDetrError(message)
+
+
+def require_at_least(config: object, names: tuple[str, ...], minimum: float, where: str = "") -> None:
+    """Each field of ``names`` of ``config`` must be >= ``minimum`` (None fields are skipped);
+    errors name the field as ``<where>.<name>``."""
+    for name in names:
+        value = getattr(config, name)
+        require(value is None or value >= minimum, f"{where}{name} must be >= {minimum}, got {value}")

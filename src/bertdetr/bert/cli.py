@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from bertdetr.options import absl_bool as _absl_bool
+from bertdetr.options import add_flag
+
 
 def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_build_vocab(commands)
@@ -28,16 +31,21 @@ def _add_build_vocab(commands) -> None:
                    help="text file(s) or globs, comma-separated or repeated")
     p.add_argument("--output", "--vocab-file", "--vocab_file", dest="output", required=True,
                    help="vocab.txt to write")
-    p.add_argument("--vocab-size", "--vocab_size", dest="vocab_size", type=int, default=30522)
+    p.add_argument("--vocab-size", "--vocab_size", dest="vocab_size", type=int, default=30522,
+                   help="entries of the vocab.txt written (fewer if the corpus is too small)")
     case = p.add_mutually_exclusive_group()
     case.add_argument("--lowercase", dest="do_lower_case", action="store_true", default=True,
                       help="lowercase and strip accents (uncased model; the default)")
     case.add_argument("--cased", dest="do_lower_case", action="store_false",
                       help="keep case and accents (cased model)")
+    add_flag(case, "--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True,
+             help="Google's spelling of --lowercase/--cased: true (the default) or false")
     p.add_argument("--num-unused", "--num_unused", dest="num_unused", type=int, default=99,
                    help="[unused*] slots reserved before [UNK] (default 99, as bert-base)")
-    p.add_argument("--min-frequency", "--min_frequency", dest="min_frequency", type=int, default=2)
-    p.add_argument("--limit-alphabet", "--limit_alphabet", dest="limit_alphabet", type=int, default=1000)
+    p.add_argument("--min-frequency", "--min_frequency", dest="min_frequency", type=int, default=2,
+                   help="a merge is learned only from pairs seen at least this often")
+    p.add_argument("--limit-alphabet", "--limit_alphabet", dest="limit_alphabet", type=int, default=1000,
+                   help="at most this many initial characters kept (the rest become [UNK])")
     p.set_defaults(func=_run_build_vocab)
 
 
@@ -57,16 +65,6 @@ def _run_build_vocab(args) -> int:
     return 0
 
 
-def _absl_bool(text: str) -> bool:
-    """absl's boolean flag values, so Google's ``--do_lower_case=False`` works."""
-    value = text.strip().lower()
-    if value in ("true", "t", "1", "yes", "y"):
-        return True
-    if value in ("false", "f", "0", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def _add_make_data(commands) -> None:
     p = commands.add_parser(
         "make-data",
@@ -84,28 +82,28 @@ def _add_make_data(commands) -> None:
                    "(input file name), or a directory (DIR/{index:05d}-{name}.tfrecord)")
     p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file", required=True,
                    help="vocab.txt the model is trained with")
-    flag = dict(nargs="?", const=True, type=_absl_bool, metavar="BOOL")
-    p.add_argument("--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True, **flag,
-                   help="lowercase and strip accents (default true; uncased vocab)")
-    p.add_argument("--no-do-lower-case", "--nodo_lower_case", dest="do_lower_case", action="store_false",
-                   help="keep case (cased vocab)")
-    p.add_argument("--do-whole-word-mask", "--do_whole_word_mask", dest="do_whole_word_mask",
-                   default=False, **flag, help="mask all pieces of a word together (default false)")
-    p.add_argument("--nodo_whole_word_mask", dest="do_whole_word_mask", action="store_false",
-                   help=argparse.SUPPRESS)
-    p.add_argument("--max-seq-length", "--max_seq_length", dest="max_seq_length", type=int, default=128)
+    add_flag(p, "--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True,
+             help="lowercase and strip accents (uncased vocab; false or --no-do-lower-case: cased)")
+    add_flag(p, "--do-whole-word-mask", "--do_whole_word_mask", dest="do_whole_word_mask", default=False,
+             help="mask all pieces of a word together")
+    p.add_argument("--max-seq-length", "--max_seq_length", dest="max_seq_length", type=int, default=128,
+                   help="tokens per instance, [CLS] and [SEP]s included")
     p.add_argument("--max-predictions-per-seq", "--max_predictions_per_seq", dest="max_predictions_per_seq",
-                   type=int, default=20)
-    p.add_argument("--random-seed", "--random_seed", dest="random_seed", type=int, default=12345)
+                   type=int, default=20, help="masked-LM predictions per instance at most")
+    p.add_argument("--random-seed", "--random_seed", dest="random_seed", type=int, default=12345,
+                   help="seed of the first input shard (shard i: random_seed + i)")
     p.add_argument("--dupe-factor", "--dupe_factor", dest="dupe_factor", type=int, default=10,
                    help="passes over the data, each with new splits and masks (default 10)")
-    p.add_argument("--masked-lm-prob", "--masked_lm_prob", dest="masked_lm_prob", type=float, default=0.15)
-    p.add_argument("--short-seq-prob", "--short_seq_prob", dest="short_seq_prob", type=float, default=0.1)
+    p.add_argument("--masked-lm-prob", "--masked_lm_prob", dest="masked_lm_prob", type=float, default=0.15,
+                   help="share of tokens masked")
+    p.add_argument("--short-seq-prob", "--short_seq_prob", dest="short_seq_prob", type=float, default=0.1,
+                   help="probability of a shorter target length, as Google's")
     p.add_argument("--workers", type=int, default=1, help="input shards processed in parallel (default 1)")
     p.add_argument("--shard-index", "--shard_index", dest="shard_index", type=int, default=0,
                    help="with --num-shards: process only inputs i with i %% num_shards == shard_index")
-    p.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int, default=1)
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int, default=1,
+                   help="with --shard-index: split the inputs over this many tasks")
+    add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
     p.set_defaults(func=_run_make_data)
 
 
@@ -146,8 +144,8 @@ def _add_convert(commands) -> None:
     p.add_argument("--config", "--bert-config-file", "--bert_config_file", dest="config", default=None,
                    help="bert_config.json (default: beside the checkpoint)")
     p.add_argument("--output", dest="output", required=True, help="directory to write")
-    p.add_argument("--encoder-only", dest="heads", action="store_false",
-                   help="write only the encoder (BertModel), without the pretraining heads")
+    add_flag(p, "--encoder-only", "--encoder_only", dest="encoder_only", default=False,
+             help="write only the encoder (BertModel), without the pretraining heads")
     p.set_defaults(func=_run_convert)
 
 
@@ -157,68 +155,49 @@ def _run_convert(args) -> int:
     from bertdetr.bert.weights import convert_tf_checkpoint
 
     config = args.config or os.path.join(os.path.dirname(os.path.abspath(args.tf_checkpoint)), "bert_config.json")
-    model = convert_tf_checkpoint(args.tf_checkpoint, config, args.output, heads=args.heads)
+    model = convert_tf_checkpoint(args.tf_checkpoint, config, args.output, heads=not args.encoder_only)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {args.output}: {type(model).__name__}, {n:,} parameters")
     return 0
 
 
+# PretrainConfig fields that are options as they are (help and default from the dataclass);
+# input_files, eval_files and model are made from other options below.
+_PRETRAIN_FIELDS = [
+    "output_dir", "vocab_file", "do_lower_case", "init_checkpoint", "batch_size", "grad_accum", "eval_batch_size",
+    "max_eval_steps", "eval_every", "learning_rate", "num_train_steps", "num_warmup_steps", "optimizer",
+    "weight_decay", "max_grad_norm", "save_every", "keep_last", "log_every", "seed", "bf16", "fp16", "compile",
+    "num_workers", "num_threads", "shuffle_buffer", "resume", "overwrite", "stop_at_step", "tensorboard", "device",
+    "progress",
+]
+
+
 def _add_pretrain(commands) -> None:
+    from bertdetr.options import add_field_options
+
     p = commands.add_parser(
         "pretrain",
         help="pretrain BERT on make-data TFRecords (plain or under torchrun)",
         description="Google's run_pretraining.py: masked LM + next sentence on TFRecords of make-data. "
-        "Run it as is for one process, or under torchrun for DistributedDataParallel.",
+        "Run it as is for one process, or under torchrun for DistributedDataParallel. Every option is a "
+        "field of bertdetr.bert.pretrain.PretrainConfig (Google's flag names are accepted too).",
     )
     p.add_argument("--input-file", "--input_file", dest="input_file", action="append", required=True,
                    help="TFRecord file(s) or globs, comma-separated or repeated")
-    p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True)
+    p.add_argument("--eval-file", "--eval_file", dest="eval_files", action="append", default=[],
+                   help="held-out TFRecords (files or globs) evaluated at the end (Google's --do_eval)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--bert-config-file", "--bert_config_file", dest="bert_config_file",
                        help="Google's bert_config.json or HF's config.json")
     model.add_argument("--model-size", dest="model_size", default=None,
                        help="one of Google's sizes: tiny, mini, small, medium, base, large (default base)")
-    p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file",
-                   help="vocab.txt of the data: sets vocab_size for --model-size, is checked and exported")
-    p.add_argument("--do-lower-case", "--do_lower_case", dest="do_lower_case", type=_absl_bool, default=True)
-    p.add_argument("--init-checkpoint", "--init_checkpoint", dest="init_checkpoint",
-                   help="HF-format BERT directory to continue pretraining from")
-    p.add_argument("--eval-file", "--eval_file", dest="eval_file", action="append", default=[],
-                   help="held-out TFRecords evaluated at the end (Google's --do_eval)")
-    p.add_argument("--train-batch-size", "--train_batch_size", dest="batch_size", type=int, default=32,
-                   help="sequences per micro-batch per process")
-    p.add_argument("--grad-accum", dest="grad_accum", type=int, default=1)
-    p.add_argument("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=64)
-    p.add_argument("--max-eval-steps", "--max_eval_steps", dest="max_eval_steps", type=int, default=100)
-    p.add_argument("--eval-every", dest="eval_every", type=int,
-                   help="also evaluate every N steps (a learning curve in scalars.csv and the PNG)")
-    p.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float, default=1e-4)
-    p.add_argument("--num-train-steps", "--num_train_steps", dest="num_train_steps", type=int, default=100000)
-    p.add_argument("--num-warmup-steps", "--num_warmup_steps", dest="num_warmup_steps", type=int, default=10000)
-    p.add_argument("--optimizer", choices=["adam", "lamb"], default="adam")
-    p.add_argument("--save-checkpoints-steps", "--save_checkpoints_steps", dest="save_every", type=int, default=1000)
-    p.add_argument("--keep-last", dest="keep_last", type=int, default=3)
-    p.add_argument("--log-every", dest="log_every", type=int, default=10)
-    p.add_argument("--seed", type=int, default=12345)
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast (weights stay fp32)")
-    precision.add_argument("--fp16", action="store_true",
-                           help="float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); "
-                           "overflowed steps are skipped and logged as skipped_steps")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--num-workers", dest="num_workers", type=int, default=0, help="DataLoader workers per process")
-    p.add_argument("--num-threads", dest="num_threads", type=int,
-                   help="CPU threads of a CPU run (default: the CPUs free for this process at start: its CPUs "
-                   "less the load average of other work, at least 1)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --output-dir from its latest checkpoint (a new run if it has none)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start again in an --output-dir that holds a run, deleting its checkpoints and logs")
-    p.add_argument("--stop-at-step", dest="stop_at_step", type=int, help="stop (checkpointed) after this step")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard event files to OUTPUT_DIR/tb (pip install 'bertdetr[tensorboard]')")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_field_options(
+        p, "bertdetr.bert.pretrain", "PretrainConfig", _PRETRAIN_FIELDS, required=("output_dir",),
+        aliases={"batch_size": ["--train-batch-size", "--train_batch_size"],
+                 "save_every": ["--save-checkpoints-steps", "--save_checkpoints_steps"]},
+        choices={"optimizer": ["adam", "lamb"]},
+        help={"vocab_file": "vocab.txt of the data: sets vocab_size for --model-size, is checked against the "
+                            "records and copied into the exported model"})
     p.set_defaults(func=_run_pretrain)
 
 
@@ -230,7 +209,7 @@ def _run_pretrain(args) -> int:
     from bertdetr.fileio import expand_inputs
 
     inputs = expand_inputs(args.input_file)
-    evals = expand_inputs(args.eval_file) if args.eval_file else []
+    evals = expand_inputs(args.eval_files) if args.eval_files else []
     if args.bert_config_file:
         model = BertConfig.from_json_file(args.bert_config_file)
     elif args.vocab_file:
@@ -242,18 +221,8 @@ def _run_pretrain(args) -> int:
         # fails later (or trains embedding rows no id uses)
         raise BertDetrError("give --vocab-file (the vocab.txt of the data, which sets the model's vocab_size) "
                             "or --bert-config-file")
-    config = PretrainConfig(
-        input_files=inputs, output_dir=args.output_dir, model=model, vocab_file=args.vocab_file,
-        do_lower_case=args.do_lower_case, eval_files=evals, init_checkpoint=args.init_checkpoint,
-        batch_size=args.batch_size, grad_accum=args.grad_accum, num_train_steps=args.num_train_steps,
-        num_warmup_steps=args.num_warmup_steps, learning_rate=args.learning_rate, optimizer=args.optimizer,
-        seed=args.seed, save_every=args.save_every, keep_last=args.keep_last, log_every=args.log_every,
-        eval_batch_size=args.eval_batch_size, max_eval_steps=args.max_eval_steps, eval_every=args.eval_every,
-        bf16=args.bf16, fp16=args.fp16,
-        compile=args.compile, num_workers=args.num_workers, num_threads=args.num_threads, resume=args.resume, overwrite=args.overwrite,
-        stop_at_step=args.stop_at_step,
-        tensorboard=args.tensorboard, device=args.device, progress=args.progress,
-    )
+    config = PretrainConfig(input_files=inputs, eval_files=evals, model=model,
+                            **{name: getattr(args, name) for name in _PRETRAIN_FIELDS})
     summary = pretrain(config)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"step {summary['step']}: loss {summary['losses'].get('loss', float('nan')):.4f}; "
@@ -270,7 +239,7 @@ def _add_fill_mask(commands) -> None:
                             description="Predict the tokens hidden by [MASK] with a pretrained BERT.")
     p.add_argument("--model", required=True, help="model directory (HF format with vocab.txt)")
     p.add_argument("text", nargs="+", help="text(s) with [MASK]")
-    p.add_argument("--top-k", dest="top_k", type=int, default=5)
+    p.add_argument("--top-k", dest="top_k", type=int, default=5, help="tokens shown for each [MASK]")
     p.set_defaults(func=_run_fill_mask)
 
 
@@ -294,9 +263,11 @@ def _add_embed(commands) -> None:
     p.add_argument("--output", required=True,
                    help=".npy file to write, float32 [lines, hidden]: row i is line i of the input (a blank "
                    "line gets the vector of an empty text, [CLS] [SEP])")
-    p.add_argument("--pooling", choices=["mean", "pooled"], default="mean")
-    p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=128)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    p.add_argument("--pooling", choices=["mean", "pooled"], default="mean",
+                   help="mean: mean of the last layer over the tokens; pooled: the NSP pooler of [CLS]")
+    p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=128,
+                   help="tokens per line at most ([CLS] and [SEP] included; longer lines are cut)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="lines per forward pass")
     p.set_defaults(func=_run_embed)
 
 
@@ -334,7 +305,6 @@ def _add_classify(commands) -> None:
         "test_results.tsv (class probabilities), and the fine-tuned model in OUTPUT_DIR/model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    flag = dict(nargs="?", const=True, type=_absl_bool, metavar="BOOL")
     p.add_argument("--task-name", "--task_name", dest="task_name", required=True,
                    choices=[*PROCESSORS, "tsv"], type=str.lower,
                    help="the task: GLUE's cola, mnli, mrpc, xnli, or tsv (your own train/dev/test .tsv or .csv "
@@ -350,15 +320,13 @@ def _add_classify(commands) -> None:
     p.add_argument("--init-checkpoint", "--init_checkpoint", dest="init_checkpoint", default=None,
                    help="initial weights: a HF-format BERT directory (pretrained, masked-LM or fine-tuned) or a "
                    "Google TF checkpoint prefix (needs TensorFlow); none: random weights")
-    p.add_argument("--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True, **flag,
-                   help="lowercase the input text (true for uncased models)")
-    p.add_argument("--no-do-lower-case", "--nodo_lower_case", dest="do_lower_case", action="store_false",
-                   help="keep case (cased models)")
+    add_flag(p, "--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True,
+             help="lowercase the input text (true for uncased models; false or --no-do-lower-case: cased)")
     p.add_argument("--max-seq-length", "--max_seq_length", dest="max_seq_length", type=int, default=128,
                    help="total input length after WordPiece tokenization: longer inputs are cut, shorter padded")
     for name, what in (("train", "fine-tune on the training set"), ("eval", "evaluate on the dev set"),
                        ("predict", "class probabilities for the test set")):
-        p.add_argument(f"--do-{name}", f"--do_{name}", dest=f"do_{name}", default=False, **flag, help=what)
+        add_flag(p, f"--do-{name}", f"--do_{name}", dest=f"do_{name}", default=False, help=what)
     p.add_argument("--train-batch-size", "--train_batch_size", dest="train_batch_size", type=int, default=32,
                    help="total batch size for training")
     p.add_argument("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=8,
@@ -375,9 +343,10 @@ def _add_classify(commands) -> None:
                    default=1000, help="how often to save the model checkpoint")
     p.add_argument("--keep-checkpoint-max", "--keep_checkpoint_max", dest="keep_checkpoint_max", type=int,
                    default=5, help="checkpoints kept (0 = all)")
-    p.add_argument("--features-only", dest="features_only", action="store_true",
-                   help="write the features (train/eval/predict.tf_record) and stop")
-    p.add_argument("--resume", action="store_true", help="continue training from the latest checkpoint in --output-dir")
+    add_flag(p, "--features-only", "--features_only", dest="features_only", default=False,
+             help="write the features (train/eval/predict.tf_record) and stop")
+    add_flag(p, "--resume", dest="resume", default=False,
+             help="continue training from the latest checkpoint in --output-dir")
     p.add_argument("--stop-at-step", dest="stop_at_step", type=int, default=None,
                    help="stop training (checkpointed) after this step; --resume later")
     p.add_argument("--seed", type=int, default=12345, help="seeds the classifier's initialisation, data order, dropout")
@@ -390,7 +359,7 @@ def _add_classify(commands) -> None:
                    help="xnli task: the language trained and evaluated (Google fixes zh)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--log-every", dest="log_every", type=int, default=10, help="log the loss every N steps")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
     p.set_defaults(func=_run_classify)
 
 

@@ -38,7 +38,7 @@ from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.tokenization import load_vocab
 from bertdetr.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
 from bertdetr.checkpoint import load_checkpoint, load_training_state, save_checkpoint
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require, require_at_least
 from bertdetr.fileio import atomic_output, check_writable
 from bertdetr.precision import MixedPrecision
 from bertdetr.runfolder import (
@@ -140,25 +140,16 @@ class PretrainConfig:
     """Show a progress bar (rank 0)."""
 
     def __post_init__(self):
-        positive = ("batch_size", "grad_accum", "num_train_steps", "save_every", "log_every",
-                    "eval_batch_size", "max_eval_steps")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise BertDetrError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.num_warmup_steps <= self.num_train_steps:
-            raise BertDetrError(f"num_warmup_steps must be in [0, num_train_steps], got {self.num_warmup_steps}")
-        if self.learning_rate <= 0:
-            raise BertDetrError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.bf16 and self.fp16:
-            raise BertDetrError("choose bf16 or fp16, not both")
-        if self.optimizer not in ("adam", "lamb"):
-            raise BertDetrError(f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
-        if self.eval_every is not None and (self.eval_every <= 0 or not self.eval_files):
-            raise BertDetrError("eval_every needs a positive number of steps and eval_files")
-        if self.stop_at_step is not None and self.stop_at_step <= 0:
-            raise BertDetrError(f"stop_at_step must be positive, got {self.stop_at_step}")
-        if not self.input_files:
-            raise BertDetrError("no input files")
+        require_at_least(self, ("batch_size", "grad_accum", "num_train_steps", "save_every", "log_every",
+                                "eval_batch_size", "max_eval_steps", "stop_at_step", "num_threads"), 1)
+        require(0 <= self.num_warmup_steps <= self.num_train_steps,
+                f"num_warmup_steps must be in [0, num_train_steps], got {self.num_warmup_steps}")
+        require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        require(not (self.bf16 and self.fp16), "choose bf16 or fp16, not both")
+        require(self.optimizer in ("adam", "lamb"), f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
+        require(self.eval_every is None or (self.eval_every > 0 and bool(self.eval_files)),
+                "eval_every needs a positive number of steps and eval_files")
+        require(bool(self.input_files), "no input files")
 
 
 def check_data(config: PretrainConfig, model_config: BertConfig) -> RecordShape:

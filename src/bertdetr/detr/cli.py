@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bertdetr.options import add_flag
+
 
 def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_convert(commands)
@@ -34,8 +36,8 @@ def _add_convert(commands) -> None:
     p.add_argument("--output", required=True, help="directory to write (config.json, model.safetensors, classes.json)")
     p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int,
                    help="foreground classes of the converted model (default: the checkpoint's)")
-    p.add_argument("--reset-head", "--reset_head", dest="reset_head", action="store_true",
-                   help="re-initialise the class FC when --num-classes differs from the checkpoint's")
+    add_flag(p, "--reset-head", "--reset_head", dest="reset_head", default=False,
+             help="re-initialise the class FC when --num-classes differs from the checkpoint's")
     p.add_argument("--seed", type=int, default=0, help="seed of the re-initialised class FC (default 0)")
     p.add_argument("--classes", choices=("coco80", "keep"),
                    help="official/hf: 'coco80' keeps the 80 COCO classes of a 92-logit head in mmdet's "
@@ -120,16 +122,19 @@ def _add_config(commands) -> None:
         description="Write mmdet's detr_r50_8xb2-150e_coco.py (--preset r50) or detr_r18_8xb2-500e_coco.py "
         "(--preset r18) model config as our JSON config file.",
     )
-    p.add_argument("--preset", choices=("r50", "r18"), default="r50")
-    p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=80)
+    p.add_argument("--preset", choices=("r50", "r18"), default="r50",
+                   help="mmdet's detr_r50_8xb2-150e_coco or detr_r18_8xb2-500e_coco")
+    p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=80,
+                   help="foreground classes (training replaces it by the dataset's)")
     p.add_argument("--pretrained", help="local torchvision ImageNet ResNet weights for the backbone")
     p.add_argument("--output", required=True, help="json file to write")
+    add_flag(p, "--full", dest="full", default=False,
+             help="write a complete training config instead (bertdetr detr train CONFIG): every field of its "
+             "data, model and train sections, with what each means under _doc")
     p.set_defaults(func=_run_config)
 
 
 def _run_config(args) -> int:
-    import dataclasses
-
     from bertdetr.detr.config import DETRConfig
     from bertdetr.errors import BertDetrError
 
@@ -137,8 +142,18 @@ def _run_config(args) -> int:
         raise BertDetrError(f"--num-classes must be >= 1, got {args.num_classes}")
     config = getattr(DETRConfig, args.preset)(args.num_classes)
     if args.pretrained:
-        config = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, pretrained=args.pretrained))
-    config.save(args.output)
+        config = config.replace_section("backbone", pretrained=args.pretrained)
+    if args.full:
+        import json
+
+        from bertdetr.detr.train import full_train_setup
+        from bertdetr.fileio import atomic_output
+
+        with atomic_output(args.output, "w") as f:
+            json.dump(full_train_setup(config, f"runs/detr_{args.preset}"), f, indent=1)
+            f.write("\n")
+    else:
+        config.save(args.output)
     print(f"wrote {args.output}")
     return 0
 
@@ -148,12 +163,12 @@ def _add_make_shapes(commands) -> None:
                             description="Coloured circles, squares, triangles and crosses on textured "
                             "backgrounds, as COCO json + PNG images, for demos and tests.")
     p.add_argument("--out", required=True, help="folder to write (images/, <split>.json)")
-    p.add_argument("--train-images", dest="train_images", type=int, default=200)
-    p.add_argument("--val-images", dest="val_images", type=int, default=50)
-    p.add_argument("--min-size", dest="min_size", type=int, default=96)
-    p.add_argument("--max-size", dest="max_size", type=int, default=160)
-    p.add_argument("--max-objects", dest="max_objects", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-images", dest="train_images", type=int, default=200, help="training images")
+    p.add_argument("--val-images", dest="val_images", type=int, default=50, help="validation images")
+    p.add_argument("--min-size", dest="min_size", type=int, default=96, help="smallest image side in pixels")
+    p.add_argument("--max-size", dest="max_size", type=int, default=160, help="largest image side in pixels")
+    p.add_argument("--max-objects", dest="max_objects", type=int, default=4, help="shapes per image at most")
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawing")
     p.set_defaults(func=_run_make_shapes)
 
 
@@ -169,35 +184,16 @@ def _run_make_shapes(args) -> int:
 
 
 def _add_train(commands) -> None:
+    from bertdetr.options import add_field_options, field_specs
+
     p = commands.add_parser("train", help="train DETR on COCO-format data (plain or under torchrun)",
                             description="Train DETR from a JSON config with sections data, model, train "
-                            "(see bertdetr.detr.train). Options given here override the config's train section.")
+                            "(bertdetr detr config --full writes one with every field and its meaning). "
+                            "Every field of the train section is also an option here, which overrides "
+                            "the config file's value.")
     p.add_argument("config", help="training config (JSON)")
-    p.add_argument("--output-dir", dest="output_dir")
-    p.add_argument("--resume", action="store_true", default=None,
-                   help="continue the run in the output folder from its latest checkpoint (a new run if it has none)")
-    p.add_argument("--overwrite", action="store_true", default=None,
-                   help="start again in an output folder that holds a run, deleting its checkpoints and logs")
-    p.add_argument("--init-checkpoint", dest="init_checkpoint", help="our checkpoint directory to fine-tune from")
-    p.add_argument("--reset-head", dest="reset_head", action="store_true", default=None,
-                   help="re-initialise the class FC for the dataset's class count")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-iters", dest="max_iters", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--num-workers", dest="num_workers", type=int)
-    p.add_argument("--num-threads", dest="num_threads", type=int,
-                   help="CPU threads of a CPU run (default: the CPUs free for this process at start: its CPUs "
-                   "less the load average of other work, at least 1)")
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", default=None,
-                           help="bfloat16 autocast (weights stay fp32; train.bf16)")
-    precision.add_argument("--fp16", action="store_true", default=None,
-                           help="float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); "
-                           "overflowed steps are skipped and logged as skipped_steps (train.fp16)")
-    p.add_argument("--device")
-    p.add_argument("--tensorboard", action="store_true", default=None,
-                   help="also write TensorBoard event files to OUTPUT_DIR/tb (pip install 'bertdetr[tensorboard]')")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_field_options(p, "bertdetr.detr.train", "TrainConfig", list(field_specs("bertdetr.detr.train", "TrainConfig")),
+                      override="train", choices={"coco_backend": ["pycocotools", "faster-coco-eval"]})
     p.set_defaults(func=_run_train)
 
 
@@ -205,10 +201,9 @@ def _run_train(args) -> int:
     import os
 
     from bertdetr.detr.train import load_train_setup, train_detr
+    from bertdetr.options import field_specs
 
-    overrides = {k: getattr(args, k) for k in ("output_dir", "resume", "overwrite", "init_checkpoint", "reset_head", "epochs",
-                                               "max_iters", "batch_size", "num_workers", "num_threads", "bf16", "fp16", "device",
-                                               "tensorboard", "progress")}
+    overrides = {name: getattr(args, name) for name in field_specs("bertdetr.detr.train", "TrainConfig")}
     summary = train_detr(load_train_setup(args.config, **overrides))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"iteration {summary['iterations']} (epoch {summary['epoch']}): "
@@ -227,10 +222,12 @@ def _add_eval(commands) -> None:
     p.add_argument("--ann", required=True, help="COCO annotation json")
     p.add_argument("--images", required=True, help="image folder")
     p.add_argument("--out", required=True, help="folder for eval_metrics.json and results.json (COCO results)")
-    p.add_argument("--test-size", dest="test_size", type=int, default=800)
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
-    p.add_argument("--device", default=None)
+    p.add_argument("--test-size", dest="test_size", type=int, default=800,
+                   help="shorter image side at inference (DETR's test scale)")
+    p.add_argument("--max-size", dest="max_size", type=int, default=1333,
+                   help="longer image side at most at inference")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=2, help="images per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
                    "training data's); default: the one of the checkpoint's origin (pipeline.json)")
@@ -293,12 +290,14 @@ def _add_predict(commands) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="draw detections scoring at least this, in [0, 1] (default 0.5)")
+    p.add_argument("--test-size", dest="test_size", type=int, default=800,
+                   help="shorter image side at inference (DETR's test scale)")
+    p.add_argument("--max-size", dest="max_size", type=int, default=1333,
+                   help="longer image side at most at inference")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
                    "training data's); default: the one of the checkpoint's origin (pipeline.json)")
-    p.add_argument("--test-size", dest="test_size", type=int, default=800)
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333)
-    p.add_argument("--device", default=None)
     p.set_defaults(func=_run_predict)
 
 
@@ -333,8 +332,10 @@ def _add_attention(commands) -> None:
     p.add_argument("--top", type=int, default=4, help="at most this many detections")
     p.add_argument("--point", dest="points", type=_point, action="append", default=[],
                    help="X,Y pixel for an encoder self-attention picture (repeatable)")
-    p.add_argument("--test-size", dest="test_size", type=int, default=800)
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333)
+    p.add_argument("--test-size", dest="test_size", type=int, default=800,
+                   help="shorter image side at inference (DETR's test scale)")
+    p.add_argument("--max-size", dest="max_size", type=int, default=1333,
+                   help="longer image side at most at inference")
     p.set_defaults(func=_run_attention)
 
 

@@ -20,18 +20,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise BertDetrError(msg)
-
-
 def _check_prob(name: str, value: float) -> None:
-    _check(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
+    require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -56,11 +51,11 @@ class BackboneConfig:
     statistics would be meaningless; SyncBatchNorm under DDP. Frozen stages keep theirs fixed."""
 
     def __post_init__(self):
-        _check(self.depth in RESNET_DEPTHS, f"backbone.depth must be one of {RESNET_DEPTHS}, got {self.depth}")
-        _check(-1 <= self.frozen_stages <= 4, f"backbone.frozen_stages must be in -1..4, got {self.frozen_stages}")
-        _check(self.norm in ("frozen", "batch"), f"backbone.norm must be 'frozen' or 'batch', got {self.norm!r}")
-        _check(self.base_channels >= 1, f"backbone.base_channels must be >= 1, got {self.base_channels}")
-        _check(self.base_channels == 64 or not self.pretrained,
+        require(self.depth in RESNET_DEPTHS, f"backbone.depth must be one of {RESNET_DEPTHS}, got {self.depth}")
+        require(-1 <= self.frozen_stages <= 4, f"backbone.frozen_stages must be in -1..4, got {self.frozen_stages}")
+        require(self.norm in ("frozen", "batch"), f"backbone.norm must be 'frozen' or 'batch', got {self.norm!r}")
+        require(self.base_channels >= 1, f"backbone.base_channels must be >= 1, got {self.base_channels}")
+        require(self.base_channels == 64 or not self.pretrained,
                f"backbone.pretrained weights need base_channels 64, got {self.base_channels}")
 
     @property
@@ -90,10 +85,10 @@ class EncoderConfig:
         self._validate("encoder", min_layers=0)
 
     def _validate(self, where: str, min_layers: int) -> None:
-        _check(self.num_layers >= min_layers, f"{where}.num_layers must be >= {min_layers}, got {self.num_layers}")
-        _check(self.embed_dims > 0 and self.num_heads > 0 and self.embed_dims % self.num_heads == 0,
+        require(self.num_layers >= min_layers, f"{where}.num_layers must be >= {min_layers}, got {self.num_layers}")
+        require(self.embed_dims > 0 and self.num_heads > 0 and self.embed_dims % self.num_heads == 0,
                f"{where}.embed_dims {self.embed_dims} must be a positive multiple of num_heads {self.num_heads}")
-        _check(self.feedforward_channels > 0, f"{where}.feedforward_channels must be > 0")
+        require(self.feedforward_channels > 0, f"{where}.feedforward_channels must be > 0")
         _check_prob(f"{where}.dropout", self.dropout)
         _check_prob(f"{where}.ffn_drop", self.ffn_drop)
 
@@ -126,9 +121,9 @@ class PositionalEncodingConfig:
     """Added to positions before normalising (mmdet's ``offset``; 0 for DETR, -0.5 for later DETRs)."""
 
     def __post_init__(self):
-        _check(self.num_feats > 0 and self.num_feats % 2 == 0,
+        require(self.num_feats > 0 and self.num_feats % 2 == 0,
                f"positional_encoding.num_feats must be positive and even, got {self.num_feats}")
-        _check(self.temperature > 0, "positional_encoding.temperature must be > 0")
+        require(self.temperature > 0, "positional_encoding.temperature must be > 0")
 
 
 @dataclass
@@ -149,10 +144,10 @@ class BBoxHeadConfig:
     """Weight of the GIoU loss on pixel (x1, y1, x2, y2) (``loss_iou.loss_weight``)."""
 
     def __post_init__(self):
-        _check(self.num_classes >= 1, f"bbox_head.num_classes must be >= 1, got {self.num_classes}")
-        _check(self.num_reg_fcs >= 1, f"bbox_head.num_reg_fcs must be >= 1, got {self.num_reg_fcs}")
+        require(self.num_classes >= 1, f"bbox_head.num_classes must be >= 1, got {self.num_classes}")
+        require(self.num_reg_fcs >= 1, f"bbox_head.num_reg_fcs must be >= 1, got {self.num_reg_fcs}")
         for name in ("loss_cls_weight", "bg_cls_weight", "loss_bbox_weight", "loss_iou_weight"):
-            _check(getattr(self, name) >= 0, f"bbox_head.{name} must be >= 0, got {getattr(self, name)}")
+            require(getattr(self, name) >= 0, f"bbox_head.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -167,8 +162,8 @@ class AssignerConfig:
     """``IoUCost`` weight, iou_mode 'giou': cost -GIoU of pixel (x1, y1, x2, y2) boxes."""
 
     def __post_init__(self):
-        _check(min(self.cls_cost, self.bbox_cost, self.iou_cost) >= 0, "assigner costs must be >= 0")
-        _check(self.cls_cost + self.bbox_cost + self.iou_cost > 0, "assigner costs cannot all be 0")
+        require(min(self.cls_cost, self.bbox_cost, self.iou_cost) >= 0, "assigner costs must be >= 0")
+        require(self.cls_cost + self.bbox_cost + self.iou_cost > 0, "assigner costs cannot all be 0")
 
 
 @dataclass
@@ -181,7 +176,7 @@ class TestConfig:
     """Detections kept per image: the top queries by their best foreground score."""
 
     def __post_init__(self):
-        _check(self.max_per_img >= 1, f"test_cfg.max_per_img must be >= 1, got {self.max_per_img}")
+        require(self.max_per_img >= 1, f"test_cfg.max_per_img must be >= 1, got {self.max_per_img}")
 
 
 @dataclass
@@ -213,11 +208,11 @@ class DETRConfig:
                 setattr(self, name, _section_from_dict(cls, value, name))
             elif not isinstance(value, cls):
                 raise BertDetrError(f"{name} must be a {cls.__name__} or a dict, got {type(value).__name__}")
-        _check(self.num_queries >= 1, f"num_queries must be >= 1, got {self.num_queries}")
+        require(self.num_queries >= 1, f"num_queries must be >= 1, got {self.num_queries}")
         D = self.encoder.embed_dims
-        _check(self.decoder.embed_dims == D,
+        require(self.decoder.embed_dims == D,
                f"decoder.embed_dims {self.decoder.embed_dims} differs from encoder.embed_dims {D}")
-        _check(2 * self.positional_encoding.num_feats == D,
+        require(2 * self.positional_encoding.num_feats == D,
                f"2 * positional_encoding.num_feats ({2 * self.positional_encoding.num_feats}) must equal "
                f"embed_dims {D}")
 
@@ -236,6 +231,11 @@ class DETRConfig:
     def r18(cls, num_classes: int = 80, **overrides: Any) -> "DETRConfig":
         """mmdet ``detr_r18_8xb2-500e_coco.py``: the R50 config with ResNet-18 (neck in_channels 512)."""
         return cls.r50(num_classes, backbone=BackboneConfig(depth=18), **overrides)
+
+    def replace_section(self, section: str, **changes: Any) -> "DETRConfig":
+        """A copy with fields of one section changed, e.g. ``replace_section("bbox_head",
+        num_classes=3)`` (the one way a class count or a backbone file is changed)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-ready), one key per section."""

@@ -42,7 +42,7 @@ from bertdetr.distributed import (
     set_rng_state,
     setup_distributed,
 )
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require, require_at_least
 from bertdetr.fileio import atomic_output, check_writable
 from bertdetr.precision import MixedPrecision
 from bertdetr.runfolder import (
@@ -148,18 +148,12 @@ class TrainConfig:
     """COCO mAP back-end of the evaluations: "pycocotools" or "faster-coco-eval" (extra fast-eval)."""
 
     def __post_init__(self):
-        if self.bf16 and self.fp16:
-            raise BertDetrError("train.bf16 and train.fp16: choose one")
+        require(not (self.bf16 and self.fp16), "train.bf16 and train.fp16: choose one")
         if self.coco_backend not in COCO_BACKENDS:
             raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
-        for name in ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise BertDetrError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_iters is not None and self.max_iters < 1:
-            raise BertDetrError(f"train.max_iters must be >= 1, got {self.max_iters}")
-        for name in ("lr", "backbone_lr", "weight_decay", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise BertDetrError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        require_at_least(self, ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every",
+                                "max_iters", "num_threads"), 1, "train.")
+        require_at_least(self, ("lr", "backbone_lr", "weight_decay", "max_grad_norm"), 0, "train.")
 
 
 @dataclass
@@ -188,7 +182,7 @@ def load_train_setup(path: str | os.PathLike, **train_overrides) -> DetrTrainSet
             raw = json.load(f)
     except json.JSONDecodeError as e:
         raise BertDetrError(f"{path} is not valid JSON: {e}") from None
-    unknown = set(raw) - {"data", "model", "train"}
+    unknown = set(raw) - {"data", "model", "train", "_doc"}  # _doc: what full_train_setup explains
     if unknown or "data" not in raw or "train" not in raw:
         raise BertDetrError(f"{path}: expected sections data, model, train (unknown: {sorted(unknown)})")
     base = os.path.dirname(os.path.abspath(path))
@@ -202,6 +196,35 @@ def load_train_setup(path: str | os.PathLike, **train_overrides) -> DetrTrainSet
         return DetrTrainSetup(DataConfig(**data), model_config_from_dict(raw.get("model", {})), TrainConfig(**train))
     except TypeError as e:
         raise BertDetrError(f"{path}: {e}") from None
+
+
+def _docs(cls) -> dict[str, str]:
+    """The docstring of each field of a config dataclass (its bases' fields included)."""
+    from bertdetr.options import field_specs
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update({k: v.doc for k, v in field_specs(klass.__module__, klass.__name__).items()})
+    return docs
+
+
+def full_train_setup(model: DETRConfig, output_dir: str = "runs/detr") -> dict:
+    """A complete training config file as a dict: every field of data, model and train (COCO 2017
+    paths relative to the file, the defaults otherwise) and, under ``_doc``, what each field means
+    (``"train.lr": "..."``); ``load_train_setup`` ignores ``_doc``."""
+    data = DataConfig(train_ann="coco/annotations/instances_train2017.json", train_images="coco/train2017",
+                      val_ann="coco/annotations/instances_val2017.json", val_images="coco/val2017")
+    train = TrainConfig(output_dir=output_dir)
+    doc = {f"data.{k}": v for k, v in _docs(DataConfig).items()}
+    for f in dataclasses.fields(DETRConfig):
+        section = getattr(model, f.name)
+        if dataclasses.is_dataclass(section):
+            doc.update({f"model.{f.name}.{k}": v for k, v in _docs(type(section)).items()})
+        else:
+            doc[f"model.{f.name}"] = _docs(DETRConfig).get(f.name, "")
+    doc.update({f"train.{k}": v for k, v in _docs(TrainConfig).items()})
+    return {"data": asdict(data), "model": model.to_dict(), "train": asdict(train), "_doc": doc}
 
 
 def model_config_from_dict(d: dict) -> DETRConfig:
@@ -219,7 +242,7 @@ def model_config_from_dict(d: dict) -> DETRConfig:
 
 
 def with_num_classes(config: DETRConfig, num_classes: int) -> DETRConfig:
-    return dataclasses.replace(config, bbox_head=dataclasses.replace(config.bbox_head, num_classes=num_classes))
+    return config.replace_section("bbox_head", num_classes=num_classes)
 
 
 class EpochSampler(torch.utils.data.Sampler):

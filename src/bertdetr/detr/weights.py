@@ -443,7 +443,7 @@ def infer_config(sd: dict, num_heads: int = 8, **sections) -> DETRConfig:
 def _with_classes(config: DETRConfig, num_classes: int | None) -> DETRConfig:
     if num_classes is None:
         return config
-    return dataclasses.replace(config, bbox_head=dataclasses.replace(config.bbox_head, num_classes=num_classes))
+    return config.replace_section("bbox_head", num_classes=num_classes)
 
 
 def _as_state_dict(checkpoint) -> dict:

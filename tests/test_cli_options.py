@@ -1,0 +1,129 @@
+"""The command line: every option documented with its default, boolean flags alike everywhere,
+options made from the config dataclasses, and a complete documented DETR training config."""
+
+import argparse
+import dataclasses
+import json
+
+import pytest
+
+from bertdetr.cli import build_parser, main
+from bertdetr.options import absl_bool
+
+
+def _walk(parser, path=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _walk(sub, (*path, name))
+        elif action.option_strings and action.help != argparse.SUPPRESS and not isinstance(
+                action, (argparse._HelpAction, argparse._VersionAction)):
+            yield path, parser, action
+
+
+def test_every_option_has_help_and_shows_its_default():
+    seen = 0
+    for path, parser, action in _walk(build_parser()):
+        seen += 1
+        assert action.help, f"{' '.join(path)} {action.option_strings[0]} has no help"
+        if action.default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0:
+            text = parser.formatter_class(parser.prog)._get_help_string(action) % {"default": action.default}
+            assert "default" in text, f"{' '.join(path)} {action.option_strings[0]}: {text}"
+    assert seen > 150
+
+
+def test_boolean_flags_are_alike_everywhere():
+    for path, _, action in _walk(build_parser()):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            # the only exceptions: build-vocab's --lowercase/--cased pair (beside --do-lower-case)
+            assert path == ("bert", "build-vocab") and action.option_strings in (["--lowercase"], ["--cased"])
+        if action.type is absl_bool:
+            assert action.nargs == "?" and action.const is True
+
+
+@pytest.mark.parametrize("argv,dest,value", [
+    (["bert", "pretrain", "--input-file", "x", "--output-dir", "o", "--do-lower-case"], "do_lower_case", True),
+    (["bert", "pretrain", "--input_file", "x", "--output_dir", "o", "--do_lower_case=False"], "do_lower_case", False),
+    (["bert", "pretrain", "--input_file", "x", "--output_dir", "o", "--nodo_lower_case"], "do_lower_case", False),
+    (["bert", "pretrain", "--input-file", "x", "--output-dir", "o", "--resume"], "resume", True),
+    (["bert", "pretrain", "--input-file", "x", "--output-dir", "o", "--no-progress"], "progress", False),
+    (["bert", "make-data", "--input-file", "x", "--output-file", "o", "--vocab-file", "v", "--do_lower_case=false"],
+     "do_lower_case", False),
+    (["bert", "make-data", "--input-file", "x", "--output-file", "o", "--vocab-file", "v", "--do-whole-word-mask"],
+     "do_whole_word_mask", True),
+    (["bert", "build-vocab", "--input-file", "x", "--output", "o", "--do_lower_case=False"], "do_lower_case", False),
+    (["bert", "build-vocab", "--input-file", "x", "--output", "o", "--cased"], "do_lower_case", False),
+    (["bert", "classify", "--task-name", "mrpc", "--data-dir", "d", "--output-dir", "o", "--do_train=true"],
+     "do_train", True),
+    (["bert", "convert", "--tf-checkpoint", "c", "--output", "o", "--encoder-only"], "encoder_only", True),
+    (["detr", "train", "cfg.json", "--resume"], "resume", True),
+    (["detr", "train", "cfg.json", "--resume=false"], "resume", False),
+    (["detr", "train", "cfg.json"], "resume", None),  # not given: the config file's value stands
+    (["detr", "train", "cfg.json", "--fp16", "yes"], "fp16", True),
+    (["detr", "convert", "--from", "hf", "--checkpoint", "c", "--output", "o", "--reset_head"], "reset_head", True),
+])
+def test_boolean_flags_bare_and_with_a_value(argv, dest, value):
+    assert getattr(build_parser().parse_args(argv), dest) == value
+
+
+def test_pretrain_options_are_the_config_fields_with_their_defaults():
+    from bertdetr.bert.cli import _PRETRAIN_FIELDS
+    from bertdetr.bert.model import BertConfig
+    from bertdetr.bert.pretrain import PretrainConfig
+
+    args = build_parser().parse_args(["bert", "pretrain", "--input-file", "x", "--output-dir", "o"])
+    config = PretrainConfig(input_files=["x"], output_dir="o", model=BertConfig(vocab_size=10))
+    names = {f.name for f in dataclasses.fields(PretrainConfig)} - {"input_files", "eval_files", "model"}
+    assert set(_PRETRAIN_FIELDS) == names
+    for name in names:
+        assert getattr(args, name) == getattr(config, name), name
+    # Google's flag names
+    args = build_parser().parse_args(["bert", "pretrain", "--input_file", "x", "--output_dir", "o",
+                                      "--train_batch_size", "8", "--save_checkpoints_steps", "50",
+                                      "--learning_rate", "2e-5"])
+    assert (args.batch_size, args.save_every, args.learning_rate) == (8, 50, 2e-5)
+
+
+def test_detr_train_options_are_the_train_fields():
+    from bertdetr.detr.train import TrainConfig
+
+    args = build_parser().parse_args(["detr", "train", "c.json", "--lr", "3e-4", "--lr-drop", "5", "7"])
+    assert (args.lr, args.lr_drop) == (3e-4, [5, 7])
+    assert all(getattr(args, f.name) is None for f in dataclasses.fields(TrainConfig)
+               if f.name not in ("lr", "lr_drop"))
+
+
+def test_detr_config_full_writes_every_field_documented(tmp_path):
+    from bertdetr.detr.config import DETRConfig
+    from bertdetr.detr.train import DataConfig, TrainConfig, load_train_setup
+
+    out = tmp_path / "train.json"
+    assert main(["detr", "config", "--preset", "r50", "--full", "--output", str(out)]) == 0
+    raw = json.loads(out.read_text())
+    setup = load_train_setup(out)
+    assert setup.model == DETRConfig.r50()
+    assert setup.train == dataclasses.replace(TrainConfig(output_dir=setup.train.output_dir))
+    doc = raw["_doc"]
+    expected = {f"data.{f.name}" for f in dataclasses.fields(DataConfig)} | {
+        f"train.{f.name}" for f in dataclasses.fields(TrainConfig)}
+    for section, value in raw["model"].items():
+        expected |= {f"model.{section}.{k}" for k in value} if isinstance(value, dict) else {f"model.{section}"}
+    assert set(doc) == expected
+    assert all(doc.values())
+
+
+def test_one_way_to_replace_a_section_and_one_validation_helper():
+    from bertdetr.detr.config import DETRConfig
+    from bertdetr.detr.train import TrainConfig
+    from bertdetr.errors import BertDetrError
+
+    config = DETRConfig.r18(num_classes=4)
+    changed = config.replace_section("bbox_head", num_classes=7)
+    assert changed.bbox_head.num_classes == 7 and changed.backbone == config.backbone
+    assert config.bbox_head.num_classes == 4
+    with pytest.raises(BertDetrError, match="bbox_head.num_classes must be >= 1, got 0"):
+        config.replace_section("bbox_head", num_classes=0)
+    with pytest.raises(BertDetrError, match="train.num_threads must be >= 1, got 0"):
+        TrainConfig(output_dir="o", num_threads=0)
+    with pytest.raises(BertDetrError, match="train.max_iters must be >= 1"):
+        TrainConfig(output_dir="o", max_iters=0)
