@@ -680,12 +680,9 @@ def _checkpoint_labels(config: ClassifierConfig) -> list[str] | None:
     if last:
         return list(load_checkpoint(last)["labels"])
     for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
-        cfg = os.path.join(d, "config.json") if d and os.path.isdir(d) else None
-        if cfg and os.path.isfile(cfg):
-            with open(cfg, encoding="utf-8") as f:
-                id2label = json.load(f).get("id2label")
-            if id2label:
-                return [str(id2label[str(i)]) for i in range(len(id2label))]
+        labels = _id2label(os.path.join(d, "config.json")) if d and os.path.isdir(d) else None
+        if labels:
+            return labels
     return None
 
 
@@ -696,8 +693,37 @@ def _init_model(config: ClassifierConfig, bert_config: BertConfig, labels: list[
     model = create_model(bert_config, labels)
     if not config.init_checkpoint:
         return model, False
-    state, source = read_init_checkpoint(config.init_checkpoint)
-    return model, load_classifier_state(model, state, source)
+    path = config.init_checkpoint
+    state, source = read_init_checkpoint(path)
+    head_loaded = load_classifier_state(model, state, source)
+    if head_loaded and os.path.isdir(path):
+        _align_head_labels(model, _id2label(os.path.join(path, "config.json")), source)
+    return model, head_loaded
+
+
+def _id2label(config_file: str) -> list[str] | None:
+    if not os.path.isfile(config_file):
+        return None
+    with open(config_file, encoding="utf-8") as f:
+        id2label = json.load(f).get("id2label")
+    return [str(id2label[str(i)]) for i in range(len(id2label))] if id2label else None
+
+
+def _align_head_labels(model: BertForSequenceClassification, ckpt_labels: list[str] | None, source: str) -> None:
+    """A fine-tuned head whose checkpoint names its labels in another order than the task (say a
+    transformers MNLI model with entailment first) is permuted to the task's order; other names
+    are an error. Unnamed labels (transformers' LABEL_i, or 0..K-1 as ``bert convert`` writes
+    for Google's checkpoints, which have no names) are taken in the task's order."""
+    if ckpt_labels is None or ckpt_labels == model.labels:
+        return
+    if ckpt_labels in ([f"LABEL_{i}" for i in range(len(ckpt_labels))], [str(i) for i in range(len(ckpt_labels))]):
+        return
+    if sorted(ckpt_labels) != sorted(model.labels):
+        raise BertDetrError(f"{source} was fine-tuned for labels {ckpt_labels}, the task has {model.labels}")
+    order = [ckpt_labels.index(label) for label in model.labels]
+    with torch.no_grad():
+        model.output_weights.copy_(model.output_weights[order].clone())
+        model.output_bias.copy_(model.output_bias[order].clone())
 
 
 def features_to_tensors(features: Sequence[InputFeatures]) -> dict[str, torch.Tensor]:
