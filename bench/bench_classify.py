@@ -88,7 +88,7 @@ def main() -> None:
         state.update({"classifier.weight": ours.output_weights.data, "classifier.bias": ours.output_bias.data})
         missing, unexpected = hf.load_state_dict(state, strict=False)
         assert not missing and not unexpected, (missing, unexpected)
-        f = {k: v for k, v in data.items()}
+        f = {k: v.long() for k, v in data.items()}
         hf_f = dict(input_ids=f["input_ids"], attention_mask=f["input_mask"], token_type_ids=f["segment_ids"],
                     labels=f["label_ids"])
         ours.eval()
