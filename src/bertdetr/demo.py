@@ -2,12 +2,13 @@
 
 BERT: learn a WordPiece vocab from the bundled public-domain books, make pretraining data (NSP
 pairs, masked LM, as Google's create_pretraining_data.py), pretrain a tiny BERT, evaluate it on
-held-out chapters against the frequency baseline, and fill in some [MASK]s.
+held-out chapters against the frequency baseline, fill in some [MASK]s, and fine-tune it to tell
+which book a sentence is from, next to the same model fine-tuned from random weights.
 DETR: generate a synthetic shapes dataset, train a tiny DETR, evaluate COCO mAP against the
 untrained model, and draw its predictions.
 
 Every step is the library call behind a CLI command (printed alongside), so the demo doubles as a
-walkthrough: ``bertdetr bert build-vocab``, ``make-data``, ``pretrain``, ``fill-mask``;
+walkthrough: ``bertdetr bert build-vocab``, ``make-data``, ``pretrain``, ``fill-mask``, ``classify``;
 ``bertdetr detr make-shapes``, ``train``, ``eval``, ``predict``.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from importlib import resources
 
@@ -40,6 +42,8 @@ def add_parser(systems) -> None:
     p.add_argument("--bert-steps", dest="bert_steps", type=int, default=4000, help="BERT pretraining steps")
     p.add_argument("--detr-epochs", dest="detr_epochs", type=int, default=16, help="DETR training epochs")
     p.add_argument("--detr-images", dest="detr_images", type=int, default=2000, help="synthetic training images")
+    p.add_argument("--finetune-epochs", dest="finetune_epochs", type=float, default=3.0,
+                   help="epochs of the book-classification fine-tuning after pretraining (0: skip it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the initial weights and the training")
     p.set_defaults(func=run)
 
@@ -56,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.only in (None, "bert"):
         run_bert(os.path.join(args.out, "bert"), args.bert_steps, args.seed)
+        if args.finetune_epochs > 0:  # run_bert exports its model to bert/run/model
+            run_bert_finetune(os.path.join(args.out, "bert", "classify"),
+                              os.path.join(args.out, "bert", "run", "model"), args.seed, args.finetune_epochs)
     if args.only in (None, "detr"):
         run_detr(os.path.join(args.out, "detr"), args.detr_epochs, args.detr_images, args.seed)
     print(f"demo done in {time.perf_counter() - t0:.0f}s; outputs in {args.out}/")
@@ -133,6 +140,81 @@ def run_bert(out: str, steps: int, seed: int) -> dict:
         pred = fill_mask(bert, tok, text, top_k=5)[0]
         print(f"    {text}\n      -> " + "  ".join(f"{w} {p:.2f}" for w, p in zip(pred.tokens, pred.probs)))
     return m
+
+
+# The bundled books in corpus order, with their number of documents (pd_books.SOURCES.md).
+BOOKS = (("alice", 12), ("holmes", 4), ("grimm", 14), ("oz", 11))
+
+
+def make_book_task(out_dir: str, seed: int, per_book_train: int = 250, per_book_test: int = 60,
+                   every: int = 8, min_words: int = 8) -> tuple[str, int, int]:
+    """A small classification task from the bundled books: which book is a sentence from?
+
+    ``train.tsv`` takes sentences of the pretraining chapters, ``dev.tsv`` sentences of the
+    held-out chapters (``_split_documents``'s every ``every``-th: one or more of each book), so the
+    test is on chapters neither pretraining nor fine-tuning saw. Sentences of at least
+    ``min_words`` words, the same number from each book (chance is 1 in 4).
+    Returns (data dir, training examples, test examples)."""
+    import random
+
+    with open(bundled_books(), encoding="utf-8") as f:
+        docs = [d.strip() for d in f.read().split("\n\n") if d.strip()]
+    if len(docs) != sum(n for _, n in BOOKS):
+        raise RuntimeError(f"the bundled books have {len(docs)} documents, BOOKS lists {sum(n for _, n in BOOKS)}")
+    labels = [book for book, n in BOOKS for _ in range(n)]
+    pools: dict[tuple[str, bool], list[str]] = {}
+    for i, (doc, book) in enumerate(zip(docs, labels)):
+        held = i % every == every - 1
+        for line in doc.splitlines():
+            line = " ".join(line.split())  # no tabs in a TSV field
+            if len(line.split()) >= min_words:
+                pools.setdefault((book, held), []).append(line)
+    rng = random.Random(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    counts = []
+    for name, held, per_book in (("train", False, per_book_train), ("dev", True, per_book_test)):
+        n = min([per_book] + [len(pools[(book, held)]) for book, _ in BOOKS])
+        rows = [(s, book) for book, _ in BOOKS for s in rng.sample(pools[(book, held)], n)]
+        rng.shuffle(rows)
+        with open(os.path.join(out_dir, f"{name}.tsv"), "w", encoding="utf-8") as f:
+            f.write("sentence\tlabel\n")
+            f.writelines(f"{s}\t{book}\n" for s, book in rows)
+        counts.append(len(rows))
+    return out_dir, counts[0], counts[1]
+
+
+def run_bert_finetune(out: str, model_dir: str, seed: int, epochs: float = 3.0, learning_rate: float = 5e-4) -> dict:
+    """Pretraining pays: fine-tune the pretrained tiny BERT on ``make_book_task`` and, with the same
+    recipe, the same model from random weights; print both held-out accuracies.
+
+    Google's recipe (3 epochs, batch 32, warmup 10%) with the larger learning rate small BERTs
+    fine-tune with. About 10 s on 2 cores (two runs of 93 steps). Measured with a model pretrained
+    for 1500 of the demo's steps (masked-LM accuracy 0.13): held-out accuracy 0.61 / 0.67
+    (seeds 0 / 1) against 0.46 / 0.56 from random weights."""
+    from bertdetr.bert.classifier import ClassifierConfig, run_classifier
+
+    t = time.perf_counter()
+    data, n_train, n_test = make_book_task(os.path.join(out, "data"), seed)
+    common = dict(task_name="tsv", data_dir=data, max_seq_length=64, do_train=True, do_eval=True,
+                  train_batch_size=32, num_train_epochs=epochs, learning_rate=learning_rate, seed=seed,
+                  save_checkpoints_steps=10**6, keep_checkpoint_max=1, progress=False)
+    print(f"[5b] fine-tuning to tell which book a sentence is from ({n_train} training sentences of 4 books; "
+          f"{n_test} test sentences of held-out chapters)   # bertdetr bert classify --task-name tsv "
+          f"--data-dir {data} --init-checkpoint {model_dir} --do-train --do-eval")
+    results = {}
+    for name, init in (("pretrained", dict(init_checkpoint=model_dir)),
+                       ("random", dict(bert_config_file=os.path.join(model_dir, "config.json"),
+                                       vocab_file=os.path.join(model_dir, "vocab.txt")))):
+        for stale in ("ckpt", "model"):  # a rerun of the demo starts these fresh
+            for f in os.listdir(os.path.join(out, name)) if os.path.isdir(os.path.join(out, name)) else []:
+                if f.startswith(stale):
+                    p = os.path.join(out, name, f)
+                    shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+        summary = run_classifier(ClassifierConfig(output_dir=os.path.join(out, name), **common, **init))
+        results[name] = summary["eval"]["eval_accuracy"]
+    print(f"    held-out accuracy: pretrained {results['pretrained']:.3f}   vs   from random weights "
+          f"{results['random']:.3f}   (chance 0.250; {time.perf_counter() - t:.0f}s)")
+    return results
 
 
 def make_demo_shapes(data: str, num_images: int, seed: int) -> tuple[int, int]:

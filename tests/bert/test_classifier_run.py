@@ -243,3 +243,19 @@ def test_kill_during_checkpoint_or_feature_write_leaves_nothing_partial(bert_con
     with pytest.raises(KeyboardInterrupt):
         run_classifier(_config(bert_config, out, features_only=True))
     assert _tree(out) == []
+
+
+def test_fine_tuned_head_with_labels_in_another_order_is_permuted(bert_config, tmp_path):
+    from bertdetr.bert.classifier import _align_head_labels, create_model
+
+    torch.manual_seed(0)
+    m = create_model(BertConfig(**TINY), ["contradiction", "entailment", "neutral"])
+    w, b = m.output_weights.detach().clone(), m.output_bias.detach().clone() + torch.tensor([1.0, 2.0, 3.0])
+    with torch.no_grad():
+        m.output_bias.copy_(b)
+    _align_head_labels(m, ["entailment", "neutral", "contradiction"], "ckpt")
+    assert torch.equal(m.output_weights[0], w[2]) and torch.equal(m.output_bias, b[[2, 0, 1]])
+    _align_head_labels(m, ["LABEL_0", "LABEL_1", "LABEL_2"], "ckpt")  # unnamed: task order
+    assert torch.equal(m.output_bias, b[[2, 0, 1]])
+    with pytest.raises(BertDetrError, match="fine-tuned for labels"):
+        _align_head_labels(m, ["yes", "no", "maybe"], "ckpt")

@@ -14,12 +14,13 @@ features are Google's, checked against goldens made by bert-tensorflow 1.0.4 its
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -680,12 +681,9 @@ def _checkpoint_labels(config: ClassifierConfig) -> list[str] | None:
     if last:
         return list(load_checkpoint(last)["labels"])
     for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
-        cfg = os.path.join(d, "config.json") if d and os.path.isdir(d) else None
-        if cfg and os.path.isfile(cfg):
-            with open(cfg, encoding="utf-8") as f:
-                id2label = json.load(f).get("id2label")
-            if id2label:
-                return [str(id2label[str(i)]) for i in range(len(id2label))]
+        labels = _id2label(os.path.join(d, "config.json")) if d and os.path.isdir(d) else None
+        if labels:
+            return labels
     return None
 
 
@@ -696,27 +694,68 @@ def _init_model(config: ClassifierConfig, bert_config: BertConfig, labels: list[
     model = create_model(bert_config, labels)
     if not config.init_checkpoint:
         return model, False
-    state, source = read_init_checkpoint(config.init_checkpoint)
-    return model, load_classifier_state(model, state, source)
+    path = config.init_checkpoint
+    state, source = read_init_checkpoint(path)
+    head_loaded = load_classifier_state(model, state, source)
+    if head_loaded and os.path.isdir(path):
+        _align_head_labels(model, _id2label(os.path.join(path, "config.json")), source)
+    return model, head_loaded
 
 
-def features_to_tensors(features: Sequence[InputFeatures]) -> dict[str, torch.Tensor]:
-    """Stacked features by Google's names: int64 ``input_ids``, ``input_mask``, ``segment_ids``
-    [N,T], ``label_ids`` [N], ``is_real_example`` [N]."""
-    return {
-        "input_ids": torch.tensor([f.input_ids for f in features], dtype=torch.long),
-        "input_mask": torch.tensor([f.input_mask for f in features], dtype=torch.long),
-        "segment_ids": torch.tensor([f.segment_ids for f in features], dtype=torch.long),
-        "label_ids": torch.tensor([f.label_id for f in features], dtype=torch.long),
-        "is_real_example": torch.tensor([int(f.is_real_example) for f in features], dtype=torch.long),
-    }
+def _id2label(config_file: str) -> list[str] | None:
+    if not os.path.isfile(config_file):
+        return None
+    with open(config_file, encoding="utf-8") as f:
+        id2label = json.load(f).get("id2label")
+    return [str(id2label[str(i)]) for i in range(len(id2label))] if id2label else None
+
+
+def _align_head_labels(model: BertForSequenceClassification, ckpt_labels: list[str] | None, source: str) -> None:
+    """A fine-tuned head whose checkpoint names its labels in another order than the task (say a
+    transformers MNLI model with entailment first) is permuted to the task's order; other names
+    are an error. Unnamed labels (transformers' LABEL_i, or 0..K-1 as ``bert convert`` writes
+    for Google's checkpoints, which have no names) are taken in the task's order."""
+    if ckpt_labels is None or ckpt_labels == model.labels:
+        return
+    if ckpt_labels in ([f"LABEL_{i}" for i in range(len(ckpt_labels))], [str(i) for i in range(len(ckpt_labels))]):
+        return
+    if sorted(ckpt_labels) != sorted(model.labels):
+        raise BertDetrError(f"{source} was fine-tuned for labels {ckpt_labels}, the task has {model.labels}")
+    order = [ckpt_labels.index(label) for label in model.labels]
+    with torch.no_grad():
+        model.output_weights.copy_(model.output_weights[order].clone())
+        model.output_bias.copy_(model.output_bias[order].clone())
+
+
+def features_to_tensors(features: Iterable[InputFeatures], max_seq_length: int | None = None,
+                        write: Callable[[InputFeatures], None] | None = None) -> dict[str, torch.Tensor]:
+    """Stacked features by Google's names: ``input_ids``, ``input_mask``, ``segment_ids`` [N,T],
+    ``label_ids`` [N], ``is_real_example`` [N], stored as int32 (half of int64's memory for MNLI's
+    393K examples; batches are widened to int64). Streams: ``write`` (optional) sees each feature
+    as it comes, so the records are written while the arrays fill and no list of all features is
+    kept."""
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("input_ids", "input_mask", "segment_ids")}
+    labels, real = [], []
+    for f in features:
+        if write is not None:
+            write(f)
+        rows["input_ids"].append(np.asarray(f.input_ids, dtype=np.int32))
+        rows["input_mask"].append(np.asarray(f.input_mask, dtype=np.int32))
+        rows["segment_ids"].append(np.asarray(f.segment_ids, dtype=np.int32))
+        labels.append(f.label_id)
+        real.append(int(f.is_real_example))
+    T = max_seq_length or (len(rows["input_ids"][0]) if labels else 0)
+    out = {k: torch.from_numpy(np.stack(v) if v else np.zeros((0, T), np.int32)) for k, v in rows.items()}
+    out["label_ids"] = torch.tensor(labels, dtype=torch.int32)
+    out["is_real_example"] = torch.tensor(real, dtype=torch.int32)
+    return out
 
 
 def _batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
     batch = {k: v[index] for k, v in data.items()}
     # Cut the columns that are padding in every row: masked keys change no real token's output.
     T = max(1, int(batch["input_mask"].sum(1).max()))
-    return {k: (v[:, :T] if v.dim() == 2 else v).to(device) for k, v in batch.items()}
+    return {k: (v[:, :T] if v.dim() == 2 else v).to(device=device, dtype=torch.long) for k, v in batch.items()}
 
 
 def _eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Iterator[dict[str, torch.Tensor]]:
@@ -776,8 +815,8 @@ def write_test_results(probabilities: np.ndarray, path: str) -> None:
 
 
 def run_classifier(config: ClassifierConfig) -> dict:
-    """Google's ``main``: features for the requested sets (all read and checked before anything is
-    written), then training, evaluation and prediction. Returns a summary."""
+    """Google's ``main``: features for the requested sets (their records renamed into place only
+    once every set converted), then training, evaluation and prediction. Returns a summary."""
     bert_config, vocab_file = _model_files(config)
     labels = None
     if config.task_name == "tsv" and not config.do_train:
@@ -790,30 +829,34 @@ def run_classifier(config: ClassifierConfig) -> dict:
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
 
-    sets = {}
+    examples = {}
     for wanted, name, get in ((config.do_train, "train", processor.get_train_examples),
                               (config.do_eval, "eval", processor.get_dev_examples),
                               (config.do_predict, "predict", processor.get_test_examples)):
         if wanted:
-            examples = get(config.data_dir)
-            if not examples:
+            examples[name] = get(config.data_dir)
+            if not examples[name]:
                 raise BertDetrError(f"the {name} set of {config.data_dir} has no examples")
-            # On CPU/GPU Google writes the real examples only (PaddingInputExample is for TPU).
-            sets[name] = (examples, convert_examples_to_features(examples, label_list, config.max_seq_length,
-                                                                 tokenizer))
+    # Each set's records are written as its features are made, all under temp names renamed only
+    # when every set converted: a bad label in the test set leaves no train.tf_record behind.
+    # On CPU/GPU Google writes the real examples only (PaddingInputExample is for TPU).
     summary: dict = {"labels": label_list, "features": {}}
-    for name, (_, features) in sets.items():
-        path = os.path.join(config.output_dir, f"{name}.tf_record")
-        with atomic_output(path, "wb") as f:
-            for feature in features:
-                write_record(f, features_to_example(feature))
-        summary["features"][name] = path
+    data: dict[str, dict[str, torch.Tensor]] = {}
+    with contextlib.ExitStack() as stack:
+        for name, exs in examples.items():
+            path = os.path.join(config.output_dir, f"{name}.tf_record")
+            f = stack.enter_context(atomic_output(path, "wb"))
+            data[name] = features_to_tensors(
+                (convert_single_example(i, ex, label_list, config.max_seq_length, tokenizer)
+                 for i, ex in enumerate(exs)),
+                config.max_seq_length, write=lambda feature, f=f: write_record(f, features_to_example(feature)))
+            summary["features"][name] = path
     if config.features_only:
         return summary
 
     num_train_steps = num_warmup_steps = 0
     if config.do_train:
-        n = len(sets["train"][0])
+        n = len(examples["train"])
         num_train_steps = int(n / config.train_batch_size * config.num_train_epochs)
         num_warmup_steps = int(num_train_steps * config.warmup_proportion)
         if num_train_steps == 0:
@@ -841,8 +884,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
                    "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps}, f, indent=1)
 
     if config.do_train:
-        data = features_to_tensors(sets["train"][1])
-        step = train(model, data, config, device, num_train_steps, num_warmup_steps)
+        step = train(model, data["train"], config, device, num_train_steps, num_warmup_steps)
         summary.update(step=step, num_train_steps=num_train_steps)
         if step < num_train_steps:
             return summary  # stopped early (--stop-at-step): resume to finish
@@ -850,8 +892,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
                                          os.path.join(config.output_dir, "model"))
     summary["step"] = step
     if config.do_eval:
-        data = features_to_tensors(sets["eval"][1])
-        metrics, predictions, _ = evaluate(model, data, config.eval_batch_size, device)
+        metrics, predictions, _ = evaluate(model, data["eval"], config.eval_batch_size, device)
         result = {"eval_accuracy": metrics["eval_accuracy"], "eval_loss": metrics["eval_loss"],
                   "global_step": step, "loss": metrics["loss"]}
         with atomic_output(os.path.join(config.output_dir, "eval_results.txt"), "w") as f:
@@ -859,12 +900,12 @@ def run_classifier(config: ClassifierConfig) -> dict:
             for key in sorted(result):
                 value = result[key] if key == "global_step" else np.float32(result[key])
                 f.write(f"{key} = {value}\n")
-        glue = glue_metrics(config.task_name, data["label_ids"].numpy(), predictions)
+        glue = glue_metrics(config.task_name, data["eval"]["label_ids"].numpy(), predictions)
         summary["eval"] = {**result, **glue, "task": config.task_name, "num_examples": len(predictions)}
         with atomic_output(os.path.join(config.output_dir, "metrics.json"), "w") as f:
             json.dump(summary["eval"], f, indent=1)
     if config.do_predict:
-        probabilities = predict(model, features_to_tensors(sets["predict"][1]), config.predict_batch_size, device)
+        probabilities = predict(model, data["predict"], config.predict_batch_size, device)
         write_test_results(probabilities, os.path.join(config.output_dir, "test_results.tsv"))
         summary["predictions"] = len(probabilities)
     return summary
