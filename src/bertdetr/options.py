@@ -140,7 +140,9 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS, []):
+        # identity, not ==: a default of 0 or 0.0 equals False and must still be shown
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or action.default == []:
             return text
         if not action.option_strings or action.nargs == 0:
             return text

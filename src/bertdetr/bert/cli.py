@@ -407,10 +407,8 @@ def _add_squad(commands) -> None:
     add("bert-config-file", help="bert_config.json or config.json; none: the one beside --init-checkpoint")
     add("init-checkpoint", help="HF-format BERT directory (pretrained or a fine-tuned BertForQuestionAnswering) or "
         "a Google TF checkpoint prefix (needs bertdetr[tf])")
-    add("do-lower-case", type=_absl_bool, nargs=flag, const=True, default=True,
-        help="lowercase the input (True for uncased models)")
-    p.add_argument("--no-do-lower-case", "--nodo_lower_case", dest="do_lower_case", action="store_false",
-                   help="keep case (cased models)")
+    add_flag(p, "--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True,
+             help="lowercase the input (true for uncased models; false or --no-do-lower-case: cased)")
     add("max-seq-length", type=int, default=384, help="input length after WordPiece: longer documents are windowed")
     add("doc-stride", type=int, default=128, help="how far each document window starts after the last")
     add("max-query-length", type=int, default=64, help="questions longer than this many tokens are cut")
@@ -431,12 +429,14 @@ def _add_squad(commands) -> None:
         help="SQuAD 2.0: some questions have no answer")
     add("null-score-diff-threshold", type=float, default=0.0,
         help="SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this")
-    add("features-only", action="store_true", help="write train.tf_record / eval.tf_record and stop")
-    add("resume", action="store_true", help="continue training from the latest checkpoint in --output-dir")
+    add_flag(p, "--features-only", "--features_only", dest="features_only", default=False,
+             help="write train.tf_record / eval.tf_record and stop")
+    add_flag(p, "--resume", dest="resume", default=False,
+             help="continue training from the latest checkpoint in --output-dir")
     add("stop-at-step", type=int, help="stop training (checkpointed) after this step")
     add("seed", type=int, default=12345, help="seeds the head's init, batch order and dropout")
     add("device", help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
     p.set_defaults(func=_run_squad)
 
 
