@@ -395,8 +395,6 @@ def _add_squad(commands) -> None:
         "and the official EM/F1 in metrics.json. Google's flags, also in their underscore spellings.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    flag = "?"  # absl booleans: --do-train, --do_train=true, --do_lower_case=False
-
     def add(name: str, **kwargs) -> None:
         p.add_argument(f"--{name}", f"--{name.replace('-', '_')}", dest=name.replace("-", "_"), **kwargs)
 
@@ -412,8 +410,10 @@ def _add_squad(commands) -> None:
     add("max-seq-length", type=int, default=384, help="input length after WordPiece: longer documents are windowed")
     add("doc-stride", type=int, default=128, help="how far each document window starts after the last")
     add("max-query-length", type=int, default=64, help="questions longer than this many tokens are cut")
-    add("do-train", type=_absl_bool, nargs=flag, const=True, default=False, help="fine-tune on --train-file")
-    add("do-predict", type=_absl_bool, nargs=flag, const=True, default=False, help="predict for --predict-file")
+    add_flag(p, "--do-train", "--do_train", dest="do_train", default=False,
+             help="fine-tune on --train-file")
+    add_flag(p, "--do-predict", "--do_predict", dest="do_predict", default=False,
+             help="predict for --predict-file")
     add("train-batch-size", type=int, default=32, help="total batch size for training")
     add("predict-batch-size", type=int, default=8, help="total batch size for predictions")
     add("learning-rate", type=float, default=5e-5, help="initial learning rate for Adam")
@@ -423,10 +423,10 @@ def _add_squad(commands) -> None:
     add("keep-checkpoint-max", type=int, default=5, help="checkpoints kept (0 = all)")
     add("n-best-size", type=int, default=20, help="candidates per question in nbest_predictions.json")
     add("max-answer-length", type=int, default=30, help="longest answer, in tokens")
-    add("verbose-logging", type=_absl_bool, nargs=flag, const=True, default=False,
-        help="warn about every answer that cannot be mapped back onto its paragraph")
-    add("version-2-with-negative", type=_absl_bool, nargs=flag, const=True, default=False,
-        help="SQuAD 2.0: some questions have no answer")
+    add_flag(p, "--verbose-logging", "--verbose_logging", dest="verbose_logging", default=False,
+             help="warn about every answer that cannot be mapped back onto its paragraph")
+    add_flag(p, "--version-2-with-negative", "--version_2_with_negative", dest="version_2_with_negative", default=False,
+             help="SQuAD 2.0: some questions have no answer")
     add("null-score-diff-threshold", type=float, default=0.0,
         help="SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this")
     add_flag(p, "--features-only", "--features_only", dest="features_only", default=False,
