@@ -4,9 +4,7 @@ import itertools
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from bertdetr.detr.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, generalized_box_iou_aligned
 from bertdetr.detr.loss import DETRCriterion
 from bertdetr.detr.matcher import HungarianMatcher
 from bertdetr.errors import BertDetrError
@@ -59,6 +57,11 @@ def test_batched_assignment_equals_per_image():
     for i in range(3):
         (r, c), = matcher(out["pred_logits"][i:i + 1], out["pred_boxes"][i:i + 1], targets[i:i + 1], shapes[i:i + 1])
         assert torch.equal(batched[i][0], r) and torch.equal(batched[i][1], c)
+        # mmdet's per-image form: AssignResult's gt_inds (0 background, g + 1) and labels (-1 background)
+        gt_inds, labels = matcher.assign(out["pred_boxes"][i], out["pred_logits"][i], targets[i]["boxes"],
+                                         targets[i]["labels"], shapes[i])
+        assert torch.equal(torch.nonzero(gt_inds).squeeze(1), r) and torch.equal(gt_inds[r] - 1, c)
+        assert torch.equal(labels[r], targets[i]["labels"][c]) and bool((labels[gt_inds == 0] == -1).all())
     batched_costs = matcher.cost_matrices(out["pred_logits"], out["pred_boxes"], targets, shapes)
     one = matcher.cost_matrices(out["pred_logits"][2:], out["pred_boxes"][2:], targets[2:], shapes[2:])[0]
     torch.testing.assert_close(batched_costs[2], one)
@@ -146,33 +149,9 @@ def test_class_count_of_outputs_must_match_the_criterion():
 
 
 def _per_layer_reference(crit, outputs, targets, shapes):
-    """The criterion as a plain loop: each layer matched alone, each image's terms summed in turn."""
-    eps = torch.finfo(torch.float32).eps
-    layers = [*outputs.get("aux_outputs", []), outputs]
-    per_layer = []
-    for o in layers:
-        logits, boxes = o["pred_logits"], o["pred_boxes"]
-        B, Q, K = logits.shape
-        indices = crit.matcher(logits.detach(), boxes.detach(), targets, shapes)
-        labels = torch.full((B, Q), crit.num_classes)
-        l1 = giou = boxes.sum() * 0.0
-        num_pos = 0
-        for i, ((q, g), t, (h, w)) in enumerate(zip(indices, targets, shapes)):
-            labels[i, q] = t["labels"][g]
-            f = torch.tensor([w, h, w, h], dtype=boxes.dtype)
-            gt = box_xyxy_to_cxcywh(t["boxes"][g] / f)
-            l1 = l1 + (boxes[i, q] - gt).abs().sum()
-            giou = giou + (1 - generalized_box_iou_aligned(box_cxcywh_to_xyxy(boxes[i, q]) * f,
-                                                           box_cxcywh_to_xyxy(gt) * f)).sum()
-            num_pos += len(q)
-        weight = torch.ones(K)
-        weight[crit.num_classes] = crit.bg_cls_weight
-        ce = F.cross_entropy(logits.reshape(B * Q, K), labels.view(-1), weight=weight, reduction="sum")
-        cls_avg = max(num_pos + (B * Q - num_pos) * crit.bg_cls_weight, 1.0)
-        num_boxes = max(num_pos, 1)
-        per_layer.append((ce / (cls_avg + eps) * crit.loss_cls_weight,
-                          l1 / (num_boxes + eps) * crit.loss_bbox_weight,
-                          giou / (num_boxes + eps) * crit.loss_iou_weight))
+    """The criterion as mmdet's loop: ``loss_single`` of each layer, each image matched alone."""
+    per_layer = [crit.loss_single(o["pred_logits"], o["pred_boxes"], targets, shapes)
+                 for o in [*outputs.get("aux_outputs", []), outputs]]
     losses = dict(zip(("loss_cls", "loss_bbox", "loss_iou"), per_layer[-1]))
     for i, terms in enumerate(per_layer[:-1]):
         losses.update({f"d{i}.{k}": v for k, v in zip(("loss_cls", "loss_bbox", "loss_iou"), terms)})

@@ -16,13 +16,13 @@ import torch
 
 
 def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """[..., 4] (cx, cy, w, h) -> [..., 4] (x1, y1, x2, y2)."""
+    """[..., 4] (cx, cy, w, h) -> [..., 4] (x1, y1, x2, y2). mmdet ``bbox_cxcywh_to_xyxy``, official DETR's name."""
     cx, cy, w, h = boxes.unbind(-1)
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
 def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
-    """[..., 4] (x1, y1, x2, y2) -> [..., 4] (cx, cy, w, h)."""
+    """[..., 4] (x1, y1, x2, y2) -> [..., 4] (cx, cy, w, h). mmdet ``bbox_xyxy_to_cxcywh``, official DETR's name."""
     x1, y1, x2, y2 = boxes.unbind(-1)
     return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
 
@@ -33,7 +33,8 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Pairwise GIoU: [N, 4] xyxy, [M, 4] xyxy -> [N, M] (mmdet ``bbox_overlaps(mode='giou')``)."""
+    """Pairwise GIoU: [N, 4] xyxy, [M, 4] xyxy -> [N, M] (mmdet ``bbox_overlaps(mode='giou')``;
+    official DETR's name, without its assert on valid boxes)."""
     return _giou(boxes1[:, None, :], boxes2[None, :, :], eps)
 
 

@@ -54,8 +54,11 @@ class DETRCriterion(nn.Module):
     the device needs in one go). ``img_shapes``: B (h, w) of each image (default: each target's
     ``size``), used to normalise boxes as mmdet's ``img_shape``.
 
-    All L decoder layers are matched and scored together: one device->host copy of the costs and
-    one host->device copy per dtype of the matches, whatever L and B.
+    ``forward`` is mmdet 2.x ``DETRHead.loss`` / 3.x ``loss_by_feat``: ``loss_single`` of every
+    decoder layer (the auxiliary losses ``d{i}.*``). It takes the accelerated path ``layer_losses``:
+    all L decoder layers matched and scored together, one device->host copy of the costs and one
+    host->device copy per dtype of the matches, whatever L and B; equal to a loop of
+    ``loss_single`` (tests/detr/test_loss.py).
     """
 
     def __init__(self, matcher: HungarianMatcher, num_classes: int, loss_cls_weight: float = 1.0,
@@ -94,8 +97,69 @@ class DETRCriterion(nn.Module):
         """The training objective: the sum of the (already weighted) terms."""
         return sum(losses.values())
 
+    def _get_target_single(self, cls_score, bbox_pred, gt_bboxes, gt_labels, img_shape):
+        """mmdet ``DETRHead._get_target_single``: one image's ``cls_score`` [Q,K], ``bbox_pred`` [Q,4]
+        and targets ``gt_bboxes`` [G,4] pixel xyxy, ``gt_labels`` [G], ``img_shape`` (h, w) ->
+        (labels [Q] (num_classes at background), label_weights [Q] (ones: the background's 0.1 is
+        ``loss_cls``'s class weight), bbox_targets [Q,4] normalised cxcywh (zeros at background),
+        bbox_weights [Q,4] (ones at matched queries), pos_inds, neg_inds), on ``cls_score``'s device."""
+        Q, device = cls_score.shape[0], cls_score.device
+        assigned_gt_inds, _ = self.matcher.assign(bbox_pred.detach(), cls_score.detach(), gt_bboxes, gt_labels,
+                                                  img_shape)
+        pos_inds = torch.nonzero(assigned_gt_inds > 0).squeeze(1)
+        neg_inds = torch.nonzero(assigned_gt_inds == 0).squeeze(1)
+        pos_gt = assigned_gt_inds[pos_inds] - 1
+        labels = torch.full((Q,), self.num_classes, dtype=torch.long)
+        labels[pos_inds] = gt_labels.cpu().long()[pos_gt]
+        factor = image_factors([img_shape], dtype=bbox_pred.dtype)  # [1,4]
+        bbox_targets = torch.zeros(Q, 4, dtype=bbox_pred.dtype)
+        bbox_targets[pos_inds] = box_xyxy_to_cxcywh(gt_bboxes.cpu().to(bbox_pred.dtype)[pos_gt] / factor)
+        bbox_weights = torch.zeros(Q, 4, dtype=bbox_pred.dtype)
+        bbox_weights[pos_inds] = 1.0
+        return (labels.to(device), torch.ones(Q, dtype=cls_score.dtype, device=device), bbox_targets.to(device),
+                bbox_weights.to(device), pos_inds, neg_inds)
+
+    def get_targets(self, cls_scores_list, bbox_preds_list, gt_bboxes_list, gt_labels_list, img_shapes):
+        """mmdet ``DETRHead.get_targets``: ``_get_target_single`` of each image -> (labels_list,
+        label_weights_list, bbox_targets_list, bbox_weights_list, num_total_pos, num_total_neg)."""
+        per_image = zip(*[self._get_target_single(*args) for args in zip(
+            cls_scores_list, bbox_preds_list, gt_bboxes_list, gt_labels_list, img_shapes)])
+        labels, label_weights, bbox_targets, bbox_weights, pos_inds, neg_inds = map(list, per_image)
+        return (labels, label_weights, bbox_targets, bbox_weights,
+                sum(len(p) for p in pos_inds), sum(len(n) for n in neg_inds))
+
+    def loss_single(self, cls_scores, bbox_preds, targets: list[dict], img_shapes):
+        """mmdet 2.x ``DETRHead.loss_single`` (3.x ``loss_by_feat_single``): one decoder layer's
+        ``cls_scores`` [B,Q,K] and ``bbox_preds`` [B,Q,4] -> (loss_cls, loss_bbox, loss_iou) scalars.
+
+        The readable per-image form, matching one image at a time; ``forward`` computes the same
+        for all layers at once through ``layer_losses``."""
+        B, Q, K = cls_scores.shape
+        device, dtype = cls_scores.device, bbox_preds.dtype
+        labels, label_weights, bbox_targets, bbox_weights, num_total_pos, num_total_neg = self.get_targets(
+            list(cls_scores), list(bbox_preds), [t["boxes"] for t in targets], [t["labels"] for t in targets],
+            img_shapes)
+        labels, label_weights = torch.cat(labels), torch.cat(label_weights)
+        bbox_targets, bbox_weights = torch.cat(bbox_targets), torch.cat(bbox_weights)
+        # CrossEntropyLoss(class_weight: bg_cls_weight on background), avg_factor num_pos + num_neg * bg_cls_weight
+        ce = F.cross_entropy(cls_scores.reshape(B * Q, K), labels, weight=self.class_weight.to(device, cls_scores.dtype),
+                             reduction="none")
+        cls_avg_factor = max(num_total_pos * 1.0 + num_total_neg * self.bg_cls_weight, 1.0)
+        loss_cls = (ce * label_weights).sum() / (cls_avg_factor + _EPS) * self.loss_cls_weight
+        num_boxes = _num_boxes_all_processes(num_total_pos, device)
+        factors = torch.cat([image_factors([shape], device, dtype).expand(Q, 4) for shape in img_shapes])
+        bbox_preds = bbox_preds.reshape(B * Q, 4)
+        # GIoULoss on pixel xyxy (the target back from cxcywh, as mmdet); L1Loss on normalised cxcywh
+        giou = generalized_box_iou_aligned(box_cxcywh_to_xyxy(bbox_preds) * factors,
+                                           box_cxcywh_to_xyxy(bbox_targets) * factors)
+        loss_iou = ((1 - giou) * bbox_weights[:, 0]).sum() / (num_boxes + _EPS) * self.loss_iou_weight
+        l1 = (bbox_preds - bbox_targets).abs() * bbox_weights
+        loss_bbox = l1.sum() / (num_boxes + _EPS) * self.loss_bbox_weight
+        return loss_cls, loss_bbox, loss_iou
+
     def layer_losses(self, logits, boxes, targets: HostTargets, img_shapes):
-        """[L,B,Q,K] logits, [L,B,Q,4] boxes -> (loss_cls [L], loss_bbox [L], loss_iou [L]).
+        """[L,B,Q,K] logits, [L,B,Q,4] boxes -> (loss_cls [L], loss_bbox [L], loss_iou [L]): ``loss_single``
+        of every layer, accelerated.
 
         Every layer matches n = sum_i min(Q, G_i) pairs, so the matched pairs of all layers form one
         [L*n] list (layer-major) whose per-layer sums are a ``view(L, n).sum(1)``; the normalisers

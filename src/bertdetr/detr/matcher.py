@@ -128,7 +128,11 @@ def check_targets(targets: list[dict], num_classes: int, batch_size: int) -> Hos
 
 
 class HungarianMatcher:
-    """``__call__(pred_logits [B,Q,K], pred_boxes [B,Q,4], targets, img_shapes) -> list of B
+    """mmdet ``HungarianAssigner`` with match costs ``ClassificationCost`` (``cls_cost``),
+    ``BBoxL1Cost`` (``bbox_cost``, box_format='xywh') and ``IoUCost`` (``iou_cost``, iou_mode='giou');
+    official DETR ``HungarianMatcher``. ``assign`` is mmdet's per-image call.
+
+    ``__call__(pred_logits [B,Q,K], pred_boxes [B,Q,4], targets, img_shapes) -> list of B
     (query_idx [n], target_idx [n]) int64 pairs``, n = min(Q, G), query indices ascending.
 
     ``match_layers`` does the same for L decoder layers at once ([L,B,Q,K], [L,B,Q,4] -> L such
@@ -194,3 +198,16 @@ class HungarianMatcher:
 
     def __call__(self, pred_logits, pred_boxes, targets, img_shapes):
         return self.match_layers(pred_logits[None], pred_boxes[None], targets, img_shapes)[0]
+
+    def assign(self, bbox_pred, cls_pred, gt_bboxes, gt_labels, img_shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """mmdet ``HungarianAssigner.assign`` for one image: ``bbox_pred`` [Q,4] normalised cxcywh,
+        ``cls_pred`` [Q,K], ``gt_bboxes`` [G,4] pixel xyxy, ``gt_labels`` [G], ``img_shape`` (h, w) ->
+        (``assigned_gt_inds`` [Q] int64: 0 background, g + 1 matched to target g;
+        ``assigned_labels`` [Q] int64: the target's label, -1 background), on the host, as
+        mmdet's ``AssignResult``. Training assigns all layers and images at once (``match_layers``)."""
+        (q, g), = self(cls_pred[None], bbox_pred[None], [{"boxes": gt_bboxes, "labels": gt_labels}], [img_shape])
+        assigned_gt_inds = torch.zeros(cls_pred.shape[0], dtype=torch.long)
+        assigned_gt_inds[q] = g + 1
+        assigned_labels = torch.full((cls_pred.shape[0],), -1, dtype=torch.long)
+        assigned_labels[q] = gt_labels.cpu().long()[g]
+        return assigned_gt_inds, assigned_labels

@@ -282,7 +282,9 @@ class SinePositionalEncoding(nn.Module):
 
 
 class DetrEncoder(nn.Module):
-    """Stack of post-norm encoder layers (no final norm, as mmdet's and official DETR's).
+    """mmdet ``DetrTransformerEncoder`` (layers: ``DetrTransformerEncoderLayer``, here
+    ``nn/transformer.py`` ``PostNormEncoderLayer``) / official DETR ``TransformerEncoder``.
+    Stack of post-norm encoder layers (no final norm, as mmdet's and official DETR's).
 
     ``forward(x [B,T,D], pos [B,T,D], attn_mask [B,1,1,T] additive (-inf at padding) | None) -> [B,T,D]``.
     """
@@ -298,7 +300,9 @@ class DetrEncoder(nn.Module):
 
 
 class DetrDecoder(nn.Module):
-    """Stack of post-norm decoder layers whose every output goes through the shared ``post_norm``.
+    """mmdet ``DetrTransformerDecoder`` (layers: ``DetrTransformerDecoderLayer``, here
+    ``nn/transformer.py`` ``PostNormDecoderLayer``) / official DETR ``TransformerDecoder``.
+    Stack of post-norm decoder layers whose every output goes through the shared ``post_norm``.
 
     ``forward(query_pos [B,Q,D], memory [B,T,D], memory_pos [B,T,D], memory_mask) -> [L,B,Q,D]``.
     The first layer's input is zeros; each layer takes the previous layer's output *before*
@@ -322,8 +326,9 @@ class DetrDecoder(nn.Module):
 class DetrHead(nn.Module):
     """mmdet ``DETRHead`` / official DETR ``class_embed`` + ``bbox_embed``.
 
-    ``forward(hs [..., D]) -> (logits [..., K], boxes [..., 4])``: ``fc_cls`` to num_classes + 1
-    (background last); boxes = sigmoid(fc_reg(ReLU(reg_fcs(hs)))), where ``reg_fcs`` is
+    ``forward(hs [..., D]) -> (logits [..., K], boxes [..., 4])``, mmdet 3.x
+    ``DETRHead.forward(hidden_states)`` (the rest of 2.x ``forward_single`` is ``DETR.forward_single``):
+    ``fc_cls`` to num_classes + 1 (background last); boxes = sigmoid(fc_reg(ReLU(reg_fcs(hs)))), where ``reg_fcs`` is
     ``num_reg_fcs`` x (Linear, ReLU): mmdet's ``reg_ffn`` (FFN without residual: Linear, ReLU,
     Linear) followed by ``activate`` ReLU, equal to official DETR's 3-layer MLP.
     """
@@ -393,7 +398,19 @@ class DETR(nn.Module):
         if masks is not None and (masks.shape != (images.shape[0], *images.shape[2:]) or masks.dtype != torch.bool):
             raise BertDetrError(f"masks must be bool [B,H,W] = {(images.shape[0], *images.shape[2:])} "
                                 f"matching images, got {masks.dtype} {tuple(masks.shape)}")
-        feat = self.input_proj(self.backbone(images))  # [B,D,h,w], channels-last
+        return self.forward_single(self.backbone(images), masks)
+
+    def forward_single(self, x: torch.Tensor, masks: torch.Tensor | None) -> dict:
+        """mmdet 2.x ``DETRHead.forward_single(x, img_metas)``: one feature level to the outputs.
+
+        ``x`` [B,C,h,w] the backbone's last stage, ``masks`` [B,H,W] bool True at padding or None
+        -> the dict of ``forward``. As mmdet's: input projection, the padding mask resized to the
+        feature map, positional encoding, transformer, then the heads on every decoder layer's
+        output. It lives on the model, not the head, because the module tree is mmdet 3.x's
+        (``input_proj``, ``encoder``, ``decoder`` on the detector: 3.x ``DETR.forward_transformer``;
+        ``DetrHead`` only the 3.x ``DETRHead.forward`` FCs), so state-dict names are 3.x's.
+        """
+        feat = self.input_proj(x)  # [B,D,h,w], channels-last
         B, D, h, w = feat.shape
         mask = feature_mask(masks, B, h, w, feat.device)
         pos = self.positional_encoding(mask).view(B, h * w, D)
@@ -414,7 +431,8 @@ class DETR(nn.Module):
 
 
 def build_detr(config: DETRConfig) -> DETR:
-    """Builds the model of ``config``, randomly initialised as mmdet (xavier for transformer weights).
+    """Builds the model of ``config`` (official DETR ``build`` in models/detr.py; mmdet builds from
+    its config through the registry), randomly initialised as mmdet (xavier for transformer weights).
     Reads no files: ``config.backbone.pretrained`` is loaded by whoever starts from it (the trainer,
     through ``weights.load_torchvision_resnet``), checkpoints by ``weights.load_detr``/``from_*``."""
     D = config.embed_dims

@@ -20,7 +20,10 @@ class DetrPostProcess:
     ``labels`` [N] int64 in 0..C-1, ``boxes`` [N,4] pixel xyxy, best score first, and ``queries``
     [N] int64, the object query each detection came from (for its attention map). ``outputs`` is
     the model's dict (only the last layer's ``pred_logits`` [B,Q,K], ``pred_boxes`` [B,Q,4] are
-    used); ``img_shapes`` B (h, w); ``scale_factors`` B (w_scale, h_scale) or None (no rescale)."""
+    used); ``img_shapes`` B (h, w); ``scale_factors`` B (w_scale, h_scale) or None (no rescale).
+
+    ``__call__`` is mmdet 3.x ``predict_by_feat`` (2.x ``get_bboxes``; official DETR ``PostProcess``,
+    which takes no top-k), ``_predict_by_feat_single`` its per-image step."""
 
     def __init__(self, max_per_img: int = 100):
         self.max_per_img = max_per_img
@@ -28,16 +31,21 @@ class DetrPostProcess:
     @torch.no_grad()
     def __call__(self, outputs: dict, img_shapes, scale_factors=None) -> list[dict]:
         logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
-        scores, labels = logits.softmax(-1)[..., :-1].max(-1)  # [B,Q]
-        k = min(self.max_per_img, scores.shape[1])
-        results = []
-        for i, (h, w) in enumerate(img_shapes):
-            s, idx = scores[i].topk(k)
-            xyxy = box_cxcywh_to_xyxy(boxes[i, idx])
-            xyxy[:, 0::2] = (xyxy[:, 0::2] * w).clamp(min=0, max=w)
-            xyxy[:, 1::2] = (xyxy[:, 1::2] * h).clamp(min=0, max=h)
-            if scale_factors is not None:
-                sw, sh = scale_factors[i]
-                xyxy = xyxy / xyxy.new_tensor([sw, sh, sw, sh])
-            results.append({"scores": s, "labels": labels[i, idx], "boxes": xyxy, "queries": idx})
-        return results
+        return [self._predict_by_feat_single(logits[i], boxes[i], img_shape,
+                                             None if scale_factors is None else scale_factors[i])
+                for i, img_shape in enumerate(img_shapes)]
+
+    def _predict_by_feat_single(self, cls_score, bbox_pred, img_shape, scale_factor=None) -> dict:
+        """mmdet 3.x ``DETRHead._predict_by_feat_single`` (2.x ``_get_bboxes_single``): one image's
+        ``cls_score`` [Q,K], ``bbox_pred`` [Q,4], ``img_shape`` (h, w), ``scale_factor``
+        (w_scale, h_scale) or None -> its dict of detections (see the class)."""
+        scores, labels = cls_score.softmax(-1)[..., :-1].max(-1)  # [Q]
+        h, w = img_shape
+        s, idx = scores.topk(min(self.max_per_img, scores.shape[0]))
+        xyxy = box_cxcywh_to_xyxy(bbox_pred[idx])
+        xyxy[:, 0::2] = (xyxy[:, 0::2] * w).clamp(min=0, max=w)
+        xyxy[:, 1::2] = (xyxy[:, 1::2] * h).clamp(min=0, max=h)
+        if scale_factor is not None:
+            sw, sh = scale_factor
+            xyxy = xyxy / xyxy.new_tensor([sw, sh, sw, sh])
+        return {"scores": s, "labels": labels[idx], "boxes": xyxy, "queries": idx}
