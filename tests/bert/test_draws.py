@@ -22,7 +22,7 @@ needs_compiled = pytest.mark.skipif(dr._compiled is None, reason="bertdetr.bert.
 
 
 def _stream_ops(draws, rng, ops: random.Random, steps=2000):
-    """The same random calls on ``draws`` (a Stream or _PythonDraws) and on ``rng`` (CPython's
+    """The same random calls on ``draws`` (a Stream or PythonDraws) and on ``rng`` (CPython's
     own methods), compared one by one."""
     for _ in range(steps):
         op = ops.randrange(7)

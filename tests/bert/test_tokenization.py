@@ -152,7 +152,7 @@ def test_every_code_point_in_context(lower, classes):
 
 
 def test_line_splitting_facts_for_every_code_point():
-    # BasicTokenizer.concat_chunks splits with str.split after deleting _DELETED_SEPARATORS; this is exact only if
+    # concat_chunks splits with str.split after deleting _DELETED_SEPARATORS; this is exact only if
     # str.split's whitespace is Google's whitespace, Zl/Zp (kept by Google's cleaning, then split
     # on), or one of the deleted separators.
     chars = [chr(cp) for cp in range(sys.maxunicode + 1)]
@@ -162,7 +162,7 @@ def test_line_splitting_facts_for_every_code_point():
     for c in spaces:
         if c not in google_spaces:
             deleted = reference._is_control(c)
-            assert deleted == bool(tokenization.BasicTokenizer._DELETED_SEPARATORS.match(c)), hex(ord(c))
+            assert deleted == bool(tokenization._DELETED_SEPARATORS.match(c)), hex(ord(c))
             assert deleted or unicodedata.category(c) in ("Zl", "Zp"), hex(ord(c))
     # Lowercasing and NFD never make whitespace (the fast path would split there anyway).
     text = "".join(c for c in chars if not c.isspace())

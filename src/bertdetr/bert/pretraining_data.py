@@ -288,6 +288,8 @@ def create_instances_from_document(all_documents: list, document_index: int,
     random_, randbelow = rng.random, rng.randbelow
     num_documents = len(all_documents)
     cls_id, sep_id = vocab.cls_id, vocab.sep_id
+    masked_lm_prob, max_predictions_per_seq = config.masked_lm_prob, config.max_predictions_per_seq
+    do_whole_word_mask = config.do_whole_word_mask
 
     # Account for [CLS], [SEP], [SEP]
     max_num_tokens = config.max_seq_length - 3
@@ -348,7 +350,8 @@ def create_instances_from_document(all_documents: list, document_index: int,
             tokens_a, tokens_b = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
             tokens = [cls_id, *tokens_a, sep_id, *tokens_b, sep_id]
             len_a = len(tokens_a)
-            masked_lm_positions, masked_lm_ids = create_masked_lm_predictions(tokens, len_a, config, vocab, rng)
+            masked_lm_positions, masked_lm_ids = create_masked_lm_predictions(
+                tokens, len_a, masked_lm_prob, max_predictions_per_seq, do_whole_word_mask, vocab, rng)
             instances.append(TrainingInstance(tokens, len_a, masked_lm_positions, masked_lm_ids, is_random_next))
             current_chunk = []
             current_length = 0
@@ -356,8 +359,8 @@ def create_instances_from_document(all_documents: list, document_index: int,
     return instances
 
 
-def create_masked_lm_predictions(tokens: list, len_a: int, config: PretrainingDataConfig,
-                                 vocab: VocabIds, rng: Draws) -> tuple[list, list]:
+def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float, max_predictions_per_seq: int,
+                                 do_whole_word_mask: bool, vocab: VocabIds, rng: Draws) -> tuple[list, list]:
     """Creates the predictions for the masked LM objective (Google's
     ``create_masked_lm_predictions``), for ``tokens`` = [CLS] A [SEP] B [SEP] with
     ``len(A) == len_a``.
@@ -373,13 +376,13 @@ def create_masked_lm_predictions(tokens: list, len_a: int, config: PretrainingDa
     """
     # Google: min(max_predictions_per_seq, max(1, int(round(len(tokens) * masked_lm_prob)))), with
     # Python 3's round (halves to even), as Google's script on Python 3; here without the calls.
-    num_to_predict = round(len(tokens) * config.masked_lm_prob) or 1
-    if num_to_predict > config.max_predictions_per_seq:
-        num_to_predict = config.max_predictions_per_seq
+    num_to_predict = round(len(tokens) * masked_lm_prob) or 1
+    if num_to_predict > max_predictions_per_seq:
+        num_to_predict = max_predictions_per_seq
     # Google collects candidates by testing each token string against "[CLS]"/"[SEP]"; the
     # tokenizer never produces those (it splits "[" and "]" off as punctuation), so they are
     # exactly positions 0, len_a + 1 and the last.
-    if not config.do_whole_word_mask:
+    if not do_whole_word_mask:
         # Every candidate is a group of its own, so the chosen positions are the first
         # num_to_predict of the shuffled candidates: the candidates, their shuffle and the
         # 80/10/10 draws in one call (in C with the compiled draws; see draws.PythonDraws).

@@ -162,6 +162,44 @@ class FullTokenizer:
     def __init__(self, vocab_file, do_lower_case: bool = True):
         self._setup(load_vocab(vocab_file), do_lower_case)
 
+    def tokenize(self, text) -> list[str]:
+        return BasicTokenizer.concat_chunks(self._chunk_tokens.__getitem__, text)
+
+    def tokenize_to_ids(self, text) -> list[int]:
+        """``convert_tokens_to_ids(tokenize(text))``, faster."""
+        return BasicTokenizer.concat_chunks(self._chunk_ids.__getitem__, text)
+
+    def convert_tokens_to_ids(self, tokens):
+        return convert_by_vocab(self.vocab, tokens)
+
+    def convert_ids_to_tokens(self, ids):
+        return convert_by_vocab(self.inv_vocab, ids)
+
+    def tokenize_lines(
+        self, lines: Iterable, workers: int = 1, to_ids: bool = False, batch_lines: int | None = None
+    ) -> Iterator[list]:
+        """Yields ``tokenize(line)`` (or ``tokenize_to_ids(line)``) for each line, in order.
+
+        Lines are read in batches of ``batch_lines`` lines (default: as many as make about
+        ``batch_chars`` characters), a bounded number of them at a time, so ``lines`` may be a file
+        or any long stream. ``workers`` is the number of processes that tokenize, this one
+        included: with 2, one worker process is started and this process tokenizes too. An input shorter
+        than ``parallel_min_chars`` characters is tokenized here alone, as with ``workers=1``:
+        starting a worker costs more than it saves on it. The output is the same for any
+        ``workers``, and so is an error: raised after the lines before the line that raises it.
+        """
+        return tokenize_workers.tokenize_lines(self, lines, workers, to_ids, batch_lines)
+
+    def encode_batch(self, lines: Iterable, workers: int = 1) -> list[list[int]]:
+        """Token ids of each line (``tokenize_to_ids``), on ``workers`` processes."""
+        return list(self.tokenize_lines(lines, workers=workers, to_ids=True))
+
+    def line_function(self, to_ids: bool) -> Callable:
+        """``tokenize`` (or ``tokenize_to_ids``) as a function of one line, for the batch loops of
+        ``tokenize_lines`` (and of its worker processes)."""
+        cache = self._chunk_ids if to_ids else self._chunk_tokens
+        return functools.partial(BasicTokenizer.concat_chunks, cache.__getitem__)
+
     @classmethod
     def _from_vocab(cls, vocab, do_lower_case) -> "FullTokenizer":
         tokenizer = cls.__new__(cls)
@@ -199,44 +237,6 @@ class FullTokenizer:
     def _ids_of_word(self, word: str) -> tuple[int, ...]:
         return tuple(map(self.vocab.__getitem__, self.wordpiece_tokenizer._pieces[word]))
 
-    def tokenize(self, text) -> list[str]:
-        return BasicTokenizer.concat_chunks(self._chunk_tokens.__getitem__, text)
-
-    def tokenize_to_ids(self, text) -> list[int]:
-        """``convert_tokens_to_ids(tokenize(text))``, faster."""
-        return BasicTokenizer.concat_chunks(self._chunk_ids.__getitem__, text)
-
-    def line_function(self, to_ids: bool) -> Callable:
-        """``tokenize`` (or ``tokenize_to_ids``) as a function of one line, for the batch loops of
-        ``tokenize_lines`` (and of its worker processes)."""
-        cache = self._chunk_ids if to_ids else self._chunk_tokens
-        return functools.partial(BasicTokenizer.concat_chunks, cache.__getitem__)
-
-    def tokenize_lines(
-        self, lines: Iterable, workers: int = 1, to_ids: bool = False, batch_lines: int | None = None
-    ) -> Iterator[list]:
-        """Yields ``tokenize(line)`` (or ``tokenize_to_ids(line)``) for each line, in order.
-
-        Lines are read in batches of ``batch_lines`` lines (default: as many as make about
-        ``batch_chars`` characters), a bounded number of them at a time, so ``lines`` may be a file
-        or any long stream. ``workers`` is the number of processes that tokenize, this one
-        included: with 2, one worker process is started and this process tokenizes too. An input shorter
-        than ``parallel_min_chars`` characters is tokenized here alone, as with ``workers=1``:
-        starting a worker costs more than it saves on it. The output is the same for any
-        ``workers``, and so is an error: raised after the lines before the line that raises it.
-        """
-        return tokenize_workers.tokenize_lines(self, lines, workers, to_ids, batch_lines)
-
-    def encode_batch(self, lines: Iterable, workers: int = 1) -> list[list[int]]:
-        """Token ids of each line (``tokenize_to_ids``), on ``workers`` processes."""
-        return list(self.tokenize_lines(lines, workers=workers, to_ids=True))
-
-    def convert_tokens_to_ids(self, tokens):
-        return convert_by_vocab(self.vocab, tokens)
-
-    def convert_ids_to_tokens(self, ids):
-        return convert_by_vocab(self.inv_vocab, ids)
-
 
 class BasicTokenizer:
     """Runs basic tokenization (punctuation splitting, lower casing, etc.): Google's text
@@ -255,27 +255,6 @@ class BasicTokenizer:
     switches to the whole-Unicode regexes (``_UnicodeClasses``, ~0.1 s to build, once per
     process): a text with a few non-ASCII words never pays for them, and a text with many pays
     ~0.03 s more first."""
-
-    # Google: delete NUL, U+FFFD and Cc/Cf characters, turn \t \n \r and Zs into spaces, put
-    # spaces around CJK ideographs, then split on whitespace (``str.split``). ``str.split`` on the
-    # raw line splits at the same places, except at seven characters it counts as whitespace but
-    # Google deletes (category Cc: "a\x0bb" is the one word "ab"), so those go first. (Zl and Zp,
-    # U+2028/U+2029, are kept by Google's cleaning and then split on by its ``str.split``; the
-    # tests check these facts for every code point.) Whatever else Google deletes or spaces out
-    # lies inside a chunk and is handled there.
-    _DELETED_SEPARATORS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
-
-    # In a pure-ASCII chunk, Google's cleaning deletes the control characters (Cc); ASCII
-    # lowercasing stays ASCII and makes no accents; punctuation is every other non-alphanumeric
-    # character.
-    _ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
-    _ASCII_WORDS = re.compile("[0-9A-Za-z]+|[^0-9A-Za-z]")
-
-    # Google's CJK ranges (fixed code point ranges, not a Unicode property).
-    _CJK = re.compile(
-        "([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f"
-        "\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])"
-    )
 
     def __init__(self, do_lower_case: bool = True):
         self.do_lower_case = do_lower_case
@@ -304,9 +283,8 @@ class BasicTokenizer:
         spaces or add spaces, so a line's output is the concatenation of its chunks' outputs."""
         if type(text) is not str:
             text = convert_to_unicode(text)
-        separators = BasicTokenizer._DELETED_SEPARATORS
-        if separators.search(text) is not None:
-            text = separators.sub("", text)
+        if _DELETED_SEPARATORS.search(text) is not None:
+            text = _DELETED_SEPARATORS.sub("", text)
         output: list = []
         for chunk in text.split():
             output += of_chunk(chunk)
@@ -322,20 +300,21 @@ class BasicTokenizer:
         return self._split_general_chunk(chunk, _unicode_classes())
 
     def _split_ascii_chunk(self, chunk: str) -> tuple[str, ...]:
+        lower = self._do_lower_case
         if chunk.isalnum():  # the common case, one word ([0-9A-Za-z]+ for an ASCII str)
-            return (chunk.lower() if self._do_lower_case else chunk,)
-        if self._ASCII_CONTROLS.search(chunk) is not None:
-            chunk = self._ASCII_CONTROLS.sub("", chunk)
-        if self._do_lower_case:
+            return (chunk.lower() if lower else chunk,)
+        if _ASCII_CONTROLS.search(chunk) is not None:
+            chunk = _ASCII_CONTROLS.sub("", chunk)
+        if lower:
             chunk = chunk.lower()
-        return tuple(self._ASCII_WORDS.findall(chunk))
+        return tuple(_ASCII_WORDS.findall(chunk))
 
     def _split_general_chunk(self, chunk: str, classes) -> tuple[str, ...]:
         """Google's steps on one chunk, in Google's order, with ``classes`` (``_UnicodeClasses``
         or ``_CharClasses``) for the loops over characters."""
         chunk = classes.delete(chunk)  # _clean_text
         # _tokenize_chinese_chars
-        tokens = self._CJK.sub(r" \1 ", chunk).split() if self._CJK.search(chunk) is not None else (chunk,)
+        tokens = _CJK.sub(r" \1 ", chunk).split() if _CJK.search(chunk) is not None else (chunk,)
         output: list[str] = []
         for token in tokens:
             if self._do_lower_case:
@@ -404,7 +383,29 @@ class WordpieceTokenizer:
         return tuple(pieces)
 
 
-# --- Google's character predicates (_is_control, _is_punctuation, ...) over all of Unicode ---------
+# --- BasicTokenizer's character rules: Google's _is_whitespace, _is_control, _is_punctuation ----
+
+# Google: delete NUL, U+FFFD and Cc/Cf characters, turn \t \n \r and Zs into spaces, put
+# spaces around CJK ideographs, then split on whitespace (``str.split``). ``str.split`` on the
+# raw line splits at the same places, except at seven characters it counts as whitespace but
+# Google deletes (category Cc: "a\x0bb" is the one word "ab"), so those go first. (Zl and Zp,
+# U+2028/U+2029, are kept by Google's cleaning and then split on by its ``str.split``; the
+# tests check these facts for every code point.) Whatever else Google deletes or spaces out
+# lies inside a chunk and is handled there.
+_DELETED_SEPARATORS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+
+# In a pure-ASCII chunk, Google's cleaning deletes the control characters (Cc); ASCII
+# lowercasing stays ASCII and makes no accents; punctuation is every other non-alphanumeric
+# character.
+_ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
+_ASCII_WORDS = re.compile("[0-9A-Za-z]+|[^0-9A-Za-z]")
+
+# Google's CJK ranges (fixed code point ranges, not a Unicode property).
+_CJK = re.compile(
+    "([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f"
+    "\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])"
+)
+
 
 class _UnicodeClasses:
     """Google's character predicates over all of Unicode, as compiled regex character classes.
