@@ -427,8 +427,8 @@ def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int,
                       rng: Draws) -> tuple[list, list]:
     """Truncates a pair of sequences to a maximum sequence length (Google's ``truncate_seq_pair``).
 
-    Returns the truncated (tokens_a, tokens_b): new lists if anything is removed (Google
-    truncates in place). Google pops one token at a time from the longer list (B on a tie), from
+    Returns the truncated (tokens_a, tokens_b), each a slice of its list or the list itself if
+    nothing is removed from it (Google truncates in place). Google pops one token at a time from the longer list (B on a tie), from
     the front if ``rng.random() < 0.5`` (to add more randomness and avoid biases), else from the
     back. The same draws decide the same pops here, but the pops are counted and each list sliced
     once: Google's ``del trunc_tokens[0]`` shifts the list, quadratic in a long line (a 10 MB line
@@ -441,36 +441,40 @@ def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int,
     if excess < _SHORT_TRUNCATION:  # Google's loop, counting the pops
         rand = rng.random
         front_a = back_a = front_b = back_b = 0
-        while len_a + len_b > max_num_tokens:
-            if len_a > len_b:
-                len_a -= 1
+        left_a, left_b = len_a, len_b
+        while left_a + left_b > max_num_tokens:
+            if left_a > left_b:
+                left_a -= 1
                 if rand() < 0.5:
                     front_a += 1
                 else:
                     back_a += 1
             else:
-                len_b -= 1
+                left_b -= 1
                 if rand() < 0.5:
                     front_b += 1
                 else:
                     back_b += 1
-        return tokens_a[front_a:front_a + len_a], tokens_b[front_b:front_b + len_b]
-    # Many pops: all the coin flips in one draw (a byte below 128: from the front). Which list each
-    # pop takes depends on the lengths only: with A longer, A takes the first len_a - len_b pops,
-    # then B, A, B, ... alternate; otherwise B takes len_b - len_a + 1 pops, then A, B, A, ...
-    flips = coin_flips(rng, excess)
-    if len_a > len_b:
-        d = min(len_a - len_b, excess)
-        from_a = flips[:d] + flips[d + 1::2]
-        from_b = flips[d::2]
     else:
-        d = min(len_b - len_a + 1, excess)
-        from_a = flips[d::2]
-        from_b = flips[:d] + flips[d + 1::2]
-    front_a = len(from_a.translate(None, _HIGH_BYTES))  # count the bytes < 128
-    front_b = len(from_b.translate(None, _HIGH_BYTES))
-    back_a, back_b = len(from_a) - front_a, len(from_b) - front_b
-    return tokens_a[front_a:len_a - back_a], tokens_b[front_b:len_b - back_b]
+        # Many pops: all the coin flips in one draw (a byte below 128: from the front). Which list
+        # each pop takes depends on the lengths only: with A longer, A takes the first
+        # len_a - len_b pops, then B, A, B, ... alternate; otherwise B takes len_b - len_a + 1
+        # pops, then A, B, A, ...
+        flips = coin_flips(rng, excess)
+        if len_a > len_b:
+            d = min(len_a - len_b, excess)
+            from_a = flips[:d] + flips[d + 1::2]
+            from_b = flips[d::2]
+        else:
+            d = min(len_b - len_a + 1, excess)
+            from_a = flips[d::2]
+            from_b = flips[:d] + flips[d + 1::2]
+        front_a = len(from_a.translate(None, _HIGH_BYTES))  # count the bytes < 128
+        front_b = len(from_b.translate(None, _HIGH_BYTES))
+        back_a, back_b = len(from_a) - front_a, len(from_b) - front_b
+    # (A list that loses nothing is returned as it is: usually only the longer one is cut.)
+    return (tokens_a[front_a:len_a - back_a] if front_a or back_a else tokens_a,
+            tokens_b[front_b:len_b - back_b] if front_b or back_b else tokens_b)
 
 
 # --- reading records back -------------------------------------------------------------------------
