@@ -12,28 +12,25 @@ through the object this module hands out (``draws_of(rng)``), which is either
   ``random.Random`` (``shuffle`` and ``randint`` cost a Python ``_randbelow`` call per draw).
 
 This is the one place that says which draws they continue. Each method consumes exactly the words
-CPython's (3.10-3.13) own call would (``Lib/random.py``, ``Modules/_randommodule.c``):
+CPython's (3.10-3.13) own call would (``Lib/random.py``, ``Modules/_randommodule.c``); Google's
+call -> the method here: the words of the stream it takes.
 
-=================================  =====================================  =========================
-Google's call                      here                                   words of the stream
-=================================  =====================================  =========================
-``rng.random()``                   ``random()``                           2: a, b ->
-                                                                          ((a >> 5) * 2**26 + (b >> 6)) / 2**53
-``rng.randint(a, b)``              ``a + randbelow(b - a + 1)``           ``_randbelow(n)``: k = n.bit_length(),
-                                                                          one word's top k bits until < n
-``rng.shuffle(x)``                 ``shuffle(x)``                         x[i] <-> x[_randbelow(i + 1)],
-                                                                          i = len(x) - 1 down to 1
-``truncate_seq_pair``'s            ``coin_flips(draws, n)`` (below)       ``random()`` n times = 2n words,
-``rng.random() < 0.5`` pops                                               ``words(2n)``: one call
-``create_masked_lm_predictions``:  ``mask(tokens, chosen, ...)``          per position: ``random()``, maybe
-the 80/10/10 of each chosen                                               ``random()``, maybe ``_randbelow``
-position, in the order chosen
-its candidate shuffle and the      ``masked_lm(tokens, len_a, ...)``      ``shuffle`` of the candidates,
-80/10/10, without whole words                                             then ``mask``'s
-=================================  =====================================  =========================
+- ``rng.random()`` -> ``random()``: two words a, b, giving ((a >> 5) * 2**26 + (b >> 6)) / 2**53.
+- ``rng.randint(a, b)`` -> ``a + randbelow(b - a + 1)``: ``_randbelow(n)``, the top
+  ``n.bit_length()`` bits of a word, again until they are below n.
+- ``rng.shuffle(x)`` -> ``shuffle(x)``: x[i] swapped with x[_randbelow(i + 1)], i = len(x) - 1
+  down to 1.
+- ``truncate_seq_pair``'s ``rng.random() < 0.5``, one a pop -> ``coin_flips(draws, n)``: the 2n
+  words of n ``random()`` calls, in one call (``words(2n)``).
+- ``create_masked_lm_predictions``' 80/10/10, for each chosen position in the order chosen ->
+  ``mask(tokens, chosen, mask_id, word_ids)``: ``random()``, maybe a second ``random()``, maybe
+  ``_randbelow(len(vocab))``.
+- the same without whole-word masking, candidate shuffle included -> ``masked_lm(tokens, len_a,
+  num_to_predict, mask_id, word_ids)``: ``shuffle`` of the candidate positions, then ``mask``'s.
 
-The tests (``tests/bert/test_draws.py``) run both against ``random.Random``'s own methods call for
-call, and every make-data test runs on both.
+The tests (``tests/bert/test_draws.py``) run both against ``random.Random``'s own methods call
+for call; the make-data tests against Google's records run on both (the ``code_path`` fixture),
+and one compares the two paths' files byte for byte.
 """
 
 from __future__ import annotations

@@ -388,9 +388,10 @@ def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float
         # 80/10/10 draws in one call (in C with the compiled draws; see draws.PythonDraws).
         return rng.masked_lm(tokens, len_a, num_to_predict, vocab.mask_id, vocab.word_ids)
 
-    # Whole Word Masking: all the word pieces of a word are masked together, or none. Google's test: `len(cand_indexes) >= 1 and token.startswith("##")`, after skipping
-    # [CLS]/[SEP]; so a "##" piece opening B (left by truncation from the front, or from a random
-    # document) joins the last word of A, and one opening A starts its own group.
+    # Whole Word Masking: all the word pieces of a word are masked together, or none. Google's
+    # test: `len(cand_indexes) >= 1 and token.startswith("##")`, after skipping [CLS]/[SEP]; so a
+    # "##" piece opening B (left by truncation from the front, or from a random document) joins
+    # the last word of A, and one opening A starts its own group.
     is_subword = vocab.is_subword
     cand_indexes: list[list[int]] = []
     for i in range(1, len(tokens) - 1):
