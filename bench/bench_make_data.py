@@ -13,6 +13,8 @@ given with ``--google-python``, e.g. a separate environment::
     python bench/bench_make_data.py --google-python /tmp/tfenv/bin/python
 
 It is required: the benchmark compares with Google's own script, run by that interpreter.
+With ``--baseline-src OTHER/src`` another checkout's make-data (say main's, to show a change
+costs nothing) runs too, alternating with ours, and must write the same bytes.
 
 Text: real English prose from CPython's documentation sources as Debian's ``python3.11-doc``
 package installs them (``/usr/share/doc/python3.11/html/_sources``; ``apt-get install
@@ -100,10 +102,10 @@ def build_corpus(path: str, megabytes: float) -> str:
     return path
 
 
-def timed(cmd: list[str]) -> tuple[float, float, float]:
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
     """Runs ``cmd``; returns (wall seconds, CPU seconds (user + system), peak RSS in MB)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
@@ -138,6 +140,8 @@ def main() -> None:
     p.add_argument("--dupe-factor", type=int, default=5)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--repeat", type=int, default=1, help="runs of ours; the best is reported")
+    p.add_argument("--baseline-src", help="another checkout's src/ (e.g. main's, with its _speedups built): "
+                   "its make-data runs too, alternating with ours, and must write the same bytes")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (text and outputs)")
     args = p.parse_args()
     if not args.google_python and _has_google_script():
@@ -155,7 +159,16 @@ def main() -> None:
     ours_out = os.path.join(work, "ours.tfrecord")
     ours_cmd = [sys.executable, "-m", "bertdetr.cli", "bert", "make-data", *flags,
                 f"--output_file={ours_out}"]  # with its progress bar, as a user runs it
-    runs = [timed(ours_cmd) for _ in range(args.repeat)]
+    base_out = os.path.join(work, "baseline.tfrecord")
+    base_env = dict(os.environ, PYTHONPATH=os.path.abspath(args.baseline_src or ""))
+    base_cmd = [arg.replace(ours_out, base_out) for arg in ours_cmd]
+    runs, base_runs = [], []
+    for k in range(args.repeat):  # alternating, each first every other time: same machine load
+        if args.baseline_src and k % 2:
+            base_runs.append(timed(base_cmd, base_env))
+        runs.append(timed(ours_cmd))
+        if args.baseline_src and not k % 2:
+            base_runs.append(timed(base_cmd, base_env))
     ours_s, ours_cpu, ours_mb = (min(r[i] for r in runs) for i in range(3))
 
     google_out = os.path.join(work, "google.tfrecord")
@@ -178,6 +191,18 @@ def main() -> None:
         "memory_ratio": round(g_mb / ours_mb, 1),
         "records_equal": equal,
     }
+    if args.baseline_src:
+        base_s, base_cpu, base_mb = (min(r[i] for r in base_runs) for i in range(3))
+        with open(ours_out, "rb") as a, open(base_out, "rb") as b:
+            same_bytes = a.read() == b.read()
+        result.update({
+            "baseline_src": args.baseline_src, "baseline_s": round(base_s, 2),
+            "baseline_cpu_s": round(base_cpu, 2), "baseline_peak_rss_mb": round(base_mb),
+            "ours_over_baseline_wall": round(ours_s / base_s, 3),
+            "ours_over_baseline_cpu": round(ours_cpu / base_cpu, 3),
+            "baseline_bytes_equal": same_bytes,
+        })
+        equal = equal and same_bytes
     print(json.dumps(result, indent=2))
     if args.keep:
         print(f"kept {work}", file=sys.stderr)

@@ -86,7 +86,8 @@ def run_bert(out: str, steps: int, seed: int) -> dict:
     from bertdetr.bert.inference import fill_mask, load_model
     from bertdetr.bert.model import BertConfig
     from bertdetr.bert.pretrain import PretrainConfig, pretrain
-    from bertdetr.bert.pretraining_data import PretrainingDataConfig, describe_example, make_pretraining_data
+    from bertdetr.bert.make_data import make_pretraining_data
+    from bertdetr.bert.pretraining_data import PretrainingDataConfig, describe_example
     from bertdetr.bert.records import iter_examples
     from bertdetr.bert.tokenization import FullTokenizer
     from bertdetr.bert.vocab import VocabConfig, build_vocab

@@ -9,7 +9,8 @@ import torch
 from bertdetr.bert import pretrain as pretrain_module
 from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
 from bertdetr.bert.pretrain import PretrainConfig, pretrain
-from bertdetr.bert.pretraining_data import PretrainingDataConfig, make_pretraining_data
+from bertdetr.bert.make_data import make_pretraining_data
+from bertdetr.bert.pretraining_data import PretrainingDataConfig
 from bertdetr.checkpoint import list_checkpoints, load_checkpoint
 from bertdetr.cli import main
 from bertdetr.errors import BertDetrError

@@ -1,3 +1,7 @@
+"""Google's ``create_pretraining_data.py`` functions (``bertdetr.bert.pretraining_data``): Google's
+own records, both draw paths, Google's reading rules and edge cases of the algorithm."""
+
+import collections
 import json
 import os
 import pathlib
@@ -5,14 +9,10 @@ import random
 
 import pytest
 
+from bertdetr.bert import draws, records
 from bertdetr.bert import pretraining_data as pd
-from bertdetr.bert.pretraining_data import (
-    ExampleEncoder,
-    PretrainingDataConfig,
-    make_pretraining_data,
-    plan_outputs,
-    shard_seed,
-)
+from bertdetr.bert.make_data import make_pretraining_data
+from bertdetr.bert.pretraining_data import PretrainingDataConfig
 from bertdetr.bert.records import iter_examples, parse_example, read_records, serialize_example
 from bertdetr.bert.tokenization import FullTokenizer
 from bertdetr.cli import main
@@ -47,18 +47,6 @@ def _config_from_flags(flags):
 
 # --- Google's own output ------------------------------------------------------------------------
 
-@pytest.fixture(params=["compiled", "python"])
-def code_path(request, monkeypatch):
-    """Runs a test on the compiled module (``bertdetr.bert._speedups``) and on the pure-Python path."""
-    if request.param == "compiled":
-        if pd._compiled is None:
-            pytest.skip("bertdetr.bert._speedups is not built (pip install -e ., or python setup.py "
-                        "build_ext --inplace)")
-    else:
-        monkeypatch.setattr(pd, "_compiled", None)
-    return request.param
-
-
 @pytest.mark.parametrize("name", ["default", "wwm"])
 def test_equals_googles_records(tmp_path, name, code_path):
     """Google's script on sample_text.txt (flags in sample-*.flags), record for record."""
@@ -68,18 +56,6 @@ def test_equals_googles_records(tmp_path, name, code_path):
     golden = _golden(name)
     assert _decoded(out) == golden
     assert summary.instances == len(golden) and summary.documents == 3
-
-
-def test_cli_with_googles_flags_and_round_robin(tmp_path, capsys):
-    """Google's underscore flags as they are; comma-separated outputs get records round-robin."""
-    outs = [tmp_path / f"part{i}.tfrecord" for i in range(3)]
-    argv = ["bert", "make-data", f"--input_file={SAMPLE}", f"--vocab_file={VOCAB}",
-            "--output_file=" + ",".join(map(str, outs)), "--no-progress", *_flags("wwm")]
-    assert main(argv) == 0
-    assert "58 instances in 3 file(s)" in capsys.readouterr().out
-    golden = _golden("wwm")
-    for i, out in enumerate(outs):
-        assert _decoded(out) == golden[i::3]
 
 
 def test_same_seed_same_bytes_and_encoder_matches_generic(tmp_path):
@@ -92,8 +68,6 @@ def test_same_seed_same_bytes_and_encoder_matches_generic(tmp_path):
     for data in read_records(a):
         assert serialize_example(parse_example(data)) == data
 
-
-# --- against the plain port of Google's algorithm on generated input ---------------------------
 
 _WORDS = (open(SAMPLE, encoding="utf-8").read().split()
           + ["unbelievably", "antidisestablishmentarianism", "naïve", "café", "東京", "x" * 250,
@@ -111,155 +85,7 @@ def _random_corpus(rng, path, num_docs):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 7, 8, 9, 64, 65, 300])
-def test_shuffle_is_randoms(n):
-    for seed in range(20):
-        ours, theirs = list(range(n)), list(range(n))
-        r1, r2 = random.Random(seed), random.Random(seed)
-        pd._shuffle(ours, r1)
-        r2.shuffle(theirs)
-        assert ours == theirs and r1.random() == r2.random()
-
-
-# --- the compiled module against random.Random and against the pure-Python path -----------------
-
-needs_compiled = pytest.mark.skipif(pd._compiled is None, reason="bertdetr.bert._speedups is not built")
-
-
-def _stream_ops(draws, rng, ops: random.Random, steps=2000):
-    """The same random calls on ``draws`` (a Stream or _PythonDraws) and on ``rng`` (CPython's
-    own methods), compared one by one."""
-    for _ in range(steps):
-        op = ops.randrange(7)
-        if op == 0:
-            assert draws.random() == rng.random()
-        elif op == 1:
-            n = ops.randrange(1, 2 ** ops.randrange(1, 33))
-            assert draws.randbelow(n) == rng.randrange(n)
-        elif op == 2:
-            x = list(range(ops.randrange(300)))
-            y = list(x)
-            draws.shuffle(x)
-            rng.shuffle(y)
-            assert x == y
-        elif op == 3:
-            m = ops.randrange(40)
-            assert draws.words(m) == rng.getrandbits(32 * m).to_bytes(4 * m, "little")
-        elif op == 4 and hasattr(draws, "getrandbits"):
-            k = ops.randrange(33)
-            assert draws.getrandbits(k) == rng.getrandbits(k)
-        elif op == 5:
-            tokens = list(range(100, 130))
-            chosen = ops.sample(range(30), ops.randrange(31))
-            word_ids = list(range(ops.randrange(1, 40000)))
-            got = draws.mask(tokens, chosen, -1, word_ids)
-            assert got + (tokens,) == _googles_masking(rng, list(range(100, 130)), chosen, word_ids)
-        elif op == 6:
-            num_tokens = ops.randrange(3, 300)
-            len_a = ops.randrange(num_tokens - 2)
-            num_to_predict = ops.randrange(1, 30)
-            tokens = list(range(1000, 1000 + num_tokens))
-            word_ids = list(range(ops.randrange(1, 40000)))
-            got = draws.masked_lm(tokens, len_a, num_to_predict, -1, word_ids)
-            # Google: [CLS] and [SEP] are no candidates; shuffle; the first num_to_predict.
-            candidates = [i for i in range(1, num_tokens - 1) if i != len_a + 1]
-            rng.shuffle(candidates)
-            expected = list(range(1000, 1000 + num_tokens))
-            assert got + (tokens,) == _googles_masking(rng, expected, candidates[:num_to_predict], word_ids)
-
-
-def _googles_masking(rng, tokens, chosen, word_ids):
-    """(sorted positions, original tokens there, masked tokens): Google's 80/10/10 with randint."""
-    positions = sorted(chosen)
-    labels = [tokens[i] for i in positions]
-    for index in chosen:
-        if rng.random() < 0.8:
-            tokens[index] = -1
-        elif rng.random() < 0.5:
-            pass
-        else:
-            tokens[index] = word_ids[rng.randint(0, len(word_ids) - 1)]
-    return positions, labels, tokens
-
-
-@needs_compiled
-@pytest.mark.parametrize("seed", [0, 1, 12345, 2**40 + 3])
-def test_stream_continues_randoms_stream(seed):
-    rng, ours = random.Random(seed), random.Random(seed)
-    for _ in range(seed % 7):  # start mid-block too
-        rng.random(), ours.random()
-    stream = pd._compiled.Stream(ours.getstate()[1])
-    _stream_ops(stream, rng, random.Random(seed + 1))
-    assert stream.getstate() == rng.getstate()[1]
-
-
-def test_python_draws_are_randoms():
-    for seed in range(3):
-        rng = random.Random(seed)
-        ours = random.Random(seed)
-        _stream_ops(pd._PythonDraws(ours), rng, random.Random(seed + 1), steps=500)
-        assert ours.getstate() == rng.getstate()
-
-
-def test_draws_hand_the_state_back(code_path):
-    """After the block, the rng is where random.Random's own calls would have left it."""
-    rng, reference = random.Random(3), random.Random(3)
-    reference.gauss(0, 1)  # a pending gauss_next is kept too
-    rng.gauss(0, 1)
-    with pd._draws_of(rng) as draws:
-        assert isinstance(draws, pd._PythonDraws) == (code_path == "python")
-        x, y = list(range(50)), list(range(50))
-        draws.shuffle(x)
-        reference.shuffle(y)
-        assert x == y and draws.random() == reference.random()
-    assert rng.getstate() == reference.getstate()
-
-
-@needs_compiled
-def test_stream_rejects_bad_input():
-    stream = pd._compiled.Stream(random.Random(0).getstate()[1])
-    for bad in (0, -1, 2**32, 2**70):
-        with pytest.raises((ValueError, OverflowError)):
-            stream.randbelow(bad)
-    with pytest.raises(ValueError):
-        stream.getrandbits(33)
-    with pytest.raises(TypeError):
-        stream.shuffle((1, 2))
-    with pytest.raises(IndexError):
-        stream.mask([1, 2], [2], 0, [5])
-    with pytest.raises(ValueError):
-        stream.mask([1, 2], [1], 0, [])
-    with pytest.raises(ValueError):
-        stream.masked_lm([1, 2, 3, 4], 2, 1, 0, [5])  # len_a + 3 > len(tokens)
-    state = random.Random(0).getstate()[1]
-    for bad in (state[:-1], state[:-1] + (625,), (2**32,) + state[1:]):
-        with pytest.raises(ValueError):
-            pd._compiled.Stream(bad)
-
-
-@needs_compiled
-def test_varints():
-    from bertdetr.bert.records import encode_varint
-
-    rng = random.Random(0)
-    for _ in range(500):
-        ids = [rng.randrange(2 ** rng.randrange(1, 33)) for _ in range(rng.randrange(60))]
-        assert pd._compiled.varints(ids) == b"".join(map(encode_varint, ids))
-    for bad in ([2**32], [-1]):
-        with pytest.raises(OverflowError):
-            pd._compiled.varints(bad)
-    # Any sequence of ints or of objects with __index__, as the table path takes.
-    import numpy as np
-
-    ids = [0, 127, 128, 30521, 2**32 - 1]
-    expected = b"".join(map(encode_varint, ids))
-    assert pd._compiled.varints(tuple(ids)) == expected
-    assert pd._compiled.varints(np.array(ids, dtype=np.int64)) == expected
-    with pytest.raises(TypeError):
-        pd._compiled.varints([1.0])
-
-
-@needs_compiled
+@pytest.mark.skipif(draws._compiled is None, reason="bertdetr.bert._speedups is not built")
 @pytest.mark.parametrize("kw", [
     dict(dupe_factor=3),
     dict(dupe_factor=2, do_whole_word_mask=True, max_seq_length=32, short_seq_prob=0.5),
@@ -273,84 +99,11 @@ def test_compiled_and_python_paths_write_the_same_bytes(tmp_path, monkeypatch, k
     compiled = [tmp_path / "c0.tfrecord", tmp_path / "c1.tfrecord"]
     python = [tmp_path / "p0.tfrecord", tmp_path / "p1.tfrecord"]
     make_pretraining_data([str(path)], ",".join(map(str, compiled)), VOCAB, config)
-    monkeypatch.setattr(pd, "_compiled", None)
+    monkeypatch.setattr(draws, "_compiled", None)
+    monkeypatch.setattr(records, "_compiled", None)
     make_pretraining_data([str(path)], ",".join(map(str, python)), VOCAB, config)
     for c, p in zip(compiled, python):
         assert c.read_bytes() and c.read_bytes() == p.read_bytes()
-
-
-def _shards(tmp_path, n=3):
-    rng = random.Random(5)
-    paths = []
-    for i in range(n):
-        p = tmp_path / "in" / f"part{i}.txt"
-        p.parent.mkdir(exist_ok=True)
-        _random_corpus(rng, p, num_docs=3)
-        paths.append(str(p))
-    return paths
-
-
-def test_each_shard_equals_a_run_on_that_file_alone(tmp_path):
-    paths = _shards(tmp_path)
-    config = PretrainingDataConfig(dupe_factor=2, max_seq_length=32, random_seed=99)
-    summary = make_pretraining_data([str(tmp_path / "in" / "part*.txt")],
-                                    str(tmp_path / "out" / "{index:03d}-{name}.tfrecord"), VOCAB, config)
-    assert summary.outputs == [str(tmp_path / "out" / f"{i:03d}-part{i}.tfrecord") for i in range(3)]
-    for i, path in enumerate(paths):
-        alone = tmp_path / f"alone{i}.tfrecord"
-        seeded = PretrainingDataConfig(dupe_factor=2, max_seq_length=32, random_seed=shard_seed(99, i))
-        make_pretraining_data([path], str(alone), VOCAB, seeded)
-        assert alone.read_bytes() == pathlib.Path(summary.outputs[i]).read_bytes()
-    assert shard_seed(99, 0) == 99
-
-
-def test_workers_and_shard_selection_give_the_same_files(tmp_path):
-    paths = _shards(tmp_path, n=3)
-    config = PretrainingDataConfig(dupe_factor=1, max_seq_length=32)
-    make_pretraining_data(paths, str(tmp_path / "one" / "{index}.tfrecord"), VOCAB, config)
-    two = make_pretraining_data(paths, str(tmp_path / "two") + "/", VOCAB, config, workers=2, progress=True)
-    assert [os.path.basename(p) for p in two.outputs] == [f"{i:05d}-part{i}.tfrecord" for i in range(3)]
-    picked = make_pretraining_data(paths, str(tmp_path / "sel" / "{index}.tfrecord"), VOCAB, config,
-                                   shard_index=1, num_shards=2)
-    assert picked.inputs == [paths[1]]
-    assert sorted(os.listdir(tmp_path / "sel")) == ["1.tfrecord"]
-    for i in range(3):
-        one = (tmp_path / "one" / f"{i}.tfrecord").read_bytes()
-        assert one == pathlib.Path(two.outputs[i]).read_bytes()
-    assert (tmp_path / "sel" / "1.tfrecord").read_bytes() == (tmp_path / "one" / "1.tfrecord").read_bytes()
-
-
-def test_error_in_a_worker_reaches_the_caller(tmp_path):
-    paths = _shards(tmp_path, n=2)
-    bad = tmp_path / "in" / "part2.txt"
-    bad.write_text("\x01\x02\n")  # not blank, but no tokens
-    with pytest.raises(BertDetrError, match="part2.txt: no text to make pretraining data from"):
-        make_pretraining_data([*paths, str(bad)], str(tmp_path / "out" / "{index}.tfrecord"), VOCAB,
-                              PretrainingDataConfig(dupe_factor=1), workers=2)
-    assert not (tmp_path / "out" / "2.tfrecord").exists()
-
-
-def test_output_planning():
-    assert plan_outputs(["a.txt"], "x.tfrecord,y.tfrecord") == [["x.tfrecord", "y.tfrecord"]]
-    assert plan_outputs(["d/a.txt", "e/b.txt"], "o/{name}-{index}of{num_inputs}.tfrecord") == [
-        ["o/a-0of2.tfrecord"], ["o/b-1of2.tfrecord"]]
-    with pytest.raises(BertDetrError, match="need an output template"):
-        plan_outputs(["a.txt", "b.txt"], "x.tfrecord")
-    with pytest.raises(BertDetrError, match="planned twice"):
-        plan_outputs(["d/a.txt", "e/a.txt"], "o/{name}.tfrecord")
-    with pytest.raises(BertDetrError, match="bad output template"):
-        plan_outputs(["a.txt", "b.txt"], "o/{shard}.tfrecord")
-
-
-# --- bad input --------------------------------------------------------------------------------
-
-def test_missing_input_is_named_before_any_work(tmp_path, capsys):
-    out = tmp_path / "out.tfrecord"
-    argv = ["bert", "make-data", "--input-file", f"{SAMPLE},{tmp_path / 'missing.txt'}",
-            "--output-file", str(tmp_path / "{index}.tfrecord"), "--vocab-file", VOCAB]
-    assert main(argv) == 2
-    assert f"matches no file: {tmp_path / 'missing.txt'}" in capsys.readouterr().err
-    assert not out.exists() and os.listdir(tmp_path) == []
 
 
 def test_invalid_utf8_is_ignored_like_google(tmp_path):
@@ -375,16 +128,6 @@ def test_carriage_returns_are_dropped_like_tf_gfile(tmp_path):
     config = _config_from_flags(_flags("default"))
     make_pretraining_data([str(tmp_path / "crlf.txt")], str(tmp_path / "o.tfrecord"), VOCAB, config)
     assert _decoded(tmp_path / "o.tfrecord") == _golden("default")
-
-
-@pytest.mark.parametrize("content", [b"", b"\n\n  \n\t\n\r\n"])
-def test_empty_or_blank_input_is_an_error_and_writes_nothing(tmp_path, capsys, content):
-    (tmp_path / "in.txt").write_bytes(content)
-    argv = ["bert", "make-data", "--input-file", str(tmp_path / "in.txt"),
-            "--output-file", str(tmp_path / "o.tfrecord"), "--vocab-file", VOCAB]
-    assert main(argv) == 2
-    assert "has no text" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
 
 
 def test_text_that_tokenizes_to_nothing_is_an_error(tmp_path):
@@ -456,71 +199,11 @@ def test_bad_config(kw):
         PretrainingDataConfig(**kw)
 
 
-def test_unwritable_output_fails_before_work(tmp_path, monkeypatch):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    calls = []
-    monkeypatch.setattr(pd, "read_documents", lambda *a, **k: calls.append(a))
-    with pytest.raises(BertDetrError, match="cannot write output"):
-        make_pretraining_data([SAMPLE], str(blocker / "o.tfrecord"), VOCAB, PretrainingDataConfig())
-    assert calls == []
-
-
 def test_vocab_without_mask_token(tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n")
     with pytest.raises(BertDetrError, match=r"no \[MASK\]"):
         make_pretraining_data([SAMPLE], str(tmp_path / "o.tfrecord"), str(vocab), PretrainingDataConfig())
-
-
-@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
-def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch, exc):
-    final = tmp_path / "o.tfrecord"
-    final.write_bytes(b"older complete file")
-    original = pd._write_round_robin
-
-    def interrupted(records, outputs):
-        class Boom:
-            def __len__(self):
-                return len(records)
-
-            def __getitem__(self, item):
-                raise exc("interrupted mid-write")
-
-        original(Boom(), outputs)
-
-    monkeypatch.setattr(pd, "_write_round_robin", interrupted)
-    with pytest.raises(exc):
-        make_pretraining_data([SAMPLE], f"{tmp_path / 'a.tfrecord'},{final}", VOCAB,
-                              PretrainingDataConfig(dupe_factor=1))
-    assert sorted(os.listdir(tmp_path)) == ["o.tfrecord"]
-    assert final.read_bytes() == b"older complete file"
-
-
-def test_cli_keyboard_interrupt_exit_code(tmp_path, monkeypatch, capsys):
-    def stop(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pd, "_write_round_robin", stop)
-    argv = ["bert", "make-data", "--input-file", SAMPLE, "--output-file", str(tmp_path / "o.tfrecord"),
-            "--vocab-file", VOCAB, "--dupe-factor", "1", "--no-progress"]
-    assert main(argv) == 130
-    assert os.listdir(tmp_path) == []
-
-
-def test_cli_boolean_flags(tmp_path, capsys):
-    base = ["bert", "make-data", "--input-file", SAMPLE, "--vocab-file", VOCAB, "--dupe-factor", "1",
-            "--max-seq-length", "32", "--no-progress"]
-    for extra in (["--do_lower_case=False"], ["--nodo_lower_case"], ["--do-lower-case", "false"]):
-        assert main([*base, "--output-file", str(tmp_path / "c.tfrecord"), *extra]) == 0
-        cased = _decoded(tmp_path / "c.tfrecord")
-        assert main([*base, "--output-file", str(tmp_path / "u.tfrecord"), "--do-lower-case"]) == 0
-        assert cased != _decoded(tmp_path / "u.tfrecord")
-    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
-        main([*base, "--output-file", str(tmp_path / "w.tfrecord"), "--do_whole_word_mask=maybe"])
-    assert exit_info.value.code == 2
-    out = capsys.readouterr().out
-    assert "1 input file(s): 3 documents" in out
 
 
 def test_describe_example():
@@ -532,10 +215,48 @@ def test_describe_example():
     assert config.max_seq_length == len(record["input_ids"])
 
 
-def test_encoder_positions_beyond_128():
-    enc = ExampleEncoder(300, 4, 30522)
-    inst = pd.TrainingInstance([101] + [2000] * 250 + [102, 2001, 102], 250, [1, 200, 251], [2000, 2000, 102],
-                               True)
-    got = parse_example(enc.encode(inst))
-    assert got["masked_lm_positions"].tolist() == [1, 200, 251, 0]
-    assert got["segment_ids"].tolist() == [0] * 252 + [1] * 2 + [0] * 46
+# --- Google's functions, by name ------------------------------------------------------------------
+
+def test_the_command_runs_googles_functions(tmp_path, monkeypatch):
+    """make-data's path is Google's: create_training_instances -> create_instances_from_document
+    -> truncate_seq_pair, create_masked_lm_predictions; then write_instance_to_example_files."""
+    from bertdetr.bert import make_data
+
+    calls = collections.Counter()
+
+    def counted(module, name):
+        original = getattr(module, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    for name in ("create_instances_from_document", "truncate_seq_pair", "create_masked_lm_predictions"):
+        counted(pd, name)
+    for name in ("read_documents", "create_training_instances", "write_instance_to_example_files"):
+        counted(make_data, name)
+    config = _config_from_flags(_flags("wwm"))
+    make_pretraining_data([SAMPLE], str(tmp_path / "o.tfrecord"), VOCAB, config)
+    assert _decoded(tmp_path / "o.tfrecord") == _golden("wwm")
+    assert calls["read_documents"] == calls["create_training_instances"] == 1
+    assert calls["write_instance_to_example_files"] == 1
+    assert calls["create_instances_from_document"] == config.dupe_factor * 3  # 3 documents
+    assert calls["truncate_seq_pair"] == calls["create_masked_lm_predictions"] == len(_golden("wwm"))
+
+
+def test_write_instance_to_example_files_from_instances(tmp_path, code_path):
+    """Google's way round, instances first and encoded when written, gives the command's bytes."""
+    config = _config_from_flags(_flags("default"))
+    outputs = [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
+    documents, _ = pd.read_documents(SAMPLE, TOKENIZER)
+    vocab = pd.VocabIds(TOKENIZER.vocab)
+    instances = pd.create_training_instances(documents, config, vocab, random.Random(config.random_seed))
+    assert all(isinstance(inst, pd.TrainingInstance) for inst in instances)
+    encoder = records.ExampleEncoder(config.max_seq_length, config.max_predictions_per_seq, vocab.size)
+    pd.write_instance_to_example_files(instances, outputs, encoder)
+    make_pretraining_data([SAMPLE], str(tmp_path / "c.tfrecord") + "," + str(tmp_path / "d.tfrecord"),
+                          VOCAB, config)
+    assert (tmp_path / "a.tfrecord").read_bytes() == (tmp_path / "c.tfrecord").read_bytes()
+    assert (tmp_path / "b.tfrecord").read_bytes() == (tmp_path / "d.tfrecord").read_bytes()

@@ -14,8 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bertdetr.bert import draws
 from bertdetr.bert import pretraining_data as pd
-from bertdetr.bert.pretraining_data import PretrainingDataConfig, make_pretraining_data
+from bertdetr.bert.make_data import make_pretraining_data
+from bertdetr.bert.pretraining_data import PretrainingDataConfig
 from bertdetr.bert.tokenization import FullTokenizer, load_vocab
 
 from .test_pretraining_data import _config_from_flags, _decoded, _flags, _golden
@@ -150,19 +152,20 @@ def test_generated_cases_reach_both_truncation_paths(tmp_path, monkeypatch):
     either segment the longer one and with more steps than the length difference (both segments
     shortened in the bulk path); and their "##" pieces do get grouped by whole-word masking."""
     seen = []
-    original = pd._truncation
+    original = pd.truncate_seq_pair
 
-    def spy(len_a, len_b, max_num_tokens, rng):
+    def spy(tokens_a, tokens_b, max_num_tokens, rng):
+        len_a, len_b = len(tokens_a), len(tokens_b)
         seen.append((len_a, len_b, len_a + len_b - max_num_tokens))
-        return original(len_a, len_b, max_num_tokens, rng)
+        return original(tokens_a, tokens_b, max_num_tokens, rng)
 
-    monkeypatch.setattr(pd, "_truncation", spy)
+    monkeypatch.setattr(pd, "truncate_seq_pair", spy)
     pieces = 0
     for case_index in range(len(CASES)):
         for path, config in _trials(case_index, tmp_path):
             make_pretraining_data([str(path)], str(tmp_path / "o.tfrecord"), VOCAB_FILE, config)
             pieces += sum(t.startswith("##") for t in FAST_TOKENIZERS[True].tokenize(path.read_text()))
-    assert seen, "pd._truncation is no longer called: update this test to the truncation code"
+    assert seen, "pd.truncate_seq_pair is no longer called: update this test to the truncation code"
     short = [s for s in seen if 0 < s[2] < pd._SHORT_TRUNCATION]
     bulk = [s for s in seen if s[2] >= pd._SHORT_TRUNCATION]
     assert short and bulk
@@ -228,23 +231,22 @@ def test_fast_instances_equal_reference_on_generated_documents(documents, config
 @given(len_a=st.integers(1, 120), len_b=st.integers(1, 120), max_num_tokens=st.integers(2, 130),
        seed=st.integers(0, 2**32), threshold=st.sampled_from([0, 8, 10**9]),
        compiled=st.booleans())
-def test_truncation_counts_equal_reference_trimming(len_a, len_b, max_num_tokens, seed, threshold, compiled):
+def test_truncation_equals_reference_trimming(len_a, len_b, max_num_tokens, seed, threshold, compiled):
     tokens_a, tokens_b = list(range(len_a)), list(range(1000, 1000 + len_b))
     rng = random.Random(seed)
     reference.trim_pair(tokens_a, tokens_b, max_num_tokens, rng)
 
     fast_rng = random.Random(seed)
+    ours_a, ours_b = list(range(len_a)), list(range(1000, 1000 + len_b))
     saved = pd._SHORT_TRUNCATION
     pd._SHORT_TRUNCATION = threshold
     try:
         if compiled:  # the C module's draws when it is built (else the pure-Python ones again)
-            with pd._draws_of(fast_rng) as draws:
-                front_a, back_a, front_b, back_b = pd._truncation(len_a, len_b, max_num_tokens, draws)
+            with draws.draws_of(fast_rng) as fast_draws:
+                ours_a, ours_b = pd.truncate_seq_pair(ours_a, ours_b, max_num_tokens, fast_draws)
         else:
-            draws = pd._PythonDraws(fast_rng)
-            front_a, back_a, front_b, back_b = pd._truncation(len_a, len_b, max_num_tokens, draws)
+            ours_a, ours_b = pd.truncate_seq_pair(ours_a, ours_b, max_num_tokens, draws.PythonDraws(fast_rng))
     finally:
         pd._SHORT_TRUNCATION = saved
-    assert list(range(len_a))[front_a:len_a - back_a] == tokens_a
-    assert list(range(1000, 1000 + len_b))[front_b:len_b - back_b] == tokens_b
+    assert (ours_a, ours_b) == (tokens_a, tokens_b)
     assert fast_rng.getstate() == rng.getstate()

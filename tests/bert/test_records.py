@@ -1,11 +1,14 @@
 import json
+import random
 import struct
 
 import numpy as np
 import pytest
 
 from bertdetr.bert import records
+from bertdetr.bert.pretraining_data import TrainingInstance
 from bertdetr.bert.records import (
+    ExampleEncoder,
     RecordError,
     crc32c,
     encode_varint,
@@ -145,3 +148,34 @@ def test_not_an_example(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(BertDetrError, match="cannot read"):
         list(read_records(tmp_path / "nope.tfrecord"))
+
+
+# --- make-data's encoder --------------------------------------------------------------------------
+
+@pytest.mark.skipif(records._compiled is None, reason="bertdetr.bert._speedups is not built")
+def test_varints():
+    rng = random.Random(0)
+    for _ in range(500):
+        ids = [rng.randrange(2 ** rng.randrange(1, 33)) for _ in range(rng.randrange(60))]
+        assert records._compiled.varints(ids) == b"".join(map(encode_varint, ids))
+    for bad in ([2**32], [-1]):
+        with pytest.raises(OverflowError):
+            records._compiled.varints(bad)
+    # Any sequence of ints or of objects with __index__, as the table path takes.
+    import numpy as np
+
+    ids = [0, 127, 128, 30521, 2**32 - 1]
+    expected = b"".join(map(encode_varint, ids))
+    assert records._compiled.varints(tuple(ids)) == expected
+    assert records._compiled.varints(np.array(ids, dtype=np.int64)) == expected
+    with pytest.raises(TypeError):
+        records._compiled.varints([1.0])
+
+
+def test_encoder_positions_beyond_128():
+    enc = ExampleEncoder(300, 4, 30522)
+    inst = TrainingInstance([101] + [2000] * 250 + [102, 2001, 102], 250, [1, 200, 251], [2000, 2000, 102],
+                               True)
+    got = parse_example(enc.encode(inst))
+    assert got["masked_lm_positions"].tolist() == [1, 200, 251, 0]
+    assert got["segment_ids"].tolist() == [0] * 252 + [1] * 2 + [0] * 46

@@ -1,6 +1,5 @@
 import importlib.util
 import json
-import multiprocessing
 import pathlib
 import pickle
 import re
@@ -153,7 +152,7 @@ def test_every_code_point_in_context(lower, classes):
 
 
 def test_line_splitting_facts_for_every_code_point():
-    # _chunks splits with str.split after deleting _DELETED_SEPARATORS; this is exact only if
+    # concat_chunks splits with str.split after deleting _DELETED_SEPARATORS; this is exact only if
     # str.split's whitespace is Google's whitespace, Zl/Zp (kept by Google's cleaning, then split
     # on), or one of the deleted separators.
     chars = [chr(cp) for cp in range(sys.maxunicode + 1)]
@@ -285,136 +284,6 @@ def test_bounded_caches_stay_correct(monkeypatch):
     _assert_same(ours, google, texts)
     assert len(ours._chunk_tokens) <= 3 and len(ours._chunk_ids) <= 3
     assert len(ours.wordpiece_tokenizer._pieces) <= 2
-
-
-@pytest.mark.parametrize("workers", [1, 2, 3])
-@pytest.mark.parametrize("batch_lines", [4, None])
-def test_tokenize_lines_and_encode_batch(monkeypatch, workers, batch_lines):
-    monkeypatch.setattr(FullTokenizer, "parallel_min_chars", 0)  # workers even for this short input
-    monkeypatch.setattr(FullTokenizer, "batch_chars", 300)  # and several batches
-    ours, google = _pair(True)
-    lines = [r["text"] for r in _golden(VOCAB_FILE.parent.parent, "uncased")] + ["", b"caf\xc3\xa9"]
-    expected = [google.tokenize(line) for line in lines]
-    assert list(ours.tokenize_lines(lines, workers=workers, batch_lines=batch_lines)) == expected
-    assert ours.encode_batch(iter(lines), workers=workers) == [
-        google.convert_tokens_to_ids(tokens) for tokens in expected
-    ]
-
-
-# Lines that a worker gets joined into one string (or bytes) and splits again by their lengths:
-# separators inside a line, invalid UTF-8 (dropped per line, as Google), an empty line.
-_AWKWARD_LINES = [
-    "two\nlines in one", "tab\tand\x0bvertical tab", "para\u2029graph", "", " ", "Ünïcödé ＡＢＣ 中文",
-    "a\r\nb", "\x85next line",
-]
-_AWKWARD_BYTES = [b"caf\xc3\xa9", b"\xff\xfebad \xc3", b"", b"split \xc3", b"\xa9 mid-character", b"a\nb"]
-
-
-@pytest.mark.parametrize(
-    "lines",
-    [
-        [],  # empty input
-        ["just one line"],  # fewer lines than workers
-        ["one", "two"],
-        _AWKWARD_LINES * 3,
-        _AWKWARD_BYTES * 3,  # all bytes: joined as bytes, decoded line by line in the worker
-        (_AWKWARD_LINES + _AWKWARD_BYTES) * 3,  # mixed: such a batch is tokenized in this process
-    ],
-)
-@pytest.mark.parametrize("to_ids", [False, True])
-def test_several_workers_same_as_one(monkeypatch, lines, to_ids):
-    monkeypatch.setattr(FullTokenizer, "parallel_min_chars", 0)
-    expected = list(FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(lines, to_ids=to_ids))
-    assert len(expected) == len(lines)
-    for workers in (2, 4):
-        for batch_lines in (1, 5, None):
-            ours = FullTokenizer._from_vocab(VOCAB, True)
-            got = list(ours.tokenize_lines(lines, workers=workers, to_ids=to_ids, batch_lines=batch_lines))
-            assert got == expected, (workers, batch_lines)
-
-
-@pytest.mark.parametrize("to_ids", [False, True])
-def test_worker_loop_packs_and_unpacks(to_ids):
-    """A worker's side in this process (with thread queues), ids beyond 16 bits included."""
-    import gc
-    import queue
-
-    vocab = {"[UNK]": 0, "hello": 70_000, "world": 65_535}
-    lines = ["Hello world", "", "world, hello"]
-    tasks, finished = queue.Queue(), queue.Queue()
-    tasks.put((7, *tokenization._join_lines(lines)))
-    tasks.put(None)
-    try:
-        tokenization._worker_loop(FullTokenizer._from_vocab(vocab, True), to_ids, tasks, finished)
-    finally:
-        gc.enable()  # the worker loop turns the collector off for its process
-    number, packed = finished.get_nowait()
-    expected = [[70_000, 65_535], [], [65_535, 0, 70_000]] if to_ids else [
-        ["hello", "world"], [], ["world", "[UNK]", "hello"]
-    ]
-    assert number == 7 and tokenization._lines_of(packed) == expected
-
-
-def test_several_workers_on_many_batches(monkeypatch):
-    """Many small batches: workers kept busy, this process tokenizing and taking back batches."""
-    monkeypatch.setattr(FullTokenizer, "batch_chars", 2000)
-    monkeypatch.setattr(FullTokenizer, "parallel_min_chars", 10_000)
-    words = [r["text"] for r in _golden(VOCAB_FILE.parent.parent, "uncased")]
-    lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(i % 5)) for i in range(6000)]
-    expected = FullTokenizer._from_vocab(VOCAB, True).encode_batch(lines)
-    assert FullTokenizer._from_vocab(VOCAB, True).encode_batch(iter(lines), workers=2) == expected
-    ours = FullTokenizer._from_vocab(VOCAB, True)
-    assert [ours.convert_tokens_to_ids(t) for t in ours.tokenize_lines(lines, workers=3)] == expected
-    assert not multiprocessing.active_children()  # all workers have ended
-
-
-def test_short_input_starts_no_worker(monkeypatch):
-    def no_workers(*args):
-        raise AssertionError("a worker was started for a short input")
-
-    monkeypatch.setattr(tokenization, "_ParallelRun", no_workers)
-    ours, google = _pair(True)
-    lines = ["A short input.", "Below parallel_min_chars."] * 10
-    assert ours.encode_batch(lines, workers=2) == [google.convert_tokens_to_ids(google.tokenize(x)) for x in lines]
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_errors_raised_after_the_lines_before_them(monkeypatch, workers):
-    monkeypatch.setattr(FullTokenizer, "parallel_min_chars", 0)
-    # Not text, in a batch that this process tokenizes (str and int lines: not sent to a worker).
-    lines = ["fine", "also fine", "more", 42, "after"]
-    got = []
-    with pytest.raises(TypeError, match="Unsupported string type"):
-        for tokens in FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(lines, workers=workers, batch_lines=2):
-            got.append(tokens)
-    assert got == [["fine"], ["also", "fine"], ["more"]]
-    # A line that fails in a worker (the patched function is inherited by the forked worker).
-    concat_chunks = tokenization._concat_chunks
-
-    def failing(of_chunk, text):
-        if text == "boom":
-            raise ValueError("boom")
-        return concat_chunks(of_chunk, text)
-
-    monkeypatch.setattr(tokenization, "_concat_chunks", failing)
-    got = []
-    with pytest.raises(ValueError, match="boom"):
-        for ids in FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(
-            ["a", "b", "boom", "c"], workers=workers, to_ids=True, batch_lines=3
-        ):
-            got.append(ids)
-    assert got == [[VOCAB["a"]], [VOCAB["b"]]]
-    assert not multiprocessing.active_children()
-
-
-def test_stopping_early_ends_the_workers(monkeypatch):
-    monkeypatch.setattr(FullTokenizer, "parallel_min_chars", 0)
-    lines = ["some words here"] * 5000
-    stream = FullTokenizer._from_vocab(VOCAB, True).tokenize_lines(lines, workers=2, batch_lines=100)
-    assert next(stream) == ["some", "words", "here"]
-    assert multiprocessing.active_children()
-    stream.close()
-    assert not multiprocessing.active_children()
 
 
 def test_pickles_without_caches():

@@ -1,7 +1,7 @@
 /* bertdetr.bert._speedups: C for the inner loops of ``bertdetr bert make-data`` (optional).
  *
- * pretraining_data.py has a pure-Python path for each function here, with the same output; the
- * tests run both. Two things:
+ * Each function here has a pure-Python path with the same output (draws.py for Stream,
+ * records.py's ExampleEncoder for varints); the tests run both. Two things:
  *
  * 1. ``Stream``: Python's random stream, continued in C.
  *
@@ -24,8 +24,8 @@
  *   mask(...)        make-data's 80/10/10 draws, see mask_doc
  *   masked_lm(...)   make-data's candidate shuffle and mask(), see masked_lm_doc
  *
- * The pure-Python path in pretraining_data.py makes the same calls on random.Random itself; the
- * tests check both give the same stream and the same files.
+ * draws.py says which of Google's draws each method continues; its PythonDraws makes the same
+ * calls on random.Random itself, and the tests check both give the same stream and the same files.
  *
  * 2. ``varints(ids)``: a list of ints in [0, 2**32) as concatenated protobuf varints (the packed
  * payload of an Int64List), which is most of the work of serializing a record.

@@ -110,7 +110,8 @@ def _add_make_data(commands) -> None:
 def _run_make_data(args) -> int:
     import dataclasses
 
-    from bertdetr.bert.pretraining_data import PretrainingDataConfig, make_pretraining_data
+    from bertdetr.bert.make_data import make_pretraining_data
+    from bertdetr.bert.pretraining_data import PretrainingDataConfig
 
     # every config field is an option of the same name (Google's flag names)
     config = PretrainingDataConfig(**{f.name: getattr(args, f.name)

@@ -31,7 +31,7 @@ here, computed differently (each step's comment says why it is exact):
   split into pieces by Google's greedy search, which never tries a substring longer than the
   longest vocabulary entry; words are cached too.
 - ``FullTokenizer.tokenize_lines`` / ``encode_batch`` share lines between this process and
-  worker processes (``_ParallelRun``).
+  worker processes (``bertdetr.bert.tokenize_workers``).
 
 ``bench/reference_tokenization.py`` keeps the plain algorithm; the tests compare the two on every
 code point and on generated text, and ``bench/bench_tokenizer.py`` measures both.
@@ -39,20 +39,16 @@ code point and on generated text, and ``bench/bench_tokenizer.py`` measures both
 
 from __future__ import annotations
 
-import array
 import collections
-import contextlib
 import functools
-import gc
 import itertools
-import multiprocessing
 import os
-import queue
 import re
 import sys
 import unicodedata
 from typing import Callable, Iterable, Iterator
 
+from bertdetr.bert import tokenize_workers
 from bertdetr.errors import BertDetrError
 
 __all__ = [
@@ -142,72 +138,267 @@ def whitespace_tokenize(text: str) -> list[str]:
     return text.split()
 
 
-class _BoundedCache(dict):
-    """A dict that computes a missing value with ``compute(key)`` and stores it.
+class FullTokenizer:
+    """End-to-end tokenization: ``BasicTokenizer`` then ``WordpieceTokenizer``.
 
-    Lookups of cached keys are plain ``dict`` lookups in C (``__missing__`` runs only on a miss).
-    Memory stays bounded on any corpus: when ``max_size`` entries are held, the older half (in
-    insertion order) is dropped; the frequent keys among them come back on their next use. This
-    costs nothing per hit, unlike an LRU's bookkeeping.
+    Besides Google's methods: ``tokenize_to_ids`` (ids straight from text), ``tokenize_lines`` and
+    ``encode_batch`` (many lines, optionally on several worker processes).
+
+    The caches assume that ``vocab`` and the tokenizers' settings are not changed after
+    construction (make a new ``FullTokenizer`` instead).
     """
 
-    __slots__ = ("compute", "max_size")
+    cache_size = 1 << 17
+    """Chunks whose tokens (and, separately, ids) are kept: ~200 bytes each, ~25 MB when full."""
 
-    def __init__(self, compute: Callable, max_size: int):
-        super().__init__()
-        self.compute = compute
-        self.max_size = max(1, max_size)
+    batch_chars = 1 << 16
+    """``tokenize_lines``: characters a batch of lines is made of (about). With workers, smaller
+    batches let the calling process top the workers up more often and end closer together with
+    them (2 processes on the Python docs: 12.9 MB/s with 128K, 13.5 with 64K)."""
 
-    def __missing__(self, key):
-        value = self.compute(key)
-        if len(self) >= self.max_size:
-            for old in list(itertools.islice(self, (len(self) + 1) // 2)):
-                self.pop(old, None)
-        self[key] = value
-        return value
+    parallel_min_chars = 1 << 19
+    """``tokenize_lines`` on several workers: a shorter input is tokenized in the calling process."""
+
+    def __init__(self, vocab_file, do_lower_case: bool = True):
+        self._setup(load_vocab(vocab_file), do_lower_case)
+
+    def tokenize(self, text) -> list[str]:
+        return BasicTokenizer.concat_chunks(self._chunk_tokens.__getitem__, text)
+
+    def tokenize_to_ids(self, text) -> list[int]:
+        """``convert_tokens_to_ids(tokenize(text))``, faster."""
+        return BasicTokenizer.concat_chunks(self._chunk_ids.__getitem__, text)
+
+    def convert_tokens_to_ids(self, tokens):
+        return convert_by_vocab(self.vocab, tokens)
+
+    def convert_ids_to_tokens(self, ids):
+        return convert_by_vocab(self.inv_vocab, ids)
+
+    def tokenize_lines(
+        self, lines: Iterable, workers: int = 1, to_ids: bool = False, batch_lines: int | None = None
+    ) -> Iterator[list]:
+        """Yields ``tokenize(line)`` (or ``tokenize_to_ids(line)``) for each line, in order.
+
+        Lines are read in batches of ``batch_lines`` lines (default: as many as make about
+        ``batch_chars`` characters), a bounded number of them at a time, so ``lines`` may be a file
+        or any long stream. ``workers`` is the number of processes that tokenize, this one
+        included: with 2, one worker process is started and this process tokenizes too. An input shorter
+        than ``parallel_min_chars`` characters is tokenized here alone, as with ``workers=1``:
+        starting a worker costs more than it saves on it. The output is the same for any
+        ``workers``, and so is an error: raised after the lines before the line that raises it.
+        """
+        return tokenize_workers.tokenize_lines(self, lines, workers, to_ids, batch_lines)
+
+    def encode_batch(self, lines: Iterable, workers: int = 1) -> list[list[int]]:
+        """Token ids of each line (``tokenize_to_ids``), on ``workers`` processes."""
+        return list(self.tokenize_lines(lines, workers=workers, to_ids=True))
+
+    def line_function(self, to_ids: bool) -> Callable:
+        """``tokenize`` (or ``tokenize_to_ids``) as a function of one line, for the batch loops of
+        ``tokenize_lines`` (and of its worker processes)."""
+        cache = self._chunk_ids if to_ids else self._chunk_tokens
+        return functools.partial(BasicTokenizer.concat_chunks, cache.__getitem__)
+
+    @classmethod
+    def _from_vocab(cls, vocab, do_lower_case) -> "FullTokenizer":
+        tokenizer = cls.__new__(cls)
+        tokenizer._setup(vocab, do_lower_case)
+        return tokenizer
+
+    def __reduce__(self):
+        # Pickles (for spawned workers, DataLoader workers...) as vocabulary and setting, no caches.
+        return FullTokenizer._from_vocab, (self.vocab, self.do_lower_case)
+
+    def _setup(self, vocab, do_lower_case) -> None:
+        self.vocab = vocab
+        self.inv_vocab = {v: k for k, v in self.vocab.items()}
+        self.do_lower_case = do_lower_case
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
+        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+        # chunk -> tokens, chunk -> ids; a new chunk is made of words, most of them seen before:
+        # word -> pieces (the WordpieceTokenizer's cache) and word -> ids.
+        self._chunk_tokens = _BoundedCache(self._tokens_of_chunk, self.cache_size)
+        self._chunk_ids = _BoundedCache(self._ids_of_chunk, self.cache_size)
+        self._word_ids = _BoundedCache(self._ids_of_word, self.wordpiece_tokenizer.cache_size)
+
+    def _tokens_of_chunk(self, chunk: str) -> tuple[str, ...]:
+        return self._of_chunk(chunk, self.wordpiece_tokenizer._pieces.__getitem__)
+
+    def _ids_of_chunk(self, chunk: str) -> tuple[int, ...]:
+        return self._of_chunk(chunk, self._word_ids.__getitem__)
+
+    def _of_chunk(self, chunk: str, of_word) -> tuple:
+        words = self.basic_tokenizer._split_chunk(chunk)
+        if len(words) == 1:
+            return of_word(words[0])
+        return tuple(itertools.chain.from_iterable(map(of_word, words)))
+
+    def _ids_of_word(self, word: str) -> tuple[int, ...]:
+        return tuple(map(self.vocab.__getitem__, self.wordpiece_tokenizer._pieces[word]))
 
 
-# --- Splitting a line into chunks -----------------------------------------------------------------
-#
-# Google: delete NUL, U+FFFD and Cc/Cf characters, turn \t \n \r and Zs into spaces, put spaces
-# around CJK ideographs, then split on whitespace (``str.split``). ``str.split`` on the raw line
-# splits at the same places, except at seven characters it counts as whitespace but Google deletes
-# (category Cc: "a\x0bb" is the one word "ab"), so those go first. (Zl and Zp, U+2028/U+2029, are
-# kept by Google's cleaning and then split on by its ``str.split``; the tests check these facts for
-# every code point.) Whatever else Google deletes or spaces out lies inside a chunk and is handled
-# there.
+class BasicTokenizer:
+    """Runs basic tokenization (punctuation splitting, lower casing, etc.): Google's text
+    cleaning, CJK spacing, lowercasing + accent stripping and punctuation splitting.
+
+    Google runs each step over the whole text, character by character. Here the text is split into
+    whitespace-free chunks first (``concat_chunks``), each chunk's words are computed once
+    (``_split_chunk``) and cached, and the loops over characters are regular expressions.
+    """
+
+    cache_size = 1 << 17
+    """Chunks whose words are kept (filled only by ``tokenize``; ``FullTokenizer`` has its own)."""
+
+    per_character_chunks = 10_000
+    """Non-ASCII chunks split one character at a time (``_CharClasses``) before this tokenizer
+    switches to the whole-Unicode regexes (``_UnicodeClasses``, ~0.1 s to build, once per
+    process): a text with a few non-ASCII words never pays for them, and a text with many pays
+    ~0.03 s more first."""
+
+    def __init__(self, do_lower_case: bool = True):
+        self.do_lower_case = do_lower_case
+        self._non_ascii_chunks = 0
+        self._char_classes = _CharClasses()
+
+    @property
+    def do_lower_case(self):
+        return self._do_lower_case
+
+    @do_lower_case.setter
+    def do_lower_case(self, value) -> None:
+        # Cached words depend on it: a new setting starts an empty cache.
+        self._do_lower_case = value
+        self._words = _BoundedCache(self._split_chunk, self.cache_size)
+
+    def tokenize(self, text) -> list[str]:
+        """Tokenizes a piece of text."""
+        return self.concat_chunks(self._words.__getitem__, text)
+
+    @staticmethod
+    def concat_chunks(of_chunk: Callable[[str], tuple], text) -> list:
+        """``of_chunk(chunk)`` (a cache lookup) for each whitespace-free chunk of ``text``,
+        concatenated. Every step of Google's pipeline after its whitespace split is local to one
+        whitespace token, and the steps before it only delete characters, turn whitespace into
+        spaces or add spaces, so a line's output is the concatenation of its chunks' outputs."""
+        if type(text) is not str:
+            text = convert_to_unicode(text)
+        if _DELETED_SEPARATORS.search(text) is not None:
+            text = _DELETED_SEPARATORS.sub("", text)
+        output: list = []
+        for chunk in text.split():
+            output += of_chunk(chunk)
+        return output
+
+    def _split_chunk(self, chunk: str) -> tuple[str, ...]:
+        """The words of one whitespace-free chunk (uncached)."""
+        if chunk.isascii():
+            return self._split_ascii_chunk(chunk)
+        if self._non_ascii_chunks < self.per_character_chunks:
+            self._non_ascii_chunks += 1
+            return self._split_general_chunk(chunk, self._char_classes)
+        return self._split_general_chunk(chunk, _unicode_classes())
+
+    def _split_ascii_chunk(self, chunk: str) -> tuple[str, ...]:
+        lower = self._do_lower_case
+        if chunk.isalnum():  # the common case, one word ([0-9A-Za-z]+ for an ASCII str)
+            return (chunk.lower() if lower else chunk,)
+        if _ASCII_CONTROLS.search(chunk) is not None:
+            chunk = _ASCII_CONTROLS.sub("", chunk)
+        if lower:
+            chunk = chunk.lower()
+        return tuple(_ASCII_WORDS.findall(chunk))
+
+    def _split_general_chunk(self, chunk: str, classes) -> tuple[str, ...]:
+        """Google's steps on one chunk, in Google's order, with ``classes`` (``_UnicodeClasses``
+        or ``_CharClasses``) for the loops over characters."""
+        chunk = classes.delete(chunk)  # _clean_text
+        # _tokenize_chinese_chars
+        tokens = _CJK.sub(r" \1 ", chunk).split() if _CJK.search(chunk) is not None else (chunk,)
+        output: list[str] = []
+        for token in tokens:
+            if self._do_lower_case:
+                # The whole token at once, as Google: str.lower is context-sensitive (a final sigma
+                # depends on its neighbours, punctuation included).
+                token = token.lower()
+                if not token.isascii():  # _run_strip_accents
+                    token = classes.strip_marks(unicodedata.normalize("NFD", token))
+            # Google joins the pieces with spaces and splits again, so whitespace that lowercasing
+            # or NFD might produce would separate words (none does in current Unicode; this keeps
+            # it exact).
+            for part in token.split():
+                output += classes.split_words(part)  # _run_split_on_punc
+        return tuple(output)
+
+
+class WordpieceTokenizer:
+    """Greedy longest-match-first WordPiece, continuation pieces prefixed with ``##``.
+
+    ``vocab``, ``unk_token`` and ``max_input_chars_per_word`` are read at construction (words are
+    cached); make a new tokenizer to change them.
+    """
+
+    cache_size = 1 << 16
+    """Words whose pieces are kept."""
+
+    def __init__(self, vocab, unk_token: str = "[UNK]", max_input_chars_per_word: int = 200):
+        self.vocab = vocab
+        self.unk_token = unk_token
+        self.max_input_chars_per_word = max_input_chars_per_word
+        # No substring longer than the longest entry can be in the vocabulary, so Google's search
+        # (longest candidate first) may start there: same result, fewer lookups on long words.
+        self._longest = max(map(len, vocab), default=0)
+        self._pieces = _BoundedCache(self._split_word, self.cache_size)
+
+    def tokenize(self, text) -> list[str]:
+        """Tokenizes a piece of text into its word pieces: already whitespace-separated ``text``
+        (the output of ``BasicTokenizer``)."""
+        output_tokens: list[str] = []
+        of_word = self._pieces.__getitem__
+        for token in whitespace_tokenize(convert_to_unicode(text)):
+            output_tokens += of_word(token)
+        return output_tokens
+
+    def _split_word(self, word: str) -> tuple[str, ...]:
+        """Google's greedy longest-match-first search for one word (uncached)."""
+        length = len(word)
+        if length > self.max_input_chars_per_word:
+            return (self.unk_token,)
+        vocab = self.vocab
+        if word in vocab:  # most words are whole entries
+            return (word,)
+        pieces = []
+        start = 0
+        while start < length:
+            end = min(length, start + self._longest)
+            while start < end:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in vocab:
+                    break
+                end -= 1
+            else:  # no piece starts here: the whole word is unknown
+                return (self.unk_token,)
+            pieces.append(piece)
+            start = end
+        return tuple(pieces)
+
+
+# --- BasicTokenizer's character rules: Google's _is_whitespace, _is_control, _is_punctuation ----
+
+# Google: delete NUL, U+FFFD and Cc/Cf characters, turn \t \n \r and Zs into spaces, put
+# spaces around CJK ideographs, then split on whitespace (``str.split``). ``str.split`` on the
+# raw line splits at the same places, except at seven characters it counts as whitespace but
+# Google deletes (category Cc: "a\x0bb" is the one word "ab"), so those go first. (Zl and Zp,
+# U+2028/U+2029, are kept by Google's cleaning and then split on by its ``str.split``; the
+# tests check these facts for every code point.) Whatever else Google deletes or spaces out
+# lies inside a chunk and is handled there.
 _DELETED_SEPARATORS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
 
-
-def _concat_chunks(of_chunk: Callable[[str], tuple], text) -> list:
-    """``of_chunk(chunk)`` (a cache lookup) for each chunk of ``text``, concatenated."""
-    if type(text) is not str:
-        text = convert_to_unicode(text)
-    if _DELETED_SEPARATORS.search(text) is not None:
-        text = _DELETED_SEPARATORS.sub("", text)
-    output: list = []
-    for chunk in text.split():
-        output += of_chunk(chunk)
-    return output
-
-
-# --- Basic tokenization of one chunk --------------------------------------------------------------
-
-# In a pure-ASCII chunk, Google's cleaning deletes the control characters (Cc); ASCII lowercasing
-# stays ASCII and makes no accents; punctuation is every other non-alphanumeric character.
+# In a pure-ASCII chunk, Google's cleaning deletes the control characters (Cc); ASCII
+# lowercasing stays ASCII and makes no accents; punctuation is every other non-alphanumeric
+# character.
 _ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
 _ASCII_WORDS = re.compile("[0-9A-Za-z]+|[^0-9A-Za-z]")
-
-
-def _basic_ascii(chunk: str, do_lower_case) -> tuple[str, ...]:
-    if chunk.isalnum():  # the common case, one word ([0-9A-Za-z]+ for an ASCII str)
-        return (chunk.lower() if do_lower_case else chunk,)
-    if _ASCII_CONTROLS.search(chunk) is not None:
-        chunk = _ASCII_CONTROLS.sub("", chunk)
-    if do_lower_case:
-        chunk = chunk.lower()
-    return tuple(_ASCII_WORDS.findall(chunk))
-
 
 # Google's CJK ranges (fixed code point ranges, not a Unicode property).
 _CJK = re.compile(
@@ -321,453 +512,26 @@ def _unicode_classes() -> _UnicodeClasses:
     return _UnicodeClasses()
 
 
-def _basic_general(chunk: str, do_lower_case, classes) -> tuple[str, ...]:
-    """Google's BasicTokenizer steps on one chunk, in Google's order, with ``classes``
-    (``_UnicodeClasses`` or ``_CharClasses``) for the loops over characters."""
-    chunk = classes.delete(chunk)
-    tokens = _CJK.sub(r" \1 ", chunk).split() if _CJK.search(chunk) is not None else (chunk,)
-    output: list[str] = []
-    for token in tokens:
-        if do_lower_case:
-            # The whole token at once, as Google: str.lower is context-sensitive (a final sigma
-            # depends on its neighbours, punctuation included).
-            token = token.lower()
-            if not token.isascii():
-                token = classes.strip_marks(unicodedata.normalize("NFD", token))
-        # Google joins the pieces with spaces and splits again, so whitespace that lowercasing or
-        # NFD might produce would separate words (none does in current Unicode; this keeps it exact).
-        for part in token.split():
-            output += classes.split_words(part)
-    return tuple(output)
+class _BoundedCache(dict):
+    """A dict that computes a missing value with ``compute(key)`` and stores it.
 
-
-class FullTokenizer:
-    """End-to-end tokenization: ``BasicTokenizer`` then ``WordpieceTokenizer``.
-
-    Besides Google's methods: ``tokenize_to_ids`` (ids straight from text), ``tokenize_lines`` and
-    ``encode_batch`` (many lines, optionally on several worker processes).
-
-    The caches assume that ``vocab`` and the tokenizers' settings are not changed after
-    construction (make a new ``FullTokenizer`` instead).
+    Lookups of cached keys are plain ``dict`` lookups in C (``__missing__`` runs only on a miss).
+    Memory stays bounded on any corpus: when ``max_size`` entries are held, the older half (in
+    insertion order) is dropped; the frequent keys among them come back on their next use. This
+    costs nothing per hit, unlike an LRU's bookkeeping.
     """
 
-    cache_size = 1 << 17
-    """Chunks whose tokens (and, separately, ids) are kept: ~200 bytes each, ~25 MB when full."""
-
-    batch_chars = 1 << 16
-    """``tokenize_lines``: characters a batch of lines is made of (about). With workers, smaller
-    batches let the calling process top the workers up more often and end closer together with
-    them (2 processes on the Python docs: 12.9 MB/s with 128K, 13.5 with 64K)."""
-
-    parallel_min_chars = 1 << 19
-    """``tokenize_lines`` on several workers: a shorter input is tokenized in the calling process."""
-
-    def __init__(self, vocab_file, do_lower_case: bool = True):
-        self._setup(load_vocab(vocab_file), do_lower_case)
-
-    @classmethod
-    def _from_vocab(cls, vocab, do_lower_case) -> "FullTokenizer":
-        tokenizer = cls.__new__(cls)
-        tokenizer._setup(vocab, do_lower_case)
-        return tokenizer
-
-    def __reduce__(self):
-        # Pickles (for spawned workers, DataLoader workers...) as vocabulary and setting, no caches.
-        return FullTokenizer._from_vocab, (self.vocab, self.do_lower_case)
-
-    def _setup(self, vocab, do_lower_case) -> None:
-        self.vocab = vocab
-        self.inv_vocab = {v: k for k, v in self.vocab.items()}
-        self.do_lower_case = do_lower_case
-        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
-        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
-        # chunk -> tokens, chunk -> ids; a new chunk is made of words, most of them seen before:
-        # word -> pieces (the WordpieceTokenizer's cache) and word -> ids.
-        self._chunk_tokens = _BoundedCache(self._tokens_of_chunk, self.cache_size)
-        self._chunk_ids = _BoundedCache(self._ids_of_chunk, self.cache_size)
-        self._word_ids = _BoundedCache(self._ids_of_word, self.wordpiece_tokenizer.cache_size)
-
-    def _tokens_of_chunk(self, chunk: str) -> tuple[str, ...]:
-        return self._of_chunk(chunk, self.wordpiece_tokenizer._pieces.__getitem__)
-
-    def _ids_of_chunk(self, chunk: str) -> tuple[int, ...]:
-        return self._of_chunk(chunk, self._word_ids.__getitem__)
-
-    def _of_chunk(self, chunk: str, of_word) -> tuple:
-        words = self.basic_tokenizer._split_chunk(chunk)
-        if len(words) == 1:
-            return of_word(words[0])
-        return tuple(itertools.chain.from_iterable(map(of_word, words)))
-
-    def _ids_of_word(self, word: str) -> tuple[int, ...]:
-        return tuple(map(self.vocab.__getitem__, self.wordpiece_tokenizer._pieces[word]))
-
-    def tokenize(self, text) -> list[str]:
-        return _concat_chunks(self._chunk_tokens.__getitem__, text)
-
-    def tokenize_to_ids(self, text) -> list[int]:
-        """``convert_tokens_to_ids(tokenize(text))``, faster."""
-        return _concat_chunks(self._chunk_ids.__getitem__, text)
-
-    def tokenize_lines(
-        self, lines: Iterable, workers: int = 1, to_ids: bool = False, batch_lines: int | None = None
-    ) -> Iterator[list]:
-        """Yields ``tokenize(line)`` (or ``tokenize_to_ids(line)``) for each line, in order.
-
-        Lines are read in batches of ``batch_lines`` lines (default: as many as make about
-        ``batch_chars`` characters), a bounded number of them at a time, so ``lines`` may be a file
-        or any long stream. ``workers`` is the number of processes that tokenize, this one
-        included: with 2, one worker process is started and this process tokenizes too. An input shorter
-        than ``parallel_min_chars`` characters is tokenized here alone, as with ``workers=1``:
-        starting a worker costs more than it saves on it. The output is the same for any
-        ``workers``, and so is an error: raised after the lines before the line that raises it.
-        """
-        cache = self._chunk_ids if to_ids else self._chunk_tokens
-        one_line = functools.partial(_concat_chunks, cache.__getitem__)
-        batches = _batches(lines, batch_lines, self.batch_chars)
-        ahead, chars = [], 0
-        # A daemonic process (a DataLoader worker, say) may not start processes of its own.
-        if workers > 1 and not multiprocessing.current_process().daemon:
-            for batch, size in batches:
-                ahead.append(batch)
-                chars += size
-                if chars >= self.parallel_min_chars:
-                    run = _ParallelRun(self, one_line, to_ids, workers - 1)
-                    yield from run.results(itertools.chain(ahead, (batch for batch, _ in batches)))
-                    return
-        # One process: a batch at a time, with the garbage collector paused (~15% faster).
-        for batch in itertools.chain(ahead, (batch for batch, _ in batches)):
-            yield from _batch_results(one_line, batch)
-
-    def encode_batch(self, lines: Iterable, workers: int = 1) -> list[list[int]]:
-        """Token ids of each line (``tokenize_to_ids``), on ``workers`` processes."""
-        return list(self.tokenize_lines(lines, workers=workers, to_ids=True))
-
-    def convert_tokens_to_ids(self, tokens):
-        return convert_by_vocab(self.vocab, tokens)
-
-    def convert_ids_to_tokens(self, ids):
-        return convert_by_vocab(self.inv_vocab, ids)
-
-
-def _batches(lines: Iterable, batch_lines: int | None, batch_chars: int) -> Iterator[tuple[list, int]]:
-    """Lists of lines, each with its number of characters.
-
-    ``batch_lines`` lines each, or, without it, about ``batch_chars`` characters each: the number of
-    lines taken next is scaled from the last batch's length (counted in C, as the slicing), at most
-    16 times larger from one batch to the next, so that a few short lines first cannot make a huge
-    batch of long ones.
-    """
-    iterator = iter(lines)
-    size = batch_lines or 256
-    while batch := list(itertools.islice(iterator, max(1, size))):
-        try:
-            chars = sum(map(len, batch))
-        except TypeError:  # not text: it fails where it is tokenized, in order
-            chars = batch_chars
-        yield batch, chars
-        if not batch_lines:
-            size = max(1, min(16 * size, size * batch_chars // max(1, chars)))
-
-
-_BATCHES_IN_FLIGHT = 4
-"""Per worker: one to work on and three waiting. The calling process tops the workers up only
-between batches of its own: with one waiting, a worker ran dry for ~15% of the run."""
-
-
-class _ParallelRun:
-    """``tokenize_lines`` on this process and ``workers`` worker processes.
-
-    Why it is laid out as it is (measured on 2 cores, 3.6 MB of text that one process tokenizes in
-    ~0.33 s, see BENCHMARKS.md):
-
-    - This process tokenizes too, whenever it has no finished batch to pass on, instead of waiting:
-      with 2 cores and one worker, that is half of the work. At the end of the input it takes back
-      the batches no worker has started, so that it does not wait on a queue of them.
-    - A batch travels as one string and its lines' lengths (split in the worker), and comes back as
-      one array of 16-bit ids (or one list of tokens, each distinct string pickled once) and where
-      each line ends: two messages per batch instead of thousands of small objects to pickle.
-      Rebuilding one list per line from them costs this process ~30 ns per id (``_lines_of``),
-      about what unpickling such lists would; it is the price of results as Python lists.
-    - Results become one list per line only when their turn comes, with the cyclic garbage
-      collector paused (``_gc_paused``): tens of thousands of new lists otherwise trigger collections
-      that walk every object of the process, again and again (about half of the unpacking).
-    - Workers are forked where the platform can: nothing to import or pickle, and they start with
-      this tokenizer's caches as they are (elsewhere the tokenizer is pickled, without caches).
-    """
-
-    def __init__(self, tokenizer: "FullTokenizer", one_line: Callable, to_ids: bool, workers: int):
-        self.tokenizer = tokenizer
-        self.one_line = one_line
-        self.to_ids = to_ids
-        self.workers = workers
-
-    def results(self, batches: Iterable[list]) -> Iterator[list]:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        tasks, finished = context.Queue(), context.Queue()
-        processes = [
-            context.Process(target=_worker_loop, args=(self.tokenizer, self.to_ids, tasks, finished), daemon=True)
-            for _ in range(self.workers)
-        ]
-        try:
-            for process in processes:
-                process.start()
-            yield from self._merge(iter(batches), tasks, finished, processes)
-        except BaseException:  # an error, or the caller stopped reading: stop the workers now
-            for process in processes:
-                if process.pid is not None:  # started
-                    process.terminate()
-            tasks.cancel_join_thread()  # batches still unsent must not hold up this process's exit
-            raise
-        else:
-            for _ in processes:
-                tasks.put(None)
-        finally:
-            for process in processes:
-                if process.pid is not None:
-                    process.join()
-            tasks.close()
-            finished.close()
-
-    def _merge(self, batches: Iterator[list], tasks, finished, processes) -> Iterator[list]:
-        """Hands out batches, tokenizes some here, and yields every batch's lines in order."""
-        done: dict = {}  # batch number -> its lines' results (a list), packed results, or None
-        kept: dict = {}  # batch number -> its lines, until yielded: redone here if they failed
-        head = 0  # the next batch to yield
-        read = 0  # batches read so far
-        sent = 0  # batches with the workers, not back yet
-        in_flight = _BATCHES_IN_FLIGHT * len(processes)
-        while True:
-            while sent and not finished.empty():  # take what is back, without waiting
-                number, packed = finished.get()
-                done[number] = packed
-                sent -= 1
-            while head in done:
-                result, batch = done.pop(head), kept.pop(head)
-                # A batch that failed, here or in a worker: line by line, to raise at its line.
-                yield from map(self.one_line, batch) if result is None else _lines_of(result)
-                head += 1
-            while sent < in_flight and (batch := next(batches, None)) is not None:
-                kept[read] = batch
-                if (joined := _join_lines(batch)) is None:  # not all str or all bytes: here
-                    done[read] = _tokenize_batch(self.one_line, batch)
-                else:
-                    tasks.put((read, *joined))
-                    sent += 1
-                read += 1
-            # Work here meanwhile: a new batch, unless as many as the workers hold are already
-            # waiting for an earlier one (memory stays bounded when a worker is slow), else one
-            # that no worker has started.
-            if read - head <= 2 * in_flight and (batch := next(batches, None)) is not None:
-                done[read] = _tokenize_batch(self.one_line, batch)
-                kept[read] = batch
-                read += 1
-            elif sent and (task := _take_nowait(tasks)) is not None:
-                number = task[0]
-                done[number] = _tokenize_batch(self.one_line, kept[number])
-                sent -= 1
-            elif sent:
-                number, packed = _wait_for(finished, processes)
-                done[number] = packed
-                sent -= 1
-            elif head == read:
-                return
-
-
-def _tokenize_batch(one_line: Callable, batch: list) -> list | None:
-    """``one_line`` of each line, with the collector paused; None if a line raises."""
-    with _gc_paused():
-        try:
-            return list(map(one_line, batch))
-        except Exception:
-            return None
-
-
-def _batch_results(one_line: Callable, batch: list) -> Iterator[list]:
-    """Yields ``one_line`` of each line, from a batch computed at once; where a line raises, line
-    by line again (cached: cheap), so that the lines before it are yielded first, as without batches."""
-    results = _tokenize_batch(one_line, batch)
-    yield from map(one_line, batch) if results is None else results
-
-
-def _join_lines(batch: list) -> tuple | None:
-    """The batch as one str (or bytes) and its lines' lengths; None unless all str or all bytes."""
-    try:
-        return "".join(batch), array.array("q", map(len, batch))
-    except TypeError:
-        pass
-    if set(map(type, batch)) == {bytes}:  # bytes lines are decoded one by one, in the worker
-        return b"".join(batch), array.array("q", map(len, batch))
-    return None
-
-
-def _split_lines(text, lengths) -> list:
-    ends = list(itertools.accumulate(lengths))
-    return [text[start:end] for start, end in zip([0] + ends, ends)]
-
-
-def _take_nowait(tasks):
-    try:
-        return tasks.get_nowait()
-    except queue.Empty:
-        return None
-
-
-def _wait_for(finished, processes) -> tuple:
-    """The next finished batch; raises if a worker has died (it would never come)."""
-    while True:
-        try:
-            return finished.get(timeout=1.0)
-        except queue.Empty:
-            for process in processes:
-                if process.exitcode is not None:
-                    raise RuntimeError(f"a tokenizer worker process ended with exit code {process.exitcode}")
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pauses the cyclic garbage collector while lists that hold no cycles are built.
-
-    Allocations made meanwhile still count towards the next collection, which then runs once
-    instead of many times inside the loop. Never held across a ``yield``: the caller's code runs
-    with the collector as it was.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _worker_loop(tokenizer: "FullTokenizer", to_ids: bool, tasks, finished) -> None:
-    """A worker process: tokenizes batches from ``tasks`` until None, packs them into ``finished``."""
-    # Nothing this process builds holds a cycle, and it ends with the call: collections would only
-    # walk its objects (~10% of its time).
-    gc.disable()
-    cache = tokenizer._chunk_ids if to_ids else tokenizer._chunk_tokens
-    one_line = functools.partial(_concat_chunks, cache.__getitem__)
-    # Ids as 16-bit numbers where the vocabulary allows (BERT's has 30522 entries): half the bytes
-    # to pickle and send.
-    id_type = ("H" if max(tokenizer.vocab.values(), default=0) < 1 << 16 else "i") if to_ids else None
-    while (task := tasks.get()) is not None:
-        number, text, lengths = task
-        results = _tokenize_batch(one_line, _split_lines(text, lengths))
-        # A batch that fails goes back as None: the calling process redoes it, to raise in order.
-        finished.put((number, None if results is None else _pack(results, id_type)))
-
-
-def _pack(results: Iterable[list], id_type: str | None) -> tuple:
-    """All the lines' tokens (or ids, an ``id_type`` array) in one sequence, and where each line ends."""
-    flat: list = []
-    ends = array.array("q")
-    for result in results:
-        flat += result
-        ends.append(len(flat))
-    return (array.array(id_type, flat) if id_type else flat), ends
-
-
-def _lines_of(result) -> list[list]:
-    """A batch's results, one list per line: ``_tokenize_batch``'s or ``_pack``'s."""
-    if isinstance(result, list):
-        return result
-    flat, ends = result
-    with _gc_paused():
-        if not isinstance(flat, list):
-            flat = flat.tolist()  # all the batch's ids at once: much faster than line by line
-        ends = ends.tolist()
-        return [flat[start:end] for start, end in zip([0] + ends, ends)]
-
-
-class BasicTokenizer:
-    """Text cleaning, CJK spacing, lowercasing + accent stripping, punctuation splitting."""
-
-    cache_size = 1 << 17
-    """Chunks whose words are kept (filled only by ``tokenize``; ``FullTokenizer`` has its own)."""
-
-    per_character_chunks = 10_000
-    """Non-ASCII chunks split one character at a time (``_CharClasses``) before this tokenizer
-    switches to the whole-Unicode regexes (``_UnicodeClasses``, ~0.1 s to build, once per
-    process): a text with a few non-ASCII words never pays for them, and a text with many pays
-    ~0.03 s more first."""
-
-    def __init__(self, do_lower_case: bool = True):
-        self.do_lower_case = do_lower_case
-        self._non_ascii_chunks = 0
-        self._char_classes = _CharClasses()
-
-    @property
-    def do_lower_case(self):
-        return self._do_lower_case
-
-    @do_lower_case.setter
-    def do_lower_case(self, value) -> None:
-        # Cached words depend on it: a new setting starts an empty cache.
-        self._do_lower_case = value
-        self._words = _BoundedCache(self._split_chunk, self.cache_size)
-
-    def tokenize(self, text) -> list[str]:
-        return _concat_chunks(self._words.__getitem__, text)
-
-    def _split_chunk(self, chunk: str) -> tuple[str, ...]:
-        """The words of one whitespace-free chunk (uncached)."""
-        if chunk.isascii():
-            return _basic_ascii(chunk, self._do_lower_case)
-        if self._non_ascii_chunks < self.per_character_chunks:
-            self._non_ascii_chunks += 1
-            return _basic_general(chunk, self._do_lower_case, self._char_classes)
-        return _basic_general(chunk, self._do_lower_case, _unicode_classes())
-
-
-class WordpieceTokenizer:
-    """Greedy longest-match-first WordPiece, continuation pieces prefixed with ``##``.
-
-    ``vocab``, ``unk_token`` and ``max_input_chars_per_word`` are read at construction (words are
-    cached); make a new tokenizer to change them.
-    """
-
-    cache_size = 1 << 16
-    """Words whose pieces are kept."""
-
-    def __init__(self, vocab, unk_token: str = "[UNK]", max_input_chars_per_word: int = 200):
-        self.vocab = vocab
-        self.unk_token = unk_token
-        self.max_input_chars_per_word = max_input_chars_per_word
-        # No substring longer than the longest entry can be in the vocabulary, so Google's search
-        # (longest candidate first) may start there: same result, fewer lookups on long words.
-        self._longest = max(map(len, vocab), default=0)
-        self._pieces = _BoundedCache(self._split_word, self.cache_size)
-
-    def tokenize(self, text) -> list[str]:
-        """Tokenizes already whitespace-separated ``text`` (the output of ``BasicTokenizer``)."""
-        output_tokens: list[str] = []
-        of_word = self._pieces.__getitem__
-        for token in whitespace_tokenize(convert_to_unicode(text)):
-            output_tokens += of_word(token)
-        return output_tokens
-
-    def _split_word(self, word: str) -> tuple[str, ...]:
-        """Google's greedy longest-match-first search for one word (uncached)."""
-        length = len(word)
-        if length > self.max_input_chars_per_word:
-            return (self.unk_token,)
-        vocab = self.vocab
-        if word in vocab:  # most words are whole entries
-            return (word,)
-        pieces = []
-        start = 0
-        while start < length:
-            end = min(length, start + self._longest)
-            while start < end:
-                piece = word[start:end] if start == 0 else "##" + word[start:end]
-                if piece in vocab:
-                    break
-                end -= 1
-            else:  # no piece starts here: the whole word is unknown
-                return (self.unk_token,)
-            pieces.append(piece)
-            start = end
-        return tuple(pieces)
+    __slots__ = ("compute", "max_size")
+
+    def __init__(self, compute: Callable, max_size: int):
+        super().__init__()
+        self.compute = compute
+        self.max_size = max(1, max_size)
+
+    def __missing__(self, key):
+        value = self.compute(key)
+        if len(self) >= self.max_size:
+            for old in list(itertools.islice(self, (len(self) + 1) // 2)):
+                self.pop(old, None)
+        self[key] = value
+        return value
