@@ -469,9 +469,8 @@ class BertForSequenceClassification(nn.Module):
     ``per_example_loss [B]`` (Google's ``(loss, per_example_loss, logits, probabilities)``).
     ``labels`` are the label strings in id order (saved as the model's ``id2label``).
 
-    Only the pooled [CLS] vector is read, so the encoder runs its layers on the real tokens alone
-    and computes the last layer at [CLS] only (``BertModel``'s ``output_positions`` at
-    [CLS]); padding cannot change a real token's output, so the numbers are the full model's.
+    Only the pooled [CLS] vector is read, so the encoder computes the last layer at [CLS] only
+    (``BertModel``'s ``output_positions`` at [CLS]); the numbers are the full model's.
     """
 
     def __init__(self, bert: BertModel, labels: Sequence[str]):
@@ -496,7 +495,7 @@ class BertForSequenceClassification(nn.Module):
                 segment_ids: torch.Tensor | None = None, label_ids: torch.Tensor | None = None,
                 is_real_example: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         # Asking for position 0 ([CLS], read by the pooler anyway) is the smallest request that
-        # makes BertModel skip the padding and the rest of the last layer.
+        # makes BertModel skip the rest of the last layer.
         cls = input_ids.new_zeros(input_ids.shape[0], 1)
         pooled = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask,
                            output_positions=cls).pooled_output

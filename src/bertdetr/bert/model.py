@@ -464,9 +464,11 @@ class BertModel(nn.Module):
         1/L share of the encoder).
 
         Token packing (layers 1..L-1 on the real tokens only, padding dropped) was tried and
-        removed: +5-7% on this 2-core CPU with 6% padding, 0% and -8% on an H100, and it needs
-        the token count on the host (a device sync every step) and its own attention path and
-        autograd functions (BENCHMARKS.md, "BERT model").
+        removed: it did not pay where measured. On the 2-core CPU, small config, 6% padding,
+        packed/unpacked A/B runs gave 1.08x, 0.97x (15 steps each, quiet), 1.05x and 0.90x
+        (loaded); on an H100 1.00x (base) and 0.92x (small). And it needs the token count on the
+        host (a device sync every step), a second attention path and its own autograd functions
+        (BENCHMARKS.md, "BERT model").
         """
         *layers, last = self.layers
         for layer in layers:
