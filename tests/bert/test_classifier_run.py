@@ -259,3 +259,17 @@ def test_fine_tuned_head_with_labels_in_another_order_is_permuted(bert_config, t
     assert torch.equal(m.output_bias, b[[2, 0, 1]])
     with pytest.raises(BertDetrError, match="fine-tuned for labels"):
         _align_head_labels(m, ["yes", "no", "maybe"], "ckpt")
+
+
+def test_help_shows_googles_flags_and_defaults(capsys):
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["bert", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("max_seq_length", "128"), ("train_batch_size", "32"), ("eval_batch_size", "8"),
+                          ("predict_batch_size", "8"), ("learning_rate", "5e-05"), ("num_train_epochs", "3.0"),
+                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000"), ("do_train", "False"),
+                          ("do_lower_case", "True")):
+        dashed = flag.replace("_", "-")
+        assert re.search(rf"--{dashed} \S*, --{flag} (?:(?! --[a-z]).)*?\(default: {re.escape(default)}\)", text), flag

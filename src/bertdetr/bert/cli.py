@@ -315,9 +315,10 @@ def _add_classify(commands) -> None:
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True,
                    help="where features, checkpoints, results and the fine-tuned model are written")
     p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file", default=None,
-                   help="vocab.txt of the model (default: the one in the --init-checkpoint directory)")
+                   help="vocab.txt of the model (default %(default)s: the one in the --init-checkpoint directory)")
     p.add_argument("--bert-config-file", "--bert_config_file", dest="bert_config_file", default=None,
-                   help="Google's bert_config.json or HF's config.json (default: the --init-checkpoint directory's)")
+                   help="Google's bert_config.json or HF's config.json (default %(default)s: the --init-checkpoint "
+                   "directory's)")
     p.add_argument("--init-checkpoint", "--init_checkpoint", dest="init_checkpoint", default=None,
                    help="initial weights: a HF-format BERT directory (pretrained, masked-LM or fine-tuned) or a "
                    "Google TF checkpoint prefix (needs TensorFlow); none: random weights")
@@ -354,11 +355,11 @@ def _add_classify(commands) -> None:
     p.add_argument("--text-a-column", dest="text_a_column", default="sentence",
                    help="tsv task: the column (by header name) of the first text")
     p.add_argument("--text-b-column", dest="text_b_column", default=None,
-                   help="tsv task: the column of the second text (none: single-sentence task)")
+                   help="tsv task: the column of the second text (default %(default)s: a single-sentence task)")
     p.add_argument("--label-column", dest="label_column", default="label", help="tsv task: the column of the label")
     p.add_argument("--xnli-language", dest="xnli_language", default="zh",
                    help="xnli task: the language trained and evaluated (Google fixes zh)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default %(default)s: cuda when available)")
     p.add_argument("--log-every", dest="log_every", type=int, default=10, help="log the loss every N steps")
     add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
     p.set_defaults(func=_run_classify)
