@@ -39,9 +39,9 @@ def add_parser(systems) -> None:
                            "synthetic shapes, evaluate both, and show what they learned.")
     p.add_argument("--out", default="demo_out", help="folder for the demo's outputs (default demo_out)")
     p.add_argument("--only", choices=("bert", "detr"), help="run one half only")
-    p.add_argument("--bert-steps", dest="bert_steps", type=int, default=4000, help="BERT pretraining steps")
-    p.add_argument("--detr-epochs", dest="detr_epochs", type=int, default=16, help="DETR training epochs")
-    p.add_argument("--detr-images", dest="detr_images", type=int, default=2000, help="synthetic training images")
+    p.add_argument("--bert-steps", dest="bert_steps", type=int, default=1500, help="BERT pretraining steps")
+    p.add_argument("--detr-epochs", dest="detr_epochs", type=int, default=8, help="DETR training epochs")
+    p.add_argument("--detr-images", dest="detr_images", type=int, default=1600, help="synthetic training images")
     p.add_argument("--finetune-epochs", dest="finetune_epochs", type=float, default=3.0,
                    help="epochs of the book-classification fine-tuning after pretraining (0: skip it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the initial weights and the training")
