@@ -127,3 +127,52 @@ def test_one_way_to_replace_a_section_and_one_validation_helper():
         TrainConfig(output_dir="o", num_threads=0)
     with pytest.raises(BertDetrError, match="train.max_iters must be >= 1"):
         TrainConfig(output_dir="o", max_iters=0)
+
+
+def test_field_specs_follow_a_base_config_of_the_package():
+    from bertdetr.options import field_specs
+
+    specs = field_specs("bertdetr.bert.squad", "SquadConfig")
+    base = field_specs("bertdetr.bert.finetuning", "FinetuneConfig")
+    # the base's fields first, in their order; a field the subclass redefines keeps its place
+    assert list(specs)[:len(base)] == list(base)
+    assert base["max_seq_length"].default is dataclasses.MISSING
+    assert specs["max_seq_length"].default == 384 and "[CLS] question [SEP]" in specs["max_seq_length"].doc
+    assert field_specs("bertdetr.bert.classifier", "ClassifierConfig")["max_seq_length"].default == 128
+    assert specs["learning_rate"].doc == "The initial learning rate for Adam."
+
+
+@pytest.mark.parametrize("command,module,cls,required", [
+    ("classify", "bertdetr.bert.classifier", "ClassifierConfig",
+     ["--task-name", "MRPC", "--data-dir", "d", "--output-dir", "o"]),
+    ("squad", "bertdetr.bert.squad", "SquadConfig", ["--output-dir", "o"]),
+])
+def test_finetune_options_are_the_config_fields_with_their_defaults(command, module, cls, required):
+    import importlib
+
+    config_class = getattr(importlib.import_module(module), cls)
+    args = build_parser().parse_args(["bert", command, *required])
+    for f in dataclasses.fields(config_class):
+        if f.default is not dataclasses.MISSING:
+            assert getattr(args, f.name) == f.default, f.name
+    if command == "classify":
+        assert args.task_name == "mrpc"  # lowercased before the choices, as before
+    args = build_parser().parse_args(["bert", command, *required, "--train_batch_size", "4", "--learning_rate",
+                                      "2e-5", "--nodo_lower_case", "--keep_checkpoint_max=0"])
+    assert (args.train_batch_size, args.learning_rate, args.do_lower_case, args.keep_checkpoint_max) == (
+        4, 2e-5, False, 0)
+
+
+def test_finetune_config_validation_names_googles_flags(tmp_path):
+    from bertdetr.bert.squad import SquadConfig
+    from bertdetr.errors import BertDetrError
+
+    train = tmp_path / "train.json"
+    train.write_text("{}")
+    for bad, message in (({"train_batch_size": 0}, "--train_batch_size must be >= 1, got 0"),
+                         ({"warmup_proportion": 1.5}, r"--warmup_proportion must be in \[0, 1\], got 1.5"),
+                         ({"learning_rate": float("nan")}, "--learning_rate must be positive"),
+                         ({"keep_checkpoint_max": -1}, "--keep_checkpoint_max must be >= 0"),
+                         ({"n_best_size": 0}, "--n_best_size must be >= 1")):
+        with pytest.raises(BertDetrError, match=message):
+            SquadConfig(output_dir=str(tmp_path), do_train=True, train_file=str(train), **bad)

@@ -63,7 +63,13 @@ def field_specs(module: str, class_name: str) -> dict[str, FieldSpec]:
     with open(spec.origin, encoding="utf-8") as f:
         tree = ast.parse(f.read())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    # a base config's fields come first, as dataclasses order them (a field redefined here keeps
+    # its place and takes this class's default and docstring)
     specs: dict[str, FieldSpec] = {}
+    for base in cls.bases:
+        where = _base_module(tree, module, base)
+        if where is not None:
+            specs.update(field_specs(where, base.id))
     body = cls.body
     for k, node in enumerate(body):
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
@@ -75,6 +81,23 @@ def field_specs(module: str, class_name: str) -> dict[str, FieldSpec]:
         specs[node.target.id] = FieldSpec(node.target.id, ast.unparse(node.annotation), _literal_default(node.value),
                                           doc)
     return specs
+
+
+def _base_module(tree: ast.Module, module: str, base: ast.expr) -> str | None:
+    """The module (of this package) that defines the base class ``base`` of a class of ``module``:
+    ``module`` itself, or the one it imports the name from; None for other bases (``object``,
+    ``Protocol``, classes from other packages)."""
+    if not isinstance(base, ast.Name):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == base.id:
+            return module
+        if isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == base.id and a.name == base.id
+                                                    for a in node.names):
+            where = importlib.util.resolve_name("." * node.level + (node.module or ""), module.rpartition(".")[0]) \
+                if node.level else node.module
+            return where if where.split(".")[0] == module.split(".")[0] else None
+    return None
 
 
 def _literal_default(node) -> object:
@@ -108,11 +131,12 @@ def _option_type(annotation: str) -> tuple[type, bool]:
 def add_field_options(parser, module: str, class_name: str, names: list[str],
                       aliases: dict[str, list[str]] | None = None, required: tuple[str, ...] = (),
                       help: dict[str, str] | None = None, choices: dict[str, list] | None = None,
-                      override: str | None = None) -> None:
+                      types: dict[str, object] | None = None, override: str | None = None) -> None:
     """One option per field of ``names`` of ``module.class_name``: ``--field-name`` and
     ``--field_name`` (plus ``aliases``), help from the field's docstring (or ``help``), default and
     type from the field. ``override="train"``: the options override a config file's section of
-    that name, so they default to None (not given) and their help says so."""
+    that name, so they default to None (not given) and their help says so. ``types``: a conversion
+    other than the annotation's (e.g. ``str.lower`` before ``choices``)."""
     specs = field_specs(module, class_name)
     for name in names:
         spec = specs[name]
@@ -130,8 +154,8 @@ def add_field_options(parser, module: str, class_name: str, names: list[str],
             parser.add_argument(*flags, dest=name, type=kind, nargs="+", default=default,
                                 required=name in required, help=text)
         else:
-            parser.add_argument(*flags, dest=name, type=kind, default=default, required=name in required,
-                                choices=(choices or {}).get(name), help=text)
+            parser.add_argument(*flags, dest=name, type=(types or {}).get(name, kind), default=default,
+                                required=name in required, choices=(choices or {}).get(name), help=text)
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):

@@ -72,7 +72,7 @@ def test_train_eval_predict_outputs_in_googles_layout(bert_config, tmp_path, cap
     assert [line.split(" = ")[0] for line in lines] == ["eval_accuracy", "eval_loss", "global_step", "loss"]
     result = {line.split(" = ")[0]: float(line.split(" = ")[1]) for line in lines}
     assert result["global_step"] == 6  # int(6 examples / 2 * 2 epochs)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "eval_metrics.json").read_text())
     assert set(metrics) >= {"eval_accuracy", "eval_loss", "accuracy", "f1", "global_step", "num_examples"}
     assert metrics["num_examples"] == 4 and metrics["accuracy"] == result["eval_accuracy"]
     rows = [line.split("\t") for line in (tmp_path / "test_results.tsv").read_text().splitlines()]
@@ -125,8 +125,8 @@ def test_tsv_task_and_eval_with_labels_of_the_trained_model(bert_config, tmp_pat
     other = tmp_path / "other"
     assert main(["bert", "classify", "--task-name", "tsv", "--data-dir", data, "--output-dir", str(other),
                  "--init-checkpoint", str(tmp_path / "model"), "--do-eval", "--no-progress", *cols]) == 0
-    assert json.loads((other / "metrics.json").read_text())["eval_accuracy"] == pytest.approx(
-        json.loads((tmp_path / "metrics.json").read_text())["eval_accuracy"])
+    assert json.loads((other / "eval_metrics.json").read_text())["eval_accuracy"] == pytest.approx(
+        json.loads((tmp_path / "eval_metrics.json").read_text())["eval_accuracy"])
 
 
 def test_fine_tunes_from_a_masked_lm_directory(bert_config, tmp_path):
@@ -269,7 +269,7 @@ def test_help_shows_googles_flags_and_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag, default in (("max_seq_length", "128"), ("train_batch_size", "32"), ("eval_batch_size", "8"),
                           ("predict_batch_size", "8"), ("learning_rate", "5e-05"), ("num_train_epochs", "3.0"),
-                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000"), ("do_train", "False"),
+                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000"),
                           ("do_lower_case", "True")):
         dashed = flag.replace("_", "-")
         assert re.search(rf"--{dashed} \S*, --{flag} (?:(?! --[a-z]).)*?\(default: {re.escape(default)}\)", text), flag

@@ -249,7 +249,7 @@ def test_v2_scores_equal_the_official_scripts(seed):
 
 
 def test_golden_predictions_scored(tokenizer):
-    """metrics.json's numbers for Google's own predictions on the v2.0 goldens."""
+    """eval_metrics.json's numbers for Google's own predictions on the v2.0 goldens."""
     dataset = _dataset("dev-v2.0")
     golden = SQUAD / "golden"
     preds = json.loads((golden / "dev-v2.0-384-t0.0.predictions.json").read_text())

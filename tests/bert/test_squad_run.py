@@ -52,11 +52,12 @@ def test_train_and_predict_v1(tiny_model, tmp_path):
     transformers = pytest.importorskip("transformers")
     with pytest.warns(UserWarning, match="skipped 2 training question"):
         assert _run(tiny_model, tmp_path) == 0
-    for name in ("train.tf_record", "eval.tf_record", "predictions.json", "nbest_predictions.json", "metrics.json"):
+    for name in ("train.tf_record", "eval.tf_record", "predictions.json", "nbest_predictions.json",
+                 "eval_metrics.json"):
         assert (tmp_path / name).exists(), name
     assert not (tmp_path / "null_odds.json").exists()
     assert len(list(iter_examples(str(tmp_path / "eval.tf_record")))) == 319  # as Google's 64/24/16 windows
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "eval_metrics.json").read_text())
     assert set(metrics) == {"version", "exact_match", "f1", "global_step"} and metrics["global_step"] == 6
     predictions = json.loads((tmp_path / "predictions.json").read_text())
     assert len(predictions) == 24 and all(isinstance(v, str) for v in predictions.values())
@@ -74,7 +75,7 @@ def test_predict_v2_with_the_trained_model(tiny_model, tmp_path):
         assert _run(tiny_model, tmp_path, version="v2.0") == 0
     odds = json.loads((tmp_path / "null_odds.json").read_text())
     assert len(odds) == 30
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "eval_metrics.json").read_text())
     assert {"exact", "f1", "total", "HasAns_exact", "NoAns_exact", "best_f1", "best_f1_thresh"} <= set(metrics)
     # Predicting again from the output dir's checkpoint (no training) gives the same predictions.
     first = (tmp_path / "predictions.json").read_text()

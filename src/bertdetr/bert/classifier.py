@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.finetuning import (check_options, export_model, finetune, model_files,  # noqa: F401
+from bertdetr.bert.finetuning import (FinetuneConfig, export_model, finetune, model_files,  # noqa: F401
                                      read_init_checkpoint, run_checkpoint,
                                      train_batch_indices)  # re-exported: the batches of train()
 from bertdetr.bert.records import serialize_example, write_record
 from bertdetr.bert.tokenization import FullTokenizer, convert_to_unicode
 from bertdetr.checkpoint import latest_checkpoint, load_checkpoint
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require_at_least
 from bertdetr.fileio import atomic_output, check_writable
 
 
@@ -576,57 +576,23 @@ def glue_metrics(task_name: str, label_ids: np.ndarray, predictions: np.ndarray)
 # ---- the run: Google's main --------------------------------------------------------------------
 
 
-@dataclass
-class ClassifierConfig:
-    """Google's ``run_classifier.py`` flags (same names and defaults), plus this program's own."""
+@dataclass(kw_only=True)
+class ClassifierConfig(FinetuneConfig):
+    """Google's ``run_classifier.py`` flags (same names and defaults), plus this program's own; the
+    ones ``run_squad.py`` shares are ``FinetuneConfig``'s."""
 
     task_name: str
     """cola, mnli, mrpc, xnli (Google's processors), or tsv (``TsvProcessor``: a user's own files)."""
     data_dir: str
     """The input data dir with the task's .tsv (or, for tsv, .csv) files."""
-    output_dir: str
-    """Features (train/eval/predict.tf_record), checkpoints, results and the fine-tuned model."""
-    vocab_file: str | None = None
-    """vocab.txt of the model (default: the one in the --init-checkpoint directory)."""
-    bert_config_file: str | None = None
-    """bert_config.json / config.json (default: the one in the --init-checkpoint directory)."""
-    init_checkpoint: str | None = None
-    """A HF-format BERT directory (BertModel, BertForPreTraining, BertForMaskedLM or a fine-tuned
-    BertForSequenceClassification) or a Google TF checkpoint prefix (needs TensorFlow)."""
-    do_lower_case: bool = True
-    """Lowercase the input text (True for uncased models)."""
     max_seq_length: int = 128
     """Total input length after WordPiece tokenization: longer inputs are cut, shorter padded."""
-    do_train: bool = False
-    """Fine-tune on the training set."""
     do_eval: bool = False
-    """Evaluate on the dev set (eval_results.txt, metrics.json)."""
+    """Evaluate on the dev set (eval_results.txt, eval_metrics.json)."""
     do_predict: bool = False
     """Class probabilities for the test set (test_results.tsv)."""
-    train_batch_size: int = 32
-    """Total batch size for training."""
     eval_batch_size: int = 8
     """Total batch size for eval."""
-    predict_batch_size: int = 8
-    """Total batch size for predict."""
-    learning_rate: float = 5e-5
-    """The initial learning rate for Adam."""
-    num_train_epochs: float = 3.0
-    """Total number of training epochs to perform."""
-    warmup_proportion: float = 0.1
-    """Proportion of training with a linear learning-rate warmup (0.1 = 10%)."""
-    save_checkpoints_steps: int = 1000
-    """How often to save the model checkpoint."""
-    keep_checkpoint_max: int = 5
-    """Checkpoints kept (Estimator's default 5; 0 = all)."""
-    features_only: bool = False
-    """Write the features (tf_record files) and stop."""
-    resume: bool = False
-    """Continue training from the latest checkpoint in output_dir."""
-    stop_at_step: int | None = None
-    """Stop training (checkpointed) after this step; resume later."""
-    seed: int = 12345
-    """Seeds the classifier's initialisation, the data order and dropout."""
     text_a_column: str = "sentence"
     """tsv task: the column of the first text."""
     text_b_column: str | None = None
@@ -635,12 +601,6 @@ class ClassifierConfig:
     """tsv task: the column of the label."""
     xnli_language: str = "zh"
     """xnli task: the language trained and evaluated (Google fixes "zh")."""
-    device: str | None = None
-    """cpu, cuda, ... (default: cuda when available)."""
-    log_every: int = 10
-    """Log the training loss every this many steps (scalars.csv)."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self):
         if self.task_name.lower() not in (*PROCESSORS, "tsv"):
@@ -648,8 +608,8 @@ class ClassifierConfig:
         self.task_name = self.task_name.lower()
         if not (self.do_train or self.do_eval or self.do_predict):
             raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
-        check_options(self, ("max_seq_length", "train_batch_size", "eval_batch_size", "predict_batch_size",
-                             "save_checkpoints_steps", "log_every"))
+        super().__post_init__()
+        require_at_least(self, ("eval_batch_size",), 1, "--")
         if self.max_seq_length < 3:
             raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for [CLS] text [SEP]")
         if not os.path.isdir(self.data_dir):
@@ -901,7 +861,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
                 f.write(f"{key} = {value}\n")
         glue = glue_metrics(config.task_name, data["eval"]["label_ids"].numpy(), predictions)
         summary["eval"] = {**result, **glue, "task": config.task_name, "num_examples": len(predictions)}
-        with atomic_output(os.path.join(config.output_dir, "metrics.json"), "w") as f:
+        with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
             json.dump(summary["eval"], f, indent=1)
     if config.do_predict:
         probabilities = predict(model, data["predict"], config.predict_batch_size, device)

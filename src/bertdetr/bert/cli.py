@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 from bertdetr.options import absl_bool as _absl_bool
@@ -294,6 +295,18 @@ def _run_embed(args) -> int:
     return 0
 
 
+def _finetune_options(parser, module: str, class_name: str, **kwargs) -> None:
+    """Every field of a fine-tuning config (``bertdetr.bert.finetuning.FinetuneConfig`` and the
+    program's own) as an option: Google's flag names, help from the field docstrings, the fields
+    without a default required and listed first."""
+    from bertdetr.options import add_field_options, field_specs
+
+    specs = field_specs(module, class_name)
+    names = sorted(specs, key=lambda name: specs[name].default is not dataclasses.MISSING)
+    add_field_options(parser, module, class_name, names,
+                      required=tuple(n for n in names if specs[n].default is dataclasses.MISSING), **kwargs)
+
+
 def _add_classify(commands) -> None:
     from bertdetr.bert.classifier import PROCESSORS
 
@@ -302,66 +315,12 @@ def _add_classify(commands) -> None:
         help="fine-tune BERT for classification, as Google's run_classifier.py (GLUE tasks, own TSV/CSV)",
         description="Google's run_classifier.py: fine-tune, evaluate and predict on GLUE's CoLA, MNLI, "
         "MRPC, XNLI files or your own TSV/CSV (--task-name tsv). Writes train/eval/predict.tf_record "
-        "(Google's features), checkpoints, eval_results.txt and metrics.json (the task's GLUE metric), "
-        "test_results.tsv (class probabilities), and the fine-tuned model in OUTPUT_DIR/model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "(Google's features), checkpoints, eval_results.txt and eval_metrics.json (the task's GLUE metric), "
+        "test_results.tsv (class probabilities), and the fine-tuned model in OUTPUT_DIR/model. Every "
+        "option is a field of bertdetr.bert.classifier.ClassifierConfig (Google's flag names are accepted too).",
     )
-    p.add_argument("--task-name", "--task_name", dest="task_name", required=True,
-                   choices=[*PROCESSORS, "tsv"], type=str.lower,
-                   help="the task: GLUE's cola, mnli, mrpc, xnli, or tsv (your own train/dev/test .tsv or .csv "
-                   "with a header line)")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True,
-                   help="the input data dir with the task's .tsv files")
-    p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True,
-                   help="where features, checkpoints, results and the fine-tuned model are written")
-    p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file", default=None,
-                   help="vocab.txt of the model (default %(default)s: the one in the --init-checkpoint directory)")
-    p.add_argument("--bert-config-file", "--bert_config_file", dest="bert_config_file", default=None,
-                   help="Google's bert_config.json or HF's config.json (default %(default)s: the --init-checkpoint "
-                   "directory's)")
-    p.add_argument("--init-checkpoint", "--init_checkpoint", dest="init_checkpoint", default=None,
-                   help="initial weights: a HF-format BERT directory (pretrained, masked-LM or fine-tuned) or a "
-                   "Google TF checkpoint prefix (needs TensorFlow); none: random weights")
-    add_flag(p, "--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True,
-             help="lowercase the input text (true for uncased models; false or --no-do-lower-case: cased)")
-    p.add_argument("--max-seq-length", "--max_seq_length", dest="max_seq_length", type=int, default=128,
-                   help="total input length after WordPiece tokenization: longer inputs are cut, shorter padded")
-    for name, what in (("train", "fine-tune on the training set"), ("eval", "evaluate on the dev set"),
-                       ("predict", "class probabilities for the test set")):
-        add_flag(p, f"--do-{name}", f"--do_{name}", dest=f"do_{name}", default=False, help=what)
-    p.add_argument("--train-batch-size", "--train_batch_size", dest="train_batch_size", type=int, default=32,
-                   help="total batch size for training")
-    p.add_argument("--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=8,
-                   help="total batch size for eval")
-    p.add_argument("--predict-batch-size", "--predict_batch_size", dest="predict_batch_size", type=int, default=8,
-                   help="total batch size for predict")
-    p.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float, default=5e-5,
-                   help="the initial learning rate for Adam")
-    p.add_argument("--num-train-epochs", "--num_train_epochs", dest="num_train_epochs", type=float, default=3.0,
-                   help="total number of training epochs to perform")
-    p.add_argument("--warmup-proportion", "--warmup_proportion", dest="warmup_proportion", type=float, default=0.1,
-                   help="proportion of training with a linear learning-rate warmup (0.1 = 10%%)")
-    p.add_argument("--save-checkpoints-steps", "--save_checkpoints_steps", dest="save_checkpoints_steps", type=int,
-                   default=1000, help="how often to save the model checkpoint")
-    p.add_argument("--keep-checkpoint-max", "--keep_checkpoint_max", dest="keep_checkpoint_max", type=int,
-                   default=5, help="checkpoints kept (0 = all)")
-    add_flag(p, "--features-only", "--features_only", dest="features_only", default=False,
-             help="write the features (train/eval/predict.tf_record) and stop")
-    add_flag(p, "--resume", dest="resume", default=False,
-             help="continue training from the latest checkpoint in --output-dir")
-    p.add_argument("--stop-at-step", dest="stop_at_step", type=int, default=None,
-                   help="stop training (checkpointed) after this step; --resume later")
-    p.add_argument("--seed", type=int, default=12345, help="seeds the classifier's initialisation, data order, dropout")
-    p.add_argument("--text-a-column", dest="text_a_column", default="sentence",
-                   help="tsv task: the column (by header name) of the first text")
-    p.add_argument("--text-b-column", dest="text_b_column", default=None,
-                   help="tsv task: the column of the second text (default %(default)s: a single-sentence task)")
-    p.add_argument("--label-column", dest="label_column", default="label", help="tsv task: the column of the label")
-    p.add_argument("--xnli-language", dest="xnli_language", default="zh",
-                   help="xnli task: the language trained and evaluated (Google fixes zh)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default %(default)s: cuda when available)")
-    p.add_argument("--log-every", dest="log_every", type=int, default=10, help="log the loss every N steps")
-    add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
+    _finetune_options(p, "bertdetr.bert.classifier", "ClassifierConfig",
+                      choices={"task_name": [*PROCESSORS, "tsv"]}, types={"task_name": str.lower})
     p.set_defaults(func=_run_classify)
 
 
@@ -394,51 +353,10 @@ def _add_squad(commands) -> None:
         description="Google's run_squad.py: SQuAD 1.1 and 2.0 (--version-2-with-negative) read, converted "
         "to windows (train.tf_record, eval.tf_record in --output-dir, as Google's), a span head fine-tuned "
         "on BERT with Google's optimizer, predictions.json, nbest_predictions.json, null_odds.json (2.0) "
-        "and the official EM/F1 in metrics.json. Google's flags, also in their underscore spellings.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "and the official EM/F1 in eval_metrics.json. Every option is a field of "
+        "bertdetr.bert.squad.SquadConfig (Google's flag names are accepted too).",
     )
-    def add(name: str, **kwargs) -> None:
-        p.add_argument(f"--{name}", f"--{name.replace('-', '_')}", dest=name.replace("-", "_"), **kwargs)
-
-    add("train-file", help="SQuAD json for training, e.g. train-v1.1.json")
-    add("predict-file", help="SQuAD json for predictions, e.g. dev-v1.1.json (scored when it has answers)")
-    add("output-dir", required=True, help="features, checkpoints, predictions, metrics.json and model/ go here")
-    add("vocab-file", help="vocab.txt of the model; none: the one beside --init-checkpoint")
-    add("bert-config-file", help="bert_config.json or config.json; none: the one beside --init-checkpoint")
-    add("init-checkpoint", help="HF-format BERT directory (pretrained or a fine-tuned BertForQuestionAnswering) or "
-        "a Google TF checkpoint prefix (needs bertdetr[tf])")
-    add_flag(p, "--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True,
-             help="lowercase the input (true for uncased models; false or --no-do-lower-case: cased)")
-    add("max-seq-length", type=int, default=384, help="input length after WordPiece: longer documents are windowed")
-    add("doc-stride", type=int, default=128, help="how far each document window starts after the last")
-    add("max-query-length", type=int, default=64, help="questions longer than this many tokens are cut")
-    add_flag(p, "--do-train", "--do_train", dest="do_train", default=False,
-             help="fine-tune on --train-file")
-    add_flag(p, "--do-predict", "--do_predict", dest="do_predict", default=False,
-             help="predict for --predict-file")
-    add("train-batch-size", type=int, default=32, help="total batch size for training")
-    add("predict-batch-size", type=int, default=8, help="total batch size for predictions")
-    add("learning-rate", type=float, default=5e-5, help="initial learning rate for Adam")
-    add("num-train-epochs", type=float, default=3.0, help="training epochs (Google counts examples, not windows)")
-    add("warmup-proportion", type=float, default=0.1, help="share of training with linear learning-rate warmup")
-    add("save-checkpoints-steps", type=int, default=1000, help="checkpoint every this many steps")
-    add("keep-checkpoint-max", type=int, default=5, help="checkpoints kept (0 = all)")
-    add("n-best-size", type=int, default=20, help="candidates per question in nbest_predictions.json")
-    add("max-answer-length", type=int, default=30, help="longest answer, in tokens")
-    add_flag(p, "--verbose-logging", "--verbose_logging", dest="verbose_logging", default=False,
-             help="warn about every answer that cannot be mapped back onto its paragraph")
-    add_flag(p, "--version-2-with-negative", "--version_2_with_negative", dest="version_2_with_negative", default=False,
-             help="SQuAD 2.0: some questions have no answer")
-    add("null-score-diff-threshold", type=float, default=0.0,
-        help="SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this")
-    add_flag(p, "--features-only", "--features_only", dest="features_only", default=False,
-             help="write train.tf_record / eval.tf_record and stop")
-    add_flag(p, "--resume", dest="resume", default=False,
-             help="continue training from the latest checkpoint in --output-dir")
-    add("stop-at-step", type=int, help="stop training (checkpointed) after this step")
-    add("seed", type=int, default=12345, help="seeds the head's init, batch order and dropout")
-    add("device", help="cpu, cuda, ... (default: cuda when available)")
-    add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
+    _finetune_options(p, "bertdetr.bert.squad", "SquadConfig")
     p.set_defaults(func=_run_squad)
 
 

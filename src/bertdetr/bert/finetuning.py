@@ -12,45 +12,78 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Callable, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from bertdetr.bert.model import BertConfig
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require, require_at_least
 from bertdetr.fileio import atomic_output
 
 
-class FinetuneOptions(Protocol):
-    """The flags the training loop reads (Google's names; both programs' configs have them)."""
+@dataclass(kw_only=True)
+class FinetuneConfig:
+    """The flags both of Google's fine-tuning programs have (same names and defaults), plus this
+    program's own; ``ClassifierConfig`` and ``SquadConfig`` extend it (keyword-only fields, so
+    theirs without defaults may follow these)."""
 
     output_dir: str
-    learning_rate: float
-    num_train_epochs: float
-    warmup_proportion: float
-    train_batch_size: int
-    seed: int
-    resume: bool
-    stop_at_step: int | None
-    save_checkpoints_steps: int
-    keep_checkpoint_max: int
-    log_every: int
-    progress: bool
+    """Features (*.tf_record), checkpoints, results and the fine-tuned model (model/)."""
+    vocab_file: str | None = None
+    """vocab.txt of the model (default: the one beside --init-checkpoint)."""
+    bert_config_file: str | None = None
+    """bert_config.json / config.json (default: the one beside --init-checkpoint)."""
+    init_checkpoint: str | None = None
+    """A HF-format BERT directory (BertModel, BertForPreTraining, BertForMaskedLM or a model this
+    command fine-tuned) or a Google TF checkpoint prefix (needs TensorFlow); none: random weights."""
+    do_lower_case: bool = True
+    """Lowercase the input text (True for uncased models)."""
+    max_seq_length: int
+    """Total input length after WordPiece tokenization (each program sets Google's default)."""
+    do_train: bool = False
+    """Fine-tune on the training set."""
+    train_batch_size: int = 32
+    """Total batch size for training."""
+    predict_batch_size: int = 8
+    """Total batch size for predict."""
+    learning_rate: float = 5e-5
+    """The initial learning rate for Adam."""
+    num_train_epochs: float = 3.0
+    """Total number of training epochs to perform (of examples: Google counts a SQuAD example once,
+    however many windows it has)."""
+    warmup_proportion: float = 0.1
+    """Proportion of training with a linear learning-rate warmup (0.1 = 10%)."""
+    save_checkpoints_steps: int = 1000
+    """How often to save the model checkpoint."""
+    keep_checkpoint_max: int = 5
+    """Checkpoints kept (Estimator's default 5; 0 = all)."""
+    features_only: bool = False
+    """Write the features (tf_record files) and stop."""
+    resume: bool = False
+    """Continue training from the latest checkpoint in output_dir."""
+    stop_at_step: int | None = None
+    """Stop training (checkpointed) after this step; resume later."""
+    seed: int = 12345
+    """Seeds the head's initialisation, the batch order and dropout (not Google's fixed 12345
+    shuffle of the SQuAD examples before train.tf_record)."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+    log_every: int = 10
+    """Log the training loss every this many steps (scalars.csv)."""
+    progress: bool = True
+    """Show a progress bar."""
 
-
-def check_options(options: FinetuneOptions, positive: Sequence[str]) -> None:
-    """The training flags' values, checked before any work; ``positive``: the options (by field
-    name) that must be positive integers."""
-    for name in positive:
-        if getattr(options, name) <= 0:
-            raise BertDetrError(f"--{name.replace('_', '-')} must be positive, got {getattr(options, name)}")
-    if not options.learning_rate > 0 or not options.num_train_epochs > 0:
-        raise BertDetrError("--learning-rate and --num-train-epochs must be positive")
-    if not 0 <= options.warmup_proportion <= 1:
-        raise BertDetrError(f"--warmup-proportion must be in [0, 1], got {options.warmup_proportion}")
-    if options.stop_at_step is not None and options.stop_at_step <= 0:
-        raise BertDetrError(f"--stop-at-step must be positive, got {options.stop_at_step}")
+    def __post_init__(self):
+        # errors name Google's flag spellings, which the command accepts as they are
+        require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
+                                "log_every", "stop_at_step"), 1, "--")
+        require_at_least(self, ("keep_checkpoint_max",), 0, "--")
+        require(self.learning_rate > 0, f"--learning_rate must be positive, got {self.learning_rate}")
+        require(self.num_train_epochs > 0, f"--num_train_epochs must be positive, got {self.num_train_epochs}")
+        require(0 <= self.warmup_proportion <= 1,
+                f"--warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
 
 
 def run_checkpoint(output_dir: str, do_train: bool, resume: bool) -> tuple[str, dict] | None:
@@ -128,7 +161,7 @@ def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int
 
 
 def finetune(model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]], num_examples: int,
-             options: FinetuneOptions, device: torch.device, num_train_steps: int, num_warmup_steps: int,
+             options: FinetuneConfig, device: torch.device, num_train_steps: int, num_warmup_steps: int,
              identity: dict, desc: str) -> int:
     """Fine-tunes ``model`` as Google's programs do; returns the last step.
 

@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertdetr.bert.finetuning import FinetuneConfig
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.records import serialize_example, write_record
 from bertdetr.bert.tokenization import BasicTokenizer, FullTokenizer, whitespace_tokenize
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require_at_least
 from bertdetr.fileio import atomic_output
 
 # ---- reading SQuAD files ----------------------------------------------------------------------
@@ -770,49 +771,23 @@ def _compute_softmax(scores: Sequence[float]) -> list[float]:
 # ---- the run: Google's main -------------------------------------------------------------------
 
 
-@dataclass
-class SquadConfig:
-    """Google's ``run_squad.py`` flags (same names and defaults), plus this program's own."""
+@dataclass(kw_only=True)
+class SquadConfig(FinetuneConfig):
+    """Google's ``run_squad.py`` flags (same names and defaults), plus this program's own; the ones
+    ``run_classifier.py`` shares are ``FinetuneConfig``'s."""
 
-    output_dir: str
-    """Features (train.tf_record, eval.tf_record), checkpoints, predictions, metrics and the model."""
     train_file: str | None = None
     """SQuAD json for training, e.g. train-v1.1.json."""
     predict_file: str | None = None
     """SQuAD json for predictions, e.g. dev-v1.1.json (scored when it has answers)."""
-    vocab_file: str | None = None
-    """vocab.txt of the model (default: the one beside --init-checkpoint)."""
-    bert_config_file: str | None = None
-    """bert_config.json / config.json (default: the one beside --init-checkpoint)."""
-    init_checkpoint: str | None = None
-    """A HF-format BERT directory (BertModel, BertForPreTraining, a fine-tuned
-    BertForQuestionAnswering) or a Google TF checkpoint prefix (needs TensorFlow)."""
-    do_lower_case: bool = True
-    """Lowercase the input text (True for uncased models)."""
     max_seq_length: int = 384
     """Total input length after WordPiece tokenization: [CLS] question [SEP] window [SEP], padded."""
     doc_stride: int = 128
     """When splitting a long document into windows, how far each starts after the last."""
     max_query_length: int = 64
     """Questions longer than this many tokens are cut to it."""
-    do_train: bool = False
-    """Fine-tune on --train-file."""
     do_predict: bool = False
-    """Predict answers for --predict-file (predictions.json, nbest_predictions.json, metrics.json)."""
-    train_batch_size: int = 32
-    """Total batch size for training."""
-    predict_batch_size: int = 8
-    """Total batch size for predictions."""
-    learning_rate: float = 5e-5
-    """The initial learning rate for Adam."""
-    num_train_epochs: float = 3.0
-    """Total number of training epochs to perform (Google counts examples, not windows)."""
-    warmup_proportion: float = 0.1
-    """Proportion of training with a linear learning-rate warmup (0.1 = 10%)."""
-    save_checkpoints_steps: int = 1000
-    """How often to save the model checkpoint."""
-    keep_checkpoint_max: int = 5
-    """Checkpoints kept (Estimator's default 5; 0 = all)."""
+    """Predict answers for --predict-file (predictions.json, nbest_predictions.json, eval_metrics.json)."""
     n_best_size: int = 20
     """Candidates per question in nbest_predictions.json."""
     max_answer_length: int = 30
@@ -823,21 +798,6 @@ class SquadConfig:
     """SQuAD 2.0: some questions have no answer."""
     null_score_diff_threshold: float = 0.0
     """SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this."""
-    features_only: bool = False
-    """Write the features (tf_record files) and stop."""
-    resume: bool = False
-    """Continue training from the latest checkpoint in output_dir."""
-    stop_at_step: int | None = None
-    """Stop training (checkpointed) after this step; resume later."""
-    seed: int = 12345
-    """Seeds the span head's initialisation, the batch order and dropout (Google's example
-    shuffle before writing train.tf_record always uses 12345, as Google's)."""
-    device: str | None = None
-    """cpu, cuda, ... (default: cuda when available)."""
-    log_every: int = 10
-    """Log the training loss every this many steps (scalars.csv)."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self):
         if not (self.do_train or self.do_predict):
@@ -848,10 +808,8 @@ class SquadConfig:
                 raise BertDetrError(f"{flag} is needed with --do-{'train' if flag == '--train-file' else 'predict'}")
             if wanted and not os.path.isfile(path):
                 raise BertDetrError(f"{flag} not found: {path}")
-        from bertdetr.bert.finetuning import check_options
-
-        check_options(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
-                             "n_best_size", "max_answer_length", "log_every"))
+        super().__post_init__()
+        require_at_least(self, ("n_best_size", "max_answer_length"), 1, "--")
         check_window_settings(self.max_seq_length, self.doc_stride, self.max_query_length)
 
 
@@ -1025,6 +983,6 @@ def run_squad(config: SquadConfig) -> dict:
                                     config.version_2_with_negative)
             summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
                                   "global_step": step}
-            with atomic_output(os.path.join(config.output_dir, "metrics.json"), "w") as f:
+            with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
                 json.dump(summary["metrics"], f, indent=1)
     return summary
