@@ -169,3 +169,21 @@ def test_classifier_for_other_label_count_is_an_error(tmp_path):
         warnings.simplefilter("error")  # a full classifier loads without warnings
         assert load_classifier_state(create_model(BertConfig(**TINY), ["x", "y"]), state, source)
 
+
+
+def test_training_step_reads_nothing_on_the_host_and_labels_are_checked_where_data_enters(host_reads):
+    from bertdetr.errors import BertDetrError
+
+    torch.manual_seed(0)
+    m = create_model(BertConfig(**TINY), LABELS).train()
+    batch = {"input_ids": torch.randint(5, 40, (3, 9)), "input_mask": torch.ones(3, 9, dtype=torch.long),
+             "segment_ids": torch.zeros(3, 9, dtype=torch.long), "label_ids": torch.tensor([0, 1, 0])}
+    batch["input_mask"][1, 6:] = 0
+    with host_reads() as calls:
+        m(**batch)["loss"].backward()
+    assert calls == []
+    m.check_label_ids(batch["label_ids"])
+    with pytest.raises(BertDetrError, match="another label list"):
+        m.check_label_ids(torch.tensor([0, len(LABELS)]))
+    with pytest.raises(BertDetrError, match="another label list"):
+        m.check_label_ids(torch.tensor([-1]))

@@ -502,11 +502,17 @@ class BertForSequenceClassification(nn.Module):
         logits = F.linear(self.dropout(pooled), self.output_weights, self.output_bias)
         out = {"logits": logits, "probabilities": F.softmax(logits.float(), dim=-1)}
         if label_ids is not None:
-            if label_ids.numel() and (int(label_ids.min()) < 0 or int(label_ids.max()) >= self.num_labels):
-                raise BertDetrError(f"label_ids outside [0, {self.num_labels}): the records were made with "
-                                    "another label list")
+            # Values are checked where the data enters (check_label_ids, on the host), not here:
+            # reading them in forward would sync the device every step (issue: no host syncs).
             out.update(classification_losses(logits, label_ids))
         return out
+
+    def check_label_ids(self, label_ids: torch.Tensor) -> None:
+        """Raises ``BertDetrError`` unless every label id is in ``[0, num_labels)``; reads the values,
+        so call it on host data before training, not per step."""
+        if label_ids.numel() and (int(label_ids.min()) < 0 or int(label_ids.max()) >= self.num_labels):
+            raise BertDetrError(f"label_ids outside [0, {self.num_labels}): the records were made with "
+                                "another label list")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForSequenceClassification":
@@ -728,6 +734,7 @@ def train(model: BertForSequenceClassification, data: dict[str, torch.Tensor], c
     """Fine-tunes ``model`` as Google's run_classifier (``finetuning.finetune``: AdamWeightDecay,
     weight decay 0.01, global norm clip 1.0, linear warmup then decay); checkpoints to
     ``config.output_dir``, resumable only with the same labels. Returns the step."""
+    model.check_label_ids(data["label_ids"])
     return finetune(model, lambda index: _batch(data, index, device), len(data["label_ids"]), config, device,
                     num_train_steps, num_warmup_steps, {"labels": model.labels}, "classify")
 
