@@ -176,3 +176,21 @@ def test_finetune_config_validation_names_googles_flags(tmp_path):
                          ({"n_best_size": 0}, "--n_best_size must be >= 1")):
         with pytest.raises(BertDetrError, match=message):
             SquadConfig(output_dir=str(tmp_path), do_train=True, train_file=str(train), **bad)
+
+
+def test_building_the_command_line_imports_no_torch():
+    # make-data, build-vocab and --help start fast: the parser reads the configs from source
+    import subprocess
+    import sys
+
+    code = ("import sys; from bertdetr.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'bertdetr.bert.classifier') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_classify_task_names_are_the_processors():
+    from bertdetr.bert.classifier import PROCESSORS
+    from bertdetr.bert.cli import TASK_NAMES
+
+    assert TASK_NAMES == (*PROCESSORS, "tsv")

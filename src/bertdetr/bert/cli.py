@@ -307,9 +307,12 @@ def _finetune_options(parser, module: str, class_name: str, **kwargs) -> None:
                       required=tuple(n for n in names if specs[n].default is dataclasses.MISSING), **kwargs)
 
 
-def _add_classify(commands) -> None:
-    from bertdetr.bert.classifier import PROCESSORS
+# bertdetr.bert.classifier.PROCESSORS' names (a test keeps them equal), spelled out here so that
+# building the command line imports no torch: `bertdetr bert make-data` starts in 0.03 s, not 2 s.
+TASK_NAMES = ("cola", "mnli", "mrpc", "xnli", "tsv")
 
+
+def _add_classify(commands) -> None:
     p = commands.add_parser(
         "classify",
         help="fine-tune BERT for classification, as Google's run_classifier.py (GLUE tasks, own TSV/CSV)",
@@ -320,7 +323,7 @@ def _add_classify(commands) -> None:
         "option is a field of bertdetr.bert.classifier.ClassifierConfig (Google's flag names are accepted too).",
     )
     _finetune_options(p, "bertdetr.bert.classifier", "ClassifierConfig",
-                      choices={"task_name": [*PROCESSORS, "tsv"]}, types={"task_name": str.lower})
+                      choices={"task_name": list(TASK_NAMES)}, types={"task_name": str.lower})
     p.set_defaults(func=_run_classify)
 
 
