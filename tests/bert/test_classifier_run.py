@@ -269,7 +269,6 @@ def test_help_shows_googles_flags_and_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag, default in (("max_seq_length", "128"), ("train_batch_size", "32"), ("eval_batch_size", "8"),
                           ("predict_batch_size", "8"), ("learning_rate", "5e-05"), ("num_train_epochs", "3.0"),
-                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000"), ("do_train", "False"),
-                          ("do_lower_case", "True")):
+                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000")):
         dashed = flag.replace("_", "-")
         assert re.search(rf"--{dashed} \S*, --{flag} (?:(?! --[a-z]).)*?\(default: {re.escape(default)}\)", text), flag
