@@ -194,3 +194,16 @@ def test_classify_task_names_are_the_processors():
     from bertdetr.bert.cli import TASK_NAMES
 
     assert TASK_NAMES == (*PROCESSORS, "tsv")
+
+
+def test_make_data_options_are_the_config_fields_with_their_defaults():
+    from bertdetr.bert.pretraining_data import PretrainingDataConfig
+
+    args = build_parser().parse_args(["bert", "make-data", "--input-file", "x", "--output-file", "o",
+                                      "--vocab-file", "v"])
+    assert {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainingDataConfig)} == \
+        dataclasses.asdict(PretrainingDataConfig())
+    args = build_parser().parse_args(["bert", "make-data", "--input_file", "x", "--output_file", "o",
+                                      "--vocab_file", "v", "--dupe_factor=5", "--do_whole_word_mask=true",
+                                      "--nodo_lower_case"])
+    assert (args.dupe_factor, args.do_whole_word_mask, args.do_lower_case) == (5, True, False)

@@ -83,22 +83,11 @@ def _add_make_data(commands) -> None:
                    "(input file name), or a directory (DIR/{index:05d}-{name}.tfrecord)")
     p.add_argument("--vocab-file", "--vocab_file", dest="vocab_file", required=True,
                    help="vocab.txt the model is trained with")
-    add_flag(p, "--do-lower-case", "--do_lower_case", dest="do_lower_case", default=True,
-             help="lowercase and strip accents (uncased vocab; false or --no-do-lower-case: cased)")
-    add_flag(p, "--do-whole-word-mask", "--do_whole_word_mask", dest="do_whole_word_mask", default=False,
-             help="mask all pieces of a word together")
-    p.add_argument("--max-seq-length", "--max_seq_length", dest="max_seq_length", type=int, default=128,
-                   help="tokens per instance, [CLS] and [SEP]s included")
-    p.add_argument("--max-predictions-per-seq", "--max_predictions_per_seq", dest="max_predictions_per_seq",
-                   type=int, default=20, help="masked-LM predictions per instance at most")
-    p.add_argument("--random-seed", "--random_seed", dest="random_seed", type=int, default=12345,
-                   help="seed of the first input shard (shard i: random_seed + i)")
-    p.add_argument("--dupe-factor", "--dupe_factor", dest="dupe_factor", type=int, default=10,
-                   help="passes over the data, each with new splits and masks (default 10)")
-    p.add_argument("--masked-lm-prob", "--masked_lm_prob", dest="masked_lm_prob", type=float, default=0.15,
-                   help="share of tokens masked")
-    p.add_argument("--short-seq-prob", "--short_seq_prob", dest="short_seq_prob", type=float, default=0.1,
-                   help="probability of a shorter target length, as Google's")
+    # Google's flags: one option per field of PretrainingDataConfig (help = its docstrings)
+    from bertdetr.options import add_field_options, field_specs
+
+    add_field_options(p, "bertdetr.bert.pretraining_data", "PretrainingDataConfig",
+                      list(field_specs("bertdetr.bert.pretraining_data", "PretrainingDataConfig")))
     p.add_argument("--workers", type=int, default=1, help="input shards processed in parallel (default 1)")
     p.add_argument("--shard-index", "--shard_index", dest="shard_index", type=int, default=0,
                    help="with --num-shards: process only inputs i with i %% num_shards == shard_index")
