@@ -27,6 +27,9 @@ from bertdetr.errors import BertDetrError
 
 BERT_PRETRAIN = "bert pretrain"
 DETR_TRAIN = "detr train"
+# the fine-tuning commands record their config as <name>_config.json (their own resume rule:
+# bertdetr.bert.finetuning.run_checkpoint); known here so no trainer takes their folders for its own
+FINETUNE_CONFIGS = {"bert classify": "classify_config.json", "bert squad": "squad_config.json"}
 
 RUN_FILES = ("train_config.json", "scalars.csv", "loss_curves.png", "eval_metrics.json", "eval_results.txt",
              "eval_detections.json")
@@ -46,6 +49,9 @@ def recorded_config(directory: str) -> dict | None:
 
 def run_kind(directory: str) -> str | None:
     """Which kind of run ``directory`` holds, from its recorded config or its export (None: unknown)."""
+    for kind, name in FINETUNE_CONFIGS.items():
+        if os.path.isfile(os.path.join(directory, name)):
+            return kind
     d = recorded_config(directory)
     if d is not None:
         if "run" in d:

@@ -86,13 +86,19 @@ class FinetuneConfig:
                 f"--warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
 
 
-def run_checkpoint(output_dir: str, do_train: bool, resume: bool) -> tuple[str, dict] | None:
+def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str) -> tuple[str, dict] | None:
     """The checkpoint a run starts from, as Google's estimator: without training, the latest one of
     ``output_dir`` (path and state) is what is evaluated or predicted with; training into a
     directory that has checkpoints must say ``resume`` (then ``finetune`` continues from them).
-    None: start from --init-checkpoint."""
+    None: start from --init-checkpoint. A folder holding another kind of run (``kind``: "bert
+    classify" or "bert squad"; a pretraining or DETR run) is refused, whatever the flags."""
     from bertdetr.checkpoint import latest_checkpoint, load_checkpoint
+    from bertdetr.runfolder import run_kind
 
+    found = run_kind(output_dir) if os.path.isdir(output_dir) else None
+    if found is not None and found != kind:
+        raise BertDetrError(f"{output_dir} holds a `bertdetr {found}` run, not a `bertdetr {kind}` run: choose "
+                            "another --output-dir (a pretraining run's model/ goes in --init-checkpoint)")
     last = latest_checkpoint(output_dir)
     if not do_train and last:
         return last, load_checkpoint(last)
