@@ -184,7 +184,7 @@ def _encode_ints(values: list) -> bytes:
     if not _SMALL_VARINTS:
         _SMALL_VARINTS.extend(encode_varint(i) for i in range(1 << 15))
     if len(values) > 1 and min(values) >= 0 and max(values) < (1 << 15):
-        return b"".join(itemgetter(*values)(_SMALL_VARINTS))
+        return _join_varints(_SMALL_VARINTS, values)
     return b"".join(encode_varint(int(v)) for v in values)
 
 
