@@ -113,6 +113,37 @@ def test_killed_run_resumes_to_the_same_weights(bert_config, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_overwrite_trains_again_from_the_start(bert_config, tmp_path):
+    whole = run_classifier(_config(bert_config, tmp_path / "whole"))
+    part = run_classifier(_config(bert_config, tmp_path / "part", stop_at_step=3))
+    assert part["step"] == 3
+    (tmp_path / "part" / "scalars.csv").write_text("step,name,value\n99,loss,1\n")  # the old run's log
+    with pytest.raises(BertDetrError, match="choose one"):
+        _config(bert_config, tmp_path / "part", resume=True, overwrite=True)
+    again = run_classifier(_config(bert_config, tmp_path / "part", overwrite=True))
+    assert again["step"] == 6  # from step 0, not resumed at 3
+    assert [s for s, _ in list_checkpoints(tmp_path / "part")] == [s for s, _ in list_checkpoints(tmp_path / "whole")]
+    assert "99,loss" not in (tmp_path / "part" / "scalars.csv").read_text()
+    a = load_checkpoint(list_checkpoints(tmp_path / "whole")[-1][1])["model"]
+    b = load_checkpoint(list_checkpoints(tmp_path / "part")[-1][1])["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert whole["step"] == 6
+    # the command: refused without a choice, trains again with --overwrite
+    args = _args("mrpc", os.path.join(GLUE, "MRPC"), tmp_path / "part", bert_config, "--do-train",
+                 "--train-batch-size", "2", "--num-train-epochs", "2", "--save-checkpoints-steps", "2")
+    assert main(args) == 2
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_overwrite_refuses_another_kind_of_run(bert_config, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "squad_config.json").write_text("{}")
+    with pytest.raises(BertDetrError, match="holds a `bertdetr bert squad` run"):
+        run_classifier(_config(bert_config, tmp_path / "run", overwrite=True))
+    assert (tmp_path / "run" / "squad_config.json").exists()
+
+
 def test_tsv_task_and_eval_with_labels_of_the_trained_model(bert_config, tmp_path):
     data = os.path.join(GLUE, "custom")
     cols = ["--text-a-column", "review", "--text-b-column", "product", "--label-column", "sentiment"]

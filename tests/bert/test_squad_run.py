@@ -120,6 +120,13 @@ def test_a_killed_training_run_resumes(tiny_model, tmp_path, monkeypatch):
         assert _run(tiny_model, tmp_path / "killed", "--resume", "--save-checkpoints-steps", "2", predict=False) == 0
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    # --overwrite trains again from step 0 (the same weights again), deleting the old checkpoints first
+    (tmp_path / "killed" / "ckpt-00000099.pt").write_bytes(b"an old run's")
+    with pytest.warns(UserWarning):
+        assert _run(tiny_model, tmp_path / "killed", "--overwrite", predict=False) == 0
+    assert not (tmp_path / "killed" / "ckpt-00000099.pt").exists()
+    c = _weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 # ---- bad input: exit 2, an error naming the file, nothing under final names ---------------------

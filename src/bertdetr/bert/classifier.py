@@ -831,7 +831,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     step = 0
-    start = run_checkpoint(config.output_dir, config.do_train, config.resume, "bert classify")
+    start = run_checkpoint(config.output_dir, config.do_train, config.resume, "bert classify", config.overwrite)
     if start is not None:
         last, state = start
         model = create_model(bert_config, list(state["labels"]))

@@ -63,6 +63,9 @@ class FinetuneConfig:
     """Write the features (tf_record files) and stop."""
     resume: bool = False
     """Continue training from the latest checkpoint in output_dir."""
+    overwrite: bool = False
+    """Train again in an output_dir that holds this command's checkpoints, deleting them and the
+    run's logs, metrics and model/ first (features and predictions are left)."""
     stop_at_step: int | None = None
     """Stop training (checkpointed) after this step; resume later."""
     seed: int = 12345
@@ -84,16 +87,19 @@ class FinetuneConfig:
         require(self.num_train_epochs > 0, f"--num_train_epochs must be positive, got {self.num_train_epochs}")
         require(0 <= self.warmup_proportion <= 1,
                 f"--warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
+        require(not (self.resume and self.overwrite), "--resume and --overwrite: choose one")
 
 
-def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str) -> tuple[str, dict] | None:
+def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str,
+                   overwrite: bool = False) -> tuple[str, dict] | None:
     """The checkpoint a run starts from, as Google's estimator: without training, the latest one of
     ``output_dir`` (path and state) is what is evaluated or predicted with; training into a
-    directory that has checkpoints must say ``resume`` (then ``finetune`` continues from them).
+    directory that has checkpoints must say ``resume`` (then ``finetune`` continues from them) or
+    ``overwrite`` (the previous run's checkpoints, logs, metrics and model/ are deleted first).
     None: start from --init-checkpoint. A folder holding another kind of run (``kind``: "bert
     classify" or "bert squad"; a pretraining or DETR run) is refused, whatever the flags."""
     from bertdetr.checkpoint import latest_checkpoint, load_checkpoint
-    from bertdetr.runfolder import run_kind
+    from bertdetr.runfolder import FINETUNE_CONFIGS, remove_run_files, run_kind
 
     found = run_kind(output_dir) if os.path.isdir(output_dir) else None
     if found is not None and found != kind:
@@ -102,9 +108,15 @@ def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str) -> 
     last = latest_checkpoint(output_dir)
     if not do_train and last:
         return last, load_checkpoint(last)
+    if do_train and overwrite and os.path.isdir(output_dir):
+        remove_run_files(output_dir)
+        config = os.path.join(output_dir, FINETUNE_CONFIGS[kind])
+        if os.path.isfile(config):
+            os.remove(config)
+        return None
     if do_train and last and not resume:
-        raise BertDetrError(f"{output_dir} already has checkpoints ({os.path.basename(last)}): "
-                            "give --resume to continue that run, or another --output-dir")
+        raise BertDetrError(f"{output_dir} already has checkpoints ({os.path.basename(last)}): give --resume to "
+                            "continue that run, --overwrite to train again (deleting them), or another --output-dir")
     return None
 
 

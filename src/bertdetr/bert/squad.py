@@ -940,7 +940,7 @@ def run_squad(config: SquadConfig) -> dict:
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     step = 0
-    start = run_checkpoint(config.output_dir, config.do_train, config.resume, "bert squad")
+    start = run_checkpoint(config.output_dir, config.do_train, config.resume, "bert squad", config.overwrite)
     if start is not None:
         model = create_model(bert_config)
         model.load_state_dict(start[1]["model"])

@@ -168,6 +168,13 @@ def _add_make_shapes(commands) -> None:
     p.add_argument("--min-size", dest="min_size", type=int, default=96, help="smallest image side in pixels")
     p.add_argument("--max-size", dest="max_size", type=int, default=160, help="largest image side in pixels")
     p.add_argument("--max-objects", dest="max_objects", type=int, default=4, help="shapes per image at most")
+    p.add_argument("--min-object", dest="min_object", type=float, default=0.15,
+                   help="smallest shape, as a fraction of the shorter image side")
+    p.add_argument("--max-object", dest="max_object", type=float, default=0.45,
+                   help="largest shape, as a fraction of the shorter image side")
+    add_flag(p, "--class-colors", dest="class_colors",
+             help="each class in its own hue (the demo's data: learned from scratch in minutes); "
+             "default: random colours, so only shape tells the classes apart")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawing")
     p.set_defaults(func=_run_make_shapes)
 
@@ -178,7 +185,8 @@ def _run_make_shapes(args) -> int:
     for split, n in (("train", args.train_images), ("val", args.val_images)):
         if n:
             cfg = ShapesConfig(num_images=n, min_size=args.min_size, max_size=args.max_size,
-                               max_objects=args.max_objects, seed=args.seed)
+                               max_objects=args.max_objects, min_object=args.min_object,
+                               max_object=args.max_object, seed=args.seed, class_colors=args.class_colors)
             print(f"wrote {make_shapes(args.out, split, cfg)}: {n} images")
     return 0
 
