@@ -55,3 +55,10 @@ def test_demo_rejects_bad_numbers(tmp_path, capsys, bad, message):
     assert main(["demo", "--out", str(tmp_path), *bad]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "bert").exists()
+
+
+def test_demo_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    assert main(["demo", "--out", str(tmp_path / "out"), *SMALL]) == 2
+    assert "bertdetr: error: cannot write output" in capsys.readouterr().err
+    assert (tmp_path / "out").read_text() == "a file"

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     takes about two thirds of the time of one half after the other. DETR's report is printed when
     BERT's is done."""
     from bertdetr.errors import BertDetrError, require
+    from bertdetr.fileio import check_writable
     from bertdetr.threads import available_cpus, choose_num_threads, set_num_threads
 
     require(args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     threads = choose_num_threads(args.threads)
     halves = ("bert", "detr") if args.only is None else (args.only,)
     side_by_side = len(halves) == 2 and threads >= 2 and not args.one_at_a_time
-    os.makedirs(os.path.join(args.out, "detr"), exist_ok=True)
+    check_writable(os.path.join(args.out, "detr" if "detr" in halves else "bert", "demo.log"))
     t0 = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     child, log_path = None, os.path.join(args.out, "detr", "demo.log")
