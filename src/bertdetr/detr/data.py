@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bertdetr.detr.model import padding_masks
 from bertdetr.errors import BertDetrError
 
 
@@ -279,8 +280,7 @@ def collate(batch: list, size_divisor: int = 1) -> dict | None:
     H = -(-H // size_divisor) * size_divisor
     W = -(-W // size_divisor) * size_divisor
     images = torch.zeros(len(batch), 3, H, W)
-    masks = torch.ones(len(batch), H, W, dtype=torch.bool)
     for i, (img, _) in enumerate(batch):
         images[i, :, : img.shape[1], : img.shape[2]] = img
-        masks[i, : img.shape[1], : img.shape[2]] = False
+    masks = padding_masks([tuple(img.shape[1:]) for img, _ in batch], (H, W))
     return {"images": images, "masks": masks, "targets": [t for _, t in batch]}
