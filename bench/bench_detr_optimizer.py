@@ -49,7 +49,8 @@ def main() -> None:
     batches = [collate([dataset[i] for i in range(b * 8, b * 8 + 8)]) for b in range(args.steps + 3)]
     config = with_num_classes(setup.model, index.num_classes)
 
-    print(f"torch {torch.__version__}; demo DETR, batches of 8 images {tuple(batches[0]['images'].shape[2:])}-ish")
+    print(f"torch {torch.__version__}; the demo's DETR, batches of 8 images (the first padded to "
+          f"{'x'.join(map(str, batches[0]['images'].shape[2:]))})")
     results: dict[tuple[int, str], tuple[float, float]] = {}
     for threads in args.threads:
         torch.set_num_threads(threads)
