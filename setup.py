@@ -6,6 +6,6 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("bertdetr.bert._speedups", ["src/bertdetr/bert/_speedups.c"], optional=True),
+        Extension("bertdetr.bert.pretraining._speedups", ["src/bertdetr/bert/pretraining/_speedups.c"], optional=True),
     ],
 )

@@ -38,7 +38,8 @@ import time
 
 import torch
 
-from bertdetr.bert.model import BertConfig, build_bert_for_pretraining, num_flops_per_sequence
+from bert_flops import num_flops_per_sequence
+from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
 from bertdetr.bert.weights import to_hf_state_dict
 
 PEAK_GFLOPS = {"fp32": 210.0, "bf16": 900.0}

@@ -29,16 +29,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_bert_model import alternate  # noqa: E402
 
-from bertdetr.bert.classifier import (  # noqa: E402
+from bertdetr.bert.finetuning.classifier import _batch, create_model  # noqa: E402
+from bertdetr.bert.finetuning.classifier_data import (  # noqa: E402
     InputExample,
-    _batch,
     convert_examples_to_features,
-    create_model,
     features_to_tensors,
 )
 from bertdetr.bert.model import BertConfig  # noqa: E402
 from bertdetr.bert.optimization import AdamWeightDecay, clip_by_global_norm, weight_decay_groups  # noqa: E402
-from bertdetr.bert.tokenization import FullTokenizer  # noqa: E402
+from bertdetr.bert.data.tokenization import FullTokenizer  # noqa: E402
 from bertdetr.bert.weights import to_hf_state_dict  # noqa: E402
 from bertdetr.demo import bundled_books  # noqa: E402
 

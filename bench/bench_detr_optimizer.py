@@ -31,11 +31,11 @@ def main() -> None:
     import torch
 
     from bertdetr.demo import detr_demo_setup, make_demo_shapes
-    from bertdetr.detr.data import CocoDetection, collate, load_coco
+    from bertdetr.detr.data.coco import CocoDetection, collate, load_coco
     from bertdetr.detr.loss import build_criterion
     from bertdetr.detr.model import build_detr
     from bertdetr.detr.train import load_train_setup, with_num_classes
-    from bertdetr.detr.transforms import train_transforms
+    from bertdetr.detr.data.transforms import train_transforms
 
     work = tempfile.mkdtemp(prefix="bench_detr_opt_")
     make_demo_shapes(os.path.join(work, "shapes"), 8 * (args.steps + 3), 0)

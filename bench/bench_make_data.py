@@ -126,7 +126,7 @@ def _has_google_script() -> bool:
 
 
 def decoded(path: str) -> list[dict]:
-    from bertdetr.bert.records import iter_examples
+    from bertdetr.bert.data.records import iter_examples
 
     return [{k: v.tolist() for k, v in r.items()} for r in iter_examples(path)]
 

@@ -11,7 +11,7 @@ import pathlib
 
 import torch
 
-from bertdetr.detr.pipelines import PIPELINES, prepare_image
+from bertdetr.detr.data.pipelines import PIPELINES, prepare_image
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.weights import from_mmdet
 

@@ -15,12 +15,12 @@ import time
 import torch
 
 from bertdetr.bert.model import BertConfig
-from bertdetr.bert.pretrain import PretrainConfig, pretrain
-from bertdetr.bert.make_data import make_pretraining_data
-from bertdetr.bert.pretraining_data import PretrainingDataConfig
-from bertdetr.bert.vocab import VocabConfig, build_vocab
+from bertdetr.bert.pretraining.pretrain import PretrainConfig, pretrain
+from bertdetr.bert.pretraining.make_data import make_pretraining_data
+from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig
+from bertdetr.bert.data.vocab import VocabConfig, build_vocab
 from bertdetr.demo import _split_documents, bundled_books
-from bertdetr.runlog import plot_curves, read_scalars
+from bertdetr.training.scalars import plot_curves, read_scalars
 
 
 def main() -> None:

@@ -93,8 +93,8 @@ if side == "google":
         writer.close()
 else:
     import warnings
-    from bertdetr.bert import squad
-    from bertdetr.bert.tokenization import FullTokenizer
+    from bertdetr.bert.finetuning import squad_data as squad
+    from bertdetr.bert.data.tokenization import FullTokenizer
     tokenizer = FullTokenizer(vocab, do_lower_case=True)
     def read():
         with warnings.catch_warnings():

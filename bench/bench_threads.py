@@ -31,7 +31,7 @@ def child(threads: str, steps: int) -> dict:
     import torch
 
     from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
-    from bertdetr.threads import choose_num_threads
+    from bertdetr.training.threads import choose_num_threads
 
     n = choose_num_threads(None if threads == "auto" else int(threads))
     torch.set_num_threads(n)

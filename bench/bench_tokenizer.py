@@ -7,9 +7,9 @@ On the same lines of real English text, each run times:
   google    Google's plain algorithm (``bench/reference_tokenization.py``), ``tokenize`` per line
   rust      Hugging Face ``tokenizers`` ``BertWordPieceTokenizer.encode_batch``, one thread
             (``RAYON_NUM_THREADS=1``), with Google's 200-character word limit
-  ours      ``FullTokenizer.tokenize_lines`` (tokens, as ``tokenize`` line by line), one core,
-            then with ``--workers`` processes (this one included)
-  ours ids  ``FullTokenizer.encode_batch`` (ids), likewise
+  ours      ``tokenize_lines`` of a ``FullTokenizer`` (tokens, as ``tokenize`` line by line; see
+            ``bench/tokenize_workers.py``), one core, then with ``--workers`` processes (this one included)
+  ours ids  ``encode_batch`` (ids), likewise
 
 Besides the wall time, each run's CPU time is recorded: this process's, and its worker processes'
 (which ended within the run), to show where the time of the runs with workers goes. Workers can
@@ -54,8 +54,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import reference_tokenization  # noqa: E402
+from tokenize_workers import encode_batch, tokenize_lines  # noqa: E402
 
-from bertdetr.bert import tokenization  # noqa: E402
+from bertdetr.bert.data import tokenization  # noqa: E402
 
 DEFAULT_VOCAB = HERE.parent / "tests" / "data" / "bert" / "vocab-uncased.txt"
 DOC_PARTS = ("tutorial", "howto", "faq", "reference", "whatsnew", "using", "extending")
@@ -138,10 +139,10 @@ def main(argv=None) -> int:
     runs = {
         "google": lambda: [google.tokenize(line) for line in lines],
         "rust": lambda: [e.ids for e in rust.encode_batch(lines, add_special_tokens=False)],
-        "ours": lambda: list(fresh().tokenize_lines(lines)),
-        f"ours, {args.workers} workers": lambda: list(fresh().tokenize_lines(lines, workers=args.workers)),
-        "ours ids": lambda: fresh().encode_batch(lines),
-        f"ours ids, {args.workers} workers": lambda: fresh().encode_batch(lines, workers=args.workers),
+        "ours": lambda: list(tokenize_lines(fresh(), lines)),
+        f"ours, {args.workers} workers": lambda: list(tokenize_lines(fresh(), lines, workers=args.workers)),
+        "ours ids": lambda: encode_batch(fresh(), lines),
+        f"ours ids, {args.workers} workers": lambda: encode_batch(fresh(), lines, workers=args.workers),
     }
     print(f"text: {megabytes:.2f} MB, {len(lines)} lines, from {len(files)} file(s) "
           f"({files[0]}{' ...' if len(files) > 1 else ''})")

@@ -1,6 +1,6 @@
 """A plain, slow reference of ``bertdetr bert make-data`` (Google's pretraining-data algorithm).
 
-``bertdetr.bert.pretraining_data`` is built for speed: token ids instead of strings, the random
+``bertdetr.bert.pretraining.create_pretraining_data`` is built for speed: token ids instead of strings, the random
 stream drawn word by word through ``getrandbits``, truncation counted instead of performed,
 whole-word masking decided before its draws. Each trick claims to change nothing in the output.
 This module is the claim's yardstick: the same algorithm written the obvious way, on token
@@ -37,7 +37,7 @@ CLS, SEP, MASK = "[CLS]", "[SEP]", "[MASK]"
 
 # The flags of a run are read from any object with Google's flag names as attributes:
 # max_seq_length, max_predictions_per_seq, dupe_factor, masked_lm_prob, short_seq_prob and
-# do_whole_word_mask (``bertdetr.bert.pretraining_data.PretrainingDataConfig`` has them). The
+# do_whole_word_mask (``bertdetr.bert.pretraining.create_pretraining_data.PretrainingDataConfig`` has them). The
 # seed is not among them: the caller seeds the ``random.Random`` it passes in, and lower-casing is
 # the tokenizer's.
 
@@ -369,7 +369,7 @@ def _against_google(google_python: str, runs: int, seed: int) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
     import reference_tokenization
-    from bertdetr.bert.records import iter_examples
+    from bertdetr.bert.data.records import iter_examples
 
     vocab_file = os.path.join(os.path.dirname(here), "tests", "data", "bert", "vocab-uncased.txt")
     vocab = reference_tokenization.load_vocab(vocab_file)

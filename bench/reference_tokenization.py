@@ -1,6 +1,6 @@
 """The plain, character-by-character algorithm of Google BERT's tokenizer, kept as the reference.
 
-``bertdetr.bert.tokenization`` computes the same function much faster (whole-line regular
+``bertdetr.bert.data.tokenization`` computes the same function much faster (whole-line regular
 expressions, word caches). This is the project's first, straightforward implementation of
 Google's semantics, free of those tricks, so that ``tests/bert/test_tokenization.py`` and
 ``bench/bench_tokenizer.py`` can compare the fast code with it on any input. It agrees with

@@ -154,7 +154,7 @@ def test_tensorboard_missing_is_an_error_before_any_work(tmp_path, capsys, monke
 def test_plot_curves_leaves_the_matplotlib_backend_alone(tmp_path):
     import matplotlib
 
-    from bertdetr.runlog import ScalarLog, plot_curves
+    from bertdetr.training.scalars import ScalarLog, plot_curves
 
     before = matplotlib.get_backend()
     log = ScalarLog(tmp_path)

@@ -69,7 +69,7 @@ def test_boolean_flags_bare_and_with_a_value(argv, dest, value):
 def test_pretrain_options_are_the_config_fields_with_their_defaults():
     from bertdetr.bert.cli import _PRETRAIN_FIELDS
     from bertdetr.bert.model import BertConfig
-    from bertdetr.bert.pretrain import PretrainConfig
+    from bertdetr.bert.pretraining.pretrain import PretrainConfig
 
     args = build_parser().parse_args(["bert", "pretrain", "--input-file", "x", "--output-dir", "o"])
     config = PretrainConfig(input_files=["x"], output_dir="o", model=BertConfig(vocab_size=10))
@@ -132,20 +132,20 @@ def test_one_way_to_replace_a_section_and_one_validation_helper():
 def test_field_specs_follow_a_base_config_of_the_package():
     from bertdetr.options import field_specs
 
-    specs = field_specs("bertdetr.bert.squad", "SquadConfig")
-    base = field_specs("bertdetr.bert.finetuning", "FinetuneConfig")
+    specs = field_specs("bertdetr.bert.finetuning.squad", "SquadConfig")
+    base = field_specs("bertdetr.bert.finetuning.finetune", "FinetuneConfig")
     # the base's fields first, in their order; a field the subclass redefines keeps its place
     assert list(specs)[:len(base)] == list(base)
     assert base["max_seq_length"].default is dataclasses.MISSING
     assert specs["max_seq_length"].default == 384 and "[CLS] question [SEP]" in specs["max_seq_length"].doc
-    assert field_specs("bertdetr.bert.classifier", "ClassifierConfig")["max_seq_length"].default == 128
+    assert field_specs("bertdetr.bert.finetuning.classifier", "ClassifierConfig")["max_seq_length"].default == 128
     assert specs["learning_rate"].doc == "The initial learning rate for Adam."
 
 
 @pytest.mark.parametrize("command,module,cls,required", [
-    ("classify", "bertdetr.bert.classifier", "ClassifierConfig",
+    ("classify", "bertdetr.bert.finetuning.classifier", "ClassifierConfig",
      ["--task-name", "MRPC", "--data-dir", "d", "--output-dir", "o"]),
-    ("squad", "bertdetr.bert.squad", "SquadConfig", ["--output-dir", "o"]),
+    ("squad", "bertdetr.bert.finetuning.squad", "SquadConfig", ["--output-dir", "o"]),
 ])
 def test_finetune_options_are_the_config_fields_with_their_defaults(command, module, cls, required):
     import importlib
@@ -164,7 +164,7 @@ def test_finetune_options_are_the_config_fields_with_their_defaults(command, mod
 
 
 def test_finetune_config_validation_names_googles_flags(tmp_path):
-    from bertdetr.bert.squad import SquadConfig
+    from bertdetr.bert.finetuning.squad import SquadConfig
     from bertdetr.errors import BertDetrError
 
     train = tmp_path / "train.json"
@@ -184,20 +184,20 @@ def test_building_the_command_line_imports_no_torch():
     import sys
 
     code = ("import sys; from bertdetr.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'numpy', 'bertdetr.bert.classifier') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'numpy', 'bertdetr.bert.finetuning.classifier') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_classify_task_names_are_the_processors():
-    from bertdetr.bert.classifier import PROCESSORS
+    from bertdetr.bert.finetuning.classifier import PROCESSORS
     from bertdetr.bert.cli import TASK_NAMES
 
     assert TASK_NAMES == (*PROCESSORS, "tsv")
 
 
 def test_make_data_options_are_the_config_fields_with_their_defaults():
-    from bertdetr.bert.pretraining_data import PretrainingDataConfig
+    from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig
 
     args = build_parser().parse_args(["bert", "make-data", "--input-file", "x", "--output-file", "o",
                                       "--vocab-file", "v"])

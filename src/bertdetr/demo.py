@@ -49,7 +49,7 @@ def add_parser(systems) -> None:
                    help="epochs of the book-classification fine-tuning after pretraining (0: skip it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the initial weights and the training")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads in all (default: the CPUs free for this process, see bertdetr.threads)")
+                   help="CPU threads in all (default: the CPUs free for this process, see bertdetr.training.threads)")
     add_flag(p, "--one-at-a-time", dest="one_at_a_time",
              help="run the BERT and DETR halves one after the other even with two or more CPUs free")
     add_flag(p, "--progress", dest="progress", default=True, help="show progress bars")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     BERT's is done."""
     from bertdetr.errors import BertDetrError, require
     from bertdetr.fileio import check_writable
-    from bertdetr.threads import available_cpus, choose_num_threads, set_num_threads
+    from bertdetr.training.threads import available_cpus, choose_num_threads, set_num_threads
 
     require(args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
     require(args.bert_steps >= 1 and args.detr_epochs >= 1 and args.detr_images >= 1,
@@ -153,12 +153,12 @@ def _split_documents(path: str, out_dir: str, every: int = 8) -> tuple[str, str]
 def run_bert(out: str, steps: int, seed: int, threads: int | None = None, progress: bool = True) -> dict:
     from bertdetr.bert.inference import fill_mask, load_model
     from bertdetr.bert.model import BertConfig
-    from bertdetr.bert.pretrain import PretrainConfig, pretrain
-    from bertdetr.bert.make_data import make_pretraining_data
-    from bertdetr.bert.pretraining_data import PretrainingDataConfig, describe_example
-    from bertdetr.bert.records import iter_examples
-    from bertdetr.bert.tokenization import FullTokenizer
-    from bertdetr.bert.vocab import VocabConfig, build_vocab
+    from bertdetr.bert.pretraining.pretrain import PretrainConfig, pretrain
+    from bertdetr.bert.pretraining.make_data import make_pretraining_data
+    from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig, describe_example
+    from bertdetr.bert.data.records import iter_examples
+    from bertdetr.bert.data.tokenization import FullTokenizer
+    from bertdetr.bert.data.vocab import VocabConfig, build_vocab
 
     os.makedirs(out, exist_ok=True)
     print("== BERT: pretraining on bundled public-domain books ==")
@@ -265,7 +265,7 @@ def run_bert_finetune(out: str, model_dir: str, seed: int, epochs: float = 3.0, 
     against 0.537 / 0.537 / 0.468; at 5e-4 0.574 / 0.565 / 0.505 against 0.556 / 0.542 / 0.449. A
     model from random weights needs the larger rates; at those the tiny model's pretraining is
     worth a few points and the seed can outweigh it."""
-    from bertdetr.bert.classifier import ClassifierConfig, run_classifier
+    from bertdetr.bert.finetuning.classifier import ClassifierConfig, run_classifier
 
     t = time.perf_counter()
     data, n_train, n_test = make_book_task(os.path.join(out, "data"), seed)
@@ -298,7 +298,7 @@ def make_demo_shapes(data: str, num_images: int, seed: int) -> tuple[int, int]:
     prior for 800 iterations with random colours, and is learned within them with class hues,
     AP50 0.02 -> 0.25). On a stride-32 feature map a smaller shape covers less than a cell.
     """
-    from bertdetr.detr.shapes import ShapesConfig, make_shapes
+    from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
 
     num_val = max(20, num_images // 6)
     for split, n, s in (("train", num_images, seed), ("val", num_val, seed + 1)):
@@ -343,7 +343,7 @@ def run_detr(out: str, epochs: int, num_images: int, seed: int, threads: int | N
              progress: bool = True) -> dict:
     import torch
 
-    from bertdetr.detr.data import load_coco
+    from bertdetr.detr.data.coco import load_coco
     from bertdetr.detr.model import build_detr
     from bertdetr.detr.predict import predict_images
     from bertdetr.detr.evaluate import evaluate_detr

@@ -10,15 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from bertdetr.bert.classifier import BertForSequenceClassification, classification_losses, create_model
+from bertdetr.bert.convert import convert_classifier_state
+from bertdetr.bert.finetuning.classifier import create_model
+from bertdetr.bert.heads import BertForSequenceClassification, classification_losses
 from bertdetr.bert.model import BertConfig, BertForPreTraining, BertModel, build_bert_for_pretraining
-from bertdetr.bert.weights import (
-    WeightsError,
-    convert_classifier_state,
-    google_to_hf_name,
-    load_pretrained,
-    to_hf_state_dict,
-)
+from bertdetr.bert.weights import WeightsError, google_to_hf_name, to_hf_state_dict
 
 transformers = pytest.importorskip("transformers")
 
@@ -119,7 +115,7 @@ def test_masked_lm_directory_loads_without_pooler(tmp_path):
         ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=seg).logits
     assert torch.allclose(ours["masked_lm_logits"], ref.gather(1, positions[..., None].expand(-1, -1, 120)), atol=1e-4)
     with pytest.warns(UserWarning, match="no pooler"):
-        encoder = load_pretrained(tmp_path, heads=False).eval()
+        encoder = BertModel.from_pretrained(tmp_path).eval()
     assert isinstance(encoder, BertModel)
     with torch.no_grad():
         assert torch.allclose(encoder(ids, seg, mask).sequence_output * mask[..., None],

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from bertdetr.bert.model import BertConfig
-from bertdetr.bert.squad import BertForQuestionAnswering, create_model, squad_losses
-from bertdetr.bert.weights import WeightsError, load_question_answering
+from bertdetr.bert.finetuning.squad import create_model
+from bertdetr.bert.heads import BertForQuestionAnswering, squad_losses
+from bertdetr.bert.weights import WeightsError
 
 transformers = pytest.importorskip("transformers")
 
@@ -108,7 +109,7 @@ def test_a_directory_without_a_span_head_is_an_error(tmp_path):
 
     build_bert_model(BertConfig(**CONFIG)).save_pretrained(tmp_path / "encoder")
     with pytest.raises(WeightsError, match="no span head .*qa_outputs"):
-        load_question_answering(tmp_path / "encoder")
+        BertForQuestionAnswering.from_pretrained(tmp_path / "encoder")
 
 
 def test_google_squad_checkpoint_converts(tmp_path):

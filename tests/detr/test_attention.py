@@ -10,11 +10,11 @@ from PIL import Image
 from bertdetr.cli import main
 from bertdetr.detr.attention import attention_pictures, capture_attention
 from bertdetr.detr.boxes import box_cxcywh_to_xyxy
-from bertdetr.detr.data import load_image
+from bertdetr.detr.data.coco import load_image
 from bertdetr.detr.model import build_detr
 from bertdetr.detr.predict import detect
 from bertdetr.detr.train import model_config_from_dict, with_num_classes
-from bertdetr.detr.transforms import eval_transforms
+from bertdetr.detr.data.transforms import eval_transforms
 from bertdetr.detr.visualize import draw_detections, overlay_heatmap
 from bertdetr.detr.weights import save_detr
 

@@ -159,7 +159,7 @@ def test_official_training_checkpoint_converts_and_evaluates_on_coco_ids(tmp_pat
     assert {r["category_id"] for r in predicted} <= set(classes["category_ids"])
 
     # a model whose classes are not the dataset's: the message says which
-    from bertdetr.detr.shapes import ShapesConfig, make_shapes
+    from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
 
     shapes = make_shapes(tmp_path / "shapes", "val", ShapesConfig(num_images=1, min_size=48, max_size=64))
     assert main(["detr", "eval", "--checkpoint", str(out), "--ann", str(shapes), "--images",

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bertdetr.detr.data import load_coco
+from bertdetr.detr.data.coco import load_coco
 from bertdetr.detr.evaluate import COCO_METRICS, coco_evaluate, to_coco_results, write_results
-from bertdetr.detr.shapes import ShapesConfig, make_shapes
+from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
 from bertdetr.detr.visualize import class_color, draw_detections, overlay_heatmap
 
 
@@ -97,7 +97,7 @@ def test_overlay_heatmap_hot_where_attention_is():
 
 
 def test_label_category_ids_by_id_by_name_or_a_clear_error():
-    from bertdetr.detr.data import CocoIndex
+    from bertdetr.detr.data.coco import CocoIndex
     from bertdetr.detr.evaluate import label_category_ids
     from bertdetr.errors import BertDetrError
 

@@ -7,12 +7,12 @@ import sys
 import pytest
 import torch
 
-from bertdetr.checkpoint import list_checkpoints, load_checkpoint
+from bertdetr.training.checkpoint import list_checkpoints, load_checkpoint
 from bertdetr.cli import main
-from bertdetr.detr.shapes import ShapesConfig, make_shapes
+from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
 from bertdetr.detr.train import load_train_setup, train_detr
 from bertdetr.errors import BertDetrError
-from bertdetr.runlog import read_scalars
+from bertdetr.training.scalars import read_scalars
 
 TINY_MODEL = {"preset": "r18", "num_queries": 5,
               "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},

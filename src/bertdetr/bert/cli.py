@@ -51,7 +51,7 @@ def _add_build_vocab(commands) -> None:
 
 
 def _run_build_vocab(args) -> int:
-    from bertdetr.bert.vocab import VocabConfig, build_vocab
+    from bertdetr.bert.data.vocab import VocabConfig, build_vocab
 
     config = VocabConfig(
         vocab_size=args.vocab_size,
@@ -86,8 +86,8 @@ def _add_make_data(commands) -> None:
     # Google's flags: one option per field of PretrainingDataConfig (help = its docstrings)
     from bertdetr.options import add_field_options, field_specs
 
-    add_field_options(p, "bertdetr.bert.pretraining_data", "PretrainingDataConfig",
-                      list(field_specs("bertdetr.bert.pretraining_data", "PretrainingDataConfig")))
+    add_field_options(p, "bertdetr.bert.pretraining.create_pretraining_data", "PretrainingDataConfig",
+                      list(field_specs("bertdetr.bert.pretraining.create_pretraining_data", "PretrainingDataConfig")))
     p.add_argument("--workers", type=int, default=1, help="input shards processed in parallel (default 1)")
     p.add_argument("--shard-index", "--shard_index", dest="shard_index", type=int, default=0,
                    help="with --num-shards: process only inputs i with i %% num_shards == shard_index")
@@ -100,8 +100,8 @@ def _add_make_data(commands) -> None:
 def _run_make_data(args) -> int:
     import dataclasses
 
-    from bertdetr.bert.make_data import make_pretraining_data
-    from bertdetr.bert.pretraining_data import PretrainingDataConfig
+    from bertdetr.bert.pretraining.make_data import make_pretraining_data
+    from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig
 
     # every config field is an option of the same name (Google's flag names)
     config = PretrainingDataConfig(**{f.name: getattr(args, f.name)
@@ -143,7 +143,7 @@ def _add_convert(commands) -> None:
 def _run_convert(args) -> int:
     import os
 
-    from bertdetr.bert.weights import convert_tf_checkpoint
+    from bertdetr.bert.convert import convert_tf_checkpoint
 
     config = args.config or os.path.join(os.path.dirname(os.path.abspath(args.tf_checkpoint)), "bert_config.json")
     model = convert_tf_checkpoint(args.tf_checkpoint, config, args.output, heads=not args.encoder_only)
@@ -171,7 +171,7 @@ def _add_pretrain(commands) -> None:
         help="pretrain BERT on make-data TFRecords (plain or under torchrun)",
         description="Google's run_pretraining.py: masked LM + next sentence on TFRecords of make-data. "
         "Run it as is for one process, or under torchrun for DistributedDataParallel. Every option is a "
-        "field of bertdetr.bert.pretrain.PretrainConfig (Google's flag names are accepted too).",
+        "field of bertdetr.bert.pretraining.pretrain.PretrainConfig (Google's flag names are accepted too).",
     )
     p.add_argument("--input-file", "--input_file", dest="input_file", action="append", required=True,
                    help="TFRecord file(s) or globs, comma-separated or repeated")
@@ -183,7 +183,7 @@ def _add_pretrain(commands) -> None:
     model.add_argument("--model-size", dest="model_size", default=None,
                        help="one of Google's sizes: tiny, mini, small, medium, base, large (default base)")
     add_field_options(
-        p, "bertdetr.bert.pretrain", "PretrainConfig", _PRETRAIN_FIELDS, required=("output_dir",),
+        p, "bertdetr.bert.pretraining.pretrain", "PretrainConfig", _PRETRAIN_FIELDS, required=("output_dir",),
         aliases={"batch_size": ["--train-batch-size", "--train_batch_size"],
                  "save_every": ["--save-checkpoints-steps", "--save_checkpoints_steps"]},
         choices={"optimizer": ["adam", "lamb"]},
@@ -194,8 +194,8 @@ def _add_pretrain(commands) -> None:
 
 def _run_pretrain(args) -> int:
     from bertdetr.bert.model import BertConfig
-    from bertdetr.bert.pretrain import PretrainConfig, model_preset, pretrain
-    from bertdetr.bert.tokenization import load_vocab
+    from bertdetr.bert.pretraining.pretrain import PretrainConfig, model_preset, pretrain
+    from bertdetr.bert.data.tokenization import load_vocab
     from bertdetr.errors import BertDetrError
     from bertdetr.fileio import expand_inputs
 
@@ -285,7 +285,7 @@ def _run_embed(args) -> int:
 
 
 def _finetune_options(parser, module: str, class_name: str, **kwargs) -> None:
-    """Every field of a fine-tuning config (``bertdetr.bert.finetuning.FinetuneConfig`` and the
+    """Every field of a fine-tuning config (``bertdetr.bert.finetuning.finetune.FinetuneConfig`` and the
     program's own) as an option: Google's flag names, help from the field docstrings, the fields
     without a default required and listed first."""
     from bertdetr.options import add_field_options, field_specs
@@ -296,7 +296,7 @@ def _finetune_options(parser, module: str, class_name: str, **kwargs) -> None:
                       required=tuple(n for n in names if specs[n].default is dataclasses.MISSING), **kwargs)
 
 
-# bertdetr.bert.classifier.PROCESSORS' names (a test keeps them equal), spelled out here so that
+# bertdetr.bert.finetuning.classifier.PROCESSORS' names (a test keeps them equal), spelled out here so that
 # building the command line imports no torch: `bertdetr bert make-data` starts in 0.03 s, not 2 s.
 TASK_NAMES = ("cola", "mnli", "mrpc", "xnli", "tsv")
 
@@ -309,9 +309,9 @@ def _add_classify(commands) -> None:
         "MRPC, XNLI files or your own TSV/CSV (--task-name tsv). Writes train/eval/predict.tf_record "
         "(Google's features), checkpoints, eval_results.txt and eval_metrics.json (the task's GLUE metric), "
         "test_results.tsv (class probabilities), and the fine-tuned model in OUTPUT_DIR/model. Every "
-        "option is a field of bertdetr.bert.classifier.ClassifierConfig (Google's flag names are accepted too).",
+        "option is a field of bertdetr.bert.finetuning.classifier.ClassifierConfig (Google's flag names are accepted too).",
     )
-    _finetune_options(p, "bertdetr.bert.classifier", "ClassifierConfig",
+    _finetune_options(p, "bertdetr.bert.finetuning.classifier", "ClassifierConfig",
                       choices={"task_name": list(TASK_NAMES)}, types={"task_name": str.lower})
     p.set_defaults(func=_run_classify)
 
@@ -319,7 +319,7 @@ def _add_classify(commands) -> None:
 def _run_classify(args) -> int:
     import dataclasses
 
-    from bertdetr.bert.classifier import ClassifierConfig, run_classifier
+    from bertdetr.bert.finetuning.classifier import ClassifierConfig, run_classifier
 
     # every config field is an option of the same name (Google's flag names)
     config = ClassifierConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierConfig)})
@@ -346,16 +346,16 @@ def _add_squad(commands) -> None:
         "to windows (train.tf_record, eval.tf_record in --output-dir, as Google's), a span head fine-tuned "
         "on BERT with Google's optimizer, predictions.json, nbest_predictions.json, null_odds.json (2.0) "
         "and the official EM/F1 in eval_metrics.json. Every option is a field of "
-        "bertdetr.bert.squad.SquadConfig (Google's flag names are accepted too).",
+        "bertdetr.bert.finetuning.squad.SquadConfig (Google's flag names are accepted too).",
     )
-    _finetune_options(p, "bertdetr.bert.squad", "SquadConfig")
+    _finetune_options(p, "bertdetr.bert.finetuning.squad", "SquadConfig")
     p.set_defaults(func=_run_squad)
 
 
 def _run_squad(args) -> int:
     import dataclasses
 
-    from bertdetr.bert.squad import SquadConfig, run_squad
+    from bertdetr.bert.finetuning.squad import SquadConfig, run_squad
 
     names = {f.name for f in dataclasses.fields(SquadConfig)}
     config = SquadConfig(**{k: v for k, v in vars(args).items() if k in names})

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bertdetr.bert.model import BertForPreTraining
-from bertdetr.bert.tokenization import FullTokenizer
+from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.errors import BertDetrError
 
 MASK = "[MASK]"

@@ -13,8 +13,9 @@ P masked positions per sequence (``max_predictions_per_seq``), D hidden size, N 
 H head size (D = N * H), I intermediate (feed-forward) size, V vocabulary size, S segment
 (token type) vocabulary size.
 
-Weights are named as this module builds them; ``bertdetr.bert.weights`` maps them to and from
-Hugging Face's names (``from_pretrained`` / ``save_pretrained``) and Google's TF variables.
+Weights are named as this module builds them; ``bertdetr.bert.weights`` (the loading machinery
+below the models, as transformers' ``modeling_utils.py``) maps them to and from Hugging Face's
+names for ``from_pretrained`` / ``save_pretrained``, and Google's TF variables onto those.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertdetr.bert.data.records import PRETRAINING_FEATURES  # forward's keyword arguments
+from bertdetr.bert.weights import load_state_into, read_pretrained, save_pretrained
 from bertdetr.errors import BertDetrError
 from bertdetr.nn.transformer import (
     FeedForward,
@@ -143,14 +146,6 @@ class BertConfig:
         if not isinstance(d, dict):
             raise BertDetrError(f"config {path} is not a JSON object")
         return cls.from_dict(d)
-
-    def to_json_file(self, path: str | os.PathLike, google: bool = False) -> None:
-        """Writes HF's ``config.json`` (``google=False``) or Google's ``bert_config.json``, atomically."""
-        from bertdetr.fileio import atomic_output
-
-        with atomic_output(path, "w") as f:
-            json.dump(self.to_google_dict() if google else self.to_hf_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
 
     def to_google_dict(self) -> dict[str, Any]:
         """Google's ``bert_config.json`` fields. Google has no layer_norm_eps (always 1e-12) and
@@ -347,7 +342,7 @@ class BertOutput:
 # device-to-host sync that stalls the step (a dozen per step, measured host-bound on an H100).
 # So ``forward`` checks only shapes and dtypes, which cost nothing; values are checked once where
 # data enters, on the host before it goes to the device: ``check_pretraining_features`` on every
-# batch of ``bertdetr.bert.dataset``, ``check_inputs`` by fill-mask/embed, and by anyone calling
+# batch of ``bertdetr.bert.pretraining.dataset``, ``check_inputs`` by fill-mask/embed, and by anyone calling
 # the models with ids from elsewhere (a bad id otherwise fails as torch's index error, or on a GPU
 # as a device-side assert).
 
@@ -478,15 +473,14 @@ class BertModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertModel":
         """Loads a HF-format directory (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
-        from bertdetr.bert.weights import load_pretrained
-
-        return load_pretrained(path, heads=False, config=config)
+        found = read_pretrained(path, BertConfig, config)
+        model = build_bert_model(found.config)
+        load_state_into(model, found.state, found.source, heads=False)
+        return model
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Writes a HF-format directory that ``transformers.BertModel.from_pretrained`` loads."""
-        from bertdetr.bert.weights import save_pretrained
-
-        save_pretrained(self, path)
+        save_pretrained(self, path, "BertModel")
 
 
 class BertForPreTraining(nn.Module):
@@ -542,15 +536,14 @@ class BertForPreTraining(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForPreTraining":
         """Loads a HF-format directory; heads missing from an encoder-only checkpoint are
         initialised as Google's (with a warning)."""
-        from bertdetr.bert.weights import load_pretrained
-
-        return load_pretrained(path, heads=True, config=config)
+        found = read_pretrained(path, BertConfig, config)
+        model = build_bert_for_pretraining(found.config)
+        load_state_into(model, found.state, found.source, heads=True)
+        return model
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Writes a HF-format directory that ``transformers.BertForPreTraining.from_pretrained`` loads."""
-        from bertdetr.bert.weights import save_pretrained
-
-        save_pretrained(self, path)
+        save_pretrained(self, path, "BertForPreTraining")
 
 
 def _check_features_shapes(input_ids, input_mask, segment_ids, positions, ids, weights, nsp_labels) -> None:
@@ -579,11 +572,6 @@ def _check_features_shapes(input_ids, input_mask, segment_ids, positions, ids, w
         if nsp_labels.numel() != B:
             raise BertDetrError(f"next_sentence_labels has shape {list(nsp_labels.shape)}, expected [{B}] or [{B}, 1]")
         _check_integer("next_sentence_labels", nsp_labels)
-
-
-PRETRAINING_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
-                        "masked_lm_weights", "next_sentence_labels")
-"""The keyword arguments of ``BertForPreTraining.forward``: Google's pretraining TFRecord features."""
 
 
 def check_pretraining_features(config: BertConfig, features: dict[str, torch.Tensor]) -> None:
@@ -638,32 +626,9 @@ def build_bert_for_pretraining(config: BertConfig) -> BertForPreTraining:
     return BertForPreTraining(build_bert_model(config), masked_lm, next_sentence)
 
 
-def num_flops_per_sequence(config: BertConfig, seq_length: int, masked_per_seq: int, training: bool = True) -> float:
-    """Matmul FLOPs (2 per multiply-add) of one sequence as this model runs it; x3 for training.
-
-    With ``masked_per_seq`` > 0 (BertForPreTraining): the last layer computes queries, attention
-    output and feed-forward at [CLS] + the masked positions only, and the MLM transform and
-    vocabulary projection run at the masked positions only. With 0: the encoder alone (BertModel).
-    Padding tokens count as tokens (the layers run on the padded batch).
-    """
-    D, I, L, T, V = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, seq_length,
-                     config.vocab_size)
-
-    def layer(q: int) -> int:  # q query positions against T key/value positions
-        return 2 * (q * (2 * D * D + 2 * D * I) + T * 2 * D * D) + 2 * 2 * q * T * D
-
-    if masked_per_seq:
-        encoder = (L - 1) * layer(T) + layer(1 + masked_per_seq)
-        heads = 2 * masked_per_seq * (D * D + D * V) + 2 * (D * D + 2 * D)
-    else:
-        encoder, heads = L * layer(T), 2 * D * D
-    return float((encoder + heads) * (3 if training else 1))
-
-
 __all__ = [
     "BertConfig", "BertModel", "BertForPreTraining", "BertOutput", "BertEmbeddings", "Pooler", "MaskedLMHead",
     "build_bert_model", "build_bert_for_pretraining", "masked_lm_loss", "next_sentence_loss",
     "get_masked_lm_output", "get_next_sentence_output", "gather_indexes", "create_attention_mask_from_input_mask",
     "check_pretraining_features", "PRETRAINING_FEATURES", "init_google_",
-    "num_flops_per_sequence",
 ]

@@ -1,6 +1,13 @@
-"""BERT weights in and out: Hugging Face directories and Google's TensorFlow checkpoints.
+"""BERT weight files in and out, for every model: Hugging Face directories and Google's TF checkpoints.
 
-The model (``bertdetr.bert.model``) names its tensors after its own modules; this file holds the one
+The loading machinery under the models, as transformers' ``modeling_utils.py`` is under its
+``modeling_bert.py``: the models' ``from_pretrained``/``save_pretrained`` (``bert/model.py``,
+``bert/heads.py``) call the functions here, and nothing here imports a model (the models are
+duck-typed: ``model.config``, ``model.bert``, ``model.output_weights``...), so no import runs back
+up. Converting Google's TF checkpoints into directories, which builds models, is above them
+(``bert/convert.py``).
+
+The models name their tensors after their own modules; this file holds the one
 table from those names to HF's (``_name_pairs``), and Google's variable names map onto HF's by a
 fixed rewrite (``google_to_hf_name``). The only non-rename is attention: HF and Google keep
 separate query/key/value matrices, concatenated here into the fused ``in_proj_weight`` [3D, D]
@@ -17,20 +24,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import warnings
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
 
-from bertdetr.bert.model import (
-    BertConfig,
-    BertForPreTraining,
-    BertModel,
-    build_bert_for_pretraining,
-    build_bert_model,
-)
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
@@ -48,7 +48,7 @@ class WeightsError(BertDetrError):
     """A checkpoint that does not fit the model (names or shapes), or cannot be read."""
 
 
-def _name_pairs(config: BertConfig, heads: bool) -> Iterator[tuple[str, str | tuple[str, str, str]]]:
+def _name_pairs(config, heads: bool) -> Iterator[tuple[str, str | tuple[str, str, str]]]:
     """(our name, HF name) for every tensor; the HF side of in_proj is (query, key, value).
 
     Names are relative to BertModel (HF: without the ``bert.`` prefix); head names are those of
@@ -81,7 +81,7 @@ def _is_head(ours_name: str) -> bool:
     return ours_name.startswith(("masked_lm.", "next_sentence."))
 
 
-def to_hf_state_dict(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
+def to_hf_state_dict(state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
     """Our state dict (or any dict of per-parameter tensors, e.g. gradients) -> HF names.
 
     Keys of a BertForPreTraining (``bert.*``, heads) give HF BertForPreTraining keys; keys of a
@@ -109,7 +109,7 @@ def _normalise_hf_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def from_hf_state_dict(
-    state: dict[str, torch.Tensor], config: BertConfig, heads: bool
+    state: dict[str, torch.Tensor], config, heads: bool
 ) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """HF-named tensors -> (our names (``bert.*`` and heads if ``heads``), missing HF names,
     unexpected HF names). Accepts HF BertModel keys (no prefix) and BertForPreTraining keys."""
@@ -136,12 +136,11 @@ def from_hf_state_dict(
     return out, missing, unexpected
 
 
-def load_state_into(model: BertModel | BertForPreTraining, state: dict[str, torch.Tensor], source: str) -> None:
-    """Loads HF-named ``state`` into ``model``; raises ``WeightsError`` naming every missing,
-    unexpected or mis-shaped encoder tensor; warns about missing heads (kept at Google's init) and
-    about tensors of other heads (skipped)."""
+def load_state_into(model, state: dict[str, torch.Tensor], source: str, heads: bool) -> None:
+    """Loads HF-named ``state`` into ``model`` (a BertModel, or with ``heads`` a BertForPreTraining);
+    raises ``WeightsError`` naming every missing, unexpected or mis-shaped encoder tensor; warns
+    about missing heads (kept at Google's init) and about tensors of other heads (skipped)."""
     config = model.config
-    heads = isinstance(model, BertForPreTraining)
     ours, missing, unexpected = from_hf_state_dict(state, config, heads)
     head_missing = [n for n in missing if n.startswith("cls.")]
     body_missing = [n for n in missing if not n.startswith("cls.")]
@@ -231,9 +230,25 @@ def read_hf_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
     raise WeightsError(f"no {SAFETENSORS} or {PYTORCH_BIN} in {path}")
 
 
-def load_pretrained(path: str | os.PathLike, heads: bool, config: BertConfig | None = None):
-    """BertModel (``heads=False``) or BertForPreTraining from a HF-format directory."""
+@dataclass
+class Pretrained:
+    """What ``read_pretrained`` found in a HF-format directory."""
+
+    config: Any
+    """The model's config (an instance of the ``config_class`` asked for)."""
+    state: dict[str, torch.Tensor] = field(repr=False)
+    """Its tensors by HF's names, floating point ones as float32."""
+    source: str
+    """The weights file they came from (for messages)."""
+    hf_config: dict = field(default_factory=dict, repr=False)
+    """``config.json`` as read (labels, architectures...); {} when the config was given."""
+
+
+def read_pretrained(path: str | os.PathLike, config_class, config=None) -> Pretrained:
+    """A HF-format directory's config (``config_class.from_json_file`` of its ``config.json``,
+    unless ``config`` is given) and weights (``read_hf_weights``), for a model's ``from_pretrained``."""
     path = os.fspath(path)
+    hf_config: dict = {}
     if config is None:
         config_file = os.path.join(path, CONFIG)
         if not os.path.exists(config_file):
@@ -241,20 +256,46 @@ def load_pretrained(path: str | os.PathLike, heads: bool, config: BertConfig | N
             if os.path.exists(os.path.join(path, "bert_config.json")):
                 hint = " (a Google TF release? convert it first: bertdetr bert convert --tf-checkpoint DIR/bert_model.ckpt)"
             raise WeightsError(f"no {CONFIG} in {path}{hint}")
-        config = BertConfig.from_json_file(config_file)
+        config = config_class.from_json_file(config_file)
+        hf_config = _read_json(config_file)
     state, source = read_hf_weights(path)
-    model = build_bert_for_pretraining(config) if heads else build_bert_model(config)
-    load_state_into(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source)
-    return model
+    return Pretrained(config, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source,
+                      hf_config)
 
 
-def save_pretrained(model: BertModel | BertForPreTraining, path: str | os.PathLike) -> None:
-    """Writes ``config.json`` and ``model.safetensors`` with HF's names (each file atomically).
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def read_labels(directory: str | os.PathLike | None, num_labels: int | None = None,
+                hf_config: dict | None = None) -> list[str] | None:
+    """A fine-tuned classifier's label names, in id order: ``id2label`` of ``hf_config`` or of the
+    directory's ``config.json``. With ``num_labels`` every id gets a name (transformers' ``LABEL_i``
+    where the config has none); without, None when the config names no labels (or is missing)."""
+    if hf_config is None:
+        hf_config = _read_json(os.path.join(os.fspath(directory), CONFIG)) if directory else {}
+    id2label = hf_config.get("id2label") or {}
+    if not isinstance(id2label, dict):
+        id2label = {}
+    if num_labels is None:
+        if not id2label:
+            return None
+        num_labels = len(id2label)
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(num_labels)]
+
+
+def save_pretrained(model, path: str | os.PathLike, architecture: str) -> None:
+    """Writes ``config.json`` and ``model.safetensors`` of a BertModel or BertForPreTraining with HF's
+    names (each file atomically), ``architecture`` its HF class name.
 
     The tied decoder weight is not written (HF ties it on load, as its own save does)."""
-    arch = "BertForPreTraining" if isinstance(model, BertForPreTraining) else "BertModel"
     state = to_hf_state_dict({k: v.detach() for k, v in model.state_dict().items()}, model.config)
-    write_hf_directory(path, state, model.config.to_hf_dict(arch))
+    write_hf_directory(path, state, model.config.to_hf_dict(architecture))
 
 
 def write_hf_directory(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict) -> None:
@@ -329,38 +370,6 @@ def read_tf_checkpoint(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]
     return state
 
 
-def convert_tf_checkpoint(checkpoint: str | os.PathLike, config_file: str | os.PathLike,
-                          output_dir: str | os.PathLike, heads: bool = True) -> BertModel | BertForPreTraining:
-    """Google's ``bert_model.ckpt`` + ``bert_config.json`` -> a HF-format directory (which
-    ``transformers`` and ``from_pretrained`` load). ``vocab.txt`` beside the checkpoint is copied.
-
-    Raises ``WeightsError`` naming any variable that has no place in the model."""
-    config = BertConfig.from_json_file(config_file)
-    state = read_tf_checkpoint(checkpoint)
-    if CLASSIFIER_WEIGHT in state:
-        return convert_classifier_state(state, config, output_dir, os.fspath(checkpoint))
-    if any(k in state for k in _GOOGLE_SQUAD):
-        return convert_squad_state(state, config, output_dir, os.fspath(checkpoint))
-    _, _, unexpected = from_hf_state_dict(state, config, heads=True)
-    if unexpected:
-        raise WeightsError(f"TF checkpoint {os.fspath(checkpoint)} has variables this model has no place for "
-                           f"(as HF names): {', '.join(unexpected)}")
-    model = build_bert_for_pretraining(config) if heads else build_bert_model(config)
-    load_state_into(model, state, os.fspath(checkpoint))
-    return _save_converted(model, output_dir, os.fspath(checkpoint))
-
-
-def _save_converted(model, output_dir: str | os.PathLike, checkpoint: str):
-    """A converted model in eval mode, written to ``output_dir`` with the ``vocab.txt`` found beside
-    ``checkpoint`` (Google's releases keep it there)."""
-    model.eval()
-    model.save_pretrained(output_dir)
-    vocab = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "vocab.txt")
-    if os.path.exists(vocab):
-        shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
-    return model
-
-
 # ---- sequence classifiers (Google's run_classifier, HF's BertForSequenceClassification) -------
 
 CLASSIFIER_WEIGHT, CLASSIFIER_BIAS = "classifier.weight", "classifier.bias"
@@ -373,7 +382,7 @@ def load_classifier_state(model, state: dict[str, torch.Tensor], source: str) ->
     number of labels is an error."""
     state = dict(state)
     weight, bias = state.pop(CLASSIFIER_WEIGHT, None), state.pop(CLASSIFIER_BIAS, None)
-    load_state_into(model.bert, state, source)
+    load_state_into(model.bert, state, source, heads=False)
     if weight is None or bias is None:
         return False
     if tuple(weight.shape) != tuple(model.output_weights.shape) or bias.shape[0] != model.num_labels:
@@ -383,33 +392,6 @@ def load_classifier_state(model, state: dict[str, torch.Tensor], source: str) ->
         model.output_weights.copy_(weight.float())
         model.output_bias.copy_(bias.float())
     return True
-
-
-def _labels_of(config_file: str, num_labels: int) -> list[str]:
-    with open(config_file, encoding="utf-8") as f:
-        id2label = json.load(f).get("id2label") or {}
-    labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(num_labels)]
-    return labels
-
-
-def load_sequence_classifier(path: str | os.PathLike, config: BertConfig | None = None):
-    """``BertForSequenceClassification`` from a HF-format directory saved by transformers or by
-    ``save_sequence_classifier`` (labels from config.json's ``id2label``)."""
-    from bertdetr.bert.classifier import create_model
-
-    path = os.fspath(path)
-    config_file = os.path.join(path, CONFIG)
-    if config is None:
-        if not os.path.exists(config_file):
-            raise WeightsError(f"no {CONFIG} in {path}")
-        config = BertConfig.from_json_file(config_file)
-    state, source = read_hf_weights(path)
-    if CLASSIFIER_WEIGHT not in state:
-        raise WeightsError(f"{source} has no classifier ({CLASSIFIER_WEIGHT}): not a BertForSequenceClassification; "
-                           "fine-tune it with bertdetr bert classify --init-checkpoint")
-    model = create_model(config, _labels_of(config_file, state[CLASSIFIER_WEIGHT].shape[0]))
-    load_classifier_state(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source)
-    return model
 
 
 def save_sequence_classifier(model, path: str | os.PathLike) -> None:
@@ -425,26 +407,12 @@ def save_sequence_classifier(model, path: str | os.PathLike) -> None:
     write_hf_directory(path, state, d)
 
 
-def convert_classifier_state(state: dict[str, torch.Tensor], config: BertConfig, output_dir: str | os.PathLike,
-                             source: str):
-    """Google's fine-tuned ``run_classifier`` checkpoint (HF-named by ``read_tf_checkpoint``:
-    ``bert/*`` and the top-level ``output_weights``/``output_bias``) -> a HF-format
-    ``BertForSequenceClassification`` directory. Google's checkpoint has no label names: they are
-    written as "0", "1", ... (the task's label list order)."""
-    from bertdetr.bert.classifier import create_model
-
-    num_labels = state[CLASSIFIER_WEIGHT].shape[0]
-    model = create_model(config, [str(i) for i in range(num_labels)])
-    load_classifier_state(model, state, source)
-    return _save_converted(model, output_dir, source)
-
-
 # ---- question answering (Google's run_squad, HF's BertForQuestionAnswering) -------------------
 
 SQUAD_WEIGHT, SQUAD_BIAS = "qa_outputs.weight", "qa_outputs.bias"
 # Google's cls/squad/output_weights [2, D] (used with transpose_b, so already torch's layout) and
 # cls/squad/output_bias, as google_to_hf_name names them, -> HF's qa_outputs.
-_GOOGLE_SQUAD = {"cls.squad.weight": SQUAD_WEIGHT, "cls.squad.bias": SQUAD_BIAS}
+GOOGLE_SQUAD_NAMES = {"cls.squad.weight": SQUAD_WEIGHT, "cls.squad.bias": SQUAD_BIAS}
 _POOLER = ("pooler.dense.weight", "pooler.dense.bias")
 
 
@@ -455,12 +423,12 @@ def load_question_answering_state(model, state: dict[str, torch.Tensor], source:
 
     HF's BertForQuestionAnswering has no pooler (``add_pooling_layer=False``) and the span head
     never reads it: a missing pooler keeps the model's own, silently."""
-    state = {_GOOGLE_SQUAD.get(k, k): v for k, v in state.items()}
+    state = {GOOGLE_SQUAD_NAMES.get(k, k): v for k, v in state.items()}
     weight, bias = state.pop(SQUAD_WEIGHT, None), state.pop(SQUAD_BIAS, None)
     prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
     for name in _POOLER:
         state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
-    load_state_into(model.bert, state, source)
+    load_state_into(model.bert, state, source, heads=False)
     if weight is None or bias is None:
         return False
     if tuple(weight.shape) != tuple(model.output_weights.shape) or tuple(bias.shape) != (2,):
@@ -472,26 +440,6 @@ def load_question_answering_state(model, state: dict[str, torch.Tensor], source:
     return True
 
 
-def load_question_answering(path: str | os.PathLike, config: BertConfig | None = None):
-    """``BertForQuestionAnswering`` from a HF-format directory saved by transformers or by
-    ``save_question_answering``; a directory without the span head is an error."""
-    from bertdetr.bert.squad import create_model
-
-    path = os.fspath(path)
-    if config is None:
-        config_file = os.path.join(path, CONFIG)
-        if not os.path.exists(config_file):
-            raise WeightsError(f"no {CONFIG} in {path}")
-        config = BertConfig.from_json_file(config_file)
-    state, source = read_hf_weights(path)
-    model = create_model(config)
-    if not load_question_answering_state(model, {k: v.float() if v.is_floating_point() else v
-                                                 for k, v in state.items()}, source):
-        raise WeightsError(f"{source} has no span head ({SQUAD_WEIGHT}): not a BertForQuestionAnswering; "
-                           "fine-tune it with bertdetr bert squad --init-checkpoint")
-    return model
-
-
 def save_question_answering(model, path: str | os.PathLike) -> None:
     """Writes ``config.json`` and ``model.safetensors`` as transformers'
     ``BertForQuestionAnswering.save_pretrained`` does (``bert.*`` without the pooler, which it does
@@ -501,15 +449,3 @@ def save_question_answering(model, path: str | os.PathLike) -> None:
     state[SQUAD_WEIGHT] = model.output_weights.detach()
     state[SQUAD_BIAS] = model.output_bias.detach()
     write_hf_directory(path, state, model.config.to_hf_dict("BertForQuestionAnswering"))
-
-
-def convert_squad_state(state: dict[str, torch.Tensor], config: BertConfig, output_dir: str | os.PathLike,
-                        source: str):
-    """Google's fine-tuned ``run_squad`` checkpoint (HF-named by ``read_tf_checkpoint``: ``bert.*``
-    and ``cls.squad.*``) -> a HF-format ``BertForQuestionAnswering`` directory (vocab.txt beside
-    the checkpoint copied)."""
-    from bertdetr.bert.squad import create_model
-
-    model = create_model(config)
-    load_question_answering_state(model, state, source)
-    return _save_converted(model, output_dir, source)

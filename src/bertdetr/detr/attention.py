@@ -19,10 +19,10 @@ import random
 import torch
 from PIL import ImageDraw
 
-from bertdetr.detr.data import load_image
+from bertdetr.detr.data.coco import load_image
 from bertdetr.detr.model import DETR
 from bertdetr.detr.postprocess import DetrPostProcess
-from bertdetr.detr.transforms import eval_transforms
+from bertdetr.detr.data.transforms import eval_transforms
 from bertdetr.detr.visualize import class_color, draw_detections, overlay_heatmap
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output

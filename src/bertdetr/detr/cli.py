@@ -54,7 +54,7 @@ def _run_convert(args) -> int:
     import torch
 
     from bertdetr.detr import weights
-    from bertdetr.detr.pipelines import save_pipeline
+    from bertdetr.detr.data.pipelines import save_pipeline
     from bertdetr.errors import BertDetrError
     from bertdetr.fileio import check_writable
 
@@ -67,7 +67,7 @@ def _run_convert(args) -> int:
         checkpoint = weights.read_checkpoint(args.checkpoint)
         mmdet_config = args.config
         if not mmdet_config:
-            from bertdetr.detr.mmdet_config import mmdet_config_from_text
+            from bertdetr.detr.convert.mmdet_config import mmdet_config_from_text
 
             text = weights.mmdet_config_text(checkpoint)
             if text is None:
@@ -180,7 +180,7 @@ def _add_make_shapes(commands) -> None:
 
 
 def _run_make_shapes(args) -> int:
-    from bertdetr.detr.shapes import ShapesConfig, make_shapes
+    from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
 
     for split, n in (("train", args.train_images), ("val", args.val_images)):
         if n:
@@ -250,9 +250,9 @@ def _run_eval(args) -> int:
 
     import torch
 
-    from bertdetr.detr.data import check_images, load_coco
+    from bertdetr.detr.data.coco import check_images, load_coco
     from bertdetr.detr.evaluate import coco_api, evaluate_detr, label_category_ids
-    from bertdetr.detr.pipelines import check_pipeline, load_pipeline
+    from bertdetr.detr.data.pipelines import check_pipeline, load_pipeline
     from bertdetr.detr.weights import load_classes, load_detr
     from bertdetr.fileio import atomic_output, check_writable
 
@@ -377,7 +377,7 @@ def _add_export(commands) -> None:
 
 
 def _run_export(args) -> int:
-    from bertdetr.detr.export import export_checkpoint
+    from bertdetr.detr.convert.export import export_checkpoint
 
     print("wrote " + export_checkpoint(args.checkpoint, args.format, args.output, args.opset))
     return 0

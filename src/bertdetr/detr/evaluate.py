@@ -19,12 +19,12 @@ from typing import Iterable, Sequence
 
 import torch
 
-from bertdetr.detr.data import CocoDetection, CocoIndex, collate
+from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate
 from bertdetr.detr.model import DETR
-from bertdetr.detr.pipelines import PipelineDataset
+from bertdetr.detr.data.pipelines import PipelineDataset
 from bertdetr.detr.postprocess import DetrPostProcess
-from bertdetr.detr.transforms import eval_transforms
-from bertdetr.distributed import Distributed
+from bertdetr.detr.data.transforms import eval_transforms
+from bertdetr.training.distributed import Distributed
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 

@@ -7,9 +7,9 @@ import os
 
 import torch
 
-from bertdetr.detr.data import ImageLoadError
+from bertdetr.detr.data.coco import ImageLoadError
 from bertdetr.detr.evaluate import to_coco_results, write_results
-from bertdetr.detr.pipelines import check_pipeline, load_pipeline, official_prepare, prepare_image
+from bertdetr.detr.data.pipelines import check_pipeline, load_pipeline, official_prepare, prepare_image
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.detr.weights import load_classes, load_detr

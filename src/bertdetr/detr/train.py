@@ -27,15 +27,15 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from bertdetr.checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from bertdetr.training.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from bertdetr.detr.config import DETRConfig
-from bertdetr.detr.data import CocoDetection, CocoIndex, check_images, collate, load_coco
+from bertdetr.detr.data.coco import CocoDetection, CocoIndex, check_images, collate, load_coco
 from bertdetr.detr.evaluate import COCO_BACKENDS, evaluate_detr
 from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr
-from bertdetr.detr.transforms import TRAIN_SCALES, train_transforms
+from bertdetr.detr.data.transforms import TRAIN_SCALES, train_transforms
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr
-from bertdetr.distributed import (
+from bertdetr.training.distributed import (
     Distributed,
     all_ranks_ok,
     gather_rng_states,
@@ -44,16 +44,16 @@ from bertdetr.distributed import (
 )
 from bertdetr.errors import BertDetrError, require, require_at_least
 from bertdetr.fileio import atomic_output, check_writable
-from bertdetr.precision import MixedPrecision
-from bertdetr.runfolder import (
+from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.folder import (
     DETR_TRAIN,
     recorded_config,
     remove_unfinished_logs,
     resume_changes,
     settle_run_folder,
 )
-from bertdetr.runlog import ScalarLog, plot_curves, tensorboard_writer
-from bertdetr.threads import set_num_threads
+from bertdetr.training.scalars import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.training.threads import set_num_threads
 
 
 @dataclass
@@ -121,7 +121,7 @@ class TrainConfig:
     num_workers: int = 2
     """DataLoader workers per process."""
     num_threads: int | None = None
-    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.threads)."""
+    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
     bf16: bool = False
     """bfloat16 autocast for forward and backward."""
     fp16: bool = False

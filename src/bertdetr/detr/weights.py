@@ -48,7 +48,7 @@ from bertdetr.detr.config import (
     PositionalEncodingConfig,
     load_detr_config,
 )
-from bertdetr.detr.mmdet_config import config_from_mmdet, load_mmdet_config
+from bertdetr.detr.convert.mmdet_config import config_from_mmdet, load_mmdet_config
 from bertdetr.detr.model import DETR, build_detr
 from bertdetr.errors import BertDetrError
 

@@ -1,0 +1,136 @@
+"""Training a WordPiece vocabulary in Google's ``vocab.txt`` layout (missing from Google's release).
+
+The pieces are learned by the Rust ``tokenizers`` BPE trainer, but on words produced by our own
+``BasicTokenizer`` (Google's cleaning, lowercasing/accent stripping and punctuation split), so the
+vocabulary is learned on exactly the words ``FullTokenizer`` will later split into pieces.
+
+Why BPE with a word-start marker rather than ``tokenizers``' own ``WordPieceTrainer`` (which is the
+same BPE trainer with a ``##`` continuation prefix): that trainer numbers the ``##x`` pieces in the
+iteration order of a Rust hash map, which is seeded at random in every process, and breaks ties
+between equally frequent merges by those numbers, so two runs on the same corpus give different
+vocabularies. Marking the *start* of each word instead (a control character, which Google's
+cleaning removes from any text, so it never collides with a real character) keeps every initial
+symbol in the trainer's sorted alphabet: the merges, and so the vocabulary, are the same on every
+run. Pieces beginning with the marker become word-initial pieces; every other piece becomes a
+``##`` continuation piece, which is exactly WordPiece's split. Every character of the kept
+alphabet is in the vocabulary in both forms, so no word of the corpus becomes ``[UNK]``.
+
+The file is laid out as Google's released vocabularies are::
+
+    [PAD]  [unused0] ... [unused{k-1}]  [UNK]  [CLS]  [SEP]  [MASK]  pieces...
+
+(bert-base-uncased has ``[PAD]`` at 0, 99 ``[unused*]`` slots, ``[UNK]`` at 100, ``[CLS]`` 101,
+``[SEP]`` 102, ``[MASK]`` 103; its remaining ``[unused*]`` slots come after ``[MASK]``, which we do
+not reproduce: all unused slots sit before ``[UNK]``.) The ``[unused*]`` entries are the slots
+Google reserves for users to repurpose as new tokens when fine-tuning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from bertdetr.bert.data.tokenization import BasicTokenizer, convert_to_unicode
+from bertdetr.errors import BertDetrError
+from bertdetr.fileio import atomic_output, check_writable, expand_inputs
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@dataclass
+class VocabConfig:
+    vocab_size: int = 30522
+    """Total entries in the written file: specials, ``[unused*]`` slots and learned pieces."""
+    do_lower_case: bool = True
+    """Lowercase and strip accents before learning (an uncased model), as ``FullTokenizer``."""
+    num_unused: int = 99
+    """``[unused*]`` slots between ``[PAD]`` and ``[UNK]`` (99 as bert-base-uncased)."""
+    min_frequency: int = 2
+    """Minimum pair frequency for the trainer to merge two pieces."""
+    limit_alphabet: int = 1000
+    """At most this many distinct characters become pieces (rarer ones end up ``[UNK]``)."""
+
+    def __post_init__(self):
+        if self.num_unused < 0:
+            raise BertDetrError(f"num_unused must be >= 0, got {self.num_unused}")
+        minimum = len(SPECIAL_TOKENS) + self.num_unused + 1
+        if self.vocab_size < minimum:
+            raise BertDetrError(
+                f"vocab_size {self.vocab_size} is too small: the specials and {self.num_unused} "
+                f"[unused*] slots alone take {minimum - 1} entries"
+            )
+        if self.min_frequency < 1:
+            raise BertDetrError(f"min_frequency must be >= 1, got {self.min_frequency}")
+        if self.limit_alphabet < 1:
+            raise BertDetrError(f"limit_alphabet must be >= 1, got {self.limit_alphabet}")
+
+
+# Marks the start of each word for the trainer (a Cc character: BasicTokenizer drops it from text).
+_WORD_START = "\x01"
+
+
+def _marked_words(files: list[str], basic: BasicTokenizer) -> Iterator[str]:
+    for path in files:
+        with open(path, "rb") as f:
+            for raw in f:
+                words = basic.tokenize(convert_to_unicode(raw))
+                if words:
+                    yield " ".join(_WORD_START + w for w in words)
+
+
+def train_vocab(files: list[str], config: VocabConfig) -> list[str]:
+    """Learns WordPiece pieces from ``files`` and returns the full vocabulary in Google's layout:
+    specials and unused slots, the alphabet as word-initial pieces, the alphabet as ``##`` pieces,
+    then the learned pieces, most frequent merge first (the same result on every run)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    budget = config.vocab_size - config.num_unused - len(SPECIAL_TOKENS)
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    # Words are already split by BasicTokenizer; the trainer must not split them differently.
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(
+        # Room for the alphabet's second form and the marker, trimmed back to the budget below.
+        vocab_size=len(SPECIAL_TOKENS) + budget + config.limit_alphabet + 1,
+        min_frequency=config.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        limit_alphabet=config.limit_alphabet + 1,  # + the marker
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_marked_words(files, BasicTokenizer(config.do_lower_case)), trainer=trainer)
+    learned = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+               if t not in SPECIAL_TOKENS and t != _WORD_START]
+    if not learned:
+        raise BertDetrError(f"no words found in the input files: {', '.join(files)}")
+    alphabet = sorted({c for t in learned for c in t if c != _WORD_START})
+    pieces = [*alphabet, *("##" + c for c in alphabet)]
+    seen = set(pieces)
+    for token in learned:
+        piece = token[1:] if token.startswith(_WORD_START) else "##" + token
+        if piece not in seen and piece != "##":
+            seen.add(piece)
+            pieces.append(piece)
+    if len(pieces) > budget:
+        if 2 * len(alphabet) > budget:
+            raise BertDetrError(
+                f"vocab_size {config.vocab_size} is too small for this corpus: its {len(alphabet)} characters "
+                f"alone need {2 * len(alphabet)} entries (each as a word start and as ##); "
+                f"raise --vocab-size or lower --limit-alphabet")
+        pieces = pieces[:budget]  # drop the rarest merges
+    unused = [f"[unused{i}]" for i in range(config.num_unused)]
+    return ["[PAD]", *unused, "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces]
+
+
+def write_vocab(tokens: list[str], path: str | os.PathLike) -> None:
+    """Writes one token a line (UTF-8), atomically."""
+    with atomic_output(path, "wb") as f:
+        f.write("".join(t + "\n" for t in tokens).encode("utf-8"))
+
+
+def build_vocab(input_patterns: Iterable[str], output: str | os.PathLike, config: VocabConfig) -> list[str]:
+    """Checks inputs and output, trains, writes ``output``; returns the vocabulary."""
+    files = expand_inputs(input_patterns)
+    check_writable(output)
+    tokens = train_vocab(files, config)
+    write_vocab(tokens, output)
+    return tokens

@@ -1,0 +1,359 @@
+"""``bertdetr bert classify``: Google's ``run_classifier.py``, its functions under its names.
+
+Read top to bottom as Google's file, after its data half (``classifier_data``: examples, processors,
+features): ``create_model`` (the classification head on the pooled output,
+``bertdetr.bert.heads.BertForSequenceClassification``, and its loss), the evaluation metrics, then
+the run (training, evaluation, prediction) that Google's ``main`` drives through TPUEstimator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from bertdetr.bert.data.records import write_record
+from bertdetr.bert.data.tokenization import FullTokenizer
+from bertdetr.bert.finetuning.classifier_data import (
+    PROCESSORS,
+    DataProcessor,
+    TsvProcessor,
+    XnliProcessor,
+    convert_single_example,
+    features_to_example,
+    features_to_tensors,
+)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, export_model, finetune, model_files,
+                                               read_init_checkpoint, run_checkpoint)
+from bertdetr.bert.heads import BertForSequenceClassification
+from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
+from bertdetr.bert.weights import load_classifier_state, read_labels
+from bertdetr.errors import BertDetrError, require_at_least
+from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
+
+
+def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
+                 ) -> BertForSequenceClassification:
+    """Google's ``create_model`` as a module: the classifier on ``bert`` (a new BertModel with
+    Google's initialisation when None). Its forward returns Google's four outputs by name."""
+    return BertForSequenceClassification(bert if bert is not None else build_bert_model(bert_config), labels)
+
+
+# ---- metrics -----------------------------------------------------------------------------------
+
+
+def metric_fn(per_example_loss: np.ndarray, label_ids: np.ndarray, predictions: np.ndarray,
+              is_real_example: np.ndarray) -> dict[str, float]:
+    """Google's eval metrics: ``eval_accuracy`` and ``eval_loss``, each weighted by
+    ``is_real_example`` (so TPU padding examples do not count)."""
+    w = is_real_example.astype(np.float64)
+    total = max(w.sum(), 1e-12)
+    return {"eval_accuracy": float((w * (predictions == label_ids)).sum() / total),
+            "eval_loss": float((w * per_example_loss).sum() / total)}
+
+
+def f1_score(label_ids: np.ndarray, predictions: np.ndarray, positive: int = 1) -> float:
+    """F1 of the positive class (GLUE's MRPC metric; label "1" = paraphrase); 0 when undefined."""
+    tp = int(((predictions == positive) & (label_ids == positive)).sum())
+    fp = int(((predictions == positive) & (label_ids != positive)).sum())
+    fn = int(((predictions != positive) & (label_ids == positive)).sum())
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def matthews_corrcoef(label_ids: np.ndarray, predictions: np.ndarray) -> float:
+    """Matthews correlation of binary labels (GLUE's CoLA metric); 0 when a marginal is empty, as
+    scikit-learn returns."""
+    tp = float(((predictions == 1) & (label_ids == 1)).sum())
+    tn = float(((predictions == 0) & (label_ids == 0)).sum())
+    fp = float(((predictions == 1) & (label_ids == 0)).sum())
+    fn = float(((predictions == 0) & (label_ids == 1)).sum())
+    denom = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    return 0.0 if denom == 0 else (tp * tn - fp * fn) / denom
+
+
+def glue_metrics(task_name: str, label_ids: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """The GLUE leaderboard metric of each task: MRPC accuracy and F1, CoLA Matthews correlation,
+    accuracy for MNLI (matched), XNLI and a user's own task."""
+    metrics = {"accuracy": float((label_ids == predictions).mean()) if len(label_ids) else 0.0}
+    if task_name == "mrpc":
+        metrics["f1"] = f1_score(label_ids, predictions)
+    if task_name == "cola":
+        metrics["matthews_corrcoef"] = matthews_corrcoef(label_ids, predictions)
+    return metrics
+
+
+# ---- the run: Google's main --------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ClassifierConfig(FinetuneConfig):
+    """Google's ``run_classifier.py`` flags (same names and defaults), plus this program's own; the
+    ones ``run_squad.py`` shares are ``FinetuneConfig``'s."""
+
+    task_name: str
+    """cola, mnli, mrpc, xnli (Google's processors), or tsv (``TsvProcessor``: a user's own files)."""
+    data_dir: str
+    """The input data dir with the task's .tsv (or, for tsv, .csv) files."""
+    max_seq_length: int = 128
+    """Total input length after WordPiece tokenization: longer inputs are cut, shorter padded."""
+    do_eval: bool = False
+    """Evaluate on the dev set (eval_results.txt, eval_metrics.json)."""
+    do_predict: bool = False
+    """Class probabilities for the test set (test_results.tsv)."""
+    eval_batch_size: int = 8
+    """Total batch size for eval."""
+    text_a_column: str = "sentence"
+    """tsv task: the column of the first text."""
+    text_b_column: str | None = None
+    """tsv task: the column of the second text (None: single-sentence task)."""
+    label_column: str = "label"
+    """tsv task: the column of the label."""
+    xnli_language: str = "zh"
+    """xnli task: the language trained and evaluated (Google fixes "zh")."""
+
+    def __post_init__(self):
+        if self.task_name.lower() not in (*PROCESSORS, "tsv"):
+            raise BertDetrError(f"Task not found: {self.task_name} (choose one of {', '.join(PROCESSORS)}, tsv)")
+        self.task_name = self.task_name.lower()
+        if not (self.do_train or self.do_eval or self.do_predict):
+            raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
+        super().__post_init__()
+        require_at_least(self, ("eval_batch_size",), 1, "--")
+        if self.max_seq_length < 3:
+            raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for [CLS] text [SEP]")
+        if not os.path.isdir(self.data_dir):
+            raise BertDetrError(f"data dir not found: {self.data_dir}")
+        if not any(os.scandir(self.data_dir)):
+            raise BertDetrError(f"data dir {self.data_dir} is empty: it needs the task's files "
+                                "(train.tsv, dev.tsv, test.tsv for GLUE tasks)")
+
+
+def make_processor(config: ClassifierConfig, labels: Sequence[str] | None = None) -> DataProcessor:
+    if config.task_name == "tsv":
+        return TsvProcessor(config.data_dir, config.text_a_column, config.text_b_column, config.label_column,
+                            labels)
+    if config.task_name == "xnli":
+        return XnliProcessor(config.xnli_language)
+    return PROCESSORS[config.task_name]()
+
+
+def _model_files(config: ClassifierConfig) -> tuple[BertConfig, str]:
+    """The model's BertConfig and vocab file, from the flags or beside --init-checkpoint."""
+    return model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint, config.max_seq_length)
+
+
+def _checkpoint_labels(config: ClassifierConfig) -> list[str] | None:
+    """Label names of a fine-tuned model to evaluate: output_dir's latest checkpoint or exported
+    model, or an --init-checkpoint BertForSequenceClassification directory."""
+    last = latest_checkpoint(config.output_dir)
+    if last:
+        return list(load_checkpoint(last)["labels"])
+    for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
+        labels = read_labels(d) if d and os.path.isdir(d) else None
+        if labels:
+            return labels
+    return None
+
+
+def _init_model(config: ClassifierConfig, bert_config: BertConfig, labels: list[str]) -> tuple[BertForSequenceClassification, bool]:
+    """The model to fine-tune or evaluate, and whether its classifier head was loaded."""
+    model = create_model(bert_config, labels)
+    if not config.init_checkpoint:
+        return model, False
+    path = config.init_checkpoint
+    state, source = read_init_checkpoint(path)
+    head_loaded = load_classifier_state(model, state, source)
+    if head_loaded and os.path.isdir(path):
+        _align_head_labels(model, read_labels(path), source)
+    return model, head_loaded
+
+
+def _align_head_labels(model: BertForSequenceClassification, ckpt_labels: list[str] | None, source: str) -> None:
+    """A fine-tuned head whose checkpoint names its labels in another order than the task (say a
+    transformers MNLI model with entailment first) is permuted to the task's order; other names
+    are an error. Unnamed labels (transformers' LABEL_i, or 0..K-1 as ``bert convert`` writes
+    for Google's checkpoints, which have no names) are taken in the task's order."""
+    if ckpt_labels is None or ckpt_labels == model.labels:
+        return
+    if ckpt_labels in ([f"LABEL_{i}" for i in range(len(ckpt_labels))], [str(i) for i in range(len(ckpt_labels))]):
+        return
+    if sorted(ckpt_labels) != sorted(model.labels):
+        raise BertDetrError(f"{source} was fine-tuned for labels {ckpt_labels}, the task has {model.labels}")
+    order = [ckpt_labels.index(label) for label in model.labels]
+    with torch.no_grad():
+        model.output_weights.copy_(model.output_weights[order].clone())
+        model.output_bias.copy_(model.output_bias[order].clone())
+
+
+def _batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
+    batch = {k: v[index] for k, v in data.items()}
+    # Cut the columns that are padding in every row: masked keys change no real token's output.
+    T = max(1, int(batch["input_mask"].sum(1).max()))
+    return {k: (v[:, :T] if v.dim() == 2 else v).to(device=device, dtype=torch.long) for k, v in batch.items()}
+
+
+def _eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Iterator[dict[str, torch.Tensor]]:
+    n = len(data["label_ids"])
+    for start in range(0, n, batch_size):
+        yield _batch(data, slice(start, min(start + batch_size, n)), device)
+
+
+def train(model: BertForSequenceClassification, data: dict[str, torch.Tensor], config: ClassifierConfig,
+          device: torch.device, num_train_steps: int, num_warmup_steps: int) -> int:
+    """Fine-tunes ``model`` as Google's run_classifier (``finetuning.finetune``: AdamWeightDecay,
+    weight decay 0.01, global norm clip 1.0, linear warmup then decay); checkpoints to
+    ``config.output_dir``, resumable only with the same labels. Returns the step."""
+    model.check_label_ids(data["label_ids"])
+    return finetune(model, lambda index: _batch(data, index, device), len(data["label_ids"]), config, device,
+                    num_train_steps, num_warmup_steps, {"labels": model.labels}, "classify")
+
+
+@torch.no_grad()
+def evaluate(model: BertForSequenceClassification, data: dict[str, torch.Tensor], batch_size: int,
+             device: torch.device) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Google's evaluation: (metrics, predictions, probabilities). ``eval_accuracy`` and ``eval_loss``
+    are Google's metric_fn (per example, weighted by is_real_example); ``loss`` is what Estimator
+    adds: the mean over batches of each batch's mean loss."""
+    was_training = model.training
+    model.eval()
+    losses, per_example, probs = [], [], []
+    for batch in _eval_batches(data, batch_size, device):
+        out = model(**batch)
+        losses.append(out["loss"].item())
+        per_example.append(out["per_example_loss"].cpu().numpy())
+        probs.append(out["probabilities"].cpu().numpy())
+    model.train(was_training)
+    probabilities = np.concatenate(probs) if probs else np.zeros((0, model.num_labels), np.float32)
+    predictions = probabilities.argmax(-1)
+    metrics = metric_fn(np.concatenate(per_example) if per_example else np.zeros(0), data["label_ids"].numpy(),
+                        predictions, data["is_real_example"].numpy())
+    metrics["loss"] = float(np.mean(losses)) if losses else 0.0
+    return metrics, predictions, probabilities
+
+
+@torch.no_grad()
+def predict(model: BertForSequenceClassification, data: dict[str, torch.Tensor], batch_size: int,
+            device: torch.device) -> np.ndarray:
+    """Class probabilities [N, K] (float32), in example order."""
+    model.eval()
+    probs = [model(**{k: v for k, v in b.items() if k != "label_ids"})["probabilities"].cpu().numpy()
+             for b in _eval_batches(data, batch_size, device)]
+    return np.concatenate(probs) if probs else np.zeros((0, model.num_labels), np.float32)
+
+
+def write_test_results(probabilities: np.ndarray, path: str) -> None:
+    """Google's test_results.tsv: one line per example, its class probabilities tab-separated, each
+    as ``str`` of a float32 (what Google's ``str(class_probability)`` of numpy's float32 prints)."""
+    with atomic_output(path, "w") as f:
+        for row in probabilities.astype(np.float32):
+            f.write("\t".join(str(p) for p in row) + "\n")
+
+
+def run_classifier(config: ClassifierConfig) -> dict:
+    """Google's ``main``: features for the requested sets (their records renamed into place only
+    once every set converted), then training, evaluation and prediction. Returns a summary."""
+    bert_config, vocab_file = _model_files(config)
+    labels = None
+    if config.task_name == "tsv" and not config.do_train:
+        labels = _checkpoint_labels(config)
+        if labels is None:
+            raise BertDetrError("task tsv without --do-train: the labels come from the fine-tuned model, but "
+                                f"{config.output_dir} has no checkpoint and --init-checkpoint no id2label")
+    processor = make_processor(config, labels)
+    label_list = processor.get_labels()
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    check_writable(os.path.join(config.output_dir, "eval_results.txt"))
+
+    examples = {}
+    for wanted, name, get in ((config.do_train, "train", processor.get_train_examples),
+                              (config.do_eval, "eval", processor.get_dev_examples),
+                              (config.do_predict, "predict", processor.get_test_examples)):
+        if wanted:
+            examples[name] = get(config.data_dir)
+            if not examples[name]:
+                raise BertDetrError(f"the {name} set of {config.data_dir} has no examples")
+    # Each set's records are written as its features are made, all under temp names renamed only
+    # when every set converted: a bad label in the test set leaves no train.tf_record behind.
+    # On CPU/GPU Google writes the real examples only (PaddingInputExample is for TPU).
+    summary: dict = {"labels": label_list, "features": {}}
+    data: dict[str, dict[str, torch.Tensor]] = {}
+    with contextlib.ExitStack() as stack:
+        for name, exs in examples.items():
+            path = os.path.join(config.output_dir, f"{name}.tf_record")
+            f = stack.enter_context(atomic_output(path, "wb"))
+            data[name] = features_to_tensors(
+                (convert_single_example(i, ex, label_list, config.max_seq_length, tokenizer)
+                 for i, ex in enumerate(exs)),
+                config.max_seq_length, write=lambda feature, f=f: write_record(f, features_to_example(feature)))
+            summary["features"][name] = path
+    if config.features_only:
+        return summary
+
+    num_train_steps = num_warmup_steps = 0
+    if config.do_train:
+        n = len(examples["train"])
+        num_train_steps = int(n / config.train_batch_size * config.num_train_epochs)
+        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+        if num_train_steps == 0:
+            raise BertDetrError(f"{n} training examples in batches of {config.train_batch_size} for "
+                                f"{config.num_train_epochs} epochs make no training step")
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(config.seed)
+    step = 0
+    start = run_checkpoint(config.output_dir, config.do_train, config.resume, "bert classify", config.overwrite)
+    if start is not None:
+        last, state = start
+        model = create_model(bert_config, list(state["labels"]))
+        if model.labels != list(label_list):
+            raise BertDetrError(f"{last} was trained for labels {model.labels}, the task has {label_list}")
+        model.load_state_dict(state["model"])
+        step = int(state["step"])
+    else:
+        model, head_loaded = _init_model(config, bert_config, list(label_list))
+        if not config.do_train and not head_loaded:
+            warnings.warn("evaluating a classifier head that was never trained: --init-checkpoint has none and "
+                          f"{config.output_dir} no checkpoint", stacklevel=2)
+    model.to(device)
+    with atomic_output(os.path.join(config.output_dir, "classify_config.json"), "w") as f:
+        json.dump({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
+                   "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps}, f, indent=1)
+
+    if config.do_train:
+        step = train(model, data["train"], config, device, num_train_steps, num_warmup_steps)
+        summary.update(step=step, num_train_steps=num_train_steps)
+        if step < num_train_steps:
+            return summary  # stopped early (--stop-at-step): resume to finish
+        summary["export"] = export_model(model, vocab_file, config.do_lower_case,
+                                         os.path.join(config.output_dir, "model"))
+    summary["step"] = step
+    if config.do_eval:
+        metrics, predictions, _ = evaluate(model, data["eval"], config.eval_batch_size, device)
+        result = {"eval_accuracy": metrics["eval_accuracy"], "eval_loss": metrics["eval_loss"],
+                  "global_step": step, "loss": metrics["loss"]}
+        with atomic_output(os.path.join(config.output_dir, "eval_results.txt"), "w") as f:
+            # Google writes str() of Estimator's numpy values: float32 metrics, an int64 step.
+            for key in sorted(result):
+                value = result[key] if key == "global_step" else np.float32(result[key])
+                f.write(f"{key} = {value}\n")
+        glue = glue_metrics(config.task_name, data["eval"]["label_ids"].numpy(), predictions)
+        summary["eval"] = {**result, **glue, "task": config.task_name, "num_examples": len(predictions)}
+        with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
+            json.dump(summary["eval"], f, indent=1)
+    if config.do_predict:
+        probabilities = predict(model, data["predict"], config.predict_batch_size, device)
+        write_test_results(probabilities, os.path.join(config.output_dir, "test_results.tsv"))
+        summary["predictions"] = len(probabilities)
+    return summary
+
+
+__all__ = [
+    "ClassifierConfig", "run_classifier", "train", "evaluate", "predict", "metric_fn", "glue_metrics",
+    "f1_score", "matthews_corrcoef", "create_model",
+]

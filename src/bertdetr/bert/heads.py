@@ -1,0 +1,191 @@
+"""The task heads on BERT, beside the model they extend (as transformers' ``modeling_bert.py``
+keeps every head next to ``BertModel``): Google's ``run_classifier.py`` and ``run_squad.py``
+``create_model``s as modules, with their losses.
+
+- ``BertForSequenceClassification``: the pooled [CLS] vector, dropout, ``output_weights`` [K,D] and
+  ``output_bias`` [K] (``classification_losses``).
+- ``BertForQuestionAnswering``: the sequence output times ``cls/squad/output_weights`` [2,D]: start
+  and end logits (``squad_losses``).
+
+Each loads and saves the directory transformers' class of the same name does (``from_pretrained``,
+``save_pretrained``, through ``bertdetr.bert.weights``). The programs that fine-tune them, with
+Google's ``create_model`` that builds them, are ``bertdetr.bert.finetuning.classifier`` and
+``bertdetr.bert.finetuning.squad``.
+
+Dimension letters: B batch, T sequence length, D hidden size, K labels.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
+from bertdetr.bert.weights import (
+    CLASSIFIER_WEIGHT,
+    SQUAD_WEIGHT,
+    WeightsError,
+    load_classifier_state,
+    load_question_answering_state,
+    read_labels,
+    read_pretrained,
+    save_question_answering,
+    save_sequence_classifier,
+)
+from bertdetr.errors import BertDetrError
+
+# ---- sequence classification (Google's run_classifier.create_model) -----------------------------
+
+
+def classification_losses(logits: torch.Tensor, label_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Google's loss: ``per_example_loss`` = -sum(one_hot(label) * log_softmax(logits)) [B] and its
+    plain mean ``loss`` (padding examples are not down-weighted in training, as Google's).
+    ``logits [B,K]``, ``label_ids [B]`` or [B,1]."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    per_example_loss = -log_probs.gather(-1, label_ids.reshape(-1, 1)).squeeze(-1)
+    return {"loss": per_example_loss.mean(), "per_example_loss": per_example_loss}
+
+
+class BertForSequenceClassification(nn.Module):
+    """Google's ``create_model``: BERT's pooled output, dropout 0.1, ``output_weights`` [K,D]
+    (truncated normal, stddev 0.02) and a zero ``output_bias`` [K], log-softmax loss.
+
+    ``forward(input_ids [B,T], input_mask [B,T], segment_ids [B,T], label_ids [B] | None) -> dict``
+    with ``logits [B,K]``, ``probabilities [B,K]`` and, with labels, ``loss`` and
+    ``per_example_loss [B]`` (Google's ``(loss, per_example_loss, logits, probabilities)``).
+    ``labels`` are the label strings in id order (saved as the model's ``id2label``).
+
+    Only the pooled [CLS] vector is read, so the encoder computes the last layer at [CLS] only
+    (``BertModel``'s ``output_positions`` at [CLS]); the numbers are the full model's.
+    """
+
+    def __init__(self, bert: BertModel, labels: Sequence[str]):
+        super().__init__()
+        if not labels:
+            raise BertDetrError("a classifier needs at least one label")
+        self.config = bert.config
+        self.bert = bert
+        self.labels = list(labels)
+        # Google hard-codes keep_prob 0.9 here, whatever the config's hidden_dropout_prob says.
+        self.dropout = nn.Dropout(0.1)
+        self.output_weights = nn.Parameter(torch.empty(len(labels), bert.config.hidden_size))
+        self.output_bias = nn.Parameter(torch.zeros(len(labels)))
+        # Google: tf.truncated_normal_initializer(stddev=0.02), fixed (not initializer_range).
+        nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, label_ids: torch.Tensor | None = None,
+                is_real_example: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        # Asking for position 0 ([CLS], read by the pooler anyway) is the smallest request that
+        # makes BertModel skip the rest of the last layer.
+        cls = input_ids.new_zeros(input_ids.shape[0], 1)
+        pooled = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask,
+                           output_positions=cls).pooled_output
+        logits = F.linear(self.dropout(pooled), self.output_weights, self.output_bias)
+        out = {"logits": logits, "probabilities": F.softmax(logits.float(), dim=-1)}
+        if label_ids is not None:
+            # Values are checked where the data enters (check_label_ids, on the host), not here:
+            # reading them in forward would sync the device every step (issue: no host syncs).
+            out.update(classification_losses(logits, label_ids))
+        return out
+
+    def check_label_ids(self, label_ids: torch.Tensor) -> None:
+        """Raises ``BertDetrError`` unless every label id is in ``[0, num_labels)``; reads the values,
+        so call it on host data before training, not per step."""
+        if label_ids.numel() and (int(label_ids.min()) < 0 or int(label_ids.max()) >= self.num_labels):
+            raise BertDetrError(f"label_ids outside [0, {self.num_labels}): the records were made with "
+                                "another label list")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForSequenceClassification":
+        """Loads a HF-format ``BertForSequenceClassification`` directory, saved by transformers or by
+        ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error."""
+        found = read_pretrained(path, BertConfig, config)
+        if CLASSIFIER_WEIGHT not in found.state:
+            raise WeightsError(f"{found.source} has no classifier ({CLASSIFIER_WEIGHT}): not a "
+                               "BertForSequenceClassification; fine-tune it with bertdetr bert classify --init-checkpoint")
+        num_labels = found.state[CLASSIFIER_WEIGHT].shape[0]
+        labels = read_labels(path, num_labels, found.hf_config if found.hf_config else None)
+        model = cls(build_bert_model(found.config), labels)
+        load_classifier_state(model, found.state, found.source)
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertForSequenceClassification`` loads
+        (``id2label``/``label2id`` from ``labels``)."""
+        save_sequence_classifier(self, path)
+
+
+# ---- question answering (Google's run_squad.create_model) ---------------------------------------
+
+
+def squad_losses(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+                 end_positions: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Google's loss: the mean over the batch of -log softmax at the true start, likewise at the
+    end, and their mean ``loss`` (``(start_loss + end_loss) / 2``). Logits [B,T] (the softmax runs
+    over all T positions, padding included, as Google's), positions [B] or [B,1] in [0, T)."""
+    start_loss = F.cross_entropy(start_logits.float(), start_positions.reshape(-1))
+    end_loss = F.cross_entropy(end_logits.float(), end_positions.reshape(-1))
+    return {"loss": (start_loss + end_loss) / 2.0, "start_loss": start_loss, "end_loss": end_loss}
+
+
+class BertForQuestionAnswering(nn.Module):
+    """Google's SQuAD ``create_model``: BERT's sequence output [B,T,D] times
+    ``cls/squad/output_weights`` [2,D] (truncated normal, stddev 0.02) plus ``cls/squad/output_bias``
+    [2] (zeros): start and end logits [B,T] (no dropout on the head, as Google's).
+
+    ``forward`` takes the SQuAD TFRecord features by name: ``input_ids``, ``input_mask``,
+    ``segment_ids`` [B,T] and, for the loss, ``start_positions``, ``end_positions`` [B]
+    (``unique_ids`` and ``is_impossible`` are accepted and unused). Returns a dict with
+    ``start_logits``, ``end_logits`` [B,T] and, with positions, ``loss``, ``start_loss``, ``end_loss``.
+    Logits are computed at every position, padding included: Google's loss normalises over them and
+    its n-best search ranks them, so dropping padding columns would change both.
+    """
+
+    def __init__(self, bert: BertModel):
+        super().__init__()
+        self.config = bert.config
+        self.bert = bert
+        self.output_weights = nn.Parameter(torch.empty(2, bert.config.hidden_size))
+        self.output_bias = nn.Parameter(torch.zeros(2))
+        # Google: tf.truncated_normal_initializer(stddev=0.02), fixed (not initializer_range),
+        # truncated at two standard deviations.
+        nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None, unique_ids: torch.Tensor | None = None,
+                is_impossible: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        final_hidden = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask).sequence_output
+        logits = F.linear(final_hidden, self.output_weights, self.output_bias)  # [B,T,2]
+        start_logits, end_logits = logits.unbind(-1)
+        out = {"start_logits": start_logits, "end_logits": end_logits}
+        if start_positions is not None and end_positions is not None:
+            out.update(squad_losses(start_logits, end_logits, start_positions, end_positions))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForQuestionAnswering":
+        """Loads a HF-format ``BertForQuestionAnswering`` directory (``qa_outputs``), saved by
+        transformers or by ``save_pretrained``; a directory without the span head is an error."""
+        found = read_pretrained(path, BertConfig, config)
+        model = cls(build_bert_model(found.config))
+        if not load_question_answering_state(model, found.state, found.source):
+            raise WeightsError(f"{found.source} has no span head ({SQUAD_WEIGHT}): not a BertForQuestionAnswering; "
+                               "fine-tune it with bertdetr bert squad --init-checkpoint")
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertForQuestionAnswering`` loads."""
+        save_question_answering(self, path)
+
+
+__all__ = ["BertForSequenceClassification", "classification_losses", "BertForQuestionAnswering", "squad_losses"]

@@ -1,0 +1,455 @@
+"""``bertdetr bert pretrain``: Google's ``run_pretraining.py`` as a short explicit PyTorch loop.
+
+One command from a laptop to many machines: run it plainly for one process, or under ``torchrun``
+for DistributedDataParallel (gloo on CPU, nccl on GPU), each rank reading its own files. Per step:
+``grad_accum`` micro-batches of ``batch_size`` sequences per process, loss = masked-LM + NSP
+(Google's total_loss), gradients clipped to global norm 1.0, Google's AdamWeightDecay (or LAMB)
+and its warmup/decay schedule. The global batch is ``batch_size * grad_accum * world_size``
+(Google's ``train_batch_size``).
+
+Checkpoints (atomic, the last K kept) hold the model, optimizer, schedule, step, the data position
+and every rank's RNG state: ``resume=True`` continues so that the losses after resuming equal those
+of an uninterrupted run (with the same number of processes; with another number it continues
+from the same step with the data re-dealt). A non-finite loss stops the run at that step and keeps
+the last good checkpoint.
+
+Evaluation is ``run_pretraining.py --do_eval``'s metric_fn: masked_lm_accuracy and masked_lm_loss
+(weighted by masked_lm_weights), next_sentence_accuracy and next_sentence_loss, over held-out
+records, written to ``eval_results.txt`` (Google's ``key = value`` lines) and ``eval_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
+from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
+from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
+from bertdetr.bert.data.tokenization import load_vocab
+from bertdetr.training.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
+from bertdetr.training.checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from bertdetr.errors import BertDetrError, require, require_at_least
+from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.folder import (
+    BERT_PRETRAIN,
+    recorded_config,
+    remove_unfinished_logs,
+    resume_changes,
+    settle_run_folder,
+)
+from bertdetr.training.scalars import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.training.threads import set_num_threads
+
+
+# Google's released model sizes (bert-base/large and the 24 "BERT miniatures" of the README):
+# layers L, hidden H, heads H/64, intermediate 4H.
+MODEL_SIZES = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512),
+               "base": (12, 768), "large": (24, 1024)}
+
+
+def model_preset(size: str, vocab_size: int, max_position_embeddings: int = 512) -> BertConfig:
+    """A BertConfig of one of Google's sizes (``MODEL_SIZES``) for a vocabulary of ``vocab_size``."""
+    if size not in MODEL_SIZES:
+        raise BertDetrError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}")
+    layers, hidden = MODEL_SIZES[size]
+    return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
+                      max_position_embeddings=max_position_embeddings)
+
+
+@dataclass
+class PretrainConfig:
+    input_files: list[str]
+    """TFRecord files of ``make-data`` (already expanded from globs)."""
+    output_dir: str
+    """Checkpoints, logs, metrics and the exported model go here."""
+    model: BertConfig
+    """The model to pretrain (ignored for the architecture when ``init_checkpoint`` is given)."""
+    vocab_file: str | None = None
+    """vocab.txt of the data: checked against ``model.vocab_size`` and copied into the export."""
+    do_lower_case: bool = True
+    """Recorded in the exported model for its tokenizer."""
+    eval_files: list[str] = field(default_factory=list)
+    """Held-out TFRecord files for evaluation at the end (none: no evaluation)."""
+    init_checkpoint: str | None = None
+    """A Hugging Face-format BERT directory to start from (continued pretraining)."""
+    batch_size: int = 32
+    """Sequences per micro-batch per process."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    num_train_steps: int = 100000
+    """Optimizer steps of the whole run (the learning rate decays to 0 at this step)."""
+    num_warmup_steps: int = 10000
+    """Linear warmup steps (Google's schedule counts from step 0)."""
+    learning_rate: float = 1e-4
+    """Peak learning rate."""
+    optimizer: str = "adam"
+    """"adam" (Google's AdamWeightDecay) or "lamb" (layer-wise trust ratio, for large batches)."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay, not applied to LayerNorm parameters and biases."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    seed: int = 12345
+    """Seeds the data order and dropout."""
+    save_every: int = 1000
+    """Checkpoint every this many steps (and at the end)."""
+    keep_last: int = 3
+    """Checkpoints kept (0 = all)."""
+    log_every: int = 10
+    """Log scalars every this many steps."""
+    eval_batch_size: int = 64
+    """Sequences per evaluation batch."""
+    max_eval_steps: int = 100
+    """Evaluation batches at most (Google's default 100)."""
+    eval_every: int | None = None
+    """Also evaluate every this many steps, logged as ``eval_*`` scalars (a learning curve)."""
+    bf16: bool = False
+    """bfloat16 autocast for forward and backward (weights and optimizer stay fp32)."""
+    fp16: bool = False
+    """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
+    compile: bool = False
+    """torch.compile the model."""
+    num_workers: int = 0
+    """DataLoader worker processes per rank."""
+    num_threads: int | None = None
+    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
+    shuffle_buffer: int = 1000
+    """Records in each reader's shuffle buffer."""
+    resume: bool = False
+    """Continue from the latest checkpoint in ``output_dir`` (a new run if it has none)."""
+    overwrite: bool = False
+    """Start again in an ``output_dir`` that holds a run, deleting its checkpoints and logs."""
+    stop_at_step: int | None = None
+    """Stop (with a checkpoint) after this step, e.g. to fit a scheduler's time limit; resume later."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (needs the tensorboard package)."""
+    device: str | None = None
+    """"cpu", "cuda", ... (default: cuda when available)."""
+    progress: bool = True
+    """Show a progress bar (rank 0)."""
+
+    def __post_init__(self):
+        require_at_least(self, ("batch_size", "grad_accum", "num_train_steps", "save_every", "log_every",
+                                "eval_batch_size", "max_eval_steps", "stop_at_step", "num_threads"), 1)
+        require(0 <= self.num_warmup_steps <= self.num_train_steps,
+                f"num_warmup_steps must be in [0, num_train_steps], got {self.num_warmup_steps}")
+        require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        require(not (self.bf16 and self.fp16), "choose bf16 or fp16, not both")
+        require(self.optimizer in ("adam", "lamb"), f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
+        require(self.eval_every is None or (self.eval_every > 0 and bool(self.eval_files)),
+                "eval_every needs a positive number of steps and eval_files")
+        require(bool(self.input_files), "no input files")
+
+
+def check_data(config: PretrainConfig, model_config: BertConfig) -> RecordShape:
+    """Everything about the data that can be wrong, checked before any training starts."""
+    shape = inspect_records(config.input_files)
+    if shape.max_seq_length > model_config.max_position_embeddings:
+        raise BertDetrError(
+            f"records have max_seq_length {shape.max_seq_length} but the model has only "
+            f"max_position_embeddings {model_config.max_position_embeddings}")
+    if config.eval_files:
+        eval_shape = inspect_records(config.eval_files)
+        if eval_shape != shape:
+            raise BertDetrError(f"eval records have {eval_shape}, training records {shape}")
+    if config.vocab_file is not None:
+        n = len(load_vocab(config.vocab_file))
+        if n != model_config.vocab_size:
+            raise BertDetrError(f"vocab file {config.vocab_file} has {n} entries but the model's "
+                                f"vocab_size is {model_config.vocab_size}")
+    from bertdetr.bert.data.records import iter_examples
+
+    for i, example in enumerate(iter_examples(config.input_files[0])):
+        top = int(max(example["input_ids"]))
+        if top >= model_config.vocab_size:
+            raise BertDetrError(f"{config.input_files[0]} has token id {top}, outside the model's "
+                                f"vocab_size {model_config.vocab_size}: data and model use different vocabularies")
+        if i == 100:
+            break
+    return shape
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def pretrain(config: PretrainConfig) -> dict:
+    """Runs (or resumes) pretraining; returns a summary (steps, last loss, eval metrics, paths)."""
+    if config.tensorboard:
+        tensorboard_writer()
+    env, device = setup_distributed(config.device)
+    if device.type == "cpu":
+        set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
+    if config.init_checkpoint:
+        model = BertForPreTraining.from_pretrained(config.init_checkpoint)
+    else:
+        model = build_bert_for_pretraining(config.model)
+    model_config = model.config
+    shape = check_data(config, model_config)
+    if env.main:
+        check_writable(os.path.join(config.output_dir, "train_config.json"))
+    resumed_from = settle_run_folder(env, config.output_dir, BERT_PRETRAIN, config.resume, config.overwrite)
+    if resumed_from:
+        config, model_config = _settings_in_force(config, model_config, env)
+        if model_config != model.config:
+            torch.manual_seed(config.seed)
+            model = build_bert_for_pretraining(model_config)
+            shape = check_data(config, model_config)
+    model.to(device)
+
+    optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
+                                            config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
+
+    precision = MixedPrecision(device, config.bf16, config.fp16)
+
+    step = 0
+    torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
+    skip_batches = 0
+    if resumed_from:
+        state = load_checkpoint(resumed_from, map_location="cpu")
+        model.load_state_dict(state["model"])
+        load_training_state(optimizer, scheduler, state)
+        precision.load_state_dict(state.get("precision", {}))
+        step = int(state["step"])
+        if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
+            skip_batches = step * config.grad_accum
+            set_rng_state(state["rng"][env.rank], device)
+        else:
+            # Another process count: continue from the same number of sequences seen, data re-dealt.
+            seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
+            skip_batches = seen // (config.batch_size * env.world_size)
+            torch.manual_seed(config.seed + env.rank + step)
+
+    net: torch.nn.Module = model
+    if config.compile:
+        net = torch.compile(net)
+    if env.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # Every batch's values are checked against the model there, on the host (not in forward).
+    stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
+                               env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
+                               model_config=model_config)
+    # Its own generator: the DataLoader draws a base seed when iterated, which must not advance
+    # the global RNG that dropout uses (an exact resume restores that RNG before this point).
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
+                                         persistent_workers=config.num_workers > 0,
+                                         generator=torch.Generator().manual_seed(config.seed))
+    batches = iter(loader)
+    if env.main:  # the config in force
+        with atomic_output(os.path.join(config.output_dir, "train_config.json"), "w") as f:
+            json.dump({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
+                       "world_size": env.world_size, "record_shape": asdict(shape)}, f, indent=1)
+    log = ScalarLog(config.output_dir, config.tensorboard) if env.main else None
+    last_stop = config.num_train_steps if config.stop_at_step is None else min(config.stop_at_step, config.num_train_steps)
+    bar = None
+    if env.main and config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.num_train_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
+
+    last_path = resumed_from
+    losses: dict[str, float] = {}
+    t0, seqs = time.perf_counter(), 0
+    model.train()
+    try:
+        while step < last_stop:
+            lr = optimizer.param_groups[0]["lr"]
+            totals = torch.zeros(3, device=device)
+            for micro in range(config.grad_accum):
+                batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+                sync = micro == config.grad_accum - 1 or env.world_size == 1
+                ctx = contextlib.nullcontext() if sync else net.no_sync()
+                with ctx:
+                    with precision.autocast():
+                        out = net(**batch)
+                    precision.backward(out["loss"] / config.grad_accum)
+                totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(),
+                                       out["next_sentence_loss"].detach()]).float() / config.grad_accum
+            if env.world_size > 1:
+                dist.all_reduce(totals)
+                totals /= env.world_size
+            precision.unscale(optimizer)
+            grad_norm = clip_by_global_norm(model.parameters(), config.max_grad_norm)
+            # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
+            finite = bool(torch.isfinite(totals).all() and (precision.overflow_skips or torch.isfinite(grad_norm)))
+            if not all_ranks_ok(finite, env, device):
+                where = f"; the last good checkpoint is {last_path}" if last_path else "; no checkpoint was written yet"
+                raise BertDetrError(
+                    f"non-finite loss at step {step + 1} (loss {totals[0].item():.4g}, grad norm "
+                    f"{grad_norm.item():.4g}): training stopped{where}. Lower the learning rate or check the data.")
+            precision.step(optimizer)
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seqs += config.batch_size * config.grad_accum * env.world_size
+            losses = {"loss": totals[0].item(), "masked_lm_loss": totals[1].item(),
+                      "next_sentence_loss": totals[2].item()}
+            if log is not None and (step % config.log_every == 0 or step == last_stop):
+                rate = seqs / max(time.perf_counter() - t0, 1e-9)
+                log.log(step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate,
+                               **precision.scalars()})
+                t0, seqs = time.perf_counter(), 0
+                if bar is not None:
+                    bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
+            if bar is not None:
+                bar.update(1)
+            if step % config.save_every == 0 or step == last_stop:
+                last_path = _save(config, env, model, optimizer, scheduler, precision, step, device)
+            if config.eval_every and step % config.eval_every == 0 and log is not None:
+                # Rank 0 only; the others wait for it at the next step's all-reduce.
+                metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
+                                   device, config.bf16)
+                log.log(step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
+    except BaseException:
+        if log is not None:
+            log.close()
+            log = None
+            if resumed_from is None:  # a new run that never reached a checkpoint leaves no logs
+                remove_unfinished_logs(config.output_dir)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+
+    summary = {"step": step, "checkpoint": last_path, "losses": losses}
+    if step >= config.num_train_steps:
+        if config.eval_files:
+            metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps, device,
+                               config.bf16)
+            summary["eval"] = metrics
+            if env.main:
+                write_eval_results(metrics, config.output_dir, step)
+        if env.main:
+            summary["export"] = export_model(model, config)
+    if env.main and os.path.exists(os.path.join(config.output_dir, "scalars.csv")):
+        plot_curves(os.path.join(config.output_dir, "scalars.csv"), os.path.join(config.output_dir, "loss_curves.png"),
+                    ["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
+                     "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
+                    title="bertdetr bert pretrain")
+    return summary
+
+
+# Settings a resumed run keeps from the run it continues, and why (the others it applies).
+_KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
+                   "seed": "the data order and dropout streams continue the run's"}
+_NOT_SETTINGS = {"resume", "overwrite", "progress", "stop_at_step", "device", "output_dir"}
+
+
+def _settings_in_force(config: PretrainConfig, model_config: BertConfig, env) -> tuple[PretrainConfig, BertConfig]:
+    """The config of a resumed run: the recorded run's values for ``_KEPT_ON_RESUME``, the new
+    ones otherwise; says on the main process which changed settings it applies and which it keeps."""
+    recorded = recorded_config(config.output_dir)
+    if recorded is None:
+        return config, model_config
+    new = {**asdict(config), "model": asdict(model_config)}
+    if env.main:
+        lines = resume_changes(recorded, new, _KEPT_ON_RESUME, _NOT_SETTINGS)
+        if lines:
+            print(f"resuming {config.output_dir} with changed settings:\n" + "\n".join(lines))
+    if "model" in recorded and recorded["model"] != new["model"]:
+        model_config = BertConfig(**recorded["model"])
+    kept = {k: recorded[k] for k in ("init_checkpoint", "seed") if k in recorded}
+    return dataclasses.replace(config, model=model_config, **kept), model_config
+
+
+def _save(config, env, model, optimizer, scheduler, precision, step, device) -> str | None:
+    rng = gather_rng_states(env, device)  # every rank's dropout RNG, so each resumes where it stopped
+    if not env.main:
+        return None
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "precision": precision.state_dict(),
+        "step": step,
+        "world_size": env.world_size,
+        "batch_size": config.batch_size,
+        "grad_accum": config.grad_accum,
+        "rng": rng,
+    }
+    return save_checkpoint(state, config.output_dir, step, config.keep_last)
+
+
+@torch.no_grad()
+def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_steps: int,
+             device: torch.device | str = "cpu", bf16: bool = False) -> dict[str, float]:
+    """Google's pretraining metric_fn over at most ``max_steps`` batches of ``files``.
+
+    masked_lm_accuracy = sum(w * [argmax == id]) / sum(w); masked_lm_loss = sum(w * nll) / sum(w);
+    next_sentence_accuracy and next_sentence_loss are means over sequences. Also reports
+    ``masked_lm_frequency_baseline``: the accuracy of always predicting the most common masked
+    token of these records, the number to beat.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(5, dtype=torch.float64)  # correct_w, nll_w, w, nsp_correct, nsp_nll
+    n_seq = 0
+    counts: dict[int, float] = {}
+    for i, batch in enumerate(iter_eval_batches(files, batch_size, model.config)):
+        if i >= max_steps:
+            break
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with _autocast(device, bf16):
+            out = model(**batch)
+        logp = F.log_softmax(out["masked_lm_logits"].float(), dim=-1)
+        ids, w = batch["masked_lm_ids"], batch["masked_lm_weights"].float()
+        nll = -logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        correct = (logp.argmax(-1) == ids).float()
+        nsp_logp = F.log_softmax(out["next_sentence_logits"].float(), dim=-1)
+        labels = batch["next_sentence_labels"].reshape(-1)
+        sums += torch.stack([(correct * w).sum(), (nll * w).sum(), w.sum(),
+                             (nsp_logp.argmax(-1) == labels).float().sum(),
+                             -nsp_logp.gather(-1, labels[:, None]).sum()]).double().cpu()
+        n_seq += labels.numel()
+        for token, weight in zip(ids[w > 0].tolist(), w[w > 0].tolist()):
+            counts[token] = counts.get(token, 0.0) + weight
+    model.train(was_training)
+    if n_seq == 0:
+        raise BertDetrError(f"no evaluation records in {', '.join(files)}")
+    total_w = max(sums[2].item(), 1e-12)
+    return {
+        "masked_lm_accuracy": sums[0].item() / total_w,
+        "masked_lm_loss": sums[1].item() / total_w,
+        "next_sentence_accuracy": sums[3].item() / n_seq,
+        "next_sentence_loss": sums[4].item() / n_seq,
+        "masked_lm_frequency_baseline": max(counts.values(), default=0.0) / total_w,
+        "eval_sequences": n_seq,
+    }
+
+
+def write_eval_results(metrics: dict[str, float], output_dir: str, step: int) -> None:
+    with atomic_output(os.path.join(output_dir, "eval_results.txt"), "w") as f:
+        f.write(f"global_step = {step}\n")
+        for key in sorted(metrics):
+            f.write(f"{key} = {metrics[key]}\n")
+    with atomic_output(os.path.join(output_dir, "eval_metrics.json"), "w") as f:
+        json.dump({"global_step": step, **metrics}, f, indent=1)
+
+
+def export_model(model: BertForPreTraining, config: PretrainConfig) -> str:
+    """Writes ``<output_dir>/model``: a Hugging Face-format directory with vocab.txt, loadable by
+    ``BertForPreTraining.from_pretrained``, transformers, ``fill-mask`` and ``embed``."""
+    path = os.path.join(config.output_dir, "model")
+    model.save_pretrained(path)
+    if config.vocab_file:
+        shutil.copyfile(config.vocab_file, os.path.join(path, "vocab.txt"))
+    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": config.do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
+    return path

@@ -1,0 +1,206 @@
+"""Test-time pipelines: an image file -> the model's input, as each reference prepares it.
+
+A model gives the scores its reference gives only when fed the tensor its reference feeds it: the
+references differ in how they decode, round and interpolate, enough to move scores by 1e-2 on real
+photos (see BENCHMARKS.md, "DETR inference pipeline agreement with mmdet"). The pipelines:
+
+- ``mmdet``: MMDetection 3.x's test pipeline, ``LoadImageFromFile`` -> ``Resize(scale=(1333, 800),
+  keep_ratio=True)`` -> ``PackDetInputs`` -> ``DetDataPreprocessor``: OpenCV decodes (BGR; EXIF
+  orientation, grey and alpha as ``mmcv.imfrombytes(flag='color')``, which calls
+  ``cv2.imdecode(..., IMREAD_COLOR)`` as here); ``mmcv.imrescale`` keeps the ratio with the scale
+  factor ``min(1333 / long side, 800 / short side)`` and *rounds* the new sides
+  (``int(w * s + 0.5)``, ``mmcv.rescale_size``); OpenCV's bilinear (``INTER_LINEAR``) on the uint8
+  BGR image; then BGR -> RGB, ``(x - mean) / std`` on the 0..255 scale. The default for models
+  converted from mmdet.
+- ``official``: facebookresearch/detr's ``T.RandomResize([800], max_size=1333)``, ``ToTensor``,
+  ``Normalize``: PIL decodes with ``Image.open(path).convert('RGB')`` (no EXIF orientation, as its
+  ``CocoDetection``), the shorter side to 800 with the longer side *truncated* (its
+  ``get_size_with_aspect_ratio``), PIL's bilinear, ``x / 255`` then ImageNet mean/std. The default
+  for official and transformers models.
+- ``bertdetr``: the pipeline ``detr train`` evaluates with: ``official``'s resize and
+  normalisation after ``data.load_image`` (EXIF orientation applied, 16-bit images scaled to 8
+  bits). The default for models trained here.
+
+Boxes go back to the original image by the pipeline's scale factor (w_scale, h_scale) = resized /
+original side, as mmdet's ``rescale=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from bertdetr.detr.data.coco import ImageLoadError, load_image
+from bertdetr.detr.data.transforms import ToNormalizedTensor, resize
+from bertdetr.errors import BertDetrError
+
+PIPELINES = ("mmdet", "official", "bertdetr")
+"""Names of the test-time pipelines (``--pipeline``)."""
+
+MMDET_MEAN = (123.675, 116.28, 103.53)
+"""mmdet's DetDataPreprocessor mean (RGB, 0..255 scale) = ImageNet's * 255."""
+MMDET_STD = (58.395, 57.12, 57.375)
+"""mmdet's DetDataPreprocessor std (RGB, 0..255 scale)."""
+
+PIPELINE_FILE = "pipeline.json"
+"""The file in our checkpoint directory naming the pipeline of the model's origin."""
+
+
+@dataclass
+class PreparedImage:
+    """One image through a pipeline."""
+
+    tensor: torch.Tensor
+    """float32 [3,h,w], normalised RGB, unpadded."""
+    scale_factor: tuple[float, float]
+    """(w_scale, h_scale): resized over original width and height."""
+    image: Image.Image
+    """The decoded original as RGB, for pictures."""
+
+
+def check_pipeline(name: str) -> str:
+    if name not in PIPELINES:
+        raise BertDetrError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
+    return name
+
+
+# ------------------------------------------------------------------------------- mmdet
+
+
+def mmcv_imread(path: str | os.PathLike) -> np.ndarray:
+    """uint8 [H,W,3] BGR, as mmcv 2.x ``LoadImageFromFile`` (``imfrombytes(flag='color')``, cv2
+    back-end): OpenCV's ``IMREAD_COLOR`` applies the EXIF orientation, expands grey, drops alpha
+    without compositing and reduces 16-bit to 8 bits."""
+    import cv2
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageLoadError(f"image file not found: {path}")
+    with open(path, "rb") as f:
+        content = np.frombuffer(f.read(), np.uint8)
+    image = cv2.imdecode(content, cv2.IMREAD_COLOR) if content.size else None
+    if image is None:
+        raise ImageLoadError(f"cannot read image {path}: OpenCV cannot decode it")
+    return image
+
+
+def mmcv_rescale_size(w: int, h: int, scale: tuple[int, int] = (1333, 800)) -> tuple[tuple[int, int], float]:
+    """``mmcv.rescale_size((w, h), scale, return_scale=True)`` -> ((new_w, new_h), factor): the
+    largest factor fitting the long side in max(scale) and the short side in min(scale); new sides
+    rounded half up (``int(x * factor + 0.5)``)."""
+    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return (int(w * float(factor) + 0.5), int(h * float(factor) + 0.5)), factor
+
+
+def mmdet_prepare(bgr: np.ndarray, scale: tuple[int, int] = (1333, 800),
+                  mean: Sequence[float] = MMDET_MEAN, std: Sequence[float] = MMDET_STD) -> tuple[torch.Tensor, tuple[float, float]]:
+    """uint8 [H,W,3] BGR -> (float32 [3,h,w] normalised RGB, (w_scale, h_scale)): mmdet's
+    ``Resize(keep_ratio=True)`` (``mmcv.imrescale``, cv2 ``INTER_LINEAR`` on uint8),
+    ``PackDetInputs`` and ``DetDataPreprocessor(bgr_to_rgb=True)`` before padding."""
+    import cv2
+
+    h, w = bgr.shape[:2]
+    (new_w, new_h), _ = mmcv_rescale_size(w, h, scale)
+    resized = cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    x = torch.from_numpy(np.ascontiguousarray(resized[:, :, ::-1].transpose(2, 0, 1))).float()
+    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    # mmengine computes (x - mean) / std on the 0..255 scale (not x / 255 first): kept for parity
+    return (x - mean_t) / std_t, (new_w / w, new_h / h)
+
+
+# ------------------------------------------------------------------------------- official DETR
+
+
+def official_imread(path: str | os.PathLike) -> Image.Image:
+    """``Image.open(path).convert('RGB')``, as official DETR's datasets and demo read images."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageLoadError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as raw:
+            return raw.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(f"cannot read image {path}: {e}") from None
+
+
+def official_prepare(image: Image.Image, size: int = 800, max_size: int = 1333) -> tuple[torch.Tensor, tuple[float, float]]:
+    """PIL RGB -> (float32 [3,h,w], (w_scale, h_scale)): official DETR's test transforms
+    (``RandomResize([size], max_size)`` with PIL bilinear, ``ToTensor``, ``Normalize``)."""
+    target = {"boxes": torch.zeros(0, 4), "size": torch.tensor([image.height, image.width])}
+    resized, target = resize(image, target, size, max_size)  # the training code's resize = official's
+    tensor, _ = ToNormalizedTensor()(resized, target, None)
+    return tensor, (resized.width / image.width, resized.height / image.height)
+
+
+# ------------------------------------------------------------------------------- any
+
+
+def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_size: int = 1333) -> PreparedImage:
+    """An image file through ``pipeline`` (one of ``PIPELINES``) at shorter side ``size``, longer
+    at most ``max_size`` (mmdet's ``scale=(max_size, size)``). Raises ``ImageLoadError``."""
+    check_pipeline(pipeline)
+    if pipeline == "mmdet":
+        bgr = mmcv_imread(path)
+        tensor, scale = mmdet_prepare(bgr, (max_size, size))
+        return PreparedImage(tensor, scale, Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])))
+    image = official_imread(path) if pipeline == "official" else load_image(os.fspath(path))
+    tensor, scale = official_prepare(image, size, max_size)
+    return PreparedImage(tensor, scale, image)
+
+
+class PipelineDataset(torch.utils.data.Dataset):
+    """The images of a ``CocoIndex`` through a pipeline, for evaluation: items are ``(tensor
+    [3,h,w], target)`` with ``image_id``, ``size`` (h, w) resized and ``orig_size`` (h, w) decoded
+    (``size / orig_size`` is the pipeline's scale factor), or None for an unreadable image (reported with a warning; ``collate`` drops it)."""
+
+    def __init__(self, index, pipeline: str, size: int = 800, max_size: int = 1333):
+        self.index, self.pipeline = index, check_pipeline(pipeline)
+        self.size, self.max_size = size, max_size
+
+    def __len__(self) -> int:
+        return len(self.index.images)
+
+    def __getitem__(self, i: int):
+        import warnings
+
+        info = self.index.images[i]
+        try:
+            prepared = prepare_image(os.path.join(self.index.image_dir, info["file_name"]), self.pipeline,
+                                     self.size, self.max_size)
+        except ImageLoadError as e:
+            warnings.warn(f"skipping image {info['id']}: {e}", stacklevel=2)
+            return None
+        h, w = prepared.tensor.shape[1:]
+        return prepared.tensor, {"image_id": info["id"], "size": torch.tensor([h, w]),
+                                 "orig_size": torch.tensor([prepared.image.height, prepared.image.width])}
+
+
+# ------------------------------------------------------------------------------- checkpoints
+
+
+def save_pipeline(directory: str | os.PathLike, pipeline: str) -> None:
+    """Records in our checkpoint directory which pipeline the model's origin uses (``pipeline.json``)."""
+    from bertdetr.fileio import atomic_output
+
+    with atomic_output(os.path.join(directory, PIPELINE_FILE), "w") as f:
+        json.dump({"pipeline": check_pipeline(pipeline)}, f)
+
+
+def load_pipeline(directory: str | os.PathLike) -> str:
+    """The pipeline recorded with a checkpoint; ``bertdetr`` (trained here) when none is."""
+    path = os.path.join(directory, PIPELINE_FILE)
+    if not os.path.isfile(path):
+        return "bertdetr"
+    try:
+        with open(path, encoding="utf-8") as f:
+            name = json.load(f)["pipeline"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BertDetrError(f"cannot read {path}: {e}") from None
+    return check_pipeline(name)

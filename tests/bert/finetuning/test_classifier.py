@@ -1,0 +1,306 @@
+"""``bertdetr bert classify`` end to end on the hand-made GLUE files with a tiny random BERT: Google's
+outputs and their layout, resuming, and bad input (exit 2, file and line named, nothing written)."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from bertdetr.bert.finetuning.classifier import (
+    ClassifierConfig,
+    f1_score,
+    glue_metrics,
+    matthews_corrcoef,
+    run_classifier,
+)
+from bertdetr.bert.finetuning.finetune import train_batch_indices
+from bertdetr.bert.model import BertConfig
+from bertdetr.bert.data.records import iter_examples
+from bertdetr.training.checkpoint import list_checkpoints, load_checkpoint
+from bertdetr.cli import main
+from bertdetr.errors import BertDetrError
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert")
+GLUE = os.path.join(DATA, "glue")
+VOCAB = os.path.join(DATA, "vocab-uncased.txt")
+TINY = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128)
+
+
+@pytest.fixture(scope="module")
+def bert_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "bert_config.json"
+    path.write_text(json.dumps(BertConfig(**TINY).to_google_dict()))
+    return str(path)
+
+
+def _args(task, data, out, bert_config, *extra):
+    return ["bert", "classify", "--task-name", task, "--data-dir", data, "--output-dir", str(out),
+            "--vocab-file", VOCAB, "--bert-config-file", bert_config, "--max-seq-length", "64",
+            "--no-progress", *extra]
+
+
+def _config(bert_config, out, **kw):
+    base = dict(task_name="mrpc", data_dir=os.path.join(GLUE, "MRPC"), output_dir=str(out), vocab_file=VOCAB,
+                bert_config_file=bert_config, max_seq_length=64, do_train=True, train_batch_size=2,
+                num_train_epochs=2, learning_rate=1e-3, save_checkpoints_steps=2, progress=False)
+    base.update(kw)
+    return ClassifierConfig(**base)
+
+
+def test_features_only_writes_googles_records(bert_config, tmp_path):
+    assert main(_args("mnli", os.path.join(GLUE, "MNLI"), tmp_path, bert_config, "--max-seq-length", "128",
+                      "--do-train", "--do_eval=true", "--do-predict", "--features-only")) == 0
+    assert sorted(os.listdir(tmp_path)) == ["eval.tf_record", "predict.tf_record", "train.tf_record"]
+    for ours, split in (("train", "train"), ("eval", "dev"), ("predict", "test")):
+        a = list(iter_examples(tmp_path / f"{ours}.tf_record"))
+        b = list(iter_examples(os.path.join(GLUE, "golden", f"mnli-{split}-128.tf_record")))
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            assert {k: list(v) for k, v in x.items()} == {k: list(v) for k, v in y.items()}
+
+
+def test_train_eval_predict_outputs_in_googles_layout(bert_config, tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    assert main(_args("mrpc", os.path.join(GLUE, "MRPC"), tmp_path, bert_config, "--do-train", "--do-eval",
+                      "--do-predict", "--train-batch-size", "2", "--num-train-epochs", "2",
+                      "--learning_rate", "1e-3")) == 0
+    lines = (tmp_path / "eval_results.txt").read_text().splitlines()
+    assert [line.split(" = ")[0] for line in lines] == ["eval_accuracy", "eval_loss", "global_step", "loss"]
+    result = {line.split(" = ")[0]: float(line.split(" = ")[1]) for line in lines}
+    assert result["global_step"] == 6  # int(6 examples / 2 * 2 epochs)
+    metrics = json.loads((tmp_path / "eval_metrics.json").read_text())
+    assert set(metrics) >= {"eval_accuracy", "eval_loss", "accuracy", "f1", "global_step", "num_examples"}
+    assert metrics["num_examples"] == 4 and metrics["accuracy"] == result["eval_accuracy"]
+    rows = [line.split("\t") for line in (tmp_path / "test_results.tsv").read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r) == 2 for r in rows)
+    probs = np.array(rows, dtype=np.float64)
+    assert np.allclose(probs.sum(1), 1, atol=1e-6)
+    # the exported model is transformers' BertForSequenceClassification, giving the same probabilities
+    hf = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    feats = list(iter_examples(tmp_path / "predict.tf_record"))
+    ids = torch.tensor(np.stack([f["input_ids"] for f in feats]))
+    mask = torch.tensor(np.stack([f["input_mask"] for f in feats]))
+    seg = torch.tensor(np.stack([f["segment_ids"] for f in feats]))
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=seg).logits.softmax(-1).numpy()
+    assert np.allclose(ref, probs, atol=1e-5)
+    assert hf.config.id2label == {0: "0", 1: "1"}
+    # eval only, later: the latest checkpoint of the output dir is evaluated, as Google's estimator
+    os.remove(tmp_path / "eval_results.txt")
+    assert main(_args("mrpc", os.path.join(GLUE, "MRPC"), tmp_path, bert_config, "--do-eval")) == 0
+    again = {line.split(" = ")[0]: float(line.split(" = ")[1])
+             for line in (tmp_path / "eval_results.txt").read_text().splitlines()}
+    assert again == pytest.approx(result, abs=1e-6)
+
+
+def test_killed_run_resumes_to_the_same_weights(bert_config, tmp_path):
+    whole = run_classifier(_config(bert_config, tmp_path / "whole"))
+    assert whole["step"] == 6
+    part = run_classifier(_config(bert_config, tmp_path / "part", stop_at_step=3))
+    assert part["step"] == 3 and "export" not in part
+    assert [s for s, _ in list_checkpoints(tmp_path / "part")] == [2, 3]
+    with pytest.raises(BertDetrError, match="already has checkpoints.*--resume"):
+        run_classifier(_config(bert_config, tmp_path / "part"))
+    resumed = run_classifier(_config(bert_config, tmp_path / "part", resume=True))
+    assert resumed["step"] == 6
+    a = load_checkpoint(list_checkpoints(tmp_path / "whole")[-1][1])["model"]
+    b = load_checkpoint(list_checkpoints(tmp_path / "part")[-1][1])["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_overwrite_trains_again_from_the_start(bert_config, tmp_path):
+    whole = run_classifier(_config(bert_config, tmp_path / "whole"))
+    part = run_classifier(_config(bert_config, tmp_path / "part", stop_at_step=3))
+    assert part["step"] == 3
+    (tmp_path / "part" / "scalars.csv").write_text("step,name,value\n99,loss,1\n")  # the old run's log
+    with pytest.raises(BertDetrError, match="choose one"):
+        _config(bert_config, tmp_path / "part", resume=True, overwrite=True)
+    again = run_classifier(_config(bert_config, tmp_path / "part", overwrite=True))
+    assert again["step"] == 6  # from step 0, not resumed at 3
+    assert [s for s, _ in list_checkpoints(tmp_path / "part")] == [s for s, _ in list_checkpoints(tmp_path / "whole")]
+    assert "99,loss" not in (tmp_path / "part" / "scalars.csv").read_text()
+    a = load_checkpoint(list_checkpoints(tmp_path / "whole")[-1][1])["model"]
+    b = load_checkpoint(list_checkpoints(tmp_path / "part")[-1][1])["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert whole["step"] == 6
+    # the command: refused without a choice, trains again with --overwrite
+    args = _args("mrpc", os.path.join(GLUE, "MRPC"), tmp_path / "part", bert_config, "--do-train",
+                 "--train-batch-size", "2", "--num-train-epochs", "2", "--save-checkpoints-steps", "2")
+    assert main(args) == 2
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_overwrite_refuses_another_kind_of_run(bert_config, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "squad_config.json").write_text("{}")
+    with pytest.raises(BertDetrError, match="holds a `bertdetr bert squad` run"):
+        run_classifier(_config(bert_config, tmp_path / "run", overwrite=True))
+    assert (tmp_path / "run" / "squad_config.json").exists()
+
+
+def test_tsv_task_and_eval_with_labels_of_the_trained_model(bert_config, tmp_path):
+    data = os.path.join(GLUE, "custom")
+    cols = ["--text-a-column", "review", "--text-b-column", "product", "--label-column", "sentiment"]
+    assert main(_args("tsv", data, tmp_path, bert_config, "--do-train", "--train-batch-size", "3", *cols)) == 0
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["id2label"] == {
+        "0": "negative", "1": "positive"}
+    assert main(_args("tsv", data, tmp_path, bert_config, "--do-eval", "--do-predict", *cols)) == 0
+    assert len((tmp_path / "test_results.tsv").read_text().splitlines()) == 2
+    # fine-tuned directory as --init-checkpoint elsewhere: labels and weights from it
+    other = tmp_path / "other"
+    assert main(["bert", "classify", "--task-name", "tsv", "--data-dir", data, "--output-dir", str(other),
+                 "--init-checkpoint", str(tmp_path / "model"), "--do-eval", "--no-progress", *cols]) == 0
+    assert json.loads((other / "eval_metrics.json").read_text())["eval_accuracy"] == pytest.approx(
+        json.loads((tmp_path / "eval_metrics.json").read_text())["eval_accuracy"])
+
+
+def test_fine_tunes_from_a_masked_lm_directory(bert_config, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    mlm = transformers.BertForMaskedLM(transformers.BertConfig(**TINY))
+    mlm.save_pretrained(tmp_path / "mlm")
+    shutil.copyfile(VOCAB, tmp_path / "mlm" / "vocab.txt")
+    with pytest.warns(UserWarning, match="no pooler"):
+        summary = run_classifier(ClassifierConfig(
+            task_name="cola", data_dir=os.path.join(GLUE, "CoLA"), output_dir=str(tmp_path / "out"),
+            init_checkpoint=str(tmp_path / "mlm"), max_seq_length=32, do_train=True, do_eval=True,
+            train_batch_size=4, num_train_epochs=1, progress=False))
+    assert "matthews_corrcoef" in summary["eval"]
+    # the encoder was loaded: the fine-tuned word embeddings started from transformers'
+    state = load_checkpoint(list_checkpoints(tmp_path / "out")[-1][1])["model"]
+    start = mlm.bert.embeddings.word_embeddings.weight.detach()
+    assert (state["bert.embeddings.word_embeddings.weight"] - start).abs().max() < 1e-3
+
+
+def _tree(path):
+    return sorted(os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs)
+
+
+@pytest.mark.parametrize("case", ["columns", "label", "empty"])
+def test_bad_input_exits_2_naming_file_and_line_and_writes_nothing(bert_config, tmp_path, capsys, case):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = "gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\n"
+    if case == "columns":
+        (data / "train.tsv").write_text(good + good + "gj04\t0\tThey drank the pub.\n" + good)
+        expected = r"train\.tsv:3: row has 3 column\(s\), expected 4"
+    elif case == "label":
+        (data / "train.tsv").write_text(good + "gj04\t1\t\tFine.\n")
+        (data / "dev.tsv").write_text(good + "gj04\tyes\t\tUnknown label.\n")
+        expected = r"dev\.tsv:2: label 'yes' is not one of the task's labels '0', '1'"
+    else:
+        expected = r"data dir .* is empty"
+    out = tmp_path / "out"
+    code = main(_args("cola", str(data), out, bert_config, "--do-train", "--do-eval"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("bertdetr: error: ") and "Traceback" not in err
+    import re
+
+    assert re.search(expected, err), err
+    assert not os.path.exists(out) or _tree(out) == []
+
+
+def test_other_errors(bert_config, tmp_path):
+    with pytest.raises(BertDetrError, match="At least one of"):
+        _config(bert_config, tmp_path, do_train=False)
+    with pytest.raises(BertDetrError, match="Cannot use sequence length 512"):
+        run_classifier(_config(bert_config, tmp_path, max_seq_length=512))
+    with pytest.raises(BertDetrError, match="no test set"):
+        run_classifier(_config(bert_config, tmp_path, task_name="xnli", data_dir=os.path.join(GLUE, "XNLI"),
+                               do_train=False, do_predict=True, init_checkpoint=None))
+
+
+def test_metrics():
+    y = np.array([1, 1, 0, 0, 1, 0])
+    p = np.array([1, 0, 0, 1, 1, 0])
+    assert f1_score(y, p) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert matthews_corrcoef(y, p) == pytest.approx((2 * 2 - 1 * 1) / np.sqrt(3 * 3 * 3 * 3))
+    assert matthews_corrcoef(y, np.ones(6, int)) == 0.0
+    assert glue_metrics("mnli", y, p) == {"accuracy": pytest.approx(4 / 6)}
+    try:
+        from sklearn.metrics import f1_score as f1, matthews_corrcoef as mcc
+    except ImportError:
+        return
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        y, p = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+        assert f1_score(y, p) == pytest.approx(f1(y, p))
+        assert matthews_corrcoef(y, p) == pytest.approx(mcc(y, p))
+
+
+def test_train_batches_cover_each_epoch_once_and_cross_epochs():
+    n, bs = 7, 3
+    stream = [i for step in range(7) for i in train_batch_indices(n, bs, 5, step)]  # 21 = 3 epochs
+    for e in range(3):
+        assert sorted(stream[e * n:(e + 1) * n]) == list(range(n))
+    assert train_batch_indices(n, bs, 5, 2) == train_batch_indices(n, bs, 5, 2)
+    assert stream[:n] != stream[n:2 * n]
+
+
+def test_kill_during_checkpoint_or_feature_write_leaves_nothing_partial(bert_config, tmp_path, monkeypatch):
+    run_classifier(_config(bert_config, tmp_path, stop_at_step=2))
+
+    def dying_save(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_classifier(_config(bert_config, tmp_path, resume=True))
+    monkeypatch.undo()
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2]
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert run_classifier(_config(bert_config, tmp_path, resume=True))["step"] == 6
+
+    from bertdetr.bert.finetuning import classifier
+
+    calls = []
+
+    def dying_write(f, data):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        f.write(data)
+
+    out = tmp_path / "features"
+    monkeypatch.setattr(classifier, "write_record", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        run_classifier(_config(bert_config, out, features_only=True))
+    assert _tree(out) == []
+
+
+def test_fine_tuned_head_with_labels_in_another_order_is_permuted(bert_config, tmp_path):
+    from bertdetr.bert.finetuning.classifier import _align_head_labels, create_model
+
+    torch.manual_seed(0)
+    m = create_model(BertConfig(**TINY), ["contradiction", "entailment", "neutral"])
+    w, b = m.output_weights.detach().clone(), m.output_bias.detach().clone() + torch.tensor([1.0, 2.0, 3.0])
+    with torch.no_grad():
+        m.output_bias.copy_(b)
+    _align_head_labels(m, ["entailment", "neutral", "contradiction"], "ckpt")
+    assert torch.equal(m.output_weights[0], w[2]) and torch.equal(m.output_bias, b[[2, 0, 1]])
+    _align_head_labels(m, ["LABEL_0", "LABEL_1", "LABEL_2"], "ckpt")  # unnamed: task order
+    assert torch.equal(m.output_bias, b[[2, 0, 1]])
+    with pytest.raises(BertDetrError, match="fine-tuned for labels"):
+        _align_head_labels(m, ["yes", "no", "maybe"], "ckpt")
+
+
+def test_help_shows_googles_flags_and_defaults(capsys):
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["bert", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("max_seq_length", "128"), ("train_batch_size", "32"), ("eval_batch_size", "8"),
+                          ("predict_batch_size", "8"), ("learning_rate", "5e-05"), ("num_train_epochs", "3.0"),
+                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000"),
+                          ("do_lower_case", "True")):
+        dashed = flag.replace("_", "-")
+        assert re.search(rf"--{dashed} \S*, --{flag} (?:(?! --[a-z]).)*?\(default: {re.escape(default)}\)", text), flag

@@ -1,0 +1,209 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bertdetr.bert.pretraining import pretrain as pretrain_module
+from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
+from bertdetr.bert.pretraining.pretrain import PretrainConfig, pretrain
+from bertdetr.bert.pretraining.make_data import make_pretraining_data
+from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig
+from bertdetr.training.checkpoint import list_checkpoints, load_checkpoint
+from bertdetr.cli import main
+from bertdetr.errors import BertDetrError
+from bertdetr.training.scalars import read_scalars
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert")
+VOCAB = os.path.join(DATA, "vocab-uncased.txt")
+TINY = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    out = tmp_path_factory.mktemp("records")
+    make_pretraining_data([os.path.join(DATA, "sample_text.txt")], str(out / "train.tfrecord"), VOCAB,
+                          PretrainingDataConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=2))
+    make_pretraining_data([os.path.join(DATA, "sample_text.txt")], str(out / "eval.tfrecord"), VOCAB,
+                          PretrainingDataConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=1,
+                                                random_seed=7))
+    return str(out / "train.tfrecord"), str(out / "eval.tfrecord")
+
+
+def _config(records, out, **kw):
+    base = dict(input_files=[records[0]], output_dir=str(out), model=BertConfig(**TINY), vocab_file=VOCAB,
+                batch_size=4, num_train_steps=6, num_warmup_steps=2, learning_rate=1e-3, save_every=2,
+                log_every=1, progress=False, keep_last=2)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def _losses(out):
+    return [v for _, v in read_scalars(os.path.join(out, "scalars.csv"))["loss"]]
+
+
+def test_resume_gives_the_losses_of_an_uninterrupted_run(records, tmp_path):
+    full = pretrain(_config(records, tmp_path / "full"))
+    assert full["step"] == 6
+    stopped = pretrain(_config(records, tmp_path / "split", stop_at_step=3))
+    assert stopped["step"] == 3 and "export" not in stopped
+    resumed = pretrain(_config(records, tmp_path / "split", resume=True))
+    assert resumed["step"] == 6
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "split")
+    assert len(_losses(tmp_path / "full")) == 6
+    # keep_last=2: steps 4 and 6 remain
+    assert [s for s, _ in list_checkpoints(tmp_path / "full")] == [4, 6]
+    state = load_checkpoint(list_checkpoints(tmp_path / "full")[-1][1])
+    assert {"model", "optimizer", "scheduler", "step", "rng"} <= set(state)
+    assert os.path.isfile(tmp_path / "full" / "loss_curves.png")
+    assert os.path.isfile(tmp_path / "full" / "model" / "vocab.txt")
+
+
+def test_eval_metrics_are_googles_metric_fn(records, tmp_path):
+    summary = pretrain(_config(records, tmp_path, num_train_steps=2, eval_files=[records[1]]))
+    metrics = summary["eval"]
+    text = (tmp_path / "eval_results.txt").read_text()
+    assert "masked_lm_accuracy = " in text and "global_step = 2" in text
+    assert json.loads((tmp_path / "eval_metrics.json").read_text())["masked_lm_loss"] == pytest.approx(metrics["masked_lm_loss"])
+    # by hand on the same model
+    from bertdetr.bert.pretraining.dataset import iter_eval_batches
+    from bertdetr.bert.model import BertForPreTraining
+
+    model = BertForPreTraining.from_pretrained(tmp_path / "model").eval()
+    correct = nll = weight = 0.0
+    for batch in iter_eval_batches([records[1]], 64):
+        with torch.no_grad():
+            logits = model(**batch)["masked_lm_logits"]
+        logp = logits.log_softmax(-1)
+        w = batch["masked_lm_weights"]
+        correct += ((logp.argmax(-1) == batch["masked_lm_ids"]).float() * w).sum().item()
+        nll += (-logp.gather(-1, batch["masked_lm_ids"][..., None])[..., 0] * w).sum().item()
+        weight += w.sum().item()
+    assert metrics["masked_lm_accuracy"] == pytest.approx(correct / weight, abs=1e-6)
+    assert metrics["masked_lm_loss"] == pytest.approx(nll / weight, rel=1e-5)
+    assert 0 <= metrics["masked_lm_frequency_baseline"] <= 1
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(records, tmp_path, monkeypatch):
+    real = pretrain_module.clip_by_global_norm
+    calls = {"n": 0}
+
+    def nan_at_step_3(params, clip):
+        calls["n"] += 1
+        norm = real(params, clip)
+        return torch.tensor(float("nan")) if calls["n"] == 3 else norm
+
+    monkeypatch.setattr(pretrain_module, "clip_by_global_norm", nan_at_step_3)
+    with pytest.raises(BertDetrError, match=r"non-finite loss at step 3.*ckpt-00000002\.pt"):
+        pretrain(_config(records, tmp_path))
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2]
+    assert load_checkpoint(list_checkpoints(tmp_path)[0][1])["step"] == 2
+
+
+def test_kill_during_checkpoint_write_leaves_previous_loadable(records, tmp_path, monkeypatch):
+    pretrain(_config(records, tmp_path, num_train_steps=4, stop_at_step=2))
+    real_save = torch.save
+
+    def dying_save(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_config(records, tmp_path, num_train_steps=4, resume=True))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2]
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert pretrain(_config(records, tmp_path, num_train_steps=4, resume=True))["step"] == 4
+
+
+def test_bad_inputs_fail_before_training(records, tmp_path, capsys):
+    with pytest.raises(BertDetrError, match="max_position_embeddings 32"):
+        pretrain(_config(records, tmp_path, model=BertConfig(**{**TINY, "max_position_embeddings": 32})))
+    with pytest.raises(BertDetrError, match="vocab_size is 1000"):
+        pretrain(_config(records, tmp_path, model=BertConfig(**{**TINY, "vocab_size": 1000})))
+    with pytest.raises(BertDetrError, match="outside the model's vocab_size 1000"):
+        pretrain(_config(records, tmp_path, vocab_file=None, model=BertConfig(**{**TINY, "vocab_size": 1000})))
+    # Values the first-records check does not look at: every batch is checked as the dataset makes it.
+    with pytest.raises(BertDetrError, match=r"records of .*train\.tfrecord: segment_ids contains 1, outside "
+                                            r"\[0, 1\) \(type_vocab_size 1\)"):
+        pretrain(_config(records, tmp_path, model=BertConfig(**{**TINY, "type_vocab_size": 1})))
+    with pytest.raises(BertDetrError, match=r"records of .*eval\.tfrecord: segment_ids contains 1"):
+        pretrain_module.evaluate(build_bert_for_pretraining(BertConfig(**{**TINY, "type_vocab_size": 1})),
+                                 [records[1]], 4, 1)
+    assert not list_checkpoints(tmp_path)
+    assert main(["bert", "pretrain", "--input-file", str(tmp_path / "none-*.tfrecord"),
+                 "--output-dir", str(tmp_path / "o")]) == 2
+    assert "matches no file" in capsys.readouterr().err
+
+
+def test_cli_pretrain_fill_mask_embed(records, tmp_path, capsys):
+    cfg = tmp_path / "bert_config.json"
+    cfg.write_text(json.dumps({**TINY, "hidden_act": "gelu", "type_vocab_size": 2, "initializer_range": 0.02,
+                               "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}))
+    out = tmp_path / "run"
+    assert main(["bert", "pretrain", "--input_file", records[0], "--output_dir", str(out), "--bert_config_file",
+                 str(cfg), "--vocab_file", VOCAB, "--num_train_steps", "2", "--num_warmup_steps", "1",
+                 "--train_batch_size", "4", "--no-progress"]) == 0
+    assert "model exported" in capsys.readouterr().out
+    assert main(["bert", "fill-mask", "--model", str(out / "model"), "--top-k", "3", "the [MASK] had ceased ."]) == 0
+    printed = capsys.readouterr().out
+    assert "[MASK] at 2:" in printed
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello world\n\nthe rain had ceased\n")
+    assert main(["bert", "embed", "--model", str(out / "model"), "--input-file", str(lines),
+                 "--output", str(tmp_path / "v.npy"), "--pooling", "pooled"]) == 0
+    import numpy as np
+
+    assert np.load(tmp_path / "v.npy").shape == (3, 32)  # one row per line, the blank one included
+    assert main(["bert", "fill-mask", "--model", str(out / "model"), "no mask here"]) == 2
+
+
+def _torchrun(nproc, args, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "bertdetr.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_two_processes_with_torchrun_then_resume_with_one(records, tmp_path):
+    cfg = tmp_path / "bert_config.json"
+    cfg.write_text(json.dumps(TINY))
+    args = ["bert", "pretrain", "--input-file", records[0], "--output-dir", str(tmp_path / "run"),
+            "--bert-config-file", str(cfg), "--vocab-file", VOCAB, "--num-train-steps", "4",
+            "--num-warmup-steps", "1", "--train-batch-size", "2", "--save-checkpoints-steps", "2",
+            "--log-every", "1", "--no-progress", "--device", "cpu"]
+    r = _torchrun(2, args + ["--stop-at-step", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])
+    assert state["world_size"] == 2 and state["step"] == 2 and len(state["rng"]) == 2
+    assert main(args + ["--resume"]) == 0  # one process continues the two-process run
+    assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])["step"] == 4
+    assert len(_losses(tmp_path / "run")) == 4
+
+
+def test_resume_is_exact_with_dataloader_workers_and_grad_accum(records, tmp_path):
+    kw = dict(num_workers=2, grad_accum=2, num_train_steps=4, save_every=2, shuffle_buffer=8)
+    pretrain(_config(records, tmp_path / "full", **kw))
+    pretrain(_config(records, tmp_path / "split", stop_at_step=2, **kw))
+    pretrain(_config(records, tmp_path / "split", resume=True, **kw))
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "split")
+    assert len(_losses(tmp_path / "full")) == 4
+
+
+def test_bf16_autocast_trains(records, tmp_path):
+    summary = pretrain(_config(records, tmp_path, bf16=True, num_train_steps=3, eval_files=[records[1]]))
+    assert summary["step"] == 3 and all(v == v for v in summary["losses"].values())  # finite, not NaN
+    assert 0.0 <= summary["eval"]["masked_lm_accuracy"] <= 1.0
+
+
+def test_eval_every_logs_a_learning_curve(records, tmp_path):
+    pretrain(_config(records, tmp_path, num_train_steps=4, eval_every=2, eval_files=[records[1]], max_eval_steps=1))
+    series = read_scalars(tmp_path / "scalars.csv")
+    assert [s for s, _ in series["eval_masked_lm_accuracy"]] == [2, 4]
+    assert "eval_masked_lm_frequency_baseline" in series
+    with pytest.raises(BertDetrError, match="eval_every"):
+        _config(records, tmp_path, eval_every=2)  # no eval files

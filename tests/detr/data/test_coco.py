@@ -1,0 +1,171 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bertdetr.detr.data.coco import (
+    CocoDetection,
+    ImageLoadError,
+    check_images,
+    collate,
+    load_coco,
+    load_image,
+    to_rgb,
+)
+from bertdetr.detr.data.transforms import eval_transforms
+from bertdetr.errors import BertDetrError
+
+
+def _write_coco(tmp_path, images, annotations, categories=({"id": 3, "name": "cat"}, {"id": 7, "name": "dog"})):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": list(categories)}))
+    return path
+
+
+def _image(tmp_path, name, w=40, h=30, mode="RGB", color=(200, 10, 10)):
+    Image.new(mode, (w, h), color).save(tmp_path / "img" / name)
+
+
+def _ann(i, image_id, bbox, cat=3, **kw):
+    return {"id": i, "image_id": image_id, "category_id": cat, "bbox": bbox, **kw}
+
+
+def test_categories_mapped_to_contiguous_labels_and_cleaning_counted(tmp_path):
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}]
+    anns = [
+        _ann(1, 1, [1, 2, 10, 10], cat=7),
+        _ann(2, 1, [30, 20, 20, 20]),             # partly outside: clipped to (30,20,40,30)
+        _ann(3, 1, [5, 5, 0, 10]),                # zero width: dropped
+        _ann(4, 1, [5, 5, -3, 10]),               # negative: dropped
+        _ann(5, 1, [50, 50, 5, 5]),               # entirely outside: nothing left, dropped
+        _ann(6, 1, [1, 1, 5, 5], iscrowd=1),      # crowd: dropped
+    ]
+    index = load_coco(_write_coco(tmp_path, images, anns), tmp_path / "img")
+    assert index.category_ids == [3, 7] and index.class_names == ["cat", "dog"] and index.num_classes == 2
+    im = index.images[0]
+    np.testing.assert_array_equal(im["labels"], [1, 0])
+    np.testing.assert_allclose(im["boxes"], [[1, 2, 11, 12], [30, 20, 40, 30]])
+    assert index.stats == {"crowd_dropped": 1, "empty_dropped": 3, "clipped": 1, "boxes": 2}
+    assert "dropped 1 crowd and 3 zero-area" in index.summary()
+
+
+def test_annotation_of_missing_image_is_clear_error(tmp_path):
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}]
+    with pytest.raises(BertDetrError, match="annotation 9 refers to image id 5"):
+        load_coco(_write_coco(tmp_path, images, [_ann(9, 5, [1, 1, 2, 2])]), tmp_path / "img")
+
+
+def test_annotation_of_missing_category_is_clear_error(tmp_path):
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}]
+    with pytest.raises(BertDetrError, match="annotation 9 has category id 4"):
+        load_coco(_write_coco(tmp_path, images, [_ann(9, 1, [1, 1, 2, 2], cat=4)]), tmp_path / "img")
+
+
+def test_empty_dataset_is_clear_error(tmp_path):
+    with pytest.raises(BertDetrError, match="no images"):
+        load_coco(_write_coco(tmp_path, [], []), tmp_path / "img")
+
+
+def test_missing_annotation_file_and_folder(tmp_path):
+    with pytest.raises(BertDetrError, match="annotation file not found"):
+        load_coco(tmp_path / "none.json", tmp_path)
+    with pytest.raises(BertDetrError, match="image folder not found"):
+        load_coco(_write_coco(tmp_path, [], []), tmp_path / "nope")
+
+
+def test_missing_and_corrupt_images_skipped_and_counted_or_stop(tmp_path):
+    images = [{"id": k, "file_name": f"{k}.png", "width": 40, "height": 30} for k in (1, 2, 3)]
+    path = _write_coco(tmp_path, images, [])
+    _image(tmp_path, "1.png")
+    (tmp_path / "img" / "2.png").write_bytes(b"not an image at all")
+    index = load_coco(path, tmp_path / "img")
+    with pytest.warns(UserWarning, match="skipping image"):
+        good, bad = check_images(index, skip_bad_images=True)
+    assert bad == 2 and [im["id"] for im in good.images] == [1]
+    with pytest.raises(ImageLoadError, match="not found|cannot read"):
+        check_images(index, skip_bad_images=False)
+
+
+def test_truncated_image_skipped_at_decode_or_raised(tmp_path):
+    images = [{"id": 1, "file_name": "t.png", "width": 64, "height": 64}]
+    path = _write_coco(tmp_path, images, [])
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "img" / "t.png")
+    data = (tmp_path / "img" / "t.png").read_bytes()
+    (tmp_path / "img" / "t.png").write_bytes(data[: len(data) // 2])
+    index = load_coco(path, tmp_path / "img")
+    ds = CocoDetection(index, eval_transforms(32, 64), skip_bad_images=True)
+    with pytest.warns(UserWarning, match="skipping image 1"):
+        assert ds[0] is None
+    assert collate([None]) is None
+    with pytest.raises(ImageLoadError):
+        CocoDetection(index, eval_transforms(32, 64), skip_bad_images=False)[0]
+
+
+@pytest.mark.parametrize("mode,color", [("L", 128), ("RGBA", (10, 20, 30, 0)), ("CMYK", (0, 255, 255, 0)),
+                                        ("P", 3), ("LA", (100, 255))])
+def test_modes_become_rgb(tmp_path, mode, color):
+    (tmp_path / "img").mkdir()
+    ext = "jpg" if mode == "CMYK" else "png"
+    _image(tmp_path, f"x.{ext}", mode=mode, color=color)
+    img = load_image(str(tmp_path / "img" / f"x.{ext}"))
+    assert img.mode == "RGB" and img.size == (40, 30)
+
+
+def test_16bit_grayscale_scaled_not_clipped(tmp_path):
+    array = np.full((30, 40), 32768, dtype=np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(array).save(path)
+    img = load_image(str(path))
+    assert img.mode == "RGB"
+    assert abs(int(np.asarray(img)[0, 0, 0]) - 128) <= 1  # 32768 / 257, not clipped to 255
+    assert to_rgb(Image.new("RGB", (2, 2))).mode == "RGB"
+
+
+def test_exif_rotated_jpeg_follows_annotation(tmp_path):
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = stored.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "r.jpg"
+    stored.save(path, exif=exif)
+    assert load_image(str(path)).size == (20, 40)  # displayed orientation by default
+    assert load_image(str(path), expected_wh=(20, 40)).size == (20, 40)
+    assert load_image(str(path), expected_wh=(40, 20)).size == (40, 20)  # annotated unrotated
+
+
+def test_dataset_item_and_collate_padding(tmp_path):
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+              {"id": 2, "file_name": "b.png", "width": 20, "height": 50}]
+    path = _write_coco(tmp_path, images, [_ann(1, 1, [0, 0, 20, 15]), _ann(2, 2, [2, 4, 10, 10], cat=7)])
+    _image(tmp_path, "a.png")
+    _image(tmp_path, "b.png", w=20, h=50)
+    ds = CocoDetection(load_coco(path, tmp_path / "img"), eval_transforms(60, 100))
+    img, target = ds[0]
+    assert img.shape == (3, 60, 80)
+    torch.testing.assert_close(target["boxes"], torch.tensor([[0.0, 0.0, 40.0, 30.0]]))
+    assert target["size"].tolist() == [60, 80] and target["orig_size"].tolist() == [30, 40]
+    batch = collate([ds[0], ds[1]])
+    assert batch["images"].shape == (2, 3, 100, 80)  # b: 20x50 -> 40x100 (shorter side 60 capped by 100)
+    assert batch["masks"][0, 60:].all() and not batch["masks"][0, :60].any()
+    assert batch["masks"][1, :, 40:].all() and not batch["masks"][1, :, :40].any()
+    assert (batch["images"][0, :, 60:] == 0).all()
+    assert collate([ds[0]], size_divisor=32)["images"].shape == (1, 3, 64, 96)
+
+
+def test_augmentation_depends_on_seed_epoch_index_only(tmp_path):
+    from bertdetr.detr.data.transforms import train_transforms
+
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}]
+    path = _write_coco(tmp_path, images, [_ann(1, 1, [0, 0, 20, 15])])
+    _image(tmp_path, "a.png")
+    ds = CocoDetection(load_coco(path, tmp_path / "img"), train_transforms(scales=(32, 48, 64), max_size=100,
+                                                                            crop_resize=(40,), crop_size=(20, 30)))
+    shapes = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        a, b = ds[0], ds[0]
+        torch.testing.assert_close(a[0], b[0])
+        shapes.add(tuple(a[0].shape))
+    assert len(shapes) > 1

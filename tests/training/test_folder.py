@@ -1,0 +1,139 @@
+"""The run folder rule of both trainers: a folder holding a run needs --resume or --overwrite, a
+folder of the other kind is refused, a resume says which changed settings it applies and which it
+keeps, and a new run that fails before its first checkpoint leaves no logs behind."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from bertdetr.bert.model import BertConfig
+from bertdetr.bert.pretraining.pretrain import PretrainConfig, pretrain
+from bertdetr.training.checkpoint import list_checkpoints
+from bertdetr.cli import main
+from bertdetr.errors import BertDetrError
+from bertdetr.training.scalars import read_scalars
+from tests.bert.pretraining.test_pretrain import TINY, VOCAB
+from tests.bert.pretraining.test_pretrain import records as record_files  # noqa: F401 (a fixture)
+
+
+@pytest.fixture(scope="module")
+def records(record_files):
+    return record_files[0]
+
+
+def _config(records, out, **kw):
+    base = dict(input_files=[records], output_dir=str(out), model=BertConfig(**TINY), vocab_file=VOCAB,
+                batch_size=4, num_train_steps=4, num_warmup_steps=1, learning_rate=1e-3, save_every=2,
+                log_every=1, progress=False)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def _steps(out):
+    return [s for s, _ in read_scalars(os.path.join(out, "scalars.csv"))["loss"]]
+
+
+def test_a_folder_holding_a_run_needs_resume_or_overwrite(records, tmp_path, capsys):
+    run = tmp_path / "run"
+    pretrain(_config(records, run, stop_at_step=2))
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    with pytest.raises(BertDetrError, match="already holds a run with checkpoints up to step 2.*--resume.*--overwrite"):
+        pretrain(_config(records, run))
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    # the same through the command line: exit 2, nothing changed
+    assert main(["bert", "pretrain", "--input-file", records, "--output-dir", str(run), "--bert-config-file",
+                 str(_bert_config(tmp_path)), "--vocab-file", VOCAB, "--num-train-steps", "4",
+                 "--num-warmup-steps", "1", "--train-batch-size", "4", "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith("bertdetr: error: ")
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    # --overwrite starts again: the old steps are gone from the log
+    (run / "notes.txt").write_text("mine")
+    pretrain(_config(records, run, overwrite=True, save_every=4))
+    assert _steps(run) == [1, 2, 3, 4]
+    assert [s for s, _ in list_checkpoints(run)] == [4]
+    assert (run / "notes.txt").read_text() == "mine"  # not a run file: left alone
+
+
+def _bert_config(tmp_path):
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps({**TINY, "hidden_act": "gelu", "type_vocab_size": 2, "initializer_range": 0.02,
+                                "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}))
+    return path
+
+
+def test_resume_says_what_it_applies_and_keeps(records, tmp_path, capsys):
+    run = tmp_path / "run"
+    pretrain(_config(records, run, stop_at_step=2))
+    capsys.readouterr()
+    pretrain(_config(records, run, resume=True, learning_rate=5e-4, seed=7, stop_at_step=3))
+    out = capsys.readouterr().out
+    assert "learning_rate: 0.001 -> 0.0005 (applied)" in out
+    assert "seed: kept 12345 from the checkpoint, not 7" in out
+    recorded = json.loads((run / "train_config.json").read_text())
+    assert recorded["learning_rate"] == 5e-4 and recorded["seed"] == 12345 and recorded["run"] == "bert pretrain"
+    # the new peak lr is in force: Google's schedule at step 2 of 4 with 1 warmup step
+    lr = dict(read_scalars(run / "scalars.csv")["lr"])[3]
+    assert lr == pytest.approx(5e-4 * (1 - 2 / 4))
+
+
+def test_resume_in_an_empty_folder_starts_a_new_run(records, tmp_path):
+    assert pretrain(_config(records, tmp_path / "new", resume=True, num_train_steps=2))["step"] == 2
+
+
+def test_a_crc_error_in_a_new_run_leaves_no_logs(records, tmp_path):
+    data = bytearray(open(records, "rb").read() * 4)  # 140 records: the checks before training read 101
+    data[-20] ^= 0xFF  # the last record's payload: found while training
+    bad = tmp_path / "bad.tfrecord"
+    bad.write_bytes(bytes(data))
+    run = tmp_path / "run"
+    with pytest.raises(BertDetrError, match="(?i)crc"):
+        pretrain(_config(records, run, input_files=[str(bad)]))
+    assert not [n for n in os.listdir(run) if not n.startswith(".")]
+    assert pretrain(_config(records, run, num_train_steps=2))["step"] == 2  # no --overwrite needed
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
+
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root, "train", ShapesConfig(num_images=4, min_size=48, max_size=56, max_objects=2, seed=0))
+    return root
+
+
+def _detr_config(shapes, tmp_path, output_dir, **train):
+    cfg = {"data": {"train_ann": str(shapes / "train.json"), "train_images": str(shapes / "images"),
+                    "train_scales": [48], "max_size": 64, "crop_resize": [48], "crop_size": [32, 48], "test_size": 48},
+           "model": {"preset": "r18", "num_queries": 5,
+                     "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+                     "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+                     "positional_encoding": {"num_feats": 16}},
+           "train": {"output_dir": str(output_dir), "epochs": 1, "batch_size": 2, "num_workers": 0,
+                     "progress": False, **train}}
+    path = tmp_path / "detr.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_detr_refuses_a_bert_run_folder_and_the_rule_holds_for_detr(records, shapes, tmp_path, capsys):
+    bert_run = tmp_path / "bert"
+    pretrain(_config(records, bert_run, num_train_steps=2))
+    exported = sorted(p.name for p in (bert_run / "model").iterdir())
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        assert main(["detr", "train", str(_detr_config(shapes, tmp_path, bert_run)), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bertdetr: error: ") and "holds a `bertdetr bert pretrain` run" in err
+    assert sorted(p.name for p in (bert_run / "model").iterdir()) == exported
+    detr_run = tmp_path / "detr"
+    cfg = _detr_config(shapes, tmp_path, detr_run)
+    assert main(["detr", "train", str(cfg)]) == 0
+    assert main(["detr", "train", str(cfg)]) == 2
+    assert "already holds" in capsys.readouterr().err
+    assert main(["detr", "train", str(cfg), "--overwrite"]) == 0
+    assert json.loads((detr_run / "train_config.json").read_text())["run"] == "detr train"
+    # and BERT refuses the DETR folder
+    with pytest.raises(BertDetrError, match="holds a `bertdetr detr train` run"):
+        pretrain(_config(records, detr_run, overwrite=True))
+    shutil.rmtree(detr_run)
