@@ -30,7 +30,7 @@ import torch
 def build_pair(num_labels: int = 91):
     from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
 
-    from bertdetr.detr.weights import from_hf
+    from bertdetr.detr.convert.load import from_hf
 
     torch.manual_seed(0)
     backbone = ResNetConfig(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048],

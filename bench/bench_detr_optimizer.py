@@ -34,7 +34,7 @@ def main() -> None:
     from bertdetr.detr.data.coco import CocoDetection, collate, load_coco
     from bertdetr.detr.loss import build_criterion
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train import load_train_setup, with_num_classes
+    from bertdetr.detr.train import load_train_setup
     from bertdetr.detr.data.transforms import train_transforms
 
     work = tempfile.mkdtemp(prefix="bench_detr_opt_")
@@ -47,7 +47,7 @@ def main() -> None:
     dataset = CocoDetection(index, train_transforms(d.train_scales, d.max_size, d.crop_resize, tuple(d.crop_size)),
                             seed=0)
     batches = [collate([dataset[i] for i in range(b * 8, b * 8 + 8)]) for b in range(args.steps + 3)]
-    config = with_num_classes(setup.model, index.num_classes)
+    config = setup.model.with_num_classes(index.num_classes)
 
     print(f"torch {torch.__version__}; the demo's DETR, batches of 8 images (the first padded to "
           f"{'x'.join(map(str, batches[0]['images'].shape[2:]))})")

@@ -13,7 +13,7 @@ import torch
 
 from bertdetr.detr.data.pipelines import PIPELINES, prepare_image
 from bertdetr.detr.postprocess import DetrPostProcess
-from bertdetr.detr.weights import from_mmdet
+from bertdetr.detr.convert.load import from_mmdet
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "detr"
 

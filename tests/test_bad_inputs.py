@@ -40,16 +40,16 @@ def bert_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def detr_dir(tmp_path_factory):
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train import model_config_from_dict, with_num_classes
+    from bertdetr.detr.train import model_config_from_dict
     from bertdetr.detr.weights import save_detr
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("detr")
-    cfg = with_num_classes(model_config_from_dict(
+    cfg = model_config_from_dict(
         {"preset": "r18", "num_queries": 5,
          "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
          "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
-         "positional_encoding": {"num_feats": 16}}), 2)
+         "positional_encoding": {"num_feats": 16}}).with_num_classes(2)
     save_detr(build_detr(cfg), cfg, root / "ckpt")
     images = root / "images"
     images.mkdir()

@@ -347,7 +347,7 @@ def run_detr(out: str, epochs: int, num_images: int, seed: int, threads: int | N
     from bertdetr.detr.model import build_detr
     from bertdetr.detr.predict import predict_images
     from bertdetr.detr.evaluate import evaluate_detr
-    from bertdetr.detr.train import load_train_setup, train_detr, with_num_classes
+    from bertdetr.detr.train import load_train_setup, train_detr
 
     os.makedirs(out, exist_ok=True)
     print("== DETR: detection on synthetic shapes ==")
@@ -363,7 +363,7 @@ def run_detr(out: str, epochs: int, num_images: int, seed: int, threads: int | N
     s = load_train_setup(cfg_path, num_threads=threads, progress=progress)  # this run's, not the file's
     val = load_coco(s.data.val_ann, s.data.val_images)
     torch.manual_seed(seed)
-    untrained = build_detr(with_num_classes(s.model, val.num_classes))
+    untrained = build_detr(s.model.with_num_classes(val.num_classes))
     before = evaluate_detr(untrained, val, s.data.val_ann, s.data.test_size, s.data.max_size,
                            s.model.test_cfg.max_per_img, torch.device("cpu")).metrics
     t = time.perf_counter()

@@ -16,7 +16,7 @@ def golden(request):
 
 @pytest.fixture(scope="session")
 def golden_model(golden):
-    from bertdetr.detr.weights import from_mmdet
+    from bertdetr.detr.convert.load import from_mmdet
 
     return from_mmdet(golden["config"], golden["state_dict"])
 
@@ -34,6 +34,6 @@ def golden2():
 def golden2_model(golden2):
     from tests.conftest import DATA
 
-    from bertdetr.detr.weights import from_mmdet
+    from bertdetr.detr.convert.load import from_mmdet
 
     return from_mmdet(DATA / "detr" / "mmdet2_detr_small.config.py", golden2)

@@ -12,8 +12,9 @@ from bertdetr.detr.attention import attention_pictures, capture_attention
 from bertdetr.detr.boxes import box_cxcywh_to_xyxy
 from bertdetr.detr.data.coco import load_image
 from bertdetr.detr.model import build_detr
-from bertdetr.detr.predict import detect
-from bertdetr.detr.train import model_config_from_dict, with_num_classes
+from bertdetr.detr.data.pipelines import official_prepare
+from bertdetr.detr.predict import detect_prepared
+from bertdetr.detr.train import model_config_from_dict
 from bertdetr.detr.data.transforms import eval_transforms
 from bertdetr.detr.visualize import draw_detections, overlay_heatmap
 from bertdetr.detr.weights import save_detr
@@ -29,7 +30,7 @@ def test_detection_pictures_are_unchanged_and_match_predict(tmp_path):
     DetrPostProcess (the k-th best query's decoder attention under its box, boxes = normalised
     boxes times the image size), and its box is the k-th detection of ``detr predict``."""
     torch.manual_seed(0)
-    model = build_detr(with_num_classes(model_config_from_dict(TINY), 3)).eval()
+    model = build_detr(model_config_from_dict(TINY).with_num_classes(3)).eval()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "img.png")
     image = load_image(str(tmp_path / "img.png"))
@@ -44,7 +45,7 @@ def test_detection_pictures_are_unchanged_and_match_predict(tmp_path):
     out = capture_attention(model, tensor[None], torch.zeros(1, H, W, dtype=torch.bool))
     scores, labels = out["pred_logits"][0].softmax(-1)[:, :-1].max(-1)
     boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0]) * torch.tensor([80, 60] * 2)
-    det = detect(model, image, test_size=64)
+    det = detect_prepared(model, *official_prepare(image, 64, 1333))
     for k, q in enumerate(scores.argsort(descending=True)[:3].tolist()):
         picture = draw_detections(overlay_heatmap(image, out["decoder_attention"][0, q].numpy()),
                                   boxes[q:q + 1].numpy(), scores[q:q + 1].numpy(), labels[q:q + 1].numpy(), names)
@@ -57,7 +58,7 @@ def test_detection_pictures_are_unchanged_and_match_predict(tmp_path):
 
 def test_capture_shapes_and_rows_sum_to_one():
     torch.manual_seed(0)
-    model = build_detr(with_num_classes(model_config_from_dict(TINY), 3)).eval()
+    model = build_detr(model_config_from_dict(TINY).with_num_classes(3)).eval()
     images = torch.randn(1, 3, 64, 96)
     out = capture_attention(model, images, torch.zeros(1, 64, 96, dtype=torch.bool))
     h, w = out["feature_hw"]
@@ -71,7 +72,7 @@ def test_capture_shapes_and_rows_sum_to_one():
 
 def test_attention_cli_writes_pictures(tmp_path, capsys):
     torch.manual_seed(0)
-    cfg = with_num_classes(model_config_from_dict(TINY), 2)
+    cfg = model_config_from_dict(TINY).with_num_classes(2)
     save_detr(build_detr(cfg), cfg, tmp_path / "ckpt")
     (tmp_path / "ckpt" / "classes.json").write_text(json.dumps({"category_ids": [5, 9], "class_names": ["a", "b"]}))
     Image.new("RGB", (80, 60), (30, 120, 200)).save(tmp_path / "img.png")

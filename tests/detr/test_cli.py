@@ -103,7 +103,7 @@ def _coco_val_style(root, n_images=3):
     import numpy as np
     from PIL import Image
 
-    from bertdetr.detr.weights import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+    from bertdetr.detr.convert.names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 
     (root / "val2017").mkdir(parents=True)
     images, anns = [], []
@@ -128,7 +128,8 @@ def test_official_training_checkpoint_converts_and_evaluates_on_coco_ids(tmp_pat
     import argparse
 
     from bertdetr.detr.model import build_detr
-    from tests.detr.test_weights import _to_official, tiny_config
+    from tests.detr.convert.test_load import _to_official
+    from tests.detr.test_weights import tiny_config
 
     torch.manual_seed(0)
     ref = build_detr(tiny_config(num_classes=91))
@@ -185,7 +186,7 @@ def test_checkpoint_with_other_python_objects_is_refused(tmp_path, capsys):
 
 
 def test_convert_hf_keeps_id2label(tmp_path, capsys):
-    from tests.detr.test_weights import _hf_pair
+    from tests.detr.convert.test_load import _hf_pair
 
     hf, _ = _hf_pair(num_labels=5)
     hf.config.id2label = {i: name for i, name in enumerate(["cat", "dog", "cow", "owl", "bee"])}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bertdetr.detr.loss import build_criterion
-from bertdetr.detr.model import padding_masks
+from bertdetr.detr.data.coco import padding_masks
 from bertdetr.detr.postprocess import DetrPostProcess
 
 TOL = dict(rtol=0, atol=1e-4)

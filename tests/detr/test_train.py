@@ -84,10 +84,10 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(shapes, tmp_path, monke
 def test_fine_tune_with_new_class_count_needs_reset_head(shapes, tmp_path):
     from bertdetr.detr.config import DETRConfig
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train import model_config_from_dict, with_num_classes
+    from bertdetr.detr.train import model_config_from_dict
     from bertdetr.detr.weights import save_detr
 
-    cfg = with_num_classes(model_config_from_dict(TINY_MODEL), 7)
+    cfg = model_config_from_dict(TINY_MODEL).with_num_classes(7)
     assert isinstance(cfg, DETRConfig)
     save_detr(build_detr(cfg), cfg, tmp_path / "pretrained")
     path = _config(shapes, tmp_path, init_checkpoint=str(tmp_path / "pretrained"), epochs=1, max_iters=1)

@@ -1,8 +1,9 @@
 """DETR: object detection as MMDetection structures it.
 
 Model: ``config.DETRConfig`` (presets ``.r50()``/``.r18()``), ``model.build_detr``; losses:
-``loss.build_criterion``; detections: ``postprocess.DetrPostProcess``; weights: ``from_mmdet``,
-``from_official``, ``from_hf``, ``load_detr``/``save_detr`` (``weights``). The names below are
+``loss.build_criterion``; detections: ``postprocess.DetrPostProcess``; our checkpoint directory:
+``load_detr``/``save_detr``, ``load_checkpoint_dir`` (``weights``); other projects' weights:
+``from_mmdet``, ``from_official``, ``from_hf`` (``convert.load``). The names below are
 imported on first use, so ``bertdetr --help`` and the data tools do not pay for importing torch.
 """
 
@@ -16,11 +17,12 @@ _EXPORTS = {
     "DETRCriterion": "loss",
     "build_criterion": "loss",
     "DetrPostProcess": "postprocess",
-    "from_mmdet": "weights",
-    "from_official": "weights",
-    "from_hf": "weights",
+    "from_mmdet": "convert.load",
+    "from_official": "convert.load",
+    "from_hf": "convert.load",
     "load_detr": "weights",
     "save_detr": "weights",
+    "load_checkpoint_dir": "weights",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -49,66 +49,20 @@ def _add_convert(commands) -> None:
 
 
 def _run_convert(args) -> int:
-    import os
+    from bertdetr.detr.convert.load import convert_checkpoint
 
-    import torch
-
-    from bertdetr.detr import weights
-    from bertdetr.detr.data.pipelines import save_pipeline
-    from bertdetr.errors import BertDetrError
-    from bertdetr.fileio import check_writable
-
-    check_writable(os.path.join(args.output, "config.json"))
-    if args.num_classes is not None and args.num_classes < 1:
-        raise BertDetrError(f"--num-classes must be >= 1, got {args.num_classes}")
-    generator = torch.Generator().manual_seed(args.seed)
-    common = dict(num_classes=args.num_classes, reset_head=args.reset_head, generator=generator)
-    if args.source == "mmdet":
-        checkpoint = weights.read_checkpoint(args.checkpoint)
-        mmdet_config = args.config
-        if not mmdet_config:
-            from bertdetr.detr.convert.mmdet_config import mmdet_config_from_text
-
-            text = weights.mmdet_config_text(checkpoint)
-            if text is None:
-                raise BertDetrError("--from mmdet needs --config (the mmdet model config .py or .json): "
-                                    f"{args.checkpoint} keeps no config in its meta")
-            mmdet_config = mmdet_config_from_text(text, f"the config kept in {args.checkpoint}")
-            print(f"model config: the one kept in {args.checkpoint}")
-        model, config = weights.from_mmdet(mmdet_config, checkpoint, **common)
-        names = weights.mmdet_class_names(checkpoint)
-        classes = weights.coco80_classes() if args.classes == "coco80" else \
-            weights.classes_from_names(names) if names else None
-        origin = "--classes coco80" if args.classes == "coco80" else "the checkpoint's meta"
-    elif args.source == "official":
-        coco80 = (args.classes or "coco80") == "coco80"
-        model, config = weights.from_official(args.checkpoint, coco80=coco80, num_heads=args.num_heads or 8, **common)
-        # a 92-logit head is COCO's; other counts are fine-tuned models whose names the file does not keep
-        coco = coco80 or config.bbox_head.num_classes == weights.OFFICIAL_NO_OBJECT
-        classes, origin = (weights.official_classes(coco80) if coco else None), "COCO's"
-    else:
-        coco80 = (args.classes or "keep") == "coco80"
-        model, config = weights.from_hf(args.checkpoint, coco80=coco80, num_heads=args.num_heads, **common)
-        hf_config = weights.read_hf_config(args.checkpoint) if os.path.isdir(args.checkpoint) else {}
-        classes, origin = weights.hf_classes(hf_config, coco80), "config.json's id2label"
-    if args.reset_head:
-        classes = None  # a re-initialised class FC has no names yet: the dataset it is trained on gives them
-    num_classes = config.bbox_head.num_classes
-    if classes is not None and len(classes[0]) != num_classes:
-        raise BertDetrError(f"{origin} lists {len(classes[0])} classes, the checkpoint's class FC has {num_classes} "
-                            f"(head.fc_cls.weight {tuple(model.head.fc_cls.weight.shape)}): they do not fit")
-    weights.save_detr(model, config, args.output)
-    if classes is not None:
-        weights.save_classes(args.output, *classes)
-    elif os.path.exists(os.path.join(args.output, "classes.json")):
-        os.remove(os.path.join(args.output, "classes.json"))  # an older conversion's, not this model's
-    save_pipeline(args.output, "mmdet" if args.source == "mmdet" else "official")  # the origin's test pipeline
-    n = sum(p.numel() for p in model.parameters())
+    done = convert_checkpoint(args.source, args.checkpoint, args.output, config=args.config, classes=args.classes,
+                              num_classes=args.num_classes, reset_head=args.reset_head, num_heads=args.num_heads,
+                              seed=args.seed)
+    config, num_classes = done.config, done.config.bbox_head.num_classes
+    if done.config_from:
+        print(f"model config: {done.config_from}")
+    n = sum(p.numel() for p in done.model.parameters())
     print(f"wrote {args.output}: DETR R{config.backbone.depth}, {num_classes} classes, "
           f"{config.num_queries} queries, {n / 1e6:.1f}M parameters")
-    if classes is not None:
-        shown = ", ".join(classes[1][:5]) + (", ..." if num_classes > 5 else "")
-        print(f"classes from {origin}: {shown} (classes.json)")
+    if done.classes is not None:
+        shown = ", ".join(done.classes[1][:5]) + (", ..." if num_classes > 5 else "")
+        print(f"classes from {done.classes_from}: {shown} (classes.json)")
     else:
         print("no class names" + (" (--reset-head)" if args.reset_head else " in the checkpoint") +
               ": labels are 'class k'" + ("" if args.reset_head else "; --classes coco80 names COCO's 80"))
@@ -252,23 +206,22 @@ def _run_eval(args) -> int:
 
     from bertdetr.detr.data.coco import check_images, load_coco
     from bertdetr.detr.evaluate import coco_api, evaluate_detr, label_category_ids
-    from bertdetr.detr.data.pipelines import check_pipeline, load_pipeline
-    from bertdetr.detr.weights import load_classes, load_detr
+    from bertdetr.detr.data.pipelines import check_pipeline
+    from bertdetr.detr.weights import load_checkpoint_dir
     from bertdetr.fileio import atomic_output, check_writable
 
     check_writable(os.path.join(args.out, "eval_metrics.json"))
     coco_api(args.coco_backend)  # a missing back-end is an error before any work
     index, bad = check_images(load_coco(args.ann, args.images))
-    model, config = load_detr(args.checkpoint)
-    category_ids, names = load_classes(args.checkpoint, config.bbox_head.num_classes)
-    names_known = os.path.isfile(os.path.join(args.checkpoint, "classes.json"))
-    category_ids, how = label_category_ids(category_ids, names, index, names_known=names_known)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ckpt = load_checkpoint_dir(args.checkpoint, device)
+    names, names_known = ckpt.class_names, ckpt.has_classes
+    category_ids, how = label_category_ids(ckpt.category_ids, names, index, names_known=names_known)
     if how != "by category id":
         print(f"the checkpoint's classes matched to the dataset's {how}")
-    pipeline = check_pipeline(args.pipeline) if args.pipeline else load_pipeline(args.checkpoint)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    ev = evaluate_detr(model.to(device), index, args.ann, args.test_size, args.max_size,
-                       config.test_cfg.max_per_img, device, args.batch_size,
+    pipeline = check_pipeline(args.pipeline) if args.pipeline else ckpt.pipeline
+    ev = evaluate_detr(ckpt.model, index, args.ann, args.test_size, args.max_size,
+                       ckpt.config.test_cfg.max_per_img, device, args.batch_size,
                        results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
                        category_ids=category_ids, pipeline=pipeline)
     # per-class AP under the checkpoint's class names (classes.json), else the dataset's
@@ -348,17 +301,16 @@ def _add_attention(commands) -> None:
 
 
 def _run_attention(args) -> int:
-    from bertdetr.detr.attention import attention_pictures
-    from bertdetr.detr.weights import load_classes, load_detr
-    from bertdetr.fileio import check_writable
-
     import os
 
+    from bertdetr.detr.attention import attention_pictures
+    from bertdetr.detr.weights import load_checkpoint_dir
+    from bertdetr.fileio import check_writable
+
     check_writable(os.path.join(args.out, "probe.png"))
-    model, config = load_detr(args.checkpoint)
-    _, names = load_classes(args.checkpoint, config.bbox_head.num_classes)
-    written = attention_pictures(model, args.image, args.out, names, args.threshold, args.points, args.top,
-                                 args.test_size, args.max_size)
+    ckpt = load_checkpoint_dir(args.checkpoint)
+    written = attention_pictures(ckpt.model, args.image, args.out, ckpt.class_names, args.threshold, args.points,
+                                 args.top, args.test_size, args.max_size)
     print(f"wrote {len(written)} pictures to {args.out}" + ("" if written else
           " (no detection reached --threshold and no --point given)"))
     return 0

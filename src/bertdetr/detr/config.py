@@ -237,6 +237,11 @@ class DETRConfig:
         num_classes=3)`` (the one way a class count or a backbone file is changed)."""
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
+    def with_num_classes(self, num_classes: int | None) -> "DETRConfig":
+        """A copy for ``num_classes`` foreground classes (the dataset's or a converted head's);
+        itself for None."""
+        return self if num_classes is None else self.replace_section("bbox_head", num_classes=num_classes)
+
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-ready), one key per section."""
         return dataclasses.asdict(self)

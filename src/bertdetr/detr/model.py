@@ -171,7 +171,7 @@ class Bottleneck(_ResidualBlock):
         self._add_shortcut(cin, cout, stride, norm)
 
 
-_RESNET_LAYOUTS = {
+RESNET_LAYOUTS = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
@@ -189,7 +189,7 @@ class ResNet(nn.Module):
 
     def __init__(self, depth: int, frozen_stages: int = 1, norm: str = "frozen", base_channels: int = 64):
         super().__init__()
-        block, counts = _RESNET_LAYOUTS[depth]
+        block, counts = RESNET_LAYOUTS[depth]
         norm_layer = _norm_layer(norm)
         self.conv1, self.bn1 = _conv(3, base_channels, 7, 2), norm_layer(base_channels)
         cin = base_channels
@@ -354,15 +354,6 @@ def feature_mask(masks: torch.Tensor | None, B: int, h: int, w: int, device) -> 
     return F.interpolate(masks[None].float(), size=(h, w)).to(torch.bool)[0]
 
 
-def padding_masks(img_shapes: list[tuple[int, int]], batch_hw: tuple[int, int], device=None) -> torch.Tensor:
-    """Per-image (h, w) inside a padded (H, W) batch -> [B,H,W] bool, True outside each image (mmdet)."""
-    H, W = batch_hw
-    masks = torch.ones(len(img_shapes), H, W, dtype=torch.bool, device=device)
-    for i, (h, w) in enumerate(img_shapes):
-        masks[i, :h, :w] = False
-    return masks
-
-
 # --------------------------------------------------------------------------------------------
 # The full model
 # --------------------------------------------------------------------------------------------
@@ -434,7 +425,7 @@ def build_detr(config: DETRConfig) -> DETR:
     """Builds the model of ``config`` (official DETR ``build`` in models/detr.py; mmdet builds from
     its config through the registry), randomly initialised as mmdet (xavier for transformer weights).
     Reads no files: ``config.backbone.pretrained`` is loaded by whoever starts from it (the trainer,
-    through ``weights.load_torchvision_resnet``), checkpoints by ``weights.load_detr``/``from_*``."""
+    through ``weights.load_torchvision_resnet``), checkpoints by ``weights.load_detr`` or ``convert.load.from_*``."""
     D = config.embed_dims
     enc, dec, pe = config.encoder, config.decoder, config.positional_encoding
     bb = config.backbone

@@ -9,26 +9,19 @@ import torch
 
 from bertdetr.detr.data.coco import ImageLoadError
 from bertdetr.detr.evaluate import to_coco_results, write_results
-from bertdetr.detr.data.pipelines import check_pipeline, load_pipeline, official_prepare, prepare_image
+from bertdetr.detr.data.pipelines import check_pipeline, prepare_image
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.visualize import draw_detections
-from bertdetr.detr.weights import load_classes, load_detr
+from bertdetr.detr.weights import load_checkpoint_dir
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
 
 
 @torch.no_grad()
-def detect(model, image, test_size: int = 800, max_size: int = 1333, max_per_img: int = 100) -> dict:
-    """Detections of one PIL RGB image (official DETR's resize and normalisation): ``boxes`` [K,4]
-    pixel xyxy of the image as given, ``scores`` [K], ``labels`` [K], best first."""
-    tensor, scale = official_prepare(image, test_size, max_size)
-    return detect_prepared(model, tensor, scale, max_per_img)
-
-
-@torch.no_grad()
 def detect_prepared(model, tensor: torch.Tensor, scale_factor: tuple[float, float], max_per_img: int = 100) -> dict:
     """Detections of one pipeline output (``tensor`` [3,h,w]; ``scale_factor`` (w_scale, h_scale)
-    back to the original image), as ``detect``."""
+    back to the original image): ``boxes`` [K,4] pixel xyxy of the original image, ``scores`` [K],
+    ``labels`` [K], best first."""
     device = next(model.parameters()).device
     h, w = tensor.shape[1:]
     outputs = model(tensor[None].to(device), torch.zeros(1, h, w, dtype=torch.bool, device=device))
@@ -80,10 +73,9 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     check_threshold(threshold)
     check_writable(os.path.join(out_dir, "results.json"))
     images = expand_images(images)
-    pipeline = check_pipeline(pipeline) if pipeline else load_pipeline(checkpoint)
-    model, config = load_detr(checkpoint)
-    model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
-    category_ids, names = load_classes(checkpoint, config.bbox_head.num_classes)
+    ckpt = load_checkpoint_dir(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipeline = check_pipeline(pipeline) if pipeline else ckpt.pipeline
+    model, config, category_ids, names = ckpt.model, ckpt.config, ckpt.category_ids, ckpt.class_names
     results, written = [], []
     for path in images:
         try:

@@ -241,10 +241,6 @@ def model_config_from_dict(d: dict) -> DETRConfig:
     return DETRConfig.from_dict(base)
 
 
-def with_num_classes(config: DETRConfig, num_classes: int) -> DETRConfig:
-    return config.replace_section("bbox_head", num_classes=num_classes)
-
-
 class EpochSampler(torch.utils.data.Sampler):
     """This rank's indices of an epoch: a permutation seeded by (seed, epoch), every world_size-th
     index from ``rank`` (padded by wrapping so all ranks take equal steps), from ``start`` on."""
@@ -302,7 +298,7 @@ def train_detr(setup: DetrTrainSetup) -> dict:
         check_writable(os.path.join(cfg.output_dir, "train_config.json"))
         print(f"train data: {index.summary()}" + (f"; skipped {bad} unreadable images" if bad else ""))
     last_path = settle_run_folder(env, cfg.output_dir, DETR_TRAIN, cfg.resume, cfg.overwrite)
-    model_config = with_num_classes(setup.model, index.num_classes)
+    model_config = setup.model.with_num_classes(index.num_classes)
     if last_path:
         cfg, model_config = _settings_in_force(setup, model_config, env)
 

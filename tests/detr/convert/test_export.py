@@ -8,10 +8,12 @@ import torch
 
 from bertdetr.cli import main
 from bertdetr.detr.convert.export import export_hf, export_mmdet, invert_rules
-from bertdetr.detr.model import padding_masks
+from bertdetr.detr.data.coco import padding_masks
 from bertdetr.detr.convert.mmdet_config import config_from_mmdet, load_mmdet_config
-from bertdetr.detr.weights import _rename, from_hf
-from tests.detr.test_weights import _hf_pair, _inputs
+from bertdetr.detr.convert.load import from_hf
+from bertdetr.detr.convert.names import rename
+from tests.detr.convert.test_load import _hf_pair
+from tests.detr.test_weights import _inputs
 
 
 def test_invert_rules_carries_groups_and_writes_first_spelling():
@@ -20,9 +22,9 @@ def test_invert_rules_carries_groups_and_writes_first_spelling():
     inverse = invert_rules(rules)
     assert inverse == [(r"ours\.(x|y)\.(\d+)\.w\.(.*)", r"a.old.\2.\1.out_w.\3"), (r"fc(1|2)", r"b.fc\1")]
     names = {"a.old.3.y.out_w.bias": 0, "a.3.y.o_w.bias": 1, "b.new.fc2": 2, "b.fc1": 3}
-    ours, _ = _rename(names, rules)
+    ours, _ = rename(names, rules)
     assert set(ours) == {"ours.y.3.w.bias", "fc2", "fc1"}
-    assert set(_rename(ours, inverse)[0]) == {"a.old.3.y.out_w.bias", "b.fc2", "b.fc1"}
+    assert set(rename(ours, inverse)[0]) == {"a.old.3.y.out_w.bias", "b.fc2", "b.fc1"}
 
 
 def test_mmdet_round_trip_and_config(tmp_path, golden, golden_model):

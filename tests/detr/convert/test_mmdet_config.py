@@ -3,7 +3,7 @@
 import pytest
 
 from bertdetr.detr.convert.mmdet_config import load_mmdet_config
-from bertdetr.detr.weights import from_mmdet
+from bertdetr.detr.convert.load import from_mmdet
 from bertdetr.errors import BertDetrError
 
 

@@ -9,16 +9,15 @@ from PIL import Image
 from bertdetr.detr.data.coco import ImageLoadError
 from bertdetr.detr.data.pipelines import (
     PIPELINES,
-    load_pipeline,
     mmcv_imread,
     mmcv_rescale_size,
     mmdet_prepare,
     official_imread,
     official_prepare,
     prepare_image,
-    save_pipeline,
 )
 from bertdetr.detr.postprocess import DetrPostProcess
+from bertdetr.detr.weights import load_pipeline, save_pipeline
 from bertdetr.errors import BertDetrError
 from tests.conftest import DATA
 

@@ -1,7 +1,7 @@
 """Exporting our DETR: ONNX, a transformers ``DetrForObjectDetection`` directory, an mmdet 3.x
 checkpoint with its config.
 
-The name maps are the inverses of ``weights``' import tables, computed from them (``invert_rules``):
+The name maps are the inverses of the import tables of ``names``, computed from them (``invert_rules``):
 each import rule ``(their regex, our replacement)`` becomes ``(our regex, their replacement)``,
 capture groups carried across. Where an import rule accepts several spellings of a name (an
 optional ``(?:conv_encoder\\.)?``, alternatives ``(?:out_proj|o_proj)``), the export writes the
@@ -32,7 +32,9 @@ from torch import nn
 
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.model import DETR
-from bertdetr.detr.weights import _HF_RULES, _MMDET_RULES, _rename
+from bertdetr.detr.convert.names import HF_RULES, MMDET_RULES, rename
+from bertdetr.detr.model import RESNET_LAYOUTS, Bottleneck
+from bertdetr.detr.weights import load_checkpoint_dir
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
@@ -96,12 +98,12 @@ def invert_rules(rules: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return inverse
 
 
-_OURS_TO_MMDET = invert_rules(_MMDET_RULES)
-_OURS_TO_HF = invert_rules(_HF_RULES)
+_OURS_TO_MMDET = invert_rules(MMDET_RULES)
+_OURS_TO_HF = invert_rules(HF_RULES)
 
 
 def _rename_all(sd: dict, rules) -> dict:
-    return _rename(sd, rules)[0]
+    return rename(sd, rules)[0]
 
 
 def ours_to_mmdet(sd: dict, num_reg_fcs: int) -> dict:
@@ -118,9 +120,9 @@ def ours_to_mmdet(sd: dict, num_reg_fcs: int) -> dict:
 
 def ours_to_hf(sd: dict) -> dict:
     """Our state dict -> transformers ``DetrForObjectDetection`` names (its own ResNet backbone):
-    the inverse of ``weights.hf_to_ours`` with ``coco80=False``."""
+    the inverse of ``names.hf_to_ours`` with ``coco80=False``."""
     staged = {}
-    for k, v in sd.items():  # inverse of weights._hf_resnet_stages
+    for k, v in sd.items():  # inverse of names._hf_resnet_stages
         m = re.fullmatch(r"backbone\.layer(\d+)\.(\d+)\.(conv|bn)(\d+)\.(.*)", k)
         d = re.fullmatch(r"backbone\.layer(\d+)\.(\d+)\.(downsample\.\d+\..*)", k)
         if m:
@@ -206,10 +208,8 @@ def _whole(x: float) -> float | int:
 def hf_config(config: DETRConfig, class_names: list[str]) -> dict:
     """transformers ``DetrConfig`` (as its config.json) of ``config``, with transformers' own ResNet
     (``use_timm_backbone=False``: no timm needed to load it)."""
-    from bertdetr.detr.model import _RESNET_LAYOUTS, Bottleneck
-
     bb, enc, dec, head = config.backbone, config.encoder, config.decoder, config.bbox_head
-    block, depths = _RESNET_LAYOUTS[bb.depth]
+    block, depths = RESNET_LAYOUTS[bb.depth]
     widths = [bb.base_channels * 2**i * block.expansion for i in range(4)]
     return {
         "architectures": ["DetrForObjectDetection"], "model_type": "detr",
@@ -344,7 +344,6 @@ def export_mmdet(model: DETR, config: DETRConfig, class_names: list[str], direct
 def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike, opset: int = 18) -> str:
     """Our checkpoint directory -> ``fmt`` (one of ``FORMATS``) at ``output`` (onnx: a file; hf,
     mmdet: a directory); returns what was written, in words. Class names from ``classes.json``."""
-    from bertdetr.detr.weights import load_classes, load_detr
     from bertdetr.fileio import check_writable
 
     if fmt not in FORMATS:
@@ -354,11 +353,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.
         raise BertDetrError(f"not a checkpoint directory (no config.json): {checkpoint}")
     first = {"onnx": output, "hf": os.path.join(output, "config.json"), "mmdet": os.path.join(output, "model.pth")}
     check_writable(first[fmt])
-    model, config = load_detr(checkpoint)
+    ckpt = load_checkpoint_dir(checkpoint)
+    model, config, names = ckpt.model, ckpt.config, ckpt.class_names
     if fmt == "onnx":
         export_onnx(model, output, opset)
         return f"{output} (ONNX opset {opset}: images [B,3,H,W], masks [B,H,W] -> pred_logits, pred_boxes)"
-    _, names = load_classes(checkpoint, config.bbox_head.num_classes)
     if fmt == "hf":
         export_hf(model, config, names, output)
         return f"{output} (transformers DetrForObjectDetection, {len(names)} labels)"

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bertdetr.detr.model import padding_masks
 from bertdetr.errors import BertDetrError
 
 
@@ -265,6 +264,15 @@ def check_images(index: CocoIndex, skip_bad_images: bool = True) -> tuple[CocoIn
     if not good:
         raise BertDetrError(f"no readable images in {index.image_dir}")
     return CocoIndex(index.image_dir, good, index.category_ids, index.class_names, dict(index.stats)), bad
+
+
+def padding_masks(img_shapes: list[tuple[int, int]], batch_hw: tuple[int, int], device=None) -> torch.Tensor:
+    """Per-image (h, w) inside a padded (H, W) batch -> [B,H,W] bool, True outside each image (mmdet)."""
+    H, W = batch_hw
+    masks = torch.ones(len(img_shapes), H, W, dtype=torch.bool, device=device)
+    for i, (h, w) in enumerate(img_shapes):
+        masks[i, :h, :w] = False
+    return masks
 
 
 def collate(batch: list, size_divisor: int = 1) -> dict | None:

@@ -27,7 +27,6 @@ original side, as mmdet's ``rescale=True``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -48,7 +47,6 @@ MMDET_MEAN = (123.675, 116.28, 103.53)
 MMDET_STD = (58.395, 57.12, 57.375)
 """mmdet's DetDataPreprocessor std (RGB, 0..255 scale)."""
 
-PIPELINE_FILE = "pipeline.json"
 """The file in our checkpoint directory naming the pipeline of the model's origin."""
 
 
@@ -180,27 +178,3 @@ class PipelineDataset(torch.utils.data.Dataset):
         h, w = prepared.tensor.shape[1:]
         return prepared.tensor, {"image_id": info["id"], "size": torch.tensor([h, w]),
                                  "orig_size": torch.tensor([prepared.image.height, prepared.image.width])}
-
-
-# ------------------------------------------------------------------------------- checkpoints
-
-
-def save_pipeline(directory: str | os.PathLike, pipeline: str) -> None:
-    """Records in our checkpoint directory which pipeline the model's origin uses (``pipeline.json``)."""
-    from bertdetr.fileio import atomic_output
-
-    with atomic_output(os.path.join(directory, PIPELINE_FILE), "w") as f:
-        json.dump({"pipeline": check_pipeline(pipeline)}, f)
-
-
-def load_pipeline(directory: str | os.PathLike) -> str:
-    """The pipeline recorded with a checkpoint; ``bertdetr`` (trained here) when none is."""
-    path = os.path.join(directory, PIPELINE_FILE)
-    if not os.path.isfile(path):
-        return "bertdetr"
-    try:
-        with open(path, encoding="utf-8") as f:
-            name = json.load(f)["pipeline"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BertDetrError(f"cannot read {path}: {e}") from None
-    return check_pipeline(name)
