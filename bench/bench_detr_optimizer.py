@@ -34,7 +34,7 @@ def main() -> None:
     from bertdetr.detr.data.coco import CocoDetection, collate, load_coco
     from bertdetr.detr.loss import build_criterion
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train import load_train_setup
+    from bertdetr.detr.train_config import load_train_setup
     from bertdetr.detr.data.transforms import train_transforms
 
     work = tempfile.mkdtemp(prefix="bench_detr_opt_")

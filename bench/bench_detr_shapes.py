@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     import torch
 
     from bertdetr.demo import detr_demo_setup, make_demo_shapes
-    from bertdetr.detr.train import load_train_setup, train_detr
+    from bertdetr.detr.train import train_detr
+    from bertdetr.detr.train_config import load_train_setup
 
     if args.threads:
         torch.set_num_threads(args.threads)

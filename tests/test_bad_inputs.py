@@ -40,7 +40,7 @@ def bert_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def detr_dir(tmp_path_factory):
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train import model_config_from_dict
+    from bertdetr.detr.train_config import model_config_from_dict
     from bertdetr.detr.weights import save_detr
 
     torch.manual_seed(0)

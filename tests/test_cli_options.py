@@ -85,7 +85,7 @@ def test_pretrain_options_are_the_config_fields_with_their_defaults():
 
 
 def test_detr_train_options_are_the_train_fields():
-    from bertdetr.detr.train import TrainConfig
+    from bertdetr.detr.train_config import TrainConfig
 
     args = build_parser().parse_args(["detr", "train", "c.json", "--lr", "3e-4", "--lr-drop", "5", "7"])
     assert (args.lr, args.lr_drop) == (3e-4, [5, 7])
@@ -95,7 +95,7 @@ def test_detr_train_options_are_the_train_fields():
 
 def test_detr_config_full_writes_every_field_documented(tmp_path):
     from bertdetr.detr.config import DETRConfig
-    from bertdetr.detr.train import DataConfig, TrainConfig, load_train_setup
+    from bertdetr.detr.train_config import DataConfig, TrainConfig, load_train_setup
 
     out = tmp_path / "train.json"
     assert main(["detr", "config", "--preset", "r50", "--full", "--output", str(out)]) == 0
@@ -114,7 +114,7 @@ def test_detr_config_full_writes_every_field_documented(tmp_path):
 
 def test_one_way_to_replace_a_section_and_one_validation_helper():
     from bertdetr.detr.config import DETRConfig
-    from bertdetr.detr.train import TrainConfig
+    from bertdetr.detr.train_config import TrainConfig
     from bertdetr.errors import BertDetrError
 
     config = DETRConfig.r18(num_classes=4)

@@ -347,7 +347,8 @@ def run_detr(out: str, epochs: int, num_images: int, seed: int, threads: int | N
     from bertdetr.detr.model import build_detr
     from bertdetr.detr.predict import predict_images
     from bertdetr.detr.evaluate import evaluate_detr
-    from bertdetr.detr.train import load_train_setup, train_detr
+    from bertdetr.detr.train import train_detr
+    from bertdetr.detr.train_config import load_train_setup
 
     os.makedirs(out, exist_ok=True)
     print("== DETR: detection on synthetic shapes ==")

@@ -14,7 +14,7 @@ from bertdetr.detr.data.coco import load_image
 from bertdetr.detr.model import build_detr
 from bertdetr.detr.data.pipelines import official_prepare
 from bertdetr.detr.predict import detect_prepared
-from bertdetr.detr.train import model_config_from_dict
+from bertdetr.detr.train_config import model_config_from_dict
 from bertdetr.detr.data.transforms import eval_transforms
 from bertdetr.detr.visualize import draw_detections, overlay_heatmap
 from bertdetr.detr.weights import save_detr

@@ -10,7 +10,8 @@ import torch
 from bertdetr.training.checkpoint import list_checkpoints, load_checkpoint
 from bertdetr.cli import main
 from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
-from bertdetr.detr.train import load_train_setup, train_detr
+from bertdetr.detr.train import train_detr
+from bertdetr.detr.train_config import load_train_setup
 from bertdetr.errors import BertDetrError
 from bertdetr.training.scalars import read_scalars
 
@@ -84,7 +85,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(shapes, tmp_path, monke
 def test_fine_tune_with_new_class_count_needs_reset_head(shapes, tmp_path):
     from bertdetr.detr.config import DETRConfig
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train import model_config_from_dict
+    from bertdetr.detr.train_config import model_config_from_dict
     from bertdetr.detr.weights import save_detr
 
     cfg = model_config_from_dict(TINY_MODEL).with_num_classes(7)

@@ -42,7 +42,8 @@ def test_bf16_and_fp16_are_exclusive(records, tmp_path):
 
 def test_detr_fp16_trains_and_logs_skipped_steps(tmp_path, tmp_path_factory):
     from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
-    from bertdetr.detr.train import load_train_setup, train_detr
+    from bertdetr.detr.train import train_detr
+    from bertdetr.detr.train_config import load_train_setup
     from tests.detr.test_train import _config as detr_config
 
     shapes = tmp_path_factory.mktemp("shapes")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -311,6 +312,19 @@ def write_hf_directory(path: str | os.PathLike, state: dict[str, torch.Tensor], 
     with atomic_output(os.path.join(path, CONFIG), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def export_model(model, path: str | os.PathLike, vocab_file: str | None, do_lower_case: bool) -> str:
+    """A trained model as the directory every loader reads: ``model.save_pretrained(path)`` (HF's
+    files), ``vocab.txt`` (a copy of ``vocab_file``, when given) and ``tokenizer_config.json``, as
+    transformers' tokenizers read them. Returns ``path``."""
+    path = os.fspath(path)
+    model.save_pretrained(path)
+    if vocab_file:
+        shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
+    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
+    return path
 
 
 # ---- Google's TensorFlow checkpoints ----------------------------------------------------------

@@ -100,7 +100,7 @@ def _run_config(args) -> int:
     if args.full:
         import json
 
-        from bertdetr.detr.train import full_train_setup
+        from bertdetr.detr.train_config import full_train_setup
         from bertdetr.fileio import atomic_output
 
         with atomic_output(args.output, "w") as f:
@@ -154,7 +154,7 @@ def _add_train(commands) -> None:
                             "Every field of the train section is also an option here, which overrides "
                             "the config file's value.")
     p.add_argument("config", help="training config (JSON)")
-    add_field_options(p, "bertdetr.detr.train", "TrainConfig", list(field_specs("bertdetr.detr.train", "TrainConfig")),
+    add_field_options(p, "bertdetr.detr.train_config", "TrainConfig", list(field_specs("bertdetr.detr.train_config", "TrainConfig")),
                       override="train", choices={"coco_backend": ["pycocotools", "faster-coco-eval"]})
     p.set_defaults(func=_run_train)
 
@@ -162,10 +162,11 @@ def _add_train(commands) -> None:
 def _run_train(args) -> int:
     import os
 
-    from bertdetr.detr.train import load_train_setup, train_detr
+    from bertdetr.detr.train import train_detr
+    from bertdetr.detr.train_config import load_train_setup
     from bertdetr.options import field_specs
 
-    overrides = {name: getattr(args, name) for name in field_specs("bertdetr.detr.train", "TrainConfig")}
+    overrides = {name: getattr(args, name) for name in field_specs("bertdetr.detr.train_config", "TrainConfig")}
     summary = train_detr(load_train_setup(args.config, **overrides))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"iteration {summary['iterations']} (epoch {summary['epoch']}): "

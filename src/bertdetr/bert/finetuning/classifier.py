@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Iterator, Sequence
 
@@ -29,14 +28,15 @@ from bertdetr.bert.finetuning.classifier_data import (
     features_to_example,
     features_to_tensors,
 )
-from bertdetr.bert.finetuning.finetune import (FinetuneConfig, export_model, finetune, model_files,
-                                               read_init_checkpoint, run_checkpoint)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, finetune, model_files, read_init_checkpoint,
+                                               start_model)
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_classifier_state, read_labels
 from bertdetr.errors import BertDetrError, require_at_least
 from bertdetr.fileio import atomic_output, check_writable
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
+from bertdetr.training.run import Run
 
 
 def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
@@ -205,14 +205,15 @@ def _eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Ite
         yield _batch(data, slice(start, min(start + batch_size, n)), device)
 
 
-def train(model: BertForSequenceClassification, data: dict[str, torch.Tensor], config: ClassifierConfig,
-          device: torch.device, num_train_steps: int, num_warmup_steps: int) -> int:
-    """Fine-tunes ``model`` as Google's run_classifier (``finetuning.finetune``: AdamWeightDecay,
+def train(run: Run, model: BertForSequenceClassification, data: dict[str, torch.Tensor], config: ClassifierConfig,
+          device: torch.device, num_train_steps: int, num_warmup_steps: int, vocab_file: str) -> tuple[int, str | None]:
+    """Fine-tunes ``model`` as Google's run_classifier (``finetune.finetune``: AdamWeightDecay,
     weight decay 0.01, global norm clip 1.0, linear warmup then decay); checkpoints to
-    ``config.output_dir``, resumable only with the same labels. Returns the step."""
+    ``config.output_dir``, resumable only with the same labels. Returns the step and the exported
+    model (None when stopped early)."""
     model.check_label_ids(data["label_ids"])
-    return finetune(model, lambda index: _batch(data, index, device), len(data["label_ids"]), config, device,
-                    num_train_steps, num_warmup_steps, {"labels": model.labels}, "classify")
+    return finetune(run, model, lambda index: _batch(data, index, device), len(data["label_ids"]), config, device,
+                    num_train_steps, num_warmup_steps, {"labels": model.labels}, "classify", vocab_file)
 
 
 @torch.no_grad()
@@ -304,34 +305,24 @@ def run_classifier(config: ClassifierConfig) -> dict:
         if num_train_steps == 0:
             raise BertDetrError(f"{n} training examples in batches of {config.train_batch_size} for "
                                 f"{config.num_train_epochs} epochs make no training step")
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.seed)
-    step = 0
-    start = run_checkpoint(config.output_dir, config.do_train, config.resume, "bert classify", config.overwrite)
-    if start is not None:
-        last, state = start
+    def from_checkpoint(last: str, state: dict) -> BertForSequenceClassification:
         model = create_model(bert_config, list(state["labels"]))
         if model.labels != list(label_list):
             raise BertDetrError(f"{last} was trained for labels {model.labels}, the task has {label_list}")
         model.load_state_dict(state["model"])
-        step = int(state["step"])
-    else:
-        model, head_loaded = _init_model(config, bert_config, list(label_list))
-        if not config.do_train and not head_loaded:
-            warnings.warn("evaluating a classifier head that was never trained: --init-checkpoint has none and "
-                          f"{config.output_dir} no checkpoint", stacklevel=2)
-    model.to(device)
-    with atomic_output(os.path.join(config.output_dir, "classify_config.json"), "w") as f:
-        json.dump({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
-                   "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps}, f, indent=1)
+        return model
 
+    model, step, run, device = start_model(config, "bert classify", from_checkpoint,
+                                           lambda: _init_model(config, bert_config, list(label_list)),
+                                           "evaluating a classifier head")
+    run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
+                       "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
     if config.do_train:
-        step = train(model, data["train"], config, device, num_train_steps, num_warmup_steps)
+        step, export = train(run, model, data["train"], config, device, num_train_steps, num_warmup_steps, vocab_file)
         summary.update(step=step, num_train_steps=num_train_steps)
-        if step < num_train_steps:
+        if export is None:
             return summary  # stopped early (--stop-at-step): resume to finish
-        summary["export"] = export_model(model, vocab_file, config.do_lower_case,
-                                         os.path.join(config.output_dir, "model"))
+        summary["export"] = export
     summary["step"] = step
     if config.do_eval:
         metrics, predictions, _ = evaluate(model, data["eval"], config.eval_batch_size, device)

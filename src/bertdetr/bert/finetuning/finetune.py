@@ -1,26 +1,33 @@
 """What Google's fine-tuning programs (``run_classifier.py``, ``run_squad.py``) share: the model's
-files from the flags or beside ``--init-checkpoint``, the initial weights, the training loop (Google's
+files from the flags or beside ``--init-checkpoint``, the initial weights, the model a run starts
+with (``start_model``: Google's rule for the output dir), the training loop (Google's
 ``create_optimizer``: AdamWeightDecay, weight decay 0.01, warmup then linear decay, gradients
-clipped to global norm 1.0), resumable to the step, and the exported model.
+clipped to global norm 1.0), resumable to the step, then the exported model.
 
-Each program keeps its own head, features and batches (``bert/classifier.py``, ``bert/squad.py``)
-and passes them in.
+Each program keeps its own head, features and batches (``classifier.py``, ``squad.py``) and passes
+them in. The run's folder, scalars, progress bar, checkpoints and teardown are the scaffold every
+trainer shares (``bertdetr.training.run``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig
+from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
+from bertdetr.bert.weights import export_model, read_hf_weights, read_tf_checkpoint
 from bertdetr.errors import BertDetrError, require, require_at_least
-from bertdetr.fileio import atomic_output
+from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
+from bertdetr.training.distributed import Distributed, set_rng_state
+from bertdetr.training.folder import FINETUNE_CONFIGS, remove_run_files, run_kind
+from bertdetr.training.run import Run, rank_rng_state
 
 
 @dataclass(kw_only=True)
@@ -98,9 +105,6 @@ def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str,
     ``overwrite`` (the previous run's checkpoints, logs, metrics and model/ are deleted first).
     None: start from --init-checkpoint. A folder holding another kind of run (``kind``: "bert
     classify" or "bert squad"; a pretraining or DETR run) is refused, whatever the flags."""
-    from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
-    from bertdetr.training.folder import FINETUNE_CONFIGS, remove_run_files, run_kind
-
     found = run_kind(output_dir) if os.path.isdir(output_dir) else None
     if found is not None and found != kind:
         raise BertDetrError(f"{output_dir} holds a `bertdetr {found}` run, not a `bertdetr {kind}` run: choose "
@@ -125,8 +129,6 @@ def model_files(bert_config_file: str | None, vocab_file: str | None, init_check
     """The model's BertConfig and vocab file: the given files, else beside ``init_checkpoint`` (a
     directory's config.json and vocab.txt, or a TF checkpoint prefix's bert_config.json and
     vocab.txt); checked against each other and against ``max_seq_length`` (Google's check)."""
-    from bertdetr.bert.data.tokenization import load_vocab
-
     beside = None
     if init_checkpoint:
         beside = init_checkpoint if os.path.isdir(init_checkpoint) else os.path.dirname(os.path.abspath(init_checkpoint))
@@ -153,8 +155,6 @@ def model_files(bert_config_file: str | None, vocab_file: str | None, init_check
 def read_init_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], str]:
     """The HF-named float32 tensors of ``--init-checkpoint`` (a HF-format directory, or a Google TF
     checkpoint prefix, which needs TensorFlow) and the file they came from."""
-    from bertdetr.bert.weights import read_hf_weights, read_tf_checkpoint
-
     if os.path.isdir(path):
         state, source = read_hf_weights(path)
     elif os.path.exists(path + ".index"):
@@ -178,83 +178,91 @@ def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int
     return out
 
 
-def finetune(model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]], num_examples: int,
-             options: FinetuneConfig, device: torch.device, num_train_steps: int, num_warmup_steps: int,
-             identity: dict, desc: str) -> int:
-    """Fine-tunes ``model`` as Google's programs do; returns the last step.
+def start_model(options: FinetuneConfig, kind: str, from_checkpoint: Callable[[str, dict], nn.Module],
+                from_init: Callable[[], tuple[nn.Module, bool]], untrained: str) -> tuple[nn.Module, int, Run, torch.device]:
+    """The model a run starts with, its step, its ``Run`` and its device. Without training,
+    ``output_dir``'s latest checkpoint when it has one (``run_checkpoint``: Google's rule), made by
+    ``from_checkpoint(path, state)``; otherwise ``from_init()`` -> (model, whether its head was
+    loaded): evaluating a head that was never trained is warned about (``untrained``: what is done
+    with it). A training run that resumes continues from the latest checkpoint (``finetune``)."""
+    device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(options.seed)
+    step = 0
+    start = run_checkpoint(options.output_dir, options.do_train, options.resume, kind, options.overwrite)
+    if start is not None:
+        model = from_checkpoint(*start)
+        step = int(start[1]["step"])
+    else:
+        model, head_loaded = from_init()
+        if not options.do_train and not head_loaded:
+            warnings.warn(f"{untrained} that was never trained: --init-checkpoint has none and "
+                          f"{options.output_dir} no checkpoint", stacklevel=3)
+    resumed_from = latest_checkpoint(options.output_dir) if options.do_train and options.resume else None
+    run = Run(Distributed(), options.output_dir, kind, resumed_from, config_file=FINETUNE_CONFIGS[kind])
+    return model.to(device), step, run, device
 
-    Each step: ``make_batch`` of ``train_batch_indices`` (the batch on ``device``), ``model(**batch)``
-    (a dict with a scalar ``loss``; its other scalar ``*_loss`` terms are logged too), backward,
-    clip to global norm 1.0, Google's optimizer and schedule. Checkpoints (atomic, the last
+
+def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]],
+             num_examples: int, options: FinetuneConfig, device: torch.device, num_train_steps: int,
+             num_warmup_steps: int, identity: dict, desc: str, vocab_file: str) -> tuple[int, str | None]:
+    """Fine-tunes ``model`` as Google's programs do; returns the last step and, when training
+    finished (not stopped by ``stop_at_step``), the exported model (``output_dir/model``).
+
+    Each step (``finetune_step``): ``make_batch`` of ``train_batch_indices`` (the batch on ``device``),
+    ``model(**batch)`` (a dict with a scalar ``loss``; its other scalar ``*_loss`` terms are logged
+    too), backward, clip to global norm 1.0, Google's optimizer and schedule. Checkpoints (the last
     ``keep_checkpoint_max`` kept) every ``save_checkpoints_steps`` and at the end hold the model,
     optimizer, schedule, step, RNG state and ``identity`` (what the run was made for, e.g. its
-    labels): ``options.resume`` continues from the latest one, whose identity must match."""
-    from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
-    from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from bertdetr.training.distributed import rng_state, set_rng_state
-    from bertdetr.training.scalars import ScalarLog
-
+    labels): a resumed ``run`` continues from its checkpoint, whose identity must match."""
     optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
     identity = {**identity, "num_train_steps": num_train_steps}
     step = 0
     torch.manual_seed(options.seed + 1)  # dropout
-    last = latest_checkpoint(options.output_dir) if options.resume else None
-    if last:
-        state = load_checkpoint(last)
+    if run.resumed:
+        state = load_checkpoint(run.resumed_from)
         stored = {k: state.get(k) for k in identity}
         if stored != identity:
-            raise BertDetrError(f"cannot resume from {last}: it was made for {stored}, this run is {identity}")
+            raise BertDetrError(f"cannot resume from {run.resumed_from}: it was made for {stored}, this run is {identity}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
-        set_rng_state(state["rng"], device)
-        print(f"resuming from {last} at step {step}")
-    log = ScalarLog(options.output_dir)
-    bar = None
-    if options.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num_train_steps, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+        set_rng_state(rank_rng_state(state, run.env), device)
+        print(f"resuming from {run.resumed_from} at step {step}")
     stop = num_train_steps if options.stop_at_step is None else min(options.stop_at_step, num_train_steps)
-    model.train()
-    try:
+    with run.logging(num_train_steps, step, desc, "step", options.progress) as log:
+        model.train()
         while step < stop:
             batch = make_batch(train_batch_indices(num_examples, options.train_batch_size, options.seed, step))
             lr = optimizer.param_groups[0]["lr"]
-            out = model(**batch)
-            loss = out["loss"]
-            loss.backward()
-            grad_norm = clip_by_global_norm(model.parameters(), 1.0)
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                raise BertDetrError(f"non-finite loss at step {step + 1}: training stopped; lower the learning rate")
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            out, grad_norm = finetune_step(run, model, optimizer, scheduler, batch, step)
             step += 1
             if step % options.log_every == 0 or step == stop:
                 terms = {k: v.item() for k, v in out.items() if k.endswith("loss") and v.dim() == 0}
                 log.log(step, {**terms, "lr": lr, "grad_norm": grad_norm.item()})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
-            if bar is not None:
-                bar.update(1)
+                log.show(loss=f"{out['loss'].item():.3f}", lr=f"{lr:.2e}")
+            log.advance()
             if step % options.save_checkpoints_steps == 0 or step == stop:
-                save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "step": step, "rng": rng_state(device),
-                                 **identity}, options.output_dir, step, options.keep_checkpoint_max)
-    finally:
-        if bar is not None:
-            bar.close()
-        log.close()
-    return step
+                run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "step": step, **identity}, step,
+                         options.keep_checkpoint_max, device)
+    if step < num_train_steps:
+        return step, None
+    return step, export_model(model, os.path.join(options.output_dir, "model"), vocab_file, options.do_lower_case)
 
 
-def export_model(model: nn.Module, vocab_file: str, do_lower_case: bool, path: str) -> str:
-    """``model.save_pretrained(path)`` (a HF-format directory) with vocab.txt and
-    tokenizer_config.json, as transformers' tokenizers read them."""
-    model.save_pretrained(path)
-    shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
-    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
-        json.dump({"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
-    return path
+def finetune_step(run: Run, model: nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor],
+                  step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One step of Google's fine-tuning: forward, backward, clip to global norm 1.0, the optimizer
+    and the schedule. Returns the model's outputs and the gradient norm; a non-finite loss stops
+    the run (``step``: the steps done before this one)."""
+    out = model(**batch)
+    loss = out["loss"]
+    loss.backward()
+    grad_norm = clip_by_global_norm(model.parameters(), 1.0)
+    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        raise run.non_finite(f"step {step + 1}")
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return out, grad_norm

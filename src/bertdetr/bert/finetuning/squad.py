@@ -17,17 +17,19 @@ import heapq
 import json
 import math
 import os
+import random
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import torch
 
 from bertdetr.bert.data.tokenization import BasicTokenizer, FullTokenizer
-from bertdetr.bert.finetuning.finetune import FinetuneConfig
+from bertdetr.bert.finetuning.finetune import FinetuneConfig, finetune, model_files, read_init_checkpoint, start_model
 from bertdetr.bert.finetuning.squad_data import (
     InputFeatures,
     SquadExample,
+    SquadFile,
     check_window_settings,
     convert_examples_to_features,
     features_to_tensors,
@@ -36,10 +38,12 @@ from bertdetr.bert.finetuning.squad_data import (
     write_features,
     written_features,
 )
+from bertdetr.bert.finetuning.squad_metrics import squad_metrics
 from bertdetr.bert.heads import BertForQuestionAnswering
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
+from bertdetr.bert.weights import load_question_answering_state
 from bertdetr.errors import BertDetrError, require_at_least
-from bertdetr.fileio import atomic_output
+from bertdetr.fileio import atomic_output, check_writable
 
 
 def create_model(bert_config: BertConfig, bert: BertModel | None = None) -> BertForQuestionAnswering:
@@ -364,9 +368,6 @@ class SquadConfig(FinetuneConfig):
 def _init_model(config: SquadConfig, bert_config: BertConfig) -> tuple[BertForQuestionAnswering, bool]:
     """The model to fine-tune or to predict with, from --init-checkpoint; and whether its span
     head was loaded."""
-    from bertdetr.bert.finetuning.finetune import read_init_checkpoint
-    from bertdetr.bert.weights import load_question_answering_state
-
     model = create_model(bert_config)
     if not config.init_checkpoint:
         return model, False
@@ -414,36 +415,69 @@ def run_squad(config: SquadConfig) -> dict:
     """Google's ``main``: both SQuAD files read and checked, and their features written
     (train.tf_record, eval.tf_record), before any training; then training, prediction and the
     official scores. Returns a summary."""
-    import random
-
-    from bertdetr.bert.finetuning.finetune import export_model, finetune, model_files, run_checkpoint
-    from bertdetr.fileio import check_writable
-
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "predictions.json"))
-    windows = (config.max_seq_length, config.doc_stride, config.max_query_length)
     summary: dict = {"features": {}}
+    train_squad, predict_squad = _read_squad_files(config, summary)
+    train_data, eval_features = _write_squad_features(config, tokenizer, train_squad, predict_squad, summary)
+    if config.features_only:
+        return summary
+
+    def from_checkpoint(last: str, state: dict) -> BertForQuestionAnswering:
+        model = create_model(bert_config)
+        model.load_state_dict(state["model"])
+        return model
+
+    model, step, run, device = start_model(config, "bert squad", from_checkpoint,
+                                           lambda: _init_model(config, bert_config), "predicting with a span head")
+    if train_data is not None:
+        # Google's step count: examples (not windows) / batch size x epochs.
+        num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
+        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+        run.record_config({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
+                           "num_warmup_steps": num_warmup_steps})
+        n = len(train_data["unique_ids"])
+        step, export = finetune(run, model, lambda index: _batch(train_data, index, device), n, config, device,
+                                num_train_steps, num_warmup_steps, {"num_features": n}, "squad", vocab_file)
+        summary.update(step=step, num_train_steps=num_train_steps)
+        if export is None:
+            return summary  # stopped early (--stop-at-step): resume to finish
+        summary["export"] = export
+    summary["step"] = step
+    if eval_features is not None:
+        summary.update(_predict_and_score(config, model, predict_squad, eval_features, device, step))
+    return summary
+
+
+def _read_squad_files(config: SquadConfig, summary: dict) -> tuple[SquadFile | None, SquadFile | None]:
+    """The training and prediction files asked for, read and checked (``load_squad_file``); a
+    training file must make at least one training step."""
     train_squad = predict_squad = None
     if config.do_train:
         train_squad = load_squad_file(config.train_file, True, config.version_2_with_negative)
         if train_squad.skipped:
-            warnings.warn(skipped_message(train_squad), stacklevel=2)
+            warnings.warn(skipped_message(train_squad), stacklevel=3)
         if not train_squad.examples:
             raise BertDetrError(f"{config.train_file} has no training examples")
         summary["skipped"] = len(train_squad.skipped)
-        # Google's step count: examples (not windows) / batch size x epochs.
-        num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
-        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
-        if num_train_steps == 0:
+        if int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs) == 0:
             raise BertDetrError(f"{config.train_file}: {len(train_squad.examples)} training examples in batches of "
                                 f"{config.train_batch_size} for {config.num_train_epochs} epochs make no training step")
     if config.do_predict:
         predict_squad = load_squad_file(config.predict_file, False, config.version_2_with_negative)
         if not predict_squad.examples:
             raise BertDetrError(f"{config.predict_file} has no questions")
+    return train_squad, predict_squad
 
+
+def _write_squad_features(config: SquadConfig, tokenizer: FullTokenizer, train_squad: SquadFile | None,
+                          predict_squad: SquadFile | None, summary: dict):
+    """Google's features of each file, written as train.tf_record / eval.tf_record: the training
+    windows as stacked tensors (``features_to_tensors``), the prediction windows as
+    ``InputFeatures`` (``write_predictions`` needs their token maps)."""
+    windows = (config.max_seq_length, config.doc_stride, config.max_query_length)
     train_data = eval_features = None
     if train_squad is not None:
         # Google pre-shuffles the training examples (random.Random(12345)) before writing them.
@@ -460,55 +494,26 @@ def run_squad(config: SquadConfig) -> dict:
         eval_features = write_features(convert_examples_to_features(predict_squad.examples, tokenizer, *windows,
                                                                     False), path, False)
         summary["features"]["eval"] = (path, len(predict_squad.examples), len(eval_features))
-    if config.features_only:
-        return summary
+    return train_data, eval_features
 
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.seed)
-    step = 0
-    start = run_checkpoint(config.output_dir, config.do_train, config.resume, "bert squad", config.overwrite)
-    if start is not None:
-        model = create_model(bert_config)
-        model.load_state_dict(start[1]["model"])
-        step = int(start[1]["step"])
-    else:
-        model, head_loaded = _init_model(config, bert_config)
-        if not config.do_train and not head_loaded:
-            warnings.warn("predicting with a span head that was never trained: --init-checkpoint has none and "
-                          f"{config.output_dir} no checkpoint", stacklevel=2)
-    model.to(device)
 
-    if train_data is not None:
-        from dataclasses import asdict
-
-        with atomic_output(os.path.join(config.output_dir, "squad_config.json"), "w") as f:
-            json.dump({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
-                       "num_warmup_steps": num_warmup_steps}, f, indent=1)
-        n = len(train_data["unique_ids"])
-        step = finetune(model, lambda index: _batch(train_data, index, device), n, config, device,
-                        num_train_steps, num_warmup_steps, {"num_features": n}, "squad")
-        summary.update(step=step, num_train_steps=num_train_steps)
-        if step < num_train_steps:
-            return summary  # stopped early (--stop-at-step): resume to finish
-        summary["export"] = export_model(model, vocab_file, config.do_lower_case,
-                                         os.path.join(config.output_dir, "model"))
-    summary["step"] = step
-    if eval_features is not None:
-        results = predict(model, features_to_tensors(eval_features, False), config.predict_batch_size, device)
-        out = write_predictions(
-            predict_squad.examples, eval_features, results, config.n_best_size, config.max_answer_length,
-            config.do_lower_case, *(os.path.join(config.output_dir, n) for n in
-                                    ("predictions.json", "nbest_predictions.json", "null_odds.json")),
-            version_2_with_negative=config.version_2_with_negative,
-            null_score_diff_threshold=config.null_score_diff_threshold, verbose_logging=config.verbose_logging)
-        summary["predictions"] = len(out.predictions)
-        if _scorable(predict_squad.dataset, config.version_2_with_negative):
-            from bertdetr.bert.finetuning.squad_metrics import squad_metrics
-
-            metrics = squad_metrics(predict_squad.dataset, out.predictions, out.null_odds or None,
-                                    config.version_2_with_negative)
-            summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
-                                  "global_step": step}
-            with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
-                json.dump(summary["metrics"], f, indent=1)
+def _predict_and_score(config: SquadConfig, model: BertForQuestionAnswering, predict_squad: SquadFile,
+                       eval_features: list[InputFeatures], device: torch.device, step: int) -> dict:
+    """Google's predictions files for the prediction set and, when it has answers, the official
+    scores (``eval_metrics.json``); returns what goes into the run's summary."""
+    results = predict(model, features_to_tensors(eval_features, False), config.predict_batch_size, device)
+    out = write_predictions(
+        predict_squad.examples, eval_features, results, config.n_best_size, config.max_answer_length,
+        config.do_lower_case, *(os.path.join(config.output_dir, n) for n in
+                                ("predictions.json", "nbest_predictions.json", "null_odds.json")),
+        version_2_with_negative=config.version_2_with_negative,
+        null_score_diff_threshold=config.null_score_diff_threshold, verbose_logging=config.verbose_logging)
+    summary: dict = {"predictions": len(out.predictions)}
+    if _scorable(predict_squad.dataset, config.version_2_with_negative):
+        metrics = squad_metrics(predict_squad.dataset, out.predictions, out.null_odds or None,
+                                config.version_2_with_negative)
+        summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
+                              "global_step": step}
+        with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
+            json.dump(summary["metrics"], f, indent=1)
     return summary

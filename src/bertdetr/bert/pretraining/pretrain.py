@@ -24,32 +24,26 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
+from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
 from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
-from bertdetr.bert.data.tokenization import load_vocab
-from bertdetr.training.distributed import all_ranks_ok, gather_rng_states, set_rng_state, setup_distributed
-from bertdetr.training.checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
+from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least
-from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.fileio import atomic_output
+from bertdetr.training.checkpoint import load_checkpoint, load_training_state
+from bertdetr.training.distributed import Distributed, all_ranks_ok, set_rng_state
+from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.folder import (
-    BERT_PRETRAIN,
-    recorded_config,
-    remove_unfinished_logs,
-    resume_changes,
-    settle_run_folder,
-)
-from bertdetr.training.scalars import ScalarLog, plot_curves, tensorboard_writer
-from bertdetr.training.threads import set_num_threads
+from bertdetr.training.run import Run, setup_process
 
 
 # Google's released model sizes (bert-base/large and the 24 "BERT miniatures" of the README):
@@ -184,13 +178,54 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+@dataclass
+class Pretraining:
+    """A pretraining run, set up (``setup_pretraining``) and under way (``fit``)."""
+
+    config: PretrainConfig
+    """The settings in force (a resumed run's recorded ones where it keeps them)."""
+    model: BertForPreTraining
+    """The model, on ``device``."""
+    net: torch.nn.Module
+    """What the step calls: the model, compiled and/or wrapped in DDP."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: MixedPrecision
+    batches: Iterator[dict[str, torch.Tensor]]
+    """This rank's training batches, from the data position of ``step``."""
+    step: int
+    """Optimizer steps done."""
+    env: Distributed
+    device: torch.device
+    run: Run
+
+
 def pretrain(config: PretrainConfig) -> dict:
     """Runs (or resumes) pretraining; returns a summary (steps, last loss, eval metrics, paths)."""
-    if config.tensorboard:
-        tensorboard_writer()
-    env, device = setup_distributed(config.device)
-    if device.type == "cpu":
-        set_num_threads(config.num_threads)
+    t = setup_pretraining(config)
+    losses = fit(t)
+    config, env = t.config, t.env
+    summary = {"step": t.step, "checkpoint": t.run.last_checkpoint, "losses": losses}
+    if t.step >= config.num_train_steps:
+        if config.eval_files:
+            metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps, t.device,
+                               config.bf16)
+            summary["eval"] = metrics
+            if env.main:
+                write_eval_results(metrics, config.output_dir, t.step)
+        if env.main:
+            summary["export"] = export_model(t.model, os.path.join(config.output_dir, "model"), config.vocab_file,
+                                             config.do_lower_case)
+    t.run.plot(["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
+                "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
+               title="bertdetr bert pretrain")
+    return summary
+
+
+def setup_pretraining(config: PretrainConfig) -> Pretraining:
+    """Everything before the first step: process, model, data checked, the run folder (a resumed
+    run's settings and state), optimizer, the batch stream at the run's position, the recorded config."""
+    env, device = setup_process(config.device, config.num_threads, config.tensorboard)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     if config.init_checkpoint:
         model = BertForPreTraining.from_pretrained(config.init_checkpoint)
@@ -198,39 +233,21 @@ def pretrain(config: PretrainConfig) -> dict:
         model = build_bert_for_pretraining(config.model)
     model_config = model.config
     shape = check_data(config, model_config)
-    if env.main:
-        check_writable(os.path.join(config.output_dir, "train_config.json"))
-    resumed_from = settle_run_folder(env, config.output_dir, BERT_PRETRAIN, config.resume, config.overwrite)
-    if resumed_from:
-        config, model_config = _settings_in_force(config, model_config, env)
+    run = Run.start(env, config.output_dir, BERT_PRETRAIN, config.resume, config.overwrite)
+    if run.resumed:
+        config, model_config = _settings_in_force(run, config, model_config)
         if model_config != model.config:
             torch.manual_seed(config.seed)
             model = build_bert_for_pretraining(model_config)
             shape = check_data(config, model_config)
     model.to(device)
-
     optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
                                             config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
-
     precision = MixedPrecision(device, config.bf16, config.fp16)
-
-    step = 0
     torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
-    skip_batches = 0
-    if resumed_from:
-        state = load_checkpoint(resumed_from, map_location="cpu")
-        model.load_state_dict(state["model"])
-        load_training_state(optimizer, scheduler, state)
-        precision.load_state_dict(state.get("precision", {}))
-        step = int(state["step"])
-        if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
-            skip_batches = step * config.grad_accum
-            set_rng_state(state["rng"][env.rank], device)
-        else:
-            # Another process count: continue from the same number of sequences seen, data re-dealt.
-            seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
-            skip_batches = seen // (config.batch_size * env.world_size)
-            torch.manual_seed(config.seed + env.rank + step)
+    step, skip_batches = 0, 0
+    if run.resumed:
+        step, skip_batches = _resume(run, config, model, optimizer, scheduler, precision, env, device)
 
     net: torch.nn.Module = model
     if config.compile:
@@ -238,7 +255,6 @@ def pretrain(config: PretrainConfig) -> dict:
     if env.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
-
     # Every batch's values are checked against the model there, on the host (not in forward).
     stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
                                env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
@@ -249,100 +265,94 @@ def pretrain(config: PretrainConfig) -> dict:
                                          persistent_workers=config.num_workers > 0,
                                          generator=torch.Generator().manual_seed(config.seed))
     batches = iter(loader)
-    if env.main:  # the config in force
-        with atomic_output(os.path.join(config.output_dir, "train_config.json"), "w") as f:
-            json.dump({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
-                       "world_size": env.world_size, "record_shape": asdict(shape)}, f, indent=1)
-    log = ScalarLog(config.output_dir, config.tensorboard) if env.main else None
-    last_stop = config.num_train_steps if config.stop_at_step is None else min(config.stop_at_step, config.num_train_steps)
-    bar = None
-    if env.main and config.progress:
-        from tqdm import tqdm
+    run.record_config({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
+                       "world_size": env.world_size, "record_shape": asdict(shape)})
+    return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run)
 
-        bar = tqdm(total=config.num_train_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
 
-    last_path = resumed_from
+def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, precision, env: Distributed,
+            device: torch.device) -> tuple[int, int]:
+    """Loads the checkpoint a resumed run continues from; returns (step, batches of this rank to
+    skip). With the same processes and batch size the run continues exactly (each rank's RNG
+    restored); with others, from the same number of sequences seen, the data re-dealt."""
+    state = load_checkpoint(run.resumed_from, map_location="cpu")
+    model.load_state_dict(state["model"])
+    load_training_state(optimizer, scheduler, state)
+    precision.load_state_dict(state.get("precision", {}))
+    step = int(state["step"])
+    if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
+        set_rng_state(state["rng"][env.rank], device)
+        return step, step * config.grad_accum
+    seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
+    torch.manual_seed(config.seed + env.rank + step)
+    return step, seen // (config.batch_size * env.world_size)
+
+
+def fit(t: Pretraining) -> dict[str, float]:
+    """The steps from ``t.step`` to the end (or ``stop_at_step``): ``train_step`` each, scalars every
+    ``log_every`` steps, a checkpoint every ``save_every`` and at the end, evaluation every
+    ``eval_every``. Returns the last step's losses."""
+    config, env = t.config, t.env
+    last_stop = config.num_train_steps if config.stop_at_step is None else min(config.stop_at_step,
+                                                                              config.num_train_steps)
     losses: dict[str, float] = {}
-    t0, seqs = time.perf_counter(), 0
-    model.train()
-    try:
-        while step < last_stop:
-            lr = optimizer.param_groups[0]["lr"]
-            totals = torch.zeros(3, device=device)
-            for micro in range(config.grad_accum):
-                batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-                sync = micro == config.grad_accum - 1 or env.world_size == 1
-                ctx = contextlib.nullcontext() if sync else net.no_sync()
-                with ctx:
-                    with precision.autocast():
-                        out = net(**batch)
-                    precision.backward(out["loss"] / config.grad_accum)
-                totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(),
-                                       out["next_sentence_loss"].detach()]).float() / config.grad_accum
-            if env.world_size > 1:
-                dist.all_reduce(totals)
-                totals /= env.world_size
-            precision.unscale(optimizer)
-            grad_norm = clip_by_global_norm(model.parameters(), config.max_grad_norm)
-            # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
-            finite = bool(torch.isfinite(totals).all() and (precision.overflow_skips or torch.isfinite(grad_norm)))
-            if not all_ranks_ok(finite, env, device):
-                where = f"; the last good checkpoint is {last_path}" if last_path else "; no checkpoint was written yet"
-                raise BertDetrError(
-                    f"non-finite loss at step {step + 1} (loss {totals[0].item():.4g}, grad norm "
-                    f"{grad_norm.item():.4g}): training stopped{where}. Lower the learning rate or check the data.")
-            precision.step(optimizer)
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
+    with t.run.logging(config.num_train_steps, t.step, "pretrain", "step", config.progress,
+                       config.tensorboard) as log:
+        t0, seqs = time.perf_counter(), 0
+        t.model.train()
+        while t.step < last_stop:
+            lr = t.optimizer.param_groups[0]["lr"]
+            totals, grad_norm = train_step(t)
+            t.step += 1
             seqs += config.batch_size * config.grad_accum * env.world_size
             losses = {"loss": totals[0].item(), "masked_lm_loss": totals[1].item(),
                       "next_sentence_loss": totals[2].item()}
-            if log is not None and (step % config.log_every == 0 or step == last_stop):
+            if t.step % config.log_every == 0 or t.step == last_stop:
                 rate = seqs / max(time.perf_counter() - t0, 1e-9)
-                log.log(step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate,
-                               **precision.scalars()})
+                log.log(t.step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate,
+                                 **t.precision.scalars()})
                 t0, seqs = time.perf_counter(), 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
-            if bar is not None:
-                bar.update(1)
-            if step % config.save_every == 0 or step == last_stop:
-                last_path = _save(config, env, model, optimizer, scheduler, precision, step, device)
-            if config.eval_every and step % config.eval_every == 0 and log is not None:
+                log.show(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
+            log.advance()
+            if t.step % config.save_every == 0 or t.step == last_stop:
+                t.run.save(_training_state(t), t.step, config.keep_last, t.device)
+            if config.eval_every and t.step % config.eval_every == 0 and log.main:
                 # Rank 0 only; the others wait for it at the next step's all-reduce.
-                metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
-                                   device, config.bf16)
-                log.log(step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
-    except BaseException:
-        if log is not None:
-            log.close()
-            log = None
-            if resumed_from is None:  # a new run that never reached a checkpoint leaves no logs
-                remove_unfinished_logs(config.output_dir)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        if log is not None:
-            log.close()
+                metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
+                                   t.device, config.bf16)
+                log.log(t.step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
+    return losses
 
-    summary = {"step": step, "checkpoint": last_path, "losses": losses}
-    if step >= config.num_train_steps:
-        if config.eval_files:
-            metrics = evaluate(model, config.eval_files, config.eval_batch_size, config.max_eval_steps, device,
-                               config.bf16)
-            summary["eval"] = metrics
-            if env.main:
-                write_eval_results(metrics, config.output_dir, step)
-        if env.main:
-            summary["export"] = export_model(model, config)
-    if env.main and os.path.exists(os.path.join(config.output_dir, "scalars.csv")):
-        plot_curves(os.path.join(config.output_dir, "scalars.csv"), os.path.join(config.output_dir, "loss_curves.png"),
-                    ["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
-                     "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
-                    title="bertdetr bert pretrain")
-    return summary
+
+def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step: ``grad_accum`` micro-batches forward and backward (DDP syncs gradients on
+    the last), clipping, Google's optimizer and schedule. Returns (loss, masked-LM loss, NSP loss)
+    averaged over micro-batches and ranks, and the gradient norm. A non-finite loss or gradient on
+    any rank stops the run (fp16: an overflow the scaler skips instead)."""
+    config, env = t.config, t.env
+    totals = torch.zeros(3, device=t.device)
+    for micro in range(config.grad_accum):
+        batch = {k: v.to(t.device, non_blocking=True) for k, v in next(t.batches).items()}
+        sync = micro == config.grad_accum - 1 or env.world_size == 1
+        with contextlib.nullcontext() if sync else t.net.no_sync():
+            with t.precision.autocast():
+                out = t.net(**batch)
+            t.precision.backward(out["loss"] / config.grad_accum)
+        totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(),
+                               out["next_sentence_loss"].detach()]).float() / config.grad_accum
+    if env.world_size > 1:
+        dist.all_reduce(totals)
+        totals /= env.world_size
+    t.precision.unscale(t.optimizer)
+    grad_norm = clip_by_global_norm(t.model.parameters(), config.max_grad_norm)
+    # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
+    finite = bool(torch.isfinite(totals).all() and (t.precision.overflow_skips or torch.isfinite(grad_norm)))
+    if not all_ranks_ok(finite, env, t.device):
+        raise t.run.non_finite(f"step {t.step + 1} (loss {totals[0].item():.4g}, grad norm {grad_norm.item():.4g})")
+    t.precision.step(t.optimizer)
+    t.scheduler.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    return totals, grad_norm
 
 
 # Settings a resumed run keeps from the run it continues, and why (the others it applies).
@@ -351,39 +361,24 @@ _KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint
 _NOT_SETTINGS = {"resume", "overwrite", "progress", "stop_at_step", "device", "output_dir"}
 
 
-def _settings_in_force(config: PretrainConfig, model_config: BertConfig, env) -> tuple[PretrainConfig, BertConfig]:
+def _settings_in_force(run: Run, config: PretrainConfig, model_config: BertConfig) -> tuple[PretrainConfig, BertConfig]:
     """The config of a resumed run: the recorded run's values for ``_KEPT_ON_RESUME``, the new
-    ones otherwise; says on the main process which changed settings it applies and which it keeps."""
-    recorded = recorded_config(config.output_dir)
+    ones otherwise (``Run.report_changes`` says which changed settings it applies and keeps)."""
+    recorded = run.recorded_config()
     if recorded is None:
         return config, model_config
-    new = {**asdict(config), "model": asdict(model_config)}
-    if env.main:
-        lines = resume_changes(recorded, new, _KEPT_ON_RESUME, _NOT_SETTINGS)
-        if lines:
-            print(f"resuming {config.output_dir} with changed settings:\n" + "\n".join(lines))
-    if "model" in recorded and recorded["model"] != new["model"]:
+    run.report_changes(recorded, {**asdict(config), "model": asdict(model_config)}, _KEPT_ON_RESUME, _NOT_SETTINGS)
+    if "model" in recorded and recorded["model"] != asdict(model_config):
         model_config = BertConfig(**recorded["model"])
     kept = {k: recorded[k] for k in ("init_checkpoint", "seed") if k in recorded}
     return dataclasses.replace(config, model=model_config, **kept), model_config
 
 
-def _save(config, env, model, optimizer, scheduler, precision, step, device) -> str | None:
-    rng = gather_rng_states(env, device)  # every rank's dropout RNG, so each resumes where it stopped
-    if not env.main:
-        return None
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "precision": precision.state_dict(),
-        "step": step,
-        "world_size": env.world_size,
-        "batch_size": config.batch_size,
-        "grad_accum": config.grad_accum,
-        "rng": rng,
-    }
-    return save_checkpoint(state, config.output_dir, step, config.keep_last)
+def _training_state(t: Pretraining) -> dict:
+    """What a checkpoint holds besides the RNG states (``Run.save`` adds those)."""
+    return {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+            "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(), "step": t.step,
+            "world_size": t.env.world_size, "batch_size": t.config.batch_size, "grad_accum": t.config.grad_accum}
 
 
 @torch.no_grad()
@@ -441,15 +436,3 @@ def write_eval_results(metrics: dict[str, float], output_dir: str, step: int) ->
             f.write(f"{key} = {metrics[key]}\n")
     with atomic_output(os.path.join(output_dir, "eval_metrics.json"), "w") as f:
         json.dump({"global_step": step, **metrics}, f, indent=1)
-
-
-def export_model(model: BertForPreTraining, config: PretrainConfig) -> str:
-    """Writes ``<output_dir>/model``: a Hugging Face-format directory with vocab.txt, loadable by
-    ``BertForPreTraining.from_pretrained``, transformers, ``fill-mask`` and ``embed``."""
-    path = os.path.join(config.output_dir, "model")
-    model.save_pretrained(path)
-    if config.vocab_file:
-        shutil.copyfile(config.vocab_file, os.path.join(path, "vocab.txt"))
-    with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
-        json.dump({"do_lower_case": config.do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)
-    return path

@@ -1,0 +1,181 @@
+"""DETR's training epoch and step (official DETR's ``engine.py``): ``train_one_epoch``, ``train_step``.
+
+``bertdetr.detr.train`` sets a run up (``DetrTraining``) and calls ``train_one_epoch`` for each epoch;
+an epoch hands batches out in the order of ``EpochSampler`` (this rank's share of a permutation
+seeded by seed and epoch), so a run resumed in the middle of an epoch sees the batches an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from bertdetr.detr.config import DETRConfig
+from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate
+from bertdetr.detr.loss import DETRCriterion
+from bertdetr.detr.model import DETR
+from bertdetr.detr.train_config import DataConfig, TrainConfig
+from bertdetr.training.distributed import Distributed, all_ranks_ok
+from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.run import Run, RunLog
+
+
+@dataclass
+class DetrTraining:
+    """A DETR training run, set up (``train.setup_training``) and under way."""
+
+    cfg: TrainConfig
+    """The train section in force (a resumed run's recorded seed and initialisation)."""
+    data: DataConfig
+    """Datasets and augmentation."""
+    model_config: DETRConfig
+    """The model's config (the dataset's class count)."""
+    index: CocoIndex
+    """The training set."""
+    val_index: CocoIndex | None
+    """The validation set (None: no evaluation)."""
+    model: DETR
+    net: torch.nn.Module
+    """What the step calls: the model, or the model in DDP."""
+    criterion: DETRCriterion
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: MixedPrecision
+    dataset: CocoDetection
+    total_iters: int
+    """Optimizer steps of the whole run (epochs, or ``max_iters`` if fewer)."""
+    env: Distributed
+    device: torch.device
+    run: Run
+    epoch: int = 0
+    """Epochs done."""
+    batch_in_epoch: int = 0
+    """Batches of this rank done in the current epoch."""
+    it: int = 0
+    """Optimizer steps done."""
+    losses: dict[str, float] = field(default_factory=dict)
+    """The last step's loss terms (last decoder layer) and their sum."""
+    t0: float = field(default_factory=time.perf_counter)
+    """When the images counted in ``images_seen`` began (for images per second)."""
+    images_seen: int = 0
+    """Images of all ranks since the last logged step."""
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """This rank's indices of an epoch: a permutation seeded by (seed, epoch), every world_size-th
+    index from ``rank`` (padded by wrapping so all ranks take equal steps), from ``start`` on."""
+
+    def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start: int = 0):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch)).tolist()
+        per_rank = math.ceil(n / world_size)
+        perm = (perm * math.ceil(per_rank * world_size / n))[: per_rank * world_size]
+        self.indices = perm[rank::world_size][start:]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def batches_per_epoch(n: int, env: Distributed, cfg: TrainConfig) -> int:
+    """Batches of one rank in an epoch of ``n`` images."""
+    return math.ceil(math.ceil(n / env.world_size) / cfg.batch_size)
+
+
+_END = object()
+
+
+def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
+    """The rest of epoch ``t.epoch`` from batch ``t.batch_in_epoch`` on, a step per ``grad_accum``
+    batches, until the epoch's batches or the run's steps run out; returns whether the batches did."""
+    cfg, env = t.cfg, t.env
+    t.dataset.set_epoch(t.epoch)
+    sampler = EpochSampler(len(t.dataset), cfg.seed, t.epoch, env.rank, env.world_size,
+                           t.batch_in_epoch * cfg.batch_size)
+    batches = iter(torch.utils.data.DataLoader(t.dataset, batch_size=cfg.batch_size, sampler=sampler,
+                                               num_workers=cfg.num_workers, collate_fn=collate,
+                                               generator=torch.Generator().manual_seed(cfg.seed + t.epoch)))
+    exhausted = False
+    while t.it < t.total_iters:
+        group = []
+        while len(group) < cfg.grad_accum:
+            batch = next(batches, _END)
+            if batch is _END:
+                exhausted = True
+                break
+            t.batch_in_epoch += 1
+            if batch is not None:  # None: every image of the batch was unreadable (skipped)
+                group.append(batch)
+        if not group:
+            break
+        terms, total, grad_norm = train_step(t, group)
+        t.it += 1
+        t.losses = {"loss": total, **{k: v for k, v in terms.items() if "." not in k}}
+        if t.it % cfg.log_every == 0 or t.it == t.total_iters:
+            _log_step(t, log, grad_norm)
+        log.advance()
+        if exhausted:
+            break
+    return exhausted
+
+
+def train_step(t: DetrTraining, group: list[dict]) -> tuple[dict[str, float], float, torch.Tensor]:
+    """One optimizer step over ``group`` (``grad_accum`` batches): forward, the criterion's weighted
+    terms over every decoder layer, backward, gradient clipping, AdamW, the lr schedule (which
+    counts batches). Returns the loss terms averaged over the group, their sum and the gradient
+    norm; a non-finite loss or gradient on any rank stops the run (fp16: an overflow the scaler
+    skips instead)."""
+    cfg, env = t.cfg, t.env
+    terms_sum: dict[str, float] = {}
+    for batch in group:
+        images, masks = batch["images"].to(t.device), batch["masks"].to(t.device)
+        with t.precision.autocast():
+            outputs = t.net(images, masks)
+        # the targets stay on the host: the criterion checks them there and copies what
+        # the device needs at once (moving each image's boxes would wait for the GPU)
+        terms = t.criterion(_float(outputs), batch["targets"])
+        t.precision.backward(t.criterion.total(terms) / len(group))
+        t.images_seen += len(batch["targets"]) * env.world_size
+        # all terms to the host in one copy, not one wait per term and layer
+        values = torch.stack([v.detach() for v in terms.values()]).tolist()
+        for name, v in zip(terms, values):
+            terms_sum[name] = terms_sum.get(name, 0.0) + v / len(group)
+    t.precision.unscale(t.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.max_grad_norm)
+    total = sum(terms_sum.values())
+    # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
+    finite = math.isfinite(total) and (t.precision.overflow_skips or bool(torch.isfinite(grad_norm)))
+    if not all_ranks_ok(finite, env, t.device):
+        raise t.run.non_finite(f"iteration {t.it + 1} (epoch {t.epoch})")
+    t.precision.step(t.optimizer)
+    t.optimizer.zero_grad(set_to_none=True)
+    for _ in group:
+        t.scheduler.step()
+    return terms_sum, total, grad_norm
+
+
+def _log_step(t: DetrTraining, log: RunLog, grad_norm: torch.Tensor) -> None:
+    rate = t.images_seen / max(time.perf_counter() - t.t0, 1e-9)
+    lr = t.optimizer.param_groups[0]["lr"]
+    log.log(t.it, {**t.losses, "lr": lr, "grad_norm": float(grad_norm), "images_per_s": rate,
+                   **t.precision.scalars()})
+    t.t0, t.images_seen = time.perf_counter(), 0
+    losses = t.losses
+    log.show(loss=f"{losses['loss']:.3f}", cls=f"{losses.get('loss_cls', 0):.3f}", l1=f"{losses.get('loss_bbox', 0):.3f}",
+             giou=f"{losses.get('loss_iou', 0):.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+
+
+def _float(v):
+    """The criterion runs in fp32 (bf16/fp16 logits would round the matching costs)."""
+    if isinstance(v, torch.Tensor):
+        return v.float()
+    if isinstance(v, dict):  # the outputs and each aux_outputs entry
+        return {k: _float(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_float(x) for x in v]
+    return v

@@ -1,0 +1,193 @@
+"""One run scaffold for the four trainers (``bert pretrain``, ``detr train``, ``bert classify``, ``bert squad``).
+
+What every trainer does around its loop, written once; each loop stays short and explicit (set-up,
+then a per-step or per-epoch function, as official DETR's ``main.py`` + ``engine.py``), calling
+these pieces where it needs them, with no hooks:
+
+- ``setup_process``: the process (torchrun's rank and device, CPU threads, the tensorboard check
+  before any work).
+- ``Run.start``: the run folder rule (``folder.prepare_run_folder``, one answer for every rank):
+  a new run, or the checkpoint a resumed run continues from. The fine-tuning programs keep Google's
+  rule for their folder (``finetune.run_checkpoint``) and make their ``Run`` directly.
+- ``Run.recorded_config`` and ``Run.report_changes`` (a resumed run: which changed settings it
+  applies, which it keeps), ``Run.record_config`` (the config in force, ``train_config.json``).
+- ``Run.logging``: scalars (``scalars.csv``, TensorBoard) and the progress bar of the main process,
+  and the teardown: logs and bar closed however the loop ends, and a new run that fails before its
+  first checkpoint leaves no logs (the folder can be used again).
+- ``Run.save``: a checkpoint with every rank's RNG state, the last ``keep_last`` kept.
+- ``Run.non_finite``: the error that stops a run at a non-finite loss, naming the last good checkpoint.
+- ``Run.plot``: the loss curves PNG at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Iterator
+
+import torch
+
+from bertdetr.errors import BertDetrError
+from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.training.checkpoint import save_checkpoint
+from bertdetr.training.distributed import Distributed, gather_rng_states, setup_distributed
+from bertdetr.training.folder import recorded_config, remove_unfinished_logs, resume_changes, settle_run_folder
+from bertdetr.training.scalars import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.training.threads import set_num_threads
+
+
+def setup_process(device: str | None, num_threads: int | None = None,
+                  tensorboard: bool = False) -> tuple[Distributed, torch.device]:
+    """This process's place in the run (``setup_distributed``: torchrun's rank, or one process) and
+    device; on a CPU the threads it uses (``set_num_threads``). A missing tensorboard package is an
+    error here, before any work."""
+    if tensorboard:
+        tensorboard_writer()
+    env, dev = setup_distributed(device)
+    if dev.type == "cpu":
+        set_num_threads(num_threads)
+    return env, dev
+
+
+class RunLog:
+    """The main process's scalars and progress bar (on other ranks both are absent and every
+    method does nothing)."""
+
+    def __init__(self, scalars: ScalarLog | None, bar):
+        self.scalars = scalars
+        self.bar = bar
+
+    @property
+    def main(self) -> bool:
+        """Whether this process logs (rank 0)."""
+        return self.scalars is not None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        """One row per value in ``scalars.csv`` (and TensorBoard) at ``step``."""
+        if self.scalars is not None:
+            self.scalars.log(step, values)
+
+    def show(self, **postfix: str) -> None:
+        """Figures shown beside the progress bar."""
+        if self.bar is not None:
+            self.bar.set_postfix(**postfix)
+
+    def advance(self, n: int = 1) -> None:
+        """The progress bar ``n`` steps on."""
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        """Closes the bar and the log files (again: nothing)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.scalars is not None:
+            self.scalars.close()
+            self.scalars = None
+
+
+class Run:
+    """One training run in its folder ``output_dir``, seen from one process (``env``).
+
+    ``resumed_from``: the checkpoint it continues from (None: a new run). ``last_checkpoint``: the
+    newest checkpoint it knows of (the one resumed from, then each it saves), for messages.
+    ``config_file``: where the config in force is recorded (the fine-tuning programs keep their
+    own name, ``classify_config.json``/``squad_config.json``).
+    """
+
+    def __init__(self, env: Distributed, output_dir: str, kind: str, resumed_from: str | None = None,
+                 config_file: str = "train_config.json"):
+        self.env = env
+        self.output_dir = output_dir
+        self.kind = kind
+        self.resumed_from = resumed_from
+        self.last_checkpoint = resumed_from
+        self.config_file = config_file
+
+    @classmethod
+    def start(cls, env: Distributed, output_dir: str, kind: str, resume: bool, overwrite: bool) -> "Run":
+        """The run folder rule (``folder``'s module doc) applied on the main process, its answer
+        shared with every rank: a new run, or one resumed from the folder's latest checkpoint."""
+        if env.main:
+            check_writable(os.path.join(output_dir, "train_config.json"))
+        return cls(env, output_dir, kind, settle_run_folder(env, output_dir, kind, resume, overwrite))
+
+    @property
+    def resumed(self) -> bool:
+        return self.resumed_from is not None
+
+    def recorded_config(self) -> dict | None:
+        """The config recorded by the run this one resumes (None: a new run, or nothing recorded)."""
+        return recorded_config(self.output_dir) if self.resumed else None
+
+    def report_changes(self, recorded: dict, new: dict, kept: dict[str, str], ignored: set[str]) -> None:
+        """On the main process, says for each setting of ``new`` that differs from ``recorded``
+        whether the resumed run applies it or keeps the checkpoint's (``kept``: name -> why);
+        ``ignored`` settings only steer this invocation."""
+        if self.env.main:
+            lines = resume_changes(recorded, new, kept, ignored)
+            if lines:
+                print(f"resuming {self.output_dir} with changed settings:\n" + "\n".join(lines))
+
+    def record_config(self, config: dict) -> None:
+        """Writes the config in force (main process, atomically)."""
+        if self.env.main:
+            with atomic_output(os.path.join(self.output_dir, self.config_file), "w") as f:
+                json.dump(config, f, indent=1)
+
+    @contextlib.contextmanager
+    def logging(self, total: int, initial: int, desc: str, unit: str, progress: bool = True,
+                tensorboard: bool = False) -> Iterator[RunLog]:
+        """Scalars and a progress bar (``total`` steps, from ``initial``) on the main process for the
+        ``with`` block; both closed when it ends, however it ends. A new run whose block raises
+        before any checkpoint removes the logs it started (``folder.remove_unfinished_logs``)."""
+        scalars = bar = None
+        if self.env.main:
+            scalars = ScalarLog(self.output_dir, tensorboard)
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True)
+        log = RunLog(scalars, bar)
+        try:
+            yield log
+        except BaseException:
+            log.close()
+            if self.env.main and not self.resumed:
+                remove_unfinished_logs(self.output_dir)
+            raise
+        finally:
+            log.close()
+
+    def save(self, state: dict, step: int, keep_last: int, device: torch.device) -> str | None:
+        """The checkpoint of ``step``: ``state`` with every rank's RNG state (``rng``, in rank order:
+        a collective, all ranks call it), written by the main process, the newest ``keep_last``
+        kept (0: all). Returns its path (None on other ranks)."""
+        rng = gather_rng_states(self.env, device)
+        if not self.env.main:
+            return None
+        self.last_checkpoint = save_checkpoint({**state, "rng": rng}, self.output_dir, step, keep_last)
+        return self.last_checkpoint
+
+    def non_finite(self, where: str) -> BertDetrError:
+        """The error that stops the run at a non-finite loss (``where``: at which step, with what
+        values), naming the last good checkpoint."""
+        last = (f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                else "; no checkpoint was written yet")
+        return BertDetrError(f"non-finite loss at {where}: training stopped{last}. "
+                             "Lower the learning rate or check the data.")
+
+    def plot(self, names: list[str], title: str) -> None:
+        """``loss_curves.png`` of the named scalars (main process, when anything was logged)."""
+        csv = os.path.join(self.output_dir, "scalars.csv")
+        if self.env.main and os.path.exists(csv):
+            plot_curves(csv, os.path.join(self.output_dir, "loss_curves.png"), names, title=title)
+
+
+def rank_rng_state(state: dict, env: Distributed):
+    """This rank's RNG state in a checkpoint written by ``Run.save`` (a list by rank), or in an older
+    fine-tuning checkpoint (one state)."""
+    rng = state["rng"]
+    return rng[env.rank] if isinstance(rng, list) else rng
