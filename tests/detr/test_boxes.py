@@ -31,6 +31,8 @@ def test_iou_and_giou_match_torchvision():
     torch.testing.assert_close(box_iou(a, b), torchvision.ops.box_iou(a, b))
     torch.testing.assert_close(generalized_box_iou(a, b), torchvision.ops.generalized_box_iou(a, b))
     torch.testing.assert_close(generalized_box_iou_aligned(a[:5], b), torchvision.ops.generalized_box_iou(a[:5], b).diagonal())
+    # the matcher's broadcast form equals the pairwise reference
+    torch.testing.assert_close(generalized_box_iou_aligned(a[:, None, :], b[None, :, :]), generalized_box_iou(a, b))
 
 
 def test_degenerate_boxes_are_finite_with_finite_gradients():

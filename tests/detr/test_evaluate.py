@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from bertdetr.detr.data.coco import load_coco
-from bertdetr.detr.evaluate import COCO_METRICS, coco_evaluate, to_coco_results, write_results
+from bertdetr.detr.evaluate import COCO_METRICS, coco_evaluation, to_coco_results, write_results
 from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
 from bertdetr.detr.visualize import class_color, draw_detections, overlay_heatmap
 
@@ -33,15 +33,15 @@ def test_perfect_detections_score_ap_1(shapes, tmp_path):
     assert results[0]["category_id"] in index.category_ids
     write_results(results, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == results
-    metrics = coco_evaluate(path, results)
+    metrics = coco_evaluation(path, results).metrics
     assert set(metrics) == set(COCO_METRICS)
     assert metrics["AP"] == pytest.approx(1.0) and metrics["AP50"] == pytest.approx(1.0)
 
 
 def test_shifted_detections_score_lower_and_no_detections_zero(shapes):
     path, index = shapes
-    assert coco_evaluate(path, _results(index, jitter=4.0))["AP"] < 0.9
-    assert coco_evaluate(path, [])["AP"] == 0.0
+    assert coco_evaluation(path, _results(index, jitter=4.0)).metrics["AP"] < 0.9
+    assert coco_evaluation(path, []).metrics["AP"] == 0.0
 
 
 def test_faster_coco_eval_gives_pycocotools_numbers(shapes):
@@ -54,8 +54,8 @@ def test_faster_coco_eval_gives_pycocotools_numbers(shapes):
         boxes = torch.cat([boxes + torch.randn(boxes.shape, generator=g) * 3, boxes + torch.randn(boxes.shape, generator=g) * 8])
         labels = torch.cat([torch.from_numpy(im["labels"]), torch.randint(0, len(index.category_ids), (len(im["labels"]),), generator=g)])
         results += to_coco_results(im["id"], boxes, torch.rand(len(boxes), generator=g), labels, index.category_ids)
-    ref = coco_evaluate(path, results)
-    fast = coco_evaluate(path, results, backend="faster-coco-eval")
+    ref = coco_evaluation(path, results).metrics
+    fast = coco_evaluation(path, results, backend="faster-coco-eval").metrics
     assert 0.05 < ref["AP"] < 0.95
     for k in COCO_METRICS:
         assert fast[k] == pytest.approx(ref[k], abs=1e-6), k
@@ -68,10 +68,10 @@ def test_unknown_or_missing_coco_backend_is_a_clear_error(shapes, monkeypatch):
 
     path, index = shapes
     with pytest.raises(BertDetrError, match="unknown COCO evaluation back-end"):
-        coco_evaluate(path, _results(index), backend="detectron")
+        coco_evaluation(path, _results(index), backend="detectron").metrics
     monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # as if not installed
     with pytest.raises(BertDetrError, match="pip install 'bertdetr\\[fast-eval\\]'"):
-        coco_evaluate(path, _results(index), backend="faster-coco-eval")
+        coco_evaluation(path, _results(index), backend="faster-coco-eval").metrics
 
 
 def test_draw_detections_marks_box_in_class_color():

@@ -33,6 +33,13 @@ def _targets(sizes, g, hw=(80, 120)):
     return out
 
 
+def _cost_matrices(matcher, pred_logits, pred_boxes, targets, img_shapes):
+    """[B,Q,K], [B,Q,4] -> the per-image cost matrices [Q,G] (``layer_costs`` of one layer, cut to
+    each image's targets: what ``match_layers`` assigns on)."""
+    cost = matcher.layer_costs(pred_logits[None], pred_boxes[None], targets, img_shapes)[0]
+    return [cost[i, :, :len(t["labels"])] for i, t in enumerate(targets)]
+
+
 def _criterion():
     return DETRCriterion(HungarianMatcher(1.0, 5.0, 2.0), C)
 
@@ -41,7 +48,7 @@ def test_assignment_is_optimal_by_brute_force():
     g = torch.Generator().manual_seed(0)
     out, targets = _outputs(1, g), _targets([3], g)
     matcher = HungarianMatcher()
-    cost = matcher.cost_matrices(out["pred_logits"], out["pred_boxes"], targets, [(80, 120)])[0]
+    cost = _cost_matrices(matcher, out["pred_logits"], out["pred_boxes"], targets, [(80, 120)])[0]
     (rows, cols), = matcher(out["pred_logits"], out["pred_boxes"], targets, [(80, 120)])
     best = min(sum(cost[q, j] for j, q in enumerate(p)) for p in itertools.permutations(range(Q), 3))
     assert cost[rows, cols].sum().item() == pytest.approx(best.item(), rel=1e-6)
@@ -62,8 +69,8 @@ def test_batched_assignment_equals_per_image():
                                          targets[i]["labels"], shapes[i])
         assert torch.equal(torch.nonzero(gt_inds).squeeze(1), r) and torch.equal(gt_inds[r] - 1, c)
         assert torch.equal(labels[r], targets[i]["labels"][c]) and bool((labels[gt_inds == 0] == -1).all())
-    batched_costs = matcher.cost_matrices(out["pred_logits"], out["pred_boxes"], targets, shapes)
-    one = matcher.cost_matrices(out["pred_logits"][2:], out["pred_boxes"][2:], targets[2:], shapes[2:])[0]
+    batched_costs = _cost_matrices(matcher, out["pred_logits"], out["pred_boxes"], targets, shapes)
+    one = _cost_matrices(matcher, out["pred_logits"][2:], out["pred_boxes"][2:], targets[2:], shapes[2:])[0]
     torch.testing.assert_close(batched_costs[2], one)
 
 

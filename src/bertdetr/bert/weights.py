@@ -394,31 +394,47 @@ def load_classifier_state(model, state: dict[str, torch.Tensor], source: str) ->
     ``load_state_into`` (strict; a missing pooler is initialised with a warning), and the head
     (``classifier.*``) when the checkpoint has one. Returns whether it had one; a head for another
     number of labels is an error."""
+    return _load_encoder_and_head(
+        model, state, source, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS,
+        lambda w: f"checkpoint {source} has a classifier for {w.shape[0]} labels, the task has "
+                  f"{model.num_labels} ({', '.join(model.labels)})")
+
+
+def save_sequence_classifier(model, path: str | os.PathLike) -> None:
+    """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
+    transformers' ``BertForSequenceClassification.save_pretrained`` (each file atomically)."""
+    _save_encoder_and_head(model, path, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, "BertForSequenceClassification",
+                           {"id2label": {str(i): label for i, label in enumerate(model.labels)},
+                            "label2id": {label: i for i, label in enumerate(model.labels)}})
+
+
+def _load_encoder_and_head(model, state: dict[str, torch.Tensor], source: str, weight_name: str, bias_name: str,
+                           mismatch) -> bool:
+    """What both heads' loaders do: the encoder (``model.bert``) as ``load_state_into``, then the
+    head's ``output_weights``/``output_bias`` from ``weight_name``/``bias_name`` when the checkpoint
+    has them (another shape: ``WeightsError(mismatch(weight))``). Returns whether it had them."""
     state = dict(state)
-    weight, bias = state.pop(CLASSIFIER_WEIGHT, None), state.pop(CLASSIFIER_BIAS, None)
+    weight, bias = state.pop(weight_name, None), state.pop(bias_name, None)
     load_state_into(model.bert, state, source, heads=False)
     if weight is None or bias is None:
         return False
-    if tuple(weight.shape) != tuple(model.output_weights.shape) or bias.shape[0] != model.num_labels:
-        raise WeightsError(f"checkpoint {source} has a classifier for {weight.shape[0]} labels, the task has "
-                           f"{model.num_labels} ({', '.join(model.labels)})")
+    if tuple(weight.shape) != tuple(model.output_weights.shape) or tuple(bias.shape) != tuple(model.output_bias.shape):
+        raise WeightsError(mismatch(weight))
     with torch.no_grad():
         model.output_weights.copy_(weight.float())
         model.output_bias.copy_(bias.float())
     return True
 
 
-def save_sequence_classifier(model, path: str | os.PathLike) -> None:
-    """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
-    transformers' ``BertForSequenceClassification.save_pretrained`` (each file atomically)."""
+def _save_encoder_and_head(model, path: str | os.PathLike, weight_name: str, bias_name: str, architecture: str,
+                           extra_config: dict | None = None, without: tuple[str, ...] = ()) -> None:
+    """What both heads' savers do: the encoder under ``bert.`` (less ``without``), the head as
+    ``weight_name``/``bias_name``, and the config of HF's ``architecture`` (plus ``extra_config``)."""
     body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
-    state = {"bert." + k: v for k, v in body.items()}
-    state[CLASSIFIER_WEIGHT] = model.output_weights.detach()
-    state[CLASSIFIER_BIAS] = model.output_bias.detach()
-    d = model.config.to_hf_dict("BertForSequenceClassification")
-    d["id2label"] = {str(i): label for i, label in enumerate(model.labels)}
-    d["label2id"] = {label: i for i, label in enumerate(model.labels)}
-    write_hf_directory(path, state, d)
+    state = {"bert." + k: v for k, v in body.items() if k not in without}
+    state[weight_name] = model.output_weights.detach()
+    state[bias_name] = model.output_bias.detach()
+    write_hf_directory(path, state, {**model.config.to_hf_dict(architecture), **(extra_config or {})})
 
 
 # ---- question answering (Google's run_squad, HF's BertForQuestionAnswering) -------------------
@@ -438,28 +454,17 @@ def load_question_answering_state(model, state: dict[str, torch.Tensor], source:
     HF's BertForQuestionAnswering has no pooler (``add_pooling_layer=False``) and the span head
     never reads it: a missing pooler keeps the model's own, silently."""
     state = {GOOGLE_SQUAD_NAMES.get(k, k): v for k, v in state.items()}
-    weight, bias = state.pop(SQUAD_WEIGHT, None), state.pop(SQUAD_BIAS, None)
     prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
     for name in _POOLER:
         state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
-    load_state_into(model.bert, state, source, heads=False)
-    if weight is None or bias is None:
-        return False
-    if tuple(weight.shape) != tuple(model.output_weights.shape) or tuple(bias.shape) != (2,):
-        raise WeightsError(f"checkpoint {source}: {SQUAD_WEIGHT} has shape {list(weight.shape)}, a span head for "
-                           f"hidden size {model.config.hidden_size} needs {list(model.output_weights.shape)}")
-    with torch.no_grad():
-        model.output_weights.copy_(weight.float())
-        model.output_bias.copy_(bias.float())
-    return True
+    return _load_encoder_and_head(
+        model, state, source, SQUAD_WEIGHT, SQUAD_BIAS,
+        lambda w: f"checkpoint {source}: {SQUAD_WEIGHT} has shape {list(w.shape)}, a span head for hidden size "
+                  f"{model.config.hidden_size} needs {list(model.output_weights.shape)}")
 
 
 def save_question_answering(model, path: str | os.PathLike) -> None:
     """Writes ``config.json`` and ``model.safetensors`` as transformers'
     ``BertForQuestionAnswering.save_pretrained`` does (``bert.*`` without the pooler, which it does
     not have, and ``qa_outputs.*``), each file atomically."""
-    body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
-    state = {"bert." + k: v for k, v in body.items() if k not in _POOLER}
-    state[SQUAD_WEIGHT] = model.output_weights.detach()
-    state[SQUAD_BIAS] = model.output_bias.detach()
-    write_hf_directory(path, state, model.config.to_hf_dict("BertForQuestionAnswering"))
+    _save_encoder_and_head(model, path, SQUAD_WEIGHT, SQUAD_BIAS, "BertForQuestionAnswering", without=_POOLER)

@@ -34,7 +34,11 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Pairwise GIoU: [N, 4] xyxy, [M, 4] xyxy -> [N, M] (mmdet ``bbox_overlaps(mode='giou')``;
-    official DETR's name, without its assert on valid boxes)."""
+    official DETR's name, without its assert on valid boxes).
+
+    The readable reference under the references' name: the matcher computes every layer's and
+    image's pairs at once by broadcasting ``generalized_box_iou_aligned`` (a test checks the two
+    are equal, and both against torchvision's)."""
     return _giou(boxes1[:, None, :], boxes2[None, :, :], eps)
 
 

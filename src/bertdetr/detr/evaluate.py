@@ -50,7 +50,7 @@ def write_results(results: list[dict], path: str | os.PathLike) -> None:
         json.dump(results, f)
 
 
-#: Evaluation back-ends: ``coco_evaluate(..., backend=...)`` and ``bertdetr detr eval --coco-backend``.
+#: Evaluation back-ends: ``coco_evaluation(..., backend=...)`` and ``bertdetr detr eval --coco-backend``.
 COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
 
 
@@ -82,20 +82,6 @@ class CocoEvaluation:
     mmdet's ``classwise=True``: NaN for a category without ground truth in the evaluated images."""
     table: list[str]
     """The 12-line summary table as COCOeval prints it."""
-
-
-def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], image_ids: Iterable | None = None,
-                  verbose: bool = False, backend: str = "pycocotools") -> dict[str, float]:
-    """COCO bbox mAP of ``results`` against ``ann_file``; returns ``COCO_METRICS`` -> value.
-
-    ``image_ids`` restricts evaluation to those images (e.g. the ones that could be read).
-    The back-end prints its table; it is shown only when ``verbose``. ``backend``: one of
-    ``COCO_BACKENDS`` (both give pycocotools' 12 numbers). ``coco_evaluation`` says more.
-    """
-    evaluation = coco_evaluation(ann_file, results, image_ids, backend)
-    if verbose:
-        print("\n".join(evaluation.table))
-    return evaluation.metrics
 
 
 def coco_evaluation(ann_file: str | os.PathLike, results: list[dict], image_ids: Iterable | None = None,

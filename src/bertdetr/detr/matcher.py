@@ -170,12 +170,6 @@ class HungarianMatcher:
         giou = generalized_box_iou_aligned(pred_xyxy[:, :, :, None, :], gt_boxes[None, :, None, :, :])
         return (self.cls_cost * cls + self.bbox_cost * l1 + self.iou_cost * -giou).cpu()
 
-    def cost_matrices(self, pred_logits, pred_boxes, targets, img_shapes) -> list[torch.Tensor]:
-        """[B,Q,K], [B,Q,4] -> the per-image cost matrices [Q,G] (on the host)."""
-        cost = self.layer_costs(pred_logits[None], pred_boxes[None], targets, img_shapes)[0]
-        sizes = targets.sizes if isinstance(targets, HostTargets) else [len(t["labels"]) for t in targets]
-        return [cost[i, :, :n] for i, n in enumerate(sizes)]
-
     def match_layers(self, pred_logits, pred_boxes, targets, img_shapes) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
         """[L,B,Q,K], [L,B,Q,4] -> L lists of B (query_idx [n], target_idx [n]) host int64 pairs."""
         host = targets if isinstance(targets, HostTargets) else HostTargets.of(targets)

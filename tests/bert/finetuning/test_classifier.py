@@ -63,6 +63,22 @@ def test_features_only_writes_googles_records(bert_config, tmp_path):
             assert {k: list(v) for k, v in x.items()} == {k: list(v) for k, v in y.items()}
 
 
+def test_run_writes_the_bytes_of_googles_file_based_function(bert_config, tmp_path):
+    """The run writes each record while the features stream into tensors; the readable reference
+    under Google's name, ``file_based_convert_examples_to_features``, writes the same bytes."""
+    from bertdetr.bert.data.tokenization import FullTokenizer
+    from bertdetr.bert.finetuning.classifier_data import MrpcProcessor, file_based_convert_examples_to_features
+
+    assert main(_args("mrpc", os.path.join(GLUE, "MRPC"), tmp_path, bert_config, "--do-train",
+                      "--features-only")) == 0
+    processor = MrpcProcessor()
+    examples = processor.get_train_examples(os.path.join(GLUE, "MRPC"))
+    reference = tmp_path / "reference.tf_record"
+    file_based_convert_examples_to_features(examples, processor.get_labels(), 64,
+                                            FullTokenizer(VOCAB, do_lower_case=True), str(reference))
+    assert reference.read_bytes() == (tmp_path / "train.tf_record").read_bytes()
+
+
 def test_train_eval_predict_outputs_in_googles_layout(bert_config, tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
     assert main(_args("mrpc", os.path.join(GLUE, "MRPC"), tmp_path, bert_config, "--do-train", "--do-eval",
