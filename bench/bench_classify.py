@@ -9,8 +9,9 @@ Rows (all timed steps alternate round-robin, medians, so other load hits every s
 
 - ``ours`` / ``hf``: the model step on the same padded [B,128] batch: forward + loss + backward +
   ``torch.optim.AdamW(fused=True)`` on both;
-- ``ours classify step``: what ``classify`` runs per step: the batch cut to its longest real row,
-  Google's AdamWeightDecay and global-norm clipping.
+- ``ours classify step``: what ``classify`` runs per step (``finetune.finetune_step`` on the batch
+  ``classifier._batch`` makes: cut to its longest real row), Google's AdamWeightDecay, global-norm
+  clipping and schedule.
 
     python bench/bench_classify.py                       # base B=32 and small B=32, ~6 min quiet
     python bench/bench_classify.py --configs small --repeats 3
@@ -23,6 +24,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 
 import torch
 
@@ -36,7 +38,10 @@ from bertdetr.bert.finetuning.classifier_data import (  # noqa: E402
     features_to_tensors,
 )
 from bertdetr.bert.model import BertConfig  # noqa: E402
-from bertdetr.bert.optimization import AdamWeightDecay, clip_by_global_norm, weight_decay_groups  # noqa: E402
+from bertdetr.bert.finetuning.finetune import finetune_step  # noqa: E402
+from bertdetr.bert.optimization import create_optimizer  # noqa: E402
+from bertdetr.training.distributed import Distributed  # noqa: E402
+from bertdetr.training.run import Run  # noqa: E402
 from bertdetr.bert.data.tokenization import FullTokenizer  # noqa: E402
 from bertdetr.bert.weights import to_hf_state_dict  # noqa: E402
 from bertdetr.demo import bundled_books  # noqa: E402
@@ -100,7 +105,8 @@ def main() -> None:
         hf.train()
         o_opt = torch.optim.AdamW(ours.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
         h_opt = torch.optim.AdamW(hf.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
-        g_opt = AdamWeightDecay(weight_decay_groups(ours, 0.01), lr=5e-5)
+        g_opt, g_schedule = create_optimizer(ours, 5e-5, num_train_steps=10_000, num_warmup_steps=1000)
+        run = Run(Distributed(), tempfile.gettempdir(), "bert classify")  # only names a failed step's checkpoint
 
         def ours_step():
             ours(**f)["loss"].backward()
@@ -113,11 +119,7 @@ def main() -> None:
             h_opt.zero_grad(set_to_none=True)
 
         def classify_step():
-            batch = _batch(data, slice(None), torch.device("cpu"))
-            ours(**batch)["loss"].backward()
-            clip_by_global_norm(ours.parameters(), 1.0)
-            g_opt.step()
-            g_opt.zero_grad(set_to_none=True)
+            finetune_step(run, ours, g_opt, g_schedule, _batch(data, slice(None), torch.device("cpu")), 0)
 
         times = alternate({"ours": ours_step, "hf": hf_step, "ours classify step": classify_step}, args.repeats)
         hf_s = statistics.median(w for w, _ in times["hf"])
