@@ -44,6 +44,11 @@ def setup_distributed(requested_device: str | None) -> tuple[Distributed, torch.
     return env, torch.device("cuda", env.local_rank) if device_type == "cuda" else torch.device("cpu")
 
 
+def local_world_size() -> int:
+    """Processes of this run on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 when run plainly)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def all_ranks_ok(ok: bool, env: Distributed, device: torch.device) -> bool:
     """True only if ``ok`` on every rank (so all ranks stop together)."""
     if env.world_size == 1:

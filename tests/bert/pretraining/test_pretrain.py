@@ -194,6 +194,32 @@ def test_resume_is_exact_with_dataloader_workers_and_grad_accum(records, tmp_pat
     assert len(_losses(tmp_path / "full")) == 4
 
 
+def test_workers_by_default_on_a_gpu_and_pinned_batches(records):
+    from bertdetr.bert.pretraining.dataset import PretrainingStream, inspect_records
+    from bertdetr.bert.pretraining.pretrain import batch_loader, default_num_workers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert default_num_workers(cpu, 16) == 0  # the step uses the cores
+    assert default_num_workers(cuda, 16) == 4 and default_num_workers(cuda, 16, ranks_per_machine=8) == 1
+    assert default_num_workers(cuda, 2) == 1 and default_num_workers(cuda, 1) == 1
+    stream = PretrainingStream([records[0]], 4, 0, inspect_records([records[0]]))
+    config = _config(records, "unused", num_workers=2)
+    assert batch_loader(stream, config, cuda).pin_memory  # not iterated: no GPU here
+    loader = batch_loader(stream, config, cpu)
+    assert not loader.pin_memory and loader.num_workers == 2 and loader.persistent_workers
+
+
+def test_a_resumed_run_keeps_its_readers(records, tmp_path, capsys):
+    """The batches depend on the number of readers: a resume keeps the run's, whatever it is told."""
+    pretrain(_config(records, tmp_path / "full", num_workers=0))
+    pretrain(_config(records, tmp_path / "split", stop_at_step=2))  # default on a CPU: no workers
+    assert json.loads((tmp_path / "split" / "train_config.json").read_text())["num_workers"] == 0
+    capsys.readouterr()
+    pretrain(_config(records, tmp_path / "split", resume=True, num_workers=2))
+    assert "num_workers: kept 0 from the checkpoint, not 2" in capsys.readouterr().out
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "split")
+
+
 def test_bf16_autocast_trains(records, tmp_path):
     summary = pretrain(_config(records, tmp_path, bf16=True, num_train_steps=3, eval_files=[records[1]]))
     assert summary["step"] == 3 and all(v == v for v in summary["losses"].values())  # finite, not NaN

@@ -248,8 +248,8 @@ def serialize_example(features: Mapping[str, FeatureValue]) -> bytes:
     return _len_delimited(0x0A, b"".join(entries))  # Example.features = 1
 
 
-class _ProtoError(Exception):
-    pass
+class _ProtoError(RecordError):
+    """Bytes that are not the protobuf message being read."""
 
 
 def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:

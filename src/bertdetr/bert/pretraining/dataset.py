@@ -18,6 +18,10 @@ Batch contract (B = batch size, T = max_seq_length, P = max_predictions_per_seq)
 ``input_ids``, ``input_mask``, ``segment_ids`` [B,T]; ``masked_lm_positions``, ``masked_lm_ids``
 [B,P]; float32 ``masked_lm_weights`` [B,P]; int64 ``next_sentence_labels`` [B].
 
+Decoding: the records of a batch are decoded together (``bertdetr.bert.data.batches.parse_examples``:
+one walk over each record's fields, then every feature's values of the batch in a few numpy
+operations), not one Python call per value.
+
 Values: given the model's config, every batch is checked here, on the host, as it is made (every id
 inside its table, positions inside the sequence, labels 0/1): the model's forward checks only
 shapes, since reading values there would be a device sync every step (see ``bertdetr.bert.model``).
@@ -33,7 +37,8 @@ import numpy as np
 import torch
 
 from bertdetr.bert.model import BertConfig, check_pretraining_features
-from bertdetr.bert.data.records import PRETRAINING_FEATURES, iter_examples, parse_example, read_records
+from bertdetr.bert.data.batches import parse_examples
+from bertdetr.bert.data.records import PRETRAINING_FEATURES, RecordError, iter_examples, read_records
 from bertdetr.errors import BertDetrError
 
 INT_FEATURES = tuple(name for name in PRETRAINING_FEATURES if name != "masked_lm_weights")
@@ -59,13 +64,26 @@ def inspect_records(files: list[str]) -> RecordShape:
     raise BertDetrError(f"no records in {', '.join(files)}")
 
 
-def _to_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
-    batch = {name: torch.from_numpy(np.stack([np.asarray(e[name], dtype=np.int64) for e in examples]))
-             for name in INT_FEATURES}
+def decode_batch(records: list[bytes], shape: RecordShape, files: list[str]) -> dict[str, torch.Tensor]:
+    """The batch contract's tensors (module doc) of serialized pretraining records, decoded
+    together; a record of another shape or without a feature is a ``BertDetrError`` naming the files."""
+    T, P = shape.max_seq_length, shape.max_predictions_per_seq
+    lengths = {name: P for name in PRETRAINING_FEATURES}
+    lengths.update(input_ids=T, input_mask=T, segment_ids=T, next_sentence_labels=1)
+    try:
+        arrays = parse_examples(records, lengths)
+    except RecordError as e:
+        raise BertDetrError(f"records of {_where(files)}: {e} (the first record has max_seq_length {T}, "
+                            f"max_predictions_per_seq {P}: mixed data?)") from None
+    batch = {name: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for name, a in arrays.items()
+             if name in INT_FEATURES}
     batch["next_sentence_labels"] = batch["next_sentence_labels"].reshape(-1)
-    batch["masked_lm_weights"] = torch.from_numpy(
-        np.stack([np.asarray(e["masked_lm_weights"], dtype=np.float32) for e in examples]))
+    batch["masked_lm_weights"] = torch.from_numpy(np.ascontiguousarray(arrays["masked_lm_weights"], dtype=np.float32))
     return batch
+
+
+def _where(files: list[str]) -> str:
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
 
 
 def check_batch(batch: dict[str, torch.Tensor], model_config: BertConfig | None,
@@ -77,8 +95,7 @@ def check_batch(batch: dict[str, torch.Tensor], model_config: BertConfig | None,
     try:
         check_pretraining_features(model_config, batch)
     except BertDetrError as e:
-        where = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        raise BertDetrError(f"records of {where}: {e}; data and model do not match (another vocabulary, "
+        raise BertDetrError(f"records of {_where(files)}: {e}; data and model do not match (another vocabulary, "
                             f"max_seq_length or type_vocab_size?)") from None
     return batch
 
@@ -156,29 +173,22 @@ class PretrainingStream(torch.utils.data.IterableDataset):
         records = self._shuffled(self._reader())
         for _ in range(mine * self.batch_size):
             next(records)
-        T, P = self.shape.max_seq_length, self.shape.max_predictions_per_seq
         while True:
-            examples = []
-            for _ in range(self.batch_size):
-                example = parse_example(next(records))
-                if len(example["input_ids"]) != T or len(example["masked_lm_positions"]) != P:
-                    raise BertDetrError(
-                        f"a record has max_seq_length {len(example['input_ids'])} / max_predictions_per_seq "
-                        f"{len(example['masked_lm_positions'])}, the first record {T} / {P}: mixed data")
-                examples.append(example)
-            yield check_batch(_to_batch(examples), self.model_config, self.files)
+            raw = [next(records) for _ in range(self.batch_size)]
+            yield check_batch(decode_batch(raw, self.shape, self.files), self.model_config, self.files)
 
 
 def iter_eval_batches(files: list[str], batch_size: int,
                       model_config: BertConfig | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """Every record of ``files`` once, in order, in batches (the last one may be smaller), each
     checked against ``model_config`` when given (``check_batch``)."""
-    examples = []
-    for example in iter_examples(files):
-        examples.append(example)
-        if len(examples) == batch_size:
-            yield check_batch(_to_batch(examples), model_config, files)
-            examples = []
-    if examples:
-        yield check_batch(_to_batch(examples), model_config, files)
-
+    shape = inspect_records(files)
+    raw: list[bytes] = []
+    for path in files:
+        for data in read_records(path):
+            raw.append(data)
+            if len(raw) == batch_size:
+                yield check_batch(decode_batch(raw, shape, files), model_config, files)
+                raw = []
+    if raw:
+        yield check_batch(decode_batch(raw, shape, files), model_config, files)

@@ -40,10 +40,11 @@ from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least
 from bertdetr.fileio import atomic_output
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
-from bertdetr.training.distributed import Distributed, all_ranks_ok, set_rng_state
+from bertdetr.training.distributed import Distributed, all_ranks_ok, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.run import Run, setup_process
+from bertdetr.training.threads import available_cpus
 
 
 # Google's released model sizes (bert-base/large and the 24 "BERT miniatures" of the README):
@@ -114,8 +115,9 @@ class PretrainConfig:
     """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
     """torch.compile the model."""
-    num_workers: int = 0
-    """DataLoader worker processes per rank."""
+    num_workers: int | None = None
+    """DataLoader worker processes per rank (default: none on a CPU, where the step needs the cores;
+    on a GPU up to 4, within the CPUs per rank; a resumed run keeps its own, the data order depends on them)."""
     num_threads: int | None = None
     """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
     shuffle_buffer: int = 1000
@@ -226,6 +228,9 @@ def setup_pretraining(config: PretrainConfig) -> Pretraining:
     """Everything before the first step: process, model, data checked, the run folder (a resumed
     run's settings and state), optimizer, the batch stream at the run's position, the recorded config."""
     env, device = setup_process(config.device, config.num_threads, config.tensorboard)
+    if config.num_workers is None:
+        config = dataclasses.replace(config, num_workers=default_num_workers(device, available_cpus(),
+                                                                             local_world_size()))
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     if config.init_checkpoint:
         model = BertForPreTraining.from_pretrained(config.init_checkpoint)
@@ -259,15 +264,30 @@ def setup_pretraining(config: PretrainConfig) -> Pretraining:
     stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
                                env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
                                model_config=model_config)
-    # Its own generator: the DataLoader draws a base seed when iterated, which must not advance
-    # the global RNG that dropout uses (an exact resume restores that RNG before this point).
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
-                                         persistent_workers=config.num_workers > 0,
-                                         generator=torch.Generator().manual_seed(config.seed))
-    batches = iter(loader)
+    batches = iter(batch_loader(stream, config, device))
     run.record_config({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
                        "world_size": env.world_size, "record_shape": asdict(shape)})
     return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run)
+
+
+def default_num_workers(device: torch.device, cpus: float, ranks_per_machine: int = 1) -> int:
+    """DataLoader workers per rank when none are asked for: none on a CPU (the step uses the cores);
+    on a GPU up to 4, leaving a CPU per rank for the step itself."""
+    if device.type == "cpu":
+        return 0
+    return max(1, min(4, int(cpus) // max(1, ranks_per_machine) - 1))
+
+
+def batch_loader(stream: PretrainingStream, config: PretrainConfig,
+                 device: torch.device) -> torch.utils.data.DataLoader:
+    """The loader of the training batches: workers kept for the whole run; on a GPU, batches in
+    pinned memory, so that the step's ``non_blocking`` copies overlap the GPU's work."""
+    # Its own generator: the DataLoader draws a base seed when iterated, which must not advance
+    # the global RNG that dropout uses (an exact resume restores that RNG before this point).
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
+                                       persistent_workers=config.num_workers > 0,
+                                       pin_memory=device.type == "cuda",
+                                       generator=torch.Generator().manual_seed(config.seed))
 
 
 def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, precision, env: Distributed,
@@ -364,7 +384,8 @@ def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor, tuple]:
 
 # Settings a resumed run keeps from the run it continues, and why (the others it applies).
 _KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
-                   "seed": "the data order and dropout streams continue the run's"}
+                   "seed": "the data order and dropout streams continue the run's",
+                   "num_workers": "the data order depends on the readers"}
 _NOT_SETTINGS = {"resume", "overwrite", "progress", "stop_at_step", "device", "output_dir"}
 
 
@@ -377,7 +398,7 @@ def _settings_in_force(run: Run, config: PretrainConfig, model_config: BertConfi
     run.report_changes(recorded, {**asdict(config), "model": asdict(model_config)}, _KEPT_ON_RESUME, _NOT_SETTINGS)
     if "model" in recorded and recorded["model"] != asdict(model_config):
         model_config = BertConfig(**recorded["model"])
-    kept = {k: recorded[k] for k in ("init_checkpoint", "seed") if k in recorded}
+    kept = {k: recorded[k] for k in ("init_checkpoint", "seed", "num_workers") if recorded.get(k) is not None}
     return dataclasses.replace(config, model=model_config, **kept), model_config
 
 
