@@ -44,9 +44,11 @@ def _add_build_vocab(commands) -> None:
     p.add_argument("--num-unused", "--num_unused", dest="num_unused", type=int, default=99,
                    help="[unused*] slots reserved before [UNK] (default 99, as bert-base)")
     p.add_argument("--min-frequency", "--min_frequency", dest="min_frequency", type=int, default=2,
-                   help="a merge is learned only from pairs seen at least this often")
-    p.add_argument("--limit-alphabet", "--limit_alphabet", dest="limit_alphabet", type=int, default=1000,
-                   help="at most this many initial characters kept (the rest become [UNK])")
+                   help="every character seen at least this often is kept (a Chinese corpus keeps its thousands; "
+                   "rarer characters become [UNK]), and a merge is learned only from pairs seen this often")
+    p.add_argument("--limit-alphabet", "--limit_alphabet", dest="limit_alphabet", type=int, default=None,
+                   help="keep at most this many characters, the most frequent (default: no limit, every "
+                   "character seen --min-frequency times)")
     p.set_defaults(func=_run_build_vocab)
 
 

@@ -9,13 +9,14 @@ from bertdetr.errors import BertDetrError
 
 def test_google_layout_and_loads(tmp_path):
     out = tmp_path / "vocab.txt"
-    tokens = build_vocab([bundled_corpus()], out, VocabConfig(vocab_size=400, num_unused=5))
+    tokens = build_vocab([bundled_corpus()], out, VocabConfig(vocab_size=400, num_unused=5, min_frequency=1))
     assert tokens[:10] == ["[PAD]", "[unused0]", "[unused1]", "[unused2]", "[unused3]", "[unused4]",
                            "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert len(tokens) == 400
     vocab = load_vocab(out)
     assert list(vocab) == tokens
-    # Every word of the corpus splits into pieces: the alphabet is in the vocab, with ## forms.
+    # Every word of the corpus splits into pieces: every character seen (min_frequency 1) is in the
+    # vocab, with its ## form.
     tok = FullTokenizer(out)
     with open(bundled_corpus(), encoding="utf-8") as f:
         pieces = [p for line in f for p in tok.tokenize(line)]
@@ -66,3 +67,59 @@ def test_alphabet_larger_than_vocab_is_clear_error(tmp_path):
     corpus.write_text(" ".join(chr(c) * 3 for c in range(0x3B1, 0x3C9)) + "\n")  # 24 Greek letters
     with pytest.raises(BertDetrError, match="too small for this corpus"):
         build_vocab([str(corpus)], tmp_path / "v.txt", VocabConfig(vocab_size=40, num_unused=0, min_frequency=1))
+
+
+def _chinese_corpus(path, num_chars=1500, rare="\u9f98"):
+    """Sentences of ``num_chars`` distinct Chinese characters (each seen at least twice; more than the
+    1000 the vocabulary used to keep), some English words, and one character seen once."""
+    import random
+
+    rng = random.Random(0)
+    chars = [chr(0x4E00 + i) for i in range(num_chars)]
+    lines = []
+    for _ in range(3):
+        rng.shuffle(chars)
+        for i in range(0, len(chars), 30):
+            lines.append("".join(chars[i:i + 30]) + "，hello world。")
+    lines.append(f"只有一次：{rare}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return chars
+
+
+def test_every_chinese_character_seen_twice_is_kept(tmp_path):
+    corpus = tmp_path / "zh.txt"
+    chars = _chinese_corpus(corpus)
+    out = tmp_path / "vocab.txt"
+    tokens = build_vocab([str(corpus)], out, VocabConfig(vocab_size=3000, num_unused=5))
+    vocab = set(tokens)
+    assert all(c in vocab for c in chars)
+    # a Chinese character is always a word of its own: no ## form (which could never be used)
+    assert not any(t.startswith("##") and len(t) == 3 and "\u4e00" <= t[2] <= "\u9fff" for t in tokens)
+    assert "##l" in vocab and "h" in vocab  # other characters in both forms
+    tok = FullTokenizer(out)
+    pieces = tok.tokenize(corpus.read_text(encoding="utf-8").splitlines()[0])
+    assert "[UNK]" not in pieces and len([p for p in pieces if "\u4e00" <= p[0] <= "\u9fff"]) == 30
+    # seen once (fewer than --min-frequency 2): not kept, [UNK]
+    assert "\u9f98" not in vocab and tok.tokenize("\u9f98") == ["[UNK]"]
+    assert "\u9f98" in build_vocab([str(corpus)], tmp_path / "v1.txt",
+                                    VocabConfig(vocab_size=3000, num_unused=5, min_frequency=1))
+
+
+def test_limit_alphabet_keeps_the_most_frequent_characters(tmp_path):
+    corpus = tmp_path / "zh.txt"
+    _chinese_corpus(corpus, num_chars=300)
+    tokens = build_vocab([str(corpus)], tmp_path / "v.txt", VocabConfig(vocab_size=600, num_unused=0,
+                                                                        limit_alphabet=20))
+    kept = {t for t in tokens if len(t) == 1}
+    # the letters and the punctuation of every line are the most frequent, then Chinese characters
+    assert len(kept) == 20 and set("helowrd，。") <= kept
+    with pytest.raises(BertDetrError, match="too small for this corpus.*--min-frequency or --limit-alphabet"):
+        build_vocab([str(corpus)], tmp_path / "v2.txt", VocabConfig(vocab_size=200, num_unused=0))
+
+
+def test_help_says_which_characters_are_kept(capsys):
+    with pytest.raises(SystemExit):
+        main(["bert", "build-vocab", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "every character seen at least this often is kept" in text and "Chinese" in text
+

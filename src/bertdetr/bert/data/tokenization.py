@@ -60,6 +60,7 @@ __all__ = [
     "FullTokenizer",
     "BasicTokenizer",
     "WordpieceTokenizer",
+    "is_chinese_char",
 ]
 
 
@@ -375,6 +376,12 @@ _CJK = re.compile(
     "([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f"
     "\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])"
 )
+
+
+def is_chinese_char(char: str) -> bool:
+    """Google's ``_is_chinese_char`` of one character: in the CJK Unified Ideographs blocks, which
+    ``BasicTokenizer`` makes words of their own (Hangul, kana and the like are not)."""
+    return _CJK.fullmatch(char) is not None
 
 
 class _UnicodeClasses:

@@ -12,8 +12,15 @@ vocabularies. Marking the *start* of each word instead (a control character, whi
 cleaning removes from any text, so it never collides with a real character) keeps every initial
 symbol in the trainer's sorted alphabet: the merges, and so the vocabulary, are the same on every
 run. Pieces beginning with the marker become word-initial pieces; every other piece becomes a
-``##`` continuation piece, which is exactly WordPiece's split. Every character of the kept
-alphabet is in the vocabulary in both forms, so no word of the corpus becomes ``[UNK]``.
+``##`` continuation piece, which is exactly WordPiece's split.
+
+The alphabet: every character seen at least ``min_frequency`` times (counted in a first pass over
+the words), whatever the script: a Chinese corpus keeps its thousands of characters (the trainer's
+own ``limit_alphabet``, formerly 1000 here, made rarer ones ``[UNK]``). Each kept character is in the
+vocabulary as a word start and as a ``##`` piece, so no word made of kept characters becomes
+``[UNK]``; Chinese characters once only, since ``BasicTokenizer`` makes each of them a word of its
+own and the ``##`` form could never be used. A character seen less often than ``min_frequency``
+cannot be in any learned piece either (every pair holding it is as rare) and is ``[UNK]``.
 
 The file is laid out as Google's released vocabularies are::
 
@@ -28,10 +35,11 @@ Google reserves for users to repurpose as new tokens when fine-tuning.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from bertdetr.bert.data.tokenization import BasicTokenizer, convert_to_unicode
+from bertdetr.bert.data.tokenization import BasicTokenizer, convert_to_unicode, is_chinese_char
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable, expand_inputs
 
@@ -47,9 +55,11 @@ class VocabConfig:
     num_unused: int = 99
     """``[unused*]`` slots between ``[PAD]`` and ``[UNK]`` (99 as bert-base-uncased)."""
     min_frequency: int = 2
-    """Minimum pair frequency for the trainer to merge two pieces."""
-    limit_alphabet: int = 1000
-    """At most this many distinct characters become pieces (rarer ones end up ``[UNK]``)."""
+    """A character is kept, and two pieces merged, only if seen at least this often (rarer
+    characters become ``[UNK]``)."""
+    limit_alphabet: int | None = None
+    """At most this many characters kept, the most frequent (None: every character seen at least
+    ``min_frequency`` times, however many: a Chinese corpus needs thousands)."""
 
     def __post_init__(self):
         if self.num_unused < 0:
@@ -62,7 +72,7 @@ class VocabConfig:
             )
         if self.min_frequency < 1:
             raise BertDetrError(f"min_frequency must be >= 1, got {self.min_frequency}")
-        if self.limit_alphabet < 1:
+        if self.limit_alphabet is not None and self.limit_alphabet < 1:
             raise BertDetrError(f"limit_alphabet must be >= 1, got {self.limit_alphabet}")
 
 
@@ -79,44 +89,63 @@ def _marked_words(files: list[str], basic: BasicTokenizer) -> Iterator[str]:
                     yield " ".join(_WORD_START + w for w in words)
 
 
+def kept_characters(files: list[str], config: VocabConfig) -> list[str]:
+    """The alphabet: the characters of the corpus's words (after ``BasicTokenizer``) seen at least
+    ``min_frequency`` times, at most ``limit_alphabet`` of them (the most frequent), sorted."""
+    counts: Counter = Counter()
+    for line in _marked_words(files, BasicTokenizer(config.do_lower_case)):
+        counts.update(line)
+    counts.pop(_WORD_START, None)
+    counts.pop(" ", None)
+    kept = [c for c, n in counts.items() if n >= config.min_frequency]
+    if config.limit_alphabet is not None and len(kept) > config.limit_alphabet:
+        kept = sorted(kept, key=lambda c: (-counts[c], c))[:config.limit_alphabet]
+    return sorted(kept)
+
+
 def train_vocab(files: list[str], config: VocabConfig) -> list[str]:
     """Learns WordPiece pieces from ``files`` and returns the full vocabulary in Google's layout:
-    specials and unused slots, the alphabet as word-initial pieces, the alphabet as ``##`` pieces,
-    then the learned pieces, most frequent merge first (the same result on every run)."""
+    specials and unused slots, the alphabet as word-initial pieces, the alphabet as ``##`` pieces
+    (but for Chinese characters), then the learned pieces, most frequent merge first (the same
+    result on every run)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+    alphabet = kept_characters(files, config)
+    if not alphabet:
+        raise BertDetrError(f"no words found in the input files (or none of their characters is seen "
+                            f"{config.min_frequency} times): {', '.join(files)}")
     budget = config.vocab_size - config.num_unused - len(SPECIAL_TOKENS)
+    pieces = [*alphabet, *("##" + c for c in alphabet if not is_chinese_char(c))]
+    if len(pieces) > budget:
+        raise BertDetrError(
+            f"vocab_size {config.vocab_size} is too small for this corpus: its {len(alphabet)} characters "
+            f"seen at least {config.min_frequency} times alone need {len(pieces)} entries (as word starts and "
+            f"as ##, Chinese ones once); raise --vocab-size, or keep fewer characters with --min-frequency or "
+            f"--limit-alphabet")
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     # Words are already split by BasicTokenizer; the trainer must not split them differently.
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.BpeTrainer(
         # Room for the alphabet's second form and the marker, trimmed back to the budget below.
-        vocab_size=len(SPECIAL_TOKENS) + budget + config.limit_alphabet + 1,
+        vocab_size=len(SPECIAL_TOKENS) + budget + len(alphabet) + 1,
         min_frequency=config.min_frequency,
         special_tokens=list(SPECIAL_TOKENS),
-        limit_alphabet=config.limit_alphabet + 1,  # + the marker
+        # exactly the kept characters and the marker: the trainer keeps its most frequent
+        # characters, and those given here count as the most frequent of all
+        initial_alphabet=[*alphabet, _WORD_START],
+        limit_alphabet=len(alphabet) + 1,
         show_progress=False,
     )
     tokenizer.train_from_iterator(_marked_words(files, BasicTokenizer(config.do_lower_case)), trainer=trainer)
     learned = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
                if t not in SPECIAL_TOKENS and t != _WORD_START]
-    if not learned:
-        raise BertDetrError(f"no words found in the input files: {', '.join(files)}")
-    alphabet = sorted({c for t in learned for c in t if c != _WORD_START})
-    pieces = [*alphabet, *("##" + c for c in alphabet)]
     seen = set(pieces)
     for token in learned:
         piece = token[1:] if token.startswith(_WORD_START) else "##" + token
-        if piece not in seen and piece != "##":
+        if piece not in seen and piece != "##" and len(token) > 1:
             seen.add(piece)
             pieces.append(piece)
-    if len(pieces) > budget:
-        if 2 * len(alphabet) > budget:
-            raise BertDetrError(
-                f"vocab_size {config.vocab_size} is too small for this corpus: its {len(alphabet)} characters "
-                f"alone need {2 * len(alphabet)} entries (each as a word start and as ##); "
-                f"raise --vocab-size or lower --limit-alphabet")
-        pieces = pieces[:budget]  # drop the rarest merges
+    pieces = pieces[:budget]  # drop the rarest merges
     unused = [f"[unused{i}]" for i in range(config.num_unused)]
     return ["[PAD]", *unused, "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces]
 
