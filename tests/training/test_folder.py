@@ -1,6 +1,8 @@
-"""The run folder rule of both trainers: a folder holding a run needs --resume or --overwrite, a
+"""The run folder rule of the trainers: a folder holding a run needs --resume or --overwrite, a
 folder of the other kind is refused, a resume says which changed settings it applies and which it
-keeps, and a new run that fails before its first checkpoint leaves no logs behind."""
+keeps, and a new run that fails before its first checkpoint leaves no logs behind; one run at a time
+(a second process refused naming the holder, a killed one's lock taken over), and a resume drops
+what a killed run left after its last checkpoint (scalars, a cut-off checkpoint file)."""
 
 import json
 import os
@@ -35,19 +37,24 @@ def _steps(out):
     return [s for s, _ in read_scalars(os.path.join(out, "scalars.csv"))["loss"]]
 
 
+def _files(run):
+    """The run's files and when each was last written (``.lock`` is written by every attempt)."""
+    return {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".lock"}
+
+
 def test_a_folder_holding_a_run_needs_resume_or_overwrite(records, tmp_path, capsys):
     run = tmp_path / "run"
     pretrain(_config(records, run, stop_at_step=2))
-    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    before = _files(run)
     with pytest.raises(BertDetrError, match="already holds a run with checkpoints up to step 2.*--resume.*--overwrite"):
         pretrain(_config(records, run))
-    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert _files(run) == before
     # the same through the command line: exit 2, nothing changed
     assert main(["bert", "pretrain", "--input-file", records, "--output-dir", str(run), "--bert-config-file",
                  str(_bert_config(tmp_path)), "--vocab-file", VOCAB, "--num-train-steps", "4",
                  "--num-warmup-steps", "1", "--train-batch-size", "4", "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("bertdetr: error: ")
-    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert _files(run) == before
     # --overwrite starts again: the old steps are gone from the log
     (run / "notes.txt").write_text("mine")
     pretrain(_config(records, run, overwrite=True, save_every=4))
@@ -137,3 +144,73 @@ def test_detr_refuses_a_bert_run_folder_and_the_rule_holds_for_detr(records, sha
     with pytest.raises(BertDetrError, match="holds a `bertdetr detr train` run"):
         pretrain(_config(records, detr_run, overwrite=True))
     shutil.rmtree(detr_run)
+
+
+# ---- one run at a time, and what an interrupted run leaves
+
+
+def _hold_lock(folder):
+    """Another process holding the folder's lock, until it is killed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from bertdetr.training.folder import RunLock; RunLock(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_process_is_refused_and_a_dead_ones_lock_taken_over(records, shapes, tmp_path, capsys):
+    run = tmp_path / "run"
+    pretrain(_config(records, run, stop_at_step=2))
+    before = _files(run)
+    holder = _hold_lock(run)
+    try:
+        with pytest.raises(BertDetrError, match=rf"{run} is in use by another run \(PID {holder.pid}\)"):
+            pretrain(_config(records, run, resume=True))
+        assert _files(run) == before  # refused at once: nothing written, nothing removed
+        detr = _detr_config(shapes, tmp_path, run)
+        assert main(["detr", "train", str(detr), "--resume"]) == 2
+        assert f"in use by another run (PID {holder.pid})" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder was killed (as SIGKILL, with no chance to clean up): its lock went with it
+    assert pretrain(_config(records, run, resume=True))["step"] == 4
+
+
+def test_classify_takes_the_folder_lock_too(tmp_path):
+    from tests.bert.finetuning.test_classifier import GLUE, TINY as CLS_TINY, VOCAB as CLS_VOCAB
+    from bertdetr.bert.finetuning.classifier import ClassifierConfig, run_classifier
+
+    bert_config = tmp_path / "bert_config.json"
+    bert_config.write_text(json.dumps(BertConfig(**CLS_TINY).to_google_dict()))
+    out = tmp_path / "out"
+    holder = _hold_lock(out)
+    try:
+        with pytest.raises(BertDetrError, match=f"in use by another run \\(PID {holder.pid}\\)"):
+            run_classifier(ClassifierConfig(task_name="mrpc", data_dir=os.path.join(GLUE, "MRPC"), output_dir=str(out),
+                                            vocab_file=CLS_VOCAB, bert_config_file=str(bert_config),
+                                            max_seq_length=64, do_train=True, train_batch_size=2, progress=False))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_resume_drops_what_the_killed_stretch_left(records, tmp_path):
+    """A run killed after logging steps 3-4 but before their checkpoint, mid-save: the resume logs
+    each step once (the uninterrupted run's rows) and removes the cut-off checkpoint file."""
+    pretrain(_config(records, tmp_path / "full", num_train_steps=6))
+    run = tmp_path / "run"
+    pretrain(_config(records, run, num_train_steps=6, stop_at_step=4))
+    os.remove(run / "ckpt-00000004.pt")  # as if killed before saving step 4 ...
+    (run / ".ckpt-00000004.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # ... while writing it
+    pretrain(_config(records, run, num_train_steps=6, resume=True))
+    assert not list(run.glob(".*.tmp"))
+    assert _steps(run) == _steps(tmp_path / "full") == [1, 2, 3, 4, 5, 6]
+    loss = lambda d: [v for _, v in read_scalars(d / "scalars.csv")["loss"]]  # noqa: E731
+    assert loss(run) == loss(tmp_path / "full")
+    with open(run / "scalars.csv") as f:
+        rows = [line.split(",")[:2] for line in f.read().splitlines()[1:]]
+    assert len(rows) == len(set(map(tuple, rows)))  # no (step, name) twice

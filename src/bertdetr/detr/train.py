@@ -49,19 +49,22 @@ from bertdetr.training.run import Run, setup_process
 def train_detr(setup: DetrTrainSetup) -> dict:
     """Trains (or resumes); returns a summary: iterations, last losses, metrics, paths."""
     t = setup_training(setup)
-    metrics = fit(t)
-    summary = {"iterations": t.it, "epoch": t.epoch, "checkpoint": t.run.last_checkpoint, "losses": t.losses,
-               "metrics": metrics}
-    if t.env.main:
-        export = os.path.join(t.cfg.output_dir, "model")
-        save_detr(t.model, t.model_config, export)
-        save_classes(export, t.index.category_ids, t.index.class_names)
-        summary["export"] = export
-        if metrics:
-            with atomic_output(os.path.join(t.cfg.output_dir, "eval_metrics.json"), "w") as f:
-                json.dump({"iteration": t.it, "epoch": t.epoch, **metrics}, f, indent=1)
-    t.run.plot(["loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "eval_AP"], title="bertdetr detr train")
-    return summary
+    try:
+        metrics = fit(t)
+        summary = {"iterations": t.it, "epoch": t.epoch, "checkpoint": t.run.last_checkpoint, "losses": t.losses,
+                   "metrics": metrics}
+        if t.env.main:
+            export = os.path.join(t.cfg.output_dir, "model")
+            save_detr(t.model, t.model_config, export)
+            save_classes(export, t.index.category_ids, t.index.class_names)
+            summary["export"] = export
+            if metrics:
+                with atomic_output(os.path.join(t.cfg.output_dir, "eval_metrics.json"), "w") as f:
+                    json.dump({"iteration": t.it, "epoch": t.epoch, **metrics}, f, indent=1)
+        t.run.plot(["loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "eval_AP"], title="bertdetr detr train")
+        return summary
+    finally:
+        t.run.close()
 
 
 def setup_training(setup: DetrTrainSetup) -> DetrTraining:
@@ -79,6 +82,17 @@ def setup_training(setup: DetrTrainSetup) -> DetrTraining:
     run = Run.start(env, cfg.output_dir, DETR_TRAIN, cfg.resume, cfg.overwrite)
     if env.main:
         print(f"train data: {index.summary()}" + (f"; skipped {bad} unreadable images" if bad else ""))
+    try:
+        return _setup_in_folder(setup, run, index, val_index, env, device)
+    except BaseException:
+        run.close()
+        raise
+
+
+def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_index: CocoIndex | None, env,
+                     device: torch.device) -> DetrTraining:
+    """``setup_training`` once the run holds its folder."""
+    cfg, data = setup.train, setup.data
     model_config = setup.model.with_num_classes(index.num_classes)
     if run.resumed:
         cfg, model_config = _settings_in_force(run, setup, model_config)
@@ -138,6 +152,7 @@ def _resume(t: DetrTraining) -> None:
     load_training_state(t.optimizer, t.scheduler, state)
     t.precision.load_state_dict(state.get("precision", {}))
     t.epoch, t.batch_in_epoch, t.it = int(state["epoch"]), int(state["batch_in_epoch"]), int(state["iteration"])
+    t.run.rewind_scalars(t.it)
     if int(state["world_size"]) == t.env.world_size:
         set_rng_state(state["rng"][t.env.rank], t.device)
     else:

@@ -11,6 +11,12 @@ the kind (``"run"``), and a folder of the other kind is refused even with ``over
 a new run (so a preempted job can be re-launched with the same command). A new run that fails
 before its first checkpoint removes the logs it started, so the folder can be used again.
 
+One run at a time: a run holds a lock on its folder (``RunLock``: ``.lock``, an ``flock`` held by
+the main process for the run's life; the ranks of one torchrun job share it through their main
+process). A second process is refused at once, naming the holder's PID; the lock of a process
+that was killed goes with it, so the next run takes the folder over. Under the lock, the
+temporary files an interrupted save left (``.ckpt-*.pt.*.tmp`` and the like) are removed.
+
 Files of a run: checkpoints ``ckpt-*.pt``, ``train_config.json`` (the config in force),
 ``scalars.csv`` (training and ``eval_*`` scalars), ``loss_curves.png``, ``eval_metrics.json``,
 BERT's ``eval_results.txt`` (Google's), DETR's ``eval_detections.json``, ``tb/`` and ``model/``.
@@ -18,9 +24,12 @@ BERT's ``eval_results.txt`` (Google's), DETR's ``eval_detections.json``, ``tb/``
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import shutil
+import socket
 
 from bertdetr.training.checkpoint import latest_checkpoint, list_checkpoints
 from bertdetr.errors import BertDetrError
@@ -142,14 +151,73 @@ def resume_changes(recorded: dict | None, new: dict, kept: dict[str, str], ignor
     return lines
 
 
-def settle_run_folder(env, directory: str, kind: str, resume: bool, overwrite: bool) -> str | None:
-    """``prepare_run_folder`` on the main process, its answer (or error) shared with every rank,
-    so no rank looks at the folder after the main one started writing to it."""
+class RunLock:
+    """An exclusive ``flock`` on ``<directory>/.lock``, with the holder's PID and host written in it
+    (see the module doc). ``release`` (or the process's end) gives it up."""
+
+    NAME = ".lock"
+
+    def __init__(self, directory: str):
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, self.NAME)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise BertDetrError(f"{directory} is in use by another run ({holder}): wait for it to end, or "
+                                "choose another output folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        pid, _, host = os.pread(fd, 200, 0).decode("utf-8", "replace").strip().partition(" ")
+    except OSError:
+        return "a process whose PID cannot be read"
+    return f"PID {pid}" + (f" on {host}" if host and host != socket.gethostname() else "") if pid else \
+        "a process that has not written its PID yet"
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Removes the temporary files of outputs an interrupted run was writing (``atomic_output``'s
+    ``.<name>.<random>.tmp``, such as a checkpoint cut off mid-save); call it holding the folder's
+    lock. Returns what it removed."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(directory), ".*.tmp")):
+        try:
+            os.remove(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def settle_run_folder(env, directory: str, kind: str, resume: bool,
+                      overwrite: bool) -> tuple[str | None, RunLock | None]:
+    """``prepare_run_folder`` on the main process, holding the folder's ``RunLock``; its answer (or
+    error) shared with every rank, so no rank looks at the folder after the main one started
+    writing to it. Returns (the checkpoint to resume from, the lock: the main process's, else None)."""
     answer: tuple = ("ok", None)
+    lock = None
     if env.main:
         try:
+            lock = RunLock(directory)
+            remove_stale_temporaries(directory)
             answer = ("ok", prepare_run_folder(directory, kind, resume, overwrite))
         except BertDetrError as e:
+            if lock is not None:
+                lock.release()
+                lock = None
             answer = ("error", str(e))
     if env.world_size > 1:
         import torch.distributed as dist
@@ -159,4 +227,4 @@ def settle_run_folder(env, directory: str, kind: str, resume: bool, overwrite: b
         answer = box[0]
     if answer[0] == "error":
         raise BertDetrError(answer[1])
-    return answer[1]
+    return answer[1], lock

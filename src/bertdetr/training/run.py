@@ -6,9 +6,13 @@ these pieces where it needs them, with no hooks:
 
 - ``setup_process``: the process (torchrun's rank and device, CPU threads, the tensorboard check
   before any work).
-- ``Run.start``: the run folder rule (``folder.prepare_run_folder``, one answer for every rank):
-  a new run, or the checkpoint a resumed run continues from. The fine-tuning programs keep Google's
-  rule for their folder (``finetune.run_checkpoint``) and make their ``Run`` directly.
+- ``Run.start``: the folder's lock (one run at a time, ``folder.RunLock``) and the run folder rule
+  (``folder.prepare_run_folder``, one answer for every rank): a new run, or the checkpoint a
+  resumed run continues from. The fine-tuning programs keep Google's rule for their folder
+  (``finetune.run_checkpoint``) and make their ``Run`` directly, with the lock. ``Run.close``
+  gives the lock up: each trainer calls it as it ends, however it ends.
+- ``Run.rewind_scalars``: a resumed run drops the scalars its predecessor logged after the
+  checkpoint it resumes, so no step is logged twice.
 - ``Run.recorded_config`` and ``Run.report_changes`` (a resumed run: which changed settings it
   applies, which it keeps), ``Run.record_config`` (the config in force, ``train_config.json``).
 - ``Run.logging``: scalars (``scalars.csv``, TensorBoard) and the progress bar of the main process,
@@ -32,8 +36,14 @@ from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
 from bertdetr.training.checkpoint import save_checkpoint
 from bertdetr.training.distributed import Distributed, gather_rng_states, setup_distributed
-from bertdetr.training.folder import recorded_config, remove_unfinished_logs, resume_changes, settle_run_folder
-from bertdetr.training.scalars import ScalarLog, plot_curves, tensorboard_writer
+from bertdetr.training.folder import (
+    RunLock,
+    recorded_config,
+    remove_unfinished_logs,
+    resume_changes,
+    settle_run_folder,
+)
+from bertdetr.training.scalars import ScalarLog, drop_rows_after, plot_curves, tensorboard_writer
 from bertdetr.training.threads import set_num_threads
 
 
@@ -98,21 +108,37 @@ class Run:
     """
 
     def __init__(self, env: Distributed, output_dir: str, kind: str, resumed_from: str | None = None,
-                 config_file: str = "train_config.json"):
+                 config_file: str = "train_config.json", lock: RunLock | None = None):
         self.env = env
         self.output_dir = output_dir
         self.kind = kind
         self.resumed_from = resumed_from
         self.last_checkpoint = resumed_from
         self.config_file = config_file
+        self.lock = lock
 
     @classmethod
     def start(cls, env: Distributed, output_dir: str, kind: str, resume: bool, overwrite: bool) -> "Run":
-        """The run folder rule (``folder``'s module doc) applied on the main process, its answer
-        shared with every rank: a new run, or one resumed from the folder's latest checkpoint."""
+        """The folder's lock and the run folder rule (``folder``'s module doc), applied on the main
+        process, its answer shared with every rank: a new run, or one resumed from the folder's
+        latest checkpoint."""
         if env.main:
             check_writable(os.path.join(output_dir, "train_config.json"))
-        return cls(env, output_dir, kind, settle_run_folder(env, output_dir, kind, resume, overwrite))
+        resumed_from, lock = settle_run_folder(env, output_dir, kind, resume, overwrite)
+        return cls(env, output_dir, kind, resumed_from, lock=lock)
+
+    def close(self) -> None:
+        """Gives the folder's lock up (again: nothing)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def rewind_scalars(self, step: int) -> None:
+        """A resumed run continues from the checkpoint of ``step``: the scalars logged after it (by
+        a run killed before its next checkpoint) are dropped, so no step is logged twice."""
+        csv = os.path.join(self.output_dir, "scalars.csv")
+        if self.env.main and os.path.exists(csv):
+            drop_rows_after(csv, step)
 
     @property
     def resumed(self) -> bool:

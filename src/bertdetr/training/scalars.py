@@ -56,6 +56,20 @@ class ScalarLog:
             self._tb.close()
 
 
+def drop_rows_after(path: str | os.PathLike, step: int) -> int:
+    """Rewrites a ``scalars.csv`` without its rows of steps after ``step`` (atomically); returns
+    how many it dropped."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    kept = [row for row in rows[1:] if int(row[0]) <= step]
+    if len(kept) == len(rows) - 1:
+        return 0
+    with atomic_output(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerows([rows[0], *kept])
+    return len(rows) - 1 - len(kept)
+
+
 def read_scalars(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     """``name -> [(step, value), ...]`` from a ``scalars.csv``; a step logged twice (after a
     resume from an earlier checkpoint) keeps its latest value."""

@@ -305,6 +305,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
         if num_train_steps == 0:
             raise BertDetrError(f"{n} training examples in batches of {config.train_batch_size} for "
                                 f"{config.num_train_epochs} epochs make no training step")
+
     def from_checkpoint(last: str, state: dict) -> BertForSequenceClassification:
         model = create_model(bert_config, list(state["labels"]))
         if model.labels != list(label_list):
@@ -315,32 +316,43 @@ def run_classifier(config: ClassifierConfig) -> dict:
     model, step, run, device = start_model(config, "bert classify", from_checkpoint,
                                            lambda: _init_model(config, bert_config, list(label_list)),
                                            "evaluating a classifier head")
-    run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
-                       "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
-    if config.do_train:
-        step, export = train(run, model, data["train"], config, device, num_train_steps, num_warmup_steps, vocab_file)
-        summary.update(step=step, num_train_steps=num_train_steps)
-        if export is None:
-            return summary  # stopped early (--stop-at-step): resume to finish
-        summary["export"] = export
-    summary["step"] = step
-    if config.do_eval:
-        metrics, predictions, _ = evaluate(model, data["eval"], config.eval_batch_size, device)
-        result = {"eval_accuracy": metrics["eval_accuracy"], "eval_loss": metrics["eval_loss"],
-                  "global_step": step, "loss": metrics["loss"]}
-        with atomic_output(os.path.join(config.output_dir, "eval_results.txt"), "w") as f:
-            # Google writes str() of Estimator's numpy values: float32 metrics, an int64 step.
-            for key in sorted(result):
-                value = result[key] if key == "global_step" else np.float32(result[key])
-                f.write(f"{key} = {value}\n")
-        glue = glue_metrics(config.task_name, data["eval"]["label_ids"].numpy(), predictions)
-        summary["eval"] = {**result, **glue, "task": config.task_name, "num_examples": len(predictions)}
-        with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
-            json.dump(summary["eval"], f, indent=1)
-    if config.do_predict:
-        probabilities = predict(model, data["predict"], config.predict_batch_size, device)
-        write_test_results(probabilities, os.path.join(config.output_dir, "test_results.tsv"))
-        summary["predictions"] = len(probabilities)
+    try:
+        run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
+                           "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
+        if config.do_train:
+            step, export = train(run, model, data["train"], config, device, num_train_steps, num_warmup_steps,
+                                 vocab_file)
+            summary.update(step=step, num_train_steps=num_train_steps)
+            if export is None:
+                return summary  # stopped early (--stop-at-step): resume to finish
+            summary["export"] = export
+        summary["step"] = step
+        if config.do_eval:
+            summary["eval"] = _evaluate_and_write(config, model, data["eval"], step, device)
+        if config.do_predict:
+            probabilities = predict(model, data["predict"], config.predict_batch_size, device)
+            write_test_results(probabilities, os.path.join(config.output_dir, "test_results.tsv"))
+            summary["predictions"] = len(probabilities)
+        return summary
+    finally:
+        run.close()
+
+
+def _evaluate_and_write(config: ClassifierConfig, model: BertForSequenceClassification, data: dict[str, torch.Tensor],
+                        step: int, device: torch.device) -> dict:
+    """Google's ``eval_results.txt`` and the task's GLUE metric (``eval_metrics.json``) on the dev set."""
+    metrics, predictions, _ = evaluate(model, data, config.eval_batch_size, device)
+    result = {"eval_accuracy": metrics["eval_accuracy"], "eval_loss": metrics["eval_loss"],
+              "global_step": step, "loss": metrics["loss"]}
+    with atomic_output(os.path.join(config.output_dir, "eval_results.txt"), "w") as f:
+        # Google writes str() of Estimator's numpy values: float32 metrics, an int64 step.
+        for key in sorted(result):
+            value = result[key] if key == "global_step" else np.float32(result[key])
+            f.write(f"{key} = {value}\n")
+    glue = glue_metrics(config.task_name, data["label_ids"].numpy(), predictions)
+    summary = {**result, **glue, "task": config.task_name, "num_examples": len(predictions)}
+    with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
+        json.dump(summary, f, indent=1)
     return summary
 
 

@@ -26,7 +26,7 @@ from bertdetr.bert.weights import export_model, read_hf_weights, read_tf_checkpo
 from bertdetr.errors import BertDetrError, require, require_at_least
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.training.distributed import Distributed, set_rng_state
-from bertdetr.training.folder import FINETUNE_CONFIGS, remove_run_files, run_kind
+from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
 from bertdetr.training.run import Run, rank_rng_state
 
 
@@ -180,7 +180,8 @@ def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int
 
 def start_model(options: FinetuneConfig, kind: str, from_checkpoint: Callable[[str, dict], nn.Module],
                 from_init: Callable[[], tuple[nn.Module, bool]], untrained: str) -> tuple[nn.Module, int, Run, torch.device]:
-    """The model a run starts with, its step, its ``Run`` and its device. Without training,
+    """The model a run starts with, its step, its ``Run`` (holding the folder's lock: ``Run.close``
+    it when done) and its device. Without training,
     ``output_dir``'s latest checkpoint when it has one (``run_checkpoint``: Google's rule), made by
     ``from_checkpoint(path, state)``; otherwise ``from_init()`` -> (model, whether its head was
     loaded): evaluating a head that was never trained is warned about (``untrained``: what is done
@@ -188,17 +189,23 @@ def start_model(options: FinetuneConfig, kind: str, from_checkpoint: Callable[[s
     device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(options.seed)
     step = 0
-    start = run_checkpoint(options.output_dir, options.do_train, options.resume, kind, options.overwrite)
-    if start is not None:
-        model = from_checkpoint(*start)
-        step = int(start[1]["step"])
-    else:
-        model, head_loaded = from_init()
-        if not options.do_train and not head_loaded:
-            warnings.warn(f"{untrained} that was never trained: --init-checkpoint has none and "
-                          f"{options.output_dir} no checkpoint", stacklevel=3)
+    lock = RunLock(options.output_dir)  # one run at a time in the folder (bertdetr.training.folder)
+    try:
+        remove_stale_temporaries(options.output_dir)
+        start = run_checkpoint(options.output_dir, options.do_train, options.resume, kind, options.overwrite)
+        if start is not None:
+            model = from_checkpoint(*start)
+            step = int(start[1]["step"])
+        else:
+            model, head_loaded = from_init()
+            if not options.do_train and not head_loaded:
+                warnings.warn(f"{untrained} that was never trained: --init-checkpoint has none and "
+                              f"{options.output_dir} no checkpoint", stacklevel=3)
+    except BaseException:
+        lock.release()
+        raise
     resumed_from = latest_checkpoint(options.output_dir) if options.do_train and options.resume else None
-    run = Run(Distributed(), options.output_dir, kind, resumed_from, config_file=FINETUNE_CONFIGS[kind])
+    run = Run(Distributed(), options.output_dir, kind, resumed_from, config_file=FINETUNE_CONFIGS[kind], lock=lock)
     return model.to(device), step, run, device
 
 
@@ -227,6 +234,7 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
+        run.rewind_scalars(step)
         set_rng_state(rank_rng_state(state, run.env), device)
         print(f"resuming from {run.resumed_from} at step {step}")
     stop = num_train_steps if options.stop_at_step is None else min(options.stop_at_step, num_train_steps)

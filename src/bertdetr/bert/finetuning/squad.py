@@ -432,23 +432,26 @@ def run_squad(config: SquadConfig) -> dict:
 
     model, step, run, device = start_model(config, "bert squad", from_checkpoint,
                                            lambda: _init_model(config, bert_config), "predicting with a span head")
-    if train_data is not None:
-        # Google's step count: examples (not windows) / batch size x epochs.
-        num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
-        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
-        run.record_config({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
-                           "num_warmup_steps": num_warmup_steps})
-        n = len(train_data["unique_ids"])
-        step, export = finetune(run, model, lambda index: _batch(train_data, index, device), n, config, device,
-                                num_train_steps, num_warmup_steps, {"num_features": n}, "squad", vocab_file)
-        summary.update(step=step, num_train_steps=num_train_steps)
-        if export is None:
-            return summary  # stopped early (--stop-at-step): resume to finish
-        summary["export"] = export
-    summary["step"] = step
-    if eval_features is not None:
-        summary.update(_predict_and_score(config, model, predict_squad, eval_features, device, step))
-    return summary
+    try:
+        if train_data is not None:
+            # Google's step count: examples (not windows) / batch size x epochs.
+            num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
+            num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+            run.record_config({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
+                               "num_warmup_steps": num_warmup_steps})
+            n = len(train_data["unique_ids"])
+            step, export = finetune(run, model, lambda index: _batch(train_data, index, device), n, config, device,
+                                    num_train_steps, num_warmup_steps, {"num_features": n}, "squad", vocab_file)
+            summary.update(step=step, num_train_steps=num_train_steps)
+            if export is None:
+                return summary  # stopped early (--stop-at-step): resume to finish
+            summary["export"] = export
+        summary["step"] = step
+        if eval_features is not None:
+            summary.update(_predict_and_score(config, model, predict_squad, eval_features, device, step))
+        return summary
+    finally:
+        run.close()
 
 
 def _read_squad_files(config: SquadConfig, summary: dict) -> tuple[SquadFile | None, SquadFile | None]:

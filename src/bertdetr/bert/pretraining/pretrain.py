@@ -205,23 +205,26 @@ class Pretraining:
 def pretrain(config: PretrainConfig) -> dict:
     """Runs (or resumes) pretraining; returns a summary (steps, last loss, eval metrics, paths)."""
     t = setup_pretraining(config)
-    losses = fit(t)
-    config, env = t.config, t.env
-    summary = {"step": t.step, "checkpoint": t.run.last_checkpoint, "losses": losses}
-    if t.step >= config.num_train_steps:
-        if config.eval_files:
-            metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps, t.device,
-                               config.bf16)
-            summary["eval"] = metrics
+    try:
+        losses = fit(t)
+        config, env = t.config, t.env
+        summary = {"step": t.step, "checkpoint": t.run.last_checkpoint, "losses": losses}
+        if t.step >= config.num_train_steps:
+            if config.eval_files:
+                metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
+                                   t.device, config.bf16)
+                summary["eval"] = metrics
+                if env.main:
+                    write_eval_results(metrics, config.output_dir, t.step)
             if env.main:
-                write_eval_results(metrics, config.output_dir, t.step)
-        if env.main:
-            summary["export"] = export_model(t.model, os.path.join(config.output_dir, "model"), config.vocab_file,
-                                             config.do_lower_case)
-    t.run.plot(["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
-                "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
-               title="bertdetr bert pretrain")
-    return summary
+                summary["export"] = export_model(t.model, os.path.join(config.output_dir, "model"),
+                                                 config.vocab_file, config.do_lower_case)
+        t.run.plot(["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
+                    "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
+                   title="bertdetr bert pretrain")
+        return summary
+    finally:
+        t.run.close()
 
 
 def setup_pretraining(config: PretrainConfig) -> Pretraining:
@@ -239,6 +242,17 @@ def setup_pretraining(config: PretrainConfig) -> Pretraining:
     model_config = model.config
     shape = check_data(config, model_config)
     run = Run.start(env, config.output_dir, BERT_PRETRAIN, config.resume, config.overwrite)
+    try:
+        return _setup_in_folder(config, run, model, shape, env, device)
+    except BaseException:
+        run.close()
+        raise
+
+
+def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining, shape: RecordShape,
+                     env: Distributed, device: torch.device) -> Pretraining:
+    """``setup_pretraining`` once the run holds its folder."""
+    model_config = model.config
     if run.resumed:
         config, model_config = _settings_in_force(run, config, model_config)
         if model_config != model.config:
@@ -300,6 +314,7 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
     load_training_state(optimizer, scheduler, state)
     precision.load_state_dict(state.get("precision", {}))
     step = int(state["step"])
+    run.rewind_scalars(step)
     if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
         set_rng_state(state["rng"][env.rank], device)
         return step, step * config.grad_accum
