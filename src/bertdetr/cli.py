@@ -45,6 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertdetr: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Leaves torchrun's process group, if a trainer joined one, before the interpreter ends: left to
+    the interpreter's shutdown, gloo's threads can abort the process ("terminate called without an
+    active exception", seen on a rank after a successful run)."""
+    dist = sys.modules.get("torch.distributed")  # never imported here just for this: torch is slow to load
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
