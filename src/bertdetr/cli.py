@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from bertdetr import __version__
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, Preempted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except Preempted as e:  # a trainer saved its checkpoint after SIGTERM/SIGINT
+        print(f"bertdetr: {e}", file=sys.stderr)
+        return e.exit_code
     except BertDetrError as e:
         print(f"bertdetr: error: {e}", file=sys.stderr)
         return 2

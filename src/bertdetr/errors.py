@@ -10,6 +10,15 @@ class BertDetrError(Exception):
     """
 
 
+class Preempted(BertDetrError):
+    """A run stopped by a signal (SIGTERM, SIGINT) after saving a checkpoint at its step; the command
+    line exits with ``exit_code``, the shell's 128 + the signal number (143, 130)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 def require(condition: bool, message: str) -> None:
     """The configs' one validation step: raises ``BertDetrError(message)`` unless ``condition``."""
     if not condition:

@@ -214,3 +214,63 @@ def test_a_resume_drops_what_the_killed_stretch_left(records, tmp_path):
     with open(run / "scalars.csv") as f:
         rows = [line.split(",")[:2] for line in f.read().splitlines()[1:]]
     assert len(rows) == len(set(map(tuple, rows)))  # no (step, name) twice
+
+
+# ---- preemption: SIGTERM / SIGINT save a checkpoint at the step, then the command exits 143 / 130
+
+
+def _run_until(args, folder, signum, min_step=3, timeout=120):
+    """Starts ``bertdetr ARGS`` in its own process, sends ``signum`` once ``folder/scalars.csv``
+    has a row of step ``min_step``; returns (exit status, stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "bertdetr.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    csv = folder / "scalars.csv"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if csv.exists() and any(line.startswith(f"{min_step},") for line in csv.read_text().splitlines()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def test_sigterm_saves_the_step_and_resume_goes_on_as_if_never_stopped(records, tmp_path):
+    import signal
+
+    full = tmp_path / "full"
+    pretrain(_config(records, full, num_train_steps=60, save_every=50))
+    run = tmp_path / "run"
+    args = ["bert", "pretrain", "--input-file", records, "--output-dir", str(run), "--bert-config-file",
+            str(_bert_config(tmp_path)), "--vocab-file", VOCAB, "--num-train-steps", "60", "--num-warmup-steps", "1",
+            "--train-batch-size", "4", "--learning-rate", "1e-3", "--save-checkpoints-steps", "50", "--log-every", "1",
+            "--no-progress", "--device", "cpu", "--num-threads", "1"]
+    status, err = _run_until(args, run, signal.SIGTERM)
+    assert status == 143, err[-2000:]
+    step = list_checkpoints(run)[-1][0]
+    assert 3 <= step < 50  # saved at the step it stopped at, not at a save_every step
+    assert f"stopped by SIGTERM at step {step}" in err and "--resume" in err
+    assert main(args + ["--resume"]) == 0
+    loss = lambda d: [v for _, v in read_scalars(d / "scalars.csv")["loss"]]  # noqa: E731
+    assert _steps(run) == list(range(1, 61)) and loss(run) == loss(full)
+
+
+def test_sigint_stops_detr_mid_epoch_and_resume_goes_on(shapes, tmp_path):
+    import signal
+
+    cfg = _detr_config(shapes, tmp_path, tmp_path / "run", epochs=40, batch_size=1, log_every=1, save_every=40)
+    status, err = _run_until(["detr", "train", str(cfg), "--num-threads", "1"], tmp_path / "run", signal.SIGINT)
+    assert status == 130, err[-2000:]
+    (it, path), = list_checkpoints(tmp_path / "run")
+    from bertdetr.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    assert state["iteration"] == it and 3 <= it < 160
+    assert f"stopped by SIGINT at iteration {it} (epoch {state['epoch']}, batch {state['batch_in_epoch']})" in err
+    assert main(["detr", "train", str(cfg), "--resume", "--epochs", "2"]) == 0  # finishes sooner, from there

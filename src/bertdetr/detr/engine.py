@@ -21,7 +21,7 @@ from bertdetr.detr.model import DETR
 from bertdetr.detr.train_config import DataConfig, TrainConfig
 from bertdetr.training.distributed import Distributed, all_ranks_ok
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.run import Run, RunLog
+from bertdetr.training.run import Run, RunLog, ignore_stop_signals
 
 
 @dataclass
@@ -92,13 +92,15 @@ _END = object()
 
 def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
     """The rest of epoch ``t.epoch`` from batch ``t.batch_in_epoch`` on, a step per ``grad_accum``
-    batches, until the epoch's batches or the run's steps run out; returns whether the batches did."""
+    batches, until the epoch's batches or the run's steps run out; returns whether the batches did.
+    On SIGTERM/SIGINT: a checkpoint at the iteration (mid-epoch), then ``Preempted``."""
     cfg, env = t.cfg, t.env
     t.dataset.set_epoch(t.epoch)
     sampler = EpochSampler(len(t.dataset), cfg.seed, t.epoch, env.rank, env.world_size,
                            t.batch_in_epoch * cfg.batch_size)
     batches = iter(torch.utils.data.DataLoader(t.dataset, batch_size=cfg.batch_size, sampler=sampler,
                                                num_workers=cfg.num_workers, collate_fn=collate,
+                                               worker_init_fn=ignore_stop_signals,
                                                generator=torch.Generator().manual_seed(cfg.seed + t.epoch)))
     exhausted = False
     while t.it < t.total_iters:
@@ -116,12 +118,26 @@ def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
         terms, total, grad_norm = train_step(t, group)
         t.it += 1
         t.losses = {"loss": total, **{k: v for k, v in terms.items() if "." not in k}}
-        if t.it % cfg.log_every == 0 or t.it == t.total_iters:
+        logging_step = t.it % cfg.log_every == 0 or t.it == t.total_iters
+        if logging_step:
             _log_step(t, log, grad_norm)
         log.advance()
         if exhausted:
             break
+        if t.it < t.total_iters and t.run.stop_requested(t.device, agree=logging_step):
+            # mid-epoch: the checkpoint holds the batch the epoch is at, and a resume goes on from it
+            t.run.save(checkpoint_state(t), t.it, cfg.keep_last, t.device)
+            raise t.run.preempted(f"iteration {t.it} (epoch {t.epoch}, batch {t.batch_in_epoch})")
     return exhausted
+
+
+def checkpoint_state(t: DetrTraining) -> dict:
+    """What a checkpoint holds besides the RNG states (``Run.save`` adds those): weights, optimizer,
+    schedule, precision, position (epoch, batch of the epoch, iteration) and the dataset's classes."""
+    return {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+            "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(), "epoch": t.epoch,
+            "batch_in_epoch": t.batch_in_epoch, "iteration": t.it, "world_size": t.env.world_size,
+            "category_ids": t.index.category_ids, "class_names": t.index.class_names}
 
 
 def train_step(t: DetrTraining, group: list[dict]) -> tuple[dict[str, float], float, torch.Tensor]:

@@ -31,7 +31,7 @@ import torch
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data.coco import CocoDetection, CocoIndex, check_images, load_coco
 from bertdetr.detr.data.transforms import train_transforms
-from bertdetr.detr.engine import DetrTraining, batches_per_epoch, train_one_epoch
+from bertdetr.detr.engine import DetrTraining, batches_per_epoch, checkpoint_state, train_one_epoch
 from bertdetr.detr.evaluate import evaluate_detr
 from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr
@@ -174,7 +174,7 @@ def fit(t: DetrTraining) -> dict:
                 t.batch_in_epoch = 0
             finished = t.it >= t.total_iters or t.epoch >= cfg.epochs
             if finished or (exhausted and t.epoch % cfg.save_every == 0):
-                t.run.save(_training_state(t), t.it, cfg.keep_last, t.device)
+                t.run.save(checkpoint_state(t), t.it, cfg.keep_last, t.device)
             if t.val_index is not None and (finished or (exhausted and t.epoch % cfg.eval_every == 0)):
                 metrics = evaluate_detr(t.model, t.val_index, t.data.val_ann, t.data.test_size, t.data.max_size,
                                         t.model_config.test_cfg.max_per_img, t.device, cfg.batch_size, env,
@@ -216,11 +216,3 @@ def _settings_in_force(run: Run, setup: DetrTrainSetup, model_config: DETRConfig
         model_config = DETRConfig.from_dict(old["model"])
     kept = {k: old[k] for k in ("init_checkpoint", "reset_head", "seed") if k in old}
     return dataclasses.replace(cfg, **kept), model_config
-
-
-def _training_state(t: DetrTraining) -> dict:
-    """What a checkpoint holds besides the RNG states (``Run.save`` adds those)."""
-    return {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
-            "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(), "epoch": t.epoch,
-            "batch_in_epoch": t.batch_in_epoch, "iteration": t.it, "world_size": t.env.world_size,
-            "category_ids": t.index.category_ids, "class_names": t.index.class_names}

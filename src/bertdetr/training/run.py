@@ -20,6 +20,10 @@ these pieces where it needs them, with no hooks:
   first checkpoint leaves no logs (the folder can be used again).
 - ``Run.save``: a checkpoint with every rank's RNG state, the last ``keep_last`` kept.
 - ``Run.non_finite``: the error that stops a run at a non-finite loss, naming the last good checkpoint.
+- Preemption: inside ``Run.logging``, SIGTERM (what Slurm and Kubernetes send before a kill) and
+  SIGINT only set ``Run.stop_signal``; the loop asks ``Run.stop_requested`` after each step, saves
+  a checkpoint at that step and raises ``Run.preempted`` (a ``Preempted`` error: the command exits
+  128 + the signal, 143 or 130, saying where to resume). A second SIGINT stops at once.
 - ``Run.plot``: the loss curves PNG at the end.
 """
 
@@ -28,11 +32,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 from typing import Iterator
 
 import torch
 
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, Preempted
 from bertdetr.fileio import atomic_output, check_writable
 from bertdetr.training.checkpoint import save_checkpoint
 from bertdetr.training.distributed import Distributed, gather_rng_states, setup_distributed
@@ -58,6 +64,14 @@ def setup_process(device: str | None, num_threads: int | None = None,
     if dev.type == "cpu":
         set_num_threads(num_threads)
     return env, dev
+
+
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """A DataLoader worker's ``worker_init_fn``: SIGTERM and SIGINT are the main process's to act on
+    (it saves a checkpoint, then ends its workers); a worker killed by one first would fail the
+    batch being fetched before the checkpoint is saved."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class RunLog:
@@ -116,6 +130,8 @@ class Run:
         self.last_checkpoint = resumed_from
         self.config_file = config_file
         self.lock = lock
+        self.stop_signal: int | None = None
+        """The signal (SIGTERM, SIGINT) that asked the run to stop, while ``Run.logging`` runs."""
 
     @classmethod
     def start(cls, env: Distributed, output_dir: str, kind: str, resume: bool, overwrite: bool) -> "Run":
@@ -178,14 +194,61 @@ class Run:
                 bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True)
         log = RunLog(scalars, bar)
         try:
-            yield log
+            with self._catching_stop_signals():
+                yield log
         except BaseException:
             log.close()
-            if self.env.main and not self.resumed:
+            if self.env.main and not self.resumed and self.stop_signal is None:
                 remove_unfinished_logs(self.output_dir)
             raise
         finally:
             log.close()
+
+    @contextlib.contextmanager
+    def _catching_stop_signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT set ``stop_signal`` (a second SIGINT interrupts at once); the handlers
+        before are back afterwards. Signals reach Python's main thread only: elsewhere, nothing is
+        installed."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, _frame):
+            if self.stop_signal == signal.SIGINT and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            if self.env.main:
+                print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint"
+                      + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""), flush=True)
+
+        before = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in before.items():
+                signal.signal(s, h)
+
+    def stop_requested(self, device: torch.device, agree: bool = True) -> bool:
+        """Whether a signal asked the run to stop. One process: at once. Several: only when
+        ``agree`` (the loops pass their logging steps), all ranks agreeing in one collective (a rank
+        that stops alone would leave the others waiting in the next)."""
+        if self.env.world_size == 1:
+            return self.stop_signal is not None
+        if not agree:
+            return False
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(self.stop_signal or 0)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if self.stop_signal is None and flag.item():
+            self.stop_signal = int(flag.item())
+        return self.stop_signal is not None
+
+    def preempted(self, where: str) -> Preempted:
+        """The error a run raises once it saved its checkpoint after a stop signal."""
+        name = signal.Signals(self.stop_signal).name if self.stop_signal else "a signal"
+        return Preempted(f"stopped by {name} at {where}, with a checkpoint ({self.last_checkpoint}): "
+                         "the same command with --resume continues the run", self.stop_signal or signal.SIGTERM)
 
     def save(self, state: dict, step: int, keep_last: int, device: torch.device) -> str | None:
         """The checkpoint of ``step``: ``state`` with every rank's RNG state (``rng``, in rank order:

@@ -320,3 +320,19 @@ def test_help_shows_googles_flags_and_defaults(capsys):
                           ("do_lower_case", "True")):
         dashed = flag.replace("_", "-")
         assert re.search(rf"--{dashed} \S*, --{flag} (?:(?! --[a-z]).)*?\(default: {re.escape(default)}\)", text), flag
+
+
+def test_sigterm_checkpoints_the_step_and_resume_finishes(bert_config, tmp_path):
+    import signal
+
+    from tests.training.test_folder import _run_until
+
+    out = tmp_path / "out"
+    args = _args("mrpc", os.path.join(GLUE, "MRPC"), out, bert_config, "--do-train", "--train-batch-size", "1",
+                 "--num-train-epochs", "60", "--save-checkpoints-steps", "1000", "--log-every", "1")
+    status, err = _run_until(args, out, signal.SIGTERM)
+    assert status == 143, err[-2000:]
+    step = list_checkpoints(out)[-1][0]
+    assert step < 360 and f"stopped by SIGTERM at step {step}" in err
+    assert main(args + ["--resume"]) == 0
+    assert list_checkpoints(out)[-1][0] == 360 and (out / "model" / "model.safetensors").is_file()

@@ -220,7 +220,8 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     too), backward, clip to global norm 1.0, Google's optimizer and schedule. Checkpoints (the last
     ``keep_checkpoint_max`` kept) every ``save_checkpoints_steps`` and at the end hold the model,
     optimizer, schedule, step, RNG state and ``identity`` (what the run was made for, e.g. its
-    labels): a resumed ``run`` continues from its checkpoint, whose identity must match."""
+    labels): a resumed ``run`` continues from its checkpoint, whose identity must match. On
+    SIGTERM/SIGINT: a checkpoint at the step, then ``Preempted``."""
     optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
     identity = {**identity, "num_train_steps": num_train_steps}
     step = 0
@@ -250,10 +251,13 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
                 log.log(step, {**terms, "lr": lr, "grad_norm": grad_norm.item()})
                 log.show(loss=f"{out['loss'].item():.3f}", lr=f"{lr:.2e}")
             log.advance()
-            if step % options.save_checkpoints_steps == 0 or step == stop:
+            saving = step % options.save_checkpoints_steps == 0 or step == stop
+            if saving or (step < stop and run.stop_requested(device)):
                 run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "step": step, **identity}, step,
                          options.keep_checkpoint_max, device)
+            if step < stop and run.stop_requested(device):
+                raise run.preempted(f"step {step}")
     if step < num_train_steps:
         return step, None
     return step, export_model(model, os.path.join(options.output_dir, "model"), vocab_file, options.do_lower_case)

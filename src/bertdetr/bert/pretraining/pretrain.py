@@ -43,7 +43,7 @@ from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.distributed import Distributed, all_ranks_ok, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.run import Run, setup_process
+from bertdetr.training.run import Run, ignore_stop_signals, setup_process
 from bertdetr.training.threads import available_cpus
 
 
@@ -300,7 +300,7 @@ def batch_loader(stream: PretrainingStream, config: PretrainConfig,
     # the global RNG that dropout uses (an exact resume restores that RNG before this point).
     return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
                                        persistent_workers=config.num_workers > 0,
-                                       pin_memory=device.type == "cuda",
+                                       pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals,
                                        generator=torch.Generator().manual_seed(config.seed))
 
 
@@ -326,7 +326,8 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
 def fit(t: Pretraining) -> dict[str, float]:
     """The steps from ``t.step`` to the end (or ``stop_at_step``): ``train_step`` each, scalars every
     ``log_every`` steps, a checkpoint every ``save_every`` and at the end, evaluation every
-    ``eval_every``. Returns the last step's losses."""
+    ``eval_every``; on SIGTERM/SIGINT a checkpoint at the step, then ``Preempted``. Returns the last
+    step's losses."""
     config, env = t.config, t.env
     last_stop = config.num_train_steps if config.stop_at_step is None else min(config.stop_at_step,
                                                                               config.num_train_steps)
@@ -343,20 +344,26 @@ def fit(t: Pretraining) -> dict[str, float]:
             seqs += config.batch_size * config.grad_accum * env.world_size
             losses = {"loss": totals[0].item(), "masked_lm_loss": totals[1].item(),
                       "next_sentence_loss": totals[2].item()}
-            if t.step % config.log_every == 0 or t.step == last_stop:
+            logging_step = t.step % config.log_every == 0 or t.step == last_stop
+            if logging_step:
                 rate = seqs / max(time.perf_counter() - t0, 1e-9)
                 log.log(t.step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate,
                                  **t.precision.scalars()})
                 t0, seqs = time.perf_counter(), 0
                 log.show(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
             log.advance()
-            if t.step % config.save_every == 0 or t.step == last_stop:
+            saving = t.step % config.save_every == 0 or t.step == last_stop
+            if saving:
                 t.run.save(_training_state(t), t.step, config.keep_last, t.device)
             if config.eval_every and t.step % config.eval_every == 0 and log.main:
                 # Rank 0 only; the others wait for it at the next step's all-reduce.
                 metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
                                    t.device, config.bf16)
                 log.log(t.step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
+            if t.step < last_stop and t.run.stop_requested(t.device, agree=logging_step):
+                if not saving:
+                    t.run.save(_training_state(t), t.step, config.keep_last, t.device)
+                raise t.run.preempted(f"step {t.step}")
     return losses
 
 
