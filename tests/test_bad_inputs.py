@@ -164,3 +164,35 @@ def test_plot_curves_leaves_the_matplotlib_backend_alone(tmp_path):
     plot_curves(tmp_path / "scalars.csv", tmp_path / "c.png", ["loss"])
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert matplotlib.get_backend() == before
+
+
+def test_pickles_where_weights_are_expected_are_refused_without_advice_to_unpickle(bert_dir, tmp_path, capsys):
+    """A pytorch_model.bin or checkpoint holding Python objects besides tensors: refused, naming the
+    file, and never passing on torch's advice to load it with weights_only=False."""
+    import datetime
+    import shutil
+
+    from safetensors.torch import load_file
+
+    model = tmp_path / "model"
+    shutil.copytree(bert_dir / "model", model)
+    state = load_file(model / "model.safetensors")  # the real weights, and one Python object beside them
+    os.remove(model / "model.safetensors")
+    torch.save({**state, "saved_on": datetime.date(2026, 12, 6)}, model / "pytorch_model.bin")
+    err = _error(capsys, ["bert", "fill-mask", "--model", str(model), "Hello [MASK] ."])
+    assert "refusing to read" in err and "pytorch_model.bin" in err and "weights_only" not in err
+    records = tmp_path / "r.tfrecord"
+    from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig
+    from bertdetr.bert.pretraining.make_data import make_pretraining_data
+
+    make_pretraining_data([os.path.join(DATA, "sample_text.txt")], str(records), VOCAB,
+                          PretrainingDataConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=1))
+    args = ["bert", "pretrain", "--input-file", str(records), "--output-dir", str(tmp_path / "run"),
+            "--num-train-steps", "2", "--num-warmup-steps", "1", "--train-batch-size", "2", "--no-progress"]
+    err = _error(capsys, args + ["--init-checkpoint", str(model)])
+    assert "refusing to read" in err and "weights_only" not in err
+    (tmp_path / "run").mkdir()
+    torch.save({"model": {}, "saved_on": datetime.date(2026, 12, 6)}, tmp_path / "run" / "ckpt-00000001.pt")
+    (tmp_path / "run" / "train_config.json").write_text(json.dumps({"run": "bert pretrain"}))
+    err = _error(capsys, args + ["--init-checkpoint", str(bert_dir / "model"), "--resume"])
+    assert "refusing to load checkpoint" in err and "ckpt-00000001.pt" in err and "weights_only" not in err

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import warnings
@@ -220,9 +221,17 @@ def read_hf_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
                 state.update(load_file(os.path.join(path, shard)))
             return state, index
         if os.path.exists(pt):
-            state = torch.load(pt, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                raise WeightsError(f"{pt} does not hold a state dict")
+            try:
+                state = torch.load(pt, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                raise WeightsError(f"refusing to read {pt}: besides tensors it holds Python objects, and "
+                                   "unpickling them would run code the file names; save its state dict "
+                                   "alone (model.state_dict(), or as model.safetensors)") from None
+            others = ([str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+                      if isinstance(state, dict) else [])
+            if not isinstance(state, dict) or others:
+                raise WeightsError(f"{pt} does not hold a state dict of tensors"
+                                   + (f" ({', '.join(others[:5])}: no tensor)" if others else ""))
             return state, pt
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
         if isinstance(e, WeightsError):

@@ -10,6 +10,7 @@ loadable; older ones beyond ``keep_last`` are removed only after the new one is 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 
 import torch
@@ -57,6 +58,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         return torch.load(os.fspath(path), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise BertDetrError(f"checkpoint not found: {path}") from None
+    except pickle.UnpicklingError:  # torch's own message advises weights_only=False: not here
+        raise BertDetrError(f"refusing to load checkpoint {path}: besides tensors and numbers it holds Python "
+                            "objects, and unpickling them would run code the file names (this program's "
+                            "checkpoints hold none: is it another program's?)") from None
     except Exception as e:  # a truncated or foreign file: say which file
         raise BertDetrError(f"cannot load checkpoint {path}: {e}") from None
 

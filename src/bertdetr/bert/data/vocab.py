@@ -39,9 +39,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from bertdetr.bert.data.tokenization import BasicTokenizer, convert_to_unicode, is_chinese_char
+from bertdetr.bert.data.tokenization import BasicTokenizer, is_chinese_char
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import atomic_output, check_writable, expand_inputs
+from bertdetr.fileio import TextCheck, atomic_output, check_writable, expand_inputs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -82,11 +82,44 @@ _WORD_START = "\x01"
 
 def _marked_words(files: list[str], basic: BasicTokenizer) -> Iterator[str]:
     for path in files:
-        with open(path, "rb") as f:
-            for raw in f:
-                words = basic.tokenize(convert_to_unicode(raw))
-                if words:
-                    yield " ".join(_WORD_START + w for w in words)
+        for text in text_blocks(path):
+            words = basic.tokenize(text)
+            if words:
+                yield " ".join(_WORD_START + w for w in words)
+
+
+_BLOCK = 1 << 20
+
+
+def text_blocks(path: str, block: int = _BLOCK) -> Iterator[str]:
+    """A text file in pieces of about ``block`` bytes, cut at whitespace (no word is split; a run of
+    that many bytes without any is cut between two characters), decoded and checked as make-data
+    checks its input (``TextCheck``: UTF-8 with a few stray bytes dropped, no NUL): the words of the
+    file, whatever the length of its lines, in bounded memory."""
+    check = TextCheck(path)
+    line, rest = 1, b""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise BertDetrError(f"cannot read {path}: {e.strerror or e}") from None
+    with f:
+        while True:
+            chunk = f.read(block)
+            data = rest + chunk
+            if not chunk:
+                if data:
+                    yield check.decode(data, line)
+                break
+            cut = max(data.rfind(b" "), data.rfind(b"\n"), data.rfind(b"\t"), data.rfind(b"\r")) + 1
+            if cut == 0:  # no whitespace: cut before the last character's first byte
+                cut = len(data) - 1
+                while cut > 0 and data[cut] & 0xC0 == 0x80:
+                    cut -= 1
+                cut = cut or len(data)  # no character starts in it at all: not text, TextCheck says so
+            piece, rest = data[:cut], data[cut:]
+            yield check.decode(piece, line)
+            line += piece.count(b"\n")
+    check.finish()
 
 
 def kept_characters(files: list[str], config: VocabConfig) -> list[str]:
