@@ -196,3 +196,39 @@ def test_pickles_where_weights_are_expected_are_refused_without_advice_to_unpick
     (tmp_path / "run" / "train_config.json").write_text(json.dumps({"run": "bert pretrain"}))
     err = _error(capsys, args + ["--init-checkpoint", str(bert_dir / "model"), "--resume"])
     assert "refusing to load checkpoint" in err and "ckpt-00000001.pt" in err and "weights_only" not in err
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("hidden_dropout_prob", [0.1], "hidden_dropout_prob must be a number, got [0.1]"),
+    ("hidden_dropout_prob", "0.1", "hidden_dropout_prob must be a number, got '0.1'"),
+    ("initializer_range", {"std": 0.02}, "initializer_range must be a number, got {'std': 0.02}"),
+    ("num_hidden_layers", 1.5, "num_hidden_layers must be an integer, got 1.5"),
+])
+def test_bert_config_fields_of_the_wrong_type(bert_dir, tmp_path, capsys, field, value, message):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(bert_dir / "model", model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, field: value}))
+    err = _error(capsys, ["bert", "fill-mask", "--model", str(model), "Hello [MASK] ."])
+    assert message in err and str(model / "config.json") in err
+
+
+@pytest.mark.parametrize("section,field,value,message", [
+    ("model", "num_queries", 10.5, "num_queries must be an integer, got 10.5"),
+    ("train", "batch_size", 2.5, "train.batch_size must be an integer, got 2.5"),
+    ("train", "lr", "1e-4", "train.lr must be a number, got '1e-4'"),
+    ("train", "lr_drop", [10.5], "train.lr_drop must be a list of integers, got [10.5]"),
+    ("data", "train_scales", ["480"], "data.train_scales must be a list of integers, got ['480']"),
+    ("data", "skip_bad_images", "yes", "data.skip_bad_images must be true or false, got 'yes'"),
+])
+def test_detr_training_config_fields_of_the_wrong_type(tmp_path, capsys, section, field, value, message):
+    cfg = {"data": {"train_ann": "train.json", "train_images": "images"}, "model": {"preset": "r18"},
+           "train": {"output_dir": "run"}}
+    cfg[section] = {**cfg[section], field: value}
+    path = tmp_path / "detr.json"
+    path.write_text(json.dumps(cfg))
+    err = _error(capsys, ["detr", "train", str(path)])
+    assert message in err and str(path) in err
+    assert not (tmp_path / "run").exists()

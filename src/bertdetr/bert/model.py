@@ -32,7 +32,7 @@ from torch import nn
 
 from bertdetr.bert.data.records import PRETRAINING_FEATURES  # forward's keyword arguments
 from bertdetr.bert.weights import load_state_into, read_pretrained, save_pretrained
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require_field_types
 from bertdetr.nn.transformer import (
     FeedForward,
     MultiHeadAttention,
@@ -84,6 +84,7 @@ class BertConfig:
     """LayerNorm epsilon: Google's layer_norm uses tf.contrib's 1e-12 (not torch's 1e-5)."""
 
     def __post_init__(self):
+        require_field_types(self, "BertConfig.")
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
@@ -145,7 +146,10 @@ class BertConfig:
             raise BertDetrError(f"config {path} is not valid JSON: {e}") from None
         if not isinstance(d, dict):
             raise BertDetrError(f"config {path} is not a JSON object")
-        return cls.from_dict(d)
+        try:
+            return cls.from_dict(d)
+        except BertDetrError as e:
+            raise BertDetrError(f"config {path}: {e}") from None
 
     def to_google_dict(self) -> dict[str, Any]:
         """Google's ``bert_config.json`` fields. Google has no layer_norm_eps (always 1e-12) and

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from bertdetr.errors import BertDetrError, require
+from bertdetr.errors import BertDetrError, require, require_field_types
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
@@ -51,6 +51,7 @@ class BackboneConfig:
     statistics would be meaningless; SyncBatchNorm under DDP. Frozen stages keep theirs fixed."""
 
     def __post_init__(self):
+        require_field_types(self, "backbone.")
         require(self.depth in RESNET_DEPTHS, f"backbone.depth must be one of {RESNET_DEPTHS}, got {self.depth}")
         require(-1 <= self.frozen_stages <= 4, f"backbone.frozen_stages must be in -1..4, got {self.frozen_stages}")
         require(self.norm in ("frozen", "batch"), f"backbone.norm must be 'frozen' or 'batch', got {self.norm!r}")
@@ -82,6 +83,7 @@ class EncoderConfig:
     """FFN dropout after the ReLU and after the second FC (mmcv ``FFN.ffn_drop``)."""
 
     def __post_init__(self):
+        require_field_types(self, "encoder.")
         self._validate("encoder", min_layers=0)
 
     def _validate(self, where: str, min_layers: int) -> None:
@@ -100,6 +102,7 @@ class DecoderConfig(EncoderConfig):
     ``return_intermediate=True``, always). Same fields as the encoder; at least one layer."""
 
     def __post_init__(self):
+        require_field_types(self, "decoder.")
         self._validate("decoder", min_layers=1)
 
 
@@ -121,6 +124,7 @@ class PositionalEncodingConfig:
     """Added to positions before normalising (mmdet's ``offset``; 0 for DETR, -0.5 for later DETRs)."""
 
     def __post_init__(self):
+        require_field_types(self, "positional_encoding.")
         require(self.num_feats > 0 and self.num_feats % 2 == 0,
                f"positional_encoding.num_feats must be positive and even, got {self.num_feats}")
         require(self.temperature > 0, "positional_encoding.temperature must be > 0")
@@ -144,6 +148,7 @@ class BBoxHeadConfig:
     """Weight of the GIoU loss on pixel (x1, y1, x2, y2) (``loss_iou.loss_weight``)."""
 
     def __post_init__(self):
+        require_field_types(self, "bbox_head.")
         require(self.num_classes >= 1, f"bbox_head.num_classes must be >= 1, got {self.num_classes}")
         require(self.num_reg_fcs >= 1, f"bbox_head.num_reg_fcs must be >= 1, got {self.num_reg_fcs}")
         for name in ("loss_cls_weight", "bg_cls_weight", "loss_bbox_weight", "loss_iou_weight"):
@@ -162,6 +167,7 @@ class AssignerConfig:
     """``IoUCost`` weight, iou_mode 'giou': cost -GIoU of pixel (x1, y1, x2, y2) boxes."""
 
     def __post_init__(self):
+        require_field_types(self, "assigner.")
         require(min(self.cls_cost, self.bbox_cost, self.iou_cost) >= 0, "assigner costs must be >= 0")
         require(self.cls_cost + self.bbox_cost + self.iou_cost > 0, "assigner costs cannot all be 0")
 
@@ -176,6 +182,7 @@ class TestConfig:
     """Detections kept per image: the top queries by their best foreground score."""
 
     def __post_init__(self):
+        require_field_types(self, "test_cfg.")
         require(self.max_per_img >= 1, f"test_cfg.max_per_img must be >= 1, got {self.max_per_img}")
 
 
@@ -202,6 +209,7 @@ class DETRConfig:
     """Post-processing."""
 
     def __post_init__(self):
+        require_field_types(self, "")
         for name, cls in _SECTIONS.items():
             value = getattr(self, name)
             if isinstance(value, dict):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data.transforms import TRAIN_SCALES
 from bertdetr.detr.evaluate import COCO_BACKENDS
-from bertdetr.errors import BertDetrError, require, require_at_least
+from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 
 
 @dataclass
@@ -44,6 +44,7 @@ class DataConfig:
     """Skip unreadable images with a warning (False: stop at the first)."""
 
     def __post_init__(self):
+        require_field_types(self, "data.")
         if not self.train_scales or min(self.train_scales) < 1:
             raise BertDetrError(f"train_scales must be positive sizes, got {self.train_scales}")
         if len(self.crop_size) != 2 or not 0 < self.crop_size[0] <= self.crop_size[1]:
@@ -112,6 +113,7 @@ class TrainConfig:
     """COCO mAP back-end of the evaluations: "pycocotools" or "faster-coco-eval" (extra fast-eval)."""
 
     def __post_init__(self):
+        require_field_types(self, "train.")
         require(not (self.bf16 and self.fp16), "train.bf16 and train.fp16: choose one")
         if self.coco_backend not in COCO_BACKENDS:
             raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
@@ -158,7 +160,7 @@ def load_train_setup(path: str | os.PathLike, **train_overrides) -> DetrTrainSet
         train[key] = _resolve(base, train.get(key))
     try:
         return DetrTrainSetup(DataConfig(**data), model_config_from_dict(raw.get("model", {})), TrainConfig(**train))
-    except TypeError as e:
+    except (TypeError, BertDetrError) as e:  # a field the sections lack, or a value that does not fit its field
         raise BertDetrError(f"{path}: {e}") from None
 
 

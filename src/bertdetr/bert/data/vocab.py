@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from bertdetr.bert.data.tokenization import BasicTokenizer, is_chinese_char
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require_field_types
 from bertdetr.fileio import TextCheck, atomic_output, check_writable, expand_inputs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -62,6 +62,7 @@ class VocabConfig:
     ``min_frequency`` times, however many: a Chinese corpus needs thousands)."""
 
     def __post_init__(self):
+        require_field_types(self, "")
         if self.num_unused < 0:
             raise BertDetrError(f"num_unused must be >= 0, got {self.num_unused}")
         minimum = len(SPECIAL_TOKENS) + self.num_unused + 1

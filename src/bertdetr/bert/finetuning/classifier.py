@@ -33,7 +33,7 @@ from bertdetr.bert.finetuning.finetune import (FinetuneConfig, finetune, model_f
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_classifier_state, read_labels
-from bertdetr.errors import BertDetrError, require_at_least
+from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.training.run import Run
@@ -119,6 +119,7 @@ class ClassifierConfig(FinetuneConfig):
     """xnli task: the language trained and evaluated (Google fixes "zh")."""
 
     def __post_init__(self):
+        require_field_types(self, "--")
         if self.task_name.lower() not in (*PROCESSORS, "tsv"):
             raise BertDetrError(f"Task not found: {self.task_name} (choose one of {', '.join(PROCESSORS)}, tsv)")
         self.task_name = self.task_name.lower()

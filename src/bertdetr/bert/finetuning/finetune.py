@@ -23,7 +23,7 @@ from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig
 from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.weights import export_model, read_hf_weights, read_tf_checkpoint
-from bertdetr.errors import BertDetrError, require, require_at_least
+from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.training.distributed import Distributed, set_rng_state
 from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
@@ -86,6 +86,7 @@ class FinetuneConfig:
     """Show a progress bar."""
 
     def __post_init__(self):
+        require_field_types(self, "--")
         # errors name Google's flag spellings, which the command accepts as they are
         require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
                                 "log_every", "stop_at_step"), 1, "--")

@@ -42,7 +42,7 @@ from bertdetr.bert.finetuning.squad_metrics import squad_metrics
 from bertdetr.bert.heads import BertForQuestionAnswering
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_question_answering_state
-from bertdetr.errors import BertDetrError, require_at_least
+from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable
 
 
@@ -352,6 +352,7 @@ class SquadConfig(FinetuneConfig):
     """SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this."""
 
     def __post_init__(self):
+        require_field_types(self, "--")
         if not (self.do_train or self.do_predict):
             raise BertDetrError("At least one of --do-train or --do-predict must be given.")
         for wanted, path, flag in ((self.do_train, self.train_file, "--train-file"),

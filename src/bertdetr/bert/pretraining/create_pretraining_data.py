@@ -43,7 +43,7 @@ from typing import Callable, Optional, Sequence
 
 from bertdetr.bert.pretraining.draws import Draws, coin_flips, draws_of
 from bertdetr.bert.pretraining.features import ExampleEncoder
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require_field_types
 from bertdetr.fileio import TextCheck, atomic_output
 
 __all__ = [
@@ -82,6 +82,7 @@ class PretrainingDataConfig:
     """Lowercase and strip accents when tokenizing (uncased vocab)."""
 
     def __post_init__(self):
+        require_field_types(self, "")
         for name in ("max_seq_length", "max_predictions_per_seq", "random_seed", "dupe_factor"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):

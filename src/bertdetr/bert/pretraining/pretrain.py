@@ -37,7 +37,7 @@ from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_p
 from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.weights import export_model
-from bertdetr.errors import BertDetrError, require, require_at_least
+from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.distributed import Distributed, all_ranks_ok, local_world_size, set_rng_state
@@ -136,6 +136,7 @@ class PretrainConfig:
     """Show a progress bar (rank 0)."""
 
     def __post_init__(self):
+        require_field_types(self, "")
         require_at_least(self, ("batch_size", "grad_accum", "num_train_steps", "save_every", "log_every",
                                 "eval_batch_size", "max_eval_steps", "stop_at_step", "num_threads"), 1)
         require(0 <= self.num_warmup_steps <= self.num_train_steps,

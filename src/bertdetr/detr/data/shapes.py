@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from bertdetr.detr.boxes import box_iou
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require_field_types
 from bertdetr.fileio import atomic_output
 
 CLASSES = ("circle", "square", "triangle", "cross")
@@ -48,6 +48,7 @@ class ShapesConfig:
     hundred, so the demo's minutes go to learning where the objects are."""
 
     def __post_init__(self):
+        require_field_types(self, "")
         if self.num_images < 1:
             raise BertDetrError(f"num_images must be >= 1, got {self.num_images}")
         if not 16 <= self.min_size <= self.max_size:
