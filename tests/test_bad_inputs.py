@@ -232,3 +232,27 @@ def test_detr_training_config_fields_of_the_wrong_type(tmp_path, capsys, section
     err = _error(capsys, ["detr", "train", str(path)])
     assert message in err and str(path) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_non_finite_weight_is_named_and_no_json_gets_nan(detr_dir, tmp_path, capsys):
+    """A checkpoint with a NaN weight: predict refuses it naming the tensor, where it wrote
+    ``"score": NaN`` (not JSON) before; and no JSON writer puts NaN in a file."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from bertdetr.errors import BertDetrError
+    from bertdetr.fileio import write_json
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(detr_dir / "ckpt", ckpt)
+    state = load_file(ckpt / "model.safetensors")
+    state["head.fc_cls.weight"][0, 0] = float("nan")
+    save_file(state, ckpt / "model.safetensors")
+    err = _error(capsys, ["detr", "predict", "--checkpoint", str(ckpt), str(detr_dir / "images" / "im0.png"),
+                          "--out", str(tmp_path / "pred")])
+    assert "not finite numbers" in err and "head.fc_cls.weight" in err
+    assert not (tmp_path / "pred" / "results.json").exists()
+    with pytest.raises(BertDetrError, match=r"results.json would hold .*\[0\]\['score'\] = inf"):
+        write_json(tmp_path / "results.json", [{"image_id": "a.png", "score": float("inf")}])
+    assert not (tmp_path / "results.json").exists()

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        _end_process_group()  # after a success only: a failed rank leaves at once, for torchrun to see
+        return status
     except Preempted as e:  # a trainer saved its checkpoint after SIGTERM/SIGINT
         print(f"bertdetr: {e}", file=sys.stderr)
         return e.exit_code
@@ -48,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertdetr: interrupted", file=sys.stderr)
         return 130
-    finally:
-        _end_process_group()
 
 
 def _end_process_group() -> None:
@@ -58,6 +58,9 @@ def _end_process_group() -> None:
     active exception", seen on a rank after a successful run)."""
     dist = sys.modules.get("torch.distributed")  # never imported here just for this: torch is slow to load
     if dist is not None and dist.is_available() and dist.is_initialized():
+        # every rank done (the main one writes the export and the plots last) before any tears down
+        # its connections: a rank that left early was seen aborting in gloo's teardown
+        dist.barrier()
         dist.destroy_process_group()
 
 

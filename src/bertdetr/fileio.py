@@ -76,6 +76,34 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def write_json(path: str | os.PathLike, obj, end: str = "", **dump_options) -> None:
+    """Writes ``obj`` as JSON (then ``end``), atomically, refusing NaN and infinities (JSON has none:
+    Python's ``NaN`` would make the file unreadable to other programs): a ``BertDetrError`` naming
+    the value instead, and nothing under ``path``."""
+    import json
+
+    try:
+        text = json.dumps(obj, allow_nan=False, **dump_options)
+    except ValueError:
+        raise BertDetrError(f"not written: {path} would hold a value that is not a finite number "
+                            f"({_first_non_finite(obj) or 'somewhere'})") from None
+    with atomic_output(path, "w") as f:
+        f.write(text + end)
+
+
+def _first_non_finite(obj, where: str = "") -> str | None:
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{where or 'the value'} = {obj}"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f"{where}[{key!r}]")
+        if found:
+            return found
+    return None
+
+
 def expand_inputs(patterns: Iterable[str]) -> list[str]:
     """Expands comma-separated paths and globs (as Google's ``--input_file``); errors name the
     first pattern that matches no file."""

@@ -200,7 +200,6 @@ def _add_eval(commands) -> None:
 
 
 def _run_eval(args) -> int:
-    import json
     import os
 
     import torch
@@ -209,7 +208,7 @@ def _run_eval(args) -> int:
     from bertdetr.detr.evaluate import coco_api, evaluate_detr, label_category_ids
     from bertdetr.detr.data.pipelines import check_pipeline
     from bertdetr.detr.weights import load_checkpoint_dir
-    from bertdetr.fileio import atomic_output, check_writable
+    from bertdetr.fileio import check_writable, write_json
 
     check_writable(os.path.join(args.out, "eval_metrics.json"))
     coco_api(args.coco_backend)  # a missing back-end is an error before any work
@@ -230,10 +229,10 @@ def _run_eval(args) -> int:
     if names_known:
         class_names.update(zip(category_ids, names))
     per_class = {class_names[c]: ap for c, ap in ev.per_class_ap.items()}  # NaN: no ground truth of the class
-    with atomic_output(os.path.join(args.out, "eval_metrics.json"), "w") as f:
-        json.dump({**ev.metrics, "per_class_ap": {k: (None if v != v else v) for k, v in per_class.items()},
-                   "summary": ev.table, "skipped_images": bad, "coco_backend": args.coco_backend,
-                   "pipeline": pipeline}, f, indent=1)
+    write_json(os.path.join(args.out, "eval_metrics.json"),
+               {**ev.metrics, "per_class_ap": {k: (None if v != v else v) for k, v in per_class.items()},
+                "summary": ev.table, "skipped_images": bad, "coco_backend": args.coco_backend,
+                "pipeline": pipeline}, indent=1)
     print("\n".join(ev.table))
     width = max(len(n) for n in per_class)
     print("per-class AP:")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -26,7 +25,7 @@ from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.data.transforms import eval_transforms
 from bertdetr.training.distributed import Distributed
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import atomic_output
+from bertdetr.fileio import write_json
 
 #: Names of pycocotools' 12 summary numbers, in its order.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -46,8 +45,8 @@ def to_coco_results(image_id, boxes, scores, labels, category_ids: Sequence[int]
 
 
 def write_results(results: list[dict], path: str | os.PathLike) -> None:
-    with atomic_output(path, "w") as f:
-        json.dump(results, f)
+    """COCO's results file (JSON: a non-finite score is an error, never ``NaN`` in the file)."""
+    write_json(path, results)
 
 
 #: Evaluation back-ends: ``coco_evaluation(..., backend=...)`` and ``bertdetr detr eval --coco-backend``.

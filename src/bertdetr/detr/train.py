@@ -21,7 +21,6 @@ the run with the iteration and keeps the last good checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import asdict
@@ -38,7 +37,7 @@ from bertdetr.detr.model import DETR, build_detr
 from bertdetr.detr.train_config import DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import atomic_output
+from bertdetr.fileio import write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.distributed import set_rng_state
 from bertdetr.training.folder import DETR_TRAIN
@@ -59,8 +58,8 @@ def train_detr(setup: DetrTrainSetup) -> dict:
             save_classes(export, t.index.category_ids, t.index.class_names)
             summary["export"] = export
             if metrics:
-                with atomic_output(os.path.join(t.cfg.output_dir, "eval_metrics.json"), "w") as f:
-                    json.dump({"iteration": t.it, "epoch": t.epoch, **metrics}, f, indent=1)
+                write_json(os.path.join(t.cfg.output_dir, "eval_metrics.json"),
+                           {"iteration": t.it, "epoch": t.epoch, **metrics}, indent=1)
         t.run.plot(["loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "eval_AP"], title="bertdetr detr train")
         return summary
     finally:

@@ -130,6 +130,11 @@ def load_into(model: DETR, sd: dict, origin: dict | None = None, reset_head: boo
             [f"{name(k)} {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}" for k in wrong]))
     if problems:
         raise BertDetrError("checkpoint does not fit the config: " + "; ".join(problems))
+    non_finite = [name(k) for k, v in sd.items() if k in expected and v.is_floating_point()
+                  and not bool(torch.isfinite(v).all())]
+    if non_finite:  # every output would be NaN: say so here, not as "score": NaN in a results file
+        raise BertDetrError(f"checkpoint holds values that are not finite numbers (NaN or infinity) in "
+                            f"{listed(non_finite)}: a diverged or damaged checkpoint")
     if head and not reset_head:
         k = "head.fc_cls.weight"
         raise BertDetrError(

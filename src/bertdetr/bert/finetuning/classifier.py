@@ -9,7 +9,6 @@ the run (training, evaluation, prediction) that Google's ``main`` drives through
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import asdict, dataclass
 from typing import Iterator, Sequence
@@ -34,7 +33,7 @@ from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_classifier_state, read_labels
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
-from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.training.run import Run
 
@@ -352,8 +351,7 @@ def _evaluate_and_write(config: ClassifierConfig, model: BertForSequenceClassifi
             f.write(f"{key} = {value}\n")
     glue = glue_metrics(config.task_name, data["label_ids"].numpy(), predictions)
     summary = {**result, **glue, "task": config.task_name, "num_examples": len(predictions)}
-    with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(os.path.join(config.output_dir, "eval_metrics.json"), summary, indent=1)
     return summary
 
 

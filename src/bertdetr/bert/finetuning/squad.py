@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import heapq
-import json
 import math
 import os
 import random
@@ -43,7 +42,7 @@ from bertdetr.bert.heads import BertForQuestionAnswering
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_question_answering_state
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
-from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.fileio import atomic_output, check_writable, write_json
 
 
 def create_model(bert_config: BertConfig, bert: BertModel | None = None) -> BertForQuestionAnswering:
@@ -248,8 +247,7 @@ def write_predictions(all_examples: Sequence[SquadExample], all_features: Sequen
     if version_2_with_negative:
         files.append((output_null_log_odds_file, out.null_odds))
     for path, value in files:
-        with atomic_output(path, "w") as f:
-            f.write(json.dumps(value, indent=4) + "\n")
+        write_json(path, value, end="\n", indent=4)  # json.dumps(value, indent=4) as Google's, NaN refused
     return out
 
 
@@ -518,6 +516,5 @@ def _predict_and_score(config: SquadConfig, model: BertForQuestionAnswering, pre
                                 config.version_2_with_negative)
         summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
                               "global_step": step}
-        with atomic_output(os.path.join(config.output_dir, "eval_metrics.json"), "w") as f:
-            json.dump(summary["metrics"], f, indent=1)
+        write_json(os.path.join(config.output_dir, "eval_metrics.json"), summary["metrics"], indent=1)
     return summary

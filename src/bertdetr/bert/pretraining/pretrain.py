@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,7 +37,7 @@ from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
-from bertdetr.fileio import atomic_output
+from bertdetr.fileio import atomic_output, write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.distributed import Distributed, all_ranks_ok, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
@@ -481,9 +480,9 @@ def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_s
 
 
 def write_eval_results(metrics: dict[str, float], output_dir: str, step: int) -> None:
+    """Google's ``eval_results.txt`` (``key = value`` lines) and ``eval_metrics.json``."""
+    write_json(os.path.join(output_dir, "eval_metrics.json"), {"global_step": step, **metrics}, indent=1)
     with atomic_output(os.path.join(output_dir, "eval_results.txt"), "w") as f:
         f.write(f"global_step = {step}\n")
         for key in sorted(metrics):
             f.write(f"{key} = {metrics[key]}\n")
-    with atomic_output(os.path.join(output_dir, "eval_metrics.json"), "w") as f:
-        json.dump({"global_step": step, **metrics}, f, indent=1)
