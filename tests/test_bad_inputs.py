@@ -256,3 +256,11 @@ def test_a_non_finite_weight_is_named_and_no_json_gets_nan(detr_dir, tmp_path, c
     with pytest.raises(BertDetrError, match=r"results.json would hold .*\[0\]\['score'\] = inf"):
         write_json(tmp_path / "results.json", [{"image_id": "a.png", "score": float("inf")}])
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_failed_detr_convert_leaves_no_folder(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    err = _error(capsys, ["detr", "convert", "--from", "official", "--checkpoint", str(bad), "--output",
+                          str(tmp_path / "out")])
+    assert "cannot read checkpoint" in err and not (tmp_path / "out").exists()

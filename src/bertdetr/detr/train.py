@@ -73,6 +73,7 @@ def setup_training(setup: DetrTrainSetup) -> DetrTraining:
     env, device = setup_process(cfg.device, cfg.num_threads, cfg.tensorboard)
     index = load_coco(data.train_ann, data.train_images)
     index, bad = check_images(index, data.skip_bad_images)
+    index.check_trainable(data.train_ann)
     val_index = None
     if data.val_ann:
         val_index, _ = check_images(load_coco(data.val_ann, data.val_images), data.skip_bad_images)

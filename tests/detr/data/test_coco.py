@@ -48,7 +48,7 @@ def test_categories_mapped_to_contiguous_labels_and_cleaning_counted(tmp_path):
     im = index.images[0]
     np.testing.assert_array_equal(im["labels"], [1, 0])
     np.testing.assert_allclose(im["boxes"], [[1, 2, 11, 12], [30, 20, 40, 30]])
-    assert index.stats == {"crowd_dropped": 1, "empty_dropped": 3, "clipped": 1, "boxes": 2}
+    assert index.stats == {"crowd_dropped": 1, "empty_dropped": 3, "non_finite_dropped": 0, "clipped": 1, "boxes": 2}
     assert "dropped 1 crowd and 3 zero-area" in index.summary()
 
 
@@ -169,3 +169,34 @@ def test_augmentation_depends_on_seed_epoch_index_only(tmp_path):
         torch.testing.assert_close(a[0], b[0])
         shapes.add(tuple(a[0].shape))
     assert len(shapes) > 1
+
+
+def test_non_finite_boxes_dropped_and_counted_and_no_box_left_is_an_error(tmp_path, capsys):
+    """A box [NaN, 1, 2, 3] used to be "clipped" and fail epochs later: it is dropped at load and
+    counted; a training set left with no box at all is refused, saying what was dropped and why."""
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}]
+    (tmp_path / "img").mkdir()
+    _image(tmp_path, "a.png")
+    anns = [_ann(1, 1, [float("nan"), 1, 2, 3]), _ann(2, 1, [1, 1, float("inf"), 3]), _ann(3, 1, [1, 1, 0, 3]),
+            _ann(4, 1, [1, 1, 5, 5], iscrowd=1)]
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 3, "name": "cat"}]}))
+    index = load_coco(path, tmp_path / "img")
+    assert index.stats["non_finite_dropped"] == 2 and index.stats["boxes"] == 0
+    assert "2 with NaN or infinite coordinates" in index.summary()
+    with pytest.raises(BertDetrError, match=r"no usable box to train on .*1 crowd and 1 zero-area boxes and 2 with NaN"):
+        index.check_trainable(str(path))
+    from bertdetr.cli import main
+
+    cfg = tmp_path / "train.json"
+    cfg.write_text(json.dumps({"data": {"train_ann": str(path), "train_images": str(tmp_path / "img")},
+                               "model": {"preset": "r18"}, "train": {"output_dir": str(tmp_path / "run")}}))
+    assert main(["detr", "train", str(cfg)]) == 2
+    assert "no usable box to train on" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_box_that_is_not_numbers_names_its_annotation(tmp_path):
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}]
+    path = _write_coco(tmp_path, images, [_ann(9, 1, ["1", "x", 2, 3])])
+    with pytest.raises(BertDetrError, match=r"annotation 9 of .*ann.json has bbox \['1', 'x', 2, 3\]: four numbers"):
+        load_coco(path, tmp_path / "img")

@@ -235,7 +235,17 @@ def convert_checkpoint(source: str, checkpoint: str, output: str, config: str | 
     file (default: the one the checkpoint keeps); ``classes``: "coco80" or "keep" (see
     ``from_official``); ``num_classes`` other than the checkpoint's needs ``reset_head`` (seeded
     by ``seed``)."""
-    check_writable(os.path.join(output, "config.json"))
+    existed = os.path.isdir(output)
+    check_writable(os.path.join(output, "config.json"))  # (creates the folder)
+    try:
+        return _convert(source, checkpoint, output, config, classes, num_classes, reset_head, num_heads, seed)
+    except BaseException:
+        if not existed and os.path.isdir(output) and not os.listdir(output):
+            os.rmdir(output)  # a failed conversion leaves no empty folder behind
+        raise
+
+
+def _convert(source, checkpoint, output, config, classes, num_classes, reset_head, num_heads, seed) -> Converted:
     if source not in SOURCES:
         raise BertDetrError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     if num_classes is not None and num_classes < 1:

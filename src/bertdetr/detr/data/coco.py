@@ -21,6 +21,7 @@ padding, ``orig_size`` (h, w) as stored, ``image_id``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import warnings
@@ -59,8 +60,14 @@ class CocoIndex:
     def summary(self) -> str:
         s = self.stats
         return (f"{len(self.images)} images, {s['boxes']} boxes, {self.num_classes} classes; "
-                f"dropped {s['crowd_dropped']} crowd and {s['empty_dropped']} zero-area boxes, "
-                f"clipped {s['clipped']} boxes to their image")
+                f"dropped {s['crowd_dropped']} crowd and {s['empty_dropped']} zero-area boxes"
+                + (f" and {s['non_finite_dropped']} with NaN or infinite coordinates" if s.get("non_finite_dropped")
+                   else "") + f", clipped {s['clipped']} boxes to their image")
+
+    def check_trainable(self, ann_file: str) -> None:
+        """Raises ``BertDetrError`` when no box is left to learn from, saying what was dropped and why."""
+        if self.stats["boxes"] == 0:
+            raise BertDetrError(f"{ann_file}: no usable box to train on ({self.summary()})")
 
 
 def _require(obj: dict, key: str, where: str):
@@ -112,7 +119,7 @@ def load_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike) -> Coco
             "labels": [],
         }
 
-    stats = {"crowd_dropped": 0, "empty_dropped": 0, "clipped": 0, "boxes": 0}
+    stats = {"crowd_dropped": 0, "empty_dropped": 0, "non_finite_dropped": 0, "clipped": 0, "boxes": 0}
     for ann in raw_anns:
         ann_id = ann.get("id", "?")
         image = images.get(ann.get("image_id"))
@@ -128,7 +135,13 @@ def load_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike) -> Coco
         bbox = ann.get("bbox")
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
             raise BertDetrError(f"annotation {ann_id} has bbox {bbox!r}; expected [x, y, width, height]")
-        x, y, w, h = (float(v) for v in bbox)
+        try:
+            x, y, w, h = (float(v) for v in bbox)
+        except (TypeError, ValueError):
+            raise BertDetrError(f"annotation {ann_id} of {ann_file} has bbox {bbox!r}: four numbers expected") from None
+        if not all(math.isfinite(v) for v in (x, y, w, h)):  # NaN would pass every test below
+            stats["non_finite_dropped"] += 1
+            continue
         if not (w > 0 and h > 0):
             stats["empty_dropped"] += 1
             continue
