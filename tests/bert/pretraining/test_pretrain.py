@@ -233,3 +233,15 @@ def test_eval_every_logs_a_learning_curve(records, tmp_path):
     assert "eval_masked_lm_frequency_baseline" in series
     with pytest.raises(BertDetrError, match="eval_every"):
         _config(records, tmp_path, eval_every=2)  # no eval files
+
+
+def test_a_bad_eval_record_is_found_before_training(records, tmp_path):
+    """Only the first eval record used to be read before training: a corrupt one further on
+    failed the run after all its steps."""
+    data = bytearray(open(records[1], "rb").read())
+    data[-20] ^= 0xFF  # the last record's payload
+    bad = tmp_path / "eval.tfrecord"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(BertDetrError, match="(?i)crc"):
+        pretrain(_config(records, tmp_path / "run", eval_files=[str(bad)], max_eval_steps=1000))
+    assert not list_checkpoints(tmp_path / "run")

@@ -159,6 +159,11 @@ def check_data(config: PretrainConfig, model_config: BertConfig) -> RecordShape:
         eval_shape = inspect_records(config.eval_files)
         if eval_shape != shape:
             raise BertDetrError(f"eval records have {eval_shape}, training records {shape}")
+        # the records the evaluations will read, read now (CRCs, shapes, values against the model):
+        # a bad one is found before the training, not after it
+        for i, _ in enumerate(iter_eval_batches(config.eval_files, config.eval_batch_size, model_config)):
+            if i + 1 >= config.max_eval_steps:
+                break
     if config.vocab_file is not None:
         n = len(load_vocab(config.vocab_file))
         if n != model_config.vocab_size:
