@@ -264,3 +264,41 @@ def test_a_failed_detr_convert_leaves_no_folder(tmp_path, capsys):
     err = _error(capsys, ["detr", "convert", "--from", "official", "--checkpoint", str(bad), "--output",
                           str(tmp_path / "out")])
     assert "cannot read checkpoint" in err and not (tmp_path / "out").exists()
+
+
+def test_predict_names_unusable_images_and_writes_the_others(detr_dir, tmp_path, capsys):
+    """A 10000x1 strip (resized to nothing), a truncated file and an image over --max-pixels among
+    good ones: each is named, the good ones' pictures and results are written, exit 2."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 48), (10, 100, 200)).save(images / "good.png")
+    Image.new("RGB", (10000, 1), (10, 100, 200)).save(images / "strip.png")
+    (images / "broken.jpg").write_bytes((detr_dir / "images" / "im0.png").read_bytes()[:40])
+    Image.new("RGB", (300, 200), (10, 100, 200)).save(images / "huge.png")
+    out = tmp_path / "pred"
+    err = _error(capsys, ["detr", "predict", "--checkpoint", str(detr_dir / "ckpt"), str(images), "--out", str(out),
+                          "--test-size", "48", "--max-pixels", "50000"])
+    assert "3 of 4 image(s) could not be used" in err
+    assert "strip.png is 10000x1" in err and "under one pixel" in err
+    assert "broken.jpg" in err and "cannot read image" in err
+    assert "huge.png is 300x200, 60,000 pixels" in err and "--max-pixels" in err
+    assert sorted(p.name for p in out.iterdir()) == ["good.png", "results.json"]
+    assert {r["image_id"] for r in json.loads((out / "results.json").read_text())} <= {"good.png"}
+
+
+def test_pixel_limit_is_checked_from_the_header(tmp_path):
+    """The limit is applied before decoding, and PIL's own bomb check (twice its limit, raised on
+    open) does not pre-empt a user who raised --max-pixels."""
+    from bertdetr.detr.data.coco import ImageLoadError, check_image_header, load_image
+
+    Image.new("L", (200, 100)).save(tmp_path / "a.png")
+    assert check_image_header(str(tmp_path / "a.png"), 20000) == (200, 100)
+    with pytest.raises(ImageLoadError, match="20,000 pixels: more than the limit of 19,999"):
+        load_image(str(tmp_path / "a.png"), max_pixels=19999)
+    before = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = 1000  # PIL would raise DecompressionBombError on open
+        assert load_image(str(tmp_path / "a.png"), max_pixels=None).size == (200, 100)
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+    assert Image.MAX_IMAGE_PIXELS == before

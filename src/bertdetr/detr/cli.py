@@ -259,6 +259,8 @@ def _add_predict(commands) -> None:
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
                    "training data's); default: the one of the checkpoint's origin (pipeline.json)")
+    p.add_argument("--max-pixels", dest="max_pixels", type=int, default=89_478_485,
+                   help="an image of more pixels is passed over without being decoded (default: PIL's limit)")
     p.set_defaults(func=_run_predict)
 
 
@@ -268,7 +270,7 @@ def _run_predict(args) -> int:
     from bertdetr.detr.predict import predict_images
 
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
-                             args.max_size, args.device, args.pipeline)
+                             args.max_size, args.device, args.pipeline, args.max_pixels)
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}")
     return 0
 

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from bertdetr.detr.data.coco import ImageLoadError
+from bertdetr.detr.data.coco import MAX_PIXELS, ImageLoadError
 from bertdetr.detr.evaluate import to_coco_results, write_results
 from bertdetr.detr.data.pipelines import check_pipeline, prepare_image
 from bertdetr.detr.postprocess import DetrPostProcess
@@ -64,24 +64,28 @@ def check_threshold(threshold: float) -> None:
 
 def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: float = 0.5,
                    test_size: int = 800, max_size: int = 1333, device: str | None = None,
-                   pipeline: str | None = None) -> list[str]:
+                   pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS) -> list[str]:
     """Writes ``out_dir/results.json`` (COCO format; ``image_id`` is the file name) and one
     ``<name>.png`` per image with the detections scoring >= ``threshold``; returns the PNG paths.
     ``images`` are files, folders (their image files) or globs. Images go through ``pipeline``
-    (default: the one recorded with the checkpoint, see ``pipelines``). Unreadable images are
-    reported and skipped."""
+    (default: the one recorded with the checkpoint, see ``pipelines``).
+
+    An image that cannot be read, has more than ``max_pixels`` pixels or is too thin to resize is
+    reported by name and passed over; the others' pictures and results are written, then a
+    ``BertDetrError`` lists what was passed over (the command exits 2)."""
     check_threshold(threshold)
     check_writable(os.path.join(out_dir, "results.json"))
     images = expand_images(images)
     ckpt = load_checkpoint_dir(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipeline = check_pipeline(pipeline) if pipeline else ckpt.pipeline
     model, config, category_ids, names = ckpt.model, ckpt.config, ckpt.category_ids, ckpt.class_names
-    results, written = [], []
+    results, written, failed = [], [], []
     for path in images:
         try:
-            prepared = prepare_image(path, pipeline, test_size, max_size)
+            prepared = prepare_image(path, pipeline, test_size, max_size, max_pixels)
         except ImageLoadError as e:
-            print(f"skipping {path}: {e}")
+            print(f"passed over {path}: {e}")
+            failed.append(f"{path} ({e})")
             continue
         det = detect_prepared(model, prepared.tensor, prepared.scale_factor, config.test_cfg.max_per_img)
         name = os.path.basename(path)
@@ -93,4 +97,7 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
             picture.save(f, format="PNG")
         written.append(target)
     write_results(results, os.path.join(out_dir, "results.json"))
+    if failed:
+        raise BertDetrError(f"{len(failed)} of {len(images)} image(s) could not be used (the others' results are "
+                            f"in {os.path.join(out_dir, 'results.json')}): " + "; ".join(failed))
     return written

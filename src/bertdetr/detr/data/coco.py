@@ -20,6 +20,7 @@ padding, ``orig_size`` (h, w) as stored, ``image_id``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -180,17 +181,51 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str, expected_wh: tuple[int, int] | None = None) -> Image.Image:
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+"""The most pixels an image may have (PIL's own limit, 89,478,485: a 20000x20000 PNG is refused
+before it is decoded, where OpenCV would spend 4.5 GB on it); ``--max-pixels`` of predict changes it."""
+
+
+@contextlib.contextmanager
+def pil_pixel_limit(max_pixels: int | None):
+    """PIL's decompression-bomb limit set to ``max_pixels`` (None: none) for the block: PIL refuses
+    twice its own limit when a file is opened, before our check with the user's limit could run."""
+    before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def check_image_header(path: str, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header alone; ``ImageLoadError`` for a missing
+    or unreadable file, one of more than ``max_pixels`` pixels (None: no limit) or with an empty side."""
+    if not os.path.isfile(path):
+        raise ImageLoadError(f"image file not found: {path}")
+    try:
+        with pil_pixel_limit(None), Image.open(path) as raw:  # the check is ours, with our limit
+            w, h = raw.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(f"cannot read image {path}: {e}") from None
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageLoadError(f"image {path} is {w}x{h}, {w * h:,} pixels: more than the limit of {max_pixels:,} "
+                             "(--max-pixels)")
+    if w < 1 or h < 1:
+        raise ImageLoadError(f"image {path} is {w}x{h}: empty")
+    return w, h
+
+
+def load_image(path: str, expected_wh: tuple[int, int] | None = None,
+               max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     """Opens an image as 8-bit RGB, applying its EXIF orientation when that matches the annotation.
 
     Annotation tools disagree on EXIF-rotated photos: most annotate the image as displayed
     (rotated), some the stored pixels. When ``expected_wh`` (the annotation's width, height) is
     given, the orientation whose size matches it is used; otherwise the EXIF rotation is applied.
     """
-    if not os.path.isfile(path):
-        raise ImageLoadError(f"image file not found: {path}")
+    check_image_header(path, max_pixels)
     try:
-        with Image.open(path) as raw:
+        with pil_pixel_limit(max_pixels), Image.open(path) as raw:
             raw.load()
             rotated = ImageOps.exif_transpose(raw)
             if expected_wh is not None and rotated.size != tuple(expected_wh) and raw.size == tuple(expected_wh):

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bertdetr.detr.data.coco import ImageLoadError, load_image
+from bertdetr.detr.data.coco import MAX_PIXELS, ImageLoadError, check_image_header, load_image, pil_pixel_limit
 from bertdetr.detr.data.transforms import ToNormalizedTensor, resize
 from bertdetr.errors import BertDetrError
 
@@ -71,15 +71,14 @@ def check_pipeline(name: str) -> str:
 # ------------------------------------------------------------------------------- mmdet
 
 
-def mmcv_imread(path: str | os.PathLike) -> np.ndarray:
+def mmcv_imread(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """uint8 [H,W,3] BGR, as mmcv 2.x ``LoadImageFromFile`` (``imfrombytes(flag='color')``, cv2
     back-end): OpenCV's ``IMREAD_COLOR`` applies the EXIF orientation, expands grey, drops alpha
     without compositing and reduces 16-bit to 8 bits."""
     import cv2
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageLoadError(f"image file not found: {path}")
+    check_image_header(path, max_pixels)
     with open(path, "rb") as f:
         content = np.frombuffer(f.read(), np.uint8)
     image = cv2.imdecode(content, cv2.IMREAD_COLOR) if content.size else None
@@ -116,13 +115,12 @@ def mmdet_prepare(bgr: np.ndarray, scale: tuple[int, int] = (1333, 800),
 # ------------------------------------------------------------------------------- official DETR
 
 
-def official_imread(path: str | os.PathLike) -> Image.Image:
+def official_imread(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     """``Image.open(path).convert('RGB')``, as official DETR's datasets and demo read images."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageLoadError(f"image file not found: {path}")
+    check_image_header(path, max_pixels)
     try:
-        with Image.open(path) as raw:
+        with pil_pixel_limit(max_pixels), Image.open(path) as raw:
             return raw.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f"cannot read image {path}: {e}") from None
@@ -140,15 +138,23 @@ def official_prepare(image: Image.Image, size: int = 800, max_size: int = 1333) 
 # ------------------------------------------------------------------------------- any
 
 
-def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_size: int = 1333) -> PreparedImage:
+def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_size: int = 1333,
+                  max_pixels: int | None = MAX_PIXELS) -> PreparedImage:
     """An image file through ``pipeline`` (one of ``PIPELINES``) at shorter side ``size``, longer
-    at most ``max_size`` (mmdet's ``scale=(max_size, size)``). Raises ``ImageLoadError``."""
+    at most ``max_size`` (mmdet's ``scale=(max_size, size)``). Raises ``ImageLoadError`` for a file
+    that cannot be read, one of more than ``max_pixels`` pixels, or one so thin that a side of it
+    would be resized to nothing (a 10000x1 image)."""
     check_pipeline(pipeline)
+    w, h = check_image_header(os.fspath(path), max_pixels)
+    if min(w, h) * min(size / min(w, h), max_size / max(w, h)) < 1:
+        raise ImageLoadError(f"image {path} is {w}x{h}: resized for the model (shorter side {size}, longer at most "
+                             f"{max_size}) its shorter side would be under one pixel")
     if pipeline == "mmdet":
-        bgr = mmcv_imread(path)
+        bgr = mmcv_imread(path, max_pixels)
         tensor, scale = mmdet_prepare(bgr, (max_size, size))
         return PreparedImage(tensor, scale, Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])))
-    image = official_imread(path) if pipeline == "official" else load_image(os.fspath(path))
+    image = (official_imread(path, max_pixels) if pipeline == "official"
+             else load_image(os.fspath(path), max_pixels=max_pixels))
     tensor, scale = official_prepare(image, size, max_size)
     return PreparedImage(tensor, scale, image)
 
