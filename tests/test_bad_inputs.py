@@ -302,3 +302,22 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path):
     finally:
         Image.MAX_IMAGE_PIXELS = before
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_attention_refuses_thin_and_too_large_images(detr_dir, tmp_path, capsys):
+    import argparse
+
+    from bertdetr.detr.cli import add_subcommands
+    from bertdetr.detr.data.coco import MAX_PIXELS
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers())  # the flag's default is PIL's limit
+    assert parser.parse_args(["attention", "--checkpoint", "c", "i.png", "--out", "o"]).max_pixels == MAX_PIXELS
+    Image.new("RGB", (5000, 2), (10, 100, 200)).save(tmp_path / "strip.png")
+    err = _error(capsys, ["detr", "attention", "--checkpoint", str(detr_dir / "ckpt"), str(tmp_path / "strip.png"),
+                          "--out", str(tmp_path / "att"), "--test-size", "48"])
+    assert "strip.png is 5000x2" in err and "under one pixel" in err
+    err = _error(capsys, ["detr", "attention", "--checkpoint", str(detr_dir / "ckpt"),
+                          str(detr_dir / "images" / "im0.png"), "--out", str(tmp_path / "att"), "--max-pixels", "1000"])
+    assert "64x48, 3,072 pixels: more than the limit of 1,000" in err
+    assert not (tmp_path / "att").exists() or not list((tmp_path / "att").iterdir())

@@ -19,7 +19,8 @@ import random
 import torch
 from PIL import ImageDraw
 
-from bertdetr.detr.data.coco import load_image
+from bertdetr.detr.data.coco import MAX_PIXELS, load_image
+from bertdetr.detr.data.pipelines import check_resizable
 from bertdetr.detr.model import DETR
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.data.transforms import eval_transforms
@@ -61,14 +62,16 @@ def capture_attention(model: DETR, images: torch.Tensor, masks: torch.Tensor) ->
 
 def attention_pictures(model: DETR, image_path: str, out_dir: str, class_names: list[str],
                        threshold: float = 0.7, points: list[tuple[int, int]] | None = None, top: int = 4,
-                       test_size: int = 800, max_size: int = 1333) -> list[str]:
+                       test_size: int = 800, max_size: int = 1333, max_pixels: int | None = MAX_PIXELS) -> list[str]:
     """Writes ``<name>_det<k>.png`` (decoder attention of each detection scoring >= ``threshold``,
     at most ``top``) and ``<name>_enc<k>.png`` (encoder attention at each of ``points``, pixel
-    (x, y) of the image); returns the paths."""
+    (x, y) of the image); returns the paths. An image of more than ``max_pixels`` pixels, or too
+    thin to resize, is an ``ImageLoadError``."""
     from bertdetr.detr.predict import check_threshold
 
     check_threshold(threshold)
-    image = load_image(image_path)
+    image = load_image(image_path, max_pixels=max_pixels)
+    check_resizable(image_path, image.width, image.height, test_size, max_size)
     for x, y in points or []:  # before any picture is written
         if not (0 <= x < image.width and 0 <= y < image.height):
             raise BertDetrError(f"point ({x}, {y}) is outside the image ({image.width} x {image.height})")

@@ -259,8 +259,7 @@ def _add_predict(commands) -> None:
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
                    "training data's); default: the one of the checkpoint's origin (pipeline.json)")
-    p.add_argument("--max-pixels", dest="max_pixels", type=int, default=89_478_485,
-                   help="an image of more pixels is passed over without being decoded (default: PIL's limit)")
+    _add_max_pixels(p)
     p.set_defaults(func=_run_predict)
 
 
@@ -299,7 +298,13 @@ def _add_attention(commands) -> None:
                    help="shorter image side at inference (DETR's test scale)")
     p.add_argument("--max-size", dest="max_size", type=int, default=1333,
                    help="longer image side at most at inference")
+    _add_max_pixels(p)
     p.set_defaults(func=_run_attention)
+
+
+def _add_max_pixels(p) -> None:
+    p.add_argument("--max-pixels", dest="max_pixels", type=int, default=89_478_485,
+                   help="refuse an image of more pixels, before decoding it (default: PIL's limit)")
 
 
 def _run_attention(args) -> int:
@@ -312,7 +317,7 @@ def _run_attention(args) -> int:
     check_writable(os.path.join(args.out, "probe.png"))
     ckpt = load_checkpoint_dir(args.checkpoint)
     written = attention_pictures(ckpt.model, args.image, args.out, ckpt.class_names, args.threshold, args.points,
-                                 args.top, args.test_size, args.max_size)
+                                 args.top, args.test_size, args.max_size, args.max_pixels)
     print(f"wrote {len(written)} pictures to {args.out}" + ("" if written else
           " (no detection reached --threshold and no --point given)"))
     return 0

@@ -138,6 +138,14 @@ def official_prepare(image: Image.Image, size: int = 800, max_size: int = 1333) 
 # ------------------------------------------------------------------------------- any
 
 
+def check_resizable(path, w: int, h: int, size: int, max_size: int) -> None:
+    """``ImageLoadError`` for a w x h image so thin that, resized to shorter side ``size`` with the
+    longer at most ``max_size``, its shorter side would be under one pixel (a 10000x1 strip)."""
+    if min(w, h) * min(size / min(w, h), max_size / max(w, h)) < 1:
+        raise ImageLoadError(f"image {path} is {w}x{h}: resized for the model (shorter side {size}, longer at most "
+                             f"{max_size}) its shorter side would be under one pixel")
+
+
 def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_size: int = 1333,
                   max_pixels: int | None = MAX_PIXELS) -> PreparedImage:
     """An image file through ``pipeline`` (one of ``PIPELINES``) at shorter side ``size``, longer
@@ -145,10 +153,7 @@ def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_s
     that cannot be read, one of more than ``max_pixels`` pixels, or one so thin that a side of it
     would be resized to nothing (a 10000x1 image)."""
     check_pipeline(pipeline)
-    w, h = check_image_header(os.fspath(path), max_pixels)
-    if min(w, h) * min(size / min(w, h), max_size / max(w, h)) < 1:
-        raise ImageLoadError(f"image {path} is {w}x{h}: resized for the model (shorter side {size}, longer at most "
-                             f"{max_size}) its shorter side would be under one pixel")
+    check_resizable(path, *check_image_header(os.fspath(path), max_pixels), size, max_size)
     if pipeline == "mmdet":
         bgr = mmcv_imread(path, max_pixels)
         tensor, scale = mmdet_prepare(bgr, (max_size, size))
