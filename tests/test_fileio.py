@@ -37,3 +37,73 @@ def test_text_check_refuses_binary_and_counts_stray_bytes(capsys):
     check = _check(b"plain text line\n" * 400 + b"one stray \xff byte\n")
     assert check.invalid == 1
     assert "dropped 1 byte(s) that are not UTF-8 (first on line 401)" in capsys.readouterr().err
+
+
+def _enospc():
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_is_a_clear_error_and_the_earlier_file_stays(tmp_path, monkeypatch):
+    from bertdetr import fileio
+
+    (tmp_path / "out.bin").write_bytes(b"earlier")
+    with pytest.raises(fileio.DiskFullError, match=r"no space left to write .*out\.bin \(No space left on device\)"):
+        with atomic_output(tmp_path / "out.bin") as f:
+            f.write(b"half")
+            raise _enospc()
+    # torch.save reports a short write as a RuntimeError from its zip writer: a full disk is
+    # recognised by the space left while the temporary file still holds what was written
+    monkeypatch.setattr(fileio, "_free_bytes", lambda folder: 0)
+    with pytest.raises(fileio.DiskFullError, match="the disk is full"):
+        with atomic_output(tmp_path / "out.bin") as f:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    monkeypatch.setattr(fileio, "_free_bytes", lambda folder: 10 ** 12)
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # not a full disk: the error as it was
+        with atomic_output(tmp_path / "out.bin") as f:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    assert os.listdir(tmp_path) == ["out.bin"] and (tmp_path / "out.bin").read_bytes() == b"earlier"
+
+
+def test_the_command_line_turns_any_full_disk_into_an_error(tmp_path, monkeypatch, capsys):
+    from bertdetr.bert import cli as bert_cli
+    from bertdetr.cli import main
+
+    def full(args):
+        raise _enospc()
+
+    monkeypatch.setattr(bert_cli, "_run_make_data", full)
+    assert main(["bert", "make-data", "--input-file", "a.txt", "--output-file", str(tmp_path / "o"),
+                 "--vocab-file", "v.txt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bertdetr: error: no space left on the device (No space left on device)")
+
+
+def test_scalars_cut_back_to_the_last_whole_step_on_a_full_disk(tmp_path):
+    from bertdetr.fileio import DiskFullError
+    from bertdetr.training.scalars import ScalarLog, read_scalars
+
+    log = ScalarLog(tmp_path)
+    log.log(1, {"loss": 2.0, "lr": 0.1})
+    raw = log._file
+
+    class HalfThenFull:  # a write that lands in part, then the disk is full
+        def __init__(self):
+            self.calls = 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == 1:
+                return raw.write(data[: len(data) // 2])
+            raise _enospc()
+
+        def __getattr__(self, name):
+            return getattr(raw, name)
+
+    log._file = HalfThenFull()
+    with pytest.raises(DiskFullError, match="scalars.csv .*whole up to the step before.*--resume"):
+        log.log(2, {"loss": 1.5, "lr": 0.1})
+    log._file = raw
+    log.close()
+    assert read_scalars(tmp_path / "scalars.csv") == {"loss": [(1, 2.0)], "lr": [(1, 0.1)]}

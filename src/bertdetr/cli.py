@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertdetr: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a write that ran out of space outside ``atomic_output`` (which names its file)
+        from bertdetr.fileio import disk_full_error, is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        print(f"bertdetr: error: {disk_full_error(None, e)}", file=sys.stderr)
+        return 2
 
 
 def _end_process_group() -> None:

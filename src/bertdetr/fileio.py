@@ -7,6 +7,7 @@ under that name stays as it was).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import sys
@@ -52,17 +53,56 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""No space left, over quota, file too large: what a full disk or quota looks like to a writer."""
+
+
+class DiskFullError(BertDetrError):
+    """An output could not be written for want of space; nothing was written under its name."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_error(path: str | os.PathLike | None, error: BaseException) -> DiskFullError:
+    """The message for a write that ran out of space (``error``: what the writer raised): one to
+    ``path`` through ``atomic_output``, or (``path`` None) one the command line caught."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else "the disk is full"
+    what = (f"to write {os.fspath(path)} ({reason}): nothing was written under that name and files "
+            "written before are as they were" if path else
+            f"on the device ({reason}{', ' + error.filename if getattr(error, 'filename', None) else ''}): "
+            "outputs are written under a temporary name first, so the finished ones are whole")
+    return DiskFullError(f"no space left {what}. Free some space (or point the output elsewhere) and run the "
+                         "command again: a training run continues from its last checkpoint with --resume")
+
+
+def _free_bytes(folder: str) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Opens a temp file beside ``path``; on normal exit fsyncs and renames it to ``path``.
 
     On an exception (including KeyboardInterrupt) the temp file is removed and ``path`` untouched.
-    The file gets the mode a plain ``open()`` would give it (0666 less the umask).
+    Running out of space is a ``DiskFullError`` naming ``path``: an ``OSError`` ENOSPC, or any error
+    raised while the disk is found full (``torch.save`` reports a short write as a ``RuntimeError``
+    from its zip writer). The file gets the mode a plain ``open()`` would give it (0666 less the umask).
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(path, e) from None
+        raise
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as f:
@@ -70,9 +110,13 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = is_disk_full(e) or (isinstance(e, Exception) and not isinstance(e, BertDetrError)
+                                   and (_free_bytes(parent) or 0) < 64 * 1024)  # read before the temp goes
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if full:
+            raise disk_full_error(path, e) from None
         raise
 
 

@@ -6,13 +6,15 @@ keeps its log, and a resumed run continues the same file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import os
 from typing import Iterable, Mapping
 
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import atomic_output
+from bertdetr.fileio import DiskFullError, atomic_output, is_disk_full
 
 
 def tensorboard_writer():
@@ -27,28 +29,47 @@ def tensorboard_writer():
 
 class ScalarLog:
     """``log(step, {"loss": ..., "lr": ...})`` appends a row to ``<dir>/scalars.csv`` (long format:
-    step, name, value) and, with ``tensorboard=True``, to a TensorBoard event file in ``<dir>/tb``."""
+    step, name, value) and, with ``tensorboard=True``, to a TensorBoard event file in ``<dir>/tb``.
+
+    Each call's rows go to the file in one unbuffered write: a full disk is a ``DiskFullError``
+    at that step, with the file cut back to its last whole step (nothing is left in a buffer to
+    fail again, or half-written, when the file is closed)."""
 
     def __init__(self, directory: str | os.PathLike, tensorboard: bool = False):
         summary_writer = tensorboard_writer() if tensorboard else None  # before any file is made
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(os.fspath(directory), "scalars.csv")
         new = not os.path.exists(self.path)
-        self._file = open(self.path, "a", newline="", encoding="utf-8")
-        self._csv = csv.writer(self._file)
+        self._file = open(self.path, "ab", buffering=0)
         if new:
-            self._csv.writerow(["step", "name", "value"])
-            self._file.flush()
+            self._append([["step", "name", "value"]])
         self._tb = None
         if summary_writer is not None:
             self._tb = summary_writer(os.path.join(os.fspath(directory), "tb"))
 
+    def _append(self, rows: list[list]) -> None:
+        text = io.StringIO()
+        csv.writer(text).writerows(rows)
+        data = text.getvalue().encode("utf-8")
+        size = os.fstat(self._file.fileno()).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += self._file.write(data[written:])
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), size)
+            if is_disk_full(e):
+                raise DiskFullError(f"no space left to log to {self.path} ({e.strerror}): the log is whole up "
+                                    "to the step before and the checkpoints written before are as they were. "
+                                    "Free some space, then the same command with --resume continues the run") from None
+            raise
+
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
-        for name, value in scalars.items():
-            self._csv.writerow([step, name, f"{float(value):.6g}"])
-            if self._tb is not None:
+        self._append([[step, name, f"{float(value):.6g}"] for name, value in scalars.items()])
+        if self._tb is not None:
+            for name, value in scalars.items():
                 self._tb.add_scalar(name, float(value), step)
-        self._file.flush()
 
     def close(self) -> None:
         self._file.close()

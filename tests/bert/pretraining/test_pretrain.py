@@ -245,3 +245,34 @@ def test_a_bad_eval_record_is_found_before_training(records, tmp_path):
     with pytest.raises(BertDetrError, match="(?i)crc"):
         pretrain(_config(records, tmp_path / "run", eval_files=[str(bad)], max_eval_steps=1000))
     assert not list_checkpoints(tmp_path / "run")
+
+
+def test_a_full_disk_at_a_checkpoint_is_an_error_and_earlier_ones_resume(records, tmp_path, monkeypatch, capsys):
+    """The checkpoint of step 4 meets a full disk: exit 2 naming it, steps 2 kept and loadable,
+    nothing half-written left; freed, --resume ends as an uninterrupted run."""
+    import errno
+
+    from bertdetr.training import checkpoint as checkpoint_module
+
+    real_save, calls = torch.save, {"n": 0}
+
+    def save_until_full(obj, f, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            f.write(b"PK\x03\x04partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save_until_full)
+    args = ["bert", "pretrain", "--input-file", records[0], "--vocab-file", VOCAB, "--model-size", "tiny",
+            "--output-dir", str(tmp_path / "run"), "--num-train-steps", "4", "--num-warmup-steps", "1",
+            "--save-every", "2", "--batch-size", "4", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "bertdetr: error: no space left to write" in err and "ckpt-00000004.pt" in err and "--resume" in err
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [2]
+    assert not [n for n in os.listdir(tmp_path / "run") if n.endswith(".tmp")]
+    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
+    assert main(args + ["--resume"]) == 0
+    assert main([*args[:9], str(tmp_path / "straight"), *args[10:]]) == 0
+    assert read_scalars(tmp_path / "run" / "scalars.csv")["loss"] == read_scalars(tmp_path / "straight" / "scalars.csv")["loss"]
