@@ -7,7 +7,9 @@ system's ``cli`` module) only; library functions never read flags.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
 from bertdetr import __version__
 from bertdetr.errors import BertDetrError, Preempted
@@ -34,9 +36,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None, _default=warnings.formatwarning) -> str:
+    """Our own warnings as ``bertdetr: warning: ...`` (not Python's file:line form); others as usual."""
+    if issubclass(category, UserWarning) and os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        return f"bertdetr: warning: {message}\n"
+    return _default(message, category, filename, lineno, line)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
+    try:
+        return _run(args)
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _run(args) -> int:
     try:
         status = int(args.func(args) or 0)
         _end_process_group()  # after a success only: a failed rank leaves at once, for torchrun to see

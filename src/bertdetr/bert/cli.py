@@ -19,6 +19,7 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_embed(commands)
     _add_classify(commands)
     _add_squad(commands)
+    _add_ner(commands)
 
 
 def _add_build_vocab(commands) -> None:
@@ -89,7 +90,12 @@ def _add_make_data(commands) -> None:
     from bertdetr.options import add_field_options, field_specs
 
     add_field_options(p, "bertdetr.bert.pretraining.create_pretraining_data", "PretrainingDataConfig",
-                      list(field_specs("bertdetr.bert.pretraining.create_pretraining_data", "PretrainingDataConfig")))
+                      list(field_specs("bertdetr.bert.pretraining.create_pretraining_data", "PretrainingDataConfig")),
+                      choices={"word_segmenter": ["jieba"]})
+    p.add_argument("--ref-file", "--ref_file", dest="ref_file", default=None,
+                   help="Chinese whole-word masking from transformers' run_chinese_ref.py output (one "
+                   "JSON list of positions per non-blank corpus line, [CLS] at 0), e.g. from LTP; with "
+                   "several inputs a template with {name} or {index}. Needs --do-whole-word-mask")
     p.add_argument("--workers", type=int, default=1, help="input shards processed in parallel (default 1)")
     p.add_argument("--shard-index", "--shard_index", dest="shard_index", type=int, default=0,
                    help="with --num-shards: process only inputs i with i %% num_shards == shard_index")
@@ -111,7 +117,7 @@ def _run_make_data(args) -> int:
     summary = make_pretraining_data(
         args.input_file, args.output_file, args.vocab_file, config,
         workers=args.workers, shard_index=args.shard_index, num_shards=args.num_shards,
-        progress=args.progress,
+        progress=args.progress, ref_file=args.ref_file,
     )
     if not summary.inputs:
         print(f"no input files for shard {args.shard_index} of {args.num_shards}: nothing written")
@@ -350,7 +356,7 @@ def _add_squad(commands) -> None:
         "and the official EM/F1 in eval_metrics.json. Every option is a field of "
         "bertdetr.bert.finetuning.squad.SquadConfig (Google's flag names are accepted too).",
     )
-    _finetune_options(p, "bertdetr.bert.finetuning.squad", "SquadConfig")
+    _finetune_options(p, "bertdetr.bert.finetuning.squad", "SquadConfig", choices={"metric": ["squad", "cmrc2018"]})
     p.set_defaults(func=_run_squad)
 
 
@@ -374,4 +380,45 @@ def _run_squad(args) -> int:
         print(f"wrote predictions for {summary['predictions']} questions to {config.output_dir}")
     for key, value in summary.get("metrics", {}).items():
         print(f"  {key} = {value:.4f}" if isinstance(value, float) else f"  {key} = {value}")
+    return 0
+
+
+def _add_ner(commands) -> None:
+    p = commands.add_parser(
+        "ner",
+        help="fine-tune BERT for named entities (token classification) on CoNLL files",
+        description="Named entities in the style of Google's run_classifier.py (flags, outputs), as "
+        "transformers' run_ner.py does the task: --data-dir with train.txt, dev.txt, test.txt in CoNLL "
+        "layout (a token and its tag a line, tab or space separated, a blank line between sentences; "
+        "Chinese one character a line), BIO or BIOES tags read from the data. The first piece of each "
+        "word carries its tag; long sentences are cut into windows so every word is tagged. Writes "
+        "eval_results.txt and eval_metrics.json (entity-level precision, recall, F1 as seqeval's), "
+        "test_predictions.txt (token, gold tag if any, predicted tag) and the model as a transformers "
+        "BertForTokenClassification in OUTPUT_DIR/model. Every option is a field of "
+        "bertdetr.bert.finetuning.ner.NerConfig.",
+    )
+    _finetune_options(p, "bertdetr.bert.finetuning.ner", "NerConfig")
+    p.set_defaults(func=_run_ner)
+
+
+def _run_ner(args) -> int:
+    import dataclasses
+
+    from bertdetr.bert.finetuning.ner import NerConfig, run_ner
+
+    names = {f.name for f in dataclasses.fields(NerConfig)}
+    config = NerConfig(**{k: v for k, v in vars(args).items() if k in names})
+    summary = run_ner(config)
+    for name, (path, sentences, windows) in summary["features"].items():
+        print(f"wrote {path}: {sentences} sentences, {windows} windows")
+    if "num_train_steps" in summary:
+        done = summary["step"] >= summary["num_train_steps"]
+        print(f"trained {summary['step']} of {summary['num_train_steps']} steps"
+              + (f"; model exported to {summary['export']}" if done else "; --resume to continue"))
+    if "eval" in summary:
+        e = summary["eval"]
+        print(f"eval: precision {e['eval_precision']:.4f}, recall {e['eval_recall']:.4f}, f1 {e['eval_f1']:.4f}, "
+              f"accuracy {e['eval_accuracy']:.4f}, loss {e['eval_loss']:.4f}")
+    if "predictions" in summary:
+        print(f"tagged {summary['predictions']} sentences -> {os.path.join(config.output_dir, 'test_predictions.txt')}")
     return 0

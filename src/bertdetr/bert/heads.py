@@ -6,6 +6,9 @@ keeps every head next to ``BertModel``): Google's ``run_classifier.py`` and ``ru
   ``output_bias`` [K] (``classification_losses``).
 - ``BertForQuestionAnswering``: the sequence output times ``cls/squad/output_weights`` [2,D]: start
   and end logits (``squad_losses``).
+- ``BertForTokenClassification``: the sequence output, dropout, ``output_weights`` [K,D]: a label
+  per token, for named entities (``token_classification_losses``; Google has no such program:
+  transformers' head and loss).
 
 Each loads and saves the directory transformers' class of the same name does (``from_pretrained``,
 ``save_pretrained``, through ``bertdetr.bert.weights``). The programs that fine-tune them, with
@@ -31,10 +34,12 @@ from bertdetr.bert.weights import (
     WeightsError,
     load_classifier_state,
     load_question_answering_state,
+    load_token_classifier_state,
     read_labels,
     read_pretrained,
     save_question_answering,
     save_sequence_classifier,
+    save_token_classifier,
 )
 from bertdetr.errors import BertDetrError
 
@@ -50,7 +55,39 @@ def classification_losses(logits: torch.Tensor, label_ids: torch.Tensor) -> dict
     return {"loss": per_example_loss.mean(), "per_example_loss": per_example_loss}
 
 
-class BertForSequenceClassification(nn.Module):
+class _LabelledHead(nn.Module):
+    """What the two heads with labels share: ``bert``, ``labels`` (strings in id order), dropout,
+    ``output_weights`` [K,D] (truncated normal, stddev 0.02: Google's fixed
+    ``tf.truncated_normal_initializer(stddev=0.02)``, not initializer_range) and a zero
+    ``output_bias`` [K]."""
+
+    def __init__(self, bert: BertModel, labels: Sequence[str], dropout: float, what: str):
+        super().__init__()
+        if not labels:
+            raise BertDetrError(f"a {what} needs at least one label")
+        self.config = bert.config
+        self.bert = bert
+        self.labels = list(labels)
+        self.dropout = nn.Dropout(dropout)
+        self.output_weights = nn.Parameter(torch.empty(len(labels), bert.config.hidden_size))
+        self.output_bias = nn.Parameter(torch.zeros(len(labels)))
+        nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def check_label_ids(self, label_ids: torch.Tensor) -> None:
+        """Raises ``BertDetrError`` unless every label id is in ``[0, num_labels)`` (or -100, the
+        ignored positions of token labels); reads the values, so call it on host data before
+        training, not per step."""
+        real = label_ids[label_ids != -100]
+        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_labels):
+            raise BertDetrError(f"label_ids outside [0, {self.num_labels}): the records were made with "
+                                "another label list")
+
+
+class BertForSequenceClassification(_LabelledHead):
     """Google's ``create_model``: BERT's pooled output, dropout 0.1, ``output_weights`` [K,D]
     (truncated normal, stddev 0.02) and a zero ``output_bias`` [K], log-softmax loss.
 
@@ -64,22 +101,8 @@ class BertForSequenceClassification(nn.Module):
     """
 
     def __init__(self, bert: BertModel, labels: Sequence[str]):
-        super().__init__()
-        if not labels:
-            raise BertDetrError("a classifier needs at least one label")
-        self.config = bert.config
-        self.bert = bert
-        self.labels = list(labels)
         # Google hard-codes keep_prob 0.9 here, whatever the config's hidden_dropout_prob says.
-        self.dropout = nn.Dropout(0.1)
-        self.output_weights = nn.Parameter(torch.empty(len(labels), bert.config.hidden_size))
-        self.output_bias = nn.Parameter(torch.zeros(len(labels)))
-        # Google: tf.truncated_normal_initializer(stddev=0.02), fixed (not initializer_range).
-        nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.labels)
+        super().__init__(bert, labels, 0.1, "classifier")
 
     def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, label_ids: torch.Tensor | None = None,
@@ -96,13 +119,6 @@ class BertForSequenceClassification(nn.Module):
             # reading them in forward would sync the device every step (issue: no host syncs).
             out.update(classification_losses(logits, label_ids))
         return out
-
-    def check_label_ids(self, label_ids: torch.Tensor) -> None:
-        """Raises ``BertDetrError`` unless every label id is in ``[0, num_labels)``; reads the values,
-        so call it on host data before training, not per step."""
-        if label_ids.numel() and (int(label_ids.min()) < 0 or int(label_ids.max()) >= self.num_labels):
-            raise BertDetrError(f"label_ids outside [0, {self.num_labels}): the records were made with "
-                                "another label list")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForSequenceClassification":
@@ -188,4 +204,60 @@ class BertForQuestionAnswering(nn.Module):
         save_question_answering(self, path)
 
 
-__all__ = ["BertForSequenceClassification", "classification_losses", "BertForQuestionAnswering", "squad_losses"]
+# ---- token classification (transformers' BertForTokenClassification: named entities) -----------
+
+
+def token_classification_losses(logits: torch.Tensor, label_ids: torch.Tensor,
+                                ignore_index: int = -100) -> dict[str, torch.Tensor]:
+    """transformers' loss: cross-entropy over the positions whose label is not ``ignore_index``,
+    their plain mean ``loss``. ``logits [B,T,K]``, ``label_ids [B,T]``."""
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), label_ids.reshape(-1),
+                           ignore_index=ignore_index)
+    return {"loss": loss}
+
+
+class BertForTokenClassification(_LabelledHead):
+    """A label per token (named entities): BERT's sequence output, dropout
+    (``hidden_dropout_prob``, as transformers'), ``output_weights`` [K,D] (truncated normal, stddev
+    0.02, as the other heads) and a zero ``output_bias`` [K].
+
+    ``forward(input_ids [B,T], input_mask [B,T], segment_ids [B,T], label_ids [B,T] | None) -> dict``
+    with ``logits [B,T,K]`` and, with labels, ``loss`` (``token_classification_losses``: positions
+    labelled -100 are ignored). ``labels`` are the tag strings in id order (the model's ``id2label``).
+    Saved and loaded as transformers' ``BertForTokenClassification`` directory (no pooler).
+    """
+
+    def __init__(self, bert: BertModel, labels: Sequence[str]):
+        super().__init__(bert, labels, bert.config.hidden_dropout_prob, "token classifier")
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None,
+                label_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        hidden = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask).sequence_output
+        logits = F.linear(self.dropout(hidden), self.output_weights, self.output_bias)
+        out = {"logits": logits}
+        if label_ids is not None:
+            out.update(token_classification_losses(logits, label_ids))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForTokenClassification":
+        """Loads a HF-format ``BertForTokenClassification`` directory, saved by transformers or by
+        ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error."""
+        found = read_pretrained(path, BertConfig, config)
+        if CLASSIFIER_WEIGHT not in found.state or "BertForTokenClassification" not in (
+                (found.hf_config or {}).get("architectures") or []):
+            raise WeightsError(f"{found.source} is not a BertForTokenClassification (no token classifier); "
+                               "fine-tune it with bertdetr bert ner --init-checkpoint")
+        labels = read_labels(path, found.state[CLASSIFIER_WEIGHT].shape[0], found.hf_config or None)
+        model = cls(build_bert_model(found.config), labels)
+        load_token_classifier_state(model, found.state, found.source, found.hf_config)
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertForTokenClassification`` loads."""
+        save_token_classifier(self, path)
+
+
+__all__ = ["BertForSequenceClassification", "classification_losses", "BertForQuestionAnswering", "squad_losses",
+           "BertForTokenClassification", "token_classification_losses"]

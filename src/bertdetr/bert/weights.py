@@ -477,3 +477,36 @@ def save_question_answering(model, path: str | os.PathLike) -> None:
     ``BertForQuestionAnswering.save_pretrained`` does (``bert.*`` without the pooler, which it does
     not have, and ``qa_outputs.*``), each file atomically."""
     _save_encoder_and_head(model, path, SQUAD_WEIGHT, SQUAD_BIAS, "BertForQuestionAnswering", without=_POOLER)
+
+
+# ---- token classification (HF's BertForTokenClassification; Google has no NER program) ---------
+
+
+def load_token_classifier_state(model, state: dict[str, torch.Tensor], source: str, hf_config: dict | None) -> bool:
+    """Loads HF-named ``state`` into a ``BertForTokenClassification``: the encoder as
+    ``load_state_into`` (strict), the head (``classifier.*``) when the checkpoint is a token
+    classifier (``hf_config``'s ``architectures``: a sentence classifier's ``classifier.*`` has
+    the same names, and is not loaded as a token head). Returns whether the head was loaded.
+
+    transformers' BertForTokenClassification has no pooler (``add_pooling_layer=False``), which the
+    head never reads: a missing pooler keeps the model's own, silently."""
+    state = dict(state)
+    prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
+    for name in _POOLER:
+        state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
+    if "BertForTokenClassification" not in ((hf_config or {}).get("architectures") or []):
+        state.pop(CLASSIFIER_WEIGHT, None)
+        state.pop(CLASSIFIER_BIAS, None)
+    return _load_encoder_and_head(
+        model, state, source, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS,
+        lambda w: f"checkpoint {source} has a token classifier for {w.shape[0]} labels, the task has "
+                  f"{model.num_labels} ({', '.join(model.labels)})")
+
+
+def save_token_classifier(model, path: str | os.PathLike) -> None:
+    """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
+    transformers' ``BertForTokenClassification.save_pretrained`` (``bert.*`` without the pooler,
+    ``classifier.*``), each file atomically."""
+    _save_encoder_and_head(model, path, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, "BertForTokenClassification",
+                           {"id2label": {str(i): label for i, label in enumerate(model.labels)},
+                            "label2id": {label: i for i, label in enumerate(model.labels)}}, without=_POOLER)

@@ -147,7 +147,7 @@ def test_bad_input(tiny_model, tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert err.startswith("bertdetr: error: ")
     expected = {"not-squad": r"bad.json: not a SQuAD file", "not-json": r"bad.json:1:11: not JSON",
-                "v2-without-flag": r"train-v2.0.json: data\[0\]\.paragraphs\[0\]\.qas\[9\] \(id 'holmes-x1'\).*"
+                "v2-without-flag": r"train-v2.0.json, line 116: data\[0\]\.paragraphs\[0\]\.qas\[9\] \(id 'holmes-x1'\).*"
                                    r"--version-2-with-negative",
                 "query-room": r"--max-seq-length 40 is too small for the question",
                 "stride": r"--doc-stride 64 is larger than the room left for the document \(45 tokens",

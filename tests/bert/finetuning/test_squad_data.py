@@ -44,7 +44,9 @@ def _feature_json(f: squad_data.InputFeatures) -> dict:
 def test_examples_equal_googles(data_dir, name):
     read = _load(data_dir, name)
     gold = _golden(data_dir, f"{name}.examples.jsonl.gz")
-    assert [vars(e) for e in read.examples] == gold
+    # (``glued``, ours, marks CJK characters split off their neighbours: none in English text)
+    assert all(not e.glued for e in read.examples)
+    assert [{k: v for k, v in vars(e).items() if k != "glued"} for e in read.examples] == gold
     # The two training answers written not to match their offsets are skipped, as Google does.
     assert [qid for qid, _, _ in read.skipped] == (["curie-nf1", "curie-nf2"] if name.startswith("train") else [])
     # Questions of one paragraph share one doc_tokens list (what the features' cache relies on).
@@ -141,7 +143,7 @@ def test_not_squad_is_an_error_naming_file_and_place(tmp_path, content, message)
 
 def test_squad2_without_the_flag_is_an_error(data_dir):
     for name in ("train-v2.0", "dev-v2.0"):
-        with pytest.raises(BertDetrError, match=r"v2\.0\.json: data\[0\]\.paragraphs\[0\]\.qas\[9\] \(id 'holmes-x1'\)"
+        with pytest.raises(BertDetrError, match=r"v2\.0\.json, line \d+: data\[0\]\.paragraphs\[0\]\.qas\[9\] \(id 'holmes-x1'\)"
                                                 r".*SQuAD 2\.0 data; give --version-2-with-negative"):
             squad_data.load_squad_file(str(data_dir / "bert" / "squad" / f"{name}.json"), name.startswith("train"))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import asdict, dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,15 +27,14 @@ from bertdetr.bert.finetuning.classifier_data import (
     features_to_example,
     features_to_tensors,
 )
-from bertdetr.bert.finetuning.finetune import (FinetuneConfig, finetune, model_files, read_init_checkpoint,
-                                               start_model)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, labelled_checkpoint, model_files,
+                                               read_init_checkpoint, schedule, start_model, train_labelled)
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_classifier_state, read_labels
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
-from bertdetr.training.run import Run
 
 
 def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
@@ -192,30 +191,6 @@ def _align_head_labels(model: BertForSequenceClassification, ckpt_labels: list[s
         model.output_bias.copy_(model.output_bias[order].clone())
 
 
-def _batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
-    batch = {k: v[index] for k, v in data.items()}
-    # Cut the columns that are padding in every row: masked keys change no real token's output.
-    T = max(1, int(batch["input_mask"].sum(1).max()))
-    return {k: (v[:, :T] if v.dim() == 2 else v).to(device=device, dtype=torch.long) for k, v in batch.items()}
-
-
-def _eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Iterator[dict[str, torch.Tensor]]:
-    n = len(data["label_ids"])
-    for start in range(0, n, batch_size):
-        yield _batch(data, slice(start, min(start + batch_size, n)), device)
-
-
-def train(run: Run, model: BertForSequenceClassification, data: dict[str, torch.Tensor], config: ClassifierConfig,
-          device: torch.device, num_train_steps: int, num_warmup_steps: int, vocab_file: str) -> tuple[int, str | None]:
-    """Fine-tunes ``model`` as Google's run_classifier (``finetune.finetune``: AdamWeightDecay,
-    weight decay 0.01, global norm clip 1.0, linear warmup then decay); checkpoints to
-    ``config.output_dir``, resumable only with the same labels. Returns the step and the exported
-    model (None when stopped early)."""
-    model.check_label_ids(data["label_ids"])
-    return finetune(run, model, lambda index: _batch(data, index, device), len(data["label_ids"]), config, device,
-                    num_train_steps, num_warmup_steps, {"labels": model.labels}, "classify", vocab_file)
-
-
 @torch.no_grad()
 def evaluate(model: BertForSequenceClassification, data: dict[str, torch.Tensor], batch_size: int,
              device: torch.device) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
@@ -225,7 +200,7 @@ def evaluate(model: BertForSequenceClassification, data: dict[str, torch.Tensor]
     was_training = model.training
     model.eval()
     losses, per_example, probs = [], [], []
-    for batch in _eval_batches(data, batch_size, device):
+    for batch in eval_batches(data, batch_size, device):
         out = model(**batch)
         losses.append(out["loss"].item())
         per_example.append(out["per_example_loss"].cpu().numpy())
@@ -245,7 +220,7 @@ def predict(model: BertForSequenceClassification, data: dict[str, torch.Tensor],
     """Class probabilities [N, K] (float32), in example order."""
     model.eval()
     probs = [model(**{k: v for k, v in b.items() if k != "label_ids"})["probabilities"].cpu().numpy()
-             for b in _eval_batches(data, batch_size, device)]
+             for b in eval_batches(data, batch_size, device)]
     return np.concatenate(probs) if probs else np.zeros((0, model.num_labels), np.float32)
 
 
@@ -297,36 +272,18 @@ def run_classifier(config: ClassifierConfig) -> dict:
     if config.features_only:
         return summary
 
-    num_train_steps = num_warmup_steps = 0
-    if config.do_train:
-        n = len(examples["train"])
-        num_train_steps = int(n / config.train_batch_size * config.num_train_epochs)
-        num_warmup_steps = int(num_train_steps * config.warmup_proportion)
-        if num_train_steps == 0:
-            raise BertDetrError(f"{n} training examples in batches of {config.train_batch_size} for "
-                                f"{config.num_train_epochs} epochs make no training step")
-
-    def from_checkpoint(last: str, state: dict) -> BertForSequenceClassification:
-        model = create_model(bert_config, list(state["labels"]))
-        if model.labels != list(label_list):
-            raise BertDetrError(f"{last} was trained for labels {model.labels}, the task has {label_list}")
-        model.load_state_dict(state["model"])
-        return model
-
+    num_train_steps, num_warmup_steps = schedule(len(examples["train"]), config) if config.do_train else (0, 0)
+    from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels), label_list)
     model, step, run, device = start_model(config, "bert classify", from_checkpoint,
                                            lambda: _init_model(config, bert_config, list(label_list)),
                                            "evaluating a classifier head")
     try:
         run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
                            "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
-        if config.do_train:
-            step, export = train(run, model, data["train"], config, device, num_train_steps, num_warmup_steps,
-                                 vocab_file)
-            summary.update(step=step, num_train_steps=num_train_steps)
-            if export is None:
-                return summary  # stopped early (--stop-at-step): resume to finish
-            summary["export"] = export
-        summary["step"] = step
+        if config.do_train and not train_labelled(run, model, data["train"], config, device, num_train_steps,
+                                                  num_warmup_steps, "classify", vocab_file, summary):
+            return summary  # stopped early (--stop-at-step): resume to finish
+        step = summary.setdefault("step", step)
         if config.do_eval:
             summary["eval"] = _evaluate_and_write(config, model, data["eval"], step, device)
         if config.do_predict:
@@ -356,6 +313,6 @@ def _evaluate_and_write(config: ClassifierConfig, model: BertForSequenceClassifi
 
 
 __all__ = [
-    "ClassifierConfig", "run_classifier", "train", "evaluate", "predict", "metric_fn", "glue_metrics",
+    "ClassifierConfig", "run_classifier", "evaluate", "predict", "metric_fn", "glue_metrics",
     "f1_score", "matthews_corrcoef", "create_model",
 ]

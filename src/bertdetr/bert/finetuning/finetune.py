@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -132,6 +132,9 @@ def model_files(bert_config_file: str | None, vocab_file: str | None, init_check
     vocab.txt); checked against each other and against ``max_seq_length`` (Google's check)."""
     beside = None
     if init_checkpoint:
+        if not os.path.isdir(init_checkpoint) and not os.path.exists(init_checkpoint + ".index"):
+            raise BertDetrError(f"--init-checkpoint {init_checkpoint} not found (a model directory, or a TF "
+                                "checkpoint prefix with its .index file)")
         beside = init_checkpoint if os.path.isdir(init_checkpoint) else os.path.dirname(os.path.abspath(init_checkpoint))
     candidates = [bert_config_file] if bert_config_file else \
         [os.path.join(beside, n) for n in ("config.json", "bert_config.json")] if beside else []
@@ -177,6 +180,63 @@ def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int
         order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
         out.extend(order[offset:offset + batch_size - len(out)].tolist())
     return out
+
+
+def take_batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows ``index`` of the features ``data`` (tensors [N,T] or [N]) as a batch on ``device``
+    (int64), cut to the longest row's length: the columns that are padding in every row change
+    no real token's output (the masked keys), so they are not computed."""
+    batch = {k: v[index] for k, v in data.items()}
+    T = max(1, int(batch["input_mask"].sum(1).max()))
+    return {k: (v[:, :T] if v.dim() == 2 else v).to(device=device, dtype=torch.long) for k, v in batch.items()}
+
+
+def eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Iterator[dict[str, torch.Tensor]]:
+    """``take_batch`` of consecutive rows, ``batch_size`` at a time, in order."""
+    n = len(data["input_ids"])
+    for start in range(0, n, batch_size):
+        yield take_batch(data, slice(start, min(start + batch_size, n)), device)
+
+
+def schedule(num_examples: int, options: FinetuneConfig, unit: str = "examples") -> tuple[int, int]:
+    """Google's step counts: ``num_examples / train_batch_size * num_train_epochs`` training steps
+    (truncated) and ``warmup_proportion`` of them warming up. No step at all is an error."""
+    num_train_steps = int(num_examples / options.train_batch_size * options.num_train_epochs)
+    if num_train_steps == 0:
+        raise BertDetrError(f"{num_examples} training {unit} in batches of {options.train_batch_size} for "
+                            f"{options.num_train_epochs} epochs make no training step")
+    return num_train_steps, int(num_train_steps * options.warmup_proportion)
+
+
+def labelled_checkpoint(create: Callable[[list[str]], nn.Module], labels: Sequence[str],
+                        what: str = "labels") -> Callable[[str, dict], nn.Module]:
+    """``start_model``'s ``from_checkpoint`` for a head with labels: ``create(the checkpoint's
+    labels)`` with its weights; labels other than ``labels`` (the data's) are an error."""
+    def from_checkpoint(last: str, state: dict) -> nn.Module:
+        model = create(list(state["labels"]))
+        if model.labels != list(labels):
+            raise BertDetrError(f"{last} was trained for {what} {model.labels}, the data has {list(labels)}")
+        model.load_state_dict(state["model"])
+        return model
+
+    return from_checkpoint
+
+
+def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], options: FinetuneConfig,
+                   device: torch.device, num_train_steps: int, num_warmup_steps: int, desc: str,
+                   vocab_file: str, summary: dict) -> bool:
+    """``finetune`` of a head with labels (its checkpoints identified by them) on the feature rows
+    ``data``, a row per example; records ``step``, ``num_train_steps`` and ``export`` in
+    ``summary``. Returns False when stopped early (``stop_at_step``: resume to finish)."""
+    model.check_label_ids(data["label_ids"])
+    step, export = finetune(run, model, lambda index: take_batch(data, index, device), len(data["input_ids"]),
+                            options, device, num_train_steps, num_warmup_steps, {"labels": model.labels}, desc,
+                            vocab_file)
+    summary.update(step=step, num_train_steps=num_train_steps)
+    if export is None:
+        return False
+    summary["export"] = export
+    return True
 
 
 def start_model(options: FinetuneConfig, kind: str, from_checkpoint: Callable[[str, dict], nn.Module],

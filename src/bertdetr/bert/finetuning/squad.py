@@ -25,6 +25,7 @@ import torch
 
 from bertdetr.bert.data.tokenization import BasicTokenizer, FullTokenizer
 from bertdetr.bert.finetuning.finetune import FinetuneConfig, finetune, model_files, read_init_checkpoint, start_model
+from bertdetr.bert.finetuning.cmrc_metrics import evaluate as cmrc_evaluate
 from bertdetr.bert.finetuning.squad_data import (
     InputFeatures,
     SquadExample,
@@ -32,6 +33,7 @@ from bertdetr.bert.finetuning.squad_data import (
     check_window_settings,
     convert_examples_to_features,
     features_to_tensors,
+    join_doc_tokens,
     load_squad_file,
     skipped_message,
     write_features,
@@ -217,11 +219,11 @@ def _nbest_predictions(example: SquadExample, features: Sequence[InputFeatures],
             tok_tokens = feature.tokens[pred.start_index:(pred.end_index + 1)]
             orig_doc_start = feature.token_to_orig_map[pred.start_index]
             orig_doc_end = feature.token_to_orig_map[pred.end_index]
-            orig_tokens = example.doc_tokens[orig_doc_start:(orig_doc_end + 1)]
             # De-tokenize WordPieces that have been split off, clean whitespace.
             tok_text = " ".join(tok_tokens).replace(" ##", "").replace("##", "")
             tok_text = " ".join(tok_text.strip().split())
-            orig_text = " ".join(orig_tokens)
+            # Google's " ".join(orig_tokens), but no space inside CJK text (squad_data._words)
+            orig_text = join_doc_tokens(example.doc_tokens, example.glued, orig_doc_start, orig_doc_end)
             final_text = get_final_text(tok_text, orig_text, do_lower_case, verbose_logging, basic_tokenizer)
             if final_text in seen_predictions:
                 continue
@@ -348,6 +350,9 @@ class SquadConfig(FinetuneConfig):
     """SQuAD 2.0: some questions have no answer."""
     null_score_diff_threshold: float = 0.0
     """SQuAD 2.0: predict no answer if null_score - best_non_null is greater than this."""
+    metric: str = "squad"
+    """The scores in eval_metrics.json: squad (the official SQuAD v1.1/v2.0 EM and F1) or cmrc2018
+    (the official CMRC 2018 EM and F1: mixed segmentation, for CMRC 2018 and DRCD)."""
 
     def __post_init__(self):
         require_field_types(self, "--")
@@ -361,6 +366,8 @@ class SquadConfig(FinetuneConfig):
                 raise BertDetrError(f"{flag} not found: {path}")
         super().__post_init__()
         require_at_least(self, ("n_best_size", "max_answer_length"), 1, "--")
+        if self.metric not in ("squad", "cmrc2018"):
+            raise BertDetrError(f"--metric {self.metric!r}: choose squad or cmrc2018")
         check_window_settings(self.max_seq_length, self.doc_stride, self.max_query_length)
 
 
@@ -512,9 +519,13 @@ def _predict_and_score(config: SquadConfig, model: BertForQuestionAnswering, pre
         null_score_diff_threshold=config.null_score_diff_threshold, verbose_logging=config.verbose_logging)
     summary: dict = {"predictions": len(out.predictions)}
     if _scorable(predict_squad.dataset, config.version_2_with_negative):
-        metrics = squad_metrics(predict_squad.dataset, out.predictions, out.null_odds or None,
-                                config.version_2_with_negative)
-        summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
-                              "global_step": step}
+        if config.metric == "cmrc2018":
+            summary["metrics"] = {"metric": "cmrc2018", **cmrc_evaluate(predict_squad.dataset, out.predictions),
+                                  "global_step": step}
+        else:
+            metrics = squad_metrics(predict_squad.dataset, out.predictions, out.null_odds or None,
+                                    config.version_2_with_negative)
+            summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
+                                  "global_step": step}
         write_json(os.path.join(config.output_dir, "eval_metrics.json"), summary["metrics"], indent=1)
     return summary

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 
 from bertdetr.bert.data.records import serialize_example, write_record
-from bertdetr.bert.data.tokenization import FullTokenizer, whitespace_tokenize
+from bertdetr.bert.data.tokenization import _CJK, FullTokenizer, whitespace_tokenize
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
@@ -43,7 +43,8 @@ class SquadExample:
     question_text: str
     """The question, untokenized."""
     doc_tokens: list[str]
-    """The paragraph split on whitespace (shared by all the questions of a paragraph)."""
+    """The paragraph split on whitespace, each CJK character a word of its own (shared by all the
+    questions of a paragraph)."""
     orig_answer_text: str | None = None
     """Training: the answer as annotated ("" for an unanswerable question); None in prediction."""
     start_position: int | None = None
@@ -52,6 +53,9 @@ class SquadExample:
     """Training: index in ``doc_tokens`` of the answer's last word (-1: no answer)."""
     is_impossible: bool = False
     """SQuAD 2.0 training: the question has no answer in the paragraph."""
+    glued: frozenset = frozenset()
+    """Indexes of the ``doc_tokens`` that follow the one before with no whitespace between (a CJK
+    character and its neighbours): texts of several tokens are joined without a space there."""
 
 
 @dataclass
@@ -75,19 +79,64 @@ class SquadFormatError(BertDetrError):
 
 # Google's is_whitespace: Python's " \t\r\n" and U+202F (NARROW NO-BREAK SPACE), nothing else (a
 # no-break space U+00A0 stays inside a word here, though the tokenizer splits on it later).
-_WORD = re.compile(r"[^ \t\r\n\u202f]+")
+# Departure from Google's: a CJK character is a word of its own, as in HFL's CMRC 2018 / DRCD
+# baselines. Google's reader makes a whole unspaced Chinese paragraph one "word", so an answer is a
+# span of the paragraph only after _improve_answer_span, and a predicted span is cut back out of the
+# whole paragraph by get_final_text, which gives the paragraph itself whenever its character
+# mapping fails. Text without CJK characters is split exactly as Google's.
+_CJK_CHARS = _CJK.pattern[2:-2]
+_WORD = re.compile(f"[{_CJK_CHARS}]|[^ \t\r\n\u202f{_CJK_CHARS}]+")
 
 
-def _words(context: str) -> tuple[list[str], list[int]]:
-    """Google's whitespace words of a paragraph and the character offset where each starts.
+def _words(context: str) -> tuple[list[str], list[int], frozenset]:
+    """Google's whitespace words of a paragraph (CJK characters split off), the character offset
+    where each starts, and the indexes of the words glued to the one before (no whitespace).
 
     Google's ``char_to_word_offset[i]`` (the word at or before character i) is
     ``bisect_right(starts, i) - 1``: computed only for answers, not for every character."""
-    words, starts = [], []
+    words, starts, glued = [], [], []
+    end = -1
     for m in _WORD.finditer(context):
+        if m.start() == end:
+            glued.append(len(words))
         words.append(m.group())
         starts.append(m.start())
-    return words, starts
+        end = m.end()
+    return words, starts, frozenset(glued)
+
+
+def join_doc_tokens(doc_tokens: Sequence[str], glued: frozenset, start: int, end: int) -> str:
+    """Google's ``" ".join(doc_tokens[start:end + 1])``, without the space before a token of
+    ``glued`` (so no text gains a space between CJK characters)."""
+    if not glued:
+        return " ".join(doc_tokens[start:end + 1])
+    return "".join(doc_tokens[i] if i == start or i in glued else " " + doc_tokens[i] for i in range(start, end + 1))
+
+
+class _QuestionPlace:
+    """Where a question is, for messages: its path in the JSON, its id and, found only when a
+    message is made, the line of the file where its id is written."""
+
+    def __init__(self, path: str, where: str, qas_id: str):
+        self.path, self.where, self.qas_id = path, where, qas_id
+
+    def __str__(self) -> str:
+        line = None
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+            for spelling in (json.dumps(self.qas_id, ensure_ascii=False), json.dumps(self.qas_id)):
+                pos = text.find(spelling)
+                if pos >= 0:
+                    line = text.count("\n", 0, pos) + 1
+                    break
+        except (OSError, ValueError):
+            pass
+        place = self.where if line is None else self.where.replace(f"{self.path}: ", f"{self.path}, line {line}: ", 1)
+        return f"{place} (id {self.qas_id!r})"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def _need(value, kind, where: str, what: str):
@@ -125,18 +174,18 @@ def load_squad_file(input_file: str, is_training: bool, version_2_with_negative:
             _need(paragraph, dict, pwhere, "a paragraph")
             context = _need(paragraph.get("context"), str, pwhere, "\"context\"")
             qas = _need(paragraph.get("qas"), list, pwhere, "\"qas\"")
-            doc_tokens, starts = _words(context)
+            doc_tokens, starts, glued = _words(context)
             for k, qa in enumerate(qas):
                 qwhere = f"{pwhere}.qas[{k}]"
                 _need(qa, dict, qwhere, "a question")
                 qas_id = _need(qa.get("id"), str, qwhere, "\"id\"")
-                qwhere += f" (id {qas_id!r})"
+                qwhere = _QuestionPlace(input_file, qwhere, qas_id)
                 question_text = _need(qa.get("question"), str, qwhere, "\"question\"")
                 impossible = qa.get("is_impossible", False)
                 if impossible is True and not version_2_with_negative:
                     raise SquadFormatError(f"{qwhere}: an unanswerable question (\"is_impossible\": true): this is "
                                            "SQuAD 2.0 data; give --version-2-with-negative")
-                example = SquadExample(qas_id, question_text, doc_tokens)
+                example = SquadExample(qas_id, question_text, doc_tokens, glued=glued)
                 if is_training:
                     skipped = _training_answer(example, qa, context, starts, version_2_with_negative, qwhere)
                     if skipped:
@@ -171,11 +220,17 @@ def _training_answer(example: SquadExample, qa: dict, context: str, starts: list
     if not text or offset < 0 or offset + len(text) > len(context):
         raise SquadFormatError(f"{where}: answer {text!r} at character {offset} is not inside its paragraph "
                                f"({len(context)} characters)")
+    if text not in context and _CJK.search(context):
+        # Chinese data (CMRC 2018, DRCD): an answer that is nowhere in its paragraph is an error.
+        # Elsewhere Google skips it below with the answers it cannot find at their offset (kept:
+        # Google's run on SQuAD does), which is where an answer in the paragraph but not at its
+        # offset goes in Chinese data too.
+        raise SquadFormatError(f"{where}: answer {text!r} is nowhere in its paragraph")
     start = bisect.bisect_right(starts, offset) - 1
     end = bisect.bisect_right(starts, offset + len(text) - 1) - 1
     # Only answers whose text can be recovered exactly from the document are kept (Google: "likely
     # due to weird Unicode stuff so we will just skip the example").
-    actual_text = " ".join(example.doc_tokens[start:end + 1])
+    actual_text = join_doc_tokens(example.doc_tokens, example.glued, start, end)
     cleaned_answer_text = " ".join(whitespace_tokenize(text))
     if actual_text.find(cleaned_answer_text) == -1:
         return actual_text, cleaned_answer_text

@@ -78,6 +78,8 @@ class PretrainingDataConfig:
     """Probability that a document's target length is drawn from [2, max_seq_length - 3]."""
     do_whole_word_mask: bool = False
     """Mask every piece of a word together (``##`` pieces join the word before them)."""
+    word_segmenter: str | None = None
+    """Chinese whole-word masking: words from this segmenter (jieba: ``jieba.lcut(line)``); needs do_whole_word_mask."""
     do_lower_case: bool = True
     """Lowercase and strip accents when tokenizing (uncased vocab)."""
 
@@ -100,6 +102,11 @@ class PretrainingDataConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise BertDetrError(f"{name} must be a number in [0, 1], got {value!r}")
+        if self.word_segmenter is not None:
+            if self.word_segmenter not in ("jieba",):
+                raise BertDetrError(f"unknown word_segmenter {self.word_segmenter!r}; choose jieba")
+            if not self.do_whole_word_mask:
+                raise BertDetrError("a word segmenter is for whole-word masking: add --do-whole-word-mask")
 
 
 @dataclass(slots=True)
@@ -144,6 +151,10 @@ class VocabIds:
         for token, i in vocab.items():
             if token.startswith("##"):
                 self.is_subword[i] = 1
+        # Chinese whole-word masking (chinese_ref.py): a character that continues a word is read
+        # as id + shadow, above every vocabulary id, and counts as a "##" piece; the masking
+        # stores its plain id again.
+        self.shadow = len(self.is_subword)
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -184,7 +195,9 @@ def _ids_fn(tokenizer) -> Callable[[str], list[int]]:
 
 
 def read_documents(path: str | os.PathLike, tokenizer,
-                   progress: Optional[ProgressFn] = None) -> tuple[list, int]:
+                   progress: Optional[ProgressFn] = None,
+                   word_marks: Optional[Callable[[str, list], list]] = None,
+                   shadow: int = 0) -> tuple[list, int]:
     """The reading half of Google's ``create_training_instances``, for one input file: one
     sentence a line, blank lines between documents.
 
@@ -195,6 +208,11 @@ def read_documents(path: str | os.PathLike, tokenizer,
     first: text-mode ``tf.gfile`` decodes strictly), then ``str.strip``ped. A line that strips to
     nothing ends the document; a non-blank line that tokenizes to nothing (only control
     characters, say) does not — Google's quirk, kept. Empty documents are dropped.
+
+    With ``word_marks`` (Chinese whole-word masking, ``chinese_ref.py``), called with each
+    non-blank line and its ids, the ids at the positions it returns (characters that continue a
+    word) are stored plus ``shadow`` (``VocabIds.shadow``): the masking treats them as ``##``
+    pieces and writes their plain ids.
     """
     to_ids = _ids_fn(tokenizer)
     documents: list[list[list[int]]] = [[]]
@@ -212,6 +230,12 @@ def read_documents(path: str | os.PathLike, tokenizer,
                 documents.append([])
             else:
                 ids = to_ids(line)
+                if word_marks is not None:
+                    marks = word_marks(line, ids)
+                    if marks:
+                        ids = list(ids)
+                        for k in marks:
+                            ids[k] += shadow
                 if ids:
                     documents[-1].append(ids)
                     num_tokens += len(ids)
@@ -393,12 +417,22 @@ def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float
     # test: `len(cand_indexes) >= 1 and token.startswith("##")`, after skipping [CLS]/[SEP]; so a
     # "##" piece opening B (left by truncation from the front, or from a random document) joins
     # the last word of A, and one opening A starts its own group.
-    is_subword = vocab.is_subword
+    # A character marked as continuing a Chinese word (id + shadow, see read_documents) is such a
+    # piece too, as the "##" HFL's and transformers' Chinese WWM put before it; its plain id is
+    # stored back here, before any draw, so the records never see the mark.
+    is_subword, shadow = vocab.is_subword, vocab.shadow
     cand_indexes: list[list[int]] = []
     for i in range(1, len(tokens) - 1):
         if i == len_a + 1:  # [SEP]
             continue
-        if cand_indexes and is_subword[tokens[i]]:
+        token = tokens[i]
+        if token >= shadow:
+            tokens[i] = token - shadow
+            if cand_indexes:
+                cand_indexes[-1].append(i)
+            else:
+                cand_indexes.append([i])
+        elif cand_indexes and is_subword[token]:
             cand_indexes[-1].append(i)
         else:
             cand_indexes.append([i])

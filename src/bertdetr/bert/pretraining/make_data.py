@@ -26,6 +26,7 @@ import random
 import string
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
@@ -37,6 +38,7 @@ from bertdetr.bert.pretraining.create_pretraining_data import (
     read_documents,
     write_instance_to_example_files,
 )
+from bertdetr.bert.pretraining.chinese_ref import make_marks, mostly_cjk
 from bertdetr.bert.pretraining.features import ExampleEncoder
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import check_writable, expand_inputs
@@ -166,6 +168,7 @@ class _ShardTask:
     seed: int
     vocab_file: str
     config: PretrainingDataConfig
+    ref_file: Optional[str] = None
 
 
 @contextlib.contextmanager
@@ -192,7 +195,10 @@ def process_shard(task: _ShardTask, progress: Optional[ProgressFn] = None) -> Ma
         config = task.config
         tokenizer = _tokenizer(task.vocab_file, config.do_lower_case)
         vocab = VocabIds(tokenizer.vocab)
-        documents, num_tokens = read_documents(task.path, tokenizer, progress)
+        marks = make_marks(config.word_segmenter, task.ref_file, task.path, tokenizer.inv_vocab)
+        documents, num_tokens = read_documents(task.path, tokenizer, progress, marks, vocab.shadow)
+        if marks is not None:
+            marks.finish()
         if not documents:
             raise BertDetrError(f"{task.path}: no text to make pretraining data from "
                                 "(every line is blank or tokenizes to nothing)")
@@ -216,6 +222,7 @@ def make_pretraining_data(
     shard_index: int = 0,
     num_shards: int = 1,
     progress: bool = False,
+    ref_file: Optional[str] = None,
 ) -> MakeDataSummary:
     """``bertdetr bert make-data``: every check first, then the shards (``workers`` at a time).
 
@@ -223,6 +230,10 @@ def make_pretraining_data(
     selection keeps input ``i`` when ``i % num_shards == shard_index`` (so a cluster scheduler can
     split a job over ``num_shards`` tasks); seeds and output names use ``i`` itself, so the
     selection never changes what a shard writes.
+
+    ``ref_file`` (Chinese whole-word masking from ``run_chinese_ref.py`` output): a file for a
+    single input, or a template as ``--output-file``'s (``{name}``, ``{index}``) naming each
+    input's ref file.
     """
     if workers < 1:
         raise BertDetrError(f"workers must be >= 1, got {workers}")
@@ -233,11 +244,18 @@ def make_pretraining_data(
     vocab_file = os.fspath(vocab_file)
     tokenizer = _tokenizer(vocab_file, config.do_lower_case)  # a bad vocab fails here, before work
     VocabIds(tokenizer.vocab)
-    tasks = [_ShardTask(i, path, plan[i], shard_seed(config.random_seed, i), vocab_file, config)
+    refs = _plan_ref_files(inputs, ref_file, config)
+    tasks = [_ShardTask(i, path, plan[i], shard_seed(config.random_seed, i), vocab_file, config, refs[i])
              for i, path in enumerate(inputs) if i % num_shards == shard_index]
     empty = [t.path for t in tasks if not _check_has_text(t.path)]
     if empty:
         raise BertDetrError(f"input has no text (empty, or only blank lines): {', '.join(empty)}")
+    if tasks and config.do_whole_word_mask and ref_file is None and config.word_segmenter is None \
+            and mostly_cjk(tasks[0].path):
+        warnings.warn(
+            f"{tasks[0].path} is mostly Chinese: without a word segmenter, whole-word masking masks "
+            "single characters (each is a token of its own); add --word-segmenter jieba or --ref-file",
+            stacklevel=2)
     for t in tasks:
         for out in t.outputs:
             check_writable(out)
@@ -279,6 +297,27 @@ def make_pretraining_data(
         summary.outputs.extend(r.outputs)
         summary.inputs.extend(r.inputs)
     return summary
+
+
+def _plan_ref_files(inputs: Sequence[str], ref_file: Optional[str],
+                    config: PretrainingDataConfig) -> list[Optional[str]]:
+    """Each input's ``run_chinese_ref.py`` file (all None without ``ref_file``), each checked to
+    exist; a plain file name only for a single input."""
+    if ref_file is None:
+        return [None] * len(inputs)
+    if not config.do_whole_word_mask:
+        raise BertDetrError("--ref-file marks whole words for whole-word masking: add --do-whole-word-mask")
+    if config.word_segmenter is not None:
+        raise BertDetrError("give either --word-segmenter or --ref-file, not both")
+    if len(inputs) > 1 and not _has_fields(ref_file):
+        raise BertDetrError(
+            f"{len(inputs)} input files need a --ref-file template with {{name}} or {{index}} "
+            f"(each input has its own ref file), not the single file {ref_file!r}")
+    refs = [_fill(ref_file, i, path, len(inputs)) for i, path in enumerate(inputs)]
+    missing = [r for r in refs if not os.path.isfile(r)]
+    if missing:
+        raise BertDetrError(f"ref file not found: {', '.join(missing)}")
+    return refs
 
 
 _QUEUE = None

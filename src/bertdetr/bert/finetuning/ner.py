@@ -1,0 +1,297 @@
+"""``bertdetr bert ner``: named entities (token classification), in the style of Google's
+``run_classifier.py`` (its flags and outputs) with what transformers' ``run_ner.py`` does for the
+task (Google released no NER program).
+
+Read top to bottom: ``create_model`` (``bertdetr.bert.heads.BertForTokenClassification`` and its
+loss), training (``finetune.train_labelled``: Google's optimizer and schedule, a window per
+example), evaluation (entity-level
+precision, recall and F1: ``ner_metrics``, equal to seqeval's), prediction, then the run.
+The data half (CoNLL files, windows) is ``ner_data``.
+
+Outputs in ``--output-dir``: ``train/eval/predict.tf_record`` (the windows' features),
+checkpoints, ``eval_results.txt`` and ``eval_metrics.json`` (dev set), ``test_predictions.txt``
+(a line per token: the token, its gold tag when the test file has one, the predicted tag; a blank
+line between sentences) and the fine-tuned model in ``model/``, a transformers
+``BertForTokenClassification`` directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from bertdetr.bert.data.records import serialize_example, write_record
+from bertdetr.bert.data.tokenization import FullTokenizer
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, labelled_checkpoint, model_files,
+                                               read_init_checkpoint, schedule, start_model, train_labelled)
+from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, get_label_list, read_conll,
+                                               sentence_windows, windows_to_tensors)
+from bertdetr.bert.finetuning.ner_metrics import ner_metrics
+from bertdetr.bert.heads import BertForTokenClassification
+from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
+from bertdetr.bert.weights import load_token_classifier_state, read_labels
+from bertdetr.errors import BertDetrError, require_at_least, require_field_types
+from bertdetr.fileio import atomic_output, check_writable, write_json
+from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
+
+__all__ = ["NerConfig", "run_ner", "create_model", "evaluate", "predict_tags", "write_predictions"]
+
+SET_FILES = {"train": "train.txt", "eval": "dev.txt", "predict": "test.txt"}
+"""The CoNLL file of each set in ``--data-dir``."""
+
+
+def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
+                 ) -> BertForTokenClassification:
+    """The token classifier on ``bert`` (a new BertModel with Google's initialisation when None)."""
+    return BertForTokenClassification(bert if bert is not None else build_bert_model(bert_config), labels)
+
+
+@dataclass(kw_only=True)
+class NerConfig(FinetuneConfig):
+    """``bertdetr bert ner``'s flags: those of Google's fine-tuning programs (``FinetuneConfig``),
+    then these, named as ``run_classifier.py``'s."""
+
+    data_dir: str
+    """The dir with train.txt, dev.txt and test.txt in CoNLL layout (a token and its tag a line)."""
+    max_seq_length: int = 128
+    """Word pieces per window, [CLS] and [SEP] included; longer sentences are cut into windows."""
+    do_eval: bool = False
+    """Evaluate on dev.txt (eval_results.txt, eval_metrics.json: entity-level precision, recall, F1)."""
+    do_predict: bool = False
+    """Tag test.txt (test_predictions.txt: token, gold tag if the file has one, predicted tag)."""
+    eval_batch_size: int = 8
+    """Total batch size for eval."""
+
+    def __post_init__(self):
+        require_field_types(self, "--")
+        if not (self.do_train or self.do_eval or self.do_predict):
+            raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
+        super().__post_init__()
+        require_at_least(self, ("eval_batch_size",), 1, "--")
+        if self.max_seq_length < 3:
+            raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for [CLS] a word [SEP]")
+        if not os.path.isdir(self.data_dir):
+            raise BertDetrError(f"data dir not found: {self.data_dir}")
+        for wanted, name in ((self.do_train, "train"), (self.do_eval, "eval"), (self.do_predict, "predict")):
+            path = os.path.join(self.data_dir, SET_FILES[name])
+            if wanted and not os.path.isfile(path):
+                raise BertDetrError(f"{path} not found (--do-{'train' if name == 'train' else name} reads "
+                                    f"{SET_FILES[name]} of --data-dir)")
+
+
+def _hf_config(directory: str | None) -> dict:
+    """``config.json`` of a model directory ({} when there is none or it is no directory)."""
+    path = os.path.join(directory, "config.json") if directory and os.path.isdir(directory) else None
+    if path is None or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            found = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BertDetrError(f"cannot read {path}: {e}") from None
+    return found if isinstance(found, dict) else {}
+
+
+def _is_token_classifier(hf_config: dict) -> bool:
+    return "BertForTokenClassification" in (hf_config.get("architectures") or [])
+
+
+def _checkpoint_labels(config: NerConfig) -> list[str] | None:
+    """Tags of a fine-tuned model to evaluate: output_dir's latest checkpoint or exported model, or
+    an --init-checkpoint BertForTokenClassification directory."""
+    last = latest_checkpoint(config.output_dir)
+    if last:
+        return list(load_checkpoint(last)["labels"])
+    for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
+        hf_config = _hf_config(d)
+        if _is_token_classifier(hf_config):
+            return read_labels(d, hf_config=hf_config)
+    return None
+
+
+def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str]) -> tuple[BertForTokenClassification, bool]:
+    """The model to fine-tune or evaluate, and whether its head was loaded (from a
+    BertForTokenClassification --init-checkpoint with the same tags, in any order)."""
+    model = create_model(bert_config, labels)
+    if not config.init_checkpoint:
+        return model, False
+    state, source = read_init_checkpoint(config.init_checkpoint)
+    hf_config = _hf_config(config.init_checkpoint)
+    head_loaded = load_token_classifier_state(model, state, source, hf_config)
+    ckpt_labels = read_labels(config.init_checkpoint, hf_config=hf_config) if head_loaded else None
+    if ckpt_labels and ckpt_labels != labels:
+        if sorted(ckpt_labels) != sorted(labels):
+            raise BertDetrError(f"{source} was fine-tuned for tags {ckpt_labels}, the data has {labels}")
+        order = [ckpt_labels.index(label) for label in labels]
+        with torch.no_grad():
+            model.output_weights.copy_(model.output_weights[order].clone())
+            model.output_bias.copy_(model.output_bias[order].clone())
+    return model, head_loaded
+
+
+@torch.no_grad()
+def _window_logits(model: BertForTokenClassification, data: dict[str, torch.Tensor], batch_size: int,
+                   device: torch.device) -> tuple[list[np.ndarray], float, int]:
+    """Logits of every window ([T_i, K] each, on the host), the summed loss over labelled
+    positions and their count."""
+    was_training = model.training
+    model.eval()
+    logits, loss_sum, count = [], 0.0, 0
+    for batch in eval_batches(data, batch_size, device):
+        labels = batch.pop("label_ids")
+        out = model(**batch)["logits"].float()
+        real = labels != IGNORE_INDEX
+        if real.any():
+            loss_sum += float(torch.nn.functional.cross_entropy(out[real], labels[real], reduction="sum"))
+            count += int(real.sum())
+        logits.extend(out.cpu().numpy())
+    model.train(was_training)
+    return logits, loss_sum, count
+
+
+def _tags_of(windows: Sequence[NerWindow], logits: list[np.ndarray], sentences: Sequence[Sentence],
+             labels: Sequence[str]) -> list[list[str]]:
+    """Each sentence's predicted tags (the argmax at each word's first piece), its windows joined."""
+    predicted: list[list[str]] = [[""] * len(s.words) for s in sentences]
+    for window, window_logits in zip(windows, logits):
+        best = window_logits[window.word_positions].argmax(-1)
+        for k, label_id in enumerate(best):
+            predicted[window.sentence][window.first_word + k] = labels[int(label_id)]
+    return predicted
+
+
+def predict_tags(model: BertForTokenClassification, data: dict[str, torch.Tensor], windows: Sequence[NerWindow],
+                 sentences: Sequence[Sentence], batch_size: int, device: torch.device) -> list[list[str]]:
+    """The predicted tags of every word of every sentence."""
+    logits, _, _ = _window_logits(model, data, batch_size, device)
+    return _tags_of(windows, logits, sentences, model.labels)
+
+
+def evaluate(model: BertForTokenClassification, data: dict[str, torch.Tensor], windows: Sequence[NerWindow],
+             sentences: Sequence[Sentence], batch_size: int, device: torch.device) -> tuple[dict, list[list[str]]]:
+    """(metrics, predicted tags): ``ner_metrics`` of the gold and predicted tags (entity-level
+    precision, recall, F1 as seqeval's, token accuracy, per type) and ``loss``, the mean
+    cross-entropy over the words whose gold tag the model has."""
+    logits, loss_sum, count = _window_logits(model, data, batch_size, device)
+    predicted = _tags_of(windows, logits, sentences, model.labels)
+    metrics = ner_metrics([s.tags for s in sentences], predicted)
+    metrics["loss"] = loss_sum / count if count else 0.0
+    return metrics, predicted
+
+
+def write_predictions(path: str, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
+    """``test_predictions.txt``: CoNLL layout, a line per token (token, gold tag if any, predicted
+    tag, space separated), a blank line after each sentence."""
+    with atomic_output(path, "w") as f:
+        for sentence, tags in zip(sentences, predicted):
+            gold = sentence.tags or [None] * len(tags)
+            for word, g, p in zip(sentence.words, gold, tags):
+                f.write(f"{word} {p}\n" if g is None else f"{word} {g} {p}\n")
+            f.write("\n")
+
+
+def _window_example(window: NerWindow, max_seq_length: int) -> bytes:
+    """A window's features as a ``tf.train.Example`` (the layout of ``run_classifier.py``'s, with
+    ``label_ids`` per position)."""
+    n, pad = len(window.input_ids), max_seq_length - len(window.input_ids)
+    return serialize_example({"input_ids": window.input_ids + [0] * pad, "input_mask": [1] * n + [0] * pad,
+                              "segment_ids": [0] * max_seq_length,
+                              "label_ids": window.label_ids + [IGNORE_INDEX] * pad})
+
+
+def _read_sets(config: NerConfig) -> dict[str, list[Sentence]]:
+    sets = {}
+    for wanted, name in ((config.do_train, "train"), (config.do_eval, "eval"), (config.do_predict, "predict")):
+        if wanted:
+            path = os.path.join(config.data_dir, SET_FILES[name])
+            sets[name] = read_conll(path, tags_required=name != "predict")
+            if not sets[name]:
+                raise BertDetrError(f"{path} has no sentences")
+    return sets
+
+
+def _labels(config: NerConfig, sets: dict[str, list[Sentence]]) -> list[str]:
+    if config.do_train:
+        return get_label_list(sets["train"])
+    labels = _checkpoint_labels(config)
+    if labels is None:
+        raise BertDetrError("without --do-train the tags come from the fine-tuned model, but "
+                            f"{config.output_dir} has no checkpoint and --init-checkpoint is no "
+                            "BertForTokenClassification")
+    return labels
+
+
+def run_ner(config: NerConfig) -> dict:
+    """Features for the requested sets (renamed into place only once every set converted), then
+    training, evaluation and prediction. Returns a summary."""
+    bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
+                                          config.max_seq_length)
+    sets = _read_sets(config)
+    label_list = _labels(config, sets)
+    label_map = {label: i for i, label in enumerate(label_list)}
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    check_writable(os.path.join(config.output_dir, "eval_results.txt"))
+
+    summary: dict = {"labels": label_list, "features": {}}
+    windows: dict[str, list[NerWindow]] = {}
+    data: dict[str, dict[str, torch.Tensor]] = {}
+    with contextlib.ExitStack() as stack:
+        for name, sentences in sets.items():
+            path = os.path.join(config.output_dir, f"{name}.tf_record")
+            f = stack.enter_context(atomic_output(path, "wb"))
+            windows[name] = sentence_windows(sentences, tokenizer, label_map, config.max_seq_length)
+            for window in windows[name]:
+                write_record(f, _window_example(window, config.max_seq_length))
+            data[name] = windows_to_tensors(windows[name], config.max_seq_length)
+            summary["features"][name] = (path, len(sentences), len(windows[name]))
+    if config.features_only:
+        return summary
+
+    num_train_steps, num_warmup_steps = schedule(len(windows["train"]), config, "windows") \
+        if config.do_train else (0, 0)
+    from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels), label_list, "tags")
+    model, step, run, device = start_model(config, "bert ner", from_checkpoint,
+                                           lambda: _init_model(config, bert_config, list(label_list)),
+                                           "evaluating a token-classification head")
+    try:
+        run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
+                           "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
+        if config.do_train and not train_labelled(run, model, data["train"], config, device, num_train_steps,
+                                                  num_warmup_steps, "ner", vocab_file, summary):
+            return summary  # stopped early (--stop-at-step): resume to finish
+        step = summary.setdefault("step", step)
+        if config.do_eval:
+            summary["eval"] = _evaluate_and_write(config, model, data["eval"], windows["eval"], sets["eval"],
+                                                  step, device)
+        if config.do_predict:
+            predicted = predict_tags(model, data["predict"], windows["predict"], sets["predict"],
+                                     config.predict_batch_size, device)
+            write_predictions(os.path.join(config.output_dir, "test_predictions.txt"), sets["predict"], predicted)
+            summary["predictions"] = len(predicted)
+        return summary
+    finally:
+        run.close()
+
+
+def _evaluate_and_write(config: NerConfig, model: BertForTokenClassification, data: dict[str, torch.Tensor],
+                        windows: list[NerWindow], sentences: list[Sentence], step: int, device: torch.device) -> dict:
+    """``eval_results.txt`` (as ``run_classifier.py``'s: ``key = value`` lines) and
+    ``eval_metrics.json`` (the same and the per-type report) on the dev set."""
+    metrics, _ = evaluate(model, data, windows, sentences, config.eval_batch_size, device)
+    result = {"eval_precision": metrics["precision"], "eval_recall": metrics["recall"], "eval_f1": metrics["f1"],
+              "eval_accuracy": metrics["accuracy"], "eval_loss": metrics["loss"], "global_step": step}
+    with atomic_output(os.path.join(config.output_dir, "eval_results.txt"), "w") as f:
+        for key in sorted(result):
+            value = result[key] if key == "global_step" else np.float32(result[key])
+            f.write(f"{key} = {value}\n")
+    summary = {**result, "per_type": metrics["per_type"], "num_entities": metrics["num_entities"],
+               "num_predicted": metrics["num_predicted"], "num_sentences": len(sentences),
+               "metric": "entity-level, seqeval default mode (conlleval)"}
+    write_json(os.path.join(config.output_dir, "eval_metrics.json"), summary, indent=1)
+    return summary

@@ -1,0 +1,95 @@
+"""Entity-level precision, recall and F1 of tag sequences, as CoNLL's ``conlleval`` counts them
+(and ``seqeval.metrics`` in its default mode, whose function names these are).
+
+An entity is a chunk (type, first token, last token) read from BIO or BIOES tags: a chunk starts
+at ``B-``/``S-``, or at an ``I-``/``E-`` that cannot continue the chunk before it (after ``O``, after
+``E-``/``S-``, or of another type), and ends where the next token cannot continue it. So an ``I-``
+with no ``B-`` before it still opens an entity (conlleval's lenient reading, which the tests check
+against seqeval on generated, also ill-formed, sequences). A prediction counts when its chunk
+equals a gold chunk exactly. Sentences are joined with an ``O`` between them, as seqeval does.
+
+Tags: ``O``, or a prefix ``B``, ``I``, ``E``, ``S`` then ``-`` and the type (``B-PER``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+__all__ = ["get_entities", "end_of_chunk", "start_of_chunk", "classification_report", "ner_metrics"]
+
+
+def _split(tag: str) -> tuple[str, str]:
+    """(prefix, type): ``B-PER`` -> (``B``, ``PER``); ``O`` -> (``O``, ``_``), as seqeval reads them."""
+    return tag[:1], tag[1:].split("-", maxsplit=1)[-1] or "_"
+
+
+def end_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    """Whether the chunk before this token ends before it."""
+    if prev_tag in ("E", "S"):
+        return True
+    if prev_tag in ("B", "I") and tag in ("B", "S", "O"):
+        return True
+    return prev_tag not in ("O", ".") and prev_type != type_
+
+
+def start_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    """Whether a chunk starts at this token."""
+    if tag in ("B", "S"):
+        return True
+    if tag in ("E", "I") and prev_tag in ("E", "S", "O"):
+        return True
+    return tag not in ("O", ".") and prev_type != type_
+
+
+def get_entities(seq: Sequence[str] | Sequence[Sequence[str]]) -> list[tuple[str, int, int]]:
+    """The chunks (type, first, last) of a tag sequence, or of sentences joined with an ``O``
+    between them (offsets then count those ``O``s too)."""
+    if any(isinstance(s, (list, tuple)) for s in seq):
+        seq = [tag for sentence in seq for tag in (*sentence, "O")]
+    prev_tag, prev_type, begin = "O", "", 0
+    chunks = []
+    for i, chunk in enumerate([*seq, "O"]):
+        tag, type_ = _split(chunk)
+        if end_of_chunk(prev_tag, tag, prev_type, type_):
+            chunks.append((prev_type, begin, i - 1))
+        if start_of_chunk(prev_tag, tag, prev_type, type_):
+            begin = i
+        prev_tag, prev_type = tag, type_
+    return chunks
+
+
+def _prf(correct: int, predicted: int, true: int) -> tuple[float, float, float]:
+    """Precision, recall, F1; 0 where a denominator is 0 (seqeval's ``zero_division`` default)."""
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / true if true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def classification_report(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> dict[str, dict]:
+    """Per entity type: precision, recall, f1, support (gold entities), as seqeval's
+    ``classification_report(output_dict=True)`` rows of the types."""
+    true, pred = set(get_entities(y_true)), set(get_entities(y_pred))
+    report = {}
+    for type_ in sorted({t for t, _, _ in true | pred}):
+        t = {e for e in true if e[0] == type_}
+        p = {e for e in pred if e[0] == type_}
+        precision, recall, f1 = _prf(len(t & p), len(p), len(t))
+        report[type_] = {"precision": precision, "recall": recall, "f1": f1, "support": len(t)}
+    return report
+
+
+def ner_metrics(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> dict:
+    """``precision``, ``recall``, ``f1`` (micro, over all entities: seqeval's ``precision_score``,
+    ``recall_score``, ``f1_score``), ``accuracy`` (tokens whose tag is right: ``accuracy_score``)
+    and ``per_type`` (``classification_report``). ``y_true``/``y_pred``: tags per sentence, same
+    lengths."""
+    if [len(s) for s in y_true] != [len(s) for s in y_pred]:
+        raise ValueError("gold and predicted tags differ in length")
+    true, pred = set(get_entities(y_true)), set(get_entities(y_pred))
+    precision, recall, f1 = _prf(len(true & pred), len(pred), len(true))
+    tokens = sum(len(s) for s in y_true)
+    right = sum(t == p for ts, ps in zip(y_true, y_pred) for t, p in zip(ts, ps))
+    return {"precision": precision, "recall": recall, "f1": f1, "accuracy": right / tokens if tokens else 0.0,
+            "num_entities": len(true), "num_predicted": len(pred),
+            "per_type": classification_report(y_true, y_pred)}
