@@ -10,7 +10,7 @@ Rows (all timed steps alternate round-robin, medians, so other load hits every s
 - ``ours`` / ``hf``: the model step on the same padded [B,128] batch: forward + loss + backward +
   ``torch.optim.AdamW(fused=True)`` on both;
 - ``ours classify step``: what ``classify`` runs per step (``finetune.finetune_step`` on the batch
-  ``classifier._batch`` makes: cut to its longest real row), Google's AdamWeightDecay, global-norm
+  ``finetune.take_batch`` makes: cut to its longest real row), Google's AdamWeightDecay, global-norm
   clipping and schedule.
 
     python bench/bench_classify.py                       # base B=32 and small B=32, ~6 min quiet
@@ -31,14 +31,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_bert_model import alternate  # noqa: E402
 
-from bertdetr.bert.finetuning.classifier import _batch, create_model  # noqa: E402
+from bertdetr.bert.finetuning.classifier import create_model  # noqa: E402
+from bertdetr.bert.finetuning.finetune import take_batch as _batch  # noqa: E402
 from bertdetr.bert.finetuning.classifier_data import (  # noqa: E402
     InputExample,
     convert_examples_to_features,
     features_to_tensors,
 )
 from bertdetr.bert.model import BertConfig  # noqa: E402
-from bertdetr.bert.finetuning.finetune import finetune_step  # noqa: E402
+from bertdetr.bert.finetuning.finetune import Tuning, finetune_step  # noqa: E402
+from bertdetr.training.precision import MixedPrecision  # noqa: E402
 from bertdetr.bert.optimization import create_optimizer  # noqa: E402
 from bertdetr.training.distributed import Distributed  # noqa: E402
 from bertdetr.training.run import Run  # noqa: E402
@@ -118,8 +120,11 @@ def main() -> None:
             h_opt.step()
             h_opt.zero_grad(set_to_none=True)
 
+        cpu = torch.device("cpu")
+        tuning = Tuning(ours, ours, g_opt, g_schedule, MixedPrecision(cpu), Distributed(), cpu)
+
         def classify_step():
-            finetune_step(run, ours, g_opt, g_schedule, _batch(data, slice(None), torch.device("cpu")), 0)
+            finetune_step(run, tuning, [_batch(data, slice(None), cpu)], 0)
 
         times = alternate({"ours": ours_step, "hf": hf_step, "ours classify step": classify_step}, args.repeats)
         hf_s = statistics.median(w for w, _ in times["hf"])

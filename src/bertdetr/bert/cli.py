@@ -292,6 +292,11 @@ def _run_embed(args) -> int:
     return 0
 
 
+def _main_rank() -> bool:
+    """Whether this process is the run's main one (always, unless torchrun started it as another rank)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _finetune_options(parser, module: str, class_name: str, **kwargs) -> None:
     """Every field of a fine-tuning config (``bertdetr.bert.finetuning.finetune.FinetuneConfig`` and the
     program's own) as an option: Google's flag names, help from the field docstrings, the fields
@@ -332,6 +337,8 @@ def _run_classify(args) -> int:
     # every config field is an option of the same name (Google's flag names)
     config = ClassifierConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierConfig)})
     summary = run_classifier(config)
+    if not _main_rank():
+        return 0  # torchrun: the main process reports
     for name, path in summary["features"].items():
         print(f"{name} features -> {path}")
     if "num_train_steps" in summary:
@@ -368,6 +375,8 @@ def _run_squad(args) -> int:
     names = {f.name for f in dataclasses.fields(SquadConfig)}
     config = SquadConfig(**{k: v for k, v in vars(args).items() if k in names})
     summary = run_squad(config)
+    if not _main_rank():
+        return 0  # torchrun: the main process reports
     for name, (path, examples, windows) in summary["features"].items():
         print(f"wrote {path}: {examples} examples, {windows} windows")
     if summary.get("skipped"):
@@ -409,6 +418,8 @@ def _run_ner(args) -> int:
     names = {f.name for f in dataclasses.fields(NerConfig)}
     config = NerConfig(**{k: v for k, v in vars(args).items() if k in names})
     summary = run_ner(config)
+    if not _main_rank():
+        return 0  # torchrun: the main process reports
     for name, (path, sentences, windows) in summary["features"].items():
         print(f"wrote {path}: {sentences} sentences, {windows} windows")
     if "num_train_steps" in summary:

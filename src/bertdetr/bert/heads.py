@@ -175,6 +175,9 @@ class BertForQuestionAnswering(nn.Module):
         # Google: tf.truncated_normal_initializer(stddev=0.02), fixed (not initializer_range),
         # truncated at two standard deviations.
         nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
+        # The pooler is not read (Google's graph has it, untouched by the SQuAD loss; transformers'
+        # model has none): frozen, so DistributedDataParallel does not wait for its gradient.
+        bert.pooler.requires_grad_(False)
 
     def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
@@ -229,6 +232,9 @@ class BertForTokenClassification(_LabelledHead):
 
     def __init__(self, bert: BertModel, labels: Sequence[str]):
         super().__init__(bert, labels, bert.config.hidden_dropout_prob, "token classifier")
+        # The pooler is not read (transformers' model has none): no gradient reaches it, and
+        # DistributedDataParallel needs to know that (as a frozen part) rather than wait for one.
+        bert.pooler.requires_grad_(False)
 
     def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None,

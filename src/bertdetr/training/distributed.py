@@ -44,6 +44,28 @@ def setup_distributed(requested_device: str | None) -> tuple[Distributed, torch.
     return env, torch.device("cuda", env.local_rank) if device_type == "cuda" else torch.device("cpu")
 
 
+def main_then_share(env: Distributed, work):
+    """``work()`` on the main process only, its result (or its ``BertDetrError``) given to every
+    rank: so no rank looks at a run folder while the main one changes it. Other errors are raised
+    on the main process only (the other ranks then wait in the broadcast until torchrun stops
+    them)."""
+    from bertdetr.errors import BertDetrError
+
+    answer: tuple = ("ok", None)
+    if env.main:
+        try:
+            answer = ("ok", work())
+        except BertDetrError as e:
+            answer = ("error", str(e))
+    if env.world_size > 1:
+        box = [answer]
+        dist.broadcast_object_list(box, src=0)
+        answer = box[0]
+    if answer[0] == "error":
+        raise BertDetrError(answer[1])
+    return answer[1]
+
+
 def local_world_size() -> int:
     """Processes of this run on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 when run plainly)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))

@@ -38,3 +38,100 @@ def test_trainers_do_not_take_a_fine_tuning_folder_for_their_own(tmp_path):
     with pytest.raises(BertDetrError, match="holds a `bertdetr bert squad` run"):
         prepare_run_folder(squad, BERT_PRETRAIN, resume=False, overwrite=True)
     assert (tmp_path / "squad" / "model" / "vocab.txt").exists()
+
+
+# ---- fine-tuning at scale: micro-batches, processes, precision ------------------------------------
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import torch  # noqa: E402
+
+from bertdetr.bert.finetuning.finetune import FinetuneConfig, make_tuning, rank_batches, train_batch_indices  # noqa: E402
+from bertdetr.bert.heads import BertForTokenClassification  # noqa: E402
+from bertdetr.bert.model import BertConfig  # noqa: E402
+from bertdetr.cli import main  # noqa: E402
+from bertdetr.training.distributed import Distributed  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert")
+NER = os.path.join(DATA, "zh", "ner")
+VOCAB_ZH = os.path.join(DATA, "zh", "vocab_zh.txt")
+
+
+@pytest.mark.parametrize("world, accum", [(1, 1), (1, 3), (2, 1), (2, 2), (4, 2)])
+def test_the_ranks_of_a_step_see_exactly_the_one_process_global_batch(world, accum):
+    options = FinetuneConfig(output_dir="unused", max_seq_length=8, train_batch_size=3, grad_accum=accum, seed=7)
+    for step in range(5):
+        together = [i for rank in range(world) for micro in rank_batches(17, options, Distributed(rank, world), step)
+                    for i in micro]
+        assert together == train_batch_indices(17, 3 * accum * world, 7, step)
+        assert all(len(micro) == 3 for micro in rank_batches(17, options, Distributed(0, world), step))
+
+
+def test_compile_and_precision_settings_reach_the_step():
+    options = FinetuneConfig(output_dir="unused", max_seq_length=8, compile=True, bf16=True, learning_rate=1e-3)
+    model = torch.nn.Linear(2, 2)
+    t = make_tuning(model, options, Distributed(), torch.device("cpu"), 10, 1)
+    assert t.net is not model and t.net._orig_mod is model  # torch.compile's wrapper, not yet compiled
+    assert t.precision.dtype == torch.bfloat16
+    with pytest.raises(BertDetrError, match="--bf16 and --fp16: choose one"):
+        FinetuneConfig(output_dir="unused", max_seq_length=8, bf16=True, fp16=True)
+
+
+def _bert_config(tmp_path):
+    with open(VOCAB_ZH, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    path = tmp_path / "bert_config.json"
+    # no dropout: the two runs below do the same arithmetic (up to the order of float sums)
+    path.write_text(json.dumps(BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).to_google_dict()))
+    return str(path)
+
+
+def _ner_args(tmp_path, out, *extra):
+    return ["bert", "ner", "--data-dir", NER, "--output-dir", str(out), "--vocab-file", VOCAB_ZH,
+            "--bert-config-file", _bert_config(tmp_path), "--max-seq-length", "32", "--do-train", "--do-eval",
+            "--num-train-epochs", "1", "--learning-rate", "1e-3", "--no-progress", "--device", "cpu", *extra]
+
+
+def test_two_processes_train_as_one_with_their_global_batch(tmp_path):
+    """torchrun with 2 processes of 4 examples each = one process with 2 micro-batches of 4: the
+    same examples per step, the same gradients (a mean of two micro-batch means), the same model."""
+    one = tmp_path / "one"
+    assert main(_ner_args(tmp_path, one, "--train-batch-size", "4", "--grad-accum", "2")) == 0
+    two = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "bertdetr.cli", *_ner_args(tmp_path, two, "--train-batch-size", "4")],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = BertForTokenClassification.from_pretrained(one / "model").state_dict()
+    b = BertForTokenClassification.from_pretrained(two / "model").state_dict()
+    for k in a:
+        if "pooler" not in k:
+            torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
+    ma = json.loads((one / "eval_metrics.json").read_text())
+    mb = json.loads((two / "eval_metrics.json").read_text())
+    assert mb["global_step"] == ma["global_step"] == 50  # int(400 windows / 8 * 1 epoch)
+    assert mb["eval_f1"] == pytest.approx(ma["eval_f1"], abs=0.02)
+    # everything written once, by the main process: no temporary left, one set of features
+    assert not [p for p in os.listdir(two) if p.endswith(".tmp")]
+    assert sorted(p for p in os.listdir(two) if p.endswith(".tf_record")) == ["eval.tf_record", "train.tf_record"]
+
+
+@pytest.mark.parametrize("flag", ["--bf16", "--fp16"])
+def test_mixed_precision_fine_tuning_runs_and_resumes(tmp_path, flag):
+    out = tmp_path / "out"
+    args = _ner_args(tmp_path, out, "--train-batch-size", "16", flag, "--save-checkpoints-steps", "10",
+                     "--num-workers", "1")
+    assert main(args + ["--stop-at-step", "10"]) == 0
+    assert main(args + ["--resume"]) == 0
+    metrics = json.loads((out / "eval_metrics.json").read_text())
+    assert metrics["global_step"] == 25 and metrics["eval_f1"] > 0
+    whole = tmp_path / "whole"
+    assert main(_ner_args(tmp_path, whole, "--train-batch-size", "16", flag, "--num-workers", "1")) == 0
+    assert json.loads((whole / "eval_metrics.json").read_text())["eval_f1"] == pytest.approx(metrics["eval_f1"])
+    shutil.rmtree(whole)

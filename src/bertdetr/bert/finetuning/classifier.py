@@ -27,8 +27,9 @@ from bertdetr.bert.finetuning.classifier_data import (
     features_to_example,
     features_to_tensors,
 )
-from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, labelled_checkpoint, model_files,
-                                               read_init_checkpoint, schedule, start_model, train_labelled)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
+                                               model_files, read_init_checkpoint, schedule, setup, start_model,
+                                               train_labelled)
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_classifier_state, read_labels
@@ -235,6 +236,7 @@ def write_test_results(probabilities: np.ndarray, path: str) -> None:
 def run_classifier(config: ClassifierConfig) -> dict:
     """Google's ``main``: features for the requested sets (their records renamed into place only
     once every set converted), then training, evaluation and prediction. Returns a summary."""
+    env, device = setup(config)
     bert_config, vocab_file = _model_files(config)
     labels = None
     if config.task_name == "tsv" and not config.do_train:
@@ -263,7 +265,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
     with contextlib.ExitStack() as stack:
         for name, exs in examples.items():
             path = os.path.join(config.output_dir, f"{name}.tf_record")
-            f = stack.enter_context(atomic_output(path, "wb"))
+            f = stack.enter_context(features_output(path, env))
             data[name] = features_to_tensors(
                 (convert_single_example(i, ex, label_list, config.max_seq_length, tokenizer)
                  for i, ex in enumerate(exs)),
@@ -272,11 +274,11 @@ def run_classifier(config: ClassifierConfig) -> dict:
     if config.features_only:
         return summary
 
-    num_train_steps, num_warmup_steps = schedule(len(examples["train"]), config) if config.do_train else (0, 0)
+    num_train_steps, num_warmup_steps = schedule(len(examples["train"]), config, env) if config.do_train else (0, 0)
     from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels), label_list)
-    model, step, run, device = start_model(config, "bert classify", from_checkpoint,
-                                           lambda: _init_model(config, bert_config, list(label_list)),
-                                           "evaluating a classifier head")
+    model, step, run = start_model(config, "bert classify", from_checkpoint,
+                                   lambda: _init_model(config, bert_config, list(label_list)),
+                                   "evaluating a classifier head", env, device)
     try:
         run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
                            "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
@@ -284,6 +286,8 @@ def run_classifier(config: ClassifierConfig) -> dict:
                                                   num_warmup_steps, "classify", vocab_file, summary):
             return summary  # stopped early (--stop-at-step): resume to finish
         step = summary.setdefault("step", step)
+        if not env.main:
+            return summary  # the main process evaluates and predicts, over every example once
         if config.do_eval:
             summary["eval"] = _evaluate_and_write(config, model, data["eval"], step, device)
         if config.do_predict:

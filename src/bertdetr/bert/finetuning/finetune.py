@@ -11,6 +11,7 @@ trainer shares (``bertdetr.training.run``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
 from bertdetr.bert.weights import export_model, read_hf_weights, read_tf_checkpoint
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
-from bertdetr.training.distributed import Distributed, set_rng_state
+from bertdetr.fileio import atomic_output
+from bertdetr.training.distributed import Distributed, all_ranks_ok, main_then_share, set_rng_state
 from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
-from bertdetr.training.run import Run, rank_rng_state
+from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.run import Run, ignore_stop_signals, rank_rng_state, setup_process
 
 
 @dataclass(kw_only=True)
@@ -52,7 +55,10 @@ class FinetuneConfig:
     do_train: bool = False
     """Fine-tune on the training set."""
     train_batch_size: int = 32
-    """Total batch size for training."""
+    """Examples per micro-batch per process; the global batch is this x grad_accum x processes
+    (Google's total batch size on one process)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (their gradients summed)."""
     predict_batch_size: int = 8
     """Total batch size for predict."""
     learning_rate: float = 5e-5
@@ -79,7 +85,15 @@ class FinetuneConfig:
     """Seeds the head's initialisation, the batch order and dropout (not Google's fixed 12345
     shuffle of the SQuAD examples before train.tf_record)."""
     device: str | None = None
-    """cpu, cuda, ... (default: cuda when available)."""
+    """cpu, cuda, ... (default: cuda when available; under torchrun each rank's own GPU)."""
+    bf16: bool = False
+    """bfloat16 autocast (weights and optimizer state stay fp32)."""
+    fp16: bool = False
+    """float16 autocast with a gradient scaler (GPUs without bf16)."""
+    compile: bool = False
+    """torch.compile the model."""
+    num_workers: int | None = None
+    """DataLoader workers assembling the training batches (default: none on a CPU, one on a GPU)."""
     log_every: int = 10
     """Log the training loss every this many steps (scalars.csv)."""
     progress: bool = True
@@ -90,7 +104,9 @@ class FinetuneConfig:
         # errors name Google's flag spellings, which the command accepts as they are
         require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
                                 "log_every", "stop_at_step"), 1, "--")
-        require_at_least(self, ("keep_checkpoint_max",), 0, "--")
+        require_at_least(self, ("keep_checkpoint_max", "num_workers"), 0, "--")
+        require_at_least(self, ("grad_accum",), 1, "--")
+        require(not (self.bf16 and self.fp16), "--bf16 and --fp16: choose one")
         require(self.learning_rate > 0, f"--learning_rate must be positive, got {self.learning_rate}")
         require(self.num_train_epochs > 0, f"--num_train_epochs must be positive, got {self.num_train_epochs}")
         require(0 <= self.warmup_proportion <= 1,
@@ -182,6 +198,9 @@ def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int
     return out
 
 
+HOST = torch.device("cpu")
+
+
 def take_batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
     """Rows ``index`` of the features ``data`` (tensors [N,T] or [N]) as a batch on ``device``
     (int64), cut to the longest row's length: the columns that are padding in every row change
@@ -198,12 +217,15 @@ def eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Iter
         yield take_batch(data, slice(start, min(start + batch_size, n)), device)
 
 
-def schedule(num_examples: int, options: FinetuneConfig, unit: str = "examples") -> tuple[int, int]:
-    """Google's step counts: ``num_examples / train_batch_size * num_train_epochs`` training steps
-    (truncated) and ``warmup_proportion`` of them warming up. No step at all is an error."""
-    num_train_steps = int(num_examples / options.train_batch_size * options.num_train_epochs)
+def schedule(num_examples: int, options: FinetuneConfig, env: Distributed, unit: str = "examples") -> tuple[int, int]:
+    """Google's step counts: ``num_examples / global batch * num_train_epochs`` training steps
+    (truncated; the global batch is ``train_batch_size x grad_accum x world_size``, Google's
+    ``train_batch_size`` on one process) and ``warmup_proportion`` of them warming up. No step at
+    all is an error."""
+    batch = options.train_batch_size * options.grad_accum * env.world_size
+    num_train_steps = int(num_examples / batch * options.num_train_epochs)
     if num_train_steps == 0:
-        raise BertDetrError(f"{num_examples} training {unit} in batches of {options.train_batch_size} for "
+        raise BertDetrError(f"{num_examples} training {unit} in batches of {batch} for "
                             f"{options.num_train_epochs} epochs make no training step")
     return num_train_steps, int(num_train_steps * options.warmup_proportion)
 
@@ -229,7 +251,7 @@ def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], op
     ``data``, a row per example; records ``step``, ``num_train_steps`` and ``export`` in
     ``summary``. Returns False when stopped early (``stop_at_step``: resume to finish)."""
     model.check_label_ids(data["label_ids"])
-    step, export = finetune(run, model, lambda index: take_batch(data, index, device), len(data["input_ids"]),
+    step, export = finetune(run, model, lambda index: take_batch(data, index, HOST), len(data["input_ids"]),
                             options, device, num_train_steps, num_warmup_steps, {"labels": model.labels}, desc,
                             vocab_file)
     summary.update(step=step, num_train_steps=num_train_steps)
@@ -239,103 +261,246 @@ def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], op
     return True
 
 
+def setup(options: FinetuneConfig) -> tuple[Distributed, torch.device]:
+    """This process's place in the run and its device: under ``torchrun`` it joins the process
+    group (gloo on CPU, nccl on GPU) and takes its rank's GPU (``training.run.setup_process``)."""
+    return setup_process(options.device)
+
+
+class _Discard:
+    """A file that keeps nothing: where a rank other than the main one writes the features."""
+
+    def write(self, data) -> int:
+        return len(data)
+
+
+@contextlib.contextmanager
+def features_output(path: str, env: Distributed) -> Iterator:
+    """``atomic_output(path, "wb")`` on the main process; every other rank makes the same features
+    in memory and writes them nowhere (one writer per file)."""
+    if env.main:
+        with atomic_output(path, "wb") as f:
+            yield f
+    else:
+        yield _Discard()
+
+
 def start_model(options: FinetuneConfig, kind: str, from_checkpoint: Callable[[str, dict], nn.Module],
-                from_init: Callable[[], tuple[nn.Module, bool]], untrained: str) -> tuple[nn.Module, int, Run, torch.device]:
-    """The model a run starts with, its step, its ``Run`` (holding the folder's lock: ``Run.close``
-    it when done) and its device. Without training,
-    ``output_dir``'s latest checkpoint when it has one (``run_checkpoint``: Google's rule), made by
+                from_init: Callable[[], tuple[nn.Module, bool]], untrained: str, env: Distributed,
+                device: torch.device) -> tuple[nn.Module, int, Run]:
+    """The model a run starts with, its step and its ``Run`` (holding the folder's lock on the
+    main process: ``Run.close`` it when done). Without training, ``output_dir``'s latest
+    checkpoint when it has one (``run_checkpoint``: Google's rule), made by
     ``from_checkpoint(path, state)``; otherwise ``from_init()`` -> (model, whether its head was
     loaded): evaluating a head that was never trained is warned about (``untrained``: what is done
-    with it). A training run that resumes continues from the latest checkpoint (``finetune``)."""
-    device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(options.seed)
-    step = 0
-    lock = RunLock(options.output_dir)  # one run at a time in the folder (bertdetr.training.folder)
-    try:
+    with it). A training run that resumes continues from the latest checkpoint (``finetune``).
+    The folder is looked at (and, with ``overwrite``, cleared) by the main process; its answer is
+    every rank's."""
+    torch.manual_seed(options.seed)  # the same new head on every rank
+
+    held: list[RunLock] = []  # the main process's lock on the folder: one run at a time in it
+
+    def look() -> str | None:
+        held.append(RunLock(options.output_dir))
         remove_stale_temporaries(options.output_dir)
         start = run_checkpoint(options.output_dir, options.do_train, options.resume, kind, options.overwrite)
+        return None if start is None else start[0]
+
+    try:
+        start = main_then_share(env, look)
+        step = 0
         if start is not None:
-            model = from_checkpoint(*start)
-            step = int(start[1]["step"])
+            state = load_checkpoint(start)
+            model = from_checkpoint(start, state)
+            step = int(state["step"])
         else:
             model, head_loaded = from_init()
-            if not options.do_train and not head_loaded:
+            if not options.do_train and not head_loaded and env.main:
                 warnings.warn(f"{untrained} that was never trained: --init-checkpoint has none and "
                               f"{options.output_dir} no checkpoint", stacklevel=3)
     except BaseException:
-        lock.release()
+        for held in held:
+            held.release()
         raise
     resumed_from = latest_checkpoint(options.output_dir) if options.do_train and options.resume else None
-    run = Run(Distributed(), options.output_dir, kind, resumed_from, config_file=FINETUNE_CONFIGS[kind], lock=lock)
-    return model.to(device), step, run, device
+    run = Run(env, options.output_dir, kind, resumed_from, config_file=FINETUNE_CONFIGS[kind],
+              lock=held[0] if held else None)
+    return model.to(device), step, run
+
+
+def rank_batches(num_examples: int, options: FinetuneConfig, env: Distributed, step: int) -> list[list[int]]:
+    """This rank's micro-batches (example indexes) of training step ``step`` (0-based): the global
+    batch ``train_batch_indices(..., train_batch_size x grad_accum x world_size, ...)`` cut into
+    the ranks' shares in rank order, each share into ``grad_accum`` micro-batches of
+    ``train_batch_size``. So the ranks of a step together see exactly the global batch a single
+    process with the same global batch sees."""
+    size, accum = options.train_batch_size, options.grad_accum
+    indices = train_batch_indices(num_examples, size * accum * env.world_size, options.seed, step)
+    mine = indices[env.rank * size * accum:(env.rank + 1) * size * accum]
+    return [mine[m * size:(m + 1) * size] for m in range(accum)]
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Item ``step``: this rank's micro-batches of that step, as host tensors (``make_batch`` of
+    ``rank_batches``); read in step order by a DataLoader (its workers, pinned memory)."""
+
+    def __init__(self, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]], num_examples: int,
+                 options: FinetuneConfig, env: Distributed):
+        self.make_batch, self.num_examples, self.options, self.env = make_batch, num_examples, options, env
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, step: int) -> list[dict[str, torch.Tensor]]:
+        return [self.make_batch(index) for index in rank_batches(self.num_examples, self.options, self.env, step)]
+
+
+def default_num_workers(device: torch.device) -> int:
+    """DataLoader workers when ``num_workers`` is not given: none on a CPU (the step uses the
+    cores; a batch is a slice of tensors in memory), one on a GPU (assembling and pinning the next
+    batch while the step runs)."""
+    return 1 if device.type == "cuda" else 0
+
+
+def step_loader(make_batch, num_examples: int, options: FinetuneConfig, env: Distributed, device: torch.device,
+                start: int, stop: int) -> torch.utils.data.DataLoader:
+    """The micro-batches of steps ``start`` .. ``stop`` - 1, in order (so a resumed run continues
+    exactly), with ``num_workers`` workers and, on a GPU, pinned memory."""
+    workers = default_num_workers(device) if options.num_workers is None else options.num_workers
+    return torch.utils.data.DataLoader(_StepBatches(make_batch, num_examples, options, env), batch_size=None,
+                                       sampler=range(start, stop), num_workers=workers,
+                                       pin_memory=device.type == "cuda", persistent_workers=False,
+                                       worker_init_fn=ignore_stop_signals if workers else None,
+                                       # its own generator: a loader's start draws a seed, which
+                                       # from torch's global one would shift the dropout stream
+                                       generator=torch.Generator().manual_seed(options.seed))
+
+
+@dataclass
+class Tuning:
+    """What a fine-tuning step works with."""
+
+    model: nn.Module
+    """The model (its parameters, its state for checkpoints)."""
+    net: nn.Module
+    """What is called: the model, compiled (``compile``) and/or in DistributedDataParallel."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: MixedPrecision
+    env: Distributed
+    device: torch.device
+
+
+def make_tuning(model: nn.Module, options: FinetuneConfig, env: Distributed, device: torch.device,
+                num_train_steps: int, num_warmup_steps: int) -> Tuning:
+    """Google's optimizer and schedule for ``model``, its mixed precision, and the net a step calls."""
+    optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
+    net = torch.compile(model) if options.compile else model
+    if env.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    return Tuning(model, net, optimizer, scheduler, MixedPrecision(device, options.bf16, options.fp16), env, device)
 
 
 def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]],
              num_examples: int, options: FinetuneConfig, device: torch.device, num_train_steps: int,
              num_warmup_steps: int, identity: dict, desc: str, vocab_file: str) -> tuple[int, str | None]:
     """Fine-tunes ``model`` as Google's programs do; returns the last step and, when training
-    finished (not stopped by ``stop_at_step``), the exported model (``output_dir/model``).
+    finished (not stopped by ``stop_at_step``), the exported model (``output_dir/model``, written
+    by the main process).
 
-    Each step (``finetune_step``): ``make_batch`` of ``train_batch_indices`` (the batch on ``device``),
-    ``model(**batch)`` (a dict with a scalar ``loss``; its other scalar ``*_loss`` terms are logged
-    too), backward, clip to global norm 1.0, Google's optimizer and schedule. Checkpoints (the last
-    ``keep_checkpoint_max`` kept) every ``save_checkpoints_steps`` and at the end hold the model,
-    optimizer, schedule, step, RNG state and ``identity`` (what the run was made for, e.g. its
-    labels): a resumed ``run`` continues from its checkpoint, whose identity must match. On
+    Each step (``finetune_step``): this rank's micro-batches (``rank_batches``; ``make_batch`` of
+    example indexes gives host tensors), ``model(**batch)`` (a dict with a scalar ``loss``; its
+    other scalar ``*_loss`` terms are logged too), backward, clip to global norm 1.0, Google's
+    optimizer and schedule. Checkpoints (the last ``keep_checkpoint_max`` kept) every
+    ``save_checkpoints_steps`` and at the end hold the model, optimizer, schedule, step, every
+    rank's RNG state and ``identity`` (what the run was made for, e.g. its labels, and the global
+    batch): a resumed ``run`` continues from its checkpoint, whose identity must match. On
     SIGTERM/SIGINT: a checkpoint at the step, then ``Preempted``."""
-    optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
-    identity = {**identity, "num_train_steps": num_train_steps}
+    env = run.env
+    t = make_tuning(model, options, env, device, num_train_steps, num_warmup_steps)
+    global_batch = options.train_batch_size * options.grad_accum * env.world_size
+    identity = {**identity, "num_train_steps": num_train_steps, "global_batch": global_batch}
     step = 0
-    torch.manual_seed(options.seed + 1)  # dropout
+    torch.manual_seed(options.seed + 1 + env.rank)  # dropout: a stream per rank
     if run.resumed:
-        state = load_checkpoint(run.resumed_from)
-        stored = {k: state.get(k) for k in identity}
-        if stored != identity:
-            raise BertDetrError(f"cannot resume from {run.resumed_from}: it was made for {stored}, this run is {identity}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        run.rewind_scalars(step)
-        set_rng_state(rank_rng_state(state, run.env), device)
-        print(f"resuming from {run.resumed_from} at step {step}")
+        step = _resume(run, t, identity)
     stop = num_train_steps if options.stop_at_step is None else min(options.stop_at_step, num_train_steps)
     with run.logging(num_train_steps, step, desc, "step", options.progress) as log:
         model.train()
-        while step < stop:
-            batch = make_batch(train_batch_indices(num_examples, options.train_batch_size, options.seed, step))
-            lr = optimizer.param_groups[0]["lr"]
-            out, grad_norm = finetune_step(run, model, optimizer, scheduler, batch, step)
+        for micro_batches in step_loader(make_batch, num_examples, options, env, device, step, stop):
+            lr = t.optimizer.param_groups[0]["lr"]
+            terms, grad_norm = finetune_step(run, t, micro_batches, step)
             step += 1
             if step % options.log_every == 0 or step == stop:
-                terms = {k: v.item() for k, v in out.items() if k.endswith("loss") and v.dim() == 0}
-                log.log(step, {**terms, "lr": lr, "grad_norm": grad_norm.item()})
-                log.show(loss=f"{out['loss'].item():.3f}", lr=f"{lr:.2e}")
+                values = {k: v.item() for k, v in terms.items()}
+                log.log(step, {**values, "lr": lr, "grad_norm": grad_norm.item(), **t.precision.scalars()})
+                log.show(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
             log.advance()
             saving = step % options.save_checkpoints_steps == 0 or step == stop
             if saving or (step < stop and run.stop_requested(device)):
-                run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "step": step, **identity}, step,
-                         options.keep_checkpoint_max, device)
+                run.save({"model": model.state_dict(), "optimizer": t.optimizer.state_dict(),
+                          "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(),
+                          "step": step, **identity}, step, options.keep_checkpoint_max, device)
             if step < stop and run.stop_requested(device):
                 raise run.preempted(f"step {step}")
     if step < num_train_steps:
         return step, None
+    if not env.main:
+        return step, os.path.join(options.output_dir, "model")
     return step, export_model(model, os.path.join(options.output_dir, "model"), vocab_file, options.do_lower_case)
 
 
-def finetune_step(run: Run, model: nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor],
+def _resume(run: Run, t: Tuning, identity: dict) -> int:
+    """Loads the checkpoint ``run`` resumes from into ``t``; returns its step."""
+    state = load_checkpoint(run.resumed_from)
+    stored = {k: state.get(k) for k in identity}
+    if "global_batch" not in state:  # written before grad_accum and torchrun: one process's batch
+        stored.pop("global_batch")
+        identity = {k: v for k, v in identity.items() if k != "global_batch"}
+    if stored != identity:
+        raise BertDetrError(f"cannot resume from {run.resumed_from}: it was made for {stored}, this run is {identity}")
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.precision.load_state_dict(state.get("precision") or {})
+    step = int(state["step"])
+    run.rewind_scalars(step)
+    set_rng_state(rank_rng_state(state, run.env), t.device)
+    print(f"resuming from {run.resumed_from} at step {step}")
+    return step
+
+
+def finetune_step(run: Run, t: Tuning, micro_batches: Sequence[dict[str, torch.Tensor]],
                   step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """One step of Google's fine-tuning: forward, backward, clip to global norm 1.0, the optimizer
-    and the schedule. Returns the model's outputs and the gradient norm; a non-finite loss stops
-    the run (``step``: the steps done before this one)."""
-    out = model(**batch)
-    loss = out["loss"]
-    loss.backward()
-    grad_norm = clip_by_global_norm(model.parameters(), 1.0)
-    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+    """One step of Google's fine-tuning: each micro-batch forward (autocast) and backward (DDP
+    syncs the gradients on the last), clip to global norm 1.0, the optimizer and the schedule.
+    Returns the scalar ``*_loss`` terms averaged over micro-batches and ranks, and the gradient
+    norm; a non-finite loss or gradient on any rank stops the run (``step``: the steps done before
+    this one; fp16: an overflow the scaler skips instead)."""
+    accum = len(micro_batches)
+    totals: dict[str, torch.Tensor] = {}
+    for m, batch in enumerate(micro_batches):
+        batch = {k: v.to(t.device, non_blocking=True) for k, v in batch.items()}
+        sync = m == accum - 1 or t.env.world_size == 1
+        with contextlib.nullcontext() if sync else t.net.no_sync():
+            with t.precision.autocast():
+                out = t.net(**batch)
+            t.precision.backward(out["loss"] / accum)
+        for k, v in out.items():
+            if k.endswith("loss") and v.dim() == 0:
+                totals[k] = totals.get(k, 0) + v.detach().float() / accum
+    names = sorted(totals)
+    stacked = torch.stack([totals[k] for k in names])
+    if t.env.world_size > 1:
+        torch.distributed.all_reduce(stacked)
+        stacked /= t.env.world_size
+    t.precision.unscale(t.optimizer)
+    grad_norm = clip_by_global_norm(t.model.parameters(), 1.0)
+    finite = bool(torch.isfinite(stacked).all() and (t.precision.overflow_skips or torch.isfinite(grad_norm)))
+    if not all_ranks_ok(finite, t.env, t.device):
         raise run.non_finite(f"step {step + 1}")
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return out, grad_norm
+    t.precision.step(t.optimizer)
+    t.scheduler.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    return dict(zip(names, stacked)), grad_norm

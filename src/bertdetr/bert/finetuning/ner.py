@@ -28,8 +28,9 @@ import torch
 
 from bertdetr.bert.data.records import serialize_example, write_record
 from bertdetr.bert.data.tokenization import FullTokenizer
-from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, labelled_checkpoint, model_files,
-                                               read_init_checkpoint, schedule, start_model, train_labelled)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
+                                               model_files, read_init_checkpoint, schedule, setup, start_model,
+                                               train_labelled)
 from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, get_label_list, read_conll,
                                                sentence_windows, windows_to_tensors)
 from bertdetr.bert.finetuning.ner_metrics import ner_metrics
@@ -230,6 +231,7 @@ def _labels(config: NerConfig, sets: dict[str, list[Sentence]]) -> list[str]:
 def run_ner(config: NerConfig) -> dict:
     """Features for the requested sets (renamed into place only once every set converted), then
     training, evaluation and prediction. Returns a summary."""
+    env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
     sets = _read_sets(config)
@@ -244,7 +246,7 @@ def run_ner(config: NerConfig) -> dict:
     with contextlib.ExitStack() as stack:
         for name, sentences in sets.items():
             path = os.path.join(config.output_dir, f"{name}.tf_record")
-            f = stack.enter_context(atomic_output(path, "wb"))
+            f = stack.enter_context(features_output(path, env))
             windows[name] = sentence_windows(sentences, tokenizer, label_map, config.max_seq_length)
             for window in windows[name]:
                 write_record(f, _window_example(window, config.max_seq_length))
@@ -253,12 +255,12 @@ def run_ner(config: NerConfig) -> dict:
     if config.features_only:
         return summary
 
-    num_train_steps, num_warmup_steps = schedule(len(windows["train"]), config, "windows") \
+    num_train_steps, num_warmup_steps = schedule(len(windows["train"]), config, env, "windows") \
         if config.do_train else (0, 0)
     from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels), label_list, "tags")
-    model, step, run, device = start_model(config, "bert ner", from_checkpoint,
-                                           lambda: _init_model(config, bert_config, list(label_list)),
-                                           "evaluating a token-classification head")
+    model, step, run = start_model(config, "bert ner", from_checkpoint,
+                                   lambda: _init_model(config, bert_config, list(label_list)),
+                                   "evaluating a token-classification head", env, device)
     try:
         run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
                            "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
@@ -266,6 +268,8 @@ def run_ner(config: NerConfig) -> dict:
                                                   num_warmup_steps, "ner", vocab_file, summary):
             return summary  # stopped early (--stop-at-step): resume to finish
         step = summary.setdefault("step", step)
+        if not env.main:
+            return summary  # the main process evaluates and predicts, over every sentence once
         if config.do_eval:
             summary["eval"] = _evaluate_and_write(config, model, data["eval"], windows["eval"], sets["eval"],
                                                   step, device)

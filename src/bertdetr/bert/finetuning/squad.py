@@ -24,7 +24,8 @@ from typing import Iterable, Sequence
 import torch
 
 from bertdetr.bert.data.tokenization import BasicTokenizer, FullTokenizer
-from bertdetr.bert.finetuning.finetune import FinetuneConfig, finetune, model_files, read_init_checkpoint, start_model
+from bertdetr.bert.finetuning.finetune import (HOST, FinetuneConfig, features_output, finetune, model_files,
+                                               read_init_checkpoint, schedule, setup, start_model)
 from bertdetr.bert.finetuning.cmrc_metrics import evaluate as cmrc_evaluate
 from bertdetr.bert.finetuning.squad_data import (
     InputFeatures,
@@ -44,7 +45,8 @@ from bertdetr.bert.heads import BertForQuestionAnswering
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_question_answering_state
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
-from bertdetr.fileio import atomic_output, check_writable, write_json
+from bertdetr.fileio import check_writable, write_json
+from bertdetr.training.distributed import Distributed
 
 
 def create_model(bert_config: BertConfig, bert: BertModel | None = None) -> BertForQuestionAnswering:
@@ -421,13 +423,14 @@ def run_squad(config: SquadConfig) -> dict:
     """Google's ``main``: both SQuAD files read and checked, and their features written
     (train.tf_record, eval.tf_record), before any training; then training, prediction and the
     official scores. Returns a summary."""
+    env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "predictions.json"))
     summary: dict = {"features": {}}
-    train_squad, predict_squad = _read_squad_files(config, summary)
-    train_data, eval_features = _write_squad_features(config, tokenizer, train_squad, predict_squad, summary)
+    train_squad, predict_squad = _read_squad_files(config, summary, env)
+    train_data, eval_features = _write_squad_features(config, tokenizer, train_squad, predict_squad, summary, env)
     if config.features_only:
         return summary
 
@@ -436,33 +439,32 @@ def run_squad(config: SquadConfig) -> dict:
         model.load_state_dict(state["model"])
         return model
 
-    model, step, run, device = start_model(config, "bert squad", from_checkpoint,
-                                           lambda: _init_model(config, bert_config), "predicting with a span head")
+    model, step, run = start_model(config, "bert squad", from_checkpoint, lambda: _init_model(config, bert_config),
+                                   "predicting with a span head", env, device)
     try:
         if train_data is not None:
             # Google's step count: examples (not windows) / batch size x epochs.
-            num_train_steps = int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs)
-            num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+            num_train_steps, num_warmup_steps = summary.pop("schedule")
             run.record_config({**asdict(config), "model": asdict(bert_config), "num_train_steps": num_train_steps,
                                "num_warmup_steps": num_warmup_steps})
             n = len(train_data["unique_ids"])
-            step, export = finetune(run, model, lambda index: _batch(train_data, index, device), n, config, device,
+            step, export = finetune(run, model, lambda index: _batch(train_data, index, HOST), n, config, device,
                                     num_train_steps, num_warmup_steps, {"num_features": n}, "squad", vocab_file)
             summary.update(step=step, num_train_steps=num_train_steps)
             if export is None:
                 return summary  # stopped early (--stop-at-step): resume to finish
             summary["export"] = export
         summary["step"] = step
-        if eval_features is not None:
+        if eval_features is not None:  # (the main process's only: it predicts, every question once)
             summary.update(_predict_and_score(config, model, predict_squad, eval_features, device, step))
         return summary
     finally:
         run.close()
 
 
-def _read_squad_files(config: SquadConfig, summary: dict) -> tuple[SquadFile | None, SquadFile | None]:
+def _read_squad_files(config: SquadConfig, summary: dict, env: Distributed) -> tuple[SquadFile | None, SquadFile | None]:
     """The training and prediction files asked for, read and checked (``load_squad_file``); a
-    training file must make at least one training step."""
+    training file must make at least one training step (its ``schedule`` goes into ``summary``)."""
     train_squad = predict_squad = None
     if config.do_train:
         train_squad = load_squad_file(config.train_file, True, config.version_2_with_negative)
@@ -471,9 +473,10 @@ def _read_squad_files(config: SquadConfig, summary: dict) -> tuple[SquadFile | N
         if not train_squad.examples:
             raise BertDetrError(f"{config.train_file} has no training examples")
         summary["skipped"] = len(train_squad.skipped)
-        if int(len(train_squad.examples) / config.train_batch_size * config.num_train_epochs) == 0:
-            raise BertDetrError(f"{config.train_file}: {len(train_squad.examples)} training examples in batches of "
-                                f"{config.train_batch_size} for {config.num_train_epochs} epochs make no training step")
+        try:
+            summary["schedule"] = schedule(len(train_squad.examples), config, env)  # examples, as Google counts
+        except BertDetrError as e:
+            raise BertDetrError(f"{config.train_file}: {e}") from None
     if config.do_predict:
         predict_squad = load_squad_file(config.predict_file, False, config.version_2_with_negative)
         if not predict_squad.examples:
@@ -482,7 +485,7 @@ def _read_squad_files(config: SquadConfig, summary: dict) -> tuple[SquadFile | N
 
 
 def _write_squad_features(config: SquadConfig, tokenizer: FullTokenizer, train_squad: SquadFile | None,
-                          predict_squad: SquadFile | None, summary: dict):
+                          predict_squad: SquadFile | None, summary: dict, env: Distributed):
     """Google's features of each file, written as train.tf_record / eval.tf_record: the training
     windows as stacked tensors (``features_to_tensors``), the prediction windows as
     ``InputFeatures`` (``write_predictions`` needs their token maps)."""
@@ -493,12 +496,12 @@ def _write_squad_features(config: SquadConfig, tokenizer: FullTokenizer, train_s
         train_examples = list(train_squad.examples)
         random.Random(12345).shuffle(train_examples)
         path = os.path.join(config.output_dir, "train.tf_record")
-        with atomic_output(path, "wb") as f:
+        with features_output(path, env) as f:
             # Kept as tensors only: SQuAD's training windows as InputFeatures would take GBs.
             train_data = features_to_tensors(written_features(
                 convert_examples_to_features(train_examples, tokenizer, *windows, True), f, True), True)
         summary["features"]["train"] = (path, len(train_examples), len(train_data["unique_ids"]))
-    if predict_squad is not None:
+    if predict_squad is not None and env.main:  # only the main process predicts
         path = os.path.join(config.output_dir, "eval.tf_record")
         eval_features = write_features(convert_examples_to_features(predict_squad.examples, tokenizer, *windows,
                                                                     False), path, False)
