@@ -529,6 +529,8 @@ class BertForPreTraining(nn.Module):
         result.update(get_next_sentence_output(self.next_sentence, out.pooled_output, next_sentence_labels))
         if "masked_lm_loss" in result and "next_sentence_loss" in result:
             result["loss"] = result["masked_lm_loss"] + result["next_sentence_loss"]  # Google's total_loss
+        elif "masked_lm_loss" in result and next_sentence_labels is None and masked_lm_ids is not None:
+            result["loss"] = result["masked_lm_loss"]  # masked LM alone: records without the NSP task
         return result
 
     def check_inputs(self, **features: torch.Tensor) -> None:

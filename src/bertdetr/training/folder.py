@@ -208,24 +208,18 @@ def settle_run_folder(env, directory: str, kind: str, resume: bool,
     """``prepare_run_folder`` on the main process, holding the folder's ``RunLock``; its answer (or
     error) shared with every rank, so no rank looks at the folder after the main one started
     writing to it. Returns (the checkpoint to resume from, the lock: the main process's, else None)."""
-    answer: tuple = ("ok", None)
-    lock = None
-    if env.main:
-        try:
-            lock = RunLock(directory)
-            remove_stale_temporaries(directory)
-            answer = ("ok", prepare_run_folder(directory, kind, resume, overwrite))
-        except BertDetrError as e:
-            if lock is not None:
-                lock.release()
-                lock = None
-            answer = ("error", str(e))
-    if env.world_size > 1:
-        import torch.distributed as dist
+    from bertdetr.training.distributed import main_then_share
 
-        box = [answer]
-        dist.broadcast_object_list(box, src=0)
-        answer = box[0]
-    if answer[0] == "error":
-        raise BertDetrError(answer[1])
-    return answer[1], lock
+    held: list[RunLock] = []
+
+    def look() -> str | None:
+        held.append(RunLock(directory))
+        remove_stale_temporaries(directory)
+        return prepare_run_folder(directory, kind, resume, overwrite)
+
+    try:
+        return main_then_share(env, look), (held[0] if held else None)
+    except BaseException:
+        for lock in held:
+            lock.release()
+        raise

@@ -54,6 +54,8 @@ __all__ = [
     "create_training_instances",
     "create_instances_from_document",
     "create_masked_lm_predictions",
+    "create_doc_sentences_from_document",
+    "word_continues",
     "truncate_seq_pair",
     "write_instance_to_example_files",
     "describe_example",
@@ -78,6 +80,10 @@ class PretrainingDataConfig:
     """Probability that a document's target length is drawn from [2, max_seq_length - 3]."""
     do_whole_word_mask: bool = False
     """Mask every piece of a word together (``##`` pieces join the word before them)."""
+    next_sentence: bool = True
+    """Pairs for Google's next-sentence task; false: sequences of whole sentences, masked LM alone (RoBERTa's)."""
+    dynamic_masking: bool = False
+    """Write unmasked sequences; the trainer masks each batch afresh (RoBERTa's dynamic masking)."""
     word_segmenter: str | None = None
     """Chinese whole-word masking: words from this segmenter (jieba: ``jieba.lcut(line)``); needs do_whole_word_mask."""
     do_lower_case: bool = True
@@ -123,6 +129,8 @@ class TrainingInstance:
     """The original ids at ``masked_lm_positions`` (Google's ``masked_lm_labels``)."""
     is_random_next: bool
     """True when B is from another place ("random next"), not A's continuation."""
+    word_continues: list | None = None
+    """Dynamic masking with whole words: 1 where a token continues the word before it."""
 
     @property
     def segment_ids(self) -> list[int]:
@@ -283,11 +291,12 @@ def create_training_instances(all_documents: list, config: PretrainingDataConfig
             progress(0, 0, len(made))
         made.clear()
 
+    instances_of = create_instances_from_document if config.next_sentence else create_doc_sentences_from_document
     with draws_of(rng) as draws:
         draws.shuffle(all_documents)  # rng.shuffle(all_documents)
         for _ in range(config.dupe_factor):
             for document_index in range(len(all_documents)):
-                made += create_instances_from_document(all_documents, document_index, config, vocab, draws)
+                made += instances_of(all_documents, document_index, config, vocab, draws)
                 if len(made) >= _SERIALIZE_BATCH:
                     keep()
         keep()
@@ -375,13 +384,69 @@ def create_instances_from_document(all_documents: list, document_index: int,
             tokens_a, tokens_b = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
             tokens = [cls_id, *tokens_a, sep_id, *tokens_b, sep_id]
             len_a = len(tokens_a)
-            masked_lm_positions, masked_lm_ids = create_masked_lm_predictions(
-                tokens, len_a, masked_lm_prob, max_predictions_per_seq, do_whole_word_mask, vocab, rng)
-            instances.append(TrainingInstance(tokens, len_a, masked_lm_positions, masked_lm_ids, is_random_next))
+            if config.dynamic_masking:  # the trainer masks (dynamic_masking.py); only words are marked
+                instances.append(TrainingInstance(tokens, len_a, [], [], is_random_next,
+                                                  word_continues(tokens, len_a, vocab) if do_whole_word_mask else None))
+            else:
+                masked_lm_positions, masked_lm_ids = create_masked_lm_predictions(
+                    tokens, len_a, masked_lm_prob, max_predictions_per_seq, do_whole_word_mask, vocab, rng)
+                instances.append(TrainingInstance(tokens, len_a, masked_lm_positions, masked_lm_ids, is_random_next))
             current_chunk = []
             current_length = 0
         i += 1
     return instances
+
+
+def create_doc_sentences_from_document(all_documents: list, document_index: int,
+                                       config: PretrainingDataConfig, vocab: VocabIds,
+                                       rng: Draws) -> list[TrainingInstance]:
+    """The sequences of one document without the next-sentence task (``--no-next-sentence``,
+    RoBERTa's DOC-SENTENCES): the document cut into chunks of whole sentences of about the target
+    length (drawn as ``create_instances_from_document`` draws it), each [CLS] chunk [SEP], never
+    across documents; a chunk longer than ``max_seq_length`` truncated as Google truncates a pair
+    (``truncate_seq_pair`` with an empty B), then masked (or marked, with dynamic masking) as a
+    pair's A. ``segment_ids`` are all 0; the records have no ``next_sentence_labels``."""
+    document = all_documents[document_index]
+    max_num_tokens = config.max_seq_length - 2  # [CLS], [SEP]
+    target_seq_length = max_num_tokens
+    if rng.random() < config.short_seq_prob:
+        target_seq_length = 2 + rng.randbelow(max_num_tokens - 1)  # rng.randint(2, max_num_tokens)
+    instances = []
+    chunk: list = []
+    for i, segment in enumerate(document):
+        chunk.extend(segment)
+        if i == len(document) - 1 or len(chunk) >= target_seq_length:
+            tokens_a, _ = truncate_seq_pair(chunk, [], max_num_tokens, rng)
+            tokens = [vocab.cls_id, *tokens_a, vocab.sep_id]
+            len_a = len(tokens_a)
+            if config.dynamic_masking:
+                continues = word_continues(tokens, len_a, vocab) if config.do_whole_word_mask else None
+                instances.append(TrainingInstance(tokens, len_a, [], [], False, continues))
+            else:
+                positions, ids = create_masked_lm_predictions(tokens, len_a, config.masked_lm_prob,
+                                                              config.max_predictions_per_seq,
+                                                              config.do_whole_word_mask, vocab, rng)
+                instances.append(TrainingInstance(tokens, len_a, positions, ids, False))
+            chunk = []
+    return instances
+
+
+def word_continues(tokens: list, len_a: int, vocab: VocabIds) -> list[int]:
+    """Dynamic masking with whole words: per position of [CLS] A [SEP] B [SEP], 1 where the token
+    continues the word before it (a ``##`` piece, or a character marked as continuing a Chinese
+    word: id + ``vocab.shadow``, its plain id restored here in ``tokens``), else 0 ([CLS], [SEP])."""
+    is_subword, shadow = vocab.is_subword, vocab.shadow
+    out = [0] * len(tokens)
+    for i in range(1, len(tokens) - 1):
+        if i == len_a + 1:
+            continue
+        token = tokens[i]
+        if token >= shadow:
+            tokens[i] = token - shadow
+            out[i] = 1
+        elif is_subword[token]:
+            out[i] = 1
+    return out
 
 
 def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float, max_predictions_per_seq: int,
@@ -407,10 +472,11 @@ def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float
     # Google collects candidates by testing each token string against "[CLS]"/"[SEP]"; the
     # tokenizer never produces those (it splits "[" and "]" off as punctuation), so they are
     # exactly positions 0, len_a + 1 and the last.
-    if not do_whole_word_mask:
+    if not do_whole_word_mask and len_a + 2 < len(tokens):
         # Every candidate is a group of its own, so the chosen positions are the first
         # num_to_predict of the shuffled candidates: the candidates, their shuffle and the
         # 80/10/10 draws in one call (in C with the compiled draws; see draws.PythonDraws).
+        # (A sequence without B, --no-next-sentence, takes the general path below.)
         return rng.masked_lm(tokens, len_a, num_to_predict, vocab.mask_id, vocab.word_ids)
 
     # Whole Word Masking: all the word pieces of a word are masked together, or none. Google's
@@ -432,7 +498,7 @@ def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float
                 cand_indexes[-1].append(i)
             else:
                 cand_indexes.append([i])
-        elif cand_indexes and is_subword[token]:
+        elif cand_indexes and do_whole_word_mask and is_subword[token]:
             cand_indexes[-1].append(i)
         else:
             cand_indexes.append([i])

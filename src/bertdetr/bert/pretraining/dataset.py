@@ -16,7 +16,10 @@ batches run on across epoch boundaries.
 
 Batch contract (B = batch size, T = max_seq_length, P = max_predictions_per_seq): int64
 ``input_ids``, ``input_mask``, ``segment_ids`` [B,T]; ``masked_lm_positions``, ``masked_lm_ids``
-[B,P]; float32 ``masked_lm_weights`` [B,P]; int64 ``next_sentence_labels`` [B].
+[B,P]; float32 ``masked_lm_weights`` [B,P]; int64 ``next_sentence_labels`` [B] (not for records of
+``make-data --no-next-sentence``). Records of ``--dynamic-masking`` are masked as they are decoded
+(``dynamic_masking.DynamicMasking``, draws seeded by the reader and its batch number, so a resumed
+run masks as an uninterrupted one).
 
 Decoding: the records of a batch are decoded together (``bertdetr.bert.data.batches.parse_examples``:
 one walk over each record's fields, then every feature's values of the batch in a few numpy
@@ -39,9 +42,13 @@ import torch
 from bertdetr.bert.model import BertConfig, check_pretraining_features
 from bertdetr.bert.data.batches import parse_examples
 from bertdetr.bert.data.records import PRETRAINING_FEATURES, RecordError, iter_examples, read_records
+from bertdetr.bert.pretraining.dynamic_masking import DynamicMasking
 from bertdetr.errors import BertDetrError
 
 INT_FEATURES = tuple(name for name in PRETRAINING_FEATURES if name != "masked_lm_weights")
+
+
+_MASKED = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
 
 
 @dataclass(frozen=True)
@@ -50,36 +57,71 @@ class RecordShape:
 
     max_seq_length: int
     max_predictions_per_seq: int
+    """0 for records of ``--dynamic-masking`` (the trainer's masking sets it)."""
+    next_sentence: bool = True
+    """The records have ``next_sentence_labels`` (not ``make-data --no-next-sentence``)."""
+    dynamic: bool = False
+    """Unmasked records (``make-data --dynamic-masking``): the trainer masks each batch."""
+    whole_words: bool = False
+    """Dynamic records with ``word_continues`` (whole-word masking)."""
 
 
 def inspect_records(files: list[str]) -> RecordShape:
-    """Reads the first record, checks it has every pretraining feature, and returns its lengths."""
+    """Reads the first record, checks it has the pretraining features (Google's seven; without
+    ``next_sentence_labels`` from ``--no-next-sentence``; without the masked-LM three, and perhaps
+    with ``word_continues``, from ``--dynamic-masking``), and returns its lengths and kind."""
     for path in files:
         for example in iter_examples(path):
-            missing = [name for name in PRETRAINING_FEATURES if name not in example]
-            if missing:
-                raise BertDetrError(f"{path}: records lack the pretraining feature(s) {', '.join(missing)}; "
+            required = ("input_ids", "input_mask", "segment_ids")
+            masked = [name for name in _MASKED if name in example]
+            missing = [name for name in required if name not in example]
+            if missing or len(masked) not in (0, 3):
+                lacking = missing + [name for name in _MASKED if name not in example and masked]
+                raise BertDetrError(f"{path}: records lack the pretraining feature(s) {', '.join(lacking)}; "
                                     f"is this a file written by `bertdetr bert make-data`?")
-            return RecordShape(len(example["input_ids"]), len(example["masked_lm_positions"]))
+            dynamic = not masked
+            return RecordShape(len(example["input_ids"]), 0 if dynamic else len(example["masked_lm_positions"]),
+                               "next_sentence_labels" in example, dynamic, dynamic and "word_continues" in example)
     raise BertDetrError(f"no records in {', '.join(files)}")
 
 
-def decode_batch(records: list[bytes], shape: RecordShape, files: list[str]) -> dict[str, torch.Tensor]:
+def decode_batch(records: list[bytes], shape: RecordShape, files: list[str], masking: DynamicMasking | None = None,
+                 rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
     """The batch contract's tensors (module doc) of serialized pretraining records, decoded
-    together; a record of another shape or without a feature is a ``BertDetrError`` naming the files."""
+    together; a record of another shape or without a feature is a ``BertDetrError`` naming the files.
+    Dynamic records are masked here (``masking.mask`` with ``rng``)."""
     T, P = shape.max_seq_length, shape.max_predictions_per_seq
-    lengths = {name: P for name in PRETRAINING_FEATURES}
-    lengths.update(input_ids=T, input_mask=T, segment_ids=T, next_sentence_labels=1)
+    lengths = {"input_ids": T, "input_mask": T, "segment_ids": T}
+    if shape.next_sentence:
+        lengths["next_sentence_labels"] = 1
+    if shape.dynamic:
+        if shape.whole_words:
+            lengths["word_continues"] = T
+    else:
+        lengths.update({name: P for name in _MASKED})
     try:
         arrays = parse_examples(records, lengths)
     except RecordError as e:
         raise BertDetrError(f"records of {_where(files)}: {e} (the first record has max_seq_length {T}, "
                             f"max_predictions_per_seq {P}: mixed data?)") from None
+    if shape.dynamic:
+        if masking is None:
+            raise BertDetrError(f"records of {_where(files)} are unmasked (make-data --dynamic-masking): "
+                                "they need the trainer's masking (its vocabulary)")
+        arrays = {**arrays, **masking.mask({k: np.asarray(v, dtype=np.int64) for k, v in arrays.items()}, rng)}
+        arrays.pop("word_continues", None)
     batch = {name: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for name, a in arrays.items()
              if name in INT_FEATURES}
-    batch["next_sentence_labels"] = batch["next_sentence_labels"].reshape(-1)
+    if "next_sentence_labels" in batch:
+        batch["next_sentence_labels"] = batch["next_sentence_labels"].reshape(-1)
     batch["masked_lm_weights"] = torch.from_numpy(np.ascontiguousarray(arrays["masked_lm_weights"], dtype=np.float32))
     return batch
+
+
+def batch_rng(seed: int, reader: int, batch: int) -> np.random.Generator:
+    """The draws of dynamic masking for batch ``batch`` of reader ``reader``: the same in a resumed
+    run (its batches are counted the same way)."""
+    return np.random.default_rng([seed, reader, batch])
 
 
 def _where(files: list[str]) -> str:
@@ -110,7 +152,8 @@ class PretrainingStream(torch.utils.data.IterableDataset):
 
     def __init__(self, files: list[str], batch_size: int, seed: int, shape: RecordShape, rank: int = 0,
                  world_size: int = 1, num_workers: int = 0, shuffle_buffer: int = 1000,
-                 skip_batches: int = 0, shuffle: bool = True, model_config: BertConfig | None = None):
+                 skip_batches: int = 0, shuffle: bool = True, model_config: BertConfig | None = None,
+                 masking: DynamicMasking | None = None):
         if not files:
             raise BertDetrError("no training files")
         self.files = list(files)
@@ -124,6 +167,7 @@ class PretrainingStream(torch.utils.data.IterableDataset):
         self.skip_batches = skip_batches
         self.shuffle = shuffle
         self.model_config = model_config
+        self.masking = masking
 
     def _reader(self) -> int:
         info = torch.utils.data.get_worker_info()
@@ -170,25 +214,38 @@ class PretrainingStream(torch.utils.data.IterableDataset):
         W = self.num_workers
         # Worker w produced this rank's batches w, w + W, ... before the resume point.
         mine = max(0, -(-(self.skip_batches - worker) // W))
-        records = self._shuffled(self._reader())
+        reader = self._reader()
+        records = self._shuffled(reader)
         for _ in range(mine * self.batch_size):
             next(records)
+        n = mine  # this worker's batches so far: dynamic masking draws by it
         while True:
             raw = [next(records) for _ in range(self.batch_size)]
-            yield check_batch(decode_batch(raw, self.shape, self.files), self.model_config, self.files)
+            rng = batch_rng(self.seed, reader, n) if self.shape.dynamic else None
+            n += 1
+            yield check_batch(decode_batch(raw, self.shape, self.files, self.masking, rng), self.model_config,
+                              self.files)
 
 
-def iter_eval_batches(files: list[str], batch_size: int,
-                      model_config: BertConfig | None = None) -> Iterator[dict[str, torch.Tensor]]:
+_EVAL_READER = 1 << 30
+"""``batch_rng``'s reader number of the evaluation batches (no training reader has it)."""
+
+
+def iter_eval_batches(files: list[str], batch_size: int, model_config: BertConfig | None = None,
+                      masking: DynamicMasking | None = None, seed: int = 0) -> Iterator[dict[str, torch.Tensor]]:
     """Every record of ``files`` once, in order, in batches (the last one may be smaller), each
-    checked against ``model_config`` when given (``check_batch``)."""
+    checked against ``model_config`` when given (``check_batch``). Dynamic records are masked the
+    same way at every evaluation (``batch_rng(seed, ...)``)."""
     shape = inspect_records(files)
     raw: list[bytes] = []
+    n = 0
     for path in files:
         for data in read_records(path):
             raw.append(data)
             if len(raw) == batch_size:
-                yield check_batch(decode_batch(raw, shape, files), model_config, files)
-                raw = []
+                rng = batch_rng(seed, _EVAL_READER, n) if shape.dynamic else None
+                yield check_batch(decode_batch(raw, shape, files, masking, rng), model_config, files)
+                raw, n = [], n + 1
     if raw:
-        yield check_batch(decode_batch(raw, shape, files), model_config, files)
+        rng = batch_rng(seed, _EVAL_READER, n) if shape.dynamic else None
+        yield check_batch(decode_batch(raw, shape, files, masking, rng), model_config, files)

@@ -48,7 +48,8 @@ class ExampleEncoder:
 
     _NAMES = tuple(sorted(PRETRAINING_FEATURES))  # the order serialize_example writes them in
 
-    def __init__(self, max_seq_length: int, max_predictions_per_seq: int, vocab_size: int):
+    def __init__(self, max_seq_length: int, max_predictions_per_seq: int, vocab_size: int,
+                 next_sentence: bool = True):
         self.max_seq_length = L = max_seq_length
         self.max_predictions = P = max_predictions_per_seq
         self._varints = [encode_varint(i) for i in range(max(vocab_size, 5 * L + 1, 1 << 14))]
@@ -64,8 +65,9 @@ class ExampleEncoder:
         self._weight_items = [self._header("masked_lm_weights", 4 * P, b"\x12")
                               + b"\x00\x00\x80\x3f" * m + b"\x00\x00\x00\x00" * (P - m)
                               for m in range(P + 1)]
+        # without the next-sentence task (make-data --no-next-sentence) the feature is left out
         self._nsp_items = [self._header("next_sentence_labels", 1) + b"\x00",
-                           self._header("next_sentence_labels", 1) + b"\x01"]
+                           self._header("next_sentence_labels", 1) + b"\x01"] if next_sentence else [b"", b""]
         self._zeros = [b"\x00" * n for n in range(max(L, P) + 1)]
         self._ones = [b"\x01" * n for n in range(L + 1)]
         self._record_headers: dict[int, bytes] = {}

@@ -39,6 +39,7 @@ from bertdetr.bert.pretraining.create_pretraining_data import (
     write_instance_to_example_files,
 )
 from bertdetr.bert.pretraining.chinese_ref import make_marks, mostly_cjk
+from bertdetr.bert.pretraining.dynamic_masking import DynamicRecordEncoder
 from bertdetr.bert.pretraining.features import ExampleEncoder
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import check_writable, expand_inputs
@@ -203,7 +204,11 @@ def process_shard(task: _ShardTask, progress: Optional[ProgressFn] = None) -> Ma
             raise BertDetrError(f"{task.path}: no text to make pretraining data from "
                                 "(every line is blank or tokenizes to nothing)")
         num_documents = len(documents)
-        encoder = ExampleEncoder(config.max_seq_length, config.max_predictions_per_seq, vocab.size)
+        if config.dynamic_masking:
+            encoder = DynamicRecordEncoder(config.max_seq_length, config.next_sentence, config.do_whole_word_mask)
+        else:
+            encoder = ExampleEncoder(config.max_seq_length, config.max_predictions_per_seq, vocab.size,
+                                     config.next_sentence)
         # Kept as their records (bytes), serialized a batch at a time: see create_training_instances.
         records = create_training_instances(documents, config, vocab, random.Random(task.seed),
                                             serialize=encoder.records, progress=progress)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
 from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
+from bertdetr.bert.pretraining.dynamic_masking import DynamicMasking
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
@@ -121,6 +122,10 @@ class PretrainConfig:
     """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
     shuffle_buffer: int = 1000
     """Records in each reader's shuffle buffer."""
+    masked_lm_prob: float = 0.15
+    """Records of make-data --dynamic-masking: the fraction of tokens masked in each batch."""
+    max_predictions_per_seq: int = 20
+    """Records of make-data --dynamic-masking: the most masked positions per sequence."""
     resume: bool = False
     """Continue from the latest checkpoint in ``output_dir`` (a new run if it has none)."""
     overwrite: bool = False
@@ -146,11 +151,29 @@ class PretrainConfig:
         require(self.eval_every is None or (self.eval_every > 0 and bool(self.eval_files)),
                 "eval_every needs a positive number of steps and eval_files")
         require(bool(self.input_files), "no input files")
+        require(0 < self.masked_lm_prob <= 1, f"masked_lm_prob must be in (0, 1], got {self.masked_lm_prob}")
+        require_at_least(self, ("max_predictions_per_seq",), 1)
 
 
-def check_data(config: PretrainConfig, model_config: BertConfig) -> RecordShape:
-    """Everything about the data that can be wrong, checked before any training starts."""
+def dynamic_masking(config: PretrainConfig, shape: RecordShape) -> DynamicMasking | None:
+    """The masking of records written with ``make-data --dynamic-masking`` (None for masked ones):
+    ``masked_lm_prob`` and ``max_predictions_per_seq`` of ``config``, the vocabulary of
+    ``vocab_file`` (or of ``init_checkpoint``) for [MASK] and the random words."""
+    if not shape.dynamic:
+        return None
+    vocab_file = config.vocab_file or (os.path.join(config.init_checkpoint, "vocab.txt")
+                                       if config.init_checkpoint else None)
+    if not vocab_file or not os.path.isfile(vocab_file):
+        raise BertDetrError("the records are unmasked (make-data --dynamic-masking): masking them needs the "
+                            "vocabulary ([MASK], the random words): give --vocab-file")
+    return DynamicMasking(load_vocab(vocab_file), config.masked_lm_prob, config.max_predictions_per_seq)
+
+
+def check_data(config: PretrainConfig, model_config: BertConfig) -> tuple[RecordShape, DynamicMasking | None]:
+    """Everything about the data that can be wrong, checked before any training starts; the
+    records' shape and, for unmasked records, their masking."""
     shape = inspect_records(config.input_files)
+    masking = dynamic_masking(config, shape)
     if shape.max_seq_length > model_config.max_position_embeddings:
         raise BertDetrError(
             f"records have max_seq_length {shape.max_seq_length} but the model has only "
@@ -161,7 +184,8 @@ def check_data(config: PretrainConfig, model_config: BertConfig) -> RecordShape:
             raise BertDetrError(f"eval records have {eval_shape}, training records {shape}")
         # the records the evaluations will read, read now (CRCs, shapes, values against the model):
         # a bad one is found before the training, not after it
-        for i, _ in enumerate(iter_eval_batches(config.eval_files, config.eval_batch_size, model_config)):
+        for i, _ in enumerate(iter_eval_batches(config.eval_files, config.eval_batch_size, model_config,
+                                                masking, config.seed)):
             if i + 1 >= config.max_eval_steps:
                 break
     if config.vocab_file is not None:
@@ -178,7 +202,7 @@ def check_data(config: PretrainConfig, model_config: BertConfig) -> RecordShape:
                                 f"vocab_size {model_config.vocab_size}: data and model use different vocabularies")
         if i == 100:
             break
-    return shape
+    return shape, masking
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -205,6 +229,10 @@ class Pretraining:
     env: Distributed
     device: torch.device
     run: Run
+    masking: DynamicMasking | None = None
+    """The masking of unmasked records (``make-data --dynamic-masking``), for the evaluations too."""
+    next_sentence: bool = True
+    """The records have the next-sentence task (not ``make-data --no-next-sentence``)."""
 
 
 def pretrain(config: PretrainConfig) -> dict:
@@ -217,7 +245,7 @@ def pretrain(config: PretrainConfig) -> dict:
         if t.step >= config.num_train_steps:
             if config.eval_files:
                 metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
-                                   t.device, config.bf16)
+                                   t.device, config.bf16, t.masking, config.seed)
                 summary["eval"] = metrics
                 if env.main:
                     write_eval_results(metrics, config.output_dir, t.step)
@@ -245,17 +273,17 @@ def setup_pretraining(config: PretrainConfig) -> Pretraining:
     else:
         model = build_bert_for_pretraining(config.model)
     model_config = model.config
-    shape = check_data(config, model_config)
+    shape, masking = check_data(config, model_config)
     run = Run.start(env, config.output_dir, BERT_PRETRAIN, config.resume, config.overwrite)
     try:
-        return _setup_in_folder(config, run, model, shape, env, device)
+        return _setup_in_folder(config, run, model, shape, masking, env, device)
     except BaseException:
         run.close()
         raise
 
 
 def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining, shape: RecordShape,
-                     env: Distributed, device: torch.device) -> Pretraining:
+                     masking: DynamicMasking | None, env: Distributed, device: torch.device) -> Pretraining:
     """``setup_pretraining`` once the run holds its folder."""
     model_config = model.config
     if run.resumed:
@@ -263,7 +291,7 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
         if model_config != model.config:
             torch.manual_seed(config.seed)
             model = build_bert_for_pretraining(model_config)
-            shape = check_data(config, model_config)
+            shape, masking = check_data(config, model_config)
     model.to(device)
     optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
                                             config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
@@ -282,11 +310,12 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
     # Every batch's values are checked against the model there, on the host (not in forward).
     stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
                                env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
-                               model_config=model_config)
+                               model_config=model_config, masking=masking)
     batches = iter(batch_loader(stream, config, device))
     run.record_config({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
                        "world_size": env.world_size, "record_shape": asdict(shape)})
-    return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run)
+    return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run,
+                       masking, shape.next_sentence)
 
 
 def default_num_workers(device: torch.device, cpus: float, ranks_per_machine: int = 1) -> int:
@@ -347,8 +376,9 @@ def fit(t: Pretraining) -> dict[str, float]:
             totals, grad_norm, previous = train_step(t)
             t.step += 1
             seqs += config.batch_size * config.grad_accum * env.world_size
-            losses = {"loss": totals[0].item(), "masked_lm_loss": totals[1].item(),
-                      "next_sentence_loss": totals[2].item()}
+            losses = {"loss": totals[0].item(), "masked_lm_loss": totals[1].item()}
+            if t.next_sentence:
+                losses["next_sentence_loss"] = totals[2].item()
             logging_step = t.step % config.log_every == 0 or t.step == last_stop
             if logging_step:
                 rate = seqs / max(time.perf_counter() - t0, 1e-9)
@@ -363,7 +393,7 @@ def fit(t: Pretraining) -> dict[str, float]:
             if config.eval_every and t.step % config.eval_every == 0 and log.main:
                 # Rank 0 only; the others wait for it at the next step's all-reduce.
                 metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
-                                   t.device, config.bf16)
+                                   t.device, config.bf16, t.masking, config.seed)
                 log.log(t.step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
             if t.step < last_stop and t.run.stop_requested(t.device, agree=logging_step):
                 if not saving:
@@ -392,8 +422,8 @@ def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor, tuple]:
             with t.precision.autocast():
                 out = t.net(**batch)
             t.precision.backward(out["loss"] / config.grad_accum)
-        totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(),
-                               out["next_sentence_loss"].detach()]).float() / config.grad_accum
+        nsp = out["next_sentence_loss"].detach() if "next_sentence_loss" in out else torch.zeros_like(out["loss"])
+        totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(), nsp]).float() / config.grad_accum
     if env.world_size > 1:
         dist.all_reduce(totals)
         totals /= env.world_size
@@ -438,13 +468,15 @@ def _training_state(t: Pretraining) -> dict:
 
 @torch.no_grad()
 def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_steps: int,
-             device: torch.device | str = "cpu", bf16: bool = False) -> dict[str, float]:
+             device: torch.device | str = "cpu", bf16: bool = False, masking: DynamicMasking | None = None,
+             seed: int = 0) -> dict[str, float]:
     """Google's pretraining metric_fn over at most ``max_steps`` batches of ``files``.
 
     masked_lm_accuracy = sum(w * [argmax == id]) / sum(w); masked_lm_loss = sum(w * nll) / sum(w);
     next_sentence_accuracy and next_sentence_loss are means over sequences. Also reports
     ``masked_lm_frequency_baseline``: the accuracy of always predicting the most common masked
-    token of these records, the number to beat.
+    token of these records, the number to beat. Records without the next-sentence task report no
+    next_sentence_*; unmasked records are masked by ``masking``, the same way each time (``seed``).
     """
     device = torch.device(device)
     was_training = model.training
@@ -452,7 +484,7 @@ def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_s
     sums = torch.zeros(5, dtype=torch.float64)  # correct_w, nll_w, w, nsp_correct, nsp_nll
     n_seq = 0
     counts: dict[int, float] = {}
-    for i, batch in enumerate(iter_eval_batches(files, batch_size, model.config)):
+    for i, batch in enumerate(iter_eval_batches(files, batch_size, model.config, masking, seed)):
         if i >= max_steps:
             break
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -462,26 +494,26 @@ def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_s
         ids, w = batch["masked_lm_ids"], batch["masked_lm_weights"].float()
         nll = -logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
         correct = (logp.argmax(-1) == ids).float()
-        nsp_logp = F.log_softmax(out["next_sentence_logits"].float(), dim=-1)
-        labels = batch["next_sentence_labels"].reshape(-1)
-        sums += torch.stack([(correct * w).sum(), (nll * w).sum(), w.sum(),
-                             (nsp_logp.argmax(-1) == labels).float().sum(),
-                             -nsp_logp.gather(-1, labels[:, None]).sum()]).double().cpu()
-        n_seq += labels.numel()
+        nsp = batch.get("next_sentence_labels")
+        nsp_correct = nsp_nll = w.new_zeros(())
+        if nsp is not None:
+            nsp_logp = F.log_softmax(out["next_sentence_logits"].float(), dim=-1)
+            labels = nsp.reshape(-1)
+            nsp_correct = (nsp_logp.argmax(-1) == labels).float().sum()
+            nsp_nll = -nsp_logp.gather(-1, labels[:, None]).sum()
+        sums += torch.stack([(correct * w).sum(), (nll * w).sum(), w.sum(), nsp_correct, nsp_nll]).double().cpu()
+        n_seq += batch["input_ids"].shape[0]
         for token, weight in zip(ids[w > 0].tolist(), w[w > 0].tolist()):
             counts[token] = counts.get(token, 0.0) + weight
     model.train(was_training)
     if n_seq == 0:
         raise BertDetrError(f"no evaluation records in {', '.join(files)}")
     total_w = max(sums[2].item(), 1e-12)
-    return {
-        "masked_lm_accuracy": sums[0].item() / total_w,
-        "masked_lm_loss": sums[1].item() / total_w,
-        "next_sentence_accuracy": sums[3].item() / n_seq,
-        "next_sentence_loss": sums[4].item() / n_seq,
-        "masked_lm_frequency_baseline": max(counts.values(), default=0.0) / total_w,
-        "eval_sequences": n_seq,
-    }
+    metrics = {"masked_lm_accuracy": sums[0].item() / total_w, "masked_lm_loss": sums[1].item() / total_w}
+    if nsp is not None:
+        metrics.update(next_sentence_accuracy=sums[3].item() / n_seq, next_sentence_loss=sums[4].item() / n_seq)
+    return {**metrics, "masked_lm_frequency_baseline": max(counts.values(), default=0.0) / total_w,
+            "eval_sequences": n_seq}
 
 
 def write_eval_results(metrics: dict[str, float], output_dir: str, step: int) -> None:
