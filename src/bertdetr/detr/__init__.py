@@ -3,7 +3,8 @@
 Model: ``config.DETRConfig`` (presets ``.r50()``/``.r18()``), ``model.build_detr``; losses:
 ``loss.build_criterion``; detections: ``postprocess.DetrPostProcess``; our checkpoint directory:
 ``load_detr``/``save_detr``, ``load_checkpoint_dir`` (``weights``); other projects' weights:
-``from_mmdet``, ``from_official``, ``from_hf`` (``convert.load``). The names below are
+``from_mmdet``, ``from_official``, ``from_hf`` (``convert.load``); from Python as mmdet's API:
+``init_detector``, ``inference_detector``, ``draw`` (``api``). The names below are
 imported on first use, so ``bertdetr --help`` and the data tools do not pay for importing torch.
 """
 
@@ -23,6 +24,11 @@ _EXPORTS = {
     "load_detr": "weights",
     "save_detr": "weights",
     "load_checkpoint_dir": "weights",
+    "init_detector": "api",
+    "inference_detector": "api",
+    "draw": "api",
+    "Detector": "api",
+    "Detections": "api",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -36,13 +36,15 @@ What differs from Google's script, none of it visible in the records:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from bertdetr.bert.pretraining.draws import Draws, coin_flips, draws_of
 from bertdetr.bert.pretraining.features import ExampleEncoder
+from bertdetr.bert.pretraining.roberta import create_doc_sentences, create_full_sentences, word_continues
 from bertdetr.errors import BertDetrError, require_field_types
 from bertdetr.fileio import TextCheck, atomic_output
 
@@ -54,8 +56,7 @@ __all__ = [
     "create_training_instances",
     "create_instances_from_document",
     "create_masked_lm_predictions",
-    "create_doc_sentences_from_document",
-    "word_continues",
+    "sequence_of_sentences",
     "truncate_seq_pair",
     "write_instance_to_example_files",
     "describe_example",
@@ -82,6 +83,9 @@ class PretrainingDataConfig:
     """Mask every piece of a word together (``##`` pieces join the word before them)."""
     next_sentence: bool = True
     """Pairs for Google's next-sentence task; false: sequences of whole sentences, masked LM alone (RoBERTa's)."""
+    cross_documents: bool = True
+    """Without the next-sentence task: sequences run on into the next document after a [SEP]
+    (RoBERTa's FULL-SENTENCES); false: each stays in its document (DOC-SENTENCES)."""
     dynamic_masking: bool = False
     """Write unmasked sequences; the trainer masks each batch afresh (RoBERTa's dynamic masking)."""
     word_segmenter: str | None = None
@@ -291,17 +295,34 @@ def create_training_instances(all_documents: list, config: PretrainingDataConfig
             progress(0, 0, len(made))
         made.clear()
 
-    instances_of = create_instances_from_document if config.next_sentence else create_doc_sentences_from_document
     with draws_of(rng) as draws:
         draws.shuffle(all_documents)  # rng.shuffle(all_documents)
         for _ in range(config.dupe_factor):
-            for document_index in range(len(all_documents)):
-                made += instances_of(all_documents, document_index, config, vocab, draws)
+            for some in _instances_of_a_pass(all_documents, config, vocab, draws):
+                made += some
                 if len(made) >= _SERIALIZE_BATCH:
                     keep()
         keep()
         draws.shuffle(instances)  # rng.shuffle(instances)
     return instances
+
+
+def _instances_of_a_pass(all_documents: list, config: PretrainingDataConfig, vocab: VocabIds,
+                         draws: Draws) -> Iterator[list]:
+    """One pass over the documents, a few instances at a time: Google's pairs
+    (``create_instances_from_document``), or without the next-sentence task RoBERTa's sequences
+    of whole sentences (``roberta``)."""
+    if config.next_sentence:
+        for document_index in range(len(all_documents)):
+            yield create_instances_from_document(all_documents, document_index, config, vocab, draws)
+        return
+    finish = functools.partial(sequence_of_sentences, config=config, vocab=vocab, rng=draws)
+    if config.cross_documents:
+        for instance in create_full_sentences(all_documents, config, vocab.sep_id, draws, finish):
+            yield [instance]
+    else:
+        for document in all_documents:
+            yield list(create_doc_sentences(document, config, draws, finish))
 
 
 def create_instances_from_document(all_documents: list, document_index: int,
@@ -384,7 +405,7 @@ def create_instances_from_document(all_documents: list, document_index: int,
             tokens_a, tokens_b = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
             tokens = [cls_id, *tokens_a, sep_id, *tokens_b, sep_id]
             len_a = len(tokens_a)
-            if config.dynamic_masking:  # the trainer masks (dynamic_masking.py); only words are marked
+            if config.dynamic_masking:  # the trainer masks (roberta.py); only words are marked
                 instances.append(TrainingInstance(tokens, len_a, [], [], is_random_next,
                                                   word_continues(tokens, len_a, vocab) if do_whole_word_mask else None))
             else:
@@ -397,56 +418,20 @@ def create_instances_from_document(all_documents: list, document_index: int,
     return instances
 
 
-def create_doc_sentences_from_document(all_documents: list, document_index: int,
-                                       config: PretrainingDataConfig, vocab: VocabIds,
-                                       rng: Draws) -> list[TrainingInstance]:
-    """The sequences of one document without the next-sentence task (``--no-next-sentence``,
-    RoBERTa's DOC-SENTENCES): the document cut into chunks of whole sentences of about the target
-    length (drawn as ``create_instances_from_document`` draws it), each [CLS] chunk [SEP], never
-    across documents; a chunk longer than ``max_seq_length`` truncated as Google truncates a pair
-    (``truncate_seq_pair`` with an empty B), then masked (or marked, with dynamic masking) as a
-    pair's A. ``segment_ids`` are all 0; the records have no ``next_sentence_labels``."""
-    document = all_documents[document_index]
-    max_num_tokens = config.max_seq_length - 2  # [CLS], [SEP]
-    target_seq_length = max_num_tokens
-    if rng.random() < config.short_seq_prob:
-        target_seq_length = 2 + rng.randbelow(max_num_tokens - 1)  # rng.randint(2, max_num_tokens)
-    instances = []
-    chunk: list = []
-    for i, segment in enumerate(document):
-        chunk.extend(segment)
-        if i == len(document) - 1 or len(chunk) >= target_seq_length:
-            tokens_a, _ = truncate_seq_pair(chunk, [], max_num_tokens, rng)
-            tokens = [vocab.cls_id, *tokens_a, vocab.sep_id]
-            len_a = len(tokens_a)
-            if config.dynamic_masking:
-                continues = word_continues(tokens, len_a, vocab) if config.do_whole_word_mask else None
-                instances.append(TrainingInstance(tokens, len_a, [], [], False, continues))
-            else:
-                positions, ids = create_masked_lm_predictions(tokens, len_a, config.masked_lm_prob,
-                                                              config.max_predictions_per_seq,
-                                                              config.do_whole_word_mask, vocab, rng)
-                instances.append(TrainingInstance(tokens, len_a, positions, ids, False))
-            chunk = []
-    return instances
-
-
-def word_continues(tokens: list, len_a: int, vocab: VocabIds) -> list[int]:
-    """Dynamic masking with whole words: per position of [CLS] A [SEP] B [SEP], 1 where the token
-    continues the word before it (a ``##`` piece, or a character marked as continuing a Chinese
-    word: id + ``vocab.shadow``, its plain id restored here in ``tokens``), else 0 ([CLS], [SEP])."""
-    is_subword, shadow = vocab.is_subword, vocab.shadow
-    out = [0] * len(tokens)
-    for i in range(1, len(tokens) - 1):
-        if i == len_a + 1:
-            continue
-        token = tokens[i]
-        if token >= shadow:
-            tokens[i] = token - shadow
-            out[i] = 1
-        elif is_subword[token]:
-            out[i] = 1
-    return out
+def sequence_of_sentences(chunk: list, config: PretrainingDataConfig, vocab: VocabIds, rng: Draws) -> TrainingInstance:
+    """A sequence without the next-sentence task (``--no-next-sentence``, ``roberta``'s makers):
+    [CLS] chunk [SEP], truncated to ``max_seq_length`` as Google truncates a pair (``truncate_seq_pair``
+    with an empty B), masked (or, with dynamic masking, its words marked) as a pair's A;
+    ``segment_ids`` all 0, no ``next_sentence_labels``."""
+    tokens_a, _ = truncate_seq_pair(chunk, [], config.max_seq_length - 2, rng)
+    tokens = [vocab.cls_id, *tokens_a, vocab.sep_id]
+    len_a = len(tokens_a)
+    if config.dynamic_masking:
+        return TrainingInstance(tokens, len_a, [], [], False,
+                                word_continues(tokens, len_a, vocab) if config.do_whole_word_mask else None)
+    positions, ids = create_masked_lm_predictions(tokens, len_a, config.masked_lm_prob, config.max_predictions_per_seq,
+                                                  config.do_whole_word_mask, vocab, rng)
+    return TrainingInstance(tokens, len_a, positions, ids, False)
 
 
 def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float, max_predictions_per_seq: int,
@@ -486,12 +471,14 @@ def create_masked_lm_predictions(tokens: list, len_a: int, masked_lm_prob: float
     # A character marked as continuing a Chinese word (id + shadow, see read_documents) is such a
     # piece too, as the "##" HFL's and transformers' Chinese WWM put before it; its plain id is
     # stored back here, before any draw, so the records never see the mark.
-    is_subword, shadow = vocab.is_subword, vocab.shadow
+    is_subword, shadow, sep_id = vocab.is_subword, vocab.shadow, vocab.sep_id
     cand_indexes: list[list[int]] = []
     for i in range(1, len(tokens) - 1):
         if i == len_a + 1:  # [SEP]
             continue
         token = tokens[i]
+        if token == sep_id:  # a [SEP] between documents (RoBERTa's FULL-SENTENCES); Google's test of "[SEP]"
+            continue
         if token >= shadow:
             tokens[i] = token - shadow
             if cand_indexes:

@@ -18,7 +18,7 @@ Batch contract (B = batch size, T = max_seq_length, P = max_predictions_per_seq)
 ``input_ids``, ``input_mask``, ``segment_ids`` [B,T]; ``masked_lm_positions``, ``masked_lm_ids``
 [B,P]; float32 ``masked_lm_weights`` [B,P]; int64 ``next_sentence_labels`` [B] (not for records of
 ``make-data --no-next-sentence``). Records of ``--dynamic-masking`` are masked as they are decoded
-(``dynamic_masking.DynamicMasking``, draws seeded by the reader and its batch number, so a resumed
+(``roberta.DynamicMasking``, draws seeded by the reader and its batch number, so a resumed
 run masks as an uninterrupted one).
 
 Decoding: the records of a batch are decoded together (``bertdetr.bert.data.batches.parse_examples``:
@@ -42,7 +42,7 @@ import torch
 from bertdetr.bert.model import BertConfig, check_pretraining_features
 from bertdetr.bert.data.batches import parse_examples
 from bertdetr.bert.data.records import PRETRAINING_FEATURES, RecordError, iter_examples, read_records
-from bertdetr.bert.pretraining.dynamic_masking import DynamicMasking
+from bertdetr.bert.pretraining.roberta import DynamicMasking
 from bertdetr.errors import BertDetrError
 
 INT_FEATURES = tuple(name for name in PRETRAINING_FEATURES if name != "masked_lm_weights")

@@ -39,7 +39,7 @@ from bertdetr.bert.pretraining.create_pretraining_data import (
     write_instance_to_example_files,
 )
 from bertdetr.bert.pretraining.chinese_ref import make_marks, mostly_cjk
-from bertdetr.bert.pretraining.dynamic_masking import DynamicRecordEncoder
+from bertdetr.bert.pretraining.roberta import DynamicRecordEncoder
 from bertdetr.bert.pretraining.features import ExampleEncoder
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import check_writable, expand_inputs

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
 from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
-from bertdetr.bert.pretraining.dynamic_masking import DynamicMasking
+from bertdetr.bert.pretraining.roberta import DynamicMasking
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bertdetr.detr.data.coco import MAX_PIXELS, ImageLoadError, check_image_header, load_image, pil_pixel_limit
+from bertdetr.detr.data.coco import MAX_PIXELS, ImageLoadError, check_image_header, load_image, pil_pixel_limit, to_rgb
 from bertdetr.detr.data.transforms import ToNormalizedTensor, resize
 from bertdetr.errors import BertDetrError
 
@@ -162,6 +162,35 @@ def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_s
              else load_image(os.fspath(path), max_pixels=max_pixels))
     tensor, scale = official_prepare(image, size, max_size)
     return PreparedImage(tensor, scale, image)
+
+
+def prepare_array(image, pipeline: str, size: int = 800, max_size: int = 1333, max_pixels: int | None = MAX_PIXELS,
+                  name: str = "the image") -> PreparedImage:
+    """An image already in memory through ``pipeline``: a numpy array uint8 [H,W,3] in BGR order
+    (as ``cv2.imread`` and mmdet's ``inference_detector`` take it; [H,W] grey too) or a PIL image.
+    The same checks as ``prepare_image`` (``ImageLoadError`` naming ``name``)."""
+    if isinstance(image, Image.Image):
+        rgb = to_rgb(image)
+        bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ImageLoadError(f"{name}: an image array must be uint8 [H, W, 3] (BGR) or [H, W], got "
+                                 f"{image.dtype} {list(image.shape)}")
+        bgr = np.repeat(image[:, :, None], 3, 2) if image.ndim == 2 else image[:, :, :3]
+        bgr = np.ascontiguousarray(bgr)
+        rgb = Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+    else:
+        raise ImageLoadError(f"{name}: not an image (a path, a numpy array or a PIL image), got {type(image).__name__}")
+    h, w = bgr.shape[:2]
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageLoadError(f"{name} has {w * h} pixels ({w}x{h}), more than the limit {max_pixels}")
+    check_resizable(name, w, h, size, max_size)
+    check_pipeline(pipeline)
+    if pipeline == "mmdet":
+        tensor, scale = mmdet_prepare(bgr, (max_size, size))
+    else:
+        tensor, scale = official_prepare(rgb, size, max_size)
+    return PreparedImage(tensor, scale, rgb)
 
 
 class PipelineDataset(torch.utils.data.Dataset):

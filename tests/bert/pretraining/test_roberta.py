@@ -14,7 +14,7 @@ from bertdetr.bert.model import BertConfig
 from bertdetr.bert.pretraining import create_pretraining_data as pd
 from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig
 from bertdetr.bert.pretraining.dataset import decode_batch, inspect_records
-from bertdetr.bert.pretraining.dynamic_masking import DynamicMasking
+from bertdetr.bert.pretraining.roberta import DynamicMasking
 from bertdetr.bert.pretraining.make_data import make_pretraining_data
 from bertdetr.bert.pretraining.pretrain import PretrainConfig, pretrain
 from bertdetr.errors import BertDetrError
@@ -64,20 +64,30 @@ def _is_run_of_sentences(tokens, documents):
     return False
 
 
-def test_no_next_sentence_records_are_runs_of_whole_sentences(tmp_path):
-    path, records = _records(tmp_path, "no-nsp", next_sentence=False, dupe_factor=2)
+@pytest.mark.parametrize("cross", [True, False], ids=["full-sentences", "doc-sentences"])
+def test_no_next_sentence_records_are_runs_of_whole_sentences(tmp_path, cross):
+    path, records = _records(tmp_path, "no-nsp", next_sentence=False, cross_documents=cross, dupe_factor=2)
     assert records and all(sorted(r) == ["input_ids", "input_mask", "masked_lm_ids", "masked_lm_positions",
                                          "masked_lm_weights", "segment_ids"] for r in records)
     documents = _documents()
+    inner_seps = 0
     for r in records:
         n = sum(r["input_mask"])
         ids = _restored(r)
-        assert ids[0] == CLS and ids[-1] == SEP and SEP not in ids[1:-1]
-        assert set(r["segment_ids"]) == {0}
-        assert _is_run_of_sentences(ids[1:-1], documents)
+        assert ids[0] == CLS and ids[-1] == SEP and set(r["segment_ids"]) == {0}
+        seps = [i for i in range(1, n - 1) if ids[i] == SEP]  # between documents (FULL-SENTENCES)
+        inner_seps += len(seps)
+        bounds = [0, *seps, n - 1]
+        for a, b in zip(bounds, bounds[1:]):
+            assert b > a + 1 and _is_run_of_sentences(ids[a + 1:b], documents)
         masked = sum(r["masked_lm_weights"])
         assert masked == min(20, max(1, round(n * 0.15)))  # Google's count, half to even
-        assert all(0 < p < n - 1 for p, w in zip(r["masked_lm_positions"], r["masked_lm_weights"]) if w)
+        assert all(0 < p < n - 1 and p not in seps
+                   for p, w in zip(r["masked_lm_positions"], r["masked_lm_weights"]) if w)
+    # sequences fill up across documents, or stop at each document's end
+    assert (inner_seps >= 2) if cross else inner_seps == 0
+    if cross:
+        assert sum(sum(r["input_mask"]) for r in records) / len(records) > 60  # nearly all full (64)
     shape = inspect_records([path])
     assert not shape.next_sentence and not shape.dynamic
 

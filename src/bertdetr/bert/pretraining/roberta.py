@@ -1,8 +1,13 @@
-"""RoBERTa's dynamic masking (Liu et al. 2019): the records hold unmasked sequences and the
-trainer masks each batch afresh. (Its other change, sequences of whole sentences without the
-next-sentence task, ``make-data --no-next-sentence``, is ``create_pretraining_data``'s
-``create_doc_sentences_from_document``.)
+"""RoBERTa-style pretraining data (Liu et al. 2019): sequences of whole sentences without the
+next-sentence task, and dynamic masking.
 
+- ``make-data --no-next-sentence``: sequences [CLS] whole sentences [SEP], no NSP pairs and no
+  ``next_sentence_labels`` (``bert pretrain`` trains masked LM alone on them). By default they run
+  on from one document into the next with a [SEP] between (RoBERTa's FULL-SENTENCES,
+  ``create_full_sentences``); with ``--no-cross-documents`` each stays in its document
+  (DOC-SENTENCES, ``create_doc_sentences``). The target length is drawn as Google's
+  (``short_seq_prob``); a single sentence longer than the sequence is truncated as Google
+  truncates a pair.
 - ``make-data --dynamic-masking``: the records hold the unmasked sequence (``input_ids``,
   ``input_mask``, ``segment_ids``, ``next_sentence_labels`` unless ``--no-next-sentence``) and,
   with ``--do-whole-word-mask``, ``word_continues`` (1 where a token continues the word before it:
@@ -13,21 +18,84 @@ next-sentence task, ``make-data --no-next-sentence``, is ``create_pretraining_da
   with draws seeded by (seed, reader, batch), so a resumed run masks exactly as an uninterrupted
   one. The random stream is numpy's, not Google's ``random.Random``: the rules are Google's, the
   draws are not.
+
+``create_pretraining_data.create_training_instances`` calls the sequence makers with ``finish``:
+a chunk of tokens -> its ``TrainingInstance`` (truncated, then masked or marked).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from bertdetr.bert.data.records import frame_record, serialize_example
 
-__all__ = ["DynamicRecordEncoder", "DynamicMasking", "DYNAMIC_FEATURES"]
+__all__ = ["create_full_sentences", "create_doc_sentences", "word_continues", "DynamicRecordEncoder", "DynamicMasking",
+           "DYNAMIC_FEATURES"]
 
 DYNAMIC_FEATURES = ("input_ids", "input_mask", "segment_ids")
 """Features every record of ``--dynamic-masking`` has (plus ``next_sentence_labels`` with the
 next-sentence task, ``word_continues`` with whole-word masking)."""
+
+
+def _target_length(config, rng) -> int:
+    """The tokens a sequence aims for: usually all it can hold, with probability
+    ``short_seq_prob`` a random shorter length (Google's draw, ``rng.randint(2, max_num_tokens)``)."""
+    max_num_tokens = config.max_seq_length - 2  # [CLS], [SEP]
+    if rng.random() < config.short_seq_prob:
+        return 2 + rng.randbelow(max_num_tokens - 1)
+    return max_num_tokens
+
+
+def create_full_sentences(all_documents: list, config, sep_id: int, rng, finish: Callable) -> Iterator:
+    """RoBERTa's FULL-SENTENCES over the documents in their order: whole sentences packed into a
+    chunk until it reaches the target length, running on into the next document after a [SEP];
+    ``finish(chunk)`` makes each sequence. A new target length is drawn for each sequence."""
+    target = _target_length(config, rng)
+    chunk: list = []
+    for document in all_documents:
+        if chunk:
+            chunk.append(sep_id)  # RoBERTa's extra separator between documents
+        for segment in document:
+            chunk.extend(segment)
+            if len(chunk) >= target:
+                yield finish(chunk)
+                chunk = []
+                target = _target_length(config, rng)
+    if chunk:
+        yield finish(chunk)
+
+
+def create_doc_sentences(document: list, config, rng, finish: Callable) -> Iterator:
+    """RoBERTa's DOC-SENTENCES of one document: whole sentences packed into chunks of about the
+    target length (drawn once per document, as Google's ``create_instances_from_document`` does),
+    never across documents; ``finish(chunk)`` makes each sequence."""
+    target = _target_length(config, rng)
+    chunk: list = []
+    for i, segment in enumerate(document):
+        chunk.extend(segment)
+        if i == len(document) - 1 or len(chunk) >= target:
+            yield finish(chunk)
+            chunk = []
+
+
+def word_continues(tokens: list, len_a: int, vocab) -> list[int]:
+    """Dynamic masking with whole words: per position of [CLS] A [SEP] B [SEP], 1 where the token
+    continues the word before it (a ``##`` piece, or a character marked as continuing a Chinese
+    word: id + ``vocab.shadow``, its plain id restored here in ``tokens``), else 0 ([CLS], [SEP])."""
+    is_subword, shadow = vocab.is_subword, vocab.shadow
+    out = [0] * len(tokens)
+    for i in range(1, len(tokens) - 1):
+        if i == len_a + 1:
+            continue
+        token = tokens[i]
+        if token >= shadow:
+            tokens[i] = token - shadow
+            out[i] = 1
+        elif is_subword[token]:
+            out[i] = 1
+    return out
 
 
 class DynamicRecordEncoder:

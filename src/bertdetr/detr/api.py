@@ -1,0 +1,163 @@
+"""DETR from Python, as mmdet's ``init_detector`` and ``inference_detector``:
+
+    from bertdetr.detr import init_detector, inference_detector, draw
+
+    detector = init_detector("detr-r50/")                  # our checkpoint folder (bertdetr detr convert/train)
+    detector = init_detector("detr_r50_8xb2-150e_coco.py", "detr_r50.pth")   # or mmdet's config + checkpoint
+    result = inference_detector(detector, "demo.jpg")      # a path, a BGR numpy array or a PIL image
+    result.boxes, result.scores, result.labels, result.names   # best first, pixels of the original image
+    draw(result, threshold=0.5).save("demo.png")
+
+Each image goes through the checkpoint's recorded test pipeline (``pipeline.json``: mmdet's,
+official DETR's or ours) exactly as ``bertdetr detr predict`` runs it, so the detections equal
+the command's ``results.json`` for the same files (a test checks it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bertdetr.detr.config import DETRConfig
+from bertdetr.detr.data.coco import MAX_PIXELS
+from bertdetr.detr.data.pipelines import PreparedImage, check_pipeline, prepare_array, prepare_image
+from bertdetr.detr.model import DETR
+from bertdetr.detr.predict import detect_prepared
+from bertdetr.detr.visualize import draw_detections
+from bertdetr.errors import BertDetrError
+
+__all__ = ["Detector", "Detections", "init_detector", "inference_detector", "draw"]
+
+
+@dataclass
+class Detector:
+    """A model ready for ``inference_detector``: what ``init_detector`` returns."""
+
+    model: DETR
+    """The model, in eval mode, on its device."""
+    config: DETRConfig
+    """Its config."""
+    class_names: list[str]
+    """Name of each label."""
+    category_ids: list[int]
+    """Dataset category id of each label (for COCO results)."""
+    pipeline: str
+    """The test pipeline images go through (``mmdet``, ``official``, ``bertdetr``)."""
+    test_size: int = 800
+    """Shorter side the images are resized to."""
+    max_size: int = 1333
+    """Longest side at most."""
+    max_pixels: int | None = MAX_PIXELS
+    """Larger images are refused (PIL's decompression-bomb limit by default; None: no limit)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+@dataclass
+class Detections:
+    """The detections of one image, best first (mmdet's ``DetDataSample.pred_instances``).
+    K detections: the model's ``test_cfg.max_per_img``, before any score threshold."""
+
+    boxes: np.ndarray
+    """[K,4] float32, pixel (x1, y1, x2, y2) of the original image."""
+    scores: np.ndarray
+    """[K] float32."""
+    labels: np.ndarray
+    """[K] int64, indexes into ``Detector.class_names``."""
+    names: list[str]
+    """[K] class name of each detection."""
+    category_ids: list[int]
+    """[K] dataset category id of each detection."""
+    image: Image.Image = field(repr=False)
+    """The image as decoded (RGB), for ``draw``."""
+
+    def above(self, threshold: float) -> "Detections":
+        """Only the detections scoring at least ``threshold``."""
+        keep = self.scores >= threshold
+        pick = np.flatnonzero(keep).tolist()
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], [self.names[i] for i in pick],
+                          [self.category_ids[i] for i in pick], self.image)
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def init_detector(config_or_checkpoint: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+                  device: str | torch.device | None = None, test_size: int = 800, max_size: int = 1333,
+                  pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS) -> Detector:
+    """A detector from our checkpoint folder (``init_detector("detr-r50/")``), or from an mmdet
+    config file and its checkpoint, as mmdet's ``init_detector(config, checkpoint)`` (converted in
+    memory: mmdet's test pipeline, the class names its meta keeps, else COCO's 80). ``device``:
+    default the GPU when there is one. ``pipeline``: another test pipeline than the checkpoint's."""
+    device = _pick_device(device)
+    path = os.fspath(config_or_checkpoint)
+    if checkpoint is None:
+        if not os.path.isdir(path):
+            raise BertDetrError(f"{path} is not a checkpoint folder (config.json, model.safetensors); for an mmdet "
+                                "config give its checkpoint too: init_detector(config, checkpoint)")
+        from bertdetr.detr.weights import load_checkpoint_dir
+
+        ckpt = load_checkpoint_dir(path, device)
+        model, config, ids, names, recorded = ckpt.model, ckpt.config, ckpt.category_ids, ckpt.class_names, ckpt.pipeline
+    else:
+        from bertdetr.detr.convert.load import coco80_classes, classes_from_names, from_mmdet, mmdet_class_names
+        from bertdetr.detr.weights import read_checkpoint
+
+        raw = read_checkpoint(os.fspath(checkpoint))
+        model, config = from_mmdet(path, raw)
+        names_kept = mmdet_class_names(raw)
+        ids, names = classes_from_names(names_kept) if names_kept else coco80_classes()
+        if len(ids) != config.bbox_head.num_classes:
+            ids = list(range(1, config.bbox_head.num_classes + 1))
+            names = [f"class {i}" for i in ids]
+        model.to(device)
+        recorded = "mmdet"
+    model.eval()
+    return Detector(model, config, list(names), list(ids), check_pipeline(pipeline) if pipeline else recorded,
+                    test_size, max_size, max_pixels)
+
+
+def _prepare(detector: Detector, image, index: int) -> PreparedImage:
+    if isinstance(image, (str, os.PathLike)):
+        return prepare_image(image, detector.pipeline, detector.test_size, detector.max_size, detector.max_pixels)
+    return prepare_array(image, detector.pipeline, detector.test_size, detector.max_size, detector.max_pixels,
+                         name=f"image {index}")
+
+
+def inference_detector(detector: Detector, imgs) -> Detections | list[Detections]:
+    """The detections of one image or of a list of them (then a list, in order), as mmdet's
+    ``inference_detector``: each a path, a numpy array uint8 [H,W,3] in BGR order (as ``cv2.imread``
+    gives it) or a PIL image. An image that cannot be used raises ``ImageLoadError`` naming it."""
+    single = not isinstance(imgs, (list, tuple))
+    images: Sequence = [imgs] if single else imgs
+    out = []
+    for k, image in enumerate(images):
+        prepared = _prepare(detector, image, k)
+        det = detect_prepared(detector.model, prepared.tensor, prepared.scale_factor,
+                              detector.config.test_cfg.max_per_img)
+        labels = det["labels"].numpy().astype(np.int64)
+        out.append(Detections(det["boxes"].numpy().astype(np.float32), det["scores"].numpy().astype(np.float32),
+                              labels, [detector.class_names[i] for i in labels.tolist()],
+                              [detector.category_ids[i] for i in labels.tolist()], prepared.image))
+    return out[0] if single else out
+
+
+def draw(detections: Detections, threshold: float = 0.5, class_names: Sequence[str] | None = None) -> Image.Image:
+    """The image with each detection scoring at least ``threshold`` drawn (box in its class colour,
+    ``name score`` tag), as ``bertdetr detr predict`` draws them. ``class_names``: the detector's,
+    for the colours (default: the names of these detections, coloured by label)."""
+    if class_names is None:
+        table: dict[int, str] = {}
+        for label, name in zip(detections.labels.tolist(), detections.names):
+            table[label] = name
+        class_names = [table.get(i, f"class {i}") for i in range(int(detections.labels.max(initial=-1)) + 1)]
+    return draw_detections(detections.image, detections.boxes, detections.scores, detections.labels,
+                           class_names, threshold)

@@ -1,0 +1,104 @@
+"""The Python API (``init_detector``, ``inference_detector``, ``draw``): equal to ``bertdetr detr
+predict`` on the same files, for paths, BGR arrays and PIL images, from our folder and from an mmdet
+config + checkpoint as mmdet's ``init_detector`` takes them."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bertdetr.cli import main
+from bertdetr.detr import Detections, draw, inference_detector, init_detector
+from bertdetr.detr.data.coco import ImageLoadError
+from bertdetr.detr.evaluate import to_coco_results
+from bertdetr.errors import BertDetrError
+from tests.conftest import DATA
+
+SIZE = ["--test-size", "96", "--max-size", "160"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, golden2):
+    """A converted mmdet 2.x model (5 named classes, mmdet's pipeline) and the two real photos as
+    PNG files."""
+    tmp = tmp_path_factory.mktemp("api")
+    folder = tmp / "detr-small"
+    assert main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(DATA / "detr" / "mmdet2_detr_small.pt"),
+                 "--config", str(DATA / "detr" / "mmdet2_detr_small.config.py"), "--output", str(folder)]) == 0
+    paths = []
+    for name, chw in zip(golden2["image_names"], golden2["images_bgr_uint8"]):
+        bgr = chw.numpy().transpose(1, 2, 0)
+        path = tmp / f"{name}.png"
+        Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])).save(path)
+        paths.append(str(path))
+    return folder, paths, tmp
+
+
+def _coco(path, det: Detections, category_ids):
+    import torch
+
+    return to_coco_results(path.split("/")[-1], torch.from_numpy(det.boxes), torch.from_numpy(det.scores),
+                           torch.from_numpy(det.labels), category_ids)
+
+
+def test_inference_equals_predict_for_paths_arrays_and_pil_images(setup):
+    folder, paths, tmp = setup
+    assert main(["detr", "predict", "--checkpoint", str(folder), *paths, "--out", str(tmp / "pred"),
+                 "--threshold", "0", *SIZE]) == 0
+    expected = json.loads((tmp / "pred" / "results.json").read_text())
+    detector = init_detector(folder, device="cpu", test_size=96, max_size=160)
+    assert detector.pipeline == "mmdet" and len(detector.class_names) == 5
+    results = inference_detector(detector, paths)
+    assert isinstance(results, list) and len(results) == 2
+    got = [r for path, det in zip(paths, results) for r in _coco(path, det, detector.category_ids)]
+    assert _same(got, expected)
+    # a BGR array (as cv2.imread gives it) and a PIL image of the same pixels: the same detections
+    for path, det in zip(paths, results):
+        rgb = Image.open(path).convert("RGB")
+        bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+        for image in (bgr, rgb):
+            other = inference_detector(detector, image)
+            np.testing.assert_allclose(other.boxes, det.boxes, atol=1e-4)
+            np.testing.assert_allclose(other.scores, det.scores, atol=1e-6)
+            assert other.names == det.names and (other.labels == det.labels).all()
+    one = results[0]
+    assert one.boxes.shape == (len(one.scores), 4) and list(one.scores) == sorted(one.scores, reverse=True)
+    assert one.names == [detector.class_names[i] for i in one.labels]
+    kept = one.above(float(np.median(one.scores)))
+    assert 0 < len(kept.scores) < len(one.scores) and (kept.scores >= np.median(one.scores)).all()
+    picture = draw(one, threshold=0.0, class_names=detector.class_names)
+    assert isinstance(picture, Image.Image) and picture.size[0] >= one.image.size[0]
+
+
+def _same(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a["image_id"] == b["image_id"] and a["category_id"] == b["category_id"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3)
+    return True
+
+
+def test_an_mmdet_config_and_checkpoint_as_mmdets_init_detector(setup):
+    folder, paths, _ = setup
+    ours = init_detector(folder, device="cpu", test_size=96, max_size=160)
+    theirs = init_detector(DATA / "detr" / "mmdet2_detr_small.config.py", DATA / "detr" / "mmdet2_detr_small.pt",
+                           device="cpu", test_size=96, max_size=160)
+    assert theirs.pipeline == "mmdet" and theirs.class_names == ours.class_names
+    a, b = inference_detector(ours, paths[0]), inference_detector(theirs, paths[0])
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-5)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+
+
+def test_bad_images_and_folders_are_named(setup, tmp_path):
+    folder, _, _ = setup
+    detector = init_detector(folder, device="cpu", test_size=96, max_size=160)
+    with pytest.raises(ImageLoadError, match="image 1: an image array must be uint8"):
+        inference_detector(detector, [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)])
+    with pytest.raises(ImageLoadError, match="image 0 is 2000x1"):
+        inference_detector(detector, [np.zeros((1, 2000, 3), np.uint8)])
+    with pytest.raises(ImageLoadError, match="not an image"):
+        inference_detector(detector, 3)
+    with pytest.raises(BertDetrError, match="not a checkpoint folder"):
+        init_detector(tmp_path / "nothing")
