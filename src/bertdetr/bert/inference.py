@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bertdetr.bert.model import BertForPreTraining
-from bertdetr.bert.data.tokenization import FullTokenizer
+from bertdetr.bert.data.tokenization import FullTokenizer, tokenizer_json_vocab
 from bertdetr.errors import BertDetrError
 
 MASK = "[MASK]"
@@ -32,6 +32,10 @@ def load_tokenizer(model_dir: str | os.PathLike) -> FullTokenizer:
     if not os.path.isdir(model_dir):
         raise BertDetrError(f"model directory not found: {model_dir}")
     vocab = os.path.join(model_dir, "vocab.txt")
+    if not os.path.isfile(vocab) and os.path.isfile(os.path.join(model_dir, "tokenizer.json")):
+        # a folder as transformers 5 saves it: the vocabulary and casing in tokenizer.json
+        vocab_map, lower = tokenizer_json_vocab(os.path.join(model_dir, "tokenizer.json"))
+        return FullTokenizer.from_vocab(vocab_map, lower)
     if not os.path.isfile(vocab):
         exported = os.path.join(model_dir, "model")
         if os.path.isfile(os.path.join(exported, "vocab.txt")):

@@ -329,7 +329,12 @@ def export_model(model, path: str | os.PathLike, vocab_file: str | None, do_lowe
     transformers' tokenizers read them. Returns ``path``."""
     path = os.fspath(path)
     model.save_pretrained(path)
-    if vocab_file:
+    if vocab_file and os.fspath(vocab_file).endswith(".json"):  # a tokenizer.json's vocabulary, as vocab.txt
+        from bertdetr.bert.data.tokenization import load_vocab
+
+        with atomic_output(os.path.join(path, "vocab.txt"), "w") as f:
+            f.writelines(token + "\n" for token in load_vocab(vocab_file))
+    elif vocab_file:
         shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
     with atomic_output(os.path.join(path, "tokenizer_config.json"), "w") as f:
         json.dump({"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=1)

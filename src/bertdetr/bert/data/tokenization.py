@@ -93,6 +93,8 @@ def load_vocab(vocab_file: str | os.PathLike, unk_token: str = "[UNK]") -> "coll
         raise VocabError(f"vocab file not found: {path}")
     if os.path.isdir(path):
         raise VocabError(f"vocab file is a directory: {path}")
+    if path.endswith(".json"):
+        return tokenizer_json_vocab(path, unk_token)[0]
     vocab: "collections.OrderedDict[str, int]" = collections.OrderedDict()
     with open(path, "rb") as reader:
         data = reader.read()
@@ -113,6 +115,30 @@ def load_vocab(vocab_file: str | os.PathLike, unk_token: str = "[UNK]") -> "coll
     if unk_token not in vocab:
         raise VocabError(f"vocab file {path} has no {unk_token} entry (needed for unknown words)")
     return vocab
+
+
+def tokenizer_json_vocab(path: str, unk_token: str = "[UNK]") -> tuple["collections.OrderedDict[str, int]", bool]:
+    """(vocabulary, lowercase) of a ``tokenizer.json``, as transformers 5 saves a BERT folder (no
+    vocab.txt): its WordPiece ``model.vocab`` in id order and its normalizer's ``lowercase``.
+    Anything but a BERT WordPiece tokenizer with ids 0..N-1 and ``[UNK]`` is a ``VocabError``."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        model = data["model"]
+        if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+            raise ValueError(f"a {model.get('type')} tokenizer, not BERT's WordPiece")
+        vocab = collections.OrderedDict(
+            (str(t), int(i)) for t, i in sorted(model["vocab"].items(), key=lambda kv: kv[1]))
+        if list(vocab.values()) != list(range(len(vocab))):
+            raise ValueError("its vocabulary ids are not 0..N-1")
+        lower = bool((data.get("normalizer") or {}).get("lowercase", True))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise VocabError(f"cannot read the vocabulary of {path}: {e}") from None
+    if unk_token not in vocab:
+        raise VocabError(f"{path} has no {unk_token} in its vocabulary (needed for unknown words)")
+    return vocab, lower
 
 
 def convert_by_vocab(vocab, items):
@@ -170,6 +196,11 @@ class FullTokenizer:
         (``read_documents`` of make-data, ``bench/tokenize_workers.py``)."""
         cache = self._chunk_ids if to_ids else self._chunk_tokens
         return functools.partial(BasicTokenizer.concat_chunks, cache.__getitem__)
+
+    @classmethod
+    def from_vocab(cls, vocab, do_lower_case: bool = True) -> "FullTokenizer":
+        """A FullTokenizer of a ``token -> id`` mapping (no vocab.txt: a ``tokenizer.json``'s, say)."""
+        return cls._from_vocab(vocab, do_lower_case)
 
     @classmethod
     def _from_vocab(cls, vocab, do_lower_case) -> "FullTokenizer":

@@ -159,7 +159,10 @@ def model_files(bert_config_file: str | None, vocab_file: str | None, init_check
         raise BertDetrError(f"no model config ({', '.join(candidates) or 'none given'}): give --bert-config-file, or "
                             "--init-checkpoint a directory with config.json")
     bert_config = BertConfig.from_json_file(found[0])
-    vocab_file = vocab_file or (os.path.join(beside, "vocab.txt") if beside else None)
+    if not vocab_file and beside:
+        vocab_file = os.path.join(beside, "vocab.txt")
+        if not os.path.isfile(vocab_file) and os.path.isfile(os.path.join(beside, "tokenizer.json")):
+            vocab_file = os.path.join(beside, "tokenizer.json")  # a transformers 5 folder: no vocab.txt
     if not vocab_file or not os.path.isfile(vocab_file):
         raise BertDetrError(f"vocab file not found: {vocab_file or '(none given)'}: give --vocab-file")
     n = len(load_vocab(vocab_file))
