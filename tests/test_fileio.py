@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 import stat
 
 import pytest
@@ -107,3 +108,23 @@ def test_scalars_cut_back_to_the_last_whole_step_on_a_full_disk(tmp_path):
     log._file = raw
     log.close()
     assert read_scalars(tmp_path / "scalars.csv") == {"loss": [(1, 2.0)], "lr": [(1, 0.1)]}
+
+
+def test_a_failed_command_leaves_no_empty_output_folder(tmp_path, capsys):
+    from bertdetr.cli import main
+
+    out = tmp_path / "a" / "b" / "pred"
+    assert main(["detr", "predict", "--checkpoint", str(tmp_path / "none"), "--out", str(out),
+                 str(tmp_path / "nothing.jpg")]) == 2
+    assert "image file(s) not found" in capsys.readouterr().err
+    sample = Path(__file__).parent / "data" / "bert" / "sample_text.txt"
+    assert main(["bert", "make-data", "--input-file", str(sample), "--output-file", str(tmp_path / "new" / "o.tfrecord"),
+                 "--vocab-file", str(tmp_path / "missing.txt"), "--no-progress"]) == 2
+    assert "vocab file not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither a/b/pred nor new/
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "x.txt").write_text("mine")
+    assert main(["bert", "make-data", "--input-file", str(sample), "--output-file", str(kept / "sub" / "o.tfrecord"),
+                 "--vocab-file", str(tmp_path / "missing.txt"), "--no-progress"]) == 2
+    assert sorted(p.name for p in kept.iterdir()) == ["x.txt"]  # a folder that was there stays

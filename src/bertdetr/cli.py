@@ -57,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from bertdetr.fileio import remove_created_empty_folders
+
+    status = _run_command(args)
+    if status != 0:
+        remove_created_empty_folders()  # a failed command leaves no empty output folder behind
+    return status
+
+
+def _run_command(args) -> int:
     try:
         status = int(args.func(args) or 0)
         _end_process_group()  # after a success only: a failed rank leaves at once, for torchrun to see

@@ -26,6 +26,12 @@ def check_writable(path: str | os.PathLike) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise BertDetrError(f"output path is a directory: {path}")
+    missing = []
+    folder = parent
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    _CREATED_FOLDERS.extend(reversed(missing))  # outermost first
     try:
         os.makedirs(parent, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".probe-", dir=parent)
@@ -33,6 +39,24 @@ def check_writable(path: str | os.PathLike) -> None:
         os.remove(probe)
     except OSError as e:
         raise BertDetrError(f"cannot write output {path}: {e.strerror or e}") from None
+
+
+_CREATED_FOLDERS: list[str] = []
+"""Folders ``check_writable`` created in this process (outermost first), for
+``remove_created_empty_folders``."""
+
+
+def remove_created_empty_folders() -> None:
+    """Removes the folders ``check_writable`` created that are still empty, innermost first: a
+    command that fails leaves no empty output folder behind (the command line calls this on an
+    error)."""
+    for folder in reversed(_CREATED_FOLDERS):
+        try:
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        except OSError:
+            pass
+    _CREATED_FOLDERS.clear()
 
 
 def _file_mode() -> int:

@@ -165,3 +165,68 @@ def test_torch_export_with_dynamic_image_size(golden_model):
     with torch.no_grad():  # the eager model still serves the folded weights from its cache
         model(images, masks)
     assert "_folded" in model.backbone.conv1.__dict__
+
+
+def test_dc5_backbone_equals_torchvisions_dilated_resnet():
+    """Official DETR's DC5: torchvision's ResNet-50 with replace_stride_with_dilation=[False, False, True]
+    and frozen BatchNorm (torchvision.ops.FrozenBatchNorm2d, as official DETR's backbone)."""
+    import torchvision
+
+    from bertdetr.detr.model import ResNet
+
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True],
+                                         norm_layer=torchvision.ops.FrozenBatchNorm2d).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # statistics that matter
+        for name, buf in theirs.named_buffers():
+            if name.endswith("running_mean") or name.endswith("bias"):
+                buf.copy_(torch.randn(buf.shape, generator=g) * 0.1)
+            elif name.endswith("running_var") or name.endswith("weight"):
+                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+    ours = ResNet(50, dilation=True).eval()
+    state = {k: v for k, v in theirs.state_dict().items() if not k.startswith("fc.")}
+    ours.load_state_dict(state, strict=False)
+    x = torch.randn(1, 3, 96, 128)
+    body = torch.nn.Sequential(*list(theirs.children())[:-2])
+    with torch.no_grad():
+        expected, got = body(x), ours(x)
+    assert got.shape == expected.shape == (1, 2048, 6, 8)  # stride 16, not 32
+    # (random BatchNorm statistics make values in the thousands: float32 rounding, as without dilation)
+    torch.testing.assert_close(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4)
+    assert ours.layer4[0].conv2.dilation == (1, 1) and ours.layer4[1].conv2.dilation == (2, 2)
+
+
+def test_an_official_dc5_checkpoint_converts_with_its_dilation(tmp_path):
+    """A training checkpoint of official DETR's main.py keeps --dilation in its args: the conversion
+    reads it; a released one (weights only) needs --dilation."""
+    import argparse
+    import dataclasses
+
+    from bertdetr.cli import main
+    from bertdetr.detr.convert.load import from_official
+    from bertdetr.detr.weights import load_detr
+    from tests.detr.convert.test_load import _to_official
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, dilation=True))
+    torch.manual_seed(0)
+    ref = build_detr(cfg).eval()
+    official = _to_official(ref.state_dict())
+    trained = tmp_path / "checkpoint.pth"
+    torch.save({"model": official, "args": argparse.Namespace(dilation=True, backbone="resnet18")}, trained)
+    released = tmp_path / "detr-dc5.pth"
+    torch.save({"model": official}, released)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = ref(x)["pred_logits"]
+    for path, flags in ((trained, []), (released, ["--dilation"])):
+        out = tmp_path / f"out-{path.stem}"
+        assert main(["detr", "convert", "--from", "official", "--checkpoint", str(path), "--output", str(out),
+                     "--classes", "keep", "--num-heads", str(cfg.encoder.num_heads), *flags]) == 0
+        model, config = load_detr(out)
+        assert config.backbone.dilation
+        with torch.no_grad():
+            torch.testing.assert_close(model(x)["pred_logits"], expected, atol=1e-5, rtol=1e-5)
+    model, config = from_official(str(released), coco80=False, num_heads=cfg.encoder.num_heads)
+    assert not config.backbone.dilation  # without the flag a released file reads as plain (not visible)

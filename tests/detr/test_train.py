@@ -177,3 +177,31 @@ def test_two_processes_with_torchrun(shapes, tmp_path):
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert state["iteration"] == 2  # 8 images / 2 ranks / batch 2
     assert "AP" in json.loads((tmp_path / "run" / "eval_metrics.json").read_text())
+
+
+def test_save_best_keeps_and_exports_the_model_of_the_best_validation_ap(shapes, tmp_path, monkeypatch):
+    """Validation APs scripted (the tiny model scores 0 throughout): 0.1, 0.3, 0.2, 0.3 -> the model of
+    epoch 2 (the first to reach the best) is kept and exported, not the last."""
+    from bertdetr.detr import train as train_module
+    from bertdetr.detr.weights import load_detr
+
+    real = train_module.evaluate_detr
+    scripted = iter([0.1, 0.3, 0.2, 0.3])
+
+    def evaluate(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.metrics["AP"] = next(scripted)
+        return result
+
+    monkeypatch.setattr(train_module, "evaluate_detr", evaluate)
+    result = train_detr(load_train_setup(_config(shapes, tmp_path, epochs=4, lr_drop=[3], save_best=True, keep_last=0)))
+    out = tmp_path / "run"
+    best = json.loads((out / "best.json").read_text())
+    assert best == {"metric": "AP", "value": 0.3, "epoch": 2, "iteration": 8} and result["best"] == best
+    for name in ("model.safetensors", "config.json", "classes.json"):
+        assert (out / "model" / name).read_bytes() == (out / "model_best" / name).read_bytes()
+    exported = load_detr(out / "model")[0].state_dict()
+    at_best = load_checkpoint(dict(list_checkpoints(out))[8])["model"]
+    last = load_checkpoint(dict(list_checkpoints(out))[16])["model"]
+    assert all(torch.equal(exported[k], at_best[k]) for k in exported)
+    assert not all(torch.equal(exported[k], last[k]) for k in exported)

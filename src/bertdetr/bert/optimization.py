@@ -121,16 +121,25 @@ class AdamWeightDecay(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, lamb=lamb))
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, skip: torch.Tensor | None = None):
+        """One update. ``skip``: a 0-dim bool tensor (on the parameters' device) that, when true,
+        leaves parameters and moments as they are, decided on the device (no host read: the
+        trainer passes "the loss or the gradients are not finite", as a gradient scaler skips an
+        overflowed step). The gradients of a skipped step may hold NaN: each is replaced by zeros
+        first (a ``where`` per tensor); a kept step gives the results of ``skip=None`` bit for bit."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        keep = None if skip is None else (~skip).to(torch.float32)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             grads = [p.grad for p in params]
+            if keep is not None:
+                zero = torch.zeros((), dtype=grads[0].dtype, device=grads[0].device)
+                grads = [torch.where(skip, zero, g) for g in grads]
             ms, vs = [], []
             for p in params:
                 state = self.state[p]
@@ -140,8 +149,13 @@ class AdamWeightDecay(torch.optim.Optimizer):
                 ms.append(state["m"])
                 vs.append(state["v"])
             beta1, beta2 = group["betas"]
-            torch._foreach_lerp_(ms, grads, 1 - beta1)  # m = b1 m + (1 - b1) g
-            torch._foreach_mul_(vs, beta2)
+            # With ``skip`` the factors are tensors that are the same numbers when the step is kept
+            # (bit for bit the same results) and leave m and v exactly as they are when skipped:
+            # lerp weight 0, decay 1, and a zeroed gradient adding nothing.
+            w1 = 1 - beta1 if keep is None else keep * (1 - beta1)
+            b2 = beta2 if keep is None else torch.where(skip, torch.ones_like(keep), torch.full_like(keep, beta2))
+            torch._foreach_lerp_(ms, grads, w1)  # m = b1 m + (1 - b1) g
+            torch._foreach_mul_(vs, b2)
             torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
             denom = torch._foreach_sqrt(vs)
             torch._foreach_add_(denom, group["eps"])
@@ -149,12 +163,13 @@ class AdamWeightDecay(torch.optim.Optimizer):
             if group["weight_decay"]:
                 torch._foreach_add_(updates, params, alpha=group["weight_decay"])
                 if group["lamb"]:
-                    w_norms = torch._foreach_norm(params)
-                    u_norms = torch._foreach_norm(updates)
-                    ratios = [
-                        torch.where((w > 0) & (u > 0), w / u, torch.ones_like(w)) for w, u in zip(w_norms, u_norms)
-                    ]
-                    torch._foreach_mul_(updates, ratios)
+                    # the trust ratios of all tensors at once (not a where per tensor)
+                    w = torch.stack(torch._foreach_norm(params))
+                    u = torch.stack(torch._foreach_norm(updates))
+                    ratios = torch.where((w > 0) & (u > 0), w / u, torch.ones_like(w))
+                    torch._foreach_mul_(updates, list(ratios.unbind()))
+            if keep is not None:
+                torch._foreach_mul_(updates, keep)
             torch._foreach_add_(params, updates, alpha=-group["lr"])
         return loss
 

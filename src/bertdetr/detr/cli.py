@@ -45,6 +45,9 @@ def _add_convert(commands) -> None:
                    "mmdet: 'coco80' names the 80 labels as COCO's (default: the checkpoint's meta classes)")
     p.add_argument("--num-heads", "--num_heads", dest="num_heads", type=int,
                    help="official/hf: attention heads (not visible in weights; default 8 / config.json)")
+    add_flag(p, "--dilation", dest="dilation", default=None,
+             help="official: a DC5 model (detr-r50-dc5, detr-r101-dc5: the last stage dilated; not visible in "
+             "weights; default: a training checkpoint's args.dilation, else false); hf reads its config.json")
     p.set_defaults(func=_run_convert)
 
 
@@ -53,12 +56,13 @@ def _run_convert(args) -> int:
 
     done = convert_checkpoint(args.source, args.checkpoint, args.output, config=args.config, classes=args.classes,
                               num_classes=args.num_classes, reset_head=args.reset_head, num_heads=args.num_heads,
-                              seed=args.seed)
+                              seed=args.seed, dilation=args.dilation)
     config, num_classes = done.config, done.config.bbox_head.num_classes
     if done.config_from:
         print(f"model config: {done.config_from}")
     n = sum(p.numel() for p in done.model.parameters())
-    print(f"wrote {args.output}: DETR R{config.backbone.depth}, {num_classes} classes, "
+    print(f"wrote {args.output}: DETR R{config.backbone.depth}{'-DC5' if config.backbone.dilation else ''}, "
+          f"{num_classes} classes, "
           f"{config.num_queries} queries, {n / 1e6:.1f}M parameters")
     if done.classes is not None:
         shown = ", ".join(done.classes[1][:5]) + (", ..." if num_classes > 5 else "")

@@ -49,6 +49,8 @@ class BackboneConfig:
     backbone). "batch": BatchNorm that trains (batch statistics, learned affine; mmdet
     ``requires_grad=True, norm_eval=False``), for a backbone trained from scratch, whose frozen
     statistics would be meaningless; SyncBatchNorm under DDP. Frozen stages keep theirs fixed."""
+    dilation: bool = False
+    """The last stage dilated instead of strided: official DETR's DC5 models (features at stride 16)."""
 
     def __post_init__(self):
         require_field_types(self, "backbone.")

@@ -5,7 +5,7 @@ sine positional encoding of the padding mask -> post-norm transformer encoder ->
 learned object queries -> class FC and box FFN, on every decoder layer's output.
 
 Dimension letters: B batch, H/W padded input height/width, h/w feature map height/width
-(H/32, W/32 rounded up), C backbone output channels, D model width (embed_dims), T = h*w encoder
+(H/32, W/32 rounded up; H/16, W/16 with a dilated last stage, DC5), C backbone output channels, D model width (embed_dims), T = h*w encoder
 tokens, Q object queries, K = num_classes + 1 class logits (background last), L decoder layers.
 
 Conventions (mmdet's, identical to official DETR's):
@@ -101,7 +101,7 @@ def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> t
                 cached = (key, *_fold(conv, bn))
             conv.__dict__["_folded"] = cached
         _, weight, bias = cached
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
 
 
 def _fold(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,8 +121,8 @@ def _norm_layer(kind: str) -> type[nn.Module]:
     return {"frozen": FrozenBatchNorm2d, "batch": nn.BatchNorm2d}[kind]
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+def _conv(cin: int, cout: int, k: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2), dilation=dilation, bias=False)
 
 
 class _ResidualBlock(nn.Module):
@@ -150,10 +150,11 @@ class BasicBlock(_ResidualBlock):
 
     expansion, num_convs = 1, 2
 
-    def __init__(self, cin: int, width: int, stride: int = 1, norm: type[nn.Module] = FrozenBatchNorm2d):
+    def __init__(self, cin: int, width: int, stride: int = 1, norm: type[nn.Module] = FrozenBatchNorm2d,
+                 dilation: int = 1):
         super().__init__()
-        self.conv1, self.bn1 = _conv(cin, width, 3, stride), norm(width)
-        self.conv2, self.bn2 = _conv(width, width, 3), norm(width)
+        self.conv1, self.bn1 = _conv(cin, width, 3, stride, dilation), norm(width)
+        self.conv2, self.bn2 = _conv(width, width, 3, dilation=dilation), norm(width)
         self._add_shortcut(cin, width, stride, norm)
 
 
@@ -162,11 +163,12 @@ class Bottleneck(_ResidualBlock):
 
     expansion, num_convs = 4, 3
 
-    def __init__(self, cin: int, width: int, stride: int = 1, norm: type[nn.Module] = FrozenBatchNorm2d):
+    def __init__(self, cin: int, width: int, stride: int = 1, norm: type[nn.Module] = FrozenBatchNorm2d,
+                 dilation: int = 1):
         super().__init__()
         cout = width * self.expansion
         self.conv1, self.bn1 = _conv(cin, width, 1), norm(width)
-        self.conv2, self.bn2 = _conv(width, width, 3, stride), norm(width)
+        self.conv2, self.bn2 = _conv(width, width, 3, stride, dilation), norm(width)
         self.conv3, self.bn3 = _conv(width, cout, 1), norm(cout)
         self._add_shortcut(cin, cout, stride, norm)
 
@@ -185,9 +187,13 @@ class ResNet(nn.Module):
     channels-last in memory. Parameter names are torchvision's, so its ImageNet state dicts and
     mmdet's ``backbone.*`` load as they are (``fc.*`` is ignored). ``norm``: "frozen" (DETR) or
     "batch" (trainable BatchNorm, to train from scratch; see ``BackboneConfig.norm``);
-    ``base_channels``: the stem's and first stage's width, doubled per stage (mmdet's)."""
+    ``base_channels``: the stem's and first stage's width, doubled per stage (mmdet's);
+    ``dilation``: the last stage dilated instead of strided (official DETR's DC5), as torchvision's
+    ``replace_stride_with_dilation=[False, False, True]`` does it: its first block keeps dilation 1
+    (unstrided), the others dilate by 2 (mmdet's ResNet would dilate the first block too)."""
 
-    def __init__(self, depth: int, frozen_stages: int = 1, norm: str = "frozen", base_channels: int = 64):
+    def __init__(self, depth: int, frozen_stages: int = 1, norm: str = "frozen", base_channels: int = 64,
+                 dilation: bool = False):
         super().__init__()
         block, counts = RESNET_LAYOUTS[depth]
         norm_layer = _norm_layer(norm)
@@ -195,9 +201,11 @@ class ResNet(nn.Module):
         cin = base_channels
         for i, n in enumerate(counts):
             width = base_channels * 2**i
+            dilated = dilation and i == len(counts) - 1
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, width, stride=2 if (i > 0 and j == 0) else 1, norm=norm_layer))
+                stride = 2 if (i > 0 and j == 0 and not dilated) else 1
+                blocks.append(block(cin, width, stride=stride, norm=norm_layer, dilation=2 if dilated and j > 0 else 1))
                 cin = width * block.expansion
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_channels = cin
@@ -429,7 +437,7 @@ def build_detr(config: DETRConfig) -> DETR:
     D = config.embed_dims
     enc, dec, pe = config.encoder, config.decoder, config.positional_encoding
     bb = config.backbone
-    backbone = ResNet(bb.depth, bb.frozen_stages, bb.norm, bb.base_channels)
+    backbone = ResNet(bb.depth, bb.frozen_stages, bb.norm, bb.base_channels, bb.dilation)
 
     def ffn(cfg) -> FeedForward:
         return FeedForward(D, cfg.feedforward_channels, nn.ReLU(inplace=True), activation_dropout=cfg.ffn_drop)

@@ -54,8 +54,13 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                    "metrics": metrics}
         if t.env.main:
             export = os.path.join(t.cfg.output_dir, "model")
-            save_detr(t.model, t.model_config, export)
-            save_classes(export, t.index.category_ids, t.index.class_names)
+            best = read_best(t.cfg.output_dir) if t.cfg.save_best else None
+            if best is not None:  # the model of the best validation AP, not the last
+                copy_model_folder(os.path.join(t.cfg.output_dir, BEST_MODEL), export)
+                summary["best"] = best
+            else:
+                save_detr(t.model, t.model_config, export)
+                save_classes(export, t.index.category_ids, t.index.class_names)
             summary["export"] = export
             if metrics:
                 write_json(os.path.join(t.cfg.output_dir, "eval_metrics.json"),
@@ -181,7 +186,55 @@ def fit(t: DetrTraining) -> dict:
                                         os.path.join(cfg.output_dir, "eval_detections.json") if env.main else None,
                                         cfg.coco_backend).metrics
                 log.log(t.it, {f"eval_{k}": v for k, v in metrics.items()})
+                if cfg.save_best and env.main:
+                    keep_if_best(t, metrics)
     return metrics
+
+
+BEST_MODEL = "model_best"
+"""The folder of the best model so far (``save_best``), beside ``best.json``."""
+
+
+def read_best(output_dir: str) -> dict | None:
+    """``best.json`` of a run (the metric, its value, epoch and iteration), None before any."""
+    import json
+
+    path = os.path.join(output_dir, "best.json")
+    if not os.path.isfile(path) or not os.path.isdir(os.path.join(output_dir, BEST_MODEL)):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def keep_if_best(t: DetrTraining, metrics: dict) -> bool:
+    """mmdet's ``CheckpointHook(save_best='auto')``: the first COCO metric (AP) decides; a model
+    better than the best so far (strictly) is written to ``model_best/`` and ``best.json``. The
+    folder is the same as an export (config, weights, classes), written before ``best.json``, so
+    a run killed in between keeps a consistent pair (the older ``best.json`` names a value the new
+    model beats)."""
+    value = metrics.get("AP")
+    if value is None or value != value:  # no AP (or NaN): nothing to compare
+        return False
+    best = read_best(t.cfg.output_dir)
+    if best is not None and not value > best["value"]:
+        return False
+    folder = os.path.join(t.cfg.output_dir, BEST_MODEL)
+    save_detr(t.model, t.model_config, folder)
+    save_classes(folder, t.index.category_ids, t.index.class_names)
+    write_json(os.path.join(t.cfg.output_dir, "best.json"),
+               {"metric": "AP", "value": value, "epoch": t.epoch, "iteration": t.it}, indent=1)
+    return True
+
+
+def copy_model_folder(source: str, target: str) -> None:
+    """The files of a model folder copied into ``target`` (each written under a temporary name)."""
+    from bertdetr.fileio import atomic_output
+
+    os.makedirs(target, exist_ok=True)
+    for name in sorted(os.listdir(source)):
+        with open(os.path.join(source, name), "rb") as src, atomic_output(os.path.join(target, name), "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
 
 
 def build_optimizer(model: DETR, cfg: TrainConfig) -> torch.optim.AdamW:

@@ -97,6 +97,8 @@ class TrainConfig:
     """Checkpoints kept (0 = all)."""
     eval_every: int = 1
     """Evaluate every this many epochs (and at the end) when there is a validation set."""
+    save_best: bool = False
+    """Keep the model of the best validation AP (model_best/, best.json) and export it, not the last (mmdet's save_best='auto')."""
     log_every: int = 10
     """Log scalars every this many steps."""
     resume: bool = False

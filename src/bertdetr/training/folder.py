@@ -42,8 +42,8 @@ FINETUNE_CONFIGS = {"bert classify": "classify_config.json", "bert squad": "squa
                     "bert ner": "ner_config.json"}
 
 RUN_FILES = ("train_config.json", "scalars.csv", "loss_curves.png", "eval_metrics.json", "eval_results.txt",
-             "eval_detections.json")
-RUN_DIRS = ("tb", "model")
+             "eval_detections.json", "best.json")
+RUN_DIRS = ("tb", "model", "model_best")
 LOG_FILES = ("train_config.json", "scalars.csv")
 
 

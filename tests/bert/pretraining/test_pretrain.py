@@ -276,3 +276,67 @@ def test_a_full_disk_at_a_checkpoint_is_an_error_and_earlier_ones_resume(records
     assert main(args + ["--resume"]) == 0
     assert main([*args[:9], str(tmp_path / "straight"), *args[10:]]) == 0
     assert read_scalars(tmp_path / "run" / "scalars.csv")["loss"] == read_scalars(tmp_path / "straight" / "scalars.csv")["loss"]
+
+
+def _from_the_data(frame) -> bool:
+    """Whether a call comes from making the batches: their values are checked on the host, before
+    they go to the device (with workers, in other processes), which is no read from the device."""
+    while frame is not None:
+        if frame.f_code.co_filename.endswith("pretraining/dataset.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_no_host_reads_on_steps_that_do_not_log(records, tmp_path, monkeypatch):
+    """Issue 18: a step that does not log reads nothing back from the device (no .item(), bool(),
+    .tolist()...), a logging step reads once; non-finite steps are caught on the device all the same."""
+    import sys
+
+    watched = ("pretraining/pretrain.py", "bert/optimization.py", "training/precision.py", "bert/model.py",
+               "training/run.py", "training/distributed.py")
+    reads = []
+
+    def counting(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code
+            if caller.co_filename.endswith(watched) and not _from_the_data(sys._getframe(1)):
+                reads.append((name, caller.co_name))
+            return real(self, *args, **kwargs)
+        return read
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    real_step = pretrain_module.train_step
+    marks = []
+
+    def marked_step(t):
+        marks.append(len(reads))
+        return real_step(t)
+
+    monkeypatch.setattr(pretrain_module, "train_step", marked_step)
+    pretrain(_config(records, tmp_path, num_train_steps=7, log_every=3, save_every=1000, keep_last=0))
+    per_step = [reads[a:b] for a, b in zip(marks, marks[1:])]  # steps 1..6 (step 7 saves at the end)
+    assert [len(r) for r in per_step] == [0, 0, 1, 0, 0, 1], per_step
+
+
+def test_non_finite_steps_are_skipped_on_the_device_until_too_many_in_a_row(records, tmp_path, monkeypatch):
+    real = pretrain_module.clip_by_global_norm
+    calls = {"n": 0}
+
+    def nan_at_steps_3_and_4(params, clip):
+        calls["n"] += 1
+        norm = real(params, clip)
+        return torch.tensor(float("nan")) if calls["n"] in (3, 4) else norm
+
+    monkeypatch.setattr(pretrain_module, "clip_by_global_norm", nan_at_steps_3_and_4)
+    # two in a row allowed: the run goes on, the two steps skipped (weights untouched) and counted
+    summary = pretrain(_config(records, tmp_path / "two", num_train_steps=6, max_non_finite_steps=3))
+    assert summary["step"] == 6
+    rows = read_scalars(tmp_path / "two" / "scalars.csv")
+    assert rows["non_finite_steps"][-1] == (6, 2.0)
+    calls["n"] = 0
+    with pytest.raises(BertDetrError, match=r"non-finite loss at step 3 .*2 step\(s\) in a row skipped"):
+        pretrain(_config(records, tmp_path / "one", num_train_steps=6, max_non_finite_steps=2, log_every=2))

@@ -40,7 +40,7 @@ from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
-from bertdetr.training.distributed import Distributed, all_ranks_ok, local_world_size, set_rng_state
+from bertdetr.training.distributed import Distributed, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.run import Run, ignore_stop_signals, setup_process
@@ -122,6 +122,8 @@ class PretrainConfig:
     """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
     shuffle_buffer: int = 1000
     """Records in each reader's shuffle buffer."""
+    max_non_finite_steps: int = 1
+    """Steps in a row with a non-finite loss or gradient that stop the run (each is skipped on the device, weights untouched, and reported at the next logged step)."""
     masked_lm_prob: float = 0.15
     """Records of make-data --dynamic-masking: the fraction of tokens masked in each batch."""
     max_predictions_per_seq: int = 20
@@ -152,7 +154,7 @@ class PretrainConfig:
                 "eval_every needs a positive number of steps and eval_files")
         require(bool(self.input_files), "no input files")
         require(0 < self.masked_lm_prob <= 1, f"masked_lm_prob must be in (0, 1], got {self.masked_lm_prob}")
-        require_at_least(self, ("max_predictions_per_seq",), 1)
+        require_at_least(self, ("max_predictions_per_seq", "max_non_finite_steps"), 1)
 
 
 def dynamic_masking(config: PretrainConfig, shape: RecordShape) -> DynamicMasking | None:
@@ -231,6 +233,9 @@ class Pretraining:
     run: Run
     masking: DynamicMasking | None = None
     """The masking of unmasked records (``make-data --dynamic-masking``), for the evaluations too."""
+    health: torch.Tensor | None = None
+    """On the device, float32 [4]: non-finite steps in a row now, the most in a row since the last
+    log, skipped steps in all, the first step of the current run of them (read at logging steps)."""
     next_sentence: bool = True
     """The records have the next-sentence task (not ``make-data --no-next-sentence``)."""
 
@@ -298,8 +303,9 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
     precision = MixedPrecision(device, config.bf16, config.fp16)
     torch.manual_seed(config.seed + 1 + env.rank)  # dropout: a different stream on each rank
     step, skip_batches = 0, 0
+    health = torch.zeros(4, device=device)
     if run.resumed:
-        step, skip_batches = _resume(run, config, model, optimizer, scheduler, precision, env, device)
+        step, skip_batches = _resume(run, config, model, optimizer, scheduler, precision, env, device, health)
 
     net: torch.nn.Module = model
     if config.compile:
@@ -315,7 +321,7 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
     run.record_config({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
                        "world_size": env.world_size, "record_shape": asdict(shape)})
     return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run,
-                       masking, shape.next_sentence)
+                       masking=masking, next_sentence=shape.next_sentence, health=health)
 
 
 def default_num_workers(device: torch.device, cpus: float, ranks_per_machine: int = 1) -> int:
@@ -339,7 +345,7 @@ def batch_loader(stream: PretrainingStream, config: PretrainConfig,
 
 
 def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, precision, env: Distributed,
-            device: torch.device) -> tuple[int, int]:
+            device: torch.device, health: torch.Tensor) -> tuple[int, int]:
     """Loads the checkpoint a resumed run continues from; returns (step, batches of this rank to
     skip). With the same processes and batch size the run continues exactly (each rank's RNG
     restored); with others, from the same number of sequences seen, the data re-dealt."""
@@ -347,6 +353,8 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
     model.load_state_dict(state["model"])
     load_training_state(optimizer, scheduler, state)
     precision.load_state_dict(state.get("precision", {}))
+    if "health" in state:  # (checkpoints before the skipped steps were counted have none)
+        health.copy_(torch.tensor(state["health"], dtype=health.dtype))
     step = int(state["step"])
     run.rewind_scalars(step)
     if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
@@ -376,14 +384,18 @@ def fit(t: Pretraining) -> dict[str, float]:
             totals, grad_norm, previous = train_step(t)
             t.step += 1
             seqs += config.batch_size * config.grad_accum * env.world_size
-            losses = {"loss": totals[0].item(), "masked_lm_loss": totals[1].item()}
-            if t.next_sentence:
-                losses["next_sentence_loss"] = totals[2].item()
             logging_step = t.step % config.log_every == 0 or t.step == last_stop
             if logging_step:
+                # the one read from the device of a logged step (none on the others)
+                values = torch.cat([totals.float(), grad_norm.reshape(1).float(), t.health]).tolist()
+                losses, norm, (_, most, skipped, since) = _losses_of(values[:3], t.next_sentence), values[3], values[4:]
+                if most >= config.max_non_finite_steps:
+                    raise t.run.non_finite(f"step {int(since)} (loss {values[0]:.4g}, grad norm {norm:.4g}; "
+                                           f"{int(most)} step(s) in a row skipped)")
+                t.health[1] = 0
                 rate = seqs / max(time.perf_counter() - t0, 1e-9)
-                log.log(t.step, {**losses, "lr": lr, "grad_norm": grad_norm.item(), "sequences_per_s": rate,
-                                 **t.precision.scalars()})
+                log.log(t.step, {**losses, "lr": lr, "grad_norm": norm, "sequences_per_s": rate,
+                                 **({"non_finite_steps": skipped} if skipped else {}), **t.precision.scalars()})
                 t0, seqs = time.perf_counter(), 0
                 log.show(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
             log.advance()
@@ -425,18 +437,41 @@ def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         nsp = out["next_sentence_loss"].detach() if "next_sentence_loss" in out else torch.zeros_like(out["loss"])
         totals += torch.stack([out["loss"].detach(), out["masked_lm_loss"].detach(), nsp]).float() / config.grad_accum
     if env.world_size > 1:
-        dist.all_reduce(totals)
+        dist.all_reduce(totals)  # the ranks' mean: the same non-finite verdict on every rank
         totals /= env.world_size
     t.precision.unscale(t.optimizer)
     grad_norm = clip_by_global_norm(t.model.parameters(), config.max_grad_norm)
-    # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
-    finite = bool(torch.isfinite(totals).all() and (t.precision.overflow_skips or torch.isfinite(grad_norm)))
-    if not all_ranks_ok(finite, env, t.device):
-        raise t.run.non_finite(f"step {t.step + 1} (loss {totals[0].item():.4g}, grad norm {grad_norm.item():.4g})")
-    t.precision.step(t.optimizer)
+    # Decided on the device, read at the next logged step: a step with a non-finite loss or gradient
+    # is skipped there (weights and moments untouched). fp16: non-finite gradients are an overflow
+    # the scaler skips, not a failure (its own check reads the host each step).
+    bad = ~torch.isfinite(totals).all()
+    if not t.precision.overflow_skips:
+        bad = bad | ~torch.isfinite(grad_norm)
+        t.optimizer.step(skip=bad)
+    else:
+        t.precision.step(t.optimizer)
+    _count_non_finite(t.health, bad, t.step + 1)
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
     return totals, grad_norm, (batch, out)
+
+
+def _count_non_finite(health: torch.Tensor, bad: torch.Tensor, step: int) -> None:
+    """``Pretraining.health`` after step ``step``, on the device: the run of non-finite steps
+    grows or resets, its most since the last log, the total, and where the current run began."""
+    b = bad.to(health.dtype)
+    starts = b * (health[0] == 0).to(health.dtype)
+    health[3] = health[3] * (1 - starts) + starts * step
+    health[0] = (health[0] + 1) * b
+    health[1] = torch.maximum(health[1], health[0])
+    health[2] = health[2] + b
+
+
+def _losses_of(values: list[float], next_sentence: bool) -> dict[str, float]:
+    losses = {"loss": values[0], "masked_lm_loss": values[1]}
+    if next_sentence:
+        losses["next_sentence_loss"] = values[2]
+    return losses
 
 
 # Settings a resumed run keeps from the run it continues, and why (the others it applies).
@@ -463,7 +498,8 @@ def _training_state(t: Pretraining) -> dict:
     """What a checkpoint holds besides the RNG states (``Run.save`` adds those)."""
     return {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
             "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(), "step": t.step,
-            "world_size": t.env.world_size, "batch_size": t.config.batch_size, "grad_accum": t.config.grad_accum}
+            "world_size": t.env.world_size, "batch_size": t.config.batch_size, "grad_accum": t.config.grad_accum,
+            "health": t.health.tolist()}
 
 
 @torch.no_grad()

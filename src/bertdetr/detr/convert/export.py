@@ -191,6 +191,9 @@ def _check_standard(config: DETRConfig, fmt: str) -> None:
     problems = []
     if config.backbone.norm != "frozen":
         problems.append(f"backbone.norm {config.backbone.norm!r} (frozen BatchNorm only)")
+    if config.backbone.dilation:
+        # mmdet's ResNet dilates a stage's first block too; transformers dilates only timm backbones
+        problems.append("backbone.dilation (DC5: neither mmdet's ResNet nor transformers' own dilates as official DETR)")
     if fmt == "hf":
         if (pe.normalize, pe.temperature, pe.scale, pe.eps, pe.offset) != (True, 10000.0, 2 * math.pi, 1e-6, 0.0):
             problems.append("positional_encoding other than DETR's (normalize, temperature 10000, scale 2pi, "

@@ -47,10 +47,10 @@ from bertdetr.errors import BertDetrError
 from bertdetr.fileio import check_writable
 
 
-def infer_config(sd: dict, num_heads: int = 8, **sections) -> DETRConfig:
+def infer_config(sd: dict, num_heads: int = 8, dilation: bool = False, **sections) -> DETRConfig:
     """A DETRConfig with the architecture read off an our-named state dict (heads are not
-    visible in weights: ``num_heads``); other sections (dropouts, losses, ...) at mmdet defaults
-    unless given as keyword arguments."""
+    visible in weights: ``num_heads``; nor is a dilated last stage: ``dilation``, DC5); other
+    sections (dropouts, losses, ...) at mmdet defaults unless given as keyword arguments."""
     def count(prefix):
         return len({k.split(".")[2] for k in sd if k.startswith(prefix)})
 
@@ -75,7 +75,8 @@ def infer_config(sd: dict, num_heads: int = 8, **sections) -> DETRConfig:
     dec.update(sections.pop("decoder", {}))
     head = dict(num_classes=num_classes, num_reg_fcs=num_reg_fcs)
     head.update(sections.pop("bbox_head", {}))
-    return DETRConfig(num_queries=num_queries, backbone=sections.pop("backbone", BackboneConfig(depth=depth)),
+    return DETRConfig(num_queries=num_queries,
+                      backbone=sections.pop("backbone", BackboneConfig(depth=depth, dilation=dilation)),
                       encoder=EncoderConfig(**enc), decoder=DecoderConfig(**dec),
                       positional_encoding=PositionalEncodingConfig(num_feats=D // 2),
                       bbox_head=BBoxHeadConfig(**head), **sections)
@@ -97,12 +98,22 @@ def from_mmdet(config, checkpoint, num_classes: int | None = None, reset_head: b
 
 
 def from_official(checkpoint, coco80: bool = True, num_heads: int = 8, num_classes: int | None = None,
-                  reset_head: bool = False, generator: torch.Generator | None = None) -> tuple[DETR, DETRConfig]:
+                  reset_head: bool = False, generator: torch.Generator | None = None,
+                  dilation: bool | None = None) -> tuple[DETR, DETRConfig]:
     """facebookresearch/detr checkpoint (path or ``{'model': ...}``/state dict) -> (model, config).
     The architecture is read off the weights (``num_heads`` is not visible in them: 8 in every
-    released model); dilated (DC5) checkpoints are not supported. See the module doc for ``coco80``."""
+    released model). ``dilation``: a DC5 model (detr-r50-dc5, detr-r101-dc5: the last stage
+    dilated, torchvision's ``replace_stride_with_dilation``), not visible in the weights either;
+    None: ``args.dilation`` of a training checkpoint (main.py keeps its command line), else False.
+    See the module doc for ``coco80``."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        checkpoint = read_checkpoint(checkpoint)
+    if dilation is None:
+        args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+        dilation = bool(getattr(args, "dilation", False) if args is not None and not isinstance(args, dict)
+                        else (args or {}).get("dilation", False))
     sd, origin = official_to_ours(_as_state_dict(checkpoint), coco80=coco80)
-    cfg = infer_config(sd, num_heads).with_num_classes(num_classes)
+    cfg = infer_config(sd, num_heads, dilation=dilation).with_num_classes(num_classes)
     return build_and_load(cfg, sd, origin, reset_head, generator)
 
 
@@ -133,7 +144,7 @@ def from_hf(checkpoint, coco80: bool = False, num_heads: int | None = None, num_
         sections = dict(encoder=dict(dropout=float(hf_cfg.get("dropout", 0.1)), ffn_drop=float(hf_cfg.get("dropout", 0.1))),
                         decoder=dict(num_heads=dec_heads, dropout=float(hf_cfg.get("dropout", 0.1)),
                                      ffn_drop=float(hf_cfg.get("dropout", 0.1))))
-    cfg = infer_config(sd, heads, **sections).with_num_classes(num_classes)
+    cfg = infer_config(sd, heads, dilation=bool(hf_cfg.get("dilation", False)), **sections).with_num_classes(num_classes)
     return build_and_load(cfg, sd, origin, reset_head, generator)
 
 
@@ -228,7 +239,7 @@ class Converted:
 
 def convert_checkpoint(source: str, checkpoint: str, output: str, config: str | None = None,
                        classes: str | None = None, num_classes: int | None = None, reset_head: bool = False,
-                       num_heads: int | None = None, seed: int = 0) -> Converted:
+                       num_heads: int | None = None, seed: int = 0, dilation: bool | None = None) -> Converted:
     """``bertdetr detr convert``: another project's checkpoint (``source`` one of ``SOURCES``) ->
     our checkpoint directory ``output`` (config.json, model.safetensors, classes.json when the
     classes are known, pipeline.json: the source's test pipeline). ``config``: mmdet's model config
@@ -238,16 +249,21 @@ def convert_checkpoint(source: str, checkpoint: str, output: str, config: str | 
     existed = os.path.isdir(output)
     check_writable(os.path.join(output, "config.json"))  # (creates the folder)
     try:
-        return _convert(source, checkpoint, output, config, classes, num_classes, reset_head, num_heads, seed)
+        return _convert(source, checkpoint, output, config, classes, num_classes, reset_head, num_heads, seed,
+                        dilation)
     except BaseException:
         if not existed and os.path.isdir(output) and not os.listdir(output):
             os.rmdir(output)  # a failed conversion leaves no empty folder behind
         raise
 
 
-def _convert(source, checkpoint, output, config, classes, num_classes, reset_head, num_heads, seed) -> Converted:
+def _convert(source, checkpoint, output, config, classes, num_classes, reset_head, num_heads, seed,
+             dilation=None) -> Converted:
     if source not in SOURCES:
         raise BertDetrError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    if dilation and source != "official":
+        raise BertDetrError("--dilation is for official DETR's DC5 checkpoints (transformers' config.json says "
+                            "it itself; mmdet has no DC5 DETR)")
     if num_classes is not None and num_classes < 1:
         raise BertDetrError(f"--num-classes must be >= 1, got {num_classes}")
     common = dict(num_classes=num_classes, reset_head=reset_head, generator=torch.Generator().manual_seed(seed))
@@ -268,7 +284,7 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
         origin = "--classes coco80" if classes == "coco80" else "the checkpoint's meta"
     elif source == "official":
         coco80 = (classes or "coco80") == "coco80"
-        model, cfg = from_official(checkpoint, coco80=coco80, num_heads=num_heads or 8, **common)
+        model, cfg = from_official(checkpoint, coco80=coco80, num_heads=num_heads or 8, dilation=dilation, **common)
         # a 92-logit head is COCO's; other counts are fine-tuned models whose names the file does not keep
         coco = coco80 or cfg.bbox_head.num_classes == OFFICIAL_NO_OBJECT
         found, origin = (official_classes(coco80) if coco else None), "COCO's"
