@@ -1,0 +1,78 @@
+"""Reads from the device per ``bert pretrain`` step: calls of ``Tensor.item``, ``tolist``,
+``__bool__``, ``__float__``, ``__int__``, ``__index__`` made by the trainer, the model, the
+optimizer and the run scaffold while the steps run (not by the data pipeline, whose checks read
+host batches before they go to the device). On a CPU each is what would be a device sync on a GPU.
+
+    python bench/count_host_reads.py                 # this checkout
+    PYTHONPATH=/tmp/base/src python bench/count_host_reads.py   # another checkout, for a before/after
+
+A tiny BERT on the bundled sample text, 9 steps, logging every 3rd.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(os.path.dirname(HERE), "tests", "data", "bert")
+WATCHED = ("pretraining/pretrain.py", "bert/optimization.py", "training/precision.py", "bert/model.py",
+           "training/run.py", "training/distributed.py")
+
+
+def main() -> None:
+    from bertdetr.bert.model import BertConfig
+    from bertdetr.bert.pretraining import pretrain as pretrain_module
+    from bertdetr.bert.pretraining.create_pretraining_data import PretrainingDataConfig
+    from bertdetr.bert.pretraining.make_data import make_pretraining_data
+
+    reads: list = []
+
+    def from_data(frame) -> bool:
+        while frame is not None:
+            if frame.f_code.co_filename.endswith("pretraining/dataset.py"):
+                return True
+            frame = frame.f_back
+        return False
+
+    def counting(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            frame = sys._getframe(1)
+            if frame.f_code.co_filename.endswith(WATCHED) and not from_data(frame):
+                reads.append(name)
+            return real(self, *args, **kwargs)
+        return read
+
+    with tempfile.TemporaryDirectory() as tmp:
+        records = os.path.join(tmp, "train.tfrecord")
+        vocab = os.path.join(DATA, "vocab-uncased.txt")
+        make_pretraining_data([os.path.join(DATA, "sample_text.txt")], records, vocab,
+                              PretrainingDataConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=2))
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+            setattr(torch.Tensor, name, counting(name))
+        real_step = pretrain_module.train_step
+        marks: list[int] = []
+
+        def marked(t):
+            marks.append(len(reads))
+            return real_step(t)
+
+        pretrain_module.train_step = marked
+        model = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=64)
+        pretrain_module.pretrain(pretrain_module.PretrainConfig(
+            input_files=[records], output_dir=os.path.join(tmp, "run"), model=model, vocab_file=vocab, batch_size=4,
+            num_train_steps=10, num_warmup_steps=2, log_every=3, save_every=1000, progress=False))
+    per_step = [b - a for a, b in zip(marks, marks[1:])]  # steps 1..9 (step 10 also saves)
+    print(f"reads per step (steps 1-9, logging at 3, 6, 9): {per_step}")
+    print(f"steps that do not log: {sum(n for i, n in enumerate(per_step, 1) if i % 3)} reads in "
+          f"{sum(1 for i in range(1, 10) if i % 3)} steps; logged steps: {[per_step[i - 1] for i in (3, 6, 9)]}")
+
+
+if __name__ == "__main__":
+    main()
