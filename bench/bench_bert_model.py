@@ -235,7 +235,7 @@ def run_speed(name: str, repeats: int, compile_: bool, bf16: bool, rows: list[di
                        peak_rss_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    del hf, h_opt
+    hf = h_opt = None  # freed before the compiled runs
 
     if compile_:
         # Compiled and eager steps alternate too; the compile itself is the first call, timed alone.

@@ -13,7 +13,8 @@ def test_convert_mmdet_writes_our_checkpoint(tmp_path, data_dir, golden, golden_
                "--config", str(data_dir / "detr" / "mmdet_detr_small.config.json"), "--output", str(out)])
     assert rc == 0 and "5 classes" in capsys.readouterr().out
     assert {"config.json", "model.safetensors", "pipeline.json"} <= {p.name for p in out.iterdir()}
-    assert json.loads((out / "pipeline.json").read_text()) == {"pipeline": "mmdet"}  # the origin's test pipeline
+    # the origin's test pipeline, at mmdet's default scale (this config names no test pipeline)
+    assert json.loads((out / "pipeline.json").read_text()) == {"pipeline": "mmdet", "test_size": 800, "max_size": 1333}
     model, cfg = load_detr(out)
     ref, ref_cfg = golden_model
     assert cfg == ref_cfg

@@ -205,3 +205,41 @@ def test_save_best_keeps_and_exports_the_model_of_the_best_validation_ap(shapes,
     last = load_checkpoint(dict(list_checkpoints(out))[16])["model"]
     assert all(torch.equal(exported[k], at_best[k]) for k in exported)
     assert not all(torch.equal(exported[k], last[k]) for k in exported)
+
+
+def test_the_test_scale_goes_with_the_model(shapes, tmp_path):
+    """Trained and evaluated at 64 pixels: the exported folder records it, and predict, eval and the
+    Python API use it without being told (issue 21: at DETR's default 800 such a model sees nothing)."""
+    from bertdetr.cli import main
+    from bertdetr.detr import inference_detector, init_detector
+
+    train_detr(load_train_setup(_config(shapes, tmp_path, epochs=1)))
+    model = tmp_path / "run" / "model"
+    assert json.loads((model / "pipeline.json").read_text()) == {"pipeline": "bertdetr", "test_size": 64,
+                                                                  "max_size": 96}
+    image = str(shapes / "images" / sorted(os.listdir(shapes / "images"))[0])
+    runs = {}
+    for name, extra in (("defaults", []), ("told", ["--test-size", "64", "--max-size", "96"]),
+                        ("800", ["--test-size", "800", "--max-size", "1333"])):
+        assert main(["detr", "predict", "--checkpoint", str(model), image, "--out", str(tmp_path / name),
+                     "--threshold", "0", *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert runs["defaults"] == runs["told"] != runs["800"]
+    detector = init_detector(model, device="cpu")
+    assert (detector.test_size, detector.max_size) == (64, 96)
+    found = inference_detector(detector, image)
+    assert [round(float(s), 5) for s in found.scores] == [round(r["score"], 5) for r in runs["defaults"]]
+
+
+def test_a_converted_mmdet_model_records_its_configs_test_scale(tmp_path):
+    from bertdetr.cli import main
+    from tests.conftest import DATA
+
+    out = tmp_path / "converted"
+    assert main(["detr", "convert", "--from", "mmdet", "--checkpoint", str(DATA / "detr" / "mmdet2_detr_small.pt"),
+                 "--config", str(DATA / "detr" / "mmdet2_detr_small.config.py"), "--output", str(out)]) == 0
+    assert json.loads((out / "pipeline.json").read_text()) == {"pipeline": "mmdet", "test_size": 800, "max_size": 1333}
+    from bertdetr.detr.convert.mmdet_config import mmdet_test_scale
+
+    assert mmdet_test_scale({"test_pipeline": [{"type": "Resize", "scale": (1000, 600), "keep_ratio": True}]}) == (600, 1000)
+    assert mmdet_test_scale({"model": {}}) is None

@@ -91,12 +91,13 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
 
 
 def init_detector(config_or_checkpoint: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-                  device: str | torch.device | None = None, test_size: int = 800, max_size: int = 1333,
+                  device: str | torch.device | None = None, test_size: int | None = None, max_size: int | None = None,
                   pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS) -> Detector:
     """A detector from our checkpoint folder (``init_detector("detr-r50/")``), or from an mmdet
     config file and its checkpoint, as mmdet's ``init_detector(config, checkpoint)`` (converted in
-    memory: mmdet's test pipeline, the class names its meta keeps, else COCO's 80). ``device``:
-    default the GPU when there is one. ``pipeline``: another test pipeline than the checkpoint's."""
+    memory: mmdet's test pipeline and scale, the class names its meta keeps, else COCO's 80).
+    ``device``: default the GPU when there is one. ``pipeline``, ``test_size``, ``max_size``: other
+    than the checkpoint's (``pipeline.json``, as ``detr train`` and ``detr convert`` record them)."""
     device = _pick_device(device)
     path = os.fspath(config_or_checkpoint)
     if checkpoint is None:
@@ -107,6 +108,7 @@ def init_detector(config_or_checkpoint: str | os.PathLike, checkpoint: str | os.
 
         ckpt = load_checkpoint_dir(path, device)
         model, config, ids, names, recorded = ckpt.model, ckpt.config, ckpt.category_ids, ckpt.class_names, ckpt.pipeline
+        scale = (ckpt.test_size, ckpt.max_size)
     else:
         from bertdetr.detr.convert.load import coco80_classes, classes_from_names, from_mmdet, mmdet_class_names
         from bertdetr.detr.weights import read_checkpoint
@@ -120,9 +122,12 @@ def init_detector(config_or_checkpoint: str | os.PathLike, checkpoint: str | os.
             names = [f"class {i}" for i in ids]
         model.to(device)
         recorded = "mmdet"
+        from bertdetr.detr.convert.mmdet_config import load_mmdet_config, mmdet_test_scale
+
+        scale = mmdet_test_scale(load_mmdet_config(path)) or (800, 1333)
     model.eval()
     return Detector(model, config, list(names), list(ids), check_pipeline(pipeline) if pipeline else recorded,
-                    test_size, max_size, max_pixels)
+                    test_size or scale[0], max_size or scale[1], max_pixels)
 
 
 def _prepare(detector: Detector, image, index: int) -> PreparedImage:

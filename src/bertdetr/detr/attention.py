@@ -81,7 +81,7 @@ def attention_pictures(model: DETR, image_path: str, out_dir: str, class_names: 
     tensor, target = eval_transforms(test_size, max_size)(image, empty, random.Random(0))
     H, W = (int(v) for v in target["size"])
     model.eval()
-    out = capture_attention(model, tensor[None].to(device), torch.zeros(1, H, W, dtype=torch.bool, device=device))
+    out = capture_attention(model, tensor[None].to(device), None)  # one image: nothing padded
     h, w = out["feature_hw"]
     # Every query's detection, best first, in the image's own pixels (as `detr predict`).
     det = DetrPostProcess(max_per_img=out["pred_logits"].shape[1])(

@@ -189,10 +189,7 @@ def _add_eval(commands) -> None:
     p.add_argument("--ann", required=True, help="COCO annotation json")
     p.add_argument("--images", required=True, help="image folder")
     p.add_argument("--out", required=True, help="folder for eval_metrics.json and results.json (COCO results)")
-    p.add_argument("--test-size", dest="test_size", type=int, default=800,
-                   help="shorter image side at inference (DETR's test scale)")
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333,
-                   help="longer image side at most at inference")
+    _add_test_scale(p)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=2, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
@@ -224,7 +221,7 @@ def _run_eval(args) -> int:
     if how != "by category id":
         print(f"the checkpoint's classes matched to the dataset's {how}")
     pipeline = check_pipeline(args.pipeline) if args.pipeline else ckpt.pipeline
-    ev = evaluate_detr(ckpt.model, index, args.ann, args.test_size, args.max_size,
+    ev = evaluate_detr(ckpt.model, index, args.ann, args.test_size or ckpt.test_size, args.max_size or ckpt.max_size,
                        ckpt.config.test_cfg.max_per_img, device, args.batch_size,
                        results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
                        category_ids=category_ids, pipeline=pipeline)
@@ -255,10 +252,7 @@ def _add_predict(commands) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="draw detections scoring at least this, in [0, 1] (default 0.5)")
-    p.add_argument("--test-size", dest="test_size", type=int, default=800,
-                   help="shorter image side at inference (DETR's test scale)")
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333,
-                   help="longer image side at most at inference")
+    _add_test_scale(p)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
@@ -298,12 +292,17 @@ def _add_attention(commands) -> None:
     p.add_argument("--top", type=int, default=4, help="at most this many detections")
     p.add_argument("--point", dest="points", type=_point, action="append", default=[],
                    help="X,Y pixel for an encoder self-attention picture (repeatable)")
-    p.add_argument("--test-size", dest="test_size", type=int, default=800,
-                   help="shorter image side at inference (DETR's test scale)")
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333,
-                   help="longer image side at most at inference")
+    _add_test_scale(p)
     _add_max_pixels(p)
     p.set_defaults(func=_run_attention)
+
+
+def _add_test_scale(p) -> None:
+    p.add_argument("--test-size", dest="test_size", type=int, default=None,
+                   help="shorter image side at inference (default: the checkpoint's test scale, recorded by "
+                   "detr train and detr convert in pipeline.json; 800 for a folder that records none)")
+    p.add_argument("--max-size", dest="max_size", type=int, default=None,
+                   help="longer image side at most at inference (default: the checkpoint's; 1333 without one)")
 
 
 def _add_max_pixels(p) -> None:
@@ -321,7 +320,8 @@ def _run_attention(args) -> int:
     check_writable(os.path.join(args.out, "probe.png"))
     ckpt = load_checkpoint_dir(args.checkpoint)
     written = attention_pictures(ckpt.model, args.image, args.out, ckpt.class_names, args.threshold, args.points,
-                                 args.top, args.test_size, args.max_size, args.max_pixels)
+                                 args.top, args.test_size or ckpt.test_size, args.max_size or ckpt.max_size,
+                                 args.max_pixels)
     print(f"wrote {len(written)} pictures to {args.out}" + ("" if written else
           " (no detection reached --threshold and no --point given)"))
     return 0

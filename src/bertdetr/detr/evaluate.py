@@ -142,7 +142,8 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
     for batch in loader:
         if batch is None:
             continue
-        outputs = model(batch["images"].to(device), batch["masks"].to(device))
+        masks = batch["masks"]
+        outputs = model(batch["images"].to(device), masks.to(device) if bool(masks.any()) else None)  # host data
         sizes = [tuple(int(v) for v in t["size"]) for t in batch["targets"]]
         scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
         for t, det in zip(batch["targets"], post(outputs, sizes, scales)):

@@ -415,10 +415,11 @@ class DETR(nn.Module):
         pos = self.positional_encoding(mask).view(B, h * w, D)
         tokens = feat.permute(0, 2, 3, 1).reshape(B, h * w, D)
         # nn.MultiheadAttention's key_padding_mask (-inf at padded keys) as the shared blocks'
-        # additive key mask; None when nothing is padded, which lets SDPA take its unmasked kernel.
-        # Traced (torch.compile/export), the mask's values are unknown: it is kept whenever given.
+        # additive key mask. Without ``masks`` (nothing padded: the callers know it on the host,
+        # before the batch goes to the device) there is none, which lets SDPA take its unmasked
+        # kernel; reading the mask here to decide would wait for the device every step.
         attn_mask = None
-        if masks is not None and (torch.compiler.is_compiling() or bool(mask.any())):
+        if masks is not None:
             attn_mask = key_padding_to_additive_mask(mask.view(B, h * w), tokens.dtype, float("-inf"))
         memory = self.encoder(tokens, pos, attn_mask)
         query_pos = self.query_embedding.weight.unsqueeze(0).expand(B, -1, -1)

@@ -24,7 +24,7 @@ def detect_prepared(model, tensor: torch.Tensor, scale_factor: tuple[float, floa
     ``labels`` [K], best first."""
     device = next(model.parameters()).device
     h, w = tensor.shape[1:]
-    outputs = model(tensor[None].to(device), torch.zeros(1, h, w, dtype=torch.bool, device=device))
+    outputs = model(tensor[None].to(device), None)  # one image: nothing padded
     det = DetrPostProcess(max_per_img)(outputs, [(h, w)], [scale_factor])[0]
     return {k: v.cpu() for k, v in det.items()}
 
@@ -63,12 +63,13 @@ def check_threshold(threshold: float) -> None:
 
 
 def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: float = 0.5,
-                   test_size: int = 800, max_size: int = 1333, device: str | None = None,
+                   test_size: int | None = None, max_size: int | None = None, device: str | None = None,
                    pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS) -> list[str]:
     """Writes ``out_dir/results.json`` (COCO format; ``image_id`` is the file name) and one
     ``<name>.png`` per image with the detections scoring >= ``threshold``; returns the PNG paths.
     ``images`` are files, folders (their image files) or globs. Images go through ``pipeline``
-    (default: the one recorded with the checkpoint, see ``pipelines``).
+    (default: the one recorded with the checkpoint, see ``pipelines``) at ``test_size`` /
+    ``max_size`` (default: the checkpoint's recorded test scale).
 
     An image that cannot be read, has more than ``max_pixels`` pixels or is too thin to resize is
     reported by name and passed over; the others' pictures and results are written, then a
@@ -78,6 +79,7 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     images = expand_images(images)
     ckpt = load_checkpoint_dir(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipeline = check_pipeline(pipeline) if pipeline else ckpt.pipeline
+    test_size, max_size = test_size or ckpt.test_size, max_size or ckpt.max_size
     model, config, category_ids, names = ckpt.model, ckpt.config, ckpt.category_ids, ckpt.class_names
     results, written, failed = [], [], []
     for path in images:

@@ -35,7 +35,7 @@ from bertdetr.detr.evaluate import evaluate_detr
 from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr
 from bertdetr.detr.train_config import DetrTrainSetup, TrainConfig
-from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr
+from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
@@ -59,8 +59,7 @@ def train_detr(setup: DetrTrainSetup) -> dict:
                 copy_model_folder(os.path.join(t.cfg.output_dir, BEST_MODEL), export)
                 summary["best"] = best
             else:
-                save_detr(t.model, t.model_config, export)
-                save_classes(export, t.index.category_ids, t.index.class_names)
+                _export(t, export)
             summary["export"] = export
             if metrics:
                 write_json(os.path.join(t.cfg.output_dir, "eval_metrics.json"),
@@ -218,12 +217,18 @@ def keep_if_best(t: DetrTraining, metrics: dict) -> bool:
     best = read_best(t.cfg.output_dir)
     if best is not None and not value > best["value"]:
         return False
-    folder = os.path.join(t.cfg.output_dir, BEST_MODEL)
-    save_detr(t.model, t.model_config, folder)
-    save_classes(folder, t.index.category_ids, t.index.class_names)
+    _export(t, os.path.join(t.cfg.output_dir, BEST_MODEL))
     write_json(os.path.join(t.cfg.output_dir, "best.json"),
                {"metric": "AP", "value": value, "epoch": t.epoch, "iteration": t.it}, indent=1)
     return True
+
+
+def _export(t: DetrTraining, folder: str) -> None:
+    """The model as our checkpoint folder: config, weights, classes, and the test scale the run
+    evaluated at with our pipeline (``pipeline.json``), which predict, eval and the Python API use."""
+    save_detr(t.model, t.model_config, folder)
+    save_classes(folder, t.index.category_ids, t.index.class_names)
+    save_pipeline(folder, "bertdetr", t.data.test_size, t.data.max_size)
 
 
 def copy_model_folder(source: str, target: str) -> None:

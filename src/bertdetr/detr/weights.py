@@ -251,24 +251,41 @@ def load_detr(directory: str | os.PathLike, num_classes: int | None = None, rese
     return build_and_load(cfg, sd, None, reset_head, generator)
 
 
-def save_pipeline(directory: str | os.PathLike, pipeline: str) -> None:
-    """Records in our checkpoint directory which test-time pipeline the model's origin uses
-    (``pipeline.json``; see ``bertdetr.detr.data.pipelines``)."""
+DEFAULT_TEST_SIZE, DEFAULT_MAX_SIZE = 800, 1333
+"""DETR's test scale (mmdet's ``Resize(scale=(1333, 800))``, official DETR's 800/1333): the one of
+a checkpoint that records none."""
+
+
+def save_pipeline(directory: str | os.PathLike, pipeline: str, test_size: int = DEFAULT_TEST_SIZE,
+                  max_size: int = DEFAULT_MAX_SIZE) -> None:
+    """Records in our checkpoint directory how images go to the model at test time
+    (``pipeline.json``): the pipeline of the model's origin (see ``bertdetr.detr.data.pipelines``)
+    and the test scale it was trained or evaluated at (shorter side, longer at most)."""
     with atomic_output(os.path.join(directory, PIPELINE_FILE), "w") as f:
-        json.dump({"pipeline": check_pipeline(pipeline)}, f)
+        json.dump({"pipeline": check_pipeline(pipeline), "test_size": int(test_size), "max_size": int(max_size)}, f)
+
+
+def load_test_settings(directory: str | os.PathLike) -> tuple[str, int, int]:
+    """(pipeline, test size, max size) recorded with a checkpoint: ``bertdetr`` at DETR's 800/1333
+    when it records none (an older folder records the pipeline only)."""
+    path = os.path.join(directory, PIPELINE_FILE)
+    if not os.path.isfile(path):
+        return "bertdetr", DEFAULT_TEST_SIZE, DEFAULT_MAX_SIZE
+    try:
+        with open(path, encoding="utf-8") as f:
+            found = json.load(f)
+        name = found["pipeline"]
+        test_size, max_size = int(found.get("test_size", DEFAULT_TEST_SIZE)), int(found.get("max_size", DEFAULT_MAX_SIZE))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BertDetrError(f"cannot read {path}: {e}") from None
+    if test_size < 1 or max_size < 1:
+        raise BertDetrError(f"{path}: test_size and max_size must be positive, got {test_size}, {max_size}")
+    return check_pipeline(name), test_size, max_size
 
 
 def load_pipeline(directory: str | os.PathLike) -> str:
     """The pipeline recorded with a checkpoint; ``bertdetr`` (trained here) when none is."""
-    path = os.path.join(directory, PIPELINE_FILE)
-    if not os.path.isfile(path):
-        return "bertdetr"
-    try:
-        with open(path, encoding="utf-8") as f:
-            name = json.load(f)["pipeline"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BertDetrError(f"cannot read {path}: {e}") from None
-    return check_pipeline(name)
+    return load_test_settings(directory)[0]
 
 
 @dataclass
@@ -287,15 +304,19 @@ class DetrCheckpoint:
     """Whether the directory has a ``classes.json`` (names to match a dataset's by)."""
     pipeline: str
     """The test-time pipeline of the model's origin (``pipeline.json``; "bertdetr" without one)."""
+    test_size: int = DEFAULT_TEST_SIZE
+    """The shorter image side it was trained or evaluated at (``pipeline.json``; 800 without one)."""
+    max_size: int = DEFAULT_MAX_SIZE
+    """The longer side at most (``pipeline.json``; 1333 without one)."""
 
 
 def load_checkpoint_dir(directory: str | os.PathLike, device: str | torch.device | None = None) -> DetrCheckpoint:
     """Reads our checkpoint directory: model (moved to ``device``), config, classes and pipeline."""
     directory = os.fspath(directory)
     model, config = load_detr(directory)
-    pipeline = load_pipeline(directory)
+    pipeline, test_size, max_size = load_test_settings(directory)
     if device is not None:
         model.to(torch.device(device))
     ids, names = load_classes(directory, config.bbox_head.num_classes)
     return DetrCheckpoint(model, config, ids, names, os.path.isfile(os.path.join(directory, "classes.json")),
-                          pipeline)
+                          pipeline, test_size, max_size)

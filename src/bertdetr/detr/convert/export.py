@@ -238,8 +238,10 @@ def hf_config(config: DETRConfig, class_names: list[str]) -> dict:
     }
 
 
-def export_hf(model: DETR, config: DETRConfig, class_names: list[str], directory: str | os.PathLike) -> None:
-    """Writes a transformers ``DetrForObjectDetection`` directory (see the module doc)."""
+def export_hf(model: DETR, config: DETRConfig, class_names: list[str], directory: str | os.PathLike,
+              test_scale: tuple[int, int] = (800, 1333)) -> None:
+    """Writes a transformers ``DetrForObjectDetection`` directory (see the module doc); its image
+    processor resizes to ``test_scale`` (shorter side, longer at most)."""
     from safetensors.torch import save
 
     _check_standard(config, "hf")
@@ -248,7 +250,7 @@ def export_hf(model: DETR, config: DETRConfig, class_names: list[str], directory
     with atomic_output(os.path.join(directory, "model.safetensors")) as f:
         f.write(save(sd, metadata={"format": "pt"}))
     processor = {"image_processor_type": "DetrImageProcessor", "format": "coco_detection", "do_resize": True,
-                 "size": {"shortest_edge": 800, "longest_edge": 1333}, "resample": 2, "do_rescale": True,
+                 "size": {"shortest_edge": test_scale[0], "longest_edge": test_scale[1]}, "resample": 2, "do_rescale": True,
                  "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.485, 0.456, 0.406],
                  "image_std": [0.229, 0.224, 0.225], "do_pad": True}
     for name, content in (("preprocessor_config.json", processor), ("config.json", hf_config(config, class_names))):
@@ -273,7 +275,7 @@ def _py(value, indent: int = 0) -> str:
     return repr(value)
 
 
-def to_mmdet_config(config: DETRConfig, class_names: list[str]) -> dict:
+def to_mmdet_config(config: DETRConfig, class_names: list[str], test_scale: tuple[int, int] = (800, 1333)) -> dict:
     """mmdet 3.x config (model, test pipeline, dataset classes) of ``config``: what
     ``mmdet_config.config_from_mmdet`` reads back to ``config``."""
     bb, enc, dec, pe, head, a = (config.backbone, config.encoder, config.decoder, config.positional_encoding,
@@ -314,7 +316,7 @@ def to_mmdet_config(config: DETRConfig, class_names: list[str]) -> dict:
         test_cfg=dict(max_per_img=config.test_cfg.max_per_img),
     )
     test_pipeline = [dict(type="LoadImageFromFile", backend_args=None),
-                     dict(type="Resize", scale=(1333, 800), keep_ratio=True),
+                     dict(type="Resize", scale=(test_scale[1], test_scale[0]), keep_ratio=True),
                      dict(type="LoadAnnotations", with_bbox=True),
                      dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape",
                                                            "scale_factor"))]
@@ -324,12 +326,14 @@ def to_mmdet_config(config: DETRConfig, class_names: list[str]) -> dict:
                     pipeline=test_pipeline)))
 
 
-def export_mmdet(model: DETR, config: DETRConfig, class_names: list[str], directory: str | os.PathLike) -> None:
-    """Writes ``model.pth`` and ``config.py`` for mmdet 3.x (see the module doc)."""
+def export_mmdet(model: DETR, config: DETRConfig, class_names: list[str], directory: str | os.PathLike,
+                 test_scale: tuple[int, int] = (800, 1333)) -> None:
+    """Writes ``model.pth`` and ``config.py`` for mmdet 3.x (see the module doc); its test pipeline
+    resizes to ``test_scale`` (shorter side, longer at most)."""
     _check_standard(config, "mmdet")
     sd = ours_to_mmdet({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
                        config.bbox_head.num_reg_fcs)
-    cfg = to_mmdet_config(config, class_names)
+    cfg = to_mmdet_config(config, class_names, test_scale)
     os.makedirs(directory, exist_ok=True)
     checkpoint = {"meta": {"dataset_meta": {"classes": tuple(class_names)}, "exported_by": "bertdetr"},
                   "state_dict": sd}
@@ -361,8 +365,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.
     if fmt == "onnx":
         export_onnx(model, output, opset)
         return f"{output} (ONNX opset {opset}: images [B,3,H,W], masks [B,H,W] -> pred_logits, pred_boxes)"
+    scale = (ckpt.test_size, ckpt.max_size)  # the test scale the checkpoint records
     if fmt == "hf":
-        export_hf(model, config, names, output)
+        export_hf(model, config, names, output, scale)
         return f"{output} (transformers DetrForObjectDetection, {len(names)} labels)"
-    export_mmdet(model, config, names, output)
+    export_mmdet(model, config, names, output, scale)
     return f"{output}/model.pth and {output}/config.py (mmdet 3.x DETR, {len(names)} classes)"

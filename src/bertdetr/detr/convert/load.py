@@ -24,7 +24,8 @@ from bertdetr.detr.config import (
     EncoderConfig,
     PositionalEncodingConfig,
 )
-from bertdetr.detr.convert.mmdet_config import config_from_mmdet, load_mmdet_config, mmdet_config_from_text
+from bertdetr.detr.convert.mmdet_config import (config_from_mmdet, load_mmdet_config, mmdet_config_from_text,
+                                               mmdet_test_scale)
 from bertdetr.detr.convert.names import (
     COCO_CATEGORY_IDS,
     COCO_CLASS_NAMES,
@@ -268,6 +269,7 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
         raise BertDetrError(f"--num-classes must be >= 1, got {num_classes}")
     common = dict(num_classes=num_classes, reset_head=reset_head, generator=torch.Generator().manual_seed(seed))
     config_from = None
+    mmdet_config = None
     if source == "mmdet":
         ckpt = read_checkpoint(checkpoint)
         mmdet_config = config
@@ -304,5 +306,9 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
         save_classes(output, *found)
     elif os.path.exists(os.path.join(output, "classes.json")):
         os.remove(os.path.join(output, "classes.json"))  # an older conversion's, not this model's
-    save_pipeline(output, "mmdet" if source == "mmdet" else "official")  # the origin's test pipeline
+    # the origin's test pipeline and scale: mmdet's config says it (else mmdet's default), official
+    # DETR tests at 800/1333, transformers' processor likewise
+    scale = (mmdet_test_scale(load_mmdet_config(mmdet_config) if isinstance(mmdet_config, (str, os.PathLike))
+                              else mmdet_config) if source == "mmdet" else None) or (800, 1333)
+    save_pipeline(output, "mmdet" if source == "mmdet" else "official", *scale)
     return Converted(model, cfg, found, origin, config_from)

@@ -57,6 +57,31 @@ def load_mmdet_config(path: str | os.PathLike) -> dict:
     return _file2dict(os.path.abspath(os.fspath(path)), ())
 
 
+def mmdet_test_scale(cfg: dict) -> tuple[int, int] | None:
+    """(shorter side, longer side at most) of an mmdet config's test pipeline: 3.x's
+    ``Resize(scale=(1333, 800), keep_ratio=True)`` in ``test_pipeline`` (or the test dataloader's),
+    2.x's ``MultiScaleFlipAug(img_scale=(1333, 800))``; None when it has no such step."""
+    pipelines = [cfg.get("test_pipeline"),
+                 ((cfg.get("test_dataloader") or {}).get("dataset") or {}).get("pipeline"),
+                 (((cfg.get("data") or {}).get("test")) or {}).get("pipeline")]
+
+    def scales(steps):
+        for step in steps or []:
+            if not isinstance(step, dict):
+                continue
+            scale = step.get("scale") if step.get("type") == "Resize" else \
+                step.get("img_scale") if step.get("type") == "MultiScaleFlipAug" else None
+            if isinstance(scale, (list, tuple)) and len(scale) == 2 and all(isinstance(v, int) for v in scale):
+                yield min(scale), max(scale)
+            yield from scales(step.get("transforms"))
+
+    for steps in pipelines:
+        found = next(scales(steps), None)
+        if found is not None:
+            return found
+    return None
+
+
 def mmdet_config_from_text(text: str, where: str = "the checkpoint's config") -> dict:
     """A resolved mmdet config as text -> its dict, parsed as a ``.py`` config file (never executed).
     mmdet checkpoints keep one in their ``meta`` (2.x ``meta['config']``, 3.x ``meta['cfg']``: the
