@@ -4,6 +4,7 @@ optimizer and the run scaffold while the steps run (not by the data pipeline, wh
 host batches before they go to the device). On a CPU each is what would be a device sync on a GPU.
 
     python bench/count_host_reads.py                 # this checkout
+    python bench/count_host_reads.py --detr          # the same for detr train
     PYTHONPATH=/tmp/base/src python bench/count_host_reads.py   # another checkout, for a before/after
 
 A tiny BERT on the bundled sample text, 9 steps, logging every 3rd.
@@ -74,5 +75,63 @@ def main() -> None:
           f"{sum(1 for i in range(1, 10) if i % 3)} steps; logged steps: {[per_step[i - 1] for i in (3, 6, 9)]}")
 
 
+def main_detr() -> None:
+    """The same for ``detr train``: a tiny DETR on generated shapes, 7 iterations, logging every 3rd;
+    not counted: the matcher's cost matrices (a ``.cpu()`` copy, which the issue allows) and the
+    checks of host-side data (targets, padding masks, the epoch's permutation)."""
+    import json
+
+    from bertdetr.detr import engine
+    from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
+    from bertdetr.detr.train import train_detr
+    from bertdetr.detr.train_config import load_train_setup
+
+    watched = ("detr/engine.py", "detr/model.py", "detr/loss.py", "detr/matcher.py", "training/run.py",
+               "training/precision.py", "training/distributed.py", "detr/data/coco.py")
+    host_side = {("detr/matcher.py", "check_targets"), ("detr/loss.py", "<genexpr>"),
+                 ("detr/data/coco.py", "padding_mask_to"), ("detr/engine.py", "__init__")}
+    reads: list = []
+
+    def counting(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            frame = sys._getframe(1)
+            code, inner = frame.f_code, frame
+            while inner is not None and inner.f_code.co_name != "__getitem__":
+                inner = inner.f_back
+            if code.co_filename.endswith(watched) and inner is None and not any(
+                    code.co_filename.endswith(f) and code.co_name == fn for f, fn in host_side):
+                reads.append(name)
+            return real(self, *args, **kwargs)
+        return read
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_shapes(os.path.join(tmp, "s"), "train", ShapesConfig(num_images=8, min_size=48, max_size=64, max_objects=2))
+        model = {"preset": "r18", "backbone": {"depth": 18, "base_channels": 8, "norm": "batch"}, "num_queries": 10,
+                 "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+                 "decoder": {"num_layers": 2, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+                 "positional_encoding": {"num_feats": 16}}
+        cfg = {"data": {"train_ann": "s/train.json", "train_images": "s/images", "train_scales": [48, 64],
+                        "max_size": 96, "crop_resize": [56], "crop_size": [32, 48]},
+               "model": model, "train": {"output_dir": "run", "epochs": 2, "batch_size": 2, "num_workers": 0,
+                                         "log_every": 3, "progress": False, "save_every": 100}}
+        with open(os.path.join(tmp, "cfg.json"), "w") as f:
+            json.dump(cfg, f)
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+            setattr(torch.Tensor, name, counting(name))
+        real_step = engine.train_step
+        marks: list[int] = []
+
+        def marked(t, group):
+            marks.append(len(reads))
+            return real_step(t, group)
+
+        engine.train_step = marked
+        train_detr(load_train_setup(os.path.join(tmp, "cfg.json")))
+    per_step = [b - a for a, b in zip(marks, marks[1:])]
+    print(f"detr train, reads per iteration (1-7, logging at 3, 6): {per_step}")
+
+
 if __name__ == "__main__":
-    main()
+    main_detr() if "--detr" in sys.argv else main()

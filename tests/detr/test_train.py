@@ -243,3 +243,35 @@ def test_a_converted_mmdet_model_records_its_configs_test_scale(tmp_path):
 
     assert mmdet_test_scale({"test_pipeline": [{"type": "Resize", "scale": (1000, 600), "keep_ratio": True}]}) == (600, 1000)
     assert mmdet_test_scale({"model": {}}) is None
+
+
+def test_no_device_reads_on_detr_steps_that_do_not_log(shapes, tmp_path, monkeypatch):
+    """Issue 18: a step that does not log reads nothing back from the device but the matcher's cost
+    matrices (``.cpu()``, not counted here), a logged step once; the padding is known on the host."""
+    from bertdetr.detr import engine
+    from tests.device_reads import count_reads, in_stack
+
+    watched = ("detr/engine.py", "detr/model.py", "detr/loss.py", "detr/matcher.py", "training/run.py",
+               "training/precision.py", "training/distributed.py", "detr/data/coco.py")
+    # the host's own data: the dataset's items, the criterion's checks of the targets (which stay on
+    # the host by design), the padding mask's check, the epoch sampler's permutation
+    host_side = {("detr/matcher.py", "check_targets"), ("detr/loss.py", "<genexpr>"),
+                 ("detr/data/coco.py", "padding_mask_to"), ("detr/engine.py", "__init__")}
+
+    def on_host(frame) -> bool:
+        code = frame.f_code
+        return any(code.co_filename.endswith(f) and code.co_name == fn for f, fn in host_side) or in_stack(
+            frame, lambda f: f.f_code.co_name == "__getitem__")
+
+    reads = count_reads(monkeypatch, watched, on_host)
+    real_step = engine.train_step
+    marks = []
+
+    def marked(t, group):
+        marks.append(len(reads))
+        return real_step(t, group)
+
+    monkeypatch.setattr(engine, "train_step", marked)
+    train_detr(load_train_setup(_config(shapes, tmp_path, epochs=2, log_every=3, save_every=100, eval_every=100)))
+    per_step = [reads[a:b] for a, b in zip(marks, marks[1:])]  # iterations 1..7 (8 ends the run)
+    assert [len(r) for r in per_step] == [0, 0, 1, 0, 0, 1, 0], per_step

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import torch
 
 from bertdetr.detr.config import DETRConfig
-from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate
+from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate, padding_mask_to
 from bertdetr.detr.loss import DETRCriterion
 from bertdetr.detr.model import DETR
 from bertdetr.detr.train_config import DataConfig, TrainConfig
-from bertdetr.training.distributed import Distributed, all_ranks_ok
+from bertdetr.training.distributed import Distributed
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.run import Run, RunLog, ignore_stop_signals
+from bertdetr.training.run import Run, RunLog, count_non_finite, ignore_stop_signals
 
 
 @dataclass
@@ -58,6 +58,8 @@ class DetrTraining:
     it: int = 0
     """Optimizer steps done."""
     losses: dict[str, float] = field(default_factory=dict)
+    health: torch.Tensor | None = None
+    """On the device, float32 [4]: the non-finite bookkeeping (``training.run.count_non_finite``)."""
     """The last step's loss terms (last decoder layer) and their sum."""
     t0: float = field(default_factory=time.perf_counter)
     """When the images counted in ``images_seen`` began (for images per second)."""
@@ -101,6 +103,7 @@ def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
     batches = iter(torch.utils.data.DataLoader(t.dataset, batch_size=cfg.batch_size, sampler=sampler,
                                                num_workers=cfg.num_workers, collate_fn=collate,
                                                worker_init_fn=ignore_stop_signals,
+                                               pin_memory=t.device.type == "cuda",  # non_blocking copies overlap
                                                generator=torch.Generator().manual_seed(cfg.seed + t.epoch)))
     exhausted = False
     while t.it < t.total_iters:
@@ -115,12 +118,20 @@ def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
                 group.append(batch)
         if not group:
             break
-        terms, total, grad_norm = train_step(t, group)
+        names, terms, grad_norm = train_step(t, group)
         t.it += 1
-        t.losses = {"loss": total, **{k: v for k, v in terms.items() if "." not in k}}
         logging_step = t.it % cfg.log_every == 0 or t.it == t.total_iters
         if logging_step:
-            _log_step(t, log, grad_norm)
+            # the one read from the device of a logged step (the matcher's costs aside)
+            values = torch.cat([terms, grad_norm.reshape(1).float(), t.health]).tolist()
+            most, skipped, since = values[-3], values[-2], values[-1]
+            if most >= cfg.max_non_finite_steps:
+                raise t.run.non_finite(f"iteration {int(since)} (epoch {t.epoch}), {int(most)} step(s) in a row "
+                                       "skipped")
+            t.health[1] = 0
+            t.losses = {"loss": sum(values[:len(names)]),
+                        **{k: v for k, v in zip(names, values) if "." not in k}}
+            _log_step(t, log, values[len(names)], skipped)
         log.advance()
         if exhausted:
             break
@@ -137,19 +148,21 @@ def checkpoint_state(t: DetrTraining) -> dict:
     return {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
             "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(), "epoch": t.epoch,
             "batch_in_epoch": t.batch_in_epoch, "iteration": t.it, "world_size": t.env.world_size,
-            "category_ids": t.index.category_ids, "class_names": t.index.class_names}
+            "category_ids": t.index.category_ids, "class_names": t.index.class_names,
+            "health": t.health.tolist()}
 
 
-def train_step(t: DetrTraining, group: list[dict]) -> tuple[dict[str, float], float, torch.Tensor]:
+def train_step(t: DetrTraining, group: list[dict]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """One optimizer step over ``group`` (``grad_accum`` batches): forward, the criterion's weighted
     terms over every decoder layer, backward, gradient clipping, AdamW, the lr schedule (which
-    counts batches). Returns the loss terms averaged over the group, their sum and the gradient
-    norm; a non-finite loss or gradient on any rank stops the run (fp16: an overflow the scaler
-    skips instead)."""
+    counts batches). Returns the terms' names, their values averaged over the group (and the ranks)
+    and the gradient norm, on the device: nothing is read back here. A step whose loss or
+    gradient is not finite is skipped on the device (fused AdamW's ``found_inf``, as a gradient
+    scaler skips) and counted in ``t.health`` (fp16: an overflow the scaler skips instead)."""
     cfg, env = t.cfg, t.env
-    terms_sum: dict[str, float] = {}
+    names, sums = [], None
     for batch in group:
-        images, masks = batch["images"].to(t.device), batch["masks"].to(t.device)
+        images, masks = batch["images"].to(t.device, non_blocking=True), padding_mask_to(batch["masks"], t.device)
         with t.precision.autocast():
             outputs = t.net(images, masks)
         # the targets stay on the host: the criterion checks them there and copies what
@@ -157,29 +170,35 @@ def train_step(t: DetrTraining, group: list[dict]) -> tuple[dict[str, float], fl
         terms = t.criterion(_float(outputs), batch["targets"])
         t.precision.backward(t.criterion.total(terms) / len(group))
         t.images_seen += len(batch["targets"]) * env.world_size
-        # all terms to the host in one copy, not one wait per term and layer
-        values = torch.stack([v.detach() for v in terms.values()]).tolist()
-        for name, v in zip(terms, values):
-            terms_sum[name] = terms_sum.get(name, 0.0) + v / len(group)
+        stacked = torch.stack([v.detach().float() for v in terms.values()]) / len(group)
+        sums, names = (stacked if sums is None else sums + stacked), list(terms)
+    if env.world_size > 1:
+        torch.distributed.all_reduce(sums)  # the ranks' mean: the same verdict on every rank
+        sums /= env.world_size
     t.precision.unscale(t.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.max_grad_norm)
-    total = sum(terms_sum.values())
-    # fp16: non-finite gradients are an overflow the scaler skips, not a failed run
-    finite = math.isfinite(total) and (t.precision.overflow_skips or bool(torch.isfinite(grad_norm)))
-    if not all_ranks_ok(finite, env, t.device):
-        raise t.run.non_finite(f"iteration {t.it + 1} (epoch {t.epoch})")
-    t.precision.step(t.optimizer)
+    bad = ~torch.isfinite(sums).all()
+    if t.precision.overflow_skips:
+        t.precision.step(t.optimizer)  # fp16: the scaler's own skip (it reads the host each step)
+    else:
+        bad = bad | ~torch.isfinite(grad_norm)
+        if t.optimizer.defaults.get("fused"):
+            t.optimizer.found_inf = bad.float()  # fused AdamW skips the update on the device
+            t.optimizer.step()
+        elif not bool(bad):  # (no fused AdamW on this device: one read)
+            t.optimizer.step()
+    count_non_finite(t.health, bad, t.it + 1)
     t.optimizer.zero_grad(set_to_none=True)
     for _ in group:
         t.scheduler.step()
-    return terms_sum, total, grad_norm
+    return names, sums, grad_norm
 
 
-def _log_step(t: DetrTraining, log: RunLog, grad_norm: torch.Tensor) -> None:
+def _log_step(t: DetrTraining, log: RunLog, grad_norm: float, skipped: float) -> None:
     rate = t.images_seen / max(time.perf_counter() - t.t0, 1e-9)
     lr = t.optimizer.param_groups[0]["lr"]
-    log.log(t.it, {**t.losses, "lr": lr, "grad_norm": float(grad_norm), "images_per_s": rate,
-                   **t.precision.scalars()})
+    log.log(t.it, {**t.losses, "lr": lr, "grad_norm": grad_norm, "images_per_s": rate,
+                   **({"non_finite_steps": skipped} if skipped else {}), **t.precision.scalars()})
     t.t0, t.images_seen = time.perf_counter(), 0
     losses = t.losses
     log.show(loss=f"{losses['loss']:.3f}", cls=f"{losses.get('loss_cls', 0):.3f}", l1=f"{losses.get('loss_bbox', 0):.3f}",

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate
+from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate, padding_mask_to
 from bertdetr.detr.model import DETR
 from bertdetr.detr.data.pipelines import PipelineDataset
 from bertdetr.detr.postprocess import DetrPostProcess
@@ -142,8 +142,7 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
     for batch in loader:
         if batch is None:
             continue
-        masks = batch["masks"]
-        outputs = model(batch["images"].to(device), masks.to(device) if bool(masks.any()) else None)  # host data
+        outputs = model(batch["images"].to(device), padding_mask_to(batch["masks"], device))
         sizes = [tuple(int(v) for v in t["size"]) for t in batch["targets"]]
         scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
         for t, det in zip(batch["targets"], post(outputs, sizes, scales)):

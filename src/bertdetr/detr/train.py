@@ -118,7 +118,8 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
         total_iters = min(total_iters, cfg.max_iters)
     torch.manual_seed(cfg.seed + 1 + env.rank)
     t = DetrTraining(cfg, data, model_config, index, val_index, model, model, criterion, optimizer, scheduler,
-                     MixedPrecision(device, cfg.bf16, cfg.fp16), dataset, total_iters, env, device, run)
+                     MixedPrecision(device, cfg.bf16, cfg.fp16), dataset, total_iters, env, device, run,
+                     health=torch.zeros(4, device=device))
     if run.resumed:
         _resume(t)
     if env.world_size > 1 and device.type == "cuda" and model_config.backbone.norm == "batch":
@@ -155,6 +156,8 @@ def _resume(t: DetrTraining) -> None:
     t.model.load_state_dict(state["model"])
     load_training_state(t.optimizer, t.scheduler, state)
     t.precision.load_state_dict(state.get("precision", {}))
+    if "health" in state:  # (checkpoints before the skipped steps were counted have none)
+        t.health.copy_(torch.tensor(state["health"], dtype=t.health.dtype))
     t.epoch, t.batch_in_epoch, t.it = int(state["epoch"]), int(state["batch_in_epoch"]), int(state["iteration"])
     t.run.rewind_scalars(t.it)
     if int(state["world_size"]) == t.env.world_size:

@@ -97,6 +97,8 @@ class TrainConfig:
     """Checkpoints kept (0 = all)."""
     eval_every: int = 1
     """Evaluate every this many epochs (and at the end) when there is a validation set."""
+    max_non_finite_steps: int = 1
+    """Steps in a row with a non-finite loss or gradient that stop the run (each is skipped on the device and reported at the next logged step)."""
     save_best: bool = False
     """Keep the model of the best validation AP (model_best/, best.json) and export it, not the last (mmdet's save_best='auto')."""
     log_every: int = 10
@@ -120,7 +122,7 @@ class TrainConfig:
         if self.coco_backend not in COCO_BACKENDS:
             raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
         require_at_least(self, ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every",
-                                "max_iters", "num_threads"), 1, "train.")
+                                "max_iters", "num_threads", "max_non_finite_steps"), 1, "train.")
         require_at_least(self, ("lr", "backbone_lr", "weight_decay", "max_grad_norm"), 0, "train.")
 
 

@@ -275,6 +275,18 @@ class Run:
             plot_curves(csv, os.path.join(self.output_dir, "loss_curves.png"), names, title=title)
 
 
+def count_non_finite(health: torch.Tensor, bad: torch.Tensor, step: int) -> None:
+    """A trainer's non-finite bookkeeping after step ``step``, on the device (no host read):
+    ``health`` float32 [4] = (non-finite steps in a row now, the most in a row since the last log,
+    skipped steps in all, the first step of the current run of them); ``bad`` a 0-dim bool tensor."""
+    b = bad.to(health.dtype)
+    starts = b * (health[0] == 0).to(health.dtype)
+    health[3] = health[3] * (1 - starts) + starts * step
+    health[0] = (health[0] + 1) * b
+    health[1] = torch.maximum(health[1], health[0])
+    health[2] = health[2] + b
+
+
 def rank_rng_state(state: dict, env: Distributed):
     """This rank's RNG state in a checkpoint written by ``Run.save`` (a list by rank), or in an older
     fine-tuning checkpoint (one state)."""

@@ -278,37 +278,16 @@ def test_a_full_disk_at_a_checkpoint_is_an_error_and_earlier_ones_resume(records
     assert read_scalars(tmp_path / "run" / "scalars.csv")["loss"] == read_scalars(tmp_path / "straight" / "scalars.csv")["loss"]
 
 
-def _from_the_data(frame) -> bool:
-    """Whether a call comes from making the batches: their values are checked on the host, before
-    they go to the device (with workers, in other processes), which is no read from the device."""
-    while frame is not None:
-        if frame.f_code.co_filename.endswith("pretraining/dataset.py"):
-            return True
-        frame = frame.f_back
-    return False
-
-
 def test_no_host_reads_on_steps_that_do_not_log(records, tmp_path, monkeypatch):
     """Issue 18: a step that does not log reads nothing back from the device (no .item(), bool(),
-    .tolist()...), a logging step reads once; non-finite steps are caught on the device all the same."""
-    import sys
+    .tolist()...), a logging step reads once; non-finite steps are caught on the device all the same.
+    Not counted: making the batches, whose values are checked on the host before they go to the device."""
+    from tests.device_reads import count_reads, in_stack
 
     watched = ("pretraining/pretrain.py", "bert/optimization.py", "training/precision.py", "bert/model.py",
                "training/run.py", "training/distributed.py")
-    reads = []
-
-    def counting(name):
-        real = getattr(torch.Tensor, name)
-
-        def read(self, *args, **kwargs):
-            caller = sys._getframe(1).f_code
-            if caller.co_filename.endswith(watched) and not _from_the_data(sys._getframe(1)):
-                reads.append((name, caller.co_name))
-            return real(self, *args, **kwargs)
-        return read
-
-    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
-        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    reads = count_reads(monkeypatch, watched, lambda frame: in_stack(
+        frame, lambda f: f.f_code.co_filename.endswith("pretraining/dataset.py")))
     real_step = pretrain_module.train_step
     marks = []
 

@@ -43,7 +43,7 @@ from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.distributed import Distributed, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.run import Run, ignore_stop_signals, setup_process
+from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, setup_process
 from bertdetr.training.threads import available_cpus
 
 
@@ -450,21 +450,10 @@ def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         t.optimizer.step(skip=bad)
     else:
         t.precision.step(t.optimizer)
-    _count_non_finite(t.health, bad, t.step + 1)
+    count_non_finite(t.health, bad, t.step + 1)
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
     return totals, grad_norm, (batch, out)
-
-
-def _count_non_finite(health: torch.Tensor, bad: torch.Tensor, step: int) -> None:
-    """``Pretraining.health`` after step ``step``, on the device: the run of non-finite steps
-    grows or resets, its most since the last log, the total, and where the current run began."""
-    b = bad.to(health.dtype)
-    starts = b * (health[0] == 0).to(health.dtype)
-    health[3] = health[3] * (1 - starts) + starts * step
-    health[0] = (health[0] + 1) * b
-    health[1] = torch.maximum(health[1], health[0])
-    health[2] = health[2] + b
 
 
 def _losses_of(values: list[float], next_sentence: bool) -> dict[str, float]:

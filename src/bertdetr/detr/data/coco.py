@@ -340,3 +340,9 @@ def collate(batch: list, size_divisor: int = 1) -> dict | None:
         images[i, :, : img.shape[1], : img.shape[2]] = img
     masks = padding_masks([tuple(img.shape[1:]) for img, _ in batch], (H, W))
     return {"images": images, "masks": masks, "targets": [t for _, t in batch]}
+
+
+def padding_mask_to(masks: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """A batch's padding mask on ``device``, or None when nothing is padded: decided on the host
+    (the collated batch is there), so the model never reads a mask back from the device."""
+    return masks.to(device) if bool(masks.any()) else None
