@@ -1,4 +1,3 @@
-import pytest
 import torch
 from torch import nn
 
@@ -8,6 +7,7 @@ from bertdetr.nn.transformer import (
     PostNormDecoderLayer,
     PostNormEncoderLayer,
     key_padding_to_additive_mask,
+    key_padding_to_bool_mask,
 )
 
 
@@ -61,16 +61,21 @@ def test_attention_weights_equal_torch_multihead_attention():
                                rtol=1e-5, atol=1e-6)
 
 
-def test_one_mask_convention_bool_masks_are_refused():
-    attn = MultiHeadAttention(8, 2)
-    x = torch.randn(1, 3, 8)
-    pad = torch.tensor([[False, False, True]])
-    with pytest.raises(TypeError, match="additive float mask"):
-        attn(x, attn_mask=~pad[:, None, None, :])
-    mask = key_padding_to_additive_mask(pad, x.dtype, -10000.0)
-    assert mask.shape == (1, 1, 1, 3) and mask.flatten().tolist() == [0.0, 0.0, -10000.0]
+def test_boolean_and_additive_masks_agree():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(8, 2).eval()
+    x = torch.randn(2, 3, 8)
+    pad = torch.tensor([[False, False, True], [False, False, False]])
+    additive = key_padding_to_additive_mask(pad, x.dtype, -10000.0)
+    assert additive.shape == (2, 1, 1, 3) and additive[0].flatten().tolist() == [0.0, 0.0, -10000.0]
+    boolean = key_padding_to_bool_mask(pad)
+    assert boolean.shape == (2, 1, 1, 3) and boolean[0].flatten().tolist() == [True, True, False]
+    torch.testing.assert_close(attn(x, attn_mask=boolean), attn(x, attn_mask=additive), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attn.attention_weights(x, attn_mask=boolean), attn.attention_weights(x, attn_mask=additive),
+                               rtol=1e-5, atol=1e-6)
     # a masked key changes nothing: the same as attending over the kept keys only
-    torch.testing.assert_close(attn(x[:, :2], x, attn_mask=mask), attn(x[:, :2], x[:, :2]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attn(x[:1, :2], x[:1], attn_mask=boolean[:1]), attn(x[:1, :2], x[:1, :2]),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_encoder_layer_matches_torch_post_norm_layer():

@@ -39,6 +39,7 @@ from bertdetr.nn.transformer import (
     PostNormEncoderLayer,
     gather_indexes,
     key_padding_to_additive_mask,
+    key_padding_to_bool_mask,
 )
 
 # Google's attention_layer adds (1 - mask) * -10000.0 to the scores of masked keys (not -inf):
@@ -445,7 +446,10 @@ class BertModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        mask = None if attention_mask is None else create_attention_mask_from_input_mask(attention_mask, x.dtype)
+        # Google adds -10000.0 at padding (create_attention_mask_from_input_mask, the reference);
+        # beside the kept keys' scores exp(-10000) is 0 in float32, so the boolean mask gives the
+        # same softmax, and lets scaled_dot_product_attention take its memory-efficient kernel.
+        mask = None if attention_mask is None else key_padding_to_bool_mask(attention_mask == 0)
         if output_positions is None:
             x = self.transformer_model(x, mask)
             return BertOutput(sequence_output=x, pooled_output=self.pooler(x))
@@ -456,7 +460,7 @@ class BertModel(nn.Module):
     def transformer_model(self, x: torch.Tensor, attention_mask: torch.Tensor | None,
                           query_index: torch.Tensor | None = None) -> torch.Tensor:
         """Google's ``transformer_model``: the encoder layers on the embeddings [B,T,D] with the
-        additive mask [B,1,1,T] -> [B,T,D]; with ``query_index`` [B,K], the last layer's output
+        boolean key mask [B,1,1,T] (True: attend) -> [B,T,D]; with ``query_index`` [B,K], the last layer's output
         at those positions only, [B,K,D] (``gather_indexes`` of the full output: every position's
         last-layer output depends on its own query and on all keys/values, so computing queries,
         attention output and feed-forward only there gives the same numbers, saving most of a

@@ -15,10 +15,13 @@ The q/k/v projections are one fused ``in_proj_weight`` [3D, D] as in ``torch.nn.
 (and so in mmdet and official DETR checkpoints); BERT checkpoints' separate query/key/value
 matrices are concatenated on load. Self-attention without positions is then one matmul.
 
-Attention masks, one convention at every block's ``attn_mask``/``memory_mask``: an additive float
-key mask [B,1,1,T] (0 = attend, large negative = masked key), built once per forward by
-``key_padding_to_additive_mask``; None = no mask. (mmdet's and DETR's padding masks are True at
-padding and Google's ``input_mask`` is 1 at real tokens: each model converts its own at its edge.)
+Attention masks, a key mask [B,1,1,T] at every block's ``attn_mask``/``memory_mask``, built once
+per forward: boolean, True at the keys to attend to (``key_padding_to_bool_mask``:
+``scaled_dot_product_attention``'s convention, which lets it choose its memory-efficient kernel on
+a GPU; BERT's), or additive float, 0 = attend and large negative = masked
+(``key_padding_to_additive_mask``; DETR's -inf, as ``nn.MultiheadAttention``); None = no mask.
+(mmdet's and DETR's padding masks are True at padding and Google's ``input_mask`` is 1 at real
+tokens: each model converts its own at its edge.)
 """
 
 from __future__ import annotations
@@ -42,12 +45,11 @@ class MultiHeadAttention(nn.Module):
 
     ``forward(query [B,F,D], key [B,T,D] | None, value [B,T,D] | None, attn_mask) -> [B,F,D]``.
     ``key=None`` means self-attention on ``query``; ``value=None`` means ``value = key``.
-    ``attn_mask``: the additive float key mask of this module's tensor contract, [B,1,1,T] (or
-    anything broadcastable to [B,N,F,T]): 0 where a key is attended, a large negative number
-    where it is not (``key_padding_to_additive_mask`` builds it from a padding mask; BERT's is
-    -10000.0 as Google's, DETR's -inf as ``nn.MultiheadAttention``), or None for no mask. BERT
-    and DETR both pass this kind; a bool mask is refused (SDPA would read it as True = attend,
-    the opposite of a padding mask).
+    ``attn_mask``: the key mask of this module's tensor contract, [B,1,1,T] (or anything
+    broadcastable to [B,N,F,T]): boolean, True where a key is attended (BERT's,
+    ``key_padding_to_bool_mask``), or additive float, 0 where a key is attended and a large
+    negative number where it is not (DETR's -inf, ``key_padding_to_additive_mask``); or None for
+    no mask. (A padding mask is True at padding: convert it with those functions, never pass it.)
     The output is the attention context after the output projection, before any dropout/residual.
     ``attention_weights`` takes the same arguments and returns the attention probabilities.
     """
@@ -73,9 +75,6 @@ class MultiHeadAttention(nn.Module):
     def _project(self, query: torch.Tensor, key: torch.Tensor | None, value: torch.Tensor | None,
                  attn_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q [B,N,F,H], k, v [B,N,T,H] from the fused weights: one matmul for inputs that coincide."""
-        if attn_mask is not None and attn_mask.dtype == torch.bool:
-            raise TypeError("attn_mask must be an additive float mask (0 keep, large negative drop), not bool; "
-                            "see key_padding_to_additive_mask")
         D = self.dim
         w, b = self.in_proj_weight, self.in_proj_bias
         if key is None and value is None:
@@ -114,7 +113,9 @@ class MultiHeadAttention(nn.Module):
         computing them there would cost the normal path)."""
         q, k, _ = self._project(query, key, value, attn_mask)
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # [B,N,F,T]
-        if attn_mask is not None:
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        elif attn_mask is not None:
             scores = scores + attn_mask
         return scores.softmax(-1)
 
@@ -236,6 +237,13 @@ class PostNormDecoderLayer(nn.Module):
         k = memory if memory_pos is None else memory + memory_pos
         x = self.norm2(x + self.dropout(self.cross_attn(q, k, memory, attn_mask=memory_mask)))
         return self.norm3(x + self.ffn_dropout(self.ffn(x)))
+
+
+def key_padding_to_bool_mask(key_padding_mask: torch.Tensor) -> torch.Tensor:
+    """[B,T] bool (True = padding) -> the blocks' boolean key mask [B,1,1,T], True at the keys to
+    attend to (``scaled_dot_product_attention``'s convention). With a boolean mask SDPA may take its
+    memory-efficient kernel on a GPU; an additive float mask rules it out on some devices."""
+    return ~key_padding_mask[:, None, None, :]
 
 
 def key_padding_to_additive_mask(key_padding_mask: torch.Tensor, dtype: torch.dtype, neg: float) -> torch.Tensor:
