@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import torch
 import pytest
 
 from bertdetr.bert.data.records import iter_examples, read_records
@@ -229,3 +230,21 @@ def test_chinese_dynamic_records_mark_the_segmenters_words(tmp_path):
     continued = sum(int(x) for r in records for x in r["word_continues"])
     assert continued > 200  # Chinese characters that continue a word: none would be "##" pieces
     assert max(int(x) for r in records for x in r["input_ids"]) < len(inv)  # plain ids, no marks
+
+
+def test_a_batch_without_padding_goes_without_a_mask():
+    """Issue 18: no mask at all for a batch none of whose sequences is padded (decided on the host),
+    the same numbers as with an all-ones mask; a padded batch keeps its mask."""
+    from bertdetr.bert.model import build_bert_for_pretraining
+    from bertdetr.bert.pretraining.dataset import without_full_mask
+
+    full = {"input_ids": torch.randint(1000, 2000, (2, 8)), "input_mask": torch.ones(2, 8, dtype=torch.long)}
+    padded = {"input_ids": full["input_ids"], "input_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3])}
+    assert "input_mask" not in without_full_mask(full) and "input_mask" in without_full_mask(padded)
+    torch.manual_seed(0)
+    model = build_bert_for_pretraining(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                                  num_attention_heads=2, intermediate_size=64)).eval()
+    with torch.no_grad():
+        a = model(**without_full_mask(full))["masked_lm_logits"]
+        b = model(**full)["masked_lm_logits"]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
