@@ -108,3 +108,181 @@ def test_create_optimizer_is_googles():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([1e-3 * google_lr_factor(s, 10, 2) for s in range(4)])
+
+
+# --- the flat update (AdamWeightDecay(flat=True), the trainers' choice) ---------------------------
+
+from bertdetr.bert.model import BertConfig, build_bert_for_pretraining  # noqa: E402
+from tests.kernel_count import CountOps  # noqa: E402
+
+
+@torch.no_grad()
+def _per_tensor_reference_step(opt, skip=None):
+    """The per-tensor ``_foreach`` update ``AdamWeightDecay.step`` had before the flat buffers,
+    transcribed (the oracle of "results equal to today's")."""
+    keep = None if skip is None else (~skip).to(torch.float32)
+    for group in opt.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        grads = [p.grad for p in params]
+        if keep is not None:
+            grads = [torch.where(skip, torch.zeros(()), g) for g in grads]
+        state = [opt.state.setdefault(p, {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}) for p in params]
+        ms, vs = [s["m"] for s in state], [s["v"] for s in state]
+        beta1, beta2 = group["betas"]
+        w1 = 1 - beta1 if keep is None else keep * (1 - beta1)
+        b2 = beta2 if keep is None else torch.where(skip, torch.ones_like(keep), torch.full_like(keep, beta2))
+        torch._foreach_lerp_(ms, grads, w1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, group["eps"])
+        updates = torch._foreach_div(ms, denom)
+        if group["weight_decay"]:
+            torch._foreach_add_(updates, params, alpha=group["weight_decay"])
+            if group["lamb"]:
+                w = torch.stack(torch._foreach_norm(params))
+                u = torch.stack(torch._foreach_norm(updates))
+                ratios = torch.where((w > 0) & (u > 0), w / u, torch.ones_like(w))
+                torch._foreach_mul_(updates, list(ratios.unbind()))
+        if keep is not None:
+            torch._foreach_mul_(updates, keep)
+        torch._foreach_add_(params, updates, alpha=-group["lr"])
+
+
+def _tiny_bert(seed=0, layers=2):
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    return build_bert_for_pretraining(cfg)
+
+
+def _batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    return dict(input_ids=torch.randint(0, 40, (3, 8), generator=g), segment_ids=torch.zeros(3, 8, dtype=torch.long),
+                input_mask=torch.ones(3, 8, dtype=torch.long), masked_lm_positions=torch.tensor([[1, 2]] * 3),
+                masked_lm_ids=torch.randint(0, 40, (3, 2), generator=g), masked_lm_weights=torch.ones(3, 2),
+                next_sentence_labels=torch.randint(0, 2, (3, 1), generator=g))
+
+
+def _train(lamb, flat, steps=4, nan_at=None, reference=False):
+    model = _tiny_bert()
+    opt, sched = create_optimizer(model, 1e-2, 10, 2, lamb=lamb, flat=flat)
+    norms = []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        model(**_batch(step))["loss"].backward()
+        if step == nan_at:
+            next(model.parameters()).grad[0, 0] = float("nan")
+        norms.append(clip_by_global_norm(opt.flat_parameters(), 1.0))
+        skip = ~torch.isfinite(norms[-1])
+        _per_tensor_reference_step(opt, skip) if reference else opt.step(skip=skip)
+        sched.step()
+    return model, opt, norms
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_flat_adam_equals_the_per_tensor_update_bit_for_bit():
+    ref, _, ref_norms = _train(lamb=False, flat=False, nan_at=2, reference=True)
+    flat, opt, norms = _train(lamb=False, flat=True, nan_at=2)
+    assert len(opt._buckets[0]) == 1 and len(opt._buckets[0][0].params) > 10  # one buffer per group
+    for (name, a), b in zip(ref.state_dict().items(), flat.state_dict().values()):
+        # the same per-element arithmetic; only the global norm's summation order differs (clipping)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+    torch.testing.assert_close(torch.stack(ref_norms), torch.stack(norms), equal_nan=True)
+    # unclipped (norm under the clip), the updates are the same bits
+    unclipped = _tiny_bert()
+    a, _ = create_optimizer(unclipped, 1e-2, 10, 0, flat=False)
+    b_model = _tiny_bert()
+    b, _ = create_optimizer(b_model, 1e-2, 10, 0, flat=True)
+    for model, opt, step in ((unclipped, a, _per_tensor_reference_step), (b_model, b, AdamWeightDecay.step)):
+        for i in range(3):
+            opt.zero_grad()
+            model(**_batch(i))["loss"].backward()
+            step(opt)
+    for x, y in zip(unclipped.parameters(), b_model.parameters()):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_flat_lamb_equals_the_per_tensor_update():
+    ref, _, _ = _train(lamb=True, flat=False, reference=True)
+    flat, _, _ = _train(lamb=True, flat=True)
+    for a, b in zip(ref.parameters(), flat.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_skipped_flat_step_changes_nothing():
+    model, opt, _ = _train(lamb=True, flat=True, steps=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = [s["m"].clone() for s in opt.state.values()]
+    model(**_batch(9))["loss"].backward()
+    next(model.parameters()).grad.fill_(float("inf"))
+    opt.step(skip=torch.tensor(True))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(a, s["m"]) for a, s in zip(moments, opt.state.values()))
+
+
+def _kernels_per_step(layers, flat, lamb=True):
+    model = _tiny_bert(layers=layers)
+    opt, _ = create_optimizer(model, 1e-3, 10, 0, lamb=lamb, flat=flat)
+    for _ in range(2):  # the second step: buffers made
+        opt.zero_grad()
+        model(**_batch(0))["loss"].backward()
+        with CountOps() as counter:
+            clip_by_global_norm(opt.flat_parameters(), 1.0)
+            opt.step(skip=torch.tensor(False))
+            opt.zero_grad()
+    return counter.count, len(list(model.parameters()))
+
+
+def test_flat_update_kernels_do_not_grow_with_the_parameter_tensors():
+    (small, n_small), (large, n_large) = _kernels_per_step(1, True), _kernels_per_step(6, True)
+    assert n_large > 2 * n_small and small == large
+    (small_ref, _), (large_ref, _) = _kernels_per_step(1, False), _kernels_per_step(6, False)
+    assert large_ref > small_ref > small  # per tensor they grow (the reason for the buffers)
+
+
+def test_flat_state_round_trips_through_a_checkpoint(tmp_path):
+    model, opt, _ = _train(lamb=False, flat=True, steps=2)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    for flat_after in (True, False):  # a flat checkpoint loads flat or per tensor, and back
+        resumed = _tiny_bert(seed=5)
+        resumed.load_state_dict(state["model"])
+        opt2, _ = create_optimizer(resumed, 1e-2, 10, 2, flat=flat_after)
+        opt2.load_state_dict(state["optimizer"])
+        for m, o in ((model, opt), (resumed, opt2)):
+            o.zero_grad()
+            m(**_batch(7))["loss"].backward()
+            clip_by_global_norm(o.flat_parameters(), 1.0)
+            o.step()
+        for a, b in zip(model.parameters(), resumed.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        model, opt, _ = _train(lamb=False, flat=True, steps=2)
+
+
+def test_flat_buffers_survive_grads_set_to_none_and_skip_params_without_gradients():
+    model = _tiny_bert()
+    pooler = [p for n, p in model.named_parameters() if "pooler" in n or "seq_relationship" in n]
+    opt, _ = create_optimizer(model, 1e-2, 10, 0, flat=True)
+    before = [p.clone() for p in pooler]
+    for step in range(3):
+        model.zero_grad(set_to_none=True)  # not the optimizer's zero_grad: gradients replaced, copied back in
+        batch = _batch(step)
+        batch.pop("next_sentence_labels")
+        out = model(**batch)
+        out["masked_lm_loss"].backward()  # the pooler and NSP head get no gradient
+        opt.step()
+    # as Google's update: a parameter with no gradient is not touched (no weight decay either)
+    assert all(torch.equal(a, b) for a, b in zip(before, pooler))
+    reference = _tiny_bert()
+    ref_opt, _ = create_optimizer(reference, 1e-2, 10, 0, flat=False)
+    for step in range(3):
+        ref_opt.zero_grad()
+        batch = _batch(step)
+        batch.pop("next_sentence_labels")
+        reference(**batch)["masked_lm_loss"].backward()
+        ref_opt.step()
+    for a, b in zip(reference.parameters(), model.parameters()):
+        assert torch.equal(a, b)

@@ -21,7 +21,7 @@ smaller than ``torch.optim.AdamW``'s; clipping divides by ``max(norm, clip)`` wi
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -105,6 +105,19 @@ class AdamWeightDecay(torch.optim.Optimizer):
     ``||param|| / ||update||`` (You et al. 2019; 1 where either norm is 0), for large batches.
     Parameters of a group with ``weight_decay == 0`` (LayerNorm, bias) get no trust ratio either, as
     in NVIDIA's BERT LAMB.
+
+    ``flat=True`` (the trainers' choice): at the first step the parameters that have gradients are
+    moved into one contiguous buffer per group (and device and dtype), each parameter's data and
+    gradient becoming a view of its group's buffers (as Megatron's and DeepSpeed's contiguous
+    gradients), and Adam's moments live in two more such buffers. Each update is then a fixed
+    handful of operations on whole buffers, however many parameter tensors the model has (BERT-base
+    has 200: a per-tensor or ``_foreach`` update launches kernels in proportion; LAMB's per-tensor
+    trust ratios come from segment sums). The arithmetic is the same per element: results equal the
+    per-tensor update (``flat=False``) exactly for Adam, and to rounding for LAMB's norms.
+    Requirements of the flat layout: gradients are zeroed with ``zero_grad`` (which zeroes the
+    buffers in place: ``set_to_none`` is not honoured, autograd then adds into the views), and a
+    parameter without a gradient at the first step is updated on its own (Google's update skips a
+    parameter with no gradient; a flattened one that later gets none is updated with a zero one).
     """
 
     def __init__(
@@ -115,74 +128,225 @@ class AdamWeightDecay(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         lamb: bool = False,
+        flat: bool = False,
     ):
         if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise BertDetrError(f"invalid optimizer settings lr={lr} eps={eps} wd={weight_decay} betas={betas}")
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, lamb=lamb))
+        self.flat = flat
+        self._buckets: list[list[FlatBucket]] | None = None  # per group, made at the first step (flat)
+
+    def flat_parameters(self) -> list[torch.Tensor]:
+        """What to clip (``clip_by_global_norm``): one tensor per flat buffer, its ``.grad`` the
+        buffer's gradients, and each parameter outside the buffers; all parameters when not flat."""
+        if not self.flat:
+            return [p for group in self.param_groups for p in group["params"]]
+        buckets = self._flatten()
+        return [b.values for bs in buckets for b in bs] + self._loose()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zeroes the gradients; with flat buffers, the buffers in place (whatever ``set_to_none``)."""
+        if self._buckets is None:
+            return super().zero_grad(set_to_none)
+        for buckets in self._buckets:
+            for b in buckets:
+                b.values.grad.zero_()
+        for p in self._loose():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for buckets in self._buckets or ():
+            for b in buckets:
+                b.adopt_state(self.state)  # the loaded moments into the buffers, the state views again
 
     @torch.no_grad()
     def step(self, closure=None, skip: torch.Tensor | None = None):
         """One update. ``skip``: a 0-dim bool tensor (on the parameters' device) that, when true,
         leaves parameters and moments as they are, decided on the device (no host read: the
         trainer passes "the loss or the gradients are not finite", as a gradient scaler skips an
-        overflowed step). The gradients of a skipped step may hold NaN: each is replaced by zeros
-        first (a ``where`` per tensor); a kept step gives the results of ``skip=None`` bit for bit."""
+        overflowed step). The gradients of a skipped step may hold NaN: they are replaced by zeros
+        first; a kept step gives the results of ``skip=None`` bit for bit."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        keep = None if skip is None else (~skip).to(torch.float32)
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            if keep is not None:
-                zero = torch.zeros((), dtype=grads[0].dtype, device=grads[0].device)
-                grads = [torch.where(skip, zero, g) for g in grads]
-            ms, vs = [], []
-            for p in params:
+        buckets = self._flatten() if self.flat else [[] for _ in self.param_groups]
+        for group, group_buckets in zip(self.param_groups, buckets):
+            beta1, beta2 = group["betas"]
+            hyper = dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                         weight_decay=group["weight_decay"], lamb=group["lamb"], skip=skip)
+            for b in group_buckets:
+                adam_update(b.values, b.values.grad, b.m, b.v, scratch=b.scratch,
+                            segments=b.segments() if group["lamb"] and group["weight_decay"] else None, **hyper)
+            flattened = {id(p) for b in group_buckets for p in b.params}
+            for p in group["params"]:
+                if p.grad is None or id(p) in flattened:
+                    continue
                 state = self.state[p]
                 if not state:
                     state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                ms.append(state["m"])
-                vs.append(state["v"])
-            beta1, beta2 = group["betas"]
-            # With ``skip`` the factors are tensors that are the same numbers when the step is kept
-            # (bit for bit the same results) and leave m and v exactly as they are when skipped:
-            # lerp weight 0, decay 1, and a zeroed gradient adding nothing.
-            w1 = 1 - beta1 if keep is None else keep * (1 - beta1)
-            b2 = beta2 if keep is None else torch.where(skip, torch.ones_like(keep), torch.full_like(keep, beta2))
-            torch._foreach_lerp_(ms, grads, w1)  # m = b1 m + (1 - b1) g
-            torch._foreach_mul_(vs, b2)
-            torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
-            denom = torch._foreach_sqrt(vs)
-            torch._foreach_add_(denom, group["eps"])
-            updates = torch._foreach_div(ms, denom)
-            if group["weight_decay"]:
-                torch._foreach_add_(updates, params, alpha=group["weight_decay"])
-                if group["lamb"]:
-                    # the trust ratios of all tensors at once (not a where per tensor)
-                    w = torch.stack(torch._foreach_norm(params))
-                    u = torch.stack(torch._foreach_norm(updates))
-                    ratios = torch.where((w > 0) & (u > 0), w / u, torch.ones_like(w))
-                    torch._foreach_mul_(updates, list(ratios.unbind()))
-            if keep is not None:
-                torch._foreach_mul_(updates, keep)
-            torch._foreach_add_(params, updates, alpha=-group["lr"])
+                adam_update(p, p.grad, state["m"], state["v"], **hyper)
         return loss
+
+    def _flatten(self) -> list[list[FlatBucket]]:
+        """The flat buffers, made at the first call from the parameters that have gradients then;
+        each later call re-attaches a parameter whose data or gradient something replaced (e.g. a
+        ``model.zero_grad()`` that set it to None) by copying it in: host checks only, no kernels."""
+        if self._buckets is None:
+            self._buckets = [FlatBucket.make_all([p for p in group["params"] if p.grad is not None], self.state)
+                             for group in self.param_groups]
+        else:
+            for buckets in self._buckets:
+                for b in buckets:
+                    b.reattach()
+        return self._buckets
+
+    def _loose(self) -> list[torch.Tensor]:
+        """The parameters outside the flat buffers."""
+        inside = {id(p) for buckets in self._buckets or () for b in buckets for p in b.params}
+        return [p for g in self.param_groups for p in g["params"] if id(p) not in inside]
+
+
+class FlatBucket:
+    """Parameters of one group, device and dtype in one contiguous buffer (``values``), their
+    gradients in another (``values.grad``) and Adam's moments in two more (``m``, ``v``); each
+    parameter's data, gradient and state tensors are views of them."""
+
+    def __init__(self, params: list[nn.Parameter], state: dict):
+        self.params = params
+        self.sizes = [p.numel() for p in params]
+        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        self.values = torch.cat([p.detach().reshape(-1) for p in params])
+        self.values.grad = torch.cat([p.grad.detach().reshape(-1) for p in params])
+        self.m = torch.zeros_like(self.values)
+        self.v = torch.zeros_like(self.values)
+        self.scratch = torch.empty_like(self.values)  # each step's update
+        self._segments: Segments | None = None
+        for i, p in enumerate(params):
+            p.data = self._view(self.values, i)
+            p.grad = self._view(self.values.grad, i)
+        self.adopt_state(state)
+
+    def segments(self) -> Segments:
+        """LAMB's segments (made at the first LAMB step: Adam needs none)."""
+        if self._segments is None:
+            device = self.values.device
+            lengths = torch.tensor(self.sizes, device=device)
+            ids = torch.repeat_interleave(torch.arange(len(self.sizes), device=device, dtype=torch.int32), lengths)
+            self._segments = Segments(lengths, ids, torch.empty_like(self.values, dtype=torch.float32))
+        return self._segments
+
+    @classmethod
+    def make_all(cls, params: list[nn.Parameter], state: dict) -> list[FlatBucket]:
+        """One bucket per (device, dtype) of ``params``, in their order."""
+        kinds: dict[tuple, list[nn.Parameter]] = {}
+        for p in params:
+            kinds.setdefault((p.device, p.dtype), []).append(p)
+        return [cls(ps, state) for ps in kinds.values()]
+
+    def _view(self, buffer: torch.Tensor, i: int) -> torch.Tensor:
+        """The part of ``buffer`` that is parameter ``i``, in its shape."""
+        p = self.params[i]
+        return buffer[self.offsets[i]:self.offsets[i] + p.numel()].view(p.shape)
+
+    def adopt_state(self, state: dict) -> None:
+        """Each parameter's moments as views of ``m`` and ``v``: values already in ``state`` (a
+        resumed run's) copied in, zeros where it has none."""
+        for i, p in enumerate(self.params):
+            s = state[p]
+            for key, buffer in (("m", self.m), ("v", self.v)):
+                view = self._view(buffer, i)
+                if key in s and s[key] is not view:
+                    view.copy_(s[key])
+                elif key not in s:
+                    view.zero_()
+                s[key] = view
+
+    def reattach(self) -> None:
+        """Copies in a parameter's data or gradient that is no longer a view of the buffers."""
+        for i, p in enumerate(self.params):
+            start = self.values.data_ptr() + self.offsets[i] * self.values.element_size()
+            if p.data_ptr() != start:  # e.g. load_state_dict(assign=True)
+                view = self._view(self.values, i)
+                view.copy_(p.detach())
+                p.data = view
+            if p.grad is None or p.grad.data_ptr() != self.values.grad.data_ptr() + start - self.values.data_ptr():
+                grad = self._view(self.values.grad, i)
+                grad.copy_(p.grad) if p.grad is not None else grad.zero_()
+                p.grad = grad
+
+
+class Segments(NamedTuple):
+    """The parameters of a flat buffer as its segments, for LAMB's per-parameter norms and ratios."""
+
+    lengths: torch.Tensor
+    """[P] int64: each parameter's number of elements, in buffer order."""
+    ids: torch.Tensor
+    """[E] int32: each element's parameter (to spread the P ratios over the E elements in one gather)."""
+    work: torch.Tensor
+    """[E] float32: room for the squares and the spread ratios (no allocation per step)."""
+
+
+def adam_update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, lr: float,
+                beta1: float, beta2: float, eps: float, weight_decay: float, lamb: bool,
+                skip: torch.Tensor | None, scratch: torch.Tensor | None = None,
+                segments: Segments | None = None) -> None:
+    """Google's update of one tensor in place (a flat buffer of many, or one parameter):
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``, ``param -= lr (m / (sqrt(v) + eps) + wd param)``,
+    LAMB's trust ratio per segment (the parameters of a flat buffer; the whole tensor without).
+    ``skip`` (0-dim bool on the device): leave everything as it is (``grad`` is zeroed).
+    ``scratch``: where the update is made (a flat buffer's: on a CPU, allocating a buffer-sized
+    temporary each step costs more than the arithmetic, as its pages are faulted in again).
+
+    With ``skip`` the factors are tensors that are the same numbers when the step is kept (bit for
+    bit the same results) and leave m and v exactly as they are when skipped: lerp weight 0, decay
+    1, and a zeroed gradient adding nothing."""
+    w1: float | torch.Tensor = 1 - beta1
+    b2: float | torch.Tensor = beta2
+    keep = None
+    if skip is not None:
+        keep = (~skip).to(torch.float32)
+        grad.masked_fill_(skip, 0.0)  # a skipped step's NaN must not reach m and v (0 * NaN is NaN)
+        w1 = keep * (1 - beta1)
+        b2 = torch.where(skip, torch.ones_like(keep), torch.full_like(keep, beta2))
+    m.lerp_(grad, w1)
+    v.mul_(b2).addcmul_(grad, grad, value=1 - beta2)
+    update = torch.sqrt(v, out=scratch) if scratch is not None else v.sqrt()
+    torch.div(m, update.add_(eps), out=update)
+    if weight_decay:
+        update.add_(param, alpha=weight_decay)
+        if lamb:
+            w, u = _norms(param, segments), _norms(update, segments)
+            ratios = torch.where((w > 0) & (u > 0), w / u, torch.ones_like(w))
+            update.mul_(ratios if segments is None else torch.index_select(ratios, 0, segments.ids,
+                                                                          out=segments.work))
+    if keep is not None:
+        update.mul_(keep)
+    param.add_(update, alpha=-lr)
+
+
+def _norms(x: torch.Tensor, segments: Segments | None) -> torch.Tensor:
+    """The L2 norm of ``x`` (0-dim), or [P] of each of its segments."""
+    if segments is None:
+        return torch.linalg.vector_norm(x.float())
+    return torch.segment_reduce(torch.mul(x, x, out=segments.work), "sum", lengths=segments.lengths).sqrt()
 
 
 def create_optimizer(model: nn.Module, init_lr: float, num_train_steps: int, num_warmup_steps: int,
-                     weight_decay: float = 0.01, lamb: bool = False
+                     weight_decay: float = 0.01, lamb: bool = False, flat: bool = True
                      ) -> tuple[AdamWeightDecay, torch.optim.lr_scheduler.LambdaLR]:
     """Google's ``create_optimizer``: ``AdamWeightDecay`` (Google's ``AdamWeightDecayOptimizer``,
     beta 0.9/0.999, eps 1e-6) over ``model``'s parameters, weight decay on all but LayerNorm and
     biases (``weight_decay_groups``), and Google's warmup/decay schedule (``google_lr_schedule``).
     Google's function also clips the gradients to global norm 1.0 inside the train op; here the
     training loop calls ``clip_by_global_norm`` before ``optimizer.step()``. ``lamb``: the LAMB
-    trust ratio on top (not in Google's release)."""
+    trust ratio on top (not in Google's release). ``flat``: the update on flat buffers (the
+    trainers'; see ``AdamWeightDecay``), so the caller clips ``optimizer.flat_parameters()``."""
     optimizer = AdamWeightDecay(weight_decay_groups(model, weight_decay), lr=init_lr, weight_decay=weight_decay,
-                                lamb=lamb)
+                                lamb=lamb, flat=flat)
     return optimizer, google_lr_schedule(optimizer, num_train_steps, num_warmup_steps)

@@ -499,7 +499,7 @@ def finetune_step(run: Run, t: Tuning, micro_batches: Sequence[dict[str, torch.T
         torch.distributed.all_reduce(stacked)
         stacked /= t.env.world_size
     t.precision.unscale(t.optimizer)
-    grad_norm = clip_by_global_norm(t.model.parameters(), 1.0)
+    grad_norm = clip_by_global_norm(t.optimizer.flat_parameters(), 1.0)
     finite = bool(torch.isfinite(stacked).all() and (t.precision.overflow_skips or torch.isfinite(grad_norm)))
     if not all_ranks_ok(finite, t.env, t.device):
         raise run.non_finite(f"step {step + 1}")

@@ -440,7 +440,7 @@ def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         dist.all_reduce(totals)  # the ranks' mean: the same non-finite verdict on every rank
         totals /= env.world_size
     t.precision.unscale(t.optimizer)
-    grad_norm = clip_by_global_norm(t.model.parameters(), config.max_grad_norm)
+    grad_norm = clip_by_global_norm(t.optimizer.flat_parameters(), config.max_grad_norm)
     # Decided on the device, read at the next logged step: a step with a non-finite loss or gradient
     # is skipped there (weights and moments untouched). fp16: non-finite gradients are an overflow
     # the scaler skips, not a failure (its own check reads the host each step).
