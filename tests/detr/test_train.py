@@ -67,6 +67,20 @@ def test_train_resume_is_exact_and_exports(shapes, tmp_path):
     assert _losses(out) == pytest.approx(_losses(tmp_path / "split"), rel=1e-6)
 
 
+def test_resume_is_exact_with_persistent_workers_and_aspect_ratio_groups(shapes, tmp_path):
+    """Issue 18 item 6: two workers that live through both epochs, images batched by orientation
+    (mmdet's AspectRatioBatchSampler), OpenCV's pipeline: a run stopped mid-epoch and resumed
+    logs the losses of the run that went through, and the grouping changed the batches."""
+    options = {"num_workers": 2, "group_by_aspect_ratio": True}
+    train_detr(load_train_setup(_config(shapes, tmp_path, "full.json", output_dir="full", **options)))
+    split = _config(shapes, tmp_path, "split.json", output_dir="split", **options)
+    train_detr(load_train_setup(split, max_iters=3))
+    train_detr(load_train_setup(split, resume=True))
+    assert _losses(tmp_path / "full") == pytest.approx(_losses(tmp_path / "split"), rel=1e-6)
+    train_detr(load_train_setup(_config(shapes, tmp_path, "plain.json", output_dir="plain", num_workers=2)))
+    assert _losses(tmp_path / "plain") != pytest.approx(_losses(tmp_path / "full"), rel=1e-6)
+
+
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(shapes, tmp_path, monkeypatch):
     real = torch.nn.utils.clip_grad_norm_
     calls = {"n": 0}
@@ -252,11 +266,13 @@ def test_no_device_reads_on_detr_steps_that_do_not_log(shapes, tmp_path, monkeyp
     from tests.device_reads import count_reads, in_stack
 
     watched = ("detr/engine.py", "detr/model.py", "detr/loss.py", "detr/matcher.py", "training/run.py",
-               "training/precision.py", "training/distributed.py", "detr/data/coco.py")
+               "training/precision.py", "training/distributed.py", "detr/data/coco.py", "detr/data/loader.py")
     # the host's own data: the dataset's items, the criterion's checks of the targets (which stay on
-    # the host by design), the padding mask's check, the epoch sampler's permutation
+    # the host by design), the padding mask's check, the epoch sampler's permutation, the image
+    # sizes the batch normaliser reads from the host's targets
     host_side = {("detr/matcher.py", "check_targets"), ("detr/loss.py", "<genexpr>"),
-                 ("detr/data/coco.py", "padding_mask_to"), ("detr/engine.py", "__init__")}
+                 ("detr/data/coco.py", "padding_mask_to"), ("detr/data/loader.py", "__init__"),
+                 ("detr/data/loader.py", "<genexpr>")}
 
     def on_host(frame) -> bool:
         code = frame.f_code

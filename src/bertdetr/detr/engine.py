@@ -3,7 +3,8 @@
 ``bertdetr.detr.train`` sets a run up (``DetrTraining``) and calls ``train_one_epoch`` for each epoch;
 an epoch hands batches out in the order of ``EpochSampler`` (this rank's share of a permutation
 seeded by seed and epoch), so a run resumed in the middle of an epoch sees the batches an
-uninterrupted one would.
+uninterrupted one would. The batches come from the run's ``data.loader.TrainLoader`` (one
+DataLoader, persistent workers), their images normalised on the device.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field
 import torch
 
 from bertdetr.detr.config import DETRConfig
-from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate, padding_mask_to
+from bertdetr.detr.data.coco import CocoDetection, CocoIndex, padding_mask_to
+from bertdetr.detr.data.loader import EpochSampler, TrainLoader  # noqa: F401 (EpochSampler: where it was)
 from bertdetr.detr.loss import DETRCriterion
 from bertdetr.detr.model import DETR
 from bertdetr.detr.train_config import DataConfig, TrainConfig
 from bertdetr.training.distributed import Distributed
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.run import Run, RunLog, count_non_finite, ignore_stop_signals
+from bertdetr.training.run import Run, RunLog, count_non_finite
 
 
 @dataclass
@@ -46,6 +48,8 @@ class DetrTraining:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     precision: MixedPrecision
     dataset: CocoDetection
+    loader: TrainLoader
+    """The run's batches, epoch after epoch (its workers persist)."""
     total_iters: int
     """Optimizer steps of the whole run (epochs, or ``max_iters`` if fewer)."""
     env: Distributed
@@ -67,23 +71,6 @@ class DetrTraining:
     """Images of all ranks since the last logged step."""
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """This rank's indices of an epoch: a permutation seeded by (seed, epoch), every world_size-th
-    index from ``rank`` (padded by wrapping so all ranks take equal steps), from ``start`` on."""
-
-    def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start: int = 0):
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch)).tolist()
-        per_rank = math.ceil(n / world_size)
-        perm = (perm * math.ceil(per_rank * world_size / n))[: per_rank * world_size]
-        self.indices = perm[rank::world_size][start:]
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
 def batches_per_epoch(n: int, env: Distributed, cfg: TrainConfig) -> int:
     """Batches of one rank in an epoch of ``n`` images."""
     return math.ceil(math.ceil(n / env.world_size) / cfg.batch_size)
@@ -96,15 +83,8 @@ def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
     """The rest of epoch ``t.epoch`` from batch ``t.batch_in_epoch`` on, a step per ``grad_accum``
     batches, until the epoch's batches or the run's steps run out; returns whether the batches did.
     On SIGTERM/SIGINT: a checkpoint at the iteration (mid-epoch), then ``Preempted``."""
-    cfg, env = t.cfg, t.env
-    t.dataset.set_epoch(t.epoch)
-    sampler = EpochSampler(len(t.dataset), cfg.seed, t.epoch, env.rank, env.world_size,
-                           t.batch_in_epoch * cfg.batch_size)
-    batches = iter(torch.utils.data.DataLoader(t.dataset, batch_size=cfg.batch_size, sampler=sampler,
-                                               num_workers=cfg.num_workers, collate_fn=collate,
-                                               worker_init_fn=ignore_stop_signals,
-                                               pin_memory=t.device.type == "cuda",  # non_blocking copies overlap
-                                               generator=torch.Generator().manual_seed(cfg.seed + t.epoch)))
+    cfg = t.cfg
+    batches = t.loader.epoch(t.epoch, t.batch_in_epoch)
     exhausted = False
     while t.it < t.total_iters:
         group = []

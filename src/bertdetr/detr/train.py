@@ -29,6 +29,7 @@ import torch
 
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data.coco import CocoDetection, CocoIndex, check_images, load_coco
+from bertdetr.detr.data.loader import TrainLoader
 from bertdetr.detr.data.transforms import train_transforms
 from bertdetr.detr.engine import DetrTraining, batches_per_epoch, checkpoint_state, train_one_epoch
 from bertdetr.detr.evaluate import evaluate_detr
@@ -67,6 +68,7 @@ def train_detr(setup: DetrTrainSetup) -> dict:
         t.run.plot(["loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "eval_AP"], title="bertdetr detr train")
         return summary
     finally:
+        t.loader.close()
         t.run.close()
 
 
@@ -106,9 +108,12 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
     model.to(device).train()
     criterion = build_criterion(model_config).to(device)
     optimizer = build_optimizer(model, cfg)
+    # uint8 items (normalize=False): the loader normalises each batch on the device
     dataset = CocoDetection(index, train_transforms(data.train_scales, data.max_size, data.crop_resize,
-                                                    tuple(data.crop_size)), seed=cfg.seed,
-                            skip_bad_images=data.skip_bad_images)
+                                                    tuple(data.crop_size), normalize=False), seed=cfg.seed,
+                            skip_bad_images=data.skip_bad_images, decode=data.image_backend)
+    loader = TrainLoader(dataset, cfg.batch_size, cfg.seed, device, env.rank, env.world_size, cfg.num_workers,
+                         cfg.group_by_aspect_ratio)
     steps_per_epoch = batches_per_epoch(len(index.images), env, cfg)
     # The lr drops at epoch boundaries; counted in batches so a resume mid-epoch keeps it.
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -118,7 +123,7 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
         total_iters = min(total_iters, cfg.max_iters)
     torch.manual_seed(cfg.seed + 1 + env.rank)
     t = DetrTraining(cfg, data, model_config, index, val_index, model, model, criterion, optimizer, scheduler,
-                     MixedPrecision(device, cfg.bf16, cfg.fp16), dataset, total_iters, env, device, run,
+                     MixedPrecision(device, cfg.bf16, cfg.fp16), dataset, loader, total_iters, env, device, run,
                      health=torch.zeros(4, device=device))
     if run.resumed:
         _resume(t)

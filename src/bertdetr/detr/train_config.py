@@ -15,6 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from bertdetr.detr.config import DETRConfig
+from bertdetr.detr.data.coco import IMAGE_BACKENDS
 from bertdetr.detr.data.transforms import TRAIN_SCALES
 from bertdetr.detr.evaluate import COCO_BACKENDS
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
@@ -42,9 +43,14 @@ class DataConfig:
     """Shorter side at evaluation."""
     skip_bad_images: bool = True
     """Skip unreadable images with a warning (False: stop at the first)."""
+    image_backend: str = "opencv"
+    """How training decodes and resizes: "opencv" (mmdet's: OpenCV's bilinear on uint8; JPEGs decoded by OpenCV, the same pixels as PIL), "pil" (official DETR's PIL bilinear, this trainer's before 2026-12-07). Evaluation keeps PIL's (the bertdetr test pipeline)."""
 
     def __post_init__(self):
         require_field_types(self, "data.")
+        if self.image_backend not in IMAGE_BACKENDS:
+            raise BertDetrError(f"data.image_backend must be one of {', '.join(IMAGE_BACKENDS)}, "
+                                f"got {self.image_backend!r}")
         if not self.train_scales or min(self.train_scales) < 1:
             raise BertDetrError(f"train_scales must be positive sizes, got {self.train_scales}")
         if len(self.crop_size) != 2 or not 0 < self.crop_size[0] <= self.crop_size[1]:
@@ -84,7 +90,9 @@ class TrainConfig:
     seed: int = 0
     """Seeds the data order, augmentation and dropout."""
     num_workers: int = 2
-    """DataLoader workers per process."""
+    """DataLoader workers per process (they persist from epoch to epoch)."""
+    group_by_aspect_ratio: bool = False
+    """Batch images with width >= height apart from the others (mmdet's AspectRatioBatchSampler: less padding). Off by default: it changes which images share a batch, so the run's numbers differ from one without it."""
     num_threads: int | None = None
     """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
     bf16: bool = False

@@ -200,3 +200,117 @@ def test_a_box_that_is_not_numbers_names_its_annotation(tmp_path):
     path = _write_coco(tmp_path, images, [_ann(9, 1, ["1", "x", 2, 3])])
     with pytest.raises(BertDetrError, match=r"annotation 9 of .*ann.json has bbox \['1', 'x', 2, 3\]: four numbers"):
         load_coco(path, tmp_path / "img")
+
+
+# ------------------------------------------------------------- load_image_array (detr train's decode)
+
+
+def _photo(w=61, h=47, seed=0):
+    """Photo-like pixels (smooth gradients and noise), which JPEG keeps far from exact."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8))
+
+
+def _must_not_fall_back(monkeypatch):
+    """load_image_array's PIL fallback, made to fail: what passes was decoded by OpenCV."""
+    from bertdetr.detr.data import coco
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded by PIL")
+
+    monkeypatch.setattr(coco, "load_image", fail)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "grey", "subsampling-444", "opencv-before-4.10"])
+def test_jpegs_decoded_by_opencv_equal_pil(tmp_path, monkeypatch, kind):
+    import cv2
+
+    from bertdetr.detr.data.coco import load_image_array
+
+    path = str(tmp_path / "p.jpg")
+    image = _photo().convert("L") if kind == "grey" else _photo()
+    image.save(path, quality=85, progressive=kind == "progressive", subsampling=0 if kind == "subsampling-444" else -1)
+    expected = np.asarray(load_image(path))
+    _must_not_fall_back(monkeypatch)
+    if kind == "opencv-before-4.10":  # no IMREAD_COLOR_RGB: BGR, then turned to RGB
+        monkeypatch.delattr(cv2, "IMREAD_COLOR_RGB", raising=False)
+    array = load_image_array(path)
+    assert array.dtype == np.uint8 and array.shape == (47, 61, 3) and array.flags.c_contiguous
+    assert np.array_equal(array, expected)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientations_follow_load_images_rule(tmp_path, monkeypatch, orientation):
+    from bertdetr.detr.data.coco import load_image_array
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = str(tmp_path / "r.jpg")
+    _photo(40, 24).save(path, quality=90, exif=exif)
+    shown = (24, 40) if orientation >= 5 else (40, 24)
+    cases = [None, shown, (40, 24)]  # default; annotated as displayed; annotated on the stored pixels
+    expected = [np.asarray(load_image(path, wh)) for wh in cases]
+    _must_not_fall_back(monkeypatch)
+    for wh, e in zip(cases, expected):
+        array = load_image_array(path, wh)
+        assert np.array_equal(array, e), (orientation, wh)
+    assert load_image_array(path).shape[1::-1] == shown
+
+
+def test_other_images_go_through_load_image(tmp_path):
+    """PNG (16-bit, palette, alpha), CMYK JPEG, a JPEG with bytes after its end marker: PIL's pixels;
+    a truncated JPEG (OpenCV would fill it with grey) is refused as load_image refuses it."""
+    from bertdetr.detr.data.coco import load_image_array
+
+    _photo().convert("CMYK").save(tmp_path / "cmyk.jpg")
+    _photo().convert("P").save(tmp_path / "p.png")
+    _photo().convert("RGBA").save(tmp_path / "a.png")
+    Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)).save(tmp_path / "g16.png")
+    _photo().save(tmp_path / "tail.jpg")
+    (tmp_path / "tail.jpg").write_bytes((tmp_path / "tail.jpg").read_bytes() + b"trailing data")
+    for name in ("cmyk.jpg", "p.png", "a.png", "g16.png", "tail.jpg"):
+        path = str(tmp_path / name)
+        assert np.array_equal(load_image_array(path), np.asarray(load_image(path))), name
+    data = (tmp_path / "tail.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    for load in (load_image, load_image_array):
+        with pytest.raises(ImageLoadError, match="cut.jpg"):
+            load(str(tmp_path / "cut.jpg"))
+    with pytest.raises(ImageLoadError, match="not found"):
+        load_image_array(str(tmp_path / "missing.jpg"))
+    with pytest.raises(ImageLoadError, match="more than the limit"):
+        load_image_array(str(tmp_path / "tail.jpg"), max_pixels=100)
+
+
+def test_opencv_items_pad_into_a_uint8_batch_that_normalises_to_the_float_one(tmp_path):
+    """``decode="opencv"`` items through ``train_transforms(normalize=False)``: the augmentation of
+    (seed, epoch, index) whether the epoch comes with the index or from ``set_epoch``; ``collate``
+    pads them into a channels-last uint8 batch whose normalisation equals collating the items
+    normalised one by one."""
+    from bertdetr.detr.data.loader import BatchNormalizer
+    from bertdetr.detr.data.transforms import ToNormalizedTensor, train_transforms
+
+    images = [{"id": k, "file_name": f"{k}.jpg", "width": 40 + 9 * k, "height": 50 - 7 * k} for k in (1, 2, 3)]
+    path = _write_coco(tmp_path, images, [_ann(k, k, [2, 3, 20, 15]) for k in (1, 2, 3)])
+    for im in images:
+        _photo(im["width"], im["height"], im["id"]).save(tmp_path / "img" / im["file_name"])
+    transforms = train_transforms(scales=(32, 48, 64), max_size=100, crop_resize=(40,), crop_size=(20, 30),
+                                  normalize=False)
+    ds = CocoDetection(load_coco(path, tmp_path / "img"), transforms, seed=5, decode="opencv")
+    ds.set_epoch(3)
+    items = [ds[i] for i in range(3)]
+    ds.set_epoch(0)
+    for i, (img, target) in enumerate(items):
+        again, t2 = ds[3, i]
+        assert img.dtype == torch.uint8 and torch.equal(img, again) and torch.equal(target["boxes"], t2["boxes"])
+    batch = collate(items)
+    H, W = batch["images"].shape[2:]
+    assert batch["images"].dtype == torch.uint8 and batch["images"].permute(0, 2, 3, 1).is_contiguous()
+    floats = [(ToNormalizedTensor()(img.permute(1, 2, 0).numpy(), t, None)[0], t) for img, t in items]
+    expected = collate(floats)
+    assert torch.equal(BatchNormalizer(torch.device("cpu"))(batch)["images"], expected["images"])
+    assert torch.equal(batch["masks"], expected["masks"])
+    with pytest.raises(BertDetrError, match="decode must be one of"):
+        CocoDetection(ds.index, transforms, decode="turbo")

@@ -86,3 +86,66 @@ def test_normalize_uses_imagenet_statistics():
     assert x.shape == (3, 1, 2)
     assert x[0, 0, 0].item() == pytest.approx((1 - 0.485) / 0.229)
     assert x[1, 0, 0].item() == pytest.approx((0 - 0.456) / 0.224)
+
+
+# ---------------------------------------------------------------------- arrays (detr train's OpenCV path)
+
+
+def test_resize_of_an_array_is_mmdets_resize_byte_for_byte():
+    """detr train's resize (``data.image_backend`` "opencv") gives the pixels of mmdet 3.3's own
+    ``Resize`` (golden: its uint8 output at a small scale, tests/data/detr/pipeline) for the same
+    output size, through our decode (JPEG by OpenCV, PNG grey and RGBA by PIL, EXIF turned)."""
+    from bertdetr.detr.data.coco import load_image_array
+    from bertdetr.detr.data.pipelines import mmcv_rescale_size
+    from bertdetr.detr.data.transforms import resize_image
+    from tests.conftest import DATA
+
+    golden = torch.load(DATA / "detr" / "pipeline" / "mmdet_inference.pt", weights_only=True)
+    for name, e in golden["images"].items():
+        rgb = load_image_array(str(DATA / "detr" / "pipeline" / name))
+        (nw, nh), _ = mmcv_rescale_size(rgb.shape[1], rgb.shape[0], tuple(golden["small_scale"]))
+        ours = torch.from_numpy(resize_image(rgb, nh, nw)).permute(2, 0, 1)
+        assert torch.equal(ours, e["small_scale_chw_bgr_uint8"].flip(0)), name
+        # PIL's bilinear (the "pil" backend, official DETR's) is another interpolation
+        pil = np.asarray(resize_image(Image.fromarray(rgb), nh, nw))
+        assert pil.shape == (nh, nw, 3) and not np.array_equal(pil, ours.permute(1, 2, 0).numpy()), name
+
+
+def test_array_and_pil_augmentation_agree_but_for_the_interpolation():
+    """The same draws give the same sizes, boxes and labels on an array as on a PIL image; flips
+    and crops the same pixels; only the resizes' interpolation differs (OpenCV's, PIL's)."""
+    rng = random.Random(3)
+    pipeline = train_transforms(scales=(64, 80, 96), max_size=160, crop_resize=(60, 80), crop_size=(30, 70),
+                                normalize=False)
+    for k in range(30):
+        w, h = rng.randint(20, 200), rng.randint(20, 200)
+        array = np.random.default_rng(k).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        target = _random_target(rng, w, h, rng.randint(0, 6))
+        a, ta = pipeline(array, target, random.Random(k))
+        p, tp = pipeline(Image.fromarray(array), target, random.Random(k))
+        assert a.dtype == p.dtype == torch.uint8 and a.shape == p.shape
+        assert ta["size"].tolist() == tp["size"].tolist() == list(a.shape[1:])
+        assert torch.equal(ta["boxes"], tp["boxes"]) and torch.equal(ta["labels"], tp["labels"])
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    target = _random_target(rng, 40, 30, 3)
+    flipped, tf = hflip(image, target)
+    assert np.array_equal(flipped, np.asarray(hflip(Image.fromarray(image), target)[0]))
+    cropped, tc = crop(flipped, tf, top=5, left=7, h=20, w=25)
+    assert np.array_equal(cropped, np.asarray(crop(Image.fromarray(flipped), tf, 5, 7, 20, 25)[0]))
+
+
+def test_uint8_items_normalise_to_the_float_items_bit_for_bit():
+    """``ToImageTensor`` then ``normalize_into`` (what detr train does, on the device) equals
+    ``ToNormalizedTensor``, which equals the formula it always had, ``(x / 255 - mean) / std``."""
+    from bertdetr.detr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToImageTensor, normalize_into
+
+    array = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for image in (array, Image.fromarray(array)):
+        pixels, _ = ToImageTensor()(image, {}, None)
+        assert pixels.dtype == torch.uint8 and pixels.shape == (3, 37, 53)
+        assert torch.equal(pixels, torch.from_numpy(array).permute(2, 0, 1))
+        x, _ = ToNormalizedTensor()(image, {}, None)
+        mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+        formula = (torch.from_numpy(array.copy()).permute(2, 0, 1).to(torch.float32).div_(255.0) - mean) / std
+        assert torch.equal(x, formula)
+        assert torch.equal(normalize_into(torch.empty(3, 37, 53), pixels, mean, std), formula)

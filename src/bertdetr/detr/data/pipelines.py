@@ -19,7 +19,9 @@ photos (see BENCHMARKS.md, "DETR inference pipeline agreement with mmdet"). The 
   for official and transformers models.
 - ``bertdetr``: the pipeline ``detr train`` evaluates with: ``official``'s resize and
   normalisation after ``data.load_image`` (EXIF orientation applied, 16-bit images scaled to 8
-  bits). The default for models trained here.
+  bits). The default for models trained here. (Training resizes with OpenCV's bilinear by
+  default, ``data.image_backend``: within one level of PIL's when enlarging, as on COCO's photos;
+  PIL's smooths when shrinking, OpenCV's does not.)
 
 Boxes go back to the original image by the pipeline's scale factor (w_scale, h_scale) = resized /
 original side, as mmdet's ``rescale=True``.
