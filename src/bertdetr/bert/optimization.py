@@ -135,14 +135,17 @@ class AdamWeightDecay(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, lamb=lamb))
         self.flat = flat
         self._buckets: list[list[FlatBucket]] | None = None  # per group, made at the first step (flat)
+        self._work: list[tuple[list[FlatBucket], list[torch.Tensor]]] = []  # per group, by prepare()
 
     def flat_parameters(self) -> list[torch.Tensor]:
         """What to clip (``clip_by_global_norm``): one tensor per flat buffer, its ``.grad`` the
         buffer's gradients, and each parameter outside the buffers; all parameters when not flat."""
-        if not self.flat:
-            return [p for group in self.param_groups for p in group["params"]]
-        buckets = self._flatten()
-        return [b.values for bs in buckets for b in bs] + self._loose()
+        self.prepare()
+        return self.clip_targets()
+
+    def clip_targets(self) -> list[torch.Tensor]:
+        """``flat_parameters`` after ``prepare`` (tensors only: traceable)."""
+        return [b.values for bs in self._buckets or () for b in bs] + self._loose()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zeroes the gradients; with flat buffers, the buffers in place (whatever ``set_to_none``)."""
@@ -174,37 +177,65 @@ class AdamWeightDecay(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        buckets = self._flatten() if self.flat else [[] for _ in self.param_groups]
-        for group, group_buckets in zip(self.param_groups, buckets):
-            beta1, beta2 = group["betas"]
-            hyper = dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                         weight_decay=group["weight_decay"], lamb=group["lamb"], skip=skip)
-            for b in group_buckets:
-                adam_update(b.values, b.values.grad, b.m, b.v, scratch=b.scratch,
-                            segments=b.segments() if group["lamb"] and group["weight_decay"] else None, **hyper)
-            flattened = {id(p) for b in group_buckets for p in b.params}
-            for p in group["params"]:
-                if p.grad is None or id(p) in flattened:
-                    continue
+        self.prepare()
+        self.update(skip)
+        return loss
+
+    def prepare(self) -> None:
+        """The host's part of a step, before ``update``: the flat buffers made (at the first call,
+        from the parameters that have gradients then) or a parameter whose data or gradient
+        something replaced (e.g. a ``model.zero_grad()`` that set it to None) copied back in, and
+        which other parameters have gradients this step, with their state. No device reads."""
+        # The schedulers learn that a step was taken from a wrapper of ``step`` (a compiled update
+        # goes by ``prepare`` + ``update``): without this they warn of a scheduler step before it.
+        self._opt_called = True
+        if self.flat and self._buckets is None:
+            self._buckets = [FlatBucket.make_all([p for p in group["params"] if p.grad is not None], self.state)
+                             for group in self.param_groups]
+        elif self.flat:
+            for buckets in self._buckets:
+                for b in buckets:
+                    b.reattach()
+        inside = {id(p) for buckets in self._buckets or () for b in buckets for p in b.params}
+        self._work = []
+        for i, group in enumerate(self.param_groups):
+            loose = [p for p in group["params"] if p.grad is not None and id(p) not in inside]
+            for p in loose:
                 state = self.state[p]
                 if not state:
                     state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                adam_update(p, p.grad, state["m"], state["v"], **hyper)
-        return loss
-
-    def _flatten(self) -> list[list[FlatBucket]]:
-        """The flat buffers, made at the first call from the parameters that have gradients then;
-        each later call re-attaches a parameter whose data or gradient something replaced (e.g. a
-        ``model.zero_grad()`` that set it to None) by copying it in: host checks only, no kernels."""
-        if self._buckets is None:
-            self._buckets = [FlatBucket.make_all([p for p in group["params"] if p.grad is not None], self.state)
-                             for group in self.param_groups]
-        else:
-            for buckets in self._buckets:
+            buckets = self._buckets[i] if self._buckets else []
+            if group["lamb"] and group["weight_decay"]:
                 for b in buckets:
-                    b.reattach()
-        return self._buckets
+                    b.segments()  # made here, not in a compiled update (their sizes come from data)
+            self._work.append((buckets, loose))
+
+    @torch.no_grad()
+    def update(self, skip: torch.Tensor | None = None) -> None:
+        """The device's part of a step (after ``prepare``): tensor operations only, so that
+        ``torch.compile`` takes it whole (``clip_and_update``). A group's ``lr`` may be a 0-dim
+        tensor (``use_tensor_lr``), so that a compiled update is not recompiled as it changes."""
+        for group, (buckets, loose) in zip(self.param_groups, self._work):
+            beta1, beta2 = group["betas"]
+            hyper = dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                         weight_decay=group["weight_decay"], lamb=group["lamb"], skip=skip)
+            for b in buckets:
+                adam_update(b.values, b.values.grad, b.m, b.v, scratch=b.scratch,
+                            segments=b.segments() if group["lamb"] and group["weight_decay"] else None, **hyper)
+            for p in loose:
+                adam_update(p, p.grad, self.state[p]["m"], self.state[p]["v"], **hyper)
+
+    def use_tensor_lr(self) -> None:
+        """Each group's lr as a 0-dim tensor on its parameters' device (the schedulers fill it in
+        place), for a compiled update; call it after loading a checkpoint."""
+        for group in self.param_groups:
+            if not isinstance(group["lr"], torch.Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=group["params"][0].device)
+
+    def buckets(self) -> list[FlatBucket]:
+        """The flat buffers (none before the first ``prepare``, or when not flat)."""
+        return [b for buckets in self._buckets or () for b in buckets]
 
     def _loose(self) -> list[torch.Tensor]:
         """The parameters outside the flat buffers."""
@@ -292,7 +323,7 @@ class Segments(NamedTuple):
     """[E] float32: room for the squares and the spread ratios (no allocation per step)."""
 
 
-def adam_update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, lr: float,
+def adam_update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, lr: float | torch.Tensor,
                 beta1: float, beta2: float, eps: float, weight_decay: float, lamb: bool,
                 skip: torch.Tensor | None, scratch: torch.Tensor | None = None,
                 segments: Segments | None = None) -> None:
@@ -325,6 +356,9 @@ def adam_update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: tor
             ratios = torch.where((w > 0) & (u > 0), w / u, torch.ones_like(w))
             update.mul_(ratios if segments is None else torch.index_select(ratios, 0, segments.ids,
                                                                           out=segments.work))
+    if isinstance(lr, torch.Tensor):  # (a compiled update's: no alpha from a tensor)
+        param.sub_(update.mul_(lr if keep is None else lr * keep))
+        return
     if keep is not None:
         update.mul_(keep)
     param.add_(update, alpha=-lr)
@@ -335,6 +369,44 @@ def _norms(x: torch.Tensor, segments: Segments | None) -> torch.Tensor:
     if segments is None:
         return torch.linalg.vector_norm(x.float())
     return torch.segment_reduce(torch.mul(x, x, out=segments.work), "sum", lengths=segments.lengths).sqrt()
+
+
+@torch.no_grad()
+def clip_and_update(optimizer: AdamWeightDecay, losses: torch.Tensor, clip_norm: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A step's update after its backward, all on the device (``optimizer.prepare()`` first):
+    gradients clipped to global norm ``clip_norm`` (Google's train op), then Google's update,
+    skipped where ``losses`` or the gradients are not finite. Returns (the norm before clipping,
+    0-dim bool "skipped"). Tensor operations only: ``compile_update`` compiles it as one graph."""
+    grad_norm = clip_by_global_norm(optimizer.clip_targets(), clip_norm)
+    bad = ~torch.isfinite(losses).all() | ~torch.isfinite(grad_norm)
+    optimizer.update(skip=bad)
+    return grad_norm, bad
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_update(optimizer: AdamWeightDecay, mode: str = "default"):
+    """``clip_and_update`` of ``optimizer`` compiled whole (``fullgraph``: a graph break is an
+    error, not a silently slower step); call it as ``clip_and_update(losses, clip_norm)`` after
+    ``optimizer.prepare()``. The lr becomes a tensor (``use_tensor_lr``: a float would be baked
+    into the graph and recompiled at each new value). With CUDA graphs (``reduce-overhead``,
+    ``max-autotune``) the flat buffers, which the update writes in place, are marked as static
+    addresses, as torch's compiled optimizers mark their state."""
+    optimizer.use_tensor_lr()
+    compiled = torch.compile(clip_and_update, mode=mode, fullgraph=True)
+    marked = [False]
+
+    def update(losses: torch.Tensor, clip_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if not marked[0] and mode in ("reduce-overhead", "max-autotune"):
+            for b in optimizer.buckets():
+                for tensor in (b.values, b.values.grad, b.m, b.v, b.scratch):
+                    torch._dynamo.mark_static_address(tensor)
+            marked[0] = True
+        return compiled(optimizer, losses, clip_norm)
+
+    return update
 
 
 def create_optimizer(model: nn.Module, init_lr: float, num_train_steps: int, num_warmup_steps: int,

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from bertdetr.bert import optimization as optimization_module
 from bertdetr.bert.pretraining import pretrain as pretrain_module
 from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
 from bertdetr.bert.pretraining.pretrain import PretrainConfig, pretrain
@@ -88,7 +89,7 @@ def test_eval_metrics_are_googles_metric_fn(records, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(records, tmp_path, monkeypatch):
-    real = pretrain_module.clip_by_global_norm
+    real = optimization_module.clip_by_global_norm
     calls = {"n": 0}
 
     def nan_at_step_3(params, clip):
@@ -96,7 +97,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(records, tmp_path,
         norm = real(params, clip)
         return torch.tensor(float("nan")) if calls["n"] == 3 else norm
 
-    monkeypatch.setattr(pretrain_module, "clip_by_global_norm", nan_at_step_3)
+    monkeypatch.setattr(optimization_module, "clip_by_global_norm", nan_at_step_3)  # (clip_and_update's)
     with pytest.raises(BertDetrError, match=r"non-finite loss at step 3.*ckpt-00000002\.pt"):
         pretrain(_config(records, tmp_path))
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2]
@@ -302,7 +303,7 @@ def test_no_host_reads_on_steps_that_do_not_log(records, tmp_path, monkeypatch):
 
 
 def test_non_finite_steps_are_skipped_on_the_device_until_too_many_in_a_row(records, tmp_path, monkeypatch):
-    real = pretrain_module.clip_by_global_norm
+    real = optimization_module.clip_by_global_norm
     calls = {"n": 0}
 
     def nan_at_steps_3_and_4(params, clip):
@@ -310,7 +311,7 @@ def test_non_finite_steps_are_skipped_on_the_device_until_too_many_in_a_row(reco
         norm = real(params, clip)
         return torch.tensor(float("nan")) if calls["n"] in (3, 4) else norm
 
-    monkeypatch.setattr(pretrain_module, "clip_by_global_norm", nan_at_steps_3_and_4)
+    monkeypatch.setattr(optimization_module, "clip_by_global_norm", nan_at_steps_3_and_4)
     # two in a row allowed: the run goes on, the two steps skipped (weights untouched) and counted
     summary = pretrain(_config(records, tmp_path / "two", num_train_steps=6, max_non_finite_steps=3))
     assert summary["step"] == 6

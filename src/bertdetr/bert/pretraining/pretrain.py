@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -33,7 +34,8 @@ import torch.nn.functional as F
 
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
-from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
+from bertdetr.bert.optimization import (COMPILE_MODES, clip_and_update, clip_by_global_norm, compile_update,
+                                        create_optimizer, google_lr_factor)
 from bertdetr.bert.pretraining.roberta import DynamicMasking
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.weights import export_model
@@ -114,7 +116,9 @@ class PretrainConfig:
     fp16: bool = False
     """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
-    """torch.compile the model."""
+    """torch.compile the step: the model's forward and losses (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph."""
+    compile_mode: str = "default"
+    """torch.compile's mode: default, reduce-overhead (CUDA graphs: the pretraining batches have static shapes), max-autotune, max-autotune-no-cudagraphs."""
     num_workers: int | None = None
     """DataLoader worker processes per rank (default: none on a CPU, where the step needs the cores;
     on a GPU up to 4, within the CPUs per rank; a resumed run keeps its own, the data order depends on them)."""
@@ -150,6 +154,8 @@ class PretrainConfig:
         require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
         require(not (self.bf16 and self.fp16), "choose bf16 or fp16, not both")
         require(self.optimizer in ("adam", "lamb"), f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
+        require(self.compile_mode in COMPILE_MODES,
+                f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
         require(self.eval_every is None or (self.eval_every > 0 and bool(self.eval_files)),
                 "eval_every needs a positive number of steps and eval_files")
         require(bool(self.input_files), "no input files")
@@ -238,6 +244,8 @@ class Pretraining:
     log, skipped steps in all, the first step of the current run of them (read at logging steps)."""
     next_sentence: bool = True
     """The records have the next-sentence task (not ``make-data --no-next-sentence``)."""
+    update: Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]] | None = None
+    """``clip_and_update`` of the optimizer (compiled with ``compile``): (losses, clip norm) -> (norm, skipped)."""
 
 
 def pretrain(config: PretrainConfig) -> dict:
@@ -308,8 +316,10 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
         step, skip_batches = _resume(run, config, model, optimizer, scheduler, precision, env, device, health)
 
     net: torch.nn.Module = model
+    update = functools.partial(clip_and_update, optimizer)
     if config.compile:
-        net = torch.compile(net)
+        net = torch.compile(net, mode=config.compile_mode)
+        update = compile_update(optimizer, config.compile_mode)
     if env.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -321,7 +331,7 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
     run.record_config({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
                        "world_size": env.world_size, "record_shape": asdict(shape)})
     return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run,
-                       masking=masking, next_sentence=shape.next_sentence, health=health)
+                       masking=masking, next_sentence=shape.next_sentence, health=health, update=update)
 
 
 def default_num_workers(device: torch.device, cpus: float, ranks_per_machine: int = 1) -> int:
@@ -380,7 +390,8 @@ def fit(t: Pretraining) -> dict[str, float]:
         t.model.train()
         previous = None  # the last step's batch and outputs, kept until the next step's exist (train_step)
         while t.step < last_stop:
-            lr = t.optimizer.param_groups[0]["lr"]
+            # the lr of this step from the schedule on the host (a compiled update's lr is a tensor)
+            lr = config.learning_rate * google_lr_factor(t.step, config.num_train_steps, config.num_warmup_steps)
             totals, grad_norm, previous = train_step(t)
             t.step += 1
             seqs += config.batch_size * config.grad_accum * env.world_size
@@ -439,16 +450,16 @@ def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     if env.world_size > 1:
         dist.all_reduce(totals)  # the ranks' mean: the same non-finite verdict on every rank
         totals /= env.world_size
-    t.precision.unscale(t.optimizer)
-    grad_norm = clip_by_global_norm(t.optimizer.flat_parameters(), config.max_grad_norm)
     # Decided on the device, read at the next logged step: a step with a non-finite loss or gradient
     # is skipped there (weights and moments untouched). fp16: non-finite gradients are an overflow
     # the scaler skips, not a failure (its own check reads the host each step).
-    bad = ~torch.isfinite(totals).all()
     if not t.precision.overflow_skips:
-        bad = bad | ~torch.isfinite(grad_norm)
-        t.optimizer.step(skip=bad)
+        t.optimizer.prepare()
+        grad_norm, bad = t.update(totals, config.max_grad_norm)
     else:
+        t.precision.unscale(t.optimizer)
+        grad_norm = clip_by_global_norm(t.optimizer.flat_parameters(), config.max_grad_norm)
+        bad = ~torch.isfinite(totals).all()
         t.precision.step(t.optimizer)
     count_non_finite(t.health, bad, t.step + 1)
     t.scheduler.step()
