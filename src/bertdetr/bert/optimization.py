@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from bertdetr.errors import BertDetrError
+from bertdetr.training.compiling import CUDA_GRAPH_MODES
 
 
 def google_lr_factor(step: int, num_train_steps: int, num_warmup_steps: int) -> float:
@@ -384,9 +385,6 @@ def clip_and_update(optimizer: AdamWeightDecay, losses: torch.Tensor, clip_norm:
     return grad_norm, bad
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
 def compile_update(optimizer: AdamWeightDecay, mode: str = "default"):
     """``clip_and_update`` of ``optimizer`` compiled whole (``fullgraph``: a graph break is an
     error, not a silently slower step); call it as ``clip_and_update(losses, clip_norm)`` after
@@ -399,7 +397,7 @@ def compile_update(optimizer: AdamWeightDecay, mode: str = "default"):
     marked = [False]
 
     def update(losses: torch.Tensor, clip_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
-        if not marked[0] and mode in ("reduce-overhead", "max-autotune"):
+        if not marked[0] and mode in CUDA_GRAPH_MODES:
             for b in optimizer.buckets():
                 for tensor in (b.values, b.values.grad, b.m, b.v, b.scratch):
                     torch._dynamo.mark_static_address(tensor)

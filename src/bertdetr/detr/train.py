@@ -131,9 +131,11 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
         # batch statistics over all processes' images (SyncBatchNorm needs a GPU; on CPU each
         # process normalises by its own batch and DDP broadcasts rank 0's running statistics)
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
+    if cfg.compile:  # backbone, transformer and head (the criterion's matching stays eager: scipy)
+        t.net = torch.compile(model, mode=cfg.compile_mode)
     if env.world_size > 1:
         t.net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+            t.net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
     run.record_config({"run": DETR_TRAIN, "data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
                        "world_size": env.world_size})
     return t

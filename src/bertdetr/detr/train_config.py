@@ -19,6 +19,7 @@ from bertdetr.detr.data.coco import IMAGE_BACKENDS
 from bertdetr.detr.data.transforms import TRAIN_SCALES
 from bertdetr.detr.evaluate import COCO_BACKENDS
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
+from bertdetr.training.compiling import compile_mode_error
 
 
 @dataclass
@@ -99,6 +100,10 @@ class TrainConfig:
     """bfloat16 autocast for forward and backward."""
     fp16: bool = False
     """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
+    compile: bool = False
+    """torch.compile the model (backbone, transformer and head, one graph; its backward compiled with it). Batches differ in size, so the first new size compiles once more with dynamic shapes."""
+    compile_mode: str = "default"
+    """torch.compile's mode: default, reduce-overhead (CUDA graphs, one per batch shape: pair it with fixed sizes), max-autotune, max-autotune-no-cudagraphs."""
     save_every: int = 1
     """Checkpoint every this many epochs (and at the end)."""
     keep_last: int = 3
@@ -127,6 +132,8 @@ class TrainConfig:
     def __post_init__(self):
         require_field_types(self, "train.")
         require(not (self.bf16 and self.fp16), "train.bf16 and train.fp16: choose one")
+        require(compile_mode_error(self.compile_mode, "train.compile_mode") is None,
+                compile_mode_error(self.compile_mode, "train.compile_mode"))
         if self.coco_backend not in COCO_BACKENDS:
             raise BertDetrError(f"train.coco_backend must be one of {', '.join(COCO_BACKENDS)}, got {self.coco_backend!r}")
         require_at_least(self, ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every",

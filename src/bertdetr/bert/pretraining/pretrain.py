@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
-from bertdetr.bert.optimization import (COMPILE_MODES, clip_and_update, clip_by_global_norm, compile_update,
+from bertdetr.bert.optimization import (clip_and_update, clip_by_global_norm, compile_update,
                                         create_optimizer, google_lr_factor)
 from bertdetr.bert.pretraining.roberta import DynamicMasking
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
@@ -42,6 +42,7 @@ from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
+from bertdetr.training.compiling import compile_mode_error
 from bertdetr.training.distributed import Distributed, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
@@ -154,8 +155,8 @@ class PretrainConfig:
         require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
         require(not (self.bf16 and self.fp16), "choose bf16 or fp16, not both")
         require(self.optimizer in ("adam", "lamb"), f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
-        require(self.compile_mode in COMPILE_MODES,
-                f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
+        require(compile_mode_error(self.compile_mode, "compile_mode") is None,
+                compile_mode_error(self.compile_mode, "compile_mode"))
         require(self.eval_every is None or (self.eval_every > 0 and bool(self.eval_files)),
                 "eval_every needs a positive number of steps and eval_files")
         require(bool(self.input_files), "no input files")

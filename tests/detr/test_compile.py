@@ -1,0 +1,50 @@
+"""``detr train --compile``: the model (backbone, transformer, head) is one graph with no graph
+breaks, with and without padding, and a compiled run trains as an eager one. Inductor's code
+generation is slow on a CPU, so the run compiles with AOTAutograd's eager backend (the graphs
+dynamo captures and the forward/backward split, executed op by op)."""
+
+import pytest
+import torch
+
+from bertdetr.detr.model import build_detr
+from bertdetr.detr.train import train_detr
+from bertdetr.detr.train_config import TrainConfig, load_train_setup
+from bertdetr.errors import BertDetrError
+from tests.detr.test_train import _config, _losses, shapes  # noqa: F401  (a fixture)
+from tests.detr.test_weights import tiny_config
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_the_model_is_one_graph(padded):
+    torch.manual_seed(0)
+    model = build_detr(tiny_config())
+    images = torch.randn(2, 3, 64, 80)
+    masks = None
+    if padded:
+        masks = torch.zeros(2, 64, 80, dtype=torch.bool)
+        masks[1, :, 60:] = True
+    explained = torch._dynamo.explain(model)(images, masks)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
+def test_compiled_training_trains_as_eager(shapes, tmp_path, monkeypatch):  # noqa: F811
+    eager = train_detr(load_train_setup(_config(shapes, tmp_path, "eager.json", output_dir=str(tmp_path / "eager"),
+                                                epochs=1, eval_every=100)))
+    real, calls = torch.compile, []
+
+    def aot_eager(fn, mode=None, **kw):
+        calls.append((type(fn).__name__, mode))
+        return real(fn, backend="aot_eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", aot_eager)
+    compiled = train_detr(load_train_setup(_config(shapes, tmp_path, "compiled.json",
+                                                   output_dir=str(tmp_path / "compiled"), epochs=1, eval_every=100,
+                                                   compile=True, compile_mode="max-autotune-no-cudagraphs")))
+    assert calls == [("DETR", "max-autotune-no-cudagraphs")]
+    assert compiled["iterations"] == eager["iterations"] == 4
+    assert _losses(tmp_path / "compiled") == pytest.approx(_losses(tmp_path / "eager"), rel=1e-4)
+
+
+def test_a_bad_compile_mode_is_a_clear_error():
+    with pytest.raises(BertDetrError, match="train.compile_mode must be one of default, reduce-overhead"):
+        TrainConfig(output_dir="x", compile=True, compile_mode="fast")
