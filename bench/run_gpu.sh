@@ -1,15 +1,70 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in one go, as run for BENCHMARKS.md ("On a GPU"): BERT pretraining model
-# and DETR-R50 against transformers, same weights, on the first CUDA device.
+# The GPU benchmarks of the real trainers (issue 18 item 8), for BENCHMARKS.md ("On a GPU"):
+#   bert pretrain --bf16 --compile on make-data records, BERT-base seq 128 and BERT-large seq 512,
+#     sequences/s and MFU from the trainer's own log, against transformers' BertForPreTraining
+#     stepped on the same records (bench_trainers.py hf-bert);
+#   detr train (R50, bf16) on COCO-format JPEGs, images/s from its log, and the DETR-R50 step
+#     against transformers' DetrForObjectDetection (bench_detr.py);
+#   the synthetic model benchmarks of before (bench_bert_model.py), last.
 #
-#     bash bench/run_gpu.sh OUT_DIR
+#     bash bench/run_gpu.sh OUT_DIR [all|bert|detr|model]      # on the first CUDA device
+#     SMOKE=1 bash bench/run_gpu.sh /tmp/smoke                  # the same steps, tiny, on the CPU
+#
+# Each part has its own timeout so that one command fits a lent device's 10-minute call.
 set -u
 OUT=${1:-gpu_bench}
+PART=${2:-all}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+BD="python3 -m bertdetr.cli"
+VOCAB=tests/data/bert/vocab-uncased.txt
+if [ "${SMOKE:-0}" = 1 ]; then
+  DEV=cpu; BASE=tiny; LARGE=mini; B128=8; B512=2; STEPS=6; LOG=1; COMPILE=""; PREC=""; DETR_MODEL=r18; DETR_B=2
+  HF_ARGS="--device cpu --steps 2 --warmup 1 --num-workers 0"; SMOKE_FLAG=--smoke
+else
+  DEV=cuda; BASE=base; LARGE=large; B128=256; B512=32; STEPS=80; LOG=10; COMPILE=--compile; PREC=--bf16
+  DETR_MODEL=r50; DETR_B=8; HF_ARGS="--compile --steps 40"; SMOKE_FLAG=""
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+fi
 python3 -c "import sys, torch, transformers; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
-timeout 150 python3 bench/bench_detr.py --device cuda --batch 4 --repeats 20 2>&1 | tee "$OUT/detr_gpu.txt"
-# last, as torch.compile (of our BERT-base step, fp32 and bf16, against our eager step) takes longest
-timeout 330 python3 bench/bench_bert_model.py --device cuda --configs small,base --batch 64 --repeats 20 \
-    --compile-configs base --json "$OUT/bert_gpu.json" 2>&1 | tee "$OUT/bert_gpu.txt"
+timeout 300 python3 bench/bench_trainers.py data "$OUT/data" $SMOKE_FLAG || exit 1
+
+bert_run() {  # size seq masked batch
+  local run="$OUT/bert-$1-$2"
+  timeout 240 $BD bert pretrain --input-file "$OUT/data/books_$2.tfrecord" --output-dir "$run" --overwrite \
+      --model-size "$1" --vocab-file $VOCAB --batch-size "$4" --num-train-steps "$STEPS" --num-warmup-steps 2 \
+      --log-every "$LOG" --save-every 100000 --no-progress --device $DEV $PREC $COMPILE 2>&1 | tail -3
+  python3 bench/bench_trainers.py bert-figures "$run" --model-size "$1" --seq "$2" --masked "$3" | tee -a "$OUT/bert_trainer.jsonl"
+  timeout 200 python3 bench/bench_trainers.py hf-bert "$OUT/data/books_$2.tfrecord" --model-size "$1" --batch "$4" \
+      $HF_ARGS | tee -a "$OUT/bert_trainer.jsonl"
+}
+if [ "$PART" = all ] || [ "$PART" = bert ]; then
+  bert_run $BASE 128 20 $B128
+  bert_run $LARGE 512 80 $B512
+fi
+
+if [ "$PART" = all ] || [ "$PART" = detr ]; then
+  python3 - "$OUT" "$DETR_MODEL" "$DETR_B" "$DEV" "${SMOKE:-0}" <<'PY'
+import json, sys
+out, preset, batch, device, smoke = sys.argv[1:]
+data = {"train_ann": f"{out}/data/coco/train.json", "train_images": f"{out}/data/coco/images"}
+if smoke == "1":
+    data.update(train_scales=[48, 64], max_size=96, crop_resize=[56], crop_size=[32, 48], test_size=64)
+cfg = {"data": data, "model": {"preset": preset},
+       "train": {"output_dir": f"{out}/detr-{preset}", "epochs": 1, "batch_size": int(batch), "num_workers": 0 if smoke == "1" else 6,
+                 "log_every": 1 if smoke == "1" else 5, "progress": False, "device": device, "bf16": smoke != "1",
+                 "save_every": 100, "eval_every": 100}}
+json.dump(cfg, open(f"{out}/detr_train.json", "w"), indent=1)
+PY
+  timeout 300 $BD detr train "$OUT/detr_train.json" --overwrite 2>&1 | tail -3
+  python3 bench/bench_trainers.py detr-figures "$OUT/detr-$DETR_MODEL" | tee -a "$OUT/detr_trainer.jsonl"
+  if [ "${SMOKE:-0}" != 1 ]; then
+    timeout 150 python3 bench/bench_detr.py --device cuda --batch 4 --repeats 20 2>&1 | tee "$OUT/detr_gpu.txt"
+  fi
+fi
+
+if [ "${SMOKE:-0}" != 1 ] && { [ "$PART" = all ] || [ "$PART" = model ]; }; then
+  # last, as torch.compile (of our BERT-base step, fp32 and bf16, against our eager step) takes longest
+  timeout 330 python3 bench/bench_bert_model.py --device cuda --configs small,base --batch 64 --repeats 20 \
+      --compile-configs base --json "$OUT/bert_gpu.json" 2>&1 | tee "$OUT/bert_gpu.txt"
+fi

@@ -1,0 +1,198 @@
+"""The real trainers on a GPU, for ``bench/run_gpu.sh`` (issue 18 item 8): the data they train on,
+transformers' step on the same records, and the figures read from the trainers' own logs.
+
+    python bench/bench_trainers.py data OUT [--smoke]        # make-data records (128, 512), COCO-format JPEGs
+    python bench/bench_trainers.py bert-figures RUN --model-size base --seq 128 --masked 20
+    python bench/bench_trainers.py hf-bert RECORDS --model-size base --batch 256 --steps 60 [--compile]
+    python bench/bench_trainers.py detr-figures RUN
+
+``bert-figures``: the median ``sequences_per_s`` that ``bert pretrain`` logged (the first two logged
+rows dropped: compilation and warm-up) and its MFU: model FLOPs per sequence as our model runs
+them (``bert_flops.num_flops_per_sequence``: 2 per multiply-add, x3 for training; the last layer
+and the MLM head at the masked positions only; padding counted as tokens) x sequences/s / the
+GPU's dense bf16 peak (H100 SXM 989.4 TFLOP/s, PCIe 756; H200 989.4). ``hf-bert``: transformers'
+``BertForPreTraining`` (sdpa attention) with torch's fused AdamW, bf16 autocast (and compiled with
+``--compile``), stepped on batches of the same records from our loader, synchronised timing after
+warm-up; its MFU counts the FLOPs it executes (every position through the whole model and the MLM
+head: ``bench_bert_model.hf_train_flops_per_sequence``) and, for the ratio that matters, ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VOCAB = os.path.join(ROOT, "tests", "data", "bert", "vocab-uncased.txt")
+BOOKS = os.path.join(ROOT, "src", "bertdetr", "data", "pd_books.txt")
+
+
+def make_data(out: str, smoke: bool) -> None:
+    """Pretraining records at 128 and 512 (the bundled books, bert-base-uncased's vocabulary) and a
+    COCO-format dataset of JPEGs at COCO's sizes (synthetic shapes, re-encoded as JPEG)."""
+    os.makedirs(out, exist_ok=True)
+    for seq, masked in ((128, 20), (512, 80)):
+        target = os.path.join(out, f"books_{seq}.tfrecord")
+        if not os.path.exists(target):
+            subprocess.run([sys.executable, "-m", "bertdetr.cli", "bert", "make-data", "--input-file", BOOKS,
+                            "--output-file", target, "--vocab-file", VOCAB, "--max-seq-length", str(seq),
+                            "--max-predictions-per-seq", str(masked), "--dupe-factor", "1" if smoke else "5"],
+                           check=True)
+    coco = os.path.join(out, "coco")
+    if not os.path.exists(os.path.join(coco, "train.json")):
+        make_jpeg_shapes(coco, 16 if smoke else 400, (48, 64) if smoke else (480, 640))
+
+
+def make_jpeg_shapes(out: str, n: int, sizes: tuple[int, int]) -> None:
+    """``detr make-shapes`` at ``sizes`` (shorter, longer side range), its PNGs re-encoded as JPEGs
+    (quality 90) and the annotation file pointed at them."""
+    from PIL import Image
+
+    from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
+
+    path = make_shapes(out, "train", ShapesConfig(num_images=n, min_size=sizes[0], max_size=sizes[1], max_objects=6,
+                                                   seed=0))
+    with open(path, encoding="utf-8") as f:
+        ann = json.load(f)
+    for image in ann["images"]:
+        png = os.path.join(out, "images", image["file_name"])
+        image["file_name"] = image["file_name"][:-4] + ".jpg"
+        Image.open(png).convert("RGB").save(os.path.join(out, "images", image["file_name"]), quality=90)
+        os.remove(png)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(ann, f)
+
+
+def logged(run: str, key: str) -> list[float]:
+    """A scalar's values in ``run/scalars.csv``, in step order."""
+    with open(os.path.join(run, "scalars.csv"), encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("name", r.get("tag")) == key]
+    return [float(r["value"]) for r in rows]
+
+
+def peak_bf16_flops() -> float:
+    """Dense bf16 peak of the first GPU (H100/H200 SXM 989.4 TFLOP/s, H100 PCIe 756; others: A100's 312)."""
+    import torch
+
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    if "H100" in name or "H200" in name:
+        return 756e12 if "PCIe" in name else 989.4e12
+    return 312e12
+
+
+def bert_config(model_size: str):
+    from bertdetr.bert.pretraining.pretrain import model_preset
+
+    return model_preset(model_size, vocab_size=30522)
+
+
+def bert_figures(args) -> None:
+    from bert_flops import num_flops_per_sequence
+
+    rates = logged(args.run, "sequences_per_s")[2:]
+    if not rates:
+        raise SystemExit(f"{args.run}: fewer than 3 logged rows of sequences_per_s")
+    rate = statistics.median(rates)
+    flops = num_flops_per_sequence(bert_config(args.model_size), args.seq, args.masked)
+    print(json.dumps({"run": args.run, "sequences_per_s": round(rate, 1), "logged_rows": len(rates),
+                      "model_tflops_per_s": round(rate * flops / 1e12, 1), "mfu": round(rate * flops / peak_bf16_flops(), 4),
+                      "flops_per_sequence": flops}))
+
+
+def detr_figures(args) -> None:
+    rates = logged(args.run, "images_per_s")[2:]
+    if not rates:
+        raise SystemExit(f"{args.run}: fewer than 3 logged rows of images_per_s")
+    print(json.dumps({"run": args.run, "images_per_s": round(statistics.median(rates), 1), "logged_rows": len(rates)}))
+
+
+def hf_bert(args) -> None:
+    import torch
+    import transformers
+    from bench_bert_model import hf_inputs, hf_train_flops_per_sequence
+    from bert_flops import num_flops_per_sequence
+
+    from bertdetr.bert.pretraining.dataset import PretrainingStream, inspect_records
+
+    device = torch.device(args.device)
+    config = bert_config(args.model_size)
+    shape = inspect_records([args.records])
+    torch.manual_seed(0)
+    model = transformers.BertForPreTraining(transformers.BertConfig(**config.to_hf_dict(), attn_implementation="sdpa"))
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
+    net = torch.compile(model) if args.compile else model
+    stream = PretrainingStream([args.records], args.batch, 0, shape, num_workers=args.num_workers)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.num_workers,
+                                         pin_memory=device.type == "cuda")
+    batches = iter(loader)
+
+    def step():
+        batch = next(batches)
+        batch.setdefault("input_mask", torch.ones_like(batch["input_ids"]))  # (ours drops it when no row is padded)
+        batch = {k: v.to(device, non_blocking=True) for k, v in hf_inputs(batch).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = net(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = args.steps * args.batch / (time.perf_counter() - t0)
+    T = shape.max_seq_length
+    executed = hf_train_flops_per_sequence(config, T)
+    useful = num_flops_per_sequence(config, T, shape.max_predictions_per_seq)
+    peak = peak_bf16_flops()
+    print(json.dumps({"impl": "transformers", "model_size": args.model_size, "seq": T, "batch": args.batch,
+                      "compiled": args.compile, "sequences_per_s": round(rate, 1),
+                      "mfu_executed": round(rate * executed / peak, 4), "mfu_ours_formula": round(rate * useful / peak, 4)}))
+
+
+def main() -> None:
+    sys.path.insert(0, HERE)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("data")
+    p.add_argument("out")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU check of the script)")
+    p = sub.add_parser("bert-figures")
+    p.add_argument("run")
+    p.add_argument("--model-size", default="base")
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--masked", type=int, default=20)
+    p = sub.add_parser("detr-figures")
+    p.add_argument("run")
+    p = sub.add_parser("hf-bert")
+    p.add_argument("records")
+    p.add_argument("--model-size", default="base")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument("--device", default="cuda")
+    args = ap.parse_args()
+    if args.what == "data":
+        make_data(args.out, args.smoke)
+    else:
+        {"bert-figures": bert_figures, "detr-figures": detr_figures, "hf-bert": hf_bert}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

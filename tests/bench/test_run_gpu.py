@@ -1,0 +1,27 @@
+"""``bench/run_gpu.sh`` kept ready for a lent GPU: its every step (the data, both real trainers,
+transformers' step on the same records, the figures read from the trainers' logs) run tiny on the
+CPU (``SMOKE=1``), so the script a device session runs is known to work end to end."""
+
+import json
+import os
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
+    env = {**os.environ, "SMOKE": "1"}
+    done = subprocess.run(["bash", "bench/run_gpu.sh", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bert = [json.loads(line) for line in (tmp_path / "bert_trainer.jsonl").read_text().splitlines()]
+    ours = [row for row in bert if "run" in row]
+    theirs = [row for row in bert if row.get("impl") == "transformers"]
+    assert [os.path.basename(r["run"]) for r in ours] == ["bert-tiny-128", "bert-mini-512"]
+    assert all(r["sequences_per_s"] > 0 and r["logged_rows"] >= 3 and 0 < r["mfu"] < 1 for r in ours)
+    assert [(r["model_size"], r["seq"]) for r in theirs] == [("tiny", 128), ("mini", 512)]
+    detr = json.loads((tmp_path / "detr_trainer.jsonl").read_text())
+    assert detr["images_per_s"] > 0
+    images = json.loads((tmp_path / "data" / "coco" / "train.json").read_text())["images"]
+    assert images and all(i["file_name"].endswith(".jpg") for i in images)
