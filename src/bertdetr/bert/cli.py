@@ -166,7 +166,7 @@ _PRETRAIN_FIELDS = [
     "output_dir", "vocab_file", "do_lower_case", "init_checkpoint", "batch_size", "grad_accum", "eval_batch_size",
     "max_eval_steps", "eval_every", "learning_rate", "num_train_steps", "num_warmup_steps", "optimizer",
     "weight_decay", "max_grad_norm", "save_every", "keep_last", "log_every", "seed", "bf16", "fp16", "compile",
-    "compile_mode", "num_workers", "num_threads", "shuffle_buffer", "masked_lm_prob", "max_predictions_per_seq",
+    "compile_mode", "unpad", "num_workers", "num_threads", "shuffle_buffer", "masked_lm_prob", "max_predictions_per_seq",
     "max_non_finite_steps", "resume",
     "overwrite", "stop_at_step", "tensorboard", "device", "progress",
 ]

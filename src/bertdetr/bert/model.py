@@ -40,6 +40,8 @@ from bertdetr.nn.transformer import (
     gather_indexes,
     key_padding_to_additive_mask,
     key_padding_to_bool_mask,
+    pack_tokens,
+    unpack_tokens,
 )
 
 # Google's attention_layer adds (1 - mask) * -10000.0 to the scores of masked keys (not -inf):
@@ -437,11 +439,14 @@ class BertModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
-                output_positions: torch.Tensor | None = None) -> BertOutput:
+                output_positions: torch.Tensor | None = None,
+                token_index: torch.Tensor | None = None) -> BertOutput:
         """Without ``output_positions``: ``sequence_output`` [B,T,D] and ``pooled_output``. With
         ``output_positions`` [B,K]: ``gathered_output`` [B,K,D] (the sequence output at those
         positions) and ``pooled_output``; the last layer computes only those rows and [CLS] (the
-        pretraining heads read nothing else), so ``sequence_output`` is None."""
+        pretraining heads read nothing else), so ``sequence_output`` is None. ``token_index`` [N]
+        (``packed_token_index`` of ``attention_mask``, made on the host): unpadded layers, the
+        same outputs (``transformer_model``)."""
         _check_encoder_shapes(self.config, input_ids, token_type_ids, attention_mask, output_positions)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
@@ -451,14 +456,16 @@ class BertModel(nn.Module):
         # same softmax, and lets scaled_dot_product_attention take its memory-efficient kernel.
         mask = None if attention_mask is None else key_padding_to_bool_mask(attention_mask == 0)
         if output_positions is None:
-            x = self.transformer_model(x, mask)
+            x = self.transformer_model(x, mask, token_index=token_index)
             return BertOutput(sequence_output=x, pooled_output=self.pooler(x))
         cls = torch.zeros_like(output_positions[:, :1])
-        x = self.transformer_model(x, mask, query_index=torch.cat([cls, output_positions], dim=1))  # [B,1+K,D]
+        x = self.transformer_model(x, mask, query_index=torch.cat([cls, output_positions], dim=1),
+                                   token_index=token_index)  # [B,1+K,D]
         return BertOutput(sequence_output=None, pooled_output=self.pooler(x), gathered_output=x[:, 1:])
 
     def transformer_model(self, x: torch.Tensor, attention_mask: torch.Tensor | None,
-                          query_index: torch.Tensor | None = None) -> torch.Tensor:
+                          query_index: torch.Tensor | None = None,
+                          token_index: torch.Tensor | None = None) -> torch.Tensor:
         """Google's ``transformer_model``: the encoder layers on the embeddings [B,T,D] with the
         boolean key mask [B,1,1,T] (True: attend) -> [B,T,D]; with ``query_index`` [B,K], the last layer's output
         at those positions only, [B,K,D] (``gather_indexes`` of the full output: every position's
@@ -466,16 +473,26 @@ class BertModel(nn.Module):
         attention output and feed-forward only there gives the same numbers, saving most of a
         1/L share of the encoder).
 
-        Token packing (layers 1..L-1 on the real tokens only, padding dropped) was tried and
-        removed: it did not pay where measured. On the 2-core CPU, small config, 6% padding,
-        packed/unpacked A/B runs gave 1.08x, 0.97x (15 steps each, quiet), 1.05x and 0.90x
-        (loaded); on an H100 1.00x (base) and 0.92x (small). And it needs the token count on the
-        host (a device sync every step), a second attention path and its own autograd functions
-        (BENCHMARKS.md, "BERT model").
+        ``token_index`` [N] (``bert pretrain --unpad``): layers 1..L-1 run on the N real tokens only
+        (``forward_packed``: projections, feed-forward and LayerNorms on N rows, the attention on
+        the padded batch), the last as above on the re-padded batch (padding rows zero: masked
+        keys, never read: a query at a padding position, which make-data never asks for, sees that
+        zero row instead of the padded token's state). The same outputs; it pays where padding is large: on the bundled books
+        at length 512 a third of the tokens are padding (BENCHMARKS.md, "Unpadding"). At 6%
+        padding (length 128) an earlier packing gave 0.90x-1.08x on a CPU and 0.92x-1.00x on an
+        H100, so it is off by default. The index is made on the host where the batch is
+        (``dataset.packed_token_index``): the token count needs no device read.
         """
         *layers, last = self.layers
-        for layer in layers:
-            x = layer(x, attn_mask=attention_mask)
+        if token_index is not None:
+            B, T, _ = x.shape
+            x = pack_tokens(x, token_index)
+            for layer in layers:
+                x = layer.forward_packed(x, token_index, B, T, attention_mask)
+            x = unpack_tokens(x, token_index, B, T)
+        else:
+            for layer in layers:
+                x = layer(x, attn_mask=attention_mask)
         return last(x, attn_mask=attention_mask, query_index=query_index)
 
     @classmethod
@@ -496,7 +513,8 @@ class BertForPreTraining(nn.Module):
 
     ``forward`` takes the pretraining TFRecord features by name (Google's ``create_pretraining_data``):
     ``input_ids [B,T]``, ``input_mask [B,T]``, ``segment_ids [B,T]``, ``masked_lm_positions [B,P]``,
-    ``masked_lm_ids [B,P]``, ``masked_lm_weights [B,P]``, ``next_sentence_labels [B]`` or [B,1].
+    ``masked_lm_ids [B,P]``, ``masked_lm_weights [B,P]``, ``next_sentence_labels [B]`` or [B,1];
+    and, unpadding (``bert pretrain --unpad``), ``token_index [N]`` (``dataset.packed_token_index``).
     Returns a dict: ``masked_lm_logits [B,P,V]`` (at the masked positions; at every position,
     [B,T,V], if ``masked_lm_positions`` is None), ``next_sentence_logits [B,2]``, and when labels
     are given ``masked_lm_loss``, ``next_sentence_loss`` and ``loss`` (their sum, Google's total_loss).
@@ -520,11 +538,12 @@ class BertForPreTraining(nn.Module):
         masked_lm_ids: torch.Tensor | None = None,
         masked_lm_weights: torch.Tensor | None = None,
         next_sentence_labels: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         _check_features_shapes(input_ids, input_mask, segment_ids, masked_lm_positions, masked_lm_ids,
                                masked_lm_weights, next_sentence_labels)
         out = self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask,
-                        output_positions=masked_lm_positions)
+                        output_positions=masked_lm_positions, token_index=token_index)
         # With positions the encoder returns the sequence output only there (gathered_output);
         # without, the MLM logits are at every position.
         at = out.sequence_output if masked_lm_positions is None else out.gathered_output

@@ -39,6 +39,17 @@ def gather_indexes(sequence_tensor: torch.Tensor, positions: torch.Tensor) -> to
     return sequence_tensor.gather(1, positions.unsqueeze(-1).expand(-1, -1, sequence_tensor.shape[-1]))
 
 
+def pack_tokens(x: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
+    """[B,T,D] -> [N,D]: the rows at ``token_index`` [N] (flat positions b*T + t of the real
+    tokens, in order), padding dropped (unpadding, as NVIDIA's and MosaicBERT's BERT)."""
+    return x.reshape(-1, x.shape[-1]).index_select(0, token_index)
+
+
+def unpack_tokens(x: torch.Tensor, token_index: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """[N,D] -> [B,T,D]: ``pack_tokens`` undone, zeros at the padding."""
+    return x.new_zeros(batch * length, x.shape[-1]).index_copy(0, token_index, x).view(batch, length, -1)
+
+
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention over N heads with fused input projections (Google's
     ``attention_layer`` in ``modeling.py``; ``torch.nn.MultiheadAttention`` in mmdet's DETR).
@@ -104,6 +115,19 @@ class MultiHeadAttention(nn.Module):
         )  # [B,N,F,H]
         B, _, L, _ = ctx.shape
         return self.out_proj(ctx.transpose(1, 2).reshape(B, L, self.dim))
+
+    def forward_packed(self, x: torch.Tensor, token_index: torch.Tensor, batch: int, length: int,
+                       attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """Self-attention of packed tokens ``x`` [N,D] (``pack_tokens``) -> [N,D], equal to
+        ``forward`` on the padded batch packed: the projections run on the N real tokens only, the
+        attention itself on the padded [B,N,T,H] (``scaled_dot_product_attention``, which keeps
+        attention dropout; flash's varlen kernel has none)."""
+        qkv = unpack_tokens(F.linear(x, self.in_proj_weight, self.in_proj_bias), token_index, batch, length)
+        q, k, v = (self._heads(t) for t in qkv.split(self.dim, dim=-1))
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # [B,N,T,H]
+        return self.out_proj(pack_tokens(ctx.transpose(1, 2).reshape(batch, length, self.dim), token_index))
 
     def attention_weights(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
                           attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -180,6 +204,14 @@ class PostNormEncoderLayer(nn.Module):
         else:
             qk = x + pos
             a = self.self_attn(qk, qk, x, attn_mask=attn_mask)
+        x = self.norm1(x + self.dropout(a))
+        return self.norm2(x + self.ffn_dropout(self.ffn(x)))
+
+    def forward_packed(self, x: torch.Tensor, token_index: torch.Tensor, batch: int, length: int,
+                       attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """The layer on packed tokens [N,D] (``pack_tokens``; no positions: BERT) -> [N,D], equal to
+        ``forward`` on the padded batch packed; all but the attention itself runs on N rows."""
+        a = self.self_attn.forward_packed(x, token_index, batch, length, attn_mask)
         x = self.norm1(x + self.dropout(a))
         return self.norm2(x + self.ffn_dropout(self.ffn(x)))
 

@@ -152,18 +152,33 @@ def without_full_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return batch
 
 
+def packed_token_index(input_mask: torch.Tensor) -> torch.Tensor:
+    """[B,T] (1 real token) -> [N] int64: the flat positions b*T + t of the real tokens, in order:
+    what the model's unpadded layers take (``token_index``), made on the host so that the step
+    never reads the token count back from the device."""
+    return input_mask.reshape(-1).nonzero().squeeze(1)
+
+
+def with_token_index(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``bert pretrain --unpad``: a padded batch with its ``token_index`` (one with no padding, and
+    so no ``input_mask``, has nothing to drop)."""
+    if "input_mask" in batch:
+        batch = {**batch, "token_index": packed_token_index(batch["input_mask"])}
+    return batch
+
+
 class PretrainingStream(torch.utils.data.IterableDataset):
     """Endless, deterministic batches of one rank (use with ``DataLoader(batch_size=None)``).
 
     ``skip_batches``: batches of this rank already consumed (on resume); each worker skips its own
     share of records without parsing them. ``model_config``: check each batch's values against it
-    (``check_batch``).
+    (``check_batch``). ``unpad``: each padded batch with its ``token_index`` (``with_token_index``).
     """
 
     def __init__(self, files: list[str], batch_size: int, seed: int, shape: RecordShape, rank: int = 0,
                  world_size: int = 1, num_workers: int = 0, shuffle_buffer: int = 1000,
                  skip_batches: int = 0, shuffle: bool = True, model_config: BertConfig | None = None,
-                 masking: DynamicMasking | None = None):
+                 masking: DynamicMasking | None = None, unpad: bool = False):
         if not files:
             raise BertDetrError("no training files")
         self.files = list(files)
@@ -178,6 +193,7 @@ class PretrainingStream(torch.utils.data.IterableDataset):
         self.shuffle = shuffle
         self.model_config = model_config
         self.masking = masking
+        self.unpad = unpad
 
     def _reader(self) -> int:
         info = torch.utils.data.get_worker_info()
@@ -233,8 +249,9 @@ class PretrainingStream(torch.utils.data.IterableDataset):
             raw = [next(records) for _ in range(self.batch_size)]
             rng = batch_rng(self.seed, reader, n) if self.shape.dynamic else None
             n += 1
-            yield without_full_mask(check_batch(decode_batch(raw, self.shape, self.files, self.masking, rng),
-                                                self.model_config, self.files))
+            batch = without_full_mask(check_batch(decode_batch(raw, self.shape, self.files, self.masking, rng),
+                                                  self.model_config, self.files))
+            yield with_token_index(batch) if self.unpad else batch
 
 
 _EVAL_READER = 1 << 30

@@ -118,6 +118,8 @@ class PretrainConfig:
     """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
     """torch.compile the step: the model's forward and losses (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph."""
+    unpad: bool = False
+    """Run the encoder layers on the real tokens only, padding dropped (the same numbers; pays where batches are much padded, e.g. length 512 on short documents)."""
     compile_mode: str = "default"
     """torch.compile's mode: default, reduce-overhead (CUDA graphs: the pretraining batches have static shapes), max-autotune, max-autotune-no-cudagraphs."""
     num_workers: int | None = None
@@ -327,7 +329,7 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
     # Every batch's values are checked against the model there, on the host (not in forward).
     stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
                                env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
-                               model_config=model_config, masking=masking)
+                               model_config=model_config, masking=masking, unpad=config.unpad)
     batches = iter(batch_loader(stream, config, device))
     run.record_config({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
                        "world_size": env.world_size, "record_shape": asdict(shape)})
