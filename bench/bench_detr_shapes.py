@@ -3,8 +3,10 @@
 The demo's recipe (``bertdetr.demo.detr_demo_setup``: a quarter-width ResNet-18 from scratch with
 trainable BatchNorm, a 64-wide 2+2-layer transformer, 10 queries) on a larger shapes dataset from
 ``make-shapes``, evaluated on the validation split every ``--eval-every`` epochs. Writes
-``<out>/<name>/curve.json`` (epoch, iteration, AP, AP50, AP75, AR100 and wall seconds at each
-evaluation) and ``curve.png``; ``--plot A B ...`` draws several runs' curves into one picture.
+``<out>/<name>/curve.json`` (epoch, iteration, AP, AP50, AP75, AR100 at each evaluation, and the
+precision and recall of the demo's pictures: detections scoring >= ``demo.DRAW_THRESHOLD``, each
+object matched once at IoU 0.5, from the checkpoint of that epoch) and ``curve.png``;
+``--plot A B ...`` draws several runs' curves into one picture.
 
     python bench/bench_detr_shapes.py --out /tmp/shapes --num-images 2000 --epochs 40 --eval-every 4
     python bench/bench_detr_shapes.py --device cuda --epochs 100 ...      # on a GPU
@@ -54,12 +56,15 @@ def plot(curves: dict[str, list[dict]], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for name, rows in curves.items():
         epochs = [r["epoch"] for r in rows]
         axes[0].plot(epochs, [r["AP"] for r in rows], marker="o", label=name)
         axes[1].plot(epochs, [r["AP50"] for r in rows], marker="o", label=name)
-    for ax, metric in zip(axes, ("COCO AP (0.5:0.95)", "AP50")):
+        if all("precision" in r for r in rows):
+            axes[2].plot(epochs, [r["precision"] for r in rows], marker="o", label=f"{name} precision")
+            axes[2].plot(epochs, [r["recall"] for r in rows], marker="s", linestyle="--", label=f"{name} recall")
+    for ax, metric in zip(axes, ("COCO AP (0.5:0.95)", "AP50", "precision / recall of the drawn boxes")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_ylim(0, 1)
@@ -71,6 +76,31 @@ def plot(curves: dict[str, list[dict]], path: str, title: str) -> None:
     fig.savefig(tmp, dpi=100)
     os.replace(tmp, path)
     plt.close(fig)
+
+
+def add_precision_recall(curve: list[dict], run_dir: str, setup, threshold: float) -> None:
+    """The drawn pictures' precision and recall (``evaluate.precision_recall``) of each evaluation's
+    checkpoint, added to its ``curve`` row; the checkpoints are kept for this (``keep_last`` 0)."""
+    import glob
+
+    import torch
+
+    from bertdetr.detr.data.coco import load_coco
+    from bertdetr.detr.evaluate import precision_recall, predict_dataset
+    from bertdetr.detr.model import build_detr
+
+    val = load_coco(setup.data.val_ann, setup.data.val_images)
+    model = build_detr(setup.model.with_num_classes(val.num_classes))
+    by_iteration = {int(os.path.basename(p)[5:-3]): p for p in glob.glob(os.path.join(run_dir, "ckpt-*.pt"))}
+    for row in curve:
+        path = by_iteration.get(row["iteration"])
+        if path is None:
+            continue
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+        results = predict_dataset(model, val, setup.data.test_size, setup.data.max_size,
+                                  setup.model.test_cfg.max_per_img, torch.device("cpu"))
+        pr = precision_recall(setup.data.val_ann, results, threshold)
+        row.update(precision=round(pr.precision, 4), recall=round(pr.recall, 4))
 
 
 def main(argv=None) -> int:
@@ -101,7 +131,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from bertdetr.demo import detr_demo_setup, make_demo_shapes
+    from bertdetr.demo import DRAW_THRESHOLD, detr_demo_setup, make_demo_shapes
     from bertdetr.detr.train import train_detr
     from bertdetr.detr.train_config import load_train_setup
 
@@ -116,7 +146,7 @@ def main(argv=None) -> int:
     for key in ("train_ann", "train_images", "val_ann", "val_images"):
         setup["data"][key] = os.path.abspath(os.path.join(data, setup["data"][key].split("/", 1)[1]))
     setup["train"].update(output_dir=os.path.abspath(os.path.join(run_dir, "run")), eval_every=args.eval_every,
-                          save_every=args.epochs, num_workers=args.num_workers, progress=False,
+                          save_every=args.eval_every, keep_last=0, num_workers=args.num_workers, progress=False,
                           device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     for assignment in args.set:
         set_key(setup, assignment)
@@ -129,6 +159,7 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     steps_per_epoch = summary["iterations"] / max(summary["epoch"], 1)
     curve = read_curve(s.train.output_dir, steps_per_epoch)
+    add_precision_recall(curve, s.train.output_dir, s, DRAW_THRESHOLD)
     where = torch.cuda.get_device_name() if s.train.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     record = {"name": args.name, "device": where, "torch": torch.__version__, "num_images": args.num_images,
               "epochs": args.epochs, "iterations": summary["iterations"], "seconds": round(seconds, 1),
@@ -140,7 +171,8 @@ def main(argv=None) -> int:
     print(json.dumps({k: v for k, v in record.items() if k != "curve"}))
     for r in curve:
         print(f"epoch {r['epoch']:6.1f}  it {r['iteration']:6d}  AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  "
-              f"AR100 {r.get('AR100', float('nan')):.3f}")
+              f"AR100 {r.get('AR100', float('nan')):.3f}  precision {r.get('precision', float('nan')):.3f}  "
+              f"recall {r.get('recall', float('nan')):.3f}")
     print(f"best AP {best.get('AP', float('nan')):.3f} at epoch {best.get('epoch')}; {seconds:.0f}s", flush=True)
     return 0
 

@@ -140,3 +140,28 @@ def test_per_class_ap_and_summary_table(shapes, backend):
     assert ev.metrics["AP"] == pytest.approx(sum(present) / len(present), abs=1e-6)
     assert len(ev.table) == 12 and ev.table[0].lstrip().startswith("Average Precision  (AP) @[ IoU=0.50:0.95")
     assert f"{ev.metrics['AP']:.3f}" in ev.table[0]
+
+
+def test_precision_recall_counts_each_object_once(shapes):
+    from bertdetr.detr.evaluate import precision_recall
+
+    path, index = shapes
+    exact = _results(index)
+    n = len(exact)
+    pr = precision_recall(path, exact, threshold=0.5)
+    assert (pr.precision, pr.recall, pr.detections, pr.objects, pr.matched) == (1.0, 1.0, n, n, n)
+    # a second box on the first object (a duplicate) is wrong; by file name, as detr predict writes them
+    names = {im["id"]: im["file_name"] for im in index.images}
+    dup = [{**r, "image_id": names[r["image_id"]]} for r in exact] + [{**exact[0], "score": 0.8}]
+    pr = precision_recall(path, dup, threshold=0.5)
+    assert pr.matched == n and pr.detections == n + 1 and pr.precision == n / (n + 1) and pr.recall == 1.0
+    # below the threshold: not counted; the wrong class or a box off by more than IoU 0.5: not matched
+    low = [{**r, "score": 0.3} for r in exact]
+    assert precision_recall(path, low, threshold=0.5).detections == 0
+    assert precision_recall(path, low, threshold=0.5).recall == 0.0
+    other = [{**r, "category_id": r["category_id"] % 4 + 1} for r in exact]
+    assert precision_recall(path, other).matched == 0
+    x, y, w, h = exact[0]["bbox"]
+    shifted = [{**exact[0], "bbox": [x + w * 0.6, y, w, h]}]
+    assert precision_recall(path, shifted).matched == 0
+    assert precision_recall(path, shifted, iou=0.2).matched == 1

@@ -258,6 +258,9 @@ def _add_predict(commands) -> None:
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
                    "training data's); default: the one of the checkpoint's origin (pipeline.json)")
     _add_max_pixels(p)
+    p.add_argument("--ann", help="a COCO annotation json of these images: also print the precision and recall of "
+                   "the detections scoring at least --threshold (each object matched at most once at IoU >= 0.5 "
+                   "with a detection of its class; a second box on it counts as wrong)")
     p.set_defaults(func=_run_predict)
 
 
@@ -269,6 +272,14 @@ def _run_predict(args) -> int:
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
                              args.max_size, args.device, args.pipeline, args.max_pixels)
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}")
+    if args.ann:
+        import json
+
+        from bertdetr.detr.evaluate import precision_recall
+
+        with open(os.path.join(args.out, "results.json"), encoding="utf-8") as f:
+            pr = precision_recall(args.ann, json.load(f), args.threshold)
+        print(pr.describe())
     return 0
 
 

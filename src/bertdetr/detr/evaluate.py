@@ -119,6 +119,82 @@ def coco_evaluation(ann_file: str | os.PathLike, results: list[dict], image_ids:
     return CocoEvaluation({k: float(v) for k, v in zip(COCO_METRICS, ev.stats)}, per_class, table)
 
 
+@dataclass
+class PrecisionRecall:
+    """What a person sees in the drawn pictures: the detections scoring >= ``threshold``, each
+    matched to at most one ground-truth object of its class (and each object to at most one
+    detection) at IoU >= ``iou``, best score first, as COCO matches; a second box on an object
+    counts as wrong."""
+
+    precision: float
+    """Matched detections / detections kept (1.0 when none is kept)."""
+    recall: float
+    """Matched objects / objects."""
+    detections: int
+    """Detections kept (score >= threshold)."""
+    objects: int
+    """Ground-truth objects (crowd boxes not counted)."""
+    matched: int
+    """Detections matched to an object."""
+    threshold: float
+    """Score from which a detection is kept."""
+    iou: float
+    """IoU from which a kept detection is on an object."""
+
+    def describe(self) -> str:
+        """One line (``detr predict --ann`` and the demo print it)."""
+        return (f"at score >= {self.threshold:g}: precision {self.precision:.3f} ({self.matched} of {self.detections} "
+                f"boxes on an object), recall {self.recall:.3f} ({self.matched} of {self.objects} objects found; "
+                f"IoU >= {self.iou:g}, each object matched once)")
+
+
+def precision_recall(ann_file: str | os.PathLike, results: list[dict], threshold: float = 0.5,
+                     iou: float = 0.5) -> PrecisionRecall:
+    """``PrecisionRecall`` of COCO ``results`` against ``ann_file``. A result's ``image_id`` is the
+    image's id or its ``file_name`` (``detr predict`` names images by file); images with no result
+    count their objects as missed. No NMS: duplicates are the detector's own."""
+    import json
+
+    from bertdetr.detr.boxes import box_iou
+
+    if not os.path.isfile(ann_file):
+        raise BertDetrError(f"annotation file not found: {ann_file}")
+    with open(ann_file, encoding="utf-8") as f:
+        coco = json.load(f)
+    by_name = {im["file_name"]: im["id"] for im in coco["images"]}
+    by_name.update({os.path.basename(im["file_name"]): im["id"] for im in coco["images"]})
+    truth: dict = {}
+    for a in coco["annotations"]:
+        if not a.get("iscrowd", 0):
+            truth.setdefault(a["image_id"], []).append(a)
+    kept: dict = {}
+    for r in results:
+        if r["score"] >= threshold:
+            image = by_name.get(r["image_id"], r["image_id"]) if isinstance(r["image_id"], str) else r["image_id"]
+            kept.setdefault(image, []).append(r)
+    xyxy = lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]]  # noqa: E731  COCO's [x, y, w, h]
+    matched = 0
+    for image, dets in kept.items():
+        gts = truth.get(image, [])
+        if not gts:
+            continue
+        ious = box_iou(torch.tensor([xyxy(d["bbox"]) for d in dets], dtype=torch.float64),
+                       torch.tensor([xyxy(g["bbox"]) for g in gts], dtype=torch.float64))
+        taken = [False] * len(gts)
+        for i in sorted(range(len(dets)), key=lambda k: -dets[k]["score"]):
+            best, best_iou = -1, iou
+            for j, g in enumerate(gts):
+                if not taken[j] and g["category_id"] == dets[i]["category_id"] and ious[i, j] >= best_iou:
+                    best, best_iou = j, float(ious[i, j])
+            if best >= 0:
+                taken[best] = True
+                matched += 1
+    n_det = sum(len(d) for d in kept.values())
+    n_obj = sum(len(g) for g in truth.values())
+    return PrecisionRecall(matched / n_det if n_det else 1.0, matched / n_obj if n_obj else 1.0, n_det, n_obj,
+                           matched, threshold, iou)
+
+
 @torch.no_grad()
 def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
                     device: torch.device, batch_size: int = 2, env: Distributed | None = None,
