@@ -97,8 +97,9 @@ def add_precision_recall(curve: list[dict], run_dir: str, setup, threshold: floa
         if path is None:
             continue
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+        # one image at a time, unpadded, as detr predict runs the exported model
         results = predict_dataset(model, val, setup.data.test_size, setup.data.max_size,
-                                  setup.model.test_cfg.max_per_img, torch.device("cpu"))
+                                  setup.model.test_cfg.max_per_img, torch.device("cpu"), batch_size=1)
         pr = precision_recall(setup.data.val_ann, results, threshold)
         row.update(precision=round(pr.precision, 4), recall=round(pr.recall, 4))
 
