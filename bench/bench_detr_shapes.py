@@ -1,11 +1,12 @@
 """DETR on synthetic shapes, trained longer than the demo: COCO mAP against epochs.
 
 The demo's recipe (``bertdetr.demo.detr_demo_setup``: a quarter-width ResNet-18 from scratch with
-trainable BatchNorm, a 64-wide 2+2-layer transformer, 10 queries) on a larger shapes dataset from
+trainable BatchNorm and a dilated last stage, a 64-wide 2+2-layer transformer, 5 queries) on a shapes dataset from
 ``make-shapes``, evaluated on the validation split every ``--eval-every`` epochs. Writes
 ``<out>/<name>/curve.json`` (epoch, iteration, AP, AP50, AP75, AR100 at each evaluation, and the
-precision and recall of the demo's pictures: detections scoring >= ``demo.DRAW_THRESHOLD``, each
-object matched once at IoU 0.5, from the checkpoint of that epoch) and ``curve.png``;
+precision and recall of the demo's pictures: detections scoring >= ``--threshold`` (default the
+demo's ``DRAW_THRESHOLD``), each object matched once at IoU 0.5, from the checkpoint of that
+epoch, one image at a time as ``detr predict``) and ``curve.png``;
 ``--plot A B ...`` draws several runs' curves into one picture.
 
     python bench/bench_detr_shapes.py --out /tmp/shapes --num-images 2000 --epochs 40 --eval-every 4
@@ -116,6 +117,8 @@ def main(argv=None) -> int:
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="score of the drawn boxes counted in precision and recall (default: the demo's)")
     ap.add_argument("--plot", nargs="+", metavar="RUN_DIR", help="only draw these runs' curve.json together")
     ap.add_argument("--plot-out", default="curves.png")
     args = ap.parse_args(argv)
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     steps_per_epoch = summary["iterations"] / max(summary["epoch"], 1)
     curve = read_curve(s.train.output_dir, steps_per_epoch)
-    add_precision_recall(curve, s.train.output_dir, s, DRAW_THRESHOLD)
+    add_precision_recall(curve, s.train.output_dir, s, DRAW_THRESHOLD if args.threshold is None else args.threshold)
     where = torch.cuda.get_device_name() if s.train.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     record = {"name": args.name, "device": where, "torch": torch.__version__, "num_images": args.num_images,
               "epochs": args.epochs, "iterations": summary["iterations"], "seconds": round(seconds, 1),

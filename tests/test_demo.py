@@ -9,7 +9,8 @@ from bertdetr.cli import main
 SMALL = ["--bert-steps", "12", "--detr-epochs", "1", "--detr-images", "16", "--finetune-epochs", "0.1"]
 STEPS = ("[1] vocab", "[2] pretraining data", "[4] held-out", "masked-LM accuracy", "[5] fill-mask",
          "hidden word among the top 5 guesses", "[5b] fine-tuning", "held-out accuracy: pretrained",
-         "[6] synthetic COCO", "[8] COCO mAP", "[9] predictions on the", "at score >= 0.5: precision")
+         "[6] synthetic COCO", "[8] COCO mAP", "[9] predictions on the",
+         f"at score >= {demo.DRAW_THRESHOLD:g}: precision")
 
 
 @pytest.mark.parametrize("threads", [

@@ -5,6 +5,7 @@ files, so the README cannot drift from the demo."""
 import re
 from pathlib import Path
 
+from bertdetr import demo
 from bertdetr.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -54,7 +55,7 @@ def test_the_demo_prints_and_writes_what_the_readme_says(tmp_path, capsys):
     command = next(line for line in lines if line.startswith("[9] predictions")).split("# bertdetr ", 1)[1]
     assert main(command.replace("--out " + out + "/detr/predictions", "--out " + str(tmp_path / "again")).split()) == 0
     again = capsys.readouterr().out.splitlines()[-1]
-    assert again.startswith("at score >= 0.5: precision") and "    " + again in lines
+    assert again.startswith(f"at score >= {demo.DRAW_THRESHOLD:g}: precision") and "    " + again in lines
     files = readme_files(section)
     assert len(files) >= 5, files
     for name in files:
