@@ -88,7 +88,17 @@ def test_compiled_pretraining_resumes(records, tmp_path, monkeypatch):  # noqa: 
 def test_a_bad_compile_mode_is_a_clear_error(records, tmp_path, capsys):  # noqa: F811
     with pytest.raises(BertDetrError, match="compile_mode must be one of default, reduce-overhead"):
         _config(records, tmp_path, compile=True, compile_mode="fastest")
+    with pytest.raises(BertDetrError, match="a CUDA graph per batch shape, and with unpad"):
+        _config(records, tmp_path, compile=True, compile_mode="reduce-overhead", unpad=True)
+    _config(records, tmp_path, compile=True, unpad=True)  # the default mode compiles with dynamic shapes
     code = main(["bert", "pretrain", "--input-file", records[0], "--output-dir", str(tmp_path / "o"),
                  "--model-size", "tiny", "--vocab-file", _config(records, tmp_path).vocab_file, "--compile",
                  "--compile-mode", "fastest"])
     assert code == 2 and "compile_mode must be one of" in capsys.readouterr().err
+
+
+def test_compiled_unpadded_pretraining_trains_as_eager(records, tmp_path, monkeypatch):  # noqa: F811
+    pretrain(_config(records, tmp_path / "eager", num_train_steps=3, unpad=True))
+    _aot_eager(monkeypatch)
+    pretrain(_config(records, tmp_path / "compiled", num_train_steps=3, unpad=True, compile=True))
+    assert _losses(tmp_path / "compiled") == pytest.approx(_losses(tmp_path / "eager"), rel=1e-5)

@@ -42,7 +42,7 @@ from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
-from bertdetr.training.compiling import compile_mode_error
+from bertdetr.training.compiling import CUDA_GRAPH_MODES, compile_mode_error
 from bertdetr.training.distributed import Distributed, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
@@ -121,7 +121,7 @@ class PretrainConfig:
     unpad: bool = False
     """Run the encoder layers on the real tokens only, padding dropped (the same numbers; pays where batches are much padded, e.g. length 512 on short documents)."""
     compile_mode: str = "default"
-    """torch.compile's mode: default, reduce-overhead (CUDA graphs: the pretraining batches have static shapes), max-autotune, max-autotune-no-cudagraphs."""
+    """torch.compile's mode: default, reduce-overhead (CUDA graphs: the pretraining batches have static shapes; not with unpad), max-autotune, max-autotune-no-cudagraphs."""
     num_workers: int | None = None
     """DataLoader worker processes per rank (default: none on a CPU, where the step needs the cores;
     on a GPU up to 4, within the CPUs per rank; a resumed run keeps its own, the data order depends on them)."""
@@ -159,6 +159,9 @@ class PretrainConfig:
         require(self.optimizer in ("adam", "lamb"), f"optimizer must be 'adam' or 'lamb', got {self.optimizer!r}")
         require(compile_mode_error(self.compile_mode, "compile_mode") is None,
                 compile_mode_error(self.compile_mode, "compile_mode"))
+        require(not (self.unpad and self.compile and self.compile_mode in CUDA_GRAPH_MODES),
+                f"compile_mode {self.compile_mode} records a CUDA graph per batch shape, and with unpad each "
+                "batch has its own token count: choose one (compile_mode default works with unpad)")
         require(self.eval_every is None or (self.eval_every > 0 and bool(self.eval_files)),
                 "eval_every needs a positive number of steps and eval_files")
         require(bool(self.input_files), "no input files")
