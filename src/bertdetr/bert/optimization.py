@@ -21,6 +21,7 @@ smaller than ``torch.optim.AdamW``'s; clipping divides by ``max(norm, clip)`` wi
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable, NamedTuple
 
 import torch
@@ -137,6 +138,7 @@ class AdamWeightDecay(torch.optim.Optimizer):
         self.flat = flat
         self._buckets: list[list[FlatBucket]] | None = None  # per group, made at the first step (flat)
         self._work: list[tuple[list[FlatBucket], list[torch.Tensor]]] = []  # per group, by prepare()
+        self._outside: list[list[torch.Tensor]] = []  # per group, the parameters not in its buffers
 
     def flat_parameters(self) -> list[torch.Tensor]:
         """What to clip (``clip_by_global_norm``): one tensor per flat buffer, its ``.grad`` the
@@ -193,14 +195,15 @@ class AdamWeightDecay(torch.optim.Optimizer):
         if self.flat and self._buckets is None:
             self._buckets = [FlatBucket.make_all([p for p in group["params"] if p.grad is not None], self.state)
                              for group in self.param_groups]
+            inside = {id(p) for b in self.buckets() for p in b.params}
+            self._outside = [[p for p in group["params"] if id(p) not in inside] for group in self.param_groups]
         elif self.flat:
-            for buckets in self._buckets:
-                for b in buckets:
-                    b.reattach()
-        inside = {id(p) for buckets in self._buckets or () for b in buckets for p in b.params}
+            for b in self.buckets():
+                b.reattach()
         self._work = []
         for i, group in enumerate(self.param_groups):
-            loose = [p for p in group["params"] if p.grad is not None and id(p) not in inside]
+            outside = self._outside[i] if self._buckets is not None else group["params"]
+            loose = [p for p in outside if p.grad is not None]
             for p in loose:
                 state = self.state[p]
                 if not state:
@@ -239,9 +242,10 @@ class AdamWeightDecay(torch.optim.Optimizer):
         return [b for buckets in self._buckets or () for b in buckets]
 
     def _loose(self) -> list[torch.Tensor]:
-        """The parameters outside the flat buffers."""
-        inside = {id(p) for buckets in self._buckets or () for b in buckets for p in b.params}
-        return [p for g in self.param_groups for p in g["params"] if id(p) not in inside]
+        """The parameters outside the flat buffers (all of them before the buffers are made)."""
+        if self._buckets is None:
+            return [p for g in self.param_groups for p in g["params"]]
+        return [p for outside in self._outside for p in outside]
 
 
 class FlatBucket:
@@ -252,7 +256,7 @@ class FlatBucket:
     def __init__(self, params: list[nn.Parameter], state: dict):
         self.params = params
         self.sizes = [p.numel() for p in params]
-        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        self.offsets = [0, *itertools.accumulate(self.sizes)][:-1]
         self.values = torch.cat([p.detach().reshape(-1) for p in params])
         self.values.grad = torch.cat([p.grad.detach().reshape(-1) for p in params])
         self.m = torch.zeros_like(self.values)
