@@ -49,6 +49,8 @@ import subprocess
 import sys
 import tempfile
 
+from bench_input_pipeline import run  # (this folder: the same one-thread subprocess runner)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -175,12 +177,6 @@ def make_data(folder: str, photos: str | None, mmdet_python: str, n: int, coco_b
         json.dump({"images": images, "annotations": anns,
                    "categories": [{"id": k, "name": f"c{k}"} for k in (1, 2, 3)]}, f)
     return ann, photos
-
-
-def run(python: str, code: str, args: list[str], src: str = os.path.join(ROOT, "src")) -> dict:
-    env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    out = subprocess.run([python, "-c", code, *args], check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

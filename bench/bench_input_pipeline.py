@@ -115,8 +115,9 @@ def make_records(folder: str, text: str | None, mb: float, max_seq_length: int) 
     return out, predictions
 
 
-def run(python: str, code: str, args: list[str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"), OMP_NUM_THREADS="1")
+def run(python: str, code: str, args: list[str], src: str = os.path.join(ROOT, "src")) -> dict:
+    """``code`` run by ``python`` on one thread with ``src`` importable; its last output line, as JSON."""
+    env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     out = subprocess.run([python, "-c", code, *args], check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
