@@ -63,3 +63,18 @@ def test_demo_out_that_is_a_file(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "out"), *SMALL]) == 2
     assert "bertdetr: error: cannot write output" in capsys.readouterr().err
     assert (tmp_path / "out").read_text() == "a file"
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_demo_bert_trains_in_bf16_where_the_cpu_multiplies_bf16(tmp_path, capsys, monkeypatch, fast_bf16):
+    import json
+
+    import bertdetr.training.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert main(["demo", "--out", str(tmp_path), "--only", "bert", "--bert-steps", "4", "--finetune-epochs", "0",
+                 "--threads", "1", "--no-progress"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("[3] pretraining"))
+    assert demo.PRECISION[fast_bf16] in line and line.endswith("--bf16") == fast_bf16
+    config = json.loads((tmp_path / "bert" / "run" / "train_config.json").read_text())
+    assert config["bf16"] is fast_bf16

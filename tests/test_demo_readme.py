@@ -32,9 +32,14 @@ def readme_files(section: str) -> list[str]:
 
 
 def shape(line: str, out: str) -> str:
-    """A line with the output folder as the README's ``demo_out`` and every number as ``#``: the
-    README's figures are the full demo's, the test's come from a reduced one."""
+    """A line with the output folder as the README's ``demo_out``, every number as ``#`` (the
+    README's figures are the full demo's, the test's come from a reduced one) and the BERT's
+    precision as ``<precision>``."""
     line = line.replace(out, "demo_out")
+    # how the BERT trains depends on the CPU (bf16 where it multiplies bf16 in hardware)
+    for precision in demo.PRECISION.values():
+        line = line.replace(precision, "<precision>")
+    line = line.replace(" --bf16", "")
     return re.sub(r"\d+(\.\d+)?", "#", line).rstrip()
 
 

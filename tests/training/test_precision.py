@@ -58,3 +58,11 @@ def test_detr_fp16_trains_and_logs_skipped_steps(tmp_path, tmp_path_factory):
     assert [v for _, v in scalars["loss_scale"]] == [65536.0 / 2 ** k for k in skipped]
     with pytest.raises(BertDetrError, match="choose one"):
         load_train_setup(detr_config(shapes, tmp_path, bf16=True, fp16=True))
+
+
+def test_cpu_bf16_check_says_no_without_onednn(monkeypatch):
+    from bertdetr.training.precision import cpu_has_fast_bf16
+
+    assert isinstance(cpu_has_fast_bf16(), bool)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert cpu_has_fast_bf16() is False
