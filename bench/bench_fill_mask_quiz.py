@@ -56,6 +56,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--init-checkpoint", default="")
     ap.add_argument("--attention", action="store_true")
     ap.add_argument("--counts", action="store_true")
+    ap.add_argument("--quiz-every", type=int, default=0, help="also quiz the checkpoints of every this many steps")
     return ap.parse_args()
 
 
@@ -184,6 +185,21 @@ def count_model_rate(folder: str, vocab_size: int, seed: int = 0) -> float:
     return hits / len(items)
 
 
+def quiz_curve(bert, tok, run_dir: str, held_txt: str, train_txt: str) -> dict:
+    """The quiz's top-5 rate of each checkpoint in ``run_dir`` (weights loaded into ``bert``)."""
+    import glob
+
+    from bertdetr.bert.quiz import fill_mask_quiz, held_out_sentences
+
+    curve = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "ckpt-*.pt"))):
+        bert.load_state_dict(torch.load(path, weights_only=True, map_location="cpu")["model"])
+        bert.eval()
+        step = int(os.path.basename(path)[5:-3])
+        curve[step] = fill_mask_quiz(bert, tok, held_out_sentences(held_txt), 200, 0).rate(5)
+    return curve
+
+
 def main() -> None:
     a = parse()
     torch.set_num_threads(1)
@@ -209,7 +225,8 @@ def main() -> None:
         model=model, vocab_file=os.path.join(folder, "vocab.txt"), eval_files=[os.path.join(folder, "heldout.tfrecord")],
         init_checkpoint=a.init_checkpoint or None, batch_size=a.batch, num_train_steps=a.steps,
         num_warmup_steps=max(1, int(a.steps * a.warmup)), learning_rate=a.lr, optimizer=a.optimizer,
-        weight_decay=a.weight_decay, bf16=a.bf16, seed=a.seed, save_every=a.steps, log_every=50, num_threads=1,
+        weight_decay=a.weight_decay, bf16=a.bf16, seed=a.seed, save_every=a.quiz_every or a.steps,
+        keep_last=a.steps // a.quiz_every + 1 if a.quiz_every else 1, log_every=50, num_threads=1,
         progress=False, overwrite=True)
     cpu = time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -224,6 +241,8 @@ def main() -> None:
                masked_lm_loss=round(m["masked_lm_loss"], 3), top1=quiz.rate(1), top5=quiz.rate(5),
                baseline=frequency_guess_rate(quiz, tok, train_txt)[0], coverage=round(quiz.coverage, 3),
                args={k: v for k, v in vars(a).items() if k not in ("name", "out", "attention", "counts")})
+    if a.quiz_every:
+        row["quiz_top5_by_step"] = quiz_curve(bert, tok, config.output_dir, held_txt, train_txt)
     if a.attention:
         row["attention_by_offset"] = attention_by_offset(bert, tok, held_txt)
     print(json.dumps(row))
