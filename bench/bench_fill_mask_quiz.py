@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import random
 import time
 from collections import Counter, defaultdict
 
@@ -147,18 +146,10 @@ def attention_by_offset(bert, tok, held_txt: str, sentences: int = 200) -> dict:
 def count_model_rate(folder: str, vocab_size: int, seed: int = 0) -> float:
     """The quiz (the same draw) answered by naive Bayes over the two neighbouring words."""
     from bertdetr.bert.data.tokenization import FullTokenizer
-    from bertdetr.bert.quiz import WORD, _normalise, held_out_sentences
+    from bertdetr.bert.quiz import WORD, _normalise, draw_hidden_words, held_out_sentences
 
     tok = FullTokenizer(os.path.join(folder, "vocab.txt"))
-    single = lambda w: tok.tokenize(w) == [_normalise(w)]  # noqa: E731
-    candidates = []
-    for s in held_out_sentences(os.path.join(folder, "heldout.txt")):
-        spans = [m.span() for m in WORD.finditer(s)] if len(tok.tokenize(s)) + 2 <= 64 else []
-        ok = [sp for sp in spans if single(s[sp[0]:sp[1]])]
-        if ok:
-            candidates.append((s, ok))
-    rng = random.Random(seed)
-    items = [(s, *rng.choice(spans)) for s, spans in rng.sample(candidates, 200)]
+    items, _, _ = draw_hidden_words(tok, held_out_sentences(os.path.join(folder, "heldout.txt")), 200, seed, 64)
     with open(os.path.join(folder, "train.txt"), encoding="utf-8") as f:
         lines = [[_normalise(w) for w in WORD.findall(line)] for line in f]
     unigram = Counter(w for line in lines for w in line)

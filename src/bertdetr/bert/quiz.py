@@ -80,20 +80,17 @@ def held_out_sentences(path: str, min_words: int = 6, max_words: int = 40) -> li
     return [s for s in lines if min_words <= len(WORD.findall(s)) <= max_words]
 
 
-@torch.no_grad()
-def fill_mask_quiz(model: BertForPreTraining, tokenizer: FullTokenizer, sentences: list[str], n: int,
-                   seed: int, top_k: int = 5, words_only: bool = True) -> QuizResult:
-    """Draws ``n`` of ``sentences`` (those the model takes whole; without replacement, seeded) and in each one single-piece word
-    (seeded), hides it, and asks ``model`` for its ``top_k`` guesses. The special tokens are never
-    guessed (never an answer); with ``words_only`` the guesses are the vocabulary's whole words
-    only, as the question is which word is hidden (not punctuation, nor a ``##`` continuation)."""
-    if not tokenizer.do_lower_case:
-        raise BertDetrError("the fill-mask quiz compares lower-cased words: it needs an uncased model")
+def draw_hidden_words(tokenizer: FullTokenizer, sentences: list[str], n: int, seed: int,
+                      max_tokens: int) -> tuple[list[tuple[str, int, int]], float, int]:
+    """The quiz's draw: ``n`` of ``sentences`` that fit in ``max_tokens`` with [CLS] and [SEP]
+    (without replacement, seeded) and in each one single-piece word (seeded). Returns the
+    (sentence, start, end) of each hidden word, the share of the candidate sentences' words that
+    are one WordPiece, and the number of candidate sentences."""
     single = lambda w: tokenizer.tokenize(w) == [_normalise(w)]  # noqa: E731
     words_seen = single_seen = 0
     candidates = []
     for s in sentences:
-        if len(tokenizer.tokenize(s)) + 2 > model.config.max_position_embeddings:
+        if len(tokenizer.tokenize(s)) + 2 > max_tokens:
             continue  # the model cannot take the whole sentence: not asked, rather than cut
         spans = [m.span() for m in WORD.finditer(s)]
         ok = [sp for sp in spans if single(s[sp[0]:sp[1]])]
@@ -103,11 +100,24 @@ def fill_mask_quiz(model: BertForPreTraining, tokenizer: FullTokenizer, sentence
     if len(candidates) < n:
         raise BertDetrError(f"only {len(candidates)} sentences to draw {n} from")
     rng = random.Random(seed)
+    drawn = [(s, *rng.choice(spans)) for s, spans in rng.sample(candidates, n)]
+    return drawn, single_seen / max(words_seen, 1), len(candidates)
+
+
+@torch.no_grad()
+def fill_mask_quiz(model: BertForPreTraining, tokenizer: FullTokenizer, sentences: list[str], n: int,
+                   seed: int, top_k: int = 5, words_only: bool = True) -> QuizResult:
+    """Draws ``n`` of ``sentences`` (those the model takes whole; without replacement, seeded) and in each one single-piece word
+    (seeded), hides it, and asks ``model`` for its ``top_k`` guesses. The special tokens are never
+    guessed (never an answer); with ``words_only`` the guesses are the vocabulary's whole words
+    only, as the question is which word is hidden (not punctuation, nor a ``##`` continuation)."""
+    if not tokenizer.do_lower_case:
+        raise BertDetrError("the fill-mask quiz compares lower-cased words: it needs an uncased model")
+    drawn, coverage, eligible = draw_hidden_words(tokenizer, sentences, n, seed, model.config.max_position_embeddings)
     excluded = [i for t, i in tokenizer.vocab.items()
                 if (t.startswith("[") and t.endswith("]")) or (words_only and not WORD.fullmatch(t))]
     items = []
-    for s, spans in rng.sample(candidates, n):
-        a, b = rng.choice(spans)
+    for s, a, b in drawn:
         text = s[:a] + MASK + s[b:]
         ids = encode(tokenizer, text, model.config.max_position_embeddings)
         mask_id = tokenizer.vocab[MASK]
@@ -120,7 +130,7 @@ def fill_mask_quiz(model: BertForPreTraining, tokenizer: FullTokenizer, sentence
         top = probs.topk(top_k)
         items.append(QuizItem(text, s[a:b], tokenizer.convert_ids_to_tokens(top.indices.tolist()),
                               top.values.tolist()))
-    result = QuizResult(items, top_k, single_seen / max(words_seen, 1), len(candidates))
+    result = QuizResult(items, top_k, coverage, eligible)
     result.hits = [sum(1 for it in items if it.rank is not None and it.rank <= k) for k in range(1, top_k + 1)]
     return result
 
