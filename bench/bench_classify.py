@@ -39,11 +39,8 @@ from bertdetr.bert.finetuning.classifier_data import (  # noqa: E402
     features_to_tensors,
 )
 from bertdetr.bert.model import BertConfig  # noqa: E402
-from bertdetr.bert.finetuning.finetune import Tuning, finetune_step  # noqa: E402
-from bertdetr.training.precision import MixedPrecision  # noqa: E402
-from bertdetr.bert.optimization import create_optimizer  # noqa: E402
+from bertdetr.bert.finetuning.finetune import FinetuneConfig, finetune_step, make_tuning  # noqa: E402
 from bertdetr.training.distributed import Distributed  # noqa: E402
-from bertdetr.training.run import Run  # noqa: E402
 from bertdetr.bert.data.tokenization import FullTokenizer  # noqa: E402
 from bertdetr.bert.weights import to_hf_state_dict  # noqa: E402
 from bertdetr.demo import bundled_books  # noqa: E402
@@ -107,8 +104,6 @@ def main() -> None:
         hf.train()
         o_opt = torch.optim.AdamW(ours.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
         h_opt = torch.optim.AdamW(hf.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
-        g_opt, g_schedule = create_optimizer(ours, 5e-5, num_train_steps=10_000, num_warmup_steps=1000)
-        run = Run(Distributed(), tempfile.gettempdir(), "bert classify")  # only names a failed step's checkpoint
 
         def ours_step():
             ours(**f)["loss"].backward()
@@ -121,10 +116,11 @@ def main() -> None:
             h_opt.zero_grad(set_to_none=True)
 
         cpu = torch.device("cpu")
-        tuning = Tuning(ours, ours, g_opt, g_schedule, MixedPrecision(cpu), Distributed(), cpu)
+        options = FinetuneConfig(output_dir=tempfile.gettempdir(), max_seq_length=args.seq, learning_rate=5e-5)
+        tuning = make_tuning(ours, options, Distributed(), cpu, num_train_steps=10_000, num_warmup_steps=1000)
 
         def classify_step():
-            finetune_step(run, tuning, [_batch(data, slice(None), cpu)], 0)
+            finetune_step(tuning, [_batch(data, slice(None), cpu)], 0)
 
         times = alternate({"ours": ours_step, "hf": hf_step, "ours classify step": classify_step}, args.repeats)
         hf_s = statistics.median(w for w, _ in times["hf"])

@@ -5,6 +5,7 @@ host batches before they go to the device). On a CPU each is what would be a dev
 
     python bench/count_host_reads.py                 # this checkout
     python bench/count_host_reads.py --detr          # the same for detr train
+    python bench/count_host_reads.py --finetune      # the same for the fine-tuning programs (bert ner)
     PYTHONPATH=/tmp/base/src python bench/count_host_reads.py   # another checkout, for a before/after
 
 A tiny BERT on the bundled sample text, 9 steps, logging every 3rd.
@@ -133,5 +134,59 @@ def main_detr() -> None:
     print(f"detr train, reads per iteration (1-7, logging at 3, 6): {per_step}")
 
 
+def main_finetune() -> None:
+    """The same for the fine-tuning programs (their one training loop, ``finetune.finetune``):
+    ``bert ner`` of a tiny BERT on the bundled Chinese NER sample, 8 steps of 50 windows, logging
+    every 3rd; not counted: the host's own tensors of the batches (the shuffle, the cut to the
+    longest row)."""
+    import json
+
+    from bertdetr.bert.finetuning import finetune as finetune_module
+    from bertdetr.cli import main as cli
+
+    watched = ("finetuning/finetune.py", "bert/optimization.py", "training/precision.py", "bert/model.py",
+               "bert/heads.py", "training/run.py", "training/distributed.py")
+    host_side = ("take_batch", "train_batch_indices")
+    reads: list = []
+
+    def counting(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            frame = sys._getframe(1)
+            inner = frame
+            while inner is not None and inner.f_code.co_name not in host_side:
+                inner = inner.f_back
+            if frame.f_code.co_filename.endswith(watched) and inner is None:
+                reads.append(name)
+            return real(self, *args, **kwargs)
+        return read
+
+    vocab = os.path.join(DATA, "zh", "vocab_zh.txt")
+    with open(vocab, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "bert_config.json")
+        with open(config, "w") as f:
+            json.dump({"vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "intermediate_size": 64, "max_position_embeddings": 64}, f)
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+            setattr(torch.Tensor, name, counting(name))
+        real_step = finetune_module.finetune_step
+        marks: list[int] = []
+
+        def marked(*args):
+            marks.append(len(reads))
+            return real_step(*args)
+
+        finetune_module.finetune_step = marked
+        cli(["bert", "ner", "--data-dir", os.path.join(DATA, "zh", "ner"), "--output-dir", os.path.join(tmp, "run"),
+             "--vocab-file", vocab, "--bert-config-file", config, "--max-seq-length", "32", "--do-train",
+             "--num-train-epochs", "1", "--train-batch-size", "50", "--log-every", "3", "--no-progress",
+             "--device", "cpu"])
+    per_step = [b - a for a, b in zip(marks, marks[1:])]  # steps 1..7 (step 8 also saves)
+    print(f"bert ner (fine-tuning), reads per step (1-7, logging at 3, 6): {per_step}")
+
+
 if __name__ == "__main__":
-    main_detr() if "--detr" in sys.argv else main()
+    main_detr() if "--detr" in sys.argv else main_finetune() if "--finetune" in sys.argv else main()

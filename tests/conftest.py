@@ -1,10 +1,21 @@
 import contextlib
+import os
 import pathlib
 
 import pytest
 import torch
 
 DATA = pathlib.Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def quiet_load_average(monkeypatch):
+    """The trainers take their CPU threads from the load of other work at start
+    (``training.threads``): under a load that changes between two runs (the test's own subprocesses,
+    anything else on the machine) twin runs would take different thread counts and sum their floats
+    in another order, and runs compared bit for bit would differ. So every test sees a quiet
+    machine (tests of the thread choice set the load they need)."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
 
 
 @pytest.fixture

@@ -103,12 +103,9 @@ def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
         logging_step = t.it % cfg.log_every == 0 or t.it == t.total_iters
         if logging_step:
             # the one read from the device of a logged step (the matcher's costs aside)
-            values = torch.cat([terms, grad_norm.reshape(1).float(), t.health]).tolist()
-            most, skipped, since = values[-3], values[-2], values[-1]
-            if most >= cfg.max_non_finite_steps:
-                raise t.run.non_finite(f"iteration {int(since)} (epoch {t.epoch}), {int(most)} step(s) in a row "
-                                       "skipped")
-            t.health[1] = 0
+            values, skipped = t.run.read_logged(
+                [terms, grad_norm], t.health, cfg.max_non_finite_steps,
+                lambda v, since, most: f"iteration {since} (epoch {t.epoch}), {most} step(s) in a row skipped")
             t.losses = {"loss": sum(values[:len(names)]),
                         **{k: v for k, v in zip(names, values) if "." not in k}}
             _log_step(t, log, values[len(names)], skipped)

@@ -71,15 +71,6 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
-def all_ranks_ok(ok: bool, env: Distributed, device: torch.device) -> bool:
-    """True only if ``ok`` on every rank (so all ranks stop together)."""
-    if env.world_size == 1:
-        return ok
-    flag = torch.tensor([1.0 if ok else 0.0], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
-
-
 def rng_state(device: torch.device) -> dict:
     """This process's torch RNG state (and its GPU's), for exact resume of dropout."""
     state = {"torch": torch.get_rng_state()}

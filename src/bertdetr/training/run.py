@@ -19,7 +19,9 @@ these pieces where it needs them, with no hooks:
   and the teardown: logs and bar closed however the loop ends, and a new run that fails before its
   first checkpoint leaves no logs (the folder can be used again).
 - ``Run.save``: a checkpoint with every rank's RNG state, the last ``keep_last`` kept.
-- ``Run.non_finite``: the error that stops a run at a non-finite loss, naming the last good checkpoint.
+- ``Run.non_finite``: the error that stops a run at a non-finite loss, naming the last good checkpoint;
+  ``count_non_finite`` keeps the count of skipped steps on the device, ``Run.read_logged`` reads it
+  with a logged step's values (the step's one read from the device) and stops after too many in a row.
 - Preemption: inside ``Run.logging``, SIGTERM (what Slurm and Kubernetes send before a kill) and
   SIGINT only set ``Run.stop_signal``; the loop asks ``Run.stop_requested`` after each step, saves
   a checkpoint at that step and raises ``Run.preempted`` (a ``Preempted`` error: the command exits
@@ -34,7 +36,7 @@ import json
 import os
 import signal
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -267,6 +269,20 @@ class Run:
                 else "; no checkpoint was written yet")
         return BertDetrError(f"non-finite loss at {where}: training stopped{last}. "
                              "Lower the learning rate or check the data.")
+
+    def read_logged(self, on_device: list[torch.Tensor], health: torch.Tensor, max_in_a_row: int,
+                    where: Callable[[list[float], int, int], str]) -> tuple[list[float], float]:
+        """The one read from the device of a logged step: the tensors ``on_device`` (each flattened
+        to float32, in order) and the non-finite bookkeeping ``health`` (``count_non_finite``).
+        ``max_in_a_row`` skipped steps in a row since the last log stop the run (the ``non_finite``
+        error at ``where(values, first step of that run, steps in it)``); otherwise that count
+        restarts. Returns the values and the skipped steps in all."""
+        values = torch.cat([v.reshape(-1).float() for v in on_device] + [health.reshape(-1)]).tolist()
+        values, (_, most, skipped, since) = values[:-4], values[-4:]
+        if most >= max_in_a_row:
+            raise self.non_finite(where(values, int(since), int(most)))
+        health[1] = 0
+        return values, skipped
 
     def plot(self, names: list[str], title: str) -> None:
         """``loss_curves.png`` of the named scalars (main process, when anything was logged)."""

@@ -135,3 +135,77 @@ def test_mixed_precision_fine_tuning_runs_and_resumes(tmp_path, flag):
     assert main(_ner_args(tmp_path, whole, "--train-batch-size", "16", flag, "--num-workers", "1")) == 0
     assert json.loads((whole / "eval_metrics.json").read_text())["eval_f1"] == pytest.approx(metrics["eval_f1"])
     shutil.rmtree(whole)
+
+
+# ---- the step on an accelerator: no reads from the device but at logged steps ----------------------
+
+from bertdetr.bert import optimization as optimization_module  # noqa: E402
+from bertdetr.bert.finetuning import finetune as finetune_module  # noqa: E402
+from bertdetr.training.checkpoint import list_checkpoints  # noqa: E402
+from bertdetr.training.scalars import read_scalars  # noqa: E402
+
+
+def test_no_host_reads_on_steps_that_do_not_log(tmp_path, monkeypatch):
+    """As ``bert pretrain`` (issue 18): a fine-tuning step that does not log reads nothing back from
+    the device (no .item(), bool(), .tolist()...), a logging step reads once. Not counted: the host's
+    own tensors of the batches (``train_batch_indices``' shuffle, ``take_batch`` cutting a batch to
+    its longest row, before it goes to the device)."""
+    from tests.device_reads import count_reads, in_stack
+
+    watched = ("finetuning/finetune.py", "bert/optimization.py", "training/precision.py", "bert/model.py",
+               "bert/heads.py", "training/run.py", "training/distributed.py")
+    host = ("take_batch", "train_batch_indices")
+    reads = count_reads(monkeypatch, watched, lambda frame: in_stack(frame, lambda f: f.f_code.co_name in host))
+    real_step, marks = finetune_module.finetune_step, []
+
+    def marked_step(*args):
+        marks.append(len(reads))
+        return real_step(*args)
+
+    monkeypatch.setattr(finetune_module, "finetune_step", marked_step)
+    assert main(_ner_args(tmp_path, tmp_path / "out", "--train-batch-size", "50", "--log-every", "3")) == 0
+    assert len(marks) == 8  # int(400 windows / 50)
+    per_step = [reads[a:b] for a, b in zip(marks, marks[1:])]  # steps 1..7 (step 8 saves at the end)
+    assert [len(r) for r in per_step] == [0, 0, 1, 0, 0, 1, 0], per_step
+
+
+def _nan_norm_at(monkeypatch, steps):
+    """The gradient norm of the given steps (1-based) made NaN, as an overflow would."""
+    real, calls = optimization_module.clip_by_global_norm, {"n": 0}
+
+    def nan_norm(params, clip):
+        calls["n"] += 1
+        norm = real(params, clip)
+        return torch.tensor(float("nan")) if calls["n"] in steps else norm
+
+    monkeypatch.setattr(optimization_module, "clip_by_global_norm", nan_norm)  # (clip_and_update's)
+    return calls
+
+
+def test_non_finite_steps_are_skipped_on_the_device_until_too_many_in_a_row(tmp_path, monkeypatch, capsys):
+    calls = _nan_norm_at(monkeypatch, (3, 4))
+    # two in a row allowed: the run goes on to the end, the two steps skipped and counted
+    two = tmp_path / "two"
+    assert main(_ner_args(tmp_path, two, "--train-batch-size", "50", "--max-non-finite-steps", "3")) == 0
+    assert read_scalars(two / "scalars.csv")["non_finite_steps"] == [(8, 2.0)]
+    assert json.loads((two / "eval_metrics.json").read_text())["global_step"] == 8
+    calls["n"] = 0
+    one = tmp_path / "one"
+    code = main(_ner_args(tmp_path, one, "--train-batch-size", "50", "--max-non-finite-steps", "2", "--log-every", "2",
+                          "--save-checkpoints-steps", "2"))
+    err = capsys.readouterr().err
+    assert code == 2 and "non-finite loss at step 3 (loss" in err and "2 step(s) in a row skipped" in err, err
+    assert "the last good checkpoint is" in err and "ckpt-00000002.pt" in err  # found at the logged step 4, before its save)
+    assert not (one / "model").exists()
+    with pytest.raises(BertDetrError, match="--max_non_finite_steps must be >= 1, got 0"):
+        FinetuneConfig(output_dir="unused", max_seq_length=8, max_non_finite_steps=0)
+
+
+def test_the_first_non_finite_step_stops_the_run_by_default(tmp_path, monkeypatch, capsys):
+    _nan_norm_at(monkeypatch, (3,))
+    out = tmp_path / "out"
+    code = main(_ner_args(tmp_path, out, "--train-batch-size", "50", "--log-every", "5", "--save-checkpoints-steps", "2"))
+    err = capsys.readouterr().err
+    assert code == 2 and "non-finite loss at step 3 " in err and "1 step(s) in a row skipped" in err, err
+    # found at the logged step 5; the checkpoint of step 4 holds the skipped step 3 untouched
+    assert [s for s, _ in list_checkpoints(out)] == [2, 4]

@@ -99,7 +99,7 @@ def test_a_killed_training_run_resumes(tiny_model, tmp_path, monkeypatch):
 
     with pytest.warns(UserWarning):
         assert _run(tiny_model, tmp_path / "whole", predict=False) == 0
-    original = AdamWeightDecay.step
+    original = AdamWeightDecay.update  # (the trainer's clip_and_update calls it)
     calls = []
 
     def dying_step(self, *a, **k):
@@ -108,10 +108,10 @@ def test_a_killed_training_run_resumes(tiny_model, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *a, **k)
 
-    monkeypatch.setattr(AdamWeightDecay, "step", dying_step)
+    monkeypatch.setattr(AdamWeightDecay, "update", dying_step)
     with pytest.warns(UserWarning):
         assert _run(tiny_model, tmp_path / "killed", "--save-checkpoints-steps", "2", predict=False) == 130
-    monkeypatch.setattr(AdamWeightDecay, "step", original)
+    monkeypatch.setattr(AdamWeightDecay, "update", original)
     assert not (tmp_path / "killed" / "model").exists()
     assert sorted(p.name for p in (tmp_path / "killed").glob("ckpt-*")) == ["ckpt-00000002.pt"]
     with pytest.warns(UserWarning):

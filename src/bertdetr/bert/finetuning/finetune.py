@@ -12,6 +12,7 @@ trainer shares (``bertdetr.training.run``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -22,15 +23,17 @@ from torch import nn
 
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig
-from bertdetr.bert.optimization import clip_by_global_norm, create_optimizer
+from bertdetr.bert.optimization import (clip_and_update, clip_by_global_norm, compile_update, create_optimizer,
+                                        google_lr_factor)
 from bertdetr.bert.weights import export_model, read_hf_weights, read_tf_checkpoint
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.fileio import atomic_output
-from bertdetr.training.distributed import Distributed, all_ranks_ok, main_then_share, set_rng_state
+from bertdetr.training.compiling import compile_mode_error
+from bertdetr.training.distributed import Distributed, main_then_share, set_rng_state
 from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.run import Run, ignore_stop_signals, rank_rng_state, setup_process
+from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, rank_rng_state, setup_process
 
 
 @dataclass(kw_only=True)
@@ -91,7 +94,11 @@ class FinetuneConfig:
     fp16: bool = False
     """float16 autocast with a gradient scaler (GPUs without bf16)."""
     compile: bool = False
-    """torch.compile the model."""
+    """torch.compile the step: the model's forward and loss (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph; batches cut to their longest row compile once more, with dynamic shapes Compiled dropout draws other masks than eager's (inductor's own random numbers)."""
+    compile_mode: str = "default"
+    """torch.compile's mode: default, reduce-overhead (CUDA graphs: one per batch length), max-autotune, max-autotune-no-cudagraphs."""
+    max_non_finite_steps: int = 1
+    """Steps in a row with a non-finite loss or gradient that stop the run (each is skipped on the device, weights untouched, and reported at the next logged step)."""
     num_workers: int | None = None
     """DataLoader workers assembling the training batches (default: none on a CPU, one on a GPU)."""
     log_every: int = 10
@@ -105,7 +112,9 @@ class FinetuneConfig:
         require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
                                 "log_every", "stop_at_step"), 1, "--")
         require_at_least(self, ("keep_checkpoint_max", "num_workers"), 0, "--")
-        require_at_least(self, ("grad_accum",), 1, "--")
+        require_at_least(self, ("grad_accum", "max_non_finite_steps"), 1, "--")
+        require(compile_mode_error(self.compile_mode, "--compile-mode") is None,
+                compile_mode_error(self.compile_mode, "--compile-mode"))
         require(not (self.bf16 and self.fp16), "--bf16 and --fp16: choose one")
         require(self.learning_rate > 0, f"--learning_rate must be positive, got {self.learning_rate}")
         require(self.num_train_epochs > 0, f"--num_train_epochs must be positive, got {self.num_train_epochs}")
@@ -392,17 +401,29 @@ class Tuning:
     precision: MixedPrecision
     env: Distributed
     device: torch.device
+    update: Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+    """``clip_and_update`` of the optimizer (compiled with ``compile``): (losses, clip norm) -> (norm, skipped)."""
+    health: torch.Tensor
+    """On the device, float32 [4]: non-finite steps in a row now, the most in a row since the last
+    log, skipped steps in all, the first step of the current run of them (``count_non_finite``;
+    read at logging steps)."""
 
 
 def make_tuning(model: nn.Module, options: FinetuneConfig, env: Distributed, device: torch.device,
                 num_train_steps: int, num_warmup_steps: int) -> Tuning:
-    """Google's optimizer and schedule for ``model``, its mixed precision, and the net a step calls."""
+    """Google's optimizer and schedule for ``model``, its mixed precision, the net a step calls and
+    the update after its backward, both compiled with ``compile``, as ``bert pretrain`` does."""
     optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
-    net = torch.compile(model) if options.compile else model
+    net: nn.Module = model
+    update = functools.partial(clip_and_update, optimizer)
+    if options.compile:
+        net = torch.compile(model, mode=options.compile_mode)
+        update = compile_update(optimizer, options.compile_mode)
     if env.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
-    return Tuning(model, net, optimizer, scheduler, MixedPrecision(device, options.bf16, options.fp16), env, device)
+    return Tuning(model, net, optimizer, scheduler, MixedPrecision(device, options.bf16, options.fp16), env, device,
+                  update, torch.zeros(4, device=device))
 
 
 def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]],
@@ -419,7 +440,9 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     ``save_checkpoints_steps`` and at the end hold the model, optimizer, schedule, step, every
     rank's RNG state and ``identity`` (what the run was made for, e.g. its labels, and the global
     batch): a resumed ``run`` continues from its checkpoint, whose identity must match. On
-    SIGTERM/SIGINT: a checkpoint at the step, then ``Preempted``."""
+    SIGTERM/SIGINT: a checkpoint at the step, then ``Preempted``. Nothing is read back from the
+    device but at logged steps (once: the losses, the gradient norm and the count of skipped
+    non-finite steps, ``Run.read_logged``)."""
     env = run.env
     t = make_tuning(model, options, env, device, num_train_steps, num_warmup_steps)
     global_batch = options.train_batch_size * options.grad_accum * env.world_size
@@ -432,20 +455,29 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     with run.logging(num_train_steps, step, desc, "step", options.progress) as log:
         model.train()
         for micro_batches in step_loader(make_batch, num_examples, options, env, device, step, stop):
-            lr = t.optimizer.param_groups[0]["lr"]
-            terms, grad_norm = finetune_step(run, t, micro_batches, step)
+            # the lr of this step from the schedule on the host (a compiled update's lr is a tensor)
+            lr = options.learning_rate * google_lr_factor(step, num_train_steps, num_warmup_steps)
+            names, terms, grad_norm = finetune_step(t, micro_batches, step)
             step += 1
-            if step % options.log_every == 0 or step == stop:
-                values = {k: v.item() for k, v in terms.items()}
-                log.log(step, {**values, "lr": lr, "grad_norm": grad_norm.item(), **t.precision.scalars()})
-                log.show(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
+            logging_step = step % options.log_every == 0 or step == stop
+            if logging_step:
+                values, skipped = run.read_logged(
+                    [terms, grad_norm], t.health, options.max_non_finite_steps, lambda v, since, most:
+                    f"step {since} (loss {v[names.index('loss')]:.4g}, grad norm {v[-1]:.4g}; "
+                    f"{most} step(s) in a row skipped)")
+                losses = dict(zip(names, values))
+                log.log(step, {**losses, "lr": lr, "grad_norm": values[-1],
+                               **({"non_finite_steps": skipped} if skipped else {}), **t.precision.scalars()})
+                log.show(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}")
             log.advance()
             saving = step % options.save_checkpoints_steps == 0 or step == stop
-            if saving or (step < stop and run.stop_requested(device)):
+            stopping = step < stop and run.stop_requested(device, agree=logging_step)
+            if saving or stopping:
                 run.save({"model": model.state_dict(), "optimizer": t.optimizer.state_dict(),
                           "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(),
-                          "step": step, **identity}, step, options.keep_checkpoint_max, device)
-            if step < stop and run.stop_requested(device):
+                          "health": t.health.tolist(), "step": step, **identity}, step, options.keep_checkpoint_max,
+                          device)
+            if stopping:
                 raise run.preempted(f"step {step}")
     if step < num_train_steps:
         return step, None
@@ -467,6 +499,8 @@ def _resume(run: Run, t: Tuning, identity: dict) -> int:
     t.optimizer.load_state_dict(state["optimizer"])
     t.scheduler.load_state_dict(state["scheduler"])
     t.precision.load_state_dict(state.get("precision") or {})
+    if "health" in state:  # (checkpoints before the skipped steps were counted have none)
+        t.health.copy_(torch.tensor(state["health"], dtype=t.health.dtype))
     step = int(state["step"])
     run.rewind_scalars(step)
     set_rng_state(rank_rng_state(state, run.env), t.device)
@@ -474,13 +508,15 @@ def _resume(run: Run, t: Tuning, identity: dict) -> int:
     return step
 
 
-def finetune_step(run: Run, t: Tuning, micro_batches: Sequence[dict[str, torch.Tensor]],
-                  step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def finetune_step(t: Tuning, micro_batches: Sequence[dict[str, torch.Tensor]],
+                  step: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """One step of Google's fine-tuning: each micro-batch forward (autocast) and backward (DDP
     syncs the gradients on the last), clip to global norm 1.0, the optimizer and the schedule.
-    Returns the scalar ``*_loss`` terms averaged over micro-batches and ranks, and the gradient
-    norm; a non-finite loss or gradient on any rank stops the run (``step``: the steps done before
-    this one; fp16: an overflow the scaler skips instead)."""
+    Returns the names of the scalar ``*_loss`` terms, their values averaged over micro-batches and
+    ranks and the gradient norm, on the device: nothing is read back here. A step whose loss or
+    gradient is not finite (on any rank: the ranks' mean) is skipped on the device, weights and
+    moments untouched, and counted in ``t.health`` (``step``: the steps done before this one; fp16:
+    an overflow the scaler skips instead)."""
     accum = len(micro_batches)
     totals: dict[str, torch.Tensor] = {}
     for m, batch in enumerate(micro_batches):
@@ -498,12 +534,15 @@ def finetune_step(run: Run, t: Tuning, micro_batches: Sequence[dict[str, torch.T
     if t.env.world_size > 1:
         torch.distributed.all_reduce(stacked)
         stacked /= t.env.world_size
-    t.precision.unscale(t.optimizer)
-    grad_norm = clip_by_global_norm(t.optimizer.flat_parameters(), 1.0)
-    finite = bool(torch.isfinite(stacked).all() and (t.precision.overflow_skips or torch.isfinite(grad_norm)))
-    if not all_ranks_ok(finite, t.env, t.device):
-        raise run.non_finite(f"step {step + 1}")
-    t.precision.step(t.optimizer)
+    if not t.precision.overflow_skips:
+        t.optimizer.prepare()
+        grad_norm, bad = t.update(stacked, 1.0)
+    else:  # fp16: the scaler's own skip (it reads the host each step)
+        t.precision.unscale(t.optimizer)
+        grad_norm = clip_by_global_norm(t.optimizer.flat_parameters(), 1.0)
+        bad = ~torch.isfinite(stacked).all()
+        t.precision.step(t.optimizer)
+    count_non_finite(t.health, bad, step + 1)
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
-    return dict(zip(names, stacked)), grad_norm
+    return names, stacked, grad_norm

@@ -117,7 +117,7 @@ class PretrainConfig:
     fp16: bool = False
     """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
-    """torch.compile the step: the model's forward and losses (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph."""
+    """torch.compile the step: the model's forward and losses (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph Compiled dropout draws other masks than eager's (inductor's own random numbers)."""
     unpad: bool = False
     """Run the encoder layers on the real tokens only, padding dropped (the same numbers; pays where batches are much padded, e.g. length 512 on short documents)."""
     compile_mode: str = "default"
@@ -404,12 +404,10 @@ def fit(t: Pretraining) -> dict[str, float]:
             logging_step = t.step % config.log_every == 0 or t.step == last_stop
             if logging_step:
                 # the one read from the device of a logged step (none on the others)
-                values = torch.cat([totals.float(), grad_norm.reshape(1).float(), t.health]).tolist()
-                losses, norm, (_, most, skipped, since) = _losses_of(values[:3], t.next_sentence), values[3], values[4:]
-                if most >= config.max_non_finite_steps:
-                    raise t.run.non_finite(f"step {int(since)} (loss {values[0]:.4g}, grad norm {norm:.4g}; "
-                                           f"{int(most)} step(s) in a row skipped)")
-                t.health[1] = 0
+                values, skipped = t.run.read_logged(
+                    [totals, grad_norm], t.health, config.max_non_finite_steps, lambda v, since, most:
+                    f"step {since} (loss {v[0]:.4g}, grad norm {v[3]:.4g}; {most} step(s) in a row skipped)")
+                losses, norm = _losses_of(values[:3], t.next_sentence), values[3]
                 rate = seqs / max(time.perf_counter() - t0, 1e-9)
                 log.log(t.step, {**losses, "lr": lr, "grad_norm": norm, "sequences_per_s": rate,
                                  **({"non_finite_steps": skipped} if skipped else {}), **t.precision.scalars()})

@@ -1,0 +1,62 @@
+"""``--compile`` of the fine-tuning programs, as ``bert pretrain``'s: the whole step compiled (each
+head's forward and loss, with their backward, and the update: clipping, the skip of a non-finite
+step, Google's optimizer) with no graph breaks, and the same training as eager. The runs compile
+with AOTAutograd's eager backend (``tests/bert/pretraining/test_compile.py``: inductor's code
+generation is slow on a CPU)."""
+
+import json
+
+import pytest
+import torch
+
+from bertdetr.bert.finetuning.classifier import create_model
+from bertdetr.bert.heads import BertForQuestionAnswering, BertForTokenClassification
+from bertdetr.bert.model import BertConfig, build_bert_model
+from bertdetr.bert.weights import read_hf_weights
+from bertdetr.cli import main
+from tests.bert.finetuning.test_finetune import _ner_args
+from tests.bert.pretraining.test_compile import _aot_eager
+
+_CONFIG = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=16)
+
+
+def _heads():
+    g = torch.Generator().manual_seed(0)
+    yield create_model(_CONFIG, ["a", "b", "c"]), dict(label_ids=torch.tensor([0, 2]),
+                                                       is_real_example=torch.tensor([1, 1]))
+    yield BertForTokenClassification(build_bert_model(_CONFIG), ["O", "B-X", "I-X"]), dict(
+        label_ids=torch.randint(0, 3, (2, 8), generator=g))
+    yield BertForQuestionAnswering(build_bert_model(_CONFIG)), dict(start_positions=torch.tensor([1, 2]),
+                                                                    end_positions=torch.tensor([3, 4]))
+
+
+@pytest.mark.parametrize("which", range(3), ids=["classifier", "ner", "squad"])
+def test_each_head_and_its_loss_are_one_graph(which):
+    model, labels = list(_heads())[which]
+    g = torch.Generator().manual_seed(1)
+    batch = dict(input_ids=torch.randint(0, 50, (2, 8), generator=g), segment_ids=torch.zeros(2, 8, dtype=torch.long),
+                 input_mask=torch.tensor([[1] * 8, [1] * 5 + [0] * 3]), **labels)
+    explained = torch._dynamo.explain(model)(**batch)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
+def test_compiled_fine_tuning_trains_as_eager(tmp_path, monkeypatch):
+    eager = tmp_path / "eager"
+    assert main(_ner_args(tmp_path, eager, "--train-batch-size", "50")) == 0
+    calls = _aot_eager(monkeypatch)
+    compiled = tmp_path / "compiled"
+    assert main(_ner_args(tmp_path, compiled, "--train-batch-size", "50", "--compile",
+                          "--compile-mode", "reduce-overhead")) == 0
+    assert [name for name, _, _ in calls] == ["BertForTokenClassification", "clip_and_update"]
+    assert {mode for _, mode, _ in calls} == {"reduce-overhead"} and calls[1][2]  # the update: fullgraph
+    a, b = read_hf_weights(str(eager / "model"))[0], read_hf_weights(str(compiled / "model"))[0]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    f1 = [json.loads((d / "eval_metrics.json").read_text())["eval_f1"] for d in (eager, compiled)]
+    assert f1[1] == pytest.approx(f1[0], abs=0.02)
+
+
+def test_a_bad_compile_mode_is_a_clear_error(tmp_path, capsys):
+    code = main(_ner_args(tmp_path, tmp_path / "o", "--compile", "--compile-mode", "fastest"))
+    assert code == 2 and "--compile-mode must be one of default, reduce-overhead" in capsys.readouterr().err
