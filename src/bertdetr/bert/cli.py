@@ -330,22 +330,33 @@ def _add_classify(commands) -> None:
     p.set_defaults(func=_run_classify)
 
 
-def _run_classify(args) -> int:
+def _fine_tuning_config(args, config_class):
+    """``config_class`` (a fine-tuning config) of the parsed options: each of its fields is the
+    option of the same name (``_finetune_options``)."""
     import dataclasses
 
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _report_training(summary: dict) -> None:
+    """A fine-tuning run's training line: the steps done, and where the model went or how to go on."""
+    if "num_train_steps" in summary:
+        done = summary["step"] >= summary["num_train_steps"]
+        print(f"trained {summary['step']} of {summary['num_train_steps']} steps"
+              + (f"; model exported to {summary['export']}" if done else "; --resume to continue"))
+
+
+def _run_classify(args) -> int:
     from bertdetr.bert.finetuning.classifier import ClassifierConfig, run_classifier
 
-    # every config field is an option of the same name (Google's flag names)
-    config = ClassifierConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierConfig)})
+    config = _fine_tuning_config(args, ClassifierConfig)
     summary = run_classifier(config)
     if not _main_rank():
         return 0  # torchrun: the main process reports
     for name, path in summary["features"].items():
         print(f"{name} features -> {path}")
-    if "num_train_steps" in summary:
-        done = summary["step"] >= summary["num_train_steps"]
-        print(f"trained {summary['step']} of {summary['num_train_steps']} steps"
-              + (f"; model exported to {summary['export']}" if done else "; --resume to continue"))
+    _report_training(summary)
     if "eval" in summary:
         print("eval: " + ", ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
                                    for k, v in summary["eval"].items()))
@@ -369,12 +380,9 @@ def _add_squad(commands) -> None:
 
 
 def _run_squad(args) -> int:
-    import dataclasses
-
     from bertdetr.bert.finetuning.squad import SquadConfig, run_squad
 
-    names = {f.name for f in dataclasses.fields(SquadConfig)}
-    config = SquadConfig(**{k: v for k, v in vars(args).items() if k in names})
+    config = _fine_tuning_config(args, SquadConfig)
     summary = run_squad(config)
     if not _main_rank():
         return 0  # torchrun: the main process reports
@@ -382,10 +390,9 @@ def _run_squad(args) -> int:
         print(f"wrote {path}: {examples} examples, {windows} windows")
     if summary.get("skipped"):
         print(f"skipped {summary['skipped']} training answers not found in their paragraphs (as Google's)")
-    if "step" in summary:
-        print(f"step {summary['step']}" + (f" of {summary['num_train_steps']}" if "num_train_steps" in summary else ""))
-    if "export" in summary:
-        print(f"model exported to {summary['export']}")
+    _report_training(summary)
+    if "step" in summary and "num_train_steps" not in summary:
+        print(f"no training in this run: the model at step {summary['step']}")
     if "predictions" in summary:
         print(f"wrote predictions for {summary['predictions']} questions to {config.output_dir}")
     for key, value in summary.get("metrics", {}).items():
@@ -412,21 +419,15 @@ def _add_ner(commands) -> None:
 
 
 def _run_ner(args) -> int:
-    import dataclasses
-
     from bertdetr.bert.finetuning.ner import NerConfig, run_ner
 
-    names = {f.name for f in dataclasses.fields(NerConfig)}
-    config = NerConfig(**{k: v for k, v in vars(args).items() if k in names})
+    config = _fine_tuning_config(args, NerConfig)
     summary = run_ner(config)
     if not _main_rank():
         return 0  # torchrun: the main process reports
     for name, (path, sentences, windows) in summary["features"].items():
         print(f"wrote {path}: {sentences} sentences, {windows} windows")
-    if "num_train_steps" in summary:
-        done = summary["step"] >= summary["num_train_steps"]
-        print(f"trained {summary['step']} of {summary['num_train_steps']} steps"
-              + (f"; model exported to {summary['export']}" if done else "; --resume to continue"))
+    _report_training(summary)
     if "eval" in summary:
         e = summary["eval"]
         print(f"eval: precision {e['eval_precision']:.4f}, recall {e['eval_recall']:.4f}, f1 {e['eval_f1']:.4f}, "
