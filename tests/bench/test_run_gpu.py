@@ -25,3 +25,14 @@ def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
     assert detr["images_per_s"] > 0
     images = json.loads((tmp_path / "data" / "coco" / "train.json").read_text())["images"]
     assert images and all(i["file_name"].endswith(".jpg") for i in images)
+
+
+def test_a_spent_budget_skips_steps_and_says_so(tmp_path):
+    """One command keeps to BUDGET seconds (a device call's limit): a step with under 30 s left is
+    not started, and OUT/skipped.txt names it."""
+    env = {**os.environ, "SMOKE": "1", "BUDGET": "0"}
+    done = subprocess.run(["bash", "bench/run_gpu.sh", str(tmp_path), "bert"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert (tmp_path / "skipped.txt").read_text() == "skipped (budget of 0s spent): data\n"
+    assert not (tmp_path / "data").exists()
