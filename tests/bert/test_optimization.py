@@ -262,6 +262,25 @@ def test_flat_state_round_trips_through_a_checkpoint(tmp_path):
         model, opt, _ = _train(lamb=False, flat=True, steps=2)
 
 
+def test_a_tensor_lr_stays_a_tensor_through_a_checkpoint():
+    """A compiled update reads its lr as a tensor (``use_tensor_lr``): loading a checkpoint, whether
+    an eager run's (a float) or a compiled one's (a tensor), keeps it a float32 tensor on the
+    parameters' device, with the checkpoint's value; without ``use_tensor_lr`` it stays a float."""
+    model, eager, schedule = _train(lamb=False, flat=True, steps=2)
+    compiled, _ = create_optimizer(model, 1e-2, 10, 2)
+    compiled.use_tensor_lr()
+    for saved in (eager.state_dict(), compiled.state_dict()):
+        resumed, _ = create_optimizer(_tiny_bert(seed=5), 1e-2, 10, 2)
+        resumed.use_tensor_lr()
+        resumed.load_state_dict(saved)
+        lr = resumed.param_groups[0]["lr"]
+        assert isinstance(lr, torch.Tensor) and lr.dtype == torch.float32 and lr.dim() == 0
+        assert lr.item() == pytest.approx(float(saved["param_groups"][0]["lr"]))
+    plain, _ = create_optimizer(_tiny_bert(seed=5), 1e-2, 10, 2)
+    plain.load_state_dict(eager.state_dict())
+    assert isinstance(plain.param_groups[0]["lr"], float)
+
+
 def test_flat_buffers_survive_grads_set_to_none_and_skip_params_without_gradients():
     model = _tiny_bert()
     pooler = [p for n, p in model.named_parameters() if "pooler" in n or "seq_relationship" in n]

@@ -164,7 +164,14 @@ class AdamWeightDecay(torch.optim.Optimizer):
                 p.grad.zero_()
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """torch's, then the loaded moments into the flat buffers; an optimizer whose lr is a tensor
+        (``use_tensor_lr``) keeps it one, on its parameters' device, whatever the checkpoint held
+        (a float from an eager run, a tensor mapped to the CPU): a compiled update would otherwise
+        recompile at each new lr, or leave its CUDA graphs for a CPU input."""
+        tensor_lr = any(isinstance(group["lr"], torch.Tensor) for group in self.param_groups)
         super().load_state_dict(state_dict)
+        if tensor_lr:
+            self.use_tensor_lr()
         for buckets in self._buckets or ():
             for b in buckets:
                 b.adopt_state(self.state)  # the loaded moments into the buffers, the state views again
@@ -231,11 +238,12 @@ class AdamWeightDecay(torch.optim.Optimizer):
                 adam_update(p, p.grad, self.state[p]["m"], self.state[p]["v"], **hyper)
 
     def use_tensor_lr(self) -> None:
-        """Each group's lr as a 0-dim tensor on its parameters' device (the schedulers fill it in
-        place), for a compiled update; call it after loading a checkpoint."""
+        """Each group's lr as a 0-dim float32 tensor on its parameters' device (the schedulers fill
+        it in place), for a compiled update (``load_state_dict`` keeps it so)."""
         for group in self.param_groups:
-            if not isinstance(group["lr"], torch.Tensor):
-                group["lr"] = torch.tensor(float(group["lr"]), device=group["params"][0].device)
+            lr, device = group["lr"], group["params"][0].device
+            if not (isinstance(lr, torch.Tensor) and lr.device == device and lr.dtype == torch.float32):
+                group["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)
 
     def buckets(self) -> list[FlatBucket]:
         """The flat buffers (none before the first ``prepare``, or when not flat)."""

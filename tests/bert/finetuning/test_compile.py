@@ -60,3 +60,27 @@ def test_compiled_fine_tuning_trains_as_eager(tmp_path, monkeypatch):
 def test_a_bad_compile_mode_is_a_clear_error(tmp_path, capsys):
     code = main(_ner_args(tmp_path, tmp_path / "o", "--compile", "--compile-mode", "fastest"))
     assert code == 2 and "--compile-mode must be one of default, reduce-overhead" in capsys.readouterr().err
+
+
+def test_a_run_resumed_compiled_keeps_a_tensor_lr(tmp_path, monkeypatch):
+    """Stopped at step 4 (eager) and resumed with --compile: the weights of the compiled run that was
+    not stopped. The compiled update's lr stays a tensor though the checkpoint holds a float (a
+    float would be compiled in as a constant: a new graph at each lr)."""
+    _aot_eager(monkeypatch)
+    args = ["--train-batch-size", "50", "--save-checkpoints-steps", "4"]
+    assert main(_ner_args(tmp_path, tmp_path / "whole", *args, "--compile")) == 0
+    assert main(_ner_args(tmp_path, tmp_path / "split", *args, "--stop-at-step", "4")) == 0
+    from bertdetr.bert.finetuning import finetune as finetune_module
+
+    lrs, real = [], finetune_module.finetune_step
+
+    def watching(t, *rest):
+        lrs.append(t.optimizer.param_groups[0]["lr"])
+        return real(t, *rest)
+
+    monkeypatch.setattr(finetune_module, "finetune_step", watching)
+    assert main(_ner_args(tmp_path, tmp_path / "split", *args, "--compile", "--resume")) == 0
+    assert len(lrs) == 4 and all(isinstance(lr, torch.Tensor) and lr.dim() == 0 for lr in lrs)
+    a, b = read_hf_weights(str(tmp_path / "whole" / "model"))[0], read_hf_weights(str(tmp_path / "split" / "model"))[0]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
