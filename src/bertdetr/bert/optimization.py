@@ -21,8 +21,9 @@ smaller than ``torch.optim.AdamW``'s; clipping divides by ``max(norm, clip)`` wi
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -417,6 +418,17 @@ def compile_update(optimizer: AdamWeightDecay, mode: str = "default"):
         return compiled(optimizer, losses, clip_norm)
 
     return update
+
+
+def compile_step(model: nn.Module, optimizer: AdamWeightDecay, compile: bool, mode: str = "default"
+                 ) -> tuple[nn.Module, Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]]:
+    """What a BERT trainer's step calls: the model (forward and losses; their backward is compiled
+    with them) and the update after the backward (``clip_and_update`` of ``optimizer``: (losses,
+    clip norm) -> (norm, skipped)); with ``compile`` each compiled in ``mode``, the update whole
+    (``compile_update``), else as they are."""
+    if not compile:
+        return model, functools.partial(clip_and_update, optimizer)
+    return torch.compile(model, mode=mode), compile_update(optimizer, mode)
 
 
 def create_optimizer(model: nn.Module, init_lr: float, num_train_steps: int, num_warmup_steps: int,

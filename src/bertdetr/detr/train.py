@@ -40,7 +40,7 @@ from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_class
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
-from bertdetr.training.distributed import set_rng_state
+from bertdetr.training.distributed import data_parallel, set_rng_state
 from bertdetr.training.folder import DETR_TRAIN
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.run import Run, setup_process
@@ -133,9 +133,7 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
     if cfg.compile:  # backbone, transformer and head (the criterion's matching stays eager: scipy)
         t.net = torch.compile(model, mode=cfg.compile_mode)
-    if env.world_size > 1:
-        t.net = torch.nn.parallel.DistributedDataParallel(
-            t.net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+    t.net = data_parallel(t.net, env, device, find_unused_parameters=False)
     run.record_config({"run": DETR_TRAIN, "data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
                        "world_size": env.world_size})
     return t

@@ -71,6 +71,15 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
+def data_parallel(net: torch.nn.Module, env: Distributed, device: torch.device, **options) -> torch.nn.Module:
+    """``net`` in DistributedDataParallel (on a GPU, this rank's; ``options`` are DDP's) when the
+    run has several processes; ``net`` itself otherwise."""
+    if env.world_size == 1:
+        return net
+    return torch.nn.parallel.DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None, **options)
+
+
 def rng_state(device: torch.device) -> dict:
     """This process's torch RNG state (and its GPU's), for exact resume of dropout."""
     state = {"torch": torch.get_rng_state()}

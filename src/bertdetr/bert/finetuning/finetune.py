@@ -12,7 +12,6 @@ trainer shares (``bertdetr.training.run``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,14 +22,13 @@ from torch import nn
 
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig
-from bertdetr.bert.optimization import (clip_and_update, clip_by_global_norm, compile_update, create_optimizer,
-                                        google_lr_factor)
+from bertdetr.bert.optimization import clip_by_global_norm, compile_step, create_optimizer, google_lr_factor
 from bertdetr.bert.weights import export_model, read_hf_weights, read_tf_checkpoint
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.fileio import atomic_output
 from bertdetr.training.compiling import compile_mode_error
-from bertdetr.training.distributed import Distributed, main_then_share, set_rng_state
+from bertdetr.training.distributed import Distributed, data_parallel, main_then_share, set_rng_state
 from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, rank_rng_state, setup_process
@@ -414,15 +412,8 @@ def make_tuning(model: nn.Module, options: FinetuneConfig, env: Distributed, dev
     """Google's optimizer and schedule for ``model``, its mixed precision, the net a step calls and
     the update after its backward, both compiled with ``compile``, as ``bert pretrain`` does."""
     optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
-    net: nn.Module = model
-    update = functools.partial(clip_and_update, optimizer)
-    if options.compile:
-        net = torch.compile(model, mode=options.compile_mode)
-        update = compile_update(optimizer, options.compile_mode)
-    if env.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
-    return Tuning(model, net, optimizer, scheduler, MixedPrecision(device, options.bf16, options.fp16), env, device,
+    net, update = compile_step(model, optimizer, options.compile, options.compile_mode)
+    return Tuning(model, data_parallel(net, env, device), optimizer, scheduler, MixedPrecision(device, options.bf16, options.fp16), env, device,
                   update, torch.zeros(4, device=device))
 
 

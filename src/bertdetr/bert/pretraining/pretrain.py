@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,8 +33,7 @@ import torch.nn.functional as F
 
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
-from bertdetr.bert.optimization import (clip_and_update, clip_by_global_norm, compile_update,
-                                        create_optimizer, google_lr_factor)
+from bertdetr.bert.optimization import clip_by_global_norm, compile_step, create_optimizer, google_lr_factor
 from bertdetr.bert.pretraining.roberta import DynamicMasking
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
 from bertdetr.bert.weights import export_model
@@ -43,7 +41,7 @@ from bertdetr.errors import BertDetrError, require, require_at_least, require_fi
 from bertdetr.fileio import atomic_output, write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.compiling import CUDA_GRAPH_MODES, compile_mode_error
-from bertdetr.training.distributed import Distributed, local_world_size, set_rng_state
+from bertdetr.training.distributed import Distributed, data_parallel, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, setup_process
@@ -321,14 +319,8 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
     if run.resumed:
         step, skip_batches = _resume(run, config, model, optimizer, scheduler, precision, env, device, health)
 
-    net: torch.nn.Module = model
-    update = functools.partial(clip_and_update, optimizer)
-    if config.compile:
-        net = torch.compile(net, mode=config.compile_mode)
-        update = compile_update(optimizer, config.compile_mode)
-    if env.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
+    net, update = compile_step(model, optimizer, config.compile, config.compile_mode)
+    net = data_parallel(net, env, device)
     # Every batch's values are checked against the model there, on the host (not in forward).
     stream = PretrainingStream(config.input_files, config.batch_size, config.seed, shape, env.rank,
                                env.world_size, config.num_workers, config.shuffle_buffer, skip_batches,
