@@ -11,15 +11,20 @@ Rows (all timed steps alternate round-robin, medians, so other load hits every s
   ``torch.optim.AdamW(fused=True)`` on both;
 - ``ours classify step``: what ``classify`` runs per step (``finetune.finetune_step`` on the batch
   ``finetune.take_batch`` makes: cut to its longest real row), Google's AdamWeightDecay, global-norm
-  clipping and schedule.
+  clipping and schedule;
+- ``ours classify step, --compile`` (with ``--compile``): the same step as ``classify --compile`` runs
+  it, the model and the update compiled (inductor; the warm-up call compiles).
 
     python bench/bench_classify.py                       # base B=32 and small B=32, ~6 min quiet
     python bench/bench_classify.py --configs small --repeats 3
+    python bench/bench_classify.py --configs small --repeats 7 --compile   # + the step compiled whole
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import statistics
@@ -71,6 +76,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--compile", action="store_true",
+                    help="also the classify step compiled whole (--compile: the model and the update; the warm-up "
+                         "call compiles, untimed)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import transformers
@@ -122,7 +130,12 @@ def main() -> None:
         def classify_step():
             finetune_step(tuning, [_batch(data, slice(None), cpu)], 0)
 
-        times = alternate({"ours": ours_step, "hf": hf_step, "ours classify step": classify_step}, args.repeats)
+        steps = {"ours": ours_step, "hf": hf_step, "ours classify step": classify_step}
+        if args.compile:  # the whole step compiled (inductor): a copy of the model, its own optimizer
+            compiled = make_tuning(copy.deepcopy(ours), dataclasses.replace(options, compile=True), Distributed(), cpu,
+                                   num_train_steps=10_000, num_warmup_steps=1000)
+            steps["ours classify step, --compile"] = lambda: finetune_step(compiled, [_batch(data, slice(None), cpu)], 0)
+        times = alternate(steps, args.repeats)
         hf_s = statistics.median(w for w, _ in times["hf"])
         for what, t in times.items():
             wall = statistics.median(w for w, _ in t)

@@ -167,6 +167,8 @@ def test_no_host_reads_on_steps_that_do_not_log(tmp_path, monkeypatch):
     assert len(marks) == 8  # int(400 windows / 50)
     per_step = [reads[a:b] for a, b in zip(marks, marks[1:])]  # steps 1..7 (step 8 saves at the end)
     assert [len(r) for r in per_step] == [0, 0, 1, 0, 0, 1, 0], per_step
+    rate = read_scalars(tmp_path / "out" / "scalars.csv")["sequences_per_s"]  # logged with the one read
+    assert [step for step, _ in rate] == [3, 6, 8] and all(v > 0 for _, v in rate)
 
 
 def _nan_norm_at(monkeypatch, steps):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -433,7 +434,8 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     batch): a resumed ``run`` continues from its checkpoint, whose identity must match. On
     SIGTERM/SIGINT: a checkpoint at the step, then ``Preempted``. Nothing is read back from the
     device but at logged steps (once: the losses, the gradient norm and the count of skipped
-    non-finite steps, ``Run.read_logged``)."""
+    non-finite steps, ``Run.read_logged``), which also log the training sequences (feature rows, of
+    every rank) per second since the last log."""
     env = run.env
     t = make_tuning(model, options, env, device, num_train_steps, num_warmup_steps)
     global_batch = options.train_batch_size * options.grad_accum * env.world_size
@@ -445,21 +447,23 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     stop = num_train_steps if options.stop_at_step is None else min(options.stop_at_step, num_train_steps)
     with run.logging(num_train_steps, step, desc, "step", options.progress) as log:
         model.train()
+        t0, seen = time.perf_counter(), 0
         for micro_batches in step_loader(make_batch, num_examples, options, env, device, step, stop):
             # the lr of this step from the schedule on the host (a compiled update's lr is a tensor)
             lr = options.learning_rate * google_lr_factor(step, num_train_steps, num_warmup_steps)
             names, terms, grad_norm = finetune_step(t, micro_batches, step)
-            step += 1
+            step, seen = step + 1, seen + global_batch
             logging_step = step % options.log_every == 0 or step == stop
             if logging_step:
                 values, skipped = run.read_logged(
                     [terms, grad_norm], t.health, options.max_non_finite_steps, lambda v, since, most:
                     f"step {since} (loss {v[names.index('loss')]:.4g}, grad norm {v[-1]:.4g}; "
                     f"{most} step(s) in a row skipped)")
-                losses = dict(zip(names, values))
-                log.log(step, {**losses, "lr": lr, "grad_norm": values[-1],
+                losses, rate = dict(zip(names, values)), seen / max(time.perf_counter() - t0, 1e-9)
+                log.log(step, {**losses, "lr": lr, "grad_norm": values[-1], "sequences_per_s": rate,
                                **({"non_finite_steps": skipped} if skipped else {}), **t.precision.scalars()})
-                log.show(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}")
+                log.show(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
+                t0, seen = time.perf_counter(), 0
             log.advance()
             saving = step % options.save_checkpoints_steps == 0 or step == stop
             stopping = step < stop and run.stop_requested(device, agree=logging_step)
