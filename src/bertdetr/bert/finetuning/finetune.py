@@ -93,7 +93,7 @@ class FinetuneConfig:
     fp16: bool = False
     """float16 autocast with a gradient scaler (GPUs without bf16)."""
     compile: bool = False
-    """torch.compile the step: the model's forward and loss (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph; batches cut to their longest row compile once more, with dynamic shapes Compiled dropout draws other masks than eager's (inductor's own random numbers)."""
+    """torch.compile the step: the model's forward and loss (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph; batches cut to their longest row compile once more, with dynamic shapes. Compiled dropout draws other masks than eager's (inductor's own random numbers)."""
     compile_mode: str = "default"
     """torch.compile's mode: default, reduce-overhead (CUDA graphs: one per batch length), max-autotune, max-autotune-no-cudagraphs."""
     max_non_finite_steps: int = 1
@@ -414,8 +414,9 @@ def make_tuning(model: nn.Module, options: FinetuneConfig, env: Distributed, dev
     the update after its backward, both compiled with ``compile``, as ``bert pretrain`` does."""
     optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
     net, update = compile_step(model, optimizer, options.compile, options.compile_mode)
-    return Tuning(model, data_parallel(net, env, device), optimizer, scheduler, MixedPrecision(device, options.bf16, options.fp16), env, device,
-                  update, torch.zeros(4, device=device))
+    precision = MixedPrecision(device, options.bf16, options.fp16)
+    return Tuning(model, data_parallel(net, env, device), optimizer, scheduler, precision, env, device, update,
+                  torch.zeros(4, device=device))
 
 
 def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]],

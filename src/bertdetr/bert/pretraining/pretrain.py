@@ -115,7 +115,7 @@ class PretrainConfig:
     fp16: bool = False
     """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
-    """torch.compile the step: the model's forward and losses (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph Compiled dropout draws other masks than eager's (inductor's own random numbers)."""
+    """torch.compile the step: the model's forward and losses (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph. Compiled dropout draws other masks than eager's (inductor's own random numbers)."""
     unpad: bool = False
     """Run the encoder layers on the real tokens only, padding dropped (the same numbers; pays where batches are much padded, e.g. length 512 on short documents)."""
     compile_mode: str = "default"
