@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             run_bert(os.path.join(args.out, "bert"), args.bert_steps, args.seed, bert_threads, args.progress)
             if args.finetune_epochs > 0:  # run_bert exports its model to bert/run/model
                 run_bert_finetune(os.path.join(args.out, "bert", "classify"),
-                                  os.path.join(args.out, "bert", "run", "model"), args.seed, args.finetune_epochs)
+                                  os.path.join(args.out, "bert", "run", "model"), args.seed, args.finetune_epochs,
+                                  threads=bert_threads)
         if child is not None:
             if child.poll() is None:
                 print("(waiting for the DETR half)", flush=True)
@@ -285,9 +286,11 @@ def make_book_task(out_dir: str, seed: int, per_book_train: int = 250, per_book_
     return out_dir, counts[0], counts[1]
 
 
-def run_bert_finetune(out: str, model_dir: str, seed: int, epochs: float = 3.0, learning_rate: float = 1e-4) -> dict:
+def run_bert_finetune(out: str, model_dir: str, seed: int, epochs: float = 3.0, learning_rate: float = 1e-4,
+                      threads: int | None = None) -> dict:
     """Pretraining pays: fine-tune the pretrained tiny BERT on ``make_book_task`` and, with the same
-    recipe, the same model from random weights; print both held-out accuracies.
+    recipe, the same model from random weights; print both held-out accuracies. ``threads``: the
+    CPU threads (None: the CPUs free at start), the BERT half's.
 
     Google's recipe (3 epochs, batch 32, warmup 10%) with lr 1e-4, from the grid Google gives for
     its small BERTs (3e-4, 1e-4, 5e-5, 3e-5). About 12 s on one thread (two runs of 93 steps).
@@ -303,7 +306,7 @@ def run_bert_finetune(out: str, model_dir: str, seed: int, epochs: float = 3.0, 
     data, n_train, n_test = make_book_task(os.path.join(out, "data"), seed)
     common = dict(task_name="tsv", data_dir=data, max_seq_length=64, do_train=True, do_eval=True,
                   train_batch_size=32, num_train_epochs=epochs, learning_rate=learning_rate, seed=seed,
-                  save_checkpoints_steps=10**6, keep_checkpoint_max=1, progress=False,
+                  save_checkpoints_steps=10**6, keep_checkpoint_max=1, progress=False, num_threads=threads,
                   overwrite=True)  # a demo run again replaces its own outputs
     print(f"[5b] fine-tuning to tell which book a sentence is from ({n_train} training sentences of 4 books; "
           f"{n_test} test sentences of held-out chapters)   # bertdetr bert classify --task-name tsv "

@@ -211,3 +211,14 @@ def test_the_first_non_finite_step_stops_the_run_by_default(tmp_path, monkeypatc
     assert code == 2 and "non-finite loss at step 3 " in err and "1 step(s) in a row skipped" in err, err
     # found at the logged step 5; the checkpoint of step 4 holds the skipped step 3 untouched
     assert [s for s, _ in list_checkpoints(out)] == [2, 4]
+
+
+def test_num_threads_sets_the_cpu_threads_and_is_checked(tmp_path, capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(_ner_args(tmp_path, tmp_path / "out", "--train-batch-size", "200", "--num-threads", "1")) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(_ner_args(tmp_path, tmp_path / "bad", "--num-threads", "0")) == 2
+    assert "--num_threads must be >= 1, got 0" in capsys.readouterr().err

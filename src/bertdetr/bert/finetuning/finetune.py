@@ -100,6 +100,8 @@ class FinetuneConfig:
     """Steps in a row with a non-finite loss or gradient that stop the run (each is skipped on the device, weights untouched, and reported at the next logged step)."""
     num_workers: int | None = None
     """DataLoader workers assembling the training batches (default: none on a CPU, one on a GPU)."""
+    num_threads: int | None = None
+    """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
     log_every: int = 10
     """Log the training loss every this many steps (scalars.csv)."""
     progress: bool = True
@@ -109,7 +111,7 @@ class FinetuneConfig:
         require_field_types(self, "--")
         # errors name Google's flag spellings, which the command accepts as they are
         require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
-                                "log_every", "stop_at_step"), 1, "--")
+                                "log_every", "stop_at_step", "num_threads"), 1, "--")
         require_at_least(self, ("keep_checkpoint_max", "num_workers"), 0, "--")
         require_at_least(self, ("grad_accum", "max_non_finite_steps"), 1, "--")
         require(compile_mode_error(self.compile_mode, "--compile-mode") is None,
@@ -274,8 +276,9 @@ def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], op
 
 def setup(options: FinetuneConfig) -> tuple[Distributed, torch.device]:
     """This process's place in the run and its device: under ``torchrun`` it joins the process
-    group (gloo on CPU, nccl on GPU) and takes its rank's GPU (``training.run.setup_process``)."""
-    return setup_process(options.device)
+    group (gloo on CPU, nccl on GPU) and takes its rank's GPU; on a CPU, ``num_threads`` threads
+    (``training.run.setup_process``)."""
+    return setup_process(options.device, options.num_threads)
 
 
 class _Discard:
