@@ -95,7 +95,9 @@ class FinetuneConfig:
     compile: bool = False
     """torch.compile the step: the model's forward and loss (its backward compiled with them) and the update (clipping, the skip of a non-finite step, the optimizer), each one graph; batches cut to their longest row compile once more, with dynamic shapes. Compiled dropout draws other masks than eager's (inductor's own random numbers)."""
     compile_mode: str = "default"
-    """torch.compile's mode: default, reduce-overhead (CUDA graphs: one per batch length), max-autotune, max-autotune-no-cudagraphs."""
+    """torch.compile's mode: default, reduce-overhead (CUDA graphs: one per batch length, see pad_to_multiple_of), max-autotune, max-autotune-no-cudagraphs."""
+    pad_to_multiple_of: int = 1
+    """classify and ner: training batches are cut to their longest row rounded up to a multiple of this (1: the longest row; e.g. 32 bounds the batch lengths, and reduce-overhead's CUDA graphs, to max_seq_length / 32; the same numbers). squad's windows are always full length."""
     max_non_finite_steps: int = 1
     """Steps in a row with a non-finite loss or gradient that stop the run (each is skipped on the device, weights untouched, and reported at the next logged step)."""
     num_workers: int | None = None
@@ -111,7 +113,7 @@ class FinetuneConfig:
         require_field_types(self, "--")
         # errors name Google's flag spellings, which the command accepts as they are
         require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
-                                "log_every", "stop_at_step", "num_threads"), 1, "--")
+                                "log_every", "stop_at_step", "num_threads", "pad_to_multiple_of"), 1, "--")
         require_at_least(self, ("keep_checkpoint_max", "num_workers"), 0, "--")
         require_at_least(self, ("grad_accum", "max_non_finite_steps"), 1, "--")
         require(compile_mode_error(self.compile_mode, "--compile-mode") is None,
@@ -214,12 +216,15 @@ def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int
 HOST = torch.device("cpu")
 
 
-def take_batch(data: dict[str, torch.Tensor], index, device: torch.device) -> dict[str, torch.Tensor]:
+def take_batch(data: dict[str, torch.Tensor], index, device: torch.device,
+               pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
     """Rows ``index`` of the features ``data`` (tensors [N,T] or [N]) as a batch on ``device``
-    (int64), cut to the longest row's length: the columns that are padding in every row change
-    no real token's output (the masked keys), so they are not computed."""
+    (int64), cut to the longest row's length rounded up to ``pad_to_multiple_of`` (at most T): the
+    columns that are padding in every row change no real token's output (the masked keys), so
+    they are not computed."""
     batch = {k: v[index] for k, v in data.items()}
-    T = max(1, int(batch["input_mask"].sum(1).max()))
+    longest = max(1, int(batch["input_mask"].sum(1).max()))
+    T = min(-(-longest // pad_to_multiple_of) * pad_to_multiple_of, batch["input_mask"].shape[1])
     return {k: (v[:, :T] if v.dim() == 2 else v).to(device=device, dtype=torch.long) for k, v in batch.items()}
 
 
@@ -264,8 +269,8 @@ def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], op
     ``data``, a row per example; records ``step``, ``num_train_steps`` and ``export`` in
     ``summary``. Returns False when stopped early (``stop_at_step``: resume to finish)."""
     model.check_label_ids(data["label_ids"])
-    step, export = finetune(run, model, lambda index: take_batch(data, index, HOST), len(data["input_ids"]),
-                            options, device, num_train_steps, num_warmup_steps, {"labels": model.labels}, desc,
+    step, export = finetune(run, model, lambda index: take_batch(data, index, HOST, options.pad_to_multiple_of),
+                            len(data["input_ids"]), options, device, num_train_steps, num_warmup_steps, {"labels": model.labels}, desc,
                             vocab_file)
     summary.update(step=step, num_train_steps=num_train_steps)
     if export is None:
