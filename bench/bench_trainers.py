@@ -5,6 +5,8 @@ transformers' step on the same records, and the figures read from the trainers' 
     python bench/bench_trainers.py bert-figures RUN --model-size base --seq 128 --masked 20
     python bench/bench_trainers.py hf-bert RECORDS --model-size base --batch 256 --steps 60 [--compile]
     python bench/bench_trainers.py detr-figures RUN
+    python bench/bench_trainers.py classify-figures RUN      # bert classify's logged sequences/s
+    python bench/bench_trainers.py bert-config SIZE PATH     # a random-weights BERT's bert_config.json
 
 ``bert-figures``: the median ``sequences_per_s`` that ``bert pretrain`` logged (the first two logged
 rows dropped: compilation and warm-up) and its MFU: model FLOPs per sequence as our model runs
@@ -45,6 +47,10 @@ def make_data(out: str, smoke: bool) -> None:
                             "--output-file", target, "--vocab-file", VOCAB, "--max-seq-length", str(seq),
                             "--max-predictions-per-seq", str(masked), "--dupe-factor", "1" if smoke else "5"],
                            check=True)
+    if not os.path.exists(os.path.join(out, "book_task", "train.tsv")):
+        from bertdetr.demo import make_book_task
+
+        make_book_task(os.path.join(out, "book_task"), seed=0, per_book_train=50 if smoke else 250)
     coco = os.path.join(out, "coco")
     if not os.path.exists(os.path.join(coco, "train.json")):
         make_jpeg_shapes(coco, 16 if smoke else 400, (48, 64) if smoke else (480, 640))
@@ -106,11 +112,18 @@ def bert_figures(args) -> None:
                       "flops_per_sequence": flops}))
 
 
-def detr_figures(args) -> None:
-    rates = logged(args.run, "images_per_s")[2:]
+def rate_figures(run: str, key: str) -> None:
+    """The median of ``key`` that a trainer logged in ``run`` (the first two rows, compilation and
+    warm-up, dropped)."""
+    rates = logged(run, key)[2:]
     if not rates:
-        raise SystemExit(f"{args.run}: fewer than 3 logged rows of images_per_s")
-    print(json.dumps({"run": args.run, "images_per_s": round(statistics.median(rates), 1), "logged_rows": len(rates)}))
+        raise SystemExit(f"{run}: fewer than 3 logged rows of {key}")
+    print(json.dumps({"run": run, key: round(statistics.median(rates), 1), "logged_rows": len(rates)}))
+
+
+def write_bert_config(args) -> None:
+    with open(args.path, "w", encoding="utf-8") as f:
+        json.dump(bert_config(args.model_size).to_google_dict(), f, indent=1)
 
 
 def hf_bert(args) -> None:
@@ -176,8 +189,11 @@ def main() -> None:
     p.add_argument("--model-size", default="base")
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--masked", type=int, default=20)
-    p = sub.add_parser("detr-figures")
-    p.add_argument("run")
+    for name in ("detr-figures", "classify-figures"):
+        sub.add_parser(name).add_argument("run")
+    p = sub.add_parser("bert-config")
+    p.add_argument("model_size")
+    p.add_argument("path")
     p = sub.add_parser("hf-bert")
     p.add_argument("records")
     p.add_argument("--model-size", default="base")
@@ -191,7 +207,9 @@ def main() -> None:
     if args.what == "data":
         make_data(args.out, args.smoke)
     else:
-        {"bert-figures": bert_figures, "detr-figures": detr_figures, "hf-bert": hf_bert}[args.what](args)
+        {"bert-figures": bert_figures, "hf-bert": hf_bert, "bert-config": write_bert_config,
+         "detr-figures": lambda a: rate_figures(a.run, "images_per_s"),
+         "classify-figures": lambda a: rate_figures(a.run, "sequences_per_s")}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@
 #     stepped on the same records (bench_trainers.py hf-bert);
 #   detr train (R50, bf16) on COCO-format JPEGs, images/s from its log, and the DETR-R50 step
 #     against transformers' DetrForObjectDetection (bench_detr.py);
+#   bert classify (BERT-base, random weights, bf16) on the demo's book task, eager and --compile
+#     (the whole step), sequences/s from its log;
 #   the synthetic model benchmarks of before (bench_bert_model.py), last.
 #
 #     python bench/bench_trainers.py data gpu_bench/data       # first, here (30 s of CPU): the device skips it
-#     bash bench/run_gpu.sh gpu_bench [all|bert|detr|model]      # on the first CUDA device
+#     bash bench/run_gpu.sh gpu_bench [all|bert|detr|finetune|model]   # on the first CUDA device
 #     SMOKE=1 bash bench/run_gpu.sh /tmp/smoke                   # the same steps, tiny, on the CPU
 #
 # One command keeps to BUDGET seconds (default 570: a lent device's 10-minute call, less the copy
@@ -29,10 +31,10 @@ BD="python3 -m bertdetr.cli"
 VOCAB=tests/data/bert/vocab-uncased.txt
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; BASE=tiny; LARGE=mini; B128=8; B512=2; STEPS=6; LOG=1; COMPILE=""; PREC=""; DETR_MODEL=r18; DETR_B=2
-  HF_ARGS="--device cpu --steps 2 --warmup 1 --num-workers 0"; SMOKE_FLAG=--smoke
+  HF_ARGS="--device cpu --steps 2 --warmup 1 --num-workers 0"; SMOKE_FLAG=--smoke; FT_B=8; FT_EPOCHS=0.2
 else
   DEV=cuda; BASE=base; LARGE=large; B128=256; B512=32; STEPS=80; LOG=10; COMPILE=--compile; PREC=--bf16
-  DETR_MODEL=r50; DETR_B=8; HF_ARGS="--compile --steps 40"; SMOKE_FLAG=""
+  DETR_MODEL=r50; DETR_B=8; HF_ARGS="--compile --steps 40"; SMOKE_FLAG=""; FT_B=32; FT_EPOCHS=6
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 fi
 python3 -c "import sys, torch, transformers; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
@@ -72,6 +74,20 @@ PY
   if [ "${SMOKE:-0}" != 1 ]; then
     T=$(cap 150 bench_detr) && timeout "$T" python3 bench/bench_detr.py --device cuda --batch 4 --repeats 20 2>&1 | tee "$OUT/detr_gpu.txt"
   fi
+fi
+
+if [ "$PART" = all ] || [ "$PART" = finetune ]; then
+  task="$OUT/data/book_task"
+  python3 bench/bench_trainers.py bert-config $BASE "$task/bert_config_$BASE.json"
+  for how in eager compiled; do
+    flags=$PREC; [ $how = compiled ] && flags="$PREC $COMPILE"
+    T=$(cap 200 "bert classify $how") || break
+    timeout "$T" $BD bert classify --task-name tsv --data-dir "$task" --output-dir "$OUT/classify-$how" --overwrite \
+        --bert-config-file "$task/bert_config_$BASE.json" --vocab-file $VOCAB --do-train --max-seq-length 128 \
+        --pad-to-multiple-of 32 --train-batch-size $FT_B --num-train-epochs $FT_EPOCHS --log-every $LOG \
+        --save-checkpoints-steps 100000 --no-progress --device $DEV $flags 2>&1 | tail -2
+    python3 bench/bench_trainers.py classify-figures "$OUT/classify-$how" | tee -a "$OUT/finetune_trainer.jsonl"
+  done
 fi
 
 if [ "${SMOKE:-0}" != 1 ] && { [ "$PART" = all ] || [ "$PART" = model ]; }; then

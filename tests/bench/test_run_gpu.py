@@ -23,6 +23,9 @@ def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
     assert [(r["model_size"], r["seq"]) for r in theirs] == [("tiny", 128), ("mini", 512)]
     detr = json.loads((tmp_path / "detr_trainer.jsonl").read_text())
     assert detr["images_per_s"] > 0
+    classify = [json.loads(line) for line in (tmp_path / "finetune_trainer.jsonl").read_text().splitlines()]
+    assert [os.path.basename(r["run"]) for r in classify] == ["classify-eager", "classify-compiled"]
+    assert all(r["sequences_per_s"] > 0 and r["logged_rows"] >= 3 for r in classify)
     images = json.loads((tmp_path / "data" / "coco" / "train.json").read_text())["images"]
     assert images and all(i["file_name"].endswith(".jpg") for i in images)
 
