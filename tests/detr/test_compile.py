@@ -48,3 +48,21 @@ def test_compiled_training_trains_as_eager(shapes, tmp_path, monkeypatch):  # no
 def test_a_bad_compile_mode_is_a_clear_error():
     with pytest.raises(BertDetrError, match="train.compile_mode must be one of default, reduce-overhead"):
         TrainConfig(output_dir="x", compile=True, compile_mode="fast")
+
+
+def test_new_image_sizes_compile_once_more_then_reuse_the_dynamic_graph():
+    """What ``train.compile`` says: batches differ in size, and the first new size compiles once
+    more with dynamic shapes; later sizes reuse that graph (no compile per size)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    net = torch.compile(build_detr(tiny_config()), backend="aot_eager")
+    graphs = []
+    for h, w in ((64, 80), (72, 56), (48, 96), (80, 80), (56, 64)):
+        masks = torch.zeros(2, h, w, dtype=torch.bool)
+        masks[1, :, w - 8:] = True
+        net(torch.randn(2, 3, h, w), masks)["pred_logits"].sum().backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [1, 2, 2, 2, 2]
