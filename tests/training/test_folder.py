@@ -222,7 +222,6 @@ def test_a_resume_drops_what_the_killed_stretch_left(records, tmp_path):
 def _run_until(args, folder, signum, min_step=3, timeout=120):
     """Starts ``bertdetr ARGS`` in its own process, sends ``signum`` once ``folder/scalars.csv``
     has a row of step ``min_step``; returns (exit status, stderr)."""
-    import signal
     import subprocess
     import sys
     import time
