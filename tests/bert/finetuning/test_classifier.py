@@ -336,3 +336,18 @@ def test_sigterm_checkpoints_the_step_and_resume_finishes(bert_config, tmp_path)
     assert step < 360 and f"stopped by SIGTERM at step {step}" in err
     assert main(args + ["--resume"]) == 0
     assert list_checkpoints(out)[-1][0] == 360 and (out / "model" / "model.safetensors").is_file()
+
+
+def test_eval_every_logs_mrpcs_metrics_while_training_as_it_trained_before(bert_config, tmp_path):
+    """``--eval-every``: the dev set's loss, accuracy and MRPC's F1 logged while training (dropout
+    on); the training itself is the same, bit for bit (evaluating draws no random numbers)."""
+    from bertdetr.training.scalars import read_scalars
+
+    plain = run_classifier(_config(bert_config, tmp_path / "plain", do_eval=True))
+    evaluated = run_classifier(_config(bert_config, tmp_path / "evaluated", do_eval=True, eval_every=2))
+    rows = read_scalars(tmp_path / "evaluated" / "scalars.csv")
+    assert [s for s, _ in rows["eval_f1"]] == [2, 4] and {"eval_loss", "eval_accuracy"} <= set(rows)
+    assert evaluated["eval"] == plain["eval"]
+    a = load_checkpoint(list_checkpoints(tmp_path / "plain")[-1][1])["model"]
+    b = load_checkpoint(list_checkpoints(tmp_path / "evaluated")[-1][1])["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -247,3 +247,24 @@ def test_pad_to_multiple_of_bounds_the_batch_lengths_with_the_same_training(tmp_
     for k in wa:
         if "pooler" not in k:  # (not in a token classifier's files: drawn afresh on loading)
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_eval_every_logs_the_dev_metrics_and_leaves_the_training_as_it_was(tmp_path, capsys):
+    assert main(_ner_args(tmp_path, tmp_path / "plain", "--train-batch-size", "50")) == 0
+    assert main(_ner_args(tmp_path, tmp_path / "evaluated", "--train-batch-size", "50", "--eval-every", "3")) == 0
+    rows = read_scalars(tmp_path / "evaluated" / "scalars.csv")
+    assert [step for step, _ in rows["eval_f1"]] == [3, 6]  # (step 8, the last: eval_metrics.json, as before)
+    assert {"eval_precision", "eval_recall", "eval_accuracy", "eval_loss"} <= set(rows)
+    assert all(0 <= v <= 1 for _, v in rows["eval_f1"] + rows["eval_accuracy"])
+    assert read_scalars(tmp_path / "evaluated" / "scalars.csv")["loss"] == read_scalars(
+        tmp_path / "plain" / "scalars.csv")["loss"]  # (with dropout on: test_classifier's eval_every test)
+    a = BertForTokenClassification.from_pretrained(tmp_path / "plain" / "model").state_dict()
+    b = BertForTokenClassification.from_pretrained(tmp_path / "evaluated" / "model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if "pooler" not in k)
+    final = json.loads((tmp_path / "evaluated" / "eval_metrics.json").read_text())
+    assert final["eval_f1"] == json.loads((tmp_path / "plain" / "eval_metrics.json").read_text())["eval_f1"]
+    capsys.readouterr()
+    args = [a for a in _ner_args(tmp_path, tmp_path / "bad", "--eval-every", "3") if a != "--do-eval"]
+    assert main(args) == 2 and "--eval-every evaluates on the dev set while training" in capsys.readouterr().err
+    with pytest.raises(BertDetrError, match="bert classify and bert ner, with --do-eval"):  # (squad: no do_eval)
+        FinetuneConfig(output_dir="unused", max_seq_length=8, eval_every=3)

@@ -283,7 +283,8 @@ def run_classifier(config: ClassifierConfig) -> dict:
         run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
                            "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
         if config.do_train and not train_labelled(run, model, data["train"], config, device, num_train_steps,
-                                                  num_warmup_steps, "classify", vocab_file, summary):
+                                                  num_warmup_steps, "classify", vocab_file, summary,
+                                                  lambda m: _dev_scalars(config, m, data["eval"], device)):
             return summary  # stopped early (--stop-at-step): resume to finish
         step = summary.setdefault("step", step)
         if not env.main:
@@ -297,6 +298,13 @@ def run_classifier(config: ClassifierConfig) -> dict:
         return summary
     finally:
         run.close()
+
+
+def _dev_scalars(config: ClassifierConfig, model: BertForSequenceClassification, data: dict[str, torch.Tensor],
+                 device: torch.device) -> dict[str, float]:
+    """The dev set's loss and GLUE metric, for ``--eval-every`` while training."""
+    metrics, predictions, _ = evaluate(model, data, config.eval_batch_size, device)
+    return {"loss": metrics["eval_loss"], **glue_metrics(config.task_name, data["label_ids"].numpy(), predictions)}
 
 
 def _evaluate_and_write(config: ClassifierConfig, model: BertForSequenceClassification, data: dict[str, torch.Tensor],

@@ -107,6 +107,8 @@ class FinetuneConfig:
     """CPU threads of a CPU run (None: the CPUs free for this process at start, see bertdetr.training.threads)."""
     log_every: int = 10
     """Log the training loss every this many steps (scalars.csv)."""
+    eval_every: int = 0
+    """classify and ner with --do-eval: also evaluate on the dev set every this many training steps, logged as eval_* scalars (0: after training only, as Google's programs)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -115,7 +117,10 @@ class FinetuneConfig:
         # errors name Google's flag spellings, which the command accepts as they are
         require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
                                 "log_every", "stop_at_step", "num_threads", "pad_to_multiple_of"), 1, "--")
-        require_at_least(self, ("keep_checkpoint_max", "num_workers"), 0, "--")
+        require_at_least(self, ("keep_checkpoint_max", "num_workers", "eval_every"), 0, "--")
+        # (do_eval: classify's and ner's; squad has no dev set to evaluate during training)
+        require(not self.eval_every or getattr(self, "do_eval", False),
+                "--eval-every evaluates on the dev set while training: bert classify and bert ner, with --do-eval")
         require_at_least(self, ("grad_accum", "max_non_finite_steps"), 1, "--")
         require(compile_mode_error(self.compile_mode, "--compile-mode") is None,
                 compile_mode_error(self.compile_mode, "--compile-mode"))
@@ -271,14 +276,16 @@ def labelled_checkpoint(create: Callable[[list[str]], nn.Module], labels: Sequen
 
 def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], options: FinetuneConfig,
                    device: torch.device, num_train_steps: int, num_warmup_steps: int, desc: str,
-                   vocab_file: str, summary: dict) -> bool:
+                   vocab_file: str, summary: dict,
+                   evaluate: Callable[[nn.Module], dict[str, float]] | None = None) -> bool:
     """``finetune`` of a head with labels (its checkpoints identified by them) on the feature rows
-    ``data``, a row per example; records ``step``, ``num_train_steps`` and ``export`` in
-    ``summary``. Returns False when stopped early (``stop_at_step``: resume to finish)."""
+    ``data``, a row per example (``evaluate``: as ``finetune``'s); records ``step``,
+    ``num_train_steps`` and ``export`` in ``summary``. Returns False when stopped early
+    (``stop_at_step``: resume to finish)."""
     model.check_label_ids(data["label_ids"])
     step, export = finetune(run, model, lambda index: take_batch(data, index, HOST, options.pad_to_multiple_of),
-                            len(data["input_ids"]), options, device, num_train_steps, num_warmup_steps, {"labels": model.labels}, desc,
-                            vocab_file)
+                            len(data["input_ids"]), options, device, num_train_steps, num_warmup_steps,
+                            {"labels": model.labels}, desc, vocab_file, evaluate)
     summary.update(step=step, num_train_steps=num_train_steps)
     if export is None:
         return False
@@ -436,7 +443,8 @@ def make_tuning(model: nn.Module, options: FinetuneConfig, env: Distributed, dev
 
 def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]],
              num_examples: int, options: FinetuneConfig, device: torch.device, num_train_steps: int,
-             num_warmup_steps: int, identity: dict, desc: str, vocab_file: str) -> tuple[int, str | None]:
+             num_warmup_steps: int, identity: dict, desc: str, vocab_file: str,
+             evaluate: Callable[[nn.Module], dict[str, float]] | None = None) -> tuple[int, str | None]:
     """Fine-tunes ``model`` as Google's programs do; returns the last step and, when training
     finished (not stopped by ``stop_at_step``), the exported model (``output_dir/model``, written
     by the main process).
@@ -451,7 +459,9 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     SIGTERM/SIGINT: a checkpoint at the step, then ``Preempted``. Nothing is read back from the
     device but at logged steps (once: the losses, the gradient norm and the count of skipped
     non-finite steps, ``Run.read_logged``), which also log the training sequences (feature rows, of
-    every rank) per second since the last log."""
+    every rank) per second since the last log. ``evaluate(model)`` (the dev set's metrics), when
+    given, runs every ``eval_every`` steps before the last on the main process, logged as
+    ``eval_*``; it draws no random numbers, so the training goes on as without it."""
     env = run.env
     t = make_tuning(model, options, env, device, num_train_steps, num_warmup_steps)
     global_batch = options.train_batch_size * options.grad_accum * env.world_size
@@ -481,6 +491,9 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
                 log.show(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", seq_s=f"{rate:.1f}")
                 t0, seen = time.perf_counter(), 0
             log.advance()
+            if evaluate is not None and options.eval_every and step % options.eval_every == 0 and step < stop \
+                    and env.main:  # the other ranks wait for it in the next step's all-reduce
+                log.log(step, {f"eval_{k}": v for k, v in evaluate(model).items()})
             saving = step % options.save_checkpoints_steps == 0 or step == stop
             stopping = step < stop and run.stop_requested(device, agree=logging_step)
             if saving or stopping:

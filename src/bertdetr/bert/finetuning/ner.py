@@ -264,8 +264,9 @@ def run_ner(config: NerConfig) -> dict:
     try:
         run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
                            "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
-        if config.do_train and not train_labelled(run, model, data["train"], config, device, num_train_steps,
-                                                  num_warmup_steps, "ner", vocab_file, summary):
+        if config.do_train and not train_labelled(
+                run, model, data["train"], config, device, num_train_steps, num_warmup_steps, "ner", vocab_file,
+                summary, lambda m: _dev_scalars(config, m, data["eval"], windows["eval"], sets["eval"], device)):
             return summary  # stopped early (--stop-at-step): resume to finish
         step = summary.setdefault("step", step)
         if not env.main:
@@ -281,6 +282,14 @@ def run_ner(config: NerConfig) -> dict:
         return summary
     finally:
         run.close()
+
+
+def _dev_scalars(config: NerConfig, model: BertForTokenClassification, data: dict[str, torch.Tensor],
+                 windows: list[NerWindow], sentences: list[Sentence], device: torch.device) -> dict[str, float]:
+    """The dev set's entity-level precision, recall, F1, token accuracy and loss, for
+    ``--eval-every`` while training."""
+    metrics, _ = evaluate(model, data, windows, sentences, config.eval_batch_size, device)
+    return {k: metrics[k] for k in ("precision", "recall", "f1", "accuracy", "loss")}
 
 
 def _evaluate_and_write(config: NerConfig, model: BertForTokenClassification, data: dict[str, torch.Tensor],
