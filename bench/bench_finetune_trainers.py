@@ -10,7 +10,7 @@ transformers: ``DataCollatorWithPadding``), batch 32 with the last partial batch
 ``drop_remainder``; ``dataloader_drop_last``), lr 5e-5 with 10% warmup then linear decay, weight
 decay 0.01, gradients clipped to norm 1.0, dropout 0.1, the same BERT config from random weights
 (``--config``: bench_classify's ``small``, L4 H256, or ``base``), fp32 on the CPU with the same
-threads. Ours: ``run_classifier`` (Google's AdamWeightDecay on flat buffers, its schedule, the
+threads (``--bf16``: bf16 autocast on both sides). Ours: ``run_classifier`` (Google's AdamWeightDecay on flat buffers, its schedule, the
 classifier computing the last layer at [CLS] only); transformers: ``BertForSequenceClassification``
 (sdpa attention) under ``Trainer`` (its default AdamW). Timed: the training loop alone (ours:
 ``finetune.finetune``; transformers: ``trainer.train()``), features made beforehand on both sides.
@@ -53,7 +53,8 @@ def ours(args) -> dict:
         summary = run_classifier(ClassifierConfig(
             task_name="tsv", data_dir=args.data, output_dir=out, bert_config_file=args.bert_config, vocab_file=VOCAB,
             do_train=True, max_seq_length=128, train_batch_size=32, num_train_epochs=args.epochs, learning_rate=5e-5,
-            seed=0, num_threads=args.threads, progress=False, log_every=10**6, save_checkpoints_steps=10**6))
+            seed=0, num_threads=args.threads, progress=False, log_every=10**6, save_checkpoints_steps=10**6,
+            bf16=args.bf16))
     return {"side": "bertdetr bert classify", "steps": summary["step"], "seconds": seconds[0]}
 
 
@@ -86,7 +87,7 @@ def transformers_trainer(args) -> dict:
             output_dir=out, per_device_train_batch_size=32, num_train_epochs=args.epochs, learning_rate=5e-5,
             warmup_steps=0.1, weight_decay=0.01, max_grad_norm=1.0, lr_scheduler_type="linear", logging_steps=10**6,
             save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0, dataloader_drop_last=True,
-            seed=0, disable_tqdm=True)
+            seed=0, disable_tqdm=True, bf16=args.bf16)
         trainer = transformers.Trainer(model=model, args=training, train_dataset=dataset,
                                        data_collator=transformers.DataCollatorWithPadding(tokenizer))
         t = time.perf_counter()
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides (weights fp32)")
     ap.add_argument("--side", choices=["ours", "hf"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--bert-config", help=argparse.SUPPRESS)
@@ -118,14 +120,16 @@ def main() -> None:
         bert_config = os.path.join(tmp, "bert_config.json")
         with open(bert_config, "w", encoding="utf-8") as f:
             json.dump(BertConfig(vocab_size=30522, **SHAPES[args.config]).to_google_dict(), f)
-        print(f"# {n_train} training sentences, {args.config} config, {args.epochs} epochs, {args.threads} threads; "
+        print(f"# {n_train} training sentences, {args.config} config, {args.epochs} epochs, {args.threads} threads"
+              f"{', bf16 autocast' if args.bf16 else ''}; "
               f"load average {os.getloadavg()}", flush=True)
         runs: dict[str, list[dict]] = {"ours": [], "hf": []}
         for _ in range(args.repeats):
             for side, python in (("ours", sys.executable), ("hf", args.hf_python)):
                 done = subprocess.run([python, os.path.abspath(__file__), "--side", side, "--data", data,
                                        "--bert-config", bert_config, "--epochs", str(args.epochs),
-                                       "--threads", str(args.threads)], capture_output=True, text=True,
+                                       "--threads", str(args.threads), *(["--bf16"] if args.bf16 else [])],
+                                      capture_output=True, text=True,
                                       env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
                 if done.returncode != 0:
                     raise SystemExit(f"{side} failed:\n{done.stderr[-3000:]}")
@@ -134,7 +138,7 @@ def main() -> None:
                 runs[side].append(row)
                 print(json.dumps(row), flush=True)
     rate = {side: statistics.median(r["sequences_per_s"] for r in rows) for side, rows in runs.items()}
-    print(json.dumps({"config": args.config, "ours_sequences_per_s": rate["ours"], "hf_sequences_per_s": rate["hf"],
+    print(json.dumps({"config": args.config, "bf16": args.bf16, "ours_sequences_per_s": rate["ours"], "hf_sequences_per_s": rate["hf"],
                       "ratio": round(rate["ours"] / rate["hf"], 2), "load_average": os.getloadavg()}))
 
 
