@@ -493,7 +493,9 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
             log.advance()
             if evaluate is not None and options.eval_every and step % options.eval_every == 0 and step < stop \
                     and env.main:  # the other ranks wait for it in the next step's all-reduce
+                e0 = time.perf_counter()
                 log.log(step, {f"eval_{k}": v for k, v in evaluate(model).items()})
+                t0 += time.perf_counter() - e0  # (the training rate leaves the evaluation out)
             saving = step % options.save_checkpoints_steps == 0 or step == stop
             stopping = step < stop and run.stop_requested(device, agree=logging_step)
             if saving or stopping:

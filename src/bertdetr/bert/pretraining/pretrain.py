@@ -411,9 +411,11 @@ def fit(t: Pretraining) -> dict[str, float]:
                 t.run.save(_training_state(t), t.step, config.keep_last, t.device)
             if config.eval_every and t.step % config.eval_every == 0 and log.main:
                 # Rank 0 only; the others wait for it at the next step's all-reduce.
+                e0 = time.perf_counter()
                 metrics = evaluate(t.model, config.eval_files, config.eval_batch_size, config.max_eval_steps,
                                    t.device, config.bf16, t.masking, config.seed)
                 log.log(t.step, {f"eval_{k}": v for k, v in metrics.items() if k != "eval_sequences"})
+                t0 += time.perf_counter() - e0  # (the training rate leaves the evaluation out)
             if t.step < last_stop and t.run.stop_requested(t.device, agree=logging_step):
                 if not saving:
                     t.run.save(_training_state(t), t.step, config.keep_last, t.device)
