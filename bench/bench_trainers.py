@@ -38,7 +38,8 @@ BOOKS = os.path.join(ROOT, "src", "bertdetr", "data", "pd_books.txt")
 
 def make_data(out: str, smoke: bool) -> None:
     """Pretraining records at 128 and 512 (the bundled books, bert-base-uncased's vocabulary) and a
-    COCO-format dataset of JPEGs at COCO's sizes (synthetic shapes, re-encoded as JPEG)."""
+    COCO-format dataset of JPEGs at COCO's sizes (synthetic shapes, re-encoded as JPEG), and the
+    demo's book task for ``bert classify`` (``demo.make_book_task``)."""
     os.makedirs(out, exist_ok=True)
     for seq, masked in ((128, 20), (512, 80)):
         target = os.path.join(out, f"books_{seq}.tfrecord")
