@@ -5,6 +5,7 @@ transformers' step on the same records, and the figures read from the trainers' 
     python bench/bench_trainers.py bert-figures RUN --model-size base --seq 128 --masked 20
     python bench/bench_trainers.py hf-bert RECORDS --model-size base --batch 256 --steps 60 [--compile]
     python bench/bench_trainers.py detr-figures RUN
+    python bench/bench_trainers.py hf-detr CONFIG --steps 30   # transformers' DETR on detr train's batches
     python bench/bench_trainers.py classify-figures RUN      # bert classify's logged sequences/s
     python bench/bench_trainers.py bert-config SIZE PATH     # a random-weights BERT's bert_config.json
 
@@ -41,13 +42,16 @@ def make_data(out: str, smoke: bool) -> None:
     COCO-format dataset of JPEGs at COCO's sizes (synthetic shapes, re-encoded as JPEG), and the
     demo's book task for ``bert classify`` (``demo.make_book_task``)."""
     os.makedirs(out, exist_ok=True)
+    # the pieces at once (the two make-data runs in their own processes): on a lent GPU this is
+    # device time (30 s one after the other)
+    jobs = []
     for seq, masked in ((128, 20), (512, 80)):
         target = os.path.join(out, f"books_{seq}.tfrecord")
         if not os.path.exists(target):
-            subprocess.run([sys.executable, "-m", "bertdetr.cli", "bert", "make-data", "--input-file", BOOKS,
-                            "--output-file", target, "--vocab-file", VOCAB, "--max-seq-length", str(seq),
-                            "--max-predictions-per-seq", str(masked), "--dupe-factor", "1" if smoke else "5"],
-                           check=True)
+            jobs.append(subprocess.Popen(
+                [sys.executable, "-m", "bertdetr.cli", "bert", "make-data", "--input-file", BOOKS,
+                 "--output-file", target, "--vocab-file", VOCAB, "--max-seq-length", str(seq),
+                 "--max-predictions-per-seq", str(masked), "--dupe-factor", "1" if smoke else "5", "--no-progress"]))
     if not os.path.exists(os.path.join(out, "book_task", "train.tsv")):
         from bertdetr.demo import make_book_task
 
@@ -55,6 +59,8 @@ def make_data(out: str, smoke: bool) -> None:
     coco = os.path.join(out, "coco")
     if not os.path.exists(os.path.join(coco, "train.json")):
         make_jpeg_shapes(coco, 16 if smoke else 400, (48, 64) if smoke else (480, 640))
+    if any(job.wait() != 0 for job in jobs):
+        raise SystemExit("bench_trainers data: make-data failed")
 
 
 def make_jpeg_shapes(out: str, n: int, sizes: tuple[int, int]) -> None:
@@ -178,6 +184,90 @@ def hf_bert(args) -> None:
                       "mfu_executed": round(rate * executed / peak, 4), "mfu_ours_formula": round(rate * useful / peak, 4)}))
 
 
+def hf_detr_model(depth: int, num_labels: int):
+    """transformers' DETR with its own ResNet-``depth`` (no timm, no download), DETR's training
+    settings (dropout 0.1, the losses of every decoder layer, as ``detr train``), its backbone's
+    stem and first stage frozen as mmdet's (``bench_detr.build_pair``: transformers' own freezing
+    misses by a name, which would skip most of the backbone's backward)."""
+    from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
+
+    blocks = {18: ("basic", [2, 2, 2, 2], [64, 128, 256, 512]), 50: ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048])}
+    kind, depths, widths = blocks[depth]
+    backbone = ResNetConfig(layer_type=kind, depths=depths, hidden_sizes=widths, embedding_size=64, out_features=["stage4"])
+    model = DetrForObjectDetection(DetrConfig(backbone_config=backbone, use_timm_backbone=False, num_labels=num_labels,
+                                              auxiliary_loss=True))
+    for name, p in model.model.backbone.model.named_parameters():
+        p.requires_grad_(any(f"stages.{i}." in name for i in (1, 2, 3)))
+    return model
+
+
+def hf_detr(args) -> None:
+    """transformers' DETR stepped on ``detr train``'s batches of the same config (our loader: the
+    same JPEGs, decode, augmentation and workers; boxes given as transformers takes them, cxcywh
+    over each image's size), with ``detr train``'s optimizer settings (fused AdamW, backbone lr,
+    clipping) and precision; synchronised timing after warm-up, images/s."""
+    import torch
+
+    from bertdetr.detr.boxes import box_xyxy_to_cxcywh
+    from bertdetr.detr.data.coco import CocoDetection, load_coco
+    from bertdetr.detr.data.loader import TrainLoader
+    from bertdetr.detr.data.transforms import train_transforms
+    from bertdetr.detr.train_config import load_train_setup
+
+    setup = load_train_setup(args.config)
+    data, cfg = setup.data, setup.train
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    index = load_coco(data.train_ann, data.train_images)
+    dataset = CocoDetection(index, train_transforms(data.train_scales, data.max_size, data.crop_resize,
+                                                    tuple(data.crop_size), normalize=False), seed=cfg.seed,
+                            decode=data.image_backend)
+    loader = TrainLoader(dataset, cfg.batch_size, cfg.seed, device, num_workers=cfg.num_workers)
+    torch.manual_seed(cfg.seed)
+    model = hf_detr_model(setup.model.backbone.depth, index.num_classes).to(device).train()
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and "backbone" in n]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and "backbone" not in n]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.backbone_lr}, {"params": rest}], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+
+    def batches():
+        epoch = 0
+        while True:
+            yield from (b for b in loader.epoch(epoch) if b is not None)
+            epoch += 1
+
+    stream = batches()
+
+    def step() -> int:
+        batch = next(stream)
+        labels = []
+        for t in batch["targets"]:
+            h, w = (float(v) for v in t["size"])
+            boxes = box_xyxy_to_cxcywh(t["boxes"] / torch.tensor([w, h, w, h]))
+            labels.append({"class_labels": t["labels"].to(device), "boxes": boxes.to(device)})
+        pixel_mask = (~batch["masks"]).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = model(pixel_values=batch["images"], pixel_mask=pixel_mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return len(labels)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    images = sum(step() for _ in range(args.steps))
+    sync()
+    print(json.dumps({"impl": "transformers", "model": f"detr-r{setup.model.backbone.depth}", "batch": cfg.batch_size,
+                      "bf16": cfg.bf16, "num_workers": cfg.num_workers,
+                      "images_per_s": round(images / (time.perf_counter() - t0), 1)}))
+
+
 def main() -> None:
     sys.path.insert(0, HERE)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -204,11 +294,15 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--num-workers", type=int, default=4)
     p.add_argument("--device", default="cuda")
+    p = sub.add_parser("hf-detr", help="transformers' DETR on the batches of a detr train config")
+    p.add_argument("config", help="a detr train config file (its data, batch size, workers, lr, bf16, device)")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
     args = ap.parse_args()
     if args.what == "data":
         make_data(args.out, args.smoke)
     else:
-        {"bert-figures": bert_figures, "hf-bert": hf_bert, "bert-config": write_bert_config,
+        {"bert-figures": bert_figures, "hf-bert": hf_bert, "hf-detr": hf_detr, "bert-config": write_bert_config,
          "detr-figures": lambda a: rate_figures(a.run, "images_per_s"),
          "classify-figures": lambda a: rate_figures(a.run, "sequences_per_s")}[args.what](args)
 

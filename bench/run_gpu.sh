@@ -3,60 +3,78 @@
 #   bert pretrain --bf16 --compile on make-data records, BERT-base seq 128 and BERT-large seq 512,
 #     sequences/s and MFU from the trainer's own log, against transformers' BertForPreTraining
 #     stepped on the same records (bench_trainers.py hf-bert);
-#   detr train (R50, bf16) on COCO-format JPEGs, images/s from its log, and the DETR-R50 step
-#     against transformers' DetrForObjectDetection (bench_detr.py);
-#   bert classify (BERT-base, random weights, bf16) on the demo's book task, eager and --compile
-#     (the whole step), sequences/s from its log;
-#   the synthetic model benchmarks of before (bench_bert_model.py), last.
+#   detr train (R50, bf16) on COCO-format JPEGs, images/s from its log, against transformers'
+#     DetrForObjectDetection stepped on the same batches (bench_trainers.py hf-detr);
+#   later (part "rest"): bench_detr.py's model step against transformers', bert classify
+#     (BERT-base, random weights, bf16) eager and --compile, the synthetic model benchmarks.
 #
-#     python bench/bench_trainers.py data gpu_bench/data       # first, here (30 s of CPU): the device skips it
-#     bash bench/run_gpu.sh gpu_bench [all|bert|detr|finetune|model]   # on the first CUDA device
-#     SMOKE=1 bash bench/run_gpu.sh /tmp/smoke                   # the same steps, tiny, on the CPU
+# A lent device gives a session 15 minutes in all, its start included: one call of the part "key"
+# (the default) gets every goal figure of the issue; "rest" is for a second call if time is left.
 #
-# One command keeps to BUDGET seconds (default 570: a lent device's 10-minute call, less the copy
-# back): each step's timeout is cut to what is left, and a step with under 30 s left is skipped
-# (said in OUT/skipped.txt); what finished is in OUT. Run the parts as separate calls.
+#   bash bench/run_gpu.sh wheels       # here, first: what the device's Python lacks (google-crc32c) -> .gpu_wheels
+#   device call, carry [".gpu_wheels"], timeout_s 600:
+#     PACK=$OUT/gpu_bench.tgz bash bench/run_gpu.sh /tmp/gpu_bench key 2>&1 | tee $OUT/log.txt
+#   SMOKE=1 bash bench/run_gpu.sh /tmp/smoke all   # every step, tiny, on the CPU (tests/bench/test_run_gpu.py)
+#
+# Parts: key | rest | all | bert | detr | finetune | model. The data is made in OUT/data unless there
+# (~30 s; 50 MB, too much to travel with the tree). One command keeps to BUDGET seconds (default
+# 570: a 10-minute call less the copy back): each step's timeout is cut to what is left, and a step
+# with under 30 s left is skipped (said in OUT/skipped.txt); what finished is in OUT, and with
+# PACK=FILE.tgz its figures, logs and scalars (no data, checkpoints or weights) are packed there.
 set -u
+if [ "${1:-}" = wheels ]; then  # the device's Python is 3.12 and cannot reach an index
+  exec python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      -d .gpu_wheels google-crc32c
+fi
 BUDGET=${BUDGET:-570}
+OUT=${1:-gpu_bench}
+PART=${2:-key}
+case "$PART" in key|rest|all|bert|detr|finetune|model) ;;
+  *) echo "run_gpu.sh: unknown part $PART (key, rest, all, bert, detr, finetune, model; or: run_gpu.sh wheels)" >&2; exit 2 ;;
+esac
+mkdir -p "$OUT"
 cap() {  # the timeout for a step that wants $1 s: cut to the budget left; fails (and says so) under 30 s
   local left=$((BUDGET - SECONDS))
   if [ "$left" -lt 30 ]; then echo "skipped (budget of ${BUDGET}s spent): $2" | tee -a "$OUT/skipped.txt" >&2; return 1; fi
   echo $(($1 < left ? $1 : left))
 }
-OUT=${1:-gpu_bench}
-PART=${2:-all}
-mkdir -p "$OUT"
+if [ "${SMOKE:-0}" != 1 ] && ls .gpu_wheels/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_site \
+      .gpu_wheels/*.whl && export PYTHONPATH=/tmp/gpu_site
+fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 BD="python3 -m bertdetr.cli"
 VOCAB=tests/data/bert/vocab-uncased.txt
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; BASE=tiny; LARGE=mini; B128=8; B512=2; STEPS=6; LOG=1; COMPILE=""; PREC=""; DETR_MODEL=r18; DETR_B=2
-  HF_ARGS="--device cpu --steps 2 --warmup 1 --num-workers 0"; SMOKE_FLAG=--smoke; FT_B=8; FT_EPOCHS=0.2
+  HF_ARGS="--device cpu --steps 2 --warmup 1 --num-workers 0"; HF_DETR_ARGS="--steps 2 --warmup 1"
+  SMOKE_FLAG=--smoke; FT_B=8; FT_EPOCHS=0.2
 else
   DEV=cuda; BASE=base; LARGE=large; B128=256; B512=32; STEPS=80; LOG=10; COMPILE=--compile; PREC=--bf16
-  DETR_MODEL=r50; DETR_B=8; HF_ARGS="--compile --steps 40"; SMOKE_FLAG=""; FT_B=32; FT_EPOCHS=6
+  DETR_MODEL=r50; DETR_B=8; HF_ARGS="--compile --steps 40"; HF_DETR_ARGS="--steps 30 --warmup 5"
+  SMOKE_FLAG=""; FT_B=32; FT_EPOCHS=6
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 fi
-python3 -c "import sys, torch, transformers; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
+python3 -c "import sys, torch, transformers, bertdetr.bert.data.records as r; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'google-crc32c', r._gcrc is not None)" | tee -a "$OUT/gpu.txt"
 T=$(cap 300 data) && timeout "$T" python3 bench/bench_trainers.py data "$OUT/data" $SMOKE_FLAG || exit 1
 
-bert_run() {  # size seq masked batch
+ours_bert() {  # size seq masked batch: bert pretrain, its logged sequences/s and MFU
   local run="$OUT/bert-$1-$2" T
   T=$(cap 240 "bert pretrain $1 $2") || return 0
   timeout "$T" $BD bert pretrain --input-file "$OUT/data/books_$2.tfrecord" --output-dir "$run" --overwrite \
       --model-size "$1" --vocab-file $VOCAB --batch-size "$4" --num-train-steps "$STEPS" --num-warmup-steps 2 \
       --log-every "$LOG" --save-every 100000 --no-progress --device $DEV $PREC $COMPILE 2>&1 | tail -3
   python3 bench/bench_trainers.py bert-figures "$run" --model-size "$1" --seq "$2" --masked "$3" | tee -a "$OUT/bert_trainer.jsonl"
-  T=$(cap 200 "transformers $1 $2") || return 0
-  timeout "$T" python3 bench/bench_trainers.py hf-bert "$OUT/data/books_$2.tfrecord" --model-size "$1" --batch "$4" \
+}
+hf_bert() {  # size seq batch: transformers' step on the same records
+  local T
+  T=$(cap 200 "transformers bert $1 $2") || return 0
+  timeout "$T" python3 bench/bench_trainers.py hf-bert "$OUT/data/books_$2.tfrecord" --model-size "$1" --batch "$3" \
       $HF_ARGS | tee -a "$OUT/bert_trainer.jsonl"
 }
-if [ "$PART" = all ] || [ "$PART" = bert ]; then
-  bert_run $BASE 128 20 $B128
-  bert_run $LARGE 512 80 $B512
-fi
-
-if [ "$PART" = all ] || [ "$PART" = detr ]; then
+ours_detr() {  # detr train, its logged images/s
+  local T
   python3 - "$OUT" "$DETR_MODEL" "$DETR_B" "$DEV" "${SMOKE:-0}" <<'PY'
 import json, sys
 out, preset, batch, device, smoke = sys.argv[1:]
@@ -69,15 +87,23 @@ cfg = {"data": data, "model": {"preset": preset},
                  "save_every": 100, "eval_every": 100}}
 json.dump(cfg, open(f"{out}/detr_train.json", "w"), indent=1)
 PY
-  T=$(cap 300 "detr train") && timeout "$T" $BD detr train "$OUT/detr_train.json" --overwrite 2>&1 | tail -3
+  T=$(cap 200 "detr train") || return 0
+  timeout "$T" $BD detr train "$OUT/detr_train.json" --overwrite 2>&1 | tail -3
   python3 bench/bench_trainers.py detr-figures "$OUT/detr-$DETR_MODEL" | tee -a "$OUT/detr_trainer.jsonl"
-  if [ "${SMOKE:-0}" != 1 ]; then
-    T=$(cap 150 bench_detr) && timeout "$T" python3 bench/bench_detr.py --device cuda --batch 4 --repeats 20 2>&1 | tee "$OUT/detr_gpu.txt"
-  fi
-fi
-
-if [ "$PART" = all ] || [ "$PART" = finetune ]; then
-  task="$OUT/data/book_task"
+}
+hf_detr() {  # transformers' DETR on the same config's batches
+  local T
+  T=$(cap 150 "transformers detr") || return 0
+  timeout "$T" python3 bench/bench_trainers.py hf-detr "$OUT/detr_train.json" $HF_DETR_ARGS | tee -a "$OUT/detr_trainer.jsonl"
+}
+detr_model_step() {  # bench_detr.py: the model step (fp32, one image size) against transformers'
+  local T
+  [ "${SMOKE:-0}" = 1 ] && return 0
+  T=$(cap 150 bench_detr) || return 0
+  timeout "$T" python3 bench/bench_detr.py --device cuda --batch 4 --repeats 20 2>&1 | tee "$OUT/detr_gpu.txt"
+}
+finetune() {  # bert classify, eager and compiled, its logged sequences/s
+  local task="$OUT/data/book_task" how flags T
   python3 bench/bench_trainers.py bert-config $BASE "$task/bert_config_$BASE.json"
   for how in eager compiled; do
     flags=$PREC; [ $how = compiled ] && flags="$PREC $COMPILE"
@@ -88,10 +114,27 @@ if [ "$PART" = all ] || [ "$PART" = finetune ]; then
         --save-checkpoints-steps 100000 --no-progress --device $DEV $flags 2>&1 | tail -2
     python3 bench/bench_trainers.py classify-figures "$OUT/classify-$how" | tee -a "$OUT/finetune_trainer.jsonl"
   done
-fi
-
-if [ "${SMOKE:-0}" != 1 ] && { [ "$PART" = all ] || [ "$PART" = model ]; }; then
-  # last, as torch.compile (of our BERT-base step, fp32 and bf16, against our eager step) takes longest
-  T=$(cap 330 bench_bert_model) && timeout "$T" python3 bench/bench_bert_model.py --device cuda --configs small,base --batch 64 --repeats 20 \
+}
+model_bench() {  # the synthetic model benchmarks of 11-26 (torch.compile of our BERT-base step takes longest)
+  local T
+  [ "${SMOKE:-0}" = 1 ] && return 0
+  T=$(cap 330 bench_bert_model) || return 0
+  timeout "$T" python3 bench/bench_bert_model.py --device cuda --configs small,base --batch 64 --repeats 20 \
       --compile-configs base --json "$OUT/bert_gpu.json" 2>&1 | tee "$OUT/bert_gpu.txt"
+}
+
+case "$PART" in  # each part in its order of importance: what a spent budget skips comes last
+  key) ours_bert $BASE 128 20 $B128; ours_bert $LARGE 512 80 $B512; ours_detr; hf_detr
+       hf_bert $BASE 128 $B128; hf_bert $LARGE 512 $B512 ;;
+  rest) detr_model_step; finetune; model_bench ;;
+  all) ours_bert $BASE 128 20 $B128; ours_bert $LARGE 512 80 $B512; ours_detr; hf_detr
+       hf_bert $BASE 128 $B128; hf_bert $LARGE 512 $B512; detr_model_step; finetune; model_bench ;;
+  bert) ours_bert $BASE 128 20 $B128; hf_bert $BASE 128 $B128; ours_bert $LARGE 512 80 $B512; hf_bert $LARGE 512 $B512 ;;
+  detr) ours_detr; hf_detr; detr_model_step ;;
+  finetune) finetune ;;
+  model) model_bench ;;
+esac
+if [ -n "${PACK:-}" ]; then  # what comes back from a device: figures, logs, scalars; no data, checkpoints or weights
+  tar czf "$PACK" -C "$OUT" --exclude=./data --exclude='*.pt' --exclude='*.safetensors' --exclude='*.tf_record' \
+      --exclude='*.tfrecord' --exclude='events.out.*' --exclude=vocab.txt . && ls -la "$PACK"
 fi

@@ -6,28 +6,36 @@ import json
 import os
 import pathlib
 import subprocess
+import tarfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
-    env = {**os.environ, "SMOKE": "1"}
-    done = subprocess.run(["bash", "bench/run_gpu.sh", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    out, pack = tmp_path / "out", tmp_path / "back.tgz"
+    env = {**os.environ, "SMOKE": "1", "PACK": str(pack)}
+    done = subprocess.run(["bash", "bench/run_gpu.sh", str(out), "all"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    bert = [json.loads(line) for line in (tmp_path / "bert_trainer.jsonl").read_text().splitlines()]
+    bert = [json.loads(line) for line in (out / "bert_trainer.jsonl").read_text().splitlines()]
     ours = [row for row in bert if "run" in row]
     theirs = [row for row in bert if row.get("impl") == "transformers"]
     assert [os.path.basename(r["run"]) for r in ours] == ["bert-tiny-128", "bert-mini-512"]
     assert all(r["sequences_per_s"] > 0 and r["logged_rows"] >= 3 and 0 < r["mfu"] < 1 for r in ours)
     assert [(r["model_size"], r["seq"]) for r in theirs] == [("tiny", 128), ("mini", 512)]
-    detr = json.loads((tmp_path / "detr_trainer.jsonl").read_text())
-    assert detr["images_per_s"] > 0
-    classify = [json.loads(line) for line in (tmp_path / "finetune_trainer.jsonl").read_text().splitlines()]
+    detr, hf_detr = [json.loads(line) for line in (out / "detr_trainer.jsonl").read_text().splitlines()]
+    assert os.path.basename(detr["run"]) == "detr-r18" and detr["images_per_s"] > 0
+    assert hf_detr["impl"] == "transformers" and hf_detr["model"] == "detr-r18" and hf_detr["images_per_s"] > 0
+    classify = [json.loads(line) for line in (out / "finetune_trainer.jsonl").read_text().splitlines()]
     assert [os.path.basename(r["run"]) for r in classify] == ["classify-eager", "classify-compiled"]
     assert all(r["sequences_per_s"] > 0 and r["logged_rows"] >= 3 for r in classify)
-    images = json.loads((tmp_path / "data" / "coco" / "train.json").read_text())["images"]
+    images = json.loads((out / "data" / "coco" / "train.json").read_text())["images"]
     assert images and all(i["file_name"].endswith(".jpg") for i in images)
+    # what comes back from a device call: the figures, logs and scalars, not the data or weights
+    with tarfile.open(pack) as tar:
+        names = tar.getnames()
+    assert {"./bert_trainer.jsonl", "./detr_trainer.jsonl", "./bert-tiny-128/scalars.csv"} <= set(names)
+    assert not [n for n in names if n.startswith("./data") or n.endswith((".pt", ".safetensors", ".tfrecord"))]
 
 
 def test_a_spent_budget_skips_steps_and_says_so(tmp_path):
@@ -39,3 +47,9 @@ def test_a_spent_budget_skips_steps_and_says_so(tmp_path):
     assert done.returncode == 1
     assert (tmp_path / "skipped.txt").read_text() == "skipped (budget of 0s spent): data\n"
     assert not (tmp_path / "data").exists()
+
+
+def test_an_unknown_part_is_refused(tmp_path):
+    done = subprocess.run(["bash", "bench/run_gpu.sh", str(tmp_path), "everything"], cwd=ROOT,
+                          env={**os.environ, "SMOKE": "1"}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown part everything" in done.stderr
