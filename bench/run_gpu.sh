@@ -5,7 +5,7 @@
 #     stepped on the same records (bench_trainers.py hf-bert);
 #   detr train (R50, bf16) on COCO-format JPEGs, images/s from its log, against transformers'
 #     DetrForObjectDetection stepped on the same batches (bench_trainers.py hf-detr);
-#   later (part "rest"): bench_detr.py's model step against transformers', bert classify
+#   later (part "rest"): detr train with compile, bench_detr.py's model step against transformers', bert classify
 #     (BERT-base, random weights, bf16) eager and --compile, the synthetic model benchmarks.
 #
 # A lent device gives a session 15 minutes in all, its start included: one call of the part "key"
@@ -73,28 +73,29 @@ hf_bert() {  # size seq batch: transformers' step on the same records
   timeout "$T" python3 bench/bench_trainers.py hf-bert "$OUT/data/books_$2.tfrecord" --model-size "$1" --batch "$3" \
       $HF_ARGS | tee -a "$OUT/bert_trainer.jsonl"
 }
-ours_detr() {  # detr train, its logged images/s
-  local T
-  python3 - "$OUT" "$DETR_MODEL" "$DETR_B" "$DEV" "${SMOKE:-0}" <<'PY'
+ours_detr() {  # [compiled]: detr train (eager, or with compile), its logged images/s
+  local name="detr-$DETR_MODEL${1:+-$1}" T
+  [ "${SMOKE:-0}" = 1 ] && [ -n "${1:-}" ] && return 0  # inductor on a CPU takes minutes (tests/detr test the compiled step)
+  python3 - "$OUT" "$name" "$DETR_MODEL" "$DETR_B" "$DEV" "${SMOKE:-0}" "${1:-}" <<'PY'
 import json, sys
-out, preset, batch, device, smoke = sys.argv[1:]
+out, name, preset, batch, device, smoke, compiled = sys.argv[1:]
 data = {"train_ann": f"{out}/data/coco/train.json", "train_images": f"{out}/data/coco/images"}
 if smoke == "1":
     data.update(train_scales=[48, 64], max_size=96, crop_resize=[56], crop_size=[32, 48], test_size=64)
 cfg = {"data": data, "model": {"preset": preset},
-       "train": {"output_dir": f"{out}/detr-{preset}", "epochs": 1, "batch_size": int(batch), "num_workers": 0 if smoke == "1" else 6,
-                 "log_every": 1 if smoke == "1" else 5, "progress": False, "device": device, "bf16": smoke != "1",
-                 "save_every": 100, "eval_every": 100}}
-json.dump(cfg, open(f"{out}/detr_train.json", "w"), indent=1)
+       "train": {"output_dir": f"{out}/{name}", "epochs": 2 if compiled else 1, "batch_size": int(batch),
+                 "num_workers": 0 if smoke == "1" else 6, "log_every": 1 if smoke == "1" else 5, "progress": False,
+                 "device": device, "bf16": smoke != "1", "compile": bool(compiled), "save_every": 100, "eval_every": 100}}
+json.dump(cfg, open(f"{out}/{name}.json", "w"), indent=1)
 PY
-  T=$(cap 200 "detr train") || return 0
-  timeout "$T" $BD detr train "$OUT/detr_train.json" --overwrite 2>&1 | tail -3
-  python3 bench/bench_trainers.py detr-figures "$OUT/detr-$DETR_MODEL" | tee -a "$OUT/detr_trainer.jsonl"
+  T=$(cap 200 "detr train ${1:-eager}") || return 0
+  timeout "$T" $BD detr train "$OUT/$name.json" --overwrite 2>&1 | tail -3
+  python3 bench/bench_trainers.py detr-figures "$OUT/$name" | tee -a "$OUT/detr_trainer.jsonl"
 }
 hf_detr() {  # transformers' DETR on the same config's batches
   local T
   T=$(cap 150 "transformers detr") || return 0
-  timeout "$T" python3 bench/bench_trainers.py hf-detr "$OUT/detr_train.json" $HF_DETR_ARGS | tee -a "$OUT/detr_trainer.jsonl"
+  timeout "$T" python3 bench/bench_trainers.py hf-detr "$OUT/detr-$DETR_MODEL.json" $HF_DETR_ARGS | tee -a "$OUT/detr_trainer.jsonl"
 }
 detr_model_step() {  # bench_detr.py: the model step (fp32, one image size) against transformers'
   local T
@@ -126,11 +127,11 @@ model_bench() {  # the synthetic model benchmarks of 11-26 (torch.compile of our
 case "$PART" in  # each part in its order of importance: what a spent budget skips comes last
   key) ours_bert $BASE 128 20 $B128; ours_bert $LARGE 512 80 $B512; ours_detr; hf_detr
        hf_bert $BASE 128 $B128; hf_bert $LARGE 512 $B512 ;;
-  rest) detr_model_step; finetune; model_bench ;;
+  rest) ours_detr compiled; detr_model_step; finetune; model_bench ;;
   all) ours_bert $BASE 128 20 $B128; ours_bert $LARGE 512 80 $B512; ours_detr; hf_detr
-       hf_bert $BASE 128 $B128; hf_bert $LARGE 512 $B512; detr_model_step; finetune; model_bench ;;
+       hf_bert $BASE 128 $B128; hf_bert $LARGE 512 $B512; ours_detr compiled; detr_model_step; finetune; model_bench ;;
   bert) ours_bert $BASE 128 20 $B128; hf_bert $BASE 128 $B128; ours_bert $LARGE 512 80 $B512; hf_bert $LARGE 512 $B512 ;;
-  detr) ours_detr; hf_detr; detr_model_step ;;
+  detr) ours_detr; hf_detr; ours_detr compiled; detr_model_step ;;
   finetune) finetune ;;
   model) model_bench ;;
 esac

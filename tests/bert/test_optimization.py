@@ -187,8 +187,11 @@ def test_flat_adam_equals_the_per_tensor_update_bit_for_bit():
     flat, opt, norms = _train(lamb=False, flat=True, nan_at=2)
     assert len(opt._buckets[0]) == 1 and len(opt._buckets[0][0].params) > 10  # one buffer per group
     for (name, a), b in zip(ref.state_dict().items(), flat.state_dict().values()):
-        # the same per-element arithmetic; only the global norm's summation order differs (clipping)
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+        # the same per-element arithmetic; only the global norm's summation order differs (clipping):
+        # a clip factor one ulp apart moves later gradients a few ulps, and where a gradient is
+        # near zero Adam's m / (sqrt(v) + eps) magnifies that (torch 2.11's init: 4.7e-7 on one
+        # weight of 0.05). A slip in the update itself (eps, decay, bias correction) moves ~1e-3.
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)
     torch.testing.assert_close(torch.stack(ref_norms), torch.stack(norms), equal_nan=True)
     # unclipped (norm under the clip), the updates are the same bits
     unclipped = _tiny_bert()

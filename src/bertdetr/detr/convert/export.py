@@ -216,7 +216,8 @@ def hf_config(config: DETRConfig, class_names: list[str]) -> dict:
     widths = [bb.base_channels * 2**i * block.expansion for i in range(4)]
     return {
         "architectures": ["DetrForObjectDetection"], "model_type": "detr",
-        "use_timm_backbone": False, "backbone": None, "use_pretrained_backbone": False, "backbone_kwargs": None,
+        # no "backbone_kwargs": null (transformers 4.x's default), which 5.17's DetrConfig reads with .get
+        "use_timm_backbone": False, "backbone": None, "use_pretrained_backbone": False,
         "backbone_config": {"model_type": "resnet", "num_channels": 3, "embedding_size": bb.base_channels,
                             "hidden_sizes": widths, "depths": list(depths), "hidden_act": "relu",
                             "layer_type": "bottleneck" if block is Bottleneck else "basic",
