@@ -125,7 +125,7 @@ def rate_figures(run: str, key: str) -> None:
     rates = logged(run, key)[2:]
     if not rates:
         raise SystemExit(f"{run}: fewer than 3 logged rows of {key}")
-    print(json.dumps({"run": run, key: round(statistics.median(rates), 1), "logged_rows": len(rates)}))
+    print(json.dumps({"run": run, key: round(statistics.median(rates), 2), "logged_rows": len(rates)}))
 
 
 def write_bert_config(args) -> None:
@@ -265,7 +265,7 @@ def hf_detr(args) -> None:
     sync()
     print(json.dumps({"impl": "transformers", "model": f"detr-r{setup.model.backbone.depth}", "batch": cfg.batch_size,
                       "bf16": cfg.bf16, "num_workers": cfg.num_workers,
-                      "images_per_s": round(images / (time.perf_counter() - t0), 1)}))
+                      "images_per_s": round(images / (time.perf_counter() - t0), 2)}))
 
 
 def main() -> None:
