@@ -146,22 +146,12 @@ def test_folded_weight_cache_follows_weight_changes():
         assert not torch.equal(model.backbone(x), c)
 
 
-def _export_guards_max_pool_on_parity() -> bool:
-    """torch before 2.12 or so: torch.export of a stride-2 max pool over a dynamic size fails on a
-    parity guard of its output-shape formula (pytorch#124507, "ResNet with dynamic height"; 2.11 has
-    it, 2.14 not). Not ours to fix: the model's test is skipped there, saying so."""
-    H = torch.export.Dim("H", min=64, max=4096)
-    try:
-        torch.export.export(torch.nn.MaxPool2d(3, 2, 1), (torch.randn(1, 1, 96, 96),), dynamic_shapes=({2: H},))
-    except Exception as e:  # torch's ConstraintViolationError / UserError
-        return "Constraints violated" in str(e)
-    return False
-
-
 def test_torch_export_with_dynamic_image_size(golden_model):
     """torch.export traces the model (no storage-keyed fold cache, no data-dependent mask branch);
     the exported program, at other image sizes than traced, gives the eager model's outputs."""
-    if _export_guards_max_pool_on_parity():
+    from bertdetr.detr.convert.export import export_guards_max_pool_parity
+
+    if export_guards_max_pool_parity():  # (the ONNX export goes round it: SlicedMaxPool)
         pytest.skip(f"torch {torch.__version__}: torch.export guards max_pool2d's output size on parity (pytorch#124507)")
     model, _ = golden_model
     H, W, B = torch.export.Dim("H", min=64, max=4096), torch.export.Dim("W", min=64, max=4096), torch.export.Dim("B")

@@ -198,6 +198,7 @@ class ResNet(nn.Module):
         block, counts = RESNET_LAYOUTS[depth]
         norm_layer = _norm_layer(norm)
         self.conv1, self.bn1 = _conv(3, base_channels, 7, 2), norm_layer(base_channels)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)  # a module (torchvision's name): ONNX export swaps it
         cin = base_channels
         for i, n in enumerate(counts):
             width = base_channels * 2**i
@@ -240,7 +241,7 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         x = conv_bn(x, self.conv1, self.bn1).relu_()
-        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        x = self.maxpool(x)
         for i in range(1, 5):
             x = getattr(self, f"layer{i}")(x)
         return x
