@@ -135,6 +135,8 @@ case "$PART" in  # each part in its order of importance: what a spent budget ski
   finetune) finetune ;;
   model) model_bench ;;
 esac
+echo "== figures ($PART, ${SECONDS}s of ${BUDGET}s) =="  # last: a device call's reply carries the output's end
+cat "$OUT"/*_trainer.jsonl "$OUT/skipped.txt" 2>/dev/null
 if [ -n "${PACK:-}" ]; then  # what comes back from a device: figures, logs, scalars; no data, checkpoints or weights
   tar czf "$PACK" -C "$OUT" --exclude=./data --exclude='*.pt' --exclude='*.safetensors' --exclude='*.tf_record' \
       --exclude='*.tfrecord' --exclude='events.out.*' --exclude=vocab.txt . && ls -la "$PACK"
