@@ -27,17 +27,28 @@ import time
 import torch
 
 
-def build_pair(num_labels: int = 91):
+def hf_detr_model(depth: int, num_labels: int, **config):
+    """transformers' DETR with its own ResNet-``depth`` (18 or 50; no timm, no download), ``config``
+    given to its ``DetrConfig``; trainable as mmdet's (the stem and stage 1 frozen, stages 2-4 and
+    the transformer trained): transformers' non-timm ResNet path freezes its whole backbone by a
+    name mismatch ("stage.1" vs "stages.1"), which would skip most of its backward."""
     from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
 
+    blocks = {18: ("basic", [2, 2, 2, 2], [64, 128, 256, 512]), 50: ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048])}
+    kind, depths, widths = blocks[depth]
+    backbone = ResNetConfig(layer_type=kind, depths=depths, hidden_sizes=widths, embedding_size=64, out_features=["stage4"])
+    model = DetrForObjectDetection(DetrConfig(backbone_config=backbone, use_timm_backbone=False, num_labels=num_labels,
+                                              **config))
+    for name, p in model.model.backbone.model.named_parameters():
+        p.requires_grad_(any(f"stages.{i}." in name for i in (1, 2, 3)))
+    return model
+
+
+def build_pair(num_labels: int = 91):
     from bertdetr.detr.convert.load import from_hf
 
     torch.manual_seed(0)
-    backbone = ResNetConfig(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048],
-                            embedding_size=64, out_features=["stage4"])
-    cfg = DetrConfig(backbone_config=backbone, use_timm_backbone=False, num_labels=num_labels, dropout=0.0,
-                     attention_dropout=0.0, activation_dropout=0.0, auxiliary_loss=False)
-    hf = DetrForObjectDetection(cfg)
+    hf = hf_detr_model(50, num_labels, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, auxiliary_loss=False)
     sd = hf.state_dict()
     g = torch.Generator().manual_seed(1)
     for k, v in sd.items():  # frozen BN statistics that matter, as a trained backbone has
@@ -46,8 +57,6 @@ def build_pair(num_labels: int = 91):
         elif k.endswith("running_mean") or (k.endswith("bias") and "normalization" in k):
             v.copy_(torch.randn(v.shape, generator=g) * 0.05)
     hf.load_state_dict(sd)
-    for name, p in hf.model.backbone.model.named_parameters():  # as mmdet: stem + stage 1 frozen
-        p.requires_grad_(any(f"stages.{i}." in name for i in (1, 2, 3)))
     ours, config = from_hf(sd, hf_config=hf.config.to_dict())
     return ours, config, hf
 

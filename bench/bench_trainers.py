@@ -133,6 +133,24 @@ def write_bert_config(args) -> None:
         json.dump(bert_config(args.model_size).to_google_dict(), f, indent=1)
 
 
+def timed_rate(step, warmup: int, steps: int, device) -> float:
+    """Items per second of ``step`` (returning the items it took) over ``steps`` calls after
+    ``warmup``, the GPU synchronised at both ends."""
+    import torch
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    items = sum(step() for _ in range(steps))
+    sync()
+    return items / (time.perf_counter() - t0)
+
+
 def hf_bert(args) -> None:
     import torch
     import transformers
@@ -164,17 +182,9 @@ def hf_bert(args) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        return args.batch
 
-    for _ in range(args.warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    rate = args.steps * args.batch / (time.perf_counter() - t0)
+    rate = timed_rate(step, args.warmup, args.steps, device)
     T = shape.max_seq_length
     executed = hf_train_flops_per_sequence(config, T)
     useful = num_flops_per_sequence(config, T, shape.max_predictions_per_seq)
@@ -184,46 +194,27 @@ def hf_bert(args) -> None:
                       "mfu_executed": round(rate * executed / peak, 4), "mfu_ours_formula": round(rate * useful / peak, 4)}))
 
 
-def hf_detr_model(depth: int, num_labels: int):
-    """transformers' DETR with its own ResNet-``depth`` (no timm, no download), DETR's training
-    settings (dropout 0.1, the losses of every decoder layer, as ``detr train``), its backbone's
-    stem and first stage frozen as mmdet's (``bench_detr.build_pair``: transformers' own freezing
-    misses by a name, which would skip most of the backbone's backward)."""
-    from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
-
-    blocks = {18: ("basic", [2, 2, 2, 2], [64, 128, 256, 512]), 50: ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048])}
-    kind, depths, widths = blocks[depth]
-    backbone = ResNetConfig(layer_type=kind, depths=depths, hidden_sizes=widths, embedding_size=64, out_features=["stage4"])
-    model = DetrForObjectDetection(DetrConfig(backbone_config=backbone, use_timm_backbone=False, num_labels=num_labels,
-                                              auxiliary_loss=True))
-    for name, p in model.model.backbone.model.named_parameters():
-        p.requires_grad_(any(f"stages.{i}." in name for i in (1, 2, 3)))
-    return model
-
-
 def hf_detr(args) -> None:
     """transformers' DETR stepped on ``detr train``'s batches of the same config (our loader: the
     same JPEGs, decode, augmentation and workers; boxes given as transformers takes them, cxcywh
     over each image's size), with ``detr train``'s optimizer settings (fused AdamW, backbone lr,
     clipping) and precision; synchronised timing after warm-up, images/s."""
     import torch
+    from bench_detr import hf_detr_model
 
     from bertdetr.detr.boxes import box_xyxy_to_cxcywh
-    from bertdetr.detr.data.coco import CocoDetection, load_coco
-    from bertdetr.detr.data.loader import TrainLoader
-    from bertdetr.detr.data.transforms import train_transforms
+    from bertdetr.detr.data.coco import load_coco
+    from bertdetr.detr.train import training_loader
     from bertdetr.detr.train_config import load_train_setup
 
     setup = load_train_setup(args.config)
     data, cfg = setup.data, setup.train
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     index = load_coco(data.train_ann, data.train_images)
-    dataset = CocoDetection(index, train_transforms(data.train_scales, data.max_size, data.crop_resize,
-                                                    tuple(data.crop_size), normalize=False), seed=cfg.seed,
-                            decode=data.image_backend)
-    loader = TrainLoader(dataset, cfg.batch_size, cfg.seed, device, num_workers=cfg.num_workers)
+    loader = training_loader(index, data, cfg, device)
     torch.manual_seed(cfg.seed)
-    model = hf_detr_model(setup.model.backbone.depth, index.num_classes).to(device).train()
+    # DETR's training settings (dropout 0.1; the losses of every decoder layer, as detr train's)
+    model = hf_detr_model(setup.model.backbone.depth, index.num_classes, auxiliary_loss=True).to(device).train()
     backbone = [p for n, p in model.named_parameters() if p.requires_grad and "backbone" in n]
     rest = [p for n, p in model.named_parameters() if p.requires_grad and "backbone" not in n]
     opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.backbone_lr}, {"params": rest}], lr=cfg.lr,
@@ -253,19 +244,9 @@ def hf_detr(args) -> None:
         opt.zero_grad(set_to_none=True)
         return len(labels)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(args.warmup):
-        step()
-    sync()
-    t0 = time.perf_counter()
-    images = sum(step() for _ in range(args.steps))
-    sync()
+    rate = timed_rate(step, args.warmup, args.steps, device)
     print(json.dumps({"impl": "transformers", "model": f"detr-r{setup.model.backbone.depth}", "batch": cfg.batch_size,
-                      "bf16": cfg.bf16, "num_workers": cfg.num_workers,
-                      "images_per_s": round(images / (time.perf_counter() - t0), 2)}))
+                      "bf16": cfg.bf16, "num_workers": cfg.num_workers, "images_per_s": round(rate, 2)}))
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from bertdetr.detr.engine import DetrTraining, batches_per_epoch, checkpoint_sta
 from bertdetr.detr.evaluate import evaluate_detr
 from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr
-from bertdetr.detr.train_config import DetrTrainSetup, TrainConfig
+from bertdetr.detr.train_config import DataConfig, DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
@@ -95,6 +95,18 @@ def setup_training(setup: DetrTrainSetup) -> DetrTraining:
         raise
 
 
+def training_loader(index: CocoIndex, data: DataConfig, cfg: TrainConfig, device: torch.device, rank: int = 0,
+                    world_size: int = 1) -> TrainLoader:
+    """``detr train``'s batches of ``index``: ``data``'s augmentation, ``cfg``'s batch size, seed,
+    workers and grouping, this rank's share."""
+    # uint8 items (normalize=False): the loader normalises each batch on the device
+    dataset = CocoDetection(index, train_transforms(data.train_scales, data.max_size, data.crop_resize,
+                                                    tuple(data.crop_size), normalize=False), seed=cfg.seed,
+                            skip_bad_images=data.skip_bad_images, decode=data.image_backend)
+    return TrainLoader(dataset, cfg.batch_size, cfg.seed, device, rank, world_size, cfg.num_workers,
+                       cfg.group_by_aspect_ratio)
+
+
 def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_index: CocoIndex | None, env,
                      device: torch.device) -> DetrTraining:
     """``setup_training`` once the run holds its folder."""
@@ -108,12 +120,7 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
     model.to(device).train()
     criterion = build_criterion(model_config).to(device)
     optimizer = build_optimizer(model, cfg)
-    # uint8 items (normalize=False): the loader normalises each batch on the device
-    dataset = CocoDetection(index, train_transforms(data.train_scales, data.max_size, data.crop_resize,
-                                                    tuple(data.crop_size), normalize=False), seed=cfg.seed,
-                            skip_bad_images=data.skip_bad_images, decode=data.image_backend)
-    loader = TrainLoader(dataset, cfg.batch_size, cfg.seed, device, env.rank, env.world_size, cfg.num_workers,
-                         cfg.group_by_aspect_ratio)
+    loader = training_loader(index, data, cfg, device, env.rank, env.world_size)
     steps_per_epoch = batches_per_epoch(len(index.images), env, cfg)
     # The lr drops at epoch boundaries; counted in batches so a resume mid-epoch keeps it.
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -123,7 +130,7 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
         total_iters = min(total_iters, cfg.max_iters)
     torch.manual_seed(cfg.seed + 1 + env.rank)
     t = DetrTraining(cfg, data, model_config, index, val_index, model, model, criterion, optimizer, scheduler,
-                     MixedPrecision(device, cfg.bf16, cfg.fp16), dataset, loader, total_iters, env, device, run,
+                     MixedPrecision(device, cfg.bf16, cfg.fp16), loader.dataset, loader, total_iters, env, device, run,
                      health=torch.zeros(4, device=device))
     if run.resumed:
         _resume(t)
