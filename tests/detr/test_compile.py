@@ -6,8 +6,8 @@ dynamo captures and the forward/backward split, executed op by op)."""
 import pytest
 import torch
 
-from bertdetr.detr.model import build_detr
-from bertdetr.detr.train import train_detr
+from bertdetr.detr.model import EvenPaddedMaxPool, build_detr, max_pool_guards_parity
+from bertdetr.detr.train import compile_detr, train_detr
 from bertdetr.detr.train_config import TrainConfig, load_train_setup
 from bertdetr.errors import BertDetrError
 from tests.detr.test_train import _config, _losses, shapes  # noqa: F401  (a fixture)
@@ -50,19 +50,35 @@ def test_a_bad_compile_mode_is_a_clear_error():
         TrainConfig(output_dir="x", compile=True, compile_mode="fast")
 
 
-def test_new_image_sizes_compile_once_more_then_reuse_the_dynamic_graph():
-    """What ``train.compile`` says: batches differ in size, and the first new size compiles once
-    more with dynamic shapes; later sizes reuse that graph (no compile per size)."""
+def _graphs_per_batch(net) -> list[int]:
+    """Graphs compiled after each batch of five sizes whose stem-pool output parities differ."""
     from torch._dynamo.utils import counters
 
-    torch._dynamo.reset()
-    counters.clear()
-    torch.manual_seed(0)
-    net = torch.compile(build_detr(tiny_config()), backend="aot_eager")
     graphs = []
-    for h, w in ((64, 80), (72, 56), (48, 96), (80, 80), (56, 64)):
+    for h, w in ((64, 80), (72, 56), (70, 66), (48, 98), (82, 80), (56, 64)):
         masks = torch.zeros(2, h, w, dtype=torch.bool)
         masks[1, :, w - 8:] = True
         net(torch.randn(2, 3, h, w), masks)["pred_logits"].sum().backward()
         graphs.append(counters["stats"]["unique_graphs"])
-    assert graphs == [1, 2, 2, 2, 2]
+    return graphs
+
+
+def test_new_image_sizes_compile_once_more_then_reuse_the_dynamic_graph(monkeypatch):
+    """What ``train.compile`` says: batches differ in size, and the second size compiles once
+    more with dynamic shapes; later sizes reuse that graph, whatever the parities of their sizes
+    (on a torch whose dynamic shapes guard a strided max pool's, ``compile_detr`` swaps the stem's
+    pool for ``EvenPaddedMaxPool``; the plain pool compiles a graph per new parity there)."""
+    from torch._dynamo.utils import counters
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kw: real(fn, backend="aot_eager", **kw))
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = build_detr(tiny_config())
+    assert _graphs_per_batch(compile_detr(model, "default")) == [1, 2, 2, 2, 2, 2]
+    assert isinstance(model.backbone.maxpool, EvenPaddedMaxPool) == max_pool_guards_parity()
+    torch._dynamo.reset()
+    counters.clear()
+    plain = _graphs_per_batch(real(build_detr(tiny_config()), backend="aot_eager"))
+    assert (plain[-1] > 2) == max_pool_guards_parity(), plain

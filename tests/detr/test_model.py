@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bertdetr.detr.loss import build_criterion
-from bertdetr.detr.model import FrozenBatchNorm2d, SinePositionalEncoding, build_detr, conv_frozen_bn
+from bertdetr.detr.model import (EvenPaddedMaxPool, FrozenBatchNorm2d, SinePositionalEncoding, build_detr,
+                                 conv_frozen_bn, max_pool_guards_parity)
 from bertdetr.errors import BertDetrError
 from tests.detr.test_weights import tiny_config
 
@@ -146,12 +147,34 @@ def test_folded_weight_cache_follows_weight_changes():
         assert not torch.equal(model.backbone(x), c)
 
 
+def test_the_even_padded_max_pool_equals_the_stems_bit_for_bit_forward_and_backward():
+    """``EvenPaddedMaxPool`` (what the ONNX export and a compiled training swap in where torch guards
+    the strided pool's parity) at odd and even sizes, channels-last as the stem's activations, with
+    -inf and NaN inside; the gradient too, on ReLU'd input whose windows hold many equal zeros (the
+    element a pool chooses among equals is where the gradient goes)."""
+    pool, even = torch.nn.MaxPool2d(3, 2, 1), EvenPaddedMaxPool()
+    g = torch.Generator().manual_seed(0)
+    for h, w in ((1, 1), (2, 3), (7, 8), (64, 65), (99, 100)):
+        x = torch.randn(2, 5, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+        x[0, 0, 0, 0], x[1, 1, -1, -1] = float("-inf"), float("nan")
+        assert torch.equal(even(x).isnan(), pool(x).isnan())
+        assert torch.equal(even(x).nan_to_num(7.0), pool(x).nan_to_num(7.0)), (h, w)
+        assert even(x.bfloat16()).dtype == torch.bfloat16 and torch.equal(even(x.bfloat16()).nan_to_num(7.0),
+                                                                           pool(x.bfloat16()).nan_to_num(7.0))
+        ties = torch.randn(2, 5, h, w, generator=g).round().relu().contiguous(memory_format=torch.channels_last)
+        upstream = torch.randn(pool(ties).shape, generator=g)
+        grads = []
+        for module in (pool, even):
+            x = ties.clone().requires_grad_()
+            module(x).backward(upstream)
+            grads.append(x.grad)
+        assert torch.equal(grads[0], grads[1]), (h, w)
+
+
 def test_torch_export_with_dynamic_image_size(golden_model):
     """torch.export traces the model (no storage-keyed fold cache, no data-dependent mask branch);
     the exported program, at other image sizes than traced, gives the eager model's outputs."""
-    from bertdetr.detr.convert.export import export_guards_max_pool_parity
-
-    if export_guards_max_pool_parity():  # (the ONNX export goes round it: SlicedMaxPool)
+    if max_pool_guards_parity():  # (the ONNX export goes round it: EvenPaddedMaxPool)
         pytest.skip(f"torch {torch.__version__}: torch.export guards max_pool2d's output size on parity (pytorch#124507)")
     model, _ = golden_model
     H, W, B = torch.export.Dim("H", min=64, max=4096), torch.export.Dim("W", min=64, max=4096), torch.export.Dim("B")

@@ -34,7 +34,7 @@ from bertdetr.detr.data.transforms import train_transforms
 from bertdetr.detr.engine import DetrTraining, batches_per_epoch, checkpoint_state, train_one_epoch
 from bertdetr.detr.evaluate import evaluate_detr
 from bertdetr.detr.loss import build_criterion
-from bertdetr.detr.model import DETR, build_detr
+from bertdetr.detr.model import DETR, EvenPaddedMaxPool, build_detr, max_pool_guards_parity
 from bertdetr.detr.train_config import DataConfig, DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
 from bertdetr.errors import BertDetrError
@@ -138,12 +138,25 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
         # batch statistics over all processes' images (SyncBatchNorm needs a GPU; on CPU each
         # process normalises by its own batch and DDP broadcasts rank 0's running statistics)
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
-    if cfg.compile:  # backbone, transformer and head (the criterion's matching stays eager: scipy)
-        t.net = torch.compile(model, mode=cfg.compile_mode)
+    if cfg.compile:
+        t.net = compile_detr(model, cfg.compile_mode)
     t.net = data_parallel(t.net, env, device, find_unused_parameters=False)
     run.record_config({"run": DETR_TRAIN, "data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
                        "world_size": env.world_size})
     return t
+
+
+def compile_detr(model: DETR, mode: str) -> torch.nn.Module:
+    """``train.compile``: the model (backbone, transformer and head) compiled whole; the criterion
+    stays eager (its matching is scipy's). Batch sizes differ, so the second size compiles once more
+    with dynamic shapes. Where this torch's dynamic shapes guard the parity of the stem pool's output
+    size (``max_pool_guards_parity``: torch 2.9, 2.11), each new parity of a batch's height or width
+    would compile it once more (3 to 5 graphs; a compile of an R18 DETR's step took 50-110 s on our
+    CPU): the model's pool becomes ``EvenPaddedMaxPool`` there, equal bit for bit forward and backward,
+    which has no such guard (2 graphs in all). It has no state, so the checkpoints do not change."""
+    if max_pool_guards_parity():
+        model.backbone.maxpool = EvenPaddedMaxPool()
+    return torch.compile(model, mode=mode)
 
 
 def _initial_model(cfg: TrainConfig, model_config: DETRConfig, index: CocoIndex,

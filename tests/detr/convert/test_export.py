@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bertdetr.cli import main
-from bertdetr.detr.convert.export import SlicedMaxPool, export_hf, export_mmdet, invert_rules
+from bertdetr.detr.convert.export import export_hf, export_mmdet, invert_rules
 from bertdetr.detr.data.coco import padding_masks
 from bertdetr.detr.convert.mmdet_config import config_from_mmdet, load_mmdet_config
 from bertdetr.detr.convert.load import from_hf
@@ -71,20 +71,6 @@ def test_mmdet_model_exported_to_transformers(tmp_path, golden, golden_model):
         o, mine = hf(pixel_values=golden["batch_inputs"], pixel_mask=(~masks).long()), model(golden["batch_inputs"], masks)
     torch.testing.assert_close(o.logits, mine["pred_logits"], rtol=0, atol=1e-5)
     torch.testing.assert_close(o.pred_boxes, mine["pred_boxes"], rtol=0, atol=1e-6)
-
-
-def test_the_exports_sliced_max_pool_equals_the_stems_bit_for_bit():
-    """``SlicedMaxPool`` (what the ONNX export traces instead of the stem's max_pool2d) at odd and
-    even sizes, channels-last as the stem's activations, with -inf and NaN inside."""
-    pool, sliced = torch.nn.MaxPool2d(3, 2, 1), SlicedMaxPool()
-    g = torch.Generator().manual_seed(0)
-    for h, w in ((1, 1), (2, 3), (7, 8), (64, 65), (99, 100)):
-        x = torch.randn(2, 5, h, w, generator=g).contiguous(memory_format=torch.channels_last)
-        x[0, 0, 0, 0], x[1, 1, -1, -1] = float("-inf"), float("nan")
-        assert torch.equal(sliced(x).isnan(), pool(x).isnan())
-        assert torch.equal(sliced(x).nan_to_num(7.0), pool(x).nan_to_num(7.0)), (h, w)
-        assert sliced(x.bfloat16()).dtype == torch.bfloat16 and torch.equal(sliced(x.bfloat16()).nan_to_num(7.0),
-                                                                             pool(x.bfloat16()).nan_to_num(7.0))
 
 
 def test_onnx_with_dynamic_size_equals_pytorch(tmp_path, data_dir, golden_model, capsys):

@@ -32,9 +32,8 @@ import torch
 from torch import nn
 
 from bertdetr.detr.config import DETRConfig
-from bertdetr.detr.model import DETR
 from bertdetr.detr.convert.names import HF_RULES, MMDET_RULES, rename
-from bertdetr.detr.model import RESNET_LAYOUTS, Bottleneck
+from bertdetr.detr.model import DETR, RESNET_LAYOUTS, Bottleneck, EvenPaddedMaxPool, max_pool_guards_parity
 from bertdetr.detr.weights import load_checkpoint_dir
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
@@ -162,38 +161,15 @@ class _OnnxOutputs(nn.Module):
         return out["pred_logits"], out["pred_boxes"]
 
 
-class SlicedMaxPool(nn.Module):
-    """``nn.MaxPool2d(3, stride=2, padding=1)`` (the ResNet stem's) as the stride-1 pool at every
-    other row and column: equal to it bit for bit (the same windows; NaN and -inf alike).
-
-    For the export on a torch whose torch.export guards the parity of the strided pool's output
-    size at a dynamic size (torch 2.9 and 2.11 here, not 2.14; pytorch#124507, "ResNet with dynamic
-    height"): the ONNX export of 2.9 failed. A stride-1 size and a step slice's are plain. Only
-    there: in onnxruntime on a CPU it costs 3-4% of an 800x1066 inference."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.max_pool2d(x, kernel_size=3, stride=1, padding=1)[..., ::2, ::2]
-
-
-def export_guards_max_pool_parity() -> bool:
-    """Whether this torch's torch.export fails on a strided max pool at a dynamic size (above)."""
-    size = torch.export.Dim("size", min=64)
-    try:
-        torch.export.export(nn.MaxPool2d(3, 2, 1), (torch.zeros(1, 1, 96, 96),), dynamic_shapes=({2: size},))
-    except Exception:  # torch's ConstraintViolationError / UserError (or any other: take the safe path)
-        return True
-    return False
-
-
 def export_onnx(model: DETR, path: str | os.PathLike, opset: int = 18) -> None:
     """Writes ``model`` as ONNX (see the module doc) through ``torch.onnx.export(dynamo=True)``."""
     try:
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError:
         raise BertDetrError("ONNX export needs onnx and onnxscript: pip install 'bertdetr[export]'") from None
-    if export_guards_max_pool_parity():
+    if max_pool_guards_parity():
         model = copy.deepcopy(model)  # the caller's model keeps its pool
-        model.backbone.maxpool = SlicedMaxPool()
+        model.backbone.maxpool = EvenPaddedMaxPool()
     wrapper = _OnnxOutputs(model).eval()
     # traced on two 160x192 images, the second padded, so that the masked attention is exported
     images = torch.zeros(2, 3, 160, 192, device=next(model.parameters()).device)
