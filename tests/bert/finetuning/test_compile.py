@@ -84,3 +84,32 @@ def test_a_run_resumed_compiled_keeps_a_tensor_lr(tmp_path, monkeypatch):
     a, b = read_hf_weights(str(tmp_path / "whole" / "model"))[0], read_hf_weights(str(tmp_path / "split" / "model"))[0]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_batches_cut_to_their_longest_row_compile_once_more_then_reuse_the_dynamic_graph(monkeypatch):
+    """What ``compile`` says: a batch of another length compiles the model once more, with dynamic
+    shapes, and later lengths reuse that graph (the update's graph never recompiles: its flat
+    buffers keep their sizes). Counted over the model and the update of a compiled step."""
+    from torch._dynamo.utils import counters
+
+    from bertdetr.bert.optimization import compile_step, create_optimizer
+
+    _aot_eager(monkeypatch)
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = create_model(_CONFIG, ["a", "b", "c"])
+    optimizer, _ = create_optimizer(model, 1e-3, 10, 1)
+    net, update = compile_step(model, optimizer, True)
+    graphs, g = [], torch.Generator().manual_seed(1)
+    for length in (9, 16, 5, 12, 7, 14):
+        mask = torch.ones(2, length, dtype=torch.long)
+        mask[1, length // 2:] = 0
+        out = net(input_ids=torch.randint(0, 50, (2, length), generator=g), input_mask=mask,
+                  segment_ids=torch.zeros(2, length, dtype=torch.long), label_ids=torch.tensor([0, 2]))
+        out["loss"].backward()
+        optimizer.prepare()
+        update(out["loss"].detach()[None], 1.0)
+        optimizer.zero_grad(set_to_none=True)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [2, 3, 3, 3, 3, 3]
