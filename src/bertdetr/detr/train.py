@@ -40,6 +40,7 @@ from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_class
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
+from bertdetr.training.compiling import CUDA_GRAPH_MODES
 from bertdetr.training.distributed import data_parallel, set_rng_state
 from bertdetr.training.folder import DETR_TRAIN
 from bertdetr.training.precision import MixedPrecision
@@ -146,17 +147,37 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
     return t
 
 
+class DynamicSizes(torch.nn.Module):
+    """Calls ``compiled`` (a compiled DETR) with its images' and masks' height and width marked
+    dynamic, so that the first batch compiles the graph every later size reuses (left to torch, the
+    first compiles a graph for its own size only, and the second size compiles again, dynamic)."""
+
+    def __init__(self, compiled: torch.nn.Module):
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> dict:
+        for tensor, dims in ((images, (2, 3)), (masks, (1, 2))):
+            for dim in dims if tensor is not None else ():
+                torch._dynamo.maybe_mark_dynamic(tensor, dim)  # (maybe: where torch specialises one, it may)
+        return self.compiled(images, masks)
+
+
 def compile_detr(model: DETR, mode: str) -> torch.nn.Module:
     """``train.compile``: the model (backbone, transformer and head) compiled whole; the criterion
-    stays eager (its matching is scipy's). Batch sizes differ, so the second size compiles once more
-    with dynamic shapes. Where this torch's dynamic shapes guard the parity of the stem pool's output
-    size (``max_pool_guards_parity``: torch 2.9, 2.11), each new parity of a batch's height or width
-    would compile it once more (3 to 5 graphs; a compile of an R18 DETR's step took 50-110 s on our
-    CPU): the model's pool becomes ``EvenPaddedMaxPool`` there, equal bit for bit forward and backward,
-    which has no such guard (2 graphs in all). It has no state, so the checkpoints do not change."""
+    stays eager (its matching is scipy's). Batches differ in size, so the images' height and width
+    are compiled dynamic from the first batch (``DynamicSizes``: one graph, where torch alone would
+    compile the first size static and the second again: an R18's two took 96 + 156 s against 177 s
+    for the one on our CPU, steps after it the same). Not with the CUDA-graph modes, which are for
+    fixed sizes. Where this torch's dynamic shapes guard the parity of the stem pool's output size
+    (``max_pool_guards_parity``: torch 2.9, 2.11), each new parity of a batch's height or width
+    would compile it once more: the model's pool becomes ``EvenPaddedMaxPool`` there, equal bit for
+    bit forward and backward, which has no such guard. It has no state, so the checkpoints do not
+    change."""
     if max_pool_guards_parity():
         model.backbone.maxpool = EvenPaddedMaxPool()
-    return torch.compile(model, mode=mode)
+    compiled = torch.compile(model, mode=mode)
+    return compiled if mode in CUDA_GRAPH_MODES else DynamicSizes(compiled)
 
 
 def _initial_model(cfg: TrainConfig, model_config: DETRConfig, index: CocoIndex,

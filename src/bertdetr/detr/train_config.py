@@ -101,7 +101,7 @@ class TrainConfig:
     fp16: bool = False
     """float16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4); overflowed steps are skipped and logged."""
     compile: bool = False
-    """torch.compile the model (backbone, transformer and head, one graph; its backward compiled with it). Batches differ in size, so the first new size compiles once more with dynamic shapes."""
+    """torch.compile the model (backbone, transformer and head, one graph; its backward compiled with it). Batches differ in size, so the image height and width are compiled dynamic from the first batch (a batch without padding compiles once more; the CUDA-graph modes compile each size)."""
     compile_mode: str = "default"
     """torch.compile's mode: default, reduce-overhead (CUDA graphs, one per batch shape: pair it with fixed sizes), max-autotune, max-autotune-no-cudagraphs."""
     save_every: int = 1
