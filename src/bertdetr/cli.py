@@ -7,6 +7,7 @@ system's ``cli`` module) only; library functions never read flags.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import warnings
@@ -94,6 +95,11 @@ def _end_process_group() -> None:
     active exception", seen on a rank after a successful run)."""
     dist = sys.modules.get("torch.distributed")  # never imported here just for this: torch is slow to load
     if dist is not None and dist.is_available() and dist.is_initialized():
+        # DistributedDataParallel sits in a reference cycle (checked: a deleted one lives until the
+        # collector runs), and its reducer holds the process group: collected now, the group is
+        # freed by destroy_process_group below, not left to the interpreter's exit, where gloo's
+        # threads abort (seen once more, on a rank of a fine-tuning run, after the barrier came)
+        gc.collect()
         # every rank done (the main one writes the export and the plots last) before any tears down
         # its connections: a rank that left early was seen aborting in gloo's teardown
         dist.barrier()
