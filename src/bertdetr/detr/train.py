@@ -159,7 +159,8 @@ class DynamicSizes(torch.nn.Module):
     def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> dict:
         for tensor, dims in ((images, (2, 3)), (masks, (1, 2))):
             for dim in dims if tensor is not None else ():
-                torch._dynamo.maybe_mark_dynamic(tensor, dim)  # (maybe: where torch specialises one, it may)
+                # maybe_: no error where torch must specialise a size (2.14's inductor on a CPU does)
+                torch._dynamo.maybe_mark_dynamic(tensor, dim)
         return self.compiled(images, masks)
 
 
