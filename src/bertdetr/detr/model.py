@@ -207,6 +207,14 @@ def max_pool_guards_parity() -> bool:
     return False
 
 
+def pool_for_dynamic_sizes(backbone: nn.Module) -> None:
+    """Before tracing at dynamic sizes (torch.compile, torch.export): where this torch guards the
+    parity of a strided max pool's size (``max_pool_guards_parity``), ``backbone``'s stem pool
+    becomes ``EvenPaddedMaxPool`` (equal bit for bit; no state, so state dicts do not change)."""
+    if max_pool_guards_parity():
+        backbone.maxpool = EvenPaddedMaxPool()
+
+
 RESNET_LAYOUTS = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),

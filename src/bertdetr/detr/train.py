@@ -34,7 +34,7 @@ from bertdetr.detr.data.transforms import train_transforms
 from bertdetr.detr.engine import DetrTraining, batches_per_epoch, checkpoint_state, train_one_epoch
 from bertdetr.detr.evaluate import evaluate_detr
 from bertdetr.detr.loss import build_criterion
-from bertdetr.detr.model import DETR, EvenPaddedMaxPool, build_detr, max_pool_guards_parity
+from bertdetr.detr.model import DETR, build_detr, pool_for_dynamic_sizes
 from bertdetr.detr.train_config import DataConfig, DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
 from bertdetr.errors import BertDetrError
@@ -171,12 +171,10 @@ def compile_detr(model: DETR, mode: str) -> torch.nn.Module:
     compile the first size static and the second again: an R18's two took 96 + 156 s against 177 s
     for the one on our CPU, steps after it the same). Not with the CUDA-graph modes, which are for
     fixed sizes. Where this torch's dynamic shapes guard the parity of the stem pool's output size
-    (``max_pool_guards_parity``: torch 2.9, 2.11), each new parity of a batch's height or width
-    would compile it once more: the model's pool becomes ``EvenPaddedMaxPool`` there, equal bit for
-    bit forward and backward, which has no such guard. It has no state, so the checkpoints do not
-    change."""
-    if max_pool_guards_parity():
-        model.backbone.maxpool = EvenPaddedMaxPool()
+    (torch 2.9, 2.11), each new parity of a batch's height or width would compile it once more: the
+    model's pool becomes ``EvenPaddedMaxPool`` there (``pool_for_dynamic_sizes``), equal bit for bit
+    forward and backward, which has no such guard. It has no state, so the checkpoints do not change."""
+    pool_for_dynamic_sizes(model.backbone)
     compiled = torch.compile(model, mode=mode)
     return compiled if mode in CUDA_GRAPH_MODES else DynamicSizes(compiled)
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.convert.names import HF_RULES, MMDET_RULES, rename
-from bertdetr.detr.model import DETR, RESNET_LAYOUTS, Bottleneck, EvenPaddedMaxPool, max_pool_guards_parity
+from bertdetr.detr.model import DETR, RESNET_LAYOUTS, Bottleneck, pool_for_dynamic_sizes
 from bertdetr.detr.weights import load_checkpoint_dir
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
@@ -167,9 +167,8 @@ def export_onnx(model: DETR, path: str | os.PathLike, opset: int = 18) -> None:
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError:
         raise BertDetrError("ONNX export needs onnx and onnxscript: pip install 'bertdetr[export]'") from None
-    if max_pool_guards_parity():
-        model = copy.deepcopy(model)  # the caller's model keeps its pool
-        model.backbone.maxpool = EvenPaddedMaxPool()
+    model = copy.deepcopy(model)  # the caller's model keeps its pool
+    pool_for_dynamic_sizes(model.backbone)
     wrapper = _OnnxOutputs(model).eval()
     # traced on two 160x192 images, the second padded, so that the masked attention is exported
     images = torch.zeros(2, 3, 160, 192, device=next(model.parameters()).device)
