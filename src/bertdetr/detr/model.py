@@ -185,7 +185,7 @@ class EvenPaddedMaxPool(nn.Module):
     ``detr train --compile`` (each new parity of a batch's height or width compiled the model
     again) swap it in. (A stride-1 pool at every other row and column, the export's way before,
     has the guard too under torch.compile, in its output's layout test.) In onnxruntime on a CPU
-    the pad costs about 2% of an 800x1067 inference (0.921 s against 0.900, 2 threads)."""
+    the pad costs about 2% of an 800x1067 inference (``bench/bench_onnx_pool.py``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
