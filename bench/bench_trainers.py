@@ -10,7 +10,8 @@ transformers' step on the same records, and the figures read from the trainers' 
     python bench/bench_trainers.py bert-config SIZE PATH     # a random-weights BERT's bert_config.json
 
 ``bert-figures``: the median ``sequences_per_s`` that ``bert pretrain`` logged (the first two logged
-rows dropped: compilation and warm-up) and its MFU: model FLOPs per sequence as our model runs
+rows dropped, compilation and warm-up, and those of the profiled steps: ``measured_rates``), the
+per-step lines of its profile (``--profile-steps``: the device's busy share), and its MFU: model FLOPs per sequence as our model runs
 them (``bert_flops.num_flops_per_sequence``: 2 per multiply-add, x3 for training; the last layer
 and the MLM head at the masked positions only; padding counted as tokens) x sequences/s / the
 GPU's dense bf16 peak (H100 SXM 989.4 TFLOP/s, PCIe 756; H200 989.4). ``hf-bert``: transformers'
@@ -83,11 +84,49 @@ def make_jpeg_shapes(out: str, n: int, sizes: tuple[int, int]) -> None:
         json.dump(ann, f)
 
 
-def logged(run: str, key: str) -> list[float]:
-    """A scalar's values in ``run/scalars.csv``, in step order."""
+def logged(run: str, key: str) -> list[tuple[int, float]]:
+    """A scalar's (step, value) rows in ``run/scalars.csv``, in step order."""
     with open(os.path.join(run, "scalars.csv"), encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r.get("name", r.get("tag")) == key]
-    return [float(r["value"]) for r in rows]
+    return [(int(r["step"]), float(r["value"])) for r in rows]
+
+
+def measured_rates(run: str, key: str) -> list[float]:
+    """The rates ``key`` a trainer logged in ``run`` that measure its plain steps: the first two rows
+    dropped (compilation and warm-up), and the rows whose steps hold a profiled one (the run's
+    ``profile_steps`` and the profiler's warm-up step before them: the profiler's own cost)."""
+    window = profile_window(run)
+    rows, previous = [], 0
+    for step, value in logged(run, key):
+        if not (window and previous < window[1] and step >= window[0] - 1):
+            rows.append(value)
+        previous = step
+    return rows[2:]
+
+
+def profile_window(run: str) -> list[int]:
+    """The ``profile_steps`` recorded with ``run`` ([] when none)."""
+    for name in ("train_config.json", "classify_config.json"):
+        path = os.path.join(run, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+            return config.get("profile_steps") or config.get("train", {}).get("profile_steps") or []
+    return []
+
+
+def profile_summary(run: str) -> dict:
+    """The per-step lines of ``run``'s profile reports (``profile/*.txt``: wall time per step, the
+    device's kernels and busy share), for the figures' row; {} when it has none."""
+    folder = os.path.join(run, "profile")
+    if not os.path.isdir(folder):
+        return {}
+    summary = {}
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".txt")):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        summary[name[:-4]] = " | ".join(line for line in lines[1:3] if line)
+    return {"profile": summary}
 
 
 def peak_bf16_flops() -> float:
@@ -109,23 +148,23 @@ def bert_config(model_size: str):
 def bert_figures(args) -> None:
     from bert_flops import num_flops_per_sequence
 
-    rates = logged(args.run, "sequences_per_s")[2:]
+    rates = measured_rates(args.run, "sequences_per_s")
     if not rates:
-        raise SystemExit(f"{args.run}: fewer than 3 logged rows of sequences_per_s")
+        raise SystemExit(f"{args.run}: fewer than 3 logged rows of sequences_per_s outside its profiled steps")
     rate = statistics.median(rates)
     flops = num_flops_per_sequence(bert_config(args.model_size), args.seq, args.masked)
     print(json.dumps({"run": args.run, "sequences_per_s": round(rate, 1), "logged_rows": len(rates),
                       "model_tflops_per_s": round(rate * flops / 1e12, 1), "mfu": round(rate * flops / peak_bf16_flops(), 4),
-                      "flops_per_sequence": flops}))
+                      "flops_per_sequence": flops, **profile_summary(args.run)}))
 
 
 def rate_figures(run: str, key: str) -> None:
-    """The median of ``key`` that a trainer logged in ``run`` (the first two rows, compilation and
-    warm-up, dropped)."""
-    rates = logged(run, key)[2:]
+    """The median of ``key`` that a trainer logged in ``run`` (``measured_rates``)."""
+    rates = measured_rates(run, key)
     if not rates:
-        raise SystemExit(f"{run}: fewer than 3 logged rows of {key}")
-    print(json.dumps({"run": run, key: round(statistics.median(rates), 2), "logged_rows": len(rates)}))
+        raise SystemExit(f"{run}: fewer than 3 logged rows of {key} outside its profiled steps")
+    print(json.dumps({"run": run, key: round(statistics.median(rates), 2), "logged_rows": len(rates),
+                      **profile_summary(run)}))
 
 
 def write_bert_config(args) -> None:

@@ -20,7 +20,10 @@
 # (~30 s; 50 MB, too much to travel with the tree). One command keeps to BUDGET seconds (default
 # 570: a 10-minute call less the copy back): each step's timeout is cut to what is left, and a step
 # with under 30 s left is skipped (said in OUT/skipped.txt); what finished is in OUT, and with
-# PACK=FILE.tgz its figures, logs and scalars (no data, checkpoints or weights) are packed there.
+# PACK=FILE.tgz its figures, logs, scalars and profile reports (no data, checkpoints or weights) are
+# packed there, the profiles' traces apart in FILE-traces.tgz. Each trainer's last 3 steps are profiled
+# (--profile-steps: RUN/profile/*.txt, the GPU's busy share and each kernel's time; the figures leave
+# those steps out): what tells, after the device is gone, where a step's time went.
 set -u
 if [ "${1:-}" = wheels ]; then  # the device's Python is 3.12 and cannot reach an index
   exec python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -59,12 +62,13 @@ fi
 python3 -c "import sys, torch, transformers, bertdetr.bert.data.records as r; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'google-crc32c', r._gcrc is not None)" | tee -a "$OUT/gpu.txt"
 T=$(cap 300 data) && timeout "$T" python3 bench/bench_trainers.py data "$OUT/data" $SMOKE_FLAG || exit 1
 
-ours_bert() {  # size seq masked batch: bert pretrain, its logged sequences/s and MFU
+ours_bert() {  # size seq masked batch: bert pretrain, its logged sequences/s and MFU; then 3 steps profiled
   local run="$OUT/bert-$1-$2" T
   T=$(cap 240 "bert pretrain $1 $2") || return 0
   timeout "$T" $BD bert pretrain --input-file "$OUT/data/books_$2.tfrecord" --output-dir "$run" --overwrite \
-      --model-size "$1" --vocab-file $VOCAB --batch-size "$4" --num-train-steps "$STEPS" --num-warmup-steps 2 \
-      --log-every "$LOG" --save-every 100000 --no-progress --device $DEV $PREC $COMPILE 2>&1 | tail -3
+      --model-size "$1" --vocab-file $VOCAB --batch-size "$4" --num-train-steps $((STEPS + 4)) --num-warmup-steps 2 \
+      --log-every "$LOG" --save-every 100000 --no-progress --device $DEV $PREC $COMPILE \
+      --profile-steps $((STEPS + 2)) $((STEPS + 4)) 2>&1 | grep -v '^USDT:' | tail -3
   python3 bench/bench_trainers.py bert-figures "$run" --model-size "$1" --seq "$2" --masked "$3" | tee -a "$OUT/bert_trainer.jsonl"
 }
 hf_bert() {  # size seq batch: transformers' step on the same records
@@ -82,14 +86,17 @@ out, name, preset, batch, device, smoke, compiled = sys.argv[1:]
 data = {"train_ann": f"{out}/data/coco/train.json", "train_images": f"{out}/data/coco/images"}
 if smoke == "1":
     data.update(train_scales=[48, 64], max_size=96, crop_resize=[56], crop_size=[32, 48], test_size=64)
+epochs = 2 if compiled else 1
+steps = epochs * -(-len(json.load(open(data["train_ann"]))["images"]) // int(batch))
 cfg = {"data": data, "model": {"preset": preset},
-       "train": {"output_dir": f"{out}/{name}", "epochs": 2 if compiled else 1, "batch_size": int(batch),
+       "train": {"output_dir": f"{out}/{name}", "epochs": epochs, "batch_size": int(batch),
+                 "profile_steps": [steps - 2, steps],  # the last 3 steps (the figures leave them out)
                  "num_workers": 0 if smoke == "1" else 6, "log_every": 1 if smoke == "1" else 5, "progress": False,
                  "device": device, "bf16": smoke != "1", "compile": bool(compiled), "save_every": 100, "eval_every": 100}}
 json.dump(cfg, open(f"{out}/{name}.json", "w"), indent=1)
 PY
   T=$(cap 200 "detr train ${1:-eager}") || return 0
-  timeout "$T" $BD detr train "$OUT/$name.json" --overwrite 2>&1 | tail -3
+  timeout "$T" $BD detr train "$OUT/$name.json" --overwrite 2>&1 | grep -v '^USDT:' | tail -3
   python3 bench/bench_trainers.py detr-figures "$OUT/$name" | tee -a "$OUT/detr_trainer.jsonl"
 }
 hf_detr() {  # transformers' DETR on the same config's batches
@@ -140,7 +147,10 @@ case "$PART" in
 esac
 echo "== figures ($PART, ${SECONDS}s of ${BUDGET}s) =="  # last: a device call's reply carries the output's end
 cat "$OUT"/*_trainer.jsonl "$OUT/skipped.txt" 2>/dev/null
-if [ -n "${PACK:-}" ]; then  # what comes back from a device: figures, logs, scalars; no data, checkpoints or weights
+if [ -n "${PACK:-}" ]; then  # what comes back from a device: figures, logs, scalars, profiles; no data, checkpoints or weights
   tar czf "$PACK" -C "$OUT" --exclude=./data --exclude='*.pt' --exclude='*.safetensors' --exclude='*.tf_record' \
-      --exclude='*.tfrecord' --exclude='events.out.*' --exclude=vocab.txt . && ls -la "$PACK"
+      --exclude='*.tfrecord' --exclude='events.out.*' --exclude=vocab.txt --exclude='*.json.gz' . && ls -la "$PACK"
+  # the profiles' traces apart (a file over a device call's 16 MiB would not come back; the figures must)
+  (cd "$OUT" && find . -path ./data -prune -o -name '*.json.gz' -print | tar czf "${PACK%.tgz}-traces.tgz" -T -) \
+      && ls -la "${PACK%.tgz}-traces.tgz"
 fi

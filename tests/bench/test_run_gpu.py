@@ -22,9 +22,15 @@ def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
     theirs = [row for row in bert if row.get("impl") == "transformers"]
     assert [os.path.basename(r["run"]) for r in ours] == ["bert-tiny-128", "bert-mini-512"]
     assert all(r["sequences_per_s"] > 0 and r["logged_rows"] >= 3 and 0 < r["mfu"] < 1 for r in ours)
+    # each trainer's last steps profiled (8-10, 7 warming the profiler up), their rows left out of its
+    # figures (10 logged: 1-6, less the first two), their report's per-step lines in its row
+    assert [r["logged_rows"] for r in ours] == [4, 4]
+    assert all(list(r["profile"]) == ["steps-8-10"] and "wall time per step" in r["profile"]["steps-8-10"]
+               for r in ours)
     assert [(r["model_size"], r["seq"]) for r in theirs] == [("tiny", 128), ("mini", 512)]
     detr, hf_detr = [json.loads(line) for line in (out / "detr_trainer.jsonl").read_text().splitlines()]
     assert os.path.basename(detr["run"]) == "detr-r18" and detr["images_per_s"] > 0
+    assert list(detr["profile"]) == ["steps-6-8"]  # 16 images, batches of 2
     assert hf_detr["impl"] == "transformers" and hf_detr["model"] == "detr-r18" and hf_detr["images_per_s"] > 0
     classify = [json.loads(line) for line in (out / "finetune_trainer.jsonl").read_text().splitlines()]
     assert [os.path.basename(r["run"]) for r in classify] == ["classify-eager", "classify-compiled"]
@@ -34,8 +40,14 @@ def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
     # what comes back from a device call: the figures, logs and scalars, not the data or weights
     with tarfile.open(pack) as tar:
         names = tar.getnames()
-    assert {"./bert_trainer.jsonl", "./detr_trainer.jsonl", "./bert-tiny-128/scalars.csv"} <= set(names)
-    assert not [n for n in names if n.startswith("./data") or n.endswith((".pt", ".safetensors", ".tfrecord"))]
+    assert {"./bert_trainer.jsonl", "./detr_trainer.jsonl", "./bert-tiny-128/scalars.csv",
+            "./bert-tiny-128/profile/steps-8-10.txt"} <= set(names)
+    assert not [n for n in names if n.startswith("./data") or n.endswith((".pt", ".safetensors", ".tfrecord", ".gz"))]
+    # the profiles' traces in a pack of their own (a device call brings files of up to 16 MiB back)
+    with tarfile.open(tmp_path / "back-traces.tgz") as tar:
+        assert sorted(tar.getnames()) == ["./bert-mini-512/profile/steps-8-10.json.gz",
+                                          "./bert-tiny-128/profile/steps-8-10.json.gz",
+                                          "./detr-r18/profile/steps-6-8.json.gz"]
 
 
 def test_a_spent_budget_skips_steps_and_says_so(tmp_path):

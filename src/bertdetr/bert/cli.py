@@ -168,7 +168,7 @@ _PRETRAIN_FIELDS = [
     "weight_decay", "max_grad_norm", "save_every", "keep_last", "log_every", "seed", "bf16", "fp16", "compile",
     "compile_mode", "unpad", "num_workers", "num_threads", "shuffle_buffer", "masked_lm_prob", "max_predictions_per_seq",
     "max_non_finite_steps", "resume",
-    "overwrite", "stop_at_step", "tensorboard", "device", "progress",
+    "overwrite", "stop_at_step", "profile_steps", "tensorboard", "device", "progress",
 ]
 
 

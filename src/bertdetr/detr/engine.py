@@ -23,6 +23,7 @@ from bertdetr.detr.model import DETR
 from bertdetr.detr.train_config import DataConfig, TrainConfig
 from bertdetr.training.distributed import Distributed
 from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.profiling import StepProfiler
 from bertdetr.training.run import Run, RunLog, count_non_finite
 
 
@@ -79,14 +80,16 @@ def batches_per_epoch(n: int, env: Distributed, cfg: TrainConfig) -> int:
 _END = object()
 
 
-def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
+def train_one_epoch(t: DetrTraining, log: RunLog, profiler: StepProfiler) -> bool:
     """The rest of epoch ``t.epoch`` from batch ``t.batch_in_epoch`` on, a step per ``grad_accum``
     batches, until the epoch's batches or the run's steps run out; returns whether the batches did.
-    On SIGTERM/SIGINT: a checkpoint at the iteration (mid-epoch), then ``Preempted``."""
+    On SIGTERM/SIGINT: a checkpoint at the iteration (mid-epoch), then ``Preempted``. ``profiler``:
+    the run's (``profile_steps``), told where each step begins and ends."""
     cfg = t.cfg
     batches = t.loader.epoch(t.epoch, t.batch_in_epoch)
     exhausted = False
     while t.it < t.total_iters:
+        profiler.step_begins(t.it + 1)  # (a step's time includes waiting for its batches)
         group = []
         while len(group) < cfg.grad_accum:
             batch = next(batches, _END)
@@ -100,6 +103,7 @@ def train_one_epoch(t: DetrTraining, log: RunLog) -> bool:
             break
         names, terms, grad_norm = train_step(t, group)
         t.it += 1
+        t.t0 += profiler.step_ends(t.it)  # (the logged rate leaves the profile's writing out)
         logging_step = t.it % cfg.log_every == 0 or t.it == t.total_iters
         if logging_step:
             # the one read from the device of a logged step (the matcher's costs aside)

@@ -37,13 +37,14 @@ from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr, pool_for_dynamic_sizes
 from bertdetr.detr.train_config import DataConfig, DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, require
 from bertdetr.fileio import write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.compiling import CUDA_GRAPH_MODES
 from bertdetr.training.distributed import data_parallel, set_rng_state
 from bertdetr.training.folder import DETR_TRAIN
 from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.profiling import StepProfiler, profile_steps_error
 from bertdetr.training.run import Run, setup_process
 
 
@@ -129,6 +130,8 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
     total_iters = cfg.epochs * math.ceil(steps_per_epoch / cfg.grad_accum)
     if cfg.max_iters is not None:
         total_iters = min(total_iters, cfg.max_iters)
+    require(profile_steps_error(cfg.profile_steps, "train.profile_steps", total_iters) is None,
+            profile_steps_error(cfg.profile_steps, "train.profile_steps", total_iters))
     torch.manual_seed(cfg.seed + 1 + env.rank)
     t = DetrTraining(cfg, data, model_config, index, val_index, model, model, criterion, optimizer, scheduler,
                      MixedPrecision(device, cfg.bf16, cfg.fp16), loader.dataset, loader, total_iters, env, device, run,
@@ -217,9 +220,10 @@ def fit(t: DetrTraining) -> dict:
     metrics every ``eval_every`` epochs and at the end. Returns the last metrics ({}: none)."""
     cfg, env = t.cfg, t.env
     metrics: dict = {}
-    with t.run.logging(t.total_iters, t.it, "detr train", "it", cfg.progress, cfg.tensorboard) as log:
+    with t.run.logging(t.total_iters, t.it, "detr train", "it", cfg.progress, cfg.tensorboard) as log, \
+            StepProfiler(cfg.profile_steps, cfg.output_dir, t.device, "detr train", env.rank, env.world_size) as profiler:
         while t.epoch < cfg.epochs and t.it < t.total_iters:
-            exhausted = train_one_epoch(t, log)
+            exhausted = train_one_epoch(t, log, profiler)
             if exhausted or t.batch_in_epoch >= batches_per_epoch(len(t.dataset), env, cfg):
                 exhausted = True
                 t.epoch += 1
@@ -304,7 +308,7 @@ def build_optimizer(model: DETR, cfg: TrainConfig) -> torch.optim.AdamW:
 _KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
                    "reset_head": "the weights are the checkpoint's",
                    "seed": "the data order, augmentation and dropout continue the run's"}
-_NOT_SETTINGS = {"resume", "overwrite", "progress", "device", "output_dir"}
+_NOT_SETTINGS = {"resume", "overwrite", "progress", "device", "output_dir", "profile_steps"}
 
 
 def _settings_in_force(run: Run, setup: DetrTrainSetup, model_config: DETRConfig) -> tuple[TrainConfig, DETRConfig]:

@@ -20,6 +20,7 @@ from bertdetr.detr.data.transforms import TRAIN_SCALES
 from bertdetr.detr.evaluate import COCO_BACKENDS
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.training.compiling import compile_mode_error
+from bertdetr.training.profiling import profile_steps_error
 
 
 @dataclass
@@ -116,6 +117,8 @@ class TrainConfig:
     """Keep the model of the best validation AP (model_best/, best.json) and export it, not the last (mmdet's save_best='auto')."""
     log_every: int = 10
     """Log scalars every this many steps."""
+    profile_steps: list[int] = field(default_factory=list)
+    """Two steps, the first and the last profiled with torch.profiler (e.g. 101 105): output_dir/profile gets the time per step, each kernel's and operator's time and a trace (bertdetr.training.profiling)."""
     resume: bool = False
     """Continue from the latest checkpoint in output_dir (a new run if it has none)."""
     overwrite: bool = False
@@ -139,6 +142,8 @@ class TrainConfig:
         require_at_least(self, ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every",
                                 "max_iters", "num_threads", "max_non_finite_steps"), 1, "train.")
         require_at_least(self, ("lr", "backbone_lr", "weight_decay", "max_grad_norm"), 0, "train.")
+        require(profile_steps_error(self.profile_steps, "train.profile_steps") is None,
+                profile_steps_error(self.profile_steps, "train.profile_steps"))
 
 
 @dataclass

@@ -19,7 +19,9 @@ temporary files an interrupted save left (``.ckpt-*.pt.*.tmp`` and the like) are
 
 Files of a run: checkpoints ``ckpt-*.pt``, ``train_config.json`` (the config in force),
 ``scalars.csv`` (training and ``eval_*`` scalars), ``loss_curves.png``, ``eval_metrics.json``,
-BERT's ``eval_results.txt`` (Google's), DETR's ``eval_detections.json``, ``tb/`` and ``model/``.
+BERT's ``eval_results.txt`` (Google's), DETR's ``eval_detections.json``, ``tb/``, ``model/`` and
+``profile/`` (``profile_steps``; unlike the logs, kept when a new run fails before its first
+checkpoint: a profile is a result of its own).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ FINETUNE_CONFIGS = {"bert classify": "classify_config.json", "bert squad": "squa
 
 RUN_FILES = ("train_config.json", "scalars.csv", "loss_curves.png", "eval_metrics.json", "eval_results.txt",
              "eval_detections.json", "best.json")
-RUN_DIRS = ("tb", "model", "model_best")
+RUN_DIRS = ("tb", "model", "model_best", "profile")
 LOG_FILES = ("train_config.json", "scalars.csv")
 
 

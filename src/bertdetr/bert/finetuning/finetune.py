@@ -16,7 +16,7 @@ import functools
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -33,6 +33,7 @@ from bertdetr.training.compiling import compile_mode_error
 from bertdetr.training.distributed import Distributed, data_parallel, main_then_share, set_rng_state
 from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
 from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.profiling import StepProfiler, profile_steps_error
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, rank_rng_state, setup_process
 
 
@@ -84,6 +85,8 @@ class FinetuneConfig:
     run's logs, metrics and model/ first (features and predictions are left)."""
     stop_at_step: int | None = None
     """Stop training (checkpointed) after this step; resume later."""
+    profile_steps: list[int] = field(default_factory=list)
+    """Two training steps, the first and the last profiled with torch.profiler (e.g. 101 105): output_dir/profile gets the time per step, each kernel's and operator's time and a trace (bertdetr.training.profiling)."""
     seed: int = 12345
     """Seeds the head's initialisation, the batch order and dropout (not Google's fixed 12345
     shuffle of the SQuAD examples before train.tf_record)."""
@@ -122,6 +125,8 @@ class FinetuneConfig:
         require(not self.eval_every or getattr(self, "do_eval", False),
                 "--eval-every evaluates on the dev set while training: bert classify and bert ner, with --do-eval")
         require_at_least(self, ("grad_accum", "max_non_finite_steps"), 1, "--")
+        require(profile_steps_error(self.profile_steps, "--profile-steps") is None,
+                profile_steps_error(self.profile_steps, "--profile-steps"))
         require(compile_mode_error(self.compile_mode, "--compile-mode") is None,
                 compile_mode_error(self.compile_mode, "--compile-mode"))
         require(not (self.bf16 and self.fp16), "--bf16 and --fp16: choose one")
@@ -471,14 +476,20 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     if run.resumed:
         step = _resume(run, t, identity)
     stop = num_train_steps if options.stop_at_step is None else min(options.stop_at_step, num_train_steps)
-    with run.logging(num_train_steps, step, desc, "step", options.progress) as log:
+    require(profile_steps_error(options.profile_steps, "--profile-steps", num_train_steps) is None,
+            profile_steps_error(options.profile_steps, "--profile-steps", num_train_steps))
+    with run.logging(num_train_steps, step, desc, "step", options.progress) as log, \
+            StepProfiler(options.profile_steps, options.output_dir, device, f"bert {desc}", env.rank,
+                         env.world_size) as profiler:
         model.train()
         t0, seen = time.perf_counter(), 0
+        profiler.step_begins(step + 1)  # (a step's time includes waiting for its batches)
         for micro_batches in step_loader(make_batch, num_examples, options, env, device, step, stop):
             # the lr of this step from the schedule on the host (a compiled update's lr is a tensor)
             lr = options.learning_rate * google_lr_factor(step, num_train_steps, num_warmup_steps)
             names, terms, grad_norm = finetune_step(t, micro_batches, step)
             step, seen = step + 1, seen + global_batch
+            t0 += profiler.step_ends(step)  # (the logged rate leaves the profile's writing out)
             logging_step = step % options.log_every == 0 or step == stop
             if logging_step:
                 values, skipped = run.read_logged(
@@ -505,6 +516,7 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
                           device)
             if stopping:
                 raise run.preempted(f"step {step}")
+            profiler.step_begins(step + 1)
     if step < num_train_steps:
         return step, None
     if not env.main:

@@ -44,6 +44,7 @@ from bertdetr.training.compiling import CUDA_GRAPH_MODES, compile_mode_error
 from bertdetr.training.distributed import Distributed, data_parallel, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
+from bertdetr.training.profiling import StepProfiler, profile_steps_error
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, setup_process
 from bertdetr.training.threads import available_cpus
 
@@ -139,6 +140,8 @@ class PretrainConfig:
     """Start again in an ``output_dir`` that holds a run, deleting its checkpoints and logs."""
     stop_at_step: int | None = None
     """Stop (with a checkpoint) after this step, e.g. to fit a scheduler's time limit; resume later."""
+    profile_steps: list[int] = field(default_factory=list)
+    """Two steps, the first and the last profiled with torch.profiler (e.g. 101 105): output_dir/profile gets the time per step, each kernel's and operator's time and a trace (bertdetr.training.profiling)."""
     tensorboard: bool = False
     """Also write TensorBoard event files (needs the tensorboard package)."""
     device: str | None = None
@@ -165,6 +168,8 @@ class PretrainConfig:
         require(bool(self.input_files), "no input files")
         require(0 < self.masked_lm_prob <= 1, f"masked_lm_prob must be in (0, 1], got {self.masked_lm_prob}")
         require_at_least(self, ("max_predictions_per_seq", "max_non_finite_steps"), 1)
+        require(profile_steps_error(self.profile_steps, "profile_steps", self.num_train_steps) is None,
+                profile_steps_error(self.profile_steps, "profile_steps", self.num_train_steps))
 
 
 def dynamic_masking(config: PretrainConfig, shape: RecordShape) -> DynamicMasking | None:
@@ -383,15 +388,19 @@ def fit(t: Pretraining) -> dict[str, float]:
                                                                               config.num_train_steps)
     losses: dict[str, float] = {}
     with t.run.logging(config.num_train_steps, t.step, "pretrain", "step", config.progress,
-                       config.tensorboard) as log:
+                       config.tensorboard) as log, \
+            StepProfiler(config.profile_steps, config.output_dir, t.device, "bert pretrain", env.rank,
+                         env.world_size) as profiler:
         t0, seqs = time.perf_counter(), 0
         t.model.train()
         previous = None  # the last step's batch and outputs, kept until the next step's exist (train_step)
         while t.step < last_stop:
             # the lr of this step from the schedule on the host (a compiled update's lr is a tensor)
             lr = config.learning_rate * google_lr_factor(t.step, config.num_train_steps, config.num_warmup_steps)
+            profiler.step_begins(t.step + 1)
             totals, grad_norm, previous = train_step(t)
             t.step += 1
+            t0 += profiler.step_ends(t.step)  # (the training rate leaves the profile's writing out)
             seqs += config.batch_size * config.grad_accum * env.world_size
             logging_step = t.step % config.log_every == 0 or t.step == last_stop
             if logging_step:
@@ -476,7 +485,7 @@ def _losses_of(values: list[float], next_sentence: bool) -> dict[str, float]:
 _KEPT_ON_RESUME = {"model": "the weights are the checkpoint's", "init_checkpoint": "the weights are the checkpoint's",
                    "seed": "the data order and dropout streams continue the run's",
                    "num_workers": "the data order depends on the readers"}
-_NOT_SETTINGS = {"resume", "overwrite", "progress", "stop_at_step", "device", "output_dir"}
+_NOT_SETTINGS = {"resume", "overwrite", "progress", "stop_at_step", "device", "output_dir", "profile_steps"}
 
 
 def _settings_in_force(run: Run, config: PretrainConfig, model_config: BertConfig) -> tuple[PretrainConfig, BertConfig]:
