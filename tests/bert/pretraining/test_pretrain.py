@@ -177,10 +177,14 @@ def test_two_processes_with_torchrun_then_resume_with_one(records, tmp_path):
             "--bert-config-file", str(cfg), "--vocab-file", VOCAB, "--num-train-steps", "4",
             "--num-warmup-steps", "1", "--train-batch-size", "2", "--save-checkpoints-steps", "2",
             "--log-every", "1", "--no-progress", "--device", "cpu"]
-    r = _torchrun(2, args + ["--stop-at-step", "2"], tmp_path)
+    r = _torchrun(2, args + ["--stop-at-step", "2", "--profile-steps", "1", "2"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])
     assert state["world_size"] == 2 and state["step"] == 2 and len(state["rng"]) == 2
+    # each rank profiled its own steps
+    assert sorted(os.listdir(tmp_path / "run" / "profile")) == [
+        f"steps-1-2-rank{r}.{ext}" for r in (0, 1) for ext in ("json.gz", "txt")]
+    assert "rank 1 of 2" in (tmp_path / "run" / "profile" / "steps-1-2-rank1.txt").read_text()
     assert main(args + ["--resume"]) == 0  # one process continues the two-process run
     assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])["step"] == 4
     assert len(_losses(tmp_path / "run")) == 4
