@@ -77,6 +77,24 @@ def test_a_run_that_stops_inside_the_window_writes_nothing_and_no_window_does_no
     assert not os.path.exists(tmp_path / "none" / "profile")
 
 
+def test_a_failing_profiler_is_a_warning_and_the_training_goes_on(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.profiler.profile, "export_chrome_trace", fail)
+    with pytest.warns(UserWarning, match=r"profile of steps 3-5 was not written \(OSError: .*No space left.*the "
+                                         r"training goes on"):
+        spent = _loop(tmp_path / "full", [3, 5])
+    assert sorted(spent) == list(range(1, 8))  # every step ran
+    assert os.listdir(tmp_path / "full" / "profile") == ["steps-3-5.txt"]  # whole files only, no temporaries
+    assert not torch.autograd.profiler._is_profiler_enabled
+
+    monkeypatch.setattr(torch.profiler.profile, "start", lambda self: fail())
+    with pytest.warns(UserWarning, match="profile of steps 3-5 could not start"):
+        spent = _loop(tmp_path / "no_start", [3, 5])
+    assert sorted(spent) == list(range(1, 8)) and not os.path.exists(tmp_path / "no_start" / "profile")
+
+
 def test_the_device_line_counts_the_devices_events_only():
     """(GPU events cannot be made on a CPU: key_averages' rows as torch gives them, by hand.)"""
     from types import SimpleNamespace as Row

@@ -15,15 +15,19 @@ with ``torch.profiler.schedule``'s ``warmup``). Under torchrun each rank writes 
 others (the same numbers), a little slower; the time spent writing the files is left out of the
 logged rate, as evaluation's is. A run that stops inside the window (preempted, an error, or
 ``stop_at_step``) writes nothing; a resumed run that starts inside it records from its first step.
+A profiler that fails (to start, or to write its files: a full disk) is a warning, never the end of
+the training run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
 import tempfile
 import time
+import warnings
 
 import torch
 from torch.autograd import DeviceType
@@ -83,8 +87,14 @@ class StepProfiler:
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
             schedule = torch.profiler.schedule(wait=0, warmup=warmup, active=self.last - self._recorded_from + 1,
                                                repeat=1)
-            self._prof = torch.profiler.profile(activities=activities, schedule=schedule)
-            self._prof.start()
+            prof = torch.profiler.profile(activities=activities, schedule=schedule)
+            try:
+                prof.start()
+            except Exception as e:  # (e.g. no CUPTI for the GPU's activity: train without a profile)
+                self._failed("could not start", e)
+                self.first, self.last = 0, -1  # (no other try)
+                return
+            self._prof = prof
         if self._prof is not None and step == self._recorded_from:
             self._synchronize()
             self._t0 = time.perf_counter()
@@ -101,9 +111,14 @@ class StepProfiler:
         wall = time.perf_counter() - self._t0
         begun = time.perf_counter()
         prof, self._prof = self._prof, None
-        prof.step()  # the end of the recorded steps: the profiler collects them
-        prof.stop()
-        self._write(prof, wall, self.last - self._recorded_from + 1)
+        try:
+            prof.step()  # the end of the recorded steps: the profiler collects them
+            prof.stop()
+            self._write(prof, wall, self.last - self._recorded_from + 1)
+        except Exception as e:  # (a full disk, a profiler error: the training goes on)
+            self._failed("was not written", e)
+            with contextlib.suppress(Exception):
+                prof.stop()  # (if it failed before: the profiler must not stay on)
         return time.perf_counter() - begun
 
     def close(self) -> None:
@@ -111,6 +126,11 @@ class StepProfiler:
         if self._prof is not None:
             prof, self._prof = self._prof, None
             prof.stop()
+
+    def _failed(self, what: str, error: Exception) -> None:
+        """A profile is a diagnosis: its failure is a warning, never the end of a training run."""
+        warnings.warn(f"profile_steps: the profile of steps {self.first}-{self.last} {what} "
+                      f"({type(error).__name__}: {error}); the training goes on", stacklevel=3)
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
