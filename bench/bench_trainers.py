@@ -117,7 +117,7 @@ def profile_window(run: str) -> list[int]:
 
 def profile_summary(run: str) -> dict:
     """The per-step lines of ``run``'s profile reports (``profile/*.txt``: wall time per step, the
-    device's kernels and busy share), for the figures' row; {} when it has none."""
+    device's kernels and busy share, peak memory), for the figures' row; {} when it has none."""
     folder = os.path.join(run, "profile")
     if not os.path.isdir(folder):
         return {}
@@ -125,7 +125,7 @@ def profile_summary(run: str) -> dict:
     for name in sorted(n for n in os.listdir(folder) if n.endswith(".txt")):
         with open(os.path.join(folder, name), encoding="utf-8") as f:
             lines = f.read().splitlines()
-        summary[name[:-4]] = " | ".join(line for line in lines[1:3] if line)
+        summary[name[:-4]] = " | ".join(line for line in lines[1:4] if line)
     return {"profile": summary}
 
 

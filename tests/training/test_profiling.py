@@ -13,7 +13,7 @@ import torch
 from bertdetr.bert.pretraining.pretrain import pretrain
 from bertdetr.cli import main
 from bertdetr.errors import BertDetrError
-from bertdetr.training.profiling import StepProfiler, device_line, profile_steps_error
+from bertdetr.training.profiling import StepProfiler, device_line, memory_line, profile_steps_error
 from bertdetr.training.scalars import read_scalars
 from tests.bert.pretraining.test_pretrain import VOCAB
 from tests.training.test_folder import _bert_config, _config, _detr_config
@@ -108,6 +108,10 @@ def test_the_device_line_counts_the_devices_events_only():
     assert device_line(rows, wall=0.010, steps=2) == (
         "device: 22 kernels and copies per step, busy 4.00 ms per step (80% of the wall time; the rest it "
         "waited for the host)")
+
+
+def test_the_memory_line():
+    assert memory_line(20 * 2**30, 80 * 2**30) == "memory: at most 20.00 GiB allocated (25% of the device's 80.0 GiB)"
 
 
 @pytest.mark.parametrize("steps, message", [

@@ -3,10 +3,11 @@
 torch.profiler records the training steps FIRST to LAST (numbered as the scalars are logged: step 1
 is the first update) and writes, in ``OUTPUT_DIR/profile``:
 
-- ``steps-FIRST-LAST.txt``: the wall time per step, the kernels per step and their time on the
-  device (on a GPU: the share of the wall time the device was busy; what is missing is time it
-  waited for the host: the input pipeline, a read from the device, Python), then the operators and
-  kernels by their own time on the device (on a CPU: on the host), as ``key_averages().table``.
+- ``steps-FIRST-LAST.txt``: the wall time per step; on a GPU the kernels per step, their time
+  and the share of the wall time the device was busy (what is missing is time it waited for the
+  host: the input pipeline, a read from the device, Python) and the peak memory allocated; then the
+  operators and kernels by their own time on the device (on a CPU: on the host), as
+  ``key_averages().table``.
 - ``steps-FIRST-LAST.json.gz``: the trace, for Perfetto (ui.perfetto.dev) or chrome://tracing.
 
 The step before FIRST warms the profiler up and is not recorded (its start-up costs fall there, as
@@ -97,6 +98,8 @@ class StepProfiler:
             self._prof = prof
         if self._prof is not None and step == self._recorded_from:
             self._synchronize()
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
             self._t0 = time.perf_counter()
 
     def step_ends(self, step: int) -> float:
@@ -159,6 +162,8 @@ class StepProfiler:
                  f"wall time per step: {1e3 * wall / steps:.2f} ms (with the profiler's own cost)"]
         if device:
             lines.append(device_line(averages, wall, steps))
+            lines.append(memory_line(torch.cuda.max_memory_allocated(self.device),
+                                     torch.cuda.get_device_properties(self.device).total_memory))
         sort = "self_device_time_total" if device else "self_cpu_time_total"
         lines += ["", averages.table(sort_by=sort, row_limit=TABLE_ROWS, max_name_column_width=90)]
         return "\n".join(lines) + "\n"
@@ -173,3 +178,9 @@ def device_line(averages, wall: float, steps: int) -> str:
     launches = sum(e.count for e in kernels) / steps
     return (f"device: {launches:.0f} kernels and copies per step, busy {1e3 * busy:.2f} ms per step "
             f"({100 * busy / max(wall / steps, 1e-12):.0f}% of the wall time; the rest it waited for the host)")
+
+
+def memory_line(peak: int, total: int) -> str:
+    """The most memory the profiled steps' tensors held at once (``torch.cuda.max_memory_allocated``
+    since the window began), against the device's: what room a larger batch has."""
+    return f"memory: at most {peak / 2**30:.2f} GiB allocated ({100 * peak / total:.0f}% of the device's {total / 2**30:.1f} GiB)"
