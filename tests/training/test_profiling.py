@@ -13,7 +13,7 @@ import torch
 from bertdetr.bert.pretraining.pretrain import pretrain
 from bertdetr.cli import main
 from bertdetr.errors import BertDetrError
-from bertdetr.training.profiling import StepProfiler, device_line, memory_line, profile_steps_error
+from bertdetr.training.profiling import StepProfiler, check_profile_steps, device_line, memory_line
 from bertdetr.training.scalars import read_scalars
 from tests.bert.pretraining.test_pretrain import VOCAB
 from tests.training.test_folder import _bert_config, _config, _detr_config
@@ -118,9 +118,10 @@ def test_the_memory_line():
     ([3], "takes two steps"), ([5, 3], "takes two steps"), ([0, 2], "takes two steps"),
     ([1, 2, 3], "takes two steps"), ([5, 7], "the run has 6 steps")])
 def test_bad_windows_are_refused(steps, message):
-    assert message in profile_steps_error(steps, "profile_steps", 6)
-    assert profile_steps_error([], "profile_steps", 6) is None
-    assert profile_steps_error([6, 6], "profile_steps", 6) is None
+    with pytest.raises(BertDetrError, match=message):
+        check_profile_steps(steps, "profile_steps", 6)
+    check_profile_steps([], "profile_steps", 6)
+    check_profile_steps([6, 6], "profile_steps", 6)
 
 
 def test_bert_pretrain_profiles_with_the_same_numbers(records, tmp_path, capsys):

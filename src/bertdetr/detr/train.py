@@ -37,14 +37,14 @@ from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import DETR, build_detr, pool_for_dynamic_sizes
 from bertdetr.detr.train_config import DataConfig, DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
-from bertdetr.errors import BertDetrError, require
+from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
 from bertdetr.training.checkpoint import load_checkpoint, load_training_state
 from bertdetr.training.compiling import CUDA_GRAPH_MODES
 from bertdetr.training.distributed import data_parallel, set_rng_state
 from bertdetr.training.folder import DETR_TRAIN
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.profiling import StepProfiler, profile_steps_error
+from bertdetr.training.profiling import StepProfiler, check_profile_steps
 from bertdetr.training.run import Run, setup_process
 
 
@@ -130,8 +130,7 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
     total_iters = cfg.epochs * math.ceil(steps_per_epoch / cfg.grad_accum)
     if cfg.max_iters is not None:
         total_iters = min(total_iters, cfg.max_iters)
-    require(profile_steps_error(cfg.profile_steps, "train.profile_steps", total_iters) is None,
-            profile_steps_error(cfg.profile_steps, "train.profile_steps", total_iters))
+    check_profile_steps(cfg.profile_steps, "train.profile_steps", total_iters)
     torch.manual_seed(cfg.seed + 1 + env.rank)
     t = DetrTraining(cfg, data, model_config, index, val_index, model, model, criterion, optimizer, scheduler,
                      MixedPrecision(device, cfg.bf16, cfg.fp16), loader.dataset, loader, total_iters, env, device, run,

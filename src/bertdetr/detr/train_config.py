@@ -20,7 +20,7 @@ from bertdetr.detr.data.transforms import TRAIN_SCALES
 from bertdetr.detr.evaluate import COCO_BACKENDS
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.training.compiling import compile_mode_error
-from bertdetr.training.profiling import profile_steps_error
+from bertdetr.training.profiling import check_profile_steps
 
 
 @dataclass
@@ -142,8 +142,7 @@ class TrainConfig:
         require_at_least(self, ("epochs", "batch_size", "grad_accum", "save_every", "eval_every", "log_every",
                                 "max_iters", "num_threads", "max_non_finite_steps"), 1, "train.")
         require_at_least(self, ("lr", "backbone_lr", "weight_decay", "max_grad_norm"), 0, "train.")
-        require(profile_steps_error(self.profile_steps, "train.profile_steps") is None,
-                profile_steps_error(self.profile_steps, "train.profile_steps"))
+        check_profile_steps(self.profile_steps, "train.profile_steps")
 
 
 @dataclass

@@ -33,22 +33,23 @@ import warnings
 import torch
 from torch.autograd import DeviceType
 
+from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
 TABLE_ROWS = 40
 """Rows of the operator and kernel table."""
 
 
-def profile_steps_error(steps: list[int], field: str, num_steps: int | None = None) -> str | None:
-    """The message for a ``profile_steps`` that is not empty or two steps FIRST <= LAST from 1 on
-    (and, when ``num_steps`` is known, within the run); None when it is fine."""
+def check_profile_steps(steps: list[int], field: str, num_steps: int | None = None) -> None:
+    """A ``BertDetrError`` unless ``steps`` is empty or two steps FIRST <= LAST from 1 on (and, when
+    ``num_steps`` is known, within the run); ``field``: the option's name in the message."""
     if not steps:
-        return None
+        return
     if len(steps) != 2 or not 1 <= steps[0] <= steps[1]:
-        return f"{field} takes two steps, the first and the last profiled (1 <= first <= last), got {steps}"
+        raise BertDetrError(f"{field} takes two steps, the first and the last profiled (1 <= first <= last), "
+                            f"got {steps}")
     if num_steps is not None and steps[1] > num_steps:
-        return f"{field} {steps[0]} {steps[1]}: the run has {num_steps} steps"
-    return None
+        raise BertDetrError(f"{field} {steps[0]} {steps[1]}: the run has {num_steps} steps")
 
 
 class StepProfiler:

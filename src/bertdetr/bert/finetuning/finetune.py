@@ -33,7 +33,7 @@ from bertdetr.training.compiling import compile_mode_error
 from bertdetr.training.distributed import Distributed, data_parallel, main_then_share, set_rng_state
 from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.profiling import StepProfiler, profile_steps_error
+from bertdetr.training.profiling import StepProfiler, check_profile_steps
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, rank_rng_state, setup_process
 
 
@@ -125,8 +125,7 @@ class FinetuneConfig:
         require(not self.eval_every or getattr(self, "do_eval", False),
                 "--eval-every evaluates on the dev set while training: bert classify and bert ner, with --do-eval")
         require_at_least(self, ("grad_accum", "max_non_finite_steps"), 1, "--")
-        require(profile_steps_error(self.profile_steps, "--profile-steps") is None,
-                profile_steps_error(self.profile_steps, "--profile-steps"))
+        check_profile_steps(self.profile_steps, "--profile-steps")
         require(compile_mode_error(self.compile_mode, "--compile-mode") is None,
                 compile_mode_error(self.compile_mode, "--compile-mode"))
         require(not (self.bf16 and self.fp16), "--bf16 and --fp16: choose one")
@@ -476,8 +475,7 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     if run.resumed:
         step = _resume(run, t, identity)
     stop = num_train_steps if options.stop_at_step is None else min(options.stop_at_step, num_train_steps)
-    require(profile_steps_error(options.profile_steps, "--profile-steps", num_train_steps) is None,
-            profile_steps_error(options.profile_steps, "--profile-steps", num_train_steps))
+    check_profile_steps(options.profile_steps, "--profile-steps", num_train_steps)
     with run.logging(num_train_steps, step, desc, "step", options.progress) as log, \
             StepProfiler(options.profile_steps, options.output_dir, device, f"bert {desc}", env.rank,
                          env.world_size) as profiler:

@@ -44,7 +44,7 @@ from bertdetr.training.compiling import CUDA_GRAPH_MODES, compile_mode_error
 from bertdetr.training.distributed import Distributed, data_parallel, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
-from bertdetr.training.profiling import StepProfiler, profile_steps_error
+from bertdetr.training.profiling import StepProfiler, check_profile_steps
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, setup_process
 from bertdetr.training.threads import available_cpus
 
@@ -168,8 +168,7 @@ class PretrainConfig:
         require(bool(self.input_files), "no input files")
         require(0 < self.masked_lm_prob <= 1, f"masked_lm_prob must be in (0, 1], got {self.masked_lm_prob}")
         require_at_least(self, ("max_predictions_per_seq", "max_non_finite_steps"), 1)
-        require(profile_steps_error(self.profile_steps, "profile_steps", self.num_train_steps) is None,
-                profile_steps_error(self.profile_steps, "profile_steps", self.num_train_steps))
+        check_profile_steps(self.profile_steps, "profile_steps", self.num_train_steps)
 
 
 def dynamic_masking(config: PretrainConfig, shape: RecordShape) -> DynamicMasking | None:
