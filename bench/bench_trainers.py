@@ -125,7 +125,8 @@ def profile_summary(run: str) -> dict:
     for name in sorted(n for n in os.listdir(folder) if n.endswith(".txt")):
         with open(os.path.join(folder, name), encoding="utf-8") as f:
             lines = f.read().splitlines()
-        summary[name[:-4]] = " | ".join(line for line in lines[1:4] if line)
+        head = lines[1:lines.index("")] if "" in lines else lines[1:]  # (the table follows a blank line)
+        summary[name[:-4]] = " | ".join(head)
     return {"profile": summary}
 
 
