@@ -110,6 +110,30 @@ def test_the_device_line_counts_the_devices_events_only():
         "waited for the host)")
 
 
+def test_the_gpu_report_with_torch_cuda_stood_in(tmp_path, monkeypatch):
+    """The report's GPU branch on this CPU: torch.cuda's calls stood in (no kernels are recorded,
+    so the device line says 0), the clock's synchronisations where the window begins and ends."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device: calls.append(("sync", str(device))))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: calls.append(("reset", str(device))))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 80 * 2**30}))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "H100 stand-in")
+    model = torch.nn.Linear(8, 8)
+    with pytest.warns(UserWarning, match="CUDA is not available"):  # (torch.profiler: no CUDA activity here)
+        with StepProfiler([2, 3], str(tmp_path), torch.device("cuda"), "test") as profiler:
+            for step in range(1, 5):
+                profiler.step_begins(step)
+                model(torch.randn(4, 8)).sum().backward()
+                profiler.step_ends(step)
+    assert calls == [("sync", "cuda"), ("reset", "cuda"), ("sync", "cuda")]
+    lines = (tmp_path / "profile" / "steps-2-3.txt").read_text().splitlines()
+    assert lines[0].startswith("test: steps 2-3 (2 profiled), rank 0 of 1, cuda (H100 stand-in), torch ")
+    assert lines[2].startswith("device: 0 kernels and copies per step, busy 0.00 ms per step (0% of the wall time")
+    assert lines[3] == "memory: at most 3.00 GiB allocated (4% of the device's 80.0 GiB)"
+    assert lines[4] == "" and "Self CPU" in lines[6]  # (the table: no CUDA columns without kernels)
+
+
 def test_the_memory_line():
     assert memory_line(20 * 2**30, 80 * 2**30) == "memory: at most 20.00 GiB allocated (25% of the device's 80.0 GiB)"
 
