@@ -8,6 +8,7 @@ transformers' step on the same records, and the figures read from the trainers' 
     python bench/bench_trainers.py hf-detr CONFIG --steps 30   # transformers' DETR on detr train's batches
     python bench/bench_trainers.py classify-figures RUN      # bert classify's logged sequences/s
     python bench/bench_trainers.py bert-config SIZE PATH     # a random-weights BERT's bert_config.json
+    python bench/bench_trainers.py table OUT                 # run_gpu.sh's figures as a markdown table, with the goals
 
 ``bert-figures``: the median ``sequences_per_s`` that ``bert pretrain`` logged (the first two logged
 rows dropped, compilation and warm-up, and those of the profiled steps: ``measured_rates``), the
@@ -289,6 +290,50 @@ def hf_detr(args) -> None:
                       "bf16": cfg.bf16, "num_workers": cfg.num_workers, "images_per_s": round(rate, 2)}))
 
 
+def read_rows(out: str, name: str) -> list[dict]:
+    """The JSON rows of ``out/name`` (a figures file of ``run_gpu.sh``; [] when absent)."""
+    path = os.path.join(out, name)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def figures_table(out: str) -> str:
+    """The figures of a ``run_gpu.sh`` folder as BENCHMARKS.md's table: ours against transformers
+    on the same data, the ratio, and issue 18's goal for each (BERT 128: MFU >= 45%; BERT 512: >= 525
+    sequences/s; DETR eager: >= 1.5x transformers and >= 100 images/s); then the profiles' heads."""
+    lines = ["| run | ours | transformers | ours / transformers | goal (issue 18) |", "|---|---|---|---|---|"]
+    bert = read_rows(out, "bert_trainer.jsonl")
+    theirs = {(r["model_size"], r["seq"]): r for r in bert if r.get("impl") == "transformers"}
+    profiles = []
+    for r in (r for r in bert if "run" in r):
+        size, seq, *mode = os.path.basename(r["run"]).split("-", 3)[1:]
+        hf = theirs.get((size, int(seq)))
+        ratio = f"{r['sequences_per_s'] / hf['sequences_per_s']:.2f}x" if hf else "-"
+        goal = (f"MFU >= 45%: {'met' if r['mfu'] >= 0.45 else 'not met'}" if int(seq) == 128 else
+                f">= 525 seq/s: {'met' if r['sequences_per_s'] >= 525 else 'not met'}")
+        lines.append(f"| bert pretrain {size} {seq}{' ' + mode[0] if mode else ''} | {r['sequences_per_s']:.0f} seq/s, "
+                     f"MFU {100 * r['mfu']:.1f}% | " + (f"{hf['sequences_per_s']:.0f} seq/s (MFU by our formula "
+                     f"{100 * hf['mfu_ours_formula']:.1f}%)" if hf else "-") + f" | {ratio} | {goal} |")
+        profiles += [(os.path.basename(r["run"]), k, v) for k, v in r.get("profile", {}).items()]
+    detr = read_rows(out, "detr_trainer.jsonl")
+    hf_detr = next((r for r in detr if r.get("impl") == "transformers"), None)
+    for r in (r for r in detr if "run" in r):
+        name = os.path.basename(r["run"])
+        ratio = r["images_per_s"] / hf_detr["images_per_s"] if hf_detr else None
+        goal = "-" if name.endswith("compiled") else (
+            ">= 1.5x and >= 100 img/s: " + ("met" if ratio and ratio >= 1.5 and r["images_per_s"] >= 100 else "not met"))
+        lines.append(f"| detr train {name[5:]} | {r['images_per_s']:.1f} img/s | "
+                     + (f"{hf_detr['images_per_s']:.1f} img/s" if hf_detr else "-")
+                     + f" | {f'{ratio:.2f}x' if ratio else '-'} | {goal} |")
+        profiles += [(name, k, v) for k, v in r.get("profile", {}).items()]
+    for r in read_rows(out, "finetune_trainer.jsonl"):
+        lines.append(f"| bert {os.path.basename(r['run']).replace('-', ' ')} | {r['sequences_per_s']:.0f} seq/s | - | - | - |")
+    lines += [""] + [f"- {run} (profile {steps}): {head}" for run, steps, head in profiles]
+    return "\n".join(lines)
+
+
 def main() -> None:
     sys.path.insert(0, HERE)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -303,6 +348,7 @@ def main() -> None:
     p.add_argument("--masked", type=int, default=20)
     for name in ("detr-figures", "classify-figures"):
         sub.add_parser(name).add_argument("run")
+    sub.add_parser("table", help="a run_gpu.sh folder's figures as a markdown table").add_argument("out")
     p = sub.add_parser("bert-config")
     p.add_argument("model_size")
     p.add_argument("path")
@@ -325,7 +371,8 @@ def main() -> None:
     else:
         {"bert-figures": bert_figures, "hf-bert": hf_bert, "hf-detr": hf_detr, "bert-config": write_bert_config,
          "detr-figures": lambda a: rate_figures(a.run, "images_per_s"),
-         "classify-figures": lambda a: rate_figures(a.run, "sequences_per_s")}[args.what](args)
+         "classify-figures": lambda a: rate_figures(a.run, "sequences_per_s"),
+         "table": lambda a: print(figures_table(a.out))}[args.what](args)
 
 
 if __name__ == "__main__":

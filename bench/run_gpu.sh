@@ -149,6 +149,7 @@ case "$PART" in
 esac
 echo "== figures ($PART, ${SECONDS}s of ${BUDGET}s) =="  # last: a device call's reply carries the output's end
 cat "$OUT"/*_trainer.jsonl "$OUT/skipped.txt" 2>/dev/null
+python3 bench/bench_trainers.py table "$OUT" | tee "$OUT/table.md"  # for BENCHMARKS.md: ratios and goals
 if [ -n "${PACK:-}" ]; then  # what comes back from a device: figures, logs, scalars, profiles; no data, checkpoints or weights
   tar czf "$PACK" -C "$OUT" --exclude=./data --exclude='*.pt' --exclude='*.safetensors' --exclude='*.tf_record' \
       --exclude='*.tfrecord' --exclude='events.out.*' --exclude=vocab.txt --exclude='*.json.gz' . && ls -la "$PACK"

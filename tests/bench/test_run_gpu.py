@@ -35,12 +35,19 @@ def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
     classify = [json.loads(line) for line in (out / "finetune_trainer.jsonl").read_text().splitlines()]
     assert [os.path.basename(r["run"]) for r in classify] == ["classify-eager", "classify-compiled"]
     assert all(r["sequences_per_s"] > 0 and r["logged_rows"] >= 3 for r in classify)
+    # the figures as BENCHMARKS.md's table, ours against transformers, each with its goal
+    table = (out / "table.md").read_text().splitlines()
+    assert table[2].startswith("| bert pretrain tiny 128 | ") and table[2].endswith(" | MFU >= 45%: not met |")
+    assert table[3].startswith("| bert pretrain mini 512 | ") and table[3].endswith(" | >= 525 seq/s: not met |")
+    assert table[4].startswith("| detr train r18 | ") and "| >= 1.5x and >= 100 img/s: not met |" in table[4]
+    assert table[5].startswith("| bert classify eager | ") and table[6].startswith("| bert classify compiled | ")
+    assert table[8].startswith("- bert-tiny-128 (profile steps-8-10): wall time per step: ")
     images = json.loads((out / "data" / "coco" / "train.json").read_text())["images"]
     assert images and all(i["file_name"].endswith(".jpg") for i in images)
     # what comes back from a device call: the figures, logs and scalars, not the data or weights
     with tarfile.open(pack) as tar:
         names = tar.getnames()
-    assert {"./bert_trainer.jsonl", "./detr_trainer.jsonl", "./bert-tiny-128/scalars.csv",
+    assert {"./bert_trainer.jsonl", "./detr_trainer.jsonl", "./table.md", "./bert-tiny-128/scalars.csv",
             "./bert-tiny-128/profile/steps-8-10.txt"} <= set(names)
     assert not [n for n in names if n.startswith("./data") or n.endswith((".pt", ".safetensors", ".tfrecord", ".gz"))]
     # the profiles' traces in a pack of their own (a device call brings files of up to 16 MiB back)
@@ -65,3 +72,32 @@ def test_an_unknown_part_is_refused(tmp_path):
     done = subprocess.run(["bash", "bench/run_gpu.sh", str(tmp_path), "everything"], cwd=ROOT,
                           env={**os.environ, "SMOKE": "1"}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown part everything" in done.stderr
+
+
+def test_the_figures_table_says_which_goals_are_met(tmp_path):
+    """``bench_trainers.py table`` on figures as a GPU run would write them (made up here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_trainers", ROOT / "bench" / "bench_trainers.py")
+    bench_trainers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_trainers)
+    rows = {"bert_trainer.jsonl": [
+        {"run": "o/bert-base-128", "sequences_per_s": 6500.0, "mfu": 0.4337, "profile": {"steps-82-84": "wall"}},
+        {"run": "o/bert-large-512", "sequences_per_s": 500.0, "mfu": 0.50},
+        {"impl": "transformers", "model_size": "base", "seq": 128, "sequences_per_s": 2600.0, "mfu_ours_formula": 0.17},
+        {"run": "o/bert-base-128-reduce-overhead", "sequences_per_s": 7000.0, "mfu": 0.467}],
+        "detr_trainer.jsonl": [{"run": "o/detr-r50", "images_per_s": 120.0},
+                               {"impl": "transformers", "model": "detr-r50", "images_per_s": 75.0},
+                               {"run": "o/detr-r50-compiled", "images_per_s": 150.0}]}
+    for name, lines in rows.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert bench_trainers.figures_table(str(tmp_path)).splitlines()[2:] == [
+        "| bert pretrain base 128 | 6500 seq/s, MFU 43.4% | 2600 seq/s (MFU by our formula 17.0%) | 2.50x | "
+        "MFU >= 45%: not met |",
+        "| bert pretrain large 512 | 500 seq/s, MFU 50.0% | - | - | >= 525 seq/s: not met |",
+        "| bert pretrain base 128 reduce-overhead | 7000 seq/s, MFU 46.7% | 2600 seq/s (MFU by our formula 17.0%) | "
+        "2.69x | MFU >= 45%: met |",
+        "| detr train r50 | 120.0 img/s | 75.0 img/s | 1.60x | >= 1.5x and >= 100 img/s: met |",
+        "| detr train r50-compiled | 150.0 img/s | 75.0 img/s | 2.00x | - |",
+        "",
+        "- bert-base-128 (profile steps-82-84): wall"]
