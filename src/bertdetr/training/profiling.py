@@ -15,10 +15,10 @@ with ``torch.profiler.schedule``'s ``warmup``). Under torchrun each rank writes 
 (``-rankR``): a slow rank shows as one whose device waits longer. The profiled steps run as the
 others (the same numbers), a little slower, the device synchronised with the host where the window
 begins and ends (to time it: the trainers' steps otherwise never wait for the device but to log);
-the time spent writing the files is left out of the logged rate, as evaluation's is. A run that stops inside the window (preempted, an error, or
-``stop_at_step``) writes nothing; a resumed run that starts inside it records from its first step.
-A profiler that fails (to start, or to write its files: a full disk) is a warning, never the end of
-the training run.
+the time spent writing the files is left out of the logged rate, as evaluation's is. A run that
+stops inside the window (preempted, an error, or ``stop_at_step``) writes nothing; a resumed run
+that starts inside it records from its first step. A profiler that fails (to start, or to write
+its files: a full disk) is a warning, never the end of the training run.
 """
 
 from __future__ import annotations
