@@ -120,8 +120,12 @@ def test_the_gpu_report_with_torch_cuda_stood_in(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 80 * 2**30}))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "H100 stand-in")
     model = torch.nn.Linear(8, 8)
+    starts = []
+    real_profile = torch.autograd.profiler.profile
+    monkeypatch.setattr(torch.autograd.profiler, "profile", lambda *a, **k: starts.append(1) or real_profile(*a, **k))
     with pytest.warns(UserWarning, match="CUDA is not available"):  # (torch.profiler: no CUDA activity here)
         with StepProfiler([2, 3], str(tmp_path), torch.device("cuda"), "test") as profiler:
+            assert starts == [1]  # once before any step: before CUDA graphs are captured (pytorch#75504)
             for step in range(1, 5):
                 profiler.step_begins(step)
                 model(torch.randn(4, 8)).sum().backward()

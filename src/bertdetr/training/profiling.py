@@ -72,6 +72,17 @@ class StepProfiler:
         self._prof: torch.profiler.profile | None = None
         self._recorded_from = 0
         self._t0 = 0.0
+        if steps and device.type == "cuda":
+            # The profiler started once before any CUDA graph is captured (the compile modes
+            # reduce-overhead and max-autotune capture them in the first steps): a graph captured
+            # before the profiler's first use and replayed while it records has made CUDA fail
+            # (pytorch#75504; torch.profiler._utils._init_for_cuda_graphs is this workaround).
+            try:
+                with torch.autograd.profiler.profile():
+                    pass
+            except Exception as e:
+                self._failed("could not start", e)
+                self.first, self.last = 0, -1
 
     def __enter__(self) -> "StepProfiler":
         return self
