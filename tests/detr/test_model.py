@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bertdetr.detr.loss import build_criterion
 from bertdetr.detr.model import (EvenPaddedMaxPool, FrozenBatchNorm2d, SinePositionalEncoding, build_detr,
@@ -145,6 +146,34 @@ def test_folded_weight_cache_follows_weight_changes():
         torch.testing.assert_close(fresh.backbone(x), c)
         model.load_state_dict(build_detr(tiny_config()).state_dict())
         assert not torch.equal(model.backbone(x), c)
+
+
+def test_a_trainable_convs_fold_keeps_the_bns_part_and_equals_the_whole_fold_bit_for_bit():
+    """Where the conv weight trains, the BN's scale and shift are cached on the BN (frozen buffers)
+    and only weight * scale is made each step: outputs and weight gradients equal those of the fold
+    made whole each time (bit for bit), and a change to the BN's buffers is followed."""
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
+    bn = FrozenBatchNorm2d(6)
+    for t in (bn.weight, bn.bias, bn.running_mean):
+        t.copy_(torch.randn(6, generator=g))
+    bn.running_var.copy_(torch.rand(6, generator=g) + 0.1)
+    x = torch.randn(2, 4, 9, 9, generator=g)
+
+    def whole_fold():  # the fold as it was made every step before
+        scale, shift = bn.scale_shift()
+        return F.conv2d(x, conv.weight * scale[:, None, None, None], shift, 1, 1)
+
+    for change in (None, lambda: bn.running_var.mul_(1.5), lambda: bn.weight.add_(0.25)):
+        if change is not None:
+            with torch.no_grad():
+                change()
+        out = conv_frozen_bn(x, conv, bn)
+        (grad,) = torch.autograd.grad(out.square().sum(), conv.weight)
+        expected = whole_fold()
+        (expected_grad,) = torch.autograd.grad(expected.square().sum(), conv.weight)
+        assert torch.equal(out, expected) and torch.equal(grad, expected_grad)
+        assert "_folded" in bn.__dict__ and "_folded" not in conv.__dict__  # the BN's part kept, not the weight's
 
 
 def test_the_even_padded_max_pool_equals_the_stems_bit_for_bit_forward_and_backward():

@@ -87,27 +87,45 @@ def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> t
     Where no gradient can flow to the weight (inference, frozen stages) the folded pair is cached
     on the conv, keyed by the storage and version counters of the conv weight and the four BN
     buffers, so that it is recomputed after any in-place change (optimizer step, load_state_dict)
-    or move; this saves a pass over all backbone weights per forward. Under ``torch.compile`` /
+    or move; this saves a pass over all backbone weights per forward. Where the weight trains, the
+    BN's own part of the fold (its per-channel scale, as ``[C,1,1,1]``, and shift: constants of
+    frozen buffers) is cached on the BN the same way, and only ``weight * scale`` is made each step:
+    one operation in place of ten (the count of dispatched operations, each host time on a GPU:
+    ``bench/count_step_ops.py``), the same numbers bit for bit. Under ``torch.compile`` /
     ``torch.export`` the tensors are traced stand-ins without storage to key on: the fold is then
     written into the graph, where the compiler or exporter folds it once as a constant.
     """
-    if (torch.is_grad_enabled() and conv.weight.requires_grad) or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():
         weight, bias = _fold(conv, bn)
+    elif torch.is_grad_enabled() and conv.weight.requires_grad:
+        scale, bias = _cached(bn, (bn.weight, bn.bias, bn.running_mean, bn.running_var), lambda: _scale_shift_4d(bn))
+        weight = conv.weight * scale
     else:
         tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
-        cached = conv.__dict__.get("_folded")
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                cached = (key, *_fold(conv, bn))
-            conv.__dict__["_folded"] = cached
-        _, weight, bias = cached
+        weight, bias = _cached(conv, tensors, lambda: _fold(conv, bn))
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
 
 
-def _fold(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+def _cached(owner: nn.Module, tensors: tuple[torch.Tensor, ...], make) -> tuple[torch.Tensor, torch.Tensor]:
+    """``make()`` (no gradient), kept on ``owner`` until one of ``tensors`` is changed in place or
+    replaced (their storage and version counters are the key)."""
+    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    cached = owner.__dict__.get("_folded")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, *make())
+        owner.__dict__["_folded"] = cached
+    return cached[1], cached[2]
+
+
+def _scale_shift_4d(bn: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     scale, shift = bn.scale_shift()
-    return conv.weight * scale[:, None, None, None], shift
+    return scale[:, None, None, None], shift
+
+
+def _fold(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale, shift = _scale_shift_4d(bn)
+    return conv.weight * scale, shift
 
 
 def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.Module) -> torch.Tensor:
