@@ -73,7 +73,8 @@ def test_base_channels_scale_the_backbone_width():
     assert out["pred_boxes"].shape == (2, cfg.num_queries, 4)
 
 
-def test_folded_conv_bn_equals_conv_then_bn():
+def _conv_frozen_bn_and_input():
+    """A 3x3 conv, a frozen BN with statistics that matter, and an input for them."""
     g = torch.Generator().manual_seed(0)
     conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
     bn = FrozenBatchNorm2d(6)
@@ -81,6 +82,11 @@ def test_folded_conv_bn_equals_conv_then_bn():
         t.copy_(torch.randn(6, generator=g))
     bn.running_var.copy_(torch.rand(6, generator=g) + 0.1)
     x = torch.randn(2, 4, 9, 9, generator=g)
+    return conv, bn, x
+
+
+def test_folded_conv_bn_equals_conv_then_bn():
+    conv, bn, x = _conv_frozen_bn_and_input()
     torch.testing.assert_close(conv_frozen_bn(x, conv, bn), bn(conv(x)), rtol=1e-5, atol=1e-5)
     ref = torch.nn.BatchNorm2d(6).eval()
     ref.load_state_dict({**bn.state_dict(), "num_batches_tracked": torch.tensor(0)})
@@ -152,13 +158,7 @@ def test_a_trainable_convs_fold_keeps_the_bns_part_and_equals_the_whole_fold_bit
     """Where the conv weight trains, the BN's scale and shift are cached on the BN (frozen buffers)
     and only weight * scale is made each step: outputs and weight gradients equal those of the fold
     made whole each time (bit for bit), and a change to the BN's buffers is followed."""
-    g = torch.Generator().manual_seed(0)
-    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
-    bn = FrozenBatchNorm2d(6)
-    for t in (bn.weight, bn.bias, bn.running_mean):
-        t.copy_(torch.randn(6, generator=g))
-    bn.running_var.copy_(torch.rand(6, generator=g) + 0.1)
-    x = torch.randn(2, 4, 9, 9, generator=g)
+    conv, bn, x = _conv_frozen_bn_and_input()
 
     def whole_fold():  # the fold as it was made every step before
         scale, shift = bn.scale_shift()
