@@ -145,13 +145,16 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """``Linear(D, I) -> activation -> Dropout(activation_dropout) -> Linear(I, D)``: [B,L,D] -> [B,L,D]."""
+    """``Linear(D, I) -> activation -> Dropout(activation_dropout) -> Linear(I, D)``: [B,L,D] -> [B,L,D]
+    (no dropout module where ``activation_dropout`` is 0)."""
 
     def __init__(self, dim: int, hidden_dim: int, activation: nn.Module, activation_dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.activation = activation
-        self.dropout = nn.Dropout(activation_dropout)
+        # none at all where there is none (BERT's): a Dropout(0) returns its input, but is still a
+        # call dispatched per layer and step, host time on a GPU (bench/count_step_ops.py)
+        self.dropout = nn.Dropout(activation_dropout) if activation_dropout else nn.Identity()
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
