@@ -90,7 +90,7 @@ def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> t
     or move; this saves a pass over all backbone weights per forward. Where the weight trains, the
     BN's own part of the fold (its per-channel scale, as ``[C,1,1,1]``, and shift: constants of
     frozen buffers) is cached on the BN the same way, and only ``weight * scale`` is made each step:
-    one operation in place of ten (the count of dispatched operations, each host time on a GPU:
+    one operation in place of nine (the count of dispatched operations, each host time on a GPU:
     ``bench/count_step_ops.py``), the same numbers bit for bit. Under ``torch.compile`` /
     ``torch.export`` the tensors are traced stand-ins without storage to key on: the fold is then
     written into the graph, where the compiler or exporter folds it once as a constant.
