@@ -1,0 +1,79 @@
+"""BERT from Python, as transformers' ``pipeline``:
+
+    from bertdetr.bert import pipeline
+
+    fill = pipeline("fill-mask", model="run/model")
+    fill("The capital of France is [MASK].")   # [{"score", "token", "token_str", "sequence"}, ...] top 5
+    fill("The capital of France is [MASK].", targets=["paris", "lyon"])   # only these
+    pipeline("feature-extraction", model=DIR)("some text")            # [[per-token vectors]]
+    pipeline("text-classification", model=DIR)("great film")          # [{"label", "score"}]
+    pipeline("text-classification", model=DIR)("great film", top_k=None)   # every label, best first
+    ner = pipeline("token-classification", model=DIR)
+    ner("John lives in Paris")     # [{"entity", "score", "index", "word", "start", "end"}] per token
+    ner("张伟住在北京", aggregation_strategy="simple")   # [{"entity_group", "score", "word", "start", "end"}]
+    ner(long_text, aggregation_strategy="first", stride=32)   # every window of a long text
+    qa = pipeline("question-answering", model=DIR)
+    qa(question=..., context=...)                 # {"score", "start", "end", "answer"}
+    qa(question=..., context=..., top_k=3, handle_impossible_answer=True)   # a list, "" for no answer
+
+Each returns what transformers' pipeline of the same task returns on the same folder, with its
+options and defaults (same keys, same values up to float rounding; tests compare them; question
+answering, which transformers 5 removed, as transformers 4 did it): the same tokens (Google's
+WordPiece, the algorithm of transformers' BERT tokenizers), the same heads, and transformers'
+post-processing (softmax scores, its decoding of the filled sequence, character offsets of tokens,
+its entity grouping, its answer windows and spans). Options go to ``pipeline(...)`` (defaults) or
+to the call. A folder as transformers 5 saves it (``tokenizer.json``, no ``vocab.txt``) works too
+(``inference.load_tokenizer``).
+
+Offsets come from the ``tokenizers`` library (the Rust WordPiece of the same vocabulary): the
+pipelines that report character positions (token classification, question answering) use its
+encoding, which gives Google's tokens. Each task's file is named as transformers' (``pipelines/
+fill_mask.py``...), its functions too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import torch
+
+from bertdetr.bert.pipelines.feature_extraction import FeatureExtractionPipeline
+from bertdetr.bert.pipelines.fill_mask import FillMaskPipeline
+from bertdetr.bert.pipelines.question_answering import QuestionAnsweringPipeline
+from bertdetr.bert.pipelines.text_classification import TextClassificationPipeline
+from bertdetr.bert.pipelines.token_classification import AGGREGATIONS, TokenClassificationPipeline
+from bertdetr.errors import BertDetrError
+
+__all__ = ["pipeline", "TASKS", "AGGREGATIONS"]
+
+TASKS = ("fill-mask", "feature-extraction", "text-classification", "token-classification", "question-answering")
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, int):
+        return torch.device("cpu") if device < 0 else torch.device("cuda", device)
+    return torch.device(device)
+
+
+_PIPELINES = {"fill-mask": FillMaskPipeline, "feature-extraction": FeatureExtractionPipeline,
+              "text-classification": TextClassificationPipeline, "token-classification": TokenClassificationPipeline,
+              "ner": TokenClassificationPipeline, "question-answering": QuestionAnsweringPipeline}
+
+
+def pipeline(task: str, model: str | os.PathLike, device=None, **kwargs):
+    """The pipeline of ``task`` (one of ``TASKS``) on the model folder ``model`` (ours or
+    transformers'), on ``device`` (default: the GPU when there is one; an int as transformers':
+    -1 the CPU, k the k-th GPU). Call it with a text or a list of texts (question answering:
+    ``question=``, ``context=``)."""
+    if task not in _PIPELINES:
+        raise BertDetrError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    cls = _PIPELINES[task]
+    params = inspect.signature(cls.__init__).parameters
+    takes = getattr(cls, "OPTIONS", None) or [k for k in params if k not in ("self", "model_dir", "device")]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise BertDetrError(f"{task} takes {', '.join(takes) or 'no options'}, not {', '.join(unknown)}")
+    return cls(os.fspath(model), _device(device), **kwargs)

@@ -1,0 +1,180 @@
+"""transformers' token-classification (NER) pipeline, its aggregation strategies and windows;
+the methods keep its names (``gather_pre_entities``, ``aggregate_words``, ``group_entities``...)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from bertdetr.bert.pipelines.base import Pipeline, decode, softmax
+from bertdetr.errors import BertDetrError
+
+
+AGGREGATIONS = ("none", "simple", "first", "average", "max")
+
+
+class TokenClassificationPipeline(Pipeline):
+    """transformers' ``TokenClassificationPipeline``. ``aggregation_strategy``:
+
+    - "none" (default): each token whose best label is not ignored: ``{"entity", "score", "index"
+      ([CLS] is 0), "word", "start", "end"}``;
+    - "simple": adjacent tokens of one entity type grouped (B- starts a new one, I- or no prefix
+      continues): ``{"entity_group", "score" (their mean), "word", "start", "end"}``;
+    - "first", "average", "max": as "simple", after each word's pieces are made to agree on the
+      label of its first piece, of their mean scores, or of its most confident piece.
+
+    ``stride`` (with an aggregation): texts longer than the model's positions are read in windows
+    overlapping by ``stride`` tokens, and entities in the overlap kept once (the longer, then the
+    more confident), as transformers does; without it a long text is cut at the model's length.
+    ``ignore_labels`` (default ``["O"]``). As transformers, a grouped ``word`` is the tokens joined
+    by its decoder: Chinese characters come out spaced ("北 京"); ``text[start:end]`` is the span.
+    The character offsets come from the ``tokenizers`` WordPiece of the same vocabulary."""
+
+    def __init__(self, model_dir, device, ignore_labels: Sequence[str] = ("O",), aggregation_strategy: str = "none",
+                 stride: int | None = None):
+        super().__init__(model_dir, device)
+        from bertdetr.bert.heads import BertForTokenClassification
+
+        self.model = BertForTokenClassification.from_pretrained(model_dir).to(device).eval()
+        self._check_vocab(self.model.config)
+        self.defaults = {"ignore_labels": ignore_labels, "aggregation_strategy": aggregation_strategy, "stride": stride}
+        self._options({})  # bad defaults fail here
+
+    def _options(self, kwargs) -> tuple[set, str, int | None]:
+        unknown = set(kwargs) - set(self.defaults)
+        if unknown:
+            raise BertDetrError(f"token-classification takes {', '.join(self.defaults)}, not {', '.join(sorted(unknown))}")
+        o = {**self.defaults, **kwargs}
+        aggregation, stride = str(o["aggregation_strategy"]).lower(), o["stride"]
+        if aggregation not in AGGREGATIONS:
+            raise BertDetrError(f"aggregation_strategy must be one of {', '.join(AGGREGATIONS)}, "
+                                f"got {o['aggregation_strategy']!r}")
+        if stride is not None:
+            length = self.model.config.max_position_embeddings
+            if not isinstance(stride, int) or not 0 <= stride < length - 2:
+                raise BertDetrError(f"stride must be an integer in [0, {length - 2}) (the model reads {length} "
+                                    f"positions, [CLS] and [SEP] included), got {stride!r}")
+            if aggregation == "none":
+                raise BertDetrError('stride reads the whole text in windows and needs an aggregation_strategy '
+                                    'other than "none" (as transformers)')
+        return set(o["ignore_labels"]), aggregation, stride
+
+    def __call__(self, inputs, **kwargs):
+        options = self._options(kwargs)
+        if isinstance(inputs, (list, tuple)):
+            return [self.one(x, *options) for x in inputs]
+        return self.one(inputs, *options)
+
+    def _windows(self, text: str, stride: int | None) -> list:
+        """The encodings the model reads: the text cut at the model's length ([SEP] kept), or with
+        ``stride`` every window of it (transformers' ``return_overflowing_tokens``)."""
+        enc = self.encode(text, stride=stride or 0)
+        return [enc] if stride is None else [enc, *enc.overflowing]
+
+    @torch.no_grad()
+    def one(self, text: str, ignore: set = frozenset({"O"}), aggregation: str = "none", stride: int | None = None):
+        windows = self._windows(text, stride)
+        entities = []
+        for enc in windows:
+            ids = torch.tensor([enc.ids], device=self.device)
+            pre = self.gather_pre_entities(text, enc, softmax(self.model(input_ids=ids)["logits"][0].float().cpu().numpy()))
+            entities += [e for e in self.aggregate(pre, aggregation)
+                         if e.get("entity") not in ignore and e.get("entity_group") not in ignore]
+        return self.aggregate_overlapping_entities(entities) if len(windows) > 1 else entities
+
+    def gather_pre_entities(self, text: str, enc, scores: np.ndarray) -> list[dict]:
+        """Each non-special token of the encoding ``enc``: its piece, scores [C], offsets, and
+        whether it continues a word (a piece whose text is shorter than it: "##ing"; [UNK] never)."""
+        pre = []
+        for i in range(len(enc.ids)):
+            if enc.special_tokens_mask[i]:
+                continue
+            word, (start, end) = enc.tokens[i], enc.offsets[i]
+            subword = len(word) != len(text[start:end])
+            if word == "[UNK]":
+                word, subword = text[start:end], False
+            pre.append({"word": word, "scores": scores[i], "start": start, "end": end, "index": i,
+                        "is_subword": subword})
+        return pre
+
+    def aggregate(self, pre: list[dict], aggregation: str) -> list[dict]:
+        labels = self.model.labels
+        if aggregation in ("none", "simple"):
+            entities = []
+            for p in pre:
+                best = int(p["scores"].argmax())
+                entities.append({"entity": labels[best], "score": float(p["scores"][best]), "index": p["index"],
+                                 "word": p["word"], "start": p["start"], "end": p["end"]})
+        else:
+            entities = self.aggregate_words(pre, aggregation)
+        return entities if aggregation == "none" else self.group_entities(entities)
+
+    def aggregate_word(self, pieces: list[dict], aggregation: str) -> dict:
+        """One word's pieces as one entity, labelled by ``aggregation``."""
+        if aggregation == "first":
+            scores = pieces[0]["scores"]
+        elif aggregation == "max":
+            scores = max(pieces, key=lambda p: p["scores"].max())["scores"]
+        else:  # average
+            scores = np.nanmean(np.stack([p["scores"] for p in pieces]), axis=0)
+        best = int(scores.argmax())
+        return {"entity": self.model.labels[best], "score": float(scores[best]),
+                "word": decode([p["word"] for p in pieces]), "start": pieces[0]["start"], "end": pieces[-1]["end"]}
+
+    def aggregate_words(self, pre: list[dict], aggregation: str) -> list[dict]:
+        words, group = [], []
+        for p in pre:
+            if group and not p["is_subword"]:
+                words.append(self.aggregate_word(group, aggregation))
+                group = []
+            group.append(p)
+        if group:
+            words.append(self.aggregate_word(group, aggregation))
+        return words
+
+    @staticmethod
+    def get_tag(label: str) -> tuple[str, str]:
+        """("B" or "I", the type): a label without a B-/I- prefix continues ("I")."""
+        if label.startswith(("B-", "I-")):
+            return label[0], label[2:]
+        return "I", label
+
+    def group_sub_entities(self, entities: list[dict]) -> dict:
+        return {"entity_group": entities[0]["entity"].split("-", 1)[-1],
+                "score": float(np.nanmean([np.float32(e["score"]) for e in entities])),
+                "word": decode([e["word"] for e in entities]),
+                "start": entities[0]["start"], "end": entities[-1]["end"]}
+
+    def group_entities(self, entities: list[dict]) -> list[dict]:
+        """Adjacent entities of one type grouped; a B- label starts a new group."""
+        groups, current = [], []
+        for entity in entities:
+            bi, tag = self.get_tag(entity["entity"])
+            if current and (tag != self.get_tag(current[-1]["entity"])[1] or bi == "B"):
+                groups.append(self.group_sub_entities(current))
+                current = []
+            current.append(entity)
+        if current:
+            groups.append(self.group_sub_entities(current))
+        return groups
+
+    @staticmethod
+    def aggregate_overlapping_entities(entities: list[dict]) -> list[dict]:
+        """Entities from overlapping windows, by start: of two overlapping, the longer (then the
+        more confident) is kept."""
+        if not entities:
+            return entities
+        entities = sorted(entities, key=lambda e: e["start"])
+        kept, previous = [], entities[0]
+        for entity in entities:
+            if previous["start"] <= entity["start"] < previous["end"]:
+                longer = (entity["end"] - entity["start"]) - (previous["end"] - previous["start"])
+                if longer > 0 or longer == 0 and entity["score"] > previous["score"]:
+                    previous = entity
+            else:
+                kept.append(previous)
+                previous = entity
+        kept.append(previous)
+        return kept

@@ -1,0 +1,122 @@
+"""``bertdetr.bert.pipeline`` against transformers' own pipelines on the same folders: tiny random
+models saved by transformers 5 (``tokenizer.json``, no ``vocab.txt``) and by us (``vocab.txt``)."""
+
+import os
+
+import pytest
+import torch
+import transformers
+
+from bertdetr.bert import pipeline
+from bertdetr.bert.inference import load_tokenizer
+from bertdetr.errors import BertDetrError
+from tests.bert.pipelines.conftest import DATA, VOCAB, close, hf_pipeline
+
+TEXTS = ["Paris is the [MASK] of France.", "John Smith's unaffable cat, don't worry!", "a [MASK] b [MASK] c"]
+
+
+def test_a_transformers_5_folder_has_no_vocab_txt_and_loads(folders):
+    folder = folders["fill-mask"]
+    assert not os.path.exists(os.path.join(folder, "vocab.txt"))
+    ours = load_tokenizer(folder)
+    assert len(ours.vocab) == 30522 and ours.do_lower_case
+    assert ours.tokenize("Unaffable Johanson") == transformers.BertTokenizer(VOCAB).tokenize("Unaffable Johanson")
+
+
+def test_fill_mask(folders):
+    ours, hf = pipeline("fill-mask", folders["fill-mask"], device="cpu"), hf_pipeline("fill-mask", folders["fill-mask"])
+    for text in (TEXTS[0], TEXTS[2], "[MASK] don't, it's fine . yes?", "北京是中国的[MASK]都。"):
+        close(ours(text), hf(text))
+    close(ours([TEXTS[0]]), hf([TEXTS[0]]))
+    close(ours(TEXTS[::2], top_k=2), hf(TEXTS[::2], top_k=2))
+
+
+def test_fill_mask_targets(folders):
+    """Targets as transformers scores them: the whole vocabulary's softmax at the targets; a word
+    outside the vocabulary by its first piece, with a warning; duplicates once; top_k capped."""
+    ours, hf = pipeline("fill-mask", folders["fill-mask"], device="cpu"), hf_pipeline("fill-mask", folders["fill-mask"])
+    for targets, top_k in ((["paris", "lyon", "paris"], 5), ("the", 3), (["北", "京", "capital"], 2)):
+        close(ours(TEXTS[0], targets=targets, top_k=top_k), hf(TEXTS[0], targets=targets, top_k=top_k))
+    with pytest.warns(UserWarning, match="'Lyon' is not in the vocabulary: its first piece 'lyon'"):
+        got = ours(TEXTS[2], targets=["Lyon", "zzzqx"])
+    close(got, hf(TEXTS[2], targets=["Lyon", "zzzqx"]))
+    assert len(got) == 2 and all(len(rows) == 2 for rows in got)
+    fixed = pipeline("fill-mask", folders["fill-mask"], device="cpu", targets=["paris", "lyon"])
+    assert {row["token_str"] for row in fixed(TEXTS[0])} == {"paris", "lyon"}
+    with pytest.raises(BertDetrError, match="none of the targets"), pytest.warns(UserWarning, match="makes no token"):
+        ours(TEXTS[0], targets=["  "])
+
+
+def test_fill_mask_bad_input(folders):
+    ours = pipeline("fill-mask", folders["fill-mask"], device="cpu")
+    with pytest.raises(BertDetrError, match="no \\[MASK\\] to fill"):
+        ours("no mask here")
+    # the only [MASK] beyond the model's 128 positions: said, not a tensor error from the model
+    with pytest.raises(BertDetrError, match="every \\[MASK\\] was cut off: .* 128 positions"):
+        ours("word " * 200 + "[MASK]")
+    for top_k in (0, 2.5):
+        with pytest.raises(BertDetrError, match="top_k must be an integer >= 1"):
+            ours(TEXTS[0], top_k=top_k)
+
+
+def test_feature_extraction(folders):
+    ours = pipeline("feature-extraction", folders["feature-extraction"], device="cpu")
+    hf = hf_pipeline("feature-extraction", folders["feature-extraction"])
+    for text in (TEXTS[1], TEXTS[2], "北京大学"):  # a literal [MASK] is the mask token on both sides
+        a, b = torch.tensor(ours(text)), torch.tensor(hf(text))
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    tensor = ours(TEXTS[2], return_tensors=True)
+    assert isinstance(tensor, torch.Tensor) and tensor.device.type == "cpu"
+    torch.testing.assert_close(tensor, hf(TEXTS[2], return_tensors=True), atol=1e-5, rtol=1e-4)
+
+
+def test_text_classification(folders):
+    """Every option and return shape of transformers' pipeline, its quirks included (a lone text
+    without top_k in the call comes back in a list, a pair does not)."""
+    folder = folders["text-classification"]
+    ours, hf = pipeline("text-classification", folder, device="cpu"), hf_pipeline("text-classification", folder)
+    pair = {"text": TEXTS[1], "text_pair": "北京大学"}
+    for inputs in (TEXTS[1], TEXTS[:2], pair, [pair]):
+        for kwargs in ({}, {"top_k": None}, {"top_k": 1}, {"top_k": 2}, {"function_to_apply": "none"},
+                       {"function_to_apply": "sigmoid", "top_k": None}):
+            close(ours(inputs, **kwargs), hf(inputs, **kwargs))
+    all_labels = pipeline("text-classification", folder, device="cpu", top_k=None)
+    close(all_labels(TEXTS[1]), transformers.pipeline("text-classification", model=folder, device="cpu",
+                                                       top_k=None)(TEXTS[1]))
+    with pytest.raises(BertDetrError, match="function_to_apply must be softmax, sigmoid or none"):
+        ours(TEXTS[1], function_to_apply="tanh")
+    with pytest.raises(BertDetrError, match="top_k must be an integer or None"):
+        ours(TEXTS[1], top_k="all")
+    with pytest.raises(BertDetrError, match="takes top_k and function_to_apply, not truncation"):
+        ours(TEXTS[1], truncation=True)
+
+
+def test_unknown_task_option_and_wrong_model(folders):
+    with pytest.raises(BertDetrError, match="unknown task 'summarization'"):
+        pipeline("summarization", folders["fill-mask"])
+    with pytest.raises(BertDetrError, match="fill-mask takes top_k, targets, not tokp"):
+        pipeline("fill-mask", folders["fill-mask"], device="cpu", tokp=3)
+    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, not top_k"):
+        pipeline("feature-extraction", folders["fill-mask"], device="cpu", top_k=3)
+    with pytest.raises(BertDetrError, match="not a BertForTokenClassification"):
+        pipeline("token-classification", folders["text-classification"], device="cpu")
+
+
+def test_a_transformers_5_folder_everywhere_a_folder_is_taken(folders, tmp_path, capsys):
+    from bertdetr.cli import main
+
+    folder = folders["fill-mask"]
+    assert main(["bert", "fill-mask", "--model", folder, "Paris is the [MASK] of France."]) == 0
+    assert "paris is the" in capsys.readouterr().out.lower()
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello world\nunaffable cats\n")
+    assert main(["bert", "embed", "--model", folder, "--input-file", str(lines), "--output", str(tmp_path / "v.npy")]) == 0
+    # fine-tuning from it: its vocabulary read from tokenizer.json, exported as vocab.txt
+    ner = os.path.join(DATA, "zh", "ner")
+    out = tmp_path / "ner"
+    assert main(["bert", "ner", "--data-dir", ner, "--init-checkpoint", folder, "--output-dir", str(out),
+                 "--do-train", "--max-seq-length", "32", "--num-train-epochs", "0.1", "--no-progress"]) == 0
+    exported = (out / "model" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert len(exported) == 30522 and exported[:2] == ["[PAD]", "[unused0]"]
+    assert pipeline("token-classification", out / "model", device="cpu")("北京") is not None

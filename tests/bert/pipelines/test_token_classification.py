@@ -1,0 +1,84 @@
+"""The token-classification pipeline against transformers' on the same folder: each aggregation
+strategy, windows over long texts (``stride``), ignored labels, English and Chinese."""
+
+import pytest
+
+from bertdetr.bert import pipeline
+from bertdetr.bert.pipelines import AGGREGATIONS
+from bertdetr.errors import BertDetrError
+from tests.bert.pipelines.conftest import close, hf_pipeline
+
+TEXTS = ["John Smith's unaffable cat lives in Paris, don't worry!", "北京大学 and Tokyo 张伟住在北京",
+         "Johanson unaffably ran ¡ẞ☃ [UNK] things"]
+LONG = " ".join(TEXTS * 4)  # past the folder's 32 positions: cut, or read in windows
+
+
+@pytest.fixture(scope="module")
+def both(folders):
+    return pipeline("token-classification", folders["ner"], device="cpu"), hf_pipeline("token-classification", folders["ner"])
+
+
+def test_default_as_transformers(folders):
+    folder = folders["token-classification"]
+    ours, hf = pipeline("token-classification", folder, device="cpu"), hf_pipeline("token-classification", folder)
+    for text in TEXTS[:2]:
+        got = ours(text)
+        assert got, "the test head should tag something"
+        close(got, hf(text))
+
+
+@pytest.mark.parametrize("strategy", AGGREGATIONS)
+def test_each_aggregation_strategy(both, strategy):
+    ours, hf = both
+    kwargs = {} if strategy == "none" else {"aggregation_strategy": strategy}
+    for text in [*TEXTS, LONG]:  # LONG: cut at 32 tokens, [SEP] kept, as transformers' truncation
+        got = ours(text, **kwargs)
+        close(got, hf(text, **kwargs))
+        assert all(("entity" if strategy == "none" else "entity_group") in e for e in got)
+    close(ours(TEXTS, **kwargs), hf(TEXTS, **kwargs))
+
+
+def test_grouping_spans_words_and_chinese(both):
+    ours, _ = both
+    text = TEXTS[1]
+    for group in ours(text, aggregation_strategy="simple", ignore_labels=[]):
+        # every character of the text belongs to some group's span, and the span is the text
+        assert group["start"] < group["end"] and group["entity_group"] in {"O", "PER", "LOC", "MISC"}
+    words = ours(TEXTS[0], aggregation_strategy="first", ignore_labels=[])
+    spans = [TEXTS[0][w["start"]:w["end"]] for w in words]
+    assert "unaffable" in " ".join(spans)  # una ##ffa ##ble: one word, never split between groups
+    assert not any(s.startswith("ffa") or s.startswith("ble") for s in spans)
+
+
+@pytest.mark.parametrize("stride", [0, 5, 20])
+@pytest.mark.parametrize("strategy", ["simple", "first", "average", "max"])
+def test_stride_reads_every_window(both, strategy, stride):
+    ours, hf = both
+    got = ours(LONG, aggregation_strategy=strategy, stride=stride)
+    close(got, hf(LONG, aggregation_strategy=strategy, stride=stride))
+    assert max(e["end"] for e in got) > 150  # past what one window of 32 tokens reaches
+    starts = [e["start"] for e in got]
+    assert starts == sorted(starts)
+
+
+def test_ignore_labels(both, folders):
+    ours, hf = both
+    for ignore in ([], ["O", "MISC"]):
+        close(ours(TEXTS[0], ignore_labels=ignore), hf(TEXTS[0], ignore_labels=ignore))
+    everything = pipeline("token-classification", folders["ner"], device="cpu", ignore_labels=[])
+    assert len(everything(TEXTS[0])) == len(ours(TEXTS[0], ignore_labels=[]))
+
+
+def test_bad_options(both, folders):
+    ours, _ = both
+    with pytest.raises(BertDetrError, match="aggregation_strategy must be one of none, simple"):
+        ours(TEXTS[0], aggregation_strategy="longest")
+    with pytest.raises(BertDetrError, match='stride .* needs an aggregation_strategy other than "none"'):
+        ours(TEXTS[0], stride=4)
+    for stride in (30, -1, 2.5):
+        with pytest.raises(BertDetrError, match="stride must be an integer in \\[0, 30\\)"):
+            ours(TEXTS[0], stride=stride, aggregation_strategy="simple")
+    with pytest.raises(BertDetrError, match="takes ignore_labels, aggregation_strategy, stride, not top_k"):
+        ours(TEXTS[0], top_k=2)
+    with pytest.raises(BertDetrError, match="aggregation_strategy must be"):
+        pipeline("ner", folders["ner"], device="cpu", aggregation_strategy="all")
