@@ -53,15 +53,23 @@ def test_inference_equals_predict_for_paths_arrays_and_pil_images(setup):
     assert isinstance(results, list) and len(results) == 2
     got = [r for path, det in zip(paths, results) for r in _coco(path, det, detector.category_ids)]
     assert _same(got, expected)
-    # a BGR array (as cv2.imread gives it) and a PIL image of the same pixels: the same detections
+    # a BGR array (as cv2.imread gives it), with an alpha channel, and a PIL image of the same
+    # pixels: the same detections
     for path, det in zip(paths, results):
         rgb = Image.open(path).convert("RGB")
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
-        for image in (bgr, rgb):
+        bgra = np.concatenate([bgr, np.full(bgr.shape[:2] + (1,), 255, np.uint8)], 2)
+        for image in (bgr, bgra, rgb):
             other = inference_detector(detector, image)
             np.testing.assert_allclose(other.boxes, det.boxes, atol=1e-4)
             np.testing.assert_allclose(other.scores, det.scores, atol=1e-6)
             assert other.names == det.names and (other.labels == det.labels).all()
+    # grey: [H, W], [H, W, 1] and a PIL "L" image alike
+    grey = np.asarray(Image.open(paths[0]).convert("L"))
+    a, b, c = (inference_detector(detector, x) for x in (grey, grey[:, :, None], Image.fromarray(grey)))
+    for other in (b, c):
+        np.testing.assert_allclose(other.boxes, a.boxes, atol=1e-4)
+        np.testing.assert_allclose(other.scores, a.scores, atol=1e-6)
     one = results[0]
     assert one.boxes.shape == (len(one.scores), 4) and list(one.scores) == sorted(one.scores, reverse=True)
     assert one.names == [detector.class_names[i] for i in one.labels]
@@ -96,8 +104,12 @@ def test_bad_images_and_folders_are_named(setup, tmp_path):
     detector = init_detector(folder, device="cpu", test_size=96, max_size=160)
     with pytest.raises(ImageLoadError, match="image 1: an image array must be uint8"):
         inference_detector(detector, [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)])
-    with pytest.raises(ImageLoadError, match="image 0 is 2000x1"):
+    with pytest.raises(ImageLoadError, match="^image 0 is 2000x1"):
         inference_detector(detector, [np.zeros((1, 2000, 3), np.uint8)])
+    with pytest.raises(ImageLoadError, match="^image 0 is 0x0: empty"):
+        inference_detector(detector, np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ImageLoadError, match="must be uint8 .* got bool \\[4, 4, 3\\]"):
+        inference_detector(detector, np.ones((4, 4, 3), bool))
     with pytest.raises(ImageLoadError, match="not an image"):
         inference_detector(detector, 3)
     with pytest.raises(BertDetrError, match="not a checkpoint folder"):

@@ -140,11 +140,15 @@ def official_prepare(image: Image.Image, size: int = 800, max_size: int = 1333) 
 # ------------------------------------------------------------------------------- any
 
 
-def check_resizable(path, w: int, h: int, size: int, max_size: int) -> None:
-    """``ImageLoadError`` for a w x h image so thin that, resized to shorter side ``size`` with the
-    longer at most ``max_size``, its shorter side would be under one pixel (a 10000x1 strip)."""
+def check_resizable(path, w: int, h: int, size: int, max_size: int, label: str | None = None) -> None:
+    """``ImageLoadError`` (naming ``label``, default "image PATH") for a w x h image so thin that, resized to shorter side ``size`` with the
+    longer at most ``max_size``, its shorter side would be under one pixel (a 10000x1 strip), or
+    an empty one."""
+    label = label or f"image {path}"
+    if min(w, h) < 1:
+        raise ImageLoadError(f"{label} is {w}x{h}: empty")
     if min(w, h) * min(size / min(w, h), max_size / max(w, h)) < 1:
-        raise ImageLoadError(f"image {path} is {w}x{h}: resized for the model (shorter side {size}, longer at most "
+        raise ImageLoadError(f"{label} is {w}x{h}: resized for the model (shorter side {size}, longer at most "
                              f"{max_size}) its shorter side would be under one pixel")
 
 
@@ -169,15 +173,18 @@ def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_s
 def prepare_array(image, pipeline: str, size: int = 800, max_size: int = 1333, max_pixels: int | None = MAX_PIXELS,
                   name: str = "the image") -> PreparedImage:
     """An image already in memory through ``pipeline``: a numpy array uint8 [H,W,3] in BGR order
-    (as ``cv2.imread`` and mmdet's ``inference_detector`` take it; [H,W] grey too) or a PIL image.
+    (as ``cv2.imread`` and mmdet's ``inference_detector`` take it; [H,W,4] BGRA, its alpha dropped;
+    [H,W] or [H,W,1] grey) or a PIL image.
     The same checks as ``prepare_image`` (``ImageLoadError`` naming ``name``)."""
     if isinstance(image, Image.Image):
         rgb = to_rgb(image)
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
     elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-            raise ImageLoadError(f"{name}: an image array must be uint8 [H, W, 3] (BGR) or [H, W], got "
-                                 f"{image.dtype} {list(image.shape)}")
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise ImageLoadError(f"{name}: an image array must be uint8 [H, W, 3] (BGR), [H, W, 4] (BGRA), or "
+                                 f"[H, W] or [H, W, 1] (grey), got {image.dtype} {list(image.shape)}")
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
         bgr = np.repeat(image[:, :, None], 3, 2) if image.ndim == 2 else image[:, :, :3]
         bgr = np.ascontiguousarray(bgr)
         rgb = Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
@@ -186,7 +193,7 @@ def prepare_array(image, pipeline: str, size: int = 800, max_size: int = 1333, m
     h, w = bgr.shape[:2]
     if max_pixels is not None and w * h > max_pixels:
         raise ImageLoadError(f"{name} has {w * h} pixels ({w}x{h}), more than the limit {max_pixels}")
-    check_resizable(name, w, h, size, max_size)
+    check_resizable(name, w, h, size, max_size, label=name)
     check_pipeline(pipeline)
     if pipeline == "mmdet":
         tensor, scale = mmdet_prepare(bgr, (max_size, size))
