@@ -1,11 +1,13 @@
 """The pipelines from Python, ours against transformers' on the same folder and texts (CPU).
 
-    python bench/bench_pipelines.py [--config small|base] [--texts 200] [--threads 1] [--repeats 3]
+    python bench/bench_pipelines.py [--config small|base] [--texts 200] [--threads 1] [--repeats 3] [--batch-size 1]
 
 One BERT of ``--config`` (bench_classify's ``small``: L4 H256; ``base``) with random weights is
 saved by transformers with each task's head (fill-mask; text-classification, 2 labels;
 token-classification, BIO tags of 3 types); each pipeline (``bertdetr.bert.pipeline`` and
-``transformers.pipeline``, default batch size 1 on both sides, as users call them) then reads the
+``transformers.pipeline``, batch size 1 on both sides as users call them by default, or
+``--batch-size`` on both: the list of texts in one call, transformers padding each batch of
+consecutive texts, ours batching texts of like length) then reads the
 same ``--texts`` sentences: English from the bundled books, Chinese from the test corpus (a
 [MASK] put in each for fill-mask; token classification with ``aggregation_strategy="simple"``).
 Each side's results are compared (equal labels and tokens, scores within 1e-4) before any time
@@ -87,6 +89,7 @@ def main(argv=None) -> None:
     parser.add_argument("--texts", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from bertdetr.bert import pipeline
@@ -100,16 +103,21 @@ def main(argv=None) -> None:
                                      ("token-classification", sentences, {"aggregation_strategy": "simple"})):
             sides = {"bertdetr": pipeline(task, folders[task], device="cpu"),
                      "transformers": transformers.pipeline(task, model=folders[task], device="cpu")}
-            out = {name: [p(x, **kwargs) for x in inputs] for name, p in sides.items()}
+            def run(p):
+                if args.batch_size == 1:
+                    return [p(x, **kwargs) for x in inputs]
+                return p(inputs, batch_size=args.batch_size, **kwargs)
+
+            out = {name: run(p) for name, p in sides.items()}
             agree = sum(same(a, b) for a, b in zip(out["bertdetr"], out["transformers"]))
             best = {}
             for _ in range(args.repeats):
                 for name, p in sides.items():
                     t = time.perf_counter()
-                    for x in inputs:
-                        p(x, **kwargs)
+                    run(p)
                     best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
             row = {"task": task, "config": args.config, "texts": len(inputs), "threads": args.threads,
+                   "batch_size": args.batch_size,
                    "agree": f"{agree}/{len(inputs)}",
                    "bertdetr_texts_per_s": round(len(inputs) / best["bertdetr"], 1),
                    "transformers_texts_per_s": round(len(inputs) / best["transformers"], 1),

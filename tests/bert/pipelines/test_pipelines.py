@@ -88,16 +88,16 @@ def test_text_classification(folders):
         ours(TEXTS[1], function_to_apply="tanh")
     with pytest.raises(BertDetrError, match="top_k must be an integer or None"):
         ours(TEXTS[1], top_k="all")
-    with pytest.raises(BertDetrError, match="takes top_k and function_to_apply, not truncation"):
+    with pytest.raises(BertDetrError, match="takes top_k, function_to_apply and batch_size, not truncation"):
         ours(TEXTS[1], truncation=True)
 
 
 def test_unknown_task_option_and_wrong_model(folders):
     with pytest.raises(BertDetrError, match="unknown task 'summarization'"):
         pipeline("summarization", folders["fill-mask"])
-    with pytest.raises(BertDetrError, match="fill-mask takes top_k, targets, not tokp"):
+    with pytest.raises(BertDetrError, match="fill-mask takes top_k, targets, batch_size, not tokp"):
         pipeline("fill-mask", folders["fill-mask"], device="cpu", tokp=3)
-    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, not top_k"):
+    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, batch_size, not top_k"):
         pipeline("feature-extraction", folders["fill-mask"], device="cpu", top_k=3)
     with pytest.raises(BertDetrError, match="not a BertForTokenClassification"):
         pipeline("token-classification", folders["text-classification"], device="cpu")

@@ -78,7 +78,7 @@ def test_bad_options(both, folders):
     for stride in (30, -1, 2.5):
         with pytest.raises(BertDetrError, match="stride must be an integer in \\[0, 30\\)"):
             ours(TEXTS[0], stride=stride, aggregation_strategy="simple")
-    with pytest.raises(BertDetrError, match="takes ignore_labels, aggregation_strategy, stride, not top_k"):
+    with pytest.raises(BertDetrError, match="takes ignore_labels, aggregation_strategy, stride, batch_size, not top_k"):
         ours(TEXTS[0], top_k=2)
     with pytest.raises(BertDetrError, match="aggregation_strategy must be"):
         pipeline("ner", folders["ner"], device="cpu", aggregation_strategy="all")

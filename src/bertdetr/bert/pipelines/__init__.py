@@ -38,6 +38,7 @@ import os
 
 import torch
 
+from bertdetr.bert.pipelines.base import check_batch_size
 from bertdetr.bert.pipelines.feature_extraction import FeatureExtractionPipeline
 from bertdetr.bert.pipelines.fill_mask import FillMaskPipeline
 from bertdetr.bert.pipelines.question_answering import QuestionAnsweringPipeline
@@ -67,13 +68,18 @@ def pipeline(task: str, model: str | os.PathLike, device=None, **kwargs):
     """The pipeline of ``task`` (one of ``TASKS``) on the model folder ``model`` (ours or
     transformers'), on ``device`` (default: the GPU when there is one; an int as transformers':
     -1 the CPU, k the k-th GPU). Call it with a text or a list of texts (question answering:
-    ``question=``, ``context=``)."""
+    ``question=``, ``context=``). ``batch_size`` (default 1, as transformers'; also a call's
+    option): inputs the model reads at once, those of like length together; the same results up
+    to float rounding."""
     if task not in _PIPELINES:
         raise BertDetrError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     cls = _PIPELINES[task]
     params = inspect.signature(cls.__init__).parameters
-    takes = getattr(cls, "OPTIONS", None) or [k for k in params if k not in ("self", "model_dir", "device")]
-    unknown = sorted(set(kwargs) - set(takes))
+    takes = list(getattr(cls, "OPTIONS", None) or [k for k in params if k not in ("self", "model_dir", "device")])
+    unknown = sorted(set(kwargs) - set(takes) - {"batch_size"})
     if unknown:
-        raise BertDetrError(f"{task} takes {', '.join(takes) or 'no options'}, not {', '.join(unknown)}")
-    return cls(os.fspath(model), _device(device), **kwargs)
+        raise BertDetrError(f"{task} takes {', '.join(takes + ['batch_size'])}, not {', '.join(unknown)}")
+    batch_size = check_batch_size(kwargs.pop("batch_size", 1))
+    made = cls(os.fspath(model), _device(device), **kwargs)
+    made.batch_size = batch_size
+    return made

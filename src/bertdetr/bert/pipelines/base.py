@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,13 +34,28 @@ def fast_tokenizer(tokenizer: FullTokenizer):
                                   strip_accents=None if tokenizer.do_lower_case else False)
 
 
+def check_batch_size(batch_size) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise BertDetrError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return batch_size
+
+
 class Pipeline:
-    """A task's pipeline: ``one(input, **options)`` per input; ``self.model`` set by each task."""
+    """A task's pipeline, as transformers' are built: each input encoded (``encode``), the model run
+    on them ``batch_size`` at a time (``forward_batches``), each output post-processed. ``self.model``
+    is set by each task; ``batch_size`` (default 1, as transformers') by ``pipeline(...)`` or a call."""
+
+    batch_size = 1
 
     def __init__(self, model_dir: str, device: torch.device):
         self.model_dir, self.device = model_dir, device
         self.tokenizer = load_tokenizer(model_dir)
         self.fast = fast_tokenizer(self.tokenizer)
+
+    def _check_vocab(self, config) -> None:
+        if config.vocab_size != len(self.tokenizer.vocab):
+            raise BertDetrError(f"{self.model_dir}: the vocabulary has {len(self.tokenizer.vocab)} entries, "
+                                f"the model {config.vocab_size}")
 
     def encode(self, text: str, pair: str | None = None, max_length: int | None = None, **truncation):
         """``text`` (and ``pair``) as transformers' tokenizer encodes them: [CLS] text [SEP] (pair
@@ -53,13 +68,27 @@ class Pipeline:
         finally:
             self.fast.no_truncation()
 
-    def _check_vocab(self, config) -> None:
-        if config.vocab_size != len(self.tokenizer.vocab):
-            raise BertDetrError(f"{self.model_dir}: the vocabulary has {len(self.tokenizer.vocab)} entries, "
-                                f"the model {config.vocab_size}")
-
-    def __call__(self, inputs, **kwargs):
-        """One input, or a list of them (a list of results)."""
-        if isinstance(inputs, (list, tuple)):
-            return [self.one(x, **kwargs) for x in inputs]
-        return self.one(inputs, **kwargs)
+    @torch.no_grad()
+    def forward_batches(self, encodings: Sequence, batch_size: int, forward: Callable) -> list:
+        """``forward(input_ids, input_mask, segment_ids, members)`` [b, T] each, on ``encodings``
+        (``.ids``, ``.type_ids``) ``batch_size`` at a time, returning one output per member (their
+        indices in ``encodings``). Rows of like length go together (sorted by length, as
+        transformers does not: less padding), each batch padded to its longest ([PAD] 0) with
+        ``input_mask`` None where no row is padded, so that a batch of one reads its row exactly as
+        unbatched. The outputs come back in the encodings' order."""
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        outputs: list = [None] * len(encodings)
+        for first in range(0, len(order), batch_size):
+            members = order[first:first + batch_size]
+            lengths = [len(encodings[i].ids) for i in members]
+            ids = torch.zeros(len(members), max(lengths), dtype=torch.long)
+            segments = torch.zeros_like(ids)
+            for row, i in enumerate(members):
+                ids[row, :lengths[row]] = torch.tensor(encodings[i].ids)
+                segments[row, :lengths[row]] = torch.tensor(encodings[i].type_ids)
+            mask = None
+            if min(lengths) < max(lengths):
+                mask = (torch.arange(max(lengths)) < torch.tensor(lengths)[:, None]).long().to(self.device)
+            for i, out in zip(members, forward(ids.to(self.device), mask, segments.to(self.device), members)):
+                outputs[i] = out
+        return outputs

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
-from bertdetr.bert.pipelines.base import Pipeline
+from bertdetr.bert.pipelines.base import Pipeline, check_batch_size
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -20,7 +18,15 @@ class FeatureExtractionPipeline(Pipeline):
         self._check_vocab(self.model.config)
         self.return_tensors = return_tensors
 
-    @torch.no_grad()
-    def one(self, text: str, return_tensors: bool | None = None):
-        out = self.model(torch.tensor([self.encode(text).ids], device=self.device)).sequence_output.float().cpu()
-        return out if (self.return_tensors if return_tensors is None else return_tensors) else out.tolist()
+    def __call__(self, inputs, return_tensors: bool | None = None, batch_size: int | None = None):
+        batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)
+        as_tensors = self.return_tensors if return_tensors is None else return_tensors
+        texts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        encodings = [self.encode(text) for text in texts]
+
+        def forward(ids, mask, segments, members):
+            out = self.model(ids, token_type_ids=segments, attention_mask=mask).sequence_output.float().cpu()
+            return [out[row:row + 1, :len(encodings[i].ids)] for row, i in enumerate(members)]
+
+        results = [x if as_tensors else x.tolist() for x in self.forward_batches(encodings, batch_size, forward)]
+        return results if isinstance(inputs, (list, tuple)) else results[0]

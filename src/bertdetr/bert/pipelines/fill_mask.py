@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from bertdetr.bert.inference import MASK
-from bertdetr.bert.pipelines.base import Pipeline, decode
+from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, decode
 from bertdetr.errors import BertDetrError
 
 
@@ -45,29 +45,26 @@ class FillMaskPipeline(Pipeline):
             raise BertDetrError(f"fill-mask: none of the targets {targets!r} makes a token")
         return list(set(ids))
 
-    @torch.no_grad()
-    def one(self, text: str, top_k: int | None = None, candidates: list[int] | None = None):
-        """The predictions for one text; ``candidates``: ``target_ids``' result, or None."""
-        top_k = top_k or self.top_k
-        if MASK not in text:
+    def preprocess(self, text: str):
+        """The encoding of one text with a [MASK] the model reads."""
+        if not isinstance(text, str) or MASK not in text:
             raise BertDetrError(f"the text has no {MASK} to fill: {text!r}")
-        limit = self.model.config.max_position_embeddings
-        ids = self.encode(text).ids
-        mask_id = self.tokenizer.vocab[MASK]
-        positions = [i for i, t in enumerate(ids) if t == mask_id]
-        if not positions:
-            raise BertDetrError(f"every {MASK} was cut off: the text is longer than the model's {limit} positions")
-        x = torch.tensor([ids], device=self.device)
-        logits = self.model(input_ids=x, masked_lm_positions=torch.tensor([positions], device=self.device))
-        # transformers: the softmax over the whole vocabulary, then the targets' columns
-        probs = logits["masked_lm_logits"][0].float().softmax(-1).cpu()
+        enc = self.encode(text)
+        if self.tokenizer.vocab[MASK] not in enc.ids:
+            raise BertDetrError(f"every {MASK} was cut off: the text is longer than the model's "
+                                f"{self.model.config.max_position_embeddings} positions")
+        return enc
+
+    def postprocess(self, ids: list[int], positions: list[int], probs: torch.Tensor, top_k: int,
+                    candidates: list[int] | None):
+        """transformers' ``postprocess``: the top_k of each [MASK] (probs [M, V]: the softmax over
+        the whole vocabulary, then the targets' columns), the sequence each fills."""
         if candidates is not None:
             probs, top_k = probs[:, candidates], min(top_k, len(candidates))
         vocab = self.tokenizer.vocab
-        pad = vocab.get("[PAD]")
         # transformers decodes the sequence skipping its special tokens (one mask) or only padding
         special = {vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", MASK) if t in vocab} \
-            if len(positions) == 1 else {pad}
+            if len(positions) == 1 else {vocab.get("[PAD]")}
         out = []
         for k, pos in enumerate(positions):
             values, indices = probs[k].topk(top_k)
@@ -82,12 +79,29 @@ class FillMaskPipeline(Pipeline):
             out.append(rows)
         return out[0] if len(out) == 1 else out
 
-    def __call__(self, inputs, top_k: int | None = None, targets: str | Sequence[str] | None = None):
+    def __call__(self, inputs, top_k: int | None = None, targets: str | Sequence[str] | None = None,
+                 batch_size: int | None = None):
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise BertDetrError(f"top_k must be an integer >= 1, got {top_k!r}")
+        batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)
         targets = self.targets if targets is None else targets
         candidates = None if targets is None else self.target_ids(targets)
+        texts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        encodings = [self.preprocess(text) for text in texts]
+        mask_id = self.tokenizer.vocab[MASK]
+        positions = [[i for i, t in enumerate(enc.ids) if t == mask_id] for enc in encodings]
+
+        def forward(ids, mask, segments, members):
+            where = torch.zeros(len(members), max(len(positions[i]) for i in members), dtype=torch.long)
+            for row, i in enumerate(members):
+                where[row, :len(positions[i])] = torch.tensor(positions[i])
+            logits = self.model(input_ids=ids, input_mask=mask, segment_ids=segments,
+                                masked_lm_positions=where.to(self.device))["masked_lm_logits"]
+            probs = logits.float().softmax(-1).cpu()
+            return [probs[row, :len(positions[i])] for row, i in enumerate(members)]
+
+        probs = self.forward_batches(encodings, batch_size, forward)
+        results = [self.postprocess(enc.ids, pos, p, top_k or self.top_k, candidates)
+                   for enc, pos, p in zip(encodings, positions, probs)]
         # transformers returns a one-text list's result unwrapped
-        if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
-            return self.one(inputs[0], top_k, candidates)
-        return super().__call__(inputs, top_k=top_k, candidates=candidates)
+        return results if isinstance(inputs, (list, tuple)) and len(inputs) != 1 else results[0]

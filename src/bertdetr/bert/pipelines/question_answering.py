@@ -4,9 +4,8 @@ their names (``decode_spans``, ``select_starts_ends``, ``get_indices``)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from bertdetr.bert.pipelines.base import Pipeline
+from bertdetr.bert.pipelines.base import Pipeline, check_batch_size
 from bertdetr.errors import BertDetrError
 
 
@@ -90,8 +89,9 @@ class QuestionAnsweringPipeline(Pipeline):
             raise BertDetrError(f"doc_stride must be an integer >= 0, got {o['doc_stride']!r}")
         return o
 
-    def __call__(self, *args, question=None, context=None, **kwargs):
+    def __call__(self, *args, question=None, context=None, batch_size: int | None = None, **kwargs):
         o = self._options(kwargs, self.defaults)
+        batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)
         if len(args) == 2 and all(isinstance(x, str) for x in args):
             examples = [{"question": args[0], "context": args[1]}]
         elif len(args) == 1:
@@ -114,7 +114,7 @@ class QuestionAnsweringPipeline(Pipeline):
             for key in ("question", "context"):
                 if not isinstance(x, dict) or not isinstance(x.get(key), str) or not x[key]:
                     raise BertDetrError(f"question-answering: each example needs a non-empty {key}, got {x!r}")
-        results = [self.one(x["question"], x["context"], o) for x in examples]
+        results = self.answer(examples, o, batch_size)
         return results[0] if len(results) == 1 else results
 
     def _windows(self, question: str, context: str, max_seq_len: int, doc_stride: int) -> list:
@@ -129,20 +129,34 @@ class QuestionAnsweringPipeline(Pipeline):
         enc = self.encode(question, context, max_seq_len, stride=doc_stride, strategy="only_second")
         return [enc, *enc.overflowing]
 
-    @torch.no_grad()
-    def one(self, question: str, context: str, o: dict):
+    def answer(self, examples: list[dict], o: dict, batch_size: int) -> list:
+        """Each example's answer(s): its windows read ``batch_size`` at a time (of all examples),
+        then, per example, transformers 4's ``postprocess`` over its windows in order."""
         max_seq_len = o["max_seq_len"] or min(self.model.config.max_position_embeddings, 384)
         doc_stride = min(max_seq_len // 2, 128) if o["doc_stride"] is None else o["doc_stride"]
+        windows = [self._windows(x["question"], x["context"], max_seq_len, doc_stride) for x in examples]
+        encodings = [enc for example_windows in windows for enc in example_windows]
+
+        def forward(ids, mask, segments, members):
+            out = self.model(input_ids=ids, input_mask=mask, segment_ids=segments)
+            start, end = out["start_logits"].float().cpu().numpy(), out["end_logits"].float().cpu().numpy()
+            n = [len(encodings[i].ids) for i in members]
+            return [(start[row:row + 1, :n[row]], end[row:row + 1, :n[row]]) for row in range(len(members))]
+
+        logits = iter(self.forward_batches(encodings, batch_size, forward))
+        return [self.postprocess(x["context"], example_windows, [next(logits) for _ in example_windows], o)
+                for x, example_windows in zip(examples, windows)]
+
+    def postprocess(self, context: str, windows: list, logits: list, o: dict):
+        """transformers 4's ``postprocess``: each window's best spans (``select_starts_ends``)
+        widened to words, the same text's scores added, the no-answer if asked, the ``top_k`` best."""
         top_k, null_score, answers = o["top_k"], 1000000.0, []
-        for enc in self._windows(question, context, max_seq_len, doc_stride):
-            ids = torch.tensor([enc.ids], device=self.device)
-            out = self.model(input_ids=ids, segment_ids=torch.tensor([enc.type_ids], device=self.device))
+        for enc, (start, end) in zip(windows, logits):
             p_mask = np.array([s != 1 for s in enc.sequence_ids], dtype=np.int64)
             p_mask[np.array(enc.ids) == self.tokenizer.vocab["[CLS]"]] = 0  # [CLS] kept: the no-answer
             starts, ends, scores, null_score = select_starts_ends(
-                out["start_logits"].float().cpu().numpy(), out["end_logits"].float().cpu().numpy(), p_mask,
-                null_score, top_k * 2 + 10 if o["align_to_words"] else top_k, o["handle_impossible_answer"],
-                o["max_answer_len"])
+                start, end, p_mask, null_score, top_k * 2 + 10 if o["align_to_words"] else top_k,
+                o["handle_impossible_answer"], o["max_answer_len"])
             for s, e, score in zip(starts, ends, scores):
                 begin, finish = self.get_indices(enc, int(s), int(e), o["align_to_words"])
                 text = context[begin:finish]

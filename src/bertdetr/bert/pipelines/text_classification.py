@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from bertdetr.bert.pipelines.base import Pipeline, softmax
+from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, softmax
 from bertdetr.errors import BertDetrError
 
 
@@ -24,28 +23,27 @@ class TextClassificationPipeline(Pipeline):
         self._check_vocab(self.model.config)
         self.top_k, self.function_to_apply = top_k, function_to_apply
 
-    @torch.no_grad()
-    def scores(self, text, function_to_apply: str | None) -> np.ndarray:
-        """[L] scores of one text or pair."""
-        enc = self.encode(text["text"], text.get("text_pair")) if isinstance(text, dict) else self.encode(text)
-        ids = torch.tensor([enc.ids], device=self.device)
-        logits = self.model(input_ids=ids, segment_ids=torch.tensor([enc.type_ids], device=self.device))["logits"]
-        scores = logits[0].float().cpu().numpy()
-        how = (function_to_apply or ("sigmoid" if len(scores) == 1 else "softmax")).lower()
+    @staticmethod
+    def apply(logits: np.ndarray, function_to_apply: str | None) -> np.ndarray:
+        """[L] scores from one input's logits [L]."""
+        how = (function_to_apply or ("sigmoid" if len(logits) == 1 else "softmax")).lower()
         if how == "sigmoid":
-            return 1 / (1 + np.exp(-scores))
+            return 1 / (1 + np.exp(-logits))
         if how == "softmax":
-            return softmax(scores)
+            return softmax(logits)
         if how == "none":
-            return scores
+            return logits
         raise BertDetrError(f"function_to_apply must be softmax, sigmoid or none, got {function_to_apply!r}")
 
     def __call__(self, inputs, **kwargs):
-        unknown = set(kwargs) - {"top_k", "function_to_apply"}
+        unknown = set(kwargs) - {"top_k", "function_to_apply", "batch_size"}
         if unknown:
-            raise BertDetrError(f"text-classification takes top_k and function_to_apply, not {', '.join(sorted(unknown))}")
+            raise BertDetrError("text-classification takes top_k, function_to_apply and batch_size, not "
+                                f"{', '.join(sorted(unknown))}")
         top_k = kwargs.get("top_k", self.top_k)
         how = kwargs.get("function_to_apply", self.function_to_apply)
+        self.apply(np.zeros(2, np.float32), how)  # a bad function fails before the model runs
+        batch_size = check_batch_size(kwargs.get("batch_size", self.batch_size))
         if not (top_k is None or isinstance(top_k, int)) and top_k != "":
             raise BertDetrError(f"top_k must be an integer or None, got {top_k!r}")
         labels = self.model.labels
@@ -58,8 +56,16 @@ class TextClassificationPipeline(Pipeline):
                           key=lambda row: row["score"], reverse=True)
             return rows if top_k is None else rows[:top_k]
 
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        encodings = [self.encode(x["text"], x.get("text_pair")) if isinstance(x, dict) else self.encode(x)
+                     for x in items]
+
+        def forward(ids, mask, segments, members):
+            logits = self.model(input_ids=ids, input_mask=mask, segment_ids=segments)["logits"]
+            return list(logits.float().cpu().numpy())
+
+        results = [post(self.apply(logits, how)) for logits in self.forward_batches(encodings, batch_size, forward)]
         if isinstance(inputs, (list, tuple)):
-            return [post(self.scores(x, how)) for x in inputs]
-        result = post(self.scores(inputs, how))
+            return results
         # transformers: a lone text (not a pair) without top_k in the call comes back in a list
-        return [result] if isinstance(inputs, str) and "top_k" not in kwargs else result
+        return [results[0]] if isinstance(inputs, str) and "top_k" not in kwargs else results[0]

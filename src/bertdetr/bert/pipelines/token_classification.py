@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from bertdetr.bert.pipelines.base import Pipeline, decode, softmax
+from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, decode, softmax
 from bertdetr.errors import BertDetrError
 
 
@@ -45,7 +44,8 @@ class TokenClassificationPipeline(Pipeline):
     def _options(self, kwargs) -> tuple[set, str, int | None]:
         unknown = set(kwargs) - set(self.defaults)
         if unknown:
-            raise BertDetrError(f"token-classification takes {', '.join(self.defaults)}, not {', '.join(sorted(unknown))}")
+            raise BertDetrError(f"token-classification takes {', '.join(self.defaults)}, batch_size, not "
+                                f"{', '.join(sorted(unknown))}")
         o = {**self.defaults, **kwargs}
         aggregation, stride = str(o["aggregation_strategy"]).lower(), o["stride"]
         if aggregation not in AGGREGATIONS:
@@ -62,27 +62,34 @@ class TokenClassificationPipeline(Pipeline):
         return set(o["ignore_labels"]), aggregation, stride
 
     def __call__(self, inputs, **kwargs):
-        options = self._options(kwargs)
-        if isinstance(inputs, (list, tuple)):
-            return [self.one(x, *options) for x in inputs]
-        return self.one(inputs, *options)
+        batch_size = check_batch_size(kwargs.pop("batch_size", self.batch_size))
+        ignore, aggregation, stride = self._options(kwargs)
+        texts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        windows = [self._windows(text, stride) for text in texts]
+        encodings = [enc for text_windows in windows for enc in text_windows]
+
+        def forward(ids, mask, segments, members):
+            logits = self.model(input_ids=ids, input_mask=mask, segment_ids=segments)["logits"].float().cpu().numpy()
+            return [softmax(logits[row, :len(encodings[i].ids)]) for row, i in enumerate(members)]
+
+        scores = iter(self.forward_batches(encodings, batch_size, forward))
+        results = []
+        for text, text_windows in zip(texts, windows):
+            entities = []
+            for enc in text_windows:
+                pre = self.gather_pre_entities(text, enc, next(scores))
+                entities += [e for e in self.aggregate(pre, aggregation)
+                             if e.get("entity") not in ignore and e.get("entity_group") not in ignore]
+            results.append(self.aggregate_overlapping_entities(entities) if len(text_windows) > 1 else entities)
+        return results if isinstance(inputs, (list, tuple)) else results[0]
 
     def _windows(self, text: str, stride: int | None) -> list:
         """The encodings the model reads: the text cut at the model's length ([SEP] kept), or with
         ``stride`` every window of it (transformers' ``return_overflowing_tokens``)."""
+        if not isinstance(text, str):
+            raise BertDetrError(f"token-classification reads texts, got {type(text).__name__}")
         enc = self.encode(text, stride=stride or 0)
         return [enc] if stride is None else [enc, *enc.overflowing]
-
-    @torch.no_grad()
-    def one(self, text: str, ignore: set = frozenset({"O"}), aggregation: str = "none", stride: int | None = None):
-        windows = self._windows(text, stride)
-        entities = []
-        for enc in windows:
-            ids = torch.tensor([enc.ids], device=self.device)
-            pre = self.gather_pre_entities(text, enc, softmax(self.model(input_ids=ids)["logits"][0].float().cpu().numpy()))
-            entities += [e for e in self.aggregate(pre, aggregation)
-                         if e.get("entity") not in ignore and e.get("entity_group") not in ignore]
-        return self.aggregate_overlapping_entities(entities) if len(windows) > 1 else entities
 
     def gather_pre_entities(self, text: str, enc, scores: np.ndarray) -> list[dict]:
         """Each non-special token of the encoding ``enc``: its piece, scores [C], offsets, and
