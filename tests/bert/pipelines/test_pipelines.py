@@ -95,9 +95,9 @@ def test_text_classification(folders):
 def test_unknown_task_option_and_wrong_model(folders):
     with pytest.raises(BertDetrError, match="unknown task 'summarization'"):
         pipeline("summarization", folders["fill-mask"])
-    with pytest.raises(BertDetrError, match="fill-mask takes top_k, targets, batch_size, not tokp"):
+    with pytest.raises(BertDetrError, match="fill-mask takes top_k, targets, batch_size, dtype, not tokp"):
         pipeline("fill-mask", folders["fill-mask"], device="cpu", tokp=3)
-    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, batch_size, not top_k"):
+    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, batch_size, dtype, not top_k"):
         pipeline("feature-extraction", folders["fill-mask"], device="cpu", top_k=3)
     with pytest.raises(BertDetrError, match="not a BertForTokenClassification"):
         pipeline("token-classification", folders["text-classification"], device="cpu")
@@ -120,3 +120,23 @@ def test_a_transformers_5_folder_everywhere_a_folder_is_taken(folders, tmp_path,
     exported = (out / "model" / "vocab.txt").read_text(encoding="utf-8").splitlines()
     assert len(exported) == 30522 and exported[:2] == ["[PAD]", "[unused0]"]
     assert pipeline("token-classification", out / "model", device="cpu")("北京") is not None
+
+
+def test_dtype_as_transformers(folders):
+    """``dtype`` (or transformers' older ``torch_dtype``): the weights in bf16, scores still floats
+    near float32's; a name or a torch dtype; a bad one said."""
+    folder = folders["text-classification"]
+    full = pipeline("text-classification", folder, device="cpu")(TEXTS[1], top_k=None)
+    for dtype in (torch.bfloat16, "bfloat16", "torch.bfloat16"):
+        for key in ("dtype", "torch_dtype"):
+            half = pipeline("text-classification", folder, device="cpu", **{key: dtype})
+            assert next(half.model.parameters()).dtype == torch.bfloat16
+            got = half(TEXTS[1], top_k=None)
+            assert {r["label"] for r in got} == {r["label"] for r in full}
+            for a in got:
+                assert isinstance(a["score"], float)
+                assert a["score"] == pytest.approx(next(r["score"] for r in full if r["label"] == a["label"]), abs=2e-2)
+    assert next(pipeline("fill-mask", folders["fill-mask"], device="cpu", dtype="auto").model.parameters()).dtype \
+        == torch.float32
+    with pytest.raises(BertDetrError, match="dtype must be float32, float16, bfloat16 .* got 'int8'"):
+        pipeline("fill-mask", folders["fill-mask"], device="cpu", dtype="int8")

@@ -70,16 +70,33 @@ def pipeline(task: str, model: str | os.PathLike, device=None, **kwargs):
     -1 the CPU, k the k-th GPU). Call it with a text or a list of texts (question answering:
     ``question=``, ``context=``). ``batch_size`` (default 1, as transformers'; also a call's
     option): inputs the model reads at once, those of like length together; the same results up
-    to float rounding."""
+    to float rounding. ``dtype`` (as transformers' ``dtype``/``torch_dtype``): the weights' type,
+    torch.bfloat16 or float16 to halve the memory on a GPU; scores are computed in float32 from the
+    model's outputs either way."""
     if task not in _PIPELINES:
         raise BertDetrError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     cls = _PIPELINES[task]
     params = inspect.signature(cls.__init__).parameters
     takes = list(getattr(cls, "OPTIONS", None) or [k for k in params if k not in ("self", "model_dir", "device")])
-    unknown = sorted(set(kwargs) - set(takes) - {"batch_size"})
+    unknown = sorted(set(kwargs) - set(takes) - {"batch_size", "dtype", "torch_dtype"})
     if unknown:
-        raise BertDetrError(f"{task} takes {', '.join(takes + ['batch_size'])}, not {', '.join(unknown)}")
+        raise BertDetrError(f"{task} takes {', '.join(takes + ['batch_size', 'dtype'])}, not {', '.join(unknown)}")
     batch_size = check_batch_size(kwargs.pop("batch_size", 1))
+    dtype = _dtype(kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None))
     made = cls(os.fspath(model), _device(device), **kwargs)
     made.batch_size = batch_size
+    if dtype is not None:
+        made.model.to(dtype)
     return made
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _dtype(dtype) -> torch.dtype | None:
+    """transformers' ``dtype=``: a torch dtype or its name; "auto" and None keep float32."""
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return None if dtype == "auto" else dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.removeprefix("torch.")]
+    raise BertDetrError(f"dtype must be float32, float16, bfloat16 (a torch dtype or its name) or auto, got {dtype!r}")
