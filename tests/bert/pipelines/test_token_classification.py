@@ -61,6 +61,13 @@ def test_stride_reads_every_window(both, strategy, stride):
     assert starts == sorted(starts)
 
 
+def test_transformers_strategy_enum(both):
+    from transformers.pipelines.token_classification import AggregationStrategy
+
+    ours, _ = both
+    assert ours(TEXTS[0], aggregation_strategy=AggregationStrategy.FIRST) == ours(TEXTS[0], aggregation_strategy="first")
+
+
 def test_ignore_labels(both, folders):
     ours, hf = both
     for ignore in ([], ["O", "MISC"]):

@@ -47,7 +47,9 @@ class TokenClassificationPipeline(Pipeline):
             raise BertDetrError(f"token-classification takes {', '.join(self.defaults)}, batch_size, not "
                                 f"{', '.join(sorted(unknown))}")
         o = {**self.defaults, **kwargs}
-        aggregation, stride = str(o["aggregation_strategy"]).lower(), o["stride"]
+        # a name, or transformers' AggregationStrategy member (a str enum: its value)
+        aggregation = str(getattr(o["aggregation_strategy"], "value", o["aggregation_strategy"])).lower()
+        stride = o["stride"]
         if aggregation not in AGGREGATIONS:
             raise BertDetrError(f"aggregation_strategy must be one of {', '.join(AGGREGATIONS)}, "
                                 f"got {o['aggregation_strategy']!r}")
