@@ -11,6 +11,15 @@
 Each image goes through the checkpoint's recorded test pipeline (``pipeline.json``: mmdet's,
 official DETR's or ours) exactly as ``bertdetr detr predict`` runs it, so the detections equal
 the command's ``results.json`` for the same files (a test checks it).
+
+And as transformers' object-detection pipeline, its output and post-processing (official DETR's
+``PostProcess``: every query over the threshold, in query order, integer boxes not clamped):
+
+    from bertdetr.detr import pipeline
+
+    detect = pipeline("object-detection", model="detr-r50/")   # or an mmdet config, checkpoint=
+    detect("demo.jpg")      # [{"score", "label", "box": {"xmin", "ymin", "xmax", "ymax"}}, ...]
+    detect(["a.jpg", "b.jpg"], threshold=0.9)                  # a list each
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ from bertdetr.detr.predict import detect_prepared
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.errors import BertDetrError
 
-__all__ = ["Detector", "Detections", "init_detector", "inference_detector", "draw"]
+__all__ = ["Detector", "Detections", "init_detector", "inference_detector", "draw", "pipeline",
+           "ObjectDetectionPipeline"]
 
 
 @dataclass
@@ -166,3 +176,54 @@ def draw(detections: Detections, threshold: float = 0.5, class_names: Sequence[s
         class_names = [table.get(i, f"class {i}") for i in range(int(detections.labels.max(initial=-1)) + 1)]
     return draw_detections(detections.image, detections.boxes, detections.scores, detections.labels,
                            class_names, threshold)
+
+
+class ObjectDetectionPipeline:
+    """transformers' ``ObjectDetectionPipeline`` on a ``Detector``: for an image (a path, a PIL
+    image, or a BGR array as ``inference_detector`` takes them) ``[{"score", "label", "box":
+    {"xmin", "ymin", "xmax", "ymax"}}]``, every query whose score is over ``threshold`` (default
+    0.5, as there), in query order, boxes in pixels of the original image truncated to ints and not
+    clamped (official DETR's ``PostProcess``); for a list of images a list of those. Images go
+    through the detector's recorded pipeline: official DETR's (PIL) is what transformers'
+    ``DetrImageProcessor`` does, so on such a folder (``detr convert --from official``, or
+    ``init_detector(..., pipeline="official")``) the two agree."""
+
+    def __init__(self, detector: Detector, threshold: float = 0.5):
+        self.detector, self.threshold = detector, _check_threshold(threshold)
+
+    @torch.no_grad()
+    def __call__(self, images, threshold: float | None = None):
+        from bertdetr.detr.postprocess import PostProcess
+
+        threshold = self.threshold if threshold is None else _check_threshold(threshold)
+        single = not isinstance(images, (list, tuple))
+        results = []
+        for k, image in enumerate([images] if single else images):
+            prepared = _prepare(self.detector, image, k)
+            model = self.detector.model
+            outputs = model(prepared.tensor[None].to(next(model.parameters()).device), None)
+            size = torch.tensor([[prepared.image.height, prepared.image.width]])
+            det = PostProcess()(outputs, size)[0]
+            keep = det["scores"] > threshold
+            results.append([{"score": score, "label": self.detector.class_names[label],
+                             "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), box))}
+                            for score, label, box in zip(det["scores"][keep].tolist(), det["labels"][keep].tolist(),
+                                                         det["boxes"][keep].int().tolist())])
+        return results[0] if single else results
+
+
+def _check_threshold(threshold) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise BertDetrError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    return float(threshold)
+
+
+def pipeline(task: str, model: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+             device: str | torch.device | None = None, threshold: float = 0.5, **init_options) -> ObjectDetectionPipeline:
+    """transformers' ``pipeline("object-detection", model=...)`` on our checkpoint folder or an
+    mmdet config with its ``checkpoint`` (``init_detector``'s options in ``init_options``:
+    ``pipeline``, ``test_size``, ``max_size``, ``max_pixels``)."""
+    if task != "object-detection":
+        raise BertDetrError(f"unknown task {task!r}: DETR's pipeline is object-detection (BERT's tasks: "
+                            "bertdetr.bert.pipeline)")
+    return ObjectDetectionPipeline(init_detector(model, checkpoint, device=device, **init_options), threshold)

@@ -1,4 +1,6 @@
-"""DETR's outputs to detections, as mmdet ``DETRHead.predict_by_feat`` (softmax classifier).
+"""DETR's outputs to detections, as mmdet ``DETRHead.predict_by_feat`` (softmax classifier), and
+as official DETR's ``PostProcess`` (below: what transformers' ``post_process_object_detection``
+and its object-detection pipeline do).
 
 Per image: softmax over K = C + 1 classes, drop background, each query's best class and score;
 keep the top ``max_per_img`` queries by that score; (cx, cy, w, h) normalised -> pixel
@@ -49,3 +51,20 @@ class DetrPostProcess:
             sw, sh = scale_factor
             xyxy = xyxy / xyxy.new_tensor([sw, sh, sw, sh])
         return {"scores": s, "labels": labels[idx], "boxes": xyxy, "queries": idx}
+
+
+class PostProcess:
+    """Official DETR's ``PostProcess`` (``models/detr.py``), which transformers'
+    ``post_process_object_detection`` repeats: ``__call__(outputs, target_sizes) -> list of B dicts``
+    with, for every query in query order (no top-k, no sorting), ``scores`` [Q] and ``labels`` [Q]
+    (softmax, background dropped, the best class) and ``boxes`` [Q,4] pixel xyxy of the original
+    image (``target_sizes`` [B,2] (h, w)), not clamped to it (mmdet's are)."""
+
+    @torch.no_grad()
+    def __call__(self, outputs: dict, target_sizes: torch.Tensor) -> list[dict]:
+        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        scores, labels = logits.softmax(-1)[..., :-1].max(-1)
+        h, w = target_sizes.unbind(1)
+        scale = torch.stack([w, h, w, h], dim=1).to(boxes)
+        xyxy = box_cxcywh_to_xyxy(boxes) * scale[:, None, :]
+        return [{"scores": s, "labels": lab, "boxes": b} for s, lab, b in zip(scores, labels, xyxy)]

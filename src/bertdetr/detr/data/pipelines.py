@@ -141,9 +141,9 @@ def official_prepare(image: Image.Image, size: int = 800, max_size: int = 1333) 
 
 
 def check_resizable(path, w: int, h: int, size: int, max_size: int, label: str | None = None) -> None:
-    """``ImageLoadError`` (naming ``label``, default "image PATH") for a w x h image so thin that, resized to shorter side ``size`` with the
-    longer at most ``max_size``, its shorter side would be under one pixel (a 10000x1 strip), or
-    an empty one."""
+    """``ImageLoadError`` (naming ``label``, default "image PATH") for a w x h image so thin that,
+    resized to shorter side ``size`` with the longer at most ``max_size``, its shorter side would be
+    under one pixel (a 10000x1 strip), or an empty one."""
     label = label or f"image {path}"
     if min(w, h) < 1:
         raise ImageLoadError(f"{label} is {w}x{h}: empty")
