@@ -118,8 +118,8 @@ def test_bad_images_and_folders_are_named(setup, tmp_path):
 
 def test_object_detection_pipeline_as_transformers(setup, tmp_path):
     """``pipeline("object-detection")`` against transformers' own on our export of the same model
-    (``detr export --format hf``), on the two real photos: every query over the threshold in query
-    order, the same labels, integer boxes, scores. Ours reads the images through official DETR's
+    (``detr export --format hf``), on real photos: every query over the threshold in query order,
+    the same labels, integer boxes, scores. Ours reads the images through official DETR's
     pipeline (PIL), transformers through its ``DetrImageProcessor``: their pixels differ by resize
     rounding, so scores agree to 1e-3 and boxes to a pixel."""
     import transformers
@@ -130,15 +130,22 @@ def test_object_detection_pipeline_as_transformers(setup, tmp_path):
     assert main(["detr", "export", "--checkpoint", str(folder), "--format", "hf", "--output", str(tmp_path / "hf")]) == 0
     theirs = transformers.pipeline("object-detection", model=str(tmp_path / "hf"), device="cpu")
     ours = pipeline("object-detection", folder, device="cpu", pipeline="official", test_size=800, max_size=1333)
+    # and photos stored turned (EXIF orientation 6: both read it as shown), grey, with alpha
+    photos = [str(DATA / "detr" / "pipeline" / n) for n in ("chelsea_exif.jpg", "camera_grey.png", "coffee_rgba.png")]
     for threshold in (0.0, 0.15):
-        got, expected = ours(paths, threshold=threshold), theirs(paths, threshold=threshold)
-        assert len(got) == 2 and any(got)
+        got, expected = ours(paths + photos, threshold=threshold), theirs(paths + photos, threshold=threshold)
+        assert len(got) == 5 and any(got)
         for a_image, b_image in zip(got, expected):
             assert len(a_image) == len(b_image)
             for a, b in zip(a_image, b_image):
                 assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-3)
                 assert all(abs(a["box"][k] - b["box"][k]) <= 1 for k in ("xmin", "ymin", "xmax", "ymax"))
                 assert all(isinstance(v, int) for v in a["box"].values())
+    # a PIL image stored turned is turned too (transformers' load_image), a BGR array is not
+    turned = Image.open(photos[0])
+    assert ours(turned, threshold=0.0) == ours(photos[0], threshold=0.0)
+    array = np.ascontiguousarray(np.asarray(turned.convert("RGB"))[:, :, ::-1])
+    assert ours(array, threshold=0.0) != ours(photos[0], threshold=0.0)
     one = ours(paths[0], threshold=0.0)  # one image: its list; in query order, not sorted
     assert one == ours([paths[0]], threshold=0.0)[0] and len(one) == 10
     assert [d["score"] for d in one] != sorted((d["score"] for d in one), reverse=True)

@@ -183,8 +183,10 @@ class ObjectDetectionPipeline:
     image, or a BGR array as ``inference_detector`` takes them) ``[{"score", "label", "box":
     {"xmin", "ymin", "xmax", "ymax"}}]``, every query whose score is over ``threshold`` (default
     0.5, as there), in query order, boxes in pixels of the original image truncated to ints and not
-    clamped (official DETR's ``PostProcess``); for a list of images a list of those. Images go
-    through the detector's recorded pipeline: official DETR's (PIL) is what transformers'
+    clamped (official DETR's ``PostProcess``); for a list of images a list of those. A file or PIL
+    image is turned by its EXIF orientation first, as transformers' ``load_image`` does (boxes
+    are in the picture as shown; ``inference_detector`` takes pixels as its pipeline decodes
+    them); then the detector's recorded pipeline: official DETR's (PIL) is what transformers'
     ``DetrImageProcessor`` does, so on such a folder (``detr convert --from official``, or
     ``init_detector(..., pipeline="official")``) the two agree."""
 
@@ -199,7 +201,7 @@ class ObjectDetectionPipeline:
         single = not isinstance(images, (list, tuple))
         results = []
         for k, image in enumerate([images] if single else images):
-            prepared = _prepare(self.detector, image, k)
+            prepared = _prepare(self.detector, _shown(image, self.detector.max_pixels), k)
             model = self.detector.model
             outputs = model(prepared.tensor[None].to(next(model.parameters()).device), None)
             size = torch.tensor([[prepared.image.height, prepared.image.width]])
@@ -210,6 +212,20 @@ class ObjectDetectionPipeline:
                             for score, label, box in zip(det["scores"][keep].tolist(), det["labels"][keep].tolist(),
                                                          det["boxes"][keep].int().tolist())])
         return results[0] if single else results
+
+
+def _shown(image, max_pixels: int | None):
+    """A path or PIL image as transformers' ``load_image`` gives it: EXIF orientation applied, RGB
+    (a path checked and opened as ``coco.load_image`` does); an array as it is."""
+    from PIL import ImageOps
+
+    from bertdetr.detr.data.coco import load_image
+
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(os.fspath(image), max_pixels=max_pixels)
+    if isinstance(image, Image.Image):
+        return ImageOps.exif_transpose(image)
+    return image
 
 
 def _check_threshold(threshold) -> float:
