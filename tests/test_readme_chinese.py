@@ -25,11 +25,17 @@ def test_the_chinese_walk_through_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     commands = _commands()
     assert [c[:2] for c in commands] == [["bert", "make-data"], ["bert", "pretrain"], ["bert", "ner"],
-                                         ["bert", "squad"]]
+                                         ["bert", "tag"], ["bert", "squad"]]
     for args in commands:
-        assert main([*args, "--no-progress"]) == 0, args
+        assert main([*args] if args[1] == "tag" else [*args, "--no-progress"]) == 0, args
     ner = json.loads((tmp_path / "zh" / "ner" / "eval_metrics.json").read_text())
     assert ner["eval_f1"] > 0.75  # the README says about 0.87
+    tagged = [json.loads(line) for line in (tmp_path / "zh" / "entities.jsonl").read_text(encoding="utf-8").splitlines()]
+    corpus = (ROOT / "tests" / "data" / "bert" / "zh" / "corpus_zh.txt").read_text(encoding="utf-8").splitlines()
+    assert [t["text"] for t in tagged] == corpus
+    entities = [e for t in tagged for e in t["entities"]]
+    assert entities and {e["entity_group"] for e in entities} <= {"PER", "LOC", "ORG"}
+    assert all(e["span"] == t["text"][e["start"]:e["end"]] for t in tagged for e in t["entities"])
     cmrc = json.loads((tmp_path / "zh" / "cmrc" / "eval_metrics.json").read_text())
     assert cmrc["metric"] == "cmrc2018" and cmrc["TOTAL"] == 8 and cmrc["SKIP"] == 0
     assert (tmp_path / "zh" / "pretrain" / "model" / "vocab.txt").is_file()

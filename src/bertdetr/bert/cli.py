@@ -20,6 +20,7 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_classify(commands)
     _add_squad(commands)
     _add_ner(commands)
+    _add_tag(commands)
 
 
 def _add_build_vocab(commands) -> None:
@@ -290,6 +291,50 @@ def _run_embed(args) -> int:
     with atomic_output(args.output, "wb") as f:
         np.save(f, vectors)
     print(f"wrote {args.output}: {vectors.shape[0]} vectors of size {vectors.shape[1]} ({args.pooling})")
+    return 0
+
+
+def _add_tag(commands) -> None:
+    p = commands.add_parser("tag", help="named entities of each line of a text file (JSON lines), with a bert ner model",
+                            description="Tag raw text with a token-classification model (bert ner's, or a "
+                            "transformers folder): transformers' token-classification pipeline on each line.")
+    p.add_argument("--model", required=True, help="model directory (bert ner's model/, or transformers')")
+    p.add_argument("--input-file", dest="input_file", required=True, help="text file, one text a line")
+    p.add_argument("--output", required=True,
+                   help=".jsonl to write: line i is {\"text\": line i, \"entities\": [...]}, each entity "
+                   "transformers' dict plus \"span\", the text it covers (a blank line gets no entities)")
+    p.add_argument("--aggregation", choices=["none", "simple", "first", "average", "max"], default="simple",
+                   help="transformers' aggregation_strategy: simple groups B-/I- tokens into entities; first, "
+                   "average, max first make each word's pieces agree; none: every tagged token")
+    p.add_argument("--stride", type=int, default=None,
+                   help="read lines longer than the model in windows overlapping by this many tokens (default: "
+                   "cut at the model's length)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="lines per forward pass")
+    p.set_defaults(func=_run_tag)
+
+
+def _run_tag(args) -> int:
+    import json
+
+    from bertdetr.bert.pipelines import pipeline
+    from bertdetr.errors import BertDetrError
+    from bertdetr.fileio import atomic_output, check_writable
+
+    if not os.path.isfile(args.input_file):
+        raise BertDetrError(f"input file not found: {args.input_file}")
+    check_writable(args.output)
+    tagger = pipeline("token-classification", args.model, aggregation_strategy=args.aggregation, stride=args.stride,
+                      batch_size=args.batch_size)
+    with open(args.input_file, encoding="utf-8", errors="replace") as f:
+        lines = [line.rstrip("\r\n") for line in f]
+    entities = tagger(lines)
+    found = 0
+    with atomic_output(args.output, "w") as f:
+        for line, found_here in zip(lines, entities):
+            rows = [{**e, "span": line[e["start"]:e["end"]]} for e in found_here]
+            found += len(rows)
+            f.write(json.dumps({"text": line, "entities": rows}, ensure_ascii=False) + "\n")
+    print(f"wrote {args.output}: {found} entities in {len(lines)} lines ({args.aggregation})")
     return 0
 
 

@@ -1,0 +1,42 @@
+"""``bertdetr bert tag``: the token-classification pipeline over a text file's lines, as JSON lines."""
+
+import json
+
+from bertdetr.bert import pipeline
+from bertdetr.cli import main
+from tests.bert.pipelines.conftest import close
+
+LINES = ["John Smith's unaffable cat lives in Paris, don't worry!", "", "北京大学 and Tokyo 张伟住在北京",
+         "Johanson lives in Paris. " * 12]
+
+
+def test_tag_writes_each_lines_entities(folders, tmp_path, capsys):
+    text = tmp_path / "raw.txt"
+    text.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    out = tmp_path / "entities.jsonl"
+    assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out),
+                 "--stride", "8", "--batch-size", "3"]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == LINES and rows[1]["entities"] == []
+    expected = pipeline("ner", folders["ner"], device="cpu")(LINES, aggregation_strategy="simple", stride=8)
+    for row, want in zip(rows, expected):
+        close([{k: v for k, v in e.items() if k != "span"} for e in row["entities"]], want)
+        assert all(e["span"] == row["text"][e["start"]:e["end"]] for e in row["entities"])
+    assert max(e["end"] for e in rows[3]["entities"]) > 200  # the long line read in windows
+    assert f"entities in {len(LINES)} lines (simple)" in capsys.readouterr().out
+
+
+def test_tag_bad_input_is_said(folders, tmp_path, capsys):
+    out = tmp_path / "entities.jsonl"
+    assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(tmp_path / "nope.txt"),
+                 "--output", str(out)]) == 2
+    assert "input file not found" in capsys.readouterr().err
+    text = tmp_path / "raw.txt"
+    text.write_text("a line\n", encoding="utf-8")
+    assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out),
+                 "--stride", "40"]) == 2
+    assert "stride must be an integer in [0, 30)" in capsys.readouterr().err
+    assert main(["bert", "tag", "--model", folders["text-classification"], "--input-file", str(text),
+                 "--output", str(out)]) == 2
+    assert "not a BertForTokenClassification" in capsys.readouterr().err
+    assert not out.exists()
