@@ -276,17 +276,12 @@ def _run_embed(args) -> int:
     import numpy as np
 
     from bertdetr.bert.inference import embed, load_model
-    from bertdetr.errors import BertDetrError
-    from bertdetr.fileio import atomic_output, check_writable
+    from bertdetr.fileio import atomic_output
 
-    if not os.path.isfile(args.input_file):
-        raise BertDetrError(f"input file not found: {args.input_file}")
-    check_writable(args.output)
+    # row i is line i: a blank line is embedded as an empty text ([CLS] [SEP]), as
+    # sentence-transformers does, so rows stay aligned with the input's lines
+    lines = [line.strip() for line in _input_lines(args.input_file, args.output, errors="ignore")]
     model, tokenizer = load_model(args.model)
-    with open(args.input_file, encoding="utf-8", errors="ignore") as f:
-        # row i is line i: a blank line is embedded as an empty text ([CLS] [SEP]), as
-        # sentence-transformers does, so rows stay aligned with the input's lines
-        lines = [line.strip() for line in f]
     vectors = embed(model, tokenizer, lines, args.pooling, args.max_seq_length, args.batch_size)
     with atomic_output(args.output, "wb") as f:
         np.save(f, vectors)
@@ -317,16 +312,11 @@ def _run_tag(args) -> int:
     import json
 
     from bertdetr.bert.pipelines import pipeline
-    from bertdetr.errors import BertDetrError
-    from bertdetr.fileio import atomic_output, check_writable
+    from bertdetr.fileio import atomic_output
 
-    if not os.path.isfile(args.input_file):
-        raise BertDetrError(f"input file not found: {args.input_file}")
-    check_writable(args.output)
+    lines = _input_lines(args.input_file, args.output, errors="replace")
     tagger = pipeline("token-classification", args.model, aggregation_strategy=args.aggregation, stride=args.stride,
                       batch_size=args.batch_size)
-    with open(args.input_file, encoding="utf-8", errors="replace") as f:
-        lines = [line.rstrip("\r\n") for line in f]
     entities = tagger(lines)
     found = 0
     with atomic_output(args.output, "w") as f:
@@ -336,6 +326,19 @@ def _run_tag(args) -> int:
             f.write(json.dumps({"text": line, "entities": rows}, ensure_ascii=False) + "\n")
     print(f"wrote {args.output}: {found} entities in {len(lines)} lines ({args.aggregation})")
     return 0
+
+
+def _input_lines(path: str, output: str, errors: str) -> list[str]:
+    """The lines of the text file ``path`` (UTF-8, bytes that are not: ``errors``), without their
+    line ends, once the file is there and ``output`` can be written (checked before any work)."""
+    from bertdetr.errors import BertDetrError
+    from bertdetr.fileio import check_writable
+
+    if not os.path.isfile(path):
+        raise BertDetrError(f"input file not found: {path}")
+    check_writable(output)
+    with open(path, encoding="utf-8", errors=errors) as f:
+        return [line.rstrip("\r\n") for line in f]
 
 
 def _main_rank() -> bool:
