@@ -76,7 +76,8 @@ class QuestionAnsweringPipeline(Pipeline):
     def _options(self, given: dict, base: dict) -> dict:
         unknown = set(given) - set(self.OPTIONS)
         if unknown:
-            raise BertDetrError(f"question-answering takes {', '.join(self.OPTIONS)}, not {', '.join(sorted(unknown))}")
+            raise BertDetrError(f"question-answering takes {', '.join(self.OPTIONS)}, batch_size, not "
+                                f"{', '.join(sorted(unknown))}")
         o = {**base, **given}
         positions = self.model.config.max_position_embeddings
         for key in ("top_k", "max_answer_len"):

@@ -10,7 +10,6 @@ import numpy as np
 from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, decode, softmax
 from bertdetr.errors import BertDetrError
 
-
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 
 
@@ -61,7 +60,8 @@ class TokenClassificationPipeline(Pipeline):
             if aggregation == "none":
                 raise BertDetrError('stride reads the whole text in windows and needs an aggregation_strategy '
                                     'other than "none" (as transformers)')
-        return set(o["ignore_labels"]), aggregation, stride
+        ignore = o["ignore_labels"]
+        return {ignore} if isinstance(ignore, str) else set(ignore), aggregation, stride
 
     def __call__(self, inputs, **kwargs):
         batch_size = check_batch_size(kwargs.pop("batch_size", self.batch_size))
