@@ -140,3 +140,18 @@ def test_dtype_as_transformers(folders):
         == torch.float32
     with pytest.raises(BertDetrError, match="dtype must be float32, float16, bfloat16 .* got 'int8'"):
         pipeline("fill-mask", folders["fill-mask"], device="cpu", dtype="int8")
+
+
+def test_inputs_that_are_not_texts_are_said(folders):
+    cases = (("text-classification", [None, 3, {"text": None}, {"txt": "a"}, ["a", None]]),
+             ("feature-extraction", [None, ["a", 5]]), ("token-classification", [None, ["a", 3]]),
+             ("fill-mask", [None, ["a [MASK]", None]]))
+    for task, inputs in cases:
+        p = pipeline(task, folders[task], device="cpu")
+        for x in inputs:
+            with pytest.raises(BertDetrError, match=f"{task}|\\[MASK\\] to fill"):
+                p(x)
+    qa = pipeline("question-answering", folders["question-answering"], device="cpu")
+    for x in (None, 3):
+        with pytest.raises(BertDetrError, match="needs question= and context="):
+            qa(x)

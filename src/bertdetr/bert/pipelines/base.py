@@ -46,6 +46,7 @@ class Pipeline:
     is set by each task; ``batch_size`` (default 1, as transformers') by ``pipeline(...)`` or a call."""
 
     batch_size = 1
+    task = "pipeline"
 
     def __init__(self, model_dir: str, device: torch.device):
         self.model_dir, self.device = model_dir, device
@@ -62,6 +63,9 @@ class Pipeline:
         [SEP]), Google's pieces with character offsets, the special tokens written in a text read as
         themselves ("[MASK]"); cut to ``max_length`` tokens (default: the model's positions; [SEP]
         kept) by ``truncation`` (``tokenizers``' ``enable_truncation``: strategy, stride)."""
+        for x in (text, pair) if pair is not None else (text,):
+            if not isinstance(x, str):
+                raise BertDetrError(f"{self.task}: a text must be a string, got {type(x).__name__} {x!r:.60}")
         self.fast.enable_truncation(max_length or self.model.config.max_position_embeddings, **truncation)
         try:
             return self.fast.encode(text, pair)

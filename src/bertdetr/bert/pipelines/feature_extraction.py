@@ -10,6 +10,8 @@ class FeatureExtractionPipeline(Pipeline):
     included, as nested lists [1][T][D], or with ``return_tensors=True`` a tensor [1, T, D] on the
     CPU. A literal [MASK] is the mask token, as transformers' tokenizer reads it."""
 
+    task = "feature-extraction"
+
     def __init__(self, model_dir, device, return_tensors: bool = False):
         super().__init__(model_dir, device)
         from bertdetr.bert.model import BertModel

@@ -17,6 +17,8 @@ class FillMaskPipeline(Pipeline):
     only among ``targets`` (a word or a list: each one's id if it is in the vocabulary, else its
     first WordPiece, with a warning, as transformers does)."""
 
+    task = "fill-mask"
+
     def __init__(self, model_dir, device, top_k: int = 5, targets: str | Sequence[str] | None = None):
         super().__init__(model_dir, device)
         from bertdetr.bert.model import BertForPreTraining

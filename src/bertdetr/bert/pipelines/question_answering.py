@@ -62,6 +62,8 @@ class QuestionAnsweringPipeline(Pipeline):
     adds the no-answer ``{"answer": ""}`` scored by the windows' least [CLS] score.
     ``max_question_len`` is accepted and, as with transformers' fast tokenizers, unused."""
 
+    task = "question-answering"
+
     OPTIONS = {"top_k": 1, "doc_stride": None, "max_answer_len": 15, "max_seq_len": None, "max_question_len": 64,
                "handle_impossible_answer": False, "align_to_words": True}
 
@@ -95,7 +97,7 @@ class QuestionAnsweringPipeline(Pipeline):
         batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)
         if len(args) == 2 and all(isinstance(x, str) for x in args):
             examples = [{"question": args[0], "context": args[1]}]
-        elif len(args) == 1:
+        elif len(args) == 1 and isinstance(args[0], (dict, list, tuple)):
             examples = [args[0]] if isinstance(args[0], dict) else list(args[0])
         elif args or question is None or context is None:
             raise BertDetrError("question-answering needs question= and context= (strings or lists), "

@@ -15,6 +15,8 @@ class TextClassificationPipeline(Pipeline):
     "text_pair"}``. Its return shapes, quirks included: without ``top_k`` in the call a text gives
     ``[{"label", "score"}]``, a pair or a list one dict each; with it a text gives its list of dicts."""
 
+    task = "text-classification"
+
     def __init__(self, model_dir, device, top_k: int | None | str = "", function_to_apply: str | None = None):
         super().__init__(model_dir, device)
         from bertdetr.bert.heads import BertForSequenceClassification
@@ -57,6 +59,9 @@ class TextClassificationPipeline(Pipeline):
             return rows if top_k is None else rows[:top_k]
 
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        for x in items:
+            if isinstance(x, dict) and ("text" not in x or set(x) - {"text", "text_pair"}):
+                raise BertDetrError(f"text-classification: a pair is {{\"text\", \"text_pair\"}}, got keys {sorted(x)}")
         encodings = [self.encode(x["text"], x.get("text_pair")) if isinstance(x, dict) else self.encode(x)
                      for x in items]
 

@@ -30,6 +30,8 @@ class TokenClassificationPipeline(Pipeline):
     by its decoder: Chinese characters come out spaced ("北 京"); ``text[start:end]`` is the span.
     The character offsets come from the ``tokenizers`` WordPiece of the same vocabulary."""
 
+    task = "token-classification"
+
     def __init__(self, model_dir, device, ignore_labels: Sequence[str] = ("O",), aggregation_strategy: str = "none",
                  stride: int | None = None):
         super().__init__(model_dir, device)
