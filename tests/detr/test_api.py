@@ -154,3 +154,8 @@ def test_object_detection_pipeline_as_transformers(setup, tmp_path):
         ours(paths[0], threshold=2)
     with pytest.raises(BertDetrError, match="unknown task 'image-classification'"):
         pipeline("image-classification", folder)
+    with pytest.raises(BertDetrError, match="object-detection takes checkpoint, .* not top_k"):
+        pipeline("object-detection", folder, top_k=5)
+    for bad in (None, 3, [paths[0], None]):
+        with pytest.raises(ImageLoadError, match="not an image"):
+            ours(bad)

@@ -242,4 +242,8 @@ def pipeline(task: str, model: str | os.PathLike, checkpoint: str | os.PathLike 
     if task != "object-detection":
         raise BertDetrError(f"unknown task {task!r}: DETR's pipeline is object-detection (BERT's tasks: "
                             "bertdetr.bert.pipeline)")
+    unknown = sorted(set(init_options) - {"pipeline", "test_size", "max_size", "max_pixels"})
+    if unknown:
+        raise BertDetrError(f"object-detection takes checkpoint, device, threshold, pipeline, test_size, max_size, "
+                            f"max_pixels, not {', '.join(unknown)}")
     return ObjectDetectionPipeline(init_detector(model, checkpoint, device=device, **init_options), threshold)
