@@ -87,7 +87,39 @@ def test_bad_options(both, folders):
     for stride in (30, -1, 2.5):
         with pytest.raises(BertDetrError, match="stride must be an integer in \\[0, 30\\)"):
             ours(TEXTS[0], stride=stride, aggregation_strategy="simple")
-    with pytest.raises(BertDetrError, match="takes ignore_labels, aggregation_strategy, stride, batch_size, not top_k"):
+    with pytest.raises(BertDetrError, match="takes ignore_labels, aggregation_strategy, stride, is_split_into_words, delimiter, batch_size, not top_k"):
         ours(TEXTS[0], top_k=2)
     with pytest.raises(BertDetrError, match="aggregation_strategy must be"):
         pipeline("ner", folders["ner"], device="cpu", aggregation_strategy="all")
+
+
+WORDS = ["John", "Smith's", "unaffable", "cat", "lives", "in", "Paris", ",", "don't", "worry!"]
+CHARS = list("张伟住在北京大学附近") + ["Tokyo"]
+
+
+@pytest.mark.parametrize("strategy", AGGREGATIONS)
+def test_pre_split_words_as_transformers(both, strategy):
+    """``is_split_into_words``: a CoNLL sentence or Chinese characters, joined by the delimiter
+    (a space, nothing, or a string), offsets in the joined text; one sentence comes back in a list,
+    as transformers returns it; several as a list of lists; windows too."""
+    ours, hf = both
+    kwargs = {"is_split_into_words": True} | ({} if strategy == "none" else {"aggregation_strategy": strategy})
+    for words in (WORDS, CHARS, WORDS * 5):
+        for delimiter in (" ", "", "--"):
+            got = ours(words, delimiter=delimiter, **kwargs)
+            close(got, hf(words, delimiter=delimiter, **kwargs))
+            joined = delimiter.join(words)
+            assert len(got) == 1 and all(0 <= e["start"] < e["end"] <= len(joined) for e in got[0])
+    close(ours([WORDS, CHARS], **kwargs), hf([WORDS, CHARS], **kwargs))
+    if strategy != "none":
+        close(ours(WORDS * 6, stride=5, **kwargs), hf(WORDS * 6, stride=5, **kwargs))
+
+
+def test_pre_split_bad_input(both):
+    ours, _ = both
+    with pytest.raises(BertDetrError, match="reads lists of words, got str"):
+        ours("a text", is_split_into_words=True)
+    with pytest.raises(BertDetrError, match="a text must be a string \\(or a list of words\\), got list"):
+        ours([["a", 3]], is_split_into_words=True)
+    with pytest.raises(BertDetrError, match="delimiter must be a string"):
+        ours(WORDS, is_split_into_words=True, delimiter=None)

@@ -58,17 +58,20 @@ class Pipeline:
             raise BertDetrError(f"{self.model_dir}: the vocabulary has {len(self.tokenizer.vocab)} entries, "
                                 f"the model {config.vocab_size}")
 
-    def encode(self, text: str, pair: str | None = None, max_length: int | None = None, **truncation):
+    def encode(self, text: str | list[str], pair: str | None = None, max_length: int | None = None,
+               words: bool = False, **truncation):
         """``text`` (and ``pair``) as transformers' tokenizer encodes them: [CLS] text [SEP] (pair
         [SEP]), Google's pieces with character offsets, the special tokens written in a text read as
         themselves ("[MASK]"); cut to ``max_length`` tokens (default: the model's positions; [SEP]
-        kept) by ``truncation`` (``tokenizers``' ``enable_truncation``: strategy, stride)."""
+        kept) by ``truncation`` (``tokenizers``' ``enable_truncation``: strategy, stride). ``words``:
+        ``text`` is a list of words (transformers' ``is_split_into_words``), offsets within each word."""
         for x in (text, pair) if pair is not None else (text,):
-            if not isinstance(x, str):
-                raise BertDetrError(f"{self.task}: a text must be a string, got {type(x).__name__} {x!r:.60}")
+            if not isinstance(x, str) and not (words and isinstance(x, list) and all(isinstance(w, str) for w in x)):
+                raise BertDetrError(f"{self.task}: a text must be a string{' (or a list of words)' if words else ''}, "
+                                    f"got {type(x).__name__} {x!r:.60}")
         self.fast.enable_truncation(max_length or self.model.config.max_position_embeddings, **truncation)
         try:
-            return self.fast.encode(text, pair)
+            return self.fast.encode(text, pair, is_pretokenized=words)
         finally:
             self.fast.no_truncation()
 

@@ -26,23 +26,27 @@ class TokenClassificationPipeline(Pipeline):
     ``stride`` (with an aggregation): texts longer than the model's positions are read in windows
     overlapping by ``stride`` tokens, and entities in the overlap kept once (the longer, then the
     more confident), as transformers does; without it a long text is cut at the model's length.
-    ``ignore_labels`` (default ``["O"]``). As transformers, a grouped ``word`` is the tokens joined
+    ``ignore_labels`` (default ``["O"]``). ``is_split_into_words``: an input is a list of words (a
+    CoNLL sentence, Chinese characters), read as the text of them joined by ``delimiter`` (default a
+    space), whose characters ``start`` and ``end`` count. As transformers, a grouped ``word`` is the tokens joined
     by its decoder: Chinese characters come out spaced ("北 京"); ``text[start:end]`` is the span.
     The character offsets come from the ``tokenizers`` WordPiece of the same vocabulary."""
 
     task = "token-classification"
 
     def __init__(self, model_dir, device, ignore_labels: Sequence[str] = ("O",), aggregation_strategy: str = "none",
-                 stride: int | None = None):
+                 stride: int | None = None, is_split_into_words: bool = False, delimiter: str = " "):
         super().__init__(model_dir, device)
         from bertdetr.bert.heads import BertForTokenClassification
 
         self.model = BertForTokenClassification.from_pretrained(model_dir).to(device).eval()
         self._check_vocab(self.model.config)
-        self.defaults = {"ignore_labels": ignore_labels, "aggregation_strategy": aggregation_strategy, "stride": stride}
+        self.defaults = {"ignore_labels": ignore_labels, "aggregation_strategy": aggregation_strategy, "stride": stride,
+                         "is_split_into_words": is_split_into_words, "delimiter": delimiter}
         self._options({})  # bad defaults fail here
 
-    def _options(self, kwargs) -> tuple[set, str, int | None]:
+    def _options(self, kwargs) -> tuple[set, str, int | None, str | None]:
+        """(ignored labels, aggregation, stride, the delimiter of words or None for texts)."""
         unknown = set(kwargs) - set(self.defaults)
         if unknown:
             raise BertDetrError(f"token-classification takes {', '.join(self.defaults)}, batch_size, not "
@@ -62,14 +66,23 @@ class TokenClassificationPipeline(Pipeline):
             if aggregation == "none":
                 raise BertDetrError('stride reads the whole text in windows and needs an aggregation_strategy '
                                     'other than "none" (as transformers)')
+        if not isinstance(o["delimiter"], str):
+            raise BertDetrError(f"delimiter must be a string, got {o['delimiter']!r}")
         ignore = o["ignore_labels"]
-        return {ignore} if isinstance(ignore, str) else set(ignore), aggregation, stride
+        return ({ignore} if isinstance(ignore, str) else set(ignore), aggregation, stride,
+                o["delimiter"] if o["is_split_into_words"] else None)
 
     def __call__(self, inputs, **kwargs):
         batch_size = check_batch_size(kwargs.pop("batch_size", self.batch_size))
-        ignore, aggregation, stride = self._options(kwargs)
-        texts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        windows = [self._windows(text, stride) for text in texts]
+        ignore, aggregation, stride, delimiter = self._options(kwargs)
+        if delimiter is None:
+            many = isinstance(inputs, (list, tuple))
+            items = list(inputs) if many else [inputs]
+        else:  # transformers: a list of lists is several sentences; one sentence still comes back in a list
+            many = True
+            items = list(inputs) if isinstance(inputs, (list, tuple)) and all(isinstance(x, list) for x in inputs) \
+                else [inputs]
+        windows = [self._windows(item, stride, delimiter is not None) for item in items]
         encodings = [enc for text_windows in windows for enc in text_windows]
 
         def forward(ids, mask, segments, members):
@@ -78,31 +91,46 @@ class TokenClassificationPipeline(Pipeline):
 
         scores = iter(self.forward_batches(encodings, batch_size, forward))
         results = []
-        for text, text_windows in zip(texts, windows):
+        for item, text_windows in zip(items, windows):
+            text, starts = (item, None) if delimiter is None else self.join_words(list(item), delimiter)
             entities = []
             for enc in text_windows:
-                pre = self.gather_pre_entities(text, enc, next(scores))
+                pre = self.gather_pre_entities(text, enc, next(scores), starts)
                 entities += [e for e in self.aggregate(pre, aggregation)
                              if e.get("entity") not in ignore and e.get("entity_group") not in ignore]
             results.append(self.aggregate_overlapping_entities(entities) if len(text_windows) > 1 else entities)
-        return results if isinstance(inputs, (list, tuple)) else results[0]
+        return results if many else results[0]
 
-    def _windows(self, text: str, stride: int | None) -> list:
-        """The encodings the model reads: the text cut at the model's length ([SEP] kept), or with
-        ``stride`` every window of it (transformers' ``return_overflowing_tokens``)."""
-        if not isinstance(text, str):
-            raise BertDetrError(f"token-classification reads texts, got {type(text).__name__}")
-        enc = self.encode(text, stride=stride or 0)
+    def _windows(self, item: str | list[str], stride: int | None, words: bool) -> list:
+        """The encodings the model reads: the text (or list of words) cut at the model's length
+        ([SEP] kept), or with ``stride`` every window of it (``return_overflowing_tokens``)."""
+        if not isinstance(item, list if words else str):
+            raise BertDetrError(f"token-classification reads {'lists of words' if words else 'texts'}, "
+                                f"got {type(item).__name__}")
+        enc = self.encode(list(item) if words else item, stride=stride or 0, words=words)
         return [enc] if stride is None else [enc, *enc.overflowing]
 
-    def gather_pre_entities(self, text: str, enc, scores: np.ndarray) -> list[dict]:
-        """Each non-special token of the encoding ``enc``: its piece, scores [C], offsets, and
-        whether it continues a word (a piece whose text is shorter than it: "##ing"; [UNK] never)."""
+    @staticmethod
+    def join_words(words: list[str], delimiter: str) -> tuple[str, list[int]]:
+        """transformers' sentence of pre-split words: them joined by ``delimiter``, and where each
+        starts in it (its ``word_to_chars_map``)."""
+        starts, at = [], 0
+        for word in words:
+            starts.append(at)
+            at += len(word) + len(delimiter)
+        return delimiter.join(words), starts
+
+    def gather_pre_entities(self, text: str, enc, scores: np.ndarray, word_starts: list[int] | None = None) -> list[dict]:
+        """Each non-special token of the encoding ``enc``: its piece, scores [C], offsets in
+        ``text`` (of pre-split words: within its word, moved by ``word_starts``), and whether it
+        continues a word (a piece whose text is shorter than it: "##ing"; [UNK] never)."""
         pre = []
         for i in range(len(enc.ids)):
             if enc.special_tokens_mask[i]:
                 continue
             word, (start, end) = enc.tokens[i], enc.offsets[i]
+            if word_starts is not None:
+                start, end = start + word_starts[enc.word_ids[i]], end + word_starts[enc.word_ids[i]]
             subword = len(word) != len(text[start:end])
             if word == "[UNK]":
                 word, subword = text[start:end], False
