@@ -155,3 +155,27 @@ def test_inputs_that_are_not_texts_are_said(folders):
     for x in (None, 3):
         with pytest.raises(BertDetrError, match="needs question= and context="):
             qa(x)
+
+
+@pytest.mark.parametrize("problem_type, labels", [("multi_label_classification", 3), ("regression", 1)])
+def test_text_classification_reads_the_problem_type(tmp_path, problem_type, labels):
+    """A transformers folder's ``problem_type``: multi-label scores by sigmoid (each label on its
+    own), regression as the raw output, as transformers' pipeline does."""
+    torch.manual_seed(0)
+    names = {i: f"L{i}" for i in range(labels)}
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=128, problem_type=problem_type,
+                                     id2label=names, label2id={v: k for k, v in names.items()})
+    transformers.BertForSequenceClassification(config).eval().save_pretrained(tmp_path)
+    transformers.BertTokenizer(VOCAB).save_pretrained(tmp_path)
+    ours, hf = pipeline("text-classification", tmp_path, device="cpu"), hf_pipeline("text-classification", str(tmp_path))
+    for kwargs in ({}, {"top_k": None}):
+        got = ours(TEXTS[1], **kwargs)
+        close(got, hf(TEXTS[1], **kwargs))
+    if problem_type == "regression":  # the output itself
+        model = transformers.BertForSequenceClassification.from_pretrained(tmp_path).eval()
+        with torch.no_grad():
+            logit = model(**transformers.BertTokenizer(VOCAB)(TEXTS[1], return_tensors="pt")).logits.item()
+        assert got[0]["score"] == pytest.approx(logit, rel=1e-4, abs=1e-6)
+    else:
+        assert sum(row["score"] for row in got) != pytest.approx(1.0, abs=1e-3)  # not a softmax

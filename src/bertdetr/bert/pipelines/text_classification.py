@@ -10,7 +10,8 @@ from bertdetr.errors import BertDetrError
 
 class TextClassificationPipeline(Pipeline):
     """transformers' ``TextClassificationPipeline``: the best label and its probability (softmax; a
-    sigmoid for a one-label model), or with ``top_k`` (an int, or None for all) the labels by score;
+    sigmoid for a one-label or a multi-label model, the logit itself for a regression one, by the
+    folder's ``problem_type`` as transformers reads it), or with ``top_k`` (an int, or None for all) the labels by score;
     ``function_to_apply`` "softmax", "sigmoid" or "none" (the logits). A pair as ``{"text",
     "text_pair"}``. Its return shapes, quirks included: without ``top_k`` in the call a text gives
     ``[{"label", "score"}]``, a pair or a list one dict each; with it a text gives its list of dicts."""
@@ -24,11 +25,15 @@ class TextClassificationPipeline(Pipeline):
         self.model = BertForSequenceClassification.from_pretrained(model_dir).to(device).eval()
         self._check_vocab(self.model.config)
         self.top_k, self.function_to_apply = top_k, function_to_apply
+        self.problem_type = _problem_type(model_dir)
 
-    @staticmethod
-    def apply(logits: np.ndarray, function_to_apply: str | None) -> np.ndarray:
-        """[L] scores from one input's logits [L]."""
-        how = (function_to_apply or ("sigmoid" if len(logits) == 1 else "softmax")).lower()
+    def apply(self, logits: np.ndarray, function_to_apply: str | None) -> np.ndarray:
+        """[L] scores from one input's logits [L]: ``function_to_apply``, or transformers' default
+        (none for regression; sigmoid for multi-label or one label; else softmax)."""
+        if function_to_apply is None:
+            function_to_apply = {"regression": "none", "multi_label_classification": "sigmoid"}.get(
+                self.problem_type, "sigmoid" if len(logits) == 1 else "softmax")
+        how = function_to_apply.lower() if isinstance(function_to_apply, str) else function_to_apply
         if how == "sigmoid":
             return 1 / (1 + np.exp(-logits))
         if how == "softmax":
@@ -74,3 +79,17 @@ class TextClassificationPipeline(Pipeline):
             return results
         # transformers: a lone text (not a pair) without top_k in the call comes back in a list
         return [results[0]] if isinstance(inputs, str) and "top_k" not in kwargs else results[0]
+
+
+def _problem_type(model_dir: str) -> str | None:
+    """transformers' ``config.problem_type`` of the folder ("regression", "multi_label_classification",
+    "single_label_classification"), or None (ours, and transformers' unless set)."""
+    import json
+    import os
+
+    try:
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+            kind = json.load(f).get("problem_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
