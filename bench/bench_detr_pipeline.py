@@ -1,7 +1,7 @@
 """DETR from Python as transformers' users call it: ``bertdetr.detr.pipeline("object-detection")``
 against ``transformers.pipeline("object-detection")`` on the same model (CPU).
 
-    python bench/bench_detr_pipeline.py [--preset r50] [--images 12] [--threads 2] [--repeats 3]
+    python bench/bench_detr_pipeline.py [--preset r50] [--images 12] [--threads 2] [--repeats 3] [--device cuda]
 
 One DETR of ``--preset`` with random weights (the backbone's BN statistics as initialised) is
 saved as our folder with official DETR's test pipeline (PIL resize to 800, longer side at most
@@ -39,6 +39,7 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import transformers
@@ -59,18 +60,24 @@ def main(argv=None) -> None:
         save_classes(ours_dir, list(range(1, len(names) + 1)), names)
         save_pipeline(ours_dir, "official", 800, 1333)
         export_hf(model, config, names, hf_dir)
-        sides = {"bertdetr": pipeline("object-detection", ours_dir, device="cpu", threshold=0.0),
-                 "transformers": transformers.pipeline("object-detection", model=hf_dir, device="cpu", threshold=0.0)}
+        sides = {"bertdetr": pipeline("object-detection", ours_dir, device=args.device, threshold=0.0),
+                 "transformers": transformers.pipeline("object-detection", model=hf_dir, device=args.device,
+                                                       threshold=0.0)}
         outputs = {name: [p(x) for x in images] for name, p in sides.items()}
         same = sum(agree(a, b) for a, b in zip(outputs["bertdetr"], outputs["transformers"]))
         best = {}
         for _ in range(args.repeats):
             for name, p in sides.items():
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
                 t = time.perf_counter()
                 for x in images:
                     p(x)
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
     print(json.dumps({"task": "object-detection", "preset": args.preset, "images": len(images), "threads": args.threads,
+                      "device": args.device,
                       "agree": f"{same}/{len(images)}",
                       "bertdetr_images_per_s": round(len(images) / best["bertdetr"], 2),
                       "transformers_images_per_s": round(len(images) / best["transformers"], 2),

@@ -1,6 +1,7 @@
 """The pipelines from Python, ours against transformers' on the same folder and texts (CPU).
 
     python bench/bench_pipelines.py [--config small|base] [--texts 200] [--threads 1] [--repeats 3] [--batch-size 1]
+        [--device cuda]
 
 One BERT of ``--config`` (bench_classify's ``small``: L4 H256; ``base``) with random weights is
 saved by transformers with each task's head (fill-mask; text-classification, 2 labels;
@@ -73,6 +74,11 @@ def make_folders(tmp: str, config: str) -> dict[str, str]:
     return made
 
 
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def same(a, b) -> bool:
     if isinstance(a, dict):
         return set(a) == set(b) and all(same(a[k], b[k]) for k in a)
@@ -90,6 +96,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from bertdetr.bert import pipeline
@@ -101,8 +108,8 @@ def main(argv=None) -> None:
         for task, inputs, kwargs in (("fill-mask", [with_mask(t) for t in sentences], {}),
                                      ("text-classification", sentences, {}),
                                      ("token-classification", sentences, {"aggregation_strategy": "simple"})):
-            sides = {"bertdetr": pipeline(task, folders[task], device="cpu"),
-                     "transformers": transformers.pipeline(task, model=folders[task], device="cpu")}
+            sides = {"bertdetr": pipeline(task, folders[task], device=args.device),
+                     "transformers": transformers.pipeline(task, model=folders[task], device=args.device)}
             def run(p):
                 if args.batch_size == 1:
                     return [p(x, **kwargs) for x in inputs]
@@ -113,10 +120,13 @@ def main(argv=None) -> None:
             best = {}
             for _ in range(args.repeats):
                 for name, p in sides.items():
+                    sync(args.device)
                     t = time.perf_counter()
                     run(p)
+                    sync(args.device)
                     best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
             row = {"task": task, "config": args.config, "texts": len(inputs), "threads": args.threads,
+                   "device": args.device,
                    "batch_size": args.batch_size,
                    "agree": f"{agree}/{len(inputs)}",
                    "bertdetr_texts_per_s": round(len(inputs) / best["bertdetr"], 1),

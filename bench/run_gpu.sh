@@ -6,7 +6,7 @@
 #   detr train (R50, bf16) on COCO-format JPEGs, images/s from its log, against transformers'
 #     DetrForObjectDetection stepped on the same batches (bench_trainers.py hf-detr);
 #   later (part "rest"): detr train with compile, bench_detr.py's model step against transformers', bert classify
-#     (BERT-base, random weights, bf16) eager and --compile, the synthetic model benchmarks.
+#     (BERT-base, random weights, bf16) eager and --compile, the synthetic model benchmarks, the Python pipelines.
 #
 # A lent device gives a session 15 minutes in all, its start included: one call of the part "key"
 # (the default) gets every goal figure of the issue; "rest" is for a second call if time is left.
@@ -137,7 +137,17 @@ key() {  # every goal figure of the issue, in order of importance: what a spent 
   hf_bert $BASE 128 $B128; hf_bert $LARGE 512 $B512
   ours_bert $BASE 128 20 $B128 reduce-overhead  # CUDA graphs: what the launches cost the default mode
 }
-rest() { ours_detr compiled; detr_model_step; finetune; model_bench; }
+pipelines() {  # the Python pipelines on the GPU against transformers' (results compared first): last, least
+  local T
+  [ "${SMOKE:-0}" = 1 ] && return 0  # (their CPU runs: bench_pipelines.py, bench_detr_pipeline.py)
+  T=$(cap 120 "pipelines bert") || return 0
+  timeout "$T" python3 bench/bench_pipelines.py --device cuda --config base --texts 400 --batch-size 32 --repeats 3 \
+      2>&1 | grep '^{' | tee "$OUT/pipelines_gpu.jsonl"
+  T=$(cap 90 "pipelines detr") || return 0
+  timeout "$T" python3 bench/bench_detr_pipeline.py --device cuda --preset r50 --images 20 --repeats 3 \
+      2>&1 | grep '^{' | tee -a "$OUT/pipelines_gpu.jsonl"
+}
+rest() { ours_detr compiled; detr_model_step; finetune; model_bench; pipelines; }
 case "$PART" in
   key) key ;;
   rest) rest ;;
