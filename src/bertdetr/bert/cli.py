@@ -305,6 +305,7 @@ def _add_tag(commands) -> None:
                    help="read lines longer than the model in windows overlapping by this many tokens (default: "
                    "cut at the model's length)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="lines per forward pass")
+    add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
     p.set_defaults(func=_run_tag)
 
 
@@ -317,13 +318,25 @@ def _run_tag(args) -> int:
     lines = _input_lines(args.input_file, args.output, errors="replace")
     tagger = pipeline("token-classification", args.model, aggregation_strategy=args.aggregation, stride=args.stride,
                       batch_size=args.batch_size)
-    entities = tagger(lines)
-    found = 0
+    found, chunk = 0, max(args.batch_size * 64, 1024)  # lines per call: a bar that moves, batches of like length
+    bar = None
+    if args.progress:
+        import sys
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(lines), unit=" lines", desc="tag", file=sys.stderr, dynamic_ncols=True)
     with atomic_output(args.output, "w") as f:
-        for line, found_here in zip(lines, entities):
-            rows = [{**e, "span": line[e["start"]:e["end"]]} for e in found_here]
-            found += len(rows)
-            f.write(json.dumps({"text": line, "entities": rows}, ensure_ascii=False) + "\n")
+        for first in range(0, len(lines), chunk):
+            part = lines[first:first + chunk]
+            for line, found_here in zip(part, tagger(part)):
+                rows = [{**e, "span": line[e["start"]:e["end"]]} for e in found_here]
+                found += len(rows)
+                f.write(json.dumps({"text": line, "entities": rows}, ensure_ascii=False) + "\n")
+            if bar is not None:
+                bar.update(len(part))
+    if bar is not None:
+        bar.close()
     print(f"wrote {args.output}: {found} entities in {len(lines)} lines ({args.aggregation})")
     return 0
 

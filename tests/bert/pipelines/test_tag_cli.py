@@ -40,3 +40,19 @@ def test_tag_bad_input_is_said(folders, tmp_path, capsys):
                  "--output", str(out)]) == 2
     assert "not a BertForTokenClassification" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tag_in_chunks_equals_one_call(folders, tmp_path):
+    """Over 1024 lines the file is tagged a chunk at a time (the progress bar's steps): the same
+    rows as one call over all lines."""
+    lines = [LINES[k % 3] + f" {k}" for k in range(1100)]
+    text = tmp_path / "raw.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "entities.jsonl"
+    assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out),
+                 "--batch-size", "16", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    expected = pipeline("ner", folders["ner"], device="cpu", batch_size=16)(lines, aggregation_strategy="simple")
+    assert len(rows) == 1100
+    for row, want in zip(rows, expected):
+        close([{k: v for k, v in e.items() if k != "span"} for e in row["entities"]], want)
