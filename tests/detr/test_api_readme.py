@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.conftest import DATA
 from tests.detr.test_api import setup  # noqa: F401  (the fixture: a converted model and two photos)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
