@@ -114,6 +114,11 @@ def test_bad_images_and_folders_are_named(setup, tmp_path):
         inference_detector(detector, 3)
     with pytest.raises(BertDetrError, match="not a checkpoint folder"):
         init_detector(tmp_path / "nothing")
+    bert = tmp_path / "bert"  # a BERT model folder given to DETR: said as such
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"architectures": ["BertForPreTraining"], "model_type": "bert"}))
+    with pytest.raises(BertDetrError, match="holds a BertForPreTraining model \\(bert\\), not a DETR checkpoint"):
+        init_detector(bert)
 
 
 def test_object_detection_pipeline_as_transformers(setup, tmp_path):

@@ -236,9 +236,15 @@ def _check_our_checkpoint(directory: str) -> None:
             d = json.load(f)
     except (OSError, json.JSONDecodeError):
         return  # load_detr_config reports it
-    if isinstance(d, dict) and (d.get("model_type") == "detr" or "architectures" in d):
+    if not isinstance(d, dict):
+        return
+    kind = d.get("model_type")
+    if kind == "detr" or "architectures" in d and kind is None:
         raise BertDetrError(f"{directory} is a transformers DETR checkpoint; convert it first with "
                             f"`bertdetr detr convert --from hf --checkpoint {directory} --output DIR`")
+    if "architectures" in d or isinstance(kind, str):  # a BERT folder (ours or transformers'), say
+        what = ", ".join(map(str, d.get("architectures") or [])) or kind
+        raise BertDetrError(f"{directory} holds a {what} model ({kind or 'transformers'}), not a DETR checkpoint")
 
 
 def load_detr(directory: str | os.PathLike, num_classes: int | None = None, reset_head: bool = False,
