@@ -25,6 +25,19 @@ from bertdetr.errors import BertDetrError
 MASK = "[MASK]"
 
 
+def _is_detr_folder(model_dir: str) -> bool:
+    """Whether ``model_dir``'s config.json is a DETR's (ours: a ``bbox_head``; transformers': its
+    ``model_type``), for the error that names it."""
+    import json
+
+    try:
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+            d = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and ("bbox_head" in d or d.get("model_type") == "detr")
+
+
 def load_tokenizer(model_dir: str | os.PathLike) -> FullTokenizer:
     """The FullTokenizer of a model directory (vocab.txt; do_lower_case from tokenizer_config.json,
     default True as Google's uncased models)."""
@@ -42,6 +55,9 @@ def load_tokenizer(model_dir: str | os.PathLike) -> FullTokenizer:
             # a pretraining run folder: its model is the export under model/
             raise BertDetrError(f"{model_dir} is a pretraining run folder; its model is {exported} "
                                 f"(give --model {exported})")
+        if _is_detr_folder(model_dir):
+            raise BertDetrError(f"{model_dir} holds a DETR checkpoint, not a BERT model (bertdetr.detr's "
+                                "init_detector and pipeline read it)")
         raise BertDetrError(f"{model_dir} has no vocab.txt: a model directory needs its vocabulary")
     lower = True
     cfg = os.path.join(model_dir, "tokenizer_config.json")

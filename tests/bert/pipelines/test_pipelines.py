@@ -103,6 +103,14 @@ def test_unknown_task_option_and_wrong_model(folders):
         pipeline("token-classification", folders["text-classification"], device="cpu")
 
 
+def test_a_detr_folder_is_said(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"num_queries": 100, "bbox_head": {"num_classes": 80}}))
+    with pytest.raises(BertDetrError, match="holds a DETR checkpoint, not a BERT model"):
+        pipeline("fill-mask", tmp_path, device="cpu")
+
+
 def test_a_transformers_5_folder_everywhere_a_folder_is_taken(folders, tmp_path, capsys):
     from bertdetr.cli import main
 
