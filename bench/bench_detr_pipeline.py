@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
-import time
 
 import torch
 
@@ -44,6 +44,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     import transformers
 
+    sys.path.insert(0, HERE)
+    from bench_pipelines import best_seconds  # (this folder: the same alternating best-of timer)
+
     from bertdetr.detr import DETRConfig, build_detr, pipeline
     from bertdetr.detr.convert.export import export_hf
     from bertdetr.detr.weights import save_classes, save_detr, save_pipeline
@@ -65,17 +68,7 @@ def main(argv=None) -> None:
                                                        threshold=0.0)}
         outputs = {name: [p(x) for x in images] for name, p in sides.items()}
         same = sum(agree(a, b) for a, b in zip(outputs["bertdetr"], outputs["transformers"]))
-        best = {}
-        for _ in range(args.repeats):
-            for name, p in sides.items():
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                for x in images:
-                    p(x)
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
+        best = best_seconds(sides, lambda p: [p(x) for x in images], args.repeats, args.device)
     print(json.dumps({"task": "object-detection", "preset": args.preset, "images": len(images), "threads": args.threads,
                       "device": args.device,
                       "agree": f"{same}/{len(images)}",

@@ -74,9 +74,20 @@ def make_folders(tmp: str, config: str) -> dict[str, str]:
     return made
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def best_seconds(sides: dict, run, repeats: int, device: str) -> dict[str, float]:
+    """Each side's best time of ``run(side)`` over ``repeats`` rounds, sides alternating (the GPU
+    synchronised around each)."""
+    best = {}
+    for _ in range(repeats):
+        for name, side in sides.items():
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            run(side)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
+    return best
 
 
 def same(a, b) -> bool:
@@ -102,7 +113,6 @@ def main(argv=None) -> None:
     from bertdetr.bert import pipeline
 
     sentences = texts(args.texts)
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folders = make_folders(tmp, args.config)
         for task, inputs, kwargs in (("fill-mask", [with_mask(t) for t in sentences], {}),
@@ -110,6 +120,7 @@ def main(argv=None) -> None:
                                      ("token-classification", sentences, {"aggregation_strategy": "simple"})):
             sides = {"bertdetr": pipeline(task, folders[task], device=args.device),
                      "transformers": transformers.pipeline(task, model=folders[task], device=args.device)}
+
             def run(p):
                 if args.batch_size == 1:
                     return [p(x, **kwargs) for x in inputs]
@@ -117,14 +128,7 @@ def main(argv=None) -> None:
 
             out = {name: run(p) for name, p in sides.items()}
             agree = sum(same(a, b) for a, b in zip(out["bertdetr"], out["transformers"]))
-            best = {}
-            for _ in range(args.repeats):
-                for name, p in sides.items():
-                    sync(args.device)
-                    t = time.perf_counter()
-                    run(p)
-                    sync(args.device)
-                    best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
+            best = best_seconds(sides, run, args.repeats, args.device)
             row = {"task": task, "config": args.config, "texts": len(inputs), "threads": args.threads,
                    "device": args.device,
                    "batch_size": args.batch_size,
@@ -132,7 +136,6 @@ def main(argv=None) -> None:
                    "bertdetr_texts_per_s": round(len(inputs) / best["bertdetr"], 1),
                    "transformers_texts_per_s": round(len(inputs) / best["transformers"], 1),
                    "ratio": round(best["transformers"] / best["bertdetr"], 2)}
-            rows.append(row)
             print(json.dumps(row), flush=True)
 
 
