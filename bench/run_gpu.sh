@@ -139,13 +139,17 @@ key() {  # every goal figure of the issue, in order of importance: what a spent 
 }
 pipelines() {  # the Python pipelines on the GPU against transformers' (results compared first): last, least
   local T
-  [ "${SMOKE:-0}" = 1 ] && return 0  # (their CPU runs: bench_pipelines.py, bench_detr_pipeline.py)
+  [ "${SMOKE:-0}" = 1 ] && return 0  # (their CPU runs: bench_pipelines.py, bench_detr_pipeline.py, bench_detr_predict.py)
   T=$(cap 120 "pipelines bert") || return 0
   timeout "$T" python3 bench/bench_pipelines.py --device cuda --config base --texts 400 --batch-size 32 --repeats 3 \
       2>&1 | grep '^{' | tee "$OUT/pipelines_gpu.jsonl"
   T=$(cap 90 "pipelines detr") || return 0
   timeout "$T" python3 bench/bench_detr_pipeline.py --device cuda --preset r50 --images 20 --repeats 3 \
       2>&1 | grep '^{' | tee -a "$OUT/pipelines_gpu.jsonl"
+  # detr predict on a folder of 1600x1200 photos: batches of 8, 4 decoding workers, against transformers' pipeline
+  T=$(cap 120 "detr predict") || return 0
+  timeout "$T" python3 bench/bench_detr_predict.py --device cuda --preset r50 --images 64 --batch-size 8 \
+      --num-workers 4 --repeats 2 2>&1 | grep '^{' | tee -a "$OUT/pipelines_gpu.jsonl"
 }
 rest() { ours_detr compiled; detr_model_step; finetune; model_bench; pipelines; }
 case "$PART" in

@@ -164,3 +164,39 @@ def test_object_detection_pipeline_as_transformers(setup, tmp_path):
     for bad in (None, 3, [paths[0], None]):
         with pytest.raises(ImageLoadError, match="not an image"):
             ours(bad)
+
+
+def test_object_detection_pipeline_batches_images_of_one_size(setup, tmp_path):
+    """``batch_size``: images of one size after resizing run together (the two photos repeated,
+    interleaved: batches wait for their size), the same detections as one at a time and as
+    transformers' pipeline batching the same images (it stacks a batch as it is: one size only)."""
+    import transformers
+
+    from bertdetr.detr import pipeline
+
+    folder, paths, _ = setup
+    images = [paths[0], paths[1], paths[0], paths[0], paths[1]]
+    ours = pipeline("object-detection", folder, device="cpu", pipeline="official", test_size=96, max_size=160,
+                    threshold=0.0, batch_size=2)
+    one = [ours(p, batch_size=1) for p in images]
+    for got in (ours(images), ours(images, batch_size=3)):
+        assert len(got) == len(one)
+        for a_image, b_image in zip(got, one):
+            assert [a["label"] for a in a_image] == [b["label"] for b in b_image]
+            assert all(a["score"] == pytest.approx(b["score"], abs=1e-5) for a, b in zip(a_image, b_image))
+            assert all(abs(a["box"][k] - b["box"][k]) <= 1 for a, b in zip(a_image, b_image) for k in a["box"])
+    assert main(["detr", "export", "--checkpoint", str(folder), "--format", "hf", "--output", str(tmp_path / "hf")]) == 0
+    theirs = transformers.pipeline("object-detection", model=str(tmp_path / "hf"), device="cpu", batch_size=2,
+                                   image_processor=transformers.AutoImageProcessor.from_pretrained(
+                                       str(tmp_path / "hf"), size={"shortest_edge": 96, "longest_edge": 160}))
+    same_size = [paths[0]] * 3
+    for a_image, b_image in zip(ours(same_size, batch_size=2), theirs(same_size, threshold=0.0)):
+        assert [a["label"] for a in a_image] == [b["label"] for b in b_image]
+        assert all(a["score"] == pytest.approx(b["score"], abs=1e-3) for a, b in zip(a_image, b_image))
+    with pytest.raises(BertDetrError, match="object-detection takes threshold and batch_size, not top_k"):
+        ours(paths[0], top_k=3)
+    for bad in (0, 1.5, True):
+        with pytest.raises(BertDetrError, match="batch_size must be a whole number >= 1"):
+            ours(images, batch_size=bad)
+        with pytest.raises(BertDetrError, match="batch_size must be a whole number >= 1"):
+            pipeline("object-detection", folder, device="cpu", batch_size=bad)

@@ -43,4 +43,7 @@ def test_the_readme_detr_example_runs(setup, tmp_path, monkeypatch):
     assert all(d["score"] > 0.5 for d in one) and all(set(d["box"]) == {"xmin", "ymin", "xmax", "ymax"} for d in one)
     many = values['detect(["a.jpg", "b.jpg"], threshold=0.9)']
     assert len(many) == 2 and all(d["score"] > 0.9 for image in many for d in image)
+    batched = values['detect(["a.jpg", "b.jpg", "photo.jpg"], batch_size=8)']
+    assert len(batched) == 3 and [len(d) for d in batched] == [len(namespace["detect"](p)) for p in ("a.jpg", "b.jpg",
+                                                                                                    "photo.jpg")]
     assert np.array_equal(namespace["result"].boxes, namespace["results"][0].boxes)

@@ -20,6 +20,7 @@ And as transformers' object-detection pipeline, its output and post-processing (
     detect = pipeline("object-detection", model="detr-r50/")   # or an mmdet config, checkpoint=
     detect("demo.jpg")      # [{"score", "label", "box": {"xmin", "ymin", "xmax", "ymax"}}, ...]
     detect(["a.jpg", "b.jpg"], threshold=0.9)                  # a list each
+    detect(paths, batch_size=8)                               # those of one size 8 at a time
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data.coco import MAX_PIXELS
 from bertdetr.detr.data.pipelines import PreparedImage, check_pipeline, prepare_array, prepare_image
 from bertdetr.detr.model import DETR
-from bertdetr.detr.predict import detect_prepared
+from bertdetr.detr.predict import batches_of_one_size, check_count, detect_prepared
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.errors import BertDetrError
 
@@ -190,27 +191,38 @@ class ObjectDetectionPipeline:
     ``DetrImageProcessor`` does, so on such a folder (``detr convert --from official``, or
     ``init_detector(..., pipeline="official")``) the two agree."""
 
-    def __init__(self, detector: Detector, threshold: float = 0.5):
+    def __init__(self, detector: Detector, threshold: float = 0.5, batch_size: int = 1):
         self.detector, self.threshold = detector, _check_threshold(threshold)
+        self.batch_size = check_count("batch_size", batch_size, 1)
 
     @torch.no_grad()
-    def __call__(self, images, threshold: float | None = None):
+    def __call__(self, images, threshold: float | None = None, batch_size: int | None = None, **options):
+        """A list of images with ``batch_size`` N (here or to ``pipeline``): those of one size
+        after resizing run N at a time (``predict.batches_of_one_size``; nothing padded, so the
+        same detections as one at a time). transformers' pipeline stacks a batch's images as they
+        are, so there only images of one size can share a batch."""
         from bertdetr.detr.postprocess import PostProcess
 
+        if options:
+            raise BertDetrError(f"object-detection takes threshold and batch_size, not {', '.join(sorted(options))}")
         threshold = self.threshold if threshold is None else _check_threshold(threshold)
+        batch_size = check_count("batch_size", batch_size, 1) or self.batch_size
         single = not isinstance(images, (list, tuple))
-        results = []
-        for k, image in enumerate([images] if single else images):
-            prepared = _prepare(self.detector, _shown(image, self.detector.max_pixels), k)
-            model = self.detector.model
-            outputs = model(prepared.tensor[None].to(next(model.parameters()).device), None)
-            size = torch.tensor([[prepared.image.height, prepared.image.width]])
-            det = PostProcess()(outputs, size)[0]
-            keep = det["scores"] > threshold
-            results.append([{"score": score, "label": self.detector.class_names[label],
-                             "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), box))}
-                            for score, label, box in zip(det["scores"][keep].tolist(), det["labels"][keep].tolist(),
-                                                         det["boxes"][keep].int().tolist())])
+        images = [images] if single else images
+        prepared = ((k, _prepare(self.detector, _shown(image, self.detector.max_pixels), k))
+                    for k, image in enumerate(images))
+        results: list = [None] * len(images)
+        model = self.detector.model
+        for group in batches_of_one_size(prepared, batch_size):
+            batch = torch.stack([p.tensor for _, p in group])
+            outputs = model(batch.to(next(model.parameters()).device), None)
+            sizes = torch.tensor([[p.image.height, p.image.width] for _, p in group])
+            for (k, _), det in zip(group, PostProcess()(outputs, sizes)):
+                keep = det["scores"] > threshold
+                results[k] = [{"score": score, "label": self.detector.class_names[label],
+                               "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), box))}
+                              for score, label, box in zip(det["scores"][keep].tolist(), det["labels"][keep].tolist(),
+                                                           det["boxes"][keep].int().tolist())]
         return results[0] if single else results
 
 
@@ -235,15 +247,18 @@ def _check_threshold(threshold) -> float:
 
 
 def pipeline(task: str, model: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-             device: str | torch.device | None = None, threshold: float = 0.5, **init_options) -> ObjectDetectionPipeline:
+             device: str | torch.device | None = None, threshold: float = 0.5, batch_size: int = 1,
+             **init_options) -> ObjectDetectionPipeline:
     """transformers' ``pipeline("object-detection", model=...)`` on our checkpoint folder or an
     mmdet config with its ``checkpoint`` (``init_detector``'s options in ``init_options``:
-    ``pipeline``, ``test_size``, ``max_size``, ``max_pixels``)."""
+    ``pipeline``, ``test_size``, ``max_size``, ``max_pixels``); ``batch_size`` as the call's."""
     if task != "object-detection":
         raise BertDetrError(f"unknown task {task!r}: DETR's pipeline is object-detection (BERT's tasks: "
                             "bertdetr.bert.pipeline)")
     unknown = sorted(set(init_options) - {"pipeline", "test_size", "max_size", "max_pixels"})
     if unknown:
-        raise BertDetrError(f"object-detection takes checkpoint, device, threshold, pipeline, test_size, max_size, "
-                            f"max_pixels, not {', '.join(unknown)}")
-    return ObjectDetectionPipeline(init_detector(model, checkpoint, device=device, **init_options), threshold)
+        raise BertDetrError(f"object-detection takes checkpoint, device, threshold, batch_size, pipeline, test_size, "
+                            f"max_size, max_pixels, not {', '.join(unknown)}")
+    batch_size = check_count("batch_size", batch_size, 1)
+    return ObjectDetectionPipeline(init_detector(model, checkpoint, device=device, **init_options), threshold,
+                                   batch_size)

@@ -261,6 +261,16 @@ def _add_predict(commands) -> None:
     p.add_argument("--ann", help="a COCO annotation json of these images: also print the precision and recall of "
                    "the detections scoring at least --threshold (each object matched at most once at IoU >= 0.5 "
                    "with a detection of its class; a second box on it counts as wrong)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="images run together where they have one size after resizing (photos of one camera): "
+                   "the same detections as one at a time, faster on a GPU (default 1)")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="processes decoding and resizing images ahead of the model (default: 4 on a GPU, "
+                   "0 on a CPU)")
+    add_flag(p, "--save-vis", dest="save_vis", default=True,
+             help="write a picture per image (--no-save-vis: results.json only, as mmdet's image_demo.py)")
+    add_flag(p, "--progress", dest="progress", default=True,
+             help="show a progress bar when stderr is a terminal (--no-progress: none)")
     p.set_defaults(func=_run_predict)
 
 
@@ -270,8 +280,10 @@ def _run_predict(args) -> int:
     from bertdetr.detr.predict import predict_images
 
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
-                             args.max_size, args.device, args.pipeline, args.max_pixels)
-    print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}")
+                             args.max_size, args.device, args.pipeline, args.max_pixels, args.batch_size,
+                             args.num_workers, args.save_vis, args.progress)
+    print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}" if args.save_vis
+          else f"wrote {os.path.join(args.out, 'results.json')}")
     if args.ann:
         import json
 

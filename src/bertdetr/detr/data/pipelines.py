@@ -60,8 +60,8 @@ class PreparedImage:
     """float32 [3,h,w], normalised RGB, unpadded."""
     scale_factor: tuple[float, float]
     """(w_scale, h_scale): resized over original width and height."""
-    image: Image.Image
-    """The decoded original as RGB, for pictures."""
+    image: Image.Image | None
+    """The decoded original as RGB, for pictures (None where they are not drawn)."""
 
 
 def check_pipeline(name: str) -> str:

@@ -1,0 +1,176 @@
+"""``detr predict``: batches of one size, decoding workers, pictures on threads, names that never collide."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bertdetr.cli import main
+from bertdetr.detr.data.coco import ImageLoadError
+from bertdetr.detr.predict import (batches_of_one_size, detect_batch, detect_prepared, image_ids, picture_names,
+                                   predict_images)
+from tests.conftest import DATA
+
+PHOTOS = DATA / "detr" / "pipeline"
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from bertdetr.detr.model import build_detr
+    from bertdetr.detr.train_config import model_config_from_dict
+    from bertdetr.detr.weights import save_detr
+
+    torch.manual_seed(0)
+    cfg = model_config_from_dict(
+        {"preset": "r18", "num_queries": 6,
+         "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "positional_encoding": {"num_feats": 16}}).with_num_classes(3)
+    root = tmp_path_factory.mktemp("predict")
+    save_detr(build_detr(cfg).eval(), cfg, root / "ckpt")
+    return root / "ckpt"
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Nine images: three sizes interleaved (so batches must wait for their size), a grey PNG and
+    an RGBA PNG among them, and a file that is not an image."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / f"a{k}.png")
+    for k in range(2):
+        shutil.copy(PHOTOS / "astronaut.jpg", folder / f"b{k}.jpg")
+    shutil.copy(PHOTOS / "astronaut_tall.jpg", folder / "c0.jpg")
+    shutil.copy(PHOTOS / "camera_grey.png", folder / "d0.png")
+    shutil.copy(PHOTOS / "coffee_rgba.png", folder / "e0.png")
+    (folder / "f0.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def _item(k, h, w):
+    return k, type("P", (), {"tensor": torch.zeros(3, h, w)})()
+
+
+def test_batches_of_one_size_keep_each_item_once_and_sizes_apart():
+    sizes = [(4, 6), (6, 4), (4, 6), (4, 6), (6, 4), (5, 5), (4, 6), (6, 4)]
+    items = [_item(k, *s) for k, s in enumerate(sizes)]
+    items.insert(3, (99, ImageLoadError("broken")))
+    batches = list(batches_of_one_size(items, 3))
+    assert sorted(k for b in batches for k, _ in b) == list(range(len(sizes))) + [99]
+    for b in batches:
+        assert 1 <= len(b) <= 3
+        assert len({tuple(p.tensor.shape) for _, p in b if not isinstance(p, ImageLoadError)}) <= 1
+    assert [k for k, _ in batches[0]] == [99]          # an error comes through at once, alone
+    assert [k for k, _ in batches[1]] == [0, 2, 3]     # the first full batch of one size
+    assert [[k for k, _ in b] for b in batches[2:]] == [[1, 4, 7], [5], [6]]   # the rest at the end
+    assert [len(b) for b in batches_of_one_size(items, 1)] == [1] * len(items)
+
+
+def test_batches_of_one_size_bound_what_waits():
+    # every image a size of its own: no batch fills; once 4 wait, one goes for each that comes
+    items = [_item(k, 4, 4 + k) for k in range(10)]
+    taken = []
+
+    def source():
+        for item in items:
+            taken.append(item[0])
+            yield item
+
+    batches = []
+    for batch in batches_of_one_size(source(), 8, max_waiting=4):
+        batches.append(batch)
+        assert len(taken) - sum(len(b) for b in batches) <= 4
+    assert sorted(k for b in batches for k, _ in b) == list(range(10))
+    assert all(len(b) == 1 for b in batches)
+
+
+def test_detect_batch_equals_one_at_a_time(ckpt):
+    from bertdetr.detr.weights import load_checkpoint_dir
+
+    model = load_checkpoint_dir(ckpt, "cpu").model
+    torch.manual_seed(1)
+    tensors = [torch.randn(3, 40, 56) for _ in range(3)]
+    scales = [(0.5, 0.5), (1.0, 1.0), (0.25, 0.3)]
+    batched = detect_batch(model, tensors, scales)
+    for t, s, b in zip(tensors, scales, batched):
+        one = detect_prepared(model, t, s)
+        assert torch.equal(one["labels"], b["labels"])
+        torch.testing.assert_close(one["scores"], b["scores"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(one["boxes"], b["boxes"], atol=1e-3, rtol=1e-5)
+    with pytest.raises(ValueError, match="one size"):
+        detect_batch(model, [tensors[0], torch.randn(3, 40, 40)], scales[:2])
+
+
+def _results(folder):
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_batches_and_workers_give_the_same_results_and_pictures(ckpt, photos, tmp_path, capsys):
+    one, many = tmp_path / "one", tmp_path / "many"
+    for out, opts in ((one, []), (many, ["--batch-size", "3", "--num-workers", "2"])):
+        assert main(["detr", "predict", "--checkpoint", str(ckpt), str(photos), "--out", str(out), "--threshold", "0",
+                     "--test-size", "64", "--max-size", "96", "--no-progress", *opts]) == 2
+        err = capsys.readouterr()
+        assert "f0.jpg" in err.out + err.err and "1 of 10 image(s) could not be used" in err.err
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in many.iterdir())
+    assert names == ["a0.png", "a1.png", "a2.png", "a3.png", "b0.png", "b1.png", "c0.png", "d0.png", "e0.png",
+                     "results.json"]
+    a, b = _results(one), _results(many)
+    assert [r["image_id"] for r in a] == [r["image_id"] for r in b]          # input order, both ways
+    assert [r["image_id"] for r in a][::6] == ["a0.png", "a1.png", "a2.png", "a3.png", "b0.jpg", "b1.jpg", "c0.jpg",
+                                                "d0.png", "e0.png"]
+    for x, y in zip(a, b):
+        assert x["category_id"] == y["category_id"]
+        assert abs(x["score"] - y["score"]) <= 2e-5
+        assert np.allclose(x["bbox"], y["bbox"], atol=1e-2)
+    for name in ("a0.png", "b1.png", "e0.png"):
+        assert np.array_equal(np.asarray(Image.open(one / name)), np.asarray(Image.open(many / name)))
+
+
+def test_no_save_vis_writes_results_only(ckpt, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["detr", "predict", "--checkpoint", str(ckpt), str(photos / "a*.png"), "--out", str(out),
+                 "--test-size", "64", "--no-save-vis", "--batch-size", "2"]) == 0
+    assert [p.name for p in out.iterdir()] == ["results.json"]
+    assert {r["image_id"] for r in _results(out)} == {"a0.png", "a1.png", "a2.png", "a3.png"}
+    assert f"wrote {out / 'results.json'}" in capsys.readouterr().out
+
+
+def test_names_that_would_collide(tmp_path):
+    assert image_ids(["x/a.jpg", "y/b.jpg"]) == ["a.jpg", "b.jpg"]
+    (tmp_path / "cam1").mkdir()
+    (tmp_path / "cam2" / "day").mkdir(parents=True)
+    files = [str(tmp_path / "cam1" / "frame.jpg"), str(tmp_path / "cam2" / "day" / "frame.jpg")]
+    assert image_ids(files) == ["cam1/frame.jpg", "cam2/day/frame.jpg"]
+    assert picture_names(image_ids(files)) == ["cam1/frame.png", "cam2/day/frame.png"]
+    assert image_ids(["p/a.jpg", "p/a.png"]) == ["a.jpg", "a.png"]
+    assert picture_names(["a.jpg", "a.png"]) == ["a.jpg.png", "a.png.png"]
+
+
+def test_frames_of_two_cameras_keep_both_pictures(ckpt, photos, tmp_path):
+    for cam in ("cam1", "cam2"):
+        (tmp_path / "in" / cam).mkdir(parents=True)
+    shutil.copy(photos / "a0.png", tmp_path / "in" / "cam1" / "frame.png")
+    shutil.copy(photos / "a1.png", tmp_path / "in" / "cam2" / "frame.png")
+    out = tmp_path / "out"
+    written = predict_images(str(ckpt), [str(tmp_path / "in" / "cam*" / "frame.png"), str(tmp_path / "in" / "cam1")],
+                             str(out), test_size=64)
+    assert written == [str(out / "cam1" / "frame.png"), str(out / "cam2" / "frame.png")]   # cam1's once
+    assert {r["image_id"] for r in _results(out)} == {"cam1/frame.png", "cam2/frame.png"}
+    assert not np.array_equal(np.asarray(Image.open(written[0])), np.asarray(Image.open(written[1])))
+
+
+@pytest.mark.parametrize("opts, message", [(["--batch-size", "0"], "batch_size must be a whole number >= 1"),
+                                           (["--num-workers", "-1"], "num_workers must be a whole number >= 0")])
+def test_bad_counts_are_named_before_any_work(ckpt, photos, tmp_path, capsys, opts, message):
+    assert main(["detr", "predict", "--checkpoint", str(ckpt), str(photos / "a0.png"), "--out", str(tmp_path / "o"),
+                 *opts]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bertdetr: error: ") and message in err
+    assert not (tmp_path / "o").exists()
