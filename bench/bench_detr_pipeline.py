@@ -33,6 +33,25 @@ def agree(a: list, b: list) -> bool:
         and all(abs(x["box"][k] - y["box"][k]) <= 1 for k in x["box"]) for x, y in zip(a, b))
 
 
+def save_folders(preset: str, tmp: str) -> tuple[str, str]:
+    """A random DETR of ``preset`` (torch.manual_seed(0)) as our folder (official DETR's test
+    pipeline at 800/1333) and as transformers' (``export_hf``): their paths under ``tmp``."""
+    from bertdetr.detr import DETRConfig, build_detr
+    from bertdetr.detr.convert.export import export_hf
+    from bertdetr.detr.weights import save_classes, save_detr, save_pipeline
+
+    torch.manual_seed(0)
+    config = getattr(DETRConfig, preset)()
+    model = build_detr(config).eval()
+    names = [f"class {i}" for i in range(config.bbox_head.num_classes)]
+    ours_dir, hf_dir = os.path.join(tmp, "ours"), os.path.join(tmp, "hf")
+    save_detr(model, config, ours_dir)
+    save_classes(ours_dir, list(range(1, len(names) + 1)), names)
+    save_pipeline(ours_dir, "official", 800, 1333)
+    export_hf(model, config, names, hf_dir)
+    return ours_dir, hf_dir
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=["r50", "r18"], default="r50")
@@ -47,22 +66,12 @@ def main(argv=None) -> None:
     sys.path.insert(0, HERE)
     from bench_pipelines import best_seconds  # (this folder: the same alternating best-of timer)
 
-    from bertdetr.detr import DETRConfig, build_detr, pipeline
-    from bertdetr.detr.convert.export import export_hf
-    from bertdetr.detr.weights import save_classes, save_detr, save_pipeline
+    from bertdetr.detr import pipeline
 
     photos = sorted(os.path.join(PHOTOS, n) for n in os.listdir(PHOTOS) if n.endswith((".jpg", ".png")))
     images = [photos[k % len(photos)] for k in range(args.images)]
-    torch.manual_seed(0)
-    config = getattr(DETRConfig, args.preset)()
-    model = build_detr(config).eval()
-    names = [f"class {i}" for i in range(config.bbox_head.num_classes)]
     with tempfile.TemporaryDirectory() as tmp:
-        ours_dir, hf_dir = os.path.join(tmp, "ours"), os.path.join(tmp, "hf")
-        save_detr(model, config, ours_dir)
-        save_classes(ours_dir, list(range(1, len(names) + 1)), names)
-        save_pipeline(ours_dir, "official", 800, 1333)
-        export_hf(model, config, names, hf_dir)
+        ours_dir, hf_dir = save_folders(args.preset, tmp)
         sides = {"bertdetr": pipeline("object-detection", ours_dir, device=args.device, threshold=0.0),
                  "transformers": transformers.pipeline("object-detection", model=hf_dir, device=args.device,
                                                        threshold=0.0)}

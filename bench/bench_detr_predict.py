@@ -15,7 +15,9 @@ they are). Rows, each best of ``--repeats``:
   ``num_workers`` as ours: a ``DataLoader`` decoding ahead).
 - ``bertdetr``: ``predict_images(..., save_vis=False)`` (results.json only), batch ``B``, ``W``
   decoding workers; ``bertdetr+pictures``: the same writing a PNG per photo (drawn and saved on
-  a thread beside the model), as the command does by default.
+  a thread beside the model), as the command does by default. Each pass of ours loads the model
+  folder too, as the command does (transformers' pipeline is built once): few images understate
+  ours.
 - ``decode``: the loader alone (our decoding and resizing of every photo with ``W`` workers),
   the rate it can feed a model.
 
@@ -74,22 +76,14 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     import transformers
 
-    from bertdetr.detr import DETRConfig, build_detr
-    from bertdetr.detr.convert.export import export_hf
-    from bertdetr.detr.predict import ImageFiles, image_loader, predict_images
-    from bertdetr.detr.weights import save_classes, save_detr, save_pipeline
+    sys.path.insert(0, HERE)
+    from bench_detr_pipeline import save_folders  # (this folder: the same random model, both sides' folders)
 
-    torch.manual_seed(0)
-    config = getattr(DETRConfig, args.preset)()
-    model = build_detr(config).eval()
-    names = [f"class {i}" for i in range(config.bbox_head.num_classes)]
+    from bertdetr.detr.predict import ImageFiles, image_loader, predict_images
+
     B, W = args.batch_size, args.num_workers
     with tempfile.TemporaryDirectory() as tmp:
-        ours_dir, hf_dir = os.path.join(tmp, "ours"), os.path.join(tmp, "hf")
-        save_detr(model, config, ours_dir)
-        save_classes(ours_dir, list(range(1, len(names) + 1)), names)
-        save_pipeline(ours_dir, "official", 800, 1333)
-        export_hf(model, config, names, hf_dir)
+        ours_dir, hf_dir = save_folders(args.preset, tmp)
         paths = make_photos(os.path.join(tmp, "photos"), args.images)
         theirs = transformers.pipeline("object-detection", model=hf_dir, device=args.device, batch_size=B,
                                        num_workers=W)
