@@ -26,6 +26,7 @@ def test_the_readme_detr_example_runs(setup, tmp_path, monkeypatch):
     code = code.replace('init_detector("detr-r50/")', 'init_detector("detr-r50/", device="cpu", test_size=96, max_size=160)')
     code = code.replace('pipeline("object-detection", model="detr-r50/")',
                         'pipeline("object-detection", model="detr-r50/", device="cpu", test_size=96, max_size=160)')
+    code = code.replace('DetInferencer("detr-r50/")', 'DetInferencer("detr-r50/", device="cpu", test_size=96, max_size=160)')
     namespace: dict = {}
     shown = []
     namespace["print"] = lambda *args: shown.append(args)
@@ -43,6 +44,9 @@ def test_the_readme_detr_example_runs(setup, tmp_path, monkeypatch):
     assert all(d["score"] > 0.5 for d in one) and all(set(d["box"]) == {"xmin", "ymin", "xmax", "ymax"} for d in one)
     many = values['detect(["a.jpg", "b.jpg"], threshold=0.9)']
     assert len(many) == 2 and all(d["score"] > 0.9 for image in many for d in image)
+    inferred = values['inferencer("photo.jpg", out_dir="outputs/")']
+    assert inferred["predictions"][0]["scores"] == namespace["result"].scores.tolist()
+    assert (tmp_path / "outputs" / "vis" / "photo.jpg").is_file() and len(inferred["visualization"]) == 1
     batched = values['detect(["a.jpg", "b.jpg", "photo.jpg"], batch_size=8)']
     assert len(batched) == 3 and [len(d) for d in batched] == [len(namespace["detect"](p)) for p in ("a.jpg", "b.jpg",
                                                                                                     "photo.jpg")]

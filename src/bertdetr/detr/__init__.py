@@ -4,7 +4,8 @@ Model: ``config.DETRConfig`` (presets ``.r50()``/``.r18()``), ``model.build_detr
 ``loss.build_criterion``; detections: ``postprocess.DetrPostProcess``; our checkpoint directory:
 ``load_detr``/``save_detr``, ``load_checkpoint_dir`` (``weights``); other projects' weights:
 ``from_mmdet``, ``from_official``, ``from_hf`` (``convert.load``); from Python as mmdet's API:
-``init_detector``, ``inference_detector``, ``draw`` (``api``), and as transformers':
+``init_detector``, ``inference_detector``, ``draw`` (``api``), ``DetInferencer`` (``inferencer``),
+and as transformers':
 ``pipeline("object-detection", ...)``. The names below are
 imported on first use, so ``bertdetr --help`` and the data tools do not pay for importing torch.
 """
@@ -31,6 +32,7 @@ _EXPORTS = {
     "Detector": "api",
     "Detections": "api",
     "pipeline": "api",
+    "DetInferencer": "inferencer",
     "PostProcess": "postprocess",
 }
 __all__ = sorted(_EXPORTS)

@@ -101,16 +101,20 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def init_detector(config_or_checkpoint: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: str | os.PathLike | None = None,
                   device: str | torch.device | None = None, test_size: int | None = None, max_size: int | None = None,
                   pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS) -> Detector:
     """A detector from our checkpoint folder (``init_detector("detr-r50/")``), or from an mmdet
     config file and its checkpoint, as mmdet's ``init_detector(config, checkpoint)`` (converted in
-    memory: mmdet's test pipeline and scale, the class names its meta keeps, else COCO's 80).
+    memory: mmdet's test pipeline and scale, the class names its meta keeps, else COCO's 80), or
+    from an mmdet checkpoint alone (``init_detector(None, checkpoint)``: the config its meta keeps).
     ``device``: default the GPU when there is one. ``pipeline``, ``test_size``, ``max_size``: other
     than the checkpoint's (``pipeline.json``, as ``detr train`` and ``detr convert`` record them)."""
     device = _pick_device(device)
-    path = os.fspath(config_or_checkpoint)
+    if config_or_checkpoint is None and checkpoint is None:
+        raise BertDetrError("give a checkpoint folder, an mmdet config and its checkpoint, or a checkpoint whose "
+                            "meta keeps its config")
+    path = None if config_or_checkpoint is None else os.fspath(config_or_checkpoint)
     if checkpoint is None:
         if not os.path.isdir(path):
             raise BertDetrError(f"{path} is not a checkpoint folder (config.json, model.safetensors); for an mmdet "
@@ -125,6 +129,14 @@ def init_detector(config_or_checkpoint: str | os.PathLike, checkpoint: str | os.
         from bertdetr.detr.weights import read_checkpoint
 
         raw = read_checkpoint(os.fspath(checkpoint))
+        if path is None:
+            from bertdetr.detr.convert.load import mmdet_config_text
+            from bertdetr.detr.convert.mmdet_config import mmdet_config_from_text
+
+            text = mmdet_config_text(raw)
+            if text is None:
+                raise BertDetrError(f"{os.fspath(checkpoint)} keeps no config in its meta: give its mmdet config too")
+            path = mmdet_config_from_text(text, f"the config kept in {os.fspath(checkpoint)}")
         model, config = from_mmdet(path, raw)
         names_kept = mmdet_class_names(raw)
         ids, names = classes_from_names(names_kept) if names_kept else coco80_classes()
@@ -135,13 +147,15 @@ def init_detector(config_or_checkpoint: str | os.PathLike, checkpoint: str | os.
         recorded = "mmdet"
         from bertdetr.detr.convert.mmdet_config import load_mmdet_config, mmdet_test_scale
 
-        scale = mmdet_test_scale(load_mmdet_config(path)) or (800, 1333)
+        scale = mmdet_test_scale(path if isinstance(path, dict) else load_mmdet_config(path)) or (800, 1333)
     model.eval()
     return Detector(model, config, list(names), list(ids), check_pipeline(pipeline) if pipeline else recorded,
                     test_size or scale[0], max_size or scale[1], max_pixels)
 
 
-def _prepare(detector: Detector, image, index: int) -> PreparedImage:
+def prepare_input(detector: Detector, image, index: int) -> PreparedImage:
+    """One input of ``inference_detector`` (a path, a BGR array or a PIL image; ``index`` names
+    it in messages) through the detector's test pipeline."""
     if isinstance(image, (str, os.PathLike)):
         return prepare_image(image, detector.pipeline, detector.test_size, detector.max_size, detector.max_pixels)
     return prepare_array(image, detector.pipeline, detector.test_size, detector.max_size, detector.max_pixels,
@@ -156,14 +170,19 @@ def inference_detector(detector: Detector, imgs) -> Detections | list[Detections
     images: Sequence = [imgs] if single else imgs
     out = []
     for k, image in enumerate(images):
-        prepared = _prepare(detector, image, k)
+        prepared = prepare_input(detector, image, k)
         det = detect_prepared(detector.model, prepared.tensor, prepared.scale_factor,
                               detector.config.test_cfg.max_per_img)
-        labels = det["labels"].numpy().astype(np.int64)
-        out.append(Detections(det["boxes"].numpy().astype(np.float32), det["scores"].numpy().astype(np.float32),
-                              labels, [detector.class_names[i] for i in labels.tolist()],
-                              [detector.category_ids[i] for i in labels.tolist()], prepared.image))
+        out.append(to_detections(detector, det, prepared.image))
     return out[0] if single else out
+
+
+def to_detections(detector: Detector, det: dict, image: Image.Image) -> Detections:
+    """``Detections`` of ``detect_prepared``'s dict (tensors ``boxes``, ``scores``, ``labels``) of ``image``."""
+    labels = det["labels"].numpy().astype(np.int64)
+    return Detections(det["boxes"].numpy().astype(np.float32), det["scores"].numpy().astype(np.float32), labels,
+                      [detector.class_names[i] for i in labels.tolist()],
+                      [detector.category_ids[i] for i in labels.tolist()], image)
 
 
 def draw(detections: Detections, threshold: float = 0.5, class_names: Sequence[str] | None = None) -> Image.Image:
@@ -209,7 +228,7 @@ class ObjectDetectionPipeline:
         batch_size = check_count("batch_size", batch_size, 1) or self.batch_size
         single = not isinstance(images, (list, tuple))
         images = [images] if single else images
-        prepared = ((k, _prepare(self.detector, _shown(image, self.detector.max_pixels), k))
+        prepared = ((k, prepare_input(self.detector, _shown(image, self.detector.max_pixels), k))
                     for k, image in enumerate(images))
         results: list = [None] * len(images)
         model = self.detector.model
