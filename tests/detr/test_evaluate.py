@@ -165,3 +165,23 @@ def test_precision_recall_counts_each_object_once(shapes):
     shifted = [{**exact[0], "bbox": [x + w * 0.6, y, w, h]}]
     assert precision_recall(path, shifted).matched == 0
     assert precision_recall(path, shifted, iou=0.2).matched == 1
+
+
+@pytest.mark.parametrize("pipeline", ["bertdetr", "mmdet"])
+def test_predict_dataset_the_same_with_decoding_workers(shapes, pipeline):
+    """``num_workers`` (``detr eval --num-workers``, validation during ``detr train``): the same results."""
+    from bertdetr.detr.evaluate import predict_dataset
+    from bertdetr.detr.model import build_detr
+    from bertdetr.detr.train_config import model_config_from_dict
+
+    torch.manual_seed(0)
+    cfg = model_config_from_dict(
+        {"preset": "r18", "num_queries": 4,
+         "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "positional_encoding": {"num_feats": 16}}).with_num_classes(4)
+    model = build_detr(cfg).eval()
+    _, index = shapes
+    runs = [predict_dataset(model, index, 64, 96, 10, torch.device("cpu"), 2, pipeline=pipeline, num_workers=w)
+            for w in (0, 2)]
+    assert len(runs[0]) == 5 * 4 and runs[0] == runs[1]   # (softmax: the best class of each of 4 queries)

@@ -191,6 +191,9 @@ def _add_eval(commands) -> None:
     p.add_argument("--out", required=True, help="folder for eval_metrics.json and results.json (COCO results)")
     _add_test_scale(p)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=2, help="images per forward pass")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="processes decoding and resizing images ahead of the model (default: 4 on a GPU, "
+                   "0 on a CPU); the same results")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
@@ -211,6 +214,10 @@ def _run_eval(args) -> int:
     from bertdetr.detr.weights import load_checkpoint_dir
     from bertdetr.fileio import check_writable, write_json
 
+    from bertdetr.detr.predict import check_count, default_num_workers
+
+    check_count("batch_size", args.batch_size, 1)
+    num_workers = check_count("num_workers", args.num_workers, 0)
     check_writable(os.path.join(args.out, "eval_metrics.json"))
     coco_api(args.coco_backend)  # a missing back-end is an error before any work
     index, bad = check_images(load_coco(args.ann, args.images))
@@ -224,7 +231,8 @@ def _run_eval(args) -> int:
     ev = evaluate_detr(ckpt.model, index, args.ann, args.test_size or ckpt.test_size, args.max_size or ckpt.max_size,
                        ckpt.config.test_cfg.max_per_img, device, args.batch_size,
                        results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
-                       category_ids=category_ids, pipeline=pipeline)
+                       category_ids=category_ids, pipeline=pipeline,
+                       num_workers=default_num_workers(device.type != "cpu") if num_workers is None else num_workers)
     # per-class AP under the checkpoint's class names (classes.json), else the dataset's
     class_names = dict(zip(index.category_ids, index.class_names))
     if names_known:

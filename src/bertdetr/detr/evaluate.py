@@ -198,11 +198,14 @@ def precision_recall(ann_file: str | os.PathLike, results: list[dict], threshold
 @torch.no_grad()
 def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
                     device: torch.device, batch_size: int = 2, env: Distributed | None = None,
-                    category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr") -> list[dict]:
+                    category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr",
+                    num_workers: int = 0) -> list[dict]:
     """COCO result entries of every image of ``index`` (this rank's share under DDP), boxes in the
     images' original pixels; label l is category ``category_ids[l]`` (default: the dataset's labels).
     ``pipeline``: the test-time pipeline (``pipelines.PIPELINES``); "bertdetr", the training
-    data's, also reconciles EXIF orientation with the annotation's size."""
+    data's, also reconciles EXIF orientation with the annotation's size. ``num_workers``
+    processes decode and resize ahead of the model (mmdet's and official DETR's validation
+    loaders have 2; batches pinned on a GPU): the same results, in the same order."""
     env = env or Distributed()
     if pipeline == "bertdetr":
         dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
@@ -210,7 +213,8 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
         dataset = PipelineDataset(index, pipeline, test_size, max_size)
     indices = list(range(env.rank, len(dataset), env.world_size))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
-                                         collate_fn=collate)
+                                         collate_fn=collate, num_workers=num_workers,
+                                         pin_memory=device.type == "cuda")
     post = DetrPostProcess(max_per_img)
     was_training = model.training
     model.eval()
@@ -218,7 +222,7 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
     for batch in loader:
         if batch is None:
             continue
-        outputs = model(batch["images"].to(device), padding_mask_to(batch["masks"], device))
+        outputs = model(batch["images"].to(device, non_blocking=True), padding_mask_to(batch["masks"], device))
         sizes = [tuple(int(v) for v in t["size"]) for t in batch["targets"]]
         scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
         for t, det in zip(batch["targets"], post(outputs, sizes, scales)):
@@ -231,13 +235,14 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
 def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, max_size: int, max_per_img: int,
                   device: torch.device, batch_size: int = 2, env: Distributed | None = None,
                   results_path: str | None = None, coco_backend: str = "pycocotools",
-                  category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr") -> CocoEvaluation:
+                  category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr",
+                  num_workers: int = 0) -> CocoEvaluation:
     """COCO mAP (``.metrics``), per-class AP and the summary table of ``model`` on ``index``
     (gathered over ranks, through ``coco_backend``); writes the results json if asked.
-    ``category_ids``, ``pipeline``: as ``predict_dataset``."""
+    ``category_ids``, ``pipeline``, ``num_workers``: as ``predict_dataset``."""
     env = env or Distributed()
     results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env, category_ids,
-                              pipeline)
+                              pipeline, num_workers)
     if env.world_size > 1:
         import torch.distributed as dist
 

@@ -224,7 +224,7 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     ckpt = load_checkpoint_dir(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_gpu = next(ckpt.model.parameters()).device.type != "cpu"
     if num_workers is None:
-        num_workers = min(4, max((os.cpu_count() or 1) - 1, 0)) if on_gpu else 0
+        num_workers = default_num_workers(on_gpu)
     pipeline = check_pipeline(pipeline) if pipeline else ckpt.pipeline
     dataset = ImageFiles(files, pipeline, test_size or ckpt.test_size, max_size or ckpt.max_size, max_pixels, save_vis)
     dets: list[dict | None] = [None] * len(files)
@@ -259,6 +259,13 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
         raise BertDetrError(f"{len(failed)} of {len(files)} image(s) could not be used (the others' results are "
                             f"in {os.path.join(out_dir, 'results.json')}): " + "; ".join(failed))
     return [t for t, det in zip(targets, dets) if det is not None] if save_vis else []
+
+
+def default_num_workers(on_gpu: bool) -> int:
+    """Decoding processes of ``detr predict`` and ``detr eval`` when not given: 4 on a GPU (at most
+    the CPUs less one), none on a CPU, where the model takes the cores (BENCHMARKS.md: a worker
+    there only adds the tensors' trip through shared memory)."""
+    return min(4, max((os.cpu_count() or 1) - 1, 0)) if on_gpu else 0
 
 
 def check_count(name: str, value, minimum: int) -> int | None:

@@ -234,7 +234,7 @@ def fit(t: DetrTraining) -> dict:
                 metrics = evaluate_detr(t.model, t.val_index, t.data.val_ann, t.data.test_size, t.data.max_size,
                                         t.model_config.test_cfg.max_per_img, t.device, cfg.batch_size, env,
                                         os.path.join(cfg.output_dir, "eval_detections.json") if env.main else None,
-                                        cfg.coco_backend).metrics
+                                        cfg.coco_backend, num_workers=cfg.num_workers).metrics
                 log.log(t.it, {f"eval_{k}": v for k, v in metrics.items()})
                 if cfg.save_best and env.main:
                     keep_if_best(t, metrics)
