@@ -4,6 +4,17 @@ import pytest
 import torch
 
 
+def tiny_detr_config(num_queries: int, num_classes: int):
+    """An R18 DETR of one encoder and one decoder layer of width 32: a model of test size."""
+    from bertdetr.detr.train_config import model_config_from_dict
+
+    return model_config_from_dict(
+        {"preset": "r18", "num_queries": num_queries,
+         "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
+         "positional_encoding": {"num_feats": 16}}).with_num_classes(num_classes)
+
+
 @pytest.fixture(scope="session")
 def golden(request):
     """tests/data/detr/mmdet_detr_small.pt (MMDetection 3.3 DETR, R18, random weights) and its config."""

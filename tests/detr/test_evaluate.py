@@ -172,15 +172,10 @@ def test_predict_dataset_the_same_with_decoding_workers(shapes, pipeline):
     """``num_workers`` (``detr eval --num-workers``, validation during ``detr train``): the same results."""
     from bertdetr.detr.evaluate import predict_dataset
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train_config import model_config_from_dict
+    from tests.detr.conftest import tiny_detr_config
 
     torch.manual_seed(0)
-    cfg = model_config_from_dict(
-        {"preset": "r18", "num_queries": 4,
-         "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
-         "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
-         "positional_encoding": {"num_feats": 16}}).with_num_classes(4)
-    model = build_detr(cfg).eval()
+    model = build_detr(tiny_detr_config(num_queries=4, num_classes=4)).eval()
     _, index = shapes
     runs = [predict_dataset(model, index, 64, 96, 10, torch.device("cpu"), 2, pipeline=pipeline, num_workers=w)
             for w in (0, 2)]

@@ -20,15 +20,11 @@ PHOTOS = DATA / "detr" / "pipeline"
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     from bertdetr.detr.model import build_detr
-    from bertdetr.detr.train_config import model_config_from_dict
     from bertdetr.detr.weights import save_detr
+    from tests.detr.conftest import tiny_detr_config
 
     torch.manual_seed(0)
-    cfg = model_config_from_dict(
-        {"preset": "r18", "num_queries": 6,
-         "encoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
-         "decoder": {"num_layers": 1, "embed_dims": 32, "feedforward_channels": 64, "num_heads": 4},
-         "positional_encoding": {"num_feats": 16}}).with_num_classes(3)
+    cfg = tiny_detr_config(num_queries=6, num_classes=3)
     root = tmp_path_factory.mktemp("predict")
     save_detr(build_detr(cfg).eval(), cfg, root / "ckpt")
     return root / "ckpt"
