@@ -10,6 +10,7 @@ from PIL import Image
 
 from bertdetr.cli import main
 from bertdetr.detr.data.coco import ImageLoadError
+from bertdetr.errors import BertDetrError
 from bertdetr.detr.predict import (batches_of_one_size, detect_batch, detect_prepared, image_ids, picture_names,
                                    predict_images)
 from tests.conftest import DATA
@@ -170,3 +171,58 @@ def test_bad_counts_are_named_before_any_work(ckpt, photos, tmp_path, capsys, op
     err = capsys.readouterr().err
     assert err.startswith("bertdetr: error: ") and message in err
     assert not (tmp_path / "o").exists()
+
+
+def _stop_after(monkeypatch, images: int):
+    """detect_batch that stops the run (as a preemption would) once ``images`` images are done;
+    returns the list of batch sizes it ran."""
+    import bertdetr.detr.predict as predict
+
+    ran = []
+
+    def detect(model, tensors, *args):
+        if images is not None and sum(ran) + len(tensors) > images:
+            raise KeyboardInterrupt
+        ran.append(len(tensors))
+        return detect_batch(model, tensors, *args)   # (the module's own, imported above)
+
+    monkeypatch.setattr(predict, "detect_batch", detect)
+    return ran
+
+
+def test_a_stopped_run_resumes_where_it_stopped(ckpt, photos, tmp_path, monkeypatch):
+    files = [str(photos / f"a{k}.png") for k in range(4)] + [str(photos / "b0.jpg"), str(photos / "b1.jpg")]
+    clean = tmp_path / "clean"
+    predict_images(str(ckpt), files, str(clean), test_size=64, max_size=96)
+    out = tmp_path / "out"
+    ran = _stop_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        predict_images(str(ckpt), files, str(out), test_size=64, max_size=96)
+    assert sum(ran) == 3 and not (out / "results.json").exists()
+    lines = (out / "results.partial.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image_id"] for line in lines] == ["a0.png", "a1.png", "a2.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["a0.png", "a1.png", "a2.png"]   # each with its picture
+    with pytest.raises(BertDetrError, match="holds the results of 3 image\\(s\\) of a run that stopped .* --resume"):
+        predict_images(str(ckpt), files, str(out), test_size=64, max_size=96)
+    # the line being written when the run stopped, cut short: dropped, its image done again
+    with open(out / "results.partial.jsonl", "a") as f:
+        f.write('{"image_id": "a3.png", "resu')
+    ran = _stop_after(monkeypatch, None)
+    written = predict_images(str(ckpt), files, str(out), test_size=64, max_size=96, resume=True)
+    assert sum(ran) == 3                                  # a3, b0, b1 only
+    assert _results(out) == _results(clean) and not (out / "results.partial.jsonl").exists()
+    assert written == [str(out / (n.rsplit(".", 1)[0] + ".png")) for n in ["a0", "a1", "a2", "a3", "b0", "b1"]]
+    # --overwrite: a stopped run's results dropped, every image done again
+    ran = _stop_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_images(str(ckpt), files, str(out), test_size=64, max_size=96)
+    ran = _stop_after(monkeypatch, None)
+    predict_images(str(ckpt), files, str(out), test_size=64, max_size=96, overwrite=True, save_vis=False)
+    assert sum(ran) == 6 and _results(out) == _results(clean)
+
+
+def test_a_run_that_never_started_leaves_nothing_to_resume(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["detr", "predict", "--checkpoint", str(tmp_path / "missing"), str(photos / "a0.png"),
+                 "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err and not (out / "results.partial.jsonl").exists()

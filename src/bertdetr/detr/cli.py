@@ -279,6 +279,10 @@ def _add_predict(commands) -> None:
              help="write a picture per image (--no-save-vis: results.json only, as mmdet's image_demo.py)")
     add_flag(p, "--progress", dest="progress", default=True,
              help="show a progress bar when stderr is a terminal (--no-progress: none)")
+    add_flag(p, "--resume", dest="resume", default=False,
+             help="a run that stopped (its results so far in OUT/results.partial.jsonl): go on with the images not done")
+    add_flag(p, "--overwrite", dest="overwrite", default=False,
+             help="a run that stopped: start again, its results so far dropped")
     p.set_defaults(func=_run_predict)
 
 
@@ -289,7 +293,7 @@ def _run_predict(args) -> int:
 
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
                              args.max_size, args.device, args.pipeline, args.max_pixels, args.batch_size,
-                             args.num_workers, args.save_vis, args.progress)
+                             args.num_workers, args.save_vis, args.progress, args.resume, args.overwrite)
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}" if args.save_vis
           else f"wrote {os.path.join(args.out, 'results.json')}")
     if args.ann:

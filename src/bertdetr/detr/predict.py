@@ -5,9 +5,12 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import glob
+import json
 import os
-from typing import Iterable, Iterator, Sequence
+import threading
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -121,17 +124,20 @@ class PictureWriter:
         self.pending: collections.deque = collections.deque()
         self.limit = 2 * threads
 
-    def submit(self, image: Image.Image, det: dict, target: str) -> None:
+    def submit(self, image: Image.Image, det: dict, target: str, then: Callable[[], None] | None = None) -> None:
+        """Draws and saves the picture on a thread, then calls ``then`` (there)."""
         while len(self.pending) >= self.limit:
             self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._write, image, det, target))
+        self.pending.append(self.pool.submit(self._write, image, det, target, then))
 
-    def _write(self, image: Image.Image, det: dict, target: str) -> None:
+    def _write(self, image: Image.Image, det: dict, target: str, then: Callable[[], None] | None) -> None:
         picture = draw_detections(image, det["boxes"].numpy(), det["scores"].numpy(), det["labels"].numpy(),
                                   self.class_names, self.threshold)
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         with atomic_output(target, "wb") as f:
             picture.save(f, format="PNG", compress_level=1)
+        if then is not None:
+            then()
 
     def close(self) -> None:
         """Waits for every picture (raising the first error of any)."""
@@ -199,7 +205,8 @@ def check_threshold(threshold: float) -> None:
 def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: float = 0.5,
                    test_size: int | None = None, max_size: int | None = None, device: str | None = None,
                    pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS, batch_size: int = 1,
-                   num_workers: int | None = None, save_vis: bool = True, progress: bool = False) -> list[str]:
+                   num_workers: int | None = None, save_vis: bool = True, progress: bool = False,
+                   resume: bool = False, overwrite: bool = False) -> list[str]:
     """Writes ``out_dir/results.json`` (COCO format; ``image_id`` is the file name, see
     ``image_ids``) and one ``<name>.png`` per image with the detections scoring >= ``threshold``
     (none with ``save_vis`` false); returns the PNG paths. ``images`` are files, folders (their
@@ -212,6 +219,10 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     ``batch_size`` at a time where they have one size after resizing (``batches_of_one_size``;
     the same detections as one at a time), and pictures are drawn and saved on threads.
 
+    A stopped run loses nothing (``PartialResults``): each image's results are kept as it is done,
+    ``resume`` goes on with the images not yet done, ``overwrite`` starts again; a folder holding
+    a stopped run's results is an error without one of them.
+
     An image that cannot be read, has more than ``max_pixels`` pixels or is too thin to resize is
     reported by name and passed over; the others' pictures and results are written, then a
     ``BertDetrError`` lists what was passed over (the command exits 2)."""
@@ -221,44 +232,99 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     files = expand_images(images)
     ids = image_ids(files)
     targets = [os.path.join(out_dir, name) for name in picture_names(ids)]
+    partial = PartialResults(os.path.join(out_dir, PARTIAL), resume, overwrite)
     ckpt = load_checkpoint_dir(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    partial.start()
     on_gpu = next(ckpt.model.parameters()).device.type != "cpu"
-    if num_workers is None:
-        num_workers = default_num_workers(on_gpu)
-    pipeline = check_pipeline(pipeline) if pipeline else ckpt.pipeline
-    dataset = ImageFiles(files, pipeline, test_size or ckpt.test_size, max_size or ckpt.max_size, max_pixels, save_vis)
-    dets: list[dict | None] = [None] * len(files)
+    per_image: list[list | None] = [partial.done.get(i) for i in ids]
+    todo = [k for k, r in enumerate(per_image) if r is None]
+    if partial.done:
+        print(f"resuming: {len(files) - len(todo)} of {len(files)} images done before")
+    dataset = ImageFiles([files[k] for k in todo], check_pipeline(pipeline) if pipeline else ckpt.pipeline,
+                         test_size or ckpt.test_size, max_size or ckpt.max_size, max_pixels, save_vis)
+    loader = image_loader(dataset, default_num_workers(on_gpu) if num_workers is None else num_workers)
     failed: list[str] = []
-    bar = _progress_bar(len(files)) if progress else None
-    say = bar.write if bar is not None else print
     writer = PictureWriter(ckpt.class_names, threshold, threads=2 if on_gpu else 1) if save_vis else None
+    bar = _progress_bar(len(files), len(files) - len(todo)) if progress else None
     try:
-        for group in batches_of_one_size(image_loader(dataset, num_workers), batch_size):
+        for group in batches_of_one_size(loader, batch_size):
             if isinstance(group[0][1], ImageLoadError):
-                k, error = group[0]
-                say(f"passed over {files[k]}: {error}")
+                k, error = todo[group[0][0]], group[0][1]
+                (bar.write if bar is not None else print)(f"passed over {files[k]}: {error}")
                 failed.append(f"{files[k]} ({error})")
             else:
                 found = detect_batch(ckpt.model, [p.tensor for _, p in group], [p.scale_factor for _, p in group],
                                      ckpt.config.test_cfg.max_per_img)
-                for (k, prepared), det in zip(group, found):
-                    dets[k] = det
-                    if writer is not None:
-                        writer.submit(prepared.image, det, targets[k])
+                for (j, prepared), det in zip(group, found):
+                    k = todo[j]
+                    per_image[k] = to_coco_results(ids[k], det["boxes"], det["scores"], det["labels"],
+                                                   ckpt.category_ids)
+                    done = functools.partial(partial.add, ids[k], per_image[k])
+                    if writer is not None:  # an image counts as done once its picture is saved
+                        writer.submit(prepared.image, det, targets[k], done)
+                    else:
+                        done()
             if bar is not None:
                 bar.update(len(group))
     finally:
-        if writer is not None:
-            writer.close()
-        if bar is not None:
-            bar.close()
-    results = [r for k, det in enumerate(dets) if det is not None
-               for r in to_coco_results(ids[k], det["boxes"], det["scores"], det["labels"], ckpt.category_ids)]
-    write_results(results, os.path.join(out_dir, "results.json"))
+        for closing in (writer, partial, bar):
+            if closing is not None:
+                closing.close()
+    write_results([r for found in per_image if found is not None for r in found], os.path.join(out_dir, "results.json"))
+    partial.remove()
     if failed:
         raise BertDetrError(f"{len(failed)} of {len(files)} image(s) could not be used (the others' results are "
                             f"in {os.path.join(out_dir, 'results.json')}): " + "; ".join(failed))
-    return [t for t, det in zip(targets, dets) if det is not None] if save_vis else []
+    return [t for t, found in zip(targets, per_image) if found is not None] if save_vis else []
+
+
+PARTIAL = "results.partial.jsonl"
+"""A running ``detr predict``'s results so far, an image a line (removed once results.json is written)."""
+
+
+class PartialResults:
+    """The results of a ``detr predict`` run as it goes, one JSON line an image (``{"image_id",
+    "results"}``, flushed), so that a stopped run (preempted, killed, out of time) loses nothing:
+    ``resume`` reads the lines back (``done``: image id -> its COCO results; a line cut short by
+    the stop is dropped and its image done again) and appends; ``overwrite`` starts afresh. The
+    picture threads and the main thread add lines, under a lock."""
+
+    def __init__(self, path: str, resume: bool = False, overwrite: bool = False):
+        self.path, self.lock, self.file = path, threading.Lock(), None
+        found = dict(_read_lines(path)) if os.path.exists(path) else {}
+        if found and not (resume or overwrite):
+            raise BertDetrError(f"{os.path.dirname(path) or '.'} holds the results of {len(found)} image(s) of a run "
+                                f"that stopped ({path}): --resume goes on from them, --overwrite starts again")
+        self.done: dict[str, list] = found if resume else {}
+
+    def start(self) -> None:
+        """Writes the file anew with ``done``'s lines (a line cut short would swallow the next one),
+        then appends."""
+        with atomic_output(self.path, "w") as f:
+            f.writelines(json.dumps({"image_id": i, "results": r}) + "\n" for i, r in self.done.items())
+        self.file = open(self.path, "a", encoding="utf-8")
+
+    def add(self, image_id: str, results: list) -> None:
+        with self.lock:
+            self.file.write(json.dumps({"image_id": image_id, "results": results}) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def remove(self) -> None:
+        os.remove(self.path)
+
+
+def _read_lines(path: str) -> Iterator[tuple[str, list]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+                yield row["image_id"], row["results"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short when the run stopped
 
 
 def default_num_workers(on_gpu: bool) -> int:
@@ -277,10 +343,11 @@ def check_count(name: str, value, minimum: int) -> int | None:
     return value
 
 
-def _progress_bar(total: int):
+def _progress_bar(total: int, initial: int = 0):
     import sys
 
     from tqdm import tqdm
 
     # on a terminal only (disable=None): a log file or a caller reading stderr gets no bar lines
-    return tqdm(total=total, unit=" images", desc="predict", file=sys.stderr, dynamic_ncols=True, disable=None)
+    return tqdm(total=total, initial=initial, unit=" images", desc="predict", file=sys.stderr, dynamic_ncols=True,
+                disable=None)
