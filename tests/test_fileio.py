@@ -128,3 +128,26 @@ def test_a_failed_command_leaves_no_empty_output_folder(tmp_path, capsys):
     assert main(["bert", "make-data", "--input-file", str(sample), "--output-file", str(kept / "sub" / "o.tfrecord"),
                  "--vocab-file", str(tmp_path / "missing.txt"), "--no-progress"]) == 2
     assert sorted(p.name for p in kept.iterdir()) == ["x.txt"]  # a folder that was there stays
+
+
+def test_text_outputs_are_utf8_whatever_the_locale(tmp_path):
+    """Under a C locale without UTF-8 (no coercion, no UTF-8 mode) Python's text files are ASCII:
+    Chinese text written through ``atomic_output`` is still UTF-8, as every reader here reads it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import locale, sys\n"
+        "from bertdetr.fileio import atomic_output\n"
+        "from bertdetr.detr.weights import save_classes\n"
+        "print(locale.getpreferredencoding(False))\n"
+        "with atomic_output(sys.argv[1] + '/lines.txt', 'w') as f:\n"
+        "    f.write('\\u5f20\\u4f1f\\u4f4f\\u5728\\u5317\\u4eac\\n')\n"   # 张伟住在北京: ASCII on the command line
+        "save_classes(sys.argv[1], [1, 2], ['\\u5706\\u5f62', 'cat'])\n")    # 圆形
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "utf" not in done.stdout.lower()        # the locale really was not UTF-8
+    assert (tmp_path / "lines.txt").read_bytes() == "张伟住在北京\n".encode("utf-8")
+    assert '"圆形"' in (tmp_path / "classes.json").read_text(encoding="utf-8")   # readable, not \\u escapes

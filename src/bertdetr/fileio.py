@@ -117,6 +117,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     Running out of space is a ``DiskFullError`` naming ``path``: an ``OSError`` ENOSPC, or any error
     raised while the disk is found full (``torch.save`` reports a short write as a ``RuntimeError``
     from its zip writer). The file gets the mode a plain ``open()`` would give it (0666 less the umask).
+    Text modes write UTF-8 whatever the locale (every reader here reads UTF-8; a Chinese Windows
+    locale would write GBK, a C locale fail on the first character outside ASCII).
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
@@ -129,7 +131,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
     try:
         os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -185,17 +185,19 @@ def to_detections(detector: Detector, det: dict, image: Image.Image) -> Detectio
                       [detector.category_ids[i] for i in labels.tolist()], image)
 
 
-def draw(detections: Detections, threshold: float = 0.5, class_names: Sequence[str] | None = None) -> Image.Image:
+def draw(detections: Detections, threshold: float = 0.5, class_names: Sequence[str] | None = None,
+         font: str | os.PathLike | None = None) -> Image.Image:
     """The image with each detection scoring at least ``threshold`` drawn (box in its class colour,
     ``name score`` tag), as ``bertdetr detr predict`` draws them. ``class_names``: the detector's,
-    for the colours (default: the names of these detections, coloured by label)."""
+    for the colours (default: the names of these detections, coloured by label). ``font``: the
+    tags' font file (default: PIL's, or a CJK font of this machine for Chinese class names)."""
     if class_names is None:
         table: dict[int, str] = {}
         for label, name in zip(detections.labels.tolist(), detections.names):
             table[label] = name
         class_names = [table.get(i, f"class {i}") for i in range(int(detections.labels.max(initial=-1)) + 1)]
     return draw_detections(detections.image, detections.boxes, detections.scores, detections.labels,
-                           class_names, threshold)
+                           class_names, threshold, font=font)
 
 
 class ObjectDetectionPipeline:

@@ -279,6 +279,9 @@ def _add_predict(commands) -> None:
              help="write a picture per image (--no-save-vis: results.json only, as mmdet's image_demo.py)")
     add_flag(p, "--progress", dest="progress", default=True,
              help="show a progress bar when stderr is a terminal (--no-progress: none)")
+    p.add_argument("--font", default=None,
+                   help="font file of the pictures' tags (.ttf/.otf/.ttc); default: PIL's, or for Chinese, Japanese "
+                   "or Korean class names a CJK font of this machine (Noto Sans CJK, WenQuanYi, ...)")
     add_flag(p, "--resume", dest="resume", default=False,
              help="a run that stopped (its results so far in OUT/results.partial.jsonl): go on with the images not done")
     add_flag(p, "--overwrite", dest="overwrite", default=False,
@@ -293,7 +296,8 @@ def _run_predict(args) -> int:
 
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
                              args.max_size, args.device, args.pipeline, args.max_pixels, args.batch_size,
-                             args.num_workers, args.save_vis, args.progress, args.resume, args.overwrite)
+                             args.num_workers, args.save_vis, args.progress, args.resume, args.overwrite,
+                             args.font)
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}" if args.save_vis
           else f"wrote {os.path.join(args.out, 'results.json')}")
     if args.ann:

@@ -46,17 +46,18 @@ class DetInferencer:
     """mmdet's ``DetInferencer(model, weights, device)``: ``model`` our checkpoint folder or an mmdet
     config file (then ``weights`` its checkpoint), or None with ``weights`` a checkpoint whose meta
     keeps its config; ``device`` default the GPU if any; ``show_progress`` a bar over the images
-    (on a terminal); ``init_options`` as ``init_detector``'s (``pipeline``, ``test_size``,
+    (on a terminal); ``font`` the pictures' (``draw``'s); ``init_options`` as ``init_detector``'s (``pipeline``, ``test_size``,
     ``max_size``, ``max_pixels``)."""
 
     def __init__(self, model: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
-                 device: str | None = None, show_progress: bool = True, **init_options):
+                 device: str | None = None, show_progress: bool = True, font: str | os.PathLike | None = None,
+                 **init_options):
         unknown = sorted(set(init_options) - {"pipeline", "test_size", "max_size", "max_pixels"})
         if unknown:
-            raise BertDetrError(f"DetInferencer takes model, weights, device, show_progress, pipeline, test_size, "
-                                f"max_size, max_pixels, not {', '.join(unknown)}")
+            raise BertDetrError(f"DetInferencer takes model, weights, device, show_progress, font, pipeline, "
+                                f"test_size, max_size, max_pixels, not {', '.join(unknown)}")
         self.detector = init_detector(model, weights, device=device, **init_options)
-        self.show_progress = show_progress
+        self.show_progress, self.font = show_progress, font
         # mmdet's counters: the names of arrays' pictures and predictions, across calls
         self.num_visualized_imgs = 0
         self.num_predicted_imgs = 0
@@ -128,7 +129,7 @@ class DetInferencer:
         """The picture of one image (its detections scoring at least ``pred_score_thr`` drawn, or
         none without ``draw_pred``) as an RGB array, saved as ``vis_dir/<file name>`` (an array's:
         the count of pictures so far, ``00000000.jpg``) when ``vis_dir`` is given."""
-        picture = draw(det, pred_score_thr, self.detector.class_names) if draw_pred else det.image.copy()
+        picture = draw(det, pred_score_thr, self.detector.class_names, self.font) if draw_pred else det.image.copy()
         if isinstance(image, (str, os.PathLike)):
             name = os.path.basename(os.fspath(image))
         else:

@@ -199,7 +199,9 @@ def save_classes(directory: str | os.PathLike, category_ids: list[int], class_na
     """Writes ``classes.json`` into our checkpoint directory: label ``l`` of the model is dataset
     category ``category_ids[l]``, named ``class_names[l]``."""
     with atomic_output(os.path.join(directory, "classes.json"), "w") as f:
-        json.dump({"category_ids": list(category_ids), "class_names": list(class_names)}, f, indent=1)
+        # names as written (Chinese ones readable in the file), UTF-8 as atomic_output writes text
+        json.dump({"category_ids": list(category_ids), "class_names": list(class_names)}, f, indent=1,
+                  ensure_ascii=False)
 
 
 def load_classes(directory: str | os.PathLike, num_classes: int) -> tuple[list[int], list[str]]:
