@@ -180,3 +180,7 @@ def test_predict_dataset_the_same_with_decoding_workers(shapes, pipeline):
     runs = [predict_dataset(model, index, 64, 96, 10, torch.device("cpu"), 2, pipeline=pipeline, num_workers=w)
             for w in (0, 2)]
     assert len(runs[0]) == 5 * 4 and runs[0] == runs[1]   # (softmax: the best class of each of 4 queries)
+    half = predict_dataset(model, index, 64, 96, 10, torch.device("cpu"), 2, pipeline=pipeline, dtype=torch.bfloat16)
+    assert [r["image_id"] for r in half] == [r["image_id"] for r in runs[0]]   # bf16 autocast: close, not equal
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(sorted(half, key=lambda r: (r["image_id"], r["score"])),
+                                                            sorted(runs[0], key=lambda r: (r["image_id"], r["score"])))) < 2e-2

@@ -226,3 +226,29 @@ def test_a_run_that_never_started_leaves_nothing_to_resume(photos, tmp_path, cap
     assert main(["detr", "predict", "--checkpoint", str(tmp_path / "missing"), str(photos / "a0.png"),
                  "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err and not (out / "results.partial.jsonl").exists()
+
+
+def test_bf16_autocast_detects_close_to_float32(ckpt, photos, tmp_path, capsys):
+    from bertdetr.detr import pipeline
+    from bertdetr.detr.weights import load_checkpoint_dir
+
+    model = load_checkpoint_dir(ckpt, "cpu").model
+    torch.manual_seed(2)
+    tensors = [torch.randn(3, 48, 64) for _ in range(2)]
+    full, half = (detect_batch(model, tensors, [(1.0, 1.0)] * 2, dtype=d) for d in (None, torch.bfloat16))
+    for a, b in zip(full, half):
+        assert b["scores"].dtype == torch.float32 and b["boxes"].dtype == torch.float32
+        torch.testing.assert_close(b["scores"].sort().values, a["scores"].sort().values, atol=2e-2, rtol=0)
+    out = tmp_path / "bf16"
+    assert main(["detr", "predict", "--checkpoint", str(ckpt), str(photos / "a0.png"), str(photos / "b0.jpg"),
+                 "--out", str(out), "--test-size", "64", "--bf16", "--no-save-vis"]) == 0
+    assert {r["image_id"] for r in _results(out)} == {"a0.png", "b0.jpg"}
+    assert main(["detr", "predict", "--checkpoint", str(ckpt), str(photos / "a0.png"), "--out", str(tmp_path / "x"),
+                 "--bf16", "--fp16"]) == 2
+    assert "choose --bf16 or --fp16, not both" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    detect = pipeline("object-detection", ckpt, device="cpu", test_size=64, threshold=0.0, dtype="bfloat16")
+    ours32 = pipeline("object-detection", ckpt, device="cpu", test_size=64, threshold=0.0, torch_dtype=torch.float32)
+    got, expected = detect(str(photos / "b0.jpg")), ours32(str(photos / "b0.jpg"))
+    assert len(got) == len(expected) and all(abs(a["score"] - b["score"]) < 2e-2 for a, b in zip(got, expected))
+    with pytest.raises(BertDetrError, match="dtype must be torch.bfloat16, .* got 'int8'"):
+        pipeline("object-detection", ckpt, device="cpu", dtype="int8")

@@ -40,6 +40,7 @@ from bertdetr.detr.model import DETR
 from bertdetr.detr.predict import batches_of_one_size, check_count, detect_prepared
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.errors import BertDetrError
+from bertdetr.training.precision import autocast_to, inference_dtype
 
 __all__ = ["Detector", "Detections", "init_detector", "inference_detector", "draw", "pipeline",
            "ObjectDetectionPipeline"]
@@ -212,9 +213,11 @@ class ObjectDetectionPipeline:
     ``DetrImageProcessor`` does, so on such a folder (``detr convert --from official``, or
     ``init_detector(..., pipeline="official")``) the two agree."""
 
-    def __init__(self, detector: Detector, threshold: float = 0.5, batch_size: int = 1):
+    def __init__(self, detector: Detector, threshold: float = 0.5, batch_size: int = 1,
+                 dtype: torch.dtype | None = None):
         self.detector, self.threshold = detector, _check_threshold(threshold)
         self.batch_size = check_count("batch_size", batch_size, 1)
+        self.dtype = inference_dtype(dtype)
 
     @torch.no_grad()
     def __call__(self, images, threshold: float | None = None, batch_size: int | None = None, **options):
@@ -236,7 +239,9 @@ class ObjectDetectionPipeline:
         model = self.detector.model
         for group in batches_of_one_size(prepared, batch_size):
             batch = torch.stack([p.tensor for _, p in group])
-            outputs = model(batch.to(next(model.parameters()).device), None)
+            device = next(model.parameters()).device
+            with autocast_to(device, self.dtype):
+                outputs = model(batch.to(device), None)
             sizes = torch.tensor([[p.image.height, p.image.width] for _, p in group])
             for (k, _), det in zip(group, PostProcess()(outputs, sizes)):
                 keep = det["scores"] > threshold
@@ -269,17 +274,22 @@ def _check_threshold(threshold) -> float:
 
 def pipeline(task: str, model: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
              device: str | torch.device | None = None, threshold: float = 0.5, batch_size: int = 1,
+             dtype: torch.dtype | str | None = None, torch_dtype: torch.dtype | str | None = None,
              **init_options) -> ObjectDetectionPipeline:
     """transformers' ``pipeline("object-detection", model=...)`` on our checkpoint folder or an
     mmdet config with its ``checkpoint`` (``init_detector``'s options in ``init_options``:
-    ``pipeline``, ``test_size``, ``max_size``, ``max_pixels``); ``batch_size`` as the call's."""
+    ``pipeline``, ``test_size``, ``max_size``, ``max_pixels``); ``batch_size`` as the call's;
+    ``dtype`` (or transformers' older ``torch_dtype``) ``torch.bfloat16``/``float16``: the model
+    under autocast to it (transformers casts the weights; autocast keeps the LayerNorms and the
+    post-processing in float32), detections close to float32's."""
     if task != "object-detection":
         raise BertDetrError(f"unknown task {task!r}: DETR's pipeline is object-detection (BERT's tasks: "
                             "bertdetr.bert.pipeline)")
     unknown = sorted(set(init_options) - {"pipeline", "test_size", "max_size", "max_pixels"})
     if unknown:
-        raise BertDetrError(f"object-detection takes checkpoint, device, threshold, batch_size, pipeline, test_size, "
-                            f"max_size, max_pixels, not {', '.join(unknown)}")
+        raise BertDetrError(f"object-detection takes checkpoint, device, threshold, batch_size, dtype, pipeline, "
+                            f"test_size, max_size, max_pixels, not {', '.join(unknown)}")
     batch_size = check_count("batch_size", batch_size, 1)
+    dtype = inference_dtype(dtype if dtype is not None else torch_dtype)
     return ObjectDetectionPipeline(init_detector(model, checkpoint, device=device, **init_options), threshold,
-                                   batch_size)
+                                   batch_size, dtype)

@@ -194,6 +194,7 @@ def _add_eval(commands) -> None:
     p.add_argument("--num-workers", type=int, default=None,
                    help="processes decoding and resizing images ahead of the model (default: 4 on a GPU, "
                    "0 on a CPU); the same results")
+    _add_precision(p)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--pipeline", metavar="{mmdet,official,bertdetr}",
                    help="test-time image pipeline: mmdet's (OpenCV), official DETR's (PIL) or ours (the "
@@ -217,7 +218,7 @@ def _run_eval(args) -> int:
     from bertdetr.detr.predict import check_count, default_num_workers
 
     check_count("batch_size", args.batch_size, 1)
-    num_workers = check_count("num_workers", args.num_workers, 0)
+    num_workers, dtype = check_count("num_workers", args.num_workers, 0), _dtype(args)
     check_writable(os.path.join(args.out, "eval_metrics.json"))
     coco_api(args.coco_backend)  # a missing back-end is an error before any work
     index, bad = check_images(load_coco(args.ann, args.images))
@@ -232,7 +233,8 @@ def _run_eval(args) -> int:
                        ckpt.config.test_cfg.max_per_img, device, args.batch_size,
                        results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
                        category_ids=category_ids, pipeline=pipeline,
-                       num_workers=default_num_workers(device.type != "cpu") if num_workers is None else num_workers)
+                       num_workers=default_num_workers(device.type != "cpu") if num_workers is None else num_workers,
+                       dtype=dtype)
     # per-class AP under the checkpoint's class names (classes.json), else the dataset's
     class_names = dict(zip(index.category_ids, index.class_names))
     if names_known:
@@ -243,12 +245,33 @@ def _run_eval(args) -> int:
                 "summary": ev.table, "skipped_images": bad, "coco_backend": args.coco_backend,
                 "pipeline": pipeline}, indent=1)
     print("\n".join(ev.table))
-    width = max(len(n) for n in per_class)
+    import unicodedata
+
+    # columns as a terminal shows them: a CJK character takes two (Chinese class names line up too)
+    shown = {n: sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in n) for n in per_class}
+    width = max(shown.values(), default=0)
     print("per-class AP:")
     for name, ap in per_class.items():
-        print(f"  {name:<{width}}  " + ("  n/a (no ground truth)" if ap != ap else f"{ap:.4f}"))
+        print(f"  {name}{' ' * (width - shown[name])}  " + ("  n/a (no ground truth)" if ap != ap else f"{ap:.4f}"))
     print(" ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
     return 0
+
+
+def _add_precision(p) -> None:
+    add_flag(p, "--bf16", dest="bf16", default=False,
+             help="the model under bf16 autocast (GPUs, and CPUs that multiply bf16 in hardware): detections close "
+             "to float32's, not equal")
+    add_flag(p, "--fp16", dest="fp16", default=False, help="the model under fp16 autocast (GPUs without bf16)")
+
+
+def _dtype(args):
+    import torch
+
+    from bertdetr.errors import BertDetrError
+
+    if args.bf16 and args.fp16:
+        raise BertDetrError("choose --bf16 or --fp16, not both")
+    return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
 
 
 def _add_predict(commands) -> None:
@@ -279,6 +302,7 @@ def _add_predict(commands) -> None:
              help="write a picture per image (--no-save-vis: results.json only, as mmdet's image_demo.py)")
     add_flag(p, "--progress", dest="progress", default=True,
              help="show a progress bar when stderr is a terminal (--no-progress: none)")
+    _add_precision(p)
     p.add_argument("--font", default=None,
                    help="font file of the pictures' tags (.ttf/.otf/.ttc); default: PIL's, or for Chinese, Japanese "
                    "or Korean class names a CJK font of this machine (Noto Sans CJK, WenQuanYi, ...)")
@@ -297,7 +321,7 @@ def _run_predict(args) -> int:
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
                              args.max_size, args.device, args.pipeline, args.max_pixels, args.batch_size,
                              args.num_workers, args.save_vis, args.progress, args.resume, args.overwrite,
-                             args.font)
+                             args.font, _dtype(args))
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}" if args.save_vis
           else f"wrote {os.path.join(args.out, 'results.json')}")
     if args.ann:

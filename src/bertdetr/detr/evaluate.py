@@ -24,6 +24,7 @@ from bertdetr.detr.data.pipelines import PipelineDataset
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.data.transforms import eval_transforms
 from bertdetr.training.distributed import Distributed
+from bertdetr.training.precision import autocast_to
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
 
@@ -199,13 +200,14 @@ def precision_recall(ann_file: str | os.PathLike, results: list[dict], threshold
 def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
                     device: torch.device, batch_size: int = 2, env: Distributed | None = None,
                     category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr",
-                    num_workers: int = 0) -> list[dict]:
+                    num_workers: int = 0, dtype: torch.dtype | None = None) -> list[dict]:
     """COCO result entries of every image of ``index`` (this rank's share under DDP), boxes in the
     images' original pixels; label l is category ``category_ids[l]`` (default: the dataset's labels).
     ``pipeline``: the test-time pipeline (``pipelines.PIPELINES``); "bertdetr", the training
     data's, also reconciles EXIF orientation with the annotation's size. ``num_workers``
     processes decode and resize ahead of the model (mmdet's and official DETR's validation
-    loaders have 2; batches pinned on a GPU): the same results, in the same order."""
+    loaders have 2; batches pinned on a GPU): the same results, in the same order. ``dtype``: the
+    model under autocast to bf16 or fp16 (post-processing in float32)."""
     env = env or Distributed()
     if pipeline == "bertdetr":
         dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
@@ -222,7 +224,8 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
     for batch in loader:
         if batch is None:
             continue
-        outputs = model(batch["images"].to(device, non_blocking=True), padding_mask_to(batch["masks"], device))
+        with autocast_to(device, dtype):
+            outputs = model(batch["images"].to(device, non_blocking=True), padding_mask_to(batch["masks"], device))
         sizes = [tuple(int(v) for v in t["size"]) for t in batch["targets"]]
         scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
         for t, det in zip(batch["targets"], post(outputs, sizes, scales)):
@@ -236,13 +239,13 @@ def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, 
                   device: torch.device, batch_size: int = 2, env: Distributed | None = None,
                   results_path: str | None = None, coco_backend: str = "pycocotools",
                   category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr",
-                  num_workers: int = 0) -> CocoEvaluation:
+                  num_workers: int = 0, dtype: torch.dtype | None = None) -> CocoEvaluation:
     """COCO mAP (``.metrics``), per-class AP and the summary table of ``model`` on ``index``
     (gathered over ranks, through ``coco_backend``); writes the results json if asked.
-    ``category_ids``, ``pipeline``, ``num_workers``: as ``predict_dataset``."""
+    ``category_ids``, ``pipeline``, ``num_workers``, ``dtype``: as ``predict_dataset``."""
     env = env or Distributed()
     results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env, category_ids,
-                              pipeline, num_workers)
+                              pipeline, num_workers, dtype)
     if env.world_size > 1:
         import torch.distributed as dist
 

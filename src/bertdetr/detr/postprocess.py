@@ -32,7 +32,8 @@ class DetrPostProcess:
 
     @torch.no_grad()
     def __call__(self, outputs: dict, img_shapes, scale_factors=None) -> list[dict]:
-        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        # float32 whatever the model ran in (bf16 autocast: the scores' softmax and the boxes' scaling)
+        logits, boxes = outputs["pred_logits"].float(), outputs["pred_boxes"].float()
         return [self._predict_by_feat_single(logits[i], boxes[i], img_shape,
                                              None if scale_factors is None else scale_factors[i])
                 for i, img_shape in enumerate(img_shapes)]
@@ -62,7 +63,7 @@ class PostProcess:
 
     @torch.no_grad()
     def __call__(self, outputs: dict, target_sizes: torch.Tensor) -> list[dict]:
-        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        logits, boxes = outputs["pred_logits"].float(), outputs["pred_boxes"].float()  # (as DetrPostProcess)
         scores, labels = logits.softmax(-1)[..., :-1].max(-1)
         h, w = target_sizes.unbind(1)
         scale = torch.stack([w, h, w, h], dim=1).to(boxes)

@@ -23,6 +23,7 @@ from bertdetr.detr.visualize import draw_detections, tag_font
 from bertdetr.detr.weights import load_checkpoint_dir
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output, check_writable
+from bertdetr.training.precision import autocast_to, inference_dtype
 
 
 @torch.no_grad()
@@ -35,17 +36,19 @@ def detect_prepared(model, tensor: torch.Tensor, scale_factor: tuple[float, floa
 
 @torch.no_grad()
 def detect_batch(model, tensors: Sequence[torch.Tensor], scale_factors: Sequence[tuple[float, float]],
-                 max_per_img: int = 100) -> list[dict]:
+                 max_per_img: int = 100, dtype: torch.dtype | None = None) -> list[dict]:
     """``detect_prepared`` of B pipeline outputs of one size ([3,h,w] each), run as one batch
     [B,3,h,w]. Nothing is padded (no mask), so each image's detections are those it has alone, up
     to the float rounding of a batched convolution; official DETR and transformers pad images of
     other sizes into a batch, which changes the backbone's pixels at the edges, so
-    ``batches_of_one_size`` never mixes sizes."""
+    ``batches_of_one_size`` never mixes sizes. ``dtype``: the model under autocast to bf16 or fp16
+    (the post-processing in float32)."""
     h, w = tensors[0].shape[1:]
     if any(t.shape != tensors[0].shape for t in tensors):
         raise ValueError(f"detect_batch takes images of one size, got {sorted({tuple(t.shape) for t in tensors})}")
     device = next(model.parameters()).device
-    outputs = model(torch.stack(list(tensors)).to(device), None)
+    with autocast_to(device, dtype):
+        outputs = model(torch.stack(list(tensors)).to(device), None)
     dets = DetrPostProcess(max_per_img)(outputs, [(h, w)] * len(tensors), list(scale_factors))
     return [{k: v.cpu() for k, v in det.items()} for det in dets]
 
@@ -206,7 +209,8 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
                    test_size: int | None = None, max_size: int | None = None, device: str | None = None,
                    pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS, batch_size: int = 1,
                    num_workers: int | None = None, save_vis: bool = True, progress: bool = False,
-                   resume: bool = False, overwrite: bool = False, font: str | None = None) -> list[str]:
+                   resume: bool = False, overwrite: bool = False, font: str | None = None,
+                   dtype: torch.dtype | str | None = None) -> list[str]:
     """Writes ``out_dir/results.json`` (COCO format; ``image_id`` is the file name, see
     ``image_ids``) and one ``<name>.png`` per image with the detections scoring >= ``threshold``
     (none with ``save_vis`` false); returns the PNG paths. ``images`` are files, folders (their
@@ -226,8 +230,11 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     An image that cannot be read, has more than ``max_pixels`` pixels or is too thin to resize is
     reported by name and passed over; the others' pictures and results are written, then a
     ``BertDetrError`` lists what was passed over (the command exits 2). ``font``: the tags' font
-    file (default: ``visualize.tag_font``'s choice; Chinese class names need a CJK font)."""
+    file (default: ``visualize.tag_font``'s choice; Chinese class names need a CJK font).
+    ``dtype``: bf16 or fp16 autocast (``precision.inference_dtype``): detections close to float32's,
+    not equal."""
     check_threshold(threshold)
+    dtype = inference_dtype(dtype)
     if font is not None:
         tag_font([], font)  # a font that cannot be read: an error before any work
     batch_size, num_workers = check_count("batch_size", batch_size, 1), check_count("num_workers", num_workers, 0)
@@ -257,7 +264,7 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
                 failed.append(f"{files[k]} ({error})")
             else:
                 found = detect_batch(ckpt.model, [p.tensor for _, p in group], [p.scale_factor for _, p in group],
-                                     ckpt.config.test_cfg.max_per_img)
+                                     ckpt.config.test_cfg.max_per_img, dtype)
                 for (j, prepared), det in zip(group, found):
                     k = todo[j]
                     per_image[k] = to_coco_results(ids[k], det["boxes"], det["scores"], det["labels"],

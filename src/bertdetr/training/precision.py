@@ -30,6 +30,31 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+INFERENCE_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+                    "fp16": torch.float16, "float32": None, "fp32": None, "auto": None}
+
+
+def inference_dtype(dtype) -> torch.dtype | None:
+    """What an inference runs its model in under autocast: None (float32), ``torch.bfloat16`` or
+    ``torch.float16``, from a torch dtype or its name (transformers' spellings, ``"auto"``: the
+    weights' float32). Anything else is a ``BertDetrError`` listing what is taken."""
+    if dtype is None or dtype is torch.float32:
+        return None
+    if dtype in (torch.bfloat16, torch.float16):
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in INFERENCE_DTYPES:
+        return INFERENCE_DTYPES[dtype.lower()]
+    raise BertDetrError(f"dtype must be torch.bfloat16, torch.float16, torch.float32 or one of "
+                        f"{', '.join(INFERENCE_DTYPES)}, got {dtype!r}")
+
+
+def autocast_to(device: torch.device | str, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing for None (float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 class MixedPrecision:
     """``autocast()`` around forward, ``backward(loss)``, ``unscale(optimizer)`` before clipping,
     ``step(optimizer)`` instead of ``optimizer.step()``."""
