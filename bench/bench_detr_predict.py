@@ -22,7 +22,7 @@ they are). Rows, each best of ``--repeats``:
   the rate it can feed a model.
 
 Detections are compared first: ours batched against ours one at a time (every result equal to
-1e-4). The two sides' post-processing differ by design (mmdet's top-100 over query x class for
+1e-4; in bf16 both batched and single are bf16). The two sides' post-processing differ by design (mmdet's top-100 over query x class for
 ``results.json``; transformers' official per-query), so their outputs are not compared here
 (``bench_detr_pipeline.py`` compares the pipelines' own).
 """
@@ -72,6 +72,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="both sides: ours under autocast (--bf16), transformers' weights cast (its dtype=)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import transformers
@@ -85,12 +87,13 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours_dir, hf_dir = save_folders(args.preset, tmp)
         paths = make_photos(os.path.join(tmp, "photos"), args.images)
+        dtype = getattr(torch, args.dtype)
         theirs = transformers.pipeline("object-detection", model=hf_dir, device=args.device, batch_size=B,
-                                       num_workers=W)
+                                       num_workers=W, dtype=dtype)
 
         def ours(out: str, save_vis: bool, batch_size: int = B, workers: int = W) -> None:
             predict_images(ours_dir, paths, os.path.join(tmp, out), threshold=0.5, device=args.device,
-                           batch_size=batch_size, num_workers=workers, save_vis=save_vis)
+                           batch_size=batch_size, num_workers=workers, save_vis=save_vis, overwrite=True, dtype=dtype)
 
         def decode() -> None:
             for _ in image_loader(ImageFiles(paths, "official", 800, 1333, None, keep_image=False), W):
@@ -115,7 +118,7 @@ def main(argv=None) -> None:
                 best[name] = min(best[name], time.perf_counter() - t)
     rate = {name: round(args.images / s, 2) for name, s in best.items()}
     print(json.dumps({"task": "detr predict", "preset": args.preset, "images": args.images, "size": "1600x1200",
-                      "batch_size": B, "num_workers": W, "threads": args.threads, "device": args.device,
+                      "batch_size": B, "num_workers": W, "threads": args.threads, "device": args.device, "dtype": args.dtype,
                       "batched_equals_one_at_a_time": agree, "images_per_s": rate,
                       "ratio_vs_transformers": round(best["transformers"] / best["bertdetr"], 2),
                       "ratio_with_pictures": round(best["transformers"] / best["bertdetr+pictures"], 2)}))

@@ -150,6 +150,9 @@ pipelines() {  # the Python pipelines on the GPU against transformers' (results 
   T=$(cap 120 "detr predict") || return 0
   timeout "$T" python3 bench/bench_detr_predict.py --device cuda --preset r50 --images 64 --batch-size 8 \
       --num-workers 4 --repeats 2 2>&1 | grep '^{' | tee -a "$OUT/pipelines_gpu.jsonl"
+  T=$(cap 120 "detr predict bf16") || return 0  # (both sides in bf16: ours autocast, transformers' weights cast)
+  timeout "$T" python3 bench/bench_detr_predict.py --device cuda --preset r50 --images 64 --batch-size 8 \
+      --num-workers 4 --repeats 2 --dtype bfloat16 2>&1 | grep '^{' | tee -a "$OUT/pipelines_gpu.jsonl"
 }
 rest() { ours_detr compiled; detr_model_step; finetune; model_bench; pipelines; }
 case "$PART" in
