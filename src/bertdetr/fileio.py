@@ -234,4 +234,5 @@ class TextCheck:
 
     def _refuse(self) -> None:
         raise BertDetrError(f"{self.path} is not UTF-8 text: {self.invalid} of its first {self.bytes} bytes are "
-                            f"not UTF-8 (first on line {self.first_bad_line})")
+                            f"not UTF-8 (first on line {self.first_bad_line}); text in another encoding (GBK, "
+                            f"say) converts with: iconv -f GBK -t UTF-8 IN > OUT")

@@ -280,7 +280,7 @@ def _run_embed(args) -> int:
 
     # row i is line i: a blank line is embedded as an empty text ([CLS] [SEP]), as
     # sentence-transformers does, so rows stay aligned with the input's lines
-    lines = [line.strip() for line in _input_lines(args.input_file, args.output, errors="ignore")]
+    lines = [line.strip() for line in _input_lines(args.input_file, args.output)]
     model, tokenizer = load_model(args.model)
     vectors = embed(model, tokenizer, lines, args.pooling, args.max_seq_length, args.batch_size)
     with atomic_output(args.output, "wb") as f:
@@ -315,7 +315,7 @@ def _run_tag(args) -> int:
     from bertdetr.bert.pipelines import pipeline
     from bertdetr.fileio import atomic_output
 
-    lines = _input_lines(args.input_file, args.output, errors="replace")
+    lines = _input_lines(args.input_file, args.output)
     tagger = pipeline("token-classification", args.model, aggregation_strategy=args.aggregation, stride=args.stride,
                       batch_size=args.batch_size)
     found, chunk = 0, max(args.batch_size * 64, 1024)  # lines per call: a bar that moves, batches of like length
@@ -341,17 +341,24 @@ def _run_tag(args) -> int:
     return 0
 
 
-def _input_lines(path: str, output: str, errors: str) -> list[str]:
-    """The lines of the text file ``path`` (UTF-8, bytes that are not: ``errors``), without their
-    line ends, once the file is there and ``output`` can be written (checked before any work)."""
+def _input_lines(path: str, output: str) -> list[str]:
+    """The lines of the text file ``path`` without their line ends (nor a UTF-8 byte order mark, as
+    Windows' Notepad writes one), once the file is there and ``output`` can be written (checked
+    before any work). UTF-8 as make-data reads it (``TextCheck``): a few stray bytes dropped, a file
+    in another encoding (GBK, say) or not text an error, not lines of garbage."""
     from bertdetr.errors import BertDetrError
-    from bertdetr.fileio import check_writable
+    from bertdetr.fileio import TextCheck, check_writable
 
     if not os.path.isfile(path):
         raise BertDetrError(f"input file not found: {path}")
     check_writable(output)
-    with open(path, encoding="utf-8", errors=errors) as f:
-        return [line.rstrip("\r\n") for line in f]
+    check = TextCheck(path)
+    with open(path, "rb") as f:
+        lines = [check.decode(raw, n).rstrip("\r\n") for n, raw in enumerate(f, 1)]
+    check.finish()
+    if lines and lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]
+    return lines
 
 
 def _main_rank() -> bool:

@@ -56,3 +56,21 @@ def test_tag_in_chunks_equals_one_call(folders, tmp_path):
     assert len(rows) == 1100
     for row, want in zip(rows, expected):
         close([{k: v for k, v in e.items() if k != "span"} for e in row["entities"]], want)
+
+
+def test_tag_reads_utf8_with_a_bom_and_refuses_gbk(folders, tmp_path, capsys):
+    """Chinese text from Windows: Notepad's UTF-8 starts with a byte order mark (dropped, so offsets
+    are the text's); a GBK file is an error saying how to convert it, not lines of garbage."""
+    out = tmp_path / "entities.jsonl"
+    text = tmp_path / "bom.txt"
+    text.write_bytes("\ufeff张伟住在北京\n李娜在上海工作\n".encode("utf-8"))
+    assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == ["张伟住在北京", "李娜在上海工作"]
+    gbk = tmp_path / "gbk.txt"
+    gbk.write_bytes("张伟住在北京\n李娜在上海工作\n".encode("gbk"))
+    for command in (["tag", "--model", folders["ner"]], ["embed", "--model", folders["feature-extraction"]]):
+        assert main(["bert", *command, "--input-file", str(gbk), "--output", str(tmp_path / "x.out")]) == 2
+        err = capsys.readouterr().err
+        assert "gbk.txt is not UTF-8 text" in err and "iconv -f GBK -t UTF-8" in err
+        assert not (tmp_path / "x.out").exists()
