@@ -187,7 +187,7 @@ def test_object_detection_pipeline_batches_images_of_one_size(setup, tmp_path):
             assert all(abs(a["box"][k] - b["box"][k]) <= 1 for a, b in zip(a_image, b_image) for k in a["box"])
     assert main(["detr", "export", "--checkpoint", str(folder), "--format", "hf", "--output", str(tmp_path / "hf")]) == 0
     theirs = transformers.pipeline("object-detection", model=str(tmp_path / "hf"), device="cpu", batch_size=2,
-                                   image_processor=transformers.AutoImageProcessor.from_pretrained(
+                                   image_processor=transformers.DetrImageProcessor.from_pretrained(
                                        str(tmp_path / "hf"), size={"shortest_edge": 96, "longest_edge": 160}))
     same_size = [paths[0]] * 3
     for a_image, b_image in zip(ours(same_size, batch_size=2), theirs(same_size, threshold=0.0)):
