@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import glob
@@ -256,7 +257,10 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     failed: list[str] = []
     writer = PictureWriter(ckpt.class_names, threshold, 2 if on_gpu else 1, font) if save_vis else None
     bar = _progress_bar(len(files), len(files) - len(todo)) if progress else None
-    try:
+    with contextlib.ExitStack() as closing:  # on the way out, whatever happens: the pictures, then their lines
+        for opened in (bar, partial, writer):
+            if opened is not None:
+                closing.callback(opened.close)
         for group in batches_of_one_size(loader, batch_size):
             if isinstance(group[0][1], ImageLoadError):
                 k, error = todo[group[0][0]], group[0][1]
@@ -276,10 +280,6 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
                         done()
             if bar is not None:
                 bar.update(len(group))
-    finally:
-        for closing in (writer, partial, bar):
-            if closing is not None:
-                closing.close()
     write_results([r for found in per_image if found is not None for r in found], os.path.join(out_dir, "results.json"))
     partial.remove()
     if failed:
