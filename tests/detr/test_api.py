@@ -193,8 +193,17 @@ def test_object_detection_pipeline_batches_images_of_one_size(setup, tmp_path):
     for a_image, b_image in zip(ours(same_size, batch_size=2), theirs(same_size, threshold=0.0)):
         assert [a["label"] for a in a_image] == [b["label"] for b in b_image]
         assert all(a["score"] == pytest.approx(b["score"], abs=1e-3) for a, b in zip(a_image, b_image))
-    with pytest.raises(BertDetrError, match="object-detection takes threshold and batch_size, not top_k"):
+    with pytest.raises(BertDetrError, match="object-detection takes threshold, batch_size and num_workers, not top_k"):
         ours(paths[0], top_k=3)
+    # num_workers (to pipeline(...) or the call, as transformers'): decoded ahead, the same results;
+    # a bad image among them is raised by name as without workers
+    with_workers = pipeline("object-detection", folder, device="cpu", pipeline="official", test_size=96,
+                            max_size=160, threshold=0.0, batch_size=2, num_workers=2)
+    assert with_workers(images) == ours(images) == ours(images, num_workers=1)
+    with pytest.raises(ImageLoadError, match="not an image"):
+        with_workers([paths[0], None])
+    with pytest.raises(BertDetrError, match="num_workers must be a whole number >= 0"):
+        ours(images, num_workers=-1)
     for bad in (0, 1.5, True):
         with pytest.raises(BertDetrError, match="batch_size must be a whole number >= 1"):
             ours(images, batch_size=bad)

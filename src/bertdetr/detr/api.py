@@ -25,6 +25,7 @@ And as transformers' object-detection pipeline, its output and post-processing (
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -34,10 +35,10 @@ import torch
 from PIL import Image
 
 from bertdetr.detr.config import DETRConfig
-from bertdetr.detr.data.coco import MAX_PIXELS
+from bertdetr.detr.data.coco import MAX_PIXELS, ImageLoadError
 from bertdetr.detr.data.pipelines import PreparedImage, check_pipeline, prepare_array, prepare_image
 from bertdetr.detr.model import DETR
-from bertdetr.detr.predict import batches_of_one_size, check_count, detect_prepared
+from bertdetr.detr.predict import batches_of_one_size, check_count, detect_prepared, image_loader
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.errors import BertDetrError
 from bertdetr.training.precision import autocast_to, inference_dtype
@@ -214,30 +215,36 @@ class ObjectDetectionPipeline:
     ``init_detector(..., pipeline="official")``) the two agree."""
 
     def __init__(self, detector: Detector, threshold: float = 0.5, batch_size: int = 1,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, num_workers: int = 0):
         self.detector, self.threshold = detector, _check_threshold(threshold)
         self.batch_size = check_count("batch_size", batch_size, 1)
+        self.num_workers = check_count("num_workers", num_workers, 0)
         self.dtype = inference_dtype(dtype)
 
     @torch.no_grad()
-    def __call__(self, images, threshold: float | None = None, batch_size: int | None = None, **options):
+    def __call__(self, images, threshold: float | None = None, batch_size: int | None = None,
+                 num_workers: int | None = None, **options):
         """A list of images with ``batch_size`` N (here or to ``pipeline``): those of one size
         after resizing run N at a time (``predict.batches_of_one_size``; nothing padded, so the
         same detections as one at a time). transformers' pipeline stacks a batch's images as they
-        are, so there only images of one size can share a batch."""
+        are, so there only images of one size can share a batch. ``num_workers``: processes
+        decoding and resizing ahead of the model (a ``DataLoader``, as transformers' pipeline)."""
         from bertdetr.detr.postprocess import PostProcess
 
         if options:
-            raise BertDetrError(f"object-detection takes threshold and batch_size, not {', '.join(sorted(options))}")
+            raise BertDetrError(f"object-detection takes threshold, batch_size and num_workers, not "
+                                f"{', '.join(sorted(options))}")
         threshold = self.threshold if threshold is None else _check_threshold(threshold)
         batch_size = check_count("batch_size", batch_size, 1) or self.batch_size
+        num_workers = self.num_workers if num_workers is None else check_count("num_workers", num_workers, 0)
         single = not isinstance(images, (list, tuple))
-        images = [images] if single else images
-        prepared = ((k, prepare_input(self.detector, _shown(image, self.detector.max_pixels), k))
-                    for k, image in enumerate(images))
+        images = [images] if single else list(images)
+        prepared = image_loader(ShownInputs(images, self.detector), num_workers)
         results: list = [None] * len(images)
         model = self.detector.model
         for group in batches_of_one_size(prepared, batch_size):
+            if isinstance(group[0][1], ImageLoadError):
+                raise group[0][1]
             batch = torch.stack([p.tensor for _, p in group])
             device = next(model.parameters()).device
             with autocast_to(device, self.dtype):
@@ -250,6 +257,24 @@ class ObjectDetectionPipeline:
                               for score, label, box in zip(det["scores"][keep].tolist(), det["labels"][keep].tolist(),
                                                            det["boxes"][keep].int().tolist())]
         return results[0] if single else results
+
+
+class ShownInputs(torch.utils.data.Dataset):
+    """The pipeline's inputs, each as transformers' ``load_image`` shows it (``_shown``) and through
+    the detector's test pipeline, for a ``DataLoader``'s workers: item k is ``(k, PreparedImage)``,
+    or ``(k, ImageLoadError)`` for the caller to raise. Holds the detector's settings, not its model."""
+
+    def __init__(self, images: Sequence, detector: Detector):
+        self.images, self.settings = images, dataclasses.replace(detector, model=None)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, k: int):
+        try:
+            return k, prepare_input(self.settings, _shown(self.images[k], self.settings.max_pixels), k)
+        except ImageLoadError as e:
+            return k, e
 
 
 def _shown(image, max_pixels: int | None):
@@ -275,10 +300,10 @@ def _check_threshold(threshold) -> float:
 def pipeline(task: str, model: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
              device: str | torch.device | None = None, threshold: float = 0.5, batch_size: int = 1,
              dtype: torch.dtype | str | None = None, torch_dtype: torch.dtype | str | None = None,
-             **init_options) -> ObjectDetectionPipeline:
+             num_workers: int = 0, **init_options) -> ObjectDetectionPipeline:
     """transformers' ``pipeline("object-detection", model=...)`` on our checkpoint folder or an
     mmdet config with its ``checkpoint`` (``init_detector``'s options in ``init_options``:
-    ``pipeline``, ``test_size``, ``max_size``, ``max_pixels``); ``batch_size`` as the call's;
+    ``pipeline``, ``test_size``, ``max_size``, ``max_pixels``); ``batch_size``, ``num_workers`` as the call's;
     ``dtype`` (or transformers' older ``torch_dtype``) ``torch.bfloat16``/``float16``: the model
     under autocast to it (transformers casts the weights; autocast keeps the LayerNorms and the
     post-processing in float32), detections close to float32's."""
@@ -287,9 +312,10 @@ def pipeline(task: str, model: str | os.PathLike, checkpoint: str | os.PathLike 
                             "bertdetr.bert.pipeline)")
     unknown = sorted(set(init_options) - {"pipeline", "test_size", "max_size", "max_pixels"})
     if unknown:
-        raise BertDetrError(f"object-detection takes checkpoint, device, threshold, batch_size, dtype, pipeline, "
-                            f"test_size, max_size, max_pixels, not {', '.join(unknown)}")
+        raise BertDetrError(f"object-detection takes checkpoint, device, threshold, batch_size, num_workers, dtype, "
+                            f"pipeline, test_size, max_size, max_pixels, not {', '.join(unknown)}")
     batch_size = check_count("batch_size", batch_size, 1)
     dtype = inference_dtype(dtype if dtype is not None else torch_dtype)
+    num_workers = check_count("num_workers", num_workers, 0)
     return ObjectDetectionPipeline(init_detector(model, checkpoint, device=device, **init_options), threshold,
-                                   batch_size, dtype)
+                                   batch_size, dtype, num_workers)

@@ -102,9 +102,10 @@ class ImageFiles(torch.utils.data.Dataset):
         return k, prepared if self.keep_image else dataclasses.replace(prepared, image=None)
 
 
-def image_loader(dataset: ImageFiles, num_workers: int) -> Iterable[tuple[int, PreparedImage | ImageLoadError]]:
-    """``dataset``'s items in order: decoded in ``num_workers`` processes ahead of the model (a
-    ``DataLoader`` without batching: ``batches_of_one_size`` groups them), or here with 0."""
+def image_loader(dataset: torch.utils.data.Dataset, num_workers: int) -> Iterable[tuple[int, PreparedImage | ImageLoadError]]:
+    """``dataset``'s items (``ImageFiles``'s, or any of ``(k, PreparedImage | ImageLoadError)``) in
+    order: decoded in ``num_workers`` processes ahead of the model (a ``DataLoader`` without
+    batching: ``batches_of_one_size`` groups them), or here with 0."""
     if num_workers == 0:
         return (dataset[k] for k in range(len(dataset)))
     return torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
