@@ -34,7 +34,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 import torch
 
@@ -80,6 +79,7 @@ def main(argv=None) -> None:
 
     sys.path.insert(0, HERE)
     from bench_detr_pipeline import save_folders  # (this folder: the same random model, both sides' folders)
+    from bench_pipelines import best_seconds  # (the same alternating best-of timer)
 
     from bertdetr.detr.predict import ImageFiles, image_loader, predict_images
 
@@ -104,18 +104,9 @@ def main(argv=None) -> None:
         agree = _same(os.path.join(tmp, "one", "results.json"), os.path.join(tmp, "batched", "results.json"))
         sides = {"transformers": lambda: theirs(paths, threshold=0.5), "bertdetr": lambda: ours("a", False),
                  "bertdetr+pictures": lambda: ours("b", True), "decode": decode}
-        best = {name: float("inf") for name in sides}
-        for name, run in sides.items():  # one warm-up each (worker start, kernels)
+        for run in sides.values():  # one warm-up each (worker start, kernels)
             run()
-        for _ in range(args.repeats):
-            for name, run in sides.items():
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                run()
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                best[name] = min(best[name], time.perf_counter() - t)
+        best = best_seconds(sides, lambda run: run(), args.repeats, args.device)
     rate = {name: round(args.images / s, 2) for name, s in best.items()}
     print(json.dumps({"task": "detr predict", "preset": args.preset, "images": args.images, "size": "1600x1200",
                       "batch_size": B, "num_workers": W, "threads": args.threads, "device": args.device, "dtype": args.dtype,

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from bertdetr.detr.api import Detections, draw, init_detector, prepare_input, to_detections
-from bertdetr.detr.predict import batches_of_one_size, check_count, detect_batch
+from bertdetr.detr.predict import batches_of_one_size, check_count, detect_batch, folder_images
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 
@@ -96,12 +96,7 @@ class DetInferencer:
     def _inputs_to_list(self, inputs) -> list:
         """mmdet's: a folder is its image files; a list stays a list; anything else a list of one."""
         if isinstance(inputs, (str, os.PathLike)) and os.path.isdir(inputs):
-            folder = os.fspath(inputs)
-            files = sorted(n for n in os.listdir(folder)
-                           if n.lower().endswith(IMG_EXTENSIONS) and os.path.isfile(os.path.join(folder, n)))
-            if not files:
-                raise BertDetrError(f"no image files ({', '.join(IMG_EXTENSIONS)}) in folder {folder}")
-            return [os.path.join(folder, n) for n in files]
+            return folder_images(os.fspath(inputs), IMG_EXTENSIONS)
         return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
 
     def _detect(self, images: Sequence, batch_size: int) -> list[Detections]:

@@ -163,11 +163,7 @@ def expand_images(paths: list[str]) -> list[str]:
     files, missing = [], []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(os.path.join(path, n) for n in os.listdir(path)
-                           if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, n)))
-            if not found:
-                raise BertDetrError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
-            files += found
+            files += folder_images(path)
         elif glob.has_magic(path):
             found = sorted(p for p in glob.glob(path) if os.path.isfile(p))
             if not found:
@@ -181,6 +177,15 @@ def expand_images(paths: list[str]) -> list[str]:
         raise BertDetrError(f"image file(s) not found: {', '.join(missing)}")
     seen: set[str] = set()
     return [f for f in files if not (os.path.abspath(f) in seen or seen.add(os.path.abspath(f)))]
+
+
+def folder_images(folder: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """The image files of ``folder`` (by extension, any case), in name order; none is an error."""
+    found = sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                   if n.lower().endswith(tuple(extensions)) and os.path.isfile(os.path.join(folder, n)))
+    if not found:
+        raise BertDetrError(f"no image files ({', '.join(extensions)}) in folder {folder}")
+    return found
 
 
 def image_ids(files: Sequence[str]) -> list[str]:
