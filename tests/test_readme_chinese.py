@@ -1,5 +1,5 @@
 """The README's Chinese walk-through runs as written (whole-word pretraining data with jieba,
-pretraining, NER, CMRC-style reading comprehension) and gives what it says."""
+pretraining, NER, a CLUE classification task, CMRC-style reading comprehension) and gives what it says."""
 
 import json
 import pathlib
@@ -25,11 +25,13 @@ def test_the_chinese_walk_through_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     commands = _commands()
     assert [c[:2] for c in commands] == [["bert", "make-data"], ["bert", "pretrain"], ["bert", "ner"],
-                                         ["bert", "tag"], ["bert", "squad"]]
+                                         ["bert", "classify"], ["bert", "tag"], ["bert", "squad"]]
     for args in commands:
         assert main([*args, "--no-progress"]) == 0, args
     ner = json.loads((tmp_path / "zh" / "ner" / "eval_metrics.json").read_text())
     assert ner["eval_f1"] > 0.75  # the README says about 0.87
+    tnews = [json.loads(line) for line in (tmp_path / "zh" / "tnews" / "tnews_predict.json").read_text().splitlines()]
+    assert [t["id"] for t in tnews] == [0, 1, 2] and all(t["label"].isdigit() for t in tnews)
     tagged = [json.loads(line) for line in (tmp_path / "zh" / "entities.jsonl").read_text(encoding="utf-8").splitlines()]
     corpus = (ROOT / "tests" / "data" / "bert" / "zh" / "corpus_zh.txt").read_text(encoding="utf-8").splitlines()
     assert [t["text"] for t in tagged] == corpus

@@ -380,17 +380,19 @@ def _finetune_options(parser, module: str, class_name: str, **kwargs) -> None:
 
 # bertdetr.bert.finetuning.classifier.PROCESSORS' names (a test keeps them equal), spelled out here so that
 # building the command line imports no torch: `bertdetr bert make-data` starts in 0.03 s, not 2 s.
-TASK_NAMES = ("cola", "mnli", "mrpc", "xnli", "tsv")
+TASK_NAMES = ("cola", "mnli", "mrpc", "xnli", "afqmc", "tnews", "iflytek", "cmnli", "ocnli", "csl", "wsc", "tsv")
 
 
 def _add_classify(commands) -> None:
     p = commands.add_parser(
         "classify",
-        help="fine-tune BERT for classification, as Google's run_classifier.py (GLUE tasks, own TSV/CSV)",
+        help="fine-tune BERT for classification, as Google's run_classifier.py (GLUE and CLUE tasks, own TSV/CSV)",
         description="Google's run_classifier.py: fine-tune, evaluate and predict on GLUE's CoLA, MNLI, "
-        "MRPC, XNLI files or your own TSV/CSV (--task-name tsv). Writes train/eval/predict.tf_record "
-        "(Google's features), checkpoints, eval_results.txt and eval_metrics.json (the task's GLUE metric), "
-        "test_results.tsv (class probabilities), and the fine-tuned model in OUTPUT_DIR/model. Every "
+        "MRPC, XNLI files, the Chinese tasks of CLUE (AFQMC, TNEWS, IFLYTEK, CMNLI, OCNLI, CSL, WSC: their "
+        "JSON files, read as CLUE's baseline reads them) or your own TSV/CSV (--task-name tsv). Writes "
+        "train/eval/predict.tf_record (Google's features), checkpoints, eval_results.txt and eval_metrics.json "
+        "(the task's GLUE or CLUE metric), test_results.tsv (class probabilities; for CLUE also "
+        "<task>_predict.json, CLUE's submission lines), and the fine-tuned model in OUTPUT_DIR/model. Every "
         "option is a field of bertdetr.bert.finetuning.classifier.ClassifierConfig (Google's flag names are accepted too).",
     )
     _finetune_options(p, "bertdetr.bert.finetuning.classifier", "ClassifierConfig",

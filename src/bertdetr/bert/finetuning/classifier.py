@@ -9,6 +9,7 @@ the run (training, evaluation, prediction) that Google's ``main`` drives through
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -18,8 +19,8 @@ import torch
 
 from bertdetr.bert.data.records import write_record
 from bertdetr.bert.data.tokenization import FullTokenizer
+from bertdetr.bert.finetuning.classifier_data import PROCESSORS as GOOGLE_PROCESSORS
 from bertdetr.bert.finetuning.classifier_data import (
-    PROCESSORS,
     DataProcessor,
     TsvProcessor,
     XnliProcessor,
@@ -27,6 +28,7 @@ from bertdetr.bert.finetuning.classifier_data import (
     features_to_example,
     features_to_tensors,
 )
+from bertdetr.bert.finetuning.clue_data import CLUE_PROCESSORS
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
                                                model_files, read_init_checkpoint, schedule, setup, start_model,
                                                train_labelled)
@@ -36,6 +38,9 @@ from bertdetr.bert.weights import load_classifier_state, read_labels
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
+
+PROCESSORS = {**GOOGLE_PROCESSORS, **CLUE_PROCESSORS}
+"""Every task name and its processor: Google's GLUE tasks, then CLUE's Chinese ones (``clue_data``)."""
 
 
 def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
@@ -79,7 +84,7 @@ def matthews_corrcoef(label_ids: np.ndarray, predictions: np.ndarray) -> float:
 
 def glue_metrics(task_name: str, label_ids: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """The GLUE leaderboard metric of each task: MRPC accuracy and F1, CoLA Matthews correlation,
-    accuracy for MNLI (matched), XNLI and a user's own task."""
+    accuracy for MNLI (matched), XNLI, CLUE's tasks (as CLUE scores them) and a user's own task."""
     metrics = {"accuracy": float((label_ids == predictions).mean()) if len(label_ids) else 0.0}
     if task_name == "mrpc":
         metrics["f1"] = f1_score(label_ids, predictions)
@@ -97,15 +102,16 @@ class ClassifierConfig(FinetuneConfig):
     ones ``run_squad.py`` shares are ``FinetuneConfig``'s."""
 
     task_name: str
-    """cola, mnli, mrpc, xnli (Google's processors), or tsv (``TsvProcessor``: a user's own files)."""
+    """cola, mnli, mrpc, xnli (Google's processors); afqmc, tnews, iflytek, cmnli, ocnli, csl, wsc (CLUE's
+    Chinese tasks, their JSON files); or tsv (``TsvProcessor``: a user's own files)."""
     data_dir: str
-    """The input data dir with the task's .tsv (or, for tsv, .csv) files."""
+    """The input data dir with the task's files: .tsv for GLUE, .json for CLUE, .tsv or .csv for tsv."""
     max_seq_length: int = 128
     """Total input length after WordPiece tokenization: longer inputs are cut, shorter padded."""
     do_eval: bool = False
     """Evaluate on the dev set (eval_results.txt, eval_metrics.json)."""
     do_predict: bool = False
-    """Class probabilities for the test set (test_results.tsv)."""
+    """Class probabilities for the test set (test_results.tsv; CLUE's tasks also <task>_predict.json)."""
     eval_batch_size: int = 8
     """Total batch size for eval."""
     text_a_column: str = "sentence"
@@ -132,7 +138,8 @@ class ClassifierConfig(FinetuneConfig):
             raise BertDetrError(f"data dir not found: {self.data_dir}")
         if not any(os.scandir(self.data_dir)):
             raise BertDetrError(f"data dir {self.data_dir} is empty: it needs the task's files "
-                                "(train.tsv, dev.tsv, test.tsv for GLUE tasks)")
+                                "(train.tsv, dev.tsv, test.tsv for GLUE tasks; train.json, dev.json, "
+                                "test.json for CLUE's)")
 
 
 def make_processor(config: ClassifierConfig, labels: Sequence[str] | None = None) -> DataProcessor:
@@ -233,6 +240,18 @@ def write_test_results(probabilities: np.ndarray, path: str) -> None:
             f.write("\t".join(str(p) for p in row) + "\n")
 
 
+def write_clue_predictions(probabilities: np.ndarray, label_list: Sequence[str], task_name: str, path: str) -> None:
+    """CLUE's ``<task>_predict.json``, as its ``run_classifier.py`` writes it for a submission: a JSON
+    object a line, ``{"id": i, "label": "<label>"}`` with ``i`` the test example's index (CLUE's
+    test files number their lines so), and ``"label_desc": ""`` for TNEWS."""
+    with atomic_output(path, "w") as f:
+        for i, row in enumerate(probabilities):
+            line = {"id": i, "label": str(label_list[int(row.argmax())])}
+            if task_name == "tnews":
+                line["label_desc"] = ""
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
 def run_classifier(config: ClassifierConfig) -> dict:
     """Google's ``main``: features for the requested sets (their records renamed into place only
     once every set converted), then training, evaluation and prediction. Returns a summary."""
@@ -294,6 +313,9 @@ def run_classifier(config: ClassifierConfig) -> dict:
         if config.do_predict:
             probabilities = predict(model, data["predict"], config.predict_batch_size, device)
             write_test_results(probabilities, os.path.join(config.output_dir, "test_results.tsv"))
+            if config.task_name in CLUE_PROCESSORS:
+                write_clue_predictions(probabilities, label_list, config.task_name,
+                                       os.path.join(config.output_dir, f"{config.task_name}_predict.json"))
             summary["predictions"] = len(probabilities)
         return summary
     finally:
@@ -325,6 +347,7 @@ def _evaluate_and_write(config: ClassifierConfig, model: BertForSequenceClassifi
 
 
 __all__ = [
-    "ClassifierConfig", "run_classifier", "evaluate", "predict", "metric_fn", "glue_metrics",
+    "ClassifierConfig", "run_classifier", "evaluate", "predict", "metric_fn", "glue_metrics", "PROCESSORS",
+    "write_clue_predictions",
     "f1_score", "matthews_corrcoef", "create_model",
 ]

@@ -119,12 +119,12 @@ class DataProcessor:
 
     def get_train_examples(self, data_dir: str) -> list[InputExample]:
         """Gets a collection of ``InputExample``s for the train set."""
-        return self._create_examples(self._read_tsv(os.path.join(data_dir, self.train_file)), "train",
+        return self._create_examples(self._read_file(os.path.join(data_dir, self.train_file)), "train",
                                      os.path.join(data_dir, self.train_file))
 
     def get_dev_examples(self, data_dir: str) -> list[InputExample]:
         """Gets a collection of ``InputExample``s for the dev set."""
-        return self._create_examples(self._read_tsv(os.path.join(data_dir, self.dev_file)), "dev",
+        return self._create_examples(self._read_file(os.path.join(data_dir, self.dev_file)), "dev",
                                      os.path.join(data_dir, self.dev_file))
 
     def get_test_examples(self, data_dir: str) -> list[InputExample]:
@@ -132,7 +132,7 @@ class DataProcessor:
         if self.test_file is None:
             raise BertDetrError(f"task {type(self).__name__} defines no test set (Google's neither): "
                                 "--do-predict is not available")
-        return self._create_examples(self._read_tsv(os.path.join(data_dir, self.test_file)), "test",
+        return self._create_examples(self._read_file(os.path.join(data_dir, self.test_file)), "test",
                                      os.path.join(data_dir, self.test_file))
 
     def get_labels(self) -> list[str]:
@@ -141,6 +141,11 @@ class DataProcessor:
 
     def _create_examples(self, lines, set_type: str, input_file: str) -> list[InputExample]:
         raise NotImplementedError
+
+    @classmethod
+    def _read_file(cls, input_file: str) -> list:
+        """The rows of one of the task's files, with their line numbers (GLUE's: ``_read_tsv``)."""
+        return cls._read_tsv(input_file)
 
     @classmethod
     def _read_tsv(cls, input_file: str, quotechar: str | None = None) -> list[tuple[int, list[str]]]:
