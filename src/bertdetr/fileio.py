@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import json
 import os
 import sys
 import tempfile
@@ -236,3 +237,30 @@ class TextCheck:
         raise BertDetrError(f"{self.path} is not UTF-8 text: {self.invalid} of its first {self.bytes} bytes are "
                             f"not UTF-8 (first on line {self.first_bad_line}); text in another encoding (GBK, "
                             f"say) converts with: iconv -f GBK -t UTF-8 IN > OUT")
+
+
+def read_json_lines(input_file: str) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of a JSON-lines file (CLUE's files; CLUE's
+    ``_read_json`` parses every line and so stops at a trailing blank one). Read as ``TextCheck``
+    reads text (a GBK file: an error saying how to convert it); not JSON, or not an object: an
+    error naming the file and line."""
+    if not os.path.isfile(input_file):
+        raise BertDetrError(f"file not found: {input_file}")
+    check = TextCheck(input_file)
+    rows = []
+    with open(input_file, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = check.decode(raw, n).strip()
+            if n == 1:
+                line = line.removeprefix("\ufeff")  # Notepad's UTF-8 byte order mark
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise BertDetrError(f"{input_file}:{n}: not a JSON object ({e}); the file needs one a line") from None
+            if not isinstance(obj, dict):
+                raise BertDetrError(f"{input_file}:{n}: a JSON {type(obj).__name__}, not an object")
+            rows.append((n, obj))
+    check.finish()
+    return rows

@@ -473,18 +473,22 @@ def _run_squad(args) -> int:
 def _add_ner(commands) -> None:
     p = commands.add_parser(
         "ner",
-        help="fine-tune BERT for named entities (token classification) on CoNLL files",
+        help="fine-tune BERT for named entities (token classification) on CoNLL or CLUENER files",
         description="Named entities in the style of Google's run_classifier.py (flags, outputs), as "
         "transformers' run_ner.py does the task: --data-dir with train.txt, dev.txt, test.txt in CoNLL "
         "layout (a token and its tag a line, tab or space separated, a blank line between sentences; "
-        "Chinese one character a line), BIO or BIOES tags read from the data. The first piece of each "
+        "Chinese one character a line), BIO or BIOES tags read from the data; or train.json, dev.json, "
+        "test.json in CLUENER2020's layout (a JSON line per text with its entities' offsets, read as "
+        "CLUENER's baseline reads them: a character a word, BIOS tags). The first piece of each "
         "word carries its tag; long sentences are cut into windows so every word is tagged. Writes "
-        "eval_results.txt and eval_metrics.json (entity-level precision, recall, F1 as seqeval's), "
-        "test_predictions.txt (token, gold tag if any, predicted tag) and the model as a transformers "
+        "eval_results.txt and eval_metrics.json (entity-level precision, recall, F1 as seqeval's; for "
+        "CLUENER also its official score), test_predictions.txt (token, gold tag if any, predicted tag; "
+        "for CLUENER cluener_predict.json, its submission lines) and the model as a transformers "
         "BertForTokenClassification in OUTPUT_DIR/model. Every option is a field of "
         "bertdetr.bert.finetuning.ner.NerConfig.",
     )
-    _finetune_options(p, "bertdetr.bert.finetuning.ner", "NerConfig")
+    _finetune_options(p, "bertdetr.bert.finetuning.ner", "NerConfig",
+                      choices={"data_format": ["auto", "conll", "cluener"]})
     p.set_defaults(func=_run_ner)
 
 
@@ -501,7 +505,9 @@ def _run_ner(args) -> int:
     if "eval" in summary:
         e = summary["eval"]
         print(f"eval: precision {e['eval_precision']:.4f}, recall {e['eval_recall']:.4f}, f1 {e['eval_f1']:.4f}, "
-              f"accuracy {e['eval_accuracy']:.4f}, loss {e['eval_loss']:.4f}")
+              f"accuracy {e['eval_accuracy']:.4f}, loss {e['eval_loss']:.4f}"
+              + (f"; CLUENER's score (macro F1) {e['eval_cluener_macro_f1']:.4f}" if "cluener" in e else ""))
     if "predictions" in summary:
-        print(f"tagged {summary['predictions']} sentences -> {os.path.join(config.output_dir, 'test_predictions.txt')}")
+        name = "cluener_predict.json" if config.data_format == "cluener" else "test_predictions.txt"
+        print(f"tagged {summary['predictions']} sentences -> {os.path.join(config.output_dir, name)}")
     return 0

@@ -10,15 +10,12 @@ import pytest
 
 from bertdetr.bert.finetuning.classifier import PROCESSORS
 from bertdetr.bert.finetuning.clue_data import CLUE_PROCESSORS, mark_wsc_spans
-from bertdetr.bert.model import BertConfig
 from bertdetr.cli import main
 from bertdetr.errors import BertDetrError
+from tests.bert.finetuning.conftest import VOCAB_ZH
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert")
 CLUE = os.path.join(DATA, "clue")
-VOCAB_ZH = os.path.join(DATA, "zh", "vocab_zh.txt")
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=64)
 
 
 def _golden(task, split):
@@ -26,13 +23,9 @@ def _golden(task, split):
         return [json.loads(line) for line in f]
 
 
-@pytest.fixture(scope="module")
-def bert_config(tmp_path_factory):
-    with open(VOCAB_ZH, encoding="utf-8") as f:
-        vocab_size = sum(1 for _ in f)
-    path = tmp_path_factory.mktemp("cfg") / "bert_config.json"
-    path.write_text(json.dumps(BertConfig(vocab_size=vocab_size, **TINY).to_google_dict()))
-    return str(path)
+@pytest.fixture
+def bert_config(zh_bert_config):
+    return zh_bert_config
 
 
 def _args(task, data, out, bert_config, *extra):

@@ -137,3 +137,21 @@ def test_a_tokenizers_that_drops_windows_is_said(both, monkeypatch):
     assert ours(TEXTS[0], aggregation_strategy="simple", stride=4) is not None
     with pytest.raises(BertDetrError, match="gives only its first two windows .* pip install -U tokenizers"):
         ours(LONG, aggregation_strategy="simple", stride=4)
+
+
+def test_bioes_and_bios_labels_group_as_entities(both):
+    """transformers splits ``B-PER E-PER`` and merges two ``S-`` in a row (it reads S-/E- labels as
+    types); here S- is a one-token entity and E- ends one. B-/I- labels group as transformers'."""
+    ours, _ = both
+
+    def tokens(*labels):
+        return [{"entity": label, "score": 0.9, "word": str(i), "start": i, "end": i + 1}
+                for i, label in enumerate(labels)]
+
+    def groups(*labels):
+        return [(g["entity_group"], g["start"], g["end"]) for g in ours.group_entities(tokens(*labels))]
+
+    assert groups("B-PER", "E-PER", "S-PER", "S-PER") == [("PER", 0, 2), ("PER", 2, 3), ("PER", 3, 4)]
+    assert groups("B-PER", "I-PER", "E-PER", "I-PER") == [("PER", 0, 3), ("PER", 3, 4)]
+    assert groups("S-name", "B-name", "I-name", "S-address") == [("name", 0, 1), ("name", 1, 3), ("address", 3, 4)]
+    assert groups("B-LOC", "I-LOC", "B-LOC", "I-ORG", "ORG") == [("LOC", 0, 2), ("LOC", 2, 3), ("ORG", 3, 5)]

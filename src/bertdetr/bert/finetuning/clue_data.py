@@ -32,41 +32,13 @@ would stop with a ``KeyError``, an ``AssertionError`` or a JSON traceback, this 
 
 from __future__ import annotations
 
-import json
-import os
-
 from bertdetr.bert.data.tokenization import convert_to_unicode
 from bertdetr.bert.finetuning.classifier_data import DataProcessor, InputExample
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import TextCheck
+from bertdetr.fileio import read_json_lines
 
 __all__ = ["ClueProcessor", "TnewsProcessor", "iFLYTEKDataProcessor", "AFQMCProcessor", "CMNLIProcessor",
-           "OcnliProcessor", "CslProcessor", "WSCProcessor", "CLUE_PROCESSORS", "read_json_lines", "mark_wsc_spans"]
-
-
-def read_json_lines(input_file: str) -> list[tuple[int, dict]]:
-    """(line number, object) of every non-blank line of a JSON-lines file (CLUE's ``_read_json``,
-    which parses every line and so stops at a trailing blank one). Not UTF-8, not JSON, or not an
-    object: an error naming the file and line."""
-    if not os.path.isfile(input_file):
-        raise BertDetrError(f"file not found: {input_file}")
-    check = TextCheck(input_file)
-    rows = []
-    with open(input_file, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            line = check.decode(raw, n).strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise BertDetrError(f"{input_file}:{n}: not a JSON object ({e}); each line of CLUE's files "
-                                    "is one, e.g. {\"sentence\": \"...\", \"label\": \"102\"}") from None
-            if not isinstance(obj, dict):
-                raise BertDetrError(f"{input_file}:{n}: a JSON {type(obj).__name__}, not an object")
-            rows.append((n, obj))
-    check.finish()
-    return rows
+           "OcnliProcessor", "CslProcessor", "WSCProcessor", "CLUE_PROCESSORS", "mark_wsc_spans"]
 
 
 def _field(obj: dict, name: str, where: str, kind: type | tuple[type, ...] = str):

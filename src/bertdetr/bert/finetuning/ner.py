@@ -12,7 +12,9 @@ Outputs in ``--output-dir``: ``train/eval/predict.tf_record`` (the windows' feat
 checkpoints, ``eval_results.txt`` and ``eval_metrics.json`` (dev set), ``test_predictions.txt``
 (a line per token: the token, its gold tag when the test file has one, the predicted tag; a blank
 line between sentences) and the fine-tuned model in ``model/``, a transformers
-``BertForTokenClassification`` directory.
+``BertForTokenClassification`` directory. Data in CLUENER's layout (``--data-format cluener``) gets
+CLUENER's outputs instead of ``test_predictions.txt``: ``cluener_predict.json`` (its submission lines,
+``{"id", "label"}``) and, on the dev set, CLUENER's official score beside the entity-level one.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
                                                model_files, read_init_checkpoint, schedule, setup, start_model,
                                                train_labelled)
-from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, get_label_list, read_conll,
-                                               sentence_windows, windows_to_tensors)
-from bertdetr.bert.finetuning.ner_metrics import ner_metrics
+from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, cluener_label, get_label_list,
+                                               read_cluener, read_conll, sentence_windows, windows_to_tensors)
+from bertdetr.bert.finetuning.ner_metrics import cluener_score, ner_metrics
 from bertdetr.bert.heads import BertForTokenClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_token_classifier_state, read_labels
@@ -41,10 +43,12 @@ from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 
-__all__ = ["NerConfig", "run_ner", "create_model", "evaluate", "predict_tags", "write_predictions"]
+__all__ = ["NerConfig", "run_ner", "create_model", "evaluate", "predict_tags", "write_predictions",
+           "write_cluener_predictions"]
 
-SET_FILES = {"train": "train.txt", "eval": "dev.txt", "predict": "test.txt"}
-"""The CoNLL file of each set in ``--data-dir``."""
+SET_FILES = {"conll": {"train": "train.txt", "eval": "dev.txt", "predict": "test.txt"},
+             "cluener": {"train": "train.json", "eval": "dev.json", "predict": "test.json"}}
+"""The file of each set in ``--data-dir``, per data format."""
 
 
 def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
@@ -59,13 +63,18 @@ class NerConfig(FinetuneConfig):
     then these, named as ``run_classifier.py``'s."""
 
     data_dir: str
-    """The dir with train.txt, dev.txt and test.txt in CoNLL layout (a token and its tag a line)."""
+    """The dir with train.txt, dev.txt and test.txt in CoNLL layout (a token and its tag a line), or
+    train.json, dev.json and test.json in CLUENER's."""
+    data_format: str = "auto"
+    """conll, cluener (CLUENER2020's JSON lines: text and entity offsets), or auto: conll where
+    --data-dir has the .txt files, else cluener where it has the .json ones."""
     max_seq_length: int = 128
     """Word pieces per window, [CLS] and [SEP] included; longer sentences are cut into windows."""
     do_eval: bool = False
     """Evaluate on dev.txt (eval_results.txt, eval_metrics.json: entity-level precision, recall, F1)."""
     do_predict: bool = False
-    """Tag test.txt (test_predictions.txt: token, gold tag if the file has one, predicted tag)."""
+    """Tag test.txt (test_predictions.txt: token, gold tag if the file has one, predicted tag), or
+    test.json (cluener_predict.json: CLUENER's submission lines)."""
     eval_batch_size: int = 8
     """Total batch size for eval."""
 
@@ -79,11 +88,20 @@ class NerConfig(FinetuneConfig):
             raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for [CLS] a word [SEP]")
         if not os.path.isdir(self.data_dir):
             raise BertDetrError(f"data dir not found: {self.data_dir}")
-        for wanted, name in ((self.do_train, "train"), (self.do_eval, "eval"), (self.do_predict, "predict")):
-            path = os.path.join(self.data_dir, SET_FILES[name])
-            if wanted and not os.path.isfile(path):
-                raise BertDetrError(f"{path} not found (--do-{'train' if name == 'train' else name} reads "
-                                    f"{SET_FILES[name]} of --data-dir)")
+        if self.data_format not in ("auto", *SET_FILES):
+            raise BertDetrError(f"--data-format {self.data_format!r}: choose auto, conll or cluener")
+        wanted = [name for flag, name in ((self.do_train, "train"), (self.do_eval, "eval"),
+                                          (self.do_predict, "predict")) if flag]
+        if self.data_format == "auto":
+            found = [f for f, files in SET_FILES.items()
+                     if all(os.path.isfile(os.path.join(self.data_dir, files[name])) for name in wanted)]
+            self.data_format = found[0] if found else "conll"  # none found: say what conll wants
+        for name in wanted:
+            path = os.path.join(self.data_dir, SET_FILES[self.data_format][name])
+            if not os.path.isfile(path):
+                other = "cluener" if self.data_format == "conll" else "conll"
+                raise BertDetrError(f"{path} not found (--do-{name} reads {SET_FILES[self.data_format][name]} of "
+                                    f"--data-dir; {other}'s layout: {SET_FILES[other][name]})")
 
 
 def _hf_config(directory: str | None) -> dict:
@@ -197,6 +215,17 @@ def write_predictions(path: str, sentences: Sequence[Sentence], predicted: Seque
             f.write("\n")
 
 
+def write_cluener_predictions(path: str, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
+    """``cluener_predict.json``: a JSON line per sentence, ``{"id": <its id>, "label": {type: {text:
+    [[first, last]]}}}``, as CLUENER's baseline writes a submission (``test_submit.json``); the
+    entities are read from the tags by ``get_entities`` (CLUENER's ``get_entity_bios`` drops an
+    ``I-`` that follows no ``B-``, which ``get_entities`` reads as an entity: rare in predictions)."""
+    with atomic_output(path, "w") as f:
+        for sentence, tags in zip(sentences, predicted):
+            label = cluener_label("".join(sentence.words), tags)
+            f.write(json.dumps({"id": sentence.key, "label": label}, ensure_ascii=False) + "\n")
+
+
 def _window_example(window: NerWindow, max_seq_length: int) -> bytes:
     """A window's features as a ``tf.train.Example`` (the layout of ``run_classifier.py``'s, with
     ``label_ids`` per position)."""
@@ -208,10 +237,11 @@ def _window_example(window: NerWindow, max_seq_length: int) -> bytes:
 
 def _read_sets(config: NerConfig) -> dict[str, list[Sentence]]:
     sets = {}
+    read = read_cluener if config.data_format == "cluener" else read_conll
     for wanted, name in ((config.do_train, "train"), (config.do_eval, "eval"), (config.do_predict, "predict")):
         if wanted:
-            path = os.path.join(config.data_dir, SET_FILES[name])
-            sets[name] = read_conll(path, tags_required=name != "predict")
+            path = os.path.join(config.data_dir, SET_FILES[config.data_format][name])
+            sets[name] = read(path, tags_required=name != "predict")
             if not sets[name]:
                 raise BertDetrError(f"{path} has no sentences")
     return sets
@@ -277,7 +307,12 @@ def run_ner(config: NerConfig) -> dict:
         if config.do_predict:
             predicted = predict_tags(model, data["predict"], windows["predict"], sets["predict"],
                                      config.predict_batch_size, device)
-            write_predictions(os.path.join(config.output_dir, "test_predictions.txt"), sets["predict"], predicted)
+            if config.data_format == "cluener":
+                write_cluener_predictions(os.path.join(config.output_dir, "cluener_predict.json"), sets["predict"],
+                                          predicted)
+            else:
+                write_predictions(os.path.join(config.output_dir, "test_predictions.txt"), sets["predict"],
+                                  predicted)
             summary["predictions"] = len(predicted)
         return summary
     finally:
@@ -296,9 +331,15 @@ def _evaluate_and_write(config: NerConfig, model: BertForTokenClassification, da
                         windows: list[NerWindow], sentences: list[Sentence], step: int, device: torch.device) -> dict:
     """``eval_results.txt`` (as ``run_classifier.py``'s: ``key = value`` lines) and
     ``eval_metrics.json`` (the same and the per-type report) on the dev set."""
-    metrics, _ = evaluate(model, data, windows, sentences, config.eval_batch_size, device)
+    metrics, predicted = evaluate(model, data, windows, sentences, config.eval_batch_size, device)
     result = {"eval_precision": metrics["precision"], "eval_recall": metrics["recall"], "eval_f1": metrics["f1"],
               "eval_accuracy": metrics["accuracy"], "eval_loss": metrics["loss"], "global_step": step}
+    cluener = None
+    if config.data_format == "cluener":
+        types = sorted({label.split("-", 1)[1] for label in model.labels if label != "O"})
+        cluener = cluener_score([s.entities for s in sentences],
+                                [cluener_label("".join(s.words), tags) for s, tags in zip(sentences, predicted)], types)
+        result["eval_cluener_macro_f1"] = cluener["macro_f1"]
     with atomic_output(os.path.join(config.output_dir, "eval_results.txt"), "w") as f:
         for key in sorted(result):
             value = result[key] if key == "global_step" else np.float32(result[key])
@@ -306,5 +347,7 @@ def _evaluate_and_write(config: NerConfig, model: BertForTokenClassification, da
     summary = {**result, "per_type": metrics["per_type"], "num_entities": metrics["num_entities"],
                "num_predicted": metrics["num_predicted"], "num_sentences": len(sentences),
                "metric": "entity-level, seqeval default mode (conlleval)"}
+    if cluener is not None:
+        summary["cluener"] = {**cluener, "metric": "CLUENER2020's score.py: per type F1 of entity texts, their mean"}
     write_json(os.path.join(config.output_dir, "eval_metrics.json"), summary, indent=1)
     return summary

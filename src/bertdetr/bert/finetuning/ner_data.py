@@ -7,6 +7,15 @@ CoNLL-2003 layout: token, part of speech, chunk, tag) keeps the first as the tok
 the tag; ``-DOCSTART-`` lines are skipped. Chinese data has one character a line. The test file
 may have tokens alone (no gold tags): then every line of it has one column.
 
+**CLUENER's layout** (``train.json``, ``dev.json``, ``test.json`` of CLUENER2020, or any data in
+it): a JSON object a line, ``{"id": 0, "text": "...", "label": {"name": {"周荫如": [[15, 17]]}}}``,
+each entity's first and last character (inclusive) under its type and text. Read as CLUENER's
+PyTorch baseline reads it (``CluenerProcessor``'s ``_read_json``): every character a word, BIOS
+tags (``S-`` a one-character entity, ``B-`` then ``I-`` a longer one); a line without ``label`` has
+no entities; an entity overlapping another is overwritten by the one after it, as there (a
+warning counts them). An entity whose text is not at its offsets is an error naming the file and
+line (CLUENER's baseline stops on an assertion).
+
 **Tags**: ``O``, or ``B-``/``I-`` (BIO) and ``E-``/``S-`` (BIOES) then a type; anything else is an
 error naming the file and line. The label list is read from the training data (sorted, as
 ``run_ner.py``'s ``get_label_list``) or from the fine-tuned model.
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,9 +41,10 @@ import numpy as np
 import torch
 
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import TextCheck
+from bertdetr.bert.finetuning.ner_metrics import get_entities
+from bertdetr.fileio import TextCheck, read_json_lines
 
-__all__ = ["Sentence", "TAG_PATTERN", "read_conll", "get_label_list", "NerWindow", "sentence_windows",
+__all__ = ["Sentence", "TAG_PATTERN", "read_conll", "read_cluener", "cluener_label", "get_label_list", "NerWindow", "sentence_windows",
            "windows_to_tensors", "IGNORE_INDEX"]
 
 TAG_PATTERN = re.compile(r"O|[BIES]-\S+")
@@ -54,6 +65,10 @@ class Sentence:
     """Their gold tags (None: a test file without tags)."""
     line: int
     """The line of the file where it starts (from 1)."""
+    key: object = None
+    """CLUENER's layout: the line's ``id`` (its index in the file when it has none)."""
+    entities: dict | None = None
+    """CLUENER's layout: the line's ``label`` as given, {type: {text: [[first, last], ...]}}."""
 
 
 def read_conll(path: str | os.PathLike, tags_required: bool = True) -> list[Sentence]:
@@ -96,6 +111,70 @@ def read_conll(path: str | os.PathLike, tags_required: bool = True) -> list[Sent
     if words:
         sentences.append(Sentence(words, tags if has_tags else None, start))
     return sentences
+
+
+def _span_tags(text: str, label: dict, where: str) -> tuple[list[str], int]:
+    """BIOS tags of ``text`` from CLUENER's ``label``, and how many entities overwrote tags of
+    another (CLUENER's reader writes them in the order given, later over earlier)."""
+    if not isinstance(label, dict):
+        raise BertDetrError(f"{where}: 'label' must be an object {{type: {{text: [[first, last]]}}}}, got {label!r}")
+    tags = ["O"] * len(text)
+    overlaps = 0
+    for type_, entities in label.items():
+        if not type_ or any(c.isspace() for c in type_) or not isinstance(entities, dict):
+            raise BertDetrError(f"{where}: label type {type_!r} must be a name without spaces holding "
+                                f"{{text: [[first, last]]}}, got {entities!r}")
+        for name, spans in entities.items():
+            if not isinstance(spans, list) or not all(
+                    isinstance(sp, list) and len(sp) == 2 and all(type(i) is int for i in sp) for sp in spans):
+                raise BertDetrError(f"{where}: {type_} {name!r}: offsets must be a list of [first, last] pairs, "
+                                    f"got {spans!r}")
+            for first, last in spans:
+                if not 0 <= first <= last < len(text) or text[first:last + 1] != name:
+                    found = text[first:last + 1] if 0 <= first <= last else ""
+                    raise BertDetrError(f"{where}: {type_} {name!r} is not at [{first}, {last}] of the text (there: "
+                                        f"{found!r}; offsets count characters from 0, the last one included)")
+                overlaps += any(t != "O" for t in tags[first:last + 1])
+                if first == last:
+                    tags[first] = f"S-{type_}"
+                else:
+                    tags[first:last + 1] = [f"B-{type_}"] + [f"I-{type_}"] * (last - first)
+    return tags, overlaps
+
+
+def read_cluener(path: str | os.PathLike, tags_required: bool = True) -> list[Sentence]:
+    """The lines of a file in CLUENER's layout, each a sentence of characters with BIOS tags.
+    ``tags_required`` False (the test set): a file where no line has ``label`` is read without tags."""
+    path = os.fspath(path)
+    rows = read_json_lines(path)
+    has_tags = tags_required or any("label" in obj for _, obj in rows)
+    sentences, overlaps = [], 0
+    for index, (n, obj) in enumerate(rows):
+        where = f"{path}:{n}"
+        text = obj.get("text")
+        if not isinstance(text, str):
+            raise BertDetrError(f"{where}: no 'text' string (CLUENER's layout: {{\"text\": \"...\", \"label\": "
+                                '{"name": {"周荫如": [[15, 17]]}}})')
+        if not text:
+            raise BertDetrError(f"{where}: empty 'text'")
+        tags = None
+        if has_tags:
+            tags, overlapped = _span_tags(text, obj.get("label", {}), where)
+            overlaps += overlapped
+        sentences.append(Sentence(list(text), tags, n, key=obj.get("id", index), entities=obj.get("label")))
+    if overlaps:
+        warnings.warn(f"{path}: {overlaps} entities overlap an earlier one and overwrite its tags (as CLUENER's "
+                      "reader does)", stacklevel=2)
+    return sentences
+
+
+def cluener_label(text: str, tags: Sequence[str]) -> dict[str, dict[str, list[list[int]]]]:
+    """The entities of predicted ``tags`` (chunks as ``ner_metrics.get_entities`` reads them) in
+    CLUENER's layout: {type: {text: [[first, last], ...]}}, as its baseline writes a submission."""
+    label: dict[str, dict[str, list[list[int]]]] = {}
+    for type_, first, last in get_entities(list(tags)):
+        label.setdefault(type_, {}).setdefault(text[first:last + 1], []).append([first, last])
+    return label
 
 
 def get_label_list(sentences: Sequence[Sentence]) -> list[str]:

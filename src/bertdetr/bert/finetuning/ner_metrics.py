@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["get_entities", "end_of_chunk", "start_of_chunk", "classification_report", "ner_metrics"]
+__all__ = ["get_entities", "end_of_chunk", "start_of_chunk", "classification_report", "ner_metrics", "cluener_score"]
 
 
 def _split(tag: str) -> tuple[str, str]:
@@ -93,3 +93,28 @@ def ner_metrics(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]
     return {"precision": precision, "recall": recall, "f1": f1, "accuracy": right / tokens if tokens else 0.0,
             "num_entities": len(true), "num_predicted": len(pred),
             "per_type": classification_report(y_true, y_pred)}
+
+
+def cluener_score(gold: Sequence[dict], pred: Sequence[dict], types: Sequence[str]) -> dict:
+    """CLUENER2020's official score (its ``score.py``, ``get_f1_score``): per type, the F1 of the
+    entity *texts* of each sentence (the keys of ``label[type]``: a text found twice in a sentence
+    counts once, its offsets are not compared), and ``macro_f1``, their mean over ``types`` (CLUENER's
+    ten). ``gold``/``pred``: each sentence's ``label`` ({type: {text: offsets}}; None: no entities).
+    Where score.py divides by zero: a type predicted but never right gets F1 0, and a type with no
+    entity in either is left out of the table and the mean (on CLUENER's data every type has some).
+    Returns ``{"macro_f1", "per_type": {type: {"precision", "recall", "f1"}}}``."""
+    if len(gold) != len(pred):
+        raise ValueError("gold and predicted sentences differ in number")
+    per_type = {}
+    for type_ in types:
+        tp = fp = fn = 0
+        for g, p in zip(gold, pred):
+            g_texts, p_texts = (g or {}).get(type_, {}).keys(), (p or {}).get(type_, {}).keys()
+            tp += sum(t in g_texts for t in p_texts)
+            fp += sum(t not in g_texts for t in p_texts)
+            fn += sum(t not in p_texts for t in g_texts)
+        if tp + fp + fn:
+            precision, recall, f1 = _prf(tp, tp + fp, tp + fn)
+            per_type[type_] = {"precision": precision, "recall": recall, "f1": f1}
+    macro = sum(row["f1"] for row in per_type.values()) / len(per_type) if per_type else 0.0
+    return {"macro_f1": macro, "per_type": per_type}

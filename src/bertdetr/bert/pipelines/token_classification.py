@@ -175,23 +175,29 @@ class TokenClassificationPipeline(Pipeline):
 
     @staticmethod
     def get_tag(label: str) -> tuple[str, str]:
-        """("B" or "I", the type): a label without a B-/I- prefix continues ("I")."""
-        if label.startswith(("B-", "I-")):
+        """(prefix, type): "B" or "I" as transformers', and "S" and "E" of BIOES (and CLUENER's BIOS)
+        tags; a label without a prefix continues ("I"). transformers reads ``S-name`` and ``E-PER``
+        as types of their own (so a BIOES model's ``B-PER E-PER`` comes out as two entities, two
+        ``S-`` in a row as one): here ``S-`` is an entity of one token and ``E-`` ends the one
+        before it, a departure only for such labels."""
+        if label.startswith(("B-", "I-", "S-", "E-")):
             return label[0], label[2:]
         return "I", label
 
     def group_sub_entities(self, entities: list[dict]) -> dict:
-        return {"entity_group": entities[0]["entity"].split("-", 1)[-1],
+        return {"entity_group": self.get_tag(entities[0]["entity"])[1],
                 "score": float(np.nanmean([np.float32(e["score"]) for e in entities])),
                 "word": decode([e["word"] for e in entities]),
                 "start": entities[0]["start"], "end": entities[-1]["end"]}
 
     def group_entities(self, entities: list[dict]) -> list[dict]:
-        """Adjacent entities of one type grouped; a B- label starts a new group."""
+        """Adjacent entities of one type grouped; a B- (or S-) label starts a new group, and an S-
+        or E- label ends one."""
         groups, current = [], []
         for entity in entities:
             bi, tag = self.get_tag(entity["entity"])
-            if current and (tag != self.get_tag(current[-1]["entity"])[1] or bi == "B"):
+            last_bi, last_tag = self.get_tag(current[-1]["entity"]) if current else ("", "")
+            if current and (tag != last_tag or bi in ("B", "S") or last_bi in ("S", "E")):
                 groups.append(self.group_sub_entities(current))
                 current = []
             current.append(entity)
