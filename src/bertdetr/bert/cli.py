@@ -20,6 +20,7 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     _add_classify(commands)
     _add_squad(commands)
     _add_ner(commands)
+    _add_multiple_choice(commands)
     _add_tag(commands)
 
 
@@ -467,6 +468,43 @@ def _run_squad(args) -> int:
         print(f"wrote predictions for {summary['predictions']} questions to {config.output_dir}")
     for key, value in summary.get("metrics", {}).items():
         print(f"  {key} = {value:.4f}" if isinstance(value, float) else f"  {key} = {value}")
+    return 0
+
+
+def _add_multiple_choice(commands) -> None:
+    p = commands.add_parser(
+        "multiple-choice",
+        help="fine-tune BERT for multiple-choice reading comprehension (C3)",
+        description="Multiple-choice reading comprehension in the style of Google's run_classifier.py "
+        "(flags, outputs), as CLUE's C3 baseline (run_c3.py) does the task: --data-dir with C3's "
+        "c3-d-{train,dev,test}.json and c3-m-{train,dev,test}.json; each choice is read as [CLS] document "
+        "[SEP] question [SEP] choice [SEP], scored from its [CLS] vector, and a question's choices compete "
+        "in one softmax (questions with fewer choices are filled up with 无效答案, as CLUE's). Writes "
+        "eval_results.txt and eval_metrics.json (dev accuracy), test_results.tsv (each test question's "
+        "choice probabilities), submission_test.json (CLUE's: the chosen indexes) and the model as a "
+        "transformers BertForMultipleChoice in OUTPUT_DIR/model. Every option is a field of "
+        "bertdetr.bert.finetuning.multiple_choice.MultipleChoiceConfig.",
+    )
+    _finetune_options(p, "bertdetr.bert.finetuning.multiple_choice", "MultipleChoiceConfig")
+    p.set_defaults(func=_run_multiple_choice)
+
+
+def _run_multiple_choice(args) -> int:
+    from bertdetr.bert.finetuning.multiple_choice import MultipleChoiceConfig, run_multiple_choice
+
+    config = _fine_tuning_config(args, MultipleChoiceConfig)
+    summary = run_multiple_choice(config)
+    if not _main_rank():
+        return 0  # torchrun: the main process reports
+    for name, (path, questions) in summary["features"].items():
+        print(f"wrote {path}: {questions} questions")
+    _report_training(summary)
+    if "eval" in summary:
+        e = summary["eval"]
+        print(f"eval: accuracy {e['eval_accuracy']:.4f} over {e['num_examples']} questions, loss {e['eval_loss']:.4f}")
+    if "predictions" in summary:
+        print(f"answered {summary['predictions']} questions -> "
+              f"{os.path.join(config.output_dir, 'submission_test.json')}, test_results.tsv")
     return 0
 
 

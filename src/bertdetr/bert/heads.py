@@ -9,13 +9,16 @@ keeps every head next to ``BertModel``): Google's ``run_classifier.py`` and ``ru
 - ``BertForTokenClassification``: the sequence output, dropout, ``output_weights`` [K,D]: a label
   per token, for named entities (``token_classification_losses``; Google has no such program:
   transformers' head and loss).
+- ``BertForMultipleChoice``: each choice's pooled [CLS] vector, dropout, ``output_weights`` [1,D]:
+  a score per choice, softmax over a question's choices (``classification_losses``; CLUE's C3
+  baseline and transformers' head).
 
 Each loads and saves the directory transformers' class of the same name does (``from_pretrained``,
 ``save_pretrained``, through ``bertdetr.bert.weights``). The programs that fine-tune them, with
 Google's ``create_model`` that builds them, are ``bertdetr.bert.finetuning.classifier`` and
 ``bertdetr.bert.finetuning.squad``.
 
-Dimension letters: B batch, T sequence length, D hidden size, K labels.
+Dimension letters: B batch, T sequence length, D hidden size, K labels, C choices.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ from bertdetr.bert.weights import (
     SQUAD_WEIGHT,
     WeightsError,
     load_classifier_state,
+    load_multiple_choice_state,
     load_question_answering_state,
     load_token_classifier_state,
     read_labels,
     read_pretrained,
+    save_multiple_choice,
     save_question_answering,
     save_sequence_classifier,
     save_token_classifier,
@@ -265,5 +270,74 @@ class BertForTokenClassification(_LabelledHead):
         save_token_classifier(self, path)
 
 
+# ---- multiple choice (transformers' BertForMultipleChoice; CLUE's C3 baseline) ------------------
+
+
+class BertForMultipleChoice(nn.Module):
+    """A score per choice (C3's reading comprehension, SWAG): BERT's pooled output of each choice's
+    sequence, dropout (``hidden_dropout_prob``, as transformers' and CLUE's), ``output_weights``
+    [1,D] (truncated normal, stddev 0.02, as the other heads) and a zero ``output_bias`` [1]; the
+    scores of a question's choices are its logits.
+
+    ``forward(input_ids [B,C,T], input_mask [B,C,T], segment_ids [B,C,T], label_ids [B] | None)``
+    -> dict with ``logits [B,C]``, ``probabilities [B,C]`` and, with labels, ``loss`` (the mean
+    cross-entropy over questions) and ``per_example_loss [B]``. ``labels``: the choice indexes as
+    strings ("0" .. C-1, CLUE's label list). Saved and loaded as transformers'
+    ``BertForMultipleChoice`` directory; the number of choices is the data's, not the weights'.
+    """
+
+    def __init__(self, bert: BertModel, num_choices: int = 4):
+        super().__init__()
+        if num_choices < 2:
+            raise BertDetrError(f"a multiple-choice head needs at least 2 choices, got {num_choices}")
+        self.config = bert.config
+        self.bert = bert
+        self.num_choices = num_choices
+        self.dropout = nn.Dropout(bert.config.hidden_dropout_prob)
+        self.output_weights = nn.Parameter(torch.empty(1, bert.config.hidden_size))
+        self.output_bias = nn.Parameter(torch.zeros(1))
+        nn.init.trunc_normal_(self.output_weights, std=0.02, a=-0.04, b=0.04)
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(k) for k in range(self.num_choices)]
+
+    def check_label_ids(self, label_ids: torch.Tensor) -> None:
+        """Raises ``BertDetrError`` unless every label id is a choice index; reads the values, so
+        call it on host data before training."""
+        if label_ids.numel() and (int(label_ids.min()) < 0 or int(label_ids.max()) >= self.num_choices):
+            raise BertDetrError(f"label_ids outside [0, {self.num_choices}): the records were made for other choices")
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, label_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        B, C, T = input_ids.shape
+        flat = input_ids.reshape(B * C, T)
+        # Only the pooled [CLS] vector is read: the last layer is computed at [CLS] alone.
+        pooled = self.bert(flat, token_type_ids=None if segment_ids is None else segment_ids.reshape(B * C, T),
+                           attention_mask=None if input_mask is None else input_mask.reshape(B * C, T),
+                           output_positions=flat.new_zeros(B * C, 1)).pooled_output
+        logits = F.linear(self.dropout(pooled), self.output_weights, self.output_bias).reshape(B, C)
+        out = {"logits": logits, "probabilities": F.softmax(logits.float(), dim=-1)}
+        if label_ids is not None:
+            out.update(classification_losses(logits, label_ids))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None,
+                        num_choices: int = 4) -> "BertForMultipleChoice":
+        """Loads a HF-format ``BertForMultipleChoice`` directory, saved by transformers or by
+        ``save_pretrained``; a directory without the head is an error."""
+        found = read_pretrained(path, BertConfig, config)
+        model = cls(build_bert_model(found.config), num_choices)
+        if not load_multiple_choice_state(model, found.state, found.source, found.hf_config):
+            raise WeightsError(f"{found.source} is not a BertForMultipleChoice (no multiple-choice head); "
+                               "fine-tune it with bertdetr bert multiple-choice --init-checkpoint")
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Writes a HF-format directory that ``transformers.BertForMultipleChoice`` loads."""
+        save_multiple_choice(self, path)
+
+
 __all__ = ["BertForSequenceClassification", "classification_losses", "BertForQuestionAnswering", "squad_losses",
-           "BertForTokenClassification", "token_classification_losses"]
+           "BertForTokenClassification", "token_classification_losses", "BertForMultipleChoice"]

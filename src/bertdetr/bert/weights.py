@@ -515,3 +515,29 @@ def save_token_classifier(model, path: str | os.PathLike) -> None:
     _save_encoder_and_head(model, path, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, "BertForTokenClassification",
                            {"id2label": {str(i): label for i, label in enumerate(model.labels)},
                             "label2id": {label: i for i, label in enumerate(model.labels)}}, without=_POOLER)
+
+
+# ---- multiple choice (HF's BertForMultipleChoice; CLUE's C3 baseline) ---------------------------
+
+
+def load_multiple_choice_state(model, state: dict[str, torch.Tensor], source: str, hf_config: dict | None) -> bool:
+    """Loads HF-named ``state`` into a ``BertForMultipleChoice``: the encoder as
+    ``load_state_into`` (strict; a missing pooler is initialised with a warning), the head
+    (``classifier.*``, [1, D]) when the checkpoint is a multiple-choice model (``hf_config``'s
+    ``architectures``: a one-label sentence classifier has the same names and shapes, and is not
+    loaded as this head). Returns whether the head was loaded."""
+    state = dict(state)
+    if "BertForMultipleChoice" not in ((hf_config or {}).get("architectures") or []):
+        state.pop(CLASSIFIER_WEIGHT, None)
+        state.pop(CLASSIFIER_BIAS, None)
+    return _load_encoder_and_head(
+        model, state, source, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS,
+        lambda w: f"checkpoint {source}: {CLASSIFIER_WEIGHT} has shape {list(w.shape)}, a multiple-choice head for "
+                  f"hidden size {model.config.hidden_size} needs {list(model.output_weights.shape)}")
+
+
+def save_multiple_choice(model, path: str | os.PathLike) -> None:
+    """Writes ``config.json`` and ``model.safetensors`` as transformers'
+    ``BertForMultipleChoice.save_pretrained`` (``bert.*`` with the pooler, ``classifier.*``), each
+    file atomically."""
+    _save_encoder_and_head(model, path, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, "BertForMultipleChoice")

@@ -41,7 +41,7 @@ DETR_TRAIN = "detr train"
 # the fine-tuning commands record their config as <name>_config.json (their own resume rule:
 # bertdetr.bert.finetuning.finetune.run_checkpoint); known here so no trainer takes their folders for its own
 FINETUNE_CONFIGS = {"bert classify": "classify_config.json", "bert squad": "squad_config.json",
-                    "bert ner": "ner_config.json"}
+                    "bert ner": "ner_config.json", "bert multiple-choice": "multiple_choice_config.json"}
 
 RUN_FILES = ("train_config.json", "scalars.csv", "loss_curves.png", "eval_metrics.json", "eval_results.txt",
              "eval_detections.json", "best.json")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import time
 import warnings
@@ -197,6 +198,19 @@ def model_files(bert_config_file: str | None, vocab_file: str | None, init_check
     return bert_config, vocab_file
 
 
+def read_hf_config(directory: str | None) -> dict:
+    """``config.json`` of a model directory ({} when there is none or it is no directory)."""
+    path = os.path.join(directory, "config.json") if directory and os.path.isdir(directory) else None
+    if path is None or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            found = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BertDetrError(f"cannot read {path}: {e}") from None
+    return found if isinstance(found, dict) else {}
+
+
 def read_init_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], str]:
     """The HF-named float32 tensors of ``--init-checkpoint`` (a HF-format directory, or a Google TF
     checkpoint prefix, which needs TensorFlow) and the file they came from."""
@@ -234,14 +248,14 @@ HOST = torch.device("cpu")
 
 def take_batch(data: dict[str, torch.Tensor], index, device: torch.device,
                pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    """Rows ``index`` of the features ``data`` (tensors [N,T] or [N]) as a batch on ``device``
-    (int64), cut to the longest row's length rounded up to ``pad_to_multiple_of`` (at most T): the
-    columns that are padding in every row change no real token's output (the masked keys), so
-    they are not computed."""
+    """Rows ``index`` of the features ``data`` (tensors [N,T], [N,C,T] or [N]) as a batch on
+    ``device`` (int64), cut to the longest row's length rounded up to ``pad_to_multiple_of`` (at
+    most T): the columns that are padding in every row change no real token's output (the masked
+    keys), so they are not computed."""
     batch = {k: v[index] for k, v in data.items()}
-    longest = max(1, int(batch["input_mask"].sum(1).max()))
-    T = min(-(-longest // pad_to_multiple_of) * pad_to_multiple_of, batch["input_mask"].shape[1])
-    return {k: (v[:, :T] if v.dim() == 2 else v).to(device=device, dtype=torch.long) for k, v in batch.items()}
+    longest = max(1, int(batch["input_mask"].sum(-1).max()))
+    T = min(-(-longest // pad_to_multiple_of) * pad_to_multiple_of, batch["input_mask"].shape[-1])
+    return {k: (v[..., :T] if v.dim() >= 2 else v).to(device=device, dtype=torch.long) for k, v in batch.items()}
 
 
 def eval_batches(data: dict[str, torch.Tensor], batch_size: int, device) -> Iterator[dict[str, torch.Tensor]]:

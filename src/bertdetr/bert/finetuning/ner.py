@@ -31,8 +31,8 @@ import torch
 from bertdetr.bert.data.records import serialize_example, write_record
 from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
-                                               model_files, read_init_checkpoint, schedule, setup, start_model,
-                                               train_labelled)
+                                               model_files, read_hf_config, read_init_checkpoint, schedule, setup,
+                                               start_model, train_labelled)
 from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, cluener_label, get_label_list,
                                                read_cluener, read_conll, sentence_windows, windows_to_tensors)
 from bertdetr.bert.finetuning.ner_metrics import cluener_score, ner_metrics
@@ -104,19 +104,6 @@ class NerConfig(FinetuneConfig):
                                     f"--data-dir; {other}'s layout: {SET_FILES[other][name]})")
 
 
-def _hf_config(directory: str | None) -> dict:
-    """``config.json`` of a model directory ({} when there is none or it is no directory)."""
-    path = os.path.join(directory, "config.json") if directory and os.path.isdir(directory) else None
-    if path is None or not os.path.isfile(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            found = json.load(f)
-    except (OSError, ValueError) as e:
-        raise BertDetrError(f"cannot read {path}: {e}") from None
-    return found if isinstance(found, dict) else {}
-
-
 def _is_token_classifier(hf_config: dict) -> bool:
     return "BertForTokenClassification" in (hf_config.get("architectures") or [])
 
@@ -128,7 +115,7 @@ def _checkpoint_labels(config: NerConfig) -> list[str] | None:
     if last:
         return list(load_checkpoint(last)["labels"])
     for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
-        hf_config = _hf_config(d)
+        hf_config = read_hf_config(d)
         if _is_token_classifier(hf_config):
             return read_labels(d, hf_config=hf_config)
     return None
@@ -141,7 +128,7 @@ def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str]) -
     if not config.init_checkpoint:
         return model, False
     state, source = read_init_checkpoint(config.init_checkpoint)
-    hf_config = _hf_config(config.init_checkpoint)
+    hf_config = read_hf_config(config.init_checkpoint)
     head_loaded = load_token_classifier_state(model, state, source, hf_config)
     ckpt_labels = read_labels(config.init_checkpoint, hf_config=hf_config) if head_loaded else None
     if ckpt_labels and ckpt_labels != labels:

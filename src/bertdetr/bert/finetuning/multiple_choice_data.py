@@ -1,0 +1,193 @@
+"""The data half of ``bertdetr bert multiple-choice``: C3's files read into questions, and each
+question's choices made into features, as CLUE's baseline for C3 (``CLUEbenchmark/CLUE``,
+``baselines/models_pytorch/mrc_pytorch/run_c3.py``: ``c3Processor``, ``convert_examples_to_features``,
+``_truncate_seq_tuple``) makes them; checked against goldens made by that file
+(``tests/data/bert/c3/make_goldens.py``).
+
+**Files** (``--data-dir``, as C3 is distributed: ``c3_public.zip``): ``c3-d-{train,dev,test}.json``
+(dialogues) and ``c3-m-{train,dev,test}.json`` (mixed-genre texts), each a JSON list of documents
+``[[line, ...], [{"question", "choice": [...], "answer"}, ...], "<document id>"]``; the two kinds
+of a set are read together, dialogues first, as CLUE's. A set whose two files are both missing is
+an error; one of them alone is read.
+
+**Examples** (CLUE's): the document's lines joined by newlines, the question and each choice,
+lowercased (whatever ``--do-lower-case``: CLUE's reader lowercases them itself); fewer than
+``num_choices`` choices are filled up with "无效答案" ("invalid answer", CLUE's padding, which it
+says steadies training); the label is the index of the choice equal to the answer (the last such,
+as CLUE's loop leaves it). An answer that is none of the choices is an error naming the file,
+document and question (CLUE's would stop with a ``KeyError``); in the test set, where answers may
+be missing, such a question gets label 0.
+
+**Features**, one row per choice: ``[CLS] document [SEP] question [SEP] choice [SEP]``, segment 0
+up to the first [SEP] and 1 after; document, choice and question cut to fit, one token at a time
+from the longest (``_truncate_seq_tuple``).
+
+Dimension letters: N questions, C choices, T sequence length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from bertdetr.bert.data.tokenization import FullTokenizer
+from bertdetr.errors import BertDetrError
+from bertdetr.fileio import TextCheck
+
+__all__ = ["ChoiceExample", "C3_KINDS", "PAD_CHOICE", "read_c3", "c3_files", "_truncate_seq_tuple",
+           "convert_example_to_features", "examples_to_tensors"]
+
+C3_KINDS = ("d", "m")
+"""C3's two kinds of document, in CLUE's reading order: dialogues, then mixed-genre texts."""
+PAD_CHOICE = "无效答案"
+"""CLUE's filler for questions with fewer choices than the task's (\"invalid answer\")."""
+
+
+@dataclass
+class ChoiceExample:
+    """One question with its choices (CLUE's ``InputExample``s of one question: ``text_a`` the
+    document, ``text_c`` the question, ``text_b`` each choice)."""
+
+    guid: str
+    """``<set>-<question index>``, as CLUE's (which adds ``-<choice>`` per row)."""
+    context: str
+    """The document: its lines joined by newlines, lowercased."""
+    question: str
+    """The question, lowercased."""
+    choices: list[str]
+    """``num_choices`` choices, lowercased, filled up with ``PAD_CHOICE``."""
+    label: int
+    """The index of the right choice (0 for a test question without one)."""
+    question_id: str | None = None
+    """The question's ``id`` when the file has one, else ``<document id>-<question index>``."""
+    source: str = ""
+    """``file, document d, question q``: where it was read, for error messages."""
+
+
+def c3_files(data_dir: str, split: str) -> list[str]:
+    """The C3 files of ``split`` ("train", "dev", "test") in ``data_dir``, in CLUE's order; none is
+    an error naming what was looked for."""
+    paths = [os.path.join(data_dir, f"c3-{kind}-{split}.json") for kind in C3_KINDS]
+    found = [p for p in paths if os.path.isfile(p)]
+    if not found:
+        raise BertDetrError(f"no C3 {split} file in {data_dir} (looked for {' and '.join(map(os.path.basename, paths))})")
+    return found
+
+
+def _load_json(path: str):
+    check = TextCheck(path)
+    with open(path, "rb") as f:
+        text = check.decode(f.read(), 1)
+    check.finish()
+    try:
+        return json.loads(text.removeprefix("\ufeff"))
+    except ValueError as e:
+        raise BertDetrError(f"{path}: not JSON ({e})") from None
+
+
+def _document(doc, where: str) -> tuple[list[str], list[dict], str]:
+    if (not isinstance(doc, list) or len(doc) < 2 or not isinstance(doc[0], list)
+            or not all(isinstance(x, str) for x in doc[0]) or not isinstance(doc[1], list)):
+        raise BertDetrError(f"{where}: a C3 document is [[line, ...], [question, ...], id], got {str(doc)[:80]!r}")
+    return doc[0], doc[1], str(doc[2]) if len(doc) > 2 else ""
+
+
+def read_c3(paths: Iterable[str], set_type: str, num_choices: int = 4) -> list[ChoiceExample]:
+    """The questions of C3 files, as CLUE's ``c3Processor`` reads them (see the module's doc).
+    ``set_type``: "train", "dev" or "test" (only the test set may lack answers)."""
+    examples: list[ChoiceExample] = []
+    for path in paths:
+        data = _load_json(path)
+        if not isinstance(data, list):
+            raise BertDetrError(f"{path}: C3's file is a JSON list of documents, got a {type(data).__name__}")
+        for d, doc in enumerate(data):
+            lines, questions, doc_id = _document(doc, f"{path}, document {d}")
+            for q, item in enumerate(questions):
+                where = f"{path}, document {d} ({doc_id}), question {q}"
+                examples.append(_example(item, lines, doc_id, q, where, set_type, len(examples), num_choices))
+    return examples
+
+
+def _example(item, lines: list[str], doc_id: str, q: int, where: str, set_type: str, index: int,
+             num_choices: int) -> ChoiceExample:
+    if not isinstance(item, dict) or not isinstance(item.get("question"), str) or not isinstance(
+            item.get("choice"), list) or not all(isinstance(c, str) for c in item["choice"]):
+        raise BertDetrError(f"{where}: a question is {{\"question\": ..., \"choice\": [...], \"answer\": ...}}, "
+                            f"got {str(item)[:80]!r}")
+    choices = [c.lower() for c in item["choice"]]
+    if not 1 <= len(choices) <= num_choices:
+        raise BertDetrError(f"{where}: {len(choices)} choices; --num-choices is {num_choices}")
+    choices += [PAD_CHOICE] * (num_choices - len(choices))
+    answer = item.get("answer")
+    label = None
+    if isinstance(answer, str):
+        for k, choice in enumerate(choices):
+            if choice == answer.lower():
+                label = k  # the last equal choice, as CLUE's loop leaves it
+    if label is None:
+        if set_type != "test":
+            raise BertDetrError(f"{where}: the answer {answer!r} is none of the choices {item['choice']}")
+        label = 0
+    question_id = str(item["id"]) if "id" in item else f"{doc_id}-{q}"
+    return ChoiceExample(guid=f"{set_type}-{index}", context="\n".join(lines).lower(),
+                         question=item["question"].lower(), choices=choices, label=label,
+                         question_id=question_id, source=where)
+
+
+def _truncate_seq_tuple(tokens_a: list[str], tokens_b: list[str], tokens_c: list[str], max_length: int) -> None:
+    """CLUE's: cuts three sequences in place to ``max_length`` tokens in all, one token at a time
+    from the longest (ties: a, then b, then c)."""
+    while len(tokens_a) + len(tokens_b) + len(tokens_c) > max_length:
+        if len(tokens_a) >= len(tokens_b) and len(tokens_a) >= len(tokens_c):
+            tokens_a.pop()
+        elif len(tokens_b) >= len(tokens_a) and len(tokens_b) >= len(tokens_c):
+            tokens_b.pop()
+        else:
+            tokens_c.pop()
+
+
+def convert_example_to_features(example: ChoiceExample, max_seq_length: int, tokenizer: FullTokenizer
+                                ) -> dict[str, list[list[int]]]:
+    """One question's features, CLUE's rows of its choices: ``input_ids``, ``input_mask``,
+    ``segment_ids`` [C][max_seq_length] (zero-padded)."""
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "input_mask": [], "segment_ids": []}
+    tokens_q = tokenizer.tokenize(example.question)
+    tokens_ctx = tokenizer.tokenize(example.context)
+    for choice in example.choices:
+        tokens_a, tokens_b, tokens_c = list(tokens_ctx), tokenizer.tokenize(choice), list(tokens_q)
+        # [CLS], [SEP] after the document, between question and choice, and at the end: "- 4"
+        _truncate_seq_tuple(tokens_a, tokens_b, tokens_c, max_seq_length - 4)
+        second = [*tokens_c, "[SEP]", *tokens_b]
+        tokens = ["[CLS]", *tokens_a, "[SEP]", *second, "[SEP]"]
+        segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(second) + 1)
+        input_ids = tokenizer.convert_tokens_to_ids(tokens)
+        pad = max_seq_length - len(input_ids)
+        rows["input_ids"].append(input_ids + [0] * pad)
+        rows["input_mask"].append([1] * len(input_ids) + [0] * pad)
+        rows["segment_ids"].append(segment_ids + [0] * pad)
+    return rows
+
+
+def examples_to_tensors(examples: Iterable[ChoiceExample], max_seq_length: int, tokenizer: FullTokenizer,
+                        write: Callable[[dict], None] | None = None) -> dict[str, torch.Tensor]:
+    """Every question's features stacked: ``input_ids``, ``input_mask``, ``segment_ids`` [N,C,T]
+    (int32) and ``label_ids`` [N]; ``write`` (optional) sees each question's features (and its
+    ``label_ids``) as they are made."""
+    stacks: dict[str, list[np.ndarray]] = {"input_ids": [], "input_mask": [], "segment_ids": []}
+    labels = []
+    for example in examples:
+        rows = convert_example_to_features(example, max_seq_length, tokenizer)
+        if write is not None:
+            write({**rows, "label_ids": [example.label]})
+        for key, value in rows.items():
+            stacks[key].append(np.asarray(value, dtype=np.int32))
+        labels.append(example.label)
+    out = {k: torch.from_numpy(np.stack(v)) if v else torch.zeros((0, 0, max_seq_length), dtype=torch.int32)
+           for k, v in stacks.items()}
+    out["label_ids"] = torch.tensor(labels, dtype=torch.int32)
+    return out
