@@ -515,7 +515,7 @@ def _add_ner(commands) -> None:
         description="Named entities in the style of Google's run_classifier.py (flags, outputs), as "
         "transformers' run_ner.py does the task: --data-dir with train.txt, dev.txt, test.txt in CoNLL "
         "layout (a token and its tag a line, tab or space separated, a blank line between sentences; "
-        "Chinese one character a line), BIO or BIOES tags read from the data; or train.json, dev.json, "
+        "Chinese one character a line), BIO, BIOES or BMES tags read from the data; or train.json, dev.json, "
         "test.json in CLUENER2020's layout (a JSON line per text with its entities' offsets, read as "
         "CLUENER's baseline reads them: a character a word, BIOS tags). The first piece of each "
         "word carries its tag; long sentences are cut into windows so every word is tagged. Writes "

@@ -135,6 +135,25 @@ def test_tsv_processor_csv_and_tsv():
         TsvProcessor(d, text_a_column="text", label_column="sentiment").get_train_examples(d)
 
 
+def test_tsv_processor_json_lines(tmp_path):
+    """Own data as JSON lines (the layout of CLUE's files): fields by name, numeric labels as text,
+    a test file without the label field, a missing or non-text field named by line."""
+    rows = [{"id": 1, "review": "物流很快，质量不错", "stars": 5}, {"id": 2, "review": "用了两天就坏了", "stars": 1},
+            {"review": "还可以", "stars": 3, "extra": [1, 2]}]
+    _write(str(tmp_path / "train.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    _write(str(tmp_path / "test.json"), '{"review": "很好"}\n\n{"review": "一般"}\n')
+    p = TsvProcessor(str(tmp_path), text_a_column="review", label_column="stars")
+    assert p.get_labels() == ["1", "3", "5"]
+    assert [(e.text_a, e.label, e.source.rsplit("/", 1)[1]) for e in p.get_train_examples(str(tmp_path))] == [
+        ("物流很快，质量不错", "5", "train.jsonl:1"), ("用了两天就坏了", "1", "train.jsonl:2"), ("还可以", "3", "train.jsonl:3")]
+    assert [(e.text_a, e.label) for e in p.get_test_examples(str(tmp_path))] == [("很好", "1"), ("一般", "1")]
+    _write(str(tmp_path / "dev.jsonl"), '{"review": "好", "stars": 5}\n{"stars": 4}\n')
+    with pytest.raises(BertDetrError, match=r"dev\.jsonl:2: no 'review' field \(the line has 'stars'\)"):
+        TsvProcessor(str(tmp_path), text_a_column="review", label_column="stars").get_dev_examples(str(tmp_path))
+    with pytest.raises(BertDetrError, match=r"train\.jsonl:1: no column named 'text'"):
+        TsvProcessor(str(tmp_path), text_a_column="text", label_column="stars").get_train_examples(str(tmp_path))
+
+
 def _write(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

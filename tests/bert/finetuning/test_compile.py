@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bertdetr.bert.finetuning.classifier import create_model
-from bertdetr.bert.heads import BertForQuestionAnswering, BertForTokenClassification
+from bertdetr.bert.heads import BertForMultipleChoice, BertForQuestionAnswering, BertForTokenClassification
 from bertdetr.bert.model import BertConfig, build_bert_model
 from bertdetr.bert.weights import read_hf_weights
 from bertdetr.cli import main
@@ -37,6 +37,17 @@ def test_each_head_and_its_loss_are_one_graph(which):
     g = torch.Generator().manual_seed(1)
     batch = dict(input_ids=torch.randint(0, 50, (2, 8), generator=g), segment_ids=torch.zeros(2, 8, dtype=torch.long),
                  input_mask=torch.tensor([[1] * 8, [1] * 5 + [0] * 3]), **labels)
+    explained = torch._dynamo.explain(model)(**batch)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
+def test_the_multiple_choice_head_and_its_loss_are_one_graph():
+    model = BertForMultipleChoice(build_bert_model(_CONFIG), num_choices=3)
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(2, 3, 8, dtype=torch.long)
+    mask[1, :, 5:] = 0
+    batch = dict(input_ids=torch.randint(0, 50, (2, 3, 8), generator=g), segment_ids=torch.zeros(2, 3, 8, dtype=torch.long),
+                 input_mask=mask, label_ids=torch.tensor([0, 2]))
     explained = torch._dynamo.explain(model)(**batch)
     assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
 

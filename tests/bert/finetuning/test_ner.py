@@ -76,6 +76,25 @@ def test_metrics_equal_seqeval_on_any_tag_sequences(data):
     assert sorted(get_entities(y_true)) == sorted(seqeval_entities(y_true))
 
 
+BMES = st.sampled_from(["O", "B-PER", "M-PER", "E-PER", "S-PER", "B-LOC", "M-LOC", "E-LOC", "S-LOC", "M-ORG"])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=200, deadline=None, database=None)
+@given(data=st.data())
+def test_bmes_middles_count_as_seqeval_counts_inside_tags(data):
+    """BMES (ResumeNER, OntoNotes 4): M- is read as I-, so the scores are seqeval's of the same
+    tags with I- for M-."""
+    y_true = data.draw(st.lists(st.lists(BMES, min_size=1, max_size=12), min_size=1, max_size=5))
+    y_pred = [data.draw(st.lists(BMES, min_size=len(s), max_size=len(s))) for s in y_true]
+    as_i = [[[t.replace("M-", "I-") for t in s] for s in y] for y in (y_true, y_pred)]
+    ours = ner_metrics(y_true, y_pred)
+    assert ours["f1"] == pytest.approx(seqeval.metrics.f1_score(*as_i, zero_division=0))
+    assert ours["precision"] == pytest.approx(seqeval.metrics.precision_score(*as_i, zero_division=0))
+    assert sorted(get_entities(y_true)) == sorted(get_entities(as_i[0]))
+    assert get_entities(["B-PER", "M-PER", "M-PER", "E-PER", "S-LOC"]) == [("PER", 0, 3), ("LOC", 4, 4)]
+
+
 # --- files ------------------------------------------------------------------------------------------
 
 def test_conll_layouts(tmp_path):
@@ -88,13 +107,16 @@ def test_conll_layouts(tmp_path):
     test = tmp_path / "test.txt"
     test.write_text("张\n伟\n\n去\n")
     assert [(s.words, s.tags) for s in read_conll(test, tags_required=False)] == [(["张", "伟"], None), (["去"], None)]
+    bmes = tmp_path / "resume.txt"  # ResumeNER's BMES layout
+    bmes.write_text("高 B-NAME\n勇 E-NAME\n，\tO\n中 B-CONT\n国 M-CONT\n国 M-CONT\n籍 E-CONT\n")
+    assert read_conll(bmes)[0].tags[3:] == ["B-CONT", "M-CONT", "M-CONT", "E-CONT"]
 
 
 @pytest.mark.parametrize("text, line, message", [
     ("张 B-PER\n伟\n", 2, "has no tag"),
-    ("张 B-PER\n伟 M-PER\n", 2, "not of the BIO or BIOES scheme"),
-    ("张 PER\n", 1, "not of the BIO or BIOES scheme"),
-    ("张 B-\n", 1, "not of the BIO or BIOES scheme"),
+    ("张 B-PER\n伟 X-PER\n", 2, "not of the BIO, BIOES or BMES scheme"),
+    ("张 PER\n", 1, "not of the BIO, BIOES or BMES scheme"),
+    ("张 B-\n", 1, "not of the BIO, BIOES or BMES scheme"),
 ])
 def test_bad_conll_lines_are_named(tmp_path, text, line, message):
     path = tmp_path / "train.txt"
@@ -258,7 +280,7 @@ def test_bioes_tags_and_test_files_without_gold(bert_config, tmp_path):
 
 @pytest.mark.parametrize("name, text, message", [
     ("train.txt", "张 B-PER\n伟\n", "train.txt, line 2: '伟' has no tag"),
-    ("dev.txt", "张 B-PER\n伟 X-PER\n", "dev.txt, line 2: tag 'X-PER' is not of the BIO or BIOES scheme"),
+    ("dev.txt", "张 B-PER\n伟 X-PER\n", "dev.txt, line 2: tag 'X-PER' is not of the BIO, BIOES or BMES scheme"),
 ])
 def test_bad_input_exits_2_naming_file_and_line_and_writes_nothing(bert_config, tmp_path, capsys, name, text, message):
     data = tmp_path / "data"

@@ -155,3 +155,4 @@ def test_bioes_and_bios_labels_group_as_entities(both):
     assert groups("B-PER", "I-PER", "E-PER", "I-PER") == [("PER", 0, 3), ("PER", 3, 4)]
     assert groups("S-name", "B-name", "I-name", "S-address") == [("name", 0, 1), ("name", 1, 3), ("address", 3, 4)]
     assert groups("B-LOC", "I-LOC", "B-LOC", "I-ORG", "ORG") == [("LOC", 0, 2), ("LOC", 2, 3), ("ORG", 3, 5)]
+    assert groups("B-CONT", "M-CONT", "M-CONT", "E-CONT", "S-NAME") == [("CONT", 0, 4), ("NAME", 4, 5)]  # BMES

@@ -105,7 +105,8 @@ class ClassifierConfig(FinetuneConfig):
     """cola, mnli, mrpc, xnli (Google's processors); afqmc, tnews, iflytek, cmnli, ocnli, csl, wsc (CLUE's
     Chinese tasks, their JSON files); or tsv (``TsvProcessor``: a user's own files)."""
     data_dir: str
-    """The input data dir with the task's files: .tsv for GLUE, .json for CLUE, .tsv or .csv for tsv."""
+    """The input data dir with the task's files: .tsv for GLUE, .json for CLUE; for tsv, train, dev and
+    test as .tsv, .csv or .json/.jsonl (a JSON object a line)."""
     max_seq_length: int = 128
     """Total input length after WordPiece tokenization: longer inputs are cut, shorter padded."""
     do_eval: bool = False
@@ -115,7 +116,7 @@ class ClassifierConfig(FinetuneConfig):
     eval_batch_size: int = 8
     """Total batch size for eval."""
     text_a_column: str = "sentence"
-    """tsv task: the column of the first text."""
+    """tsv task: the column (a JSON file: the field) of the first text."""
     text_b_column: str | None = None
     """tsv task: the column of the second text (None: single-sentence task)."""
     label_column: str = "label"

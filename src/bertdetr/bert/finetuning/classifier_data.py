@@ -27,7 +27,7 @@ import torch
 from bertdetr.bert.data.records import serialize_example, write_record
 from bertdetr.bert.data.tokenization import FullTokenizer, convert_to_unicode
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import atomic_output
+from bertdetr.fileio import atomic_output, read_json_lines
 
 
 @dataclass
@@ -276,10 +276,11 @@ class ColaProcessor(DataProcessor):
 
 
 class TsvProcessor(DataProcessor):
-    """A user's own task: ``train``, ``dev`` and ``test`` files (``.tsv`` or ``.csv``) in the data
-    dir, each with a header line naming its columns; ``text_a``, the optional ``text_b`` and the
-    ``label`` columns are chosen by name (the test file may lack the label column). The labels are
-    those found in the training file, sorted (or given, e.g. by a fine-tuned model's config).
+    """A user's own task: ``train``, ``dev`` and ``test`` files (``.tsv``, ``.csv``, or ``.json`` /
+    ``.jsonl`` with a JSON object a line) in the data dir, each with a header line naming its columns
+    (a JSON file: the objects' fields); ``text_a``, the optional ``text_b`` and the ``label`` columns
+    are chosen by name (the test file may lack the label column). The labels are those found in
+    the training file, sorted (or given, e.g. by a fine-tuned model's config).
 
     A ``.tsv`` is read as Google reads GLUE (tabs, quote characters are text); a ``.csv`` as a
     spreadsheet writes it (commas, ``"``-quoted fields may hold commas and line breaks).
@@ -297,27 +298,39 @@ class TsvProcessor(DataProcessor):
         self.test_file = self._find("test")
 
     def _find(self, split: str) -> str:
-        for ext in (".tsv", ".csv"):
+        for ext in (".tsv", ".csv", ".json", ".jsonl"):
             if os.path.isfile(os.path.join(self.data_dir, split + ext)):
                 return split + ext
         return split + ".tsv"  # reading it will say it is missing
 
-    def _read(self, input_file: str) -> list[tuple[int, list[str]]]:
+    def _read_file(self, input_file: str) -> list[tuple[int, list[str]]]:
         if input_file.endswith(".csv"):
             return _read_rows(input_file, ",", '"')
+        if input_file.endswith((".json", ".jsonl")):
+            return self._read_json_rows(input_file)
         return self._read_tsv(input_file)
 
-    def get_train_examples(self, data_dir):
-        path = os.path.join(data_dir, self.train_file)
-        return self._create_examples(self._read(path), "train", path)
-
-    def get_dev_examples(self, data_dir):
-        path = os.path.join(data_dir, self.dev_file)
-        return self._create_examples(self._read(path), "dev", path)
-
-    def get_test_examples(self, data_dir):
-        path = os.path.join(data_dir, self.test_file)
-        return self._create_examples(self._read(path), "test", path)
+    def _read_json_rows(self, input_file: str) -> list[tuple[int, list[str]]]:
+        """A JSON-lines file as rows: a header of the wanted fields found in it (the label field may
+        be absent from a test file), then each object's values (numbers as text, as CLUE's files
+        give some labels); an object without one of them is an error naming the line."""
+        objects = read_json_lines(input_file)
+        wanted = [c for c in (self.text_a_column, self.text_b_column, self.label_column) if c is not None]
+        header = [c for c in wanted if any(c in obj for _, obj in objects)]
+        rows: list[tuple[int, list[str]]] = [(objects[0][0] if objects else 1, header)]
+        for n, obj in objects:
+            row = []
+            for name in header:
+                if name not in obj:
+                    raise BertDetrError(f"{input_file}:{n}: no {name!r} field (the line has "
+                                        f"{', '.join(map(repr, obj)) or 'none'})")
+                value = obj[name]
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    raise BertDetrError(f"{input_file}:{n}: field {name!r} is {value!r}, expected text (the "
+                                        f"line has {', '.join(map(repr, obj))})")
+                row.append(str(value))
+            rows.append((n, row))
+        return rows
 
     def get_labels(self) -> list[str]:
         if self.labels is None:

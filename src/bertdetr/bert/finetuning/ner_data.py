@@ -16,8 +16,9 @@ no entities; an entity overlapping another is overwritten by the one after it, a
 warning counts them). An entity whose text is not at its offsets is an error naming the file and
 line (CLUENER's baseline stops on an assertion).
 
-**Tags**: ``O``, or ``B-``/``I-`` (BIO) and ``E-``/``S-`` (BIOES) then a type; anything else is an
-error naming the file and line. The label list is read from the training data (sorted, as
+**Tags**: ``O``, or ``B-``/``I-`` (BIO) and ``E-``/``S-`` (BIOES) then a type, or ``M-`` for a
+middle token (BMES, as Chinese NER sets such as ResumeNER and OntoNotes 4's are tagged: read as
+``I-``); anything else is an error naming the file and line. The label list is read from the training data (sorted, as
 ``run_ner.py``'s ``get_label_list``) or from the fine-tuned model.
 
 **Windows**: each word is tokenized on its own (``FullTokenizer``); its first piece carries its
@@ -47,8 +48,8 @@ from bertdetr.fileio import TextCheck, read_json_lines
 __all__ = ["Sentence", "TAG_PATTERN", "read_conll", "read_cluener", "cluener_label", "get_label_list", "NerWindow", "sentence_windows",
            "windows_to_tensors", "IGNORE_INDEX"]
 
-TAG_PATTERN = re.compile(r"O|[BIES]-\S+")
-"""A tag of the BIO or BIOES scheme: ``O``, or a prefix, ``-`` and a type."""
+TAG_PATTERN = re.compile(r"O|[BIEMS]-\S+")
+"""A tag of the BIO, BIOES or BMES scheme: ``O``, or a prefix, ``-`` and a type."""
 
 IGNORE_INDEX = -100
 """The label of positions the loss and the predictions skip ([CLS], [SEP], later pieces, padding),
@@ -74,7 +75,7 @@ class Sentence:
 def read_conll(path: str | os.PathLike, tags_required: bool = True) -> list[Sentence]:
     """The sentences of a CoNLL file. ``tags_required`` False (the test set): a file whose every
     line is a token alone is read without tags. Errors name the file and line: a line with no tag
-    (in a file with tags), a tag outside BIO/BIOES."""
+    (in a file with tags), a tag outside BIO/BIOES/BMES."""
     path = os.fspath(path)
     check = TextCheck(path)
     sentences: list[Sentence] = []
@@ -100,8 +101,8 @@ def read_conll(path: str | os.PathLike, tags_required: bool = True) -> list[Sent
                                         "tag, tab or space separated; a blank line between sentences)")
                 tag = parts[-1]
                 if not TAG_PATTERN.fullmatch(tag):
-                    raise BertDetrError(f"{path}, line {n}: tag {tag!r} is not of the BIO or BIOES scheme (O, or "
-                                        "B-, I-, E-, S- and a type, e.g. B-PER)")
+                    raise BertDetrError(f"{path}, line {n}: tag {tag!r} is not of the BIO, BIOES or BMES scheme (O, "
+                                        "or B-, I-, M-, E-, S- and a type, e.g. B-PER)")
                 tags.append(tag)
             elif len(parts) > 1:
                 raise BertDetrError(f"{path}, line {n}: a token and a tag, but the file began with tokens alone "

@@ -8,7 +8,9 @@ with no ``B-`` before it still opens an entity (conlleval's lenient reading, whi
 against seqeval on generated, also ill-formed, sequences). A prediction counts when its chunk
 equals a gold chunk exactly. Sentences are joined with an ``O`` between them, as seqeval does.
 
-Tags: ``O``, or a prefix ``B``, ``I``, ``E``, ``S`` then ``-`` and the type (``B-PER``).
+Tags: ``O``, or a prefix ``B``, ``I``, ``E``, ``S`` then ``-`` and the type (``B-PER``). BMES's
+``M-`` (a middle token, as Chinese NER sets such as ResumeNER are tagged) is read as ``I-``: seqeval
+knows no ``M``, and its rules would end an entity at it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ __all__ = ["get_entities", "end_of_chunk", "start_of_chunk", "classification_rep
 
 
 def _split(tag: str) -> tuple[str, str]:
-    """(prefix, type): ``B-PER`` -> (``B``, ``PER``); ``O`` -> (``O``, ``_``), as seqeval reads them."""
-    return tag[:1], tag[1:].split("-", maxsplit=1)[-1] or "_"
+    """(prefix, type): ``B-PER`` -> (``B``, ``PER``); ``O`` -> (``O``, ``_``), as seqeval reads them;
+    ``M-PER`` -> (``I``, ``PER``)."""
+    prefix = tag[:1]
+    return "I" if prefix == "M" and tag[1:2] == "-" else prefix, tag[1:].split("-", maxsplit=1)[-1] or "_"
 
 
 def end_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:

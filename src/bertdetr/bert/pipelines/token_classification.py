@@ -176,12 +176,14 @@ class TokenClassificationPipeline(Pipeline):
     @staticmethod
     def get_tag(label: str) -> tuple[str, str]:
         """(prefix, type): "B" or "I" as transformers', and "S" and "E" of BIOES (and CLUENER's BIOS)
-        tags; a label without a prefix continues ("I"). transformers reads ``S-name`` and ``E-PER``
+        tags; BMES's "M" (a middle token) and a label without a prefix continue ("I"). transformers reads ``S-name`` and ``E-PER``
         as types of their own (so a BIOES model's ``B-PER E-PER`` comes out as two entities, two
         ``S-`` in a row as one): here ``S-`` is an entity of one token and ``E-`` ends the one
         before it, a departure only for such labels."""
         if label.startswith(("B-", "I-", "S-", "E-")):
             return label[0], label[2:]
+        if label.startswith("M-"):
+            return "I", label[2:]
         return "I", label
 
     def group_sub_entities(self, entities: list[dict]) -> dict:
