@@ -54,8 +54,8 @@ def test_reading_pads_lowercases_and_takes_the_last_equal_choice():
     assert dev[1].choices[-1] == PAD_CHOICE and dev[2].label == 2  # "海边" twice: CLUE's loop keeps the last
     train = read_c3(c3_files(C3, "train"), "train")
     assert "cpu" in train[-1].context and train[-1].choices[0] == "cpu"
-    test = read_c3(c3_files(C3, "test"), "test")
-    assert [t.question_id for t in test] == ["d-test-0", "m-test-0"]
+    assert [t.source.split("c3-")[1] for t in read_c3(c3_files(C3, "test"), "test")] == [
+        "d-test.json, document 0 (d5), question 0", "m-test.json, document 0 (m4), question 0"]
 
 
 @pytest.fixture(scope="module")

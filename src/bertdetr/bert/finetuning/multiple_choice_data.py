@@ -63,8 +63,6 @@ class ChoiceExample:
     """``num_choices`` choices, lowercased, filled up with ``PAD_CHOICE``."""
     label: int
     """The index of the right choice (0 for a test question without one)."""
-    question_id: str | None = None
-    """The question's ``id`` when the file has one, else ``<document id>-<question index>``."""
     source: str = ""
     """``file, document d, question q``: where it was read, for error messages."""
 
@@ -109,12 +107,11 @@ def read_c3(paths: Iterable[str], set_type: str, num_choices: int = 4) -> list[C
             lines, questions, doc_id = _document(doc, f"{path}, document {d}")
             for q, item in enumerate(questions):
                 where = f"{path}, document {d} ({doc_id}), question {q}"
-                examples.append(_example(item, lines, doc_id, q, where, set_type, len(examples), num_choices))
+                examples.append(_example(item, lines, where, set_type, len(examples), num_choices))
     return examples
 
 
-def _example(item, lines: list[str], doc_id: str, q: int, where: str, set_type: str, index: int,
-             num_choices: int) -> ChoiceExample:
+def _example(item, lines: list[str], where: str, set_type: str, index: int, num_choices: int) -> ChoiceExample:
     if not isinstance(item, dict) or not isinstance(item.get("question"), str) or not isinstance(
             item.get("choice"), list) or not all(isinstance(c, str) for c in item["choice"]):
         raise BertDetrError(f"{where}: a question is {{\"question\": ..., \"choice\": [...], \"answer\": ...}}, "
@@ -133,10 +130,8 @@ def _example(item, lines: list[str], doc_id: str, q: int, where: str, set_type: 
         if set_type != "test":
             raise BertDetrError(f"{where}: the answer {answer!r} is none of the choices {item['choice']}")
         label = 0
-    question_id = str(item["id"]) if "id" in item else f"{doc_id}-{q}"
     return ChoiceExample(guid=f"{set_type}-{index}", context="\n".join(lines).lower(),
-                         question=item["question"].lower(), choices=choices, label=label,
-                         question_id=question_id, source=where)
+                         question=item["question"].lower(), choices=choices, label=label, source=where)
 
 
 def _truncate_seq_tuple(tokens_a: list[str], tokens_b: list[str], tokens_c: list[str], max_length: int) -> None:
