@@ -1,5 +1,5 @@
 """The README's Chinese walk-through runs as written (whole-word pretraining data with jieba,
-pretraining, NER on CoNLL and CLUENER files, a CLUE classification task, C3 multiple choice, CMRC-style reading comprehension) and gives what it says."""
+pretraining, NER on CoNLL and CLUENER files, a CLUE classification task, C3 and CHID multiple choice, CMRC-style reading comprehension) and gives what it says."""
 
 import json
 import pathlib
@@ -26,7 +26,7 @@ def test_the_chinese_walk_through_runs_as_written(tmp_path, monkeypatch):
     commands = _commands()
     assert [c[:2] for c in commands] == [["bert", "make-data"], ["bert", "pretrain"], ["bert", "ner"],
                                          ["bert", "ner"], ["bert", "classify"], ["bert", "multiple-choice"],
-                                         ["bert", "tag"], ["bert", "squad"]]
+                                         ["bert", "multiple-choice"], ["bert", "tag"], ["bert", "squad"]]
     for args in commands:
         assert main([*args, "--no-progress"]) == 0, args
     ner = json.loads((tmp_path / "zh" / "ner" / "eval_metrics.json").read_text())
@@ -37,6 +37,8 @@ def test_the_chinese_walk_through_runs_as_written(tmp_path, monkeypatch):
     assert [t["id"] for t in tnews] == [0, 1, 2] and all(t["label"].isdigit() for t in tnews)
     c3 = json.loads((tmp_path / "zh" / "c3" / "eval_metrics.json").read_text())
     assert c3["num_examples"] == 3 and json.loads((tmp_path / "zh" / "c3" / "submission_test.json").read_text())
+    chid = json.loads((tmp_path / "zh" / "chid" / "dev_predictions.json").read_text())
+    assert sorted(chid) == ["#idiom000005#", "#idiom000006#", "#idiom000007#"]
     tagged = [json.loads(line) for line in (tmp_path / "zh" / "entities.jsonl").read_text(encoding="utf-8").splitlines()]
     corpus = (ROOT / "tests" / "data" / "bert" / "zh" / "corpus_zh.txt").read_text(encoding="utf-8").splitlines()
     assert [t["text"] for t in tagged] == corpus

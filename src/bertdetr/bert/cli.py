@@ -474,18 +474,22 @@ def _run_squad(args) -> int:
 def _add_multiple_choice(commands) -> None:
     p = commands.add_parser(
         "multiple-choice",
-        help="fine-tune BERT for multiple-choice reading comprehension (C3)",
+        help="fine-tune BERT for multiple-choice reading comprehension (CLUE's C3, CHID)",
         description="Multiple-choice reading comprehension in the style of Google's run_classifier.py "
-        "(flags, outputs), as CLUE's C3 baseline (run_c3.py) does the task: --data-dir with C3's "
+        "(flags, outputs), as CLUE's baselines do the tasks. --task c3 (run_c3.py): --data-dir with C3's "
         "c3-d-{train,dev,test}.json and c3-m-{train,dev,test}.json; each choice is read as [CLS] document "
-        "[SEP] question [SEP] choice [SEP], scored from its [CLS] vector, and a question's choices compete "
-        "in one softmax (questions with fewer choices are filled up with 无效答案, as CLUE's). Writes "
+        "[SEP] question [SEP] choice [SEP] (questions with fewer choices are filled up with 无效答案). --task "
+        "chid (run_multichoice_mrc.py, the idiom cloze): train.json, dev.json, test.json with "
+        "train_answer.json, dev_answer.json; each candidate idiom is read as [CLS] idiom [SEP] the text "
+        "around the blank [SEP], and each line's candidates are given out once over its blanks. Each choice "
+        "is scored from its [CLS] vector and a question's choices compete in one softmax. Writes "
         "eval_results.txt and eval_metrics.json (dev accuracy), test_results.tsv (each test question's "
-        "choice probabilities), submission_test.json (CLUE's: the chosen indexes) and the model as a "
-        "transformers BertForMultipleChoice in OUTPUT_DIR/model. Every option is a field of "
-        "bertdetr.bert.finetuning.multiple_choice.MultipleChoiceConfig.",
+        "choice probabilities), CLUE's answers (C3: submission_test.json; CHID: test_predictions.json and "
+        "dev_predictions.json) and the model as a transformers BertForMultipleChoice in OUTPUT_DIR/model. "
+        "Every option is a field of bertdetr.bert.finetuning.multiple_choice.MultipleChoiceConfig.",
     )
-    _finetune_options(p, "bertdetr.bert.finetuning.multiple_choice", "MultipleChoiceConfig")
+    _finetune_options(p, "bertdetr.bert.finetuning.multiple_choice", "MultipleChoiceConfig",
+                      choices={"task": ["c3", "chid"]})
     p.set_defaults(func=_run_multiple_choice)
 
 
@@ -503,8 +507,9 @@ def _run_multiple_choice(args) -> int:
         e = summary["eval"]
         print(f"eval: accuracy {e['eval_accuracy']:.4f} over {e['num_examples']} questions, loss {e['eval_loss']:.4f}")
     if "predictions" in summary:
-        print(f"answered {summary['predictions']} questions -> "
-              f"{os.path.join(config.output_dir, 'submission_test.json')}, test_results.tsv")
+        name = "submission_test.json" if config.task == "c3" else "test_predictions.json"
+        print(f"answered {summary['predictions']} questions -> {os.path.join(config.output_dir, name)}, "
+              "test_results.tsv")
     return 0
 
 

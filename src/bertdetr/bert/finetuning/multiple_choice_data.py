@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -168,17 +168,14 @@ def convert_example_to_features(example: ChoiceExample, max_seq_length: int, tok
     return rows
 
 
-def examples_to_tensors(examples: Iterable[ChoiceExample], max_seq_length: int, tokenizer: FullTokenizer,
-                        write: Callable[[dict], None] | None = None) -> dict[str, torch.Tensor]:
+def examples_to_tensors(examples: Iterable[ChoiceExample], max_seq_length: int,
+                        tokenizer: FullTokenizer) -> dict[str, torch.Tensor]:
     """Every question's features stacked: ``input_ids``, ``input_mask``, ``segment_ids`` [N,C,T]
-    (int32) and ``label_ids`` [N]; ``write`` (optional) sees each question's features (and its
-    ``label_ids``) as they are made."""
+    (int32) and ``label_ids`` [N]."""
     stacks: dict[str, list[np.ndarray]] = {"input_ids": [], "input_mask": [], "segment_ids": []}
     labels = []
     for example in examples:
         rows = convert_example_to_features(example, max_seq_length, tokenizer)
-        if write is not None:
-            write({**rows, "label_ids": [example.label]})
         for key, value in rows.items():
             stacks[key].append(np.asarray(value, dtype=np.int32))
         labels.append(example.label)
