@@ -167,3 +167,20 @@ def test_bad_input_exits_2_naming_file_document_and_question(zh_bert_config, tmp
 def test_missing_files_are_named(zh_bert_config, tmp_path, capsys):
     assert main(_args(tmp_path, tmp_path / "out", zh_bert_config, "--do-eval")) == 2
     assert "no C3 dev file" in capsys.readouterr().err
+
+
+def test_stopped_and_resumed_equals_uninterrupted_with_a_loader_worker(zh_bert_config, tmp_path):
+    """[N,C,T] batches through the step loader's worker, a stop and --resume: the weights of an
+    uninterrupted run."""
+    common = ("--do-train", "--train-batch-size", "2", "--num-train-epochs", "2", "--learning-rate", "1e-3",
+              "--num-workers", "1", "--save-checkpoints-steps", "3", "--pad-to-multiple-of", "8")
+    stopped = tmp_path / "stopped"
+    assert main(_args(C3, stopped, zh_bert_config, *common, "--stop-at-step", "3")) == 0
+    assert not (stopped / "model").exists()
+    assert main(_args(C3, stopped, zh_bert_config, *common, "--resume")) == 0
+    whole = tmp_path / "whole"
+    assert main(_args(C3, whole, zh_bert_config, *common)) == 0
+    a = BertForMultipleChoice.from_pretrained(stopped / "model").state_dict()
+    b = BertForMultipleChoice.from_pretrained(whole / "model").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
