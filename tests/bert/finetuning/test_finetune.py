@@ -266,5 +266,5 @@ def test_eval_every_logs_the_dev_metrics_and_leaves_the_training_as_it_was(tmp_p
     capsys.readouterr()
     args = [a for a in _ner_args(tmp_path, tmp_path / "bad", "--eval-every", "3") if a != "--do-eval"]
     assert main(args) == 2 and "--eval-every evaluates on the dev set while training" in capsys.readouterr().err
-    with pytest.raises(BertDetrError, match="bert classify and bert ner, with --do-eval"):  # (squad: no do_eval)
+    with pytest.raises(BertDetrError, match="bert classify, ner and multiple-choice, with --do-eval"):  # (squad: no do_eval)
         FinetuneConfig(output_dir="unused", max_seq_length=8, eval_every=3)

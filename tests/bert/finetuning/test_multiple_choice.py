@@ -20,6 +20,7 @@ from bertdetr.bert.heads import BertForMultipleChoice, BertForSequenceClassifica
 from bertdetr.bert.model import BertConfig, build_bert_model
 from bertdetr.bert.weights import WeightsError
 from bertdetr.cli import main
+from bertdetr.errors import BertDetrError
 from tests.bert.finetuning.conftest import VOCAB_ZH
 
 C3 = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert", "c3")
@@ -184,3 +185,19 @@ def test_stopped_and_resumed_equals_uninterrupted_with_a_loader_worker(zh_bert_c
     b = BertForMultipleChoice.from_pretrained(whole / "model").state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def test_task_defaults_and_bad_options(tmp_path):
+    from bertdetr.bert.finetuning.multiple_choice import MultipleChoiceConfig
+
+    c3 = MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, do_eval=True)
+    assert (c3.max_seq_length, c3.num_choices) == (512, 4)  # CLUE's run_c3.py
+    chid = os.path.join(os.path.dirname(C3), "chid")
+    assert (lambda c: (c.max_seq_length, c.num_choices))(MultipleChoiceConfig(
+        output_dir=str(tmp_path / "o"), data_dir=chid, task="chid", do_eval=True)) == (64, 10)  # run_multichoice_mrc.py
+    with pytest.raises(BertDetrError, match="--task 'race': choose c3 or chid"):
+        MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, task="race", do_eval=True)
+    with pytest.raises(BertDetrError, match="--num_choices must be >= 2"):
+        MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, num_choices=1, do_eval=True)
+    with pytest.raises(BertDetrError, match="--max_seq_length must be >= 1"):
+        MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, max_seq_length=0, do_eval=True)

@@ -4,8 +4,8 @@ with (``start_model``: Google's rule for the output dir), the training loop (Goo
 ``create_optimizer``: AdamWeightDecay, weight decay 0.01, warmup then linear decay, gradients
 clipped to global norm 1.0), resumable to the step, then the exported model.
 
-Each program keeps its own head, features and batches (``classifier.py``, ``squad.py``) and passes
-them in. The run's folder, scalars, progress bar, checkpoints and teardown are the scaffold every
+Each program keeps its own head, features and batches (``classifier.py``, ``squad.py``, ``ner.py``,
+``multiple_choice.py``) and passes them in. The run's folder, scalars, progress bar, checkpoints and teardown are the scaffold every
 trainer shares (``bertdetr.training.run``).
 """
 
@@ -41,8 +41,8 @@ from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, ra
 @dataclass(kw_only=True)
 class FinetuneConfig:
     """The flags both of Google's fine-tuning programs have (same names and defaults), plus this
-    program's own; ``ClassifierConfig`` and ``SquadConfig`` extend it (keyword-only fields, so
-    theirs without defaults may follow these)."""
+    program's own; ``ClassifierConfig``, ``SquadConfig``, ``NerConfig`` and ``MultipleChoiceConfig``
+    extend it (keyword-only fields, so theirs without defaults may follow these)."""
 
     output_dir: str
     """Features (*.tf_record), checkpoints, results and the fine-tuned model (model/)."""
@@ -102,7 +102,7 @@ class FinetuneConfig:
     compile_mode: str = "default"
     """torch.compile's mode: default, reduce-overhead (CUDA graphs: one per batch length, see pad_to_multiple_of), max-autotune, max-autotune-no-cudagraphs."""
     pad_to_multiple_of: int = 1
-    """classify and ner: training batches are cut to their longest row rounded up to a multiple of this (1: the longest row; e.g. 32 bounds the batch lengths, and reduce-overhead's CUDA graphs, to max_seq_length / 32; the same numbers). squad's windows are always full length."""
+    """classify, ner and multiple-choice: training batches are cut to their longest row rounded up to a multiple of this (1: the longest row; e.g. 32 bounds the batch lengths, and reduce-overhead's CUDA graphs, to max_seq_length / 32; the same numbers). squad's windows are always full length."""
     max_non_finite_steps: int = 1
     """Steps in a row with a non-finite loss or gradient that stop the run (each is skipped on the device, weights untouched, and reported at the next logged step)."""
     num_workers: int | None = None
@@ -112,7 +112,7 @@ class FinetuneConfig:
     log_every: int = 10
     """Log the training loss every this many steps (scalars.csv)."""
     eval_every: int = 0
-    """classify and ner with --do-eval: also evaluate on the dev set every this many training steps, logged as eval_* scalars (0: after training only, as Google's programs)."""
+    """classify, ner and multiple-choice with --do-eval: also evaluate on the dev set every this many training steps, logged as eval_* scalars (0: after training only, as Google's programs)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -122,9 +122,10 @@ class FinetuneConfig:
         require_at_least(self, ("max_seq_length", "train_batch_size", "predict_batch_size", "save_checkpoints_steps",
                                 "log_every", "stop_at_step", "num_threads", "pad_to_multiple_of"), 1, "--")
         require_at_least(self, ("keep_checkpoint_max", "num_workers", "eval_every"), 0, "--")
-        # (do_eval: classify's and ner's; squad has no dev set to evaluate during training)
+        # (do_eval: classify's, ner's and multiple-choice's; squad has no dev set to evaluate during training)
         require(not self.eval_every or getattr(self, "do_eval", False),
-                "--eval-every evaluates on the dev set while training: bert classify and bert ner, with --do-eval")
+                "--eval-every evaluates on the dev set while training: bert classify, ner and multiple-choice, "
+                "with --do-eval")
         require_at_least(self, ("grad_accum", "max_non_finite_steps"), 1, "--")
         check_profile_steps(self.profile_steps, "--profile-steps")
         require(compile_mode_error(self.compile_mode, "--compile-mode") is None,

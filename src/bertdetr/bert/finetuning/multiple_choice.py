@@ -83,13 +83,13 @@ class MultipleChoiceConfig(FinetuneConfig):
         require_field_types(self, "--")
         if not (self.do_train or self.do_eval or self.do_predict):
             raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
-        super().__post_init__()
-        require_at_least(self, ("eval_batch_size",), 1, "--")
         if self.task not in TASK_DEFAULTS:
             raise BertDetrError(f"--task {self.task!r}: choose c3 or chid")
         default_length, default_choices = TASK_DEFAULTS[self.task]
-        self.max_seq_length = self.max_seq_length or default_length
-        self.num_choices = self.num_choices or default_choices
+        self.max_seq_length = default_length if self.max_seq_length is None else self.max_seq_length
+        self.num_choices = default_choices if self.num_choices is None else self.num_choices
+        super().__post_init__()
+        require_at_least(self, ("eval_batch_size",), 1, "--")
         require_at_least(self, ("num_choices",), 2, "--")
         if self.max_seq_length < (8 if self.task == "chid" else 5):
             raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for the task's "
