@@ -195,6 +195,10 @@ def test_task_defaults_and_bad_options(tmp_path):
     chid = os.path.join(os.path.dirname(C3), "chid")
     assert (lambda c: (c.max_seq_length, c.num_choices))(MultipleChoiceConfig(
         output_dir=str(tmp_path / "o"), data_dir=chid, task="chid", do_eval=True)) == (64, 10)  # run_multichoice_mrc.py
+    with pytest.raises(BertDetrError, match="holds CHID's files \\(train_answer.json\\), not C3's: --task chid"):
+        MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=chid, do_eval=True)
+    with pytest.raises(BertDetrError, match="holds C3's files \\(c3-d-train.json\\), not CHID's: --task c3"):
+        MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, task="chid", do_eval=True)
     with pytest.raises(BertDetrError, match="--task 'race': choose c3 or chid"):
         MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, task="race", do_eval=True)
     with pytest.raises(BertDetrError, match="--num_choices must be >= 2"):

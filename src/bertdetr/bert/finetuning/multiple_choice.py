@@ -96,6 +96,13 @@ class MultipleChoiceConfig(FinetuneConfig):
                                 "[CLS] ... [SEP] rows")
         if not os.path.isdir(self.data_dir):
             raise BertDetrError(f"data dir not found: {self.data_dir}")
+        # a file only the task's own layout has, to say which --task a folder of the other wants
+        marks = {"c3": "c3-d-train.json", "chid": "train_answer.json"}
+        other = "chid" if self.task == "c3" else "c3"
+        if (not os.path.isfile(os.path.join(self.data_dir, marks[self.task]))
+                and os.path.isfile(os.path.join(self.data_dir, marks[other]))):
+            raise BertDetrError(f"{self.data_dir} holds {other.upper()}'s files ({marks[other]}), not "
+                                f"{self.task.upper()}'s: --task {other}")
         for wanted, name in ((self.do_train, "train"), (self.do_eval, "eval"), (self.do_predict, "predict")):
             if wanted and self.task == "c3":
                 c3_files(self.data_dir, SPLITS[name])
