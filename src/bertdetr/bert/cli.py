@@ -306,6 +306,10 @@ def _add_tag(commands) -> None:
                    help="read lines longer than the model in windows overlapping by this many tokens (default: "
                    "cut at the model's length)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="lines per forward pass")
+    p.add_argument("--format", choices=["pipeline", "cluener"], default="pipeline",
+                   help="pipeline: the lines above; cluener: CLUENER2020's layout, line i {\"id\": i, \"text\": "
+                   "line i, \"label\": {type: {entity text: [[first, last]]}}} (character offsets, the last "
+                   "included), as bert ner --data-format cluener reads and writes it")
     add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
     p.set_defaults(func=_run_tag)
 
@@ -316,6 +320,10 @@ def _run_tag(args) -> int:
     from bertdetr.bert.pipelines import pipeline
     from bertdetr.fileio import atomic_output
 
+    if args.format == "cluener" and args.aggregation == "none":
+        from bertdetr.errors import BertDetrError
+
+        raise BertDetrError("--format cluener writes entities: give an --aggregation other than none")
     lines = _input_lines(args.input_file, args.output)
     tagger = pipeline("token-classification", args.model, aggregation_strategy=args.aggregation, stride=args.stride,
                       batch_size=args.batch_size)
@@ -330,16 +338,25 @@ def _run_tag(args) -> int:
     with atomic_output(args.output, "w") as f:
         for first in range(0, len(lines), chunk):
             part = lines[first:first + chunk]
-            for line, found_here in zip(part, tagger(part)):
+            for i, (line, found_here) in enumerate(zip(part, tagger(part)), first):
                 rows = [{**e, "span": line[e["start"]:e["end"]]} for e in found_here]
                 found += len(rows)
-                f.write(json.dumps({"text": line, "entities": rows}, ensure_ascii=False) + "\n")
+                f.write(json.dumps(_cluener_line(i, line, rows) if args.format == "cluener" else
+                                   {"text": line, "entities": rows}, ensure_ascii=False) + "\n")
             if bar is not None:
                 bar.update(len(part))
     if bar is not None:
         bar.close()
     print(f"wrote {args.output}: {found} entities in {len(lines)} lines ({args.aggregation})")
     return 0
+
+
+def _cluener_line(index: int, text: str, entities: list[dict]) -> dict:
+    """A tagged line in CLUENER2020's layout: its entities by type and text, [first, last] offsets."""
+    label: dict = {}
+    for e in entities:
+        label.setdefault(e["entity_group"], {}).setdefault(e["span"], []).append([e["start"], e["end"] - 1])
+    return {"id": index, "text": text, "label": label}
 
 
 def _input_lines(path: str, output: str) -> list[str]:

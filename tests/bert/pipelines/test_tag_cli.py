@@ -74,3 +74,25 @@ def test_tag_reads_utf8_with_a_bom_and_refuses_gbk(folders, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "gbk.txt is not UTF-8 text" in err and "iconv -f GBK -t UTF-8" in err
         assert not (tmp_path / "x.out").exists()
+
+
+def test_tag_in_clueners_layout_reads_back_as_bert_ner_data(folders, tmp_path, capsys):
+    from bertdetr.bert.finetuning.ner_data import read_cluener
+
+    text = tmp_path / "raw.txt"
+    text.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    out = tmp_path / "cluener.json"
+    assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out),
+                 "--format", "cluener", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    expected = pipeline("ner", folders["ner"], device="cpu")(LINES, aggregation_strategy="simple")
+    assert [r["id"] for r in rows] == list(range(len(LINES))) and [r["text"] for r in rows] == LINES
+    for row, want in zip(rows, expected):
+        got = sorted((t, s, a, b + 1) for t, spans in row["label"].items() for s, offs in spans.items() for a, b in offs)
+        assert got == sorted((e["entity_group"], row["text"][e["start"]:e["end"]], e["start"], e["end"]) for e in want)
+    kept = tmp_path / "kept.json"  # bert ner's reader refuses an empty text (the blank line)
+    kept.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if r["text"]), encoding="utf-8")
+    assert [s.entities or {} for s in read_cluener(kept)] == [r["label"] for r in rows if r["text"]]
+    assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out),
+                 "--format", "cluener", "--aggregation", "none"]) == 2
+    assert "--format cluener writes entities" in capsys.readouterr().err
