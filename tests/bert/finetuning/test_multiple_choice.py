@@ -205,3 +205,30 @@ def test_task_defaults_and_bad_options(tmp_path):
         MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, num_choices=1, do_eval=True)
     with pytest.raises(BertDetrError, match="--max_seq_length must be >= 1"):
         MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, max_seq_length=0, do_eval=True)
+
+
+def test_two_processes_train_as_one_with_their_global_batch(tmp_path):
+    """torchrun with 2 processes of 2 questions each = one process with 2 micro-batches of 2 (no
+    dropout: the same arithmetic up to the order of sums)."""
+    import subprocess
+    import sys
+
+    from tests.bert.finetuning.test_finetune import _bert_config
+
+    config = _bert_config(tmp_path)
+    common = ("--do-train", "--do-eval", "--num-train-epochs", "2", "--learning-rate", "1e-3", "--device", "cpu")
+    one = tmp_path / "one"
+    assert main(_args(C3, one, config, *common, "--train-batch-size", "2", "--grad-accum", "2")) == 0
+    two = tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "bertdetr.cli", *_args(C3, two, config, *common, "--train-batch-size", "2")],
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = BertForMultipleChoice.from_pretrained(one / "model").state_dict()
+    b = BertForMultipleChoice.from_pretrained(two / "model").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4, msg=key)
+    ma, mb = (json.loads((d / "eval_metrics.json").read_text()) for d in (one, two))
+    assert mb["global_step"] == ma["global_step"] == 3  # int(7 questions / 4 * 2 epochs)
+    assert mb["eval_accuracy"] == ma["eval_accuracy"]
