@@ -196,6 +196,7 @@ def convert_examples_to_features(examples: Sequence[ChidExample], tokenizer: Ful
               for k in ("input_ids", "input_mask", "segment_ids")}
     labels = np.zeros(N, np.int32)
     pieces: dict[tuple[int, int], list[str]] = {}
+    idioms: dict[str, list[str]] = {}
     for n, example in enumerate(examples):
         if len(example.options) > max_num_choices:
             raise BertDetrError(f"line {example.example_id + 1}: {len(example.options)} candidates; --num-choices is "
@@ -210,7 +211,9 @@ def convert_examples_to_features(examples: Sequence[ChidExample], tokenizer: Ful
         tokens_l = tokens_l[-len(tmp_l):]
         tokens_r = _masked(tmp_r, example.tag)[:len(tmp_r)]
         for c, option in enumerate(example.options):
-            tokens = ["[CLS]", *tokenizer.tokenize(option), "[SEP]", *tokens_l, "[unused1]", *tokens_r, "[SEP]"]
+            if option not in idioms:  # some thousands of idioms, each candidate of many blanks
+                idioms[option] = tokenizer.tokenize(option)
+            tokens = ["[CLS]", *idioms[option], "[SEP]", *tokens_l, "[unused1]", *tokens_r, "[SEP]"]
             if len(tokens) > max_seq_length:
                 raise BertDetrError(f"line {example.example_id + 1}, blank {example.tag}: candidate {option!r} makes "
                                     f"{len(tokens)} tokens, over --max-seq-length {max_seq_length} (CLUE's counts 4 "
