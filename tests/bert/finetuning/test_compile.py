@@ -124,3 +124,24 @@ def test_batches_cut_to_their_longest_row_compile_once_more_then_reuse_the_dynam
         optimizer.zero_grad(set_to_none=True)
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs == [2, 3, 3, 3, 3, 3]
+
+
+def test_multiple_choice_batches_of_other_lengths_reuse_one_dynamic_graph(monkeypatch):
+    """[B,C,T] batches cut to their longest row: as the classifier's, one more compile with T
+    dynamic, then reused."""
+    from torch._dynamo.utils import counters
+
+    _aot_eager(monkeypatch)
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    net = torch.compile(BertForMultipleChoice(build_bert_model(_CONFIG), num_choices=3))
+    graphs, g = [], torch.Generator().manual_seed(1)
+    for length in (9, 16, 5, 12):
+        mask = torch.ones(2, 3, length, dtype=torch.long)
+        mask[1, :, length // 2:] = 0
+        out = net(input_ids=torch.randint(0, 50, (2, 3, length), generator=g), input_mask=mask,
+                  segment_ids=torch.zeros(2, 3, length, dtype=torch.long), label_ids=torch.tensor([0, 2]))
+        out["loss"].backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [1, 2, 2, 2]
