@@ -73,9 +73,10 @@ class MultipleChoiceConfig(FinetuneConfig):
     """Choices per question (C3: fewer are filled up with "无效答案"; CHID: candidates per line); None:
     CLUE's, 4 for C3, 10 for CHID."""
     do_eval: bool = False
-    """Evaluate on the dev files (eval_results.txt, eval_metrics.json: accuracy)."""
+    """Evaluate on the dev files (eval_results.txt, eval_metrics.json: accuracy; CHID also dev_predictions.json)."""
     do_predict: bool = False
-    """Answer the test files (test_results.tsv: probabilities; submission_test.json: CLUE's answers)."""
+    """Answer the test files (test_results.tsv: probabilities; CLUE's answers: C3 submission_test.json,
+    CHID test_predictions.json)."""
     eval_batch_size: int = 8
     """Questions per batch for eval."""
 
