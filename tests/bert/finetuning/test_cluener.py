@@ -59,8 +59,8 @@ def test_tags_give_back_every_label_of_the_data():
 
 
 def test_lines_without_label_test_files_ids_and_a_byte_order_mark(tmp_path):
-    train = read_cluener(_write(tmp_path / "t.json", {"text": "下雨了"}, EXAMPLE))
-    assert train[0].tags == ["O"] * 3 and train[1].key == 1
+    train = read_cluener(_write(tmp_path / "t.json", {"text": "下雨了"}, EXAMPLE, {"text": "晴", "label": None}))
+    assert train[0].tags == ["O"] * 3 and train[1].key == 1 and train[2].tags == ["O"]
     test = read_cluener(os.path.join(CLUENER, "test.json"), tags_required=False)
     assert all(s.tags is None for s in test) and [s.key for s in test] == list(range(21))
     assert "".join(test[-1].words) == "我用iPad 看了一部电影"  # a space is a character like any other

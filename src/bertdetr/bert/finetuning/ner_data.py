@@ -160,7 +160,7 @@ def read_cluener(path: str | os.PathLike, tags_required: bool = True) -> list[Se
             raise BertDetrError(f"{where}: empty 'text'")
         tags = None
         if has_tags:
-            tags, overlapped = _span_tags(text, obj.get("label", {}), where)
+            tags, overlapped = _span_tags(text, obj.get("label") or {}, where)  # null: none, as CLUENER's
             overlaps += overlapped
         sentences.append(Sentence(list(text), tags, n, key=obj.get("id", index), entities=obj.get("label")))
     if overlaps:
