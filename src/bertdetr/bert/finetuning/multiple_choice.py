@@ -217,7 +217,7 @@ def run_multiple_choice(config: MultipleChoiceConfig) -> dict:
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
     labels = [str(k) for k in range(config.num_choices)]  # CLUE's c3Processor.get_labels
-    chid = {name: examples for name, examples in sets.items()} if config.task == "chid" else {}
+    chid = sets if config.task == "chid" else {}  # CHID's answers are decoded from its examples' blanks
 
     summary: dict = {"features": {}}
     data: dict[str, dict[str, torch.Tensor]] = {}
