@@ -499,13 +499,20 @@ def load_token_classifier_state(model, state: dict[str, torch.Tensor], source: s
     prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
     for name in _POOLER:
         state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
-    if "BertForTokenClassification" not in ((hf_config or {}).get("architectures") or []):
-        state.pop(CLASSIFIER_WEIGHT, None)
-        state.pop(CLASSIFIER_BIAS, None)
+    _keep_classifier_of(state, hf_config, "BertForTokenClassification")
     return _load_encoder_and_head(
         model, state, source, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS,
         lambda w: f"checkpoint {source} has a token classifier for {w.shape[0]} labels, the task has "
                   f"{model.num_labels} ({', '.join(model.labels)})")
+
+
+def _keep_classifier_of(state: dict[str, torch.Tensor], hf_config: dict | None, architecture: str) -> None:
+    """Drops ``classifier.*`` from ``state`` unless ``hf_config`` says the checkpoint is an
+    ``architecture``: transformers' heads share those names (a sentence classifier's would load
+    as another head of the same shape)."""
+    if architecture not in ((hf_config or {}).get("architectures") or []):
+        state.pop(CLASSIFIER_WEIGHT, None)
+        state.pop(CLASSIFIER_BIAS, None)
 
 
 def save_token_classifier(model, path: str | os.PathLike) -> None:
@@ -527,9 +534,7 @@ def load_multiple_choice_state(model, state: dict[str, torch.Tensor], source: st
     ``architectures``: a one-label sentence classifier has the same names and shapes, and is not
     loaded as this head). Returns whether the head was loaded."""
     state = dict(state)
-    if "BertForMultipleChoice" not in ((hf_config or {}).get("architectures") or []):
-        state.pop(CLASSIFIER_WEIGHT, None)
-        state.pop(CLASSIFIER_BIAS, None)
+    _keep_classifier_of(state, hf_config, "BertForMultipleChoice")
     return _load_encoder_and_head(
         model, state, source, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS,
         lambda w: f"checkpoint {source}: {CLASSIFIER_WEIGHT} has shape {list(w.shape)}, a multiple-choice head for "
