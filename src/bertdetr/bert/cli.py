@@ -494,9 +494,10 @@ def _add_multiple_choice(commands) -> None:
         help="fine-tune BERT for multiple-choice reading comprehension (CLUE's C3, CHID)",
         description="Multiple-choice reading comprehension in the style of Google's run_classifier.py "
         "(flags, outputs), as CLUE's baselines do the tasks. --task c3 (run_c3.py): --data-dir with C3's "
-        "c3-d-{train,dev,test}.json and c3-m-{train,dev,test}.json; each choice is read as [CLS] document "
+        "c3-d-{train,dev,test}.json and c3-m-{train,dev,test}.json (or CLUE's zip's d-train.json, m-train.json, "
+        "..., test1.1.json); each choice is read as [CLS] document "
         "[SEP] question [SEP] choice [SEP] (questions with fewer choices are filled up with 无效答案). --task "
-        "chid (run_multichoice_mrc.py, the idiom cloze): train.json, dev.json, test.json with "
+        "chid (run_multichoice_mrc.py, the idiom cloze): train.json, dev.json, test.json (or test1.1.json) with "
         "train_answer.json, dev_answer.json; each candidate idiom is read as [CLS] idiom [SEP] the text "
         "around the blank [SEP], and each line's candidates are given out once over its blanks. Each choice "
         "is scored from its [CLS] vector and a question's choices compete in one softmax. Writes "

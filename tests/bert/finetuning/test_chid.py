@@ -98,3 +98,15 @@ def test_bad_input_is_named(zh_bert_config, tmp_path, capsys):
     with pytest.raises(BertDetrError, match=r"no \[unused1\]"):
         convert_examples_to_features(read_chid_examples(*chid_files(CHID, "test")), FullTokenizer(str(vocab)))
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_clues_zip_test_files_are_read(tmp_path):
+    """CLUE's chid_public.zip has no test.json but test1.1.json (and test1.0.json)."""
+    data = tmp_path / "chid"
+    shutil.copytree(CHID, data)
+    os.rename(data / "test.json", data / "test1.1.json")
+    shutil.copy(data / "dev.json", data / "test1.0.json")
+    assert chid_files(str(data), "test") == (str(data / "test1.1.json"), None)
+    assert chid_files(str(data), "dev")[1] == str(data / "dev_answer.json")
+    with pytest.raises(BertDetrError, match="looked for test.json, test1.1.json, test1.0.json"):
+        chid_files(str(tmp_path), "test")

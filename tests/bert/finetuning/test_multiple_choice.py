@@ -232,3 +232,28 @@ def test_two_processes_train_as_one_with_their_global_batch(tmp_path):
     ma, mb = (json.loads((d / "eval_metrics.json").read_text()) for d in (one, two))
     assert mb["global_step"] == ma["global_step"] == 3  # int(7 questions / 4 * 2 epochs)
     assert mb["eval_accuracy"] == ma["eval_accuracy"]
+
+
+def test_clues_zip_names_are_read_too(tmp_path):
+    """CLUE's c3_public.zip names the files d-train.json, m-dev.json... and the test set test1.1.json
+    (test1.0.json before it); C3's own names (c3-d-train.json, as run_c3.py reads) come first."""
+    data = tmp_path / "c3"
+    data.mkdir()
+    for name in os.listdir(C3):
+        if name.startswith("c3-") and "test" not in name:
+            shutil.copy(os.path.join(C3, name), data / name[3:])  # d-train.json ...
+    with open(os.path.join(C3, "c3-d-test.json"), encoding="utf-8") as f:
+        d_test = json.load(f)
+    with open(os.path.join(C3, "c3-m-test.json"), encoding="utf-8") as f:
+        (data / "test1.1.json").write_text(json.dumps(d_test + json.load(f), ensure_ascii=False), encoding="utf-8")
+    (data / "test1.0.json").write_text(json.dumps(d_test, ensure_ascii=False), encoding="utf-8")
+    assert [os.path.basename(p) for p in c3_files(str(data), "train")] == ["d-train.json", "m-train.json"]
+    assert [os.path.basename(p) for p in c3_files(str(data), "test")] == ["test1.1.json"]
+    ours = read_c3(c3_files(str(data), "train"), "train")
+    assert [(e.context, e.choices, e.label) for e in ours] == [
+        (e.context, e.choices, e.label) for e in read_c3(c3_files(C3, "train"), "train")]
+    assert len(read_c3(c3_files(str(data), "test"), "test")) == 2
+    shutil.copy(os.path.join(C3, "c3-d-train.json"), data / "c3-d-train.json")
+    assert [os.path.basename(p) for p in c3_files(str(data), "train")] == ["c3-d-train.json"]
+    with pytest.raises(BertDetrError, match="no C3 dev file .*looked for c3-d-dev.json, c3-m-dev.json, d-dev.json"):
+        c3_files(str(tmp_path), "dev")

@@ -5,7 +5,8 @@ preprocess/CHID_preprocess.py``: ``read_chid_examples``, ``add_tokens_for_around
 ``evaluate``, under their names here); checked against goldens made by that file
 (``tests/data/bert/chid/make_goldens.py``).
 
-**Files** (``--data-dir``, CLUE's ``chid_public.zip``): ``train.json``, ``dev.json``, ``test.json``, a
+**Files** (``--data-dir``, CLUE's ``chid_public.zip``): ``train.json``, ``dev.json``, ``test.json`` (or the
+zip's ``test1.1.json``, ``test1.0.json``), a
 JSON object a line, ``{"candidates": [10 idioms], "content": [passage, ...]}``, each passage with
 blanks ``#idiom000123#``; the answers in ``train_answer.json`` and ``dev_answer.json``
 (``{"#idiom000123#": index of the right candidate}``).
@@ -67,12 +68,15 @@ class ChidExample:
 
 
 def chid_files(data_dir: str, split: str) -> tuple[str, str | None]:
-    """``<split>.json`` and its answer file (None when there is none); a missing data file is an error."""
-    data = os.path.join(data_dir, f"{split}.json")
-    if not os.path.isfile(data):
-        raise BertDetrError(f"no CHID {split} file in {data_dir} (looked for {split}.json)")
+    """``<split>.json`` and its answer file (None when there is none); for the test set, without a
+    ``test.json``, the ``test1.1.json`` (CLUE 1.1's) or ``test1.0.json`` of CLUE's ``chid_public.zip``.
+    A missing data file is an error."""
+    names = [f"{split}.json", *(("test1.1.json", "test1.0.json") if split == "test" else ())]
+    found = [os.path.join(data_dir, n) for n in names if os.path.isfile(os.path.join(data_dir, n))]
+    if not found:
+        raise BertDetrError(f"no CHID {split} file in {data_dir} (looked for {', '.join(names)})")
     answers = os.path.join(data_dir, f"{split}_answer.json")
-    return data, answers if os.path.isfile(answers) else None
+    return found[0], answers if os.path.isfile(answers) else None
 
 
 def _is_chinese_char(cp: int) -> bool:

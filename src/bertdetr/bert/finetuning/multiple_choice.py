@@ -62,8 +62,9 @@ class MultipleChoiceConfig(FinetuneConfig):
     (``FinetuneConfig``), then these (CLUE's run_c3.py's where it has them)."""
 
     data_dir: str
-    """The dir with the task's files: C3's c3-d-train.json and c3-m-train.json, likewise dev and test;
-    CHID's train.json, train_answer.json, dev.json, dev_answer.json, test.json."""
+    """The dir with the task's files: C3's c3-d-train.json and c3-m-train.json, likewise dev and test
+    (or as CLUE's zip names them: d-train.json, m-train.json, ..., test1.1.json); CHID's train.json,
+    train_answer.json, dev.json, dev_answer.json, test.json (or test1.1.json)."""
     task: str = "c3"
     """c3 (questions on a text, CLUE's run_c3.py) or chid (idioms for blanks, CLUE's run_multichoice_mrc.py)."""
     max_seq_length: int | None = None
@@ -98,11 +99,11 @@ class MultipleChoiceConfig(FinetuneConfig):
         if not os.path.isdir(self.data_dir):
             raise BertDetrError(f"data dir not found: {self.data_dir}")
         # a file only the task's own layout has, to say which --task a folder of the other wants
-        marks = {"c3": "c3-d-train.json", "chid": "train_answer.json"}
+        marks = {"c3": ("c3-d-train.json", "d-train.json"), "chid": ("train_answer.json",)}
         other = "chid" if self.task == "c3" else "c3"
-        if (not os.path.isfile(os.path.join(self.data_dir, marks[self.task]))
-                and os.path.isfile(os.path.join(self.data_dir, marks[other]))):
-            raise BertDetrError(f"{self.data_dir} holds {other.upper()}'s files ({marks[other]}), not "
+        here = [m for m in marks[other] if os.path.isfile(os.path.join(self.data_dir, m))]
+        if here and not any(os.path.isfile(os.path.join(self.data_dir, m)) for m in marks[self.task]):
+            raise BertDetrError(f"{self.data_dir} holds {other.upper()}'s files ({here[0]}), not "
                                 f"{self.task.upper()}'s: --task {other}")
         for wanted, name in ((self.do_train, "train"), (self.do_eval, "eval"), (self.do_predict, "predict")):
             if wanted and self.task == "c3":

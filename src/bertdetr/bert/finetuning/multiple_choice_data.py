@@ -4,8 +4,9 @@ question's choices made into features, as CLUE's baseline for C3 (``CLUEbenchmar
 ``_truncate_seq_tuple``) makes them; checked against goldens made by that file
 (``tests/data/bert/c3/make_goldens.py``).
 
-**Files** (``--data-dir``, as C3 is distributed: ``c3_public.zip``): ``c3-d-{train,dev,test}.json``
-(dialogues) and ``c3-m-{train,dev,test}.json`` (mixed-genre texts), each a JSON list of documents
+**Files** (``--data-dir``): ``c3-d-{train,dev,test}.json`` (dialogues) and ``c3-m-{train,dev,test}.json``
+(mixed-genre texts), as C3 names them, or ``d-train.json``, ``m-train.json``... and ``test1.1.json`` as
+CLUE's ``c3_public.zip`` does (``c3_files``), each a JSON list of documents
 ``[[line, ...], [{"question", "choice": [...], "answer"}, ...], "<document id>"]``; the two kinds
 of a set are read together, dialogues first, as CLUE's. A set whose two files are both missing is
 an error; one of them alone is read.
@@ -68,13 +69,24 @@ class ChoiceExample:
 
 
 def c3_files(data_dir: str, split: str) -> list[str]:
-    """The C3 files of ``split`` ("train", "dev", "test") in ``data_dir``, in CLUE's order; none is
-    an error naming what was looked for."""
-    paths = [os.path.join(data_dir, f"c3-{kind}-{split}.json") for kind in C3_KINDS]
-    found = [p for p in paths if os.path.isfile(p)]
-    if not found:
-        raise BertDetrError(f"no C3 {split} file in {data_dir} (looked for {' and '.join(map(os.path.basename, paths))})")
-    return found
+    """The C3 files of ``split`` ("train", "dev", "test") in ``data_dir``, in CLUE's order: C3's own
+    names (``c3-d-train.json``, ``c3-m-train.json``: what run_c3.py reads), else the names of CLUE's
+    ``c3_public.zip`` (``d-train.json``, ``m-train.json``); for the test set else one file of every
+    kind, ``test.json``, or the zip's ``test1.1.json`` (CLUE 1.1's), then ``test1.0.json``. None is an
+    error naming what was looked for."""
+    looked: list[str] = []
+    for prefix in ("c3-", ""):
+        paths = [os.path.join(data_dir, f"{prefix}{kind}-{split}.json") for kind in C3_KINDS]
+        looked += paths
+        found = [p for p in paths if os.path.isfile(p)]
+        if found:
+            return found
+    if split == "test":
+        for name in ("test.json", "test1.1.json", "test1.0.json"):
+            looked.append(os.path.join(data_dir, name))
+            if os.path.isfile(looked[-1]):
+                return [looked[-1]]
+    raise BertDetrError(f"no C3 {split} file in {data_dir} (looked for {', '.join(map(os.path.basename, looked))})")
 
 
 def _load_json(path: str):
