@@ -491,7 +491,7 @@ def _run_squad(args) -> int:
 def _add_multiple_choice(commands) -> None:
     p = commands.add_parser(
         "multiple-choice",
-        help="fine-tune BERT for multiple-choice reading comprehension (CLUE's C3, CHID)",
+        help="fine-tune BERT for multiple choice (CLUE's C3 and CHID, the BERT paper's SWAG)",
         description="Multiple-choice reading comprehension in the style of Google's run_classifier.py "
         "(flags, outputs), as CLUE's baselines do the tasks. --task c3 (run_c3.py): --data-dir with C3's "
         "c3-d-{train,dev,test}.json and c3-m-{train,dev,test}.json (or CLUE's zip's d-train.json, m-train.json, "
@@ -499,7 +499,9 @@ def _add_multiple_choice(commands) -> None:
         "[SEP] question [SEP] choice [SEP] (questions with fewer choices are filled up with 无效答案). --task "
         "chid (run_multichoice_mrc.py, the idiom cloze): train.json, dev.json, test.json (or test1.1.json) with "
         "train_answer.json, dev_answer.json; each candidate idiom is read as [CLS] idiom [SEP] the text "
-        "around the blank [SEP], and each line's candidates are given out once over its blanks. Each choice "
+        "around the blank [SEP], and each line's candidates are given out once over its blanks. --task swag "
+        "(the BERT paper's, as transformers' run_swag.py): train.csv, val.csv, test.csv; each ending is read "
+        "as [CLS] sent1 [SEP] sent2 ending [SEP]. Each choice "
         "is scored from its [CLS] vector and a question's choices compete in one softmax. Writes "
         "eval_results.txt and eval_metrics.json (dev accuracy), test_results.tsv (each test question's "
         "choice probabilities), CLUE's answers (C3: submission_test.json; CHID: test_predictions.json and "
@@ -507,7 +509,7 @@ def _add_multiple_choice(commands) -> None:
         "Every option is a field of bertdetr.bert.finetuning.multiple_choice.MultipleChoiceConfig.",
     )
     _finetune_options(p, "bertdetr.bert.finetuning.multiple_choice", "MultipleChoiceConfig",
-                      choices={"task": ["c3", "chid"]})
+                      choices={"task": ["c3", "chid", "swag"]})
     p.set_defaults(func=_run_multiple_choice)
 
 

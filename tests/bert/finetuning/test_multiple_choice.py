@@ -199,7 +199,12 @@ def test_task_defaults_and_bad_options(tmp_path):
         MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=chid, do_eval=True)
     with pytest.raises(BertDetrError, match="holds C3's files \\(c3-d-train.json\\), not CHID's: --task c3"):
         MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, task="chid", do_eval=True)
-    with pytest.raises(BertDetrError, match="--task 'race': choose c3 or chid"):
+    swag = os.path.join(os.path.dirname(C3), "swag")
+    with pytest.raises(BertDetrError, match="holds SWAG's files \\(val.csv\\), not C3's: --task swag"):
+        MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=swag, do_eval=True)
+    assert MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=swag, task="swag",
+                                do_eval=True).max_seq_length == 128
+    with pytest.raises(BertDetrError, match="--task 'race': choose c3, chid or swag"):
         MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, task="race", do_eval=True)
     with pytest.raises(BertDetrError, match="--num_choices must be >= 2"):
         MultipleChoiceConfig(output_dir=str(tmp_path / "o"), data_dir=C3, num_choices=1, do_eval=True)

@@ -1,8 +1,8 @@
-"""``bertdetr bert multiple-choice``: multiple-choice reading comprehension, CLUE's C3 and CHID, in
-the style of Google's ``run_classifier.py`` (its flags and outputs) with what CLUE's baselines do
-for the tasks (``run_c3.py``; ``run_multichoice_mrc.py`` for CHID, the idiom cloze): each choice
-read with its text, a score per choice from the pooled [CLS] vector, a softmax over a question's
-choices.
+"""``bertdetr bert multiple-choice``: multiple choice, CLUE's C3 and CHID reading comprehension and
+the BERT paper's SWAG, in the style of Google's ``run_classifier.py`` (its flags and outputs) with
+what the tasks' baselines do (CLUE's ``run_c3.py``; ``run_multichoice_mrc.py`` for CHID, the idiom
+cloze; transformers' ``run_swag.py``): each choice read with its text, a score per choice from the
+pooled [CLS] vector, a softmax over a question's choices.
 
 Read top to bottom: ``create_model`` (``bertdetr.bert.heads.BertForMultipleChoice``), training
 (``finetune.train_labelled``: Google's optimizer and schedule, a question per example),
@@ -35,7 +35,8 @@ from bertdetr.bert.finetuning.classifier import write_test_results
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
                                                model_files, read_hf_config, read_init_checkpoint, schedule, setup,
                                                start_model, train_labelled)
-from bertdetr.bert.finetuning.multiple_choice_data import c3_files, examples_to_tensors, read_c3
+from bertdetr.bert.finetuning.multiple_choice_data import (c3_files, convert_swag_example, examples_to_tensors, read_c3,
+                                                           read_swag, swag_file)
 from bertdetr.bert.heads import BertForMultipleChoice
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.weights import load_multiple_choice_state
@@ -47,8 +48,9 @@ __all__ = ["MultipleChoiceConfig", "run_multiple_choice", "create_model", "evalu
 
 SPLITS = {"train": "train", "eval": "dev", "predict": "test"}
 """The split each set reads (C3: ``c3-d-<split>.json``, ``c3-m-<split>.json``; CHID: ``<split>.json``)."""
-TASK_DEFAULTS = {"c3": (512, 4), "chid": (64, 10)}
-"""Each task's max_seq_length and number of choices by default (CLUE's baselines')."""
+TASK_DEFAULTS = {"c3": (512, 4), "chid": (64, 10), "swag": (128, 4)}
+"""Each task's max_seq_length and number of choices by default (CLUE's baselines'; SWAG's sentences
+are short: 128, where run_swag.py takes the model's 512)."""
 
 
 def create_model(bert_config: BertConfig, num_choices: int, bert: BertModel | None = None) -> BertForMultipleChoice:
@@ -66,7 +68,8 @@ class MultipleChoiceConfig(FinetuneConfig):
     (or as CLUE's zip names them: d-train.json, m-train.json, ..., test1.1.json); CHID's train.json,
     train_answer.json, dev.json, dev_answer.json, test.json (or test1.1.json)."""
     task: str = "c3"
-    """c3 (questions on a text, CLUE's run_c3.py) or chid (idioms for blanks, CLUE's run_multichoice_mrc.py)."""
+    """c3 (questions on a text, CLUE's run_c3.py), chid (idioms for blanks, CLUE's run_multichoice_mrc.py)
+    or swag (the BERT paper's: which ending follows, transformers' run_swag.py; train.csv, val.csv, test.csv)."""
     max_seq_length: int | None = None
     """Word pieces per choice (C3: [CLS] document [SEP] question [SEP] choice [SEP], the longest cut
     first; CHID: [CLS] idiom [SEP] the text around the blank [SEP]); None: CLUE's, 512 for C3, 64 for CHID."""
@@ -86,7 +89,7 @@ class MultipleChoiceConfig(FinetuneConfig):
         if not (self.do_train or self.do_eval or self.do_predict):
             raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
         if self.task not in TASK_DEFAULTS:
-            raise BertDetrError(f"--task {self.task!r}: choose c3 or chid")
+            raise BertDetrError(f"--task {self.task!r}: choose c3, chid or swag")
         default_length, default_choices = TASK_DEFAULTS[self.task]
         self.max_seq_length = default_length if self.max_seq_length is None else self.max_seq_length
         self.num_choices = default_choices if self.num_choices is None else self.num_choices
@@ -99,15 +102,18 @@ class MultipleChoiceConfig(FinetuneConfig):
         if not os.path.isdir(self.data_dir):
             raise BertDetrError(f"data dir not found: {self.data_dir}")
         # a file only the task's own layout has, to say which --task a folder of the other wants
-        marks = {"c3": ("c3-d-train.json", "d-train.json"), "chid": ("train_answer.json",)}
-        other = "chid" if self.task == "c3" else "c3"
-        here = [m for m in marks[other] if os.path.isfile(os.path.join(self.data_dir, m))]
-        if here and not any(os.path.isfile(os.path.join(self.data_dir, m)) for m in marks[self.task]):
-            raise BertDetrError(f"{self.data_dir} holds {other.upper()}'s files ({here[0]}), not "
-                                f"{self.task.upper()}'s: --task {other}")
+        marks = {"c3": ("c3-d-train.json", "d-train.json"), "chid": ("train_answer.json",), "swag": ("val.csv",)}
+        if not any(os.path.isfile(os.path.join(self.data_dir, m)) for m in marks[self.task]):
+            for other in marks:
+                here = [m for m in marks[other] if os.path.isfile(os.path.join(self.data_dir, m))]
+                if here:
+                    raise BertDetrError(f"{self.data_dir} holds {other.upper()}'s files ({here[0]}), not "
+                                        f"{self.task.upper()}'s: --task {other}")
         for wanted, name in ((self.do_train, "train"), (self.do_eval, "eval"), (self.do_predict, "predict")):
             if wanted and self.task == "c3":
                 c3_files(self.data_dir, SPLITS[name])
+            elif wanted and self.task == "swag":
+                swag_file(self.data_dir, SPLITS[name])
             elif wanted:
                 data, answers = chid_data.chid_files(self.data_dir, SPLITS[name])
                 if answers is None and name != "predict":
@@ -195,6 +201,8 @@ def _read_sets(config: MultipleChoiceConfig) -> dict[str, list]:
             continue
         if config.task == "c3":
             sets[name] = read_c3(c3_files(config.data_dir, SPLITS[name]), SPLITS[name], config.num_choices)
+        elif config.task == "swag":
+            sets[name] = read_swag(swag_file(config.data_dir, SPLITS[name]), SPLITS[name], config.num_choices)
         else:
             sets[name] = chid_data.read_chid_examples(*chid_data.chid_files(config.data_dir, SPLITS[name]))
         if not sets[name]:
@@ -205,6 +213,8 @@ def _read_sets(config: MultipleChoiceConfig) -> dict[str, list]:
 def _features(config: MultipleChoiceConfig, examples: list, tokenizer: FullTokenizer) -> dict[str, torch.Tensor]:
     if config.task == "c3":
         return examples_to_tensors(examples, config.max_seq_length, tokenizer)
+    if config.task == "swag":
+        return examples_to_tensors(examples, config.max_seq_length, tokenizer, convert_swag_example)
     return chid_data.convert_examples_to_features(examples, tokenizer, config.max_seq_length, config.num_choices)
 
 
@@ -255,7 +265,7 @@ def run_multiple_choice(config: MultipleChoiceConfig) -> dict:
             write_test_results(probabilities, os.path.join(config.output_dir, "test_results.tsv"))
             if config.task == "c3":
                 write_submission(os.path.join(config.output_dir, "submission_test.json"), probabilities)
-            else:
+            elif config.task == "chid":
                 write_chid_predictions(os.path.join(config.output_dir, "test_predictions.json"),
                                        chid_data.get_final_predictions(chid["predict"], probabilities))
             summary["predictions"] = len(probabilities)

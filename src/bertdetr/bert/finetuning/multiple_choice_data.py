@@ -2,7 +2,8 @@
 question's choices made into features, as CLUE's baseline for C3 (``CLUEbenchmark/CLUE``,
 ``baselines/models_pytorch/mrc_pytorch/run_c3.py``: ``c3Processor``, ``convert_examples_to_features``,
 ``_truncate_seq_tuple``) makes them; checked against goldens made by that file
-(``tests/data/bert/c3/make_goldens.py``).
+(``tests/data/bert/c3/make_goldens.py``). And SWAG (the BERT paper's multiple-choice task), as
+transformers' ``run_swag.py`` reads and tokenizes it (``read_swag``, ``convert_swag_example``).
 
 **Files** (``--data-dir``): ``c3-d-{train,dev,test}.json`` (dialogues) and ``c3-m-{train,dev,test}.json``
 (mixed-genre texts), as C3 names them, or ``d-train.json``, ``m-train.json``... and ``test1.1.json`` as
@@ -28,10 +29,12 @@ Dimension letters: N questions, C choices, T sequence length.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -41,7 +44,8 @@ from bertdetr.errors import BertDetrError
 from bertdetr.fileio import TextCheck
 
 __all__ = ["ChoiceExample", "C3_KINDS", "PAD_CHOICE", "read_c3", "c3_files", "_truncate_seq_tuple",
-           "convert_example_to_features", "examples_to_tensors"]
+           "convert_example_to_features", "examples_to_tensors", "SWAG_FILES", "swag_file", "read_swag",
+           "truncate_longest_first", "convert_swag_example"]
 
 C3_KINDS = ("d", "m")
 """C3's two kinds of document, in CLUE's reading order: dialogues, then mixed-genre texts."""
@@ -57,11 +61,11 @@ class ChoiceExample:
     guid: str
     """``<set>-<question index>``, as CLUE's (which adds ``-<choice>`` per row)."""
     context: str
-    """The document: its lines joined by newlines, lowercased."""
+    """The document: its lines joined by newlines, lowercased (SWAG: ``sent1``, as given)."""
     question: str
-    """The question, lowercased."""
+    """The question, lowercased (SWAG: ``sent2``, the start of every ending)."""
     choices: list[str]
-    """``num_choices`` choices, lowercased, filled up with ``PAD_CHOICE``."""
+    """``num_choices`` choices, lowercased, filled up with ``PAD_CHOICE`` (SWAG: its endings)."""
     label: int
     """The index of the right choice (0 for a test question without one)."""
     source: str = ""
@@ -180,15 +184,94 @@ def convert_example_to_features(example: ChoiceExample, max_seq_length: int, tok
     return rows
 
 
-def examples_to_tensors(examples: Iterable[ChoiceExample], max_seq_length: int,
-                        tokenizer: FullTokenizer) -> dict[str, torch.Tensor]:
-    """Every question's features stacked: ``input_ids`` [N,C,T] (int32), ``input_mask``,
-    ``segment_ids`` [N,C,T] (int8: a quarter of the memory; batches are widened to int64) and
-    ``label_ids`` [N]."""
+# ---- SWAG (the BERT paper's multiple-choice task; transformers' run_swag.py) ---------------------
+
+SWAG_FILES = {"train": "train.csv", "dev": "val.csv", "test": "test.csv"}
+"""SWAG's files (rowanz/swagaf ``data/``, the "regular" set transformers' run_swag.py loads)."""
+
+
+def swag_file(data_dir: str, split: str) -> str:
+    """SWAG's file of ``split`` ("train", "dev", "test") in ``data_dir``; a missing one is an error."""
+    path = os.path.join(data_dir, SWAG_FILES[split])
+    if not os.path.isfile(path):
+        raise BertDetrError(f"no SWAG {split} file in {data_dir} (looked for {SWAG_FILES[split]})")
+    return path
+
+
+def read_swag(path: str, set_type: str, num_choices: int = 4) -> list[ChoiceExample]:
+    """SWAG's questions (run_swag.py's columns): ``sent1`` the context, ``sent2`` the start of the
+    ending, ``ending0`` .. ``ending3`` the choices, ``label`` the right one (absent from the test
+    set: label 0). A missing column or a bad label is an error naming the file and line."""
+    check = TextCheck(path)
+    with open(path, "rb") as f:
+        text = check.decode(f.read(), 1)
+    check.finish()
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    endings = [f"ending{k}" for k in range(num_choices)]
+    needed = ["sent1", "sent2", *endings] + (["label"] if set_type != "test" else [])
+    missing = [c for c in needed if c not in (reader.fieldnames or [])]
+    if missing:
+        raise BertDetrError(f"{path}:1: no column {', '.join(map(repr, missing))} (SWAG's header: sent1, sent2, "
+                            f"ending0..ending{num_choices - 1}, label)")
+    examples = []
+    for i, row in enumerate(reader):
+        where = f"{path}:{reader.line_num}"
+        label = 0
+        if row.get("label") not in (None, ""):
+            if not row["label"].strip().isdigit() or not 0 <= int(row["label"]) < num_choices:
+                raise BertDetrError(f"{where}: label {row['label']!r} is not a choice index 0..{num_choices - 1}")
+            label = int(row["label"])
+        elif set_type != "test":
+            raise BertDetrError(f"{where}: no label")
+        if any(row[c] is None for c in needed):
+            raise BertDetrError(f"{where}: fewer columns than the header's")
+        examples.append(ChoiceExample(guid=f"{set_type}-{i}", context=row["sent1"], question=row["sent2"],
+                                      choices=[row[e] for e in endings], label=label, source=where))
+    return examples
+
+
+def truncate_longest_first(tokens_a: list[str], tokens_b: list[str], max_length: int) -> None:
+    """Cuts a pair in place to ``max_length`` tokens as transformers' tokenizers do (``truncation=
+    True``, "longest_first"): a side no longer than half keeps its tokens and the other takes the
+    rest; else the longer side (the second, of two equal) gets the larger half. Google's
+    ``_truncate_seq_pair`` takes a token at a time from the longer and the second of two equal, which
+    leaves one more token to the first than this where both are cut to about half."""
+    if len(tokens_a) + len(tokens_b) <= max_length:
+        return
+    shorter, longer = (tokens_a, tokens_b) if len(tokens_a) <= len(tokens_b) else (tokens_b, tokens_a)
+    half = max_length // 2
+    if len(shorter) > half:
+        del shorter[half:]
+    del longer[max_length - len(shorter):]
+
+
+def convert_swag_example(example: ChoiceExample, max_seq_length: int, tokenizer: FullTokenizer
+                         ) -> dict[str, list[list[int]]]:
+    """A SWAG question's features, as run_swag.py's tokenizer call makes them: each choice the
+    pair ``[CLS] sent1 [SEP] sent2 + " " + ending [SEP]``, segment 1 for the second, cut to fit as
+    transformers' tokenizers cut a pair (``truncate_longest_first``)."""
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "input_mask": [], "segment_ids": []}
+    tokens_ctx = tokenizer.tokenize(example.context)
+    for choice in example.choices:
+        tokens_a, tokens_b = list(tokens_ctx), tokenizer.tokenize(f"{example.question} {choice}")
+        truncate_longest_first(tokens_a, tokens_b, max_seq_length - 3)
+        input_ids = tokenizer.convert_tokens_to_ids(["[CLS]", *tokens_a, "[SEP]", *tokens_b, "[SEP]"])
+        pad = max_seq_length - len(input_ids)
+        rows["input_ids"].append(input_ids + [0] * pad)
+        rows["input_mask"].append([1] * len(input_ids) + [0] * pad)
+        rows["segment_ids"].append([0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1) + [0] * pad)
+    return rows
+
+
+def examples_to_tensors(examples: Iterable[ChoiceExample], max_seq_length: int, tokenizer: FullTokenizer,
+                        convert: Callable = convert_example_to_features) -> dict[str, torch.Tensor]:
+    """Every question's features (``convert``: C3's by default, or ``convert_swag_example``)
+    stacked: ``input_ids`` [N,C,T] (int32), ``input_mask``, ``segment_ids`` [N,C,T] (int8: a
+    quarter of the memory; batches are widened to int64) and ``label_ids`` [N]."""
     stacks: dict[str, list[np.ndarray]] = {"input_ids": [], "input_mask": [], "segment_ids": []}
     labels = []
     for example in examples:
-        rows = convert_example_to_features(example, max_seq_length, tokenizer)
+        rows = convert(example, max_seq_length, tokenizer)
         for key, value in rows.items():
             stacks[key].append(np.asarray(value, dtype=np.int32 if key == "input_ids" else np.int8))
         labels.append(example.label)
