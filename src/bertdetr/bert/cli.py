@@ -527,9 +527,8 @@ def _run_multiple_choice(args) -> int:
         e = summary["eval"]
         print(f"eval: accuracy {e['eval_accuracy']:.4f} over {e['num_examples']} questions, loss {e['eval_loss']:.4f}")
     if "predictions" in summary:
-        name = "submission_test.json" if config.task == "c3" else "test_predictions.json"
-        print(f"answered {summary['predictions']} questions -> {os.path.join(config.output_dir, name)}, "
-              "test_results.tsv")
+        answers = {"c3": "submission_test.json, ", "chid": "test_predictions.json, "}.get(config.task, "")
+        print(f"answered {summary['predictions']} questions -> {config.output_dir}: {answers}test_results.tsv")
     return 0
 
 

@@ -73,7 +73,7 @@ def test_pairs_are_cut_as_transformers_tokenizers_cut_them():
                 assert (len(a), len(b)) == (tokens.count("cat"), tokens.count("dog")), (na, nb, budget)
 
 
-def test_swag_trains_and_evaluates(tmp_path):
+def test_swag_trains_and_evaluates(tmp_path, capsys):
     config = tmp_path / "bert_config.json"
     config.write_text(json.dumps(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
                                             num_attention_heads=2, intermediate_size=64,
@@ -86,6 +86,7 @@ def test_swag_trains_and_evaluates(tmp_path):
     assert metrics["task"] == "swag" and metrics["num_examples"] == 3 and metrics["global_step"] == 9
     assert np.loadtxt(out / "test_results.tsv", delimiter="\t").shape == (2, 4)
     assert not (out / "submission_test.json").exists()
+    assert f"answered 2 questions -> {out}: test_results.tsv" in capsys.readouterr().out
 
 
 def test_bad_swag_files_are_named(tmp_path):
