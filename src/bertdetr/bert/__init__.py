@@ -13,8 +13,8 @@ From Python as transformers' users call it (the names below are imported on firs
     pipeline("fill-mask", model="run/model")("Paris is the [MASK] of France.")
 
 Model: ``BertConfig``, ``BertModel``, ``BertForPreTraining`` (``model``); task heads beside it
-(``heads``): ``BertForSequenceClassification``, ``BertForTokenClassification``,
-``BertForQuestionAnswering``, ``BertForMultipleChoice``; each with ``from_pretrained``/``save_pretrained`` in transformers'
+(``heads``): ``BertForSequenceClassification``, ``BertForTokenClassification``, ``BertCrfForNer``
+(with a CRF), ``BertForQuestionAnswering``, ``BertForMultipleChoice``; each with ``from_pretrained``/``save_pretrained`` in transformers'
 layout. Tokenizer: ``FullTokenizer``, ``BasicTokenizer``, ``WordpieceTokenizer``, ``load_vocab``
 (``data.tokenization``), ``load_tokenizer`` (a model folder's, ``inference``). Optimizer: ``AdamWeightDecay`` (``optimization``). Pipelines:
 ``pipeline`` (``pipelines``).
@@ -30,6 +30,7 @@ _EXPORTS = {
     "build_bert_for_pretraining": "model",
     "BertForSequenceClassification": "heads",
     "BertForTokenClassification": "heads",
+    "BertCrfForNer": "heads",
     "BertForQuestionAnswering": "heads",
     "BertForMultipleChoice": "heads",
     "FullTokenizer": "data.tokenization",

@@ -9,6 +9,8 @@ keeps every head next to ``BertModel``): Google's ``run_classifier.py`` and ``ru
 - ``BertForTokenClassification``: the sequence output, dropout, ``output_weights`` [K,D]: a label
   per token, for named entities (``token_classification_losses``; Google has no such program:
   transformers' head and loss).
+- ``BertCrfForNer``: the token classifier's emissions scored by a linear-chain CRF
+  (``bertdetr.nn.crf``; CLUENER2020's BERT+CRF baseline), Viterbi decoding.
 - ``BertForMultipleChoice``: each choice's pooled [CLS] vector, dropout, ``output_weights`` [1,D]:
   a score per choice, softmax over a question's choices (``classification_losses``; CLUE's C3
   baseline and transformers' head).
@@ -35,6 +37,7 @@ from bertdetr.bert.weights import (
     CLASSIFIER_WEIGHT,
     SQUAD_WEIGHT,
     WeightsError,
+    has_crf,
     load_classifier_state,
     load_multiple_choice_state,
     load_question_answering_state,
@@ -47,6 +50,7 @@ from bertdetr.bert.weights import (
     save_token_classifier,
 )
 from bertdetr.errors import BertDetrError
+from bertdetr.nn.crf import CRF
 
 # ---- sequence classification (Google's run_classifier.create_model) -----------------------------
 
@@ -254,20 +258,92 @@ class BertForTokenClassification(_LabelledHead):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForTokenClassification":
         """Loads a HF-format ``BertForTokenClassification`` directory, saved by transformers or by
-        ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error."""
+        ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error.
+        One with a CRF (``bert ner --crf``) comes back as a ``BertCrfForNer``."""
         found = read_pretrained(path, BertConfig, config)
         if CLASSIFIER_WEIGHT not in found.state or "BertForTokenClassification" not in (
                 (found.hf_config or {}).get("architectures") or []):
             raise WeightsError(f"{found.source} is not a BertForTokenClassification (no token classifier); "
                                "fine-tune it with bertdetr bert ner --init-checkpoint")
         labels = read_labels(path, found.state[CLASSIFIER_WEIGHT].shape[0], found.hf_config or None)
-        model = cls(build_bert_model(found.config), labels)
+        # a directory with a CRF (bert ner --crf) is a BertCrfForNer whichever class reads it, so
+        # that what predicts with it decodes with its CRF
+        model = (BertCrfForNer if has_crf(found.state) else cls)(build_bert_model(found.config), labels)
         load_token_classifier_state(model, found.state, found.source, found.hf_config)
         return model
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Writes a HF-format directory that ``transformers.BertForTokenClassification`` loads."""
         save_token_classifier(self, path)
+
+
+# ---- token classification with a CRF (CLUENER2020's BertCrfForNer) ------------------------------
+
+
+def crf_sequences(logits: torch.Tensor, tag_mask: torch.Tensor, label_ids: torch.Tensor | None = None,
+                  outside_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The CRF's view of a batch: each row's tagged positions (``tag_mask`` 1: [CLS], each word's
+    first piece, [SEP]) moved to its front in order, so that a word's later pieces are not steps of
+    the chain. Returns ``emissions [B,T,K]`` (float32), ``mask [B,T]`` (bool, on a prefix) and, with
+    ``label_ids [B,T]``, ``tags [B,T]``: the gold tags there, ``outside_id`` where the label is
+    -100 ([CLS] and [SEP], as CLUENER's features tag them "O"), 0 past the end. Without word pieces
+    (Chinese characters: every token a word) the order is unchanged: CLUENER's sequence exactly."""
+    order = torch.argsort((tag_mask == 0).to(torch.int8), dim=1, stable=True)
+    emissions = logits.float().gather(1, order.unsqueeze(2).expand(-1, -1, logits.shape[2]))
+    mask = tag_mask.gather(1, order).bool()
+    if label_ids is None:
+        return emissions, mask, None
+    tags = label_ids.gather(1, order)
+    tags = torch.where(tags == -100, outside_id, tags) * mask
+    return emissions, mask, tags
+
+
+class BertCrfForNer(BertForTokenClassification):
+    """A label per token scored by a linear-chain CRF (CLUENER2020's ``BertCrfForNer``, the BERT+CRF
+    baseline of Chinese NER): ``BertForTokenClassification``'s emissions and a ``CRF`` over the
+    tagged positions ([CLS], each word's first piece, [SEP]; ``crf_sequences``), [CLS] and [SEP]
+    tagged "O" as CLUENER's features tag them (its chain includes both ends).
+
+    ``forward(input_ids [B,T], input_mask, segment_ids, tag_mask [B,T] | None, label_ids [B,T] |
+    None) -> dict`` with ``logits [B,T,K]`` (the emissions) and, with labels, ``loss``: the negative
+    log-likelihood of the gold tags, averaged over rows (CLUENER's ``-1 * crf(...)`` with the
+    reference's "mean" reduction). ``tag_mask`` None: every token of ``input_mask`` is tagged
+    (CLUENER's layout). ``decode(logits, tag_mask) -> [B,T]``: the best tags of the tagged positions
+    in order, [CLS]'s first (Viterbi). Saved as transformers' ``BertForTokenClassification``
+    directory plus ``crf.start_transitions``, ``crf.end_transitions``, ``crf.transitions`` (the names
+    of CLUENER's model): transformers loads it as a token classifier of the emissions alone.
+    """
+
+    def __init__(self, bert: BertModel, labels: Sequence[str]):
+        if "O" not in labels:
+            raise BertDetrError(f"a CRF head tags [CLS] and [SEP] as O, and the tags {list(labels)} have no O")
+        super().__init__(bert, labels)
+        self.crf = CRF(len(labels))
+        self.outside_id = list(labels).index("O")
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, tag_mask: torch.Tensor | None = None,
+                label_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = super().forward(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)
+        if label_ids is not None:
+            emissions, mask, tags = crf_sequences(out["logits"], self._tag_mask(input_ids, input_mask, tag_mask),
+                                                  label_ids, self.outside_id)
+            out["loss"] = -self.crf(emissions, tags, mask, reduction="mean")
+        return out
+
+    @staticmethod
+    def _tag_mask(input_ids: torch.Tensor, input_mask: torch.Tensor | None,
+                  tag_mask: torch.Tensor | None) -> torch.Tensor:
+        if tag_mask is not None:
+            return tag_mask
+        return input_mask if input_mask is not None else torch.ones_like(input_ids)
+
+    @torch.no_grad()
+    def decode(self, logits: torch.Tensor, tag_mask: torch.Tensor) -> torch.Tensor:
+        """The best tag ids of each row's tagged positions, in order from [CLS] ([B,T]; 0 past the
+        last), by Viterbi over ``logits`` (``forward``'s)."""
+        emissions, mask, _ = crf_sequences(logits, tag_mask)
+        return self.crf.decode(emissions, mask)
 
 
 # ---- multiple choice (transformers' BertForMultipleChoice; CLUE's C3 baseline) ------------------
@@ -340,4 +416,5 @@ class BertForMultipleChoice(nn.Module):
 
 
 __all__ = ["BertForSequenceClassification", "classification_losses", "BertForQuestionAnswering", "squad_losses",
-           "BertForTokenClassification", "token_classification_losses", "BertForMultipleChoice"]
+           "BertForTokenClassification", "token_classification_losses", "BertCrfForNer", "crf_sequences",
+           "BertForMultipleChoice"]

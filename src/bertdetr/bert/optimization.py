@@ -74,11 +74,16 @@ def clip_by_global_norm(parameters: Iterable[torch.Tensor], clip_norm: float = 1
     return global_norm
 
 
-def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def weight_decay_groups(model: nn.Module, weight_decay: float,
+                        head_lrs: dict[str, float] | None = None) -> list[dict]:
     """Two parameter groups: decayed weights, and LayerNorm parameters and biases with no decay.
 
     Google excludes variables whose name matches "LayerNorm", "layer_norm" or "bias"; our names
     differ from TF's, so we decide by what the parameter is (a LayerNorm's, or a bias) instead.
+
+    ``head_lrs`` (parameter name prefix -> lr): the parameters under each prefix in two groups of
+    their own with that ``lr`` (as CLUENER's BERT+CRF baseline gives its CRF and classifier
+    ``--crf_learning_rate``), after the two above; a prefix that names no parameter is an error.
     """
     no_decay: set[int] = set()
     for module in model.modules():
@@ -94,10 +99,20 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             skip.append(p)
         else:
             decay.append(p)
-    return [
+    groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": skip, "weight_decay": 0.0},
     ]
+    names = {id(p): name for name, p in model.named_parameters()}
+    for prefix, lr in (head_lrs or {}).items():
+        mine = [[p for p in group["params"] if names[id(p)].startswith(prefix)] for group in groups[:2]]
+        if not any(mine):
+            raise BertDetrError(f"no parameter of the model is named {prefix}*")
+        for group, own in zip(groups[:2], mine):
+            group["params"] = [p for p in group["params"] if not names[id(p)].startswith(prefix)]
+        groups += [{"params": own, "weight_decay": wd, "lr": lr}
+                   for own, wd in zip(mine, (weight_decay, 0.0)) if own]
+    return groups
 
 
 class AdamWeightDecay(torch.optim.Optimizer):
@@ -432,7 +447,8 @@ def compile_step(model: nn.Module, optimizer: AdamWeightDecay, compile: bool, mo
 
 
 def create_optimizer(model: nn.Module, init_lr: float, num_train_steps: int, num_warmup_steps: int,
-                     weight_decay: float = 0.01, lamb: bool = False, flat: bool = True
+                     weight_decay: float = 0.01, lamb: bool = False, flat: bool = True,
+                     head_lrs: dict[str, float] | None = None
                      ) -> tuple[AdamWeightDecay, torch.optim.lr_scheduler.LambdaLR]:
     """Google's ``create_optimizer``: ``AdamWeightDecay`` (Google's ``AdamWeightDecayOptimizer``,
     beta 0.9/0.999, eps 1e-6) over ``model``'s parameters, weight decay on all but LayerNorm and
@@ -440,7 +456,9 @@ def create_optimizer(model: nn.Module, init_lr: float, num_train_steps: int, num
     Google's function also clips the gradients to global norm 1.0 inside the train op; here the
     training loop calls ``clip_by_global_norm`` before ``optimizer.step()``. ``lamb``: the LAMB
     trust ratio on top (not in Google's release). ``flat``: the update on flat buffers (the
-    trainers'; see ``AdamWeightDecay``), so the caller clips ``optimizer.flat_parameters()``."""
-    optimizer = AdamWeightDecay(weight_decay_groups(model, weight_decay), lr=init_lr, weight_decay=weight_decay,
+    trainers'; see ``AdamWeightDecay``), so the caller clips ``optimizer.flat_parameters()``.
+    ``head_lrs``: other initial lrs by parameter name prefix (``weight_decay_groups``), on the same
+    schedule."""
+    optimizer = AdamWeightDecay(weight_decay_groups(model, weight_decay, head_lrs), lr=init_lr, weight_decay=weight_decay,
                                 lamb=lamb, flat=flat)
     return optimizer, google_lr_schedule(optimizer, num_train_steps, num_warmup_steps)

@@ -441,13 +441,16 @@ def _load_encoder_and_head(model, state: dict[str, torch.Tensor], source: str, w
 
 
 def _save_encoder_and_head(model, path: str | os.PathLike, weight_name: str, bias_name: str, architecture: str,
-                           extra_config: dict | None = None, without: tuple[str, ...] = ()) -> None:
+                           extra_config: dict | None = None, without: tuple[str, ...] = (),
+                           extra_state: dict[str, torch.Tensor] | None = None) -> None:
     """What both heads' savers do: the encoder under ``bert.`` (less ``without``), the head as
-    ``weight_name``/``bias_name``, and the config of HF's ``architecture`` (plus ``extra_config``)."""
+    ``weight_name``/``bias_name`` (plus ``extra_state``), and the config of HF's ``architecture``
+    (plus ``extra_config``)."""
     body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
     state = {"bert." + k: v for k, v in body.items() if k not in without}
     state[weight_name] = model.output_weights.detach()
     state[bias_name] = model.output_bias.detach()
+    state.update(extra_state or {})
     write_hf_directory(path, state, {**model.config.to_hf_dict(architecture), **(extra_config or {})})
 
 
@@ -491,19 +494,51 @@ def load_token_classifier_state(model, state: dict[str, torch.Tensor], source: s
     """Loads HF-named ``state`` into a ``BertForTokenClassification``: the encoder as
     ``load_state_into`` (strict), the head (``classifier.*``) when the checkpoint is a token
     classifier (``hf_config``'s ``architectures``: a sentence classifier's ``classifier.*`` has
-    the same names, and is not loaded as a token head). Returns whether the head was loaded.
+    the same names, and is not loaded as a token head). Returns whether the head was loaded. A
+    ``BertCrfForNer`` (with a ``crf``) loads the checkpoint's CRF with its head when it has one (else
+    keeps its own); a model without one leaves a checkpoint's CRF out.
 
     transformers' BertForTokenClassification has no pooler (``add_pooling_layer=False``), which the
     head never reads: a missing pooler keeps the model's own, silently."""
     state = dict(state)
+    crf = {name: state.pop(name) for name in CRF_NAMES if name in state}
     prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
     for name in _POOLER:
         state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
     _keep_classifier_of(state, hf_config, "BertForTokenClassification")
-    return _load_encoder_and_head(
+    loaded = _load_encoder_and_head(
         model, state, source, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS,
         lambda w: f"checkpoint {source} has a token classifier for {w.shape[0]} labels, the task has "
                   f"{model.num_labels} ({', '.join(model.labels)})")
+    if loaded and crf and getattr(model, "crf", None) is not None:
+        if len(crf) != len(CRF_NAMES):
+            raise WeightsError(f"checkpoint {source} has {sorted(crf)} of a CRF, not all of {list(CRF_NAMES)}")
+        with torch.no_grad():  # (the shapes follow the classifier's, checked above)
+            for name, value in crf.items():
+                getattr(model.crf, name.split(".", 1)[1]).copy_(value.float())
+    return loaded
+
+
+CRF_NAMES = ("crf.start_transitions", "crf.end_transitions", "crf.transitions")
+"""A ``BertCrfForNer``'s CRF in its directory, as CLUENER2020's ``BertCrfForNer`` names them."""
+
+
+def has_crf(state) -> bool:
+    """Whether a token classifier's weights (a state dict, or the names of its tensors) hold a CRF
+    (saved by ``bert ner --crf``)."""
+    return CRF_NAMES[-1] in state
+
+
+def hf_weight_names(path: str | os.PathLike) -> set[str]:
+    """The names of a HF directory's tensors, without reading the tensors where it has
+    ``model.safetensors`` (else as ``read_hf_weights``)."""
+    st = os.path.join(os.fspath(path), SAFETENSORS)
+    if os.path.exists(st):
+        from safetensors import safe_open
+
+        with safe_open(st, "pt") as f:
+            return set(f.keys())
+    return set(read_hf_weights(path)[0])
 
 
 def _keep_classifier_of(state: dict[str, torch.Tensor], hf_config: dict | None, architecture: str) -> None:
@@ -518,10 +553,14 @@ def _keep_classifier_of(state: dict[str, torch.Tensor], hf_config: dict | None, 
 def save_token_classifier(model, path: str | os.PathLike) -> None:
     """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
     transformers' ``BertForTokenClassification.save_pretrained`` (``bert.*`` without the pooler,
-    ``classifier.*``), each file atomically."""
+    ``classifier.*``; a ``BertCrfForNer`` adds its ``CRF_NAMES``, which transformers leaves unread),
+    each file atomically."""
+    crf = getattr(model, "crf", None)
     _save_encoder_and_head(model, path, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, "BertForTokenClassification",
                            {"id2label": {str(i): label for i, label in enumerate(model.labels)},
-                            "label2id": {label: i for i, label in enumerate(model.labels)}}, without=_POOLER)
+                            "label2id": {label: i for i, label in enumerate(model.labels)}}, without=_POOLER,
+                           extra_state={} if crf is None else {
+                               name: getattr(crf, name.split(".", 1)[1]).detach() for name in CRF_NAMES})
 
 
 # ---- multiple choice (HF's BertForMultipleChoice; CLUE's C3 baseline) ---------------------------

@@ -296,15 +296,15 @@ def labelled_checkpoint(create: Callable[[list[str]], nn.Module], labels: Sequen
 def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], options: FinetuneConfig,
                    device: torch.device, num_train_steps: int, num_warmup_steps: int, desc: str,
                    vocab_file: str, summary: dict,
-                   evaluate: Callable[[nn.Module], dict[str, float]] | None = None) -> bool:
-    """``finetune`` of a head with labels (its checkpoints identified by them) on the feature rows
-    ``data``, a row per example (``evaluate``: as ``finetune``'s); records ``step``,
-    ``num_train_steps`` and ``export`` in ``summary``. Returns False when stopped early
-    (``stop_at_step``: resume to finish)."""
+                   evaluate: Callable[[nn.Module], dict[str, float]] | None = None, head_lrs=None) -> bool:
+    """``finetune`` of a head with labels (its checkpoints identified by them and its class) on the feature rows
+    ``data``, a row per example (``evaluate``, ``head_lrs``: as ``finetune``'s); records ``step``, ``num_train_steps``
+    and ``export`` in ``summary``. Returns False when stopped early (``stop_at_step``: resume to finish)."""
     model.check_label_ids(data["label_ids"])
     step, export = finetune(run, model, lambda index: take_batch(data, index, HOST, options.pad_to_multiple_of),
                             len(data["input_ids"]), options, device, num_train_steps, num_warmup_steps,
-                            {"labels": model.labels}, desc, vocab_file, evaluate)
+                            {"labels": model.labels, "head": type(model).__name__}, desc, vocab_file, evaluate,
+                            head_lrs)
     summary.update(step=step, num_train_steps=num_train_steps)
     if export is None:
         return False
@@ -450,10 +450,10 @@ class Tuning:
 
 
 def make_tuning(model: nn.Module, options: FinetuneConfig, env: Distributed, device: torch.device,
-                num_train_steps: int, num_warmup_steps: int) -> Tuning:
-    """Google's optimizer and schedule for ``model``, its mixed precision, the net a step calls and
-    the update after its backward, both compiled with ``compile``, as ``bert pretrain`` does."""
-    optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps)
+                num_train_steps: int, num_warmup_steps: int, head_lrs: dict[str, float] | None = None) -> Tuning:
+    """Google's optimizer and schedule (``head_lrs``: ``finetune``'s), precision, the net and update (``compile``d)."""
+    optimizer, scheduler = create_optimizer(model, options.learning_rate, num_train_steps, num_warmup_steps,
+                                            head_lrs=head_lrs)
     net, update = compile_step(model, optimizer, options.compile, options.compile_mode)
     precision = MixedPrecision(device, options.bf16, options.fp16)
     return Tuning(model, data_parallel(net, env, device), optimizer, scheduler, precision, env, device, update,
@@ -463,7 +463,8 @@ def make_tuning(model: nn.Module, options: FinetuneConfig, env: Distributed, dev
 def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], dict[str, torch.Tensor]],
              num_examples: int, options: FinetuneConfig, device: torch.device, num_train_steps: int,
              num_warmup_steps: int, identity: dict, desc: str, vocab_file: str,
-             evaluate: Callable[[nn.Module], dict[str, float]] | None = None) -> tuple[int, str | None]:
+             evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+             head_lrs: dict[str, float] | None = None) -> tuple[int, str | None]:
     """Fine-tunes ``model`` as Google's programs do; returns the last step and, when training
     finished (not stopped by ``stop_at_step``), the exported model (``output_dir/model``, written
     by the main process).
@@ -480,9 +481,10 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     non-finite steps, ``Run.read_logged``), which also log the training sequences (feature rows, of
     every rank) per second since the last log. ``evaluate(model)`` (the dev set's metrics), when
     given, runs every ``eval_every`` steps before the last on the main process, logged as
-    ``eval_*``; it draws no random numbers, so the training goes on as without it."""
+    ``eval_*``; it draws no random numbers, so the training goes on as without it. ``head_lrs``: the
+    lr of the parameters under each name prefix, when not ``learning_rate`` (the logged one)."""
     env = run.env
-    t = make_tuning(model, options, env, device, num_train_steps, num_warmup_steps)
+    t = make_tuning(model, options, env, device, num_train_steps, num_warmup_steps, head_lrs)
     global_batch = options.train_batch_size * options.grad_accum * env.world_size
     identity = {**identity, "num_train_steps": num_train_steps, "global_batch": global_batch}
     step = 0
@@ -540,10 +542,9 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
 def _resume(run: Run, t: Tuning, identity: dict) -> int:
     """Loads the checkpoint ``run`` resumes from into ``t``; returns its step."""
     state = load_checkpoint(run.resumed_from)
+    # what checkpoints written before grad_accum and torchrun (global_batch) or heads' names (head) lack: not compared
+    identity = {k: v for k, v in identity.items() if k in state or k not in ("global_batch", "head")}
     stored = {k: state.get(k) for k in identity}
-    if "global_batch" not in state:  # written before grad_accum and torchrun: one process's batch
-        stored.pop("global_batch")
-        identity = {k: v for k, v in identity.items() if k != "global_batch"}
     if stored != identity:
         raise BertDetrError(f"cannot resume from {run.resumed_from}: it was made for {stored}, this run is {identity}")
     t.model.load_state_dict(state["model"])

@@ -36,9 +36,9 @@ from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, fea
 from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, cluener_label, get_label_list,
                                                read_cluener, read_conll, sentence_windows, windows_to_tensors)
 from bertdetr.bert.finetuning.ner_metrics import cluener_score, ner_metrics
-from bertdetr.bert.heads import BertForTokenClassification
+from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, crf_sequences
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.weights import load_token_classifier_state, read_labels
+from bertdetr.bert.weights import has_crf, hf_weight_names, load_token_classifier_state, read_labels
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -51,10 +51,12 @@ SET_FILES = {"conll": {"train": "train.txt", "eval": "dev.txt", "predict": "test
 """The file of each set in ``--data-dir``, per data format."""
 
 
-def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None
-                 ) -> BertForTokenClassification:
-    """The token classifier on ``bert`` (a new BertModel with Google's initialisation when None)."""
-    return BertForTokenClassification(bert if bert is not None else build_bert_model(bert_config), labels)
+def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None,
+                 crf: bool = False) -> BertForTokenClassification:
+    """The token classifier on ``bert`` (a new BertModel with Google's initialisation when None);
+    with ``crf`` a ``BertCrfForNer`` (CLUENER2020's BERT+CRF)."""
+    return (BertCrfForNer if crf else BertForTokenClassification)(
+        bert if bert is not None else build_bert_model(bert_config), labels)
 
 
 @dataclass(kw_only=True)
@@ -77,6 +79,13 @@ class NerConfig(FinetuneConfig):
     test.json (cluener_predict.json: CLUENER's submission lines)."""
     eval_batch_size: int = 8
     """Total batch size for eval."""
+    crf: bool = False
+    """Score the tags with a linear-chain CRF and decode them by Viterbi (CLUENER2020's BERT+CRF
+    baseline, BertCrfForNer; [CLS] and [SEP] tagged O in its chain); without training, the
+    fine-tuned model's head decides."""
+    crf_learning_rate: float = 1e-3
+    """The learning rate of the CRF and the classifier under it with --crf (CLUENER's
+    --crf_learning_rate, as its run_ner_crf.sh sets it); the rest of BERT gets --learning-rate."""
 
     def __post_init__(self):
         require_field_types(self, "--")
@@ -84,6 +93,8 @@ class NerConfig(FinetuneConfig):
             raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
         super().__post_init__()
         require_at_least(self, ("eval_batch_size",), 1, "--")
+        if not self.crf_learning_rate > 0:
+            raise BertDetrError(f"--crf-learning-rate must be positive, got {self.crf_learning_rate}")
         if self.max_seq_length < 3:
             raise BertDetrError(f"--max-seq-length {self.max_seq_length} leaves no room for [CLS] a word [SEP]")
         if not os.path.isdir(self.data_dir):
@@ -108,23 +119,26 @@ def _is_token_classifier(hf_config: dict) -> bool:
     return "BertForTokenClassification" in (hf_config.get("architectures") or [])
 
 
-def _checkpoint_labels(config: NerConfig) -> list[str] | None:
-    """Tags of a fine-tuned model to evaluate: output_dir's latest checkpoint or exported model, or
-    an --init-checkpoint BertForTokenClassification directory."""
+def _checkpoint_head(config: NerConfig) -> tuple[list[str], bool] | None:
+    """Tags of a fine-tuned model to evaluate and whether it has a CRF: output_dir's latest
+    checkpoint or exported model, or an --init-checkpoint BertForTokenClassification directory."""
     last = latest_checkpoint(config.output_dir)
     if last:
-        return list(load_checkpoint(last)["labels"])
+        state = load_checkpoint(last)
+        return list(state["labels"]), has_crf(state["model"])
     for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
         hf_config = read_hf_config(d)
         if _is_token_classifier(hf_config):
-            return read_labels(d, hf_config=hf_config)
+            return read_labels(d, hf_config=hf_config), has_crf(hf_weight_names(d))
     return None
 
 
-def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str]) -> tuple[BertForTokenClassification, bool]:
+def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str],
+                crf: bool) -> tuple[BertForTokenClassification, bool]:
     """The model to fine-tune or evaluate, and whether its head was loaded (from a
-    BertForTokenClassification --init-checkpoint with the same tags, in any order)."""
-    model = create_model(bert_config, labels)
+    BertForTokenClassification --init-checkpoint with the same tags, in any order; its CRF too when
+    both have one)."""
+    model = create_model(bert_config, labels, crf=crf)
     if not config.init_checkpoint:
         return model, False
     state, source = read_init_checkpoint(config.init_checkpoint)
@@ -138,35 +152,52 @@ def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str]) -
         with torch.no_grad():
             model.output_weights.copy_(model.output_weights[order].clone())
             model.output_bias.copy_(model.output_bias[order].clone())
+            if crf and has_crf(state):
+                for p in (model.crf.start_transitions, model.crf.end_transitions):
+                    p.copy_(p[order].clone())
+                model.crf.transitions.copy_(model.crf.transitions[order][:, order].clone())
     return model, head_loaded
 
 
 @torch.no_grad()
-def _window_logits(model: BertForTokenClassification, data: dict[str, torch.Tensor], batch_size: int,
-                   device: torch.device) -> tuple[list[np.ndarray], float, int]:
-    """Logits of every window ([T_i, K] each, on the host), the summed loss over labelled
-    positions and their count."""
+def _window_predictions(model: BertForTokenClassification, data: dict[str, torch.Tensor],
+                        windows: Sequence[NerWindow], batch_size: int,
+                        device: torch.device) -> tuple[list[np.ndarray], float, int]:
+    """The predicted tag ids of every window's words (on the host): the argmax at each word's first
+    piece, or with a CRF the best path (Viterbi); then the summed loss and what it is summed over
+    (the labelled positions' cross-entropy, or with a CRF each window's negative log-likelihood,
+    tags the model lacks read as O there)."""
     was_training = model.training
     model.eval()
-    logits, loss_sum, count = [], 0.0, 0
+    crf = isinstance(model, BertCrfForNer)
+    words, loss_sum, count = [], 0.0, 0
     for batch in eval_batches(data, batch_size, device):
         labels = batch.pop("label_ids")
         out = model(**batch)["logits"].float()
-        real = labels != IGNORE_INDEX
-        if real.any():
-            loss_sum += float(torch.nn.functional.cross_entropy(out[real], labels[real], reduction="sum"))
-            count += int(real.sum())
-        logits.extend(out.cpu().numpy())
+        if crf:
+            best = model.decode(out, batch["tag_mask"]).cpu().numpy()  # words from 1 ([CLS] is 0)
+            emissions, mask, tags = crf_sequences(out, batch["tag_mask"], labels, model.outside_id)
+            if (labels != IGNORE_INDEX).any():
+                loss_sum -= float(model.crf(emissions, tags, mask, reduction="sum"))
+                count += len(labels)
+        else:
+            best = out.argmax(-1).cpu().numpy()
+            real = labels != IGNORE_INDEX
+            if real.any():
+                loss_sum += float(torch.nn.functional.cross_entropy(out[real], labels[real], reduction="sum"))
+                count += int(real.sum())
+        for row in best:
+            window = windows[len(words)]
+            words.append(row[1:1 + len(window.word_positions)] if crf else row[window.word_positions])
     model.train(was_training)
-    return logits, loss_sum, count
+    return words, loss_sum, count
 
 
-def _tags_of(windows: Sequence[NerWindow], logits: list[np.ndarray], sentences: Sequence[Sentence],
+def _tags_of(windows: Sequence[NerWindow], words: list[np.ndarray], sentences: Sequence[Sentence],
              labels: Sequence[str]) -> list[list[str]]:
-    """Each sentence's predicted tags (the argmax at each word's first piece), its windows joined."""
+    """Each sentence's predicted tags, its windows joined."""
     predicted: list[list[str]] = [[""] * len(s.words) for s in sentences]
-    for window, window_logits in zip(windows, logits):
-        best = window_logits[window.word_positions].argmax(-1)
+    for window, best in zip(windows, words):
         for k, label_id in enumerate(best):
             predicted[window.sentence][window.first_word + k] = labels[int(label_id)]
     return predicted
@@ -175,17 +206,18 @@ def _tags_of(windows: Sequence[NerWindow], logits: list[np.ndarray], sentences: 
 def predict_tags(model: BertForTokenClassification, data: dict[str, torch.Tensor], windows: Sequence[NerWindow],
                  sentences: Sequence[Sentence], batch_size: int, device: torch.device) -> list[list[str]]:
     """The predicted tags of every word of every sentence."""
-    logits, _, _ = _window_logits(model, data, batch_size, device)
-    return _tags_of(windows, logits, sentences, model.labels)
+    words, _, _ = _window_predictions(model, data, windows, batch_size, device)
+    return _tags_of(windows, words, sentences, model.labels)
 
 
 def evaluate(model: BertForTokenClassification, data: dict[str, torch.Tensor], windows: Sequence[NerWindow],
              sentences: Sequence[Sentence], batch_size: int, device: torch.device) -> tuple[dict, list[list[str]]]:
     """(metrics, predicted tags): ``ner_metrics`` of the gold and predicted tags (entity-level
     precision, recall, F1 as seqeval's, token accuracy, per type) and ``loss``, the mean
-    cross-entropy over the words whose gold tag the model has."""
-    logits, loss_sum, count = _window_logits(model, data, batch_size, device)
-    predicted = _tags_of(windows, logits, sentences, model.labels)
+    cross-entropy over the words whose gold tag the model has (with a CRF: the mean negative
+    log-likelihood of a window's tags)."""
+    words, loss_sum, count = _window_predictions(model, data, windows, batch_size, device)
+    predicted = _tags_of(windows, words, sentences, model.labels)
     metrics = ner_metrics([s.tags for s in sentences], predicted)
     metrics["loss"] = loss_sum / count if count else 0.0
     return metrics, predicted
@@ -234,15 +266,18 @@ def _read_sets(config: NerConfig) -> dict[str, list[Sentence]]:
     return sets
 
 
-def _labels(config: NerConfig, sets: dict[str, list[Sentence]]) -> list[str]:
+def _head(config: NerConfig, sets: dict[str, list[Sentence]]) -> tuple[list[str], bool]:
+    """The tags and whether a CRF scores them: the training data's (with O, which a CRF tags [CLS]
+    and [SEP] with) and --crf, else the fine-tuned model's."""
     if config.do_train:
-        return get_label_list(sets["train"])
-    labels = _checkpoint_labels(config)
-    if labels is None:
+        labels = get_label_list(sets["train"])
+        return (sorted({*labels, "O"}) if config.crf else labels), config.crf
+    head = _checkpoint_head(config)
+    if head is None:
         raise BertDetrError("without --do-train the tags come from the fine-tuned model, but "
                             f"{config.output_dir} has no checkpoint and --init-checkpoint is no "
                             "BertForTokenClassification")
-    return labels
+    return head
 
 
 def run_ner(config: NerConfig) -> dict:
@@ -252,12 +287,12 @@ def run_ner(config: NerConfig) -> dict:
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
     sets = _read_sets(config)
-    label_list = _labels(config, sets)
+    label_list, crf = _head(config, sets)
     label_map = {label: i for i, label in enumerate(label_list)}
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
 
-    summary: dict = {"labels": label_list, "features": {}}
+    summary: dict = {"labels": label_list, "crf": crf, "features": {}}
     windows: dict[str, list[NerWindow]] = {}
     data: dict[str, dict[str, torch.Tensor]] = {}
     with contextlib.ExitStack() as stack:
@@ -267,23 +302,26 @@ def run_ner(config: NerConfig) -> dict:
             windows[name] = sentence_windows(sentences, tokenizer, label_map, config.max_seq_length)
             for window in windows[name]:
                 write_record(f, _window_example(window, config.max_seq_length))
-            data[name] = windows_to_tensors(windows[name], config.max_seq_length)
+            data[name] = windows_to_tensors(windows[name], config.max_seq_length, tag_mask=crf)
             summary["features"][name] = (path, len(sentences), len(windows[name]))
     if config.features_only:
         return summary
 
     num_train_steps, num_warmup_steps = schedule(len(windows["train"]), config, env, "windows") \
         if config.do_train else (0, 0)
-    from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels), label_list, "tags")
+    from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels, crf=crf), label_list,
+                                          "tags")
     model, step, run = start_model(config, "bert ner", from_checkpoint,
-                                   lambda: _init_model(config, bert_config, list(label_list)),
+                                   lambda: _init_model(config, bert_config, list(label_list), crf),
                                    "evaluating a token-classification head", env, device)
     try:
         run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
                            "num_train_steps": num_train_steps, "num_warmup_steps": num_warmup_steps})
         if config.do_train and not train_labelled(
                 run, model, data["train"], config, device, num_train_steps, num_warmup_steps, "ner", vocab_file,
-                summary, lambda m: _dev_scalars(config, m, data["eval"], windows["eval"], sets["eval"], device)):
+                summary, lambda m: _dev_scalars(config, m, data["eval"], windows["eval"], sets["eval"], device),
+                # CLUENER's groups: the CRF and the classifier under it at --crf-learning-rate
+                {"crf.": config.crf_learning_rate, "output_": config.crf_learning_rate} if crf else None):
             return summary  # stopped early (--stop-at-step): resume to finish
         step = summary.setdefault("step", step)
         if not env.main:

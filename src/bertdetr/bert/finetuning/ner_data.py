@@ -236,18 +236,25 @@ def sentence_windows(sentences: Sequence[Sentence], tokenizer, label_map: dict[s
     return windows
 
 
-def windows_to_tensors(windows: Sequence[NerWindow], max_seq_length: int) -> dict[str, torch.Tensor]:
+def windows_to_tensors(windows: Sequence[NerWindow], max_seq_length: int,
+                       tag_mask: bool = False) -> dict[str, torch.Tensor]:
     """The windows as padded tensors: ``input_ids``, ``input_mask``, ``segment_ids``, ``label_ids``
-    [N,T] (int64; labels padded with ``IGNORE_INDEX``)."""
+    [N,T] (int64; labels padded with ``IGNORE_INDEX``) and, with ``tag_mask`` (for a CRF head),
+    ``tag_mask`` [N,T]: 1 at [CLS], each word's first piece and [SEP], the CRF's positions."""
     n = len(windows)
     input_ids = np.zeros((n, max_seq_length), np.int64)
     input_mask = np.zeros((n, max_seq_length), np.int64)
     label_ids = np.full((n, max_seq_length), IGNORE_INDEX, np.int64)
+    tags = np.zeros((n, max_seq_length), np.int64)
     for i, w in enumerate(windows):
         k = len(w.input_ids)
         input_ids[i, :k] = w.input_ids
         input_mask[i, :k] = 1
         label_ids[i, :k] = w.label_ids
-    return {"input_ids": torch.from_numpy(input_ids), "input_mask": torch.from_numpy(input_mask),
-            "segment_ids": torch.zeros((n, max_seq_length), dtype=torch.int64),
-            "label_ids": torch.from_numpy(label_ids)}
+        tags[i, [0, *w.word_positions, k - 1]] = 1
+    out = {"input_ids": torch.from_numpy(input_ids), "input_mask": torch.from_numpy(input_mask),
+           "segment_ids": torch.zeros((n, max_seq_length), dtype=torch.int64),
+           "label_ids": torch.from_numpy(label_ids)}
+    if tag_mask:
+        out["tag_mask"] = torch.from_numpy(tags)
+    return out

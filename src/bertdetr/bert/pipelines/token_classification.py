@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, decode, softmax
 from bertdetr.errors import BertDetrError
@@ -30,16 +31,23 @@ class TokenClassificationPipeline(Pipeline):
     CoNLL sentence, Chinese characters), read as the text of them joined by ``delimiter`` (default a
     space), whose characters ``start`` and ``end`` count. As transformers, a grouped ``word`` is the tokens joined
     by its decoder: Chinese characters come out spaced ("北 京"); ``text[start:end]`` is the span.
-    The character offsets come from the ``tokenizers`` WordPiece of the same vocabulary."""
+    The character offsets come from the ``tokenizers`` WordPiece of the same vocabulary.
+
+    A model with a CRF (``bert ner --crf``, a ``BertCrfForNer``; transformers has none) is decoded
+    by its CRF (Viterbi over [CLS], each word's first piece and [SEP], as it was trained), not by
+    each token's best score: every piece of a word gets the word's tag, its ``score`` the
+    probability of that tag in the token's softmax (a word's: its first piece's, their mean or their
+    most for "first", "average", "max"; "simple" is "first")."""
 
     task = "token-classification"
 
     def __init__(self, model_dir, device, ignore_labels: Sequence[str] = ("O",), aggregation_strategy: str = "none",
                  stride: int | None = None, is_split_into_words: bool = False, delimiter: str = " "):
         super().__init__(model_dir, device)
-        from bertdetr.bert.heads import BertForTokenClassification
+        from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification
 
         self.model = BertForTokenClassification.from_pretrained(model_dir).to(device).eval()
+        self.crf = isinstance(self.model, BertCrfForNer)  # (bert ner --crf: tags from its CRF's best path)
         self._check_vocab(self.model.config)
         self.defaults = {"ignore_labels": ignore_labels, "aggregation_strategy": aggregation_strategy, "stride": stride,
                          "is_split_into_words": is_split_into_words, "delimiter": delimiter}
@@ -86,8 +94,16 @@ class TokenClassificationPipeline(Pipeline):
         encodings = [enc for text_windows in windows for enc in text_windows]
 
         def forward(ids, mask, segments, members):
-            logits = self.model(input_ids=ids, input_mask=mask, segment_ids=segments)["logits"].float().cpu().numpy()
-            return [softmax(logits[row, :len(encodings[i].ids)]) for row, i in enumerate(members)]
+            logits = self.model(input_ids=ids, input_mask=mask, segment_ids=segments)["logits"].float()
+            words = [None] * len(members)
+            if self.crf:
+                tag_mask = torch.zeros_like(ids)
+                for row, i in enumerate(members):
+                    tag_mask[row, self.tagged_positions(encodings[i])] = 1
+                paths = self.model.decode(logits, tag_mask).cpu().numpy()
+                words = [self.chain_tags(encodings[i], paths[row]) for row, i in enumerate(members)]
+            logits = logits.cpu().numpy()
+            return [(softmax(logits[row, :len(encodings[i].ids)]), words[row]) for row, i in enumerate(members)]
 
         scores = iter(self.forward_batches(encodings, batch_size, forward))
         results = []
@@ -95,7 +111,7 @@ class TokenClassificationPipeline(Pipeline):
             text, starts = (item, None) if delimiter is None else self.join_words(list(item), delimiter)
             entities = []
             for enc in text_windows:
-                pre = self.gather_pre_entities(text, enc, next(scores), starts)
+                pre = self.gather_pre_entities(text, enc, *next(scores), starts)
                 entities += [e for e in self.aggregate(pre, aggregation)
                              if e.get("entity") not in ignore and e.get("entity_group") not in ignore]
             results.append(self.aggregate_overlapping_entities(entities) if len(text_windows) > 1 else entities)
@@ -120,10 +136,12 @@ class TokenClassificationPipeline(Pipeline):
             at += len(word) + len(delimiter)
         return delimiter.join(words), starts
 
-    def gather_pre_entities(self, text: str, enc, scores: np.ndarray, word_starts: list[int] | None = None) -> list[dict]:
+    def gather_pre_entities(self, text: str, enc, scores: np.ndarray, tags: np.ndarray | None = None,
+                            word_starts: list[int] | None = None) -> list[dict]:
         """Each non-special token of the encoding ``enc``: its piece, scores [C], offsets in
-        ``text`` (of pre-split words: within its word, moved by ``word_starts``), and whether it
-        continues a word (a piece whose text is shorter than it: "##ing"; [UNK] never)."""
+        ``text`` (of pre-split words: within its word, moved by ``word_starts``), whether it
+        continues a word (a piece whose text is shorter than it: "##ing"; [UNK] never) and, from a
+        CRF model, its word's tag id (``tags``, per token: ``chain_tags``)."""
         pre = []
         for i in range(len(enc.ids)):
             if enc.special_tokens_mask[i]:
@@ -135,15 +153,38 @@ class TokenClassificationPipeline(Pipeline):
             if word == "[UNK]":
                 word, subword = text[start:end], False
             pre.append({"word": word, "scores": scores[i], "start": start, "end": end, "index": i,
-                        "is_subword": subword})
+                        "is_subword": subword, **({} if tags is None else {"tag": int(tags[i])})})
         return pre
 
+    @staticmethod
+    def tagged_positions(enc) -> list[int]:
+        """The positions a CRF model's chain tags, as ``bert ner`` trained it: [CLS], each word's
+        first piece, [SEP]."""
+        return [i for i, w in enumerate(enc.word_ids) if w is None or i == 0 or w != enc.word_ids[i - 1]]
+
+    def chain_tags(self, enc, path: np.ndarray | None) -> np.ndarray | None:
+        """Per token, the tag id the CRF's best ``path`` (over ``tagged_positions``) gives its word;
+        None without a path."""
+        if path is None:
+            return None
+        tags, k = np.zeros(len(enc.ids), np.int64), -1
+        tagged = set(self.tagged_positions(enc))
+        for i in range(len(enc.ids)):
+            k += i in tagged
+            tags[i] = path[k]
+        return tags
+
     def aggregate(self, pre: list[dict], aggregation: str) -> list[dict]:
+        """The tokens' entities (none), grouped (simple), or words' grouped (first, average, max).
+        A CRF model's tags are its chain's, a word's for each of its pieces: "simple" groups its
+        words as "first" does (its pieces share one tag, a B- tag would open a group at each)."""
         labels = self.model.labels
+        if self.crf and aggregation == "simple":
+            aggregation = "first"
         if aggregation in ("none", "simple"):
             entities = []
             for p in pre:
-                best = int(p["scores"].argmax())
+                best = p.get("tag", int(p["scores"].argmax()))
                 entities.append({"entity": labels[best], "score": float(p["scores"][best]), "index": p["index"],
                                  "word": p["word"], "start": p["start"], "end": p["end"]})
         else:
@@ -151,7 +192,14 @@ class TokenClassificationPipeline(Pipeline):
         return entities if aggregation == "none" else self.group_entities(entities)
 
     def aggregate_word(self, pieces: list[dict], aggregation: str) -> dict:
-        """One word's pieces as one entity, labelled by ``aggregation``."""
+        """One word's pieces as one entity, labelled by ``aggregation`` (a CRF model's: by its
+        chain, scored by ``aggregation`` over the pieces' probabilities of that tag)."""
+        if "tag" in pieces[0]:
+            best = pieces[0]["tag"]
+            probs = [float(p["scores"][best]) for p in pieces]
+            score = {"first": probs[0], "max": max(probs)}.get(aggregation, float(np.mean(probs)))
+            return {"entity": self.model.labels[best], "score": score, "word": decode([p["word"] for p in pieces]),
+                    "start": pieces[0]["start"], "end": pieces[-1]["end"]}
         if aggregation == "first":
             scores = pieces[0]["scores"]
         elif aggregation == "max":

@@ -1,0 +1,236 @@
+"""``bert ner --crf`` (CLUENER2020's BERT+CRF): its chain's features against goldens of CLUENER's
+own feature code, its loss as CLUENER's model computes it (with the CRF checked against its
+references in ``tests/nn/test_crf.py``), decoding by the CRF in ``bert ner`` and in the pipeline,
+the saved directory both ways, the CRF's own learning rate, and the command end to end."""
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+import transformers
+
+from bertdetr.bert.data.tokenization import FullTokenizer
+from bertdetr.bert.finetuning.ner import NerConfig, run_ner
+from bertdetr.bert.finetuning.ner_data import read_cluener, sentence_windows, windows_to_tensors
+from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, crf_sequences
+from bertdetr.bert.model import BertConfig, build_bert_model
+from bertdetr.bert.optimization import create_optimizer, weight_decay_groups
+from bertdetr.bert.pipelines import pipeline
+from bertdetr.cli import main
+from bertdetr.errors import BertDetrError
+from tests.bert.finetuning.conftest import TINY_ZH, VOCAB_ZH
+
+CLUENER = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert", "zh", "cluener")
+
+
+def _golden():
+    with open(os.path.join(CLUENER, "crf_features_golden.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _tiny(labels, seed=0):
+    torch.manual_seed(seed)
+    with open(VOCAB_ZH, encoding="utf-8") as f:
+        config = BertConfig(vocab_size=sum(1 for _ in f), **TINY_ZH)
+    return BertCrfForNer(build_bert_model(config), labels).eval()
+
+
+def _clueners_batch():
+    """dev.json as our windows (with CLUENER's label list), next to CLUENER's features of it."""
+    golden = _golden()
+    labels = golden["labels"]
+    windows = sentence_windows(read_cluener(os.path.join(CLUENER, "dev.json")), FullTokenizer(VOCAB_ZH, True),
+                               {label: i for i, label in enumerate(labels)}, golden["max_seq_length"])
+    ours = windows_to_tensors(windows, golden["max_seq_length"], tag_mask=True)
+    theirs = {k: torch.tensor([f[k] for f in golden["features"]]) for k in ("input_ids", "input_mask", "label_ids")}
+    return labels, ours, theirs
+
+
+def test_chain_is_clueners_features():
+    """CLUENER's features tag [CLS] and [SEP] O and every character between: our chain is that."""
+    labels, ours, theirs = _clueners_batch()
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])
+    assert torch.equal(ours["input_mask"], theirs["input_mask"])
+    _, mask, tags = crf_sequences(torch.zeros(*ours["input_ids"].shape, len(labels)), ours["tag_mask"],
+                                  ours["label_ids"], labels.index("O"))
+    assert torch.equal(mask.long(), theirs["input_mask"])
+    assert torch.equal(tags, theirs["label_ids"] * theirs["input_mask"])
+
+
+def test_loss_is_clueners_and_logits_are_transformers(tmp_path):
+    """CLUENER's BertCrfForNer: ``-crf(emissions=logits, tags=label_ids, mask=attention_mask)``
+    with its "mean"; the emissions are transformers' token classifier's on the saved directory."""
+    labels, ours, theirs = _clueners_batch()
+    model = _tiny(labels)
+    out = model(input_ids=ours["input_ids"], input_mask=ours["input_mask"], tag_mask=ours["tag_mask"],
+                label_ids=ours["label_ids"])
+    clueners = -model.crf(out["logits"], theirs["label_ids"], theirs["input_mask"], reduction="mean")
+    torch.testing.assert_close(out["loss"], clueners, rtol=1e-6, atol=1e-5)
+    # without tag_mask every token of input_mask is in the chain: the same for characters
+    plain = model(input_ids=ours["input_ids"], input_mask=ours["input_mask"], label_ids=ours["label_ids"])
+    torch.testing.assert_close(plain["loss"], out["loss"], rtol=0, atol=0)
+
+    model.save_pretrained(tmp_path / "crf")
+    hf = transformers.BertForTokenClassification.from_pretrained(tmp_path / "crf").eval()
+    with torch.no_grad():
+        hf_logits = hf(input_ids=ours["input_ids"], attention_mask=ours["input_mask"]).logits
+    torch.testing.assert_close(out["logits"], hf_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_word_pieces_are_left_out_of_the_chain():
+    """A word's later pieces are no steps: the tagged positions move to the front in order, their
+    -100 labels ([CLS], [SEP]) become O."""
+    logits = torch.arange(2 * 6 * 3, dtype=torch.float32).reshape(2, 6, 3)
+    tag_mask = torch.tensor([[1, 1, 0, 1, 1, 0], [1, 1, 1, 0, 0, 0]])
+    labels = torch.tensor([[-100, 0, -100, 1, -100, -100], [-100, 2, -100, -100, -100, -100]])
+    emissions, mask, tags = crf_sequences(logits, tag_mask, labels, outside_id=2)
+    assert mask.tolist() == [[True] * 4 + [False] * 2, [True] * 3 + [False] * 3]
+    assert torch.equal(emissions[0, :4], logits[0, [0, 1, 3, 4]])
+    assert torch.equal(emissions[1, :3], logits[1, :3])
+    assert tags.tolist() == [[2, 0, 1, 2, 0, 0], [2, 2, 2, 0, 0, 0]]
+
+
+def _forbid(model, label):
+    """A CRF that never gives ``label``, and emissions that always prefer it."""
+    k = model.labels.index(label)
+    with torch.no_grad():
+        model.output_bias[k] = 50.0
+        model.crf.transitions[:, k] = -1e4
+        model.crf.start_transitions[k] = -1e4
+
+
+def test_decoding_follows_the_crf_not_the_best_scores(tmp_path):
+    model = _tiny(["B-LOC", "I-LOC", "O"])
+    _forbid(model, "I-LOC")
+    ids = torch.randint(5, 100, (2, 9))
+    logits = model(input_ids=ids)["logits"]
+    assert (logits.argmax(-1) == 1).all()
+    assert not (model.decode(logits, torch.ones_like(ids)) == 1).any()
+    # the pipeline (and bert tag) decode a saved CRF model by its CRF
+    model.save_pretrained(tmp_path / "crf")
+    shutil.copy(VOCAB_ZH, tmp_path / "crf" / "vocab.txt")
+    tagger = pipeline("ner", str(tmp_path / "crf"))
+    assert isinstance(tagger.model, BertCrfForNer)
+    for aggregation in ("none", "simple", "first", "average", "max"):
+        found = tagger("北京和上海的天气", aggregation_strategy=aggregation, ignore_labels=[])
+        assert found and all(e.get("entity", e.get("entity_group")) not in ("I-LOC",) for e in found)
+    assert {e["entity"] for e in tagger("北京和上海的天气", ignore_labels=[])} <= {"B-LOC", "O"}
+    # without the CRF the same weights give I-LOC everywhere (transformers' reading of the directory)
+    plain = BertForTokenClassification(model.bert, model.labels)
+    plain.output_weights, plain.output_bias = model.output_weights, model.output_bias
+    assert (plain(input_ids=ids)["logits"].argmax(-1) == 1).all()
+
+
+def test_saved_directory_loads_back_with_its_crf(tmp_path):
+    model = _tiny(["B-PER", "I-PER", "O", "S-PER"])
+    model.save_pretrained(tmp_path / "crf")
+    back = BertForTokenClassification.from_pretrained(tmp_path / "crf")
+    assert isinstance(back, BertCrfForNer) and back.labels == model.labels
+    for name in ("start_transitions", "end_transitions", "transitions"):
+        assert torch.equal(getattr(back.crf, name), getattr(model.crf, name))
+    # a plain token classifier's directory is no CRF
+    BertForTokenClassification(model.bert, model.labels).save_pretrained(tmp_path / "plain")
+    assert type(BertForTokenClassification.from_pretrained(tmp_path / "plain")) is BertForTokenClassification
+
+
+def test_crf_and_classifier_get_their_own_learning_rate():
+    model = _tiny(["B-PER", "I-PER", "O"])
+    optimizer, scheduler = create_optimizer(model, 3e-5, 10, 0, head_lrs={"crf.": 1e-3, "output_": 1e-3})
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [(g["lr"], g["weight_decay"], sorted(names[id(p)] for p in g["params"])) for g in optimizer.param_groups]
+    head = [g for g in groups if g[0] == 1e-3]
+    assert sorted(n for g in head for n in g[2]) == ["crf.end_transitions", "crf.start_transitions",
+                                                      "crf.transitions", "output_bias", "output_weights"]
+    assert all(lr == 3e-5 for lr, _, params in groups if lr != 1e-3)
+    assert sum(len(g[2]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+    with pytest.raises(BertDetrError, match="no parameter of the model is named nothing"):
+        weight_decay_groups(model, 0.01, {"nothing.": 1e-3})
+    with pytest.raises(BertDetrError, match="have no O"):
+        _tiny(["B-PER", "I-PER"])
+
+
+def _args(out, bert_config, *extra):
+    return ["bert", "ner", "--data-dir", CLUENER, "--output-dir", str(out), "--vocab-file", VOCAB_ZH,
+            "--bert-config-file", bert_config, "--max-seq-length", "32", "--no-progress", *extra]
+
+
+def test_ner_crf_trains_evaluates_predicts_and_evaluates_again_with_its_crf(zh_bert_config, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_args(out, zh_bert_config, "--do-train", "--do-eval", "--do-predict", "--crf", "--train-batch-size",
+                      "16", "--num-train-epochs", "4", "--learning-rate", "1e-3")) == 0
+    first = json.loads((out / "eval_metrics.json").read_text(encoding="utf-8"))
+    assert 0 < first["eval_f1"] <= 1 and first["eval_loss"] > 0
+    assert isinstance(BertForTokenClassification.from_pretrained(out / "model"), BertCrfForNer)
+    predicted = (out / "cluener_predict.json").read_text(encoding="utf-8")
+    # evaluated again without --crf: the checkpoint's head decides (its CRF), the same figures
+    assert main(_args(out, zh_bert_config, "--do-eval", "--do-predict")) == 0
+    again = json.loads((out / "eval_metrics.json").read_text(encoding="utf-8"))
+    assert again["eval_f1"] == first["eval_f1"] and again["eval_loss"] == pytest.approx(first["eval_loss"])
+    assert (out / "cluener_predict.json").read_text(encoding="utf-8") == predicted
+    # and from the exported model in another folder
+    other = tmp_path / "other"
+    assert main(_args(other, zh_bert_config, "--do-eval", "--init-checkpoint", str(out / "model"))) == 0
+    assert json.loads((other / "eval_metrics.json").read_text(encoding="utf-8"))["eval_f1"] == first["eval_f1"]
+
+
+def test_resuming_with_another_head_says_so(zh_bert_config, tmp_path):
+    def config(**kw):
+        return NerConfig(data_dir=CLUENER, output_dir=str(tmp_path / "out"), vocab_file=VOCAB_ZH,
+                         bert_config_file=zh_bert_config, max_seq_length=32, do_train=True, train_batch_size=32,
+                         num_train_epochs=1, progress=False, save_checkpoints_steps=2, **kw)
+
+    run_ner(config(stop_at_step=2))
+    with pytest.raises(BertDetrError, match="BertCrfForNer"):
+        run_ner(config(resume=True, crf=True))
+
+
+def test_stop_and_resume_equals_an_uninterrupted_run(zh_bert_config, tmp_path):
+    def config(out, **kw):
+        return NerConfig(data_dir=CLUENER, output_dir=str(out), vocab_file=VOCAB_ZH, bert_config_file=zh_bert_config,
+                         max_seq_length=32, do_train=True, train_batch_size=32, num_train_epochs=1, crf=True,
+                         learning_rate=1e-3, save_checkpoints_steps=4, progress=False, **kw)
+
+    run_ner(config(tmp_path / "whole"))
+    run_ner(config(tmp_path / "parts", stop_at_step=5))
+    run_ner(config(tmp_path / "parts", resume=True))
+    a = BertForTokenClassification.from_pretrained(tmp_path / "whole" / "model").state_dict()
+    b = BertForTokenClassification.from_pretrained(tmp_path / "parts" / "model").state_dict()
+    for k in a:
+        if "pooler" not in k:
+            torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+
+
+def test_bad_crf_learning_rate_exits_2(zh_bert_config, tmp_path, capsys):
+    assert main(_args(tmp_path / "out", zh_bert_config, "--do-train", "--crf", "--crf-learning-rate", "0")) == 2
+    assert "--crf-learning-rate must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_compiled_the_crf_breaks_the_graph_at_its_recursion_only():
+    """The forward algorithm is a loop over the chain's dynamic length: it runs eager
+    (``torch.compiler.disable``) rather than compile a graph per length; the rest compiles."""
+    model = _tiny(["B-X", "I-X", "O"])
+    g = torch.Generator().manual_seed(1)
+    batch = dict(input_ids=torch.randint(5, 100, (2, 8), generator=g), input_mask=torch.tensor([[1] * 8, [1] * 5 + [0] * 3]),
+                 label_ids=torch.randint(0, 3, (2, 8), generator=g))
+    explained = torch._dynamo.explain(model)(**batch)
+    assert explained.graph_break_count >= 1
+    assert all("_compute_normalizer" in r.reason for r in explained.break_reasons), explained.break_reasons
+
+
+def test_compiled_crf_training_equals_eager(zh_bert_config, tmp_path, monkeypatch):
+    from tests.bert.pretraining.test_compile import _aot_eager
+
+    args = ("--do-train", "--crf", "--train-batch-size", "64", "--num-train-epochs", "1", "--learning-rate", "1e-3",
+            "--device", "cpu")
+    assert main(_args(tmp_path / "eager", zh_bert_config, *args)) == 0
+    calls = _aot_eager(monkeypatch)
+    assert main(_args(tmp_path / "compiled", zh_bert_config, *args, "--compile")) == 0
+    assert [name for name, _, _ in calls] == ["BertCrfForNer", "clip_and_update"]
+    a = BertForTokenClassification.from_pretrained(tmp_path / "eager" / "model").state_dict()
+    b = BertForTokenClassification.from_pretrained(tmp_path / "compiled" / "model").state_dict()
+    for key in a:
+        if "pooler" not in key:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
