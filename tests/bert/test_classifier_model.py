@@ -156,7 +156,8 @@ def test_google_classifier_variables_convert(tmp_path):
 def test_classifier_for_other_label_count_is_an_error(tmp_path):
     torch.manual_seed(10)
     create_model(BertConfig(**TINY), ["a", "b"]).save_pretrained(tmp_path)
-    from bertdetr.bert.weights import load_classifier_state, read_hf_weights
+    from bertdetr.bert.head_weights import load_classifier_state
+    from bertdetr.bert.weights import read_hf_weights
 
     state, source = read_hf_weights(tmp_path)
     with pytest.raises(WeightsError, match="classifier for 2 labels, the task has 3"):

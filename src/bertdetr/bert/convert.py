@@ -23,16 +23,13 @@ from bertdetr.bert.model import (
     build_bert_for_pretraining,
     build_bert_model,
 )
-from bertdetr.bert.weights import (
+from bertdetr.bert.head_weights import (
     CLASSIFIER_WEIGHT,
     GOOGLE_SQUAD_NAMES,
-    WeightsError,
-    from_hf_state_dict,
     load_classifier_state,
     load_question_answering_state,
-    load_state_into,
-    read_tf_checkpoint,
 )
+from bertdetr.bert.weights import WeightsError, from_hf_state_dict, load_state_into, read_tf_checkpoint
 
 
 def convert_tf_checkpoint(checkpoint: str | os.PathLike, config_file: str | os.PathLike,

@@ -16,7 +16,7 @@ keeps every head next to ``BertModel``): Google's ``run_classifier.py`` and ``ru
   baseline and transformers' head).
 
 Each loads and saves the directory transformers' class of the same name does (``from_pretrained``,
-``save_pretrained``, through ``bertdetr.bert.weights``). The programs that fine-tune them, with
+``save_pretrained``, through ``bertdetr.bert.head_weights``). The programs that fine-tune them, with
 Google's ``create_model`` that builds them, are ``bertdetr.bert.finetuning.classifier`` and
 ``bertdetr.bert.finetuning.squad``.
 
@@ -32,23 +32,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.weights import (
+from bertdetr.bert.head_weights import (
     CLASSIFIER_WEIGHT,
     SQUAD_WEIGHT,
-    WeightsError,
     has_crf,
+    is_token_classifier,
     load_classifier_state,
     load_multiple_choice_state,
     load_question_answering_state,
     load_token_classifier_state,
-    read_labels,
-    read_pretrained,
     save_multiple_choice,
     save_question_answering,
     save_sequence_classifier,
     save_token_classifier,
+    token_classifier_labels,
 )
+from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
+from bertdetr.bert.weights import WeightsError, read_labels, read_pretrained
 from bertdetr.errors import BertDetrError
 from bertdetr.nn.crf import CRF
 
@@ -259,13 +259,13 @@ class BertForTokenClassification(_LabelledHead):
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForTokenClassification":
         """Loads a HF-format ``BertForTokenClassification`` directory, saved by transformers or by
         ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error.
-        One with a CRF (``bert ner --crf``) comes back as a ``BertCrfForNer``."""
+        One with a CRF (``bert ner --crf``; CLUENER2020's BERT+CRF checkpoints too, their tags
+        ``CLUENER_LABELS``) comes back as a ``BertCrfForNer``."""
         found = read_pretrained(path, BertConfig, config)
-        if CLASSIFIER_WEIGHT not in found.state or "BertForTokenClassification" not in (
-                (found.hf_config or {}).get("architectures") or []):
+        if not is_token_classifier(found.hf_config, found.state):
             raise WeightsError(f"{found.source} is not a BertForTokenClassification (no token classifier); "
                                "fine-tune it with bertdetr bert ner --init-checkpoint")
-        labels = read_labels(path, found.state[CLASSIFIER_WEIGHT].shape[0], found.hf_config or None)
+        labels = token_classifier_labels(path, found.hf_config or None, found.state)
         # a directory with a CRF (bert ner --crf) is a BertCrfForNer whichever class reads it, so
         # that what predicts with it decodes with its CRF
         model = (BertCrfForNer if has_crf(found.state) else cls)(build_bert_model(found.config), labels)

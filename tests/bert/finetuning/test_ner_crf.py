@@ -1,7 +1,8 @@
 """``bert ner --crf`` (CLUENER2020's BERT+CRF): its chain's features against goldens of CLUENER's
 own feature code, its loss as CLUENER's model computes it (with the CRF checked against its
-references in ``tests/nn/test_crf.py``), decoding by the CRF in ``bert ner`` and in the pipeline,
-the saved directory both ways, the CRF's own learning rate, and the command end to end."""
+references in ``tests/nn/test_crf.py``), a checkpoint saved by CLUENER's own model read with equal
+loss, paths and dev metrics, decoding by the CRF in ``bert ner`` and in the pipeline, the saved
+directory both ways, the CRF's own learning rate, and the command end to end."""
 
 import json
 import os
@@ -23,6 +24,9 @@ from bertdetr.errors import BertDetrError
 from tests.bert.finetuning.conftest import TINY_ZH, VOCAB_ZH
 
 CLUENER = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert", "zh", "cluener")
+
+
+CLUENERS_MODEL = os.path.join(CLUENER, "clueners_crf_model")
 
 
 def _golden():
@@ -234,3 +238,47 @@ def test_compiled_crf_training_equals_eager(zh_bert_config, tmp_path, monkeypatc
     for key in a:
         if "pooler" not in key:
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _clueners_outputs():
+    with open(os.path.join(CLUENER, "clueners_crf_outputs.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_a_checkpoint_of_clueners_own_model_gives_its_loss_and_paths():
+    """CLUENER's BertCrfForNer saved by its own code (no tag names, no architectures,
+    pytorch_model.bin): read as a BertCrfForNer with CLUENER's tags, its loss, emissions and
+    Viterbi paths on its own features of dev.json are those its model gave."""
+    golden, outputs = _golden(), _clueners_outputs()
+    with pytest.warns(UserWarning, match="CLUENER2020's BERT\\+CRF"):
+        model = BertForTokenClassification.from_pretrained(CLUENERS_MODEL)
+    assert isinstance(model, BertCrfForNer) and model.labels == golden["labels"]
+    model.eval()
+    batch = {k: torch.tensor([f[k] for f in golden["features"]]) for k in ("input_ids", "input_mask", "segment_ids",
+                                                                           "label_ids")}
+    with torch.no_grad():
+        out = model(**batch)
+    n = len(outputs["logits_row0"])
+    torch.testing.assert_close(out["logits"][0, :n], torch.tensor(outputs["logits_row0"]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["loss"], torch.tensor(outputs["loss"]), rtol=1e-5, atol=1e-4)
+    paths = model.decode(out["logits"], batch["input_mask"])
+    assert [row[:len(p)].tolist() for row, p in zip(paths, outputs["paths"])] == outputs["paths"]
+
+
+def test_bert_ner_evaluates_a_clueners_checkpoint_as_its_paths_say(tmp_path):
+    """``bert ner --do-eval --init-checkpoint`` on CLUENER's saved model: the dev metrics of the
+    tags CLUENER's own model decoded (its paths less [CLS] and [SEP], as its run_ner_crf.py reads them)."""
+    from bertdetr.bert.finetuning.ner_metrics import ner_metrics
+
+    labels, outputs = _golden()["labels"], _clueners_outputs()
+    sentences = read_cluener(os.path.join(CLUENER, "dev.json"))
+    theirs = ner_metrics([s.tags for s in sentences], [[labels[k] for k in p[1:-1]] for p in outputs["paths"]])
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="CLUENER2020's BERT"):
+        assert main(["bert", "ner", "--data-dir", CLUENER, "--output-dir", str(out), "--init-checkpoint", CLUENERS_MODEL,
+                     "--do-eval", "--max-seq-length", "64", "--no-progress"]) == 0
+    ours = json.loads((out / "eval_metrics.json").read_text(encoding="utf-8"))
+    assert theirs["num_predicted"] > 0
+    for key in ("precision", "recall", "f1"):
+        assert ours[f"eval_{key}"] == pytest.approx(theirs[key], abs=1e-7)
+    assert ours["num_predicted"] == theirs["num_predicted"]

@@ -34,7 +34,8 @@ from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, fea
                                                train_labelled)
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.weights import load_classifier_state, read_labels
+from bertdetr.bert.head_weights import load_classifier_state
+from bertdetr.bert.weights import read_labels
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint

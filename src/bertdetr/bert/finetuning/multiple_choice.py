@@ -39,7 +39,7 @@ from bertdetr.bert.finetuning.multiple_choice_data import (c3_files, convert_swa
                                                            read_swag, swag_file)
 from bertdetr.bert.heads import BertForMultipleChoice
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.weights import load_multiple_choice_state
+from bertdetr.bert.head_weights import load_multiple_choice_state
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 

@@ -38,7 +38,8 @@ from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence
 from bertdetr.bert.finetuning.ner_metrics import cluener_score, ner_metrics
 from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, crf_sequences
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.weights import has_crf, hf_weight_names, load_token_classifier_state, read_labels
+from bertdetr.bert.head_weights import (has_crf, hf_weight_shapes, is_token_classifier,
+                                        load_token_classifier_state, token_classifier_labels)
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -115,10 +116,6 @@ class NerConfig(FinetuneConfig):
                                     f"--data-dir; {other}'s layout: {SET_FILES[other][name]})")
 
 
-def _is_token_classifier(hf_config: dict) -> bool:
-    return "BertForTokenClassification" in (hf_config.get("architectures") or [])
-
-
 def _checkpoint_head(config: NerConfig) -> tuple[list[str], bool] | None:
     """Tags of a fine-tuned model to evaluate and whether it has a CRF: output_dir's latest
     checkpoint or exported model, or an --init-checkpoint BertForTokenClassification directory."""
@@ -127,9 +124,9 @@ def _checkpoint_head(config: NerConfig) -> tuple[list[str], bool] | None:
         state = load_checkpoint(last)
         return list(state["labels"]), has_crf(state["model"])
     for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
-        hf_config = read_hf_config(d)
-        if _is_token_classifier(hf_config):
-            return read_labels(d, hf_config=hf_config), has_crf(hf_weight_names(d))
+        shapes = hf_weight_shapes(d) if d and os.path.isfile(os.path.join(d, "config.json")) else {}
+        if is_token_classifier(read_hf_config(d), shapes):
+            return token_classifier_labels(d, read_hf_config(d), shapes), has_crf(shapes)
     return None
 
 
@@ -144,7 +141,7 @@ def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str],
     state, source = read_init_checkpoint(config.init_checkpoint)
     hf_config = read_hf_config(config.init_checkpoint)
     head_loaded = load_token_classifier_state(model, state, source, hf_config)
-    ckpt_labels = read_labels(config.init_checkpoint, hf_config=hf_config) if head_loaded else None
+    ckpt_labels = token_classifier_labels(config.init_checkpoint, hf_config, state) if head_loaded else None
     if ckpt_labels and ckpt_labels != labels:
         if sorted(ckpt_labels) != sorted(labels):
             raise BertDetrError(f"{source} was fine-tuned for tags {ckpt_labels}, the data has {labels}")
@@ -361,7 +358,8 @@ def _evaluate_and_write(config: NerConfig, model: BertForTokenClassification, da
               "eval_accuracy": metrics["accuracy"], "eval_loss": metrics["loss"], "global_step": step}
     cluener = None
     if config.data_format == "cluener":
-        types = sorted({label.split("-", 1)[1] for label in model.labels if label != "O"})
+        # (a CLUENER checkpoint's tags include X, [START] and [END], which name no type)
+        types = sorted({label.split("-", 1)[1] for label in model.labels if "-" in label})
         cluener = cluener_score([s.entities for s in sentences],
                                 [cluener_label("".join(s.words), tags) for s, tags in zip(sentences, predicted)], types)
         result["eval_cluener_macro_f1"] = cluener["macro_f1"]

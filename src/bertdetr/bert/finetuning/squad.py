@@ -43,7 +43,7 @@ from bertdetr.bert.finetuning.squad_data import (
 from bertdetr.bert.finetuning.squad_metrics import squad_metrics
 from bertdetr.bert.heads import BertForQuestionAnswering
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.weights import load_question_answering_state
+from bertdetr.bert.head_weights import load_question_answering_state
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import check_writable, write_json
 from bertdetr.training.distributed import Distributed
