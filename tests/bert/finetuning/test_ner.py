@@ -305,6 +305,23 @@ def test_missing_files_and_labels(bert_config, tmp_path, capsys):
     assert "tags come from the fine-tuned model" in capsys.readouterr().err
 
 
+def test_resumener_file_names_are_read_as_conll(bert_config, tmp_path, capsys):
+    """ResumeNER's (and OntoNotes 4's, MSRA's) train.char.bmes, dev.char.bmes, test.char.bmes."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train", "dev", "test"):
+        shutil.copy(os.path.join(NER, f"{name}.txt"), data / f"{name}.char.bmes")
+    assert main(_args(data, tmp_path / "bmes", bert_config, "--do-train", "--do-eval", "--do-predict",
+                      "--features-only")) == 0
+    assert main(_args(NER, tmp_path / "txt", bert_config, "--do-train", "--do-eval", "--do-predict",
+                      "--features-only")) == 0
+    for name in ("train", "eval", "predict"):
+        assert (tmp_path / "bmes" / f"{name}.tf_record").read_bytes() == (tmp_path / "txt" / f"{name}.tf_record").read_bytes()
+    (data / "dev.char.bmes").unlink()
+    assert main(_args(data, tmp_path / "out", bert_config, "--do-eval")) == 2
+    assert "--do-eval reads dev.txt or dev.char.bmes" in capsys.readouterr().err
+
+
 def test_stop_and_resume_equals_an_uninterrupted_run(bert_config, tmp_path):
     def config(out, **kw):
         return NerConfig(data_dir=NER, output_dir=str(out), vocab_file=VOCAB_ZH, bert_config_file=bert_config,

@@ -14,7 +14,7 @@ import transformers
 
 from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.ner import NerConfig, run_ner
-from bertdetr.bert.finetuning.ner_data import read_cluener, sentence_windows, windows_to_tensors
+from bertdetr.bert.finetuning.ner_data import read_cluener, read_conll, sentence_windows, windows_to_tensors
 from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, crf_sequences
 from bertdetr.bert.model import BertConfig, build_bert_model
 from bertdetr.bert.optimization import create_optimizer, weight_decay_groups
@@ -282,3 +282,34 @@ def test_bert_ner_evaluates_a_clueners_checkpoint_as_its_paths_say(tmp_path):
     for key in ("precision", "recall", "f1"):
         assert ours[f"eval_{key}"] == pytest.approx(theirs[key], abs=1e-7)
     assert ours["num_predicted"] == theirs["num_predicted"]
+
+
+def test_english_words_of_several_pieces_are_one_step_each(tmp_path):
+    """CoNLL English with words WordPiece cuts into several pieces: the chain has a step per word
+    (plus [CLS] and [SEP]), and every word of test.txt gets one predicted tag."""
+    vocab_en = os.path.join(os.path.dirname(CLUENER), "..", "..", "bert", "vocab-uncased.txt")
+    sentences = ["Peter B-PER\nBlackburn I-PER\nvisited O\nJohannesburg B-LOC\n",
+                 "Angela B-PER\nMerkel I-PER\nspoke O\nin O\nStrasbourg B-LOC\n",
+                 "the O\nweather O\nin O\nCopenhagen B-LOC\nwas O\nunremarkable O\n"]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.txt", "dev.txt", "test.txt"):
+        (data / name).write_text("\n".join(sentences * (8 if name == "train.txt" else 1)))
+    tokenizer = FullTokenizer(vocab_en, True)
+    windows = sentence_windows(read_conll(data / "dev.txt"), tokenizer, {"B-LOC": 0, "B-PER": 1, "I-PER": 2, "O": 3}, 32)
+    tensors = windows_to_tensors(windows, 32, tag_mask=True)
+    assert (tensors["input_mask"].sum(1) > tensors["tag_mask"].sum(1))[1:].all()  # Merkel, unremarkable: pieces
+    assert tensors["tag_mask"].sum(1).tolist() == [len(w.word_positions) + 2 for w in windows]
+    with open(vocab_en, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    config = tmp_path / "bert_config.json"
+    config.write_text(json.dumps(BertConfig(vocab_size=vocab_size, **TINY_ZH).to_google_dict()))
+    out = tmp_path / "out"
+    assert main(["bert", "ner", "--data-dir", str(data), "--output-dir", str(out), "--vocab-file", vocab_en,
+                 "--bert-config-file", str(config), "--max-seq-length", "32", "--no-progress", "--crf", "--do-train",
+                 "--do-eval", "--do-predict", "--train-batch-size", "8", "--num-train-epochs", "6",
+                 "--learning-rate", "2e-3"]) == 0
+    blocks = (out / "test_predictions.txt").read_text().strip().split("\n\n")
+    rows = [line.split() for block in blocks for line in block.splitlines()]
+    assert len(blocks) == 3 and len(rows) == 15 and all(len(r) == 3 for r in rows)
+    assert {r[2] for r in rows} <= {"B-LOC", "B-PER", "I-PER", "O"}

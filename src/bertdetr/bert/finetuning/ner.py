@@ -47,9 +47,21 @@ from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 __all__ = ["NerConfig", "run_ner", "create_model", "evaluate", "predict_tags", "write_predictions",
            "write_cluener_predictions"]
 
-SET_FILES = {"conll": {"train": "train.txt", "eval": "dev.txt", "predict": "test.txt"},
-             "cluener": {"train": "train.json", "eval": "dev.json", "predict": "test.json"}}
-"""The file of each set in ``--data-dir``, per data format."""
+SET_FILES = {"conll": {"train": ("train.txt", "train.char.bmes"), "eval": ("dev.txt", "dev.char.bmes"),
+                       "predict": ("test.txt", "test.char.bmes")},
+             "cluener": {"train": ("train.json",), "eval": ("dev.json",), "predict": ("test.json",)}}
+"""The files each set may have in ``--data-dir``, per data format, the first found read: CoNLL's
+``*.char.bmes`` are the names ResumeNER, OntoNotes 4 and MSRA come with from the Chinese NER papers'
+releases (a character and its BMES tag a line), as CLUENER's ``CnerProcessor`` reads them (which
+drops each file's first sentence: here it is read)."""
+
+
+def set_file(data_dir: str, data_format: str, name: str) -> str | None:
+    """The path of set ``name`` (train, eval, predict) in ``data_dir``, or None when it has none."""
+    for file in SET_FILES[data_format][name]:
+        if os.path.isfile(os.path.join(data_dir, file)):
+            return os.path.join(data_dir, file)
+    return None
 
 
 def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None,
@@ -66,8 +78,9 @@ class NerConfig(FinetuneConfig):
     then these, named as ``run_classifier.py``'s."""
 
     data_dir: str
-    """The dir with train.txt, dev.txt and test.txt in CoNLL layout (a token and its tag a line), or
-    train.json, dev.json and test.json in CLUENER's."""
+    """The dir with train.txt, dev.txt and test.txt in CoNLL layout (a token and its tag a line; or
+    train.char.bmes, dev.char.bmes, test.char.bmes, ResumeNER's names), or train.json, dev.json and
+    test.json in CLUENER's."""
     data_format: str = "auto"
     """conll, cluener (CLUENER2020's JSON lines: text and entity offsets), or auto: conll where
     --data-dir has the .txt files, else cluener where it has the .json ones."""
@@ -105,15 +118,14 @@ class NerConfig(FinetuneConfig):
         wanted = [name for flag, name in ((self.do_train, "train"), (self.do_eval, "eval"),
                                           (self.do_predict, "predict")) if flag]
         if self.data_format == "auto":
-            found = [f for f, files in SET_FILES.items()
-                     if all(os.path.isfile(os.path.join(self.data_dir, files[name])) for name in wanted)]
+            found = [f for f in SET_FILES if all(set_file(self.data_dir, f, name) for name in wanted)]
             self.data_format = found[0] if found else "conll"  # none found: say what conll wants
         for name in wanted:
-            path = os.path.join(self.data_dir, SET_FILES[self.data_format][name])
-            if not os.path.isfile(path):
+            if not set_file(self.data_dir, self.data_format, name):
                 other = "cluener" if self.data_format == "conll" else "conll"
-                raise BertDetrError(f"{path} not found (--do-{name} reads {SET_FILES[self.data_format][name]} of "
-                                    f"--data-dir; {other}'s layout: {SET_FILES[other][name]})")
+                raise BertDetrError(f"{os.path.join(self.data_dir, SET_FILES[self.data_format][name][0])} not found "
+                                    f"(--do-{name} reads {' or '.join(SET_FILES[self.data_format][name])} of "
+                                    f"--data-dir; {other}'s layout: {SET_FILES[other][name][0]})")
 
 
 def _checkpoint_head(config: NerConfig) -> tuple[list[str], bool] | None:
@@ -256,7 +268,7 @@ def _read_sets(config: NerConfig) -> dict[str, list[Sentence]]:
     read = read_cluener if config.data_format == "cluener" else read_conll
     for wanted, name in ((config.do_train, "train"), (config.do_eval, "eval"), (config.do_predict, "predict")):
         if wanted:
-            path = os.path.join(config.data_dir, SET_FILES[config.data_format][name])
+            path = set_file(config.data_dir, config.data_format, name)
             sets[name] = read(path, tags_required=name != "predict")
             if not sets[name]:
                 raise BertDetrError(f"{path} has no sentences")
