@@ -97,15 +97,17 @@ def _ner_args(tmp_path, out, *extra):
             "--num-train-epochs", "1", "--learning-rate", "1e-3", "--no-progress", "--device", "cpu", *extra]
 
 
-def test_two_processes_train_as_one_with_their_global_batch(tmp_path):
+@pytest.mark.parametrize("head", [(), ("--crf",)], ids=["softmax", "crf"])
+def test_two_processes_train_as_one_with_their_global_batch(tmp_path, head):
     """torchrun with 2 processes of 4 examples each = one process with 2 micro-batches of 4: the
-    same examples per step, the same gradients (a mean of two micro-batch means), the same model."""
+    same examples per step, the same gradients (a mean of two micro-batch means), the same model;
+    with a CRF too (its own parameter groups and learning rate)."""
     one = tmp_path / "one"
-    assert main(_ner_args(tmp_path, one, "--train-batch-size", "4", "--grad-accum", "2")) == 0
+    assert main(_ner_args(tmp_path, one, "--train-batch-size", "4", "--grad-accum", "2", *head)) == 0
     two = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "bertdetr.cli", *_ner_args(tmp_path, two, "--train-batch-size", "4")],
+                        "-m", "bertdetr.cli", *_ner_args(tmp_path, two, "--train-batch-size", "4", *head)],
                        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     a = BertForTokenClassification.from_pretrained(one / "model").state_dict()

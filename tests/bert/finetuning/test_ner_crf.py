@@ -313,3 +313,30 @@ def test_english_words_of_several_pieces_are_one_step_each(tmp_path):
     rows = [line.split() for block in blocks for line in block.splitlines()]
     assert len(blocks) == 3 and len(rows) == 15 and all(len(r) == 3 for r in rows)
     assert {r[2] for r in rows} <= {"B-LOC", "B-PER", "I-PER", "O"}
+
+
+def test_crf_asked_of_a_model_trained_without_one_warns(zh_bert_config, tmp_path):
+    out = tmp_path / "out"
+    assert main(_args(out, zh_bert_config, "--do-train", "--train-batch-size", "64", "--num-train-epochs", "1")) == 0
+    with pytest.warns(UserWarning, match="--crf: the fine-tuned model has no CRF"):
+        assert main(_args(out, zh_bert_config, "--do-eval", "--crf")) == 0
+    assert json.loads((out / "eval_metrics.json").read_text(encoding="utf-8"))["num_sentences"] > 0
+
+
+def test_pipeline_reads_a_long_text_in_windows_with_the_crf(tmp_path):
+    """A text longer than the model's 64 positions, read in overlapping windows (``stride``): each
+    window decoded by the CRF, the entities' spans inside the text, none given twice."""
+    model = _tiny(["B-LOC", "I-LOC", "O"], seed=3)
+    with torch.no_grad():  # LOC where the emissions say, in B- I- order (the CRF forbids O -> I-LOC)
+        model.crf.transitions[2, 1] = -1e4
+        model.crf.start_transitions[1] = -1e4
+    model.save_pretrained(tmp_path / "crf")
+    shutil.copy(VOCAB_ZH, tmp_path / "crf" / "vocab.txt")
+    tagger = pipeline("ner", str(tmp_path / "crf"))
+    text = "听说周杰和许晴下个月要去厦门旅行。" * 8  # 136 characters
+    found = tagger(text, aggregation_strategy="simple", stride=16)
+    assert found, "a random model tags something"
+    assert all(e["entity_group"] == "LOC" and 0 <= e["start"] < e["end"] <= len(text) for e in found)
+    assert len({(e["start"], e["end"]) for e in found}) == len(found)
+    starts = [e["start"] for e in found]
+    assert starts == sorted(starts) and all(a["end"] <= b["start"] for a, b in zip(found, found[1:]))

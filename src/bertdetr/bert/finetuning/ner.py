@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -286,6 +287,9 @@ def _head(config: NerConfig, sets: dict[str, list[Sentence]]) -> tuple[list[str]
         raise BertDetrError("without --do-train the tags come from the fine-tuned model, but "
                             f"{config.output_dir} has no checkpoint and --init-checkpoint is no "
                             "BertForTokenClassification")
+    if config.crf and not head[1]:
+        warnings.warn("--crf: the fine-tuned model has no CRF (it was trained without --crf); its tags are "
+                      "read from each word's best score", stacklevel=2)
     return head
 
 
