@@ -20,7 +20,9 @@ def test_the_readme_pipeline_examples_run(folders):
     code = _block()
     stand_ins = {"run/model": folders["fill-mask"], "mrpc_out/model": folders["text-classification"],
                  "ner_out/model": folders["token-classification"],
-                 "squad/model": os.path.join(DATA, "pipelines", "qa_model")}
+                 "squad/model": os.path.join(DATA, "pipelines", "qa_model"),
+                 # CLUENER's own BERT+CRF checkpoint (tests/data/bert/zh/cluener): a CRF model's folder
+                 "cluener_crf/model": os.path.join(DATA, "zh", "cluener", "clueners_crf_model")}
     for name, folder in stand_ins.items():
         assert f'"{name}"' in code, f"the README's example no longer names {name}"
         code = code.replace(f'"{name}"', repr(folder))
@@ -43,5 +45,7 @@ def test_the_readme_pipeline_examples_run(folders):
     assert len(shapes['classify({"text": "one", "text_pair": "two"}, top_k=None)']) == 2
     assert all("entity_group" in g for g in shapes['ner("张伟住在北京", aggregation_strategy="simple")'])
     assert all("entity_group" in g for g in shapes['ner(long_text, aggregation_strategy="first", stride=64)'])
+    crf = shapes['crf("张伟住在北京", aggregation_strategy="simple")']
+    assert namespace["crf"].crf and all(set(g) == {"entity_group", "score", "word", "start", "end"} for g in crf)
     assert set(shapes['qa(question="Who?", context="...")']) == {"score", "start", "end", "answer"}
     assert len(shapes['qa(question="Who?", context=long_context, top_k=3, handle_impossible_answer=True)']) == 3
