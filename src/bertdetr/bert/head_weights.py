@@ -124,7 +124,7 @@ def load_token_classifier_state(model, state: dict[str, torch.Tensor], source: s
     prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
     for name in _POOLER:
         state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
-    if not crf:  # (a classifier with a CRF beside it is a token classifier: CLUENER's configs name none)
+    if not crf and not is_clueners(hf_config):  # (CLUENER's configs name no architecture: its weights say)
         _keep_classifier_of(state, hf_config, "BertForTokenClassification")
     loaded = _load_encoder_and_head(
         model, state, source, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS,
@@ -161,12 +161,20 @@ def hf_weight_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in read_hf_weights(path)[0].items()}
 
 
+def is_clueners(hf_config: dict | None) -> bool:
+    """Whether a config is one CLUENER2020's NER baselines saved: no architectures (its early
+    transformers wrote none) and its ``loss_type``, which its ``run_ner_*.py`` add to the config."""
+    return bool(hf_config) and "loss_type" in hf_config and not hf_config.get("architectures")
+
+
 def is_token_classifier(hf_config: dict | None, shapes) -> bool:
     """Whether a checkpoint (its config and its tensors or their shapes, by name) is a token
-    classifier: transformers' ``BertForTokenClassification`` by its config, or a classifier with a
-    CRF beside it (ours, or CLUENER2020's ``BertCrfForNer``, whose config names no architecture)."""
+    classifier: transformers' ``BertForTokenClassification`` by its config, a classifier with a
+    CRF beside it (ours, or CLUENER2020's ``BertCrfForNer``), or a classifier of CLUENER's
+    ``BertSoftmaxForNer`` (``is_clueners``; its config names no architecture)."""
     return CLASSIFIER_WEIGHT in shapes and (
-        "BertForTokenClassification" in ((hf_config or {}).get("architectures") or []) or has_crf(shapes))
+        "BertForTokenClassification" in ((hf_config or {}).get("architectures") or []) or has_crf(shapes)
+        or is_clueners(hf_config))
 
 
 CLUENER_LABELS = (
@@ -176,23 +184,24 @@ CLUENER_LABELS = (
      "S-movie", "S-name", "S-organization", "S-position", "S-scene", "O", "[START]", "[END]"],
     ["X", "B-CONT", "B-EDU", "B-LOC", "B-NAME", "B-ORG", "B-PRO", "B-RACE", "B-TITLE", "I-CONT", "I-EDU", "I-LOC",
      "I-NAME", "I-ORG", "I-PRO", "I-RACE", "I-TITLE", "O", "S-NAME", "S-ORG", "S-RACE", "[START]", "[END]"])
-"""The tag lists of CLUENER2020's BERT+CRF baseline (``CluenerProcessor.get_labels()``: CLUENER's ten
-types; ``CnerProcessor``'s: ResumeNER's eight), in its id order. Its checkpoints name no tags (the
-config has ``num_labels`` alone): a CRF checkpoint without names, of one of these lengths, was made
-with it."""
+"""The tag lists of CLUENER2020's BERT+CRF and BERT+softmax baselines (``ner_seq.py``'s
+``CluenerProcessor.get_labels()``: CLUENER's ten types; ``CnerProcessor``'s: ResumeNER's eight), in
+its id order. Its checkpoints name no tags (the config has ``num_labels`` alone): one with a CRF or
+CLUENER's config, without names, of one of these lengths, was made with it."""
 
 
 def token_classifier_labels(directory: str | os.PathLike, hf_config: dict | None, shapes) -> list[str]:
     """The tags of a token classifier checkpoint in id order (``read_labels``); one of CLUENER's
-    BERT+CRF baseline (a CRF, no tag names, the length of a ``CLUENER_LABELS`` list) gets that list,
-    with a warning saying so."""
+    BERT+CRF or BERT+softmax baselines (a CRF or CLUENER's config, no tag names, the length of a
+    ``CLUENER_LABELS`` list) gets that list, with a warning saying so."""
     num_labels = shapes[CLASSIFIER_WEIGHT][0] if isinstance(shapes[CLASSIFIER_WEIGHT], tuple) \
         else shapes[CLASSIFIER_WEIGHT].shape[0]
     named = read_labels(directory, None, hf_config)
-    if named is None and has_crf(shapes):
+    if named is None and (has_crf(shapes) or is_clueners(hf_config)):
         for labels in CLUENER_LABELS:
             if len(labels) == num_labels:
-                warnings.warn(f"{directory} names no tags: read as CLUENER2020's BERT+CRF checkpoint, whose "
+                kind = "BERT+CRF" if has_crf(shapes) else "BERT+softmax"
+                warnings.warn(f"{directory} names no tags: read as CLUENER2020's {kind} checkpoint, whose "
                               f"{num_labels} tags are its processor's ({', '.join(labels[1:4])}, ...)", stacklevel=2)
                 return list(labels)
     return read_labels(directory, num_labels, hf_config)

@@ -340,3 +340,30 @@ def test_pipeline_reads_a_long_text_in_windows_with_the_crf(tmp_path):
     assert len({(e["start"], e["end"]) for e in found}) == len(found)
     starts = [e["start"] for e in found]
     assert starts == sorted(starts) and all(a["end"] <= b["start"] for a, b in zip(found, found[1:]))
+
+
+def test_a_checkpoint_of_clueners_softmax_model_reads_as_a_token_classifier(tmp_path):
+    """CLUENER's BertSoftmaxForNer saves the same folder less the CRF (its config as the CRF's,
+    ``loss_type`` and no architectures): read as a plain token classifier with CLUENER's tags, its
+    emissions those its model gave (the same weights before the CRF)."""
+    folder = tmp_path / "softmax"
+    shutil.copytree(CLUENERS_MODEL, folder)
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    torch.save({k: v for k, v in state.items() if not k.startswith("crf.")}, folder / "pytorch_model.bin")
+    with pytest.warns(UserWarning, match="CLUENER2020's BERT\\+softmax checkpoint"):
+        model = BertForTokenClassification.from_pretrained(folder)
+    assert type(model) is BertForTokenClassification and model.labels == _golden()["labels"]
+    golden, outputs = _golden(), _clueners_outputs()
+    row = golden["features"][0]
+    with torch.no_grad():
+        logits = model.eval()(input_ids=torch.tensor([row["input_ids"]]), input_mask=torch.tensor([row["input_mask"]]),
+                              segment_ids=torch.tensor([row["segment_ids"]]))["logits"]
+    n = len(outputs["logits_row0"])
+    torch.testing.assert_close(logits[0, :n], torch.tensor(outputs["logits_row0"]), rtol=1e-5, atol=1e-5)
+    # a config without CLUENER's marks is no token classifier by its classifier alone (a sentence classifier's
+    # classifier.* has the same names)
+    config = json.loads((folder / "config.json").read_text())
+    del config["loss_type"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="not a BertForTokenClassification"):
+        BertForTokenClassification.from_pretrained(folder)
