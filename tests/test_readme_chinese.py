@@ -1,5 +1,5 @@
 """The README's Chinese walk-through runs as written (whole-word pretraining data with jieba,
-pretraining, NER on CoNLL and CLUENER files (with a CRF too), a CLUE classification task, C3 and CHID multiple choice, CMRC-style reading comprehension) and gives what it says."""
+pretraining, NER on CoNLL and CLUENER files (with a CRF and with spans too), a CLUE classification task, C3 and CHID multiple choice, CMRC-style reading comprehension) and gives what it says."""
 
 import json
 import pathlib
@@ -25,7 +25,7 @@ def test_the_chinese_walk_through_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     commands = _commands()
     assert [c[:2] for c in commands] == [["bert", "make-data"], ["bert", "pretrain"], ["bert", "ner"],
-                                         ["bert", "ner"], ["bert", "ner"], ["bert", "classify"], ["bert", "multiple-choice"],
+                                         ["bert", "ner"], ["bert", "ner"], ["bert", "ner"], ["bert", "classify"], ["bert", "multiple-choice"],
                                          ["bert", "multiple-choice"], ["bert", "tag"], ["bert", "squad"]]
     for args in commands:
         assert main([*args, "--no-progress"]) == 0, args
@@ -34,9 +34,9 @@ def test_the_chinese_walk_through_runs_as_written(tmp_path, monkeypatch):
     cluener = json.loads((tmp_path / "zh" / "cluener" / "eval_metrics.json").read_text())
     assert cluener["eval_f1"] > 0.75 and cluener["cluener"]["macro_f1"] > 0.5 and (tmp_path / "zh" / "cluener" / "cluener_predict.json").is_file()
     crf = json.loads((tmp_path / "zh" / "cluener-crf" / "eval_metrics.json").read_text())
-    print("README figures: ner", ner["eval_f1"], "cluener", cluener["eval_f1"], cluener["cluener"]["macro_f1"],
-          "crf", crf["eval_f1"], crf["cluener"]["macro_f1"])
     assert crf["eval_f1"] > 0.75 and (tmp_path / "zh" / "cluener-crf" / "cluener_predict.json").is_file()
+    span = json.loads((tmp_path / "zh" / "cluener-span" / "eval_metrics.json").read_text())
+    assert span["eval_f1"] > 0.8 and (tmp_path / "zh" / "cluener-span" / "cluener_predict.json").is_file()
     tnews = [json.loads(line) for line in (tmp_path / "zh" / "tnews" / "tnews_predict.json").read_text().splitlines()]
     assert [t["id"] for t in tnews] == [0, 1, 2] and all(t["label"].isdigit() for t in tnews)
     c3 = json.loads((tmp_path / "zh" / "c3" / "eval_metrics.json").read_text())

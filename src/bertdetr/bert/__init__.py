@@ -14,7 +14,7 @@ From Python as transformers' users call it (the names below are imported on firs
 
 Model: ``BertConfig``, ``BertModel``, ``BertForPreTraining`` (``model``); task heads beside it
 (``heads``): ``BertForSequenceClassification``, ``BertForTokenClassification``, ``BertCrfForNer``
-(with a CRF), ``BertForQuestionAnswering``, ``BertForMultipleChoice``; each with ``from_pretrained``/``save_pretrained`` in transformers'
+(with a CRF), ``BertSpanForNer`` (start and end pointers), ``BertForQuestionAnswering``, ``BertForMultipleChoice``; each with ``from_pretrained``/``save_pretrained`` in transformers'
 layout. Tokenizer: ``FullTokenizer``, ``BasicTokenizer``, ``WordpieceTokenizer``, ``load_vocab``
 (``data.tokenization``), ``load_tokenizer`` (a model folder's, ``inference``). Optimizer: ``AdamWeightDecay`` (``optimization``). Pipelines:
 ``pipeline`` (``pipelines``).
@@ -31,6 +31,7 @@ _EXPORTS = {
     "BertForSequenceClassification": "heads",
     "BertForTokenClassification": "heads",
     "BertCrfForNer": "heads",
+    "BertSpanForNer": "heads",
     "BertForQuestionAnswering": "heads",
     "BertForMultipleChoice": "heads",
     "FullTokenizer": "data.tokenization",

@@ -251,3 +251,66 @@ def save_multiple_choice(model, path: str | os.PathLike) -> None:
     ``BertForMultipleChoice.save_pretrained`` (``bert.*`` with the pooler, ``classifier.*``), each
     file atomically."""
     _save_encoder_and_head(model, path, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, "BertForMultipleChoice")
+
+
+# ---- span pointers (CLUENER2020's BertSpanForNer) --------------------------------------------------
+
+SPAN_START_WEIGHT = "start_fc.dense.weight"
+SPAN_NAMES = ("start_fc.dense.weight", "start_fc.dense.bias", "end_fc.dense_0.weight", "end_fc.dense_0.bias",
+              "end_fc.LayerNorm.weight", "end_fc.LayerNorm.bias", "end_fc.dense_1.weight", "end_fc.dense_1.bias")
+"""A ``BertSpanForNer``'s head, as CLUENER2020's model names its tensors."""
+CLUENER_SPAN_LABELS = ["O", "address", "book", "company", "game", "government", "movie", "name", "organization",
+                       "position", "scene"]
+"""CLUENER's span labels (``ner_span.py``'s ``CluenerProcessor.get_labels()``), in its id order; its
+checkpoints name none."""
+
+
+def span_labels(directory: str | os.PathLike, hf_config: dict | None, shapes) -> list[str]:
+    """The span labels of a ``BertSpanForNer`` checkpoint in id order: its ``id2label``; one of
+    CLUENER's (no names, its 11) gets ``CLUENER_SPAN_LABELS``, with a warning."""
+    num_labels = tuple(shapes[SPAN_START_WEIGHT].shape if hasattr(shapes[SPAN_START_WEIGHT], "shape")
+                       else shapes[SPAN_START_WEIGHT])[0]
+    if read_labels(directory, None, hf_config) is None and num_labels == len(CLUENER_SPAN_LABELS):
+        warnings.warn(f"{directory} names no labels: read as CLUENER2020's BERT+Span checkpoint, whose "
+                      f"{num_labels} labels are its processor's (O, address, book, ...)", stacklevel=2)
+        return list(CLUENER_SPAN_LABELS)
+    return read_labels(directory, num_labels, hf_config)
+
+
+def load_span_state(model, state: dict[str, torch.Tensor], source: str) -> bool:
+    """Loads HF-named ``state`` into a ``BertSpanForNer``: the encoder as ``load_state_into``
+    (strict; a missing pooler keeps the model's own: the head never reads it), the span head when
+    the checkpoint has one (another number of labels: an error). Returns whether it had one."""
+    state = dict(state)
+    head = {name: state.pop(name) for name in SPAN_NAMES if name in state}
+    state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "crf."))}
+    prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
+    for name in _POOLER:
+        state.setdefault(prefix + name, model.bert.state_dict()[name].detach().clone())
+    load_state_into(model.bert, state, source, heads=False)
+    if not head:
+        return False
+    if len(head) != len(SPAN_NAMES):
+        raise WeightsError(f"checkpoint {source} has {sorted(head)} of a span head, not all of {list(SPAN_NAMES)}")
+    own = dict(model.named_parameters())
+    for name, value in head.items():
+        if tuple(value.shape) != tuple(own[name].shape):
+            raise WeightsError(f"checkpoint {source}: {name} has shape {list(value.shape)}, the model's is "
+                               f"{list(own[name].shape)} ({model.num_labels} labels: {', '.join(model.labels)})")
+    with torch.no_grad():
+        for name, value in head.items():
+            own[name].copy_(value.float())
+    return True
+
+
+def save_span_classifier(model, path: str | os.PathLike) -> None:
+    """Writes ``config.json`` (``id2label``, architectures ``BertSpanForNer``) and
+    ``model.safetensors`` (``bert.*`` without the pooler, the head under CLUENER's names), each file
+    atomically."""
+    body = to_hf_state_dict({k: v.detach() for k, v in model.bert.state_dict().items()}, model.config)
+    state = {"bert." + k: v for k, v in body.items() if k not in _POOLER}
+    own = dict(model.named_parameters())
+    state.update({name: own[name].detach() for name in SPAN_NAMES})
+    write_hf_directory(path, state, {**model.config.to_hf_dict("BertSpanForNer"),
+                                     "id2label": {str(i): label for i, label in enumerate(model.labels)},
+                                     "label2id": {label: i for i, label in enumerate(model.labels)}})

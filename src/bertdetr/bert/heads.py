@@ -11,6 +11,8 @@ keeps every head next to ``BertModel``): Google's ``run_classifier.py`` and ``ru
   transformers' head and loss).
 - ``BertCrfForNer``: the token classifier's emissions scored by a linear-chain CRF
   (``bertdetr.nn.crf``; CLUENER2020's BERT+CRF baseline), Viterbi decoding.
+- ``BertSpanForNer``: start and end pointers per token over the entity types (CLUENER2020's
+  BERT+Span baseline, ``span_losses``).
 - ``BertForMultipleChoice``: each choice's pooled [CLS] vector, dropout, ``output_weights`` [1,D]:
   a score per choice, softmax over a question's choices (``classification_losses``; CLUE's C3
   baseline and transformers' head).
@@ -34,16 +36,20 @@ from torch import nn
 
 from bertdetr.bert.head_weights import (
     CLASSIFIER_WEIGHT,
+    SPAN_START_WEIGHT,
     SQUAD_WEIGHT,
     has_crf,
     is_token_classifier,
     load_classifier_state,
     load_multiple_choice_state,
     load_question_answering_state,
+    load_span_state,
     load_token_classifier_state,
     save_multiple_choice,
     save_question_answering,
     save_sequence_classifier,
+    save_span_classifier,
+    span_labels,
     save_token_classifier,
     token_classifier_labels,
 )
@@ -262,6 +268,9 @@ class BertForTokenClassification(_LabelledHead):
         One with a CRF (``bert ner --crf``; CLUENER2020's BERT+CRF checkpoints too, their tags
         ``CLUENER_LABELS``) comes back as a ``BertCrfForNer``."""
         found = read_pretrained(path, BertConfig, config)
+        if SPAN_START_WEIGHT in found.state:
+            raise WeightsError(f"{found.source} is a BertSpanForNer (bert ner --span), not a token classifier: "
+                               "tag with it by bertdetr bert ner --do-predict, or load it with BertSpanForNer")
         if not is_token_classifier(found.hf_config, found.state):
             raise WeightsError(f"{found.source} is not a BertForTokenClassification (no token classifier); "
                                "fine-tune it with bertdetr bert ner --init-checkpoint")
@@ -346,6 +355,115 @@ class BertCrfForNer(BertForTokenClassification):
         return self.crf.decode(emissions, mask)
 
 
+# ---- span pointers for named entities (CLUENER2020's BertSpanForNer) ----------------------------
+
+
+def span_losses(start_logits: torch.Tensor, end_logits: torch.Tensor, start_ids: torch.Tensor,
+                end_ids: torch.Tensor, input_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """CLUENER's: the cross-entropy of each real token's (``input_mask`` 1) start and end labels,
+    each the mean over those tokens, ``loss`` their mean. ``*_logits [B,T,K]``, ``*_ids [B,T]``.
+    The mean is a masked sum over a count (CLUENER selects the tokens: the same value, no read of
+    the device)."""
+    mask = torch.ones_like(start_ids) if input_mask is None else input_mask
+    mask = mask.to(torch.float32)
+    K = start_logits.shape[-1]
+
+    def mean_ce(logits, ids):
+        ce = F.cross_entropy(logits.float().reshape(-1, K), ids.reshape(-1), reduction="none")
+        return (ce * mask.reshape(-1)).sum() / mask.sum().clamp(min=1)
+
+    start_loss, end_loss = mean_ce(start_logits, start_ids), mean_ce(end_logits, end_ids)
+    return {"loss": (start_loss + end_loss) / 2, "start_loss": start_loss, "end_loss": end_loss}
+
+
+class PoolerStartLogits(nn.Module):
+    """CLUENER's start layer: a linear map to the span labels (``dense``)."""
+
+    def __init__(self, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dense(hidden_states)
+
+
+class PoolerEndLogits(nn.Module):
+    """CLUENER's end layer: the token's vector beside its start label's distribution (``hidden_size``
+    = D + K wide, kept that wide as CLUENER's), ``dense_0``, tanh, ``LayerNorm``, ``dense_1`` to the
+    span labels."""
+
+    def __init__(self, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.dense_0 = nn.Linear(hidden_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size)  # (torch's eps, as CLUENER's layer)
+        self.dense_1 = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, hidden_states: torch.Tensor, start_labels: torch.Tensor) -> torch.Tensor:
+        return self.dense_1(self.LayerNorm(torch.tanh(self.dense_0(torch.cat([hidden_states, start_labels], -1)))))
+
+
+class BertSpanForNer(nn.Module):
+    """Entities as start and end pointers (CLUENER2020's ``BertSpanForNer``, the third of its NER
+    baselines, with its soft labels): per token a start label and an end label over "O" and the
+    entity types; the end layer reads the token's vector beside its start label's distribution
+    (in training the gold start label, one-hot, as CLUENER's; else the softmax of the start logits).
+
+    ``forward(input_ids [B,T], input_mask, segment_ids, start_ids [B,T] | None, end_ids [B,T] | None)
+    -> dict`` with ``start_logits``, ``end_logits`` [B,T,K] and, with labels, ``loss``,
+    ``start_loss``, ``end_loss`` (``span_losses``). ``labels``: "O" then the types (CLUENER's order
+    puts "O" first). Decoding is ``bert_extract_item`` (``bertdetr.bert.finetuning.ner``).
+    Saved as a transformers-layout folder (``config.json`` with ``id2label``, architectures
+    ``BertSpanForNer``; CLUENER's tensor names): transformers has no such class.
+    """
+
+    def __init__(self, bert: BertModel, labels: Sequence[str]):
+        super().__init__()
+        if len(labels) < 2 or labels[0] != "O":
+            raise BertDetrError(f"a span head's labels are O then the entity types, got {list(labels)}")
+        self.config, self.bert, self.labels = bert.config, bert, list(labels)
+        bert.pooler.requires_grad_(False)  # (not read: as the token classifier's)
+        D, K = bert.config.hidden_size, len(labels)
+        self.dropout = nn.Dropout(bert.config.hidden_dropout_prob)
+        self.start_fc, self.end_fc = PoolerStartLogits(D, K), PoolerEndLogits(D + K, K)
+        for module in (self.start_fc.dense, self.end_fc.dense_0, self.end_fc.dense_1):
+            nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, start_ids: torch.Tensor | None = None,
+                end_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        hidden = self.dropout(self.bert(input_ids, token_type_ids=segment_ids, attention_mask=input_mask).sequence_output)
+        start_logits = self.start_fc(hidden)
+        if start_ids is not None and self.training:
+            start_labels = F.one_hot(start_ids, self.num_labels).to(hidden.dtype)
+        else:
+            start_labels = F.softmax(start_logits, -1)
+        end_logits = self.end_fc(hidden, start_labels)
+        out = {"start_logits": start_logits, "end_logits": end_logits}
+        if start_ids is not None and end_ids is not None:
+            out.update(span_losses(start_logits, end_logits, start_ids, end_ids, input_mask))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertSpanForNer":
+        """Loads a folder saved by ``save_pretrained`` or by CLUENER's ``run_ner_span.py`` (no label
+        names: CLUENER's span labels, with a warning)."""
+        found = read_pretrained(path, BertConfig, config)
+        if SPAN_START_WEIGHT not in found.state:
+            raise WeightsError(f"{found.source} is not a BertSpanForNer (no {SPAN_START_WEIGHT}); "
+                               "fine-tune one with bertdetr bert ner --span")
+        model = cls(build_bert_model(found.config), span_labels(path, found.hf_config or None, found.state))
+        load_span_state(model, found.state, found.source)
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        save_span_classifier(self, path)
+
+
 # ---- multiple choice (transformers' BertForMultipleChoice; CLUE's C3 baseline) ------------------
 
 
@@ -417,4 +535,4 @@ class BertForMultipleChoice(nn.Module):
 
 __all__ = ["BertForSequenceClassification", "classification_losses", "BertForQuestionAnswering", "squad_losses",
            "BertForTokenClassification", "token_classification_losses", "BertCrfForNer", "crf_sequences",
-           "BertForMultipleChoice"]
+           "BertSpanForNer", "span_losses", "BertForMultipleChoice"]

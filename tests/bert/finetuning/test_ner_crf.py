@@ -15,15 +15,15 @@ import transformers
 from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.ner import NerConfig, run_ner
 from bertdetr.bert.finetuning.ner_data import read_cluener, read_conll, sentence_windows, windows_to_tensors
-from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, crf_sequences
+from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, BertSpanForNer, crf_sequences
 from bertdetr.bert.model import BertConfig, build_bert_model
 from bertdetr.bert.optimization import create_optimizer, weight_decay_groups
 from bertdetr.bert.pipelines import pipeline
 from bertdetr.cli import main
 from bertdetr.errors import BertDetrError
-from tests.bert.finetuning.conftest import TINY_ZH, VOCAB_ZH
+from tests.bert.finetuning.conftest import CLUENER, TINY_ZH, VOCAB_ZH
+from tests.bert.finetuning.conftest import cluener_ner_args as _args
 
-CLUENER = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert", "zh", "cluener")
 
 
 CLUENERS_MODEL = os.path.join(CLUENER, "clueners_crf_model")
@@ -155,11 +155,6 @@ def test_crf_and_classifier_get_their_own_learning_rate():
         _tiny(["B-PER", "I-PER"])
 
 
-def _args(out, bert_config, *extra):
-    return ["bert", "ner", "--data-dir", CLUENER, "--output-dir", str(out), "--vocab-file", VOCAB_ZH,
-            "--bert-config-file", bert_config, "--max-seq-length", "32", "--no-progress", *extra]
-
-
 def test_ner_crf_trains_evaluates_predicts_and_evaluates_again_with_its_crf(zh_bert_config, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(_args(out, zh_bert_config, "--do-train", "--do-eval", "--do-predict", "--crf", "--train-batch-size",
@@ -190,17 +185,20 @@ def test_resuming_with_another_head_says_so(zh_bert_config, tmp_path):
         run_ner(config(resume=True, crf=True))
 
 
-def test_stop_and_resume_equals_an_uninterrupted_run(zh_bert_config, tmp_path):
+@pytest.mark.parametrize("head", ["crf", "span"])
+def test_stop_and_resume_equals_an_uninterrupted_run(zh_bert_config, tmp_path, head):
+    """(the CRF's and the span head's, CLUENER's other two baselines)"""
     def config(out, **kw):
         return NerConfig(data_dir=CLUENER, output_dir=str(out), vocab_file=VOCAB_ZH, bert_config_file=zh_bert_config,
-                         max_seq_length=32, do_train=True, train_batch_size=32, num_train_epochs=1, crf=True,
+                         max_seq_length=32, do_train=True, train_batch_size=32, num_train_epochs=1, **{head: True},
                          learning_rate=1e-3, save_checkpoints_steps=4, progress=False, **kw)
 
     run_ner(config(tmp_path / "whole"))
     run_ner(config(tmp_path / "parts", stop_at_step=5))
     run_ner(config(tmp_path / "parts", resume=True))
-    a = BertForTokenClassification.from_pretrained(tmp_path / "whole" / "model").state_dict()
-    b = BertForTokenClassification.from_pretrained(tmp_path / "parts" / "model").state_dict()
+    load = (BertSpanForNer if head == "span" else BertForTokenClassification).from_pretrained
+    a = load(tmp_path / "whole" / "model").state_dict()
+    b = load(tmp_path / "parts" / "model").state_dict()
     for k in a:
         if "pooler" not in k:
             torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
@@ -318,7 +316,7 @@ def test_english_words_of_several_pieces_are_one_step_each(tmp_path):
 def test_crf_asked_of_a_model_trained_without_one_warns(zh_bert_config, tmp_path):
     out = tmp_path / "out"
     assert main(_args(out, zh_bert_config, "--do-train", "--train-batch-size", "64", "--num-train-epochs", "1")) == 0
-    with pytest.warns(UserWarning, match="--crf: the fine-tuned model has no CRF"):
+    with pytest.warns(UserWarning, match="--crf: the fine-tuned model's head is another"):
         assert main(_args(out, zh_bert_config, "--do-eval", "--crf")) == 0
     assert json.loads((out / "eval_metrics.json").read_text(encoding="utf-8"))["num_sentences"] > 0
 

@@ -300,7 +300,8 @@ def train_labelled(run: Run, model: nn.Module, data: dict[str, torch.Tensor], op
     """``finetune`` of a head with labels (its checkpoints identified by them and its class) on the feature rows
     ``data``, a row per example (``evaluate``, ``head_lrs``: as ``finetune``'s); records ``step``, ``num_train_steps``
     and ``export`` in ``summary``. Returns False when stopped early (``stop_at_step``: resume to finish)."""
-    model.check_label_ids(data["label_ids"])
+    if "label_ids" in data:  # (a span head has start and end ids, made from its labels)
+        model.check_label_ids(data["label_ids"])
     step, export = finetune(run, model, lambda index: take_batch(data, index, HOST, options.pad_to_multiple_of),
                             len(data["input_ids"]), options, device, num_train_steps, num_warmup_steps,
                             {"labels": model.labels, "head": type(model).__name__}, desc, vocab_file, evaluate,
@@ -408,9 +409,8 @@ class _StepBatches(torch.utils.data.Dataset):
 
 
 def default_num_workers(device: torch.device) -> int:
-    """DataLoader workers when ``num_workers`` is not given: none on a CPU (the step uses the
-    cores; a batch is a slice of tensors in memory), one on a GPU (assembling and pinning the next
-    batch while the step runs)."""
+    """DataLoader workers when ``num_workers`` is not given: none on a CPU (the step uses the cores; a
+    batch is a slice of tensors in memory), one on a GPU (assembling and pinning the next batch)."""
     return 1 if device.type == "cuda" else 0
 
 

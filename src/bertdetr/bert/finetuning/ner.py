@@ -34,13 +34,15 @@ from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
                                                model_files, read_hf_config, read_init_checkpoint, schedule, setup,
                                                start_model, train_labelled)
-from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, cluener_label, get_label_list,
-                                               read_cluener, read_conll, sentence_windows, windows_to_tensors)
+from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, bert_extract_item, cluener_label,
+                                               get_label_list, get_span_labels, read_cluener, read_conll,
+                                               sentence_windows, span_tensors, spans_to_tags, windows_to_tensors)
 from bertdetr.bert.finetuning.ner_metrics import cluener_score, ner_metrics
-from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, crf_sequences
+from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, BertSpanForNer, crf_sequences
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.head_weights import (has_crf, hf_weight_shapes, is_token_classifier,
-                                        load_token_classifier_state, token_classifier_labels)
+from bertdetr.bert.head_weights import (SPAN_START_WEIGHT, has_crf, hf_weight_shapes, is_token_classifier,
+                                        load_span_state, load_token_classifier_state, span_labels,
+                                        token_classifier_labels)
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -65,12 +67,16 @@ def set_file(data_dir: str, data_format: str, name: str) -> str | None:
     return None
 
 
+HEADS = {"softmax": BertForTokenClassification, "crf": BertCrfForNer, "span": BertSpanForNer}
+"""The heads ``bert ner`` trains: transformers' token classifier (CLUENER's BERT+softmax), and
+CLUENER2020's BERT+CRF (``--crf``) and BERT+Span (``--span``)."""
+
+
 def create_model(bert_config: BertConfig, labels: Sequence[str], bert: BertModel | None = None,
-                 crf: bool = False) -> BertForTokenClassification:
-    """The token classifier on ``bert`` (a new BertModel with Google's initialisation when None);
-    with ``crf`` a ``BertCrfForNer`` (CLUENER2020's BERT+CRF)."""
-    return (BertCrfForNer if crf else BertForTokenClassification)(
-        bert if bert is not None else build_bert_model(bert_config), labels)
+                 head: str = "softmax") -> BertForTokenClassification | BertSpanForNer:
+    """The ``head`` (a key of ``HEADS``) on ``bert`` (a new BertModel with Google's initialisation
+    when None); ``labels``: the tags, or for "span" "O" then the entity types."""
+    return HEADS[head](bert if bert is not None else build_bert_model(bert_config), labels)
 
 
 @dataclass(kw_only=True)
@@ -98,6 +104,10 @@ class NerConfig(FinetuneConfig):
     """Score the tags with a linear-chain CRF and decode them by Viterbi (CLUENER2020's BERT+CRF
     baseline, BertCrfForNer; [CLS] and [SEP] tagged O in its chain); without training, the
     fine-tuned model's head decides."""
+    span: bool = False
+    """Entities as start and end pointers per token (CLUENER2020's BERT+Span baseline,
+    BertSpanForNer, its soft labels); decoded as CLUENER's bert_extract_item, written as BIO tags;
+    without training, the fine-tuned model's head decides."""
     crf_learning_rate: float = 1e-3
     """The learning rate of the CRF and the classifier under it with --crf (CLUENER's
     --crf_learning_rate, as its run_ner_crf.sh sets it); the rest of BERT gets --learning-rate."""
@@ -108,6 +118,8 @@ class NerConfig(FinetuneConfig):
             raise BertDetrError("At least one of --do-train, --do-eval or --do-predict must be given.")
         super().__post_init__()
         require_at_least(self, ("eval_batch_size",), 1, "--")
+        if self.crf and self.span:
+            raise BertDetrError("--crf and --span are two heads: choose one")
         if not self.crf_learning_rate > 0:
             raise BertDetrError(f"--crf-learning-rate must be positive, got {self.crf_learning_rate}")
         if self.max_seq_length < 3:
@@ -129,30 +141,45 @@ class NerConfig(FinetuneConfig):
                                     f"--data-dir; {other}'s layout: {SET_FILES[other][name][0]})")
 
 
-def _checkpoint_head(config: NerConfig) -> tuple[list[str], bool] | None:
-    """Tags of a fine-tuned model to evaluate and whether it has a CRF: output_dir's latest
-    checkpoint or exported model, or an --init-checkpoint BertForTokenClassification directory."""
+def _kind(names) -> str:
+    """The head (a key of ``HEADS``) whose weights these are."""
+    return "span" if SPAN_START_WEIGHT in names else "crf" if has_crf(names) else "softmax"
+
+
+def _checkpoint_head(config: NerConfig) -> tuple[list[str], str] | None:
+    """Labels of a fine-tuned model to evaluate and its head (``HEADS``): output_dir's latest
+    checkpoint or exported model, or an --init-checkpoint BertForTokenClassification (or
+    BertSpanForNer) directory."""
     last = latest_checkpoint(config.output_dir)
     if last:
         state = load_checkpoint(last)
-        return list(state["labels"]), has_crf(state["model"])
+        return list(state["labels"]), _kind(state["model"])
     for d in (os.path.join(config.output_dir, "model"), config.init_checkpoint):
         shapes = hf_weight_shapes(d) if d and os.path.isfile(os.path.join(d, "config.json")) else {}
+        if SPAN_START_WEIGHT in shapes:
+            return span_labels(d, read_hf_config(d), shapes), "span"
         if is_token_classifier(read_hf_config(d), shapes):
-            return token_classifier_labels(d, read_hf_config(d), shapes), has_crf(shapes)
+            return token_classifier_labels(d, read_hf_config(d), shapes), _kind(shapes)
     return None
 
 
 def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str],
-                crf: bool) -> tuple[BertForTokenClassification, bool]:
+                head: str) -> tuple[BertForTokenClassification | BertSpanForNer, bool]:
     """The model to fine-tune or evaluate, and whether its head was loaded (from a
     BertForTokenClassification --init-checkpoint with the same tags, in any order; its CRF too when
-    both have one)."""
-    model = create_model(bert_config, labels, crf=crf)
+    both have one; a span head from a BertSpanForNer with the same labels)."""
+    model = create_model(bert_config, labels, head=head)
+    crf = head == "crf"
     if not config.init_checkpoint:
         return model, False
     state, source = read_init_checkpoint(config.init_checkpoint)
     hf_config = read_hf_config(config.init_checkpoint)
+    if head == "span":
+        loaded = load_span_state(model, state, source)
+        ckpt_labels = span_labels(config.init_checkpoint, hf_config, state) if loaded else labels
+        if ckpt_labels != labels:
+            raise BertDetrError(f"{source} was fine-tuned for the span labels {ckpt_labels}, the data has {labels}")
+        return model, loaded
     head_loaded = load_token_classifier_state(model, state, source, hf_config)
     ckpt_labels = token_classifier_labels(config.init_checkpoint, hf_config, state) if head_loaded else None
     if ckpt_labels and ckpt_labels != labels:
@@ -170,15 +197,18 @@ def _init_model(config: NerConfig, bert_config: BertConfig, labels: list[str],
 
 
 @torch.no_grad()
-def _window_predictions(model: BertForTokenClassification, data: dict[str, torch.Tensor],
+def _window_predictions(model: BertForTokenClassification | BertSpanForNer, data: dict[str, torch.Tensor],
                         windows: Sequence[NerWindow], batch_size: int,
-                        device: torch.device) -> tuple[list[np.ndarray], float, int]:
-    """The predicted tag ids of every window's words (on the host): the argmax at each word's first
-    piece, or with a CRF the best path (Viterbi); then the summed loss and what it is summed over
-    (the labelled positions' cross-entropy, or with a CRF each window's negative log-likelihood,
-    tags the model lacks read as O there)."""
+                        device: torch.device) -> tuple[list[list[str]], float, int]:
+    """The predicted tags of every window's words (on the host): the argmax at each word's first
+    piece, or with a CRF the best path (Viterbi), or a span head's spans (``bert_extract_item`` on
+    the words' first pieces, as BIO tags); then the summed loss and what it is summed over (the
+    labelled positions' cross-entropy; with a CRF each window's negative log-likelihood, tags the
+    model lacks read as O there; a span head's batch loss times its windows)."""
     was_training = model.training
     model.eval()
+    if isinstance(model, BertSpanForNer):
+        return _span_predictions(model, data, windows, batch_size, device, was_training)
     crf = isinstance(model, BertCrfForNer)
     words, loss_sum, count = [], 0.0, 0
     for batch in eval_batches(data, batch_size, device):
@@ -198,18 +228,35 @@ def _window_predictions(model: BertForTokenClassification, data: dict[str, torch
                 count += int(real.sum())
         for row in best:
             window = windows[len(words)]
-            words.append(row[1:1 + len(window.word_positions)] if crf else row[window.word_positions])
+            ids = row[1:1 + len(window.word_positions)] if crf else row[window.word_positions]
+            words.append([model.labels[int(k)] for k in ids])
     model.train(was_training)
     return words, loss_sum, count
 
 
-def _tags_of(windows: Sequence[NerWindow], words: list[np.ndarray], sentences: Sequence[Sentence],
-             labels: Sequence[str]) -> list[list[str]]:
+def _span_predictions(model: BertSpanForNer, data: dict[str, torch.Tensor], windows: Sequence[NerWindow],
+                      batch_size: int, device: torch.device, was_training: bool) -> tuple[list[list[str]], float, int]:
+    """``_window_predictions`` of a span head (in eval mode: its end layer reads the softmax of the
+    start logits, as CLUENER's evaluation)."""
+    words, loss_sum, count = [], 0.0, 0
+    for batch in eval_batches(data, batch_size, device):
+        out = model(**batch)
+        if bool(batch["start_ids"].any()):
+            loss_sum += float(out["loss"]) * len(batch["input_ids"])
+            count += len(batch["input_ids"])
+        starts, ends = out["start_logits"].argmax(-1).cpu().numpy(), out["end_logits"].argmax(-1).cpu().numpy()
+        for s, e in zip(starts, ends):
+            positions = windows[len(words)].word_positions
+            words.append(spans_to_tags(bert_extract_item(s[positions], e[positions]), len(positions), model.labels))
+    model.train(was_training)
+    return words, loss_sum, count
+
+
+def _tags_of(windows: Sequence[NerWindow], words: list[list[str]], sentences: Sequence[Sentence]) -> list[list[str]]:
     """Each sentence's predicted tags, its windows joined."""
     predicted: list[list[str]] = [[""] * len(s.words) for s in sentences]
-    for window, best in zip(windows, words):
-        for k, label_id in enumerate(best):
-            predicted[window.sentence][window.first_word + k] = labels[int(label_id)]
+    for window, tags in zip(windows, words):
+        predicted[window.sentence][window.first_word:window.first_word + len(tags)] = tags
     return predicted
 
 
@@ -217,7 +264,7 @@ def predict_tags(model: BertForTokenClassification, data: dict[str, torch.Tensor
                  sentences: Sequence[Sentence], batch_size: int, device: torch.device) -> list[list[str]]:
     """The predicted tags of every word of every sentence."""
     words, _, _ = _window_predictions(model, data, windows, batch_size, device)
-    return _tags_of(windows, words, sentences, model.labels)
+    return _tags_of(windows, words, sentences)
 
 
 def evaluate(model: BertForTokenClassification, data: dict[str, torch.Tensor], windows: Sequence[NerWindow],
@@ -227,7 +274,7 @@ def evaluate(model: BertForTokenClassification, data: dict[str, torch.Tensor], w
     cross-entropy over the words whose gold tag the model has (with a CRF: the mean negative
     log-likelihood of a window's tags)."""
     words, loss_sum, count = _window_predictions(model, data, windows, batch_size, device)
-    predicted = _tags_of(windows, words, sentences, model.labels)
+    predicted = _tags_of(windows, words, sentences)
     metrics = ner_metrics([s.tags for s in sentences], predicted)
     metrics["loss"] = loss_sum / count if count else 0.0
     return metrics, predicted
@@ -276,20 +323,24 @@ def _read_sets(config: NerConfig) -> dict[str, list[Sentence]]:
     return sets
 
 
-def _head(config: NerConfig, sets: dict[str, list[Sentence]]) -> tuple[list[str], bool]:
-    """The tags and whether a CRF scores them: the training data's (with O, which a CRF tags [CLS]
-    and [SEP] with) and --crf, else the fine-tuned model's."""
+def _head(config: NerConfig, sets: dict[str, list[Sentence]]) -> tuple[list[str], str]:
+    """The labels and the head (``HEADS``): the training data's tags (with O, which a CRF tags [CLS]
+    and [SEP] with; a span head's: O and the entity types) and --crf or --span, else the fine-tuned
+    model's."""
     if config.do_train:
+        if config.span:
+            return get_span_labels(sets["train"]), "span"
         labels = get_label_list(sets["train"])
-        return (sorted({*labels, "O"}) if config.crf else labels), config.crf
+        return (sorted({*labels, "O"}), "crf") if config.crf else (labels, "softmax")
     head = _checkpoint_head(config)
     if head is None:
         raise BertDetrError("without --do-train the tags come from the fine-tuned model, but "
                             f"{config.output_dir} has no checkpoint and --init-checkpoint is no "
                             "BertForTokenClassification")
-    if config.crf and not head[1]:
-        warnings.warn("--crf: the fine-tuned model has no CRF (it was trained without --crf); its tags are "
-                      "read from each word's best score", stacklevel=2)
+    asked = "crf" if config.crf else "span" if config.span else None
+    if asked and head[1] != asked:
+        warnings.warn(f"--{asked}: the fine-tuned model's head is another ({HEADS[head[1]].__name__}, trained "
+                      f"without --{asked}); it is read as it is", stacklevel=2)
     return head
 
 
@@ -300,12 +351,13 @@ def run_ner(config: NerConfig) -> dict:
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
     sets = _read_sets(config)
-    label_list, crf = _head(config, sets)
-    label_map = {label: i for i, label in enumerate(label_list)}
+    label_list, head = _head(config, sets)
+    crf = head == "crf"
+    label_map = {} if head == "span" else {label: i for i, label in enumerate(label_list)}
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
 
-    summary: dict = {"labels": label_list, "crf": crf, "features": {}}
+    summary: dict = {"labels": label_list, "head": head, "features": {}}
     windows: dict[str, list[NerWindow]] = {}
     data: dict[str, dict[str, torch.Tensor]] = {}
     with contextlib.ExitStack() as stack:
@@ -315,17 +367,18 @@ def run_ner(config: NerConfig) -> dict:
             windows[name] = sentence_windows(sentences, tokenizer, label_map, config.max_seq_length)
             for window in windows[name]:
                 write_record(f, _window_example(window, config.max_seq_length))
-            data[name] = windows_to_tensors(windows[name], config.max_seq_length, tag_mask=crf)
+            data[name] = span_tensors(windows[name], sentences, label_list, config.max_seq_length) \
+                if head == "span" else windows_to_tensors(windows[name], config.max_seq_length, tag_mask=crf)
             summary["features"][name] = (path, len(sentences), len(windows[name]))
     if config.features_only:
         return summary
 
     num_train_steps, num_warmup_steps = schedule(len(windows["train"]), config, env, "windows") \
         if config.do_train else (0, 0)
-    from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels, crf=crf), label_list,
+    from_checkpoint = labelled_checkpoint(lambda labels: create_model(bert_config, labels, head=head), label_list,
                                           "tags")
     model, step, run = start_model(config, "bert ner", from_checkpoint,
-                                   lambda: _init_model(config, bert_config, list(label_list), crf),
+                                   lambda: _init_model(config, bert_config, list(label_list), head),
                                    "evaluating a token-classification head", env, device)
     try:
         run.record_config({**asdict(config), "model": asdict(bert_config), "labels": list(label_list),
@@ -374,8 +427,9 @@ def _evaluate_and_write(config: NerConfig, model: BertForTokenClassification, da
               "eval_accuracy": metrics["accuracy"], "eval_loss": metrics["loss"], "global_step": step}
     cluener = None
     if config.data_format == "cluener":
-        # (a CLUENER checkpoint's tags include X, [START] and [END], which name no type)
-        types = sorted({label.split("-", 1)[1] for label in model.labels if "-" in label})
+        # (a CLUENER checkpoint's tags include X, [START] and [END], which name no type; a span head's are types)
+        types = model.labels[1:] if isinstance(model, BertSpanForNer) else \
+            sorted({label.split("-", 1)[1] for label in model.labels if "-" in label})
         cluener = cluener_score([s.entities for s in sentences],
                                 [cluener_label("".join(s.words), tags) for s, tags in zip(sentences, predicted)], types)
         result["eval_cluener_macro_f1"] = cluener["macro_f1"]

@@ -46,7 +46,7 @@ from bertdetr.bert.finetuning.ner_metrics import get_entities
 from bertdetr.fileio import TextCheck, read_json_lines
 
 __all__ = ["Sentence", "TAG_PATTERN", "read_conll", "read_cluener", "cluener_label", "get_label_list", "NerWindow", "sentence_windows",
-           "windows_to_tensors", "IGNORE_INDEX"]
+           "windows_to_tensors", "IGNORE_INDEX", "get_span_labels", "span_tensors", "bert_extract_item", "spans_to_tags"]
 
 TAG_PATTERN = re.compile(r"O|[BIEMS]-\S+")
 """A tag of the BIO, BIOES or BMES scheme: ``O``, or a prefix, ``-`` and a type."""
@@ -258,3 +258,61 @@ def windows_to_tensors(windows: Sequence[NerWindow], max_seq_length: int,
     if tag_mask:
         out["tag_mask"] = torch.from_numpy(tags)
     return out
+
+
+def get_span_labels(sentences: Sequence[Sentence]) -> list[str]:
+    """A span head's labels: "O", then the sorted entity types of ``sentences``' tags (CLUENER's
+    span processors put "O" first)."""
+    return ["O", *sorted({tag.split("-", 1)[1] for s in sentences for tag in (s.tags or []) if "-" in tag})]
+
+
+def span_tensors(windows: Sequence[NerWindow], sentences: Sequence[Sentence], labels: Sequence[str],
+                 max_seq_length: int) -> dict[str, torch.Tensor]:
+    """The windows' features for a span head (CLUENER's ``ner_span.py``): ``input_ids``,
+    ``input_mask``, ``segment_ids`` and ``start_ids``, ``end_ids`` [N,T]: an entity's type id (its
+    index in ``labels``) at its first word's first piece and at its last word's first piece, 0
+    elsewhere. Entities are read from the gold tags (``get_entities``) within each window (one
+    cut by a window boundary counts in each as its part there); types not in ``labels`` are left
+    out; sentences without tags give zeros."""
+    out = windows_to_tensors(windows, max_seq_length)
+    del out["label_ids"]
+    start_ids, end_ids = np.zeros((len(windows), max_seq_length), np.int64), np.zeros((len(windows), max_seq_length), np.int64)
+    type_ids = {label: i for i, label in enumerate(labels)}
+    for row, w in enumerate(windows):
+        tags = sentences[w.sentence].tags
+        if not tags:
+            continue
+        for type_, first, last in get_entities(list(tags[w.first_word:w.first_word + len(w.word_positions)])):
+            if type_ in type_ids:
+                start_ids[row, w.word_positions[first]] = type_ids[type_]
+                end_ids[row, w.word_positions[last]] = type_ids[type_]
+    out["start_ids"], out["end_ids"] = torch.from_numpy(start_ids), torch.from_numpy(end_ids)
+    return out
+
+
+def bert_extract_item(start_pred: Sequence[int], end_pred: Sequence[int]) -> list[tuple[int, int, int]]:
+    """CLUENER's decoding of a span head (``processors/utils_ner.py``): for each position with a
+    start label s > 0, the first position from it on whose end label is s closes the span; returns
+    ``(s, first, last)``. Spans may nest or overlap, as CLUENER's (``spans_to_tags`` keeps the
+    later). CLUENER's takes the argmax of the logits and strips [CLS] and [SEP] first: here the
+    callers pass the labels at each word's first piece."""
+    spans = []
+    for i, s in enumerate(start_pred):
+        if s == 0:
+            continue
+        for j in range(i, len(end_pred)):
+            if end_pred[j] == s:
+                spans.append((int(s), i, j))
+                break
+    return spans
+
+
+def spans_to_tags(spans: Sequence[tuple[int, int, int]], num_words: int, labels: Sequence[str]) -> list[str]:
+    """Span predictions as BIO tags of ``num_words`` words (a later span overwrites an earlier one
+    where they overlap), so that the tag-based metrics and outputs read them."""
+    tags = ["O"] * num_words
+    for s, first, last in spans:
+        tags[first] = f"B-{labels[s]}"
+        for k in range(first + 1, last + 1):
+            tags[k] = f"I-{labels[s]}"
+    return tags
