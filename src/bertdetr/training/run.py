@@ -52,14 +52,17 @@ from bertdetr.training.folder import (
     settle_run_folder,
 )
 from bertdetr.training.scalars import ScalarLog, drop_rows_after, plot_curves, tensorboard_writer
+from bertdetr.training.host_memory import keep_freed_memory
 from bertdetr.training.threads import set_num_threads
 
 
 def setup_process(device: str | None, num_threads: int | None = None,
                   tensorboard: bool = False) -> tuple[Distributed, torch.device]:
     """This process's place in the run (``setup_distributed``: torchrun's rank, or one process) and
-    device; on a CPU the threads it uses (``set_num_threads``) and denormal floats flushed to zero.
-    A missing tensorboard package is an error here, before any work.
+    device; on a CPU the threads it uses (``set_num_threads``), denormal floats flushed to zero and
+    freed memory kept for the next step (``keep_freed_memory``: glibc's malloc would hand some of a
+    step's back to the kernel and fault it in again). A missing tensorboard package is an error
+    here, before any work.
 
     Denormals: TensorFlow's CPU thread pools flush them to zero (``port::ScopedFlushDenormal`` in
     each thread it starts), so Google's programs train that way; PyTorch keeps them, and an
@@ -72,6 +75,7 @@ def setup_process(device: str | None, num_threads: int | None = None,
     if dev.type == "cpu":
         set_num_threads(num_threads)
         torch.set_flush_denormal(True)
+        keep_freed_memory(os.environ)
     return env, dev
 
 
