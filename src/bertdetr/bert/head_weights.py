@@ -259,6 +259,11 @@ SPAN_START_WEIGHT = "start_fc.dense.weight"
 SPAN_NAMES = ("start_fc.dense.weight", "start_fc.dense.bias", "end_fc.dense_0.weight", "end_fc.dense_0.bias",
               "end_fc.LayerNorm.weight", "end_fc.LayerNorm.bias", "end_fc.dense_1.weight", "end_fc.dense_1.bias")
 """A ``BertSpanForNer``'s head, as CLUENER2020's model names its tensors."""
+CLUENER_SPECIAL_TAGS = ("X", "[START]", "[END]")
+"""The tags of ``CLUENER_LABELS`` that tag no entity (its ``get_entity_bios`` reads ``B-``, ``I-``
+and ``S-`` only): a pipeline of such a model leaves them out by default, as it does ``O``."""
+
+
 CLUENER_SPAN_LABELS = ["O", "address", "book", "company", "game", "government", "movie", "name", "organization",
                        "position", "scene"]
 """CLUENER's span labels (``ner_span.py``'s ``CluenerProcessor.get_labels()``), in its id order; its

@@ -365,3 +365,25 @@ def test_a_checkpoint_of_clueners_softmax_model_reads_as_a_token_classifier(tmp_
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(Exception, match="not a BertForTokenClassification"):
         BertForTokenClassification.from_pretrained(folder)
+
+
+def test_a_pipeline_of_clueners_checkpoint_leaves_its_special_tags_out(tmp_path):
+    """CLUENER's tag list holds X, [START] and [END], which tag no entity (its get_entity_bios reads
+    B-, I- and S- only): by default the pipeline leaves them out as it does O; asked for, they come."""
+    folder = tmp_path / "softmax"
+    shutil.copytree(CLUENERS_MODEL, folder)
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("crf.")}
+    labels = _golden()["labels"]
+    bias = torch.zeros_like(state["classifier.bias"])
+    bias[[labels.index("X"), labels.index("[START]"), labels.index("[END]")]] = torch.tensor([60.0, 40.0, 50.0])
+    state["classifier.bias"] = bias  # every token's best tag is X
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.warns(UserWarning, match="CLUENER2020's BERT\\+softmax checkpoint"):
+        tagger = pipeline("ner", str(folder))
+    text = "浙商银行企业信贷部叶老桂博士"
+    assert tagger(text) == [] and tagger(text, aggregation_strategy="simple") == []
+    assert tagger(text, ignore_labels=None) == []
+    tokens = tagger(text, ignore_labels=["O"])
+    assert len(tokens) == len(text) and {e["entity"] for e in tokens} == {"X"}
+    assert [e["entity_group"] for e in tagger(text, aggregation_strategy="simple", ignore_labels=["O"])] == ["X"]

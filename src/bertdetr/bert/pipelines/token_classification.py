@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from bertdetr.bert.head_weights import CLUENER_SPECIAL_TAGS
 from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, decode, softmax
 from bertdetr.errors import BertDetrError
 
@@ -27,7 +28,8 @@ class TokenClassificationPipeline(Pipeline):
     ``stride`` (with an aggregation): texts longer than the model's positions are read in windows
     overlapping by ``stride`` tokens, and entities in the overlap kept once (the longer, then the
     more confident), as transformers does; without it a long text is cut at the model's length.
-    ``ignore_labels`` (default ``["O"]``). ``is_split_into_words``: an input is a list of words (a
+    ``ignore_labels`` (default ``["O"]``, and for a CLUENER2020 checkpoint its tags that tag no
+    entity, ``X``, ``[START]`` and ``[END]``, as its ``get_entity_bios`` skips them). ``is_split_into_words``: an input is a list of words (a
     CoNLL sentence, Chinese characters), read as the text of them joined by ``delimiter`` (default a
     space), whose characters ``start`` and ``end`` count. As transformers, a grouped ``word`` is the tokens joined
     by its decoder: Chinese characters come out spaced ("北 京"); ``text[start:end]`` is the span.
@@ -41,7 +43,7 @@ class TokenClassificationPipeline(Pipeline):
 
     task = "token-classification"
 
-    def __init__(self, model_dir, device, ignore_labels: Sequence[str] = ("O",), aggregation_strategy: str = "none",
+    def __init__(self, model_dir, device, ignore_labels: Sequence[str] | None = None, aggregation_strategy: str = "none",
                  stride: int | None = None, is_split_into_words: bool = False, delimiter: str = " "):
         super().__init__(model_dir, device)
         from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification
@@ -49,6 +51,8 @@ class TokenClassificationPipeline(Pipeline):
         self.model = BertForTokenClassification.from_pretrained(model_dir).to(device).eval()
         self.crf = isinstance(self.model, BertCrfForNer)  # (bert ner --crf: tags from its CRF's best path)
         self._check_vocab(self.model.config)
+        if ignore_labels is None:
+            ignore_labels = ("O", *[t for t in CLUENER_SPECIAL_TAGS if t in self.model.labels])
         self.defaults = {"ignore_labels": ignore_labels, "aggregation_strategy": aggregation_strategy, "stride": stride,
                          "is_split_into_words": is_split_into_words, "delimiter": delimiter}
         self._options({})  # bad defaults fail here
@@ -76,7 +80,7 @@ class TokenClassificationPipeline(Pipeline):
                                     'other than "none" (as transformers)')
         if not isinstance(o["delimiter"], str):
             raise BertDetrError(f"delimiter must be a string, got {o['delimiter']!r}")
-        ignore = o["ignore_labels"]
+        ignore = self.defaults["ignore_labels"] if o["ignore_labels"] is None else o["ignore_labels"]
         return ({ignore} if isinstance(ignore, str) else set(ignore), aggregation, stride,
                 o["delimiter"] if o["is_split_into_words"] else None)
 
