@@ -9,13 +9,16 @@ Jobs (each a process, as users run them, 2 threads):
   CLUENER-layout training file copied 20 times, 8060 sentences; a random L4 H256 BERT over the
   bundled Chinese vocabulary; CLUENER's settings, batches of 24);
 - ``pretrain``: ``bert pretrain --model-size medium`` (L8 H512), 12 steps of 32 x 128 on make-data
-  records of the bundled books.
+  records of the bundled books;
+- ``detr``: ``detr train`` of the R18 preset, one epoch of 40 JPEGs of synthetic shapes (240-320
+  pixels, ``bench_trainers.make_jpeg_shapes``) at official DETR's augmentation scaled to them
+  (scales 256-320, longer side at most 427), batches of 2, no workers.
 
 Each run counts its minor page faults and system CPU seconds (``getrusage`` of the child) and reads
-the trainer's logged sequences per second (the mean of its logged rows but the first). "kept" is
-this checkout as users run it; "default" the same with glibc's own behaviour: a ``MALLOC_ARENA_MAX``
-at glibc's default (8 per core: nothing changes) marks the allocator as the user's, so the trainer
-leaves it alone. The two alternate, ``--runs`` times each; the spread is the point (glibc's default
+the trainer's logged sequences (DETR: images) per second (the mean of its logged rows but the
+first). "kept" is this checkout as users run it; "default" the same with glibc's own behaviour: a
+``MALLOC_ARENA_MAX`` at glibc's default (8 per core: nothing changes) marks the allocator as the
+user's, so the trainer leaves it alone. The two alternate, ``--runs`` times each; the spread is the point (glibc's default
 is a matter of a run's first allocations).
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import resource
 import shutil
@@ -35,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from bench_ner_crf_trainer import make_data, make_model  # noqa: E402
+from bench_trainers import make_jpeg_shapes  # noqa: E402
 
 VOCAB = os.path.join(ROOT, "tests", "data", "bert", "vocab-uncased.txt")
 BOOKS = os.path.join(ROOT, "src", "bertdetr", "data", "pd_books.txt")
@@ -65,6 +70,19 @@ def prepare(work: str, jobs: list[str]) -> dict[str, list[str]]:
                                         "--vocab-file", VOCAB, "--batch-size", "32", "--num-train-steps", "12",
                                         "--num-warmup-steps", "2", "--log-every", "2", "--save-every", "100000",
                                         *common)
+    if "detr" in jobs:
+        coco = os.path.join(work, "coco")
+        make_jpeg_shapes(coco, 40, (240, 320))
+        config = {"data": {"train_ann": os.path.join(coco, "train.json"), "train_images": os.path.join(coco, "images"),
+                           "train_scales": [256, 288, 320], "max_size": 427, "crop_resize": [256, 288, 320],
+                           "crop_size": [192, 256], "test_size": 320},
+                  "model": {"preset": "r18"},
+                  "train": {"output_dir": out, "epochs": 1, "batch_size": 2, "num_workers": 0, "log_every": 2,
+                            "progress": False, "device": "cpu", "num_threads": 2, "save_every": 100,
+                            "eval_every": 100}}
+        with open(os.path.join(work, "detr.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        commands["detr"] = bertdetr("detr", "train", os.path.join(work, "detr.json"), "--overwrite")
     return commands
 
 
@@ -82,7 +100,7 @@ def run_once(command: list[str], run: str, default: bool) -> dict[str, float]:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment(default))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(os.path.join(run, "scalars.csv"), encoding="utf-8") as f:
-        rates = [float(r["value"]) for r in csv.DictReader(f) if r["name"] == "sequences_per_s"][1:]
+        rates = [float(r["value"]) for r in csv.DictReader(f) if r["name"] in ("sequences_per_s", "images_per_s")][1:]
     return {"faults": after.ru_minflt - before.ru_minflt, "sys": after.ru_stime - before.ru_stime,
             "rate": statistics.mean(rates)}
 
@@ -90,7 +108,7 @@ def run_once(command: list[str], run: str, default: bool) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--jobs", nargs="+", default=["ner", "pretrain"], choices=["ner", "pretrain"])
+    p.add_argument("--jobs", nargs="+", default=["ner", "pretrain"], choices=["ner", "pretrain", "detr"])
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="bench_host_memory_")
     try:
@@ -102,8 +120,9 @@ def main() -> None:
                     r = run_once(command, os.path.join(work, "run"), mode == "default")
                     results[mode].append(r)
                     print(f"{job} {mode:8} {r['faults'] / 1e6:6.2f} M faults  sys {r['sys']:5.2f} s  "
-                          f"{r['rate']:7.1f} sequences/s", flush=True)
-            print(f"{job}, {args.runs} runs each: page faults (millions), system CPU s, sequences/s: median [range]")
+                          f"{r['rate']:7.1f} per s", flush=True)
+            print(f"{job}, {args.runs} runs each: page faults (millions), system CPU s, sequences (images) per s: "
+                  "median [range]")
             for mode, rows in results.items():
                 cells = []
                 for key, scale, digits in (("faults", 1e6, 2), ("sys", 1, 2), ("rate", 1, 1)):
@@ -113,7 +132,7 @@ def main() -> None:
                 print(f"  {mode:8} " + "   ".join(cells))
             ratio = statistics.median(r["rate"] for r in results["kept"]) / \
                 statistics.median(r["rate"] for r in results["default"])
-            print(f"  kept / default, median sequences/s: {ratio:.2f}x", flush=True)
+            print(f"  kept / default, median rate: {ratio:.2f}x", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
