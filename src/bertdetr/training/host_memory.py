@@ -8,7 +8,7 @@ mmap threshold to at most 32 MiB), so how much goes back depends on the order of
 allocations: memory that goes back is faulted in again, and zeroed by the kernel, at the next step.
 Measured (``bench/bench_host_memory.py``, BENCHMARKS.md): ``bert ner --crf`` on 2 cores faulted
 0.25 to 2.5 million pages an epoch from one run to the next of the same command; BERT-medium
-pretraining faulted in its whole step again every step. Kept instead (``keep_freed_memory``):
+pretraining faulted about 0.5 GB in again every step. Kept instead (``keep_freed_memory``):
 every request from the heap (``M_MMAP_MAX`` 0) and its freed top kept up to 2 GiB
 (``M_TRIM_THRESHOLD``), as PyTorch's CUDA allocator keeps a GPU's. Intel's advice for PyTorch on
 CPUs (jemalloc or tcmalloc preloaded) gets the same with another allocator; this is glibc's own
