@@ -40,15 +40,18 @@ def test_left_alone_where_the_user_chose(monkeypatch):
     assert keep_freed_memory({}) is False  # decided once per process
 
 
-# A fresh process frees and allocates again a 40 MiB tensor (over glibc's largest mmap threshold, so
-# by default a mapping of its own each time) and counts the page faults of the loop.
+# A fresh process frees and allocates again a 40 MiB tensor 20 times (over glibc's largest mmap
+# threshold, so by default a mapping of its own each time) and counts the page faults of the loop.
+# Kept, the heap grows a few times before the tensor's place is free for the next one (a small
+# allocation of Python's between two tensors can take the start of the freed block): 2 to 4 times
+# the tensor's pages measured, then none.
 _LOOP = """
 import json, resource, sys, torch
 if sys.argv[1] == "setup":
     from bertdetr.training.run import setup_process
     setup_process("cpu", 1)
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+for _ in range(20):
     x = torch.ones(10 << 20)
     del x
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
@@ -65,6 +68,6 @@ def test_a_cpu_trainer_keeps_freed_memory_for_the_next_step():
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
     pages = (40 << 20) // 4096
     kept = _faults("setup", environ)
-    assert kept < 2 * pages  # faulted in once, then reused
-    assert _faults("plain", environ) > 5 * pages  # glibc's default: mapped and faulted in each time
-    assert _faults("setup", {**environ, "GLIBC_TUNABLES": "glibc.malloc.mmap_max=65536"}) > 5 * pages  # the user's
+    assert kept < 8 * pages  # faulted in a few times, then reused
+    assert _faults("plain", environ) > 18 * pages  # glibc's default: mapped and faulted in each time
+    assert _faults("setup", {**environ, "GLIBC_TUNABLES": "glibc.malloc.mmap_max=65536"}) > 18 * pages  # the user's
