@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from bertdetr.bert.optimization import (
+    LAMB_CHUNK,
     AdamWeightDecay,
     clip_by_global_norm,
     create_optimizer,
@@ -215,6 +216,40 @@ def test_flat_lamb_equals_the_per_tensor_update():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("skip", [None, False, True])
+def test_flat_lamb_takes_parameters_of_any_size(skip):
+    """LAMB's buffers give each parameter whole rows of ``LAMB_CHUNK`` elements: a parameter of a
+    few elements, of exactly a row, of several rows and a part, each with its own trust ratio; the
+    padding stays zero and apart from the norms."""
+    sizes = [(3, LAMB_CHUNK + 900), (7,), (LAMB_CHUNK,), (40, 50)]
+
+    def run(flat):
+        g = torch.Generator().manual_seed(3)
+        params = [nn.Parameter(torch.randn(*shape, generator=g)) for shape in sizes]
+        bias = nn.Parameter(torch.randn(5, generator=g))
+        opt = AdamWeightDecay([{"params": params}, {"params": [bias], "weight_decay": 0.0}], lr=0.1,
+                              weight_decay=0.01, lamb=True, flat=flat)
+        for step in range(3):
+            for p in (*params, bias):
+                p.grad = torch.randn(p.shape, generator=g) * (step + 1)
+            flag = None if skip is None else torch.tensor(skip and step == 1)
+            _per_tensor_reference_step(opt, flag) if not flat else opt.step(skip=flag)
+        return params, bias, opt
+
+    ref, ref_bias, _ = run(False)
+    params, bias, opt = run(True)
+    for a, b in zip((*ref, ref_bias), (*params, bias)):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    (bucket,), (plain,) = opt._buckets
+    assert all(offset % LAMB_CHUNK == 0 for offset in bucket.offsets) and plain.align == 1
+    assert bucket.values.numel() == (6 + 1 + 1 + 2) * LAMB_CHUNK  # 5772 elements take 6 rows
+    padding = torch.ones_like(bucket.values, dtype=torch.bool)
+    for i in range(len(params)):
+        bucket._view(padding, i).fill_(False)
+    for buffer in (bucket.values, bucket.values.grad, bucket.m, bucket.v):
+        assert buffer[padding].abs().sum() == 0
+
+
 def test_a_skipped_flat_step_changes_nothing():
     model, opt, _ = _train(lamb=True, flat=True, steps=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -246,14 +281,15 @@ def test_flat_update_kernels_do_not_grow_with_the_parameter_tensors():
     assert large_ref > small_ref > small  # per tensor they grow (the reason for the buffers)
 
 
-def test_flat_state_round_trips_through_a_checkpoint(tmp_path):
-    model, opt, _ = _train(lamb=False, flat=True, steps=2)
+@pytest.mark.parametrize("lamb", [False, True])
+def test_flat_state_round_trips_through_a_checkpoint(tmp_path, lamb):
+    model, opt, _ = _train(lamb=lamb, flat=True, steps=2)
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, tmp_path / "c.pt")
     state = torch.load(tmp_path / "c.pt", weights_only=True)
     for flat_after in (True, False):  # a flat checkpoint loads flat or per tensor, and back
         resumed = _tiny_bert(seed=5)
         resumed.load_state_dict(state["model"])
-        opt2, _ = create_optimizer(resumed, 1e-2, 10, 2, flat=flat_after)
+        opt2, _ = create_optimizer(resumed, 1e-2, 10, 2, lamb=lamb, flat=flat_after)
         opt2.load_state_dict(state["optimizer"])
         for m, o in ((model, opt), (resumed, opt2)):
             o.zero_grad()
@@ -262,7 +298,7 @@ def test_flat_state_round_trips_through_a_checkpoint(tmp_path):
             o.step()
         for a, b in zip(model.parameters(), resumed.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-        model, opt, _ = _train(lamb=False, flat=True, steps=2)
+        model, opt, _ = _train(lamb=lamb, flat=True, steps=2)
 
 
 def test_a_tensor_lr_stays_a_tensor_through_a_checkpoint():
