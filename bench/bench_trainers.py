@@ -6,8 +6,8 @@ transformers' step on the same records, and the figures read from the trainers' 
     python bench/bench_trainers.py hf-bert RECORDS --model-size base --batch 256 --steps 60 [--compile]
     python bench/bench_trainers.py detr-figures RUN
     python bench/bench_trainers.py hf-detr CONFIG --steps 30   # transformers' DETR on detr train's batches
-    python bench/bench_trainers.py classify-figures RUN      # bert classify's logged sequences/s
-    python bench/bench_trainers.py bert-config SIZE PATH     # a random-weights BERT's bert_config.json
+    python bench/bench_trainers.py classify-figures RUN      # bert classify's (or bert ner's) logged sequences/s
+    python bench/bench_trainers.py bert-config SIZE PATH [--vocab-size N]   # a random-weights BERT's bert_config.json
     python bench/bench_trainers.py table OUT                 # run_gpu.sh's figures as a markdown table, with the goals
 
 ``bert-figures``: the median ``sequences_per_s`` that ``bert pretrain`` logged (the first two logged
@@ -41,8 +41,9 @@ BOOKS = os.path.join(ROOT, "src", "bertdetr", "data", "pd_books.txt")
 
 def make_data(out: str, smoke: bool) -> None:
     """Pretraining records at 128 and 512 (the bundled books, bert-base-uncased's vocabulary) and a
-    COCO-format dataset of JPEGs at COCO's sizes (synthetic shapes, re-encoded as JPEG), and the
-    demo's book task for ``bert classify`` (``demo.make_book_task``)."""
+    COCO-format dataset of JPEGs at COCO's sizes (synthetic shapes, re-encoded as JPEG), the
+    demo's book task for ``bert classify`` (``demo.make_book_task``) and CLUENER's layout for
+    ``bert ner`` (the bundled files, train.json copied 20 times: 8060 sentences; once with ``smoke``)."""
     os.makedirs(out, exist_ok=True)
     # the pieces at once (the two make-data runs in their own processes): on a lent GPU this is
     # device time (30 s one after the other)
@@ -58,6 +59,10 @@ def make_data(out: str, smoke: bool) -> None:
         from bertdetr.demo import make_book_task
 
         make_book_task(os.path.join(out, "book_task"), seed=0, per_book_train=50 if smoke else 250)
+    if not os.path.exists(os.path.join(out, "cluener")):
+        from bench_ner_crf_trainer import make_data as make_cluener_data
+
+        make_cluener_data(os.path.join(out, "cluener"), 1 if smoke else 20)
     coco = os.path.join(out, "coco")
     if not os.path.exists(os.path.join(coco, "train.json")):
         make_jpeg_shapes(coco, 16 if smoke else 400, (48, 64) if smoke else (480, 640))
@@ -141,10 +146,10 @@ def peak_bf16_flops() -> float:
     return 312e12
 
 
-def bert_config(model_size: str):
+def bert_config(model_size: str, vocab_size: int = 30522):
     from bertdetr.bert.pretraining.pretrain import model_preset
 
-    return model_preset(model_size, vocab_size=30522)
+    return model_preset(model_size, vocab_size=vocab_size)
 
 
 def bert_figures(args) -> None:
@@ -171,7 +176,7 @@ def rate_figures(run: str, key: str) -> None:
 
 def write_bert_config(args) -> None:
     with open(args.path, "w", encoding="utf-8") as f:
-        json.dump(bert_config(args.model_size).to_google_dict(), f, indent=1)
+        json.dump(bert_config(args.model_size, args.vocab_size).to_google_dict(), f, indent=1)
 
 
 def timed_rate(step, warmup: int, steps: int, device) -> float:
@@ -329,7 +334,9 @@ def figures_table(out: str) -> str:
                      + f" | {f'{ratio:.2f}x' if ratio else '-'} | {goal} |")
         profiles += [(name, k, v) for k, v in r.get("profile", {}).items()]
     for r in read_rows(out, "finetune_trainer.jsonl"):
-        lines.append(f"| bert {os.path.basename(r['run']).replace('-', ' ')} | {r['sequences_per_s']:.0f} seq/s | - | - | - |")
+        name = os.path.basename(r["run"])
+        lines.append(f"| bert {name.replace('-', ' ')} | {r['sequences_per_s']:.0f} seq/s | - | - | - |")
+        profiles += [(name, k, v) for k, v in r.get("profile", {}).items()]
     lines += [""] + [f"- {run} (profile {steps}): {head}" for run, steps, head in profiles]
     return "\n".join(lines)
 
@@ -352,6 +359,7 @@ def main() -> None:
     p = sub.add_parser("bert-config")
     p.add_argument("model_size")
     p.add_argument("path")
+    p.add_argument("--vocab-size", type=int, default=30522, help="bert-base-uncased's; the bundled Chinese one for bert ner")
     p = sub.add_parser("hf-bert")
     p.add_argument("records")
     p.add_argument("--model-size", default="base")

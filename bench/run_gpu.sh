@@ -6,7 +6,9 @@
 #   detr train (R50, bf16) on COCO-format JPEGs, images/s from its log, against transformers'
 #     DetrForObjectDetection stepped on the same batches (bench_trainers.py hf-detr);
 #   later (part "rest"): detr train with compile, bench_detr.py's model step against transformers', bert classify
-#     (BERT-base, random weights, bf16) eager and --compile, the synthetic model benchmarks, the Python pipelines.
+#     (BERT-base, random weights, bf16) eager and --compile, bert ner on CLUENER's layout (softmax compiled,
+#     --crf eager and compiled: what the CRF's loops cost a GPU step), the synthetic model benchmarks, the
+#     Python pipelines.
 #
 # A lent device gives a session 15 minutes in all, its start included: one call of the part "key"
 # (the default) gets every goal figure of the issue; "rest" is for a second call if time is left.
@@ -16,7 +18,7 @@
 #     PACK=$OUT/gpu_bench.tgz bash bench/run_gpu.sh /tmp/gpu_bench key 2>&1 | tee $OUT/log.txt
 #   SMOKE=1 bash bench/run_gpu.sh /tmp/smoke all   # every step, tiny, on the CPU (tests/bench/test_run_gpu.py)
 #
-# Parts: key | rest | all | bert | detr | finetune | model. The data is made in OUT/data unless there
+# Parts: key | rest | all | bert | detr | finetune | ner | model. The data is made in OUT/data unless there
 # (~30 s; 50 MB, too much to travel with the tree). One command keeps to BUDGET seconds (default
 # 570: a 10-minute call less the copy back): each step's timeout is cut to what is left, and a step
 # with under 30 s left is skipped (said in OUT/skipped.txt); what finished is in OUT, and with
@@ -33,8 +35,8 @@ fi
 BUDGET=${BUDGET:-570}
 OUT=${1:-gpu_bench}
 PART=${2:-key}
-case "$PART" in key|rest|all|bert|detr|finetune|model) ;;
-  *) echo "run_gpu.sh: unknown part $PART (key, rest, all, bert, detr, finetune, model; or: run_gpu.sh wheels)" >&2; exit 2 ;;
+case "$PART" in key|rest|all|bert|detr|finetune|ner|model) ;;
+  *) echo "run_gpu.sh: unknown part $PART (key, rest, all, bert, detr, finetune, ner, model; or: run_gpu.sh wheels)" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 cap() {  # the timeout for a step that wants $1 s: cut to the budget left; fails (and says so) under 30 s
@@ -49,14 +51,15 @@ fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 BD="python3 -m bertdetr.cli"
 VOCAB=tests/data/bert/vocab-uncased.txt
+ZH_VOCAB=tests/data/bert/zh/vocab_zh.txt
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; BASE=tiny; LARGE=mini; B128=8; B512=2; STEPS=6; LOG=1; COMPILE=""; PREC=""; DETR_MODEL=r18; DETR_B=2
   HF_ARGS="--device cpu --steps 2 --warmup 1 --num-workers 0"; HF_DETR_ARGS="--steps 2 --warmup 1"
-  SMOKE_FLAG=--smoke; FT_B=8; FT_EPOCHS=0.2
+  SMOKE_FLAG=--smoke; FT_B=8; FT_EPOCHS=0.2; NER_EPOCHS=1
 else
   DEV=cuda; BASE=base; LARGE=large; B128=256; B512=32; STEPS=80; LOG=10; COMPILE=--compile; PREC=--bf16
   DETR_MODEL=r50; DETR_B=8; HF_ARGS="--compile --steps 40"; HF_DETR_ARGS="--steps 30 --warmup 5"
-  SMOKE_FLAG=""; FT_B=32; FT_EPOCHS=6
+  SMOKE_FLAG=""; FT_B=32; FT_EPOCHS=6; NER_EPOCHS=2
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 fi
 python3 -c "import sys, torch, transformers, bertdetr.bert.data.records as r; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'google-crc32c', r._gcrc is not None)" | tee -a "$OUT/gpu.txt"
@@ -124,6 +127,26 @@ finetune() {  # bert classify, eager and compiled, its logged sequences/s
     python3 bench/bench_trainers.py classify-figures "$OUT/classify-$how" | tee -a "$OUT/finetune_trainer.jsonl"
   done
 }
+ner() {  # bert ner on CLUENER's layout (BERT-base from random weights over the Chinese vocabulary):
+  # softmax compiled, then --crf eager and compiled (the CRF's loops run eager in both), each its logged
+  # sequences/s and its last 3 steps profiled: what the CRF costs a GPU step
+  local data="$OUT/data/cluener" name flags steps T
+  steps=$(( $(wc -l < "$data/train.json") * NER_EPOCHS / FT_B ))  # Google's int(examples / batch * epochs)
+  python3 bench/bench_trainers.py bert-config $BASE "$data/bert_config_$BASE.json" --vocab-size "$(wc -l < $ZH_VOCAB)"
+  for name in softmax-compiled crf-eager crf-compiled; do
+    flags=$PREC
+    case $name in *compiled) flags="$flags $COMPILE" ;; esac
+    case $name in crf*) flags="$flags --crf" ;; esac
+    [ "${SMOKE:-0}" = 1 ] && [ "$name" != crf-eager ] && continue  # (the smoke run compiles nothing)
+    T=$(cap 150 "bert ner $name") || break
+    timeout "$T" $BD bert ner --data-dir "$data" --output-dir "$OUT/ner-$name" --overwrite \
+        --bert-config-file "$data/bert_config_$BASE.json" --vocab-file $ZH_VOCAB --do-train --max-seq-length 128 \
+        --pad-to-multiple-of 32 --train-batch-size $FT_B --num-train-epochs $NER_EPOCHS --log-every $LOG \
+        --save-checkpoints-steps 100000 --profile-steps $((steps - 2)) $steps --no-progress --device $DEV $flags \
+        2>&1 | grep -v '^USDT:' | tail -2
+    python3 bench/bench_trainers.py classify-figures "$OUT/ner-$name" | tee -a "$OUT/finetune_trainer.jsonl"
+  done
+}
 model_bench() {  # the synthetic model benchmarks of 11-26 (torch.compile of our BERT-base step takes longest)
   local T
   [ "${SMOKE:-0}" = 1 ] && return 0
@@ -154,7 +177,7 @@ pipelines() {  # the Python pipelines on the GPU against transformers' (results 
   timeout "$T" python3 bench/bench_detr_predict.py --device cuda --preset r50 --images 64 --batch-size 8 \
       --num-workers 4 --repeats 2 --dtype bfloat16 2>&1 | grep '^{' | tee -a "$OUT/pipelines_gpu.jsonl"
 }
-rest() { ours_detr compiled; detr_model_step; finetune; model_bench; pipelines; }
+rest() { ours_detr compiled; detr_model_step; finetune; ner; model_bench; pipelines; }
 case "$PART" in
   key) key ;;
   rest) rest ;;
@@ -162,6 +185,7 @@ case "$PART" in
   bert) ours_bert $BASE 128 20 $B128; hf_bert $BASE 128 $B128; ours_bert $LARGE 512 80 $B512; hf_bert $LARGE 512 $B512 ;;
   detr) ours_detr; hf_detr; ours_detr compiled; detr_model_step ;;
   finetune) finetune ;;
+  ner) ner ;;
   model) model_bench ;;
 esac
 echo "== figures ($PART, ${SECONDS}s of ${BUDGET}s) =="  # last: a device call's reply carries the output's end

@@ -33,15 +33,18 @@ def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
     assert list(detr["profile"]) == ["steps-6-8"]  # 16 images, batches of 2
     assert hf_detr["impl"] == "transformers" and hf_detr["model"] == "detr-r18" and hf_detr["images_per_s"] > 0
     classify = [json.loads(line) for line in (out / "finetune_trainer.jsonl").read_text().splitlines()]
-    assert [os.path.basename(r["run"]) for r in classify] == ["classify-eager", "classify-compiled"]
+    assert [os.path.basename(r["run"]) for r in classify] == ["classify-eager", "classify-compiled", "ner-crf-eager"]
     assert all(r["sequences_per_s"] > 0 and r["logged_rows"] >= 3 for r in classify)
+    assert list(classify[2]["profile"]) == ["steps-48-50"]  # bert ner: CLUENER's 403 sentences in batches of 8
     # the figures as BENCHMARKS.md's table, ours against transformers, each with its goal
     table = (out / "table.md").read_text().splitlines()
     assert table[2].startswith("| bert pretrain tiny 128 | ") and table[2].endswith(" | MFU >= 45%: not met |")
     assert table[3].startswith("| bert pretrain mini 512 | ") and table[3].endswith(" | >= 525 seq/s: not met |")
     assert table[4].startswith("| detr train r18 | ") and "| >= 1.5x and >= 100 img/s: not met |" in table[4]
     assert table[5].startswith("| bert classify eager | ") and table[6].startswith("| bert classify compiled | ")
-    assert table[8].startswith("- bert-tiny-128 (profile steps-8-10): wall time per step: ")
+    assert table[7].startswith("| bert ner crf eager | ")
+    assert table[9].startswith("- bert-tiny-128 (profile steps-8-10): wall time per step: ")
+    assert table[-1].startswith("- ner-crf-eager (profile steps-48-50): wall time per step: ")
     images = json.loads((out / "data" / "coco" / "train.json").read_text())["images"]
     assert images and all(i["file_name"].endswith(".jpg") for i in images)
     # what comes back from a device call: the figures, logs and scalars, not the data or weights
@@ -54,7 +57,8 @@ def test_the_gpu_script_runs_end_to_end_tiny_on_the_cpu(tmp_path):
     with tarfile.open(tmp_path / "back-traces.tgz") as tar:
         assert sorted(tar.getnames()) == ["./bert-mini-512/profile/steps-8-10.json.gz",
                                           "./bert-tiny-128/profile/steps-8-10.json.gz",
-                                          "./detr-r18/profile/steps-6-8.json.gz"]
+                                          "./detr-r18/profile/steps-6-8.json.gz",
+                                          "./ner-crf-eager/profile/steps-48-50.json.gz"]
 
 
 def test_a_spent_budget_skips_steps_and_says_so(tmp_path):
