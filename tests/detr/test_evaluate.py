@@ -1,4 +1,6 @@
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from bertdetr.detr.data.coco import load_coco
 from bertdetr.detr.evaluate import COCO_METRICS, coco_evaluation, to_coco_results, write_results
 from bertdetr.detr.data.shapes import ShapesConfig, make_shapes
 from bertdetr.detr.visualize import class_color, draw_detections, overlay_heatmap
+from bertdetr.errors import BertDetrError
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +168,31 @@ def test_precision_recall_counts_each_object_once(shapes):
     shifted = [{**exact[0], "bbox": [x + w * 0.6, y, w, h]}]
     assert precision_recall(path, shifted).matched == 0
     assert precision_recall(path, shifted, iou=0.2).matched == 1
+    # only the objects of the images predicted (detr predict on some of the file's images)
+    first = index.images[0]
+    mine = [r for r in exact if r["image_id"] == first["id"]]
+    pr = precision_recall(path, mine, images=[os.path.basename(first["file_name"])])
+    assert (pr.objects, pr.matched, pr.recall) == (len(first["boxes"]), len(mine), 1.0)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("annotations"), "has no annotations: precision and recall need"),
+    (lambda d: d.pop("images"), "has no 'images' field"),
+    (lambda d: d["annotations"][0].pop("bbox"), "has no 'bbox' field"),
+    (lambda d: d.update(images=["a.jpg"]), "an image entry is str 'a.jpg', not a JSON object"),
+])
+def test_precision_recall_names_what_a_broken_file_lacks(shapes, tmp_path, change, message):
+    from bertdetr.detr.evaluate import precision_recall
+
+    path, _ = shapes
+    coco = json.loads(open(path).read())
+    change(coco)
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    with pytest.raises(BertDetrError, match=re.escape(message)):
+        precision_recall(tmp_path / "a.json", [])
+    (tmp_path / "b.json").write_text("[1, 2")
+    with pytest.raises(BertDetrError, match="is not valid JSON"):
+        precision_recall(tmp_path / "b.json", [])
 
 
 @pytest.mark.parametrize("pipeline", ["bertdetr", "mmdet"])

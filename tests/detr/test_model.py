@@ -154,6 +154,28 @@ def test_folded_weight_cache_follows_weight_changes():
         assert not torch.equal(model.backbone(x), c)
 
 
+def test_the_fold_is_made_again_after_a_mode_switch():
+    """torch's fused AdamW (the trainer's) changes the weights without counting a version on a CPU:
+    a user's loop that validates with ``eval()`` after such steps gets the current weights' fold."""
+    torch.manual_seed(0)
+    model = build_detr(tiny_config())
+    x = torch.randn(1, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        before = model.backbone(x)
+    model.train()
+    params = [p for p in model.backbone.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    torch.optim.AdamW(params, lr=0.1, fused=True).step()
+    model.eval()
+    fresh = build_detr(tiny_config()).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        after = model.backbone(x)
+        assert torch.equal(after, fresh.backbone(x)) and not torch.equal(after, before)
+
+
 def test_a_trainable_convs_fold_keeps_the_bns_part_and_equals_the_whole_fold_bit_for_bit():
     """Where the conv weight trains, the BN's scale and shift are cached on the BN (frozen buffers)
     and only weight * scale is made each step: outputs and weight gradients equal those of the fold

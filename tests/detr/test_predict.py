@@ -139,6 +139,20 @@ def test_no_save_vis_writes_results_only(ckpt, photos, tmp_path, capsys):
     assert f"wrote {out / 'results.json'}" in capsys.readouterr().out
 
 
+def test_pictures_are_not_written_among_the_input_images(ckpt, photos, tmp_path, capsys):
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    for out in (photos, photos / "."):
+        assert main(["detr", "predict", "--checkpoint", str(ckpt), str(photos / "a0.png"), str(photos / "b0.jpg"),
+                     "--out", str(out), "--test-size", "64"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bertdetr: error: --out") and "holds the input images (a0.png and 1 more)" in err, err
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+    # results alone may go there (no pictures)
+    assert main(["detr", "predict", "--checkpoint", str(ckpt), str(photos / "a0.png"), "--out", str(photos),
+                 "--test-size", "64", "--no-save-vis"]) == 0
+    assert {r["image_id"] for r in _results(photos)} == {"a0.png"}
+
+
 def test_names_that_would_collide(tmp_path):
     assert image_ids(["x/a.jpg", "y/b.jpg"]) == ["a.jpg", "b.jpg"]
     (tmp_path / "cam1").mkdir()

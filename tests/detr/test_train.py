@@ -67,6 +67,23 @@ def test_train_resume_is_exact_and_exports(shapes, tmp_path):
     assert _losses(out) == pytest.approx(_losses(tmp_path / "split"), rel=1e-6)
 
 
+def test_validation_scores_the_current_weights_and_leaves_training_as_it_was(shapes, tmp_path):
+    """Validating after each epoch neither moves the training's random numbers (the losses equal those
+    of a run that validates at its end only, bit for bit, so a resume past a validation is exact) nor
+    scores stale weights (the last validation's detections are those of detr eval on the exported
+    model: the backbone's folded weights made again after fused AdamW's steps)."""
+    train_detr(load_train_setup(_config(shapes, tmp_path, epochs=3, eval_every=1, output_dir="each")))
+    train_detr(load_train_setup(_config(shapes, tmp_path, "end.json", epochs=3, eval_every=100, output_dir="end")))
+    assert _losses(tmp_path / "each") == _losses(tmp_path / "end")
+    assert main(["detr", "eval", "--checkpoint", str(tmp_path / "each" / "model"), "--ann", str(shapes / "val.json"),
+                 "--images", str(shapes / "images"), "--out", str(tmp_path / "ev")]) == 0
+    fresh = json.loads((tmp_path / "ev" / "results.json").read_text())
+    during = json.loads((tmp_path / "each" / "eval_detections.json").read_text())
+    assert len(during) == len(fresh) > 0
+    assert [d["score"] for d in during] == pytest.approx([d["score"] for d in fresh], abs=1e-6)
+    assert [d["bbox"] for d in during] == [pytest.approx(d["bbox"], abs=1e-3) for d in fresh]
+
+
 def test_resume_is_exact_with_persistent_workers_and_aspect_ratio_groups(shapes, tmp_path):
     """Issue 18 item 6: two workers that live through both epochs, images batched by orientation
     (mmdet's AspectRatioBatchSampler), OpenCV's pipeline: a run stopped mid-epoch and resumed

@@ -316,8 +316,11 @@ def _add_predict(commands) -> None:
 def _run_predict(args) -> int:
     import os
 
-    from bertdetr.detr.predict import predict_images
+    from bertdetr.detr.evaluate import precision_recall
+    from bertdetr.detr.predict import expand_images, image_ids, predict_images
 
+    if args.ann:
+        precision_recall(args.ann, [], args.threshold)  # a broken file is an error before any work
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
                              args.max_size, args.device, args.pipeline, args.max_pixels, args.batch_size,
                              args.num_workers, args.save_vis, args.progress, args.resume, args.overwrite,
@@ -327,10 +330,9 @@ def _run_predict(args) -> int:
     if args.ann:
         import json
 
-        from bertdetr.detr.evaluate import precision_recall
-
         with open(os.path.join(args.out, "results.json"), encoding="utf-8") as f:
-            pr = precision_recall(args.ann, json.load(f), args.threshold)
+            # the objects of the images predicted, not of every image the file lists
+            pr = precision_recall(args.ann, json.load(f), args.threshold, images=image_ids(expand_images(args.images)))
         print(pr.describe())
     return 0
 

@@ -168,6 +168,11 @@ def train_step(t: DetrTraining, group: list[dict]) -> tuple[list[str], torch.Ten
             t.optimizer.step()
         elif not bool(bad):  # (no fused AdamW on this device: one read)
             t.optimizer.step()
+    if t.optimizer.defaults.get("fused"):
+        # torch's fused AdamW writes the parameters without counting a version (torch 2.14 on a
+        # CPU): counted here, so that what is keyed on them (the backbone's folded weights) sees
+        # the step
+        torch.autograd.graph.increment_version([p for g in t.optimizer.param_groups for p in g["params"]])
     count_non_finite(t.health, bad, t.it + 1)
     t.optimizer.zero_grad(set_to_none=True)
     for _ in group:

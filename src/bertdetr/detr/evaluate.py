@@ -150,29 +150,38 @@ class PrecisionRecall:
 
 
 def precision_recall(ann_file: str | os.PathLike, results: list[dict], threshold: float = 0.5,
-                     iou: float = 0.5) -> PrecisionRecall:
+                     iou: float = 0.5, images: Sequence[str | int] | None = None) -> PrecisionRecall:
     """``PrecisionRecall`` of COCO ``results`` against ``ann_file``. A result's ``image_id`` is the
     image's id or its ``file_name`` (``detr predict`` names images by file); images with no result
-    count their objects as missed. No NMS: duplicates are the detector's own."""
-    import json
-
+    count their objects as missed. ``images``: the images that were predicted (ids or file names;
+    default: every image of ``ann_file``), whose objects alone are counted. No NMS: duplicates are
+    the detector's own."""
     from bertdetr.detr.boxes import box_iou
+    from bertdetr.detr.data.coco import field_of, read_coco_json
 
-    if not os.path.isfile(ann_file):
-        raise BertDetrError(f"annotation file not found: {ann_file}")
-    with open(ann_file, encoding="utf-8") as f:
-        coco = json.load(f)
-    by_name = {im["file_name"]: im["id"] for im in coco["images"]}
-    by_name.update({os.path.basename(im["file_name"]): im["id"] for im in coco["images"]})
+    coco = read_coco_json(ann_file)
+    if "annotations" not in coco:
+        raise BertDetrError(f"{ann_file} has no annotations: precision and recall need the images' objects")
+    coco_images, annotations = field_of(coco, "images", ann_file), coco["annotations"]
+    if not isinstance(coco_images, list) or not isinstance(annotations, list):
+        raise BertDetrError(f"{ann_file}: its images and annotations must be lists")
+    by_name = {}
+    for im in coco_images:
+        image_id, name = field_of(im, "id", "an image entry"), field_of(im, "file_name", "an image entry")
+        by_name[name] = by_name[os.path.basename(name)] = image_id
+    as_id = lambda i: by_name.get(i, i) if isinstance(i, str) else i  # noqa: E731
+    counted = None if images is None else {as_id(i) for i in images}
     truth: dict = {}
-    for a in coco["annotations"]:
-        if not a.get("iscrowd", 0):
-            truth.setdefault(a["image_id"], []).append(a)
+    for a in annotations:
+        image = field_of(a, "image_id", f"annotation {a.get('id', '?')}")
+        for key in ("bbox", "category_id"):
+            field_of(a, key, f"annotation {a.get('id', '?')}")
+        if not a.get("iscrowd", 0) and (counted is None or image in counted):
+            truth.setdefault(image, []).append(a)
     kept: dict = {}
     for r in results:
         if r["score"] >= threshold:
-            image = by_name.get(r["image_id"], r["image_id"]) if isinstance(r["image_id"], str) else r["image_id"]
-            kept.setdefault(image, []).append(r)
+            kept.setdefault(as_id(r["image_id"]), []).append(r)
     xyxy = lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]]  # noqa: E731  COCO's [x, y, w, h]
     matched = 0
     for image, dets in kept.items():
@@ -214,9 +223,11 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
     else:
         dataset = PipelineDataset(index, pipeline, test_size, max_size)
     indices = list(range(env.rank, len(dataset), env.world_size))
+    # its own generator: a loader draws a base seed as it starts, which from torch's global one
+    # would shift a training run's dropout stream by each validation (and a resume past one)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
                                          collate_fn=collate, num_workers=num_workers,
-                                         pin_memory=device.type == "cuda")
+                                         pin_memory=device.type == "cuda", generator=torch.Generator())
     post = DetrPostProcess(max_per_img)
     was_training = model.training
     model.eval()

@@ -91,7 +91,11 @@ def conv_frozen_bn(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> t
     BN's own part of the fold (its per-channel scale, as ``[C,1,1,1]``, and shift: constants of
     frozen buffers) is cached on the BN the same way, and only ``weight * scale`` is made each step:
     one operation in place of nine (the count of dispatched operations, each host time on a GPU:
-    ``bench/count_step_ops.py``), the same numbers bit for bit. Under ``torch.compile`` /
+    ``bench/count_step_ops.py``), the same numbers bit for bit. The caches are also dropped when
+    the backbone changes mode (``ResNet.train``: validation after training steps): torch's fused
+    AdamW changes parameters in place without counting a version (torch 2.14 on a CPU), so a
+    training loop of the user's with it would otherwise validate the weights of its first
+    validation (``detr train`` also counts them itself after each step). Under ``torch.compile`` /
     ``torch.export`` the tensors are traced stand-ins without storage to key on: the fold is then
     written into the graph, where the compiler or exporter folds it once as a constant.
     """
@@ -292,6 +296,8 @@ class ResNet(nn.Module):
     def train(self, mode: bool = True) -> "ResNet":
         # As mmdet's ResNet.train: the BatchNorms of frozen stages stay in eval mode (their running
         # statistics fixed) whatever the mode of the model; frozen BN has no modes to speak of.
+        for module in self.modules():  # the folds made before (conv_frozen_bn: a step may not show)
+            module.__dict__.pop("_folded", None)
         super().train(mode)
         if mode:
             for module in self._frozen_modules():

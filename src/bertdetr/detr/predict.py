@@ -109,7 +109,8 @@ def image_loader(dataset: torch.utils.data.Dataset, num_workers: int) -> Iterabl
     if num_workers == 0:
         return (dataset[k] for k in range(len(dataset)))
     return torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
-                                       collate_fn=_as_is, prefetch_factor=4)
+                                       collate_fn=_as_is, prefetch_factor=4,
+                                       generator=torch.Generator())  # (not a seed drawn from the caller's RNG)
 
 
 def _as_is(item):
@@ -212,6 +213,17 @@ def check_threshold(threshold: float) -> None:
         raise BertDetrError(f"threshold is a score between 0 and 1, got {threshold}")
 
 
+def check_apart_from_inputs(out_dir: str, files: list[str]) -> None:
+    """The pictures go to a folder that holds none of the input images: there they could write over
+    one (a ``<name>.png`` input) and would be read as inputs by the next run on that folder."""
+    out = os.path.realpath(out_dir)
+    inside = [f for f in files if os.path.dirname(os.path.realpath(f)) == out]
+    if inside:
+        raise BertDetrError(f"--out {out_dir} holds the input images ({os.path.basename(inside[0])}"
+                            f"{f' and {len(inside) - 1} more' if len(inside) > 1 else ''}): the pictures "
+                            "would be written among them (over a PNG of the same name); choose another --out folder")
+
+
 def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: float = 0.5,
                    test_size: int | None = None, max_size: int | None = None, device: str | None = None,
                    pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS, batch_size: int = 1,
@@ -249,6 +261,8 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     files = expand_images(images)
     ids = image_ids(files)
     targets = [os.path.join(out_dir, name) for name in picture_names(ids)]
+    if save_vis:
+        check_apart_from_inputs(out_dir, files)
     partial = PartialResults(os.path.join(out_dir, PARTIAL), resume, overwrite)
     ckpt = load_checkpoint_dir(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     partial.start()

@@ -112,12 +112,16 @@ def test_export_command_and_bad_input(tmp_path, data_dir, capsys):
          "not a checkpoint directory"),
         (["--checkpoint", str(ckpt), "--format", "mmdet", "--output", str(tmp_path / "m" / "model.pth" / "sub")],
          "cannot write output"),
+        (["--checkpoint", str(ckpt), "--format", "hf", "--output", str(ckpt) + "/."], "is the checkpoint folder itself"),
+        (["--checkpoint", str(ckpt), "--format", "mmdet", "--output", str(ckpt)], "is the checkpoint folder itself"),
     ]
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
     for args, message in bad:
         assert main(["detr", "export", *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("bertdetr: error:") and message in err, err
     assert not (tmp_path / "x").exists()
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
 
 
 def test_what_transformers_and_mmdet_cannot_hold_is_refused(tmp_path, capsys):

@@ -64,6 +64,16 @@ def test_annotation_of_missing_category_is_clear_error(tmp_path):
         load_coco(_write_coco(tmp_path, images, [_ann(9, 1, [1, 1, 2, 2], cat=4)]), tmp_path / "img")
 
 
+def test_image_ids_of_two_types_are_a_clear_error(tmp_path):
+    """pycocotools sorts the image ids: an int and a str would fail it after a whole epoch."""
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+              {"id": "abc", "file_name": "b.png", "width": 40, "height": 30}]
+    with pytest.raises(BertDetrError, match="mixes image ids of types int and str"):
+        load_coco(_write_coco(tmp_path, images, [_ann(9, "abc", [1, 1, 2, 2])]), tmp_path / "img")
+    images[0]["id"] = "one"  # strings throughout: as good as integers
+    assert len(load_coco(_write_coco(tmp_path, images, [_ann(9, "abc", [1, 1, 2, 2])]), tmp_path / "img").images) == 2
+
+
 def test_empty_dataset_is_clear_error(tmp_path):
     with pytest.raises(BertDetrError, match="no images"):
         load_coco(_write_coco(tmp_path, [], []), tmp_path / "img")

@@ -361,6 +361,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.
     checkpoint, output = os.fspath(checkpoint), os.fspath(output)
     if not os.path.isfile(os.path.join(checkpoint, "config.json")):
         raise BertDetrError(f"not a checkpoint directory (no config.json): {checkpoint}")
+    if fmt != "onnx" and os.path.realpath(output) == os.path.realpath(checkpoint):
+        # (its config.json and weights would be replaced by another library's: the model lost)
+        raise BertDetrError(f"--output {output} is the checkpoint folder itself: export {fmt} into another folder")
     first = {"onnx": output, "hf": os.path.join(output, "config.json"), "mmdet": os.path.join(output, "model.pth")}
     check_writable(first[fmt])
     ckpt = load_checkpoint_dir(checkpoint)

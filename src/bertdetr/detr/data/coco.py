@@ -78,10 +78,29 @@ class CocoIndex:
             raise BertDetrError(f"{ann_file}: no usable box to train on ({self.summary()})")
 
 
-def _require(obj: dict, key: str, where: str):
+def field_of(obj: dict, key: str, where: str):
+    """``obj[key]``; ``BertDetrError`` naming ``where`` when ``obj`` is not a JSON object with it."""
+    if not isinstance(obj, dict):
+        raise BertDetrError(f"{where} is {type(obj).__name__} {obj!r:.40}, not a JSON object")
     if key not in obj:
         raise BertDetrError(f"{where} has no '{key}' field")
     return obj[key]
+
+
+def read_coco_json(ann_file: str | os.PathLike) -> dict:
+    """The JSON object of a COCO annotation file; ``BertDetrError`` when it is missing, not JSON or
+    not an object."""
+    ann_file = os.fspath(ann_file)
+    if not os.path.isfile(ann_file):
+        raise BertDetrError(f"annotation file not found: {ann_file}")
+    try:
+        with open(ann_file, "rb") as f:
+            coco = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BertDetrError(f"{ann_file} is not valid JSON: {e}") from None
+    if not isinstance(coco, dict):
+        raise BertDetrError(f"{ann_file}: expected a JSON object with images/annotations/categories")
+    return coco
 
 
 def load_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike) -> CocoIndex:
@@ -91,22 +110,16 @@ def load_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike) -> Coco
         raise BertDetrError(f"annotation file not found: {ann_file}")
     if not os.path.isdir(image_dir):
         raise BertDetrError(f"image folder not found: {image_dir}")
-    try:
-        with open(ann_file, "rb") as f:
-            coco = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BertDetrError(f"{ann_file} is not valid JSON: {e}") from None
-    if not isinstance(coco, dict):
-        raise BertDetrError(f"{ann_file}: expected a JSON object with images/annotations/categories")
-    raw_images = _require(coco, "images", ann_file)
+    coco = read_coco_json(ann_file)
+    raw_images = field_of(coco, "images", ann_file)
     raw_anns = coco.get("annotations", [])
-    raw_cats = _require(coco, "categories", ann_file)
+    raw_cats = field_of(coco, "categories", ann_file)
     if not raw_images:
         raise BertDetrError(f"{ann_file} has no images: an empty dataset cannot be trained or evaluated")
     if not raw_cats:
         raise BertDetrError(f"{ann_file} has no categories")
 
-    cats = sorted(raw_cats, key=lambda c: _require(c, "id", "a category"))
+    cats = sorted(raw_cats, key=lambda c: field_of(c, "id", "a category"))
     category_ids = [int(c["id"]) for c in cats]
     if len(set(category_ids)) != len(category_ids):
         raise BertDetrError(f"{ann_file} has duplicate category ids")
@@ -115,18 +128,22 @@ def load_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike) -> Coco
 
     images: dict[int, dict] = {}
     for im in raw_images:
-        image_id = _require(im, "id", "an image entry")
+        image_id = field_of(im, "id", "an image entry")
         if image_id in images:
             raise BertDetrError(f"{ann_file} has duplicate image id {image_id}")
         images[image_id] = {
             "id": image_id,
-            "file_name": _require(im, "file_name", f"image {image_id}"),
-            "width": int(_require(im, "width", f"image {image_id}")),
-            "height": int(_require(im, "height", f"image {image_id}")),
+            "file_name": field_of(im, "file_name", f"image {image_id}"),
+            "width": int(field_of(im, "width", f"image {image_id}")),
+            "height": int(field_of(im, "height", f"image {image_id}")),
             "boxes": [],
             "labels": [],
         }
 
+    kinds = sorted({type(i).__name__ for i in images})
+    if len(kinds) > 1:  # (pycocotools sorts the ids: an int and a str do not compare)
+        raise BertDetrError(f"{ann_file} mixes image ids of types {' and '.join(kinds)}: give every image an id "
+                            "of one type (COCO's are integers)")
     stats = {"crowd_dropped": 0, "empty_dropped": 0, "non_finite_dropped": 0, "clipped": 0, "boxes": 0}
     for ann in raw_anns:
         ann_id = ann.get("id", "?")
