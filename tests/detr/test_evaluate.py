@@ -88,6 +88,10 @@ def test_draw_detections_marks_box_in_class_color():
     # small images are drawn enlarged (whole factor), boxes scaled with them
     big = draw_detections(image, np.array([[10, 20, 50, 35]]), np.array([0.8]), np.array([2]), ["a", "b", "c"])
     assert big.size == (600, 400) and big.getpixel((300, 349)) == class_color(2)
+    # as far as the longer side stays within max_side: a strip is not made 30000 pixels long
+    no_box = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64), ["a"])
+    assert draw_detections(Image.new("RGB", (3000, 40)), *no_box).size == (3000, 40)
+    assert draw_detections(Image.new("RGB", (30, 2000)), *no_box).size == (60, 4000)
 
 
 def test_overlay_heatmap_hot_where_attention_is():
@@ -116,6 +120,10 @@ def test_label_category_ids_by_id_by_name_or_a_clear_error():
         label_category_ids([3, 7, 9], ["lion", "dog", "cow"], data)
     with pytest.raises(BertDetrError, match=r"1 of the dataset's categories are not among the checkpoint's: 9 'cow'"):
         label_category_ids([1, 3, 7], ["x", "y", "z"], data)
+    # two of the dataset's categories of one name: by name one would never be matched
+    twice = CocoIndex("", [], [3, 7, 9], ["red", "red", "blue"])
+    with pytest.raises(BertDetrError, match=r"the dataset names more than one category 'red'"):
+        label_category_ids([1, 2, 3], ["red", "green", "blue"], twice)
 
 
 @pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])

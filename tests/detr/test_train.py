@@ -84,6 +84,32 @@ def test_validation_scores_the_current_weights_and_leaves_training_as_it_was(sha
     assert [d["bbox"] for d in during] == [pytest.approx(d["bbox"], abs=1e-3) for d in fresh]
 
 
+def test_a_resume_with_other_categories_is_refused_and_records_nothing(shapes, tmp_path, capsys):
+    path = _config(shapes, tmp_path)
+    train_detr(load_train_setup(path, max_iters=2))
+    recorded = (tmp_path / "run" / "train_config.json").read_text()
+    for split in ("train", "val"):
+        coco = json.loads((shapes / f"{split}.json").read_text())
+        coco["categories"].insert(0, {"id": 0, "name": "background"})
+        (tmp_path / f"{split}_plus.json").write_text(json.dumps(coco))
+    cfg = json.loads(path.read_text())
+    cfg["data"].update(train_ann=str(tmp_path / "train_plus.json"), val_ann=str(tmp_path / "val_plus.json"))
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(BertDetrError, match=r"has categories \[0, 1, 2, 3, 4\] .* the run being resumed \[1, 2, 3, 4\]"):
+        train_detr(load_train_setup(path, resume=True))
+    assert (tmp_path / "run" / "train_config.json").read_text() == recorded
+    # the same ids under new names: said, and the model exported with them
+    for split in ("train", "val"):
+        coco = json.loads((shapes / f"{split}.json").read_text())
+        coco["categories"][0]["name"] = "disc"
+        (tmp_path / f"{split}_plus.json").write_text(json.dumps(coco))
+    capsys.readouterr()
+    train_detr(load_train_setup(path, resume=True, max_iters=3))
+    assert "the classes' names changed since the run began: circle, square, triangle, cross -> disc, square" \
+        in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "model" / "classes.json").read_text())["class_names"][0] == "disc"
+
+
 def test_resume_is_exact_with_persistent_workers_and_aspect_ratio_groups(shapes, tmp_path):
     """Issue 18 item 6: two workers that live through both epochs, images batched by orientation
     (mmdet's AspectRatioBatchSampler), OpenCV's pipeline: a run stopped mid-epoch and resumed

@@ -287,11 +287,14 @@ def label_category_ids(category_ids: Sequence[int], class_names: Sequence[str], 
     else:
         clash = []
     by_name = {n: i for i, n in data_names.items()}
-    if names_known and set(by_name) <= set(names) and len(set(names)) == len(names):
+    twice = sorted({n for n in index.class_names if index.class_names.count(n) > 1})
+    if names_known and set(by_name) <= set(names) and len(set(names)) == len(names) and not twice:
         spare = iter(range(max(index.category_ids + ids) + 1, 1 << 31))
         return [by_name[n] if n in by_name else next(spare) for n in names], "by class name"
     missing = [f"{i} {data_names[i]!r}" for i in index.category_ids if i not in ids]
     problems = [f"category {i} is {n!r} for the checkpoint but {d!r} in the dataset" for i, n, d in clash[:3]]
+    if twice:  # (by name, one of them could never be matched)
+        problems.append("the dataset names more than one category " + ", ".join(map(repr, twice[:3])))
     if missing:
         problems.append(f"{len(missing)} of the dataset's categories are not among the checkpoint's: "
                         + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""))

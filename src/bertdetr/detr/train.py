@@ -200,6 +200,7 @@ def _resume(t: DetrTraining) -> None:
     (with the same processes) each rank's RNG; another process count restarts the interrupted
     epoch's data."""
     state = load_checkpoint(t.run.resumed_from)
+    _check_same_classes(state, t.index, t.data.train_ann, t.env.main)
     t.model.load_state_dict(state["model"])
     load_training_state(t.optimizer, t.scheduler, state)
     t.precision.load_state_dict(state.get("precision", {}))
@@ -211,6 +212,21 @@ def _resume(t: DetrTraining) -> None:
         set_rng_state(state["rng"][t.env.rank], t.device)
     else:
         t.batch_in_epoch = 0
+
+
+def _check_same_classes(state: dict, index: CocoIndex, ann_file: str, main: bool) -> None:
+    """A resumed run goes on with the categories it began with: its labels are positions in that
+    list, so other category ids would train other classes (or labels past the head's). Names alone
+    changed (the same ids) are said and taken: the exported model is named by the new ones."""
+    ids, names = state.get("category_ids"), state.get("class_names")
+    if ids is not None and list(ids) != index.category_ids:
+        raise BertDetrError(f"{ann_file} has categories {index.category_ids} ({', '.join(index.class_names)}), the run "
+                            f"being resumed {list(ids)} ({', '.join(map(str, names or []))}): a resumed run trains "
+                            "the classes it began with (fine-tune for others in a new run, init_checkpoint with "
+                            "reset_head)")
+    if names is not None and list(names) != index.class_names and main:
+        print(f"the classes' names changed since the run began: {', '.join(map(str, names))} -> "
+              f"{', '.join(index.class_names)} (the same category ids; the model is exported with the new names)")
 
 
 def fit(t: DetrTraining) -> dict:

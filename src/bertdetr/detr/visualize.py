@@ -42,14 +42,16 @@ def class_color(label: int) -> tuple[int, int, int]:
 
 
 def draw_detections(image: Image.Image, boxes, scores, labels, class_names: Sequence[str],
-                    threshold: float = 0.0, min_side: int = 400, font: str | os.PathLike | None = None) -> Image.Image:
+                    threshold: float = 0.0, min_side: int = 400, font: str | os.PathLike | None = None,
+                    max_side: int = 4000) -> Image.Image:
     """A copy of ``image`` with each detection of score >= ``threshold`` drawn: its box in the
     class colour and a ``name score`` tag (in ``tag_font``; ``font``: a font file of your own).
     ``boxes`` [K,4] pixel xyxy in this image. An image whose shorter side is under ``min_side``
     is enlarged first (whole factors, nearest pixel), so that the tags of small images stay
-    readable and apart."""
+    readable and apart, as far as its longer side stays within ``max_side`` (a 3000x40 strip is
+    not made 30000 pixels long)."""
     out = image.convert("RGB")
-    zoom = max(1, -(-min_side // max(1, min(out.size))))
+    zoom = max(1, min(-(-min_side // max(1, min(out.size))), max_side // max(out.size)))
     if zoom > 1:
         out = out.resize((out.width * zoom, out.height * zoom), Image.Resampling.NEAREST)
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * zoom

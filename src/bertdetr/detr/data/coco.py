@@ -344,7 +344,9 @@ class CocoDetection(torch.utils.data.Dataset):
         except ImageLoadError as e:
             if not self.skip_bad_images:
                 raise
-            warnings.warn(f"skipping image {info['id']}: {e}", stacklevel=2)
+            # (from here, not the caller: a DataLoader's fetch would be named, and the CLI's
+            # one-line form of our warnings would not apply)
+            warnings.warn(f"skipping image {info['id']}: {e}")
             return None
         h, w = image.shape[:2] if isinstance(image, np.ndarray) else image.size[::-1]
         boxes = torch.from_numpy(info["boxes"].copy())

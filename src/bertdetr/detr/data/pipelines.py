@@ -222,7 +222,9 @@ class PipelineDataset(torch.utils.data.Dataset):
             prepared = prepare_image(os.path.join(self.index.image_dir, info["file_name"]), self.pipeline,
                                      self.size, self.max_size)
         except ImageLoadError as e:
-            warnings.warn(f"skipping image {info['id']}: {e}", stacklevel=2)
+            # (from here, not the caller: a DataLoader's fetch would be named, and the CLI's
+            # one-line form of our warnings would not apply)
+            warnings.warn(f"skipping image {info['id']}: {e}")
             return None
         h, w = prepared.tensor.shape[1:]
         return prepared.tensor, {"image_id": info["id"], "size": torch.tensor([h, w]),
