@@ -202,6 +202,8 @@ def test_cli_make_shapes_train_eval_predict(tmp_path, capsys):
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     assert main(["detr", "train", str(tmp_path / "cfg.json"), "--no-progress"]) == 0
     assert "val: AP" in capsys.readouterr().out
+    assert main(["detr", "train", str(tmp_path / "cfg.json"), "--no-progress", "--resume"]) == 0  # a finished run
+    assert "iteration 2 (epoch 1): nothing left to train; the model exported again" in capsys.readouterr().out
     model = str(tmp_path / "run" / "model")
     assert main(["detr", "eval", "--checkpoint", model, "--ann", str(data / "val.json"), "--images",
                  str(data / "images"), "--out", str(tmp_path / "ev"), "--test-size", "48"]) == 0

@@ -173,8 +173,10 @@ def _run_train(args) -> int:
     overrides = {name: getattr(args, name) for name in field_specs("bertdetr.detr.train_config", "TrainConfig")}
     summary = train_detr(load_train_setup(args.config, **overrides))
     if int(os.environ.get("RANK", "0")) == 0:
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items())
+        # (a resumed run that had nothing left to train took no step, so has no losses to show)
         print(f"iteration {summary['iterations']} (epoch {summary['epoch']}): "
-              + ", ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items()))
+              + (losses or "nothing left to train; the model exported again"))
         if summary["metrics"]:
             print("val: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items()))
         print(f"model exported to {summary['export']}")
