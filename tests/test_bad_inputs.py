@@ -97,6 +97,27 @@ def test_make_data_refuses_input_that_is_not_text(tmp_path, capsys, content):
     assert os.listdir(tmp_path) == ["in.txt"]
 
 
+@pytest.mark.parametrize("command", [
+    ["bert", "make-data", "--input-file", "other.txt,in.txt", "--output-file", "./{name}.txt", "--vocab-file", VOCAB,
+     "--no-progress"],
+    ["bert", "make-data", "--input-file", "in.txt", "--output-file", "sub/../in.txt", "--vocab-file", VOCAB],
+    ["bert", "build-vocab", "--input-file", "in.txt", "--output", "link.txt"],
+    ["bert", "embed", "--model", "MODEL", "--input-file", "in.txt", "--output", "in.txt"],
+    ["bert", "tag", "--model", "MODEL", "--input-file", "in.txt", "--output", "in.txt"],
+], ids=["make-data-template", "make-data-spelling", "build-vocab-link", "embed", "tag"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(bert_dir, tmp_path, capsys, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    text = "the rain had ceased\nhello world\n\n"
+    for name in ("in.txt", "other.txt"):
+        (tmp_path / name).write_text(text)
+    (tmp_path / "sub").mkdir()
+    os.symlink("in.txt", tmp_path / "link.txt")
+    err = _error(capsys, [str(bert_dir / "model") if a == "MODEL" else a for a in command])
+    assert "is an input file" in err and "would replace the input" in err
+    assert (tmp_path / "in.txt").read_text() == text == (tmp_path / "other.txt").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["in.txt", "link.txt", "other.txt", "sub"]
+
+
 def test_predict_takes_folders_and_globs(detr_dir, tmp_path, capsys):
     out = tmp_path / "pred"
     assert main(["detr", "predict", "--checkpoint", str(detr_dir / "ckpt"), str(detr_dir / "images"),

@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import TextCheck, atomic_output
+from bertdetr.fileio import TextCheck, atomic_output, check_not_an_input
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
@@ -20,6 +20,16 @@ def test_atomic_output_respects_the_umask(tmp_path, umask):
         os.umask(old)
     mode = stat.S_IMODE(os.stat(tmp_path / "out.bin").st_mode)
     assert mode == 0o666 & ~umask == stat.S_IMODE(os.stat(tmp_path / "plain.bin").st_mode)
+
+
+def test_an_output_that_is_an_input_however_spelled_is_refused(tmp_path):
+    (tmp_path / "in.txt").write_text("text")
+    os.link(tmp_path / "in.txt", tmp_path / "hard.txt")
+    for spelling in (tmp_path / "in.txt", f"{tmp_path}/./in.txt", tmp_path / "hard.txt"):
+        with pytest.raises(BertDetrError, match="is an input file"):
+            check_not_an_input(spelling, [str(tmp_path / "in.txt")])
+    check_not_an_input(tmp_path / "new.txt", [str(tmp_path / "in.txt")])  # not there yet: no input
+    check_not_an_input(tmp_path / "hard.txt", [str(tmp_path / "missing.txt")])  # the reader reports it
 
 
 def _check(data: bytes) -> TextCheck:

@@ -42,6 +42,27 @@ def check_writable(path: str | os.PathLike) -> None:
         raise BertDetrError(f"cannot write output {path}: {e.strerror or e}") from None
 
 
+def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Raises ``BertDetrError`` when ``output`` is one of ``inputs`` (checked before any work).
+
+    Writing the output replaces its file when the run ends: were it an input, the user's data would
+    be gone. The same file however it is spelled (``./a.txt``, a symbolic or hard link) counts, so
+    the files themselves are compared, not their names; an output not there yet is no input.
+    """
+    output = os.fspath(output)
+    if not os.path.exists(output):
+        return
+    for path in inputs:
+        try:
+            same = os.path.samefile(output, path)
+        except OSError:  # an input that is not there is its reader's error to report
+            continue
+        if same:
+            where = "" if os.fspath(path) == output else f" (the input {os.fspath(path)})"
+            raise BertDetrError(f"the output {output} is an input file{where}: writing it would replace the "
+                                "input; give another output path")
+
+
 _CREATED_FOLDERS: list[str] = []
 """Folders ``check_writable`` created in this process (outermost first), for
 ``remove_created_empty_folders``."""
@@ -201,12 +222,16 @@ class TextCheck:
     ``convert_to_unicode`` rule: stray invalid bytes are dropped), except that a NUL byte (binary
     data, or UTF-16 text) raises at once; ``finish()`` raises when more than ``max_invalid_share``
     of the bytes were not UTF-8 and otherwise reports a few dropped bytes with their count on
-    stderr. The caller writes nothing under a final name before ``finish()``.
+    stderr. The caller writes nothing under a final name before ``finish()``. ``strict``: the
+    first byte that is not UTF-8 raises at once, for readers whose lines have a layout that a
+    dropped byte breaks (a token-and-tag line losing its token, character offsets shifted) and
+    would otherwise be reported as that layout's error instead of the encoding.
     """
 
-    def __init__(self, path: str, max_invalid_share: float = 0.01):
+    def __init__(self, path: str, max_invalid_share: float = 0.01, strict: bool = False):
         self.path = path
         self.max_invalid_share = max_invalid_share
+        self.strict = strict
         self.bytes = 0
         self.invalid = 0
         self.first_bad_line = 0
@@ -222,7 +247,7 @@ class TextCheck:
             text = raw.decode("utf-8", "ignore")
             self.invalid += len(raw) - len(text.encode("utf-8"))
             self.first_bad_line = self.first_bad_line or line_number
-            if self.bytes >= 4096 and self.invalid > self.max_invalid_share * self.bytes:
+            if self.strict or (self.bytes >= 4096 and self.invalid > self.max_invalid_share * self.bytes):
                 self._refuse()
             return text
 
@@ -239,14 +264,14 @@ class TextCheck:
                             f"say) converts with: iconv -f GBK -t UTF-8 IN > OUT")
 
 
-def read_json_lines(input_file: str) -> list[tuple[int, dict]]:
+def read_json_lines(input_file: str, strict: bool = False) -> list[tuple[int, dict]]:
     """(line number, object) of every non-blank line of a JSON-lines file (CLUE's files; CLUE's
     ``_read_json`` parses every line and so stops at a trailing blank one). Read as ``TextCheck``
-    reads text (a GBK file: an error saying how to convert it); not JSON, or not an object: an
-    error naming the file and line."""
+    reads text (a GBK file: an error saying how to convert it; ``strict``: any byte that is not
+    UTF-8); not JSON, or not an object: an error naming the file and line."""
     if not os.path.isfile(input_file):
         raise BertDetrError(f"file not found: {input_file}")
-    check = TextCheck(input_file)
+    check = TextCheck(input_file, strict=strict)
     rows = []
     with open(input_file, "rb") as f:
         for n, raw in enumerate(f, 1):

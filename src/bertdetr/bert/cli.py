@@ -348,6 +348,12 @@ def _run_tag(args) -> int:
     if bar is not None:
         bar.close()
     print(f"wrote {args.output}: {found} entities in {len(lines)} lines ({args.aggregation})")
+    if tagger.texts_cut:  # their ends were never read, so no entity there is in the output
+        import warnings
+
+        warnings.warn(f"{tagger.texts_cut} of the {len(lines)} lines were longer than the model's "
+                      f"{tagger.model.config.max_position_embeddings} positions and cut there (their ends not "
+                      "tagged): --stride N reads them whole, in windows overlapping by N tokens", stacklevel=2)
     return 0
 
 
@@ -361,14 +367,16 @@ def _cluener_line(index: int, text: str, entities: list[dict]) -> dict:
 
 def _input_lines(path: str, output: str) -> list[str]:
     """The lines of the text file ``path`` without their line ends (nor a UTF-8 byte order mark, as
-    Windows' Notepad writes one), once the file is there and ``output`` can be written (checked
-    before any work). UTF-8 as make-data reads it (``TextCheck``): a few stray bytes dropped, a file
-    in another encoding (GBK, say) or not text an error, not lines of garbage."""
+    Windows' Notepad writes one), once the file is there and ``output`` can be written and is not
+    ``path`` itself (checked before any work). UTF-8 as make-data reads it (``TextCheck``): a few
+    stray bytes dropped, a file in another encoding (GBK, say) or not text an error, not lines of
+    garbage."""
     from bertdetr.errors import BertDetrError
-    from bertdetr.fileio import TextCheck, check_writable
+    from bertdetr.fileio import TextCheck, check_not_an_input, check_writable
 
     if not os.path.isfile(path):
         raise BertDetrError(f"input file not found: {path}")
+    check_not_an_input(output, [path])
     check_writable(output)
     check = TextCheck(path)
     with open(path, "rb") as f:

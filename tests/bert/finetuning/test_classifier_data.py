@@ -160,6 +160,21 @@ def _write(path, text):
         f.write(text)
 
 
+@pytest.mark.parametrize("name, sep", [("train.tsv", "\t"), ("train.csv", ",")])
+def test_a_byte_order_mark_is_no_part_of_the_header(tmp_path, name, sep):
+    # Excel's "CSV UTF-8" and Notepad's UTF-8 begin the file with a byte order mark
+    _write(str(tmp_path / name), f"\ufeffsentence{sep}label\n很好{sep}1\n")
+    [example] = TsvProcessor(str(tmp_path)).get_train_examples(str(tmp_path))
+    assert (example.text_a, example.label) == ("很好", "1")
+
+
+@pytest.mark.parametrize("name", ["train.tsv", "train.csv"])
+def test_a_file_of_blank_lines_is_said_to_be_empty(tmp_path, name):
+    _write(str(tmp_path / name), "\n\n\n")
+    with pytest.raises(BertDetrError, match=rf"{name}: empty file \(only blank lines\): a header line"):
+        TsvProcessor(str(tmp_path), text_a_column="review").get_train_examples(str(tmp_path))
+
+
 def test_row_with_wrong_number_of_columns_names_file_and_line(tmp_path):
     header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
     _write(str(tmp_path / "train.tsv"), header + "1\t1\t2\tA b .\tA c .\n0\t3\t4\tonly four\n")

@@ -146,3 +146,20 @@ def test_bad_lines_exit_2_naming_file_and_line_and_write_nothing(bert_config, tm
 def test_reader_errors_are_bertdetr_errors(tmp_path):
     with pytest.raises(BertDetrError, match="empty 'text'"):
         read_cluener(_write(tmp_path / "e.json", {"text": ""}))
+
+
+def test_a_gbk_line_is_named_as_not_utf8_before_its_offsets(tmp_path):
+    path = _write(tmp_path / "train.json", EXAMPLE)
+    with open(path, "ab") as f:
+        f.write(json.dumps({"text": "李四在上海", "label": {"name": {"李四": [[0, 1]]}}}, ensure_ascii=False).encode("gbk"))
+    with pytest.raises(BertDetrError, match=r"train.json is not UTF-8 text: .*\(first on line 2\).*iconv -f GBK"):
+        read_cluener(path)
+
+
+def test_types_only_in_dev_json_are_named(bert_config, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "train.json", EXAMPLE)
+    _write(data / "dev.json", {"text": "王说好", "label": {"name": {"王": [[0, 0]]}, "game": {"好": [[2, 2]]}}})
+    with pytest.warns(UserWarning, match=r"dev.json: entity type\(s\) game not in the training data"):
+        assert main(_args(data, tmp_path / "out", bert_config, "--do-train", "--do-eval", "--features-only")) == 0

@@ -125,6 +125,44 @@ def test_bad_conll_lines_are_named(tmp_path, text, line, message):
         read_conll(path)
 
 
+def test_a_gbk_file_is_named_as_not_utf8_not_as_a_line_without_tag(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_bytes("张 B-PER\n伟 I-PER\n在 O\n".encode("gbk"))
+    with pytest.raises(BertDetrError, match=r"train.txt is not UTF-8 text: .*\(first on line 1\).*iconv -f GBK"):
+        read_conll(path)
+
+
+@pytest.mark.parametrize("space", ["\u3000", "\u00a0"])
+def test_a_unicode_space_is_a_token_read_as_unk_and_aligned(tmp_path, space):
+    path = tmp_path / "train.txt"
+    path.write_text(f"张 B-PER\n伟\tI-PER\n{space} O\n去 O\r\n北 B-LOC  \n \n京 B-LOC\n")
+    first, second = read_conll(path)
+    assert (first.words, first.tags) == (["张", "伟", space, "去", "北"], ["B-PER", "I-PER", "O", "O", "B-LOC"])
+    assert second.words == ["京"]  # a line of ASCII spaces is blank
+    tokenizer = FullTokenizer(VOCAB_ZH)
+    assert tokenizer.tokenize(space) == []  # no pieces of its own: it gets [UNK]
+    label_map = {"B-LOC": 0, "B-PER": 1, "I-PER": 2, "O": 3}
+    [window] = sentence_windows([first], tokenizer, label_map, 32)
+    assert [window.input_ids[p] for p in window.word_positions] == tokenizer.convert_tokens_to_ids(
+        ["张", "伟", "[UNK]", "去", "北"])
+    assert [window.label_ids[p] for p in window.word_positions] == [1, 2, 3, 3, 0]
+
+
+def test_a_full_width_space_token_gets_its_prediction_written(bert_config, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text("张 B-PER\n伟 I-PER\n\u3000 O\n去 O\n北 B-LOC\n京 I-LOC\n\n" * 4)
+    (data / "test.txt").write_text("张\n\u3000\n京\n\n去\n")
+    out = tmp_path / "out"
+    assert main(_args(data, out, bert_config, "--do-train", "--do-predict", "--train-batch-size", "2",
+                      "--num-train-epochs", "1")) == 0
+    lines = (out / "test_predictions.txt").read_text(encoding="utf-8").split("\n")
+    rows = [line.split(" ") for line in lines if line]
+    assert [r[0] for r in rows] == ["张", "\u3000", "京", "去"]
+    assert all(len(r) == 2 and r[1] for r in rows)  # every token, the space too, has its predicted tag
+    assert [s.words for s in read_conll(out / "test_predictions.txt")] == [["张", "\u3000", "京"], ["去"]]
+
+
 def test_a_test_file_is_tagged_everywhere_or_nowhere(tmp_path):
     path = tmp_path / "test.txt"
     path.write_text("张\n伟 I-PER\n")
@@ -293,6 +331,21 @@ def test_bad_input_exits_2_naming_file_and_line_and_writes_nothing(bert_config, 
     err = capsys.readouterr().err
     assert err.startswith("bertdetr: error: ") and message in err
     assert not out.exists() or not os.listdir(out)
+
+
+def test_dev_and_test_types_unknown_to_training_are_named(bert_config, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text("张 B-PER\n伟 I-PER\n去 O\n北 B-LOC\n京 I-LOC\n")
+    (data / "dev.txt").write_text("张 B-PER\n伟 E-PER\n去 O\n北 B-ORGX\n京 M-ORGX\n")
+    (data / "test.txt").write_text("北 B-LOC\n京 I-LOC\n在 S-TIME\n")
+    with pytest.warns(UserWarning) as caught:
+        assert main(_args(data, tmp_path / "out", bert_config, "--do-train", "--do-eval", "--do-predict",
+                          "--features-only")) == 0
+    messages = [str(w.message) for w in caught if "not in the training data" in str(w.message)]
+    assert len(messages) == 2
+    assert "dev.txt: entity type(s) ORGX not in the training data" in messages[0]
+    assert "test.txt: entity type(s) TIME not in the training data" in messages[1]
 
 
 def test_missing_files_and_labels(bert_config, tmp_path, capsys):

@@ -125,6 +125,12 @@ def _qa(**fields):
         {"id": "q1", "question": "Where?", "answers": [{"text": "the mat", "answer_start": 15}], **fields}]}]}]}
 
 
+def test_a_byte_order_mark_is_read_as_notepad_writes_it(tmp_path):
+    path = _write(tmp_path, "\ufeff" + json.dumps(_qa()), "bom.json")
+    [example] = squad_data.load_squad_file(path, True).examples
+    assert (example.qas_id, example.orig_answer_text) == ("q1", "the mat")
+
+
 @pytest.mark.parametrize("content, message", [
     ("{\"data\": [", r"bad\.json:1:11: not JSON"),
     ({"rows": []}, r"bad\.json: not a SQuAD file: .*\"data\" list"),

@@ -59,6 +59,15 @@ def test_fill_mask_bad_input(folders):
             ours(TEXTS[0], top_k=top_k)
 
 
+def test_fill_mask_top_k_beyond_the_vocabulary_gives_all_of_it(folders):
+    # transformers caps top_k at its candidates (the targets; here the whole vocabulary, as the CLI)
+    ours = pipeline("fill-mask", folders["fill-mask"], device="cpu")
+    everything = ours("a [MASK] b", top_k=40000)
+    assert len(everything) == 30522 and len({row["token"] for row in everything}) == 30522
+    close(everything[:5], ours("a [MASK] b"))
+    assert len(ours("a [MASK] b", targets=["paris", "lyon"], top_k=40000)) == 2
+
+
 def test_feature_extraction(folders):
     ours = pipeline("feature-extraction", folders["feature-extraction"], device="cpu")
     hf = hf_pipeline("feature-extraction", folders["feature-extraction"])

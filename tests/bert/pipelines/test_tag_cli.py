@@ -1,6 +1,9 @@
 """``bertdetr bert tag``: the token-classification pipeline over a text file's lines, as JSON lines."""
 
 import json
+import warnings
+
+import pytest
 
 from bertdetr.bert import pipeline
 from bertdetr.cli import main
@@ -24,6 +27,22 @@ def test_tag_writes_each_lines_entities(folders, tmp_path, capsys):
         assert all(e["span"] == row["text"][e["start"]:e["end"]] for e in row["entities"])
     assert max(e["end"] for e in rows[3]["entities"]) > 200  # the long line read in windows
     assert f"entities in {len(LINES)} lines (simple)" in capsys.readouterr().out
+
+
+def test_tag_says_how_many_lines_it_cut_and_points_to_stride(folders, tmp_path, capsys):
+    text = tmp_path / "raw.txt"
+    text.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    out = tmp_path / "entities.jsonl"
+    with pytest.warns(UserWarning, match=r"1 of the 4 lines were longer than the model's 32 positions and cut "
+                                         r"there .*--stride N reads them whole"):
+        assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out),
+                     "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert max(e["end"] for e in rows[3]["entities"]) < len(LINES[3]) // 2  # only its beginning was read
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read whole in windows: nothing cut, nothing said
+        assert main(["bert", "tag", "--model", folders["ner"], "--input-file", str(text), "--output", str(out),
+                     "--stride", "8", "--no-progress"]) == 0
 
 
 def test_tag_bad_input_is_said(folders, tmp_path, capsys):

@@ -141,6 +141,27 @@ def test_bad_inputs_fail_before_training(records, tmp_path, capsys):
     assert "matches no file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, what", [
+    ({"label_ids": [1], "is_real_example": [1]}, "sentence classification"),  # bert classify --features-only
+    ({"label_ids": [-100] * 8}, "token classification"),  # bert ner --features-only
+    ({"unique_ids": [1000000000]}, "reading comprehension"),  # bert squad's eval.tf_record
+])
+def test_fine_tuning_features_are_not_taken_for_pretraining_data(tmp_path, capsys, extra, what):
+    from bertdetr.bert.data.records import serialize_example, write_record
+
+    path = tmp_path / "train.tf_record"
+    with open(path, "wb") as f:
+        write_record(f, serialize_example({"input_ids": [101, 7, 102] + [0] * 5, "input_mask": [1] * 3 + [0] * 5,
+                                           "segment_ids": [0] * 8, **extra}))
+    assert main(["bert", "pretrain", "--input-file", str(path), "--output-dir", str(tmp_path / "run"), "--vocab-file",
+                 VOCAB, "--model-size", "tiny", "--num-train-steps", "2", "--num-warmup-steps", "0",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train.tf_record: not pretraining data: its records have" in err and what in err
+    assert all(name in err for name in extra)
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_pretrain_fill_mask_embed(records, tmp_path, capsys):
     cfg = tmp_path / "bert_config.json"
     cfg.write_text(json.dumps({**TINY, "hidden_act": "gelu", "type_vocab_size": 2, "initializer_range": 0.02,

@@ -41,7 +41,7 @@ from typing import Iterable, Iterator
 
 from bertdetr.bert.data.tokenization import BasicTokenizer, is_chinese_char
 from bertdetr.errors import BertDetrError, require_field_types
-from bertdetr.fileio import TextCheck, atomic_output, check_writable, expand_inputs
+from bertdetr.fileio import TextCheck, atomic_output, check_not_an_input, check_writable, expand_inputs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -193,6 +193,7 @@ def write_vocab(tokens: list[str], path: str | os.PathLike) -> None:
 def build_vocab(input_patterns: Iterable[str], output: str | os.PathLike, config: VocabConfig) -> list[str]:
     """Checks inputs and output, trains, writes ``output``; returns the vocabulary."""
     files = expand_inputs(input_patterns)
+    check_not_an_input(output, files)
     check_writable(output)
     tokens = train_vocab(files, config)
     write_vocab(tokens, output)

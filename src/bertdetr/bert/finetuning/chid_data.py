@@ -135,7 +135,7 @@ def read_chid_examples(input_data_file: str, input_label_file: str | None = None
     answers = None
     if input_label_file is not None:
         try:
-            with open(input_label_file, encoding="utf-8") as f:
+            with open(input_label_file, encoding="utf-8-sig") as f:  # a byte order mark is skipped
                 answers = json.load(f)
         except ValueError as e:
             raise BertDetrError(f"{input_label_file}: not JSON ({e})") from None

@@ -83,7 +83,8 @@ def _read_rows(input_file: str, delimiter: str, quotechar: str | None) -> list[t
         raise BertDetrError(f"file not found: {input_file}")
     rows: list[tuple[int, list[str]]] = []
     try:
-        with open(input_file, encoding="utf-8", newline="") as f:
+        # utf-8-sig: a byte order mark (Excel's and Notepad's UTF-8) is no part of the first header
+        with open(input_file, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter=delimiter, quotechar=quotechar)
             for row in reader:
                 rows.append((reader.line_num, row))
@@ -339,8 +340,9 @@ class TsvProcessor(DataProcessor):
         return self.labels
 
     def _create_examples(self, lines, set_type, input_file):
-        if not lines:
-            raise BertDetrError(f"{input_file}: empty file (a header line naming the columns is needed)")
+        if not any(row for _, row in lines):  # nothing, or only blank lines (csv reads those as empty rows)
+            raise BertDetrError(f"{input_file}: empty file{' (only blank lines)' if lines else ''}: a header line "
+                                "naming the columns is needed, then a line per example")
         header = [convert_to_unicode(h).strip() for h in lines[0][1]]
         wanted = {"text_a": self.text_a_column, "text_b": self.text_b_column, "label": self.label_column}
         index: dict[str, int | None] = {}

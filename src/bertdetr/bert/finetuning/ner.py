@@ -34,9 +34,10 @@ from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
                                                model_files, read_hf_config, read_init_checkpoint, schedule, setup,
                                                start_model, train_labelled)
-from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, NerWindow, Sentence, bert_extract_item, cluener_label,
-                                               get_label_list, get_span_labels, read_cluener, read_conll,
-                                               sentence_windows, span_tensors, spans_to_tags, windows_to_tensors)
+from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, TAG_PATTERN, NerWindow, Sentence, bert_extract_item,
+                                               cluener_label, get_label_list, get_span_labels, read_cluener,
+                                               read_conll, sentence_windows, span_tensors, spans_to_tags,
+                                               windows_to_tensors)
 from bertdetr.bert.finetuning.ner_metrics import cluener_score, ner_metrics
 from bertdetr.bert.heads import BertCrfForNer, BertForTokenClassification, BertSpanForNer, crf_sequences
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
@@ -344,6 +345,25 @@ def _head(config: NerConfig, sets: dict[str, list[Sentence]]) -> tuple[list[str]
     return head
 
 
+def _entity_type(label: str) -> str:
+    """The type a label names: ``PER`` of ``B-PER`` (a span head's labels are the types themselves)."""
+    return label[2:] if TAG_PATTERN.fullmatch(label) and label != "O" else label
+
+
+def _warn_unknown_types(config: NerConfig, sets: dict[str, list[Sentence]], label_list: Sequence[str]) -> None:
+    """Warns of entity types of the dev and test sets' gold tags that the model has no label for (a
+    typo such as ``B-ORGX``, a type missing from training): accepted as they are, they can never be
+    predicted and so lower the scores without a word."""
+    known = {_entity_type(label) for label in label_list}
+    for name in ("eval", "predict"):
+        unknown = sorted({_entity_type(tag) for s in sets.get(name, ()) for tag in s.tags or () if tag != "O"} - known)
+        if unknown:
+            where = "the training data" if config.do_train else "the fine-tuned model's labels"
+            warnings.warn(f"{set_file(config.data_dir, config.data_format, name)}: entity type(s) "
+                          f"{', '.join(unknown)} not in {where}: never predicted, they count as missed entities "
+                          "(a typo in a tag?)", stacklevel=3)
+
+
 def run_ner(config: NerConfig) -> dict:
     """Features for the requested sets (renamed into place only once every set converted), then
     training, evaluation and prediction. Returns a summary."""
@@ -352,6 +372,7 @@ def run_ner(config: NerConfig) -> dict:
                                           config.max_seq_length)
     sets = _read_sets(config)
     label_list, head = _head(config, sets)
+    _warn_unknown_types(config, sets, label_list)
     crf = head == "crf"
     label_map = {} if head == "span" else {label: i for i, label in enumerate(label_list)}
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)

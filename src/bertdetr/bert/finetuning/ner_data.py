@@ -2,10 +2,11 @@
 windows of word pieces (the features), as transformers' ``run_ner.py`` prepares them.
 
 **Files** (``--data-dir``: ``train.txt``, ``dev.txt``, ``test.txt``): one token a line with its tag
-after it, tab or space separated, a blank line between sentences. A line with more columns (the
-CoNLL-2003 layout: token, part of speech, chunk, tag) keeps the first as the token and the last as
-the tag; ``-DOCSTART-`` lines are skipped. Chinese data has one character a line. The test file
-may have tokens alone (no gold tags): then every line of it has one column.
+after it, tab or space separated (ASCII ones: a full-width or no-break space is a token), a blank
+line between sentences. A line with more columns (the CoNLL-2003 layout: token, part of speech,
+chunk, tag) keeps the first as the token and the last as the tag; ``-DOCSTART-`` lines are
+skipped. Chinese data has one character a line. The test file may have tokens alone (no gold
+tags): then every line of it has one column.
 
 **CLUENER's layout** (``train.json``, ``dev.json``, ``test.json`` of CLUENER2020, or any data in
 it): a JSON object a line, ``{"id": 0, "text": "...", "label": {"name": {"周荫如": [[15, 17]]}}}``,
@@ -23,9 +24,10 @@ middle token (BMES, as Chinese NER sets such as ResumeNER and OntoNotes 4's are 
 
 **Windows**: each word is tokenized on its own (``FullTokenizer``); its first piece carries its
 label and the rest are ignored by the loss (label -100) and by prediction. A word that tokenizes to
-nothing (a control character, say) is given one [UNK] piece, so that every word gets a prediction.
-A sentence whose pieces do not fit ``max_seq_length - 2`` is cut into consecutive windows of whole
-words, so every word is predicted once (a single word longer than a window keeps its first pieces).
+nothing (a control character or a full-width space, say) is given one [UNK] piece, so that every
+word gets a prediction. A sentence whose pieces do not fit ``max_seq_length - 2`` is cut into
+consecutive windows of whole words, so every word is predicted once (a single word longer than a
+window keeps its first pieces).
 
 Dimension letters: T sequence length (``max_seq_length``).
 """
@@ -50,6 +52,11 @@ __all__ = ["Sentence", "TAG_PATTERN", "read_conll", "read_cluener", "cluener_lab
 
 TAG_PATTERN = re.compile(r"O|[BIEMS]-\S+")
 """A tag of the BIO, BIOES or BMES scheme: ``O``, or a prefix, ``-`` and a type."""
+
+_COLUMN_GAP = re.compile(r"[ \t]+")
+"""What separates a CoNLL line's columns: ASCII spaces and tabs only, as transformers' ``run_ner``
+splits them. ``str.split()`` would also split on U+3000 and U+00A0, which Chinese corpora have as
+tokens: the line would lose its token and its tag be read as the token."""
 
 IGNORE_INDEX = -100
 """The label of positions the loss and the predictions skip ([CLS], [SEP], later pieces, padding),
@@ -77,7 +84,7 @@ def read_conll(path: str | os.PathLike, tags_required: bool = True) -> list[Sent
     line is a token alone is read without tags. Errors name the file and line: a line with no tag
     (in a file with tags), a tag outside BIO/BIOES/BMES."""
     path = os.fspath(path)
-    check = TextCheck(path)
+    check = TextCheck(path, strict=True)  # a dropped byte would drop a token (one character a line)
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
@@ -85,7 +92,8 @@ def read_conll(path: str | os.PathLike, tags_required: bool = True) -> list[Sent
     has_tags: bool | None = None
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
-            parts = check.decode(raw, n).split()
+            parts = _COLUMN_GAP.split(check.decode(raw, n).strip(" \t\r\n"))
+            parts = parts if parts != [""] else []
             if not parts or parts[0] == "-DOCSTART-":
                 if words:
                     sentences.append(Sentence(words, tags if has_tags else None, start))
@@ -147,7 +155,7 @@ def read_cluener(path: str | os.PathLike, tags_required: bool = True) -> list[Se
     """The lines of a file in CLUENER's layout, each a sentence of characters with BIOS tags.
     ``tags_required`` False (the test set): a file where no line has ``label`` is read without tags."""
     path = os.fspath(path)
-    rows = read_json_lines(path)
+    rows = read_json_lines(path, strict=True)  # a dropped byte would shift the entities' offsets
     has_tags = tags_required or any("label" in obj for _, obj in rows)
     sentences, overlaps = [], 0
     for index, (n, obj) in enumerate(rows):

@@ -154,7 +154,7 @@ def load_squad_file(input_file: str, is_training: bool, version_2_with_negative:
     without ``version_2_with_negative``, and in training a question without exactly one answer
     (Google's ValueError) or with an answer outside its paragraph."""
     try:
-        with open(input_file, encoding="utf-8") as f:
+        with open(input_file, encoding="utf-8-sig") as f:  # a byte order mark (Notepad's UTF-8) is skipped
             data = json.load(f)
     except OSError as e:
         raise SquadFormatError(f"cannot read SQuAD file {input_file}: {e.strerror or e}") from None

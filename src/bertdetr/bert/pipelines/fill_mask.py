@@ -62,7 +62,10 @@ class FillMaskPipeline(Pipeline):
         """transformers' ``postprocess``: the top_k of each [MASK] (probs [M, V]: the softmax over
         the whole vocabulary, then the targets' columns), the sequence each fills."""
         if candidates is not None:
-            probs, top_k = probs[:, candidates], min(top_k, len(candidates))
+            probs = probs[:, candidates]
+        # at most every candidate (transformers caps top_k so at its targets; the CLI at the vocabulary):
+        # more is no error, only all there is, as torch's topk would otherwise refuse
+        top_k = min(top_k, probs.shape[-1])
         vocab = self.tokenizer.vocab
         # transformers decodes the sequence skipping its special tokens (one mask) or only padding
         special = {vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", MASK) if t in vocab} \

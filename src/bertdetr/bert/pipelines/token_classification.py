@@ -56,6 +56,9 @@ class TokenClassificationPipeline(Pipeline):
         self.defaults = {"ignore_labels": ignore_labels, "aggregation_strategy": aggregation_strategy, "stride": stride,
                          "is_split_into_words": is_split_into_words, "delimiter": delimiter}
         self._options({})  # bad defaults fail here
+        self.texts_cut = 0
+        """Texts (or lists of words) read only up to the model's length, without ``stride``, by the
+        calls so far: transformers' pipeline cuts them silently; a caller can tell its user."""
 
     def _options(self, kwargs) -> tuple[set, str, int | None, str | None]:
         """(ignored labels, aggregation, stride, the delimiter of words or None for texts)."""
@@ -128,7 +131,10 @@ class TokenClassificationPipeline(Pipeline):
             raise BertDetrError(f"token-classification reads {'lists of words' if words else 'texts'}, "
                                 f"got {type(item).__name__}")
         enc = self.encode(list(item) if words else item, stride=stride or 0, words=words)
-        return [enc] if stride is None else [enc, *enc.overflowing]
+        if stride is None:
+            self.texts_cut += bool(enc.overflowing)
+            return [enc]
+        return [enc, *enc.overflowing]
 
     @staticmethod
     def join_words(words: list[str], delimiter: str) -> tuple[str, list[int]]:

@@ -50,6 +50,16 @@ INT_FEATURES = tuple(name for name in PRETRAINING_FEATURES if name != "masked_lm
 
 _MASKED = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
 
+_FINE_TUNING_FEATURES = {
+    "is_real_example": "sentence classification (`bert classify`)",
+    "label_ids": "token classification or multiple choice (`bert ner`, `bert multiple-choice`)",
+    "unique_ids": "reading comprehension (`bert squad`)",
+    "start_positions": "reading comprehension (`bert squad`)",
+}
+"""Features that fine-tuning records carry and pretraining records never do, with what wrote them
+(most telling first): such records have input_ids, input_mask and segment_ids too and would
+otherwise be taken for unmasked data and trained on silently."""
+
 
 @dataclass(frozen=True)
 class RecordShape:
@@ -72,6 +82,7 @@ def inspect_records(files: list[str]) -> RecordShape:
     with ``word_continues``, from ``--dynamic-masking``), and returns its lengths and kind."""
     for path in files:
         for example in iter_examples(path):
+            _refuse_fine_tuning_features(path, example)
             required = ("input_ids", "input_mask", "segment_ids")
             masked = [name for name in _MASKED if name in example]
             missing = [name for name in required if name not in example]
@@ -83,6 +94,14 @@ def inspect_records(files: list[str]) -> RecordShape:
             return RecordShape(len(example["input_ids"]), 0 if dynamic else len(example["masked_lm_positions"]),
                                "next_sentence_labels" in example, dynamic, dynamic and "word_continues" in example)
     raise BertDetrError(f"no records in {', '.join(files)}")
+
+
+def _refuse_fine_tuning_features(path: str, example: dict) -> None:
+    found = [name for name in _FINE_TUNING_FEATURES if name in example]
+    if found:
+        raise BertDetrError(f"{path}: not pretraining data: its records have {', '.join(found)}, the features of "
+                            f"{_FINE_TUNING_FEATURES[found[0]]} fine-tuning; pretrain on files written by "
+                            "`bertdetr bert make-data`")
 
 
 def decode_batch(records: list[bytes], shape: RecordShape, files: list[str], masking: DynamicMasking | None = None,

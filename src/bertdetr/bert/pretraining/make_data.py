@@ -42,7 +42,7 @@ from bertdetr.bert.pretraining.chinese_ref import make_marks, mostly_cjk
 from bertdetr.bert.pretraining.roberta import DynamicRecordEncoder
 from bertdetr.bert.pretraining.features import ExampleEncoder
 from bertdetr.errors import BertDetrError
-from bertdetr.fileio import check_writable, expand_inputs
+from bertdetr.fileio import check_not_an_input, check_writable, expand_inputs
 
 __all__ = ["MakeDataSummary", "shard_seed", "plan_outputs", "process_shard", "make_pretraining_data"]
 
@@ -261,8 +261,10 @@ def make_pretraining_data(
             f"{tasks[0].path} is mostly Chinese: without a word segmenter, whole-word masking masks "
             "single characters (each is a token of its own); add --word-segmenter jieba or --ref-file",
             stacklevel=2)
+    read = [*inputs, vocab_file, *(r for r in refs if r is not None)]
     for t in tasks:
         for out in t.outputs:
+            check_not_an_input(out, read)
             check_writable(out)
 
     summary = MakeDataSummary()
