@@ -316,10 +316,11 @@ def test_help_shows_googles_flags_and_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag, default in (("max_seq_length", "128"), ("train_batch_size", "32"), ("eval_batch_size", "8"),
                           ("predict_batch_size", "8"), ("learning_rate", "5e-05"), ("num_train_epochs", "3.0"),
-                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000"),
-                          ("do_lower_case", "True")):
+                          ("warmup_proportion", "0.1"), ("save_checkpoints_steps", "1000")):
         dashed = flag.replace("_", "-")
         assert re.search(rf"--{dashed} \S*, --{flag} (?:(?! --[a-z]).)*?\(default: {re.escape(default)}\)", text), flag
+    # Google's default, True, unless the init checkpoint's tokenizer was saved otherwise (a cased model)
+    assert "default: as --init-checkpoint's tokenizer was saved, else True." in text
 
 
 def test_sigterm_checkpoints_the_step_and_resume_finishes(bert_config, tmp_path):
@@ -351,3 +352,27 @@ def test_eval_every_logs_mrpcs_metrics_while_training_as_it_trained_before(bert_
     a = load_checkpoint(list_checkpoints(tmp_path / "plain")[-1][1])["model"]
     b = load_checkpoint(list_checkpoints(tmp_path / "evaluated")[-1][1])["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_casing_comes_from_the_init_checkpoint(bert_config, tmp_path):
+    """A cased model's folder (tokenizer_config.json: do_lower_case false) is fine-tuned cased when
+    the flag is left out, and exported so; a flag that contradicts it, or a Google checkpoint's
+    name (its validate_case_matches_checkpoint), is an error before any work."""
+    from bertdetr.bert.model import build_bert_model
+    from bertdetr.bert.weights import export_model, resolve_do_lower_case
+
+    cased = tmp_path / "cased"
+    model = build_bert_model(BertConfig(**TINY))
+    export_model(model, cased, VOCAB, do_lower_case=False)
+    run_classifier(_config(bert_config, tmp_path / "out", init_checkpoint=str(cased), bert_config_file=None,
+                           vocab_file=None, num_train_epochs=0.5))
+    saved = json.loads((tmp_path / "out" / "model" / "tokenizer_config.json").read_text())
+    assert saved["do_lower_case"] is False
+    assert json.loads((tmp_path / "out" / "classify_config.json").read_text())["do_lower_case"] is False
+    with pytest.raises(BertDetrError, match="--do-lower-case=True but .*saved with do_lower_case False"):
+        run_classifier(_config(bert_config, tmp_path / "out2", init_checkpoint=str(cased), do_lower_case=True))
+    assert not (tmp_path / "out2").exists()
+    assert resolve_do_lower_case(None, None) is True and resolve_do_lower_case(False, None) is False
+    with pytest.raises(BertDetrError, match="`cased_L-12_H-768_A-12` seems to be a cased model"):
+        resolve_do_lower_case(None, "/models/cased_L-12_H-768_A-12/bert_model.ckpt")
+    assert resolve_do_lower_case(False, "/models/cased_L-12_H-768_A-12/bert_model.ckpt") is False

@@ -68,6 +68,30 @@ class VocabError(BertDetrError, ValueError):
     """A vocabulary file that cannot be used (missing, empty, duplicated entries, no ``[UNK]``)."""
 
 
+def validate_case_matches_checkpoint(do_lower_case: bool, init_checkpoint: str | None) -> None:
+    """Google's check that the casing fits a checkpoint of its release, known by its folder's name
+    (``.../uncased_L-12_H-768_A-12/bert_model.ckpt``): a mismatch is an error, with Google's words.
+    Other names pass (there is no way to tell)."""
+    if not init_checkpoint:
+        return
+    m = re.match("^.*?([A-Za-z0-9_-]+)/bert_model.ckpt", os.fspath(init_checkpoint))
+    if m is None:
+        return
+    model_name = m.group(1)
+    lower_models = ["uncased_L-24_H-1024_A-16", "uncased_L-12_H-768_A-12", "multilingual_L-12_H-768_A-12",
+                    "chinese_L-12_H-768_A-12"]
+    cased_models = ["cased_L-12_H-768_A-12", "cased_L-24_H-1024_A-16", "multi_cased_L-12_H-768_A-12"]
+    if model_name in lower_models and not do_lower_case:
+        actual, case_name, opposite = "False", "lowercased", "True"
+    elif model_name in cased_models and do_lower_case:
+        actual, case_name, opposite = "True", "cased", "False"
+    else:
+        return
+    raise BertDetrError(f"You passed in `--do_lower_case={actual}` with `--init_checkpoint={init_checkpoint}`. "
+                        f"However, `{model_name}` seems to be a {case_name} model, so you should pass in "
+                        f"`--do_lower_case={opposite}` so that the fine-tuning matches how the model was pre-trained.")
+
+
 def convert_to_unicode(text: str | bytes) -> str:
     """Returns ``text`` as ``str``; bytes are decoded as UTF-8 ignoring invalid bytes (as Google)."""
     if isinstance(text, str):

@@ -53,8 +53,8 @@ class FinetuneConfig:
     init_checkpoint: str | None = None
     """A HF-format BERT directory (BertModel, BertForPreTraining, BertForMaskedLM or a model this
     command fine-tuned) or a Google TF checkpoint prefix (needs TensorFlow); none: random weights."""
-    do_lower_case: bool = True
-    """Lowercase the input text (True for uncased models)."""
+    do_lower_case: bool | None = None
+    """Lowercase the input text (True for uncased models); default: as --init-checkpoint's tokenizer was saved, else True."""
     max_seq_length: int
     """Total input length after WordPiece tokenization (each program sets Google's default)."""
     do_train: bool = False

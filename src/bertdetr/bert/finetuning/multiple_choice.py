@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -40,6 +41,7 @@ from bertdetr.bert.finetuning.multiple_choice_data import (c3_files, convert_swa
 from bertdetr.bert.heads import BertForMultipleChoice
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import load_multiple_choice_state
+from bertdetr.bert.weights import resolve_do_lower_case
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 
@@ -221,6 +223,8 @@ def _features(config: MultipleChoiceConfig, examples: list, tokenizer: FullToken
 def run_multiple_choice(config: MultipleChoiceConfig) -> dict:
     """Features for the requested sets (renamed into place only once every set converted), then
     training, evaluation and prediction. Returns a summary."""
+    config = dataclasses.replace(config, do_lower_case=resolve_do_lower_case(config.do_lower_case,
+                                                                             config.init_checkpoint))
     env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import warnings
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -44,6 +45,7 @@ from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import (SPAN_START_WEIGHT, has_crf, hf_weight_shapes, is_token_classifier,
                                         load_span_state, load_token_classifier_state, span_labels,
                                         token_classifier_labels)
+from bertdetr.bert.weights import resolve_do_lower_case
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -367,6 +369,8 @@ def _warn_unknown_types(config: NerConfig, sets: dict[str, list[Sentence]], labe
 def run_ner(config: NerConfig) -> dict:
     """Features for the requested sets (renamed into place only once every set converted), then
     training, evaluation and prediction. Returns a summary."""
+    config = dataclasses.replace(config, do_lower_case=resolve_do_lower_case(config.do_lower_case,
+                                                                             config.init_checkpoint))
     env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)

@@ -18,6 +18,7 @@ import math
 import os
 import random
 import warnings
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
@@ -44,6 +45,7 @@ from bertdetr.bert.finetuning.squad_metrics import squad_metrics
 from bertdetr.bert.heads import BertForQuestionAnswering
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import load_question_answering_state
+from bertdetr.bert.weights import resolve_do_lower_case
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import check_writable, write_json
 from bertdetr.training.distributed import Distributed
@@ -423,6 +425,8 @@ def run_squad(config: SquadConfig) -> dict:
     """Google's ``main``: both SQuAD files read and checked, and their features written
     (train.tf_record, eval.tf_record), before any training; then training, prediction and the
     official scores. Returns a summary."""
+    config = dataclasses.replace(config, do_lower_case=resolve_do_lower_case(config.do_lower_case,
+                                                                             config.init_checkpoint))
     env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
