@@ -151,6 +151,12 @@ def test_google_classifier_variables_convert(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids, input_mask=mask, segment_ids=seg)["logits"],
                               hf(input_ids=ids, attention_mask=mask, token_type_ids=seg).logits, atol=1e-5)
+    # converted into the checkpoint's own folder (its vocab.txt already there): written beside it
+    (tmp_path / "google").mkdir()
+    (tmp_path / "google" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    convert_classifier_state(state, config, tmp_path / "google", str(tmp_path / "google" / "bert_model.ckpt"))
+    assert (tmp_path / "google" / "vocab.txt").read_text() == "[PAD]\n[UNK]\n"
+    assert (tmp_path / "google" / "config.json").is_file()
 
 
 def test_classifier_for_other_label_count_is_an_error(tmp_path):

@@ -84,6 +84,8 @@ def _save_converted(model, output_dir: str | os.PathLike, checkpoint: str):
     model.eval()
     model.save_pretrained(output_dir)
     vocab = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "vocab.txt")
-    if os.path.exists(vocab):
-        shutil.copyfile(vocab, os.path.join(os.fspath(output_dir), "vocab.txt"))
+    target = os.path.join(os.fspath(output_dir), "vocab.txt")
+    # (converted into the checkpoint's own folder, the vocabulary is there already)
+    if os.path.exists(vocab) and not (os.path.exists(target) and os.path.samefile(vocab, target)):
+        shutil.copyfile(vocab, target)
     return model
