@@ -359,24 +359,6 @@ def saved_do_lower_case(directory: str | os.PathLike | None) -> bool | None:
     return None
 
 
-def resolve_do_lower_case(do_lower_case: bool | None, init_checkpoint: str | None) -> bool:
-    """The casing a fine-tuning run tokenizes with: ``do_lower_case`` as given, else as the
-    ``init_checkpoint`` directory's tokenizer was saved (``saved_do_lower_case``: a cased model's
-    folder says False), else True (Google's default, its uncased models). A given value that
-    contradicts the folder's, or a Google checkpoint's name (its ``validate_case_matches_checkpoint``),
-    is an error: text cased otherwise than in pretraining meets another vocabulary's pieces."""
-    from bertdetr.bert.data.tokenization import validate_case_matches_checkpoint
-
-    saved = saved_do_lower_case(init_checkpoint)
-    if do_lower_case is None:
-        do_lower_case = True if saved is None else saved
-    elif saved is not None and saved != do_lower_case:
-        raise BertDetrError(f"--do-lower-case={do_lower_case} but {init_checkpoint}'s tokenizer was saved with "
-                            f"do_lower_case {saved}: leave the flag out to fine-tune as the model was pretrained")
-    validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
-    return do_lower_case
-
-
 # ---- Google's TensorFlow checkpoints ----------------------------------------------------------
 
 # Variables that are optimizer state, not model: Adam slots, step counters, loss-scale state.

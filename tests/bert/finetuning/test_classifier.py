@@ -359,7 +359,8 @@ def test_the_casing_comes_from_the_init_checkpoint(bert_config, tmp_path):
     the flag is left out, and exported so; a flag that contradicts it, or a Google checkpoint's
     name (its validate_case_matches_checkpoint), is an error before any work."""
     from bertdetr.bert.model import build_bert_model
-    from bertdetr.bert.weights import export_model, resolve_do_lower_case
+    from bertdetr.bert.finetuning.init_checkpoint import resolve_do_lower_case
+    from bertdetr.bert.weights import export_model
 
     cased = tmp_path / "cased"
     model = build_bert_model(BertConfig(**TINY))
@@ -376,3 +377,16 @@ def test_the_casing_comes_from_the_init_checkpoint(bert_config, tmp_path):
     with pytest.raises(BertDetrError, match="`cased_L-12_H-768_A-12` seems to be a cased model"):
         resolve_do_lower_case(None, "/models/cased_L-12_H-768_A-12/bert_model.ckpt")
     assert resolve_do_lower_case(False, "/models/cased_L-12_H-768_A-12/bert_model.ckpt") is False
+
+
+def test_a_run_folder_is_named_and_a_finished_run_evaluates_with_its_own_model(bert_config, tmp_path, capsys):
+    """--init-checkpoint a run folder (its model in model/): said so; --do-eval of a finished run with
+    neither --init-checkpoint nor --bert-config-file: the model it exported gives the config and vocabulary."""
+    out = tmp_path / "out"
+    run_classifier(_config(bert_config, out, num_train_epochs=0.5))
+    with pytest.raises(BertDetrError, match=r"out is a run folder; its model is .*out/model \(give --init-checkpoint that\)"):
+        run_classifier(_config(bert_config, tmp_path / "again", init_checkpoint=str(out), bert_config_file=None,
+                               vocab_file=None))
+    summary = run_classifier(_config(bert_config, out, do_train=False, do_eval=True, bert_config_file=None,
+                                     vocab_file=None))
+    assert "eval_accuracy" in summary["eval"]

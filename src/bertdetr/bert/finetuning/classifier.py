@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -31,12 +30,12 @@ from bertdetr.bert.finetuning.classifier_data import (
 )
 from bertdetr.bert.finetuning.clue_data import CLUE_PROCESSORS
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
-                                               model_files, read_init_checkpoint, schedule, setup, start_model,
-                                               train_labelled)
+                                               schedule, setup, start_model, train_labelled)
+from bertdetr.bert.finetuning.init_checkpoint import model_files, read_init_checkpoint, resolve_start
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import load_classifier_state
-from bertdetr.bert.weights import read_labels, resolve_do_lower_case
+from bertdetr.bert.weights import read_labels
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -258,8 +257,7 @@ def write_clue_predictions(probabilities: np.ndarray, label_list: Sequence[str],
 def run_classifier(config: ClassifierConfig) -> dict:
     """Google's ``main``: features for the requested sets (their records renamed into place only
     once every set converted), then training, evaluation and prediction. Returns a summary."""
-    config = dataclasses.replace(config, do_lower_case=resolve_do_lower_case(config.do_lower_case,
-                                                                             config.init_checkpoint))
+    config = resolve_start(config)
     env, device = setup(config)
     bert_config, vocab_file = _model_files(config)
     labels = None

@@ -1,19 +1,19 @@
-"""What Google's fine-tuning programs (``run_classifier.py``, ``run_squad.py``) share: the model's
-files from the flags or beside ``--init-checkpoint``, the initial weights, the model a run starts
-with (``start_model``: Google's rule for the output dir), the training loop (Google's
+"""What Google's fine-tuning programs (``run_classifier.py``, ``run_squad.py``) share: the model a
+run starts with (``start_model``: Google's rule for the output dir), the training loop (Google's
 ``create_optimizer``: AdamWeightDecay, weight decay 0.01, warmup then linear decay, gradients
-clipped to global norm 1.0), resumable to the step, then the exported model.
+clipped to global norm 1.0), resumable to the step, then the exported model. What it starts from
+(the model's files, casing and initial weights, from the flags or beside ``--init-checkpoint``) is
+read by ``init_checkpoint.py``.
 
 Each program keeps its own head, features and batches (``classifier.py``, ``squad.py``, ``ner.py``,
-``multiple_choice.py``) and passes them in. The run's folder, scalars, progress bar, checkpoints and teardown are the scaffold every
-trainer shares (``bertdetr.training.run``).
+``multiple_choice.py``) and passes them in. The run's folder, scalars, progress bar, checkpoints and
+teardown are the scaffold every trainer shares (``bertdetr.training.run``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import time
 import warnings
@@ -23,10 +23,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from bertdetr.bert.data.tokenization import load_vocab
-from bertdetr.bert.model import BertConfig
 from bertdetr.bert.optimization import clip_by_global_norm, compile_step, create_optimizer, google_lr_factor
-from bertdetr.bert.weights import export_model, read_hf_weights, read_tf_checkpoint
+from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.fileio import atomic_output
@@ -163,66 +161,6 @@ def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str,
         raise BertDetrError(f"{output_dir} already has checkpoints ({os.path.basename(last)}): give --resume to "
                             "continue that run, --overwrite to train again (deleting them), or another --output-dir")
     return None
-
-
-def model_files(bert_config_file: str | None, vocab_file: str | None, init_checkpoint: str | None,
-                max_seq_length: int) -> tuple[BertConfig, str]:
-    """The model's BertConfig and vocab file: the given files, else beside ``init_checkpoint`` (a
-    directory's config.json and vocab.txt, or a TF checkpoint prefix's bert_config.json and
-    vocab.txt); checked against each other and against ``max_seq_length`` (Google's check)."""
-    beside = None
-    if init_checkpoint:
-        if not os.path.isdir(init_checkpoint) and not os.path.exists(init_checkpoint + ".index"):
-            raise BertDetrError(f"--init-checkpoint {init_checkpoint} not found (a model directory, or a TF "
-                                "checkpoint prefix with its .index file)")
-        beside = init_checkpoint if os.path.isdir(init_checkpoint) else os.path.dirname(os.path.abspath(init_checkpoint))
-    candidates = [bert_config_file] if bert_config_file else \
-        [os.path.join(beside, n) for n in ("config.json", "bert_config.json")] if beside else []
-    found = [c for c in candidates if os.path.isfile(c)]
-    if not found:
-        raise BertDetrError(f"no model config ({', '.join(candidates) or 'none given'}): give --bert-config-file, or "
-                            "--init-checkpoint a directory with config.json")
-    bert_config = BertConfig.from_json_file(found[0])
-    if not vocab_file and beside:
-        vocab_file = os.path.join(beside, "vocab.txt")
-        if not os.path.isfile(vocab_file) and os.path.isfile(os.path.join(beside, "tokenizer.json")):
-            vocab_file = os.path.join(beside, "tokenizer.json")  # a transformers 5 folder: no vocab.txt
-    if not vocab_file or not os.path.isfile(vocab_file):
-        raise BertDetrError(f"vocab file not found: {vocab_file or '(none given)'}: give --vocab-file")
-    n = len(load_vocab(vocab_file))
-    if n != bert_config.vocab_size:
-        raise BertDetrError(f"vocab file {vocab_file} has {n} entries but the model's vocab_size is "
-                            f"{bert_config.vocab_size}")
-    if max_seq_length > bert_config.max_position_embeddings:
-        raise BertDetrError(f"Cannot use sequence length {max_seq_length} because the BERT model was only "
-                            f"trained up to sequence length {bert_config.max_position_embeddings}")
-    return bert_config, vocab_file
-
-
-def read_hf_config(directory: str | None) -> dict:
-    """``config.json`` of a model directory ({} when there is none or it is no directory)."""
-    path = os.path.join(directory, "config.json") if directory and os.path.isdir(directory) else None
-    if path is None or not os.path.isfile(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            found = json.load(f)
-    except (OSError, ValueError) as e:
-        raise BertDetrError(f"cannot read {path}: {e}") from None
-    return found if isinstance(found, dict) else {}
-
-
-def read_init_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], str]:
-    """The HF-named float32 tensors of ``--init-checkpoint`` (a HF-format directory, or a Google TF
-    checkpoint prefix, which needs TensorFlow) and the file they came from."""
-    if os.path.isdir(path):
-        state, source = read_hf_weights(path)
-    elif os.path.exists(path + ".index"):
-        state, source = read_tf_checkpoint(path), path
-    else:
-        raise BertDetrError(f"--init-checkpoint {path}: neither a model directory nor a TF checkpoint prefix "
-                            f"({path}.index not found)")
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source
 
 
 def train_batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> list[int]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -34,14 +33,14 @@ from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning import chid_data
 from bertdetr.bert.finetuning.classifier import write_test_results
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
-                                               model_files, read_hf_config, read_init_checkpoint, schedule, setup,
-                                               start_model, train_labelled)
+                                               schedule, setup, start_model, train_labelled)
+from bertdetr.bert.finetuning.init_checkpoint import (model_files, read_hf_config, read_init_checkpoint,
+                                                      resolve_start)
 from bertdetr.bert.finetuning.multiple_choice_data import (c3_files, convert_swag_example, examples_to_tensors, read_c3,
                                                            read_swag, swag_file)
 from bertdetr.bert.heads import BertForMultipleChoice
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import load_multiple_choice_state
-from bertdetr.bert.weights import resolve_do_lower_case
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 
@@ -223,8 +222,7 @@ def _features(config: MultipleChoiceConfig, examples: list, tokenizer: FullToken
 def run_multiple_choice(config: MultipleChoiceConfig) -> dict:
     """Features for the requested sets (renamed into place only once every set converted), then
     training, evaluation and prediction. Returns a summary."""
-    config = dataclasses.replace(config, do_lower_case=resolve_do_lower_case(config.do_lower_case,
-                                                                             config.init_checkpoint))
+    config = resolve_start(config)
     env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)

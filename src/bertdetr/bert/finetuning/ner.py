@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import warnings
-import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -33,8 +32,9 @@ import torch
 from bertdetr.bert.data.records import serialize_example, write_record
 from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
-                                               model_files, read_hf_config, read_init_checkpoint, schedule, setup,
-                                               start_model, train_labelled)
+                                               schedule, setup, start_model, train_labelled)
+from bertdetr.bert.finetuning.init_checkpoint import (model_files, read_hf_config, read_init_checkpoint,
+                                                      resolve_start)
 from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, TAG_PATTERN, NerWindow, Sentence, bert_extract_item,
                                                cluener_label, get_label_list, get_span_labels, read_cluener,
                                                read_conll, sentence_windows, span_tensors, spans_to_tags,
@@ -45,7 +45,6 @@ from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import (SPAN_START_WEIGHT, has_crf, hf_weight_shapes, is_token_classifier,
                                         load_span_state, load_token_classifier_state, span_labels,
                                         token_classifier_labels)
-from bertdetr.bert.weights import resolve_do_lower_case
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, check_writable, write_json
 from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -369,8 +368,7 @@ def _warn_unknown_types(config: NerConfig, sets: dict[str, list[Sentence]], labe
 def run_ner(config: NerConfig) -> dict:
     """Features for the requested sets (renamed into place only once every set converted), then
     training, evaluation and prediction. Returns a summary."""
-    config = dataclasses.replace(config, do_lower_case=resolve_do_lower_case(config.do_lower_case,
-                                                                             config.init_checkpoint))
+    config = resolve_start(config)
     env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)

@@ -18,15 +18,15 @@ import math
 import os
 import random
 import warnings
-import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import torch
 
 from bertdetr.bert.data.tokenization import BasicTokenizer, FullTokenizer
-from bertdetr.bert.finetuning.finetune import (HOST, FinetuneConfig, features_output, finetune, model_files,
-                                               read_init_checkpoint, schedule, setup, start_model)
+from bertdetr.bert.finetuning.finetune import (HOST, FinetuneConfig, features_output, finetune, schedule, setup,
+                                               start_model)
+from bertdetr.bert.finetuning.init_checkpoint import model_files, read_init_checkpoint, resolve_start
 from bertdetr.bert.finetuning.cmrc_metrics import evaluate as cmrc_evaluate
 from bertdetr.bert.finetuning.squad_data import (
     InputFeatures,
@@ -45,7 +45,6 @@ from bertdetr.bert.finetuning.squad_metrics import squad_metrics
 from bertdetr.bert.heads import BertForQuestionAnswering
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import load_question_answering_state
-from bertdetr.bert.weights import resolve_do_lower_case
 from bertdetr.errors import BertDetrError, require_at_least, require_field_types
 from bertdetr.fileio import check_writable, write_json
 from bertdetr.training.distributed import Distributed
@@ -425,8 +424,7 @@ def run_squad(config: SquadConfig) -> dict:
     """Google's ``main``: both SQuAD files read and checked, and their features written
     (train.tf_record, eval.tf_record), before any training; then training, prediction and the
     official scores. Returns a summary."""
-    config = dataclasses.replace(config, do_lower_case=resolve_do_lower_case(config.do_lower_case,
-                                                                             config.init_checkpoint))
+    config = resolve_start(config)
     env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
