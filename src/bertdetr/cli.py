@@ -72,7 +72,8 @@ def _run_command(args) -> int:
         _end_process_group()  # after a success only: a failed rank leaves at once, for torchrun to see
         return status
     except Preempted as e:  # a trainer saved its checkpoint after SIGTERM/SIGINT
-        print(f"bertdetr: {e}", file=sys.stderr)
+        if str(e):  # (said by the main process only, under torchrun)
+            print(f"bertdetr: {e}", file=sys.stderr)
         return e.exit_code
     except BertDetrError as e:
         print(f"bertdetr: error: {e}", file=sys.stderr)

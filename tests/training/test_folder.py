@@ -273,3 +273,28 @@ def test_sigint_stops_detr_mid_epoch_and_resume_goes_on(shapes, tmp_path):
     assert state["iteration"] == it and 3 <= it < 160
     assert f"stopped by SIGINT at iteration {it} (epoch {state['epoch']}, batch {state['batch_in_epoch']})" in err
     assert main(["detr", "train", str(cfg), "--resume", "--epochs", "2"]) == 0  # finishes sooner, from there
+
+
+def test_a_resume_passes_over_a_checkpoint_that_cannot_be_loaded(tmp_path, capsys):
+    """The newest checkpoint cut off (a full disk, a kill outside the rename): said, moved aside
+    (kept), and the one before it resumed from; every one unreadable: the newest one's error."""
+    import torch
+
+    from bertdetr.errors import BertDetrError
+    from bertdetr.training.checkpoint import list_checkpoints, save_checkpoint
+    from bertdetr.training.distributed import Distributed
+    from bertdetr.training.run import Run
+
+    for step in (5, 10):
+        save_checkpoint({"step": step, "w": torch.full((3,), float(step))}, tmp_path, step, keep_last=0)
+    newest = list_checkpoints(tmp_path)[-1][1]
+    with open(newest, "r+b") as f:
+        f.truncate(100)
+    run = Run(Distributed(), str(tmp_path), "bert pretrain", resumed_from=newest)
+    state = run.load_resumed()
+    assert state["step"] == 5 and run.resumed_from == list_checkpoints(tmp_path)[-1][1]
+    assert "cannot load checkpoint" in capsys.readouterr().out
+    assert os.path.isfile(newest + ".unreadable") and [s for s, _ in list_checkpoints(tmp_path)] == [5]
+    open(run.resumed_from, "wb").close()  # the last one empty too
+    with pytest.raises(BertDetrError, match=r"cannot load checkpoint .*ckpt-0*5\.pt: .* \(an empty file\)"):
+        Run(Distributed(), str(tmp_path), "bert pretrain", resumed_from=run.resumed_from).load_resumed()

@@ -39,7 +39,7 @@ from bertdetr.detr.train_config import DataConfig, DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
-from bertdetr.training.checkpoint import load_checkpoint, load_training_state
+from bertdetr.training.checkpoint import load_training_state
 from bertdetr.training.compiling import CUDA_GRAPH_MODES
 from bertdetr.training.distributed import data_parallel, set_rng_state
 from bertdetr.training.folder import DETR_TRAIN
@@ -199,7 +199,7 @@ def _resume(t: DetrTraining) -> None:
     """The checkpoint a resumed run continues from: weights, optimizer, schedule, position and
     (with the same processes) each rank's RNG; another process count restarts the interrupted
     epoch's data."""
-    state = load_checkpoint(t.run.resumed_from)
+    state = t.run.load_resumed()
     _check_same_classes(state, t.index, t.data.train_ann, t.env.main)
     t.model.load_state_dict(state["model"])
     load_training_state(t.optimizer, t.scheduler, state)

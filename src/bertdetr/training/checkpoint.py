@@ -62,8 +62,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise BertDetrError(f"refusing to load checkpoint {path}: besides tensors and numbers it holds Python "
                             "objects, and unpickling them would run code the file names (this program's "
                             "checkpoints hold none: is it another program's?)") from None
-    except Exception as e:  # a truncated or foreign file: say which file
-        raise BertDetrError(f"cannot load checkpoint {path}: {e}") from None
+    except Exception as e:  # a truncated or foreign file: say which file (an empty one's error says nothing)
+        raise BertDetrError(f"cannot load checkpoint {path}: {e or type(e).__name__}"
+                            + (" (an empty file)" if os.path.getsize(path) == 0 else "")) from None
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> str | None:

@@ -42,7 +42,7 @@ import torch
 
 from bertdetr.errors import BertDetrError, Preempted
 from bertdetr.fileio import atomic_output, check_writable
-from bertdetr.training.checkpoint import save_checkpoint
+from bertdetr.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from bertdetr.training.distributed import Distributed, gather_rng_states, setup_distributed
 from bertdetr.training.folder import (
     RunLock,
@@ -162,6 +162,31 @@ class Run:
             self.lock.release()
             self.lock = None
 
+    def load_resumed(self, map_location: str | torch.device = "cpu") -> dict:
+        """The checkpoint the run resumes from, loaded: the newest that loads. One that cannot (cut
+        off by a full disk or a kill outside ``atomic_output``'s rename, say) would otherwise stop
+        every resume of a requeued job: it is said, moved aside as ``<name>.unreadable`` (kept, not
+        deleted) by the main process, and the one before it is tried; ``resumed_from`` then names
+        the checkpoint loaded. None loading: the newest one's error."""
+        candidates = [path for _, path in list_checkpoints(self.output_dir)]
+        candidates = candidates[:candidates.index(self.resumed_from) + 1] if self.resumed_from in candidates \
+            else [self.resumed_from]
+        first_error = None
+        for path in reversed(candidates):
+            try:
+                state = load_checkpoint(path, map_location=map_location)
+            except BertDetrError as e:
+                first_error = first_error or e
+                if self.env.main:
+                    print(f"bertdetr: warning: {e}; moved aside as {os.path.basename(path)}.unreadable, "
+                          "the checkpoint before it is tried", flush=True)
+                    with contextlib.suppress(OSError):
+                        os.replace(path, path + ".unreadable")
+                continue
+            self.resumed_from = self.last_checkpoint = path
+            return state
+        raise first_error
+
     def rewind_scalars(self, step: int) -> None:
         """A resumed run continues from the checkpoint of ``step``: the scalars logged after it (by
         a run killed before its next checkpoint) are dropped, so no step is logged twice."""
@@ -258,7 +283,11 @@ class Run:
         return self.stop_signal is not None
 
     def preempted(self, where: str) -> Preempted:
-        """The error a run raises once it saved its checkpoint after a stop signal."""
+        """The error a run raises once it saved its checkpoint after a stop signal (the main
+        process's names the checkpoint it wrote; the other ranks' says nothing, the exit status is
+        theirs too)."""
+        if not self.env.main:
+            return Preempted("", self.stop_signal or signal.SIGTERM)
         name = signal.Signals(self.stop_signal).name if self.stop_signal else "a signal"
         return Preempted(f"stopped by {name} at {where}, with a checkpoint ({self.last_checkpoint}): "
                          "the same command with --resume continues the run", self.stop_signal or signal.SIGTERM)
@@ -316,6 +345,9 @@ def count_non_finite(health: torch.Tensor, bad: torch.Tensor, step: int) -> None
 
 def rank_rng_state(state: dict, env: Distributed):
     """This rank's RNG state in a checkpoint written by ``Run.save`` (a list by rank), or in an older
-    fine-tuning checkpoint (one state)."""
+    fine-tuning checkpoint (one state); None when the checkpoint was written by another number of
+    processes (its ranks' streams are not this run's ranks')."""
     rng = state["rng"]
-    return rng[env.rank] if isinstance(rng, list) else rng
+    if not isinstance(rng, list):
+        return rng
+    return rng[env.rank] if len(rng) == env.world_size else None

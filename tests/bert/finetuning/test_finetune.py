@@ -29,6 +29,34 @@ def test_fine_tuning_refuses_another_kind_of_run(tmp_path):
     assert run_checkpoint(str(tmp_path / "new"), do_train=True, resume=False, kind="bert squad") is None
 
 
+@pytest.mark.parametrize("situation", ["held", "ner"])
+def test_a_refused_folder_keeps_its_features(tmp_path, situation, capsys):
+    """A folder another process's run holds, or a run of another kind, is refused before the features
+    are written: the files there are as they were (they were overwritten, then the run refused)."""
+    from bertdetr.cli import main
+    from bertdetr.training.folder import RunLock
+
+    out = tmp_path / "out"
+    if situation == "ner":
+        assert main(_ner_args(tmp_path, out, "--train-batch-size", "8", "--stop-at-step", "2")) == 0
+    else:
+        out.mkdir()
+        (out / "train.tf_record").write_bytes(b"theirs")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".tf_record"}
+    lock = RunLock(str(out)) if situation == "held" else None
+    try:
+        assert main(["bert", "classify", "--task-name", "tnews", "--data-dir", TNEWS, "--output-dir", str(out),
+                     "--vocab-file", VOCAB_ZH, "--bert-config-file", _bert_config(tmp_path), "--max-seq-length", "16",
+                     "--do-train", "--no-progress"]) == 2
+    finally:
+        if lock:
+            lock.release()
+    err = capsys.readouterr().err
+    assert ("is in use by another run" in err) if situation == "held" else \
+        ("holds a `bertdetr bert ner` run, not a `bertdetr bert classify` run: choose another --output-dir\n" in err)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".tf_record"} == before
+
+
 def test_trainers_do_not_take_a_fine_tuning_folder_for_their_own(tmp_path):
     # a classify run exports a BERT directory (model/vocab.txt), which alone would read as pretraining's
     squad = _folder(tmp_path, "squad", {"squad_config.json": {}})
@@ -58,6 +86,7 @@ from bertdetr.training.distributed import Distributed  # noqa: E402
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "bert")
 NER = os.path.join(DATA, "zh", "ner")
 VOCAB_ZH = os.path.join(DATA, "zh", "vocab_zh.txt")
+TNEWS = os.path.join(DATA, "clue", "tnews")
 
 
 @pytest.mark.parametrize("world, accum", [(1, 1), (1, 3), (2, 1), (2, 2), (4, 2)])
@@ -122,6 +151,26 @@ def test_two_processes_train_as_one_with_their_global_batch(tmp_path, head):
     # everything written once, by the main process: no temporary left, one set of features
     assert not [p for p in os.listdir(two) if p.endswith(".tmp")]
     assert sorted(p for p in os.listdir(two) if p.endswith(".tf_record")) == ["eval.tf_record", "train.tf_record"]
+
+
+def test_a_run_resumes_with_more_processes_on_the_same_batches(tmp_path):
+    """Stopped with one process, resumed with two (the same global batch): the checkpoint's one RNG
+    state is no rank's, so the dropout streams start afresh, said once; the batches are the step's,
+    so the model is the uninterrupted run's (this config has no dropout)."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(_ner_args(tmp_path, full, "--train-batch-size", "4", "--grad-accum", "2")) == 0
+    assert main(_ner_args(tmp_path, part, "--train-batch-size", "4", "--grad-accum", "2", "--stop-at-step", "20")) == 0
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "bertdetr.cli", *_ner_args(tmp_path, part, "--train-batch-size", "4", "--resume")],
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("at step 20 with 2 processes (the checkpoint's run had 1: the same batches") == 1
+    a = BertForTokenClassification.from_pretrained(full / "model").state_dict()
+    b = BertForTokenClassification.from_pretrained(part / "model").state_dict()
+    for k in a:
+        if "pooler" not in k:
+            torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("flag", ["--bf16", "--fp16"])

@@ -29,8 +29,8 @@ from bertdetr.bert.finetuning.classifier_data import (
     features_to_tensors,
 )
 from bertdetr.bert.finetuning.clue_data import CLUE_PROCESSORS
-from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
-                                               schedule, setup, start_model, train_labelled)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, check_run_folder, eval_batches, features_output,
+                                               labelled_checkpoint, schedule, setup, start_model, train_labelled)
 from bertdetr.bert.finetuning.init_checkpoint import model_files, read_init_checkpoint, resolve_start
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
@@ -270,6 +270,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
     label_list = processor.get_labels()
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
+    check_run_folder(config.output_dir, "bert classify", env)  # before the features are written there
 
     examples = {}
     for wanted, name, get in ((config.do_train, "train", processor.get_train_examples),

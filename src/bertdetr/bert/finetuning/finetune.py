@@ -30,7 +30,8 @@ from bertdetr.training.checkpoint import latest_checkpoint, load_checkpoint
 from bertdetr.fileio import atomic_output
 from bertdetr.training.compiling import compile_mode_error
 from bertdetr.training.distributed import Distributed, data_parallel, main_then_share, set_rng_state
-from bertdetr.training.folder import FINETUNE_CONFIGS, RunLock, remove_run_files, remove_stale_temporaries, run_kind
+from bertdetr.training.folder import (BERT_PRETRAIN, FINETUNE_CONFIGS, RunLock, remove_run_files,
+                                      remove_stale_temporaries, run_kind)
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.profiling import StepProfiler, check_profile_steps
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, rank_rng_state, setup_process
@@ -136,6 +137,26 @@ class FinetuneConfig:
         require(not (self.resume and self.overwrite), "--resume and --overwrite: choose one")
 
 
+def _check_kind(output_dir: str, kind: str) -> None:
+    found = run_kind(output_dir) if os.path.isdir(output_dir) else None
+    if found is not None and found != kind:
+        hint = " (a pretraining run's model/ goes in --init-checkpoint)" if found == BERT_PRETRAIN else ""
+        raise BertDetrError(f"{output_dir} holds a `bertdetr {found}` run, not a `bertdetr {kind}` run: choose "
+                            f"another --output-dir{hint}")
+
+
+def check_run_folder(output_dir: str, kind: str, env: Distributed) -> None:
+    """Before a command writes its features into ``output_dir``: a folder that another process's run
+    holds, or that holds another kind of run, is refused, as ``start_model`` refuses it later, when
+    the features would already be written over theirs. (The lock is taken again by ``start_model``.)"""
+    def look() -> None:
+        if os.path.isfile(os.path.join(output_dir, RunLock.NAME)):  # (a folder no run has held has none)
+            RunLock(output_dir).release()
+        _check_kind(output_dir, kind)
+
+    main_then_share(env, look)
+
+
 def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str,
                    overwrite: bool = False) -> tuple[str, dict] | None:
     """The checkpoint a run starts from, as Google's estimator: without training, the latest one of
@@ -144,10 +165,7 @@ def run_checkpoint(output_dir: str, do_train: bool, resume: bool, kind: str,
     ``overwrite`` (the previous run's checkpoints, logs, metrics and model/ are deleted first).
     None: start from --init-checkpoint. A folder holding another kind of run (``kind``: "bert
     classify" or "bert squad"; a pretraining or DETR run) is refused, whatever the flags."""
-    found = run_kind(output_dir) if os.path.isdir(output_dir) else None
-    if found is not None and found != kind:
-        raise BertDetrError(f"{output_dir} holds a `bertdetr {found}` run, not a `bertdetr {kind}` run: choose "
-                            "another --output-dir (a pretraining run's model/ goes in --init-checkpoint)")
+    _check_kind(output_dir, kind)
     last = latest_checkpoint(output_dir)
     if not do_train and last:
         return last, load_checkpoint(last)
@@ -428,7 +446,7 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     step = 0
     torch.manual_seed(options.seed + 1 + env.rank)  # dropout: a stream per rank
     if run.resumed:
-        step = _resume(run, t, identity)
+        step = _resume(run, t, identity, options.seed)
     stop = num_train_steps if options.stop_at_step is None else min(options.stop_at_step, num_train_steps)
     check_profile_steps(options.profile_steps, "--profile-steps", num_train_steps)
     with run.logging(num_train_steps, step, desc, "step", options.progress) as log, \
@@ -477,9 +495,9 @@ def finetune(run: Run, model: nn.Module, make_batch: Callable[[Sequence[int]], d
     return step, export_model(model, os.path.join(options.output_dir, "model"), vocab_file, options.do_lower_case)
 
 
-def _resume(run: Run, t: Tuning, identity: dict) -> int:
+def _resume(run: Run, t: Tuning, identity: dict, seed: int) -> int:
     """Loads the checkpoint ``run`` resumes from into ``t``; returns its step."""
-    state = load_checkpoint(run.resumed_from)
+    state = run.load_resumed()
     # what checkpoints written before grad_accum and torchrun (global_batch) or heads' names (head) lack: not compared
     identity = {k: v for k, v in identity.items() if k in state or k not in ("global_batch", "head")}
     stored = {k: state.get(k) for k in identity}
@@ -493,8 +511,16 @@ def _resume(run: Run, t: Tuning, identity: dict) -> int:
         t.health.copy_(torch.tensor(state["health"], dtype=t.health.dtype))
     step = int(state["step"])
     run.rewind_scalars(step)
-    set_rng_state(rank_rng_state(state, run.env), t.device)
-    print(f"resuming from {run.resumed_from} at step {step}")
+    rng = rank_rng_state(state, run.env)
+    if rng is not None:
+        set_rng_state(rng, t.device)
+    else:  # (the batches depend on the step alone; the dropout streams start afresh, one per rank)
+        torch.manual_seed(seed + 1 + run.env.rank + step)
+    processes = len(state["rng"]) if isinstance(state["rng"], list) else None
+    if run.env.main:
+        print(f"resuming from {run.resumed_from} at step {step}" + (
+            f" with {run.env.world_size} processes (the checkpoint's run had {processes}: the same batches, "
+            "new dropout streams)" if rng is None else ""))
     return step
 
 

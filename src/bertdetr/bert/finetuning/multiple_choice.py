@@ -32,8 +32,8 @@ from bertdetr.bert.data.records import serialize_example, write_record
 from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning import chid_data
 from bertdetr.bert.finetuning.classifier import write_test_results
-from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
-                                               schedule, setup, start_model, train_labelled)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, check_run_folder, eval_batches, features_output,
+                                               labelled_checkpoint, schedule, setup, start_model, train_labelled)
 from bertdetr.bert.finetuning.init_checkpoint import (model_files, read_hf_config, read_init_checkpoint,
                                                       resolve_start)
 from bertdetr.bert.finetuning.multiple_choice_data import (c3_files, convert_swag_example, examples_to_tensors, read_c3,
@@ -229,6 +229,7 @@ def run_multiple_choice(config: MultipleChoiceConfig) -> dict:
     sets = _read_sets(config)
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
+    check_run_folder(config.output_dir, "bert multiple-choice", env)  # before the features are written there
     labels = [str(k) for k in range(config.num_choices)]  # CLUE's c3Processor.get_labels
     chid = sets if config.task == "chid" else {}  # CHID's answers are decoded from its examples' blanks
 

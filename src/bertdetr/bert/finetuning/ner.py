@@ -31,8 +31,8 @@ import torch
 
 from bertdetr.bert.data.records import serialize_example, write_record
 from bertdetr.bert.data.tokenization import FullTokenizer
-from bertdetr.bert.finetuning.finetune import (FinetuneConfig, eval_batches, features_output, labelled_checkpoint,
-                                               schedule, setup, start_model, train_labelled)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, check_run_folder, eval_batches, features_output,
+                                               labelled_checkpoint, schedule, setup, start_model, train_labelled)
 from bertdetr.bert.finetuning.init_checkpoint import (model_files, read_hf_config, read_init_checkpoint,
                                                       resolve_start)
 from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, TAG_PATTERN, NerWindow, Sentence, bert_extract_item,
@@ -379,6 +379,7 @@ def run_ner(config: NerConfig) -> dict:
     label_map = {} if head == "span" else {label: i for i, label in enumerate(label_list)}
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
+    check_run_folder(config.output_dir, "bert ner", env)  # before the features are written there
 
     summary: dict = {"labels": label_list, "head": head, "features": {}}
     windows: dict[str, list[NerWindow]] = {}

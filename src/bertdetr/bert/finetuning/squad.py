@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 import torch
 
 from bertdetr.bert.data.tokenization import BasicTokenizer, FullTokenizer
-from bertdetr.bert.finetuning.finetune import (HOST, FinetuneConfig, features_output, finetune, schedule, setup,
-                                               start_model)
+from bertdetr.bert.finetuning.finetune import (FinetuneConfig, HOST, check_run_folder, features_output, finetune,
+                                               schedule, setup, start_model)
 from bertdetr.bert.finetuning.init_checkpoint import model_files, read_init_checkpoint, resolve_start
 from bertdetr.bert.finetuning.cmrc_metrics import evaluate as cmrc_evaluate
 from bertdetr.bert.finetuning.squad_data import (
@@ -430,6 +430,7 @@ def run_squad(config: SquadConfig) -> dict:
                                           config.max_seq_length)
     tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
     check_writable(os.path.join(config.output_dir, "predictions.json"))
+    check_run_folder(config.output_dir, "bert squad", env)  # before the features are written there
     summary: dict = {"features": {}}
     train_squad, predict_squad = _read_squad_files(config, summary, env)
     train_data, eval_features = _write_squad_features(config, tokenizer, train_squad, predict_squad, summary, env)

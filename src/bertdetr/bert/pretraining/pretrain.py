@@ -39,7 +39,7 @@ from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, in
 from bertdetr.bert.weights import export_model
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
 from bertdetr.fileio import atomic_output, write_json
-from bertdetr.training.checkpoint import load_checkpoint, load_training_state
+from bertdetr.training.checkpoint import load_training_state
 from bertdetr.training.compiling import CUDA_GRAPH_MODES, compile_mode_error
 from bertdetr.training.distributed import Distributed, data_parallel, local_world_size, set_rng_state
 from bertdetr.training.folder import BERT_PRETRAIN
@@ -361,7 +361,7 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
     """Loads the checkpoint a resumed run continues from; returns (step, batches of this rank to
     skip). With the same processes and batch size the run continues exactly (each rank's RNG
     restored); with others, from the same number of sequences seen, the data re-dealt."""
-    state = load_checkpoint(run.resumed_from, map_location="cpu")
+    state = run.load_resumed(map_location="cpu")
     model.load_state_dict(state["model"])
     load_training_state(optimizer, scheduler, state)
     precision.load_state_dict(state.get("precision", {}))
