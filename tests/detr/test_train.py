@@ -225,7 +225,7 @@ def test_cli_make_shapes_train_eval_predict(tmp_path, capsys):
     assert main(["detr", "predict", "--checkpoint", model, str(tmp_path / "nope.png"), "--out", str(tmp_path / "p2")]) == 2
 
 
-def test_two_processes_with_torchrun(shapes, tmp_path):
+def test_two_processes_with_torchrun(shapes, tmp_path, capsys):
     path = _config(shapes, tmp_path, epochs=1, eval_every=1)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -236,6 +236,9 @@ def test_two_processes_with_torchrun(shapes, tmp_path):
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert state["iteration"] == 2  # 8 images / 2 ranks / batch 2
     assert "AP" in json.loads((tmp_path / "run" / "eval_metrics.json").read_text())
+    # one process goes on with the two's run, and says what changed
+    train_detr(load_train_setup(path, resume=True, epochs=2))
+    assert "resuming with 1 process(es), the checkpoint's run had 2: new random streams" in capsys.readouterr().out
 
 
 def test_save_best_keeps_and_exports_the_model_of_the_best_validation_ap(shapes, tmp_path, monkeypatch):

@@ -211,6 +211,13 @@ def _resume(t: DetrTraining) -> None:
     if int(state["world_size"]) == t.env.world_size:
         set_rng_state(state["rng"][t.env.rank], t.device)
     else:
+        if t.env.main and t.batch_in_epoch:
+            print(f"resuming with {t.env.world_size} process(es), the checkpoint's run had {state['world_size']}: "
+                  f"epoch {t.epoch} starts again from its first batch (its {t.batch_in_epoch} batches done are "
+                  "dealt otherwise now), with new random streams")
+        elif t.env.main:
+            print(f"resuming with {t.env.world_size} process(es), the checkpoint's run had {state['world_size']}: "
+                  "new random streams")
         t.batch_in_epoch = 0
 
 

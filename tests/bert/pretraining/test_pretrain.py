@@ -191,7 +191,7 @@ def _torchrun(nproc, args, tmp_path):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
-def test_two_processes_with_torchrun_then_resume_with_one(records, tmp_path):
+def test_two_processes_with_torchrun_then_resume_with_one(records, tmp_path, capsys):
     cfg = tmp_path / "bert_config.json"
     cfg.write_text(json.dumps(TINY))
     args = ["bert", "pretrain", "--input-file", records[0], "--output-dir", str(tmp_path / "run"),
@@ -207,6 +207,8 @@ def test_two_processes_with_torchrun_then_resume_with_one(records, tmp_path):
         f"steps-1-2-rank{r}.{ext}" for r in (0, 1) for ext in ("json.gz", "txt")]
     assert "rank 1 of 2" in (tmp_path / "run" / "profile" / "steps-1-2-rank1.txt").read_text()
     assert main(args + ["--resume"]) == 0  # one process continues the two-process run
+    assert ("resuming with 1 process(es) of batch 2 x 1 (the checkpoint's run: 2 of 2 x 1): a global batch of "
+            "2 sequences (was 4), the data dealt again from the 8 sequences seen") in capsys.readouterr().out
     assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])["step"] == 4
     assert len(_losses(tmp_path / "run")) == 4
 

@@ -374,6 +374,12 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
         return step, step * config.grad_accum
     seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
     torch.manual_seed(config.seed + env.rank + step)
+    if env.main:  # (a changed batch_size alone is in the changed settings; the processes are not settings)
+        before = int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
+        print(f"resuming with {env.world_size} process(es) of batch {config.batch_size} x {config.grad_accum} "
+              f"(the checkpoint's run: {state['world_size']} of {state['batch_size']} x {state['grad_accum']}): "
+              f"a global batch of {config.batch_size * config.grad_accum * env.world_size} sequences (was {before}), "
+              f"the data dealt again from the {seen} sequences seen, new dropout streams")
     return step, seen // (config.batch_size * env.world_size)
 
 
