@@ -36,6 +36,7 @@ from torch import nn
 
 from bertdetr.bert.head_weights import (
     CLASSIFIER_WEIGHT,
+    CRF_NAMES,
     SPAN_START_WEIGHT,
     SQUAD_WEIGHT,
     has_crf,
@@ -53,8 +54,8 @@ from bertdetr.bert.head_weights import (
     save_token_classifier,
     token_classifier_labels,
 )
-from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
-from bertdetr.bert.weights import WeightsError, read_labels, read_pretrained
+from bertdetr.bert.model import BertConfig, BertModel, build_bert_model, check_tensors
+from bertdetr.bert.weights import WeightsError, pretrained_loader, read_labels, read_pretrained
 from bertdetr.errors import BertDetrError
 from bertdetr.nn.crf import CRF
 
@@ -122,6 +123,7 @@ class BertForSequenceClassification(_LabelledHead):
     def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, label_ids: torch.Tensor | None = None,
                 is_real_example: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        check_tensors(input_ids=input_ids)  # (read here before BertModel checks it)
         # Asking for position 0 ([CLS], read by the pooler anyway) is the smallest request that
         # makes BertModel skip the rest of the last layer.
         cls = input_ids.new_zeros(input_ids.shape[0], 1)
@@ -136,6 +138,7 @@ class BertForSequenceClassification(_LabelledHead):
         return out
 
     @classmethod
+    @pretrained_loader
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForSequenceClassification":
         """Loads a HF-format ``BertForSequenceClassification`` directory, saved by transformers or by
         ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error."""
@@ -207,6 +210,7 @@ class BertForQuestionAnswering(nn.Module):
         return out
 
     @classmethod
+    @pretrained_loader
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForQuestionAnswering":
         """Loads a HF-format ``BertForQuestionAnswering`` directory (``qa_outputs``), saved by
         transformers or by ``save_pretrained``; a directory without the span head is an error."""
@@ -262,6 +266,7 @@ class BertForTokenClassification(_LabelledHead):
         return out
 
     @classmethod
+    @pretrained_loader
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForTokenClassification":
         """Loads a HF-format ``BertForTokenClassification`` directory, saved by transformers or by
         ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error.
@@ -274,6 +279,11 @@ class BertForTokenClassification(_LabelledHead):
         if not is_token_classifier(found.hf_config, found.state):
             raise WeightsError(f"{found.source} is not a BertForTokenClassification (no token classifier); "
                                "fine-tune it with bertdetr bert ner --init-checkpoint")
+        if issubclass(cls, BertCrfForNer) and not has_crf(found.state):
+            # random transitions would decode silently otherwise (BertSpanForNer refuses alike)
+            raise WeightsError(f"{found.source} has no CRF ({', '.join(CRF_NAMES)}): a plain token classifier, "
+                               "not a BertCrfForNer; load it with BertForTokenClassification, or fine-tune a CRF "
+                               "with bertdetr bert ner --crf --init-checkpoint")
         labels = token_classifier_labels(path, found.hf_config or None, found.state)
         # a directory with a CRF (bert ner --crf) is a BertCrfForNer whichever class reads it, so
         # that what predicts with it decodes with its CRF
@@ -449,6 +459,7 @@ class BertSpanForNer(nn.Module):
         return out
 
     @classmethod
+    @pretrained_loader
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertSpanForNer":
         """Loads a folder saved by ``save_pretrained`` or by CLUENER's ``run_ner_span.py`` (no label
         names: CLUENER's span labels, with a warning)."""
@@ -504,6 +515,9 @@ class BertForMultipleChoice(nn.Module):
 
     def forward(self, *, input_ids: torch.Tensor, input_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, label_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        check_tensors(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)
+        if input_ids.dim() != 3:
+            raise BertDetrError(f"input_ids must be [batch, choices, seq_length], got shape {list(input_ids.shape)}")
         B, C, T = input_ids.shape
         flat = input_ids.reshape(B * C, T)
         # Only the pooled [CLS] vector is read: the last layer is computed at [CLS] alone.
@@ -517,6 +531,7 @@ class BertForMultipleChoice(nn.Module):
         return out
 
     @classmethod
+    @pretrained_loader
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None,
                         num_choices: int = 4) -> "BertForMultipleChoice":
         """Loads a HF-format ``BertForMultipleChoice`` directory, saved by transformers or by

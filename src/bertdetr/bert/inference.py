@@ -10,7 +10,6 @@ so the text is split on the literal ``[MASK]`` first and the mask id is put betw
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Iterable
@@ -20,6 +19,7 @@ import torch
 
 from bertdetr.bert.model import BertForPreTraining
 from bertdetr.bert.data.tokenization import FullTokenizer, tokenizer_json_vocab
+from bertdetr.bert.weights import read_json_object, saved_do_lower_case
 from bertdetr.errors import BertDetrError
 
 MASK = "[MASK]"
@@ -28,20 +28,48 @@ MASK = "[MASK]"
 def _is_detr_folder(model_dir: str) -> bool:
     """Whether ``model_dir``'s config.json is a DETR's (ours: a ``bbox_head``; transformers': its
     ``model_type``), for the error that names it."""
-    import json
-
-    try:
-        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return isinstance(d, dict) and ("bbox_head" in d or d.get("model_type") == "detr")
+    d = read_json_object(os.path.join(model_dir, "config.json"))
+    return "bbox_head" in d or d.get("model_type") == "detr"
 
 
 def load_tokenizer(model_dir: str | os.PathLike) -> FullTokenizer:
     """The FullTokenizer of a model directory (vocab.txt; do_lower_case from tokenizer_config.json,
-    default True as Google's uncased models)."""
-    model_dir = os.fspath(model_dir)
+    default True as Google's uncased models). A folder whose tokenizer transformers would run
+    otherwise is refused (``refuse_unhonoured_settings``), rather than read with other tokens."""
+    tokenizer = _read_tokenizer(os.fspath(model_dir))
+    refuse_unhonoured_settings(os.fspath(model_dir), tokenizer)
+    return tokenizer
+
+
+def refuse_unhonoured_settings(model_dir: str, tokenizer: FullTokenizer) -> None:
+    """Raises ``BertDetrError`` naming the setting where transformers' tokenizer of the folder
+    (``tokenizer_config.json``, else ``tokenizer.json``'s normalizer; its added tokens) would give
+    other tokens than Google's ``FullTokenizer`` here, which strips accents exactly when it
+    lowercases, splits every CJK character, and knows its vocabulary's tokens only. Honouring them
+    would mean another tokenizer; refusing keeps the tokens equal to transformers' where it loads."""
+    config = read_json_object(os.path.join(model_dir, "tokenizer_config.json"))
+    fast = read_json_object(os.path.join(model_dir, "tokenizer.json"))
+    normalizer = fast.get("normalizer") if isinstance(fast.get("normalizer"), dict) else {}
+    strip = config.get("strip_accents", normalizer.get("strip_accents"))
+    if strip is not None and bool(strip) != tokenizer.do_lower_case:  # (None: as the lowercasing, Google's)
+        raise BertDetrError(f"{model_dir}: its tokenizer has strip_accents={strip} with do_lower_case="
+                            f"{tokenizer.do_lower_case}; Google's tokenizer here strips accents exactly when it "
+                            "lowercases, so its tokens would differ from transformers': not read")
+    if config.get("tokenize_chinese_chars", normalizer.get("handle_chinese_chars", True)) is False:
+        raise BertDetrError(f"{model_dir}: its tokenizer has tokenize_chinese_chars=False; Google's tokenizer here "
+                            "always splits CJK characters, so its tokens would differ from transformers': not read")
+    decoder = config.get("added_tokens_decoder") if isinstance(config.get("added_tokens_decoder"), dict) else {}
+    added = [*read_json_object(os.path.join(model_dir, "added_tokens.json")),
+             *(t.get("content") for t in decoder.values() if isinstance(t, dict)),
+             *(t.get("content") for t in fast.get("added_tokens") or [] if isinstance(t, dict))]
+    missing = sorted({t for t in added if isinstance(t, str) and t not in tokenizer.vocab})
+    if missing:
+        raise BertDetrError(f"{model_dir}: its tokenizer has added tokens outside vocab.txt ({', '.join(missing[:5])}"
+                            f"{', ...' if len(missing) > 5 else ''}: tokenizer.add_tokens); Google's tokenizer here "
+                            "reads its vocabulary only: not read")
+
+
+def _read_tokenizer(model_dir: str) -> FullTokenizer:
     if not os.path.isdir(model_dir):
         raise BertDetrError(f"model directory not found: {model_dir}")
     vocab = os.path.join(model_dir, "vocab.txt")
@@ -59,12 +87,8 @@ def load_tokenizer(model_dir: str | os.PathLike) -> FullTokenizer:
             raise BertDetrError(f"{model_dir} holds a DETR checkpoint, not a BERT model (bertdetr.detr's "
                                 "init_detector and pipeline read it)")
         raise BertDetrError(f"{model_dir} has no vocab.txt: a model directory needs its vocabulary")
-    lower = True
-    cfg = os.path.join(model_dir, "tokenizer_config.json")
-    if os.path.isfile(cfg):
-        with open(cfg, encoding="utf-8") as f:
-            lower = bool(json.load(f).get("do_lower_case", True))
-    return FullTokenizer(vocab, do_lower_case=lower)
+    lower = saved_do_lower_case(model_dir)
+    return FullTokenizer(vocab, do_lower_case=True if lower is None else lower)
 
 
 def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[BertForPreTraining, FullTokenizer]:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertdetr.bert.data.records import PRETRAINING_FEATURES  # forward's keyword arguments
-from bertdetr.bert.weights import load_state_into, read_pretrained, save_pretrained
+from bertdetr.bert.weights import load_state_into, pretrained_loader, read_pretrained, save_pretrained
 from bertdetr.errors import BertDetrError, require_field_types
 from bertdetr.nn.transformer import (
     FeedForward,
@@ -373,8 +373,18 @@ def _check_shape(name: str, t: torch.Tensor, shape: tuple[int, ...], of: str) ->
         raise BertDetrError(f"{name} has shape {list(t.shape)}, expected {list(shape)} (as {of})")
 
 
+def check_tensors(**inputs) -> None:
+    """Each of ``inputs`` (by its argument name) a tensor or None: a list of ids (what a tokenizer
+    gives without return_tensors="pt") is a TypeError naming it, not an AttributeError from inside."""
+    for name, value in inputs.items():
+        if value is not None and not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor (e.g. torch.tensor([ids])), got {type(value).__name__}")
+
+
 def _check_encoder_shapes(config: BertConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
                           attention_mask: torch.Tensor | None, output_positions: torch.Tensor | None) -> None:
+    check_tensors(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask,
+                  output_positions=output_positions)
     if input_ids.dim() != 2:
         raise BertDetrError(f"input_ids must be [batch, seq_length], got shape {list(input_ids.shape)}")
     _check_integer("input_ids", input_ids)
@@ -496,6 +506,7 @@ class BertModel(nn.Module):
         return last(x, attn_mask=attention_mask, query_index=query_index)
 
     @classmethod
+    @pretrained_loader
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertModel":
         """Loads a HF-format directory (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
         found = read_pretrained(path, BertConfig, config)
@@ -562,6 +573,7 @@ class BertForPreTraining(nn.Module):
         check_pretraining_features(self.config, features)
 
     @classmethod
+    @pretrained_loader
     def from_pretrained(cls, path: str | os.PathLike, config: BertConfig | None = None) -> "BertForPreTraining":
         """Loads a HF-format directory; heads missing from an encoder-only checkpoint are
         initialised as Google's (with a warning)."""

@@ -21,6 +21,7 @@ reported in a warning and skipped.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -35,6 +36,7 @@ from safetensors import SafetensorError
 
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
+from bertdetr.training.precision import inference_dtype
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -267,13 +269,35 @@ def read_pretrained(path: str | os.PathLike, config_class, config=None) -> Pretr
                 hint = " (a Google TF release? convert it first: bertdetr bert convert --tf-checkpoint DIR/bert_model.ckpt)"
             raise WeightsError(f"no {CONFIG} in {path}{hint}")
         config = config_class.from_json_file(config_file)
-        hf_config = _read_json(config_file)
+        hf_config = read_json_object(config_file)
     state, source = read_hf_weights(path)
     return Pretrained(config, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source,
                       hf_config)
 
 
-def _read_json(path: str) -> dict:
+def pretrained_loader(load):
+    """Wraps a model class's ``from_pretrained(cls, path, ...)`` (under ``@classmethod``) into
+    transformers': the model comes back in eval mode (dropout off, so that two calls give the same
+    outputs; training code calls ``.train()`` itself), cast to ``dtype`` (or the older
+    ``torch_dtype``: torch.bfloat16/float16 or its name; float32, "auto" and None keep float32), and
+    a ``path`` that is not a folder name is a TypeError naming it, not one from deep in ``os``."""
+
+    @functools.wraps(load)
+    def from_pretrained(cls, path, *args, dtype=None, torch_dtype=None, **kwargs):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{cls.__name__}.from_pretrained: path must be a folder (a str or os.PathLike), "
+                            f"got {type(path).__name__} {path!r:.60}")
+        cast = inference_dtype(dtype if dtype is not None else torch_dtype)
+        model = load(cls, path, *args, **kwargs)
+        if cast is not None:
+            model.to(cast)
+        return model.eval()
+
+    return from_pretrained
+
+
+def read_json_object(path: str) -> dict:
+    """A JSON file's object ({} when it is missing, unreadable, or not an object)."""
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
@@ -288,7 +312,7 @@ def read_labels(directory: str | os.PathLike | None, num_labels: int | None = No
     directory's ``config.json``. With ``num_labels`` every id gets a name (transformers' ``LABEL_i``
     where the config has none); without, None when the config names no labels (or is missing)."""
     if hf_config is None:
-        hf_config = _read_json(os.path.join(os.fspath(directory), CONFIG)) if directory else {}
+        hf_config = read_json_object(os.path.join(os.fspath(directory), CONFIG)) if directory else {}
     id2label = hf_config.get("id2label") or {}
     if not isinstance(id2label, dict):
         id2label = {}
@@ -349,7 +373,7 @@ def saved_do_lower_case(directory: str | os.PathLike | None) -> bool | None:
         return None
     config = os.path.join(directory, "tokenizer_config.json")
     if os.path.isfile(config):
-        found = _read_json(config).get("do_lower_case")
+        found = read_json_object(config).get("do_lower_case")
         if isinstance(found, bool):
             return found
     if os.path.isfile(os.path.join(directory, "tokenizer.json")):

@@ -40,6 +40,7 @@ from bertdetr.detr.data.pipelines import PreparedImage, check_pipeline, prepare_
 from bertdetr.detr.model import DETR
 from bertdetr.detr.predict import batches_of_one_size, check_count, detect_prepared, image_loader
 from bertdetr.detr.visualize import draw_detections
+from bertdetr.devices import parse_device
 from bertdetr.errors import BertDetrError
 from bertdetr.training.precision import autocast_to, inference_dtype
 
@@ -99,20 +100,17 @@ class Detections:
                           [self.category_ids[i] for i in pick], self.image)
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: str | os.PathLike | None = None,
-                  device: str | torch.device | None = None, test_size: int | None = None, max_size: int | None = None,
-                  pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS) -> Detector:
+                  device: str | int | torch.device | None = None, test_size: int | None = None,
+                  max_size: int | None = None, pipeline: str | None = None, max_pixels: int | None = MAX_PIXELS) -> Detector:
     """A detector from our checkpoint folder (``init_detector("detr-r50/")``), or from an mmdet
     config file and its checkpoint, as mmdet's ``init_detector(config, checkpoint)`` (converted in
     memory: mmdet's test pipeline and scale, the class names its meta keeps, else COCO's 80), or
     from an mmdet checkpoint alone (``init_detector(None, checkpoint)``: the config its meta keeps).
-    ``device``: default the GPU when there is one. ``pipeline``, ``test_size``, ``max_size``: other
+    ``device``: default the GPU when there is one; -1 the CPU, k the k-th GPU, as transformers'
+    (``bertdetr.devices.parse_device``). ``pipeline``, ``test_size``, ``max_size``: other
     than the checkpoint's (``pipeline.json``, as ``detr train`` and ``detr convert`` record them)."""
-    device = _pick_device(device)
+    device = parse_device(device)  # (BERT's pipelines read it alike: bertdetr.devices)
     if config_or_checkpoint is None and checkpoint is None:
         raise BertDetrError("give a checkpoint folder, an mmdet config and its checkpoint, or a checkpoint whose "
                             "meta keeps its config")
@@ -298,7 +296,7 @@ def _check_threshold(threshold) -> float:
 
 
 def pipeline(task: str, model: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-             device: str | torch.device | None = None, threshold: float = 0.5, batch_size: int = 1,
+             device: str | int | torch.device | None = None, threshold: float = 0.5, batch_size: int = 1,
              dtype: torch.dtype | str | None = None, torch_dtype: torch.dtype | str | None = None,
              num_workers: int = 0, **init_options) -> ObjectDetectionPipeline:
     """transformers' ``pipeline("object-detection", model=...)`` on our checkpoint folder or an

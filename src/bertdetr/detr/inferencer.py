@@ -50,7 +50,7 @@ class DetInferencer:
     ``max_size``, ``max_pixels``)."""
 
     def __init__(self, model: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
-                 device: str | None = None, show_progress: bool = True, font: str | os.PathLike | None = None,
+                 device: str | int | None = None, show_progress: bool = True, font: str | os.PathLike | None = None,
                  **init_options):
         unknown = sorted(set(init_options) - {"pipeline", "test_size", "max_size", "max_pixels"})
         if unknown:

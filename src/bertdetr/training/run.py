@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
 from typing import Callable, Iterator
 
 import torch
@@ -51,6 +50,7 @@ from bertdetr.training.folder import (
     resume_changes,
     settle_run_folder,
 )
+from bertdetr.training.stop_signals import stop_signals_handled
 from bertdetr.training.scalars import ScalarLog, drop_rows_after, plot_curves, tensorboard_writer
 from bertdetr.training.host_memory import keep_freed_memory
 from bertdetr.training.threads import set_num_threads
@@ -247,10 +247,6 @@ class Run:
         """SIGTERM and SIGINT set ``stop_signal`` (a second SIGINT interrupts at once); the handlers
         before are back afterwards. Signals reach Python's main thread only: elsewhere, nothing is
         installed."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
         def handler(signum, _frame):
             if self.stop_signal == signal.SIGINT and signum == signal.SIGINT:
                 raise KeyboardInterrupt
@@ -259,12 +255,8 @@ class Run:
                 print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint"
                       + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""), flush=True)
 
-        before = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_signals_handled(handler):
             yield
-        finally:
-            for s, h in before.items():
-                signal.signal(s, h)
 
     def stop_requested(self, device: torch.device, agree: bool = True) -> bool:
         """Whether a signal asked the run to stop. One process: at once. Several: only when

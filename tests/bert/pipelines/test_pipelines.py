@@ -97,8 +97,8 @@ def test_text_classification(folders):
         ours(TEXTS[1], function_to_apply="tanh")
     with pytest.raises(BertDetrError, match="top_k must be an integer or None"):
         ours(TEXTS[1], top_k="all")
-    with pytest.raises(BertDetrError, match="takes top_k, function_to_apply and batch_size, not truncation"):
-        ours(TEXTS[1], truncation=True)
+    with pytest.raises(BertDetrError, match="takes top_k, function_to_apply, truncation and batch_size, not padding"):
+        ours(TEXTS[1], padding=True)
 
 
 def test_unknown_task_option_and_wrong_model(folders):
@@ -106,7 +106,7 @@ def test_unknown_task_option_and_wrong_model(folders):
         pipeline("summarization", folders["fill-mask"])
     with pytest.raises(BertDetrError, match="fill-mask takes top_k, targets, batch_size, dtype, not tokp"):
         pipeline("fill-mask", folders["fill-mask"], device="cpu", tokp=3)
-    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, batch_size, dtype, not top_k"):
+    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, truncation, batch_size, dtype, not top_k"):
         pipeline("feature-extraction", folders["fill-mask"], device="cpu", top_k=3)
     with pytest.raises(BertDetrError, match="not a BertForTokenClassification"):
         pipeline("token-classification", folders["text-classification"], device="cpu")
@@ -196,3 +196,40 @@ def test_text_classification_reads_the_problem_type(tmp_path, problem_type, labe
         assert got[0]["score"] == pytest.approx(logit, rel=1e-4, abs=1e-6)
     else:
         assert sum(row["score"] for row in got) != pytest.approx(1.0, abs=1e-3)  # not a softmax
+
+
+@pytest.mark.parametrize("task", ["feature-extraction", "text-classification"])
+def test_truncation_as_transformers_takes_it(folders, task):
+    """transformers' text-classification and feature-extraction take the tokenizer's truncation=;
+    ours always cut to the model's length: True is that, a no-op; False would be ignored, so refused."""
+    ours = pipeline(task, folders[task], device="cpu", truncation=True)
+    close(ours(TEXTS[1], truncation=True), hf_pipeline(task, folders[task])(TEXTS[1], truncation=True))
+    long_text = "a long text " * 100   # longer than the model's 128 positions: cut either way
+    assert ours(long_text, truncation=True) == ours(long_text)
+    assert ours(TEXTS[1], truncation="longest_first") == ours(TEXTS[1])
+    with pytest.raises(BertDetrError, match=rf"{task}: truncation=False is not taken: a text is always cut"):
+        ours(TEXTS[1], truncation=False)
+    with pytest.raises(BertDetrError, match="truncation='only_second' is not taken"):
+        pipeline(task, folders[task], device="cpu", truncation="only_second")
+
+
+def test_an_unknown_call_option_is_a_bertdetr_error_in_every_pipeline(folders):
+    with pytest.raises(BertDetrError, match="feature-extraction takes return_tensors, truncation and batch_size, "
+                                            "not top_k"):
+        pipeline("feature-extraction", folders["feature-extraction"], device="cpu")(TEXTS[1], top_k=3)
+    with pytest.raises(BertDetrError, match="fill-mask takes top_k, targets and batch_size, not truncation"):
+        pipeline("fill-mask", folders["fill-mask"], device="cpu")("a [MASK] film", truncation=True)
+
+
+def test_devices_as_transformers(folders, monkeypatch):
+    """The device as transformers' pipeline reads it (bertdetr.devices, DETR's API too): -1 the CPU;
+    a GPU that is not there, a name torch does not know, a bool: clear errors before loading."""
+    ours = pipeline("feature-extraction", folders["feature-extraction"], device=-1)
+    assert next(ours.model.parameters()).device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, error, match in ((0, BertDetrError, "device 0 is a GPU, and torch sees none"),
+                                 ("cuda", BertDetrError, "device 'cuda' is a GPU, and torch sees none"),
+                                 ("gpu", BertDetrError, "device 'gpu' is not a device torch knows"),
+                                 (True, TypeError, "device must be None, an int .* got bool")):
+        with pytest.raises(error, match=match):
+            pipeline("feature-extraction", folders["feature-extraction"], device=device)

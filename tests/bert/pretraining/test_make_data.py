@@ -168,3 +168,31 @@ def test_cli_boolean_flags(tmp_path, capsys):
     assert exit_info.value.code == 2
     out = capsys.readouterr().out
     assert "1 input file(s): 3 documents" in out
+
+
+def test_a_stopped_make_data_ends_its_workers(tmp_path):
+    """SIGTERM to the command (a scheduler's stop) ends its worker processes with it: nothing is
+    written after it exits 143 saying so (its workers used to go on writing files)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    books = pathlib.Path(make_data.__file__).parents[2] / "data" / "pd_books.txt"
+    (tmp_path / "in").mkdir()
+    for i in range(4):
+        (tmp_path / "in" / f"part{i}.txt").write_text(books.read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "bertdetr.cli", "bert", "make-data", "--input-file",
+                             str(tmp_path / "in" / "*.txt"), "--output-file", str(out / "{index}.tfrecord"),
+                             "--vocab-file", VOCAB, "--dupe-factor", "50", "--workers", "2", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # until a worker is writing (its temporary file)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "stopped by SIGTERM: the output files finished so far are whole" in err, err
+    after = sorted(os.listdir(out))
+    time.sleep(2)
+    assert sorted(os.listdir(out)) == after  # no worker left writing

@@ -44,19 +44,12 @@ from bertdetr.bert.pipelines.fill_mask import FillMaskPipeline
 from bertdetr.bert.pipelines.question_answering import QuestionAnsweringPipeline
 from bertdetr.bert.pipelines.text_classification import TextClassificationPipeline
 from bertdetr.bert.pipelines.token_classification import AGGREGATIONS, TokenClassificationPipeline
+from bertdetr.devices import parse_device
 from bertdetr.errors import BertDetrError
 
 __all__ = ["pipeline", "TASKS", "AGGREGATIONS"]
 
 TASKS = ("fill-mask", "feature-extraction", "text-classification", "token-classification", "question-answering")
-
-
-def _device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(device, int):
-        return torch.device("cpu") if device < 0 else torch.device("cuda", device)
-    return torch.device(device)
 
 
 _PIPELINES = {"fill-mask": FillMaskPipeline, "feature-extraction": FeatureExtractionPipeline,
@@ -83,7 +76,7 @@ def pipeline(task: str, model: str | os.PathLike, device=None, **kwargs):
         raise BertDetrError(f"{task} takes {', '.join(takes + ['batch_size', 'dtype'])}, not {', '.join(unknown)}")
     batch_size = check_batch_size(kwargs.pop("batch_size", 1))
     dtype = _dtype(kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None))
-    made = cls(os.fspath(model), _device(device), **kwargs)
+    made = cls(os.fspath(model), parse_device(device), **kwargs)
     made.batch_size = batch_size
     if dtype is not None:
         made.model.to(dtype)

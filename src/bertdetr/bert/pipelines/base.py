@@ -52,6 +52,16 @@ def check_batch_size(batch_size) -> int:
     return batch_size
 
 
+def check_truncation(task: str, truncation) -> None:
+    """transformers' ``truncation=`` (its tokenizer's, taken by its text-classification and
+    feature-extraction pipelines). Ours always cut a text (a pair longest first) to the model's
+    positions, which is transformers' ``truncation=True`` ("longest_first"): that is taken, as a
+    no-op; anything else would be ignored silently, so it is refused."""
+    if truncation is not True and truncation != "longest_first":
+        raise BertDetrError(f"{task}: truncation={truncation!r} is not taken: a text is always cut to the model's "
+                            "length (transformers' truncation=True or \"longest_first\")")
+
+
 class Pipeline:
     """A task's pipeline, as transformers' are built: each input encoded (``encode``), the model run
     on them ``batch_size`` at a time (``forward_batches``), each output post-processed. ``self.model``

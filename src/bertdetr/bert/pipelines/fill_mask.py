@@ -85,7 +85,9 @@ class FillMaskPipeline(Pipeline):
         return out[0] if len(out) == 1 else out
 
     def __call__(self, inputs, top_k: int | None = None, targets: str | Sequence[str] | None = None,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, **unknown):
+        if unknown:  # a BertDetrError as the other pipelines', not Python's TypeError
+            raise BertDetrError(f"{self.task} takes top_k, targets and batch_size, not {', '.join(sorted(unknown))}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise BertDetrError(f"top_k must be an integer >= 1, got {top_k!r}")
         batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, softmax
+from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, check_truncation, softmax
 from bertdetr.errors import BertDetrError
 
 
@@ -14,11 +14,14 @@ class TextClassificationPipeline(Pipeline):
     folder's ``problem_type`` as transformers reads it), or with ``top_k`` (an int, or None for all) the labels by score;
     ``function_to_apply`` "softmax", "sigmoid" or "none" (the logits). A pair as ``{"text",
     "text_pair"}``. Its return shapes, quirks included: without ``top_k`` in the call a text gives
-    ``[{"label", "score"}]``, a pair or a list one dict each; with it a text gives its list of dicts."""
+    ``[{"label", "score"}]``, a pair or a list one dict each; with it a text gives its list of dicts.
+    ``truncation``: True only (``check_truncation``)."""
 
     task = "text-classification"
 
-    def __init__(self, model_dir, device, top_k: int | None | str = "", function_to_apply: str | None = None):
+    def __init__(self, model_dir, device, top_k: int | None | str = "", function_to_apply: str | None = None,
+                 truncation: bool | str = True):
+        check_truncation(self.task, truncation)
         super().__init__(model_dir, device)
         from bertdetr.bert.heads import BertForSequenceClassification
 
@@ -43,10 +46,11 @@ class TextClassificationPipeline(Pipeline):
         raise BertDetrError(f"function_to_apply must be softmax, sigmoid or none, got {function_to_apply!r}")
 
     def __call__(self, inputs, **kwargs):
-        unknown = set(kwargs) - {"top_k", "function_to_apply", "batch_size"}
+        unknown = set(kwargs) - {"top_k", "function_to_apply", "truncation", "batch_size"}
         if unknown:
-            raise BertDetrError("text-classification takes top_k, function_to_apply and batch_size, not "
+            raise BertDetrError("text-classification takes top_k, function_to_apply, truncation and batch_size, not "
                                 f"{', '.join(sorted(unknown))}")
+        check_truncation(self.task, kwargs.get("truncation", True))
         top_k = kwargs.get("top_k", self.top_k)
         how = kwargs.get("function_to_apply", self.function_to_apply)
         self.apply(np.zeros(2, np.float32), how)  # a bad function fails before the model runs

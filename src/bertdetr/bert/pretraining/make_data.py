@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import queue as queue_mod
 import random
+import signal
 import string
 import sys
 import time
@@ -41,8 +42,9 @@ from bertdetr.bert.pretraining.create_pretraining_data import (
 from bertdetr.bert.pretraining.chinese_ref import make_marks, mostly_cjk
 from bertdetr.bert.pretraining.roberta import DynamicRecordEncoder
 from bertdetr.bert.pretraining.features import ExampleEncoder
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, Preempted
 from bertdetr.fileio import check_not_an_input, check_writable, expand_inputs
+from bertdetr.training.stop_signals import stop_signals_handled
 
 __all__ = ["MakeDataSummary", "shard_seed", "plan_outputs", "process_shard", "make_pretraining_data"]
 
@@ -330,9 +332,14 @@ def _plan_ref_files(inputs: Sequence[str], ref_file: Optional[str],
 _QUEUE = None
 
 
-def _init_worker(q) -> None:
-    global _QUEUE
-    _QUEUE = q
+_PARENT: int | None = None
+
+
+def _init_worker(q, parent: int) -> None:
+    global _QUEUE, _PARENT
+    _QUEUE, _PARENT = q, parent
+    # a stop is the parent's to act on (it ends the pool): Ctrl-C reaches the whole process group
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker(task: _ShardTask) -> MakeDataSummary:
@@ -345,6 +352,8 @@ def _worker(task: _ShardTask) -> MakeDataSummary:
         pending[1] += ndocs
         pending[2] += ninst
         if time.monotonic() - last[0] > 0.2:
+            if os.getppid() != _PARENT:  # the command was killed (kill -9): no one waits for this file
+                os._exit(1)
             q.put(tuple(pending))
             pending[:] = [0, 0, 0]
             last[0] = time.monotonic()
@@ -355,11 +364,24 @@ def _worker(task: _ShardTask) -> MakeDataSummary:
     return result
 
 
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterable[None]:
+    """SIGTERM (a scheduler's stop) and SIGINT raise ``Preempted`` in the parent, so that leaving the
+    pool's ``with`` ends its workers rather than leaving them writing after the command is gone."""
+    def stop(signum, _frame):
+        raise Preempted(f"stopped by {signal.Signals(signum).name}: the output files finished so far are whole "
+                        "(each renamed into place once complete), the others not written; the same command "
+                        "makes them", signum)
+
+    with stop_signals_handled(stop):
+        yield
+
+
 def _run_parallel(tasks: list, workers: int, report: ProgressFn) -> list[MakeDataSummary]:
     # spawn, not fork: the parent may hold threads (tqdm's monitor) and large objects.
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(q,)) as pool:
+    with _stopped_by_signals(), ctx.Pool(workers, initializer=_init_worker, initargs=(q, os.getpid())) as pool:
         pending = [(k, pool.apply_async(_worker, (t,))) for k, t in enumerate(tasks)]
         results: list = [None] * len(tasks)
         while pending:
