@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bertdetr.cli import main
@@ -51,6 +52,11 @@ def test_inference_equals_predict_for_paths_arrays_and_pil_images(setup):
     assert detector.pipeline == "mmdet" and len(detector.class_names) == 5
     results = inference_detector(detector, paths)
     assert isinstance(results, list) and len(results) == 2
+    # mmdet 3's way of reading a result: pred_instances, tensors, indexed as its InstanceData
+    pred = results[0].pred_instances
+    assert torch.equal(pred.bboxes, torch.from_numpy(results[0].boxes)) and pred.labels.dtype == torch.int64
+    kept = pred[pred.scores > 0.3]
+    assert len(kept) == int((results[0].scores > 0.3).sum()) and len(pred[0]) == 1
     got = [r for path, det in zip(paths, results) for r in _coco(path, det, detector.category_ids)]
     assert _same(got, expected)
     # a BGR array (as cv2.imread gives it), with an alpha channel, and a PIL image of the same

@@ -60,6 +60,7 @@ def test_pictures_arrays_folders_and_options(setup, tmp_path, capsys):
     none_drawn = inferencer(paths[0], return_vis=True, pred_score_thr=1.01)["visualization"][0]
     all_drawn = inferencer(paths[0], return_vis=True, pred_score_thr=0.0)["visualization"][0]
     assert none_drawn.shape == all_drawn.shape and not np.array_equal(all_drawn, none_drawn)
+    assert all_drawn.shape == plain.shape  # at the image's own size, as mmdet's visualizer draws
     # a folder: its image files in name order; return_datasamples: Detections; print_result
     photos = tmp_path / "photos"
     photos.mkdir()

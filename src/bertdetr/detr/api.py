@@ -44,7 +44,7 @@ from bertdetr.devices import parse_device
 from bertdetr.errors import BertDetrError
 from bertdetr.training.precision import autocast_to, inference_dtype
 
-__all__ = ["Detector", "Detections", "init_detector", "inference_detector", "draw", "pipeline",
+__all__ = ["Detector", "Detections", "PredInstances", "init_detector", "inference_detector", "draw", "pipeline",
            "ObjectDetectionPipeline"]
 
 
@@ -75,6 +75,24 @@ class Detector:
 
 
 @dataclass
+class PredInstances:
+    """mmdet's ``InstanceData`` of detections: ``bboxes`` [K,4] xyxy pixels, ``scores`` [K],
+    ``labels`` [K]; ``p[index]`` (a bool mask, indices or a slice) the same of those picked."""
+
+    bboxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+    def __getitem__(self, index) -> "PredInstances":
+        if isinstance(index, int):
+            index = slice(index, index + 1)  # (mmdet's InstanceData keeps an instance a set of one)
+        return PredInstances(self.bboxes[index], self.scores[index], self.labels[index])
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
 class Detections:
     """The detections of one image, best first (mmdet's ``DetDataSample.pred_instances``).
     K detections: the model's ``test_cfg.max_per_img``, before any score threshold."""
@@ -91,6 +109,13 @@ class Detections:
     """[K] dataset category id of each detection."""
     image: Image.Image = field(repr=False)
     """The image as decoded (RGB), for ``draw``."""
+
+    @property
+    def pred_instances(self) -> "PredInstances":
+        """mmdet 3's ``DetDataSample.pred_instances``: ``bboxes``, ``scores``, ``labels`` as CPU
+        tensors, indexable as its ``InstanceData`` (``p[p.scores > 0.3]``), so that code written
+        for mmdet's results reads these."""
+        return PredInstances(torch.from_numpy(self.boxes), torch.from_numpy(self.scores), torch.from_numpy(self.labels))
 
     def above(self, threshold: float) -> "Detections":
         """Only the detections scoring at least ``threshold``."""
@@ -186,18 +211,19 @@ def to_detections(detector: Detector, det: dict, image: Image.Image) -> Detectio
 
 
 def draw(detections: Detections, threshold: float = 0.5, class_names: Sequence[str] | None = None,
-         font: str | os.PathLike | None = None) -> Image.Image:
+         font: str | os.PathLike | None = None, min_side: int = 400) -> Image.Image:
     """The image with each detection scoring at least ``threshold`` drawn (box in its class colour,
     ``name score`` tag), as ``bertdetr detr predict`` draws them. ``class_names``: the detector's,
     for the colours (default: the names of these detections, coloured by label). ``font``: the
-    tags' font file (default: PIL's, or a CJK font of this machine for Chinese class names)."""
+    tags' font file (default: PIL's, or a CJK font of this machine for Chinese class names).
+    ``min_side``: a smaller image is drawn enlarged (``draw_detections``); 0: at its own size."""
     if class_names is None:
         table: dict[int, str] = {}
         for label, name in zip(detections.labels.tolist(), detections.names):
             table[label] = name
         class_names = [table.get(i, f"class {i}") for i in range(int(detections.labels.max(initial=-1)) + 1)]
     return draw_detections(detections.image, detections.boxes, detections.scores, detections.labels,
-                           class_names, threshold, font=font)
+                           class_names, threshold, min_side=min_side, font=font)
 
 
 class ObjectDetectionPipeline:

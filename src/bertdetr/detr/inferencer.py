@@ -13,8 +13,8 @@ its own weights); ``pred_score_thr`` (0.3) chooses what is drawn, not what is re
 on; not with ``no_save_vis``) and, with ``no_save_pred=False``, its predictions to
 ``out_dir/preds/<stem>.json``; the pictures drawn come back under ``visualization`` (RGB arrays).
 
-Where it departs from mmdet's: the pictures are ours (``draw``: box, class name and score), not
-mmengine's visualizer; ``batch_size`` runs together the images of one size after resizing
+Where it departs from mmdet's: the pictures are ours (``draw``: box, class name and score, at
+the image's size), not mmengine's visualizer; ``batch_size`` runs together the images of one size after resizing
 (``predict.batches_of_one_size``): mmdet pads a batch's images to one size, which changes a
 DETR's detections, so ours equal one at a time; ``show`` (a window) is not offered; a folder's
 files are read in name order (mmengine's listing is the file system's order).
@@ -124,7 +124,9 @@ class DetInferencer:
         """The picture of one image (its detections scoring at least ``pred_score_thr`` drawn, or
         none without ``draw_pred``) as an RGB array, saved as ``vis_dir/<file name>`` (an array's:
         the count of pictures so far, ``00000000.jpg``) when ``vis_dir`` is given."""
-        picture = draw(det, pred_score_thr, self.detector.class_names, self.font) if draw_pred else det.image.copy()
+        # at the image's own size, as mmdet's visualizer draws (``draw`` enlarges small ones by default)
+        picture = draw(det, pred_score_thr, self.detector.class_names, self.font, min_side=0) if draw_pred \
+            else det.image.copy()
         if isinstance(image, (str, os.PathLike)):
             name = os.path.basename(os.fspath(image))
         else:
