@@ -298,3 +298,23 @@ def test_a_resume_passes_over_a_checkpoint_that_cannot_be_loaded(tmp_path, capsy
     open(run.resumed_from, "wb").close()  # the last one empty too
     with pytest.raises(BertDetrError, match=r"cannot load checkpoint .*ckpt-0*5\.pt: .* \(an empty file\)"):
         Run(Distributed(), str(tmp_path), "bert pretrain", resumed_from=run.resumed_from).load_resumed()
+
+
+def test_a_stop_signal_after_the_training_lets_the_run_finish(tmp_path, capsys):
+    """SIGTERM between the training loop's end and ``Run.close`` (the export, evaluation, plots):
+    said, and the run goes on to finish them; the handlers of before are back after ``close``."""
+    import signal
+    import time
+
+    from bertdetr.training.distributed import Distributed
+    from bertdetr.training.run import Run
+
+    before = signal.getsignal(signal.SIGTERM)
+    run = Run(Distributed(), str(tmp_path), "bert pretrain")
+    with run.logging(2, 0, "test", "step", progress=False):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)  # (handled at the next instruction of the main thread: this process goes on)
+    assert "SIGTERM: the training is done; finishing its outputs first" in capsys.readouterr().out
+    run.close()
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -35,6 +35,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 from typing import Callable, Iterator
 
 import torch
@@ -145,6 +146,8 @@ class Run:
         self.lock = lock
         self.stop_signal: int | None = None
         """The signal (SIGTERM, SIGINT) that asked the run to stop, while ``Run.logging`` runs."""
+        self._finishing: dict | None = None  # the handlers before ``_finish_before_stopping``'s
+        self._stopped_finishing = False
 
     @classmethod
     def start(cls, env: Distributed, output_dir: str, kind: str, resume: bool, overwrite: bool) -> "Run":
@@ -157,7 +160,11 @@ class Run:
         return cls(env, output_dir, kind, resumed_from, lock=lock)
 
     def close(self) -> None:
-        """Gives the folder's lock up (again: nothing)."""
+        """Gives the folder's lock up and the signal handlers of before the run back (again: nothing)."""
+        if self._finishing is not None:
+            for s, h in self._finishing.items():
+                signal.signal(s, h)
+            self._finishing = None
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -241,6 +248,25 @@ class Run:
             raise
         finally:
             log.close()
+        self._finish_before_stopping()
+
+    def _finish_before_stopping(self) -> None:
+        """After the training loop, until ``close``: a stop signal lets the run finish what is left
+        (its export, evaluation, predictions, plots: the training is done and checkpointed), saying
+        so, rather than end it without a word halfway through writing them; a second Ctrl-C stops
+        at once. Main thread only (signals reach no other)."""
+        if threading.current_thread() is not threading.main_thread() or self._finishing is not None:
+            return
+
+        def handler(signum, _frame):
+            if signum == signal.SIGINT and self._stopped_finishing:
+                raise KeyboardInterrupt
+            self._stopped_finishing = True
+            if self.env.main:
+                print(f"\n{signal.Signals(signum).name}: the training is done; finishing its outputs first"
+                      + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""), flush=True)
+
+        self._finishing = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
 
     @contextlib.contextmanager
     def _catching_stop_signals(self) -> Iterator[None]:
