@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
 from typing import Callable, Iterator
 
 import torch
@@ -146,8 +145,7 @@ class Run:
         self.lock = lock
         self.stop_signal: int | None = None
         """The signal (SIGTERM, SIGINT) that asked the run to stop, while ``Run.logging`` runs."""
-        self._finishing: dict | None = None  # the handlers before ``_finish_before_stopping``'s
-        self._stopped_finishing = False
+        self._finishing: contextlib.ExitStack | None = None  # ``_finish_before_stopping``'s handlers, until ``close``
 
     @classmethod
     def start(cls, env: Distributed, output_dir: str, kind: str, resume: bool, overwrite: bool) -> "Run":
@@ -162,8 +160,7 @@ class Run:
     def close(self) -> None:
         """Gives the folder's lock up and the signal handlers of before the run back (again: nothing)."""
         if self._finishing is not None:
-            for s, h in self._finishing.items():
-                signal.signal(s, h)
+            self._finishing.close()
             self._finishing = None
         if self.lock is not None:
             self.lock.release()
@@ -255,18 +252,20 @@ class Run:
         (its export, evaluation, predictions, plots: the training is done and checkpointed), saying
         so, rather than end it without a word halfway through writing them; a second Ctrl-C stops
         at once. Main thread only (signals reach no other)."""
-        if threading.current_thread() is not threading.main_thread() or self._finishing is not None:
+        if self._finishing is not None:
             return
+        stopped = []
 
         def handler(signum, _frame):
-            if signum == signal.SIGINT and self._stopped_finishing:
+            if signum == signal.SIGINT and stopped:
                 raise KeyboardInterrupt
-            self._stopped_finishing = True
+            stopped.append(signum)
             if self.env.main:
                 print(f"\n{signal.Signals(signum).name}: the training is done; finishing its outputs first"
                       + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""), flush=True)
 
-        self._finishing = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._finishing = contextlib.ExitStack()
+        self._finishing.enter_context(stop_signals_handled(handler))
 
     @contextlib.contextmanager
     def _catching_stop_signals(self) -> Iterator[None]:
