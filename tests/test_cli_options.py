@@ -207,3 +207,16 @@ def test_make_data_options_are_the_config_fields_with_their_defaults():
                                       "--vocab_file", "v", "--dupe_factor=5", "--do_whole_word_mask=true",
                                       "--nodo_lower_case"])
     assert (args.dupe_factor, args.do_whole_word_mask, args.do_lower_case) == (5, True, False)
+
+
+def test_python_dash_m_runs_the_command_with_its_exit_status(tmp_path):
+    """``python -m bertdetr`` is the ``bertdetr`` script (a venv whose bin/ is not on PATH); a
+    refused command exits non-zero there too."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "bertdetr", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("bertdetr ")
+    bad = subprocess.run([sys.executable, "-m", "bertdetr", "bert", "fill-mask", "--model", str(tmp_path / "none"),
+                          "a [MASK]"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "model directory not found" in bad.stderr

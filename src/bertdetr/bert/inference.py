@@ -19,7 +19,7 @@ import torch
 
 from bertdetr.bert.model import BertForPreTraining
 from bertdetr.bert.data.tokenization import FullTokenizer, tokenizer_json_vocab
-from bertdetr.bert.weights import read_json_object, saved_do_lower_case
+from bertdetr.bert.weights import read_json_object, refuse_unhonoured_settings, saved_do_lower_case
 from bertdetr.errors import BertDetrError
 
 MASK = "[MASK]"
@@ -39,34 +39,6 @@ def load_tokenizer(model_dir: str | os.PathLike) -> FullTokenizer:
     tokenizer = _read_tokenizer(os.fspath(model_dir))
     refuse_unhonoured_settings(os.fspath(model_dir), tokenizer)
     return tokenizer
-
-
-def refuse_unhonoured_settings(model_dir: str, tokenizer: FullTokenizer) -> None:
-    """Raises ``BertDetrError`` naming the setting where transformers' tokenizer of the folder
-    (``tokenizer_config.json``, else ``tokenizer.json``'s normalizer; its added tokens) would give
-    other tokens than Google's ``FullTokenizer`` here, which strips accents exactly when it
-    lowercases, splits every CJK character, and knows its vocabulary's tokens only. Honouring them
-    would mean another tokenizer; refusing keeps the tokens equal to transformers' where it loads."""
-    config = read_json_object(os.path.join(model_dir, "tokenizer_config.json"))
-    fast = read_json_object(os.path.join(model_dir, "tokenizer.json"))
-    normalizer = fast.get("normalizer") if isinstance(fast.get("normalizer"), dict) else {}
-    strip = config.get("strip_accents", normalizer.get("strip_accents"))
-    if strip is not None and bool(strip) != tokenizer.do_lower_case:  # (None: as the lowercasing, Google's)
-        raise BertDetrError(f"{model_dir}: its tokenizer has strip_accents={strip} with do_lower_case="
-                            f"{tokenizer.do_lower_case}; Google's tokenizer here strips accents exactly when it "
-                            "lowercases, so its tokens would differ from transformers': not read")
-    if config.get("tokenize_chinese_chars", normalizer.get("handle_chinese_chars", True)) is False:
-        raise BertDetrError(f"{model_dir}: its tokenizer has tokenize_chinese_chars=False; Google's tokenizer here "
-                            "always splits CJK characters, so its tokens would differ from transformers': not read")
-    decoder = config.get("added_tokens_decoder") if isinstance(config.get("added_tokens_decoder"), dict) else {}
-    added = [*read_json_object(os.path.join(model_dir, "added_tokens.json")),
-             *(t.get("content") for t in decoder.values() if isinstance(t, dict)),
-             *(t.get("content") for t in fast.get("added_tokens") or [] if isinstance(t, dict))]
-    missing = sorted({t for t in added if isinstance(t, str) and t not in tokenizer.vocab})
-    if missing:
-        raise BertDetrError(f"{model_dir}: its tokenizer has added tokens outside vocab.txt ({', '.join(missing[:5])}"
-                            f"{', ...' if len(missing) > 5 else ''}: tokenizer.add_tokens); Google's tokenizer here "
-                            "reads its vocabulary only: not read")
 
 
 def _read_tokenizer(model_dir: str) -> FullTokenizer:

@@ -29,7 +29,7 @@ import re
 import shutil
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -37,6 +37,9 @@ from safetensors import SafetensorError
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import atomic_output
 from bertdetr.training.precision import inference_dtype
+
+if TYPE_CHECKING:
+    from bertdetr.bert.data.tokenization import FullTokenizer
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -387,6 +390,34 @@ def saved_do_lower_case(directory: str | os.PathLike | None) -> bool | None:
 
 # Variables that are optimizer state, not model: Adam slots, step counters, loss-scale state.
 _TF_SKIP = re.compile(r"(adam_[mv]|global_step|good_steps|loss_scale|current_loss_scale)$")
+
+
+def refuse_unhonoured_settings(model_dir: str, tokenizer: FullTokenizer) -> None:
+    """Raises ``BertDetrError`` naming the setting where transformers' tokenizer of the folder
+    (``tokenizer_config.json``, else ``tokenizer.json``'s normalizer; its added tokens) would give
+    other tokens than Google's ``FullTokenizer`` here, which strips accents exactly when it
+    lowercases, splits every CJK character, and knows its vocabulary's tokens only. Honouring them
+    would mean another tokenizer; refusing keeps the tokens equal to transformers' where it loads."""
+    config = read_json_object(os.path.join(model_dir, "tokenizer_config.json"))
+    fast = read_json_object(os.path.join(model_dir, "tokenizer.json"))
+    normalizer = fast.get("normalizer") if isinstance(fast.get("normalizer"), dict) else {}
+    strip = config.get("strip_accents", normalizer.get("strip_accents"))
+    if strip is not None and bool(strip) != tokenizer.do_lower_case:  # (None: as the lowercasing, Google's)
+        raise BertDetrError(f"{model_dir}: its tokenizer has strip_accents={strip} with do_lower_case="
+                            f"{tokenizer.do_lower_case}; Google's tokenizer here strips accents exactly when it "
+                            "lowercases, so its tokens would differ from transformers': not read")
+    if config.get("tokenize_chinese_chars", normalizer.get("handle_chinese_chars", True)) is False:
+        raise BertDetrError(f"{model_dir}: its tokenizer has tokenize_chinese_chars=False; Google's tokenizer here "
+                            "always splits CJK characters, so its tokens would differ from transformers': not read")
+    decoder = config.get("added_tokens_decoder") if isinstance(config.get("added_tokens_decoder"), dict) else {}
+    added = [*read_json_object(os.path.join(model_dir, "added_tokens.json")),
+             *(t.get("content") for t in decoder.values() if isinstance(t, dict)),
+             *(t.get("content") for t in fast.get("added_tokens") or [] if isinstance(t, dict))]
+    missing = sorted({t for t in added if isinstance(t, str) and t not in tokenizer.vocab})
+    if missing:
+        raise BertDetrError(f"{model_dir}: its tokenizer has added tokens outside vocab.txt ({', '.join(missing[:5])}"
+                            f"{', ...' if len(missing) > 5 else ''}: tokenizer.add_tokens); Google's tokenizer here "
+                            "reads its vocabulary only: not read")
 
 
 def google_to_hf_name(name: str) -> tuple[str, bool]:

@@ -390,3 +390,27 @@ def test_a_run_folder_is_named_and_a_finished_run_evaluates_with_its_own_model(b
     summary = run_classifier(_config(bert_config, out, do_train=False, do_eval=True, bert_config_file=None,
                                      vocab_file=None))
     assert "eval_accuracy" in summary["eval"]
+
+
+def test_tokenizer_settings_of_the_init_folder_that_cannot_be_honoured_are_refused(bert_config, tmp_path):
+    """An --init-checkpoint folder whose transformers tokenizer keeps accents while lowercasing (or
+    adds tokens outside vocab.txt) would be fine-tuned on other tokens than it was pretrained on:
+    refused before any work, as `bert fill-mask` refuses it; its vocabulary given elsewhere, it runs."""
+    from bertdetr.bert.model import build_bert_model
+    from bertdetr.bert.weights import export_model
+
+    folder = tmp_path / "model"
+    export_model(build_bert_model(BertConfig(**TINY)), folder, VOCAB, do_lower_case=True)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "strip_accents": False}))
+    with pytest.raises(BertDetrError, match="strip_accents=False with do_lower_case=True"):
+        run_classifier(_config(bert_config, tmp_path / "out", init_checkpoint=str(folder), bert_config_file=None,
+                               vocab_file=None))
+    assert not (tmp_path / "out").exists()
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    (folder / "added_tokens.json").write_text(json.dumps({"<new>": 99999}))
+    with pytest.raises(BertDetrError, match=r"added tokens outside vocab.txt \(<new>"):
+        run_classifier(_config(bert_config, tmp_path / "out", init_checkpoint=str(folder), bert_config_file=None,
+                               vocab_file=None))
+    run_classifier(_config(bert_config, tmp_path / "out", init_checkpoint=str(folder), bert_config_file=None,
+                           vocab_file=VOCAB, num_train_epochs=0.5))

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from bertdetr.bert.data.records import write_record
-from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.classifier_data import PROCESSORS as GOOGLE_PROCESSORS
 from bertdetr.bert.finetuning.classifier_data import (
     DataProcessor,
@@ -31,7 +30,7 @@ from bertdetr.bert.finetuning.classifier_data import (
 from bertdetr.bert.finetuning.clue_data import CLUE_PROCESSORS
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, check_run_folder, eval_batches, features_output,
                                                labelled_checkpoint, schedule, setup, start_model, train_labelled)
-from bertdetr.bert.finetuning.init_checkpoint import model_files, read_init_checkpoint, resolve_start
+from bertdetr.bert.finetuning.init_checkpoint import build_tokenizer, model_files, read_init_checkpoint, resolve_start
 from bertdetr.bert.heads import BertForSequenceClassification
 from bertdetr.bert.model import BertConfig, BertModel, build_bert_model
 from bertdetr.bert.head_weights import load_classifier_state
@@ -268,7 +267,7 @@ def run_classifier(config: ClassifierConfig) -> dict:
                                 f"{config.output_dir} has no checkpoint and --init-checkpoint no id2label")
     processor = make_processor(config, labels)
     label_list = processor.get_labels()
-    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    tokenizer = build_tokenizer(vocab_file, config.do_lower_case, config.init_checkpoint)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
     check_run_folder(config.output_dir, "bert classify", env)  # before the features are written there
 

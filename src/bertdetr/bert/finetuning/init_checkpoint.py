@@ -11,9 +11,10 @@ import os
 
 import torch
 
-from bertdetr.bert.data.tokenization import load_vocab, validate_case_matches_checkpoint
+from bertdetr.bert.data.tokenization import FullTokenizer, load_vocab, validate_case_matches_checkpoint
 from bertdetr.bert.model import BertConfig
-from bertdetr.bert.weights import read_hf_weights, read_tf_checkpoint, saved_do_lower_case
+from bertdetr.bert.weights import (read_hf_weights, read_tf_checkpoint, refuse_unhonoured_settings,
+                                   saved_do_lower_case)
 from bertdetr.errors import BertDetrError
 
 
@@ -52,6 +53,18 @@ def model_files(bert_config_file: str | None, vocab_file: str | None, init_check
         raise BertDetrError(f"Cannot use sequence length {max_seq_length} because the BERT model was only "
                             f"trained up to sequence length {bert_config.max_position_embeddings}")
     return bert_config, vocab_file
+
+
+def build_tokenizer(vocab_file: str, do_lower_case: bool, init_checkpoint: str | None) -> FullTokenizer:
+    """Google's FullTokenizer over ``vocab_file``. Where that is the vocabulary beside an
+    ``init_checkpoint`` directory, the folder's tokenizer settings this tokenizer cannot honour are
+    refused (``refuse_unhonoured_settings``), as ``bert fill-mask`` and the pipelines refuse them:
+    fine-tuning on other tokens than the model was pretrained on would fail without a word."""
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+    if init_checkpoint and os.path.isdir(init_checkpoint) and \
+            os.path.samefile(os.path.dirname(os.path.abspath(vocab_file)), init_checkpoint):
+        refuse_unhonoured_settings(init_checkpoint, tokenizer)
+    return tokenizer
 
 
 def read_hf_config(directory: str | None) -> dict:

@@ -34,8 +34,8 @@ from bertdetr.bert.finetuning import chid_data
 from bertdetr.bert.finetuning.classifier import write_test_results
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, check_run_folder, eval_batches, features_output,
                                                labelled_checkpoint, schedule, setup, start_model, train_labelled)
-from bertdetr.bert.finetuning.init_checkpoint import (model_files, read_hf_config, read_init_checkpoint,
-                                                      resolve_start)
+from bertdetr.bert.finetuning.init_checkpoint import (build_tokenizer, model_files, read_hf_config,
+                                                      read_init_checkpoint, resolve_start)
 from bertdetr.bert.finetuning.multiple_choice_data import (c3_files, convert_swag_example, examples_to_tensors, read_c3,
                                                            read_swag, swag_file)
 from bertdetr.bert.heads import BertForMultipleChoice
@@ -227,7 +227,7 @@ def run_multiple_choice(config: MultipleChoiceConfig) -> dict:
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
     sets = _read_sets(config)
-    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    tokenizer = build_tokenizer(vocab_file, config.do_lower_case, config.init_checkpoint)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
     check_run_folder(config.output_dir, "bert multiple-choice", env)  # before the features are written there
     labels = [str(k) for k in range(config.num_choices)]  # CLUE's c3Processor.get_labels

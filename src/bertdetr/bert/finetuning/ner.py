@@ -30,11 +30,10 @@ import numpy as np
 import torch
 
 from bertdetr.bert.data.records import serialize_example, write_record
-from bertdetr.bert.data.tokenization import FullTokenizer
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, check_run_folder, eval_batches, features_output,
                                                labelled_checkpoint, schedule, setup, start_model, train_labelled)
-from bertdetr.bert.finetuning.init_checkpoint import (model_files, read_hf_config, read_init_checkpoint,
-                                                      resolve_start)
+from bertdetr.bert.finetuning.init_checkpoint import (build_tokenizer, model_files, read_hf_config,
+                                                      read_init_checkpoint, resolve_start)
 from bertdetr.bert.finetuning.ner_data import (IGNORE_INDEX, TAG_PATTERN, NerWindow, Sentence, bert_extract_item,
                                                cluener_label, get_label_list, get_span_labels, read_cluener,
                                                read_conll, sentence_windows, span_tensors, spans_to_tags,
@@ -377,7 +376,7 @@ def run_ner(config: NerConfig) -> dict:
     _warn_unknown_types(config, sets, label_list)
     crf = head == "crf"
     label_map = {} if head == "span" else {label: i for i, label in enumerate(label_list)}
-    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    tokenizer = build_tokenizer(vocab_file, config.do_lower_case, config.init_checkpoint)
     check_writable(os.path.join(config.output_dir, "eval_results.txt"))
     check_run_folder(config.output_dir, "bert ner", env)  # before the features are written there
 

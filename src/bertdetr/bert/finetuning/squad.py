@@ -26,7 +26,7 @@ import torch
 from bertdetr.bert.data.tokenization import BasicTokenizer, FullTokenizer
 from bertdetr.bert.finetuning.finetune import (FinetuneConfig, HOST, check_run_folder, features_output, finetune,
                                                schedule, setup, start_model)
-from bertdetr.bert.finetuning.init_checkpoint import model_files, read_init_checkpoint, resolve_start
+from bertdetr.bert.finetuning.init_checkpoint import build_tokenizer, model_files, read_init_checkpoint, resolve_start
 from bertdetr.bert.finetuning.cmrc_metrics import evaluate as cmrc_evaluate
 from bertdetr.bert.finetuning.squad_data import (
     InputFeatures,
@@ -428,7 +428,7 @@ def run_squad(config: SquadConfig) -> dict:
     env, device = setup(config)
     bert_config, vocab_file = model_files(config.bert_config_file, config.vocab_file, config.init_checkpoint,
                                           config.max_seq_length)
-    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    tokenizer = build_tokenizer(vocab_file, config.do_lower_case, config.init_checkpoint)
     check_writable(os.path.join(config.output_dir, "predictions.json"))
     check_run_folder(config.output_dir, "bert squad", env)  # before the features are written there
     summary: dict = {"features": {}}
