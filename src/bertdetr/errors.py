@@ -1,4 +1,11 @@
-"""The one exception type the command line turns into a clear message instead of a traceback."""
+"""The one exception type the command line turns into a clear message instead of a traceback, and
+warnings that point at the user's line."""
+
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class BertDetrError(Exception):
@@ -104,3 +111,14 @@ def _describe(hint) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             type(None): "null"}.get(hint, getattr(hint, "__name__", str(hint)))
 
+
+
+def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside this package (the user's
+    ``from_pretrained`` call, however deep inside the library the warning is made), as Python
+    3.12's ``skip_file_prefixes`` does; a warning from a command has no such frame and names
+    the outermost one."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: the frame that called this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

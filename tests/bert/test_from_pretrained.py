@@ -104,3 +104,18 @@ def test_a_list_of_ids_is_a_type_error_naming_it():
         BertForSequenceClassification(_bert(), ["no", "yes"])(input_ids=[[2, 5, 3]])
     with pytest.raises(TypeError, match="input_ids must be a torch.Tensor"):
         BertForMultipleChoice(_bert(), 2)(input_ids=[[[2, 5, 3]] * 2])
+
+
+def test_loading_warnings_point_at_the_callers_line(tmp_path):
+    """What from_pretrained warns about (here: a BertModel folder without pretraining heads) is
+    attributed to the user's line, not to the library's wrapper (Python 3.12's skip_file_prefixes)."""
+    import sys
+    import warnings
+
+    _bert().save_pretrained(tmp_path / "bare")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        BertForPreTraining.from_pretrained(tmp_path / "bare")
+    assert caught and all("no pretraining heads" in str(w.message) or "no pooler" in str(w.message) for w in caught)
+    assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}

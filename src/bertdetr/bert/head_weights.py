@@ -9,12 +9,12 @@ is that head), and, as it, importing no model.
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
 
 from bertdetr.bert.weights import (SAFETENSORS, WeightsError, load_state_into, read_hf_weights, read_labels,
                                    to_hf_state_dict, write_hf_directory)
+from bertdetr.errors import warn_at_caller
 
 
 # ---- sequence classifiers (Google's run_classifier, HF's BertForSequenceClassification) -------
@@ -201,8 +201,8 @@ def token_classifier_labels(directory: str | os.PathLike, hf_config: dict | None
         for labels in CLUENER_LABELS:
             if len(labels) == num_labels:
                 kind = "BERT+CRF" if has_crf(shapes) else "BERT+softmax"
-                warnings.warn(f"{directory} names no tags: read as CLUENER2020's {kind} checkpoint, whose "
-                              f"{num_labels} tags are its processor's ({', '.join(labels[1:4])}, ...)", stacklevel=2)
+                warn_at_caller(f"{directory} names no tags: read as CLUENER2020's {kind} checkpoint, whose "
+                               f"{num_labels} tags are its processor's ({', '.join(labels[1:4])}, ...)")
                 return list(labels)
     return read_labels(directory, num_labels, hf_config)
 
@@ -276,8 +276,8 @@ def span_labels(directory: str | os.PathLike, hf_config: dict | None, shapes) ->
     num_labels = tuple(shapes[SPAN_START_WEIGHT].shape if hasattr(shapes[SPAN_START_WEIGHT], "shape")
                        else shapes[SPAN_START_WEIGHT])[0]
     if read_labels(directory, None, hf_config) is None and num_labels == len(CLUENER_SPAN_LABELS):
-        warnings.warn(f"{directory} names no labels: read as CLUENER2020's BERT+Span checkpoint, whose "
-                      f"{num_labels} labels are its processor's (O, address, book, ...)", stacklevel=2)
+        warn_at_caller(f"{directory} names no labels: read as CLUENER2020's BERT+Span checkpoint, whose "
+                       f"{num_labels} labels are its processor's (O, address, book, ...)")
         return list(CLUENER_SPAN_LABELS)
     return read_labels(directory, num_labels, hf_config)
 

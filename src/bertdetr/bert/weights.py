@@ -27,14 +27,13 @@ import os
 import pickle
 import re
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from safetensors import SafetensorError
 
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, warn_at_caller
 from bertdetr.fileio import atomic_output
 from bertdetr.training.precision import inference_dtype
 
@@ -180,25 +179,23 @@ def load_state_into(model, state: dict[str, torch.Tensor], source: str, heads: b
             f"type_vocab_size {c.type_vocab_size}): " + "; ".join(problems)
         )
     if pooler_missing:
-        warnings.warn(
+        warn_at_caller(
             f"checkpoint {source} has no pooler ({', '.join(pooler_missing)}; a BertForMaskedLM save?): "
-            "the pooler is initialised as Google's (truncated normal), not trained; fine-tuning trains it",
-            stacklevel=3,
+            "the pooler is initialised as Google's (truncated normal), not trained; fine-tuning trains it"
         )
     if head_missing:
-        warnings.warn(
+        warn_at_caller(
             f"checkpoint {source} has no pretraining heads ({', '.join(head_missing)}): they are "
-            "initialised as Google's (truncated normal), not trained",
-            stacklevel=3,
+            "initialised as Google's (truncated normal), not trained"
         )
     decoder = state.get("cls.predictions.decoder.weight")
     embedding = ours.get("bert.embeddings.word_embeddings.weight")
     if heads and decoder is not None and embedding is not None and not torch.equal(decoder, embedding):
-        warnings.warn(f"checkpoint {source}: cls.predictions.decoder.weight differs from the word "
-                      "embeddings; BERT ties them, so the word embeddings are used", stacklevel=3)
+        warn_at_caller(f"checkpoint {source}: cls.predictions.decoder.weight differs from the word "
+                       "embeddings; BERT ties them, so the word embeddings are used")
     if other_unexpected:
-        warnings.warn(f"checkpoint {source}: skipped tensors this model has no place for: "
-                      + ", ".join(other_unexpected), stacklevel=3)
+        warn_at_caller(f"checkpoint {source}: skipped tensors this model has no place for: "
+                       + ", ".join(other_unexpected))
     with torch.no_grad():
         for name, t in ours.items():
             target[name].copy_(t)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import torch
 
 from bertdetr.bert.inference import MASK
 from bertdetr.bert.pipelines.base import Pipeline, check_batch_size, decode
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, warn_at_caller
 
 
 class FillMaskPipeline(Pipeline):
@@ -38,10 +37,9 @@ class FillMaskPipeline(Pipeline):
                 continue
             pieces = self.tokenizer.tokenize(target)
             if not pieces:
-                warnings.warn(f"target {target!r} is not in the vocabulary and makes no token: ignored", stacklevel=3)
+                warn_at_caller(f"target {target!r} is not in the vocabulary and makes no token: ignored")
                 continue
-            warnings.warn(f"target {target!r} is not in the vocabulary: its first piece {pieces[0]!r} is scored",
-                          stacklevel=3)
+            warn_at_caller(f"target {target!r} is not in the vocabulary: its first piece {pieces[0]!r} is scored")
             ids.append(self.tokenizer.vocab[pieces[0]])
         if not ids:
             raise BertDetrError(f"fill-mask: none of the targets {targets!r} makes a token")
