@@ -42,8 +42,8 @@ def inference_dtype(dtype) -> torch.dtype | None:
         return None
     if dtype in (torch.bfloat16, torch.float16):
         return dtype
-    if isinstance(dtype, str) and dtype.lower() in INFERENCE_DTYPES:
-        return INFERENCE_DTYPES[dtype.lower()]
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in INFERENCE_DTYPES:
+        return INFERENCE_DTYPES[dtype.lower().removeprefix("torch.")]
     raise BertDetrError(f"dtype must be torch.bfloat16, torch.float16, torch.float32 or one of "
                         f"{', '.join(INFERENCE_DTYPES)}, got {dtype!r}")
 

@@ -155,7 +155,9 @@ def test_dtype_as_transformers(folders):
                 assert a["score"] == pytest.approx(next(r["score"] for r in full if r["label"] == a["label"]), abs=2e-2)
     assert next(pipeline("fill-mask", folders["fill-mask"], device="cpu", dtype="auto").model.parameters()).dtype \
         == torch.float32
-    with pytest.raises(BertDetrError, match="dtype must be float32, float16, bfloat16 .* got 'int8'"):
+    both = pipeline("fill-mask", folders["fill-mask"], device="cpu", dtype="bf16", torch_dtype="float32")
+    assert next(both.model.parameters()).dtype == torch.bfloat16  # dtype wins, as in transformers
+    with pytest.raises(BertDetrError, match="dtype must be torch.bfloat16, torch.float16, torch.float32 .* got 'int8'"):
         pipeline("fill-mask", folders["fill-mask"], device="cpu", dtype="int8")
 
 

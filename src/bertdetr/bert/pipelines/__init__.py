@@ -36,8 +36,6 @@ from __future__ import annotations
 import inspect
 import os
 
-import torch
-
 from bertdetr.bert.pipelines.base import check_batch_size
 from bertdetr.bert.pipelines.feature_extraction import FeatureExtractionPipeline
 from bertdetr.bert.pipelines.fill_mask import FillMaskPipeline
@@ -46,6 +44,7 @@ from bertdetr.bert.pipelines.text_classification import TextClassificationPipeli
 from bertdetr.bert.pipelines.token_classification import AGGREGATIONS, TokenClassificationPipeline
 from bertdetr.devices import parse_device
 from bertdetr.errors import BertDetrError
+from bertdetr.training.precision import inference_dtype
 
 __all__ = ["pipeline", "TASKS", "AGGREGATIONS"]
 
@@ -75,21 +74,11 @@ def pipeline(task: str, model: str | os.PathLike, device=None, **kwargs):
     if unknown:
         raise BertDetrError(f"{task} takes {', '.join(takes + ['batch_size', 'dtype'])}, not {', '.join(unknown)}")
     batch_size = check_batch_size(kwargs.pop("batch_size", 1))
-    dtype = _dtype(kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None))
+    dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+    dtype = inference_dtype(dtype if dtype is not None else torch_dtype)  # None: float32
     made = cls(os.fspath(model), parse_device(device), **kwargs)
     made.batch_size = batch_size
     if dtype is not None:
         made.model.to(dtype)
     return made
 
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _dtype(dtype) -> torch.dtype | None:
-    """transformers' ``dtype=``: a torch dtype or its name; "auto" and None keep float32."""
-    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-        return None if dtype == "auto" else dtype
-    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
-        return _DTYPES[dtype.removeprefix("torch.")]
-    raise BertDetrError(f"dtype must be float32, float16, bfloat16 (a torch dtype or its name) or auto, got {dtype!r}")
