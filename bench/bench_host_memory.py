@@ -12,11 +12,14 @@ Jobs (each a process, as users run them, 2 threads):
   records of the bundled books;
 - ``detr``: ``detr train`` of the R18 preset, one epoch of 40 JPEGs of synthetic shapes (240-320
   pixels, ``bench_trainers.make_jpeg_shapes``) at official DETR's augmentation scaled to them
-  (scales 256-320, longer side at most 427), batches of 2, no workers.
+  (scales 256-320, longer side at most 427), batches of 2, no workers;
+- ``predict``: ``detr predict`` (an inference command: ``devices.inference_device``) of a random
+  R50 folder over 8 photos of 1600x1200 (``bench_detr_predict.make_photos``), results only; its
+  rate is photos over the command's wall time (the model's loading included).
 
 Each run counts its minor page faults and system CPU seconds (``getrusage`` of the child) and reads
 the trainer's logged sequences (DETR: images) per second (the mean of its logged rows but the
-first). "kept" is this checkout as users run it; "default" the same with glibc's own behaviour: a
+first) and its CPU seconds (user + system). "kept" is this checkout as users run it; "default" the same with glibc's own behaviour: a
 ``MALLOC_ARENA_MAX`` at glibc's default (8 per core: nothing changes) marks the allocator as the
 user's, so the trainer leaves it alone. The two alternate, ``--runs`` times each; the spread is the point (glibc's default
 is a matter of a run's first allocations).
@@ -34,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -41,6 +45,8 @@ sys.path.insert(0, HERE)
 from bench_ner_crf_trainer import make_data, make_model  # noqa: E402
 from bench_trainers import make_jpeg_shapes  # noqa: E402
 
+PHOTOS = 8
+"""Photos of the ``predict`` job."""
 VOCAB = os.path.join(ROOT, "tests", "data", "bert", "vocab-uncased.txt")
 BOOKS = os.path.join(ROOT, "src", "bertdetr", "data", "pd_books.txt")
 
@@ -83,6 +89,14 @@ def prepare(work: str, jobs: list[str]) -> dict[str, list[str]]:
         with open(os.path.join(work, "detr.json"), "w", encoding="utf-8") as f:
             json.dump(config, f)
         commands["detr"] = bertdetr("detr", "train", os.path.join(work, "detr.json"), "--overwrite")
+    if "predict" in jobs:
+        from bench_detr_pipeline import save_folders
+        from bench_detr_predict import make_photos
+
+        folder = save_folders("r50", work)[0]
+        photos = make_photos(os.path.join(work, "photos"), PHOTOS)
+        commands["predict"] = bertdetr("detr", "predict", "--checkpoint", folder, *photos, "--out", out,
+                                       "--no-save-vis", "--device", "cpu", "--no-progress")
     return commands
 
 
@@ -96,19 +110,23 @@ def environment(default: bool) -> dict[str, str]:
 
 def run_once(command: list[str], run: str, default: bool) -> dict[str, float]:
     shutil.rmtree(run, ignore_errors=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment(default))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(os.path.join(run, "scalars.csv"), encoding="utf-8") as f:
-        rates = [float(r["value"]) for r in csv.DictReader(f) if r["name"] in ("sequences_per_s", "images_per_s")][1:]
+    after, seconds = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - start
+    if os.path.exists(os.path.join(run, "scalars.csv")):
+        with open(os.path.join(run, "scalars.csv"), encoding="utf-8") as f:
+            rates = [float(r["value"]) for r in csv.DictReader(f) if r["name"] in ("sequences_per_s", "images_per_s")]
+        rate = statistics.mean(rates[1:])
+    else:  # detr predict: photos over the command's wall time
+        rate = PHOTOS / seconds
     return {"faults": after.ru_minflt - before.ru_minflt, "sys": after.ru_stime - before.ru_stime,
-            "rate": statistics.mean(rates)}
+            "cpu": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, "rate": rate}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--jobs", nargs="+", default=["ner", "pretrain"], choices=["ner", "pretrain", "detr"])
+    p.add_argument("--jobs", nargs="+", default=["ner", "pretrain"], choices=["ner", "pretrain", "detr", "predict"])
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="bench_host_memory_")
     try:
@@ -120,19 +138,21 @@ def main() -> None:
                     r = run_once(command, os.path.join(work, "run"), mode == "default")
                     results[mode].append(r)
                     print(f"{job} {mode:8} {r['faults'] / 1e6:6.2f} M faults  sys {r['sys']:5.2f} s  "
-                          f"{r['rate']:7.1f} per s", flush=True)
-            print(f"{job}, {args.runs} runs each: page faults (millions), system CPU s, sequences (images) per s: "
-                  "median [range]")
+                          f"cpu {r['cpu']:6.1f} s  {r['rate']:7.2f} per s", flush=True)
+            print(f"{job}, {args.runs} runs each: page faults (millions), system CPU s, CPU s, sequences (images) "
+                  "per s: median [range]")
             for mode, rows in results.items():
                 cells = []
-                for key, scale, digits in (("faults", 1e6, 2), ("sys", 1, 2), ("rate", 1, 1)):
+                for key, scale, digits in (("faults", 1e6, 2), ("sys", 1, 2), ("cpu", 1, 1), ("rate", 1, 2)):
                     values = [r[key] / scale for r in rows]
                     cells.append(f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-"
                                  f"{max(values):.{digits}f}]")
                 print(f"  {mode:8} " + "   ".join(cells))
             ratio = statistics.median(r["rate"] for r in results["kept"]) / \
                 statistics.median(r["rate"] for r in results["default"])
-            print(f"  kept / default, median rate: {ratio:.2f}x", flush=True)
+            cpu = statistics.median(r["cpu"] for r in results["default"]) / \
+                statistics.median(r["cpu"] for r in results["kept"])
+            print(f"  kept / default, median rate: {ratio:.2f}x; CPU seconds default / kept: {cpu:.2f}x", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -62,3 +62,30 @@ def test_parse_device_reads_transformers_ints(monkeypatch):
     assert parse_device(None) == torch.device("cuda")
     with pytest.raises(BertDetrError, match="there is no GPU 2, torch sees 2"):
         parse_device("cuda:2")
+
+
+def test_inference_commands_take_a_device_and_keep_freed_memory_on_a_cpu(folder, no_cuda, tmp_path, capsys):
+    """``detr predict``/``eval`` and ``bert embed``/``tag``/``fill-mask`` read ``--device`` as the
+    Python APIs do (a GPU torch does not see: a clear error before any work); on a CPU the
+    process's freed memory is kept between batches (``inference_device``), as the trainers'."""
+    from bertdetr.devices import inference_device
+    from bertdetr.training import host_memory
+
+    assert inference_device("cpu") == torch.device("cpu") and inference_device(None) == torch.device("cpu")
+    assert host_memory._kept is not None  # asked (True where glibc's malloc and no user setting)
+    photo = DATA / "detr" / "pipeline" / sorted(p.name for p in (DATA / "detr" / "pipeline").glob("*.jpg"))[0]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("张伟住在北京\n", encoding="utf-8")
+    commands = [["detr", "predict", "--checkpoint", str(folder), str(photo), "--out", str(tmp_path / "p")],
+                ["detr", "eval", "--checkpoint", str(folder), "--ann", str(tmp_path / "a.json"), "--images", str(tmp_path),
+                 "--out", str(tmp_path / "e")],
+                ["bert", "embed", "--model", str(tmp_path / "m"), "--input-file", str(lines), "--output",
+                 str(tmp_path / "v.npy")],
+                ["bert", "tag", "--model", str(tmp_path / "m"), "--input-file", str(lines), "--output",
+                 str(tmp_path / "t.jsonl")],
+                ["bert", "fill-mask", "--model", str(tmp_path / "m"), "a [MASK]"]]
+    for command in commands:
+        assert main([*command, "--device", "cuda"]) == 2, command
+        assert "device 'cuda' is a GPU, and torch sees none" in capsys.readouterr().err, command
+    assert main([*commands[0], "--device", "cpu", "--no-save-vis"]) == 0
+    assert (tmp_path / "p" / "results.json").exists()

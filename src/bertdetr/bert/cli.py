@@ -242,13 +242,19 @@ def _add_fill_mask(commands) -> None:
     p.add_argument("--model", required=True, help="model directory (HF format with vocab.txt)")
     p.add_argument("text", nargs="+", help="text(s) with [MASK]")
     p.add_argument("--top-k", dest="top_k", type=int, default=5, help="tokens shown for each [MASK]")
+    _add_device(p)
     p.set_defaults(func=_run_fill_mask)
+
+
+def _add_device(p) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
 
 
 def _run_fill_mask(args) -> int:
     from bertdetr.bert.inference import fill_mask, load_model
+    from bertdetr.devices import inference_device
 
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, inference_device(args.device))
     for text in args.text:
         print(text)
         for pred in fill_mask(model, tokenizer, text, args.top_k):
@@ -270,6 +276,7 @@ def _add_embed(commands) -> None:
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=128,
                    help="tokens per line at most ([CLS] and [SEP] included; longer lines are cut)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="lines per forward pass")
+    _add_device(p)
     p.set_defaults(func=_run_embed)
 
 
@@ -277,12 +284,13 @@ def _run_embed(args) -> int:
     import numpy as np
 
     from bertdetr.bert.inference import embed, load_model
+    from bertdetr.devices import inference_device
     from bertdetr.fileio import atomic_output
 
     # row i is line i: a blank line is embedded as an empty text ([CLS] [SEP]), as
     # sentence-transformers does, so rows stay aligned with the input's lines
     lines = [line.strip() for line in _input_lines(args.input_file, args.output)]
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, inference_device(args.device))
     vectors = embed(model, tokenizer, lines, args.pooling, args.max_seq_length, args.batch_size)
     with atomic_output(args.output, "wb") as f:
         np.save(f, vectors)
@@ -311,6 +319,7 @@ def _add_tag(commands) -> None:
                    "line i, \"label\": {type: {entity text: [[first, last]]}}} (character offsets, the last "
                    "included), as bert ner --data-format cluener reads and writes it")
     add_flag(p, "--progress", dest="progress", default=True, help="show a progress bar (--no-progress: none)")
+    _add_device(p)
     p.set_defaults(func=_run_tag)
 
 
@@ -318,6 +327,7 @@ def _run_tag(args) -> int:
     import json
 
     from bertdetr.bert.pipelines import pipeline
+    from bertdetr.devices import inference_device
     from bertdetr.fileio import atomic_output
 
     if args.format == "cluener" and args.aggregation == "none":
@@ -326,7 +336,7 @@ def _run_tag(args) -> int:
         raise BertDetrError("--format cluener writes entities: give an --aggregation other than none")
     lines = _input_lines(args.input_file, args.output)
     tagger = pipeline("token-classification", args.model, aggregation_strategy=args.aggregation, stride=args.stride,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, device=inference_device(args.device))
     found, chunk = 0, max(args.batch_size * 64, 1024)  # lines per call: a bar that moves, batches of like length
     bar = None
     if args.progress:

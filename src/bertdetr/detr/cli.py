@@ -209,8 +209,6 @@ def _add_eval(commands) -> None:
 def _run_eval(args) -> int:
     import os
 
-    import torch
-
     from bertdetr.detr.data.coco import check_images, load_coco
     from bertdetr.detr.evaluate import coco_api, evaluate_detr, label_category_ids
     from bertdetr.detr.data.pipelines import check_pipeline
@@ -218,13 +216,14 @@ def _run_eval(args) -> int:
     from bertdetr.fileio import check_writable, write_json
 
     from bertdetr.detr.predict import check_count, default_num_workers
+    from bertdetr.devices import inference_device
 
     check_count("batch_size", args.batch_size, 1)
     num_workers, dtype = check_count("num_workers", args.num_workers, 0), _dtype(args)
+    device = inference_device(args.device)
     check_writable(os.path.join(args.out, "eval_metrics.json"))
     coco_api(args.coco_backend)  # a missing back-end is an error before any work
     index, bad = check_images(load_coco(args.ann, args.images))
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ckpt = load_checkpoint_dir(args.checkpoint, device)
     names, names_known = ckpt.class_names, ckpt.has_classes
     category_ids, how = label_category_ids(ckpt.category_ids, names, index, names_known=names_known)
@@ -320,11 +319,12 @@ def _run_predict(args) -> int:
 
     from bertdetr.detr.evaluate import precision_recall
     from bertdetr.detr.predict import expand_images, image_ids, predict_images
+    from bertdetr.devices import inference_device
 
     if args.ann:
         precision_recall(args.ann, [], args.threshold)  # a broken file is an error before any work
     written = predict_images(args.checkpoint, args.images, args.out, args.threshold, args.test_size,
-                             args.max_size, args.device, args.pipeline, args.max_pixels, args.batch_size,
+                             args.max_size, inference_device(args.device), args.pipeline, args.max_pixels, args.batch_size,
                              args.num_workers, args.save_vis, args.progress, args.resume, args.overwrite,
                              args.font, _dtype(args))
     print(f"wrote {len(written)} pictures and {os.path.join(args.out, 'results.json')}" if args.save_vis
