@@ -119,3 +119,45 @@ def test_loading_warnings_point_at_the_callers_line(tmp_path):
         BertForPreTraining.from_pretrained(tmp_path / "bare")
     assert caught and all("no pretraining heads" in str(w.message) or "no pooler" in str(w.message) for w in caught)
     assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}
+
+
+@pytest.mark.parametrize("cls, match", [
+    (BertForTokenClassification, "is a token classifier .*BertForTokenClassification"),
+    (BertCrfForNer, "is a token classifier"),
+    (BertSpanForNer, "is a BertSpanForNer"),
+    (BertForMultipleChoice, "is a BertForMultipleChoice, not a BertForSequenceClassification"),
+])
+def test_a_sentence_classifier_is_not_read_from_another_heads_folder(tmp_path, cls, match):
+    """transformers' token and multiple-choice heads share the name classifier.*: their folders
+    would load as a sentence classifier of their shape (a text labelled I-LOC); refused, naming them."""
+    MAKERS[cls]().save_pretrained(tmp_path / "other")
+    with pytest.raises(WeightsError, match=match):
+        BertForSequenceClassification.from_pretrained(tmp_path / "other")
+
+
+def test_a_transformers_multiple_choice_folder_is_not_a_sentence_classifier(tmp_path):
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=24, max_position_embeddings=16)
+    transformers.BertForMultipleChoice(config).save_pretrained(tmp_path / "mc")
+    with pytest.raises(WeightsError, match="is a BertForMultipleChoice"):
+        BertForSequenceClassification.from_pretrained(tmp_path / "mc")
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "sc")
+    assert BertForSequenceClassification.from_pretrained(tmp_path / "sc").num_labels == 2
+
+
+def test_an_untied_masked_lm_decoder_is_refused_not_replaced(tmp_path):
+    """transformers' BertForMaskedLM with tie_word_embeddings=False has a decoder of its own; read
+    with the embeddings in its place, fill-mask would guess otherwise than transformers: refused."""
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=24, max_position_embeddings=16, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    transformers.BertForMaskedLM(config).save_pretrained(tmp_path / "untied")
+    with pytest.raises(WeightsError, match="decoder.weight differs from the word embeddings"):
+        BertForPreTraining.from_pretrained(tmp_path / "untied")
+    transformers.BertForMaskedLM(transformers.BertConfig(**{**config.to_dict(), "tie_word_embeddings": True})) \
+        .save_pretrained(tmp_path / "tied")
+    BertForPreTraining.from_pretrained(tmp_path / "tied")

@@ -33,6 +33,21 @@ def load_classifier_state(model, state: dict[str, torch.Tensor], source: str) ->
                   f"{model.num_labels} ({', '.join(model.labels)})")
 
 
+def other_head_of(hf_config: dict, state) -> str | None:
+    """What a checkpoint with ``classifier.*`` is when not a sentence classifier (None when it may
+    be one): transformers' token and multiple-choice heads share those names, so their weights
+    would load as a sentence classifier of their shape and label texts with tags. Told by the
+    tensors (a CRF, a span head) and the config's ``architectures`` (none: taken as one)."""
+    if SPAN_START_WEIGHT in state:
+        return "a BertSpanForNer (bert ner --span; load it with BertSpanForNer)"
+    if is_token_classifier(hf_config, state):
+        return "a token classifier (bert ner; load it with BertForTokenClassification)"
+    architectures = hf_config.get("architectures") or []
+    if architectures and "BertForSequenceClassification" not in architectures:
+        return f"a {architectures[0]}"
+    return None
+
+
 def save_sequence_classifier(model, path: str | os.PathLike) -> None:
     """Writes ``config.json`` (with ``id2label``/``label2id``) and ``model.safetensors`` as
     transformers' ``BertForSequenceClassification.save_pretrained`` (each file atomically)."""

@@ -41,6 +41,7 @@ from bertdetr.bert.head_weights import (
     SQUAD_WEIGHT,
     has_crf,
     is_token_classifier,
+    other_head_of,
     load_classifier_state,
     load_multiple_choice_state,
     load_question_answering_state,
@@ -143,6 +144,9 @@ class BertForSequenceClassification(_LabelledHead):
         """Loads a HF-format ``BertForSequenceClassification`` directory, saved by transformers or by
         ``save_pretrained`` (labels from its ``id2label``); a directory without the head is an error."""
         found = read_pretrained(path, BertConfig, config)
+        other = other_head_of(found.hf_config, found.state)
+        if other:
+            raise WeightsError(f"{found.source} is {other}, not a BertForSequenceClassification")
         if CLASSIFIER_WEIGHT not in found.state:
             raise WeightsError(f"{found.source} has no classifier ({CLASSIFIER_WEIGHT}): not a "
                                "BertForSequenceClassification; fine-tune it with bertdetr bert classify --init-checkpoint")

@@ -53,8 +53,8 @@ def _read_tokenizer(model_dir: str) -> FullTokenizer:
         exported = os.path.join(model_dir, "model")
         if os.path.isfile(os.path.join(exported, "vocab.txt")):
             # a pretraining run folder: its model is the export under model/
-            raise BertDetrError(f"{model_dir} is a pretraining run folder; its model is {exported} "
-                                f"(give --model {exported})")
+            raise BertDetrError(f"{model_dir} is a pretraining run folder; its model is {exported} (give that "
+                                "folder)")
         if _is_detr_folder(model_dir):
             raise BertDetrError(f"{model_dir} holds a DETR checkpoint, not a BERT model (bertdetr.detr's "
                                 "init_detector and pipeline read it)")

@@ -191,8 +191,11 @@ def load_state_into(model, state: dict[str, torch.Tensor], source: str, heads: b
     decoder = state.get("cls.predictions.decoder.weight")
     embedding = ours.get("bert.embeddings.word_embeddings.weight")
     if heads and decoder is not None and embedding is not None and not torch.equal(decoder, embedding):
-        warn_at_caller(f"checkpoint {source}: cls.predictions.decoder.weight differs from the word "
-                       "embeddings; BERT ties them, so the word embeddings are used")
+        # transformers' tie_word_embeddings=False: a masked-LM decoder of its own, which this
+        # BERT (Google's: output_weights = the embedding table) has no place for; read with the
+        # embeddings instead, its fill-mask guesses would differ from transformers' without a word
+        raise WeightsError(f"checkpoint {source}: cls.predictions.decoder.weight differs from the word embeddings "
+                           "(saved with tie_word_embeddings false?); this BERT ties them, as Google's: not read")
     if other_unexpected:
         warn_at_caller(f"checkpoint {source}: skipped tensors this model has no place for: "
                        + ", ".join(other_unexpected))
@@ -268,8 +271,11 @@ def read_pretrained(path: str | os.PathLike, config_class, config=None) -> Pretr
             if os.path.exists(os.path.join(path, "bert_config.json")):
                 hint = " (a Google TF release? convert it first: bertdetr bert convert --tf-checkpoint DIR/bert_model.ckpt)"
             raise WeightsError(f"no {CONFIG} in {path}{hint}")
-        config = config_class.from_json_file(config_file)
         hf_config = read_json_object(config_file)
+        if "bbox_head" in hf_config or hf_config.get("model_type") == "detr":  # (ours, transformers')
+            raise WeightsError(f"{path} holds a DETR checkpoint, not a BERT model (bertdetr.detr's init_detector "
+                               "and pipeline read it)")
+        config = config_class.from_json_file(config_file)
     state, source = read_hf_weights(path)
     return Pretrained(config, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source,
                       hf_config)

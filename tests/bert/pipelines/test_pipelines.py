@@ -54,9 +54,14 @@ def test_fill_mask_bad_input(folders):
     # the only [MASK] beyond the model's 128 positions: said, not a tensor error from the model
     with pytest.raises(BertDetrError, match="every \\[MASK\\] was cut off: .* 128 positions"):
         ours("word " * 200 + "[MASK]")
-    for top_k in (0, 2.5):
+    for top_k in (0, 2.5, True):
         with pytest.raises(BertDetrError, match="top_k must be an integer >= 1"):
             ours(TEXTS[0], top_k=top_k)
+    with pytest.raises(BertDetrError, match="top_k must be an integer >= 1, got True"):
+        pipeline("fill-mask", folders["fill-mask"], device="cpu", top_k=True)
+    for targets in (5, [], ["a", 3], {"a"}):
+        with pytest.raises(BertDetrError, match="targets must be a word or a non-empty list of words"):
+            ours(TEXTS[0], targets=targets)
 
 
 def test_fill_mask_top_k_beyond_the_vocabulary_gives_all_of_it(folders):
@@ -118,6 +123,12 @@ def test_a_detr_folder_is_said(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"num_queries": 100, "bbox_head": {"num_classes": 80}}))
     with pytest.raises(BertDetrError, match="holds a DETR checkpoint, not a BERT model"):
         pipeline("fill-mask", tmp_path, device="cpu")
+    from bertdetr.bert.heads import BertForSequenceClassification
+    from bertdetr.bert.model import BertModel
+
+    for cls in (BertModel, BertForSequenceClassification):  # (not "config has no vocab_size")
+        with pytest.raises(BertDetrError, match="holds a DETR checkpoint, not a BERT model"):
+            cls.from_pretrained(tmp_path)
 
 
 def test_a_transformers_5_folder_everywhere_a_folder_is_taken(folders, tmp_path, capsys):

@@ -24,7 +24,7 @@ class FillMaskPipeline(Pipeline):
 
         self.model = BertForPreTraining.from_pretrained(model_dir).to(device).eval()
         self._check_vocab(self.model.config)
-        self.top_k, self.targets = top_k, targets
+        self.top_k, self.targets = _check_top_k(top_k), _check_targets(targets)
         self.inv = {i: t for t, i in self.tokenizer.vocab.items()}
 
     def target_ids(self, targets: str | Sequence[str]) -> list[int]:
@@ -86,10 +86,9 @@ class FillMaskPipeline(Pipeline):
                  batch_size: int | None = None, **unknown):
         if unknown:  # a BertDetrError as the other pipelines', not Python's TypeError
             raise BertDetrError(f"{self.task} takes top_k, targets and batch_size, not {', '.join(sorted(unknown))}")
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise BertDetrError(f"top_k must be an integer >= 1, got {top_k!r}")
+        top_k = None if top_k is None else _check_top_k(top_k)
         batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)
-        targets = self.targets if targets is None else targets
+        targets = self.targets if targets is None else _check_targets(targets)
         candidates = None if targets is None else self.target_ids(targets)
         texts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         encodings = [self.preprocess(text) for text in texts]
@@ -110,3 +109,18 @@ class FillMaskPipeline(Pipeline):
                    for enc, pos, p in zip(encodings, positions, probs)]
         # transformers returns a one-text list's result unwrapped
         return results if isinstance(inputs, (list, tuple)) and len(inputs) != 1 else results[0]
+
+
+def _check_top_k(top_k) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:  # (True is an int to Python)
+        raise BertDetrError(f"top_k must be an integer >= 1, got {top_k!r}")
+    return top_k
+
+
+def _check_targets(targets):
+    """``targets`` as transformers takes them: None, a word, or a list (tuple) of words."""
+    if targets is None or isinstance(targets, str):
+        return targets
+    if not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) for t in targets):
+        raise BertDetrError(f"targets must be a word or a non-empty list of words, got {targets!r:.80}")
+    return targets
