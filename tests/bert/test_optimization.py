@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from bertdetr.bert.optimization import (
+    FLAT_ALIGN,
     LAMB_CHUNK,
     AdamWeightDecay,
     clip_by_global_norm,
@@ -241,7 +242,7 @@ def test_flat_lamb_takes_parameters_of_any_size(skip):
     for a, b in zip((*ref, ref_bias), (*params, bias)):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     (bucket,), (plain,) = opt._buckets
-    assert all(offset % LAMB_CHUNK == 0 for offset in bucket.offsets) and plain.align == 1
+    assert all(offset % LAMB_CHUNK == 0 for offset in bucket.offsets) and plain.align == FLAT_ALIGN
     assert bucket.values.numel() == (6 + 1 + 1 + 2) * LAMB_CHUNK  # 5772 elements take 6 rows
     padding = torch.ones_like(bucket.values, dtype=torch.bool)
     for i in range(len(params)):
@@ -344,3 +345,27 @@ def test_flat_buffers_survive_grads_set_to_none_and_skip_params_without_gradient
         ref_opt.step()
     for a, b in zip(reference.parameters(), model.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("lamb", [False, True], ids=["adam", "lamb"])
+def test_flat_views_are_aligned_and_the_update_reads_nothing_back(lamb):
+    """Each parameter's view in a flat buffer starts at a multiple of 64 elements (a compiled GPU
+    step's kernels assume 16-byte aligned inputs; rooms of the parameters' own odd sizes put views
+    8 or 12 bytes off), and clipping and the update call no ``.item()`` inside torch (LAMB's
+    segment sums did, twice a bucket: a wait for the GPU each, no CUDA-graph capture)."""
+    from torch.profiler import profile
+
+    g = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.randn(n, generator=g)) for n in (7, 30522, 3, 768, 1)]
+    opt = AdamWeightDecay(params, lr=0.1, weight_decay=0.01, lamb=lamb, flat=True)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g)
+    opt.step()
+    assert all(p.data_ptr() % 16 == 0 for p in params)
+    (bucket,), = opt._buckets
+    assert all(offset % FLAT_ALIGN == 0 for offset in bucket.offsets)
+    with profile() as prof:
+        clip_by_global_norm(params, 1.0)
+        opt.step(skip=torch.tensor(False))
+    reads = [e.name for e in prof.events() if e.name in ("aten::item", "aten::_local_scalar_dense")]
+    assert reads == []

@@ -36,6 +36,13 @@ LAMB_CHUNK = 1024
 zeros (BERT-base: 1536 elements more, 0.001%), so that its norm is a sum of row sums and its
 trust ratio one scale per row, with no per-element segment ids (``Segments``)."""
 
+FLAT_ALIGN = 64
+"""Elements each parameter's room in an Adam flat buffer is a multiple of (256 bytes of float32):
+a parameter's view then starts as aligned as the buffer. A compiled step's GPU kernels assume
+16-byte aligned inputs (Inductor checks that only of inputs that were unaligned when compiled,
+and parameters are made views of the buffers after the first compiled forward); a room of the
+parameter's own size would put e.g. the LayerNorm after a [30522] bias 8 bytes off."""
+
 
 def google_lr_factor(step: int, num_train_steps: int, num_warmup_steps: int) -> float:
     """Multiplier of ``init_lr`` at ``step`` (0-based global step of the update), as Google's graph."""
@@ -74,7 +81,9 @@ def clip_by_global_norm(parameters: Iterable[torch.Tensor], clip_norm: float = 1
         return torch.tensor(0.0)
     norms = torch._foreach_norm(grads)
     global_norm = torch.linalg.vector_norm(torch.stack([n.to(torch.float32) for n in norms]))
-    scale = clip_norm / torch.maximum(global_norm, torch.tensor(clip_norm, device=global_norm.device))
+    # (clamp, not maximum with torch.tensor(clip_norm, device=...): a host-to-device copy, which
+    # waits for the GPU; NaN passes through both)
+    scale = clip_norm / global_norm.clamp(min=clip_norm)
     torch._foreach_mul_(grads, scale.to(grads[0].dtype))
     return global_norm
 
@@ -223,7 +232,7 @@ class AdamWeightDecay(torch.optim.Optimizer):
         self._opt_called = True
         if self.flat and self._buckets is None:
             self._buckets = [FlatBucket.make_all([p for p in group["params"] if p.grad is not None], self.state,
-                                                 LAMB_CHUNK if group["lamb"] and group["weight_decay"] else 1)
+                                                 LAMB_CHUNK if group["lamb"] and group["weight_decay"] else FLAT_ALIGN)
                              for group in self.param_groups]
             inside = {id(p) for b in self.buckets() for p in b.params}
             self._outside = [[p for p in group["params"] if id(p) not in inside] for group in self.param_groups]
@@ -419,7 +428,9 @@ def _norms(x: torch.Tensor, segments: Segments | None) -> torch.Tensor:
     if segments is None:
         return torch.linalg.vector_norm(x.float())
     rows = torch.linalg.vector_norm(x.view(-1, segments.chunk), dim=1, dtype=torch.float32)
-    return torch.segment_reduce(rows.square(), "sum", lengths=segments.lengths).sqrt()
+    # unsafe: the lengths are ours (whole rows of the buffer); checked, segment_reduce reads them on
+    # the host (two .item(): a wait for the GPU each, and no CUDA graph capture of the update)
+    return torch.segment_reduce(rows.square(), "sum", lengths=segments.lengths, unsafe=True).sqrt()
 
 
 @torch.no_grad()
