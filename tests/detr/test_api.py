@@ -215,3 +215,49 @@ def test_object_detection_pipeline_batches_images_of_one_size(setup, tmp_path):
             ours(images, batch_size=bad)
         with pytest.raises(BertDetrError, match="batch_size must be a whole number >= 1"):
             pipeline("object-detection", folder, device="cpu", batch_size=bad)
+
+
+@pytest.mark.parametrize("name, value", [("test_size", "800"), ("test_size", -5), ("test_size", 0),
+                                         ("test_size", 96.0), ("max_size", True), ("max_size", 0),
+                                         ("max_pixels", 0), ("max_pixels", -1), ("max_pixels", "1e6")])
+def test_bad_test_scale_and_max_pixels_are_named_when_built(setup, name, value):
+    """``test_size``, ``max_size``, ``max_pixels`` are ints >= 1 (or None), checked when the
+    detector or pipeline is built: "800" failed at the first image with a TypeError from inside
+    the resize, -5 blamed the image, 0 was read as the checkpoint's own size, and
+    ``max_pixels=0`` refused every image naming the command's ``--max-pixels``."""
+    from bertdetr.detr import pipeline
+
+    folder, _, _ = setup
+    import re
+
+    message = "^" + re.escape(f"{name} must be a whole number >= 1, got {value!r}") + "$"
+    with pytest.raises(BertDetrError, match=message):
+        init_detector(folder, device="cpu", **{name: value})
+    with pytest.raises(BertDetrError, match=message):
+        pipeline("object-detection", folder, device="cpu", **{name: value})
+
+
+def test_test_scale_none_keeps_the_checkpoints_and_ints_are_used(setup):
+    folder, paths, _ = setup
+    default = init_detector(folder, device="cpu", test_size=None, max_size=None, max_pixels=None)
+    assert (default.test_size, default.max_size, default.max_pixels) == (800, 1333, None)  # mmdet 2's test scale
+    small = init_detector(folder, device="cpu", test_size=96, max_size=160, max_pixels=10**6)
+    assert (small.test_size, small.max_size, small.max_pixels) == (96, 160, 10**6)
+    assert len(inference_detector(small, paths[0]).scores) > 0
+    import dataclasses
+
+    with pytest.raises(BertDetrError, match="test_size must be a whole number >= 1, got '96'"):
+        dataclasses.replace(small, test_size="96")  # a Detector made by hand is checked too
+
+
+def test_a_folder_given_as_an_image_is_said_to_be_a_folder(setup, tmp_path):
+    from bertdetr.detr import pipeline
+
+    folder, paths, _ = setup
+    detector = init_detector(folder, device="cpu", test_size=96, max_size=160)
+    for call in (lambda x: inference_detector(detector, x),
+                 pipeline("object-detection", folder, device="cpu", test_size=96, max_size=160)):
+        for images in (str(tmp_path), tmp_path, [paths[0], str(tmp_path)]):
+            with pytest.raises(ImageLoadError, match=f"^{tmp_path} is a folder, not an image file: give its image "
+                               "files as a list of paths \\(DetInferencer"):
+                call(images)

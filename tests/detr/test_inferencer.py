@@ -109,3 +109,57 @@ def test_bad_calls_are_named(setup, tmp_path):
         DetInferencer()
     with pytest.raises(BertDetrError, match="DetInferencer takes model, .* not palette"):
         DetInferencer(folder, palette="coco")
+
+
+@pytest.mark.parametrize("name, value", [("test_size", "800"), ("test_size", -5), ("test_size", 0),
+                                         ("max_size", False), ("max_pixels", 0), ("max_pixels", -1)])
+def test_bad_test_scale_and_max_pixels_are_named_when_built(setup, name, value):
+    folder, _, _ = setup
+    with pytest.raises(BertDetrError, match=f"^{name} must be a whole number >= 1, got {value!r}$"):
+        DetInferencer(folder, device="cpu", **{name: value})
+
+
+def test_inputs_of_one_name_keep_their_results_apart(setup, tmp_path):
+    """mmdet names a file's outputs by its base name: ``a.jpg`` beside ``a.png`` (one
+    ``preds/a.json``) or ``a.jpg`` in two folders (one ``vis/a.jpg`` too) wrote over each other,
+    3 predictions returned and 2 files written. The later ones get ``_1``, ``_2``, with a warning;
+    unique names stay mmdet's."""
+    folder, paths, _ = setup
+    inferencer = DetInferencer(folder, device="cpu", show_progress=False, **SMALL)
+    coll = tmp_path / "coll"
+    (coll / "sub").mkdir(parents=True)
+    for name, path in (("a.jpg", paths[0]), ("a.png", paths[1]), ("sub/a.jpg", paths[1]), ("b.png", paths[0]),
+                       ("a_1.png", paths[0])):
+        Image.open(path).convert("RGB").save(coll / name)
+    images = [str(coll / n) for n in ("a.jpg", "a.png", "sub/a.jpg", "b.png", "a_1.png")]
+    out = tmp_path / "out"
+    # the renamed take no name another input has (a_1.png's)
+    with pytest.warns(UserWarning, match="2 input\\(s\\) share a file name .*/coll/a.png as a_2.png and a_2.json; "
+                      ".*/coll/sub/a.jpg as a_3.jpg and a_3.json$") as caught:
+        result = inferencer(images, out_dir=str(out), no_save_pred=False)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert caught[0].filename == __file__  # the user's line, not ours
+    # a.jpg, b.png and a_1.png keep mmdet's names; none is lost
+    written = {"a.jpg": "a", "a_2.png": "a_2", "a_3.jpg": "a_3", "b.png": "b", "a_1.png": "a_1"}
+    assert sorted(f.name for f in (out / "vis").iterdir()) == sorted(written)
+    assert sorted(f.name for f in (out / "preds").iterdir()) == sorted(f"{s}.json" for s in written.values())
+    for stem, prediction in zip(written.values(), result["predictions"]):
+        assert json.loads((out / "preds" / f"{stem}.json").read_text()) == prediction
+    assert result["predictions"] == _expected(folder, images)
+    # only the files written count: pictures alone of a.jpg and a.png do not share a name
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inferencer(images[:2], out_dir=str(tmp_path / "vis_only"))
+        inferencer(images[:1] * 2, out_dir=str(tmp_path / "twice"), no_save_pred=False)  # one file twice: one result
+    assert sorted(f.name for f in (tmp_path / "vis_only" / "vis").iterdir()) == ["a.jpg", "a.png"]
+    assert sorted(f.name for f in (tmp_path / "twice" / "preds").iterdir()) == ["a.json"]
+
+
+def test_a_folder_inside_a_list_is_said_to_be_one(setup, tmp_path):
+    folder, paths, _ = setup
+    inferencer = DetInferencer(folder, device="cpu", show_progress=False, **SMALL)
+    with pytest.raises(BertDetrError, match=f"^{tmp_path} is a folder, not an image file: DetInferencer reads a "
+                       "folder given alone"):
+        inferencer([paths[0], str(tmp_path)])

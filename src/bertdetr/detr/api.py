@@ -69,6 +69,13 @@ class Detector:
     max_pixels: int | None = MAX_PIXELS
     """Larger images are refused (PIL's decompression-bomb limit by default; None: no limit)."""
 
+    def __post_init__(self):
+        # a bad scale would otherwise surface only at the first image, as a TypeError inside the
+        # resize or as a message blaming the image (``check_resizable``)
+        check_scale(self.test_size, self.max_size, self.max_pixels)
+        if self.test_size is None or self.max_size is None:
+            raise BertDetrError(f"a Detector needs test_size and max_size, got {self.test_size!r}, {self.max_size!r}")
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -134,7 +141,9 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
     from an mmdet checkpoint alone (``init_detector(None, checkpoint)``: the config its meta keeps).
     ``device``: default the GPU when there is one; -1 the CPU, k the k-th GPU, as transformers'
     (``bertdetr.devices.parse_device``). ``pipeline``, ``test_size``, ``max_size``: other
-    than the checkpoint's (``pipeline.json``, as ``detr train`` and ``detr convert`` record them)."""
+    than the checkpoint's (``pipeline.json``, as ``detr train`` and ``detr convert`` record them);
+    None keeps the checkpoint's. ``max_pixels``: larger images are refused (None: no limit)."""
+    check_scale(test_size, max_size, max_pixels)  # before the checkpoint is read: a bad value fails at once
     device = parse_device(device)  # (BERT's pipelines read it alike: bertdetr.devices)
     if config_or_checkpoint is None and checkpoint is None:
         raise BertDetrError("give a checkpoint folder, an mmdet config and its checkpoint, or a checkpoint whose "
@@ -175,13 +184,39 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
         scale = mmdet_test_scale(path if isinstance(path, dict) else load_mmdet_config(path)) or (800, 1333)
     model.eval()
     return Detector(model, config, list(names), list(ids), check_pipeline(pipeline) if pipeline else recorded,
-                    test_size or scale[0], max_size or scale[1], max_pixels)
+                    scale[0] if test_size is None else test_size, scale[1] if max_size is None else max_size,
+                    max_pixels)
 
 
-def prepare_input(detector: Detector, image, index: int) -> PreparedImage:
+def check_scale(test_size, max_size, max_pixels) -> None:
+    """``BertDetrError`` naming the argument unless each is None or an int >= 1 (not a bool):
+    ``init_detector``'s ``test_size``, ``max_size`` and ``max_pixels``, checked when the detector,
+    pipeline or inferencer is built. Unchecked, ``"800"`` failed at the first image with a
+    ``TypeError`` from inside the resize, -5 with a message blaming the image, 0 was read as "the
+    checkpoint's", and ``max_pixels=0`` refused every image. ``predict.check_count``'s check and
+    message, as ``batch_size`` has."""
+    check_count("test_size", test_size, 1)
+    check_count("max_size", max_size, 1)
+    check_count("max_pixels", max_pixels, 1)
+
+
+FOLDER_HINT = "give its image files as a list of paths (DetInferencer(...)(folder) reads a folder's images)"
+"""What ``inference_detector`` and the pipeline, which take image files, say of a folder."""
+
+
+def check_not_folder(image, hint: str = FOLDER_HINT) -> None:
+    """``ImageLoadError`` for a path that is a folder: the image checks would call it "image file
+    not found", which sends the user looking for a missing file. ``hint``: how to pass a folder."""
+    if isinstance(image, (str, os.PathLike)) and os.path.isdir(image):
+        raise ImageLoadError(f"{os.fspath(image)} is a folder, not an image file: {hint}")
+
+
+def prepare_input(detector: Detector, image, index: int, folder_hint: str = FOLDER_HINT) -> PreparedImage:
     """One input of ``inference_detector`` (a path, a BGR array or a PIL image; ``index`` names
-    it in messages) through the detector's test pipeline."""
+    it in messages) through the detector's test pipeline. ``folder_hint``: what a folder given
+    here is told (``check_not_folder``)."""
     if isinstance(image, (str, os.PathLike)):
+        check_not_folder(image, folder_hint)
         return prepare_image(image, detector.pipeline, detector.test_size, detector.max_size, detector.max_pixels)
     return prepare_array(image, detector.pipeline, detector.test_size, detector.max_size, detector.max_pixels,
                          name=f"image {index}")
@@ -296,6 +331,7 @@ class ShownInputs(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int):
         try:
+            check_not_folder(self.images[k])  # before _shown, whose loader calls a folder a missing file
             return k, prepare_input(self.settings, _shown(self.images[k], self.settings.max_pixels), k)
         except ImageLoadError as e:
             return k, e

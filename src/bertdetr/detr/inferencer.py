@@ -12,6 +12,9 @@ its own weights); ``pred_score_thr`` (0.3) chooses what is drawn, not what is re
 ``out_dir`` a picture per image goes to ``out_dir/vis/<file name>`` (arrays: ``00000000.jpg``
 on; not with ``no_save_vis``) and, with ``no_save_pred=False``, its predictions to
 ``out_dir/preds/<stem>.json``; the pictures drawn come back under ``visualization`` (RGB arrays).
+Where two inputs of one call would share those names (``a.jpg`` beside ``a.png``, or ``a.jpg``
+in two folders), mmdet writes the later over the earlier; here the later get ``<stem>_1`` (and
+on), with a warning naming them (``output_names``).
 
 Where it departs from mmdet's: the pictures are ours (``draw``: box, class name and score, at
 the image's size), not mmengine's visualizer; ``batch_size`` runs together the images of one size after resizing
@@ -32,11 +35,14 @@ from PIL import Image
 
 from bertdetr.detr.api import Detections, draw, init_detector, prepare_input, to_detections
 from bertdetr.detr.predict import batches_of_one_size, check_count, detect_batch, folder_images
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, warn_at_caller
 from bertdetr.fileio import atomic_output
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 """mmdet's ``det_inferencer.IMG_EXTENSIONS``: the files of a folder that are read (any case here)."""
+
+FOLDER_HINT = "DetInferencer reads a folder given alone, DetInferencer(...)(folder), not one inside a list"
+"""What a folder inside a list of inputs is told (``api.check_not_folder``)."""
 
 CALL_OPTIONS = ("batch_size", "return_vis", "show", "wait_time", "no_save_vis", "draw_pred", "pred_score_thr",
                 "return_datasamples", "print_result", "no_save_pred", "out_dir")
@@ -81,13 +87,17 @@ class DetInferencer:
         detections = self._detect(images, batch_size)
         vis_dir = "" if no_save_vis or not out_dir else os.path.join(out_dir, "vis")
         pred_dir = "" if no_save_pred or not out_dir else os.path.join(out_dir, "preds")
+        saving_preds = bool(pred_dir) and not return_datasamples
+        names = self.output_names(images, bool(vis_dir or return_vis), bool(vis_dir), saving_preds)
         results: dict = {"predictions": [], "visualization": []}
-        for image, det in zip(images, detections):
+        for image, det, (vis_name, pred_name) in zip(images, detections, names):
             if vis_dir or return_vis:
-                results["visualization"].append(self.visualize(image, det, draw_pred, pred_score_thr, vis_dir))
+                # (a picture only returned needs no name: "", its count taken in output_names)
+                results["visualization"].append(self.visualize(image, det, draw_pred, pred_score_thr, vis_dir,
+                                                               vis_name or ""))
             prediction = det if return_datasamples else pred2dict(det)
-            if pred_dir and not return_datasamples:
-                self._save_prediction(image, prediction, pred_dir)
+            if saving_preds:
+                self._save_prediction(image, prediction, pred_dir, pred_name)
             if print_result:
                 print({"predictions": [prediction]})
             results["predictions"].append(prediction)
@@ -99,10 +109,70 @@ class DetInferencer:
             return folder_images(os.fspath(inputs), IMG_EXTENSIONS)
         return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
 
+    def output_names(self, images: Sequence, visualizing: bool, saving_vis: bool,
+                     saving_preds: bool) -> list[tuple[str | None, str | None]]:
+        """Each image's (picture file name, predictions file name) in this call, None where that
+        file is not written, advancing mmdet's counters as its ``visualize`` and ``pred2dict`` do
+        (pictures: every image drawn, ``visualizing``; predictions: every array saved).
+
+        mmdet names a file's outputs by its base name, so two inputs of one call with one stem
+        (``a.jpg`` and ``a.png``; ``a.jpg`` in two folders) write over each other and a result is
+        lost without a word. Here the later ones get ``<stem>_1`` (``_2``, ...) for both their
+        files, a name no other input of the call has, with one warning naming them; the others
+        keep mmdet's names. Names are compared ignoring case (a case-insensitive file system would
+        overwrite too). One file given twice is one result and keeps its names.
+        (``predict.image_ids`` does not fit: it renames every file once two collide.)"""
+        natural, keys = [], []
+        for image in images:
+            vis = pred = key = None
+            if isinstance(image, (str, os.PathLike)):
+                key = os.path.abspath(os.fspath(image))
+                base = os.path.basename(key)
+                vis, pred = base, os.path.splitext(base)[0] + ".json"
+            else:
+                vis = f"{self.num_visualized_imgs:08d}.jpg"
+                if saving_preds:
+                    pred = f"{self.num_predicted_imgs}.json"
+                    self.num_predicted_imgs += 1
+            if visualizing:
+                self.num_visualized_imgs += 1
+            natural.append((vis if saving_vis else None, pred if saving_preds else None))
+            keys.append(key)
+        if not (saving_vis or saving_preds):
+            return natural
+        # every input's own names are kept free for it; a renamed one takes none of them
+        taken = [{n.casefold() for n in kind if n is not None} for kind in zip(*natural)] if natural else []
+        used: list[set[str]] = [set(), set()]
+        out: list[tuple[str | None, str | None]] = []
+        first_of: dict[str, tuple] = {}
+        renamed: list[str] = []
+        for image, key, names in zip(images, keys, natural):
+            if key is not None and key in first_of:
+                out.append(first_of[key])  # the same file again: the same result, the same files
+                continue
+            chosen = names
+            if _clash(names, used):
+                suffix = 1
+                while _clash(chosen := _suffixed(names, suffix), used) or _clash(chosen, taken):
+                    suffix += 1
+                shown = " and ".join(n for n in chosen if n is not None)
+                renamed.append(f"{key if key is not None else 'an array'} as {shown}")
+            for kind, n in zip(used, chosen):
+                if n is not None:
+                    kind.add(n.casefold())
+            if key is not None:
+                first_of[key] = chosen
+            out.append(chosen)
+        if renamed:
+            more = f"; and {len(renamed) - 5} more" if len(renamed) > 5 else ""
+            warn_at_caller(f"DetInferencer: {len(renamed)} input(s) share a file name with an earlier one: written "
+                           f"under other names so that none overwrites another: {'; '.join(renamed[:5])}{more}")
+        return out
+
     def _detect(self, images: Sequence, batch_size: int) -> list[Detections]:
         """``inference_detector``'s detections of each image, those of one size ``batch_size`` at a time."""
         detector = self.detector
-        prepared = ((k, prepare_input(detector, image, k)) for k, image in enumerate(images))
+        prepared = ((k, prepare_input(detector, image, k, FOLDER_HINT)) for k, image in enumerate(images))
         found: list = [None] * len(images)
         bar = None
         if self.show_progress:
@@ -120,31 +190,47 @@ class DetInferencer:
             bar.close()
         return found
 
-    def visualize(self, image, det: Detections, draw_pred: bool, pred_score_thr: float, vis_dir: str) -> np.ndarray:
+    def visualize(self, image, det: Detections, draw_pred: bool, pred_score_thr: float, vis_dir: str,
+                  name: str | None = None) -> np.ndarray:
         """The picture of one image (its detections scoring at least ``pred_score_thr`` drawn, or
-        none without ``draw_pred``) as an RGB array, saved as ``vis_dir/<file name>`` (an array's:
-        the count of pictures so far, ``00000000.jpg``) when ``vis_dir`` is given."""
+        none without ``draw_pred``) as an RGB array, saved as ``vis_dir/<name>`` when ``vis_dir``
+        is given: ``name`` as ``output_names`` chose it, else mmdet's (the file name; an array's
+        the count of pictures so far, ``00000000.jpg``)."""
         # at the image's own size, as mmdet's visualizer draws (``draw`` enlarges small ones by default)
         picture = draw(det, pred_score_thr, self.detector.class_names, self.font, min_side=0) if draw_pred \
             else det.image.copy()
-        if isinstance(image, (str, os.PathLike)):
-            name = os.path.basename(os.fspath(image))
-        else:
-            name = f"{self.num_visualized_imgs:08d}.jpg"
-        self.num_visualized_imgs += 1
+        if name is None:
+            if isinstance(image, (str, os.PathLike)):
+                name = os.path.basename(os.fspath(image))
+            else:
+                name = f"{self.num_visualized_imgs:08d}.jpg"
+            self.num_visualized_imgs += 1
         if vis_dir:
             save_picture(picture, os.path.join(vis_dir, name))
         return np.asarray(picture)
 
-    def _save_prediction(self, image, prediction: dict, pred_dir: str) -> None:
-        if isinstance(image, (str, os.PathLike)):
-            stem = os.path.splitext(os.path.basename(os.fspath(image)))[0]
-        else:
-            stem = str(self.num_predicted_imgs)
-            self.num_predicted_imgs += 1
+    def _save_prediction(self, image, prediction: dict, pred_dir: str, name: str | None = None) -> None:
+        """``prediction`` as ``pred_dir/<name>`` (``output_names``'s; else mmdet's ``<stem>.json``,
+        an array's ``<count>.json``)."""
+        if name is None:
+            if isinstance(image, (str, os.PathLike)):
+                name = os.path.splitext(os.path.basename(os.fspath(image)))[0] + ".json"
+            else:
+                name = f"{self.num_predicted_imgs}.json"
+                self.num_predicted_imgs += 1
         os.makedirs(pred_dir, exist_ok=True)
-        with atomic_output(os.path.join(pred_dir, stem + ".json"), "w") as f:
+        with atomic_output(os.path.join(pred_dir, name), "w") as f:
             json.dump(prediction, f)
+
+
+def _suffixed(names: tuple, suffix: int) -> tuple:
+    """``names`` (file names or None) with ``_<suffix>`` after each stem: ``a.jpg`` -> ``a_1.jpg``."""
+    return tuple(None if n is None else f"{os.path.splitext(n)[0]}_{suffix}{os.path.splitext(n)[1]}" for n in names)
+
+
+def _clash(names: tuple, taken: Sequence[set[str]]) -> bool:
+    """Whether any of ``names`` is in its kind's set of ``taken`` (casefolded) names."""
+    return any(n is not None and n.casefold() in kind for n, kind in zip(names, taken))
 
 
 def pred2dict(det: Detections) -> dict:
