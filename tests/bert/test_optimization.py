@@ -242,7 +242,7 @@ def test_flat_lamb_takes_parameters_of_any_size(skip):
     for a, b in zip((*ref, ref_bias), (*params, bias)):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     (bucket,), (plain,) = opt._buckets
-    assert all(offset % LAMB_CHUNK == 0 for offset in bucket.offsets) and plain.align == FLAT_ALIGN
+    assert all(offset % LAMB_CHUNK == 0 for offset in bucket.offsets) and plain.align == 1  # (a CPU's)
     assert bucket.values.numel() == (6 + 1 + 1 + 2) * LAMB_CHUNK  # 5772 elements take 6 rows
     padding = torch.ones_like(bucket.values, dtype=torch.bool)
     for i in range(len(params)):
@@ -348,7 +348,7 @@ def test_flat_buffers_survive_grads_set_to_none_and_skip_params_without_gradient
 
 
 @pytest.mark.parametrize("lamb", [False, True], ids=["adam", "lamb"])
-def test_flat_views_are_aligned_and_the_update_reads_nothing_back(lamb):
+def test_flat_views_are_aligned_and_the_update_reads_nothing_back(lamb, monkeypatch):
     """Each parameter's view in a flat buffer starts at a multiple of 64 elements (a compiled GPU
     step's kernels assume 16-byte aligned inputs; rooms of the parameters' own odd sizes put views
     8 or 12 bytes off), and clipping and the update call no ``.item()`` inside torch (LAMB's
@@ -360,10 +360,12 @@ def test_flat_views_are_aligned_and_the_update_reads_nothing_back(lamb):
     opt = AdamWeightDecay(params, lr=0.1, weight_decay=0.01, lamb=lamb, flat=True)
     for p in params:
         p.grad = torch.randn(p.shape, generator=g)
-    opt.step()
+    with monkeypatch.context() as patched:  # the rooms a GPU's parameters get (a CPU's need none)
+        patched.setattr(torch.Tensor, "is_cuda", property(lambda t: True))
+        opt.prepare()
     assert all(p.data_ptr() % 16 == 0 for p in params)
     (bucket,), = opt._buckets
-    assert all(offset % FLAT_ALIGN == 0 for offset in bucket.offsets)
+    assert all(offset % FLAT_ALIGN == 0 for offset in bucket.offsets) and bucket.align in (FLAT_ALIGN, LAMB_CHUNK)
     with profile() as prof:
         clip_by_global_norm(params, 1.0)
         opt.step(skip=torch.tensor(False))

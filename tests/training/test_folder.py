@@ -318,3 +318,20 @@ def test_a_stop_signal_after_the_training_lets_the_run_finish(tmp_path, capsys):
     assert "SIGTERM: the training is done; finishing its outputs first" in capsys.readouterr().out
     run.close()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_new_run_drops_the_scalars_of_one_killed_before_any_checkpoint(tmp_path):
+    """kill -9 (or a lost node) before the first checkpoint leaves scalars.csv and no checkpoint: the
+    same command then starts a new run, whose rows followed the dead one's as if one run (step 10
+    logged twice). Its recorded config stays; a resumed run keeps its rows up to its checkpoint."""
+    from bertdetr.training.distributed import Distributed
+    from bertdetr.training.run import Run
+
+    (tmp_path / "scalars.csv").write_text("step,name,value\n10,loss,9.0\n20,loss,8.0\n")
+    (tmp_path / "train_config.json").write_text("{}")
+    run = Run(Distributed(), str(tmp_path), "bert pretrain")
+    with run.logging(30, 0, "test", "step", progress=False) as log:
+        log.log(10, {"loss": 7.0})
+    run.close()
+    assert read_scalars(str(tmp_path / "scalars.csv")) == {"loss": [(10, 7.0)]}
+    assert (tmp_path / "train_config.json").exists()

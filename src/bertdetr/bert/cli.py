@@ -501,6 +501,8 @@ def _run_squad(args) -> int:
         print(f"no training in this run: the model at step {summary['step']}")
     if "predictions" in summary:
         print(f"wrote predictions for {summary['predictions']} questions to {config.output_dir}")
+    if summary.get("not_scored"):
+        print(f"not scored: {config.predict_file}: {summary['not_scored']}")
     for key, value in summary.get("metrics", {}).items():
         print(f"  {key} = {value:.4f}" if isinstance(value, float) else f"  {key} = {value}")
     return 0

@@ -123,13 +123,15 @@ def remove_run_files(directory: str) -> None:
             shutil.rmtree(path)
 
 
-def remove_unfinished_logs(directory: str) -> None:
+def remove_unfinished_logs(directory: str, config_too: bool = True) -> None:
     """After a new run failed before its first checkpoint: removes the logs it started
     (``train_config.json``, ``scalars.csv``, ``tb/``), which would otherwise make the folder look
-    like a run to resume."""
+    like a run to resume. ``config_too=False`` (a new run starting its logs): the scalars of one
+    killed (``kill -9``, a lost node) before any checkpoint, which the new run's would follow as if
+    one run, while the new run's recorded config stays."""
     if list_checkpoints(directory):
         return
-    for name in LOG_FILES:
+    for name in LOG_FILES if config_too else [n for n in LOG_FILES if not n.endswith("_config.json")]:
         path = os.path.join(directory, name)
         if os.path.isfile(path):
             os.remove(path)

@@ -229,6 +229,8 @@ class Run:
         before any checkpoint removes the logs it started (``folder.remove_unfinished_logs``)."""
         scalars = bar = None
         if self.env.main:
+            if not self.resumed:
+                remove_unfinished_logs(self.output_dir, config_too=False)
             scalars = ScalarLog(self.output_dir, tensorboard)
             if progress:
                 from tqdm import tqdm

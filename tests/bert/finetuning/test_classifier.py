@@ -414,3 +414,17 @@ def test_tokenizer_settings_of_the_init_folder_that_cannot_be_honoured_are_refus
                                vocab_file=None))
     run_classifier(_config(bert_config, tmp_path / "out", init_checkpoint=str(folder), bert_config_file=None,
                            vocab_file=VOCAB, num_train_epochs=0.5))
+
+
+def test_evaluating_a_run_stopped_before_its_export(bert_config, tmp_path):
+    """--do-eval of a run stopped (stop_at_step, SIGTERM) before it exported model/: with neither
+    --init-checkpoint nor --bert-config-file the model files its recorded config names are used
+    (was "no model config (none given)"), and evaluating its checkpoint says the run is unfinished."""
+    out = tmp_path / "out"
+    run_classifier(_config(bert_config, out, stop_at_step=2))
+    assert not (out / "model").exists()
+    with pytest.warns(UserWarning, match="its run stopped before it finished .* checkpoint at step 2; --do-train "
+                                         "--resume finishes it"):
+        summary = run_classifier(_config(bert_config, out, do_train=False, do_eval=True, bert_config_file=None,
+                                         vocab_file=None))
+    assert "eval_accuracy" in summary["eval"]

@@ -102,3 +102,33 @@ def test_squad_on_cmrc_predicts_spans_and_scores_with_the_cmrc_metric(tmp_path):
     expected = cmrc_metrics.evaluate(dev, predictions)
     assert {k: metrics[k] for k in expected} == pytest.approx(expected)
     assert metrics["metric"] == "cmrc2018" and metrics["TOTAL"] == 8 and metrics["SKIP"] == 0
+
+
+def test_unanswerable_questions_are_scored_and_an_unscorable_set_is_said(tmp_path, capsys):
+    """--version-2-with-negative --metric cmrc2018: a question without answers is right when nothing
+    is predicted (SQuAD 2.0's rule; CMRC's script has none and failed on max() of nothing). In a 1.1
+    file such a question leaves the set unscored: said, naming it, and an earlier prediction's
+    eval_metrics.json in the folder is removed rather than left beside the new predictions."""
+    assert cmrc_metrics.evaluate([{"paragraphs": [{"qas": [{"id": "a", "answers": []}, {"id": "b", "answers": []}]}]}],
+                                 {"a": "", "b": "北京"}) == {"AVERAGE": 50.0, "F1": 50.0, "EM": 50.0, "TOTAL": 2,
+                                                            "SKIP": 0}
+    data = json.load(open(DEV, encoding="utf-8"))
+    qas = data["data"][0]["paragraphs"][0]["qas"]
+    qas.append({"id": "neg", "question": "王阿姨养了几只猫？", "answers": [], "is_impossible": True})
+    dev = tmp_path / "v2.json"
+    dev.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out"
+    common = ["bert", "squad", "--do-predict", "--predict-file", str(dev), "--output-dir", str(out), "--vocab-file",
+              VOCAB_ZH, "--bert-config-file", _config(tmp_path), "--max-seq-length", "64", "--doc-stride", "32",
+              "--max-query-length", "24", "--metric", "cmrc2018", "--no-progress"]
+    assert main([*common, "--version-2-with-negative"]) == 0
+    metrics = json.loads((out / "eval_metrics.json").read_text())
+    assert metrics["TOTAL"] == 9 and metrics["SKIP"] == 0
+    capsys.readouterr()
+    del qas[-1]["is_impossible"]  # (with it, a 1.1 run refuses the file as SQuAD 2.0's)
+    dev.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert main([*common, "--overwrite"]) == 0
+    said = capsys.readouterr().out
+    assert "not scored: " in said and "1 of its 9 questions have no answers (the first: 'neg')" in said
+    assert "--version-2-with-negative" in said and "eval_metrics.json of an earlier prediction removed" in said
+    assert not (out / "eval_metrics.json").exists() and (out / "predictions.json").exists()

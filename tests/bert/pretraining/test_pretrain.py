@@ -1,3 +1,4 @@
+import itertools
 import json
 import os
 import subprocess
@@ -347,3 +348,24 @@ def test_non_finite_steps_are_skipped_on_the_device_until_too_many_in_a_row(reco
     calls["n"] = 0
     with pytest.raises(BertDetrError, match=r"non-finite loss at step 3 .*2 step\(s\) in a row skipped"):
         pretrain(_config(records, tmp_path / "one", num_train_steps=6, max_non_finite_steps=2, log_every=2))
+
+
+def test_fewer_records_than_readers_is_refused_not_an_endless_wait(records, tmp_path):
+    """Readers (processes x workers) each take every S-th record when there are fewer files than
+    readers: with fewer records than readers one reader had none and waited for ever, its worker
+    spinning and deaf to SIGTERM. Refused up front, saying what would do."""
+    from bertdetr.bert.data.records import read_records, write_record
+    from bertdetr.bert.pretraining.dataset import PretrainingStream, inspect_records
+
+    few = tmp_path / "three.tfrecord"
+    with open(few, "wb") as f:
+        for data in itertools.islice(read_records(records[0]), 3):
+            write_record(f, data)
+    shape = inspect_records([str(few)])
+    with pytest.raises(BertDetrError, match=r"3 training record\(s\) in .*three.tfrecord for 4 readers \(1 process\(es\) "
+                                            r"x 4 worker\(s\)\).*give --num-workers 3, or more data"):
+        PretrainingStream([str(few)], 1, 0, shape, num_workers=4)
+    with pytest.raises(BertDetrError, match="for 4 readers .* give fewer processes, or more data"):
+        PretrainingStream([str(few)], 1, 0, shape, rank=1, world_size=4)
+    batch = next(iter(PretrainingStream([str(few)], 1, 0, shape, num_workers=3, shuffle=False)))
+    assert batch["input_ids"].shape[0] == 1

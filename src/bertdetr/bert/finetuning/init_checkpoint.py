@@ -13,9 +13,10 @@ import torch
 
 from bertdetr.bert.data.tokenization import FullTokenizer, load_vocab, validate_case_matches_checkpoint
 from bertdetr.bert.model import BertConfig
-from bertdetr.bert.weights import (read_hf_weights, read_tf_checkpoint, refuse_unhonoured_settings,
-                                   saved_do_lower_case)
+from bertdetr.bert.weights import (read_hf_weights, read_json_object, read_tf_checkpoint,
+                                   refuse_unhonoured_settings, saved_do_lower_case)
 from bertdetr.errors import BertDetrError
+from bertdetr.training.folder import FINETUNE_CONFIGS
 
 
 def model_files(bert_config_file: str | None, vocab_file: str | None, init_checkpoint: str | None,
@@ -113,10 +114,27 @@ def resolve_start(config):
     """A fine-tuning config (``FinetuneConfig``'s fields) with what the run starts from settled: its
     casing (``resolve_do_lower_case``) and, evaluating or predicting with neither --init-checkpoint
     nor --bert-config-file, the model the run in ``output_dir`` exported (``model/``: its config,
-    vocabulary and casing; the run's latest checkpoint, if any, is still what is evaluated)."""
-    init = config.init_checkpoint
+    vocabulary and casing; the run's latest checkpoint, if any, is still what is evaluated), or,
+    for a run stopped before its export, the model files its recorded config names."""
+    init, bert_config_file, vocab_file = config.init_checkpoint, config.bert_config_file, config.vocab_file
     exported = os.path.join(config.output_dir, "model")
-    if not (init or config.bert_config_file or config.do_train) and os.path.isfile(os.path.join(exported, "config.json")):
-        init = exported
-    return dataclasses.replace(config, init_checkpoint=init,
+    if not (init or bert_config_file or config.do_train):
+        if os.path.isfile(os.path.join(exported, "config.json")):
+            init = exported
+        else:
+            recorded = _recorded_model_files(config.output_dir)
+            init, bert_config_file = recorded.get("init_checkpoint"), recorded.get("bert_config_file")
+            vocab_file = vocab_file or recorded.get("vocab_file")
+    return dataclasses.replace(config, init_checkpoint=init, bert_config_file=bert_config_file, vocab_file=vocab_file,
                                do_lower_case=resolve_do_lower_case(config.do_lower_case, init))
+
+
+def _recorded_model_files(output_dir: str) -> dict[str, str]:
+    """``init_checkpoint``, ``bert_config_file`` and ``vocab_file`` as the fine-tuning run in
+    ``output_dir`` recorded them (``<name>_config.json``), those that still exist ({} without one)."""
+    for name in FINETUNE_CONFIGS.values():
+        recorded = read_json_object(os.path.join(output_dir, name))
+        if recorded:
+            return {k: v for k in ("init_checkpoint", "bert_config_file", "vocab_file")
+                    if isinstance(v := recorded.get(k), str) and (os.path.exists(v) or os.path.exists(v + ".index"))}
+    return {}

@@ -406,18 +406,22 @@ def predict(model: BertForQuestionAnswering, data: dict[str, torch.Tensor], batc
     return results
 
 
-def _scorable(dataset: list, version_2_with_negative: bool) -> bool:
-    """Whether every question has gold answers to score against (a test set has none)."""
-    for article in dataset:
-        for p in article["paragraphs"]:
-            for qa in p["qas"]:
-                answers = qa.get("answers")
-                if not isinstance(answers, list) or not all(isinstance(a, dict) and isinstance(a.get("text"), str)
-                                                            for a in answers):
-                    return False
-                if not answers and not version_2_with_negative:
-                    return False
-    return True
+def _not_scorable(dataset: list, version_2_with_negative: bool) -> str | None:
+    """Why the questions cannot be scored (None when every one has gold answers to score against;
+    in SQuAD 2.0 none is an answer too): a test set has no answers, and a question without them in
+    a 1.1 file, or with answers of another layout, leaves the whole set unscored, as Google's."""
+    questions = [qa for article in dataset for p in article["paragraphs"] for qa in p["qas"]]
+    odd = [qa for qa in questions if not isinstance(qa.get("answers"), list) or not all(
+        isinstance(a, dict) and isinstance(a.get("text"), str) for a in qa["answers"])]
+    if not version_2_with_negative:
+        odd += [qa for qa in questions if isinstance(qa.get("answers"), list) and not qa["answers"]]
+    if not odd:
+        return None
+    if len(odd) == len(questions):
+        return "its questions have no answers (a test set)"
+    first = odd[0].get("id", "?")
+    return (f"{len(odd)} of its {len(questions)} questions have no answers (the first: {first!r})"
+            + ("" if version_2_with_negative else "; unanswerable questions are scored with --version-2-with-negative"))
 
 
 def run_squad(config: SquadConfig) -> dict:
@@ -524,7 +528,13 @@ def _predict_and_score(config: SquadConfig, model: BertForQuestionAnswering, pre
         version_2_with_negative=config.version_2_with_negative,
         null_score_diff_threshold=config.null_score_diff_threshold, verbose_logging=config.verbose_logging)
     summary: dict = {"predictions": len(out.predictions)}
-    if _scorable(predict_squad.dataset, config.version_2_with_negative):
+    metrics_file = os.path.join(config.output_dir, "eval_metrics.json")
+    summary["not_scored"] = _not_scorable(predict_squad.dataset, config.version_2_with_negative)
+    if summary["not_scored"] and os.path.exists(metrics_file):
+        # an earlier run's scores beside this run's predictions would read as theirs
+        os.remove(metrics_file)
+        summary["not_scored"] += " (the folder's eval_metrics.json of an earlier prediction removed)"
+    if not summary["not_scored"]:
         if config.metric == "cmrc2018":
             summary["metrics"] = {"metric": "cmrc2018", **cmrc_evaluate(predict_squad.dataset, out.predictions),
                                   "global_step": step}
@@ -533,5 +543,5 @@ def _predict_and_score(config: SquadConfig, model: BertForQuestionAnswering, pre
                                     config.version_2_with_negative)
             summary["metrics"] = {"version": "2.0" if config.version_2_with_negative else "1.1", **metrics,
                                   "global_step": step}
-        write_json(os.path.join(config.output_dir, "eval_metrics.json"), summary["metrics"], indent=1)
+        write_json(metrics_file, summary["metrics"], indent=1)
     return summary

@@ -32,6 +32,7 @@ shapes, since reading values there would be a device sync every step (see ``bert
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from typing import Iterator
@@ -213,6 +214,24 @@ class PretrainingStream(torch.utils.data.IterableDataset):
         self.model_config = model_config
         self.masking = masking
         self.unpad = unpad
+        self._check_enough_records()
+
+    def _check_enough_records(self) -> None:
+        """Each reader (a worker of a rank) reads whole files, or with fewer files than readers
+        every S-th record: fewer records than readers leave one with none, which would wait for its
+        first batch for ever (a DataLoader worker spinning, deaf to SIGTERM). Refused here, before
+        any work, from at most S records read."""
+        readers = self.world_size * self.num_workers
+        if len(self.files) >= readers:
+            return
+        found = sum(1 for _ in itertools.islice(
+            itertools.chain.from_iterable(read_records(path, check_crc=False) for path in self.files), readers))
+        if found < readers:
+            fix = f"--num-workers {found // self.world_size}" if found >= self.world_size else "fewer processes"
+            raise BertDetrError(
+                f"{found} training record(s) in {_where(self.files)} for {readers} readers ({self.world_size} "
+                f"process(es) x {self.num_workers} worker(s)), each of which reads records of its own: give "
+                f"{fix}, or more data")
 
     def _reader(self) -> int:
         info = torch.utils.data.get_worker_info()
@@ -236,6 +255,8 @@ class PretrainingStream(torch.utils.data.IterableDataset):
                         if i % S == reader:
                             yield data
                         i += 1
+                if i <= reader:  # (refused up front: _check_enough_records; never a silent endless loop)
+                    raise BertDetrError(f"reader {reader} of {S} has no records: {i} in {_where(self.files)}")
             epoch += 1
 
     def _shuffled(self, reader: int) -> Iterator[bytes]:
