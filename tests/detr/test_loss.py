@@ -210,3 +210,65 @@ def test_device_to_host_reads_do_not_grow_with_layers_or_images(host_reads):
     assert small <= 8
     for layers, sizes in [(2, [1, 3]), (6, [2, 0, 9, 1, 4, 4, 3, 2])]:
         assert count(layers, sizes) <= small, (layers, sizes)
+
+
+def _two_ranks(monkeypatch, reduced):
+    """``torch.distributed`` as the criterion sees it in a run of two processes with the same
+    count of boxes each (the all-reduce doubles; ``reduced`` records what it was given)."""
+    import torch.distributed as dist
+
+    def all_reduce(tensor, *args, **kwargs):
+        reduced.append(tensor)
+        tensor.mul_(2)
+
+    monkeypatch.setattr(dist, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+
+
+def test_num_boxes_under_ddp_is_made_on_the_device_not_copied_from_the_host(monkeypatch):
+    """Under DDP the number of boxes is all-reduced on the device; a tensor made from a host list
+    there (``torch.tensor([n], device=...)``) is a blocking host-to-device copy each step. Made on
+    the "meta" device, where torch functions show what a GPU would be asked; the values on the CPU,
+    as official DETR's ``num_boxes`` (all-reduced, over the world size, at least 1)."""
+    from torch.overrides import TorchFunctionMode
+
+    from bertdetr.detr.loss import _num_boxes_all_processes
+
+    class HostData(TorchFunctionMode):
+        """Records the torch functions that make a tensor off the host from host data."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            from_data = func in (torch.tensor, torch.as_tensor, torch.asarray, torch.Tensor.new_tensor)
+            moved = func in (torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cuda) and any(
+                isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in args)
+            if (from_data or moved) and isinstance(out, torch.Tensor) and out.device.type != "cpu":
+                self.calls.append(func.__name__)
+            return out
+
+    reduced = []
+    _two_ranks(monkeypatch, reduced)
+    with HostData() as mode:
+        on_meta = _num_boxes_all_processes(3, torch.device("meta"))
+    assert mode.calls == [] and on_meta.device.type == "meta" and reduced[0].device.type == "meta"
+    for n, expected in [(3, 3.0), (0, 1.0), (1, 1.0)]:
+        got = _num_boxes_all_processes(n, torch.device("cpu"))
+        assert got.dtype == torch.get_default_dtype() and got.shape == () and got.item() == expected
+
+
+def test_losses_under_ddp_equal_one_process_s_when_the_ranks_count_alike(monkeypatch):
+    g = torch.Generator().manual_seed(30)
+    out, targets = _outputs(3, g, layers=2), _targets([2, 0, 3], g)
+    alone = _criterion()(out, targets, [(80, 120)] * 3)
+    reduced = []
+    _two_ranks(monkeypatch, reduced)
+    distributed = _criterion()(out, targets, [(80, 120)] * 3)
+    assert reduced and list(distributed) == list(alone)
+    for name in alone:
+        assert torch.equal(distributed[name], alone[name]), name

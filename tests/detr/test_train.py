@@ -339,3 +339,146 @@ def test_no_device_reads_on_detr_steps_that_do_not_log(shapes, tmp_path, monkeyp
     train_detr(load_train_setup(_config(shapes, tmp_path, epochs=2, log_every=3, save_every=100, eval_every=100)))
     per_step = [reads[a:b] for a, b in zip(marks, marks[1:])]  # iterations 1..7 (8 ends the run)
     assert [len(r) for r in per_step] == [0, 0, 1, 0, 0, 1, 0], per_step
+
+
+def test_padding_mask_is_copied_to_the_device_without_waiting():
+    """The loaders pin their batches on a GPU; a mask copied from pinned memory without
+    ``non_blocking`` makes the host wait for the GPU before the step's forward is queued. The copy
+    to the "meta" device shows what a GPU would be asked (the dispatched ``_to_copy``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from bertdetr.detr.data.coco import padding_mask_to, padding_masks
+
+    class Copies(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.non_blocking = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default:
+                self.non_blocking.append((kwargs or {}).get("non_blocking", False))
+            return func(*args, **(kwargs or {}))
+
+    with Copies() as copies:
+        mask = padding_mask_to(padding_masks([(4, 6), (5, 3)], (5, 6)), torch.device("meta"))
+        unpadded = padding_mask_to(padding_masks([(5, 6)], (5, 6)), torch.device("meta"))
+    assert mask.shape == (2, 5, 6) and mask.device.type == "meta" and unpadded is None
+    assert copies.non_blocking == [True]
+
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A gloo process group of this process alone, for a real DistributedDataParallel on the CPU."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'process_group'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def _set_up(shapes, tmp_path, name, **train):
+    from bertdetr.detr.train import setup_training
+
+    return setup_training(load_train_setup(_config(shapes, tmp_path, f"{name}.json", output_dir=name, **train)))
+
+
+def test_gradient_accumulation_under_ddp_all_reduces_once_per_step(shapes, tmp_path, one_process_group):
+    """``grad_accum`` 3 under DDP: the gradients go over the network in the last batch's backward
+    only (``no_sync`` for the others: each bucket all-reduced once a step, not three times), and
+    the step is the same as without DDP."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+    from torch.nn.parallel import DistributedDataParallel
+
+    from bertdetr.detr import engine
+
+    def step(name, ddp):
+        t = _set_up(shapes, tmp_path, name, grad_accum=3)
+        try:
+            buckets = []
+            if ddp:
+                t.net = DistributedDataParallel(t.net, find_unused_parameters=False)
+
+                def counting(state, bucket):
+                    buckets.append(bucket.index())
+                    return allreduce_hook(state, bucket)
+
+                t.net.register_comm_hook(None, counting)
+            batches = t.loader.epoch(0)
+            _, sums, grad_norm = engine.train_step(t, [next(batches) for _ in range(3)])
+            return buckets, [sums, grad_norm, *(p.detach().clone() for p in t.model.parameters())]
+        finally:
+            t.loader.close()
+            t.run.close()
+
+    buckets, with_ddp = step("ddp", ddp=True)
+    assert buckets and sorted(buckets) == list(range(len(buckets))), buckets
+    _, alone = step("alone", ddp=False)
+    assert all(torch.equal(a, b) for a, b in zip(with_ddp, alone))
+
+
+def test_ddp_of_a_frozen_backbone_does_not_broadcast_its_buffers_each_forward(shapes, tmp_path, monkeypatch,
+                                                                             one_process_group):
+    """FrozenBatchNorm2d's buffers, the model's only ones, never change: the trainer's DDP leaves
+    them alone at each forward (no collective per batch, no copy over the backbone's folded-BN
+    cache); a trainable BatchNorm backbone keeps DDP's broadcast of rank 0's statistics."""
+    import dataclasses
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from bertdetr.detr import train as train_module
+    from bertdetr.detr.model import build_detr
+    from tests.detr.conftest import tiny_detr_config
+
+    options = []
+    monkeypatch.setattr(train_module, "data_parallel", lambda net, env, device, **o: options.append(o) or net)
+    t = _set_up(shapes, tmp_path, "frozen")
+    t.loader.close()
+    t.run.close()
+    assert options == [{"find_unused_parameters": False, **train_module.without_forward_buffer_sync()}]
+
+    ddp = DistributedDataParallel(t.model, **options[0])
+    broadcasts = []
+    real = dist._broadcast_coalesced
+    monkeypatch.setattr(dist, "_broadcast_coalesced", lambda *a, **k: broadcasts.append(a) or real(*a, **k))
+    bn = t.model.backbone.layer4[0].bn1
+    versions = [b._version for b in bn.buffers()]
+    images = torch.rand(2, 3, 48, 64)
+    for _ in range(2):
+        out = ddp(images)
+        (out["pred_logits"].sum() + out["pred_boxes"].sum()).backward()
+    assert broadcasts == [] and [b._version for b in bn.buffers()] == versions
+
+    config = tiny_detr_config(5, 3)
+    batch_norm = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, norm="batch"))
+    assert train_module.ddp_options(build_detr(batch_norm)) == {}
+    assert train_module.ddp_options(build_detr(config)) == train_module.without_forward_buffer_sync()
+
+
+def test_validation_on_a_bare_json_and_resized_photos(shapes, tmp_path):
+    """``detr train``'s validation evaluates as ``detr eval`` does: annotations without ``iscrowd``,
+    ``area`` or ``id`` (which training reads) no longer crash inside pycocotools after an epoch of
+    training, and photos resized since the json was written are scored in the json's pixels, with
+    one warning line."""
+    from PIL import Image
+
+    val = json.loads((shapes / "val.json").read_text())
+    for a in val["annotations"]:
+        for key in ("iscrowd", "area", "id"):
+            a.pop(key, None)
+    (tmp_path / "bare_val.json").write_text(json.dumps(val))
+    (tmp_path / "big").mkdir()
+    for im in val["images"]:
+        with Image.open(shapes / "images" / im["file_name"]) as pic:
+            pic.resize((2 * pic.width, 2 * pic.height)).save(tmp_path / "big" / im["file_name"])
+    path = _config(shapes, tmp_path, epochs=1, max_iters=1)
+    cfg = json.loads(path.read_text())
+    cfg["data"].update(val_ann=str(tmp_path / "bare_val.json"), val_images=str(tmp_path / "big"))
+    path.write_text(json.dumps(cfg))
+    with pytest.warns(UserWarning, match=r"4 of 4 images' files differ in size from the annotation json's width and "
+                                         r"height \(e\.g\. .*: their detections are scaled to the json's pixels"):
+        summary = train_detr(load_train_setup(path))
+    assert set(summary["metrics"]) >= {"AP", "AP50", "AR100"}
+    detections = json.loads((tmp_path / "run" / "eval_detections.json").read_text())
+    sizes = {im["id"]: (im["width"], im["height"]) for im in val["images"]}
+    assert all(d["bbox"][0] + d["bbox"][2] <= sizes[d["image_id"]][0] + 1e-3 for d in detections)

@@ -9,11 +9,13 @@ DataLoader, persistent workers), their images normalised on the device.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data.coco import CocoDetection, CocoIndex, padding_mask_to
@@ -135,21 +137,26 @@ def checkpoint_state(t: DetrTraining) -> dict:
 
 def train_step(t: DetrTraining, group: list[dict]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """One optimizer step over ``group`` (``grad_accum`` batches): forward, the criterion's weighted
-    terms over every decoder layer, backward, gradient clipping, AdamW, the lr schedule (which
-    counts batches). Returns the terms' names, their values averaged over the group (and the ranks)
-    and the gradient norm, on the device: nothing is read back here. A step whose loss or
-    gradient is not finite is skipped on the device (fused AdamW's ``found_inf``, as a gradient
-    scaler skips) and counted in ``t.health`` (fp16: an overflow the scaler skips instead)."""
+    terms over every decoder layer, backward (DDP syncs the gradients on the last), gradient
+    clipping, AdamW, the lr schedule (which counts batches). Returns the terms' names, their values
+    averaged over the group (and the ranks) and the gradient norm, on the device: nothing is read
+    back here. A step whose loss or gradient is not finite is skipped on the device (fused AdamW's
+    ``found_inf``, as a gradient scaler skips) and counted in ``t.health`` (fp16: an overflow the
+    scaler skips instead)."""
     cfg, env = t.cfg, t.env
     names, sums = [], None
-    for batch in group:
+    ddp = isinstance(t.net, DistributedDataParallel)
+    for m, batch in enumerate(group):
         images, masks = batch["images"].to(t.device, non_blocking=True), padding_mask_to(batch["masks"], t.device)
-        with t.precision.autocast():
-            outputs = t.net(images, masks)
-        # the targets stay on the host: the criterion checks them there and copies what
-        # the device needs at once (moving each image's boxes would wait for the GPU)
-        terms = t.criterion(_float(outputs), batch["targets"])
-        t.precision.backward(t.criterion.total(terms) / len(group))
+        # DDP all-reduces the gradients in the backward of the group's last batch only: the others'
+        # accumulate locally (the same sum, once over the network instead of once per batch)
+        with contextlib.nullcontext() if m == len(group) - 1 or not ddp else t.net.no_sync():
+            with t.precision.autocast():
+                outputs = t.net(images, masks)
+            # the targets stay on the host: the criterion checks them there and copies what
+            # the device needs at once (moving each image's boxes would wait for the GPU)
+            terms = t.criterion(_float(outputs), batch["targets"])
+            t.precision.backward(t.criterion.total(terms) / len(group))
         t.images_seen += len(batch["targets"]) * env.world_size
         stacked = torch.stack([v.detach().float() for v in terms.values()]) / len(group)
         sums, names = (stacked if sums is None else sums + stacked), list(terms)

@@ -37,10 +37,13 @@ _TERMS = ("loss_cls", "loss_bbox", "loss_iou")
 
 def _num_boxes_all_processes(n: int, device) -> float | torch.Tensor:
     """mmdet ``reduce_mean(num_pos).clamp(min=1)``. Alone: a host number. Distributed: a device
-    scalar, left on the device so the all-reduce does not make the CPU wait for the GPU."""
+    scalar, left on the device so the all-reduce does not make the CPU wait for the GPU; made there
+    by a fill (``torch.full``: the count goes to the kernel as an argument), where
+    ``torch.tensor([n], device=...)`` would copy it from a host buffer each step, a blocking copy
+    (the same value and dtype)."""
     if not (dist.is_available() and dist.is_initialized()):
         return max(float(n), 1.0)
-    num = torch.tensor([float(n)], device=device)
+    num = torch.full((1,), float(n), device=device)
     dist.all_reduce(num)
     return (num / dist.get_world_size()).clamp(min=1.0)[0]
 

@@ -34,14 +34,14 @@ from bertdetr.detr.data.transforms import train_transforms
 from bertdetr.detr.engine import DetrTraining, batches_per_epoch, checkpoint_state, train_one_epoch
 from bertdetr.detr.evaluate import evaluate_detr
 from bertdetr.detr.loss import build_criterion
-from bertdetr.detr.model import DETR, build_detr, pool_for_dynamic_sizes
+from bertdetr.detr.model import DETR, FrozenBatchNorm2d, build_detr, pool_for_dynamic_sizes
 from bertdetr.detr.train_config import DataConfig, DetrTrainSetup, TrainConfig
 from bertdetr.detr.weights import load_detr, load_torchvision_resnet, save_classes, save_detr, save_pipeline
 from bertdetr.errors import BertDetrError
 from bertdetr.fileio import write_json
 from bertdetr.training.checkpoint import load_training_state
 from bertdetr.training.compiling import CUDA_GRAPH_MODES
-from bertdetr.training.distributed import data_parallel, set_rng_state
+from bertdetr.training.distributed import data_parallel, set_rng_state, without_forward_buffer_sync
 from bertdetr.training.folder import DETR_TRAIN
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.profiling import StepProfiler, check_profile_steps
@@ -143,10 +143,32 @@ def _setup_in_folder(setup: DetrTrainSetup, run: Run, index: CocoIndex, val_inde
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
     if cfg.compile:
         t.net = compile_detr(model, cfg.compile_mode)
-    t.net = data_parallel(t.net, env, device, find_unused_parameters=False)
+    t.net = data_parallel(t.net, env, device, find_unused_parameters=False, **ddp_options(model))
     run.record_config({"run": DETR_TRAIN, "data": asdict(data), "model": model_config.to_dict(), "train": asdict(cfg),
                        "world_size": env.world_size})
     return t
+
+
+def ddp_options(model: DETR) -> dict:
+    """DDP's options for ``model`` besides the trainer's own: no broadcast of the buffers at each
+    forward where none of them ever changes (``constant_buffers``).
+
+    DDP's default copies rank 0's buffers into every rank's before each forward, for buffers that
+    training updates (BatchNorm's running statistics). A frozen backbone's FrozenBatchNorm2d
+    buffers (the model's only ones: the positional encoding is computed) are fixed: loaded or
+    built alike on every rank, and synced once more when DDP is built. Copied each forward they
+    cost a collective over all of them per batch; and where DDP's copy counts a version of each,
+    the backbone's folded-BN cache (``model._cached``, keyed on version counters) would miss at
+    every forward (torch 2.14's DDP restores the counters after its copy: checked with two gloo
+    processes). A trainable BatchNorm backbone (``backbone.norm`` "batch") keeps the broadcast (on
+    a CPU, rank 0's running statistics)."""
+    return without_forward_buffer_sync() if constant_buffers(model) else {}
+
+
+def constant_buffers(model: torch.nn.Module) -> bool:
+    """Whether training leaves every buffer of ``model`` as it is: each is a FrozenBatchNorm2d's."""
+    owners = [m for m in model.modules() if next(m.buffers(recurse=False), None) is not None]
+    return all(isinstance(m, FrozenBatchNorm2d) for m in owners)
 
 
 class DynamicSizes(torch.nn.Module):

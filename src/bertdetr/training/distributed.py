@@ -7,11 +7,14 @@ DistributedDataParallel.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from bertdetr.errors import BertDetrError
 
 
 @dataclass
@@ -29,19 +32,68 @@ class Distributed:
 def setup_distributed(requested_device: str | None) -> tuple[Distributed, torch.device]:
     """Joins the process group when launched by torchrun (``WORLD_SIZE`` > 1; nccl for GPUs, gloo
     otherwise) and picks this rank's device: ``requested_device`` if given, else this rank's GPU
-    when there is one, else the CPU."""
-    if requested_device:
-        device_type = torch.device(requested_device).type
-    else:
-        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    when there is one, else the CPU.
+
+    Under torchrun a GPU is this rank's own, ``cuda:LOCAL_RANK`` (``rank_device``), made the
+    process's current device (``torch.cuda.set_device``) before the group is joined, and named to
+    ``init_process_group`` (``device_id``), as torch's DDP and torchrun examples do: NCCL's object
+    collectives (``broadcast_object_list``, ``all_gather_object``: the run's start and each save),
+    ``barrier`` and the DataLoader's pinning thread use the *current* device, which otherwise stays
+    cuda:0 on every rank ("Duplicate GPU detected" from NCCL, or a hang)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world_size > 1 else 0
+    device = rank_device(requested_device, local_rank, world_size > 1)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
     env = Distributed()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if world_size > 1:
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-        env = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+            options = {"device_id": device} if device.type == "cuda" and _INIT_TAKES_DEVICE_ID else {}
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", **options)
+        env = Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
+    return env, device
+
+
+def _takes_device_id() -> bool:
+    """Whether this torch's ``init_process_group`` takes ``device_id`` (torch 2.3 on; a torch built
+    without distributed support has no ``init_process_group`` at all)."""
+    try:
+        return "device_id" in inspect.signature(dist.init_process_group).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+_INIT_TAKES_DEVICE_ID = _takes_device_id()  # (asked once, of the real function: tests replace it)
+
+
+def rank_device(requested_device: str | None, local_rank: int, distributed: bool) -> torch.device:
+    """This process's device. Run plainly: ``requested_device`` as given, or (None) cuda:0 when
+    there is a GPU, else the CPU. Under torchrun (``distributed``) an unnamed GPU (None, "cuda") is
+    ``cuda:LOCAL_RANK``: torchrun gives every rank the same arguments, so a bare "cuda" would put
+    them all on GPU 0. A numbered one ("cuda:K") is taken only where torchrun runs one process on
+    this machine (``LOCAL_WORLD_SIZE`` 1: one GPU chosen per machine); with several it would be
+    every local rank's GPU, which NCCL refuses (or hangs on), so it is an error here."""
     if requested_device:
-        return env, torch.device(requested_device)
-    return env, torch.device("cuda", env.local_rank) if device_type == "cuda" else torch.device("cpu")
+        device = torch.device(requested_device)
+    else:
+        device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    if not distributed or device.type != "cuda":
+        return device
+    local_processes = local_world_size()
+    if requested_device and device.index is not None:
+        if local_processes > 1:
+            raise BertDetrError(
+                f"device {requested_device!r} under torchrun with {local_processes} processes on this machine: "
+                f"each would use GPU {device.index}; give \"cuda\" (or no device) for each process its own GPU "
+                "(cuda:LOCAL_RANK), and choose the GPUs with CUDA_VISIBLE_DEVICES")
+        return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise BertDetrError(f"device {requested_device!r} is a GPU, and torch sees none (CUDA is not available)")
+    if max(local_processes, local_rank + 1) > count:
+        raise BertDetrError(f"torchrun runs {max(local_processes, local_rank + 1)} processes on this machine, each on "
+                            f"its own GPU, and torch sees {count}: give --nproc_per_node={count} (at most)")
+    return torch.device("cuda", local_rank)
 
 
 def main_then_share(env: Distributed, work):
@@ -49,8 +101,6 @@ def main_then_share(env: Distributed, work):
     rank: so no rank looks at a run folder while the main one changes it. Other errors are raised
     on the main process only (the other ranks then wait in the broadcast until torchrun stops
     them)."""
-    from bertdetr.errors import BertDetrError
-
     answer: tuple = ("ok", None)
     if env.main:
         try:
@@ -78,6 +128,18 @@ def data_parallel(net: torch.nn.Module, env: Distributed, device: torch.device, 
         return net
     return torch.nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None, **options)
+
+
+def without_forward_buffer_sync() -> dict:
+    """The DDP option (for ``data_parallel``) that stops its broadcast of rank 0's buffers before
+    each forward, for a model whose buffers never change: ``forward_sync_buffers=False`` where this
+    torch has it (2.14, where ``broadcast_buffers`` is deprecated; the buffers are still synced
+    when DDP is built), else ``broadcast_buffers=False`` (which skips that sync too: fine for
+    buffers every rank builds or loads alike)."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def rng_state(device: torch.device) -> dict:
