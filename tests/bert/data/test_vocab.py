@@ -65,8 +65,10 @@ def test_same_vocab_on_every_run(tmp_path):
 def test_alphabet_larger_than_vocab_is_clear_error(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(" ".join(chr(c) * 3 for c in range(0x3B1, 0x3C9)) + "\n")  # 24 Greek letters
-    with pytest.raises(BertDetrError, match="too small for this corpus"):
+    with pytest.raises(BertDetrError, match="too small for this corpus: at least 53 entries, as its 24 characters"):
         build_vocab([str(corpus)], tmp_path / "v.txt", VocabConfig(vocab_size=40, num_unused=0, min_frequency=1))
+    # the minimum said is the minimum (it counted the characters' pieces only, not the specials)
+    build_vocab([str(corpus)], tmp_path / "v.txt", VocabConfig(vocab_size=53, num_unused=0, min_frequency=1))
 
 
 def _chinese_corpus(path, num_chars=1500, rare="\u9f98"):

@@ -152,10 +152,11 @@ def train_vocab(files: list[str], config: VocabConfig) -> list[str]:
     pieces = [*alphabet, *("##" + c for c in alphabet if not is_chinese_char(c))]
     if len(pieces) > budget:
         raise BertDetrError(
-            f"vocab_size {config.vocab_size} is too small for this corpus: its {len(alphabet)} characters "
-            f"seen at least {config.min_frequency} times alone need {len(pieces)} entries (as word starts and "
-            f"as ##, Chinese ones once); raise --vocab-size, or keep fewer characters with --min-frequency or "
-            f"--limit-alphabet")
+            f"vocab_size {config.vocab_size} is too small for this corpus: at least "
+            f"{len(pieces) + config.num_unused + len(SPECIAL_TOKENS)} entries, as its {len(alphabet)} characters "
+            f"seen at least {config.min_frequency} times alone need {len(pieces)} (as word starts and as ##, Chinese "
+            f"ones once) besides the {len(SPECIAL_TOKENS)} special tokens and {config.num_unused} [unused] slots; "
+            "raise --vocab-size, or keep fewer characters with --min-frequency or --limit-alphabet")
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     # Words are already split by BasicTokenizer; the trainer must not split them differently.
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
