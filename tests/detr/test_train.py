@@ -134,7 +134,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(shapes, tmp_path, monke
         return torch.tensor(float("nan")) if calls["n"] == 6 else norm
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", nan_at_6)
-    with pytest.raises(BertDetrError, match=r"non-finite loss at iteration 6 \(epoch 1\).*ckpt-00000004"):
+    with pytest.raises(BertDetrError, match=r"non-finite loss at iteration 6 \(epoch 2\).*ckpt-00000004"):
         train_detr(load_train_setup(_config(shapes, tmp_path, eval_every=5)))
     assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [4]
 

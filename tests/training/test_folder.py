@@ -271,7 +271,7 @@ def test_sigint_stops_detr_mid_epoch_and_resume_goes_on(shapes, tmp_path):
 
     state = load_checkpoint(path)
     assert state["iteration"] == it and 3 <= it < 160
-    assert f"stopped by SIGINT at iteration {it} (epoch {state['epoch']}, batch {state['batch_in_epoch']})" in err
+    assert f"stopped by SIGINT at iteration {it} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']})" in err
     assert main(["detr", "train", str(cfg), "--resume", "--epochs", "2"]) == 0  # finishes sooner, from there
 
 

@@ -111,7 +111,7 @@ def train_one_epoch(t: DetrTraining, log: RunLog, profiler: StepProfiler) -> boo
             # the one read from the device of a logged step (the matcher's costs aside)
             values, skipped = t.run.read_logged(
                 [terms, grad_norm], t.health, cfg.max_non_finite_steps,
-                lambda v, since, most: f"iteration {since} (epoch {t.epoch}), {most} step(s) in a row skipped")
+                lambda v, since, most: f"iteration {since} (epoch {t.epoch + 1}), {most} step(s) in a row skipped")
             t.losses = {"loss": sum(values[:len(names)]),
                         **{k: v for k, v in zip(names, values) if "." not in k}}
             _log_step(t, log, values[len(names)], skipped)
@@ -121,7 +121,7 @@ def train_one_epoch(t: DetrTraining, log: RunLog, profiler: StepProfiler) -> boo
         if t.it < t.total_iters and t.run.stop_requested(t.device, agree=logging_step):
             # mid-epoch: the checkpoint holds the batch the epoch is at, and a resume goes on from it
             t.run.save(checkpoint_state(t), t.it, cfg.keep_last, t.device)
-            raise t.run.preempted(f"iteration {t.it} (epoch {t.epoch}, batch {t.batch_in_epoch})")
+            raise t.run.preempted(f"iteration {t.it} (epoch {t.epoch + 1}, batch {t.batch_in_epoch})")
     return exhausted
 
 

@@ -235,7 +235,7 @@ def _resume(t: DetrTraining) -> None:
     else:
         if t.env.main and t.batch_in_epoch:
             print(f"resuming with {t.env.world_size} process(es), the checkpoint's run had {state['world_size']}: "
-                  f"epoch {t.epoch} starts again from its first batch (its {t.batch_in_epoch} batches done are "
+                  f"epoch {t.epoch + 1} starts again from its first batch (its {t.batch_in_epoch} batches done are "
                   "dealt otherwise now), with new random streams")
         elif t.env.main:
             print(f"resuming with {t.env.world_size} process(es), the checkpoint's run had {state['world_size']}: "
