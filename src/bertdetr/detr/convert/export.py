@@ -15,9 +15,16 @@ Outputs, each written under a temporary name and renamed into place:
   bool [B,H,W] (True at padding), B, H and W dynamic; outputs ``pred_logits`` [B,Q,K] and
   ``pred_boxes`` [B,Q,4] of the last decoder layer.
 - hf: ``config.json`` (``DetrConfig`` with transformers' own ResNet backbone, ``id2label``),
-  ``model.safetensors``, ``preprocessor_config.json`` (``DetrImageProcessor``, official DETR's sizes).
+  ``model.safetensors``, ``preprocessor_config.json`` (``DetrImageProcessor`` at the checkpoint's
+  test scale).
 - mmdet: ``model.pth`` (``{'meta': {'dataset_meta': {'classes': ...}}, 'state_dict': ...}`` with
   mmdet 3.x names) and ``config.py`` (the model and its test pipeline, loadable by ``init_detector``).
+
+Neither format has a place for the labels' dataset category ids (transformers' ``id2label`` is keyed
+by logit index, mmdet's ``dataset_meta`` names classes only) nor for our test pipeline: both keep
+them under ``load.EXPORT_RECORD`` (a key of hf's config.json, of mmdet's ``meta``), which their
+loaders pass over and ``bertdetr detr convert`` reads back, so that an export converted back
+predicts as the checkpoint exported.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch
 from torch import nn
 
 from bertdetr.detr.config import DETRConfig
+from bertdetr.detr.convert.load import EXPORT_RECORD, export_record
 from bertdetr.detr.convert.names import HF_RULES, MMDET_RULES, rename
 from bertdetr.detr.model import DETR, RESNET_LAYOUTS, Bottleneck, pool_for_dynamic_sizes
 from bertdetr.detr.weights import load_checkpoint_dir
@@ -242,9 +250,12 @@ def hf_config(config: DETRConfig, class_names: list[str]) -> dict:
 
 
 def export_hf(model: DETR, config: DETRConfig, class_names: list[str], directory: str | os.PathLike,
-              test_scale: tuple[int, int] = (800, 1333)) -> None:
+              test_scale: tuple[int, int] = (800, 1333), category_ids: list[int] | None = None,
+              pipeline: str | None = None) -> None:
     """Writes a transformers ``DetrForObjectDetection`` directory (see the module doc); its image
-    processor resizes to ``test_scale`` (shorter side, longer at most)."""
+    processor resizes to ``test_scale`` (shorter side, longer at most). ``category_ids`` (of the
+    labels) and ``pipeline`` (the checkpoint's test pipeline), when given, are kept in config.json
+    under ``EXPORT_RECORD``."""
     from safetensors.torch import save
 
     _check_standard(config, "hf")
@@ -256,7 +267,11 @@ def export_hf(model: DETR, config: DETRConfig, class_names: list[str], directory
                  "size": {"shortest_edge": test_scale[0], "longest_edge": test_scale[1]}, "resample": 2, "do_rescale": True,
                  "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.485, 0.456, 0.406],
                  "image_std": [0.229, 0.224, 0.225], "do_pad": True}
-    for name, content in (("preprocessor_config.json", processor), ("config.json", hf_config(config, class_names))):
+    detr_config = hf_config(config, class_names)
+    record = export_record(category_ids, pipeline)
+    if record:  # transformers' PretrainedConfig keeps an unknown key as an attribute; its model ignores it
+        detr_config[EXPORT_RECORD] = record
+    for name, content in (("preprocessor_config.json", processor), ("config.json", detr_config)):
         with atomic_output(os.path.join(directory, name), "w") as f:
             json.dump(content, f, indent=2)
 
@@ -330,16 +345,21 @@ def to_mmdet_config(config: DETRConfig, class_names: list[str], test_scale: tupl
 
 
 def export_mmdet(model: DETR, config: DETRConfig, class_names: list[str], directory: str | os.PathLike,
-                 test_scale: tuple[int, int] = (800, 1333)) -> None:
+                 test_scale: tuple[int, int] = (800, 1333), category_ids: list[int] | None = None,
+                 pipeline: str | None = None) -> None:
     """Writes ``model.pth`` and ``config.py`` for mmdet 3.x (see the module doc); its test pipeline
-    resizes to ``test_scale`` (shorter side, longer at most)."""
+    resizes to ``test_scale`` (shorter side, longer at most). ``category_ids`` and ``pipeline``,
+    when given, are kept in the checkpoint's ``meta`` under ``EXPORT_RECORD``."""
     _check_standard(config, "mmdet")
     sd = ours_to_mmdet({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
                        config.bbox_head.num_reg_fcs)
     cfg = to_mmdet_config(config, class_names, test_scale)
     os.makedirs(directory, exist_ok=True)
-    checkpoint = {"meta": {"dataset_meta": {"classes": tuple(class_names)}, "exported_by": "bertdetr"},
-                  "state_dict": sd}
+    meta = {"dataset_meta": {"classes": tuple(class_names)}, "exported_by": "bertdetr"}
+    record = export_record(category_ids, pipeline)
+    if record:  # beside dataset_meta: mmdet's init_detector reads that one only
+        meta[EXPORT_RECORD] = record
+    checkpoint = {"meta": meta, "state_dict": sd}
     with atomic_output(os.path.join(directory, "model.pth"), "wb") as f:
         torch.save(checkpoint, f)
     source = "# mmdet 3.x config written by bertdetr detr export (self-contained: no _base_)\n"
@@ -353,7 +373,8 @@ def export_mmdet(model: DETR, config: DETRConfig, class_names: list[str], direct
 
 def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike, opset: int = 18) -> str:
     """Our checkpoint directory -> ``fmt`` (one of ``FORMATS``) at ``output`` (onnx: a file; hf,
-    mmdet: a directory); returns what was written, in words. Class names from ``classes.json``."""
+    mmdet: a directory); returns what was written, in words. Class names from ``classes.json``; its
+    category ids, the test pipeline and scale (``pipeline.json``) go with hf and mmdet exports."""
     from bertdetr.fileio import check_writable
 
     if fmt not in FORMATS:
@@ -372,8 +393,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.
         export_onnx(model, output, opset)
         return f"{output} (ONNX opset {opset}: images [B,3,H,W], masks [B,H,W] -> pred_logits, pred_boxes)"
     scale = (ckpt.test_size, ckpt.max_size)  # the test scale the checkpoint records
+    kept = dict(category_ids=ckpt.category_ids, pipeline=ckpt.pipeline)  # for convert to read back
     if fmt == "hf":
-        export_hf(model, config, names, output, scale)
+        export_hf(model, config, names, output, scale, **kept)
         return f"{output} (transformers DetrForObjectDetection, {len(names)} labels)"
-    export_mmdet(model, config, names, output, scale)
+    export_mmdet(model, config, names, output, scale, **kept)
     return f"{output}/model.pth and {output}/config.py (mmdet 3.x DETR, {len(names)} classes)"

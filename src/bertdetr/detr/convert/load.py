@@ -6,12 +6,18 @@ Foreign files are read with safetensors or ``torch.load(weights_only=True)`` onl
 (``weights.read_checkpoint``), their tensor names renamed to ours by ``names``, float tensors upcast to
 float32 (the golden mmdet file stores fp16). mmdet's config files are read by ``mmdet_config``; the
 official and transformers architectures are read off the weights (``infer_config``).
+
+What a foreign format has no place for, our exports keep under ``EXPORT_RECORD`` (the labels'
+dataset category ids, the test pipeline), and ``convert_checkpoint`` reads it back: an export
+converted back predicts as the model exported did. The test scale travels in the format's own
+place (transformers' ``preprocessor_config.json``, mmdet's test pipeline).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +40,11 @@ from bertdetr.detr.convert.names import (
     mmdet_to_ours,
     official_to_ours,
 )
+from bertdetr.detr.data.pipelines import PIPELINES
 from bertdetr.detr.model import DETR
 from bertdetr.detr.weights import (
+    DEFAULT_MAX_SIZE,
+    DEFAULT_TEST_SIZE,
     build_and_load,
     read_checkpoint,
     read_state_dict,
@@ -217,6 +226,113 @@ def hf_classes(hf_config: dict, coco80: bool = False) -> tuple[list[int], list[s
     return ids, [id2label[i] for i in ids]
 
 
+def hf_test_scale(directory: str | os.PathLike) -> tuple[int, int] | None:
+    """(shorter side, longer side at most) that a transformers directory's ``preprocessor_config.json``
+    (``DetrImageProcessor``) resizes to: its ``size`` as transformers writes it since 4.26,
+    ``{"shortest_edge", "longest_edge"}``, or the older ``DetrFeatureExtractor`` file's ``size``
+    int and ``max_size`` (1333 when absent, as transformers reads one). None without the file or
+    without ``size`` (transformers' default then: DETR's 800/1333). A processor that does not keep
+    the aspect ratio (``{"height", "width"}``: every image resized to exactly that; ``{"max_height",
+    "max_width"}``: fitted into that box) is recorded as its shorter and longer side, and one that
+    does not resize or that DETR's processor cannot resize with as DETR's scale: a warning says so,
+    as predictions then differ from transformers'."""
+    path = os.path.join(directory, "preprocessor_config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            processor = json.load(f)
+    except json.JSONDecodeError as e:
+        raise BertDetrError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(processor, dict) or processor.get("size") is None:
+        return None
+    size, default = processor["size"], f"DETR's {DEFAULT_TEST_SIZE}/{DEFAULT_MAX_SIZE} recorded in pipeline.json"
+    if processor.get("do_resize") is False:
+        warnings.warn(f"{path} does not resize (do_resize false), which bertdetr's pipelines always do: {default}")
+        return None
+    if isinstance(size, int) and not isinstance(size, bool):  # transformers' get_size_dict of the older form
+        size = {"shortest_edge": size, "longest_edge": processor.get("max_size", DEFAULT_MAX_SIZE)}
+    elif isinstance(size, (list, tuple)) and len(size) == 2:
+        size = {"height": size[0], "width": size[1]}
+
+    def whole(*values):
+        return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+
+    if isinstance(size, dict):
+        if whole(size.get("shortest_edge"), size.get("longest_edge")):
+            return size["shortest_edge"], size["longest_edge"]
+        for h, w in (("height", "width"), ("max_height", "max_width")):
+            if whole(size.get(h), size.get(w)):
+                scale = min(size[h], size[w]), max(size[h], size[w])
+                warnings.warn(f"{path} resizes to size {{{h!r}: {size[h]}, {w!r}: {size[w]}}}, which bertdetr's "
+                              f"pipelines do not (they resize the shorter side, the longer at most): recorded as "
+                              f"{scale[0]}/{scale[1]} in pipeline.json; predictions differ from transformers'")
+                return scale
+    warnings.warn(f"{path}: size {processor['size']!r} is no resize of DETR's image processor: {default}")
+    return None
+
+
+# ------------------------------------------------------------------------------- what our exports keep
+
+EXPORT_RECORD = "bertdetr"
+"""The key under which our hf and mmdet exports keep what those formats have no place for:
+``{"category_ids": [...], "pipeline": "..."}``, the dataset category id of each label (transformers
+numbers labels 0..C-1, mmdet names them only) and the test pipeline of the model exported
+(``bertdetr.detr.data.pipelines``), so that converting the export back predicts as the model did.
+transformers: a key of ``config.json``, which its ``PretrainedConfig`` keeps as an attribute (and
+writes again on ``save_pretrained``) and its model ignores; mmdet: a key of the checkpoint's
+``meta`` beside ``dataset_meta``, which mmdet's loading passes over."""
+
+
+def export_record(category_ids: list[int] | None = None, pipeline: str | None = None) -> dict:
+    """What an export keeps under ``EXPORT_RECORD``: the parts given."""
+    record = {}
+    if category_ids is not None:
+        record["category_ids"] = [int(i) for i in category_ids]
+    if pipeline is not None:
+        record["pipeline"] = pipeline
+    return record
+
+
+def read_export_record(record, where: str) -> tuple[list[int] | None, str | None]:
+    """(category ids, pipeline) that an export of ours kept under ``EXPORT_RECORD`` (None for each
+    part it does not keep: another project's file keeps neither). A part that is not what we write
+    (edited by hand, say) is passed over with a warning: the conversion goes on as for a foreign file."""
+    if record is None:
+        return None, None
+    if not isinstance(record, dict):
+        warnings.warn(f"{where} is a {type(record).__name__}, not what bertdetr's export writes: passed over")
+        return None, None
+    ids, pipeline = record.get("category_ids"), record.get("pipeline")
+    if ids is not None and not (isinstance(ids, (list, tuple)) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids) and len(set(ids)) == len(ids)):
+        warnings.warn(f"{where}: category_ids {str(ids)[:60]} are no list of distinct whole numbers: passed over")
+        ids = None
+    if pipeline is not None and pipeline not in PIPELINES:
+        warnings.warn(f"{where}: pipeline {pipeline!r} is none of {', '.join(PIPELINES)}: passed over")
+        pipeline = None
+    return (None if ids is None else list(ids)), pipeline
+
+
+def _with_kept_ids(found: tuple[list[int], list[str]] | None, kept_ids: list[int] | None,
+                   where: str) -> tuple[tuple[list[int], list[str]] | None, bool]:
+    """(``found`` (ids, names) with the category ids our export kept (``where``) where they fit its
+    labels, whether they did)."""
+    if found is None or kept_ids is None:
+        return found, False
+    if len(kept_ids) == len(found[1]):
+        return (kept_ids, found[1]), True
+    warnings.warn(f"{where} lists {len(kept_ids)} category ids for {len(found[1])} classes: passed over")
+    return found, False
+
+
+def _coco_numbered(found: tuple[list[int], list[str]]) -> bool:
+    """Whether the labels' ids are COCO's category ids, COCO's names at them (mmdet's COCO classes,
+    transformers' COCO checkpoints, whose id2label is keyed by category id): ids no warning is due for."""
+    names = dict(zip(*found))
+    return all(names.get(i) == n for i, n in zip(COCO_CATEGORY_IDS, COCO_CLASS_NAMES))
+
+
 # ------------------------------------------------------------------------------- the command
 
 SOURCES = ("mmdet", "official", "hf")
@@ -243,10 +359,12 @@ def convert_checkpoint(source: str, checkpoint: str, output: str, config: str | 
                        num_heads: int | None = None, seed: int = 0, dilation: bool | None = None) -> Converted:
     """``bertdetr detr convert``: another project's checkpoint (``source`` one of ``SOURCES``) ->
     our checkpoint directory ``output`` (config.json, model.safetensors, classes.json when the
-    classes are known, pipeline.json: the source's test pipeline). ``config``: mmdet's model config
-    file (default: the one the checkpoint keeps); ``classes``: "coco80" or "keep" (see
+    classes are known, pipeline.json: the source's test pipeline and scale). ``config``: mmdet's
+    model config file (default: the one the checkpoint keeps); ``classes``: "coco80" or "keep" (see
     ``from_official``); ``num_classes`` other than the checkpoint's needs ``reset_head`` (seeded
-    by ``seed``)."""
+    by ``seed``). An export of ours (``EXPORT_RECORD``) comes back with its category ids and
+    pipeline; a foreign file's labels are numbered as before (COCO's ids for COCO's classes, else
+    mmdet 1..C, transformers its id2label keys), in a warning unless they are COCO's."""
     existed = os.path.isdir(output)
     check_writable(os.path.join(output, "config.json"))  # (creates the folder)
     try:
@@ -270,6 +388,8 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
     common = dict(num_classes=num_classes, reset_head=reset_head, generator=torch.Generator().manual_seed(seed))
     config_from = None
     mmdet_config = None
+    pipeline = scale = None  # what the checkpoint records, else the origin's below
+    numbered = False  # category ids made up from the labels' order, not kept by the file (nor COCO's)
     if source == "mmdet":
         ckpt = read_checkpoint(checkpoint)
         mmdet_config = config
@@ -282,7 +402,16 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
             config_from = f"the one kept in {checkpoint}"
         model, cfg = from_mmdet(mmdet_config, ckpt, **common)
         names = mmdet_class_names(ckpt)
-        found = coco80_classes() if classes == "coco80" else classes_from_names(names) if names else None
+        meta = ckpt.get("meta") if isinstance(ckpt, dict) and isinstance(ckpt.get("meta"), dict) else {}
+        where = f"{checkpoint} meta[{EXPORT_RECORD!r}]"
+        kept_ids, pipeline = read_export_record(meta.get(EXPORT_RECORD), where)
+        if classes == "coco80":
+            found = coco80_classes()
+        elif names:
+            found, kept = _with_kept_ids(classes_from_names(names), kept_ids, where)
+            numbered = not kept and not _coco_numbered(found)
+        else:
+            found = None
         origin = "--classes coco80" if classes == "coco80" else "the checkpoint's meta"
     elif source == "official":
         coco80 = (classes or "coco80") == "coco80"
@@ -293,22 +422,36 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
     else:
         coco80 = (classes or "keep") == "coco80"
         model, cfg = from_hf(checkpoint, coco80=coco80, num_heads=num_heads, **common)
-        hf_config = read_hf_config(checkpoint) if os.path.isdir(checkpoint) else {}
+        directory = os.path.isdir(checkpoint)
+        hf_config = read_hf_config(checkpoint) if directory else {}
+        where = f"{os.path.join(checkpoint, 'config.json')} {EXPORT_RECORD!r}"
+        kept_ids, pipeline = read_export_record(hf_config.get(EXPORT_RECORD), where)
         found, origin = hf_classes(hf_config, coco80), "config.json's id2label"
+        if not coco80 and found is not None:
+            found, kept = _with_kept_ids(found, kept_ids, where)
+            numbered = not kept and not _coco_numbered(found)
+        # transformers' image processor says the test scale (its default: DETR's 800/1333)
+        scale = hf_test_scale(checkpoint) if directory else None
     if reset_head:
         found = None  # a re-initialised class FC has no names yet: the dataset it is trained on gives them
     n = cfg.bbox_head.num_classes
     if found is not None and len(found[0]) != n:
         raise BertDetrError(f"{origin} lists {len(found[0])} classes, the checkpoint's class FC has {n} "
                             f"(head.fc_cls.weight {tuple(model.head.fc_cls.weight.shape)}): they do not fit")
+    if found is not None and numbered:
+        warnings.warn(f"the checkpoint keeps no category ids of its classes: classes.json numbers them "
+                      f"{found[0][0]}..{found[0][-1]} (edit its category_ids where the dataset's differ)")
     save_detr(model, cfg, output)
     if found is not None:
         save_classes(output, *found)
     elif os.path.exists(os.path.join(output, "classes.json")):
         os.remove(os.path.join(output, "classes.json"))  # an older conversion's, not this model's
-    # the origin's test pipeline and scale: mmdet's config says it (else mmdet's default), official
-    # DETR tests at 800/1333, transformers' processor likewise
-    scale = (mmdet_test_scale(load_mmdet_config(mmdet_config) if isinstance(mmdet_config, (str, os.PathLike))
-                              else mmdet_config) if source == "mmdet" else None) or (800, 1333)
-    save_pipeline(output, "mmdet" if source == "mmdet" else "official", *scale)
+    # the origin's test pipeline (or the one our export kept) and scale: mmdet's config says it (else
+    # mmdet's default), transformers' preprocessor_config.json (else its default), official DETR tests
+    # at 800/1333
+    if source == "mmdet":
+        scale = mmdet_test_scale(load_mmdet_config(mmdet_config) if isinstance(mmdet_config, (str, os.PathLike))
+                                 else mmdet_config)
+    save_pipeline(output, pipeline or ("mmdet" if source == "mmdet" else "official"),
+                  *(scale or (DEFAULT_TEST_SIZE, DEFAULT_MAX_SIZE)))
     return Converted(model, cfg, found, origin, config_from)
