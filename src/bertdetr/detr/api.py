@@ -159,7 +159,8 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
         model, config, ids, names, recorded = ckpt.model, ckpt.config, ckpt.category_ids, ckpt.class_names, ckpt.pipeline
         scale = (ckpt.test_size, ckpt.max_size)
     else:
-        from bertdetr.detr.convert.load import coco80_classes, classes_from_names, from_mmdet, mmdet_class_names
+        from bertdetr.detr.convert.load import (EXPORT_RECORD, classes_from_names, coco80_classes, from_mmdet,
+                                                mmdet_class_names, read_export_record)
         from bertdetr.detr.weights import read_checkpoint
 
         raw = read_checkpoint(os.fspath(checkpoint))
@@ -177,8 +178,14 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
         if len(ids) != config.bbox_head.num_classes:
             ids = list(range(1, config.bbox_head.num_classes + 1))
             names = [f"class {i}" for i in ids]
+        # an mmdet export of ours keeps its dataset's category ids and test pipeline in its meta
+        # (``detr convert`` reads them alike): results as the model exported gives them
+        meta = raw.get("meta") if isinstance(raw, dict) and isinstance(raw.get("meta"), dict) else {}
+        kept_ids, kept_pipeline = read_export_record(meta.get(EXPORT_RECORD), f"{os.fspath(checkpoint)}'s meta")
+        if kept_ids is not None and len(kept_ids) == len(ids):
+            ids = kept_ids
         model.to(device)
-        recorded = "mmdet"
+        recorded = kept_pipeline or "mmdet"
         from bertdetr.detr.convert.mmdet_config import load_mmdet_config, mmdet_test_scale
 
         scale = mmdet_test_scale(path if isinstance(path, dict) else load_mmdet_config(path)) or (800, 1333)

@@ -4,6 +4,7 @@ file that keeps no ids is numbered as before, with a warning; transformers' imag
 each form it reads give their test scale."""
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -221,3 +222,17 @@ def test_hf_test_scale_of_what_our_pipelines_cannot_do(tmp_path):
 
     with pytest.raises(BertDetrError, match="is not valid JSON"):
         hf_test_scale(tmp_path)
+
+
+def test_init_detector_on_an_mmdet_export_keeps_its_ids_and_pipeline(trained, tmp_path):
+    """mmdet's ``init_detector(config, checkpoint)`` on our mmdet export reads its meta's record as
+    ``detr convert`` does: the dataset's category ids and the model's test pipeline, not 1..C and
+    mmdet's."""
+    from bertdetr.detr import init_detector
+
+    assert main(["detr", "export", "--checkpoint", str(trained / "M"), "--format", "mmdet", "--output",
+                 str(tmp_path / "E")]) == 0
+    configs = [p for p in os.listdir(tmp_path / "E") if p.endswith(".py")]
+    detector = init_detector(str(tmp_path / "E" / configs[0]) if configs else None, str(tmp_path / "E" / "model.pth"),
+                             device="cpu")
+    assert detector.category_ids == IDS and detector.pipeline == "bertdetr"
