@@ -205,19 +205,21 @@ def _add_pretrain(commands) -> None:
 
 def _run_pretrain(args) -> int:
     from bertdetr.bert.model import BertConfig
-    from bertdetr.bert.pretraining.pretrain import PretrainConfig, model_preset, pretrain
+    from bertdetr.bert.pretraining.pretrain import PretrainConfig, check_model_size, model_preset, pretrain
     from bertdetr.bert.data.tokenization import load_vocab
     from bertdetr.errors import BertDetrError
     from bertdetr.fileio import expand_inputs
 
     inputs = expand_inputs(args.input_file)
     evals = expand_inputs(args.eval_files) if args.eval_files else []
+    if args.init_checkpoint and args.model_size:  # the architecture is the checkpoint's: a size is not taken
+        check_model_size(args.init_checkpoint, args.model_size)
     if args.bert_config_file:
         model = BertConfig.from_json_file(args.bert_config_file)
     elif args.vocab_file:
         model = model_preset(args.model_size or "base", len(load_vocab(args.vocab_file)))
     elif args.init_checkpoint:
-        model = model_preset(args.model_size or "base", 30522)  # the architecture comes from the checkpoint
+        model = model_preset(args.model_size or "base", 30522)
     else:
         # the model's vocab_size must be the data's vocabulary size; guessing bert-base's 30522
         # fails later (or trains embedding rows no id uses)
@@ -226,7 +228,7 @@ def _run_pretrain(args) -> int:
     config = PretrainConfig(input_files=inputs, eval_files=evals, model=model,
                             **{name: getattr(args, name) for name in _PRETRAIN_FIELDS})
     summary = pretrain(config)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0 and not summary.get("complete"):  # (complete: said by pretrain)
         print(f"step {summary['step']}: loss {summary['losses'].get('loss', float('nan')):.4f}; "
               f"checkpoint {summary['checkpoint']}")
         for key, value in summary.get("eval", {}).items():

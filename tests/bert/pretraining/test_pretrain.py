@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bertdetr.bert import optimization as optimization_module
+from bertdetr.bert.pretraining import evaluation as evaluation_module
 from bertdetr.bert.pretraining import pretrain as pretrain_module
 from bertdetr.bert.model import BertConfig, build_bert_for_pretraining
 from bertdetr.bert.pretraining.pretrain import PretrainConfig, pretrain
@@ -134,7 +135,7 @@ def test_bad_inputs_fail_before_training(records, tmp_path, capsys):
                                             r"\[0, 1\) \(type_vocab_size 1\)"):
         pretrain(_config(records, tmp_path, model=BertConfig(**{**TINY, "type_vocab_size": 1})))
     with pytest.raises(BertDetrError, match=r"records of .*eval\.tfrecord: segment_ids contains 1"):
-        pretrain_module.evaluate(build_bert_for_pretraining(BertConfig(**{**TINY, "type_vocab_size": 1})),
+        evaluation_module.evaluate(build_bert_for_pretraining(BertConfig(**{**TINY, "type_vocab_size": 1})),
                                  [records[1]], 4, 1)
     assert not list_checkpoints(tmp_path)
     assert main(["bert", "pretrain", "--input-file", str(tmp_path / "none-*.tfrecord"),
@@ -369,3 +370,105 @@ def test_fewer_records_than_readers_is_refused_not_an_endless_wait(records, tmp_
         PretrainingStream([str(few)], 1, 0, shape, rank=1, world_size=4)
     batch = next(iter(PretrainingStream([str(few)], 1, 0, shape, num_workers=3, shuffle=False)))
     assert batch["input_ids"].shape[0] == 1
+
+
+def _record_skips(monkeypatch):
+    """The ``skip_batches`` each PretrainingStream is made with, and the batches each one yields."""
+    made = []
+
+    class Stream(pretrain_module.PretrainingStream):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            made.append({"skip": self.skip_batches, "read": 0})
+
+        def __iter__(self):
+            for batch in super().__iter__():
+                made[-1]["read"] += 1
+                yield batch
+
+    monkeypatch.setattr(pretrain_module, "PretrainingStream", Stream)
+    return made
+
+
+def test_a_resume_with_another_grad_accum_skips_the_batches_the_run_read(records, tmp_path, monkeypatch):
+    """The checkpoint's run read step x its own grad_accum batches: the resume skips those, not
+    step x the new grad_accum (which dropped data unseen)."""
+    made = _record_skips(monkeypatch)
+    pretrain(_config(records, tmp_path, grad_accum=1, stop_at_step=3))
+    assert made[-1] == {"skip": 0, "read": 3}
+    summary = pretrain(_config(records, tmp_path, grad_accum=2, resume=True))
+    assert summary["step"] == 6
+    assert made[-1] == {"skip": 3, "read": 6}
+
+
+def test_resuming_a_finished_run_does_nothing_and_says_so(records, tmp_path, capsys, monkeypatch):
+    pretrain(_config(records, tmp_path, num_train_steps=2))
+    checkpoints = list_checkpoints(tmp_path)
+    exported = os.path.getmtime(tmp_path / "model" / "config.json")
+    capsys.readouterr()
+    monkeypatch.setattr(pretrain_module, "export_model", lambda *a: pytest.fail("exported again"))
+    summary = pretrain(_config(records, tmp_path, num_train_steps=2, resume=True))
+    out = capsys.readouterr().out
+    assert "already complete at step 2" in out
+    assert summary["step"] == 2 and summary["losses"]["loss"] == _losses(tmp_path)[-1]
+    assert list_checkpoints(tmp_path) == checkpoints
+    assert os.path.getmtime(tmp_path / "model" / "config.json") == exported
+
+
+def test_an_init_checkpoint_without_vocab_file_exports_its_vocabulary_and_casing(records, tmp_path):
+    from bertdetr.bert.weights import export_model, saved_do_lower_case
+
+    init = tmp_path / "init"
+    export_model(build_bert_for_pretraining(BertConfig(**TINY)), init, VOCAB, do_lower_case=False)
+    pretrain(_config(records, tmp_path / "run", vocab_file=None, init_checkpoint=str(init), num_train_steps=2))
+    model = tmp_path / "run" / "model"
+    assert (model / "vocab.txt").read_bytes() == open(VOCAB, "rb").read()
+    assert saved_do_lower_case(model) is False
+
+
+def test_a_model_size_other_than_the_init_checkpoints_is_refused(tmp_path, capsys):
+    from bertdetr.bert.weights import export_model
+
+    init = tmp_path / "init"
+    export_model(build_bert_for_pretraining(pretrain_module.model_preset("tiny", 100, 64)), init, None, True)
+    pretrain_module.check_model_size(str(init), "tiny")
+    with pytest.raises(BertDetrError, match="--model-size large"):
+        pretrain_module.check_model_size(str(init), "large")
+    from bertdetr.cli import main
+
+    # through the command line, with or without --vocab-file: refused before any work
+    (tmp_path / "data.tfrecord").write_bytes(b"")
+    for vocab in ([], ["--vocab-file", VOCAB]):
+        assert main(["bert", "pretrain", "--input-file", str(tmp_path / "data.tfrecord"), "--init-checkpoint",
+                     str(init), "--model-size", "large", "--output-dir", str(tmp_path / "out"), *vocab]) == 2
+        assert "--model-size large (24 layers of 1024) but the init checkpoint" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A gloo process group of this process alone, for a real DistributedDataParallel on the CPU."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'process_group'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_ddp_trains_records_without_the_next_sentence_task(tmp_path, one_process_group, monkeypatch):
+    """Masked LM alone leaves the pooler and NSP head without gradients: DDP failed at step 2
+    ("Expected to have finished reduction") until they were frozen."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    out = tmp_path / "no-nsp.tfrecord"
+    make_pretraining_data([os.path.join(DATA, "sample_text.txt")], str(out), VOCAB,
+                          PretrainingDataConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=2,
+                                                next_sentence=False))
+    wrapped = []
+    monkeypatch.setattr(pretrain_module, "data_parallel",
+                        lambda net, env, device, **o: wrapped.append(DistributedDataParallel(net)) or wrapped[-1])
+    summary = pretrain(_config([str(out)], tmp_path / "run", num_train_steps=3))
+    assert wrapped and summary["step"] == 3 and "next_sentence_loss" not in summary["losses"]
+    model = wrapped[0].module
+    assert not any(p.requires_grad for p in model.next_sentence.parameters())
+    assert all(p.requires_grad for p in model.masked_lm.parameters())

@@ -29,16 +29,15 @@ from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from bertdetr.bert.data.tokenization import load_vocab
 from bertdetr.bert.model import BertConfig, BertForPreTraining, build_bert_for_pretraining
 from bertdetr.bert.optimization import clip_by_global_norm, compile_step, create_optimizer, google_lr_factor
 from bertdetr.bert.pretraining.roberta import DynamicMasking
 from bertdetr.bert.pretraining.dataset import PretrainingStream, RecordShape, inspect_records, iter_eval_batches
-from bertdetr.bert.weights import export_model
+from bertdetr.bert.pretraining.evaluation import evaluate, write_eval_results
+from bertdetr.bert.weights import export_model, saved_do_lower_case
 from bertdetr.errors import BertDetrError, require, require_at_least, require_field_types
-from bertdetr.fileio import atomic_output, write_json
 from bertdetr.training.checkpoint import load_training_state
 from bertdetr.training.compiling import CUDA_GRAPH_MODES, compile_mode_error
 from bertdetr.training.distributed import Distributed, data_parallel, local_world_size, set_rng_state
@@ -46,6 +45,7 @@ from bertdetr.training.folder import BERT_PRETRAIN
 from bertdetr.training.precision import MixedPrecision
 from bertdetr.training.profiling import StepProfiler, check_profile_steps
 from bertdetr.training.run import Run, count_non_finite, ignore_stop_signals, setup_process
+from bertdetr.training.scalars import read_scalars
 from bertdetr.training.threads import available_cpus
 
 
@@ -63,6 +63,23 @@ def model_preset(size: str, vocab_size: int, max_position_embeddings: int = 512)
     return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
                       max_position_embeddings=max_position_embeddings)
+
+
+def check_model_size(init_checkpoint: str, size: str) -> None:
+    """Refuses (``BertDetrError``) a model size asked for together with an init checkpoint of
+    another size: the architecture is the checkpoint's, and the size would be silently ignored.
+    For the caller that knows the size was given (the CLI's ``--model-size``)."""
+    layers, hidden = model_preset(size, 1).num_hidden_layers, model_preset(size, 1).hidden_size
+    beside = init_checkpoint if os.path.isdir(init_checkpoint) else os.path.dirname(os.path.abspath(init_checkpoint))
+    found = [p for p in (os.path.join(beside, "config.json"), os.path.join(beside, "bert_config.json"))
+             if os.path.isfile(p)]
+    if not found:
+        return  # (no config to compare: loading the checkpoint says what is missing)
+    saved = BertConfig.from_json_file(found[0])
+    if (saved.num_hidden_layers, saved.hidden_size) != (layers, hidden):
+        raise BertDetrError(f"--model-size {size} ({layers} layers of {hidden}) but the init checkpoint "
+                            f"{init_checkpoint} is {saved.num_hidden_layers} layers of {saved.hidden_size}: "
+                            "the model is the checkpoint's; leave out --model-size")
 
 
 @dataclass
@@ -221,10 +238,6 @@ def check_data(config: PretrainConfig, model_config: BertConfig) -> tuple[Record
     return shape, masking
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 @dataclass
 class Pretraining:
     """A pretraining run, set up (``setup_pretraining``) and under way (``fit``)."""
@@ -260,6 +273,14 @@ def pretrain(config: PretrainConfig) -> dict:
     """Runs (or resumes) pretraining; returns a summary (steps, last loss, eval metrics, paths)."""
     t = setup_pretraining(config)
     try:
+        if t.run.resumed and t.step >= t.config.num_train_steps:
+            # Nothing to do: the run's evaluation and export were made when it ended (re-making
+            # them would only rewrite the same files); its last logged losses, not a NaN.
+            if t.env.main:
+                print(f"the run in {t.config.output_dir} is already complete at step {t.step} "
+                      f"(num_train_steps {t.config.num_train_steps}): nothing to do")
+            return {"step": t.step, "checkpoint": t.run.last_checkpoint, "losses": _logged_losses(t),
+                    "complete": True}
         losses = fit(t)
         config, env = t.config, t.env
         summary = {"step": t.step, "checkpoint": t.run.last_checkpoint, "losses": losses}
@@ -272,13 +293,36 @@ def pretrain(config: PretrainConfig) -> dict:
                     write_eval_results(metrics, config.output_dir, t.step)
             if env.main:
                 summary["export"] = export_model(t.model, os.path.join(config.output_dir, "model"),
-                                                 config.vocab_file, config.do_lower_case)
+                                                 *_export_vocab(config))
         t.run.plot(["loss", "masked_lm_loss", "next_sentence_loss", "lr", "grad_norm", "sequences_per_s",
                     "eval_masked_lm_accuracy", "eval_masked_lm_loss", "eval_next_sentence_accuracy"],
                    title="bertdetr bert pretrain")
         return summary
     finally:
         t.run.close()
+
+
+def _export_vocab(config: PretrainConfig) -> tuple[str | None, bool]:
+    """The vocabulary exported with the model and its casing: ``vocab_file`` with ``do_lower_case``;
+    without one, the init checkpoint's vocab.txt (the one the run read) with the casing that folder
+    was saved with, so that the exported model tokenizes as the one it continues."""
+    if config.vocab_file or not config.init_checkpoint:
+        return config.vocab_file, config.do_lower_case
+    vocab_file = os.path.join(config.init_checkpoint, "vocab.txt")
+    if not os.path.isfile(vocab_file):
+        return None, config.do_lower_case
+    saved = saved_do_lower_case(config.init_checkpoint)
+    return vocab_file, config.do_lower_case if saved is None else saved
+
+
+def _logged_losses(t: Pretraining) -> dict[str, float]:
+    """The losses logged at the last step of a finished run (none if its scalars have none)."""
+    try:
+        series = read_scalars(os.path.join(t.config.output_dir, "scalars.csv"))
+    except (OSError, ValueError):
+        return {}
+    return {k: series[k][-1][1] for k in ("loss", "masked_lm_loss", "next_sentence_loss")
+            if series.get(k) and series[k][-1][0] == t.step}
 
 
 def setup_pretraining(config: PretrainConfig) -> Pretraining:
@@ -314,6 +358,8 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
             model = build_bert_for_pretraining(model_config)
             shape, masking = check_data(config, model_config)
     model.to(device)
+    if not shape.next_sentence:
+        freeze_next_sentence(model)
     optimizer, scheduler = create_optimizer(model, config.learning_rate, config.num_train_steps,
                                             config.num_warmup_steps, config.weight_decay, config.optimizer == "lamb")
     precision = MixedPrecision(device, config.bf16, config.fp16)
@@ -334,6 +380,16 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
                        "world_size": env.world_size, "record_shape": asdict(shape)})
     return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run,
                        masking=masking, next_sentence=shape.next_sentence, health=health, update=update)
+
+
+def freeze_next_sentence(model: BertForPreTraining) -> None:
+    """Records without the next-sentence task (``make-data --no-next-sentence``) train the masked
+    LM alone: the pooler and the NSP head get no gradient. Frozen before the optimizer and DDP are
+    made: DDP (find_unused_parameters=False) fails at the second step on parameters that get none,
+    and the optimizer would only decay their weights (what the export held before: untrained
+    weights shrunk; now the initial or init checkpoint's ones)."""
+    for module in (model.bert.pooler, model.next_sentence):
+        module.requires_grad_(False)
 
 
 def default_num_workers(device: torch.device, cpus: float, ranks_per_machine: int = 1) -> int:
@@ -360,7 +416,7 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
             device: torch.device, health: torch.Tensor) -> tuple[int, int]:
     """Loads the checkpoint a resumed run continues from; returns (step, batches of this rank to
     skip). With the same processes and batch size the run continues exactly (each rank's RNG
-    restored); with others, from the same number of sequences seen, the data re-dealt."""
+    restored, its stream past the batches the checkpoint's run read, with its own grad_accum); with others, from the same number of sequences seen, the data re-dealt."""
     state = run.load_resumed(map_location="cpu")
     model.load_state_dict(state["model"])
     load_training_state(optimizer, scheduler, state)
@@ -370,8 +426,10 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
     step = int(state["step"])
     run.rewind_scalars(step)
     if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
+        # Each rank's stream is the same as the checkpoint's: it read step x the checkpoint's
+        # grad_accum batches (a changed grad_accum applies from here on, the order unchanged).
         set_rng_state(state["rng"][env.rank], device)
-        return step, step * config.grad_accum
+        return step, step * int(state["grad_accum"])
     seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
     torch.manual_seed(config.seed + env.rank + step)
     if env.main:  # (a changed batch_size alone is in the changed settings; the processes are not settings)
@@ -398,12 +456,17 @@ def fit(t: Pretraining) -> dict[str, float]:
                          env.world_size) as profiler:
         t0, seqs = time.perf_counter(), 0
         t.model.train()
-        previous = None  # the last step's batch and outputs, kept until the next step's exist (train_step)
+        # On a CPU, the last step's batch and outputs, kept until the next step's exist (train_step);
+        # on a GPU the caching allocator keeps the memory anyway: holding them only raises the peak.
+        previous = None
         while t.step < last_stop:
             # the lr of this step from the schedule on the host (a compiled update's lr is a tensor)
             lr = config.learning_rate * google_lr_factor(t.step, config.num_train_steps, config.num_warmup_steps)
             profiler.step_begins(t.step + 1)
-            totals, grad_norm, previous = train_step(t)
+            totals, grad_norm, held = train_step(t)
+            # (assigned after the step: the previous step's tensors live until this one's exist)
+            previous = held if t.device.type == "cpu" else None
+            del held
             t.step += 1
             t0 += profiler.step_ends(t.step)  # (the training rate leaves the profile's writing out)
             seqs += config.batch_size * config.grad_accum * env.world_size
@@ -444,8 +507,8 @@ def train_step(t: Pretraining) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     outputs. A non-finite loss or gradient on any rank stops the run (fp16: an overflow the scaler
     skips instead).
 
-    The caller keeps that batch and its outputs until the next step has made its own (``fit``):
-    freed at once here, on a CPU glibc's malloc hands the top of its heap back to the system each
+    On a CPU the caller keeps that batch and its outputs until the next step has made its own (``fit``):
+    freed at once here, glibc's malloc hands the top of its heap back to the system each
     step and faults it in again in the next (measured on the demo's pretraining, one thread: about
     twice the page faults and 1.5-4x the system time)."""
     config, env = t.config, t.env
@@ -512,62 +575,3 @@ def _training_state(t: Pretraining) -> dict:
             "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(), "step": t.step,
             "world_size": t.env.world_size, "batch_size": t.config.batch_size, "grad_accum": t.config.grad_accum,
             "health": t.health.tolist()}
-
-
-@torch.no_grad()
-def evaluate(model: BertForPreTraining, files: list[str], batch_size: int, max_steps: int,
-             device: torch.device | str = "cpu", bf16: bool = False, masking: DynamicMasking | None = None,
-             seed: int = 0) -> dict[str, float]:
-    """Google's pretraining metric_fn over at most ``max_steps`` batches of ``files``.
-
-    masked_lm_accuracy = sum(w * [argmax == id]) / sum(w); masked_lm_loss = sum(w * nll) / sum(w);
-    next_sentence_accuracy and next_sentence_loss are means over sequences. Also reports
-    ``masked_lm_frequency_baseline``: the accuracy of always predicting the most common masked
-    token of these records, the number to beat. Records without the next-sentence task report no
-    next_sentence_*; unmasked records are masked by ``masking``, the same way each time (``seed``).
-    """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(5, dtype=torch.float64)  # correct_w, nll_w, w, nsp_correct, nsp_nll
-    n_seq = 0
-    counts: dict[int, float] = {}
-    for i, batch in enumerate(iter_eval_batches(files, batch_size, model.config, masking, seed)):
-        if i >= max_steps:
-            break
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with _autocast(device, bf16):
-            out = model(**batch)
-        logp = F.log_softmax(out["masked_lm_logits"].float(), dim=-1)
-        ids, w = batch["masked_lm_ids"], batch["masked_lm_weights"].float()
-        nll = -logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        correct = (logp.argmax(-1) == ids).float()
-        nsp = batch.get("next_sentence_labels")
-        nsp_correct = nsp_nll = w.new_zeros(())
-        if nsp is not None:
-            nsp_logp = F.log_softmax(out["next_sentence_logits"].float(), dim=-1)
-            labels = nsp.reshape(-1)
-            nsp_correct = (nsp_logp.argmax(-1) == labels).float().sum()
-            nsp_nll = -nsp_logp.gather(-1, labels[:, None]).sum()
-        sums += torch.stack([(correct * w).sum(), (nll * w).sum(), w.sum(), nsp_correct, nsp_nll]).double().cpu()
-        n_seq += batch["input_ids"].shape[0]
-        for token, weight in zip(ids[w > 0].tolist(), w[w > 0].tolist()):
-            counts[token] = counts.get(token, 0.0) + weight
-    model.train(was_training)
-    if n_seq == 0:
-        raise BertDetrError(f"no evaluation records in {', '.join(files)}")
-    total_w = max(sums[2].item(), 1e-12)
-    metrics = {"masked_lm_accuracy": sums[0].item() / total_w, "masked_lm_loss": sums[1].item() / total_w}
-    if nsp is not None:
-        metrics.update(next_sentence_accuracy=sums[3].item() / n_seq, next_sentence_loss=sums[4].item() / n_seq)
-    return {**metrics, "masked_lm_frequency_baseline": max(counts.values(), default=0.0) / total_w,
-            "eval_sequences": n_seq}
-
-
-def write_eval_results(metrics: dict[str, float], output_dir: str, step: int) -> None:
-    """Google's ``eval_results.txt`` (``key = value`` lines) and ``eval_metrics.json``."""
-    write_json(os.path.join(output_dir, "eval_metrics.json"), {"global_step": step, **metrics}, indent=1)
-    with atomic_output(os.path.join(output_dir, "eval_results.txt"), "w") as f:
-        f.write(f"global_step = {step}\n")
-        for key in sorted(metrics):
-            f.write(f"{key} = {metrics[key]}\n")
