@@ -220,3 +220,167 @@ def test_predict_dataset_the_same_with_decoding_workers(shapes, pipeline):
     assert [r["image_id"] for r in half] == [r["image_id"] for r in runs[0]]   # bf16 autocast: close, not equal
     assert max(abs(a["score"] - b["score"]) for a, b in zip(sorted(half, key=lambda r: (r["image_id"], r["score"])),
                                                             sorted(runs[0], key=lambda r: (r["image_id"], r["score"])))) < 2e-2
+
+
+class _OneBox(torch.nn.Module):
+    """A stand-in DETR: one detection of label 0 (score ~1) on the middle half of each image
+    (normalised cx, cy, w, h = 0.5), whatever the pixels: where its box lands in the results says
+    which frame they are in."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # (a device to be found on)
+
+    def forward(self, images, masks=None):
+        B = images.shape[0]
+        return {"pred_logits": torch.tensor([10.0, -10.0]).expand(B, 1, 2),
+                "pred_boxes": torch.tensor([0.5, 0.5, 0.5, 0.5]).expand(B, 1, 4)}
+
+
+def _middle_half_dataset(root, files, drop=()):
+    """A COCO json of images ``files`` {name: (json width, json height, file width, file height,
+    EXIF orientation)}, each with one object on the middle half of the image as the json sizes
+    it (fields in ``drop`` left out of the annotations); the files written at their own size."""
+    from PIL import Image as PILImage
+
+    (root / "images").mkdir(parents=True)
+    images, anns = [], []
+    rng = np.random.default_rng(0)
+    for k, (name, (jw, jh, fw, fh, turn)) in enumerate(files.items(), 1):
+        pixels = PILImage.fromarray(rng.integers(0, 255, (fh, fw, 3), dtype=np.uint8))
+        if turn != 1:
+            exif = PILImage.Exif()
+            exif[0x0112] = turn
+            pixels.save(root / "images" / name, exif=exif)
+        else:
+            pixels.save(root / "images" / name)
+        images.append({"id": k, "file_name": name, "width": jw, "height": jh})
+        ann = {"id": k, "image_id": k, "category_id": 1, "iscrowd": 0, "area": jw * jh / 4.0,
+               "bbox": [jw / 4, jh / 4, jw / 2, jh / 2]}
+        anns.append({key: v for key, v in ann.items() if key not in drop})
+    path = root / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}))
+    return path
+
+
+@pytest.mark.parametrize("pipeline", ["bertdetr", "mmdet", "official"])
+def test_files_of_another_size_than_the_json_are_evaluated_in_its_pixels(tmp_path, pipeline):
+    """Photos resized after annotation (or a json written for thumbnails): the detections come out
+    in the files' pixels and go into results.json in the json's, where COCO's ground truth is,
+    with one warning line; AP 1, not 0, for detections on the objects."""
+    import warnings
+
+    from bertdetr.detr.evaluate import evaluate_detr
+
+    files = {"big0.png": (64, 48, 128, 96, 1), "big1.png": (64, 48, 160, 120, 1), "same.png": (64, 48, 64, 48, 1)}
+    ann = _middle_half_dataset(tmp_path, files)
+    index = load_coco(ann, tmp_path / "images")
+    with pytest.warns(UserWarning) as caught:
+        ev = evaluate_detr(_OneBox(), index, str(ann), 48, 64, 1, torch.device("cpu"), 2,
+                           results_path=str(tmp_path / "results.json"), pipeline=pipeline)
+    lines = [str(w.message) for w in caught]
+    assert len(lines) == 1 and lines[0].startswith("2 of 3 images' files differ in size from the annotation json's "
+                                                   "width and height (e.g. big0.png: 128x96 on disk, 64x48 in the json)")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["bbox"] for r in results] == [[16.0, 12.0, 32.0, 24.0]] * 3
+    assert ev.metrics["AP"] == pytest.approx(1.0)
+    # files the size of the json: not a word
+    same = _middle_half_dataset(tmp_path / "same", {"a.png": (64, 48, 64, 48, 1)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ev = evaluate_detr(_OneBox(), load_coco(same, tmp_path / "same" / "images"), str(same), 48, 64, 1,
+                           torch.device("cpu"), pipeline=pipeline)
+    assert ev.metrics["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("pipeline", ["bertdetr", "mmdet", "official"])
+def test_exif_turned_photos_under_the_official_pipeline_are_named_not_rescaled(tmp_path, pipeline):
+    """A photo stored 64x48 with EXIF orientation 6 (shown 48x64, and annotated so): official DETR's
+    pipeline does not apply the orientation (kept on purpose), so it sees another frame than the
+    json's; a warning says so and which pipelines apply it, and its boxes are not "fixed" by the
+    rescaling of resized files (a turn is not a resize). mmdet's and ours apply it: AP 1, no word.
+    A file with its sides swapped and no EXIF to explain it: unscaled, with its own warning."""
+    from bertdetr.detr.evaluate import predict_dataset
+
+    ann = _middle_half_dataset(tmp_path, {"turned.jpg": (48, 64, 64, 48, 6), "swapped.png": (48, 64, 64, 48, 1)})
+    index = load_coco(ann, tmp_path / "images")
+    with pytest.warns(UserWarning) as caught:
+        results = predict_dataset(_OneBox(), index, 48, 64, 1, torch.device("cpu"), pipeline=pipeline)
+    lines = [str(w.message) for w in caught]
+    turned, swapped = results
+    assert swapped["bbox"] == [16.0, 12.0, 32.0, 24.0]   # its own 64x48 pixels, unscaled
+    swap_line = ("1 of 2 images are decoded with the annotation json's width and height swapped (swapped.png: "
+                 "64x48 decoded, 48x64 in the json): their detections are left unscaled (a turn is not a resize)")
+    if pipeline == "official":
+        assert turned["bbox"] == [16.0, 12.0, 32.0, 24.0]   # as stored: not scaled by 48/64, 64/48
+        assert len(lines) == 2 and lines[1].startswith(swap_line)
+        assert lines[0].startswith("1 of 2 images are stored turned, with an EXIF orientation that the official "
+                                   "pipeline does not apply, as official DETR does not (turned.jpg: orientation 6, "
+                                   "64x48 as stored, 48x64 in the json)")
+        assert lines[0].endswith("--pipeline mmdet or bertdetr applies the orientation") and "\n" not in lines[0]
+    else:
+        assert turned["bbox"] == [12.0, 16.0, 24.0, 32.0]   # turned as shown: the json's frame
+        assert len(lines) == 1 and lines[0].startswith(swap_line)
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("strip", ["iscrowd", "area", "id", "all", "ids 0 and twice"])
+def test_annotations_without_iscrowd_area_or_ids_evaluate_as_with_them(shapes, tmp_path, backend, strip):
+    """Our loader reads annotations without ``iscrowd`` (0), ``area`` or ``id``; COCO's API needs
+    them (a KeyError inside pycocotools, in ``detr train`` only at the first validation): they are
+    filled in as the API fills results (area w x h, ids 1..N), and the AP is the full file's."""
+    if backend == "faster-coco-eval":
+        pytest.importorskip("faster_coco_eval")
+    path, index = shapes
+    coco = json.loads(open(path).read())
+    for a in coco["annotations"]:
+        a["area"] = a["bbox"][2] * a["bbox"][3]  # (what the defaults will be: the same AP by construction)
+    (tmp_path / "full.json").write_text(json.dumps(coco))
+    for k, a in enumerate(coco["annotations"]):
+        if strip == "ids 0 and twice":
+            a["id"] = 0 if k < 2 else 7
+        else:
+            for key in (("iscrowd", "area", "id") if strip == "all" else (strip,)):
+                a.pop(key)
+    (tmp_path / "stripped.json").write_text(json.dumps(coco))
+    g = torch.Generator().manual_seed(0)
+    results = []
+    for im in index.images:  # noisy boxes and random scores: an AP strictly between 0 and 1
+        boxes = torch.from_numpy(im["boxes"]).float() + torch.randn(im["boxes"].shape, generator=g) * 3
+        results += to_coco_results(im["id"], boxes, torch.rand(len(boxes), generator=g),
+                                   torch.from_numpy(im["labels"]), index.category_ids)
+    full = coco_evaluation(tmp_path / "full.json", [dict(r) for r in results], backend=backend)
+    stripped = coco_evaluation(tmp_path / "stripped.json", [dict(r) for r in results], backend=backend)
+    assert 0.05 < full.metrics["AP"] < 0.95
+    assert stripped.metrics == full.metrics and stripped.table == full.table
+    assert coco_evaluation(tmp_path / "stripped.json", [], backend=backend).metrics["AP"] == 0.0
+
+
+def test_eval_results_do_not_depend_on_the_batch_size(shapes):
+    """Images of one size after resizing run together, nothing padded (as ``detr predict``): AP does
+    not move with ``--batch-size`` (padding changes a DETR's detections) and the results equal one
+    image at a time, in the dataset's order."""
+    import dataclasses
+
+    from bertdetr.detr.evaluate import predict_dataset
+    from bertdetr.detr.model import build_detr
+    from tests.detr.conftest import tiny_detr_config
+
+    torch.manual_seed(0)
+    model = build_detr(tiny_detr_config(num_queries=4, num_classes=4)).eval()
+    _, index = shapes
+    # every image twice (the copy under another id): sizes that batch together, among sizes that do not
+    twice = dataclasses.replace(index, images=[dict(im, id=im["id"] + k * 1000) for im in index.images
+                                               for k in (0, 1)])
+    calls = []
+    model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    one = predict_dataset(model, twice, 64, 96, 10, torch.device("cpu"), 1)
+    assert calls == [1] * 10
+    calls.clear()
+    four = predict_dataset(model, twice, 64, 96, 10, torch.device("cpu"), 4)
+    assert sum(calls) == 10 and max(calls) > 1   # some batched
+    assert [r["image_id"] for r in one] == [r["image_id"] for r in four]
+    assert [r["image_id"] for r in one][::4] == [im["id"] for im in twice.images]
+    for a, b in zip(one, four):
+        assert a["category_id"] == b["category_id"] and abs(a["score"] - b["score"]) <= 1e-4
+        assert np.allclose(a["bbox"], b["bbox"], atol=1e-2)

@@ -266,3 +266,78 @@ def test_bf16_autocast_detects_close_to_float32(ckpt, photos, tmp_path, capsys):
     assert len(got) == len(expected) and all(abs(a["score"] - b["score"]) < 2e-2 for a, b in zip(got, expected))
     with pytest.raises(BertDetrError, match="dtype must be torch.bfloat16, .* got 'int8'"):
         pipeline("object-detection", ckpt, device="cpu", dtype="int8")
+
+
+def test_predict_ann_compares_boxes_in_the_json_pixels(ckpt, tmp_path, monkeypatch, capsys):
+    """``detr predict --ann`` on files of another size than the json says: results.json keeps the
+    files' pixels (the pictures' frame), and precision and recall compare the boxes scaled to the
+    json's, as ``detr eval`` does, with its warning line."""
+    import dataclasses
+
+    import bertdetr.detr.predict as predict_module
+    from tests.detr.test_evaluate import _OneBox, _middle_half_dataset
+
+    real = predict_module.load_checkpoint_dir
+    monkeypatch.setattr(predict_module, "load_checkpoint_dir",
+                        lambda *a, **k: dataclasses.replace(real(*a, **k), model=_OneBox()))
+    ann = _middle_half_dataset(tmp_path / "data", {"big.png": (64, 48, 128, 96, 1), "same.png": (64, 48, 64, 48, 1)})
+    with pytest.warns(UserWarning) as caught:
+        assert main(["detr", "predict", "--checkpoint", str(ckpt), str(tmp_path / "data" / "images"), "--out",
+                     str(tmp_path / "out"), "--ann", str(ann), "--test-size", "48", "--max-size", "64",
+                     "--no-save-vis"]) == 0
+    assert [r["bbox"] for r in _results(tmp_path / "out")] == [[32.0, 24.0, 64.0, 48.0], [16.0, 12.0, 32.0, 24.0]]
+    assert "precision 1.000 (2 of 2 boxes on an object), recall 1.000" in capsys.readouterr().out
+    lines = [str(w.message) for w in caught]
+    assert len(lines) == 1 and lines[0].startswith(
+        "1 of 2 images' files differ in size from the annotation json's width and height (big.png: 128x96 on disk, "
+        "64x48 in the json): their detections are scaled to the json's pixels to be compared")
+
+
+def test_official_pipeline_names_the_exif_turned_photos_it_runs_as_stored(ckpt, photos, tmp_path):
+    """Official DETR's pipeline leaves EXIF orientation unapplied (a quirk kept on purpose): a photo
+    stored turned is run and drawn as stored, turned from how a viewer shows it; one line says so,
+    and which pipelines apply it. The others apply it, and say nothing."""
+    import warnings
+
+    shutil.copy(PHOTOS / "chelsea_exif.jpg", photos / "turned.jpg")  # EXIF orientation 6
+    images = [str(photos / "a0.png"), str(photos / "turned.jpg")]
+    with pytest.warns(UserWarning) as caught:
+        predict_images(str(ckpt), images, str(tmp_path / "official"), test_size=64, pipeline="official",
+                       save_vis=False)
+    lines = [str(w.message) for w in caught]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"1 of 2 images are stored turned or mirrored, with an EXIF orientation that the official pipeline does not "
+        f"apply, as official DETR does not ({photos / 'turned.jpg'}: orientation 6)")
+    assert lines[0].endswith("--pipeline mmdet or bertdetr applies the orientation")
+    for pipeline in ("mmdet", "bertdetr"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            predict_images(str(ckpt), images, str(tmp_path / pipeline), test_size=64, pipeline=pipeline,
+                           save_vis=False)
+
+
+@pytest.mark.parametrize("command, opts, message", [
+    ("predict", ["--test-size", "0"], "test_size must be a whole number >= 1, got 0"),
+    ("predict", ["--test-size", "-5"], "test_size must be a whole number >= 1, got -5"),
+    ("predict", ["--max-size", "0"], "max_size must be a whole number >= 1, got 0"),
+    ("predict", ["--max-pixels", "0"], "max_pixels must be a whole number >= 1, got 0"),
+    ("eval", ["--test-size", "0"], "test_size must be a whole number >= 1, got 0"),
+    ("eval", ["--max-size", "0"], "max_size must be a whole number >= 1, got 0"),
+    ("attention", ["--test-size", "-5"], "test_size must be a whole number >= 1, got -5"),
+    ("attention", ["--max-size", "0"], "max_size must be a whole number >= 1, got 0"),
+    ("attention", ["--max-pixels", "0"], "max_pixels must be a whole number >= 1, got 0"),
+])
+def test_bad_scales_are_named_before_any_work(ckpt, photos, tmp_path, capsys, command, opts, message):
+    """0 is not "the checkpoint's scale", -5 is not the image's fault, and ``--max-pixels 0`` would
+    refuse every image: each is named (as the Python API's ``check_scale`` names them)."""
+    image = str(photos / "a0.png")
+    where = {"predict": [image], "attention": [image],
+             "eval": ["--ann", str(tmp_path / "ann.json"), "--images", str(photos)]}[command]
+    assert main(["detr", command, "--checkpoint", str(ckpt), *where, "--out", str(tmp_path / "o"), *opts]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bertdetr: error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(BertDetrError, match=message):
+        predict_images(str(ckpt), [image], str(tmp_path / "o"), **{o.lstrip("-").replace("-", "_"): int(v)
+                                                                    for o, v in zip(opts[::2], opts[1::2])})
+    assert not (tmp_path / "o").exists()

@@ -38,7 +38,8 @@ from bertdetr.detr.config import DETRConfig
 from bertdetr.detr.data.coco import MAX_PIXELS, ImageLoadError
 from bertdetr.detr.data.pipelines import PreparedImage, check_pipeline, prepare_array, prepare_image
 from bertdetr.detr.model import DETR
-from bertdetr.detr.predict import batches_of_one_size, check_count, detect_prepared, image_loader
+from bertdetr.detr.data.pipelines import batches_of_one_size
+from bertdetr.detr.predict import check_count, check_scale, detect_prepared, image_loader
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.devices import parse_device
 from bertdetr.errors import BertDetrError
@@ -193,18 +194,6 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
     return Detector(model, config, list(names), list(ids), check_pipeline(pipeline) if pipeline else recorded,
                     scale[0] if test_size is None else test_size, scale[1] if max_size is None else max_size,
                     max_pixels)
-
-
-def check_scale(test_size, max_size, max_pixels) -> None:
-    """``BertDetrError`` naming the argument unless each is None or an int >= 1 (not a bool):
-    ``init_detector``'s ``test_size``, ``max_size`` and ``max_pixels``, checked when the detector,
-    pipeline or inferencer is built. Unchecked, ``"800"`` failed at the first image with a
-    ``TypeError`` from inside the resize, -5 with a message blaming the image, 0 was read as "the
-    checkpoint's", and ``max_pixels=0`` refused every image. ``predict.check_count``'s check and
-    message, as ``batch_size`` has."""
-    check_count("test_size", test_size, 1)
-    check_count("max_size", max_size, 1)
-    check_count("max_pixels", max_pixels, 1)
 
 
 FOLDER_HINT = "give its image files as a list of paths (DetInferencer(...)(folder) reads a folder's images)"

@@ -192,7 +192,10 @@ def _add_eval(commands) -> None:
     p.add_argument("--images", required=True, help="image folder")
     p.add_argument("--out", required=True, help="folder for eval_metrics.json and results.json (COCO results)")
     _add_test_scale(p)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=2, help="images per forward pass")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=2,
+                   help="images run together where they have one size after resizing, as in detr predict (nothing "
+                   "padded: the same results as one at a time, whatever the batch size; official DETR and mmdet pad "
+                   "a batch, which moves DETR's AP); default 2")
     p.add_argument("--num-workers", type=int, default=None,
                    help="processes decoding and resizing images ahead of the model (default: 4 on a GPU, "
                    "0 on a CPU); the same results")
@@ -218,7 +221,10 @@ def _run_eval(args) -> int:
     from bertdetr.detr.predict import check_count, default_num_workers
     from bertdetr.devices import inference_device
 
+    from bertdetr.detr.predict import check_scale
+
     check_count("batch_size", args.batch_size, 1)
+    check_scale(args.test_size, args.max_size, None)  # (0 is not "the checkpoint's")
     num_workers, dtype = check_count("num_workers", args.num_workers, 0), _dtype(args)
     device = inference_device(args.device)
     check_writable(os.path.join(args.out, "eval_metrics.json"))
@@ -230,8 +236,8 @@ def _run_eval(args) -> int:
     if how != "by category id":
         print(f"the checkpoint's classes matched to the dataset's {how}")
     pipeline = check_pipeline(args.pipeline) if args.pipeline else ckpt.pipeline
-    ev = evaluate_detr(ckpt.model, index, args.ann, args.test_size or ckpt.test_size, args.max_size or ckpt.max_size,
-                       ckpt.config.test_cfg.max_per_img, device, args.batch_size,
+    ev = evaluate_detr(ckpt.model, index, args.ann, ckpt.test_size if args.test_size is None else args.test_size,
+                       ckpt.max_size if args.max_size is None else args.max_size, ckpt.config.test_cfg.max_per_img, device, args.batch_size,
                        results_path=os.path.join(args.out, "results.json"), coco_backend=args.coco_backend,
                        category_ids=category_ids, pipeline=pipeline,
                        num_workers=default_num_workers(device.type != "cpu") if num_workers is None else num_workers,
@@ -318,7 +324,7 @@ def _run_predict(args) -> int:
     import os
 
     from bertdetr.detr.evaluate import precision_recall
-    from bertdetr.detr.predict import expand_images, image_ids, predict_images
+    from bertdetr.detr.predict import decoded_frames, expand_images, image_ids, predict_images
     from bertdetr.devices import inference_device
 
     if args.ann:
@@ -332,9 +338,18 @@ def _run_predict(args) -> int:
     if args.ann:
         import json
 
+        from bertdetr.detr.data.pipelines import check_pipeline
+        from bertdetr.detr.weights import load_pipeline
+
+        files = expand_images(args.images)
+        # the frame each image's detections are in (the decoded file's), to be scaled to the json's
+        # where the file is another size than its entry, as detr eval does
+        frames = decoded_frames(files, check_pipeline(args.pipeline) if args.pipeline else load_pipeline(args.checkpoint))
+        ids = image_ids(files)
         with open(os.path.join(args.out, "results.json"), encoding="utf-8") as f:
             # the objects of the images predicted, not of every image the file lists
-            pr = precision_recall(args.ann, json.load(f), args.threshold, images=image_ids(expand_images(args.images)))
+            pr = precision_recall(args.ann, json.load(f), args.threshold, images=ids,
+                                  decoded={i: frame for i, frame in zip(ids, frames) if frame is not None})
         print(pr.describe())
     return 0
 
@@ -384,11 +399,14 @@ def _run_attention(args) -> int:
     from bertdetr.detr.weights import load_checkpoint_dir
     from bertdetr.fileio import check_writable
 
+    from bertdetr.detr.predict import check_scale
+
+    check_scale(args.test_size, args.max_size, args.max_pixels)  # (0 is not "the checkpoint's", nor -5 the image's fault)
     check_writable(os.path.join(args.out, "probe.png"))
     ckpt = load_checkpoint_dir(args.checkpoint)
     written = attention_pictures(ckpt.model, args.image, args.out, ckpt.class_names, args.threshold, args.points,
-                                 args.top, args.test_size or ckpt.test_size, args.max_size or ckpt.max_size,
-                                 args.max_pixels)
+                                 args.top, ckpt.test_size if args.test_size is None else args.test_size,
+                                 ckpt.max_size if args.max_size is None else args.max_size, args.max_pixels)
     print(f"wrote {len(written)} pictures to {args.out}" + ("" if written else
           " (no detection reached --threshold and no --point given)"))
     return 0

@@ -13,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
-from bertdetr.detr.data.coco import CocoDetection, CocoIndex, collate, padding_mask_to
+from bertdetr.detr.data.coco import CocoDetection, CocoIndex
 from bertdetr.detr.model import DETR
-from bertdetr.detr.data.pipelines import PipelineDataset
+from bertdetr.detr.data.pipelines import TRANSPOSING_ORIENTATIONS, PipelineDataset, batches_of_one_size
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.data.transforms import eval_transforms
 from bertdetr.training.distributed import Distributed
@@ -84,15 +85,47 @@ class CocoEvaluation:
     """The 12-line summary table as COCOeval prints it."""
 
 
+def with_coco_defaults(coco: dict) -> dict:
+    """``coco`` (an annotation file's JSON object) with what the COCO API reads of each annotation
+    and a file may leave out filled in, as the API's ``loadRes`` fills it for results: ``iscrowd``
+    0, ``area`` the bbox's width x height, and ids 1..N in file order where one is missing (or
+    repeated, or not a positive integer: COCOeval marks a matched detection by its object's id, so
+    an object of id 0 would count as missed). Our own loader reads such files (``iscrowd`` 0
+    unless given); unfilled, pycocotools and faster-coco-eval fail on them with a ``KeyError``
+    ('iscrowd' in COCOeval, 'id' in ``createIndex``), in ``detr train`` only at the first
+    validation, an epoch in. Changes ``coco`` in place and returns it."""
+    annotations = coco.get("annotations")
+    if not isinstance(annotations, list):
+        return coco
+    annotations = [a for a in annotations if isinstance(a, dict)]
+    for a in annotations:
+        a.setdefault("iscrowd", 0)
+        bbox = a.get("bbox")
+        if "area" not in a and isinstance(bbox, (list, tuple)) and len(bbox) == 4:
+            try:
+                a["area"] = float(bbox[2]) * float(bbox[3])
+            except (TypeError, ValueError):
+                pass  # (load_coco names a bbox that is not four numbers)
+    ids = [a.get("id") for a in annotations]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids) or len(set(ids)) != len(ids):
+        for k, a in enumerate(annotations, 1):
+            a["id"] = k  # (the ground truth's ids are the API's own business: no result refers to them)
+    return coco
+
+
 def coco_evaluation(ann_file: str | os.PathLike, results: list[dict], image_ids: Iterable | None = None,
                     backend: str = "pycocotools") -> CocoEvaluation:
-    """COCOeval of ``results`` against ``ann_file``: the 12 numbers, per-class AP and the table."""
+    """COCOeval of ``results`` against ``ann_file``: the 12 numbers, per-class AP and the table.
+    The file's annotations may lack ``iscrowd``, ``area`` and ``id`` (``with_coco_defaults``)."""
+    from bertdetr.detr.data.coco import read_coco_json
+
     COCO, COCOeval = coco_api(backend)
-    if not os.path.isfile(ann_file):
-        raise BertDetrError(f"annotation file not found: {ann_file}")
+    coco = with_coco_defaults(read_coco_json(ann_file))
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
-        gt = COCO(os.fspath(ann_file))
+        gt = COCO()  # (both back-ends: an empty one, then the file's object, defaults filled in, indexed)
+        gt.dataset = coco
+        gt.createIndex()
         if not results:
             # pycocotools cannot load an empty result list; no detection scores 0 everywhere
             # (and -1 where the ground truth has no boxes of that size, as pycocotools reports).
@@ -150,12 +183,17 @@ class PrecisionRecall:
 
 
 def precision_recall(ann_file: str | os.PathLike, results: list[dict], threshold: float = 0.5,
-                     iou: float = 0.5, images: Sequence[str | int] | None = None) -> PrecisionRecall:
+                     iou: float = 0.5, images: Sequence[str | int] | None = None,
+                     decoded: Mapping[str | int, tuple[int, int, int]] | None = None) -> PrecisionRecall:
     """``PrecisionRecall`` of COCO ``results`` against ``ann_file``. A result's ``image_id`` is the
     image's id or its ``file_name`` (``detr predict`` names images by file); images with no result
     count their objects as missed. ``images``: the images that were predicted (ids or file names;
     default: every image of ``ann_file``), whose objects alone are counted. No NMS: duplicates are
-    the detector's own."""
+    the detector's own. ``decoded``: image (id or file name) -> (width, height, EXIF orientation
+    left unapplied) of the image its detections were made on (``predict.decoded_frames``; default:
+    the json's width and height): where a file is another size than its json entry, its boxes are
+    scaled to the json's pixels before they are compared, as ``detr eval`` scales them
+    (``FrameCheck``, with its warnings)."""
     from bertdetr.detr.boxes import box_iou
     from bertdetr.detr.data.coco import field_of, read_coco_json
 
@@ -178,10 +216,25 @@ def precision_recall(ann_file: str | os.PathLike, results: list[dict], threshold
             field_of(a, key, f"annotation {a.get('id', '?')}")
         if not a.get("iscrowd", 0) and (counted is None or image in counted):
             truth.setdefault(image, []).append(a)
+    factors: dict = {}
+    if decoded:
+        check = FrameCheck()
+        annotated = {im["id"]: (im.get("width"), im.get("height")) for im in coco_images}
+        for name, (w, h, turn) in decoded.items():
+            size = annotated.get(as_id(name))
+            if size is not None and None not in size:
+                factors[as_id(name)] = check.factor(str(name), (w, h), size, turn)
+        check.warn(len(decoded), "their detections are scaled to the json's pixels to be compared with its boxes "
+                   "(results.json keeps the files' pixels)")
     kept: dict = {}
     for r in results:
         if r["score"] >= threshold:
-            kept.setdefault(as_id(r["image_id"]), []).append(r)
+            image = as_id(r["image_id"])
+            fx, fy = factors.get(image, (1.0, 1.0))
+            if (fx, fy) != (1.0, 1.0):
+                x, y, w, h = r["bbox"]
+                r = {**r, "bbox": [x * fx, y * fy, w * fx, h * fy]}
+            kept.setdefault(image, []).append(r)
     xyxy = lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]]  # noqa: E731  COCO's [x, y, w, h]
     matched = 0
     for image, dets in kept.items():
@@ -205,45 +258,171 @@ def precision_recall(ann_file: str | os.PathLike, results: list[dict], threshold
                            matched, threshold, iou)
 
 
+@dataclass
+class FrameCheck:
+    """Where an image's decoded pixels, the frame its detections come out in, are not the frame of
+    its annotation entry's ``width`` and ``height``, which COCO's ground truth (and a COCO results
+    file) is in; ``factor`` says how to take its boxes there and keeps the image for ``warn``'s lines.
+
+    - resized: the file is another size than the json says (the photos resized after annotation,
+      or a json written for thumbnails): boxes are scaled by (json w / decoded w, json h / decoded
+      h), as training's dataset scales the ground truth the other way;
+    - turned: the pipeline left an EXIF orientation that transposes (5..8) unapplied (``official``,
+      as official DETR; the quirk is kept) and the decoded size is not the json's: the photo was
+      annotated as shown, turned, and is evaluated as stored. No scale takes boxes across a turn,
+      so they are left as they are (in the wrong frame: AP near 0), and the warning says which
+      pipelines apply the orientation;
+    - swapped: width and height swapped otherwise (the json's own mistake, or mmdet's pipeline
+      turning a photo the json describes unturned): left as they are too, for the same reason.
+
+    Plain lists (``all_gather_object`` under DDP, then ``merge``)."""
+
+    resized: list = field(default_factory=list)
+    """(file, decoded (w, h), json (w, h)) of each resized image."""
+    turned: list = field(default_factory=list)
+    """(file, decoded (w, h), json (w, h), EXIF orientation) of each image turned and not applied."""
+    swapped: list = field(default_factory=list)
+    """(file, decoded (w, h), json (w, h)) of each image with its sides swapped otherwise."""
+
+    def factor(self, file: str, decoded: tuple[int, int], annotated: tuple[int, int],
+               exif_unapplied: int = 1) -> tuple[float, float]:
+        """(x, y) factor from the decoded image's pixels to the json's (1, 1 where they are one
+        frame, or no scale can take boxes across), noting the image where they differ."""
+        decoded, annotated = tuple(int(v) for v in decoded), tuple(int(v) for v in annotated)
+        if decoded == annotated:
+            return 1.0, 1.0
+        if exif_unapplied in TRANSPOSING_ORIENTATIONS:
+            self.turned.append((file, decoded, annotated, int(exif_unapplied)))
+        elif decoded == annotated[::-1]:
+            self.swapped.append((file, decoded, annotated))
+        else:
+            self.resized.append((file, decoded, annotated))
+            return annotated[0] / decoded[0], annotated[1] / decoded[1]
+        return 1.0, 1.0
+
+    def merge(self, others: Iterable["FrameCheck"]) -> "FrameCheck":
+        """One check of several (each rank's)."""
+        merged = FrameCheck()
+        for other in others:
+            merged.resized += other.resized
+            merged.turned += other.turned
+            merged.swapped += other.swapped
+        return merged
+
+    def warn(self, total: int, scaled: str = "their detections are scaled to the json's pixels, the frame of "
+             "its boxes (as results.json for COCO must be)") -> None:
+        """A warning line for each kind found (nothing where every image fits); ``total``: the images
+        checked; ``scaled``: what was done with the resized ones' detections."""
+        def wh(size):
+            return f"{size[0]}x{size[1]}"
+
+        def e_g(found):
+            return "" if len(found) == 1 else "e.g. "
+
+        if self.resized:
+            f, d, a = self.resized[0]
+            warnings.warn(f"{len(self.resized)} of {total} images' files differ in size from the annotation json's "
+                          f"width and height ({e_g(self.resized)}{f}: {wh(d)} on disk, {wh(a)} in the json): "
+                          f"{scaled}", stacklevel=2)
+        if self.turned:
+            f, d, a, turn = self.turned[0]
+            warnings.warn(f"{len(self.turned)} of {total} images are stored turned, with an EXIF orientation that the "
+                          f"official pipeline does not apply, as official DETR does not ({e_g(self.turned)}{f}: "
+                          f"orientation {turn}, {wh(d)} as stored, {wh(a)} in the json): their detections are in the "
+                          "stored pixels' frame, not the json's, and miss its boxes; --pipeline mmdet or bertdetr "
+                          "applies the orientation", stacklevel=2)
+        if self.swapped:
+            f, d, a = self.swapped[0]
+            warnings.warn(f"{len(self.swapped)} of {total} images are decoded with the annotation json's width and "
+                          f"height swapped ({e_g(self.swapped)}{f}: {wh(d)} decoded, {wh(a)} in the json): their "
+                          "detections are left unscaled (a turn is not a resize), likely in another frame than "
+                          "the json's boxes", stacklevel=2)
+
+
 @torch.no_grad()
 def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
                     device: torch.device, batch_size: int = 2, env: Distributed | None = None,
                     category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr",
                     num_workers: int = 0, dtype: torch.dtype | None = None) -> list[dict]:
-    """COCO result entries of every image of ``index`` (this rank's share under DDP), boxes in the
-    images' original pixels; label l is category ``category_ids[l]`` (default: the dataset's labels).
+    """COCO result entries of every image of ``index`` (this rank's share under DDP), in index
+    order, boxes in the pixels of the images' annotation entries (``width``, ``height``: COCO's
+    ground truth is there; a file of another size has its boxes scaled, with a warning, see
+    ``FrameCheck``); label l is category ``category_ids[l]`` (default: the dataset's labels).
     ``pipeline``: the test-time pipeline (``pipelines.PIPELINES``); "bertdetr", the training
-    data's, also reconciles EXIF orientation with the annotation's size. ``num_workers``
-    processes decode and resize ahead of the model (mmdet's and official DETR's validation
-    loaders have 2; batches pinned on a GPU): the same results, in the same order. ``dtype``: the
-    model under autocast to bf16 or fp16 (post-processing in float32)."""
+    data's, also reconciles EXIF orientation with the annotation's size. ``batch_size``: images
+    run together where they have one size after resizing (``predict.batches_of_one_size``, as
+    ``detr predict``): nothing is padded, so the results are those of one image at a time
+    whatever ``batch_size`` (padding changes DETR's detections: official DETR's and mmdet's
+    numbers move with the batch). ``num_workers`` processes decode and resize ahead of the model
+    (mmdet's and official DETR's validation loaders have 2; images pinned on a GPU): the same
+    results, in the same order. ``dtype``: the model under autocast to bf16 or fp16
+    (post-processing in float32)."""
+    results, check = _predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env,
+                                      category_ids, pipeline, num_workers, dtype)
+    check.warn(len(index.images))
+    return results
+
+
+@dataclass
+class _Decoded:
+    """A dataset item as ``predict.batches_of_one_size`` groups it (by ``tensor``'s shape)."""
+
+    tensor: torch.Tensor
+    target: dict
+
+
+def _as_is(item):
+    return item
+
+
+@torch.no_grad()
+def _predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int, max_per_img: int,
+                     device: torch.device, batch_size: int = 2, env: Distributed | None = None,
+                     category_ids: Sequence[int] | None = None, pipeline: str = "bertdetr",
+                     num_workers: int = 0, dtype: torch.dtype | None = None) -> tuple[list[dict], FrameCheck]:
+    """``predict_dataset``'s results and its ``FrameCheck``, not yet warned of (``evaluate_detr``
+    gathers the ranks' first)."""
+
     env = env or Distributed()
     if pipeline == "bertdetr":
         dataset = CocoDetection(index, eval_transforms(test_size, max_size), skip_bad_images=True)
     else:
         dataset = PipelineDataset(index, pipeline, test_size, max_size)
     indices = list(range(env.rank, len(dataset), env.world_size))
-    # its own generator: a loader draws a base seed as it starts, which from torch's global one
-    # would shift a training run's dropout stream by each validation (and a resume past one)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
-                                         collate_fn=collate, num_workers=num_workers,
+    # items one by one, grouped by size here; its own generator: a loader draws a base seed as it
+    # starts, which from torch's global one would shift a training run's dropout stream by each
+    # validation (and a resume past one)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=None,
+                                         collate_fn=_as_is, num_workers=num_workers,
+                                         prefetch_factor=2 * batch_size if num_workers else None,
                                          pin_memory=device.type == "cuda", generator=torch.Generator())
+    infos = {info["id"]: info for info in index.images}
+    ids = index.category_ids if category_ids is None else category_ids
     post = DetrPostProcess(max_per_img)
+    check = FrameCheck()
     was_training = model.training
     model.eval()
-    results = []
-    for batch in loader:
-        if batch is None:
-            continue
+    found: dict[int, list[dict]] = {}
+    items = ((k, _Decoded(*item)) for k, item in enumerate(loader) if item is not None)  # None: unreadable, warned
+    for group in batches_of_one_size(items, batch_size):
+        images = torch.stack([d.tensor.to(device, non_blocking=True) for _, d in group])
         with autocast_to(device, dtype):
-            outputs = model(batch["images"].to(device, non_blocking=True), padding_mask_to(batch["masks"], device))
-        sizes = [tuple(int(v) for v in t["size"]) for t in batch["targets"]]
-        scales = [(s[1] / int(t["orig_size"][1]), s[0] / int(t["orig_size"][0])) for s, t in zip(sizes, batch["targets"])]
-        for t, det in zip(batch["targets"], post(outputs, sizes, scales)):
-            results += to_coco_results(t["image_id"], det["boxes"].cpu(), det["scores"].cpu(), det["labels"].cpu(),
-                                       index.category_ids if category_ids is None else category_ids)
+            outputs = model(images, None)  # one size: nothing padded, no mask
+        h, w = images.shape[2:]
+        scales = []
+        for _, d in group:
+            t = d.target
+            info = infos[t["image_id"]]
+            decoded = (int(t["orig_size"][1]), int(t["orig_size"][0]))
+            fx, fy = check.factor(info["file_name"], decoded, (info["width"], info["height"]),
+                                  t.get("exif_unapplied", 1))
+            # the pipeline's scale (resized / decoded) and on to the json's pixels
+            scales.append((w / (decoded[0] * fx), h / (decoded[1] * fy)))
+        for (k, d), det in zip(group, post(outputs, [(h, w)] * len(group), scales)):
+            found[k] = to_coco_results(d.target["image_id"], det["boxes"].cpu(), det["scores"].cpu(),
+                                       det["labels"].cpu(), ids)
     model.train(was_training)
-    return results
+    return [r for k in sorted(found) for r in found[k]], check
 
 
 def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, max_size: int, max_per_img: int,
@@ -253,16 +432,20 @@ def evaluate_detr(model: DETR, index: CocoIndex, ann_file: str, test_size: int, 
                   num_workers: int = 0, dtype: torch.dtype | None = None) -> CocoEvaluation:
     """COCO mAP (``.metrics``), per-class AP and the summary table of ``model`` on ``index``
     (gathered over ranks, through ``coco_backend``); writes the results json if asked.
-    ``category_ids``, ``pipeline``, ``num_workers``, ``dtype``: as ``predict_dataset``."""
+    ``batch_size``, ``category_ids``, ``pipeline``, ``num_workers``, ``dtype``: as
+    ``predict_dataset`` (whose warnings the main rank gives, once for all ranks)."""
     env = env or Distributed()
-    results = predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env, category_ids,
-                              pipeline, num_workers, dtype)
+    results, check = _predict_dataset(model, index, test_size, max_size, max_per_img, device, batch_size, env,
+                                      category_ids, pipeline, num_workers, dtype)
     if env.world_size > 1:
         import torch.distributed as dist
 
         gathered: list = [None] * env.world_size
-        dist.all_gather_object(gathered, results)
-        results = [r for part in gathered for r in part]
+        dist.all_gather_object(gathered, (results, check))
+        results = [r for part, _ in gathered for r in part]
+        check = FrameCheck().merge(c for _, c in gathered)
+    if env.main:
+        check.warn(len(index.images))
     if results_path:
         write_results(results, results_path)
     return coco_evaluation(ann_file, results, image_ids=[im["id"] for im in index.images], backend=coco_backend)

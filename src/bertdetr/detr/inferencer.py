@@ -34,7 +34,8 @@ import numpy as np
 from PIL import Image
 
 from bertdetr.detr.api import Detections, draw, init_detector, prepare_input, to_detections
-from bertdetr.detr.predict import batches_of_one_size, check_count, detect_batch, folder_images
+from bertdetr.detr.data.pipelines import batches_of_one_size
+from bertdetr.detr.predict import check_count, detect_batch, folder_images
 from bertdetr.errors import BertDetrError, warn_at_caller
 from bertdetr.fileio import atomic_output
 

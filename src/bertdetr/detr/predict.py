@@ -18,7 +18,7 @@ from PIL import Image
 
 from bertdetr.detr.data.coco import MAX_PIXELS, ImageLoadError
 from bertdetr.detr.evaluate import to_coco_results, write_results
-from bertdetr.detr.data.pipelines import PreparedImage, check_pipeline, prepare_image
+from bertdetr.detr.data.pipelines import PreparedImage, batches_of_one_size, check_pipeline, prepare_image
 from bertdetr.detr.postprocess import DetrPostProcess
 from bertdetr.detr.visualize import draw_detections, tag_font
 from bertdetr.detr.weights import load_checkpoint_dir
@@ -52,32 +52,6 @@ def detect_batch(model, tensors: Sequence[torch.Tensor], scale_factors: Sequence
         outputs = model(torch.stack(list(tensors)).to(device), None)
     dets = DetrPostProcess(max_per_img)(outputs, [(h, w)] * len(tensors), list(scale_factors))
     return [{k: v.cpu() for k, v in det.items()} for det in dets]
-
-
-def batches_of_one_size(items: Iterable[tuple[int, PreparedImage | ImageLoadError]], batch_size: int,
-                        max_waiting: int | None = None) -> Iterator[list[tuple[int, PreparedImage | ImageLoadError]]]:
-    """Groups ``(index, prepared image)`` items into batches of up to ``batch_size`` images of one
-    tensor size (photos of one camera are resized alike; mmdet groups by aspect ratio for the same
-    reason). An image waits for others of its size; when ``max_waiting`` (default ``2 *
-    batch_size``) wait, the largest group goes as it is, so memory stays bounded on images of
-    many sizes. An ``ImageLoadError`` item comes through at once, alone. The rest come at the end."""
-    max_waiting = max_waiting or 2 * batch_size
-    waiting: dict[tuple, list] = {}
-    count = 0
-    for item in items:
-        if isinstance(item[1], ImageLoadError):
-            yield [item]
-            continue
-        group = waiting.setdefault(tuple(item[1].tensor.shape), [])
-        group.append(item)
-        count += 1
-        if len(group) < batch_size and count < max_waiting:
-            continue
-        key = tuple(item[1].tensor.shape) if len(group) == batch_size else max(waiting, key=lambda k: len(waiting[k]))
-        done = waiting.pop(key)
-        count -= len(done)
-        yield done
-    yield from waiting.values()
 
 
 class ImageFiles(torch.utils.data.Dataset):
@@ -251,8 +225,12 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     ``BertDetrError`` lists what was passed over (the command exits 2). ``font``: the tags' font
     file (default: ``visualize.tag_font``'s choice; Chinese class names need a CJK font).
     ``dtype``: bf16 or fp16 autocast (``precision.inference_dtype``): detections close to float32's,
-    not equal."""
+    not equal. ``test_size``, ``max_size``, ``max_pixels``: whole numbers >= 1 (``check_scale``).
+    The ``official`` pipeline leaves EXIF orientation unapplied, as official DETR: a warning names
+    the photos it runs as stored, turned from how a viewer shows them."""
+
     check_threshold(threshold)
+    check_scale(test_size, max_size, max_pixels)  # 0 is not "the checkpoint's", nor -5 the image's fault
     dtype = inference_dtype(dtype)
     if font is not None:
         tag_font([], font)  # a font that cannot be read: an error before any work
@@ -271,10 +249,12 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
     todo = [k for k, r in enumerate(per_image) if r is None]
     if partial.done:
         print(f"resuming: {len(files) - len(todo)} of {len(files)} images done before")
-    dataset = ImageFiles([files[k] for k in todo], check_pipeline(pipeline) if pipeline else ckpt.pipeline,
-                         test_size or ckpt.test_size, max_size or ckpt.max_size, max_pixels, save_vis)
+    pipeline = check_pipeline(pipeline) if pipeline else ckpt.pipeline
+    dataset = ImageFiles([files[k] for k in todo], pipeline, ckpt.test_size if test_size is None else test_size,
+                         ckpt.max_size if max_size is None else max_size, max_pixels, save_vis)
     loader = image_loader(dataset, default_num_workers(on_gpu) if num_workers is None else num_workers)
     failed: list[str] = []
+    unturned: list[tuple[str, int]] = []  # (file, EXIF orientation) the pipeline left unapplied
     writer = PictureWriter(ckpt.class_names, threshold, 2 if on_gpu else 1, font) if save_vis else None
     bar = _progress_bar(len(files), len(files) - len(todo)) if progress else None
     with contextlib.ExitStack() as closing:  # on the way out, whatever happens: the pictures, then their lines
@@ -291,6 +271,8 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
                                      ckpt.config.test_cfg.max_per_img, dtype)
                 for (j, prepared), det in zip(group, found):
                     k = todo[j]
+                    if prepared.exif_unapplied != 1:
+                        unturned.append((files[k], prepared.exif_unapplied))
                     per_image[k] = to_coco_results(ids[k], det["boxes"], det["scores"], det["labels"],
                                                    ckpt.category_ids)
                     done = functools.partial(partial.add, ids[k], per_image[k])
@@ -302,10 +284,52 @@ def predict_images(checkpoint: str, images: list[str], out_dir: str, threshold: 
                 bar.update(len(group))
     write_results([r for found in per_image if found is not None for r in found], os.path.join(out_dir, "results.json"))
     partial.remove()
+    if unturned:
+        warn_exif_unapplied(unturned, len(todo))
     if failed:
         raise BertDetrError(f"{len(failed)} of {len(files)} image(s) could not be used (the others' results are "
                             f"in {os.path.join(out_dir, 'results.json')}): " + "; ".join(failed))
     return [t for t, found in zip(targets, per_image) if found is not None] if save_vis else []
+
+
+def warn_exif_unapplied(unturned: Sequence[tuple[str, int]], total: int) -> None:
+    """One line for the images whose EXIF orientation (file, orientation) the pipeline left
+    unapplied: ``official``, as official DETR (a quirk kept on purpose), runs a photo stored turned
+    as stored, so its detections and picture are not in the frame a viewer (or an annotation
+    tool) shows it in."""
+    import warnings
+
+    f, turn = unturned[0]
+    warnings.warn(f"{len(unturned)} of {total} images are stored turned or mirrored, with an EXIF orientation that the "
+                  f"official pipeline does not apply, as official DETR does not ({'' if len(unturned) == 1 else 'e.g. '}"
+                  f"{f}: orientation {turn}): their detections and pictures are in the stored pixels' frame, not the "
+                  "one a viewer shows (nor an annotation of the photo as shown); --pipeline mmdet or bertdetr applies "
+                  "the orientation", stacklevel=2)
+
+
+def decoded_frames(files: Sequence[str], pipeline: str) -> list[tuple[int, int, int] | None]:
+    """Per file, (width, height, EXIF orientation left unapplied) of the image ``pipeline`` decodes,
+    the frame of its detections in ``results.json``, from the file's header (no decoding): the
+    stored size turned by the EXIF orientation where the pipeline applies it (``mmdet``: OpenCV's
+    ``IMREAD_COLOR``; ``bertdetr``: ``load_image``), as stored where it does not (``official``, which
+    leaves the orientation unapplied). None for a file that cannot be read. For ``precision_recall``'s
+    ``decoded`` (``detr predict --ann``)."""
+    from bertdetr.detr.data.coco import pil_pixel_limit
+    from bertdetr.detr.data.pipelines import TRANSPOSING_ORIENTATIONS, exif_orientation
+
+    frames: list[tuple[int, int, int] | None] = []
+    for path in files:
+        try:
+            with pil_pixel_limit(None), Image.open(path) as raw:  # (the header only: no limit to keep)
+                (w, h), turn = raw.size, exif_orientation(raw)
+        except (OSError, SyntaxError, ValueError):
+            frames.append(None)
+            continue
+        if pipeline == "official":
+            frames.append((w, h, turn))
+        else:
+            frames.append((h, w, 1) if turn in TRANSPOSING_ORIENTATIONS else (w, h, 1))
+    return frames
 
 
 PARTIAL = "results.partial.jsonl"
@@ -371,6 +395,18 @@ def check_count(name: str, value, minimum: int) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise BertDetrError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
+
+
+def check_scale(test_size, max_size, max_pixels) -> None:
+    """``BertDetrError`` naming the argument unless each is None or an int >= 1 (not a bool):
+    ``init_detector``'s ``test_size``, ``max_size`` and ``max_pixels``, checked when the detector,
+    pipeline or inferencer is built. Unchecked, ``"800"`` failed at the first image with a
+    ``TypeError`` from inside the resize, -5 with a message blaming the image, 0 was read as "the
+    checkpoint's", and ``max_pixels=0`` refused every image. ``check_count``'s check and
+    message, as ``batch_size`` has."""
+    check_count("test_size", test_size, 1)
+    check_count("max_size", max_size, 1)
+    check_count("max_pixels", max_pixels, 1)
 
 
 def _progress_bar(total: int, initial: int = 0):

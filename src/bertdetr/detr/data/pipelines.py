@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,10 @@ class PreparedImage:
     """(w_scale, h_scale): resized over original width and height."""
     image: Image.Image | None
     """The decoded original as RGB, for pictures (None where they are not drawn)."""
+    exif_unapplied: int = 1
+    """The file's EXIF orientation where the pipeline does not apply it (``official``, as official
+    DETR: 2..8 for a photo stored turned or mirrored), else 1: the detections are in the stored
+    pixels' frame, not the one a viewer shows (``detr predict`` and ``detr eval`` say so)."""
 
 
 def check_pipeline(name: str) -> str:
@@ -119,13 +123,34 @@ def mmdet_prepare(bgr: np.ndarray, scale: tuple[int, int] = (1333, 800),
 
 def official_imread(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     """``Image.open(path).convert('RGB')``, as official DETR's datasets and demo read images."""
+    return _official_read(path, max_pixels)[0]
+
+
+def _official_read(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> tuple[Image.Image, int]:
+    """``official_imread``'s image and the EXIF orientation it leaves unapplied (1: none), read
+    from the file already open (no second look at it)."""
     path = os.fspath(path)
     check_image_header(path, max_pixels)
     try:
         with pil_pixel_limit(max_pixels), Image.open(path) as raw:
-            return raw.convert("RGB")
+            return raw.convert("RGB"), exif_orientation(raw)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f"cannot read image {path}: {e}") from None
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag of an open image (what ``ImageOps.exif_transpose`` reads): 1..8, 1
+    where there is none or it is not one of them (a broken tag is not worth refusing the image for)."""
+    try:
+        turn = int(image.getexif().get(0x0112, 1))
+    except (TypeError, ValueError, OSError, SyntaxError):
+        return 1
+    return turn if 1 <= turn <= 8 else 1
+
+
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+"""EXIF orientations that turn a photo a quarter (or mirror it across a diagonal): width and height
+swap once applied."""
 
 
 def official_prepare(image: Image.Image, size: int = 800, max_size: int = 1333) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -164,10 +189,12 @@ def prepare_image(path: str | os.PathLike, pipeline: str, size: int = 800, max_s
         bgr = mmcv_imread(path, max_pixels)
         tensor, scale = mmdet_prepare(bgr, (max_size, size))
         return PreparedImage(tensor, scale, Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])))
-    image = (official_imread(path, max_pixels) if pipeline == "official"
-             else load_image(os.fspath(path), max_pixels=max_pixels))
+    if pipeline == "official":
+        image, unapplied = _official_read(path, max_pixels)
+    else:
+        image, unapplied = load_image(os.fspath(path), max_pixels=max_pixels), 1
     tensor, scale = official_prepare(image, size, max_size)
-    return PreparedImage(tensor, scale, image)
+    return PreparedImage(tensor, scale, image, unapplied)
 
 
 def prepare_array(image, pipeline: str, size: int = 800, max_size: int = 1333, max_pixels: int | None = MAX_PIXELS,
@@ -205,7 +232,8 @@ def prepare_array(image, pipeline: str, size: int = 800, max_size: int = 1333, m
 class PipelineDataset(torch.utils.data.Dataset):
     """The images of a ``CocoIndex`` through a pipeline, for evaluation: items are ``(tensor
     [3,h,w], target)`` with ``image_id``, ``size`` (h, w) resized and ``orig_size`` (h, w) decoded
-    (``size / orig_size`` is the pipeline's scale factor), or None for an unreadable image (reported with a warning; ``collate`` drops it)."""
+    (``size / orig_size`` is the pipeline's scale factor) and ``exif_unapplied`` (``PreparedImage``'s),
+    or None for an unreadable image (reported with a warning; ``collate`` drops it)."""
 
     def __init__(self, index, pipeline: str, size: int = 800, max_size: int = 1333):
         self.index, self.pipeline = index, check_pipeline(pipeline)
@@ -228,4 +256,31 @@ class PipelineDataset(torch.utils.data.Dataset):
             return None
         h, w = prepared.tensor.shape[1:]
         return prepared.tensor, {"image_id": info["id"], "size": torch.tensor([h, w]),
-                                 "orig_size": torch.tensor([prepared.image.height, prepared.image.width])}
+                                 "orig_size": torch.tensor([prepared.image.height, prepared.image.width]),
+                                 "exif_unapplied": prepared.exif_unapplied}
+
+
+def batches_of_one_size(items: Iterable[tuple[int, PreparedImage | ImageLoadError]], batch_size: int,
+                        max_waiting: int | None = None) -> Iterator[list[tuple[int, PreparedImage | ImageLoadError]]]:
+    """Groups ``(index, prepared image)`` items into batches of up to ``batch_size`` images of one
+    tensor size (photos of one camera are resized alike; mmdet groups by aspect ratio for the same
+    reason). An image waits for others of its size; when ``max_waiting`` (default ``2 *
+    batch_size``) wait, the largest group goes as it is, so memory stays bounded on images of
+    many sizes. An ``ImageLoadError`` item comes through at once, alone. The rest come at the end."""
+    max_waiting = max_waiting or 2 * batch_size
+    waiting: dict[tuple, list] = {}
+    count = 0
+    for item in items:
+        if isinstance(item[1], ImageLoadError):
+            yield [item]
+            continue
+        group = waiting.setdefault(tuple(item[1].tensor.shape), [])
+        group.append(item)
+        count += 1
+        if len(group) < batch_size and count < max_waiting:
+            continue
+        key = tuple(item[1].tensor.shape) if len(group) == batch_size else max(waiting, key=lambda k: len(waiting[k]))
+        done = waiting.pop(key)
+        count -= len(done)
+        yield done
+    yield from waiting.values()
