@@ -308,3 +308,15 @@ def test_an_official_dc5_checkpoint_converts_with_its_dilation(tmp_path):
             torch.testing.assert_close(model(x)["pred_logits"], expected, atol=1e-5, rtol=1e-5)
     model, config = from_official(str(released), coco80=False, num_heads=cfg.encoder.num_heads)
     assert not config.backbone.dilation  # without the flag a released file reads as plain (not visible)
+
+
+def test_every_gradient_has_its_parameters_layout():
+    """DDP copies a gradient whose strides differ from its parameter's into its bucket each step
+    (and warns): the 1x1 input projection after the channels-last backbone was one."""
+    from bertdetr.detr import DETRConfig, build_detr
+
+    torch.manual_seed(0)
+    model = build_detr(DETRConfig.r18()).train()
+    out = model(torch.randn(2, 3, 96, 128), None)
+    sum(v.float().sum() for v in out.values() if torch.is_tensor(v)).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()] == []

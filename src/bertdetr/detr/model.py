@@ -527,7 +527,9 @@ def build_detr(config: DETRConfig) -> DETR:
                 nn.init.xavier_uniform_(p)
     return DETR(
         backbone=backbone,
-        input_proj=nn.Conv2d(backbone.out_channels, D, kernel_size=1),
+        # channels-last as the backbone's convs and its input: its weight's gradient comes so (strides
+        # of the size-1 dims), which DDP would otherwise copy into its bucket each step, warning
+        input_proj=nn.Conv2d(backbone.out_channels, D, kernel_size=1).to(memory_format=torch.channels_last),
         positional_encoding=SinePositionalEncoding(pe.num_feats, pe.temperature, pe.normalize, pe.scale,
                                                    pe.eps, pe.offset),
         encoder=encoder,
