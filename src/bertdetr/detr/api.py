@@ -42,7 +42,7 @@ from bertdetr.detr.data.pipelines import batches_of_one_size
 from bertdetr.detr.predict import check_count, check_scale, detect_prepared, image_loader
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.devices import parse_device
-from bertdetr.errors import BertDetrError
+from bertdetr.errors import BertDetrError, warn_at_caller
 from bertdetr.training.precision import autocast_to, inference_dtype
 
 __all__ = ["Detector", "Detections", "PredInstances", "init_detector", "inference_detector", "draw", "pipeline",
@@ -185,6 +185,9 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
         kept_ids, kept_pipeline = read_export_record(meta.get(EXPORT_RECORD), f"{os.fspath(checkpoint)}'s meta")
         if kept_ids is not None and len(kept_ids) == len(ids):
             ids = kept_ids
+        elif kept_ids is not None:  # (as detr convert says of the same file)
+            warn_at_caller(f"{os.fspath(checkpoint)}'s meta['{EXPORT_RECORD}'] lists {len(kept_ids)} category ids "
+                           f"for {len(ids)} classes: passed over, the ids are {ids[0]}..{ids[-1]}")
         model.to(device)
         recorded = kept_pipeline or "mmdet"
         from bertdetr.detr.convert.mmdet_config import load_mmdet_config, mmdet_test_scale

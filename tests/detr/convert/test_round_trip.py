@@ -236,3 +236,18 @@ def test_init_detector_on_an_mmdet_export_keeps_its_ids_and_pipeline(trained, tm
     detector = init_detector(str(tmp_path / "E" / configs[0]) if configs else None, str(tmp_path / "E" / "model.pth"),
                              device="cpu")
     assert detector.category_ids == IDS and detector.pipeline == "bertdetr"
+
+
+def test_init_detector_says_when_an_exports_ids_do_not_fit(trained, tmp_path):
+    from bertdetr.detr import init_detector
+
+    assert main(["detr", "export", "--checkpoint", str(trained / "M"), "--format", "mmdet", "--output",
+                 str(tmp_path / "E")]) == 0
+    raw = torch.load(tmp_path / "E" / "model.pth", weights_only=True)
+    raw["meta"][EXPORT_RECORD] = {"category_ids": [1, 2]}
+    torch.save(raw, tmp_path / "E" / "edited.pth")
+    configs = [p for p in os.listdir(tmp_path / "E") if p.endswith(".py")]
+    with pytest.warns(UserWarning, match=r"lists 2 category ids for 4 classes: passed over"):
+        detector = init_detector(str(tmp_path / "E" / configs[0]) if configs else None,
+                                 str(tmp_path / "E" / "edited.pth"), device="cpu")
+    assert len(detector.category_ids) == 4
