@@ -22,6 +22,8 @@ def parse_device(device) -> torch.device:
     a TypeError naming ``device``."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, str) and device.strip().lstrip("-").isdigit():
+        device = int(device)  # (a command line's --device -1 or 0: transformers' ints)
     # (True is an int to Python: it would read as GPU 1)
     if isinstance(device, bool) or not isinstance(device, (int, str, torch.device)):
         raise TypeError(f"device must be None, an int (-1 the CPU, k the k-th GPU), a name such as \"cpu\" or "

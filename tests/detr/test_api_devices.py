@@ -89,3 +89,9 @@ def test_inference_commands_take_a_device_and_keep_freed_memory_on_a_cpu(folder,
         assert "device 'cuda' is a GPU, and torch sees none" in capsys.readouterr().err, command
     assert main([*commands[0], "--device", "cpu", "--no-save-vis"]) == 0
     assert (tmp_path / "p" / "results.json").exists()
+
+
+def test_a_command_lines_device_number_is_read_as_transformers_int(no_cuda):
+    assert parse_device("-1") == torch.device("cpu")
+    with pytest.raises(BertDetrError, match="device 0 is a GPU, and torch sees none"):
+        parse_device("0")

@@ -249,7 +249,8 @@ def _add_fill_mask(commands) -> None:
 
 
 def _add_device(p) -> None:
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1..., or transformers' numbers (-1 the CPU, K the "
+                   "K-th GPU); default: cuda when available")
 
 
 def _run_fill_mask(args) -> int:

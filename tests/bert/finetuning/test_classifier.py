@@ -423,8 +423,8 @@ def test_evaluating_a_run_stopped_before_its_export(bert_config, tmp_path):
     out = tmp_path / "out"
     run_classifier(_config(bert_config, out, stop_at_step=2))
     assert not (out / "model").exists()
-    with pytest.warns(UserWarning, match="its run stopped before it finished .* checkpoint at step 2; --do-train "
-                                         "--resume finishes it"):
+    with pytest.warns(UserWarning, match="its run stopped before it finished .* checkpoint at step 2; its training "
+                                         "command again with --resume finishes it"):
         summary = run_classifier(_config(bert_config, out, do_train=False, do_eval=True, bert_config_file=None,
                                          vocab_file=None))
     assert "eval_accuracy" in summary["eval"]

@@ -396,9 +396,13 @@ def test_a_resume_with_another_grad_accum_skips_the_batches_the_run_read(records
     made = _record_skips(monkeypatch)
     pretrain(_config(records, tmp_path, grad_accum=1, stop_at_step=3))
     assert made[-1] == {"skip": 0, "read": 3}
+    summary = pretrain(_config(records, tmp_path, grad_accum=2, resume=True, stop_at_step=5))
+    assert summary["step"] == 5
+    assert made[-1] == {"skip": 3, "read": 4}
+    # resumed again: 3 x 1 + 2 x 2 = 7 batches read (the checkpoint records it), not 5 x 2
     summary = pretrain(_config(records, tmp_path, grad_accum=2, resume=True))
     assert summary["step"] == 6
-    assert made[-1] == {"skip": 3, "read": 6}
+    assert made[-1] == {"skip": 7, "read": 2}
 
 
 def test_resuming_a_finished_run_does_nothing_and_says_so(records, tmp_path, capsys, monkeypatch):

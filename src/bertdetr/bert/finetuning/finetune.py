@@ -324,7 +324,7 @@ def start_model(options: FinetuneConfig, kind: str, from_checkpoint: Callable[[s
             step = int(state["step"])
             if not options.do_train and env.main and not os.path.isdir(os.path.join(options.output_dir, "model")):
                 warnings.warn(f"{options.output_dir}: its run stopped before it finished (no model/ exported): this is "
-                              f"its checkpoint at step {step}; --do-train --resume finishes it", stacklevel=3)
+                              f"its checkpoint at step {step}; its training command again with --resume finishes it", stacklevel=3)
         else:
             model, head_loaded = from_init()
             if not options.do_train and not head_loaded and env.main:

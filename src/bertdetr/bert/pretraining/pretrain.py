@@ -267,6 +267,10 @@ class Pretraining:
     """The records have the next-sentence task (not ``make-data --no-next-sentence``)."""
     update: Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]] | None = None
     """``clip_and_update`` of the optimizer (compiled with ``compile``): (losses, clip norm) -> (norm, skipped)."""
+    batches_read_at: tuple[int, int] = (0, 0)
+    """(step, batches of this rank read by then) where this process's training began: at step s it
+    has read ``batches + (s - step) x grad_accum``, which a checkpoint records (``batches_read``)
+    for a resume to skip, whatever grad_accum the steps before ran with."""
 
 
 def pretrain(config: PretrainConfig) -> dict:
@@ -379,7 +383,8 @@ def _setup_in_folder(config: PretrainConfig, run: Run, model: BertForPreTraining
     run.record_config({"run": BERT_PRETRAIN, **asdict(config), "model": asdict(model_config),
                        "world_size": env.world_size, "record_shape": asdict(shape)})
     return Pretraining(config, model, net, optimizer, scheduler, precision, batches, step, env, device, run,
-                       masking=masking, next_sentence=shape.next_sentence, health=health, update=update)
+                       masking=masking, next_sentence=shape.next_sentence, health=health, update=update,
+                       batches_read_at=(step, skip_batches))
 
 
 def freeze_next_sentence(model: BertForPreTraining) -> None:
@@ -425,12 +430,15 @@ def _resume(run: Run, config: PretrainConfig, model, optimizer, scheduler, preci
         health.copy_(torch.tensor(state["health"], dtype=health.dtype))
     step = int(state["step"])
     run.rewind_scalars(step)
+    # batches each rank read (recorded: a run resumed with another grad_accum read its steps at two
+    # rates; checkpoints from before it was recorded ran at one)
+    read = int(state.get("batches_read", step * int(state["grad_accum"])))
     if int(state["world_size"]) == env.world_size and int(state["batch_size"]) == config.batch_size:
-        # Each rank's stream is the same as the checkpoint's: it read step x the checkpoint's
-        # grad_accum batches (a changed grad_accum applies from here on, the order unchanged).
+        # Each rank's stream is the same as the checkpoint's: past the batches it read (a changed
+        # grad_accum applies from here on, the order unchanged).
         set_rng_state(state["rng"][env.rank], device)
-        return step, step * int(state["grad_accum"])
-    seen = step * int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
+        return step, read
+    seen = read * int(state["batch_size"]) * int(state["world_size"])
     torch.manual_seed(config.seed + env.rank + step)
     if env.main:  # (a changed batch_size alone is in the changed settings; the processes are not settings)
         before = int(state["grad_accum"]) * int(state["batch_size"]) * int(state["world_size"])
@@ -574,4 +582,5 @@ def _training_state(t: Pretraining) -> dict:
     return {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
             "scheduler": t.scheduler.state_dict(), "precision": t.precision.state_dict(), "step": t.step,
             "world_size": t.env.world_size, "batch_size": t.config.batch_size, "grad_accum": t.config.grad_accum,
+            "batches_read": t.batches_read_at[1] + (t.step - t.batches_read_at[0]) * t.config.grad_accum,
             "health": t.health.tolist()}
