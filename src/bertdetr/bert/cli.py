@@ -249,8 +249,7 @@ def _add_fill_mask(commands) -> None:
 
 
 def _add_device(p) -> None:
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1..., or transformers' numbers (-1 the CPU, K the "
-                   "K-th GPU); default: cuda when available")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:K, -1 (the CPU), K (GPU K); default: cuda if any")
 
 
 def _run_fill_mask(args) -> int:
