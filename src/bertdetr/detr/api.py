@@ -42,7 +42,7 @@ from bertdetr.detr.data.pipelines import batches_of_one_size
 from bertdetr.detr.predict import check_count, check_scale, detect_prepared, image_loader
 from bertdetr.detr.visualize import draw_detections
 from bertdetr.devices import parse_device
-from bertdetr.errors import BertDetrError, warn_at_caller
+from bertdetr.errors import BertDetrError
 from bertdetr.training.precision import autocast_to, inference_dtype
 
 __all__ = ["Detector", "Detections", "PredInstances", "init_detector", "inference_detector", "draw", "pipeline",
@@ -161,7 +161,7 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
         scale = (ckpt.test_size, ckpt.max_size)
     else:
         from bertdetr.detr.convert.load import (EXPORT_RECORD, classes_from_names, coco80_classes, from_mmdet,
-                                                mmdet_class_names, read_export_record)
+                                                mmdet_class_names, read_export_record, with_kept_ids)
         from bertdetr.detr.weights import read_checkpoint
 
         raw = read_checkpoint(os.fspath(checkpoint))
@@ -182,12 +182,9 @@ def init_detector(config_or_checkpoint: str | os.PathLike | None, checkpoint: st
         # an mmdet export of ours keeps its dataset's category ids and test pipeline in its meta
         # (``detr convert`` reads them alike): results as the model exported gives them
         meta = raw.get("meta") if isinstance(raw, dict) and isinstance(raw.get("meta"), dict) else {}
-        kept_ids, kept_pipeline = read_export_record(meta.get(EXPORT_RECORD), f"{os.fspath(checkpoint)}'s meta")
-        if kept_ids is not None and len(kept_ids) == len(ids):
-            ids = kept_ids
-        elif kept_ids is not None:  # (as detr convert says of the same file)
-            warn_at_caller(f"{os.fspath(checkpoint)}'s meta['{EXPORT_RECORD}'] lists {len(kept_ids)} category ids "
-                           f"for {len(ids)} classes: passed over, the ids are {ids[0]}..{ids[-1]}")
+        where = f"{os.fspath(checkpoint)} meta[{EXPORT_RECORD!r}]"
+        kept_ids, kept_pipeline = read_export_record(meta.get(EXPORT_RECORD), where)
+        (ids, names), _ = with_kept_ids((ids, names), kept_ids, where)  # (as detr convert reads them)
         model.to(device)
         recorded = kept_pipeline or "mmdet"
         from bertdetr.detr.convert.mmdet_config import load_mmdet_config, mmdet_test_scale
@@ -283,7 +280,7 @@ class ObjectDetectionPipeline:
     def __call__(self, images, threshold: float | None = None, batch_size: int | None = None,
                  num_workers: int | None = None, **options):
         """A list of images with ``batch_size`` N (here or to ``pipeline``): those of one size
-        after resizing run N at a time (``predict.batches_of_one_size``; nothing padded, so the
+        after resizing run N at a time (``pipelines.batches_of_one_size``; nothing padded, so the
         same detections as one at a time). transformers' pipeline stacks a batch's images as they
         are, so there only images of one size can share a batch. ``num_workers``: processes
         decoding and resizing ahead of the model (a ``DataLoader``, as transformers' pipeline)."""

@@ -350,7 +350,7 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
     ``FrameCheck``); label l is category ``category_ids[l]`` (default: the dataset's labels).
     ``pipeline``: the test-time pipeline (``pipelines.PIPELINES``); "bertdetr", the training
     data's, also reconciles EXIF orientation with the annotation's size. ``batch_size``: images
-    run together where they have one size after resizing (``predict.batches_of_one_size``, as
+    run together where they have one size after resizing (``pipelines.batches_of_one_size``, as
     ``detr predict``): nothing is padded, so the results are those of one image at a time
     whatever ``batch_size`` (padding changes DETR's detections: official DETR's and mmdet's
     numbers move with the batch). ``num_workers`` processes decode and resize ahead of the model
@@ -365,7 +365,7 @@ def predict_dataset(model: DETR, index: CocoIndex, test_size: int, max_size: int
 
 @dataclass
 class _Decoded:
-    """A dataset item as ``predict.batches_of_one_size`` groups it (by ``tensor``'s shape)."""
+    """A dataset item as ``pipelines.batches_of_one_size`` groups it (by ``tensor``'s shape)."""
 
     tensor: torch.Tensor
     target: dict

@@ -18,7 +18,7 @@ on), with a warning naming them (``output_names``).
 
 Where it departs from mmdet's: the pictures are ours (``draw``: box, class name and score, at
 the image's size), not mmengine's visualizer; ``batch_size`` runs together the images of one size after resizing
-(``predict.batches_of_one_size``): mmdet pads a batch's images to one size, which changes a
+(``pipelines.batches_of_one_size``): mmdet pads a batch's images to one size, which changes a
 DETR's detections, so ours equal one at a time; ``show`` (a window) is not offered; a folder's
 files are read in name order (mmengine's listing is the file system's order).
 """
@@ -98,7 +98,7 @@ class DetInferencer:
                                                                vis_name or ""))
             prediction = det if return_datasamples else pred2dict(det)
             if saving_preds:
-                self._save_prediction(image, prediction, pred_dir, pred_name)
+                self._save_prediction(prediction, pred_dir, pred_name)
             if print_result:
                 print({"predictions": [prediction]})
             results["predictions"].append(prediction)
@@ -210,15 +210,8 @@ class DetInferencer:
             save_picture(picture, os.path.join(vis_dir, name))
         return np.asarray(picture)
 
-    def _save_prediction(self, image, prediction: dict, pred_dir: str, name: str | None = None) -> None:
-        """``prediction`` as ``pred_dir/<name>`` (``output_names``'s; else mmdet's ``<stem>.json``,
-        an array's ``<count>.json``)."""
-        if name is None:
-            if isinstance(image, (str, os.PathLike)):
-                name = os.path.splitext(os.path.basename(os.fspath(image)))[0] + ".json"
-            else:
-                name = f"{self.num_predicted_imgs}.json"
-                self.num_predicted_imgs += 1
+    def _save_prediction(self, prediction: dict, pred_dir: str, name: str) -> None:
+        """``prediction`` as ``pred_dir/<name>`` (``output_names`` chose it, mmdet's where unique)."""
         os.makedirs(pred_dir, exist_ok=True)
         with atomic_output(os.path.join(pred_dir, name), "w") as f:
             json.dump(prediction, f)

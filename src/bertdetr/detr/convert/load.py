@@ -314,7 +314,7 @@ def read_export_record(record, where: str) -> tuple[list[int] | None, str | None
     return (None if ids is None else list(ids)), pipeline
 
 
-def _with_kept_ids(found: tuple[list[int], list[str]] | None, kept_ids: list[int] | None,
+def with_kept_ids(found: tuple[list[int], list[str]] | None, kept_ids: list[int] | None,
                    where: str) -> tuple[tuple[list[int], list[str]] | None, bool]:
     """(``found`` (ids, names) with the category ids our export kept (``where``) where they fit its
     labels, whether they did)."""
@@ -408,7 +408,7 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
         if classes == "coco80":
             found = coco80_classes()
         elif names:
-            found, kept = _with_kept_ids(classes_from_names(names), kept_ids, where)
+            found, kept = with_kept_ids(classes_from_names(names), kept_ids, where)
             numbered = not kept and not _coco_numbered(found)
         else:
             found = None
@@ -428,7 +428,7 @@ def _convert(source, checkpoint, output, config, classes, num_classes, reset_hea
         kept_ids, pipeline = read_export_record(hf_config.get(EXPORT_RECORD), where)
         found, origin = hf_classes(hf_config, coco80), "config.json's id2label"
         if not coco80 and found is not None:
-            found, kept = _with_kept_ids(found, kept_ids, where)
+            found, kept = with_kept_ids(found, kept_ids, where)
             numbered = not kept and not _coco_numbered(found)
         # transformers' image processor says the test scale (its default: DETR's 800/1333)
         scale = hf_test_scale(checkpoint) if directory else None
